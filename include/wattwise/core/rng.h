@@ -1,0 +1,63 @@
+#pragma once
+// Counter-based random numbers (Philox4x32-10). A value depends only on (seed, offset, index), so
+// the CPU and CUDA kernels draw the same dropout mask for the same seed without sharing state, and
+// backward regenerates the forward mask instead of storing it.
+#include <cstdint>
+
+#include "wattwise/core/host_device.h"
+
+namespace ww {
+
+struct Philox4 {
+  uint32_t v[4];
+};
+
+WW_HOST_DEVICE inline Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                                            uint32_t k0, uint32_t k1) {
+  const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  for (int round = 0; round < 10; ++round) {
+    uint64_t p0 = uint64_t(M0) * c0;
+    uint64_t p1 = uint64_t(M1) * c2;
+    uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
+    uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+    uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    k0 += W0;
+    k1 += W1;
+  }
+  return Philox4{{c0, c1, c2, c3}};
+}
+
+// The index-th 32-bit random word of stream `offset` under `seed`. Element i uses word i%4 of block
+// i/4, so a CUDA thread that handles four consecutive elements makes one Philox call.
+WW_HOST_DEVICE inline uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t index) {
+  uint64_t block = index >> 2;
+  Philox4 r = philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset),
+                            uint32_t(offset >> 32), uint32_t(seed), uint32_t(seed >> 32));
+  return r.v[index & 3];
+}
+
+// Uniform in [0, 1) with 24 bits of resolution (exactly representable in fp32).
+WW_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t offset, uint64_t index) {
+  return float(philox_u32(seed, offset, index) >> 8) * (1.0f / 16777216.0f);
+}
+
+// Host-side generator for initialisation and shuffling: also counter based, so a (seed, stream)
+// pair reproduces the same sequence on any machine.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed, uint64_t stream = 0) : seed_(seed), stream_(stream) {}
+  uint32_t next_u32() { return philox_u32(seed_, stream_, counter_++); }
+  uint64_t next_u64() { return (uint64_t(next_u32()) << 32) | next_u32(); }
+  float uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }
+  float normal();  // Box-Muller
+  // Uniform integer in [0, n) without modulo bias.
+  uint64_t below(uint64_t n);
+
+ private:
+  uint64_t seed_, stream_, counter_ = 0;
+  bool have_spare_ = false;
+  float spare_ = 0.0f;
+};
+
+}  // namespace ww

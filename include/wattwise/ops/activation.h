@@ -1,0 +1,14 @@
+#pragma once
+#include "wattwise/core/tensor.h"
+
+namespace ww::ops {
+
+// Elementwise activations. out may alias inp; dinp may alias dout.
+void gelu_forward(const Tensor& out, const Tensor& inp);  // exact erf form: x·Φ(x)
+void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout);
+void relu_forward(const Tensor& out, const Tensor& inp);
+void relu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout);
+void tanh_forward(const Tensor& out, const Tensor& inp);
+void tanh_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout);  // uses tanh output
+
+}  // namespace ww::ops

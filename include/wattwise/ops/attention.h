@@ -1,0 +1,27 @@
+#pragma once
+#include <cstdint>
+
+#include "wattwise/core/tensor.h"
+
+namespace ww::ops {
+
+// Multi-head scaled dot-product self-attention over a packed projection.
+//   qkv      [B,T,3C]: columns [0,C) queries, [C,2C) keys, [2C,3C) values; head h owns columns
+//            h·D..(h+1)·D of each block (D = C / num_heads), matching HF's query/key/value weights.
+//   key_mask i32 [B,T]: 1 = real token, 0 = padding (HF attention_mask); undefined = all real.
+//            Padded keys get zero probability; a query row with no real key outputs zeros.
+//   causal   also masks keys after the query (GPT-2).
+//   probs    [B,H,T,T] f32: softmax(QKᵀ/√D + mask) before dropout, saved for backward.
+//   out      [B,T,C]: heads concatenated.
+// Attention-probability dropout uses (seed, offset) with element index b,h,i,j flattened.
+void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv,
+                       const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
+                       uint64_t seed, uint64_t offset);
+
+// dqkv [B,T,3C] overwritten. scratch [B,H,T,T] f32 is workspace (contents destroyed).
+void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout,
+                        const Tensor& qkv, const Tensor& probs, const Tensor& key_mask,
+                        int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
+                        uint64_t offset);
+
+}  // namespace ww::ops

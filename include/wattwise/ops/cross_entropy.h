@@ -1,0 +1,26 @@
+#pragma once
+#include "wattwise/core/tensor.h"
+
+namespace ww::ops {
+
+// Softmax cross-entropy per row with optional label smoothing ε (as torch.nn.CrossEntropyLoss):
+//   loss[n] = (1−ε)·(−log p[n,y]) + ε·mean_k(−log p[n,k]);  label −100 ⇒ ignored, loss[n] = 0.
+// logits [N,K] f32, labels i32 [N], losses [N] f32. A label outside [0,K) (other than −100) is an
+// error naming the row and the label.
+void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Tensor& labels,
+                           float label_smoothing);
+
+// dlogits[n,:] = scale · (softmax(logits[n]) − target[n])  for non-ignored rows, 0 for ignored.
+// Pass scale = 1/num_valid_rows for a mean loss. dlogits overwritten; may alias logits.
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& labels,
+                            float label_smoothing, float scale);
+
+// Number of rows whose label is not −100.
+int64_t count_valid_labels(const Tensor& labels);
+
+// Regression head (num_labels == 1), as HF's MSELoss: loss[n] = (pred[n] − target[n])².
+// pred [N] or [N,1], target f32 [N]. dpred = scale · 2 (pred − target), overwritten.
+void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target);
+void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target, float scale);
+
+}  // namespace ww::ops

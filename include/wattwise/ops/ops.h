@@ -1,0 +1,10 @@
+#pragma once
+#include "wattwise/ops/activation.h"
+#include "wattwise/ops/attention.h"
+#include "wattwise/ops/cross_entropy.h"
+#include "wattwise/ops/dropout.h"
+#include "wattwise/ops/elementwise.h"
+#include "wattwise/ops/embedding.h"
+#include "wattwise/ops/layernorm.h"
+#include "wattwise/ops/linear.h"
+#include "wattwise/ops/softmax.h"

@@ -1,0 +1,15 @@
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace ww::cli {
+
+// A subcommand: its CLI11 parser and what runs when it was chosen (returns the exit code).
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+// One function per subcommand, each in its own cmd_<name>.cpp: registers the flags, returns the runner.
+
+}  // namespace ww::cli

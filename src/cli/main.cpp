@@ -1,0 +1,33 @@
+// The `wattwise` command: parses arguments and calls one library function per subcommand. Every
+// ww::Error becomes one line on stderr and exit code 1; usage errors exit with 2.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "wattwise/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"wattwise: fine-tune and serve transformers with energy as a first-class metric"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "wattwise 0.1.0");
+  std::vector<ww::cli::Command> commands = {
+      // one line per subcommand (keep sorted)
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    for (auto& command : commands)
+      if (command.app->parsed()) return command.run();
+  } catch (const ww::Error& e) {
+    std::fprintf(stderr, "wattwise: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wattwise: unexpected error: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}

@@ -1,0 +1,87 @@
+#include "core/device_memory.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "wattwise/core/error.h"
+
+#ifdef WW_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace ww::detail {
+
+namespace {
+#ifdef WW_HAVE_CUDA
+void check_cuda(cudaError_t status, const char* what, size_t bytes = 0) {
+  if (status == cudaSuccess) return;
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw OutOfMemoryError(detail::concat("out of GPU memory allocating ", bytes, " bytes (",
+                                          bytes / double(1 << 20), " MiB); try a smaller batch, "
+                                          "activation checkpointing or a lower precision"), bytes);
+  }
+  fail("CUDA error in ", what, ": ", cudaGetErrorString(status));
+}
+#endif
+
+[[noreturn]] void no_cuda() {
+  fail("this wattwise build has no CUDA backend (configure with -DWW_CUDA=ON on a machine with nvcc)");
+}
+}  // namespace
+
+void* device_alloc(size_t bytes, Device device) {
+  if (device.is_cpu()) {
+    size_t rounded = (bytes + 255) / 256 * 256;  // matches Arena::kAlignment
+    void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
+    if (!p) throw OutOfMemoryError(detail::concat("out of host memory allocating ", bytes, " bytes"), bytes);
+    return p;
+  }
+#ifdef WW_HAVE_CUDA
+  check_cuda(cudaSetDevice(device.index), "cudaSetDevice");
+  void* p = nullptr;
+  check_cuda(cudaMalloc(&p, bytes == 0 ? 256 : bytes), "cudaMalloc", bytes);
+  return p;
+#else
+  no_cuda();
+#endif
+}
+
+void device_free(void* ptr, Device device) {
+  if (!ptr) return;
+  if (device.is_cpu()) {
+    std::free(ptr);
+    return;
+  }
+#ifdef WW_HAVE_CUDA
+  cudaFree(ptr);  // never throws from a destructor path
+#endif
+}
+
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memmove(dst, src, bytes);
+    return;
+  }
+#ifdef WW_HAVE_CUDA
+  check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
+#else
+  no_cuda();
+#endif
+}
+
+void device_zero(void* ptr, size_t bytes, Device device) {
+  if (bytes == 0) return;
+  if (device.is_cpu()) {
+    std::memset(ptr, 0, bytes);
+    return;
+  }
+#ifdef WW_HAVE_CUDA
+  check_cuda(cudaMemset(ptr, 0, bytes), "cudaMemset");
+#else
+  no_cuda();
+#endif
+}
+
+}  // namespace ww::detail
