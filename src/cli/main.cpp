@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "wattwise 0.1.0");
   std::vector<ww::cli::Command> commands = {
       // one line per subcommand (keep sorted)
+      ww::cli::init_model_command(app),
+      ww::cli::predict_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,57 @@
+#pragma once
+// Model hyper-parameters read from (and written back to) a Hugging Face config.json. Both BERT's and
+// DistilBERT's key names map onto one ModelConfig; keys we do not interpret are kept verbatim so a
+// saved config round-trips. A value we cannot honour (relative positions, sinusoidal positions, a
+// decoder) is an error, never silently ignored.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ww::models {
+
+enum class Architecture { Bert, DistilBert };
+const char* architecture_name(Architecture arch);  // "bert", "distilbert"
+
+enum class Activation { Gelu, Relu };
+
+struct ModelConfig {
+  Architecture arch = Architecture::Bert;
+  int64_t vocab_size = 30522;
+  int64_t hidden_size = 768;
+  int64_t num_layers = 12;
+  int64_t num_heads = 12;
+  int64_t intermediate_size = 3072;
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;  // 0 for DistilBERT (no token types)
+  int64_t num_labels = 2;
+  int32_t pad_token_id = 0;
+  float layer_norm_eps = 1e-12f;
+  float hidden_dropout = 0.1f;
+  float attention_dropout = 0.1f;
+  float classifier_dropout = 0.1f;
+  float initializer_range = 0.02f;
+  Activation activation = Activation::Gelu;
+  bool regression = false;  // num_labels == 1 or problem_type "regression": MSE loss
+  std::vector<std::string> id2label;  // empty when the config names no labels
+
+  // Everything else from config.json, preserved for saving.
+  nlohmann::json extra = nlohmann::json::object();
+
+  int64_t head_dim() const { return hidden_size / num_heads; }
+  std::string label_name(int64_t id) const;  // id2label entry, or "LABEL_<id>"
+  void validate(const std::string& origin) const;  // throws naming origin and the bad value
+};
+
+ModelConfig parse_model_config(const nlohmann::json& json, const std::string& origin);
+ModelConfig load_model_config(const std::filesystem::path& path);  // a config.json or its folder
+nlohmann::json model_config_to_json(const ModelConfig& config);  // in HF key names
+void save_model_config(const ModelConfig& config, const std::filesystem::path& path);
+
+// Named sizes for `init-model --preset`: tiny (2×64), mini (4×256), small (4×512), base (12×768
+// for BERT, 6×768 for DistilBERT).
+ModelConfig preset_config(Architecture arch, const std::string& preset, int64_t vocab_size);
+
+}  // namespace ww::models

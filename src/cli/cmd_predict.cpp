@@ -1,0 +1,28 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "wattwise/experiment/predict.h"
+
+namespace ww::cli {
+
+Command predict_command(CLI::App& app) {
+  auto options = std::make_shared<experiment::PredictOptions>();
+  auto device = std::make_shared<std::string>("cpu");
+  CLI::App* cmd = app.add_subcommand("predict", "Classify texts with a Hugging Face model folder");
+  cmd->add_option("--model", options->model_dir, "Model folder (config.json, model.safetensors, tokenizer files)")->required();
+  cmd->add_option("--input", options->input, "Texts: .jsonl (text, text_pair), .tsv (sentence) or plain lines")->required();
+  cmd->add_option("--output", options->output, "Predictions, JSONL in input order")->required();
+  cmd->add_option("--tokenizer", options->tokenizer, "Tokenizer folder (default: the model folder)");
+  cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)");
+  cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")->capture_default_str();
+  cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
+  return {cmd, [options, device] {
+            options->device = parse_device(*device);
+            experiment::PredictSummary s = experiment::run_predict(*options);
+            std::fprintf(stderr, "predicted %lld examples (%lld tokens) in %.3f s of model time -> %s\n",
+                         (long long)s.examples, (long long)s.tokens, s.seconds, options->output.c_str());
+            return 0;
+          }};
+}
+
+}  // namespace ww::cli

@@ -1,0 +1,104 @@
+#include "wattwise/experiment/predict.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "wattwise/core/error.h"
+#include "wattwise/io/file.h"
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/text/input_file.h"
+#include "wattwise/text/tokenizer.h"
+
+namespace ww::experiment {
+
+namespace {
+std::vector<float> softmax(const float* logits, int64_t n) {
+  float max = *std::max_element(logits, logits + n);
+  std::vector<float> p(size_t(n));
+  double sum = 0;
+  for (int64_t k = 0; k < n; ++k) sum += p[size_t(k)] = std::exp(logits[k] - max);
+  for (auto& v : p) v = float(v / sum);
+  return p;
+}
+}  // namespace
+
+PredictSummary run_predict(const PredictOptions& options) {
+  if (options.batch_size <= 0) fail("--batch-size must be positive, got ", options.batch_size);
+  if (options.max_length < 0) fail("--max-length must not be negative, got ", options.max_length);
+  models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device);
+  const models::ModelConfig& config = model.config();
+  std::unique_ptr<text::Tokenizer> tokenizer =
+      text::load_tokenizer(options.tokenizer.empty() ? options.model_dir : options.tokenizer);
+  if (tokenizer->vocab_size() > config.vocab_size)
+    fail("tokenizer has ", tokenizer->vocab_size(), " tokens but the model's vocabulary has only ",
+         config.vocab_size);
+  int max_length = options.max_length ? options.max_length : int(std::min<int64_t>(512, config.max_position_embeddings));
+  if (max_length > config.max_position_embeddings)
+    fail("--max-length ", max_length, " exceeds the model's max_position_embeddings ", config.max_position_embeddings);
+  if (max_length < 2) fail("--max-length must be at least 2 (room for [CLS] and [SEP])");
+
+  std::vector<text::TextExample> examples = text::read_text_examples(options.input);
+  std::vector<text::Encoding> encodings;
+  encodings.reserve(examples.size());
+  for (const auto& e : examples) {
+    try {
+      encodings.push_back(tokenizer->encode(e.text, e.text_pair ? std::optional<std::string_view>(*e.text_pair)
+                                                                 : std::nullopt, max_length));
+    } catch (const Error& err) {
+      fail(options.input.string(), ":", e.line, ": ", err.what());
+    }
+  }
+
+  PredictSummary summary;
+  const bool token_types = config.type_vocab_size > 0;
+  const int64_t L = config.num_labels;
+  std::ostringstream out;
+  for (size_t start = 0; start < encodings.size(); start += size_t(options.batch_size)) {
+    size_t end = std::min(encodings.size(), start + size_t(options.batch_size));
+    int64_t B = int64_t(end - start), T = 0;
+    for (size_t i = start; i < end; ++i) T = std::max<int64_t>(T, int64_t(encodings[i].input_ids.size()));
+    std::vector<int32_t> ids(size_t(B * T), tokenizer->pad_id()), mask(size_t(B * T), 0), types(size_t(B * T), 0);
+    for (size_t i = start; i < end; ++i) {
+      const auto& e = encodings[i];
+      for (size_t t = 0; t < e.input_ids.size(); ++t) {
+        size_t k = (i - start) * size_t(T) + t;
+        ids[k] = e.input_ids[t];
+        mask[k] = 1;
+        types[k] = token_types ? e.token_type_ids[t] : 0;
+      }
+      summary.tokens += int64_t(e.input_ids.size());
+    }
+    models::Batch batch;
+    batch.input_ids = Tensor::from_vector(ids, {B, T}).to(options.device);
+    batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(options.device);
+    if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(options.device);
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> logits = model.forward(batch, /*training=*/false).to_float_vector();
+    summary.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (int64_t b = 0; b < B; ++b) {
+      const float* row = logits.data() + b * L;
+      nlohmann::json line;
+      line["input_ids"] = encodings[start + size_t(b)].input_ids;
+      line["logits"] = std::vector<float>(row, row + L);
+      if (config.regression) {
+        line["label"] = row[0];
+      } else {
+        std::vector<float> probs = softmax(row, L);
+        int64_t best = int64_t(std::max_element(probs.begin(), probs.end()) - probs.begin());
+        line["probs"] = probs;
+        line["label"] = best;
+        line["label_name"] = config.label_name(best);
+      }
+      out << line.dump() << '\n';
+    }
+  }
+  summary.examples = int64_t(examples.size());
+  io::write_file_atomic(options.output, out.str());
+  return summary;
+}
+
+}  // namespace ww::experiment

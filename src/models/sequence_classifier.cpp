@@ -1,0 +1,462 @@
+#include "wattwise/models/sequence_classifier.h"
+
+#include <cstdio>
+#include <numeric>
+#include <set>
+
+#include "wattwise/core/rng.h"
+#include "wattwise/io/safetensors.h"
+#include "wattwise/ops/ops.h"
+
+namespace ww::models {
+
+namespace {
+// Dropout sites per step: 0 embeddings, 1+3l attention probabilities, 2+3l attention output,
+// 3+3l feed-forward output, 1+3L the classifier input.
+constexpr int kSiteEmbeddings = 0;
+int site_attention_probs(int64_t layer) { return int(1 + 3 * layer); }
+int site_attention_output(int64_t layer) { return int(2 + 3 * layer); }
+int site_ffn_output(int64_t layer) { return int(3 + 3 * layer); }
+
+bool is_layernorm_or_bias(const std::string& name) {
+  auto ends_with = [&](const char* s) {
+    std::string suffix(s);
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with(".bias") || name.find("LayerNorm") != std::string::npos ||
+         name.find("layer_norm") != std::string::npos;
+}
+
+// Tensors of pre-training heads and buffers that a classifier legitimately ignores.
+bool is_ignorable_checkpoint_tensor(const std::string& name) {
+  for (const char* prefix : {"cls.predictions.", "cls.seq_relationship.", "vocab_transform.",
+                             "vocab_layer_norm.", "vocab_projector.", "lm_head."})
+    if (name.rfind(prefix, 0) == 0) return true;
+  return name.size() >= 12 && name.compare(name.size() - 12, 12, "position_ids") == 0;
+}
+}  // namespace
+
+std::string SequenceClassifier::prefix() const {
+  return config_.arch == Architecture::Bert ? "bert." : "distilbert.";
+}
+
+SequenceClassifier::SequenceClassifier(const ModelConfig& config, Device device)
+    : config_(config), device_(device) {
+  config_.validate("model config");
+  register_parameters();
+  params_.allocate(device_);
+}
+
+void SequenceClassifier::register_parameters() {
+  const int64_t C = config_.hidden_size, I = config_.intermediate_size;
+  auto add = [&](const std::string& name, const Shape& shape) {
+    params_.add(name, shape, !is_layernorm_or_bias(name));
+  };
+  const std::string p = prefix();
+  word_emb_ = p + "embeddings.word_embeddings.weight";
+  pos_emb_ = p + "embeddings.position_embeddings.weight";
+  emb_ln_w_ = p + "embeddings.LayerNorm.weight";
+  emb_ln_b_ = p + "embeddings.LayerNorm.bias";
+  add(word_emb_, {config_.vocab_size, C});
+  add(pos_emb_, {config_.max_position_embeddings, C});
+  if (config_.type_vocab_size > 0) {
+    type_emb_ = p + "embeddings.token_type_embeddings.weight";
+    add(type_emb_, {config_.type_vocab_size, C});
+  }
+  add(emb_ln_w_, {C});
+  add(emb_ln_b_, {C});
+
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    LayerNames n;
+    std::string q, k, v;
+    if (config_.arch == Architecture::Bert) {
+      std::string base = p + "encoder.layer." + std::to_string(l) + ".";
+      q = base + "attention.self.query", k = base + "attention.self.key", v = base + "attention.self.value";
+      n.attn_out_w = base + "attention.output.dense.weight", n.attn_out_b = base + "attention.output.dense.bias";
+      n.ln1_w = base + "attention.output.LayerNorm.weight", n.ln1_b = base + "attention.output.LayerNorm.bias";
+      n.ffn_in_w = base + "intermediate.dense.weight", n.ffn_in_b = base + "intermediate.dense.bias";
+      n.ffn_out_w = base + "output.dense.weight", n.ffn_out_b = base + "output.dense.bias";
+      n.ln2_w = base + "output.LayerNorm.weight", n.ln2_b = base + "output.LayerNorm.bias";
+    } else {
+      std::string base = p + "transformer.layer." + std::to_string(l) + ".";
+      q = base + "attention.q_lin", k = base + "attention.k_lin", v = base + "attention.v_lin";
+      n.attn_out_w = base + "attention.out_lin.weight", n.attn_out_b = base + "attention.out_lin.bias";
+      n.ln1_w = base + "sa_layer_norm.weight", n.ln1_b = base + "sa_layer_norm.bias";
+      n.ffn_in_w = base + "ffn.lin1.weight", n.ffn_in_b = base + "ffn.lin1.bias";
+      n.ffn_out_w = base + "ffn.lin2.weight", n.ffn_out_b = base + "ffn.lin2.bias";
+      n.ln2_w = base + "output_layer_norm.weight", n.ln2_b = base + "output_layer_norm.bias";
+    }
+    // Query, key and value adjacent: together they are one packed [3C, C] projection.
+    add(q + ".weight", {C, C});
+    add(k + ".weight", {C, C});
+    add(v + ".weight", {C, C});
+    add(q + ".bias", {C});
+    add(k + ".bias", {C});
+    add(v + ".bias", {C});
+    n.qkv_first_w = q + ".weight", n.qkv_last_w = v + ".weight";
+    n.qkv_first_b = q + ".bias", n.qkv_last_b = v + ".bias";
+    add(n.attn_out_w, {C, C});
+    add(n.attn_out_b, {C});
+    add(n.ln1_w, {C});
+    add(n.ln1_b, {C});
+    add(n.ffn_in_w, {I, C});
+    add(n.ffn_in_b, {I});
+    add(n.ffn_out_w, {C, I});
+    add(n.ffn_out_b, {C});
+    add(n.ln2_w, {C});
+    add(n.ln2_b, {C});
+    layer_names_.push_back(n);
+  }
+  if (config_.arch == Architecture::Bert) {
+    head_w_ = p + "pooler.dense.weight", head_b_ = p + "pooler.dense.bias";
+  } else {
+    head_w_ = "pre_classifier.weight", head_b_ = "pre_classifier.bias";
+  }
+  add(head_w_, {C, C});
+  add(head_b_, {C});
+  cls_w_ = "classifier.weight", cls_b_ = "classifier.bias";
+  add(cls_w_, {config_.num_labels, C});
+  add(cls_b_, {config_.num_labels});
+}
+
+void SequenceClassifier::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  Tensor host = Tensor::empty({params_.numel()}, DType::F32);
+  float* values = host.data<float>();
+  for (const auto& p : params_.all()) {
+    float* w = values + p.offset;
+    int64_t n = shape_numel(p.shape);
+    bool bias = p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+    if (bias) {
+      std::fill(w, w + n, 0.0f);
+    } else if (!p.weight_decay) {  // LayerNorm weight
+      std::fill(w, w + n, 1.0f);
+    } else {
+      for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * config_.initializer_range;
+    }
+    if (p.name == word_emb_) std::fill(w + config_.pad_token_id * config_.hidden_size,
+                                       w + (config_.pad_token_id + 1) * config_.hidden_size, 0.0f);
+  }
+  params_.flat_values().copy_from(host);
+}
+
+SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::path& dir, Device device,
+                                                       const LoadOptions& options) {
+  ModelConfig config = load_model_config(dir);
+  io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  SequenceClassifier model(config, device);
+  const std::string where = checkpoint.description();
+
+  std::vector<std::string> names = checkpoint.names();
+  std::set<std::string> unused(names.begin(), names.end());
+  auto find = [&](const std::string& ours) -> std::optional<std::string> {
+    std::vector<std::string> candidates = {ours};
+    const std::string p = model.prefix();
+    if (ours.rfind(p, 0) == 0) candidates.push_back(ours.substr(p.size()));  // bare encoder names
+    for (std::string c : std::vector<std::string>(candidates)) {  // pre-2019 LayerNorm names
+      auto replace_tail = [&](const char* from, const char* to) {
+        std::string f(from);
+        if (c.size() > f.size() && c.compare(c.size() - f.size(), f.size(), f) == 0 &&
+            c.find("LayerNorm") != std::string::npos)
+          candidates.push_back(c.substr(0, c.size() - f.size()) + to);
+      };
+      replace_tail(".weight", ".gamma");
+      replace_tail(".bias", ".beta");
+    }
+    for (const auto& c : candidates)
+      if (checkpoint.find(c)) return c;
+    return std::nullopt;
+  };
+
+  std::vector<std::string> missing_head;
+  Tensor staging;
+  for (auto& p : model.params_.all()) {
+    auto name = find(p.name);
+    if (!name) {
+      bool head = p.name == model.cls_w_ || p.name == model.cls_b_ || p.name == model.head_w_ ||
+                  p.name == model.head_b_;
+      if (head) {
+        missing_head.push_back(p.name);
+        continue;
+      }
+      fail(where, ": missing tensor '", p.name, "' (a ", architecture_name(config.arch),
+           " model with this config.json needs it)");
+    }
+    unused.erase(*name);
+    if (device.is_cpu()) {
+      checkpoint.read_into(*name, p.value);
+    } else {
+      staging = Tensor::empty(p.shape, DType::F32);
+      checkpoint.read_into(*name, staging);
+      p.value.copy_from(staging);
+    }
+  }
+  for (const auto& name : unused) {
+    if (is_ignorable_checkpoint_tensor(name)) continue;
+    fail(where, ": unexpected tensor '", name, "' (not part of a ", architecture_name(config.arch),
+         " sequence classifier with this config.json)");
+  }
+  if (!missing_head.empty()) {
+    if (!options.allow_new_head)
+      fail(where, ": missing classification head tensor '", missing_head.front(),
+           "'; this looks like a bare encoder checkpoint: fine-tune it first (a new head is "
+           "initialised when training starts from it)");
+    Rng rng(options.head_seed, /*stream=*/7);
+    for (const auto& name : missing_head) {
+      const Tensor& value = model.params_.value(name);
+      Tensor host = Tensor::empty(value.shape(), DType::F32);
+      float* w = host.data<float>();
+      bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+      for (int64_t i = 0; i < host.numel(); ++i) w[i] = bias ? 0.0f : rng.normal() * config.initializer_range;
+      value.copy_from(host);
+    }
+    std::fprintf(stderr, "wattwise: note: %s has no classification head; initialised %zu new tensors (seed %llu)\n",
+                 where.c_str(), missing_head.size(), (unsigned long long)options.head_seed);
+  }
+  return model;
+}
+
+void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtype) const {
+  if (store_dtype != DType::F32 && store_dtype != DType::F16 && store_dtype != DType::BF16)
+    fail("cannot save weights as ", dtype_name(store_dtype), " (expected f32, f16 or bf16)");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
+  Tensor host = device_.is_cpu() ? params_.flat_values() : params_.flat_values().to(Device::cpu());
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& p : params_.all())
+    tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
+  io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
+  ModelConfig out = config_;
+  out.extra["dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
+  save_model_config(out, dir / "config.json");
+}
+
+void SequenceClassifier::set_dropout(float hidden, float attention, float classifier) {
+  ModelConfig updated = config_;
+  updated.hidden_dropout = hidden, updated.attention_dropout = attention, updated.classifier_dropout = classifier;
+  updated.validate("dropout override");
+  config_ = updated;
+}
+
+void SequenceClassifier::check_batch(const Batch& batch) const {
+  const Tensor& ids = batch.input_ids;
+  if (!ids.defined() || ids.dim() != 2) fail("batch: input_ids must be a [batch, seq_len] tensor");
+  check_dtype(ids, DType::I32, "batch input_ids");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  if (B == 0 || T == 0) fail("batch: empty batch ", shape_str(ids.shape()));
+  if (T > config_.max_position_embeddings)
+    fail("sequence length ", T, " exceeds the model's max_position_embeddings ", config_.max_position_embeddings,
+         " (use a smaller --max-length)");
+  if (!batch.attention_mask.defined()) fail("batch: attention_mask is required");
+  check_shape(batch.attention_mask, {B, T}, "batch attention_mask");
+  check_dtype(batch.attention_mask, DType::I32, "batch attention_mask");
+  if (batch.token_type_ids.defined()) {
+    check_shape(batch.token_type_ids, {B, T}, "batch token_type_ids");
+    check_dtype(batch.token_type_ids, DType::I32, "batch token_type_ids");
+    if (config_.type_vocab_size == 0)
+      fail("batch: token_type_ids given but ", architecture_name(config_.arch), " has no token types");
+  }
+  if (batch.labels.defined()) {
+    check_shape(batch.labels, {B}, "batch labels");
+    check_dtype(batch.labels, config_.regression ? DType::F32 : DType::I32, "batch labels");
+  }
+  for (const Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels})
+    if (t->defined() && !(t->device() == device_))
+      fail("batch tensor on ", t->device().str(), " but the model is on ", device_.str());
+}
+
+void SequenceClassifier::allocate_activations(Arena& arena, int64_t B, int64_t T, bool training) {
+  const int64_t N = B * T, C = config_.hidden_size, I = config_.intermediate_size,
+                H = config_.num_heads, L = config_.num_labels;
+  Activations& a = act_;
+  a.batch = B, a.seq_len = T, a.training = training;
+  auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
+  a.emb_sum = f32({B, T, C});
+  a.emb_mean = f32({N});
+  a.emb_rstd = f32({N});
+  a.emb_out = f32({B, T, C});
+  // Training keeps every layer's activations for backward; inference reuses one set.
+  a.layers.assign(size_t(training ? config_.num_layers : 1), {});
+  for (auto& l : a.layers) {
+    l.qkv = f32({B, T, 3 * C});
+    l.probs = f32({B, H, T, T});
+    l.context = f32({B, T, C});
+    l.attn_proj = f32({N, C});
+    l.res1 = f32({N, C});
+    l.ln1_mean = f32({N});
+    l.ln1_rstd = f32({N});
+    l.h1 = f32({N, C});
+    l.ffn_pre = f32({N, I});
+    l.ffn_act = f32({N, I});
+    l.ffn_out = f32({N, C});
+    l.res2 = f32({N, C});
+    l.ln2_mean = f32({N});
+    l.ln2_rstd = f32({N});
+    l.out = f32({B, T, C});
+  }
+  a.cls = f32({B, C});
+  a.head_pre = f32({B, C});
+  a.head_act = f32({B, C});
+  a.head_drop = f32({B, C});
+  a.logits = f32({B, L});
+  a.losses = f32({B});
+  if (training) {
+    a.d_a = f32({N, C});
+    a.d_b = f32({N, C});
+    a.d_c = f32({N, C});
+    a.d_ffn = f32({N, I});
+    a.d_qkv = f32({B, T, 3 * C});
+    a.d_probs = f32({B, H, T, T});
+    a.d_cls = f32({B, C});
+    a.d_head = f32({B, C});
+    a.d_logits = f32({B, L});
+  } else {
+    a.d_a = a.d_b = a.d_c = a.d_ffn = a.d_qkv = a.d_probs = a.d_cls = a.d_head = a.d_logits = Tensor();
+  }
+}
+
+void SequenceClassifier::plan_activations(int64_t B, int64_t T, bool training) {
+  if (arena_.capacity() && act_.batch == B && act_.seq_len == T && act_.training == training) return;
+  Arena counter = Arena::counting(device_);
+  allocate_activations(counter, B, T, training);
+  // Grow only: a smaller later batch reuses the buffer; no allocation inside a steady loop.
+  if (counter.peak() > arena_.capacity()) arena_ = Arena(counter.peak(), device_);
+  arena_.reset();
+  allocate_activations(arena_, B, T, training);
+}
+
+uint64_t SequenceClassifier::dropout_offset(int site) const { return (dropout_step_ << 16) | uint64_t(site); }
+
+Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
+  check_batch(batch);
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), N = B * T;
+  plan_activations(B, T, training);
+  if (training) ++dropout_step_;
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const float p_hidden = training ? config_.hidden_dropout : 0.0f;
+  const float p_attn = training ? config_.attention_dropout : 0.0f;
+  const float p_attn_out = config_.arch == Architecture::Bert ? p_hidden : 0.0f;  // DistilBERT has none
+  const float p_cls = training ? config_.classifier_dropout : 0.0f;
+  const uint64_t seed = dropout_seed_;
+
+  ops::embeddings_forward(a.emb_sum, batch.input_ids, batch.token_type_ids, P.value(word_emb_),
+                          P.value(pos_emb_), type_emb_.empty() ? Tensor() : P.value(type_emb_));
+  ops::layernorm_forward(a.emb_out, a.emb_mean, a.emb_rstd, a.emb_sum.reshape({N, -1}), P.value(emb_ln_w_),
+                         P.value(emb_ln_b_), config_.layer_norm_eps);
+  ops::dropout_forward(a.emb_out, a.emb_out, p_hidden, seed, dropout_offset(kSiteEmbeddings));
+
+  Tensor x = a.emb_out;
+  const auto act_forward = config_.activation == Activation::Gelu ? ops::gelu_forward : ops::relu_forward;
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    LayerActivations& s = a.layers[training ? size_t(l) : 0];
+    const LayerNames& n = layer_names_[size_t(l)];
+    const int64_t C = config_.hidden_size;
+    ops::linear_forward(s.qkv.reshape({N, 3 * C}), x.reshape({N, C}),
+                        P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, false),
+                        P.span(n.qkv_first_b, n.qkv_last_b, {3 * C}, false));
+    ops::attention_forward(s.context, s.probs, s.qkv, batch.attention_mask, config_.num_heads,
+                           /*causal=*/false, p_attn, seed, dropout_offset(site_attention_probs(l)));
+    ops::linear_forward(s.attn_proj, s.context.reshape({N, C}), P.value(n.attn_out_w), P.value(n.attn_out_b));
+    ops::dropout_forward(s.attn_proj, s.attn_proj, p_attn_out, seed, dropout_offset(site_attention_output(l)));
+    ops::residual_forward(s.res1, x.reshape({N, C}), s.attn_proj);
+    ops::layernorm_forward(s.h1, s.ln1_mean, s.ln1_rstd, s.res1, P.value(n.ln1_w), P.value(n.ln1_b),
+                           config_.layer_norm_eps);
+    ops::linear_forward(s.ffn_pre, s.h1, P.value(n.ffn_in_w), P.value(n.ffn_in_b));
+    act_forward(s.ffn_act, s.ffn_pre);
+    ops::linear_forward(s.ffn_out, s.ffn_act, P.value(n.ffn_out_w), P.value(n.ffn_out_b));
+    ops::dropout_forward(s.ffn_out, s.ffn_out, p_hidden, seed, dropout_offset(site_ffn_output(l)));
+    ops::residual_forward(s.res2, s.h1, s.ffn_out);
+    ops::layernorm_forward(s.out.reshape({N, C}), s.ln2_mean, s.ln2_rstd, s.res2, P.value(n.ln2_w),
+                           P.value(n.ln2_b), config_.layer_norm_eps);
+    x = s.out;
+  }
+
+  ops::select_token_forward(a.cls, x, 0);
+  ops::linear_forward(a.head_pre, a.cls, P.value(head_w_), P.value(head_b_));
+  if (has_pooler()) ops::tanh_forward(a.head_act, a.head_pre);
+  else ops::relu_forward(a.head_act, a.head_pre);
+  ops::dropout_forward(a.head_drop, a.head_act, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
+  ops::linear_forward(a.logits, a.head_drop, P.value(cls_w_), P.value(cls_b_));
+
+  last_batch_ = batch;
+  can_backward_ = training && batch.labels.defined();
+  loss_ = 0.0f;
+  if (batch.labels.defined()) {
+    if (config_.regression) {
+      ops::mse_forward(a.losses, a.logits.reshape({B}), batch.labels);
+      num_valid_ = B;
+    } else {
+      ops::cross_entropy_forward(a.losses, a.logits, batch.labels, label_smoothing_);
+      num_valid_ = ops::count_valid_labels(batch.labels);
+    }
+    std::vector<float> losses = a.losses.to_float_vector();
+    double sum = std::accumulate(losses.begin(), losses.end(), 0.0);
+    loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
+  }
+  return a.logits;
+}
+
+void SequenceClassifier::backward() {
+  if (!can_backward_)
+    fail("backward() needs a preceding forward(batch with labels, training=true)");
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const Batch& batch = last_batch_;
+  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size;
+  const float p_hidden = config_.hidden_dropout;
+  const float p_attn = config_.attention_dropout;
+  const float p_attn_out = config_.arch == Architecture::Bert ? p_hidden : 0.0f;
+  const float p_cls = config_.classifier_dropout;
+  const uint64_t seed = dropout_seed_;
+  const float scale = num_valid_ ? 1.0f / float(num_valid_) : 0.0f;
+
+  // Head.
+  if (config_.regression) ops::mse_backward(a.d_logits.reshape({B}), a.logits.reshape({B}), batch.labels, scale);
+  else ops::cross_entropy_backward(a.d_logits, a.logits, batch.labels, label_smoothing_, scale);
+  ops::linear_backward(a.d_head, P.grad(cls_w_), P.grad(cls_b_), a.d_logits, a.head_drop, P.value(cls_w_));
+  ops::dropout_backward(a.d_cls, a.d_head, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
+  if (has_pooler()) ops::tanh_backward(a.d_head, a.head_act, a.d_cls);
+  else ops::relu_backward(a.d_head, a.head_pre, a.d_cls);
+  ops::linear_backward(a.d_cls, P.grad(head_w_), P.grad(head_b_), a.d_head, a.cls, P.value(head_w_));
+  a.d_a.fill_zero();
+  ops::select_token_backward(a.d_a.reshape({B, T, C}), a.d_cls, 0);
+
+  // Layers, last to first. d_a holds the gradient of the layer's output on entry, of its input on exit.
+  const auto act_backward = config_.activation == Activation::Gelu ? ops::gelu_backward : ops::relu_backward;
+  for (int64_t l = config_.num_layers - 1; l >= 0; --l) {
+    LayerActivations& s = a.layers[size_t(l)];
+    const LayerNames& n = layer_names_[size_t(l)];
+    Tensor x = (l == 0 ? a.emb_out : a.layers[size_t(l - 1)].out).reshape({N, C});
+    ops::layernorm_backward(a.d_b, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_a, s.res2, P.value(n.ln2_w),
+                            s.ln2_mean, s.ln2_rstd);
+    ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)));
+    ops::linear_backward(a.d_ffn, P.grad(n.ffn_out_w), P.grad(n.ffn_out_b), a.d_c, s.ffn_act, P.value(n.ffn_out_w));
+    act_backward(a.d_ffn, s.ffn_pre, a.d_ffn);
+    ops::linear_backward(a.d_c, P.grad(n.ffn_in_w), P.grad(n.ffn_in_b), a.d_ffn, s.h1, P.value(n.ffn_in_w));
+    ops::add_inplace(a.d_b, a.d_c);  // residual: d h1 = d res2 + d(ffn input)
+    ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, s.res1, P.value(n.ln1_w),
+                            s.ln1_mean, s.ln1_rstd);
+    ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)));
+    ops::linear_backward(a.d_c, P.grad(n.attn_out_w), P.grad(n.attn_out_b), a.d_b, s.context.reshape({N, C}),
+                         P.value(n.attn_out_w));
+    ops::attention_backward(a.d_qkv, a.d_probs, a.d_c.reshape({B, T, C}), s.qkv, s.probs, batch.attention_mask,
+                            config_.num_heads, /*causal=*/false, p_attn, seed,
+                            dropout_offset(site_attention_probs(l)));
+    ops::linear_backward(a.d_b, P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, true),
+                         P.span(n.qkv_first_b, n.qkv_last_b, {3 * C}, true), a.d_qkv.reshape({N, 3 * C}), x,
+                         P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, false));
+    ops::add_inplace(a.d_a, a.d_b);  // residual: d x = d res1 + d(attention input)
+  }
+
+  // Embeddings.
+  ops::dropout_backward(a.d_b, a.d_a, p_hidden, seed, dropout_offset(kSiteEmbeddings));
+  ops::layernorm_backward(a.d_c, P.grad(emb_ln_w_), P.grad(emb_ln_b_), a.d_b, a.emb_sum.reshape({N, C}),
+                          P.value(emb_ln_w_), a.emb_mean, a.emb_rstd);
+  ops::embeddings_backward(P.grad(word_emb_), P.grad(pos_emb_), type_emb_.empty() ? Tensor() : P.grad(type_emb_),
+                           a.d_c.reshape({B, T, C}), batch.input_ids, batch.token_type_ids);
+  can_backward_ = false;
+}
+
+}  // namespace ww::models
