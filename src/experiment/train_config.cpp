@@ -1,0 +1,297 @@
+#include "wattwise/experiment/train_config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "wattwise/core/error.h"
+
+namespace ww::experiment {
+
+const std::vector<ConfigKey>& train_config_schema() {
+  static const std::vector<ConfigKey> schema = {
+      {"run.name", "string", "run", "Run name, the suffix of runs/<UTC timestamp>_<name>/", {}},
+      {"run.output_dir", "path", "runs", "Folder that receives the run folder", {}},
+      {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}},
+      {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (cuda when a GPU is visible)", {}},
+      {"run.progress", "string", "auto", "Progress display: auto (bar on a terminal), bar, lines or none",
+       {"auto", "bar", "lines", "none"}},
+
+      {"model.path", "path", "", "Hugging Face model folder to fine-tune (empty: init a new one)", {}},
+      {"model.arch", "string", "bert", "Architecture of a new model", {"bert", "distilbert"}},
+      {"model.preset", "string", "tiny", "Size of a new model", {"tiny", "mini", "small", "base"}},
+      {"model.tokenizer", "path", "", "Tokenizer folder (default: the model folder)", {}},
+      {"model.max_positions", "int", "512", "max_position_embeddings of a new model", {}},
+
+      {"data.path", "path", "", "aclImdb folder or .tar.gz, GLUE task folder, or a CSV/TSV/JSONL file", {}},
+      {"data.max_length", "int", "128", "Truncate examples to this many tokens", {}},
+      {"data.padding", "string", "dynamic", "Pad to the batch's longest (dynamic) or to max_length (max)",
+       {"dynamic", "max"}},
+      {"data.length_bucketing", "bool", "false", "Batch examples of similar length together", {}},
+      {"data.clean_html", "bool", "false", "Strip HTML tags such as <br />", {}},
+      {"data.collapse_whitespace", "bool", "false", "Collapse runs of whitespace", {}},
+      {"data.split_ratios", "string", "0.8,0.1,0.1", "train,validation,test ratios when the data has no split", {}},
+      {"data.train_split", "string", "train", "Split to train on", {}},
+      {"data.eval_split", "string", "dev", "Split to evaluate on during training", {}},
+      {"data.test_split", "string", "", "Split to evaluate the best model on at the end (empty: none)", {}},
+      {"data.text_column", "string", "text", "Text column of a generic CSV/TSV/JSONL file", {}},
+      {"data.text_pair_column", "string", "", "Second-text column of a generic file (empty: none)", {}},
+      {"data.label_column", "string", "label", "Label column of a generic file", {}},
+      {"data.max_train_examples", "int", "0", "Use at most this many training examples (0: all)", {}},
+      {"data.max_eval_examples", "int", "0", "Use at most this many evaluation examples (0: all)", {}},
+
+      {"train.epochs", "float", "3", "Epochs (fractions allowed; 0 with max_steps)", {}},
+      {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}},
+      {"train.batch_size", "int", "32", "Examples per micro-batch", {}},
+      {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}},
+      {"train.optimizer", "string", "adamw", "Optimizer", {"adamw", "adam", "sgd"}},
+      {"train.lr", "float", "5e-5", "Peak learning rate", {}},
+      {"train.weight_decay", "float", "0.0", "Weight decay (never on biases and LayerNorm weights)", {}},
+      {"train.beta1", "float", "0.9", "Adam beta1", {}},
+      {"train.beta2", "float", "0.999", "Adam beta2", {}},
+      {"train.eps", "float", "1e-8", "Adam epsilon", {}},
+      {"train.momentum", "float", "0.9", "SGD momentum", {}},
+      {"train.nesterov", "bool", "false", "SGD Nesterov momentum", {}},
+      {"train.max_grad_norm", "float", "1.0", "Clip gradients to this global norm (0: off)", {}},
+      {"train.schedule", "string", "linear", "LR schedule", {"constant", "linear", "cosine"}},
+      {"train.warmup_ratio", "float", "0.0", "Warmup as a fraction of the total steps", {}},
+      {"train.warmup_steps", "int", "0", "Warmup in steps (instead of warmup_ratio)", {}},
+      {"train.label_smoothing", "float", "0.0", "Cross-entropy label smoothing", {}},
+      {"train.hidden_dropout", "float", "-1", "Override the model's hidden dropout (-1: keep)", {}},
+      {"train.attention_dropout", "float", "-1", "Override the attention dropout (-1: keep)", {}},
+      {"train.classifier_dropout", "float", "-1", "Override the classifier dropout (-1: keep)", {}},
+      {"train.eval_every", "int", "0", "Evaluate every N optimizer steps (0: at each epoch end only)", {}},
+      {"train.log_every", "int", "10", "Write a train_log.csv row every N optimizer steps", {}},
+      {"train.metric", "string", "accuracy", "Metric that picks the best checkpoint and drives early stopping",
+       {"accuracy", "f1", "f1_macro", "mcc", "loss", "precision", "recall", "pearson", "spearman"}},
+      {"train.early_stopping_patience", "int", "0", "Stop after N evaluations without improvement (0: off)", {}},
+      {"train.precision", "string", "fp32", "Compute precision", {"fp32", "tf32", "bf16", "fp16"}},
+      {"train.save_dtype", "string", "f32", "Dtype of saved weights", {"f32", "f16", "bf16"}},
+
+      {"energy.interval_ms", "int", "100", "Power sampling interval", {}},
+      {"energy.country", "string", "", "ISO country/region code for carbon intensity (empty: world average)", {}},
+      {"energy.pue", "float", "1.0", "Data-centre power usage effectiveness", {}},
+      {"energy.carbon_intensity", "float", "-1", "Override grid intensity in gCO2e/kWh (-1: from the table)", {}},
+  };
+  return schema;
+}
+
+namespace {
+
+const ConfigKey* find_key(const std::string& key) {
+  for (const auto& k : train_config_schema())
+    if (k.key == key) return &k;
+  return nullptr;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// Shortest text that reads back as the same double.
+std::string shortest(double v) {
+  char buffer[64];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+  return std::string(buffer, end);
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Checks `value` against the key's type and returns its canonical text.
+std::string canonical(const ConfigKey& k, const std::string& value, const std::string& origin) {
+  auto bad = [&](const std::string& why) -> std::string {
+    fail(origin, ": invalid value '", value, "' for ", k.key, " (", why, ")");
+  };
+  if (k.type == "int") {
+    try {
+      size_t used = 0;
+      long long v = std::stoll(value, &used);
+      if (used != value.size()) bad("expected an integer");
+      return std::to_string(v);
+    } catch (const std::exception&) {
+      return bad("expected an integer");
+    }
+  }
+  if (k.type == "float") {
+    double v = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(v)) bad("expected a finite number");
+    return shortest(v);
+  }
+  if (k.type == "bool") {
+    std::string v = lower(value);
+    if (v == "true" || v == "1" || v == "yes" || v == "on") return "true";
+    if (v == "false" || v == "0" || v == "no" || v == "off") return "false";
+    return bad("expected true or false");
+  }
+  if (!k.choices.empty() && std::find(k.choices.begin(), k.choices.end(), value) == k.choices.end()) {
+    std::string list;
+    for (const auto& c : k.choices) list += (list.empty() ? "" : ", ") + c;
+    return bad("expected one of " + list);
+  }
+  return value;
+}
+
+void unknown_key(const std::string& key, const std::string& origin) {
+  std::string hint = nearest_key(key);
+  fail(origin, ": unknown key '", key, "'", hint.empty() ? "" : " (did you mean '" + hint + "'?)");
+}
+
+}  // namespace
+
+std::string nearest_key(const std::string& key) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& k : train_config_schema()) {
+    // Compare with the full key and with its part after the section, so "lr" finds "train.lr".
+    std::string tail = k.key.substr(k.key.find('.') + 1);
+    size_t d = std::min(edit_distance(key, k.key), edit_distance(key, tail));
+    if (d < best_distance) best_distance = d, best = k.key;
+  }
+  return best_distance <= std::max<size_t>(2, key.size() / 3) ? best : "";
+}
+
+TrainConfig::TrainConfig() {
+  for (const auto& k : train_config_schema()) values_[k.key] = k.default_value;
+}
+
+void TrainConfig::set(const std::string& key, const std::string& value, const std::string& origin) {
+  const ConfigKey* k = find_key(key);
+  if (!k) unknown_key(key, origin);
+  values_[key] = canonical(*k, value, origin);
+  explicit_[key] = true;
+}
+
+void TrainConfig::set(const std::string& assignment, const std::string& origin) {
+  size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail(origin, ": expected key=value, got '", assignment, "'");
+  set(assignment.substr(0, eq), assignment.substr(eq + 1), origin);
+}
+
+void TrainConfig::merge_toml_text(const std::string& text, const std::string& origin) {
+  toml::table table;
+  try {
+    table = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    fail(origin, ":", e.source().begin.line, ":", e.source().begin.column, ": ", e.description());
+  }
+  for (auto& [section, node] : table) {
+    std::string section_name(section.str());
+    const toml::table* inner = node.as_table();
+    if (!inner) {
+      unknown_key(section_name, origin + ":" + std::to_string(node.source().begin.line));
+    }
+    for (auto& [key, value] : *inner) {
+      std::string full = section_name + "." + std::string(key.str());
+      std::string where = origin + ":" + std::to_string(value.source().begin.line);
+      const ConfigKey* k = find_key(full);
+      if (!k) unknown_key(full, where);
+      std::string text_value;
+      if (auto s = value.as_string()) text_value = s->get();
+      else if (auto i = value.as_integer()) text_value = std::to_string(i->get());
+      else if (auto f = value.as_floating_point()) text_value = shortest(f->get());
+      else if (auto b = value.as_boolean()) text_value = b->get() ? "true" : "false";
+      else fail(where, ": ", full, " must be a string, number or boolean");
+      if ((k->type == "string" || k->type == "path") && !value.is_string())
+        fail(where, ": ", full, " must be a string (in quotes)");
+      set(full, text_value, where);
+    }
+  }
+}
+
+void TrainConfig::merge_toml_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) fail(path.string(), ": cannot open the config file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  merge_toml_text(buffer.str(), path.string());
+}
+
+std::string TrainConfig::get_string(const std::string& key) const {
+  auto it = values_.find(key);
+  WW_CHECK(it != values_.end(), "config key ", key, " is not in the schema");
+  return it->second;
+}
+int64_t TrainConfig::get_int(const std::string& key) const { return std::stoll(get_string(key)); }
+double TrainConfig::get_float(const std::string& key) const { return std::stod(get_string(key)); }
+bool TrainConfig::get_bool(const std::string& key) const { return get_string(key) == "true"; }
+std::filesystem::path TrainConfig::get_path(const std::string& key) const { return get_string(key); }
+bool TrainConfig::is_set(const std::string& key) const { return explicit_.count(key) != 0; }
+
+void TrainConfig::validate() const {
+  auto positive = [&](const char* key) {
+    if (get_int(key) <= 0) fail("config: ", key, " must be positive, got ", get_int(key));
+  };
+  positive("train.batch_size");
+  positive("train.grad_accum");
+  positive("train.log_every");
+  if (get_int("data.max_length") < 2) fail("config: data.max_length must be at least 2");
+  if (get_float("train.epochs") < 0) fail("config: train.epochs must not be negative");
+  if (get_int("train.max_steps") < 0) fail("config: train.max_steps must not be negative");
+  if (get_float("train.epochs") == 0 && get_int("train.max_steps") == 0)
+    fail("config: set train.epochs or train.max_steps");
+  if (!(get_float("train.lr") > 0)) fail("config: train.lr must be positive");
+  if (get_float("train.weight_decay") < 0) fail("config: train.weight_decay must not be negative");
+  double ratio = get_float("train.warmup_ratio");
+  if (ratio < 0 || ratio >= 1) fail("config: train.warmup_ratio must be in [0, 1)");
+  if (get_int("train.warmup_steps") < 0) fail("config: train.warmup_steps must not be negative");
+  if (is_set("train.warmup_ratio") && is_set("train.warmup_steps") && ratio > 0 && get_int("train.warmup_steps") > 0)
+    fail("config: give train.warmup_ratio or train.warmup_steps, not both");
+  double ls = get_float("train.label_smoothing");
+  if (ls < 0 || ls >= 1) fail("config: train.label_smoothing must be in [0, 1)");
+  for (const char* key : {"train.hidden_dropout", "train.attention_dropout", "train.classifier_dropout"}) {
+    double p = get_float(key);
+    if (p != -1 && (p < 0 || p >= 1)) fail("config: ", key, " must be in [0, 1) (or -1 to keep the model's)");
+  }
+  for (const char* key : {"train.beta1", "train.beta2"}) {
+    double b = get_float(key);
+    if (b < 0 || b >= 1) fail("config: ", key, " must be in [0, 1)");
+  }
+  if (get_float("train.max_grad_norm") < 0) fail("config: train.max_grad_norm must not be negative");
+  if (get_int("train.early_stopping_patience") < 0) fail("config: train.early_stopping_patience must not be negative");
+  if (get_int("energy.interval_ms") < 10) fail("config: energy.interval_ms must be at least 10");
+  if (get_float("energy.pue") < 1.0) fail("config: energy.pue must be at least 1.0");
+  if (get_path("data.path").empty()) fail("config: data.path is required (a data set to train on)");
+  if (get_path("model.path").empty() && get_path("model.tokenizer").empty())
+    fail("config: a new model (no model.path) needs model.tokenizer");
+  std::string name = get_string("run.name");
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    fail("config: run.name '", name, "' must be a plain folder-name suffix");
+}
+
+std::string TrainConfig::to_toml() const {
+  std::ostringstream os;
+  os << "# Resolved configuration of this run (every key; defaults included).\n";
+  std::string section;
+  for (const auto& k : train_config_schema()) {
+    std::string sec = k.key.substr(0, k.key.find('.'));
+    if (sec != section) {
+      os << (section.empty() ? "" : "\n") << "[" << sec << "]\n";
+      section = sec;
+    }
+    const std::string& v = values_.at(k.key);
+    os << k.key.substr(sec.size() + 1) << " = ";
+    if (k.type == "string" || k.type == "path") os << toml::value<std::string>(v);
+    else os << v;
+    os << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace ww::experiment
