@@ -161,7 +161,21 @@ TEST(KernelsCpu, EmbeddingsForwardAndBackwardMatchReference) {
         want[size_t(n * k.C + c)] = v;
       }
     }
-    expect_close(out, want, "embeddings out");
+    expect_close(out, want, "embeddings out", 1e-6);
+    // Bit-exact against fp32 sums in Hugging Face's order: (word + token_type) + position.
+    {
+      const std::vector<float> got = out.to_float_vector(), wf = word.to_float_vector(),
+                               pf = position.to_float_vector(), tf = token_type.to_float_vector();
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t t = n % k.T, type = k.with_type_ids ? types[size_t(n)] : 0;
+        for (int64_t c = 0; c < k.C; ++c) {
+          float v = wf[size_t(ids[size_t(n)] * k.C + c)];
+          if (k.with_type_table) v += tf[size_t(type * k.C + c)];
+          if (k.with_position) v += pf[size_t((k.offset + t) * k.C + c)];
+          ASSERT_EQ(got[size_t(n * k.C + c)], v) << "token " << n << " column " << c;
+        }
+      }
+    }
 
     // Backward accumulates into gradients that already hold values (repeated ids sum up).
     Tensor dout = random_tensor({k.B, k.T, k.C}, 6);
@@ -570,6 +584,19 @@ TEST(KernelsCpu, DropoutUsesTheCounterBasedMask) {
   Tensor single = Tensor::empty({n}, DType::F32);
   with_threads(1, [&] { ops::dropout_forward(single, inp, p, seed, offset); });
   EXPECT_TRUE(same_bits(single, out));
+}
+
+TEST(KernelsCpu, DropoutKeepsAnElementWhoseDrawEqualsP) {
+  // The rule is "keep iff u >= p": pick p equal to one element's draw; that element must survive.
+  const uint64_t seed = 9, offset = 4;
+  const int64_t n = 64;
+  for (int64_t i : {int64_t(5), int64_t(42)}) {
+    const float p = philox_uniform(seed, offset, uint64_t(i));
+    ASSERT_GT(p, 0.0f);
+    Tensor ones = Tensor::from_vector(std::vector<float>(size_t(n), 1.0f), {n}), out = Tensor::empty({n}, DType::F32);
+    ops::dropout_forward(out, ones, p, seed, offset);
+    EXPECT_EQ(out.to_float_vector()[size_t(i)], 1.0f / (1.0f - p)) << "element " << i;
+  }
 }
 
 TEST(KernelsCpu, DropoutKeepsAboutOneMinusP) {
