@@ -41,6 +41,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
     require_f32_cpu_or_cuda(bias, op, "bias");
     require_numel(bias, OC, op, "bias");
     require_same_device(bias, weight, op);
+    require_no_overlap(out, bias, op, "out", "bias");
   }
   require_no_overlap(out, inp, op, "out", "inp");
   require_no_overlap(out, weight, op, "out", "weight");
