@@ -1,0 +1,52 @@
+#include "kernels/cpu/activation.h"
+
+#include <cmath>
+
+#include "kernels/cpu/parallel.h"
+
+namespace ww::kernels::cpu {
+
+namespace {
+constexpr float kSqrtHalf = 0.70710678118654752440f;      // 1/√2
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;    // 1/√(2π)
+}  // namespace
+
+void gelu_forward(float* out, const float* inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = inp[i];
+    out[i] = x * 0.5f * (1.0f + std::erf(x * kSqrtHalf));
+  }
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = inp[i];
+    const float cdf = 0.5f * (1.0f + std::erf(x * kSqrtHalf));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    dinp[i] = dout[i] * (cdf + x * pdf);
+  }
+}
+
+void relu_forward(float* out, const float* inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
+  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];  // NaN propagates, as torch
+}
+
+void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
+  for (int64_t i = 0; i < n; ++i) dinp[i] = inp[i] <= 0.0f ? 0.0f : dout[i];
+}
+
+void tanh_forward(float* out, const float* inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(inp[i]);
+}
+
+void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
+  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
+}  // namespace ww::kernels::cpu

@@ -1,0 +1,20 @@
+#pragma once
+// CPU reference for elementwise activations over n floats. Outputs may alias inputs.
+#include <cstdint>
+
+namespace ww::kernels::cpu {
+
+// torch's default GELU: x · 0.5 · (1 + erf(x / √2)).
+void gelu_forward(float* out, const float* inp, int64_t n);
+// dinp = dout · (Φ(x) + x · φ(x)), with Φ, φ the standard normal CDF and density.
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
+
+void relu_forward(float* out, const float* inp, int64_t n);
+// dinp = dout where inp > 0, else 0 (torch's threshold_backward).
+void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
+
+void tanh_forward(float* out, const float* inp, int64_t n);
+// From the forward output: dinp = dout · (1 − out²).
+void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n);
+
+}  // namespace ww::kernels::cpu

@@ -1,0 +1,94 @@
+#include "kernels/cpu/cross_entropy.h"
+
+#include <cmath>
+
+#include "kernels/cpu/parallel.h"
+#include "wattwise/core/error.h"
+
+namespace ww::kernels::cpu {
+
+namespace {
+
+// log Σ_k exp(x[k]), subtracting the maximum first so no exp overflows.
+double log_sum_exp(const float* x, int64_t K) {
+  float max_value = x[0];
+  for (int64_t k = 1; k < K; ++k) max_value = x[k] > max_value ? x[k] : max_value;
+  double sum = 0.0;
+  for (int64_t k = 0; k < K; ++k) sum += std::exp(double(x[k]) - double(max_value));
+  return double(max_value) + std::log(sum);
+}
+
+}  // namespace
+
+void check_class_labels(const int32_t* labels, int64_t N, int64_t K) {
+  for (int64_t n = 0; n < N; ++n)
+    if (labels[n] != kIgnoreIndex && (labels[n] < 0 || labels[n] >= K))
+      fail("cross_entropy: label ", labels[n], " at row ", n, " is outside [0, ", K,
+           ") (use -100 to ignore a row)");
+}
+
+void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N,
+                           int64_t K, float label_smoothing) {
+  check_class_labels(labels, N, K);
+  const double eps = label_smoothing;
+#pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
+  for (int64_t n = 0; n < N; ++n) {
+    if (labels[n] == kIgnoreIndex || K == 0) {
+      losses[n] = 0.0f;
+      continue;
+    }
+    const float* x = logits + n * K;
+    const double lse = log_sum_exp(x, K);
+    const double nll = lse - double(x[labels[n]]);
+    double loss = nll;
+    if (eps != 0.0) {
+      double sum_x = 0.0;
+      for (int64_t k = 0; k < K; ++k) sum_x += x[k];
+      const double mean_nll = lse - sum_x / double(K);  // mean_k(−log p[k])
+      loss = (1.0 - eps) * nll + eps * mean_nll;
+    }
+    losses[n] = float(loss);
+  }
+}
+
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N,
+                            int64_t K, float label_smoothing, float scale) {
+  check_class_labels(labels, N, K);
+  const double eps = label_smoothing;
+  const double smooth_target = K > 0 ? eps / double(K) : 0.0;
+#pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
+  for (int64_t n = 0; n < N; ++n) {
+    float* d = dlogits + n * K;
+    if (labels[n] == kIgnoreIndex) {
+      for (int64_t k = 0; k < K; ++k) d[k] = 0.0f;
+      continue;
+    }
+    const float* x = logits + n * K;
+    const double lse = log_sum_exp(x, K);
+    const int64_t y = labels[n];
+    // Element k is read before it is written, so dlogits may alias logits.
+    for (int64_t k = 0; k < K; ++k) {
+      const double target = smooth_target + (k == y ? 1.0 - eps : 0.0);
+      d[k] = float(double(scale) * (std::exp(double(x[k]) - lse) - target));
+    }
+  }
+}
+
+int64_t count_valid_labels(const int32_t* labels, int64_t N) {
+  int64_t count = 0;
+  for (int64_t n = 0; n < N; ++n) count += labels[n] != kIgnoreIndex;
+  return count;
+}
+
+void mse_forward(float* losses, const float* pred, const float* target, int64_t N) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float diff = pred[n] - target[n];
+    losses[n] = diff * diff;
+  }
+}
+
+void mse_backward(float* dpred, const float* pred, const float* target, int64_t N, float scale) {
+  for (int64_t n = 0; n < N; ++n) dpred[n] = scale * 2.0f * (pred[n] - target[n]);
+}
+
+}  // namespace ww::kernels::cpu

@@ -1,0 +1,28 @@
+#pragma once
+// CPU reference for softmax cross-entropy (as torch.nn.CrossEntropyLoss with reduction='none') and
+// the squared-error regression loss.
+#include <cstdint>
+
+namespace ww::kernels::cpu {
+
+constexpr int32_t kIgnoreIndex = -100;
+
+// Throws ww::Error naming the row and the label of the first label outside [0, K) other than −100.
+void check_class_labels(const int32_t* labels, int64_t N, int64_t K);
+
+// losses[n] = (1−ε)·(lse − x[y]) + ε·(lse − mean_k x[k]), lse = log Σ_k exp(x[k]) (max-subtracted,
+// in double); 0 for ignored rows. Labels are checked first.
+void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N,
+                           int64_t K, float label_smoothing);
+
+// dlogits[n,k] = scale·(softmax(x)[k] − (1−ε)·[k==y] − ε/K); 0 for ignored rows. May alias logits.
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N,
+                            int64_t K, float label_smoothing, float scale);
+
+int64_t count_valid_labels(const int32_t* labels, int64_t N);
+
+// losses[n] = (pred[n] − target[n])²;  dpred[n] = scale · 2 · (pred[n] − target[n]).
+void mse_forward(float* losses, const float* pred, const float* target, int64_t N);
+void mse_backward(float* dpred, const float* pred, const float* target, int64_t N, float scale);
+
+}  // namespace ww::kernels::cpu

@@ -1,0 +1,47 @@
+#include "kernels/cpu/dropout.h"
+
+#include <cstring>
+
+#include "kernels/cpu/parallel.h"
+#include "wattwise/core/error.h"
+#include "wattwise/core/rng.h"
+
+namespace ww::kernels::cpu {
+
+namespace {
+
+// Dropout forward and backward are the same map: y = mask(i) · x / (1-p).
+void apply_dropout_mask(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  WW_CHECK(p >= 0.0f && p < 1.0f, "dropout probability ", p, " outside [0, 1)");
+  if (p == 0.0f) {
+    if (out != inp && n > 0) std::memmove(out, inp, size_t(n) * sizeof(float));
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+  const int64_t num_blocks = (n + 3) / 4;
+  // One Philox call yields the words of four consecutive elements (philox_u32's layout), so each
+  // block of four is one call; the values equal philox_uniform(seed, offset, i) bit for bit.
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  for (int64_t block = 0; block < num_blocks; ++block) {
+    const uint64_t q = uint64_t(block);
+    const Philox4 r = philox4x32_10(uint32_t(q), uint32_t(q >> 32), uint32_t(offset), uint32_t(offset >> 32),
+                                    uint32_t(seed), uint32_t(seed >> 32));
+    const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
+    for (int64_t j = 0; j < count; ++j) {
+      const float u = float(r.v[j] >> 8) * (1.0f / 16777216.0f);
+      out[first + j] = u >= p ? inp[first + j] * scale : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  apply_dropout_mask(out, inp, n, p, seed, offset);
+}
+
+void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  apply_dropout_mask(dinp, dout, n, p, seed, offset);
+}
+
+}  // namespace ww::kernels::cpu

@@ -1,0 +1,14 @@
+#pragma once
+// CPU reference for inverted dropout with the counter-based Philox mask (see wattwise/core/rng.h).
+#include <cstdint>
+
+namespace ww::kernels::cpu {
+
+// Element i is kept iff philox_uniform(seed, offset, i) >= p; kept values are scaled by 1/(1-p),
+// dropped ones become 0. p == 0 copies. Requires 0 <= p < 1. out may alias inp.
+void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset);
+
+// Regenerates the same mask: dinp = mask · dout / (1-p). dinp may alias dout.
+void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset);
+
+}  // namespace ww::kernels::cpu

@@ -1,0 +1,98 @@
+#include "wattwise/ops/cross_entropy.h"
+
+#include <cmath>
+
+#include "kernels/cpu/cross_entropy.h"
+#include "ops/checks.h"
+#include "ops/extra_checks.h"
+
+namespace ww::ops {
+
+namespace {
+
+struct ClassSizes {
+  int64_t N, K;
+};
+
+// logits [N, K] (K = last dimension), labels i32 [N].
+ClassSizes check_logits_labels(const Tensor& logits, const Tensor& labels, float label_smoothing,
+                               const char* op) {
+  require_f32_cpu_or_cuda(logits, op, "logits");
+  if (logits.dim() < 1) fail(op, ": argument 'logits' must be [N, K], got ", logits.describe());
+  const int64_t K = logits.size(-1);
+  if (K == 0) fail(op, ": argument 'logits' has no classes: ", logits.describe());
+  const int64_t N = logits.numel() / K;
+  require_i32(labels, op, "labels");
+  require_numel(labels, N, op, "labels");
+  require_same_device(labels, logits, op);
+  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
+    fail(op, ": label_smoothing must be in [0, 1], got ", label_smoothing);
+  return {N, K};
+}
+
+// pred and target f32 with N elements each.
+int64_t check_regression(const Tensor& pred, const Tensor& target, const char* op) {
+  require_f32_cpu_or_cuda(pred, op, "pred");
+  require_f32_cpu_or_cuda(target, op, "target");
+  require_numel(target, pred.numel(), op, "target");
+  require_same_device(target, pred, op);
+  return pred.numel();
+}
+
+}  // namespace
+
+void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Tensor& labels,
+                           float label_smoothing) {
+  const char* op = "cross_entropy_forward";
+  const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
+  require_f32_cpu_or_cuda(losses, op, "losses");
+  require_numel(losses, N, op, "losses");
+  require_same_device(losses, logits, op);
+  require_no_overlap(losses, logits, op, "losses", "logits");
+  if (logits.device().is_cuda()) cuda_not_implemented(op);
+  kernels::cpu::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K,
+                                      label_smoothing);
+}
+
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& labels,
+                            float label_smoothing, float scale) {
+  const char* op = "cross_entropy_backward";
+  const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
+  require_f32_cpu_or_cuda(dlogits, op, "dlogits");
+  require_numel(dlogits, N * K, op, "dlogits");
+  require_same_device(dlogits, logits, op);
+  if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
+  if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
+  if (logits.device().is_cuda()) cuda_not_implemented(op);
+  kernels::cpu::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
+                                       K, label_smoothing, scale);
+}
+
+int64_t count_valid_labels(const Tensor& labels) {
+  const char* op = "count_valid_labels";
+  require_i32(labels, op, "labels");
+  if (labels.device().is_cuda()) cuda_not_implemented(op);
+  return kernels::cpu::count_valid_labels(labels.data<int32_t>(), labels.numel());
+}
+
+void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target) {
+  const char* op = "mse_forward";
+  const int64_t N = check_regression(pred, target, op);
+  require_f32_cpu_or_cuda(losses, op, "losses");
+  require_numel(losses, N, op, "losses");
+  require_same_device(losses, pred, op);
+  if (pred.device().is_cuda()) cuda_not_implemented(op);
+  kernels::cpu::mse_forward(losses.data<float>(), pred.data<float>(), target.data<float>(), N);
+}
+
+void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target, float scale) {
+  const char* op = "mse_backward";
+  const int64_t N = check_regression(pred, target, op);
+  require_f32_cpu_or_cuda(dpred, op, "dpred");
+  require_numel(dpred, N, op, "dpred");
+  require_same_device(dpred, pred, op);
+  if (pred.device().is_cuda()) cuda_not_implemented(op);
+  kernels::cpu::mse_backward(dpred.data<float>(), pred.data<float>(), target.data<float>(), N, scale);
+}
+
+}  // namespace ww::ops

@@ -1,0 +1,88 @@
+#include "wattwise/ops/linear.h"
+
+#include "kernels/cpu/linear.h"
+#include "ops/checks.h"
+#include "ops/extra_checks.h"
+
+namespace ww::ops {
+
+namespace {
+
+struct LinearSizes {
+  int64_t N, IC, OC;
+};
+
+// weight [OC, IC]; inp [N, IC] by element count.
+LinearSizes linear_sizes(const Tensor& inp, const Tensor& weight, const char* op) {
+  require_f32_cpu_or_cuda(weight, op, "weight");
+  require_dim(weight, 2, op, "weight");
+  require_f32_cpu_or_cuda(inp, op, "inp");
+  require_same_device(inp, weight, op);
+  const int64_t OC = weight.size(0), IC = weight.size(1);
+  if (IC == 0 ? inp.numel() != 0 : inp.numel() % IC != 0)
+    fail(op, ": argument 'inp' must have a multiple of ", IC, " elements (weight is ", weight.describe(),
+         "), got ", inp.describe());
+  const int64_t N = IC == 0 ? 0 : inp.numel() / IC;
+  require_blas_size(N, op, "rows");
+  require_blas_size(IC, op, "input features");
+  require_blas_size(OC, op, "output features");
+  return {N, IC, OC};
+}
+
+}  // namespace
+
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+  const char* op = "linear_forward";
+  const auto [N, IC, OC] = linear_sizes(inp, weight, op);
+  require_f32_cpu_or_cuda(out, op, "out");
+  require_numel(out, N * OC, op, "out");
+  require_same_device(out, weight, op);
+  if (bias.defined()) {
+    require_f32_cpu_or_cuda(bias, op, "bias");
+    require_numel(bias, OC, op, "bias");
+    require_same_device(bias, weight, op);
+    require_no_overlap(out, bias, op, "out", "bias");
+  }
+  require_no_overlap(out, inp, op, "out", "inp");
+  require_no_overlap(out, weight, op, "out", "weight");
+  if (out.device().is_cuda()) cuda_not_implemented(op);
+  kernels::cpu::linear_forward(out.data<float>(), inp.data<float>(), weight.data<float>(),
+                               bias.defined() ? bias.data<float>() : nullptr, N, IC, OC);
+}
+
+void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                     const Tensor& dout, const Tensor& inp, const Tensor& weight) {
+  const char* op = "linear_backward";
+  const auto [N, IC, OC] = linear_sizes(inp, weight, op);
+  require_f32_cpu_or_cuda(dout, op, "dout");
+  require_numel(dout, N * OC, op, "dout");
+  require_same_device(dout, weight, op);
+  if (dinp.defined()) {
+    require_f32_cpu_or_cuda(dinp, op, "dinp");
+    require_numel(dinp, N * IC, op, "dinp");
+    require_same_device(dinp, weight, op);
+    require_no_overlap(dinp, dout, op, "dinp", "dout");
+    require_no_overlap(dinp, weight, op, "dinp", "weight");
+  }
+  if (dweight.defined()) {
+    require_f32_cpu_or_cuda(dweight, op, "dweight");
+    require_numel(dweight, OC * IC, op, "dweight");
+    require_same_device(dweight, weight, op);
+    require_no_overlap(dweight, dout, op, "dweight", "dout");
+    require_no_overlap(dweight, inp, op, "dweight", "inp");
+    require_no_overlap(dweight, dinp, op, "dweight", "dinp");
+  }
+  if (dbias.defined()) {
+    require_f32_cpu_or_cuda(dbias, op, "dbias");
+    require_numel(dbias, OC, op, "dbias");
+    require_same_device(dbias, weight, op);
+    require_no_overlap(dbias, dout, op, "dbias", "dout");
+  }
+  if (dout.device().is_cuda()) cuda_not_implemented(op);
+  kernels::cpu::linear_backward(dinp.defined() ? dinp.data<float>() : nullptr,
+                                dweight.defined() ? dweight.data<float>() : nullptr,
+                                dbias.defined() ? dbias.data<float>() : nullptr, dout.data<float>(),
+                                inp.data<float>(), weight.data<float>(), N, IC, OC);
+}
+
+}  // namespace ww::ops
