@@ -1,0 +1,40 @@
+#include "wattwise/ops/softmax.h"
+
+#include "kernels/cpu/softmax.h"
+#include "ops/checks.h"
+
+namespace ww::ops {
+
+void softmax_forward(const Tensor& out, const Tensor& inp) {
+  const char* op = "softmax_forward";
+  require_f32_cpu_or_cuda(inp, op, "inp");
+  require_f32_cpu_or_cuda(out, op, "out");
+  if (inp.dim() < 1) fail(op, ": inp must have at least one dimension, got ", inp.describe());
+  require_numel(out, inp.numel(), op, "out");
+  require_same_device(out, inp, op);
+  const int64_t cols = inp.size(-1);
+  if (inp.numel() == 0) return;
+
+  if (inp.device().is_cuda()) fail(op, ": the CUDA backend does not implement this yet");
+  kernels::cpu::softmax_forward(out.data<float>(), inp.data<float>(), inp.numel() / cols, cols);
+}
+
+void softmax_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout) {
+  const char* op = "softmax_backward";
+  require_f32_cpu_or_cuda(out, op, "out");
+  require_f32_cpu_or_cuda(dout, op, "dout");
+  require_f32_cpu_or_cuda(dinp, op, "dinp");
+  if (out.dim() < 1) fail(op, ": out must have at least one dimension, got ", out.describe());
+  require_numel(dout, out.numel(), op, "dout");
+  require_numel(dinp, out.numel(), op, "dinp");
+  require_same_device(dout, out, op);
+  require_same_device(dinp, out, op);
+  const int64_t cols = out.size(-1);
+  if (out.numel() == 0) return;
+
+  if (out.device().is_cuda()) fail(op, ": the CUDA backend does not implement this yet");
+  kernels::cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(),
+                                 out.numel() / cols, cols);
+}
+
+}  // namespace ww::ops
