@@ -145,7 +145,7 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
   ModelConfig config = load_model_config(dir);
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
   SequenceClassifier model(config, device);
-  const std::string where = checkpoint.description();
+  const std::string where = checkpoint.path().string();
 
   std::vector<std::string> names = checkpoint.names();
   std::set<std::string> unused(names.begin(), names.end());
