@@ -62,10 +62,10 @@ class Optimizer {
   int64_t steps_taken() const { return step_; }
   const OptimizerOptions& options() const { return options_; }
 
-  // Checkpoint state, each a tensor on the parameters' device (f32 [numel] over the flat buffers,
-  // so offsets are the parameters' offsets): "exp_avg" and "exp_avg_sq" for Adam/AdamW,
-  // "momentum_buffer" for SGD with momentum, and "step" (i64 [1], updates taken so far). The
-  // tensors are views of the live state: copy them to keep a snapshot.
+  // Checkpoint state: "exp_avg" and "exp_avg_sq" for Adam/AdamW, "momentum_buffer" for SGD with
+  // momentum (f32 [numel] on the parameters' device, laid out as the flat buffers, so a
+  // parameter's slice starts at its offset), and "step" (i64 [1] on the CPU, updates taken so
+  // far). The f32 tensors share memory with the live state: copy them to keep a snapshot.
   std::vector<std::pair<std::string, Tensor>> state() const;
   // Restores what state() gave (from any device). Every expected name must be present with the
   // right dtype and element count; errors name the tensor. Names not ours are an error too.
