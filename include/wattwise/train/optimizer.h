@@ -1,0 +1,82 @@
+#pragma once
+// Optimizers over a model's ParameterStore: AdamW, Adam and SGD (momentum, Nesterov), with weight
+// decay that skips parameters whose weight_decay flag is false (biases, LayerNorm) and gradient
+// clipping by global norm (torch.nn.utils.clip_grad_norm_). The state lives in flat buffers beside
+// the parameters, on their device; a step is one pass of ops::adamw_step / ops::sgd_step.
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "wattwise/core/tensor.h"
+#include "wattwise/models/parameters.h"
+
+namespace ww::train {
+
+enum class OptimizerKind { AdamW, Adam, SGD };
+
+// "adamw", "adam", "sgd" (any case); anything else is an error naming the option `optimizer`.
+OptimizerKind parse_optimizer_kind(std::string_view name);
+std::string_view optimizer_kind_name(OptimizerKind kind);  // "adamw", "adam", "sgd"
+
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::AdamW;
+  double weight_decay = 0.0;                       // torch.optim's default for Adam, SGD (AdamW: 0.01)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;   // Adam, AdamW
+  double momentum = 0.0, dampening = 0.0;          // SGD
+  bool nesterov = false;                           // SGD; needs momentum > 0, dampening 0
+  double max_grad_norm = 0.0;                      // clip by global L2 norm when > 0
+};
+
+// Throws ww::Error naming the option at fault ("optimizer option beta2 = 1.5: expected ...").
+void validate(const OptimizerOptions& options);
+
+// Half-open element ranges [begin, end) of the flat buffers whose parameters take weight decay,
+// adjacent ones merged: the i64 [R, 2] tensor that ops::adamw_step / ops::sgd_step expect, on the
+// CPU.
+Tensor decay_ranges(const models::ParameterStore& store);
+
+// torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (total_norm + 1e-6)), in float.
+float clip_coefficient(float total_norm, double max_norm);
+
+struct StepReport {
+  float grad_norm = 0;   // global L2 norm of the gradients after grad_scale, before clipping
+  float clip_coef = 1;   // factor clipping applied (1 when off or not needed)
+  bool applied = false;  // false when grad_norm was NaN/Inf and the update was skipped
+};
+
+class Optimizer {
+ public:
+  // `store` must be allocated and must outlive the optimizer. State is zero-initialised on the
+  // store's device. Throws for invalid options (see validate()).
+  Optimizer(models::ParameterStore& store, const OptimizerOptions& options);
+
+  // One update with learning rate `lr` (from an LrSchedule). The gradients are multiplied by
+  // `grad_scale` first (1/loss scale, 1/accumulation steps), then clipped to max_grad_norm, both
+  // folded into one factor, so they are read once and never written. When their norm is NaN or
+  // Inf nothing changes (parameters, state and step count untouched) and the report says so:
+  // with loss scaling that is the overflow signal; without it the trainer should stop.
+  StepReport step(double lr, float grad_scale = 1.0f);
+
+  int64_t steps_taken() const { return step_; }
+  const OptimizerOptions& options() const { return options_; }
+
+  // Checkpoint state: "exp_avg" and "exp_avg_sq" for Adam/AdamW, "momentum_buffer" for SGD with
+  // momentum (f32 [numel] on the parameters' device, laid out as the flat buffers, so a
+  // parameter's slice starts at its offset), and "step" (i64 [1] on the CPU, updates taken so
+  // far). The f32 tensors share memory with the live state: copy them to keep a snapshot.
+  std::vector<std::pair<std::string, Tensor>> state() const;
+  // Restores what state() gave (from any device). Every expected name must be present with the
+  // right dtype and element count; errors name the tensor. Names not ours are an error too.
+  void load_state(const std::map<std::string, Tensor>& tensors);
+
+ private:
+  models::ParameterStore& store_;
+  OptimizerOptions options_;
+  Tensor decay_ranges_;  // on the parameters' device
+  Tensor exp_avg_, exp_avg_sq_, momentum_buffer_;
+  int64_t step_ = 0;
+};
+
+}  // namespace ww::train

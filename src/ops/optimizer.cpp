@@ -1,0 +1,135 @@
+#include "wattwise/ops/optimizer.h"
+
+#include <cmath>
+
+#include "kernels/cpu/optimizer.h"
+
+namespace ww::ops {
+namespace {
+
+void check_buffer(const Tensor& t, const Tensor& params, const char* op, const char* what) {
+  if (!t.defined()) fail(op, ": ", what, " is missing");
+  if (t.dtype() != DType::F32) fail(op, ": ", what, " must be f32, got ", t.describe());
+  if (t.numel() != params.numel())
+    fail(op, ": ", what, " has ", t.numel(), " elements, params has ", params.numel());
+  if (!(t.device() == params.device()))
+    fail(op, ": ", what, " is on ", t.device().str(), ", params on ", params.device().str());
+}
+
+// Returns the number of ranges, or −1 for "every element decays" (undefined tensor).
+int64_t check_decay_ranges(const Tensor& ranges, const Tensor& params, const char* op) {
+  if (!ranges.defined()) return -1;
+  if (ranges.dtype() != DType::I64 || ranges.dim() != 2 || ranges.size(1) != 2)
+    fail(op, ": decay_ranges must be i64 [R, 2], got ", ranges.describe());
+  if (!(ranges.device() == params.device()))
+    fail(op, ": decay_ranges is on ", ranges.device().str(), ", params on ", params.device().str());
+  int64_t count = ranges.size(0);
+  if (ranges.device().is_cpu()) {
+    const int64_t* r = ranges.data<int64_t>();
+    int64_t previous_end = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t begin = r[2 * i], end = r[2 * i + 1];
+      if (begin < previous_end || end < begin || end > params.numel())
+        fail(op, ": decay range ", i, " [", begin, ", ", end, ") is out of order or past the ",
+             params.numel(), " parameters");
+      previous_end = end;
+    }
+  }
+  return count;
+}
+
+void check_hyper(bool ok, const char* op, const char* name, double value, const char* expected) {
+  if (!ok) fail(op, ": ", name, " = ", value, " is invalid; expected ", expected);
+}
+
+[[noreturn]] void no_kernel(const char* op, const Tensor& params) {
+  fail(op, ": no kernel for device ", params.device().str(), " yet (CPU only)");
+}
+
+}  // namespace
+
+void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const Tensor& decay_ranges, const AdamStepArgs& a) {
+  const char* op = "adamw_step";
+  check_buffer(params, params, op, "params");
+  check_buffer(grads, params, op, "grads");
+  check_buffer(exp_avg, params, op, "exp_avg");
+  check_buffer(exp_avg_sq, params, op, "exp_avg_sq");
+  int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+  check_hyper(std::isfinite(a.lr) && a.lr >= 0, op, "lr", a.lr, "a finite value >= 0");
+  check_hyper(a.beta1 >= 0 && a.beta1 < 1, op, "beta1", a.beta1, "0 <= beta1 < 1");
+  check_hyper(a.beta2 >= 0 && a.beta2 < 1, op, "beta2", a.beta2, "0 <= beta2 < 1");
+  check_hyper(std::isfinite(a.eps) && a.eps >= 0, op, "eps", a.eps, "a finite value >= 0");
+  check_hyper(std::isfinite(a.weight_decay) && a.weight_decay >= 0, op, "weight_decay",
+              a.weight_decay, "a finite value >= 0");
+  check_hyper(a.step >= 1, op, "step", double(a.step), "1 or more");
+  check_hyper(std::isfinite(a.grad_scale), op, "grad_scale", a.grad_scale, "a finite value");
+
+  // As torch computes them in Python floats (double), rounded to float where a kernel uses them.
+  double t = double(a.step);
+  double bias_correction1 = 1.0 - std::pow(a.beta1, t);
+  double bias_correction2 = 1.0 - std::pow(a.beta2, t);
+  kernels::AdamScalars s{};
+  s.grad_scale = a.grad_scale;
+  s.decay_enabled = a.weight_decay != 0.0;
+  s.decoupled = a.decoupled;
+  s.decay_factor = float(1.0 - a.lr * a.weight_decay);
+  s.weight_decay = float(a.weight_decay);
+  s.one_minus_beta1 = float(1.0 - a.beta1);
+  s.beta2 = float(a.beta2);
+  s.one_minus_beta2 = float(1.0 - a.beta2);
+  s.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
+  s.eps = float(a.eps);
+  s.neg_step_size = float(-(a.lr / bias_correction1));
+
+  if (!params.device().is_cpu()) no_kernel(op, params);
+  kernels::cpu::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
+                           exp_avg_sq.data<float>(), params.numel(),
+                           num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
+}
+
+void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
+              const Tensor& decay_ranges, const SgdStepArgs& a) {
+  const char* op = "sgd_step";
+  check_buffer(params, params, op, "params");
+  check_buffer(grads, params, op, "grads");
+  bool use_momentum = a.momentum != 0.0;
+  if (use_momentum) check_buffer(momentum_buffer, params, op, "momentum_buffer");
+  int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+  check_hyper(std::isfinite(a.lr) && a.lr >= 0, op, "lr", a.lr, "a finite value >= 0");
+  check_hyper(std::isfinite(a.momentum) && a.momentum >= 0, op, "momentum", a.momentum,
+              "a finite value >= 0");
+  check_hyper(std::isfinite(a.dampening), op, "dampening", a.dampening, "a finite value");
+  check_hyper(std::isfinite(a.weight_decay) && a.weight_decay >= 0, op, "weight_decay",
+              a.weight_decay, "a finite value >= 0");
+  if (a.nesterov && (a.momentum <= 0 || a.dampening != 0))
+    fail(op, ": nesterov needs momentum > 0 and dampening = 0 (got momentum ", a.momentum,
+         ", dampening ", a.dampening, ")");
+  check_hyper(a.step >= 1, op, "step", double(a.step), "1 or more");
+  check_hyper(std::isfinite(a.grad_scale), op, "grad_scale", a.grad_scale, "a finite value");
+
+  kernels::SgdScalars s{};
+  s.grad_scale = a.grad_scale;
+  s.decay_enabled = a.weight_decay != 0.0;
+  s.weight_decay = float(a.weight_decay);
+  s.use_momentum = use_momentum;
+  s.first_step = a.step == 1;
+  s.momentum = float(a.momentum);
+  s.one_minus_dampening = float(1.0 - a.dampening);
+  s.nesterov = a.nesterov;
+  s.neg_lr = float(-a.lr);
+
+  if (!params.device().is_cpu()) no_kernel(op, params);
+  kernels::cpu::sgd_step(params.data<float>(), grads.data<float>(),
+                         use_momentum ? momentum_buffer.data<float>() : nullptr, params.numel(),
+                         num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
+}
+
+float global_grad_norm(const Tensor& grads) {
+  if (!grads.defined()) fail("global_grad_norm: grads is missing");
+  if (grads.dtype() != DType::F32) fail("global_grad_norm: grads must be f32, got ", grads.describe());
+  if (!grads.device().is_cpu()) no_kernel("global_grad_norm", grads);
+  return float(std::sqrt(kernels::cpu::sum_of_squares(grads.data<float>(), grads.numel())));
+}
+
+}  // namespace ww::ops

@@ -1,0 +1,177 @@
+#include "wattwise/train/optimizer.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include "wattwise/ops/optimizer.h"
+
+namespace ww::train {
+namespace {
+
+void require(bool ok, const char* name, double value, const char* expected) {
+  if (!ok) fail("optimizer option ", name, " = ", value, ": expected ", expected);
+}
+
+bool uses_adam(OptimizerKind kind) { return kind != OptimizerKind::SGD; }
+
+}  // namespace
+
+OptimizerKind parse_optimizer_kind(std::string_view name) {
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  if (lower == "adamw") return OptimizerKind::AdamW;
+  if (lower == "adam") return OptimizerKind::Adam;
+  if (lower == "sgd") return OptimizerKind::SGD;
+  fail("optimizer = '", name, "': expected one of adamw, adam, sgd");
+}
+
+std::string_view optimizer_kind_name(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::AdamW: return "adamw";
+    case OptimizerKind::Adam: return "adam";
+    case OptimizerKind::SGD: return "sgd";
+  }
+  return "?";
+}
+
+void validate(const OptimizerOptions& o) {
+  require(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight_decay", o.weight_decay,
+          "a finite value >= 0");
+  require(std::isfinite(o.max_grad_norm) && o.max_grad_norm >= 0, "max_grad_norm",
+          o.max_grad_norm, "a finite value >= 0 (0 turns clipping off)");
+  if (uses_adam(o.kind)) {
+    require(o.beta1 >= 0 && o.beta1 < 1, "beta1", o.beta1, "0 <= beta1 < 1");
+    require(o.beta2 >= 0 && o.beta2 < 1, "beta2", o.beta2, "0 <= beta2 < 1");
+    require(std::isfinite(o.eps) && o.eps >= 0, "eps", o.eps, "a finite value >= 0");
+  } else {
+    require(std::isfinite(o.momentum) && o.momentum >= 0, "momentum", o.momentum,
+            "a finite value >= 0");
+    require(std::isfinite(o.dampening) && o.dampening >= 0 && o.dampening <= 1, "dampening",
+            o.dampening, "0 <= dampening <= 1");
+    if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+      fail("optimizer option nesterov = true needs momentum > 0 and dampening = 0 (got momentum ",
+           o.momentum, ", dampening ", o.dampening, ")");
+  }
+}
+
+Tensor decay_ranges(const models::ParameterStore& store) {
+  std::vector<int64_t> flat;
+  for (const models::Parameter& p : store.all()) {
+    if (!p.weight_decay) continue;
+    int64_t begin = p.offset, end = p.offset + shape_numel(p.shape);
+    if (begin == end) continue;
+    if (!flat.empty() && flat.back() == begin)
+      flat.back() = end;  // extends the previous run
+    else {
+      flat.push_back(begin);
+      flat.push_back(end);
+    }
+  }
+  Tensor ranges = Tensor::empty({int64_t(flat.size() / 2), 2}, DType::I64);
+  std::copy(flat.begin(), flat.end(), ranges.data<int64_t>());
+  return ranges;
+}
+
+float clip_coefficient(float total_norm, double max_norm) {
+  // clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32.
+  float coef = float(max_norm) / (total_norm + 1e-6f);
+  return std::min(coef, 1.0f);
+}
+
+Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& options)
+    : store_(store), options_(options) {
+  validate(options_);
+  if (!store_.allocated()) fail("optimizer: the parameter store is not allocated yet");
+  Device device = store_.flat_values().device();
+  int64_t n = store_.numel();
+  decay_ranges_ = decay_ranges(store_).to(device);
+  if (uses_adam(options_.kind)) {
+    exp_avg_ = Tensor::zeros({n}, DType::F32, device);
+    exp_avg_sq_ = Tensor::zeros({n}, DType::F32, device);
+  } else if (options_.momentum != 0.0) {
+    momentum_buffer_ = Tensor::zeros({n}, DType::F32, device);
+  }
+}
+
+StepReport Optimizer::step(double lr, float grad_scale) {
+  if (!std::isfinite(lr) || lr < 0) fail("optimizer step: learning rate ", lr, " is not a finite value >= 0");
+  if (!std::isfinite(grad_scale) || grad_scale <= 0)
+    fail("optimizer step: grad_scale ", grad_scale, " is not a finite value > 0");
+  const Tensor& params = store_.flat_values();
+  const Tensor& grads = store_.flat_grads();
+
+  StepReport report;
+  report.grad_norm = ops::global_grad_norm(grads) * grad_scale;
+  if (!std::isfinite(report.grad_norm)) return report;  // applied = false
+  if (options_.max_grad_norm > 0)
+    report.clip_coef = clip_coefficient(report.grad_norm, options_.max_grad_norm);
+  float scale = grad_scale * report.clip_coef;
+
+  ++step_;
+  if (uses_adam(options_.kind)) {
+    ops::AdamStepArgs a;
+    a.lr = lr;
+    a.beta1 = options_.beta1;
+    a.beta2 = options_.beta2;
+    a.eps = options_.eps;
+    a.weight_decay = options_.weight_decay;
+    a.step = step_;
+    a.decoupled = options_.kind == OptimizerKind::AdamW;
+    a.grad_scale = scale;
+    ops::adamw_step(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, a);
+  } else {
+    ops::SgdStepArgs a;
+    a.lr = lr;
+    a.momentum = options_.momentum;
+    a.dampening = options_.dampening;
+    a.nesterov = options_.nesterov;
+    a.weight_decay = options_.weight_decay;
+    a.step = step_;
+    a.grad_scale = scale;
+    ops::sgd_step(params, grads, momentum_buffer_, decay_ranges_, a);
+  }
+  report.applied = true;
+  return report;
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::state() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (exp_avg_.defined()) {
+    out.emplace_back("exp_avg", exp_avg_);
+    out.emplace_back("exp_avg_sq", exp_avg_sq_);
+  }
+  if (momentum_buffer_.defined()) out.emplace_back("momentum_buffer", momentum_buffer_);
+  Tensor step = Tensor::empty({1}, DType::I64);
+  step.data<int64_t>()[0] = step_;
+  out.emplace_back("step", step);
+  return out;
+}
+
+void Optimizer::load_state(const std::map<std::string, Tensor>& tensors) {
+  std::vector<std::pair<std::string, Tensor>> expected = state();
+  for (const auto& [name, tensor] : tensors) {
+    bool known = std::any_of(expected.begin(), expected.end(),
+                             [&](const auto& e) { return e.first == name; });
+    if (!known)
+      fail("optimizer state: unexpected tensor '", name, "' for a ",
+           optimizer_kind_name(options_.kind), " optimizer");
+  }
+  // Check everything before changing anything, so a bad checkpoint leaves the state as it was.
+  for (const auto& [name, target] : expected) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) fail("optimizer state: tensor '", name, "' is missing");
+    const Tensor& t = it->second;
+    if (t.dtype() != target.dtype() || t.numel() != target.numel())
+      fail("optimizer state: tensor '", name, "' is ", t.describe(), ", expected ",
+           target.describe());
+  }
+  int64_t step = tensors.at("step").to(Device::cpu()).data<int64_t>()[0];
+  if (step < 0) fail("optimizer state: tensor 'step' holds ", step, ", expected a count >= 0");
+  for (const auto& [name, target] : expected)
+    if (name != "step") target.copy_from(tensors.at(name));
+  step_ = step;
+}
+
+}  // namespace ww::train
