@@ -9,6 +9,8 @@
 2. `safetensors_tool write` saves tensors given as raw bytes, as they are and converted to
    F32/F16/BF16; Python's (Rust) reader must accept each file and find the same bytes, or the
    values numpy/torch get when they round the same inputs to nearest even.
+3. Every truncation and many single-bit flips of a small valid file: wattwise must accept exactly
+   the mutants the reference parser accepts (except dtypes wattwise has no type for, like F64).
 """
 import json
 import os
@@ -161,6 +163,46 @@ for store in stores:
         want, fmt = rounded_bits(dtype, array, store)
         got_bits = np.frombuffer(bytes(got["data"]), dtype=np.uint32 if store == "F32" else np.uint16)
         check(same_floats(got_bits, want.reshape(-1), fmt), f"{where}: values differ from round-to-nearest-even")
+
+
+# --- 3. Same verdicts as the reference parser on mutated files -----------------------------------
+small = [(n, d, a) for n, (d, a) in arrays.items() if n in ("f16_random", "i32", "empty", "scalar")]
+small_spec = dict(spec, tensors=[t for t in spec["tensors"] if t["name"] in {n for n, _, _ in small}])
+with open(spec_path, "w") as f:
+    json.dump(small_spec, f)
+base_path = os.path.join(work, "mutant_base.safetensors")
+subprocess.run([tool, "write", spec_path, base_path], check=True)
+with open(base_path, "rb") as f:
+    base = f.read()
+header_end = 8 + int.from_bytes(base[:8], "little")
+mutants = [base[:n] for n in range(len(base))]
+for i in range(header_end + 8):
+    for mask in (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80):
+        mutants.append(base[:i] + bytes([base[i] ^ mask]) + base[i + 1:])
+mutant_dir = os.path.join(work, "mutants")
+os.makedirs(mutant_dir)
+paths = []
+for k, m in enumerate(mutants):
+    paths.append(os.path.join(mutant_dir, f"{k}.safetensors"))
+    with open(paths[-1], "wb") as f:
+        f.write(m)
+verdicts = [json.loads(line) for line in
+            subprocess.run([tool, "check"] + paths, check=True, capture_output=True, text=True).stdout.splitlines()]
+accepted = refused = 0
+for path, data, verdict in zip(paths, mutants, verdicts):
+    try:
+        deserialize(data)
+        reference_ok = True
+    except Exception:
+        reference_ok = False
+    accepted += reference_ok
+    refused += not reference_ok
+    if verdict["ok"] != reference_ok and "not supported by wattwise" not in verdict["error"]:
+        check(False, f"{path}: wattwise {'accepts' if verdict['ok'] else 'refuses'} it ({verdict['error']}), "
+                     f"the reference {'accepts' if reference_ok else 'refuses'} it")
+check(len(verdicts) == len(mutants), "check: verdict count differs")
+check(accepted > 0 and refused > 0, f"mutants: {accepted} accepted, {refused} refused; expected both kinds")
+print(f"{len(mutants)} mutants: the reference parser accepts {accepted} and refuses {refused}")
 
 if failures:
     print("\n".join("FAIL: " + f for f in failures))

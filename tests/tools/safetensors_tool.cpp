@@ -7,6 +7,8 @@
 //   safetensors_tool write SPEC.json OUT.safetensors [f32|f16|bf16]
 //       SPEC: {"metadata": {...}, "tensors": [{"name", "dtype", "shape", "raw_hex"}]}; writes them
 //       with save_safetensors, converting floating tensors to the optional store dtype.
+//   safetensors_tool check FILE...
+//       prints one JSON line per file: {"file", "ok", "error"}: whether open() accepts it.
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -87,14 +89,29 @@ int write(const std::string& spec_path, const std::string& out_path, const std::
   return 0;
 }
 
+int check(int count, char** files) {
+  for (int i = 0; i < count; ++i) {
+    Json line = {{"file", files[i]}, {"ok", true}, {"error", ""}};
+    try {
+      io::SafetensorsFile::open(files[i]);
+    } catch (const Error& e) {
+      line["ok"] = false;
+      line["error"] = e.what();
+    }
+    std::cout << line.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     std::string command = argc > 1 ? argv[1] : "";
     if (command == "dump" && argc == 3) return dump(argv[2]);
+    if (command == "check") return check(argc - 2, argv + 2);
     if (command == "write" && (argc == 4 || argc == 5)) return write(argv[2], argv[3], argc == 5 ? argv[4] : "");
-    std::cerr << "usage: safetensors_tool dump FILE | write SPEC.json OUT.safetensors [f32|f16|bf16]\n";
+    std::cerr << "usage: safetensors_tool dump FILE | write SPEC.json OUT.safetensors [f32|f16|bf16] | check FILE...\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "safetensors_tool: " << e.what() << "\n";
