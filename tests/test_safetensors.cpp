@@ -371,7 +371,7 @@ TEST(SafetensorsCorrupt, HeaderNotJson) {
   expect_corrupt(dir, safetensors_bytes("", ""), {"not valid JSON"});
   expect_corrupt(dir, safetensors_bytes("{} trailing", ""), {"not valid JSON"});
   // nlohmann stops at a NUL byte; what follows must not be silently ignored.
-  expect_corrupt(dir, safetensors_bytes(std::string("{}\0garbage", 10), ""), {"not valid JSON", "NUL byte at offset 10"});
+  expect_corrupt(dir, safetensors_bytes(std::string("{}\0garbage", 10), ""), {"not valid JSON", "NUL byte at byte 2"});
 }
 
 TEST(SafetensorsCorrupt, HeaderNotAnObject) {

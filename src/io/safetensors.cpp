@@ -83,6 +83,10 @@ Json parse_json_strict(std::string_view text, const std::string& what) {
     }
     return true;
   };
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore whatever follows it;
+  // a raw NUL is never valid JSON, so refuse it here.
+  if (size_t nul = text.find('\0'); nul != std::string_view::npos)
+    fail(what, " is not valid JSON: NUL byte at byte ", nul, " of the JSON text");
   try {
     return Json::parse(text.begin(), text.end(), check);
   } catch (const nlohmann::json::exception& e) {
@@ -313,10 +317,6 @@ SafetensorsHeader SafetensorsFile::parse_header(std::string_view file_prefix, ui
   std::string_view text = file_prefix.substr(8, size_t(header_bytes));
   if (size_t bad = first_invalid_utf8(text); bad != std::string_view::npos)
     fail(label, ": header is not valid UTF-8 (bad byte at offset ", 8 + bad, ")");
-  // nlohmann's lexer takes a NUL byte for the end of input and would ignore whatever follows it;
-  // a raw NUL is never valid JSON, so refuse it here.
-  if (size_t nul = text.find('\0'); nul != std::string_view::npos)
-    fail(label, ": header is not valid JSON: NUL byte at offset ", 8 + nul);
   Json root = parse_json_strict(text, label + ": header");
   if (!root.is_object()) fail(label, ": header must be a JSON object, got ", root.type_name());
 
