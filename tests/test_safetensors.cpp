@@ -30,8 +30,8 @@ class TempDir {
  public:
   TempDir() {
     const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("wattwise_io_" + std::to_string(::getpid()) + "_" + test->test_suite_name() + "_" + test->name());
+    path_ = fs::temp_directory_path() / ("wattwise_io_" + std::to_string(::getpid()) + "_" +
+                                         test->test_suite_name() + "_" + test->name());
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -44,7 +44,8 @@ class TempDir {
   // Files in the folder, to check that no temporary file was left behind.
   std::vector<std::string> listing() const {
     std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
+    for (const auto& entry : fs::directory_iterator(path_))
+      names.push_back(entry.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;
   }
@@ -74,14 +75,17 @@ void expect_error(const std::function<void()>& action, const std::vector<std::st
   } catch (const Error& e) {
     std::string message = e.what();
     for (const std::string& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos) << "message lacks '" << fragment << "': " << message;
+      EXPECT_NE(message.find(fragment), std::string::npos)
+          << "message lacks '" << fragment << "': " << message;
     return;
   }
-  ADD_FAILURE() << "expected ww::Error mentioning '" << (fragments.empty() ? "" : fragments[0]) << "'";
+  ADD_FAILURE() << "expected ww::Error mentioning '" << (fragments.empty() ? "" : fragments[0])
+                << "'";
 }
 
 // Writes the crafted bytes to a file and expects open() to fail naming the file and the problem.
-void expect_corrupt(const TempDir& dir, const std::string& bytes, const std::vector<std::string>& fragments) {
+void expect_corrupt(const TempDir& dir, const std::string& bytes,
+                    const std::vector<std::string>& fragments) {
   fs::path file = dir / "corrupt.safetensors";
   write_file_atomic(file, bytes);
   std::vector<std::string> all = fragments;
@@ -99,7 +103,8 @@ Tensor make_tensor(const Shape& shape, DType dtype, int seed) {
   Tensor t = Tensor::empty(shape, dtype);
   auto n = size_t(t.numel());
   for (size_t i = 0; i < n; ++i) {
-    float v = float(int(i * 7 + seed) % 23 - 11) * 0.37f;  // exact in bf16? no; exercised by rounding
+    float v =
+        float(int(i * 7 + seed) % 23 - 11) * 0.37f;  // exact in bf16? no; exercised by rounding
     switch (dtype) {
       case DType::F32: t.data<float>()[i] = v; break;
       case DType::F16: t.data<half_bits>()[i].bits = float_to_half(v); break;
@@ -163,7 +168,8 @@ TEST(Safetensors, HeaderIsAlignedAndDefaultsToFormatPt) {
   TempDir dir;
   fs::path file = dir / "a.safetensors";
   // A 5-letter name makes the raw header length not a multiple of 8.
-  save_safetensors(file, {{"attn0", Tensor::from_vector(std::vector<float>{0, 1, 2, 3, 4, 5}, {1, 1, 2, 3})}});
+  save_safetensors(
+      file, {{"attn0", Tensor::from_vector(std::vector<float>{0, 1, 2, 3, 4, 5}, {1, 1, 2, 3})}});
   std::string bytes = read_file(file);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[i])) << (8 * i);
@@ -171,7 +177,9 @@ TEST(Safetensors, HeaderIsAlignedAndDefaultsToFormatPt) {
   std::string header = bytes.substr(8, n);
   std::string json = header.substr(0, header.find_last_not_of(' ') + 1);
   EXPECT_LT(header.size() - json.size(), 8u) << "pad only as much as alignment needs";
-  EXPECT_EQ(json, R"({"__metadata__":{"format":"pt"},"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})");
+  EXPECT_EQ(
+      json,
+      R"({"__metadata__":{"format":"pt"},"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})");
   EXPECT_EQ(bytes.size(), 8 + n + 24);
   EXPECT_EQ(SafetensorsFile::open(file).metadata().at("format"), "pt");
 }
@@ -189,14 +197,16 @@ TEST(Safetensors, NoTensorsAndNoMetadata) {
 
 TEST(Safetensors, StoreDtypeConvertsFloatsOnly) {
   TempDir dir;
-  std::vector<float> values = {1.0f, -2.5f, 3.14159265f, 1e-8f, 65504.0f, 70000.0f, -0.0f, 1.0f / 3.0f};
+  std::vector<float> values = {1.0f,     -2.5f,    3.14159265f, 1e-8f,
+                               65504.0f, 70000.0f, -0.0f,       1.0f / 3.0f};
   Tensor weights = Tensor::from_vector(values, {2, 4});
   Tensor ids = make_tensor({3}, DType::I64, 1);
   Tensor already_half = make_tensor({5}, DType::F16, 2);
 
   for (DType store : {DType::F16, DType::BF16}) {
     fs::path file = dir / ("stored_" + std::string(dtype_name(store)) + ".safetensors");
-    save_safetensors(file, {{"w", weights}, {"ids", ids}, {"h", already_half}}, {{"format", "pt"}}, store);
+    save_safetensors(file, {{"w", weights}, {"ids", ids}, {"h", already_half}}, {{"format", "pt"}},
+                     store);
     SafetensorsFile f = SafetensorsFile::open(file);
     EXPECT_EQ(f.find("w")->dtype, store);
     EXPECT_EQ(f.find("ids")->dtype, DType::I64) << "integer tensors are written as they are";
@@ -213,8 +223,11 @@ TEST(Safetensors, StoreDtypeConvertsFloatsOnly) {
       EXPECT_EQ(h[i], expected);
     }
   }
-  expect_error([&] { save_safetensors(dir / "x.safetensors", {{"w", weights}}, {}, DType::I32); },
-               {"store dtype", "i32"});
+  expect_error(
+      [&] {
+        save_safetensors(dir / "x.safetensors", {{"w", weights}}, {}, DType::I32);
+      },
+      {"store dtype", "i32"});
 }
 
 TEST(Safetensors, ReadIntoConvertsPrecision) {
@@ -227,7 +240,9 @@ TEST(Safetensors, ReadIntoConvertsPrecision) {
     f16.data<half_bits>()[i].bits = float_to_half(values[i]);
     bf16.data<bf16_bits>()[i].bits = float_to_bf16(values[i]);
   }
-  save_safetensors(file, {{"f32", f32}, {"f16", f16}, {"bf16", bf16}, {"ids", make_tensor({2, 3}, DType::I32, 0)}});
+  save_safetensors(
+      file,
+      {{"f32", f32}, {"f16", f16}, {"bf16", bf16}, {"ids", make_tensor({2, 3}, DType::I32, 0)}});
   SafetensorsFile f = SafetensorsFile::open(file);
 
   // fp16/bf16 checkpoint -> f32 master weights: exact widening.
@@ -250,15 +265,27 @@ TEST(Safetensors, ReadIntoConvertsPrecision) {
   f.read_into("f32", same);
   EXPECT_EQ(same.to_float_vector(), values);
 
-  expect_error([&] { f.read_into("f32", Tensor::zeros({3, 2}, DType::F32)); },
-               {file.string(), "'f32'", "[2, 3]", "[3, 2]"});
-  expect_error([&] { f.read_into("ids", Tensor::zeros({2, 3}, DType::F32)); }, {file.string(), "'ids'", "I32", "F32"});
-  expect_error([&] { f.read_into("missing", Tensor::zeros({2, 3}, DType::F32)); }, {file.string(), "'missing'"});
+  expect_error(
+      [&] {
+        f.read_into("f32", Tensor::zeros({3, 2}, DType::F32));
+      },
+      {file.string(), "'f32'", "[2, 3]", "[3, 2]"});
+  expect_error(
+      [&] {
+        f.read_into("ids", Tensor::zeros({2, 3}, DType::F32));
+      },
+      {file.string(), "'ids'", "I32", "F32"});
+  expect_error(
+      [&] {
+        f.read_into("missing", Tensor::zeros({2, 3}, DType::F32));
+      },
+      {file.string(), "'missing'"});
 }
 
 TEST(Safetensors, ReadsForeignUnalignedAndUnorderedFiles) {
   // Header not padded (data starts at an odd offset) and entries not in offset order: both legal.
-  std::string header = R"({"b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  std::string header =
+      R"({"b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
   uint16_t h = float_to_half(1.5f);
   std::string buffer = f32_bytes({2.25f}) + std::string(reinterpret_cast<const char*>(&h), 2);
   SafetensorsFile f = SafetensorsFile::from_bytes(safetensors_bytes(header, buffer), "foreign");
@@ -289,7 +316,8 @@ TEST(SafetensorsCheckpoint, SingleFileFolderAndPath) {
 
 TEST(SafetensorsCheckpoint, ShardedIndex) {
   TempDir dir;
-  Tensor a = make_tensor({3, 2}, DType::F32, 1), b = make_tensor({4}, DType::BF16, 2), c = make_tensor({2}, DType::I64, 3);
+  Tensor a = make_tensor({3, 2}, DType::F32, 1), b = make_tensor({4}, DType::BF16, 2),
+         c = make_tensor({2}, DType::I64, 3);
   save_safetensors(dir / "model-00001-of-00002.safetensors", {{"a", a}, {"b", b}});
   save_safetensors(dir / "model-00002-of-00002.safetensors", {{"c", c}});
   write_file_atomic(dir / "model.safetensors.index.json", R"({"metadata": {"total_size": 48},
@@ -312,18 +340,24 @@ TEST(SafetensorsCheckpoint, BadIndexesAreClearErrors) {
   TempDir dir;
   save_safetensors(dir / "shard.safetensors", {{"a", make_tensor({1}, DType::F32, 0)}});
   fs::path index = dir / "model.safetensors.index.json";
-  write_file_atomic(index, R"({"weight_map": {"a": "shard.safetensors", "ghost": "shard.safetensors"}})");
-  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {index.string(), "'ghost'", "shard.safetensors"});
+  write_file_atomic(index,
+                    R"({"weight_map": {"a": "shard.safetensors", "ghost": "shard.safetensors"}})");
+  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
+               {index.string(), "'ghost'", "shard.safetensors"});
   write_file_atomic(index, R"({"weight_map": {"a": "../shard.safetensors"}})");
-  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {index.string(), "not a file inside"});
+  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
+               {index.string(), "not a file inside"});
   write_file_atomic(index, R"({"weight_map": {"a": "missing.safetensors"}})");
-  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {"missing.safetensors", "No such file"});
+  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
+               {"missing.safetensors", "No such file"});
   write_file_atomic(index, R"({"metadata": {}})");
   expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {index.string(), "weight_map"});
   write_file_atomic(index, R"({"weight_map": {"a": 3}})");
   expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {index.string(), "'a'", "string"});
-  write_file_atomic(index, R"({"weight_map": {"a": "shard.safetensors", "a": "shard.safetensors"}})");
-  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {index.string(), "duplicate key 'a'"});
+  write_file_atomic(index,
+                    R"({"weight_map": {"a": "shard.safetensors", "a": "shard.safetensors"}})");
+  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
+               {index.string(), "duplicate key 'a'"});
 }
 
 TEST(SafetensorsCheckpoint, PytorchOnlyFolderExplainsConversion) {
@@ -331,11 +365,18 @@ TEST(SafetensorsCheckpoint, PytorchOnlyFolderExplainsConversion) {
   write_file_atomic(dir / "pytorch_model.bin", "not read");
   write_file_atomic(dir / "config.json", "{}");
   expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
-               {dir.path().string(), "pytorch_model.bin", "only safetensors", "save_pretrained", "safe_serialization=True"});
-  expect_error([&] { SafetensorsCheckpoint::open(dir / "pytorch_model.bin"); }, {"only safetensors"});
+               {dir.path().string(), "pytorch_model.bin", "only safetensors", "save_pretrained",
+                "safe_serialization=True"});
+  expect_error([&] { SafetensorsCheckpoint::open(dir / "pytorch_model.bin"); },
+               {"only safetensors"});
   fs::remove(dir / "pytorch_model.bin");
-  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); }, {dir.path().string(), "model.safetensors"});
-  expect_error([&] { SafetensorsCheckpoint::open(dir / "nothing-here"); }, {"nothing-here", "does not exist"});
+  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
+               {dir.path().string(), "model.safetensors"});
+  save_safetensors(dir / "adapter.safetensors", {});
+  expect_error([&] { SafetensorsCheckpoint::open(dir.path()); },
+               {"it has adapter.safetensors (pass a file's path"});
+  expect_error([&] { SafetensorsCheckpoint::open(dir / "nothing-here"); },
+               {"nothing-here", "does not exist"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,15 +395,18 @@ TEST(SafetensorsCorrupt, HeaderLengthPastEndOfFile) {
 
 TEST(SafetensorsCorrupt, HeaderLengthAbsurd) {
   TempDir dir;
-  expect_corrupt(dir, with_length(uint64_t(1) << 40, "{}"), {"header length 1099511627776", "limit"});
+  expect_corrupt(dir, with_length(uint64_t(1) << 40, "{}"),
+                 {"header length 1099511627776", "limit"});
   expect_corrupt(dir, with_length(~uint64_t(0), "{}"), {"header length 18446744073709551615"});
 }
 
 TEST(SafetensorsCorrupt, HeaderNotUtf8) {
   TempDir dir;
   expect_corrupt(dir, safetensors_bytes("{\"a\xff\":1}", ""), {"not valid UTF-8", "offset 11"});
-  expect_corrupt(dir, safetensors_bytes("{\"\xc0\xaf\":1}", ""), {"not valid UTF-8"});  // overlong '/'
-  expect_corrupt(dir, safetensors_bytes("{\"\xed\xa0\x80\":1}", ""), {"not valid UTF-8"});  // surrogate
+  expect_corrupt(dir, safetensors_bytes("{\"\xc0\xaf\":1}", ""),
+                 {"not valid UTF-8"});  // overlong '/'
+  expect_corrupt(dir, safetensors_bytes("{\"\xed\xa0\x80\":1}", ""),
+                 {"not valid UTF-8"});  // surrogate
 }
 
 TEST(SafetensorsCorrupt, HeaderNotJson) {
@@ -371,7 +415,8 @@ TEST(SafetensorsCorrupt, HeaderNotJson) {
   expect_corrupt(dir, safetensors_bytes("", ""), {"not valid JSON"});
   expect_corrupt(dir, safetensors_bytes("{} trailing", ""), {"not valid JSON"});
   // nlohmann stops at a NUL byte; what follows must not be silently ignored.
-  expect_corrupt(dir, safetensors_bytes(std::string("{}\0garbage", 10), ""), {"not valid JSON", "NUL byte at byte 2"});
+  expect_corrupt(dir, safetensors_bytes(std::string("{}\0garbage", 10), ""),
+                 {"not valid JSON", "NUL byte at byte 2"});
 }
 
 TEST(SafetensorsCorrupt, HeaderNotAnObject) {
@@ -382,9 +427,11 @@ TEST(SafetensorsCorrupt, HeaderNotAnObject) {
 
 TEST(SafetensorsCorrupt, EntryMissingFields) {
   TempDir dir;
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"shape":[1],"data_offsets":[0,4]}})", f32_bytes({1})),
+  expect_corrupt(dir,
+                 safetensors_bytes(R"({"w":{"shape":[1],"data_offsets":[0,4]}})", f32_bytes({1})),
                  {"tensor 'w'", "missing \"dtype\""});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", f32_bytes({1})),
+  expect_corrupt(dir,
+                 safetensors_bytes(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", f32_bytes({1})),
                  {"tensor 'w'", "missing \"shape\""});
   expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1]}})", f32_bytes({1})),
                  {"tensor 'w'", "missing \"data_offsets\""});
@@ -393,69 +440,96 @@ TEST(SafetensorsCorrupt, EntryMissingFields) {
 TEST(SafetensorsCorrupt, EntryWrongJsonTypes) {
   TempDir dir;
   std::string one = f32_bytes({1});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":[1,2]})", one), {"tensor 'w'", "must be an object"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", one),
+  expect_corrupt(dir, safetensors_bytes(R"({"w":[1,2]})", one),
+                 {"tensor 'w'", "must be an object"});
+  expect_corrupt(dir,
+                 safetensors_bytes(R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", one),
                  {"tensor 'w'", "\"dtype\" must be a string", "number"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "\"shape\" must be an array"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", one),
-                 {"tensor 'w'", "\"data_offsets\" must be an array [begin, end]"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":["0","4"]}})", one),
-                 {"tensor 'w'", "data_offsets begin must be a non-negative integer, got string"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[null],"data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "shape dimension must be a non-negative integer, got null"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "\"shape\" must be an array"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", one),
+      {"tensor 'w'", "\"data_offsets\" must be an array [begin, end]"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":["0","4"]}})", one),
+      {"tensor 'w'", "data_offsets begin must be a non-negative integer, got string"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[null],"data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "shape dimension must be a non-negative integer, got null"});
 }
 
 TEST(SafetensorsCorrupt, UnknownDtype) {
   TempDir dir;
   std::string one = f32_bytes({1});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F99","shape":[1],"data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "unknown dtype 'F99'"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "unknown dtype 'f32'"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", one + one),
-                 {"tensor 'w'", "F64 is not supported"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F99","shape":[1],"data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "unknown dtype 'F99'"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "unknown dtype 'f32'"});
+  expect_corrupt(
+      dir,
+      safetensors_bytes(R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", one + one),
+      {"tensor 'w'", "F64 is not supported"});
 }
 
 TEST(SafetensorsCorrupt, NegativeOrNonIntegerShape) {
   TempDir dir;
   std::string one = f32_bytes({1});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "shape dimension is negative (-1)"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "shape dimension is not an integer (1.5)"});
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", one),
-                 {"tensor 'w'", "not an integer"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "shape dimension is negative (-1)"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "shape dimension is not an integer (1.5)"});
+  expect_corrupt(
+      dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", one),
+      {"tensor 'w'", "not an integer"});
 }
 
 TEST(SafetensorsCorrupt, ShapeOverflow) {
   TempDir dir;
-  expect_corrupt(dir,
-                 safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""),
-                 {"tensor 'w'", "more elements than can be addressed"});
+  expect_corrupt(
+      dir,
+      safetensors_bytes(
+          R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""),
+      {"tensor 'w'", "more elements than can be addressed"});
   // numel fits in 63 bits but numel * 4 bytes does not.
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", ""),
-                 {"tensor 'w'", "needs 4611686018427387904 x 4 bytes"});
+  expect_corrupt(
+      dir,
+      safetensors_bytes(
+          R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", ""),
+      {"tensor 'w'", "needs 4611686018427387904 x 4 bytes"});
 }
 
 TEST(SafetensorsCorrupt, BeginPastEnd) {
   TempDir dir;
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", f32_bytes({1})),
+  expect_corrupt(dir,
+                 safetensors_bytes(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})",
+                                   f32_bytes({1})),
                  {"tensor 'w'", "[4, 0]", "begin past end"});
 }
 
 TEST(SafetensorsCorrupt, EndPastBuffer) {
   TempDir dir;
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", f32_bytes({1})),
-                 {"tensor 'w'", "past the end of the data buffer (4 bytes"});
   expect_corrupt(dir,
-                 safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615]}})", ""),
-                 {"tensor 'w'", "past the end of the data buffer"});
+                 safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                   f32_bytes({1})),
+                 {"tensor 'w'", "past the end of the data buffer (4 bytes"});
+  expect_corrupt(
+      dir,
+      safetensors_bytes(
+          R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615]}})",
+          ""),
+      {"tensor 'w'", "past the end of the data buffer"});
 }
 
 TEST(SafetensorsCorrupt, ByteSizeDiffersFromShape) {
   TempDir dir;
-  expect_corrupt(dir, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", f32_bytes({1, 2})),
+  expect_corrupt(dir,
+                 safetensors_bytes(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                                   f32_bytes({1, 2})),
                  {"tensor 'w'", "8 bytes in data_offsets", "shape [3] of F32 needs 3 x 4 bytes"});
 }
 
@@ -463,9 +537,11 @@ TEST(SafetensorsCorrupt, OverlappingRanges) {
   TempDir dir;
   std::string header =
       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
-  expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2, 3})), {"tensor 'b'", "overlap tensor 'a'"});
+  expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2, 3})),
+                 {"tensor 'b'", "overlap tensor 'a'"});
   // Two names for the same bytes is an overlap too.
-  header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  header =
+      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
   expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1})), {"overlap"});
 }
 
@@ -473,11 +549,13 @@ TEST(SafetensorsCorrupt, GapsAndTrailingBytes) {
   TempDir dir;
   std::string header =
       R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
-  expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2, 3})), {"gap", "bytes [4, 8)", "tensor 'b'"});
+  expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2, 3})),
+                 {"gap", "bytes [4, 8)", "tensor 'b'"});
   header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
   expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2})), {"gap", "bytes [0, 4)"});
   header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
-  expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2})), {"8 bytes", "cover only the first 4"});
+  expect_corrupt(dir, safetensors_bytes(header, f32_bytes({1, 2})),
+                 {"8 bytes", "cover only the first 4"});
 }
 
 TEST(SafetensorsCorrupt, DuplicateNames) {
@@ -493,7 +571,8 @@ TEST(SafetensorsCorrupt, MetadataValuesNotStrings) {
   TempDir dir;
   expect_corrupt(dir, safetensors_bytes(R"({"__metadata__":{"format":"pt","epoch":3}})", ""),
                  {"__metadata__", "'epoch'", "must be a string", "number"});
-  expect_corrupt(dir, safetensors_bytes(R"({"__metadata__":["pt"]})", ""), {"__metadata__", "must be an object"});
+  expect_corrupt(dir, safetensors_bytes(R"({"__metadata__":["pt"]})", ""),
+                 {"__metadata__", "must be an object"});
 }
 
 TEST(SafetensorsCorrupt, DeepNestingIsRefused) {
@@ -504,15 +583,18 @@ TEST(SafetensorsCorrupt, DeepNestingIsRefused) {
 
 TEST(SafetensorsCorrupt, NotARegularFile) {
   TempDir dir;
-  expect_error([&] { SafetensorsFile::open(dir.path()); }, {dir.path().string(), "not a regular file"});
-  expect_error([&] { SafetensorsFile::open(dir / "absent.safetensors"); }, {"absent.safetensors", "No such file"});
+  expect_error([&] { SafetensorsFile::open(dir.path()); },
+               {dir.path().string(), "not a regular file"});
+  expect_error([&] { SafetensorsFile::open(dir / "absent.safetensors"); },
+               {"absent.safetensors", "No such file"});
 }
 
 // Every truncation and every single-byte flip of a valid file must either parse or throw ww::Error.
 TEST(SafetensorsCorrupt, TruncationsAndByteFlipsNeverCrash) {
   TempDir dir;
   fs::path file = dir / "ok.safetensors";
-  save_safetensors(file, {{"a", make_tensor({2, 2}, DType::F32, 1)}, {"b", make_tensor({3}, DType::I64, 2)}});
+  save_safetensors(
+      file, {{"a", make_tensor({2, 2}, DType::F32, 1)}, {"b", make_tensor({3}, DType::I64, 2)}});
   std::string good = read_file(file);
   size_t parsed = 0, refused = 0;
   auto attempt = [&](const std::string& bytes) {
@@ -550,12 +632,18 @@ TEST(AtomicFile, WriteReadAndReplace) {
   EXPECT_EQ(read_file(file), std::string("second\0with nul", 15));
   write_file_atomic(file, "");
   EXPECT_EQ(read_file(file), "");
-  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"out.txt"})) << "no temporary file left behind";
+  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"out.txt"}))
+      << "no temporary file left behind";
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
+  write_file_atomic(file, "private");
+  EXPECT_EQ(fs::status(file).permissions(), fs::perms::owner_read | fs::perms::owner_write)
+      << "replacing a file keeps its permissions";
 }
 
 TEST(AtomicFile, ReadFileErrorsNameFileAndReason) {
   TempDir dir;
-  expect_error([&] { read_file(dir / "missing.txt"); }, {(dir / "missing.txt").string(), "No such file or directory"});
+  expect_error([&] { read_file(dir / "missing.txt"); },
+               {(dir / "missing.txt").string(), "No such file or directory"});
   expect_error([&] { read_file(dir.path()); }, {dir.path().string(), "Is a directory"});
 }
 
@@ -566,7 +654,8 @@ TEST(AtomicFile, UnwritableFolderFailsCleanly) {
   fs::path target = dir / "plain_file" / "out.txt";
   expect_error([&] { write_file_atomic(target, "x"); }, {target.string(), "Not a directory"});
   expect_error([&] { save_safetensors(target, {}); }, {target.string(), "Not a directory"});
-  expect_error([&] { write_file_atomic("/proc/wattwise-cannot-write-here", "x"); }, {"/proc/wattwise-cannot-write-here"});
+  expect_error([&] { write_file_atomic("/proc/wattwise-cannot-write-here", "x"); },
+               {"/proc/wattwise-cannot-write-here"});
   EXPECT_EQ(read_file(dir / "plain_file"), "I am a file");
   EXPECT_EQ(dir.listing(), (std::vector<std::string>{"plain_file"}));
 }
@@ -586,13 +675,17 @@ TEST(AtomicFile, FailedWriteLeavesOldFileIntact) {
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
   expect_error([&] { write_file_atomic(file, std::string(100000, 'x')); },
                {file.string(), "File too large", "previous file, if any, is unchanged"});
-  expect_error([&] { save_safetensors(file, {{"big", Tensor::zeros({100000}, DType::F32)}}); },
-               {file.string(), "File too large"});
+  expect_error(
+      [&] {
+        save_safetensors(file, {{"big", Tensor::zeros({100000}, DType::F32)}});
+      },
+      {file.string(), "File too large"});
   setrlimit(RLIMIT_FSIZE, &saved);
   signal(SIGXFSZ, old_handler);
 
   EXPECT_EQ(read_file(file), before);
-  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"model.safetensors"})) << "temporary file removed";
+  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"model.safetensors"}))
+      << "temporary file removed";
   EXPECT_EQ(SafetensorsFile::open(file).tensors()[0].name, "old");
 }
 
@@ -604,7 +697,8 @@ TEST(AtomicFile, UncommittedWriterDiscards) {
     AtomicFileWriter writer(file);
     writer.write("new contents that never land");
     EXPECT_TRUE(fs::exists(writer.temp_path()));
-    EXPECT_EQ(writer.temp_path().parent_path(), file.parent_path()) << "same folder, so rename is atomic";
+    EXPECT_EQ(writer.temp_path().parent_path(), file.parent_path())
+        << "same folder, so rename is atomic";
   }
   EXPECT_EQ(read_file(file), "old contents");
   EXPECT_EQ(dir.listing(), (std::vector<std::string>{"data.bin"}));

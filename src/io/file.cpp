@@ -24,8 +24,8 @@ std::filesystem::path folder_of(const std::filesystem::path& path) {
   return parent.empty() ? std::filesystem::path(".") : parent;
 }
 
-// A name no other writer (thread or process) picks at the same time: pid, a process-wide counter and
-// random bits. O_EXCL below still guards against the unlikely clash.
+// A name no other writer (thread or process) picks at the same time: pid, a process-wide counter
+// and random bits. O_EXCL below still guards against the unlikely clash.
 std::string temp_name_for(const std::filesystem::path& path) {
   static std::atomic<uint64_t> counter{0};
   thread_local std::mt19937_64 random_bits{std::random_device{}()};
@@ -43,13 +43,16 @@ std::string temp_name_for(const std::filesystem::path& path) {
 
 void fsync_folder(const std::filesystem::path& folder, const std::filesystem::path& target) {
   int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open folder ", folder.string(), " to make the write of ", target.string(), " durable: ", os_reason(errno));
+  if (fd < 0)
+    fail("cannot open folder ", folder.string(), " to make the write of ", target.string(),
+         " durable: ", os_reason(errno));
   int rc = ::fsync(fd);
   int error = errno;
   ::close(fd);
   // Some file systems cannot fsync a folder (EINVAL); the rename itself has happened, so carry on.
   if (rc != 0 && error != EINVAL && error != EROFS)
-    fail("cannot fsync folder ", folder.string(), " after writing ", target.string(), ": ", os_reason(error));
+    fail("cannot fsync folder ", folder.string(), " after writing ", target.string(), ": ",
+         os_reason(error));
 }
 
 }  // namespace
@@ -107,7 +110,8 @@ AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept
 void AtomicFileWriter::open(const std::filesystem::path& path) {
   discard();
   if (path.empty()) fail("cannot write a file with an empty path");
-  if (!path.has_filename()) fail("cannot write ", path.string(), ": the path names a folder, not a file");
+  if (!path.has_filename())
+    fail("cannot write ", path.string(), ": the path names a folder, not a file");
   path_ = path;
   bytes_written_ = 0;
   std::filesystem::path folder = folder_of(path);
@@ -115,16 +119,25 @@ void AtomicFileWriter::open(const std::filesystem::path& path) {
     temp_path_ = folder / temp_name_for(path);
     // 0666 minus the umask, like any ordinary file the user creates.
     fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd_ >= 0) return;
+    if (fd_ >= 0) {
+      // Replacing a file keeps its permissions (a private file stays private).
+      struct stat existing {};
+      if (::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode))
+        ::fchmod(fd_, existing.st_mode & 07777);
+      return;
+    }
     if (errno != EEXIST) break;
   }
   int error = errno;
   temp_path_.clear();
-  fail("cannot write ", path.string(), ": cannot create a temporary file in ", folder.string(), ": ", os_reason(error));
+  fail("cannot write ", path.string(), ": cannot create a temporary file in ", folder.string(),
+       ": ", os_reason(error));
 }
 
 void AtomicFileWriter::write(std::string_view bytes) {
-  if (fd_ < 0) fail("cannot write ", path_.string(), ": the file is not open (open() it first; commit() closes it)");
+  if (fd_ < 0)
+    fail("cannot write ", path_.string(),
+         ": the file is not open (open() it first; commit() closes it)");
   const char* p = bytes.data();
   size_t left = bytes.size();
   while (left > 0) {
@@ -135,8 +148,8 @@ void AtomicFileWriter::write(std::string_view bytes) {
       int error = n < 0 ? errno : ENOSPC;
       uint64_t written = bytes_written_;
       discard();
-      fail("cannot write ", path_.string(), " (failed after ", written, " bytes): ", os_reason(error),
-           "; the previous file, if any, is unchanged");
+      fail("cannot write ", path_.string(), " (failed after ", written,
+           " bytes): ", os_reason(error), "; the previous file, if any, is unchanged");
     }
     p += n;
     left -= size_t(n);
@@ -149,7 +162,8 @@ void AtomicFileWriter::commit() {
   if (::fsync(fd_) != 0) {
     int error = errno;
     discard();
-    fail("cannot write ", path_.string(), ": fsync failed: ", os_reason(error), "; the previous file, if any, is unchanged");
+    fail("cannot write ", path_.string(), ": fsync failed: ", os_reason(error),
+         "; the previous file, if any, is unchanged");
   }
   // close() can report a deferred write error (NFS, quotas), so it is checked too.
   int rc = ::close(fd_);
@@ -157,12 +171,14 @@ void AtomicFileWriter::commit() {
   if (rc != 0) {
     int error = errno;
     discard();
-    fail("cannot write ", path_.string(), ": close failed: ", os_reason(error), "; the previous file, if any, is unchanged");
+    fail("cannot write ", path_.string(), ": close failed: ", os_reason(error),
+         "; the previous file, if any, is unchanged");
   }
   if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     int error = errno;
     discard();
-    fail("cannot write ", path_.string(), ": renaming the temporary file over it failed: ", os_reason(error),
+    fail("cannot write ", path_.string(),
+         ": renaming the temporary file over it failed: ", os_reason(error),
          "; the previous file, if any, is unchanged");
   }
   temp_path_.clear();

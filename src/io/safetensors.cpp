@@ -45,12 +45,18 @@ size_t first_invalid_utf8(std::string_view text) {
       ++i;
       continue;
     }
-    size_t length;
-    uint32_t lowest, code;
-    if ((c & 0xe0) == 0xc0) length = 2, lowest = 0x80, code = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0) length = 3, lowest = 0x800, code = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0) length = 4, lowest = 0x10000, code = c & 0x07;
-    else return i;
+    // Lead byte: sequence length, smallest code point it may encode, its payload bits.
+    size_t length = 0;
+    uint32_t lowest = 0, code = 0;
+    if ((c & 0xe0) == 0xc0) {
+      length = 2, lowest = 0x80, code = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      length = 3, lowest = 0x800, code = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      length = 4, lowest = 0x10000, code = c & 0x07;
+    } else {
+      return i;
+    }
     if (n - i < length) return i;
     for (size_t k = 1; k < length; ++k) {
       if ((s[i + k] & 0xc0) != 0x80) return i;
@@ -99,8 +105,8 @@ bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d ==
 // The dtypes named by the safetensors format that wattwise has no type for, so their error can say
 // "not supported" rather than "unknown".
 bool is_other_safetensors_dtype(std::string_view name) {
-  for (std::string_view known : {"F64", "I16", "U16", "U32", "U64", "F8_E8M0", "F4", "F6_E2M3",
-                                 "F6_E3M2", "C64"})
+  for (std::string_view known :
+       {"F64", "I16", "U16", "U32", "U64", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"})
     if (name == known) return true;
   return false;
 }
@@ -110,9 +116,11 @@ DType parse_safetensors_dtype(const std::string& name, const std::string& where)
                   DType::U8, DType::I32, DType::I64, DType::BOOL})
     if (name == safetensors_dtype_name(d)) return d;
   if (is_other_safetensors_dtype(name))
-    fail(where, ": dtype ", name, " is not supported by wattwise (supported: F32, F16, BF16, F8_E4M3, "
+    fail(where, ": dtype ", name,
+         " is not supported by wattwise (supported: F32, F16, BF16, F8_E4M3, "
          "F8_E5M2, I8, U8, I32, I64, BOOL)");
-  fail(where, ": unknown dtype '", name, "' (expected a safetensors dtype such as F32, F16, BF16, I64)");
+  fail(where, ": unknown dtype '", name,
+       "' (expected a safetensors dtype such as F32, F16, BF16, I64)");
 }
 
 const Json& required_field(const Json& entry, const char* key, const std::string& where) {
@@ -133,7 +141,8 @@ TensorInfo parse_entry(const std::string& name, const Json& entry, uint64_t buff
                        const std::string& label) {
   std::string where = label + ": tensor '" + name + "'";
   if (!entry.is_object())
-    fail(where, ": entry must be an object with dtype, shape and data_offsets, got ", entry.type_name());
+    fail(where, ": entry must be an object with dtype, shape and data_offsets, got ",
+         entry.type_name());
   TensorInfo info;
   info.name = name;
 
@@ -146,7 +155,8 @@ TensorInfo parse_entry(const std::string& name, const Json& entry, uint64_t buff
   uint64_t numel = 1;
   for (const Json& dim : shape) {
     uint64_t d = as_count(dim, where, "shape dimension");
-    if (d > uint64_t(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(numel, d, &numel) ||
+    if (d > uint64_t(std::numeric_limits<int64_t>::max()) ||
+        __builtin_mul_overflow(numel, d, &numel) ||
         numel > uint64_t(std::numeric_limits<int64_t>::max()))
       fail(where, ": shape ", shape.dump(), " has more elements than can be addressed");
     info.shape.push_back(int64_t(d));
@@ -160,14 +170,16 @@ TensorInfo parse_entry(const std::string& name, const Json& entry, uint64_t buff
   if (info.begin > info.end)
     fail(where, ": data_offsets [", info.begin, ", ", info.end, "] begin past end");
   if (info.end > buffer_size)
-    fail(where, ": data_offsets [", info.begin, ", ", info.end, "] run past the end of the data buffer (",
-         buffer_size, " bytes; the file is truncated or the header is wrong)");
+    fail(where, ": data_offsets [", info.begin, ", ", info.end,
+         "] run past the end of the data buffer (", buffer_size,
+         " bytes; the file is truncated or the header is wrong)");
 
   uint64_t expected = 0;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(info.dtype)), &expected) ||
       expected != info.nbytes())
-    fail(where, ": ", info.nbytes(), " bytes in data_offsets, but shape ", shape_str(info.shape), " of ",
-         safetensors_dtype_name(info.dtype), " needs ", numel, " x ", dtype_size(info.dtype), " bytes");
+    fail(where, ": ", info.nbytes(), " bytes in data_offsets, but shape ", shape_str(info.shape),
+         " of ", safetensors_dtype_name(info.dtype), " needs ", numel, " x ",
+         dtype_size(info.dtype), " bytes");
   return info;
 }
 
@@ -178,7 +190,8 @@ std::map<std::string, std::string> parse_metadata(const Json& value, const std::
     fail(label, ": \"__metadata__\" must be an object of strings, got ", value.type_name());
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string())
-      fail(label, ": \"__metadata__\" value for key '", key, "' must be a string, got ", item.type_name());
+      fail(label, ": \"__metadata__\" value for key '", key, "' must be a string, got ",
+           item.type_name());
     metadata[key] = item.get<std::string>();
   }
   return metadata;
@@ -186,27 +199,32 @@ std::map<std::string, std::string> parse_metadata(const Json& value, const std::
 
 // The reference implementation requires the tensors to tile the data buffer exactly: sorted by
 // offset, each starts where the previous ended, and the last ends at the end of the file.
-void check_coverage(const std::vector<TensorInfo>& tensors, uint64_t buffer_size, const std::string& label) {
+void check_coverage(const std::vector<TensorInfo>& tensors, uint64_t buffer_size,
+                    const std::string& label) {
   std::vector<size_t> order(tensors.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return std::pair(tensors[a].begin, tensors[a].end) < std::pair(tensors[b].begin, tensors[b].end);
+    return std::pair(tensors[a].begin, tensors[a].end) <
+           std::pair(tensors[b].begin, tensors[b].end);
   });
   uint64_t covered = 0;
   const TensorInfo* previous = nullptr;
   for (size_t i : order) {
     const TensorInfo& t = tensors[i];
     if (t.begin < covered)
-      fail(label, ": tensor '", t.name, "' bytes [", t.begin, ", ", t.end, ") overlap tensor '", previous->name,
-           "' bytes [", previous->begin, ", ", previous->end, ")");
+      fail(label, ": tensor '", t.name, "' bytes [", t.begin, ", ", t.end, ") overlap tensor '",
+           previous->name, "' bytes [", previous->begin, ", ", previous->end, ")");
     if (t.begin > covered)
-      fail(label, ": gap in the data buffer: bytes [", covered, ", ", t.begin, ") before tensor '", t.name,
-           "' belong to no tensor (safetensors requires the tensors to cover the buffer without gaps)");
+      fail(label, ": gap in the data buffer: bytes [", covered, ", ", t.begin, ") before tensor '",
+           t.name,
+           "' belong to no tensor (safetensors requires the tensors to cover the buffer "
+           "without gaps)");
     covered = t.end;
     previous = &t;
   }
   if (covered != buffer_size)
-    fail(label, ": the data buffer has ", buffer_size, " bytes but the tensors cover only the first ", covered,
+    fail(label, ": the data buffer has ", buffer_size,
+         " bytes but the tensors cover only the first ", covered,
          " (trailing bytes belong to no tensor)");
 }
 
@@ -265,16 +283,30 @@ void convert_elements(const char* src, DType src_dtype, char* dst, DType dst_dty
   }
 }
 
-bool ends_with(const std::string& text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+[[noreturn]] void fail_not_safetensors(const fs::path& folder, const std::string& found) {
+  fail("checkpoint ", folder.string(), " holds ", found,
+       ", but wattwise reads only safetensors. Convert it "
+       "once with transformers: load it with the model class of your task and save it with "
+       "save_pretrained(folder, safe_serialization=True), e.g. python3 -c \"from transformers "
+       "import "
+       "AutoModel; AutoModel.from_pretrained('",
+       folder.string(), "').save_pretrained('", folder.string(),
+       "', safe_serialization=True)\" (use AutoModelFor<Task> to keep a task head)");
 }
 
-[[noreturn]] void fail_not_safetensors(const fs::path& folder, const std::string& found) {
-  fail("checkpoint ", folder.string(), " holds ", found, ", but wattwise reads only safetensors. Convert it "
-       "once with transformers: load it with the model class of your task and save it with "
-       "save_pretrained(folder, safe_serialization=True), e.g. python3 -c \"from transformers import "
-       "AutoModel; AutoModel.from_pretrained('", folder.string(), "').save_pretrained('", folder.string(),
-       "', safe_serialization=True)\" (use AutoModelFor<Task> to keep a task head)");
+// For a folder without the standard names: "; it has adapter.safetensors (pass that file's path)".
+std::string other_safetensors_hint(const fs::path& folder) {
+  std::vector<std::string> found;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(folder, error))
+    if (entry.path().extension() == ".safetensors")
+      found.push_back(entry.path().filename().string());
+  if (found.empty()) return "";
+  std::sort(found.begin(), found.end());
+  std::string hint = "; it has ";
+  for (size_t i = 0; i < found.size() && i < 3; ++i) hint += (i ? ", " : "") + found[i];
+  if (found.size() > 3) hint += ", ...";
+  return hint + " (pass a file's path to read it)";
 }
 
 }  // namespace
@@ -309,10 +341,11 @@ SafetensorsHeader SafetensorsFile::parse_header(std::string_view file_prefix, ui
     fail(label, ": header length ", header_bytes, " bytes is over the ", kMaxHeaderBytes,
          "-byte limit (not a safetensors file, or a corrupt one)");
   if (header_bytes > file_size - 8)
-    fail(label, ": header length ", header_bytes, " bytes runs past the end of the file (", file_size,
-         " bytes; the file is truncated or not a safetensors file)");
+    fail(label, ": header length ", header_bytes, " bytes runs past the end of the file (",
+         file_size, " bytes; the file is truncated or not a safetensors file)");
   if (file_prefix.size() - 8 < header_bytes)
-    fail(label, ": only ", file_prefix.size(), " of the ", 8 + header_bytes, " header bytes were given");
+    fail(label, ": only ", file_prefix.size(), " of the ", 8 + header_bytes,
+         " header bytes were given");
 
   std::string_view text = file_prefix.substr(8, size_t(header_bytes));
   if (size_t bad = first_invalid_utf8(text); bad != std::string_view::npos)
@@ -324,8 +357,10 @@ SafetensorsHeader SafetensorsFile::parse_header(std::string_view file_prefix, ui
   header.data_start = 8 + header_bytes;
   uint64_t buffer_size = file_size - header.data_start;
   for (const auto& [key, value] : root.items()) {
-    if (key == "__metadata__") header.metadata = parse_metadata(value, label);
-    else header.tensors.push_back(parse_entry(key, value, buffer_size, label));
+    if (key == "__metadata__")
+      header.metadata = parse_metadata(value, label);
+    else
+      header.tensors.push_back(parse_entry(key, value, buffer_size, label));
   }
   check_coverage(header.tensors, buffer_size, label);
   return header;
@@ -362,9 +397,11 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
 
   SafetensorsFile file;
   file.path_ = path;
-  file.header_ = parse_header(std::string_view(storage->data, size_t(storage->size)), storage->size, label);
+  file.header_ =
+      parse_header(std::string_view(storage->data, size_t(storage->size)), storage->size, label);
   file.storage_ = std::move(storage);
-  for (size_t i = 0; i < file.header_.tensors.size(); ++i) file.index_[file.header_.tensors[i].name] = i;
+  for (size_t i = 0; i < file.header_.tensors.size(); ++i)
+    file.index_[file.header_.tensors[i].name] = i;
   return file;
 }
 
@@ -377,7 +414,8 @@ SafetensorsFile SafetensorsFile::from_bytes(std::string bytes, const std::string
   file.path_ = label;
   file.header_ = parse_header(storage->owned, storage->size, label);
   file.storage_ = std::move(storage);
-  for (size_t i = 0; i < file.header_.tensors.size(); ++i) file.index_[file.header_.tensors[i].name] = i;
+  for (size_t i = 0; i < file.header_.tensors.size(); ++i)
+    file.index_[file.header_.tensors[i].name] = i;
   return file;
 }
 
@@ -388,7 +426,9 @@ const TensorInfo* SafetensorsFile::find(std::string_view name) const {
 
 const TensorInfo& SafetensorsFile::info_or_fail(std::string_view name) const {
   const TensorInfo* info = find(name);
-  if (!info) fail(path_.string(), ": no tensor named '", name, "' (the file holds ", header_.tensors.size(), " tensors)");
+  if (!info)
+    fail(path_.string(), ": no tensor named '", name, "' (the file holds ", header_.tensors.size(),
+         " tensors)");
   return *info;
 }
 
@@ -409,11 +449,14 @@ void SafetensorsFile::read_into(std::string_view name, const Tensor& dst) const 
   const TensorInfo& info = info_or_fail(name);
   std::string where = path_.string() + ": tensor '" + info.name + "'";
   if (dst.shape() != info.shape)
-    fail(where, ": the file has shape ", shape_str(info.shape), ", the destination has shape ", shape_str(dst.shape()));
-  bool convertible = dst.dtype() == info.dtype || (is_float_dtype(dst.dtype()) && is_float_dtype(info.dtype));
+    fail(where, ": the file has shape ", shape_str(info.shape), ", the destination has shape ",
+         shape_str(dst.shape()));
+  bool convertible =
+      dst.dtype() == info.dtype || (is_float_dtype(dst.dtype()) && is_float_dtype(info.dtype));
   if (!convertible)
-    fail(where, ": cannot convert the file's ", safetensors_dtype_name(info.dtype), " into the destination's ",
-         safetensors_dtype_name(dst.dtype()), " (only F32, F16 and BF16 convert into each other)");
+    fail(where, ": cannot convert the file's ", safetensors_dtype_name(info.dtype),
+         " into the destination's ", safetensors_dtype_name(dst.dtype()),
+         " (only F32, F16 and BF16 convert into each other)");
   if (info.nbytes() == 0) return;
   if (!dst.defined()) fail(where, ": the destination tensor has no memory");
   // CUDA destinations get converted on the host first, then copied once.
@@ -433,23 +476,28 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
 
   fs::path file = path;
   if (fs::is_directory(status)) {
-    if (fs::exists(path / "model.safetensors")) file = path / "model.safetensors";
-    else if (fs::exists(path / "model.safetensors.index.json")) file = path / "model.safetensors.index.json";
-    else if (fs::exists(path / "pytorch_model.bin")) fail_not_safetensors(path, "pytorch_model.bin");
+    if (fs::exists(path / "model.safetensors"))
+      file = path / "model.safetensors";
+    else if (fs::exists(path / "model.safetensors.index.json"))
+      file = path / "model.safetensors.index.json";
+    else if (fs::exists(path / "pytorch_model.bin"))
+      fail_not_safetensors(path, "pytorch_model.bin");
     else if (fs::exists(path / "pytorch_model.bin.index.json"))
       fail_not_safetensors(path, "pytorch_model.bin.index.json (sharded PyTorch weights)");
     else
-      fail("checkpoint folder ", path.string(), " holds neither model.safetensors nor model.safetensors.index.json");
+      fail("checkpoint folder ", path.string(),
+           " holds neither model.safetensors nor model.safetensors.index.json",
+           other_safetensors_hint(path));
   } else {
     std::string name = file.filename().string();
-    if (ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".pth"))
+    if (name.ends_with(".bin") || name.ends_with(".pt") || name.ends_with(".pth"))
       fail_not_safetensors(file.parent_path().empty() ? fs::path(".") : file.parent_path(), name);
   }
 
   SafetensorsCheckpoint checkpoint;
   checkpoint.path_ = path;
   std::string file_name = file.filename().string();
-  if (!ends_with(file_name, ".index.json")) {
+  if (!file_name.ends_with(".index.json")) {
     checkpoint.shards_.push_back(SafetensorsFile::open(file));
     for (const TensorInfo& t : checkpoint.shards_[0].tensors()) {
       checkpoint.names_.push_back(t.name);
@@ -458,10 +506,11 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
     return checkpoint;
   }
 
-  // Sharded: {"metadata": {...}, "weight_map": {"tensor name": "model-00001-of-00002.safetensors"}}.
+  // Sharded: {"metadata": {...}, "weight_map": {"wte.weight": "model-00001-of-00002.safetensors"}}
   std::string label = file.string();
   Json index = parse_json_strict(read_file(file), label);
-  if (!index.is_object()) fail(label, ": checkpoint index must be a JSON object, got ", index.type_name());
+  if (!index.is_object())
+    fail(label, ": checkpoint index must be a JSON object, got ", index.type_name());
   auto weight_map = index.find("weight_map");
   if (weight_map == index.end() || !weight_map->is_object())
     fail(label, ": checkpoint index needs a \"weight_map\" object (tensor name -> shard file)");
@@ -469,18 +518,22 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
   std::map<std::string, size_t> shard_index;
   for (const auto& [tensor, shard_value] : weight_map->items()) {
     if (!shard_value.is_string())
-      fail(label, ": weight_map entry for tensor '", tensor, "' must be a file name string, got ", shard_value.type_name());
+      fail(label, ": weight_map entry for tensor '", tensor, "' must be a file name string, got ",
+           shard_value.type_name());
     const std::string& shard = shard_value.get_ref<const std::string&>();
     fs::path shard_path(shard);
     bool escapes = shard.empty() || shard_path.is_absolute() ||
-                   std::any_of(shard_path.begin(), shard_path.end(), [](const fs::path& part) { return part == ".."; });
+                   std::any_of(shard_path.begin(), shard_path.end(),
+                               [](const fs::path& part) { return part == ".."; });
     if (escapes)
-      fail(label, ": weight_map puts tensor '", tensor, "' in '", shard, "', which is not a file inside the checkpoint folder");
+      fail(label, ": weight_map puts tensor '", tensor, "' in '", shard,
+           "', which is not a file inside the checkpoint folder");
     auto [it, added] = shard_index.emplace(shard, checkpoint.shards_.size());
     if (added) checkpoint.shards_.push_back(SafetensorsFile::open(folder / shard_path));
     const SafetensorsFile& holder = checkpoint.shards_[it->second];
     if (!holder.find(tensor))
-      fail(label, ": weight_map puts tensor '", tensor, "' in ", holder.path().string(), ", which has no such tensor");
+      fail(label, ": weight_map puts tensor '", tensor, "' in ", holder.path().string(),
+           ", which has no such tensor");
     checkpoint.names_.push_back(tensor);
     checkpoint.shard_of_[tensor] = it->second;
   }
@@ -490,7 +543,8 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
 const SafetensorsFile& SafetensorsCheckpoint::file_of(std::string_view name) const {
   auto it = shard_of_.find(name);
   if (it == shard_of_.end())
-    fail("checkpoint ", path_.string(), " has no tensor named '", name, "' (it holds ", names_.size(), " tensors)");
+    fail("checkpoint ", path_.string(), " has no tensor named '", name, "' (it holds ",
+         names_.size(), " tensors)");
   return shards_[it->second];
 }
 
@@ -508,8 +562,10 @@ void SafetensorsCheckpoint::read_into(std::string_view name, const Tensor& dst) 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-void save_safetensors(const fs::path& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata, std::optional<DType> store_dtype) {
+void save_safetensors(const fs::path& path,
+                      const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata,
+                      std::optional<DType> store_dtype) {
   std::string label = "cannot save " + path.string();
   if (store_dtype && !is_float_dtype(*store_dtype))
     fail(label, ": store dtype ", dtype_name(*store_dtype), " is not one of f32, f16, bf16");
@@ -518,7 +574,8 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
   if (!metadata.empty()) {
     Json meta = Json::object();
     for (const auto& [key, value] : metadata) {
-      if (first_invalid_utf8(key) != std::string_view::npos || first_invalid_utf8(value) != std::string_view::npos)
+      if (first_invalid_utf8(key) != std::string_view::npos ||
+          first_invalid_utf8(value) != std::string_view::npos)
         fail(label, ": metadata entry '", key, "' is not valid UTF-8");
       meta[key] = value;
     }
@@ -530,10 +587,13 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& [name, tensor] = tensors[i];
-    if (name == "__metadata__") fail(label, ": '__metadata__' is reserved and cannot name a tensor");
-    if (first_invalid_utf8(name) != std::string_view::npos) fail(label, ": tensor name '", name, "' is not valid UTF-8");
+    if (name == "__metadata__")
+      fail(label, ": '__metadata__' is reserved and cannot name a tensor");
+    if (first_invalid_utf8(name) != std::string_view::npos)
+      fail(label, ": tensor name '", name, "' is not valid UTF-8");
     if (!seen.insert(name).second) fail(label, ": tensor name '", name, "' appears twice");
-    if (!tensor.defined() && tensor.numel() != 0) fail(label, ": tensor '", name, "' has no memory");
+    if (!tensor.defined() && tensor.numel() != 0)
+      fail(label, ": tensor '", name, "' has no memory");
     stored[i] = store_dtype && is_float_dtype(tensor.dtype()) ? *store_dtype : tensor.dtype();
     uint64_t bytes = uint64_t(tensor.numel()) * dtype_size(stored[i]);
     header[name] = Json{{"dtype", safetensors_dtype_name(stored[i])},
@@ -542,7 +602,7 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
     offset += bytes;
   }
 
-  std::string text = header.dump();  // compact, as the reference writer emits it
+  std::string text = header.dump();             // compact, as the reference writer emits it
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   char length[8];
   for (int i = 0; i < 8; ++i) length[i] = char((uint64_t(text.size()) >> (8 * i)) & 0xff);
@@ -564,7 +624,8 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
     converted.resize(std::min(n, kConvertChunk) * dtype_size(stored[i]));
     for (size_t done = 0; done < n; done += kConvertChunk) {
       size_t count = std::min(kConvertChunk, n - done);
-      convert_elements(data + done * dtype_size(tensor.dtype()), tensor.dtype(), converted.data(), stored[i], count);
+      convert_elements(data + done * dtype_size(tensor.dtype()), tensor.dtype(), converted.data(),
+                       stored[i], count);
       out.write(converted.data(), count * dtype_size(stored[i]));
     }
   }

@@ -42,7 +42,8 @@ std::string from_hex(const std::string& hex) {
   };
   if (hex.size() % 2) fail("hex string of odd length");
   std::string out(hex.size() / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) out[i] = char(value(hex[2 * i]) * 16 + value(hex[2 * i + 1]));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = char(value(hex[2 * i]) * 16 + value(hex[2 * i + 1]));
   return out;
 }
 
@@ -75,14 +76,17 @@ int write(const std::string& spec_path, const std::string& out_path, const std::
   Json spec = Json::parse(io::read_file(spec_path));
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const Json& t : spec.at("tensors")) {
-    Tensor tensor = Tensor::empty(t.at("shape").get<Shape>(), parse_dtype(t.at("dtype").get<std::string>()));
+    Tensor tensor =
+        Tensor::empty(t.at("shape").get<Shape>(), parse_dtype(t.at("dtype").get<std::string>()));
     std::string bytes = from_hex(t.at("raw_hex").get<std::string>());
     if (bytes.size() != tensor.nbytes())
-      fail("spec tensor '", t.at("name").get<std::string>(), "': ", bytes.size(), " bytes for ", tensor.describe());
+      fail("spec tensor '", t.at("name").get<std::string>(), "': ", bytes.size(), " bytes for ",
+           tensor.describe());
     if (!bytes.empty()) std::memcpy(tensor.raw(), bytes.data(), bytes.size());
     tensors.emplace_back(t.at("name").get<std::string>(), tensor);
   }
-  std::map<std::string, std::string> metadata = spec.at("metadata").get<std::map<std::string, std::string>>();
+  std::map<std::string, std::string> metadata =
+      spec.at("metadata").get<std::map<std::string, std::string>>();
   std::optional<DType> store_dtype;
   if (!store.empty()) store_dtype = parse_dtype(store);
   io::save_safetensors(out_path, tensors, metadata, store_dtype);
@@ -110,8 +114,10 @@ int main(int argc, char** argv) {
     std::string command = argc > 1 ? argv[1] : "";
     if (command == "dump" && argc == 3) return dump(argv[2]);
     if (command == "check") return check(argc - 2, argv + 2);
-    if (command == "write" && (argc == 4 || argc == 5)) return write(argv[2], argv[3], argc == 5 ? argv[4] : "");
-    std::cerr << "usage: safetensors_tool dump FILE | write SPEC.json OUT.safetensors [f32|f16|bf16] | check FILE...\n";
+    if (command == "write" && (argc == 4 || argc == 5))
+      return write(argv[2], argv[3], argc == 5 ? argv[4] : "");
+    std::cerr << "usage: safetensors_tool dump FILE | write SPEC.json OUT.safetensors "
+                 "[f32|f16|bf16] | check FILE...\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "safetensors_tool: " << e.what() << "\n";

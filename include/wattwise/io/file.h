@@ -9,7 +9,8 @@
 
 namespace ww::io {
 
-// The file's bytes. Throws ww::Error naming the file and the OS reason ("No such file or directory").
+// The file's bytes. Throws ww::Error naming the file and the OS reason ("No such file or
+// directory").
 std::string read_file(const std::filesystem::path& path);
 
 // Writes atomically: a temporary file in the same folder, write, fsync, rename over the target,
