@@ -1,0 +1,80 @@
+#pragma once
+// One optimizer step at a time: micro-batches are fed one by one (gradient accumulation), and every
+// `grad_accum`-th call clips the global gradient norm, applies the learning-rate schedule and steps
+// the optimizer. Knows nothing about files, devices or data sets: the same code trains on the CPU
+// and on a GPU (experiment/train_run.cpp drives it).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/train/metrics.h"
+#include "wattwise/train/optimizer.h"
+#include "wattwise/train/schedule.h"
+
+namespace ww::train {
+
+struct TrainerOptions {
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;  // total_steps must be set
+  int64_t grad_accum = 1;
+  float label_smoothing = 0.0f;
+  uint64_t seed = 42;  // dropout stream
+};
+
+struct StepResult {
+  int64_t step = 0;        // optimizer steps taken so far (1 after the first)
+  double loss = 0;         // mean loss over the step's micro-batches
+  double lr = 0;           // learning rate this step used
+  float grad_norm = 0;     // global norm before clipping
+  bool applied = true;     // false when the gradients were not finite (step skipped)
+  int64_t examples = 0;    // examples in the step
+};
+
+class Trainer {
+ public:
+  Trainer(models::SequenceClassifier& model, const TrainerOptions& options);
+
+  // Forward + backward on one micro-batch (labels required). Returns the step's result when this
+  // micro-batch completed an optimizer step. Non-finite loss or gradients are an error unless
+  // the step can be skipped (reported in StepResult.applied).
+  std::optional<StepResult> train_micro_batch(const models::Batch& batch);
+  int64_t steps() const { return optimizer_.steps_taken() + skipped_; }
+  Optimizer& optimizer() { return optimizer_; }
+  const LrSchedule& schedule() const { return schedule_; }
+
+ private:
+  models::SequenceClassifier& model_;
+  TrainerOptions options_;
+  Optimizer optimizer_;
+  LrSchedule schedule_;
+  int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0;
+  double step_loss_ = 0;
+};
+
+// Collects logits, labels and losses over an evaluation pass, then computes the metrics.
+class EvalAccumulator {
+ public:
+  EvalAccumulator(int64_t num_labels, bool regression);
+  // logits [B, num_labels] (host copy), labels (classification) or targets (regression).
+  void add(const std::vector<float>& logits, const std::vector<int32_t>& labels,
+           const std::vector<float>& targets, double mean_loss, int64_t batch_size);
+  // {"loss": ..., "accuracy": ..., "f1": ..., ...} (regression: pearson, spearman, mse).
+  nlohmann::json metrics() const;
+  const std::vector<int32_t>& predictions() const { return predictions_; }
+
+ private:
+  int64_t num_labels_;
+  bool regression_;
+  std::vector<int32_t> labels_, predictions_;
+  std::vector<float> targets_, outputs_;
+  LossMeter loss_;
+};
+
+// Value of a metric in a metrics JSON (e.g. "accuracy", "loss"); error names the metric.
+double metric_value(const nlohmann::json& metrics, const std::string& name);
+
+}  // namespace ww::train

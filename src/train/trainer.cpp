@@ -1,0 +1,85 @@
+#include "wattwise/train/trainer.h"
+
+#include <cmath>
+
+#include "wattwise/core/error.h"
+
+namespace ww::train {
+
+Trainer::Trainer(models::SequenceClassifier& model, const TrainerOptions& options)
+    : model_(model),
+      options_(options),
+      optimizer_(model.parameters(), options.optimizer),
+      schedule_(options.schedule) {
+  if (options.grad_accum <= 0) fail("train.grad_accum must be positive");
+  model_.set_label_smoothing(options.label_smoothing);
+  model_.set_dropout_seed(options.seed);
+  model_.zero_grad();
+}
+
+std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch) {
+  if (!batch.labels.defined()) fail("training batch has no labels");
+  model_.forward(batch, /*training=*/true);
+  float loss = model_.loss();
+  if (!std::isfinite(loss))
+    fail("training loss is not finite (", loss, ") at step ", steps() + 1,
+         "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
+  model_.backward();
+  const int64_t B = batch.input_ids.size(0);
+  step_loss_ += double(loss) * double(B);
+  step_examples_ += B;
+  if (++micro_ < options_.grad_accum) return std::nullopt;
+
+  // Each micro-batch's gradient is of its mean loss: averaging over micro-batches is 1/accum.
+  const int64_t step = steps();
+  StepResult r;
+  r.lr = schedule_.lr(step);
+  StepReport report = optimizer_.step(r.lr, 1.0f / float(options_.grad_accum));
+  if (!report.applied) ++skipped_;
+  r.step = steps();
+  r.loss = step_loss_ / double(step_examples_);
+  r.grad_norm = report.grad_norm;
+  r.applied = report.applied;
+  r.examples = step_examples_;
+  if (!report.applied)
+    fail("gradients are not finite at step ", r.step, " (norm ", report.grad_norm,
+         "); try a lower learning rate or gradient clipping (train.max_grad_norm)");
+  model_.zero_grad();
+  micro_ = 0;
+  step_loss_ = 0;
+  step_examples_ = 0;
+  return r;
+}
+
+EvalAccumulator::EvalAccumulator(int64_t num_labels, bool regression)
+    : num_labels_(num_labels), regression_(regression) {}
+
+void EvalAccumulator::add(const std::vector<float>& logits, const std::vector<int32_t>& labels,
+                          const std::vector<float>& targets, double mean_loss, int64_t batch_size) {
+  if (regression_) {
+    outputs_.insert(outputs_.end(), logits.begin(), logits.end());
+    targets_.insert(targets_.end(), targets.begin(), targets.end());
+  } else {
+    std::vector<int32_t> p = argmax_rows(logits.data(), batch_size, num_labels_);
+    predictions_.insert(predictions_.end(), p.begin(), p.end());
+    labels_.insert(labels_.end(), labels.begin(), labels.end());
+  }
+  loss_.add(mean_loss, batch_size);
+}
+
+nlohmann::json EvalAccumulator::metrics() const {
+  nlohmann::json j = regression_ ? to_json(regression_metrics(targets_, outputs_))
+                                 : to_json(classification_metrics(labels_, predictions_, std::max<int64_t>(2, num_labels_)));
+  j["loss"] = loss_.count() ? loss_.mean() : 0.0;
+  return j;
+}
+
+double metric_value(const nlohmann::json& metrics, const std::string& name) {
+  std::string key = name == "mcc" ? "matthews_correlation" : name;
+  auto it = metrics.find(key);
+  if (it == metrics.end() || !it->is_number())
+    fail("metric '", name, "' is not available for this task (have: ", metrics.dump(), ")");
+  return it->get<double>();
+}
+
+}  // namespace ww::train
