@@ -20,7 +20,7 @@ Command tokenize_command(CLI::App& app) {
   sub->add_option("--output", options->output, "Output JSON Lines file (written atomically)")->required();
   sub->add_option("--max-length", options->max_length,
                   "Truncate each example to N ids including special tokens (0: no truncation)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 24));
   return {sub, [options] {
             ww::text::TokenizeSummary s = ww::text::tokenize_file(*options);
             double mb = double(s.text_bytes) / 1e6;
