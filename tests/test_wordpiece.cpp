@@ -450,7 +450,7 @@ TEST(TextInputFile, JsonLines) {
   expect_error([&] { read_text_examples(dir.write("c.json", "{\"text\": 5}\n")); },
                {"c.json:1", "\"text\" must be a string"});
   expect_error([&] { read_text_examples(dir.write("d.jsonl", "[{\"text\": \"a\"}]\n")); },
-               {"d.jsonl:1", "expected a JSON object"});
+               {"d.jsonl:1", "not a JSON array"});
 }
 
 TEST(TextInputFile, GlueTsv) {

@@ -54,6 +54,10 @@ std::vector<TextExample> read_jsonl(const std::string& text, const std::string& 
   std::vector<TextExample> examples;
   for_each_line(text, file, [&](std::string_view line, size_t number) {
     if (is_blank(line)) return;
+    if (line.find_first_not_of(" \t") != std::string_view::npos &&
+        line[line.find_first_not_of(" \t")] == '[') {
+      fail(file, ":", number, ": expected one JSON object per line (JSON Lines), not a JSON array");
+    }
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
