@@ -281,8 +281,8 @@ void WordPieceTokenizer::Impl::normalize_into(std::string_view text, std::string
 // HF runs each step over the whole string; every step maps code points independently, so running
 // them per code point gives the same text, except that NFD also puts runs of combining marks
 // (canonical combining class > 0) in canonical order. That is not done here: with accents stripped
-// only spacing marks with a nonzero class could survive in a different order, and no token of
-// bert-base-uncased holds any character with a nonzero class, so the ids cannot differ.
+// only marks that tokenizers does not count as Mn could survive in a different order, and no token
+// of bert-base-uncased holds any character with a nonzero class, so its ids cannot differ.
 void WordPieceTokenizer::Impl::normalize_char(char32_t c, std::string& out) const {
   const BertNormalizerOptions& options = config.normalizer;
   if (!config.has_normalizer) {
