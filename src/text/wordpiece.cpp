@@ -1050,8 +1050,10 @@ std::optional<std::string> config_token(const nlohmann::json& config, const char
 
 }  // namespace
 
-std::unique_ptr<WordPieceTokenizer> load_wordpiece_tokenizer_json(const std::filesystem::path& path) {
-  return load_tokenizer_json(path, std::nullopt);
+std::unique_ptr<WordPieceTokenizer> load_wordpiece_tokenizer_json(
+    const std::filesystem::path& path,
+    const std::optional<std::filesystem::path>& tokenizer_config_json) {
+  return load_tokenizer_json(path, tokenizer_config_json);
 }
 
 std::unique_ptr<WordPieceTokenizer> load_wordpiece_vocab(
@@ -1136,32 +1138,6 @@ std::unique_ptr<WordPieceTokenizer> load_wordpiece_vocab(
   std::string source = file;
   if (tokenizer_config_json) source += " + " + tokenizer_config_json->string();
   return std::make_unique<WordPieceTokenizer>(std::move(c), source);
-}
-
-std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path) {
-  namespace fs = std::filesystem;
-  std::error_code error;
-  if (fs::is_directory(path, error)) {
-    const fs::path config = path / "tokenizer_config.json";
-    std::optional<fs::path> config_path;
-    if (fs::is_regular_file(config, error)) config_path = config;
-    if (fs::is_regular_file(path / "tokenizer.json", error)) {
-      return load_tokenizer_json(path / "tokenizer.json", config_path);
-    }
-    if (fs::is_regular_file(path / "vocab.txt", error)) {
-      return load_wordpiece_vocab(path / "vocab.txt", config_path);
-    }
-    if (fs::is_regular_file(path / "vocab.json", error) && fs::is_regular_file(path / "merges.txt", error)) {
-      fail("tokenizer folder ", path.string(),
-           " holds a byte-level BPE tokenizer (vocab.json + merges.txt), which is not supported yet");
-    }
-    fail("tokenizer folder ", path.string(), " has neither tokenizer.json nor vocab.txt");
-  }
-  if (fs::is_regular_file(path, error)) {
-    if (path.extension() == ".json") return load_tokenizer_json(path, std::nullopt);
-    return load_wordpiece_vocab(path, std::nullopt);
-  }
-  fail("tokenizer path ", path.string(), " does not exist");
 }
 
 }  // namespace ww::text

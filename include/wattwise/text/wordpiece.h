@@ -98,8 +98,11 @@ class WordPieceTokenizer final : public Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Loaders. Errors name the file and what is wrong with it.
-std::unique_ptr<WordPieceTokenizer> load_wordpiece_tokenizer_json(const std::filesystem::path& path);
+// Loaders. Errors name the file and what is wrong with it. A tokenizer_config.json given to the
+// tokenizer.json loader is only kept for save(); tokenizer.json alone defines the behaviour.
+std::unique_ptr<WordPieceTokenizer> load_wordpiece_tokenizer_json(
+    const std::filesystem::path& path,
+    const std::optional<std::filesystem::path>& tokenizer_config_json = std::nullopt);
 // vocab.txt (one token per line, id = line number - 1) and optionally tokenizer_config.json
 // (do_lower_case, strip_accents, tokenize_chinese_chars, unk/sep/pad/cls/mask tokens).
 std::unique_ptr<WordPieceTokenizer> load_wordpiece_vocab(
