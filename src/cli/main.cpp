@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       // one line per subcommand (keep sorted)
       ww::cli::init_model_command(app),
       ww::cli::predict_command(app),
+      ww::cli::tokenize_command(app),
   };
   try {
     app.parse(argc, argv);
