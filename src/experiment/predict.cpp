@@ -18,7 +18,7 @@ namespace ww::experiment {
 namespace {
 std::vector<float> softmax(const float* logits, int64_t n) {
   float max = *std::max_element(logits, logits + n);
-  std::vector<float> p(size_t(n));
+  std::vector<float> p(static_cast<size_t>(n));
   double sum = 0;
   for (int64_t k = 0; k < n; ++k) sum += p[size_t(k)] = std::exp(logits[k] - max);
   for (auto& v : p) v = float(v / sum);

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <string>
 
-#include "text/atomic_file.h"
+#include "wattwise/io/file.h"
 #include "wattwise/core/error.h"
 #include "wattwise/text/input_file.h"
 #include "wattwise/text/tokenizer.h"
@@ -68,7 +68,7 @@ TokenizeSummary tokenize_file(const TokenizeOptions& options) {
     summary.text_bytes += example.text.size() + (pair ? pair->size() : 0);
   }
   summary.encode_seconds = std::chrono::duration<double>(encode_time).count();
-  detail::write_file_atomic(options.output, out);
+  io::write_file_atomic(options.output, out);
   return summary;
 }
 

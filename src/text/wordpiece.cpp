@@ -11,7 +11,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "text/atomic_file.h"
+#include "wattwise/io/file.h"
 #include "wattwise/core/error.h"
 #include "wattwise/text/utf8.h"
 
@@ -818,9 +818,9 @@ void WordPieceTokenizer::save(const std::filesystem::path& dir) const {
     }
     tokenizer_config = j.dump(2) + "\n";
   }
-  detail::write_file_atomic(dir / "vocab.txt", vocab_txt);
-  detail::write_file_atomic(dir / "tokenizer.json", tokenizer_json);
-  detail::write_file_atomic(dir / "tokenizer_config.json", tokenizer_config);
+  io::write_file_atomic(dir / "vocab.txt", vocab_txt);
+  io::write_file_atomic(dir / "tokenizer.json", tokenizer_json);
+  io::write_file_atomic(dir / "tokenizer_config.json", tokenizer_config);
 }
 
 // ---- loading ---------------------------------------------------------------------------------
