@@ -420,9 +420,11 @@ TEST(Datasets, GlueTaskLayouts) {
 
 TEST(Datasets, GlueTasksRecognisedByHeaderWithoutTheirFolderName) {
   TempDir dir;
-  for (const GlueCase& c : glue_cases()) {
+  std::vector<GlueCase> cases = glue_cases();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const GlueCase& c = cases[i];
     SCOPED_TRACE(c.folder);
-    fs::path folder = dir / ("task_" + std::to_string(&c - &glue_cases()[0]) + "_data");
+    fs::path folder = dir / ("task_" + std::to_string(i) + "_data");
     write_glue(folder, c);
     EXPECT_EQ(load_dataset(folder).name, c.task);
   }
