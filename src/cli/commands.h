@@ -11,5 +11,6 @@ struct Command {
 };
 
 // One function per subcommand, each in its own cmd_<name>.cpp: registers the flags, returns the runner.
+Command measure_command(CLI::App& app);
 
 }  // namespace ww::cli

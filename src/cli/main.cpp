@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "wattwise 0.1.0");
   std::vector<ww::cli::Command> commands = {
       // one line per subcommand (keep sorted)
+      ww::cli::measure_command(app),
   };
   try {
     app.parse(argc, argv);
