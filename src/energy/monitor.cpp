@@ -573,6 +573,9 @@ WindowResult EnergyMonitor::end_window(const std::string& name) {
     energy.measured = true;
     for (auto mode = static_cast<uint64_t>(start.modes[i]);
          mode <= static_cast<uint64_t>(end_modes[i]); ++mode) {
+      if (static_cast<Mode>(mode) == Mode::integrate && mode != static_cast<uint64_t>(start.modes[i]) &&
+          !source.integrated())
+        continue;  // went from its counter straight to lost: nothing was integrated
       if (static_cast<Mode>(mode) != Mode::lost && !source.measured(static_cast<Mode>(mode)))
         energy.measured = false;
       if (!energy.provenance.empty()) energy.provenance += "; then ";

@@ -162,7 +162,7 @@ void Source::sample(const Tick& tick, const WarnFn& warn) {
   Snapshot next = last_;
   next.t_s = tick.t_s;
   const double dt = primed_ ? tick.t_s - last_.t_s : 0.0;
-  std::string error;
+  std::string error, counter_error;
   if (next.mode == Mode::counter) {
     uint64_t raw = 0;
     if (read_counter(&raw, &error)) {
@@ -179,7 +179,7 @@ void Source::sample(const Tick& tick, const WarnFn& warn) {
         next.power_w = dt > 0 ? joules / dt : 0.0;
       }
     } else {
-      warn(counter_failed_message(tick.t_s, error));
+      counter_error = error;
       next.mode = Mode::integrate;
     }
   }
@@ -189,7 +189,10 @@ void Source::sample(const Tick& tick, const WarnFn& warn) {
       // Trapezoid between the last sample and this one (continuous with any counter history).
       if (primed_) next.cumulative_j += 0.5 * (last_.power_w + watts) * dt;
       next.power_w = watts;
+      integrated_.store(true, std::memory_order_relaxed);
+      if (!counter_error.empty()) warn(counter_failed_message(tick.t_s, counter_error));
     } else {
+      // When the counter and the power both fail in one tick the device is gone: one warning.
       warn(lost_message(tick.t_s, error));
       lost_at_s_.store(tick.t_s, std::memory_order_relaxed);
       next.mode = Mode::lost;

@@ -71,6 +71,8 @@ class Source {
   virtual std::string describe(Mode mode) const = 0;
   virtual bool measured(Mode mode) const = 0;
   double lost_at_s() const { return lost_at_s_.load(std::memory_order_relaxed); }
+  // Whether the source ever integrated power (false if it went from its counter straight to lost).
+  bool integrated() const { return integrated_.load(std::memory_order_relaxed); }
 
   // Extra trace columns (e.g. a GPU's utilisation, memory, clock, temperature).
   virtual std::vector<std::string> extra_columns() const { return {}; }
@@ -95,6 +97,7 @@ class Source {
   Snapshot last_;  // sampler-thread copy of the last published snapshot
   bool primed_ = false;
   std::atomic<double> lost_at_s_{kNaN};
+  std::atomic<bool> integrated_{false};
 };
 
 // One GPU through NVML: total-energy counter when supported, else trapezoid over sampled power.
