@@ -122,6 +122,8 @@ class EnergyMonitor {
   void start();  // takes a first sample, measures the idle baseline if asked, starts the sampler
   void stop();   // stops the sampler after one last sample and closes the trace; idempotent
 
+  // End windows before stop(): after it, meters without a counter are no longer sampled and a
+  // window's end would be extrapolated from the last sample.
   void begin_window(const std::string& name);         // throws if `name` is already open
   WindowResult end_window(const std::string& name);   // throws if `name` was never begun
   bool window_open(const std::string& name) const;
