@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   std::vector<ww::cli::Command> commands = {
       // one line per subcommand (keep sorted)
       ww::cli::init_model_command(app),
+      ww::cli::measure_command(app),
       ww::cli::predict_command(app),
       ww::cli::tokenize_command(app),
   };

@@ -1,0 +1,195 @@
+// The NVML paths, against tests/tools/fake_nvml.cpp (scripted through WW_FAKE_NVML_* variables):
+// energy counter, no counter (power integration), a counter failing mid-run, a GPU that is lost,
+// NVML missing or failing to start, GPU selection, and a counter wrapping at 2^64.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <ctime>
+
+#include "test_energy_util.h"
+#include "wattwise/core/error.h"
+#include "wattwise/energy/monitor.h"
+#include "wattwise/energy/tables.h"
+
+using namespace ww::energy;
+using namespace ww::energy::testing;
+
+namespace {
+
+constexpr double kPower = 200.0;  // W, every fake GPU
+
+// Sets the fake's script for one test and clears it afterwards.
+struct FakeNvml {
+  std::vector<std::string> names;
+  TempDir dir;
+  std::string proc = dir.path + "/proc";
+  std::vector<std::string> warnings;
+
+  FakeNvml() {
+    make_fake_proc(proc);
+    set("WW_FAKE_NVML_POWER_W", std::to_string(kPower));
+  }
+  ~FakeNvml() {
+    for (const auto& name : names) unsetenv(name.c_str());
+  }
+  void set(const std::string& name, const std::string& value) {
+    setenv(name.c_str(), value.c_str(), 1);
+    names.push_back(name);
+  }
+  EnergyOptions options(int interval_ms = 10) {
+    EnergyOptions options;
+    options.interval_ms = interval_ms;
+    options.nvml_library = WW_FAKE_NVML;
+    options.use_rapl = false;
+    options.proc_root = proc;
+    options.on_warning = [this](const std::string& text) { warnings.push_back(text); };
+    return options;
+  }
+  int count_warnings(const std::string& part) const {
+    int n = 0;
+    for (const auto& warning : warnings) n += warning.find(part) != std::string::npos;
+    return n;
+  }
+};
+
+WindowResult measure_for(EnergyMonitor& monitor, int ms) {
+  monitor.start();
+  monitor.begin_window("w");
+  sleep_ms(ms);
+  WindowResult result = monitor.end_window("w");
+  monitor.stop();
+  return result;
+}
+
+const SourceEnergy& gpu0(const WindowResult& result) {
+  for (const auto& source : result.sources)
+    if (source.source == "gpu0") return source;
+  throw std::runtime_error("no gpu0 in the result");
+}
+
+}  // namespace
+
+TEST(EnergyNvml, EnergyCounterIsReadDirectly) {
+  FakeNvml fake;
+  EnergyOptions options = fake.options();
+  options.trace_path = fake.dir.path + "/power_trace.csv";
+  EnergyMonitor monitor(options);
+  ASSERT_TRUE(monitor.gpu_present());
+  EXPECT_EQ(monitor.host().gpu_model, "1 x Fake NVIDIA GPU");
+  const WindowResult result = measure_for(monitor, 150);
+  EXPECT_TRUE(result.gpu_present);
+  EXPECT_EQ(gpu0(result).provenance, "measured: nvml total energy counter");
+  EXPECT_TRUE(gpu0(result).measured);
+  // Counter resolution is 1 mJ; the two clocks are the same CLOCK_MONOTONIC.
+  EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 0.01 * kPower * result.duration_s);
+  EXPECT_TRUE(fake.warnings.empty());
+
+  // The trace carries the GPU's power, energy and state.
+  std::ifstream in(options.trace_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto rows = parse_csv(text.str(), "trace");
+  ASSERT_GE(rows.size(), 3u);
+  const std::vector<std::string> expected_head = {
+      "time_s", "unix_time_s", "gpu0_power_w", "gpu0_energy_j", "gpu0_util_pct",
+      "gpu0_mem_used_mib", "gpu0_sm_clock_mhz", "gpu0_temp_c"};
+  EXPECT_TRUE(std::equal(expected_head.begin(), expected_head.end(), rows[0].begin()));
+  const auto& last = rows.back();
+  EXPECT_DOUBLE_EQ(std::stod(last[2]), kPower);
+  EXPECT_DOUBLE_EQ(std::stod(last[4]), 97);
+  EXPECT_DOUBLE_EQ(std::stod(last[5]), 10240);
+  EXPECT_DOUBLE_EQ(std::stod(last[6]), 1980);
+  EXPECT_DOUBLE_EQ(std::stod(last[7]), 55);
+}
+
+TEST(EnergyNvml, WithoutACounterSampledPowerIsIntegrated) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_ENERGY", "unsupported");
+  EnergyMonitor monitor(fake.options());
+  const WindowResult result = measure_for(monitor, 120);
+  EXPECT_EQ(gpu0(result).provenance,
+            "measured: nvml power samples every 10 ms, trapezoid integration (no energy counter "
+            "on this GPU)");
+  // Constant power: the trapezoid plus extrapolation from the last sample is exact.
+  EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 1e-6);
+}
+
+TEST(EnergyNvml, CounterFailingMidRunFallsBackToPowerWithOneWarning) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_ENERGY_FAIL_AFTER_S", "0.06");
+  EnergyMonitor monitor(fake.options());
+  const WindowResult result = measure_for(monitor, 200);
+  EXPECT_EQ(fake.count_warnings("NVML total energy counter failed"), 1);
+  EXPECT_NE(gpu0(result).provenance.find("measured: nvml total energy counter; then measured: "
+                                         "nvml power samples every 10 ms, trapezoid integration "
+                                         "(after the energy counter failed at"),
+            std::string::npos)
+      << gpu0(result).provenance;
+  EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 0.02 * kPower * result.duration_s);
+}
+
+TEST(EnergyNvml, LostGpuStopsCountingWithAWarningAndNoCrash) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_LOST_AFTER_S", "0.08");
+  EnergyMonitor monitor(fake.options());
+  const WindowResult result = measure_for(monitor, 250);
+  EXPECT_EQ(fake.count_warnings("stopped answering NVML"), 1);
+  EXPECT_NE(gpu0(result).provenance.find("GPU lost at"), std::string::npos);
+  // About 0.08 s of energy (plus at most one interval), nothing after.
+  EXPECT_GT(result.gpu_joules, kPower * 0.02);  // generous: a loaded CI box may delay ticks
+  EXPECT_LT(result.gpu_joules, kPower * 0.12);
+}
+
+TEST(EnergyNvml, NvmlMissingOrFailingMeansNoGpuFigure) {
+  FakeNvml fake;
+  EnergyOptions options = fake.options();
+  options.nvml_library = "/nonexistent/libnvidia-ml.so.1";
+  EnergyMonitor missing(options);
+  EXPECT_FALSE(missing.gpu_present());
+  EXPECT_NE(missing.gpu_absent_reason().find("cannot load /nonexistent/libnvidia-ml.so.1"),
+            std::string::npos);
+  const WindowResult result = measure_for(missing, 10);
+  EXPECT_FALSE(result.gpu_present);
+  EXPECT_EQ(result.gpu_joules, 0.0);
+
+  fake.set("WW_FAKE_NVML_INIT_FAIL", "1");
+  EnergyMonitor failing(fake.options());
+  EXPECT_FALSE(failing.gpu_present());
+  EXPECT_NE(failing.gpu_absent_reason().find("nvmlInit failed: Driver Not Loaded (9)"),
+            std::string::npos)
+      << failing.gpu_absent_reason();
+}
+
+TEST(EnergyNvml, GpuSelection) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_GPUS", "2");
+  EnergyMonitor all(fake.options());
+  EXPECT_EQ(all.host().gpu_count, 2);
+  EXPECT_EQ(all.host().gpu_model, "2 x Fake NVIDIA GPU");
+
+  EnergyOptions options = fake.options();
+  options.gpus = std::vector<int>{1};
+  EnergyMonitor second(options);
+  const WindowResult result = measure_for(second, 30);
+  ASSERT_EQ(result.sources.front().source, "gpu1");
+  EXPECT_EQ(second.host().gpu_count, 1);
+
+  options.gpus = std::vector<int>{};
+  EXPECT_FALSE(EnergyMonitor(options).gpu_present());
+  options.gpus = std::vector<int>{5};
+  EXPECT_THROW(EnergyMonitor{options}, ww::Error);
+}
+
+TEST(EnergyNvml, CounterWrapAt64BitsIsSeamless) {
+  FakeNvml fake;
+  // Place the counter 20 J (20000 mJ) below 2^64 right now: at 200 W it wraps within 0.1 s.
+  timespec now {};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const double seconds = static_cast<double>(now.tv_sec) + now.tv_nsec * 1e-9;
+  const auto current = static_cast<unsigned long long>(kPower * seconds * 1000.0);
+  const unsigned long long offset = 0ULL - current - 20000ULL;  // modulo 2^64
+  fake.set("WW_FAKE_NVML_ENERGY_OFFSET_MJ", std::to_string(offset));
+  EnergyMonitor monitor(fake.options());
+  const WindowResult result = measure_for(monitor, 250);
+  EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 0.01 * kPower * result.duration_s);
+}

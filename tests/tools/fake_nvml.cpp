@@ -1,0 +1,158 @@
+// A stand-in for libnvidia-ml.so.1 with scripted values, so the NVML paths of the energy meters
+// (and scripts that use pynvml) can be tested on machines without a GPU. Point WW_NVML_LIBRARY at
+// it, or put it on LD_LIBRARY_PATH under the name libnvidia-ml.so.1.
+//
+// Every GPU draws a constant power; its energy counter is offset + power x CLOCK_MONOTONIC time,
+// so two processes reading it agree, like the real counter. Scripted by environment variables,
+// read at nvmlInit:
+//   WW_FAKE_NVML_INIT_FAIL=1             nvmlInit fails (driver not loaded)
+//   WW_FAKE_NVML_GPUS=N                  number of GPUs (default 1)
+//   WW_FAKE_NVML_POWER_W=W               power of every GPU (default 250)
+//   WW_FAKE_NVML_ENERGY=unsupported      no total-energy counter (NOT_SUPPORTED)
+//   WW_FAKE_NVML_ENERGY_FAIL_AFTER_S=T   the energy counter fails T s after nvmlInit
+//   WW_FAKE_NVML_LOST_AFTER_S=T          every device call answers GPU_IS_LOST T s after nvmlInit
+//   WW_FAKE_NVML_ENERGY_OFFSET_MJ=X      counter value at monotonic time 0 (test 2^64 wrap-around)
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+namespace {
+
+constexpr int kSuccess = 0, kInvalidArgument = 2, kNotSupported = 3, kDriverNotLoaded = 9,
+              kGpuIsLost = 15, kUnknown = 999;
+
+struct FakeDevice {
+  int index;
+};
+
+FakeDevice g_devices[16];
+int g_gpu_count = 1;
+double g_power_w = 250;
+bool g_energy_supported = true;
+double g_energy_fail_after_s = -1;
+double g_lost_after_s = -1;
+unsigned long long g_offset_mj = 0;
+double g_init_time_s = 0;
+
+double monotonic_s() {
+  timespec now {};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+}
+
+double env_double(const char* name, double fallback) {
+  const char* text = std::getenv(name);
+  return text != nullptr && *text != '\0' ? std::strtod(text, nullptr) : fallback;
+}
+
+bool lost() { return g_lost_after_s >= 0 && monotonic_s() - g_init_time_s >= g_lost_after_s; }
+
+int check(FakeDevice* device) {
+  if (device == nullptr) return kInvalidArgument;
+  return lost() ? kGpuIsLost : kSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+int nvmlInit_v2() {
+  const char* fail = std::getenv("WW_FAKE_NVML_INIT_FAIL");
+  if (fail != nullptr && std::strcmp(fail, "1") == 0) return kDriverNotLoaded;
+  g_gpu_count = static_cast<int>(env_double("WW_FAKE_NVML_GPUS", 1));
+  if (g_gpu_count < 0) g_gpu_count = 0;
+  if (g_gpu_count > 16) g_gpu_count = 16;
+  for (int i = 0; i < 16; ++i) g_devices[i].index = i;
+  g_power_w = env_double("WW_FAKE_NVML_POWER_W", 250);
+  const char* energy = std::getenv("WW_FAKE_NVML_ENERGY");
+  g_energy_supported = energy == nullptr || std::strcmp(energy, "unsupported") != 0;
+  g_energy_fail_after_s = env_double("WW_FAKE_NVML_ENERGY_FAIL_AFTER_S", -1);
+  g_lost_after_s = env_double("WW_FAKE_NVML_LOST_AFTER_S", -1);
+  const char* offset = std::getenv("WW_FAKE_NVML_ENERGY_OFFSET_MJ");
+  g_offset_mj = offset != nullptr ? std::strtoull(offset, nullptr, 10) : 0;
+  g_init_time_s = monotonic_s();
+  return kSuccess;
+}
+int nvmlInit() { return nvmlInit_v2(); }
+int nvmlInitWithFlags(unsigned) { return nvmlInit_v2(); }
+int nvmlShutdown() { return kSuccess; }
+
+const char* nvmlErrorString(int result) {
+  switch (result) {
+    case kSuccess: return "Success";
+    case kInvalidArgument: return "Invalid Argument";
+    case kNotSupported: return "Not Supported";
+    case kDriverNotLoaded: return "Driver Not Loaded";
+    case kGpuIsLost: return "GPU is lost";
+    default: return "Unknown Error";
+  }
+}
+
+int nvmlDeviceGetCount_v2(unsigned* count) {
+  *count = static_cast<unsigned>(g_gpu_count);
+  return kSuccess;
+}
+int nvmlDeviceGetCount(unsigned* count) { return nvmlDeviceGetCount_v2(count); }
+
+int nvmlDeviceGetHandleByIndex_v2(unsigned index, FakeDevice** device) {
+  if (index >= static_cast<unsigned>(g_gpu_count)) return kInvalidArgument;
+  *device = &g_devices[index];
+  return kSuccess;
+}
+int nvmlDeviceGetHandleByIndex(unsigned index, FakeDevice** device) {
+  return nvmlDeviceGetHandleByIndex_v2(index, device);
+}
+
+int nvmlDeviceGetName(FakeDevice* device, char* name, unsigned length) {
+  if (int status = check(device)) return status;
+  std::strncpy(name, "Fake NVIDIA GPU", length);
+  if (length > 0) name[length - 1] = '\0';
+  return kSuccess;
+}
+
+int nvmlDeviceGetTotalEnergyConsumption(FakeDevice* device, unsigned long long* millijoules) {
+  if (int status = check(device)) return status;
+  if (!g_energy_supported) return kNotSupported;
+  const double now = monotonic_s();
+  if (g_energy_fail_after_s >= 0 && now - g_init_time_s >= g_energy_fail_after_s) return kUnknown;
+  // Unsigned addition wraps modulo 2^64 like a real 64-bit counter would.
+  *millijoules = g_offset_mj + static_cast<unsigned long long>(g_power_w * now * 1000.0);
+  return kSuccess;
+}
+
+int nvmlDeviceGetPowerUsage(FakeDevice* device, unsigned* milliwatts) {
+  if (int status = check(device)) return status;
+  *milliwatts = static_cast<unsigned>(g_power_w * 1000.0);
+  return kSuccess;
+}
+
+struct Utilization { unsigned gpu, memory; };
+int nvmlDeviceGetUtilizationRates(FakeDevice* device, Utilization* utilization) {
+  if (int status = check(device)) return status;
+  utilization->gpu = 97;
+  utilization->memory = 40;
+  return kSuccess;
+}
+
+struct Memory { unsigned long long total, free, used; };
+int nvmlDeviceGetMemoryInfo(FakeDevice* device, Memory* memory) {
+  if (int status = check(device)) return status;
+  memory->total = 80ULL << 30;
+  memory->used = 10ULL << 30;
+  memory->free = memory->total - memory->used;
+  return kSuccess;
+}
+
+int nvmlDeviceGetClockInfo(FakeDevice* device, unsigned, unsigned* mhz) {
+  if (int status = check(device)) return status;
+  *mhz = 1980;
+  return kSuccess;
+}
+
+int nvmlDeviceGetTemperature(FakeDevice* device, unsigned, unsigned* celsius) {
+  if (int status = check(device)) return status;
+  *celsius = 55;
+  return kSuccess;
+}
+
+}  // extern "C"
