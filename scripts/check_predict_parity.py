@@ -53,22 +53,26 @@ def load_texts(data, limit_imdb=64):
 def hf_logits(model_dir, examples, max_length, batch_size=32):
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).float().eval()
-    ids, logits = [], []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        texts = [e["text"] for e in chunk]
-        pairs = [e.get("text_pair") for e in chunk]
-        if any(p is not None for p in pairs):
-            enc = tok(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        else:
-            enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        if model.config.model_type == "distilbert":
-            enc.pop("token_type_ids", None)
-        with torch.no_grad():
-            out = model(**enc).logits
-        for row, mask in zip(enc["input_ids"], enc["attention_mask"]):
-            ids.append(row[mask.bool()].tolist())
-        logits += out.tolist()
+    ids, logits = [None] * len(examples), [None] * len(examples)
+    # Padded batches, each all single texts or all pairs (the tokenizer takes one kind per call).
+    singles = [i for i, e in enumerate(examples) if e.get("text_pair") is None]
+    pairs = [i for i, e in enumerate(examples) if e.get("text_pair") is not None]
+    for group in (singles, pairs):
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            texts = [examples[i]["text"] for i in chunk]
+            if group is pairs:
+                enc = tok(texts, [examples[i]["text_pair"] for i in chunk], truncation=True,
+                          max_length=max_length, padding=True, return_tensors="pt")
+            else:
+                enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            if model.config.model_type == "distilbert":
+                enc.pop("token_type_ids", None)
+            with torch.no_grad():
+                out = model(**enc).logits
+            for k, i in enumerate(chunk):
+                ids[i] = enc["input_ids"][k][enc["attention_mask"][k].bool()].tolist()
+                logits[i] = out[k].tolist()
     return ids, logits
 
 

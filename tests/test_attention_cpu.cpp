@@ -353,13 +353,13 @@ TEST(AttentionCpu, RejectsBadArgumentsByName) {
   Tensor probs = Tensor::empty({2, 2, 3, 3}, DType::F32);
   Tensor mask = Tensor::from_vector(std::vector<int32_t>(6, 1), {2, 3});
   ops::attention_forward(out, probs, qkv, mask, 2, false, 0.0f, 0, 0);  // valid as given
-  expect_error("attention_forward: out", [&] {
+  expect_error("attention_forward: argument 'out'", [&] {
     ops::attention_forward(Tensor::empty({2, 3, 5}, DType::F32), probs, qkv, mask, 2, false, 0, 0, 0);
   });
-  expect_error("attention_forward: probs", [&] {
+  expect_error("attention_forward: argument 'probs'", [&] {
     ops::attention_forward(out, Tensor::empty({2, 2, 3, 2}, DType::F32), qkv, mask, 2, false, 0, 0, 0);
   });
-  expect_error("attention_forward: qkv", [&] {
+  expect_error("attention_forward: qkv must be", [&] {
     ops::attention_forward(out, probs, Tensor::zeros({6, 12}, DType::F32), mask, 2, false, 0, 0, 0);
   });
   expect_error("num_heads 3", [&] { ops::attention_forward(out, probs, qkv, mask, 3, false, 0, 0, 0); });
@@ -379,10 +379,10 @@ TEST(AttentionCpu, RejectsBadArgumentsByName) {
   });
   Tensor dqkv = Tensor::empty(qkv.shape(), DType::F32);
   Tensor scratch = Tensor::empty(probs.shape(), DType::F32);
-  expect_error("attention_backward: scratch", [&] {
+  expect_error("attention_backward: argument 'scratch'", [&] {
     ops::attention_backward(dqkv, Tensor::empty({5}, DType::F32), out, qkv, probs, mask, 2, false, 0, 0, 0);
   });
-  expect_error("attention_backward: dout", [&] {
+  expect_error("attention_backward: argument 'dout'", [&] {
     ops::attention_backward(dqkv, scratch, Tensor::empty({5}, DType::F32), qkv, probs, mask, 2, false, 0, 0, 0);
   });
   expect_error("must not alias", [&] {
@@ -454,7 +454,7 @@ TEST(SoftmaxCpu, RejectsMismatchedSizes) {
     ops::softmax_forward(Tensor::empty({7}, DType::F32), inp);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("softmax_forward: out"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("softmax_forward: argument 'out'"), std::string::npos) << e.what();
   }
   EXPECT_THROW(ops::softmax_backward(inp, inp, Tensor::zeros({3}, DType::F32)), Error);
   EXPECT_THROW(ops::softmax_forward(inp, Tensor::zeros({2, 3}, DType::I32)), Error);

@@ -73,6 +73,13 @@ ParityResult measure_parity(const fs::path& dir) {
   model.zero_grad();
   model.backward();
   for (const auto& t : expected.tensors()) r.grads_expected += t.name.rfind("grad.", 0) == 0;
+  // Relative error per tensor. The key-bias gradient is exactly zero in exact arithmetic (softmax
+  // ignores a shift shared by all keys), so both sides hold only rounding noise there: tensors whose
+  // reference norm is below 1e-6 of the largest (1e-9 against 0.9 in bert_tiny) are compared
+  // relative to that largest norm instead.
+  double largest = 0;
+  for (const auto& p : model.parameters().all())
+    largest = std::max(largest, norm(expected.read("grad." + p.name).to_float_vector()));
   for (const auto& p : model.parameters().all()) {
     std::vector<float> ours = p.grad.to_float_vector();
     std::vector<float> ref = expected.read("grad." + p.name).to_float_vector();
@@ -80,8 +87,7 @@ ParityResult measure_parity(const fs::path& dir) {
     std::vector<float> diff(ours.size());
     for (size_t i = 0; i < ours.size(); ++i) diff[i] = ours[i] - ref[i];
     double ref_norm = norm(ref), err = norm(diff);
-    // Relative to the tensor's norm; an all-zero reference gradient must be matched absolutely.
-    double rel = ref_norm < 1e-12 ? err * 1e9 : err / ref_norm;
+    double rel = ref_norm >= 1e-6 * largest ? err / ref_norm : err / largest;
     if (rel > r.worst_grad_error) r.worst_grad_error = rel, r.worst_grad = p.name;
     ++r.grads_compared;
   }

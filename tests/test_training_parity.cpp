@@ -68,6 +68,10 @@ TEST_P(TrainingParity, MatchesPyTorchStepByStep) {
   double worst = 0;
   std::string worst_name;
   for (const auto& p : model.parameters().all()) {
+    // The key bias cannot change any output (softmax ignores a shift shared by all keys), so its
+    // exact gradient is 0 and both sides see only rounding noise, which Adam normalises into
+    // full-size, random-sign steps: its final value is noise on both sides, not a parity signal.
+    if (p.name.find("attention.self.key.bias") != std::string::npos) continue;
     double e = rel_error(p.value.to_float_vector(), expected.read("final." + p.name).to_float_vector());
     if (e > worst) worst = e, worst_name = p.name;
   }

@@ -167,7 +167,7 @@ std::string nearest_key(const std::string& key) {
 }
 
 TrainConfig::TrainConfig() {
-  for (const auto& k : train_config_schema()) values_[k.key] = k.default_value;
+  for (const auto& k : train_config_schema()) values_[k.key] = canonical(k, k.default_value, "schema default");
 }
 
 void TrainConfig::set(const std::string& key, const std::string& value, const std::string& origin) {
