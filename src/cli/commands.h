@@ -11,9 +11,11 @@ struct Command {
 };
 
 // One function per subcommand, each in its own cmd_<name>.cpp: registers the flags, returns the runner.
+Command eval_command(CLI::App& app);
 Command init_model_command(CLI::App& app);
 Command measure_command(CLI::App& app);
 Command predict_command(CLI::App& app);
 Command tokenize_command(CLI::App& app);
+Command train_command(CLI::App& app);
 
 }  // namespace ww::cli

@@ -15,10 +15,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "wattwise 0.1.0");
   std::vector<ww::cli::Command> commands = {
       // one line per subcommand (keep sorted)
+      ww::cli::eval_command(app),
       ww::cli::init_model_command(app),
       ww::cli::measure_command(app),
       ww::cli::predict_command(app),
       ww::cli::tokenize_command(app),
+      ww::cli::train_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -239,6 +239,12 @@ void SequenceClassifier::set_dropout(float hidden, float attention, float classi
   config_ = updated;
 }
 
+void SequenceClassifier::set_label_names(const std::vector<std::string>& names) {
+  if (int64_t(names.size()) != config_.num_labels)
+    fail("the model has ", config_.num_labels, " labels but ", names.size(), " label names were given");
+  config_.id2label = names;
+}
+
 void SequenceClassifier::check_batch(const Batch& batch) const {
   const Tensor& ids = batch.input_ids;
   if (!ids.defined() || ids.dim() != 2) fail("batch: input_ids must be a [batch, seq_len] tensor");

@@ -60,6 +60,8 @@ class SequenceClassifier {
   void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
   // Dropout overrides (hidden, attention, classifier), as the trainer's options; 0 turns one off.
   void set_dropout(float hidden, float attention, float classifier);
+  // Label names written as id2label when the model is saved (size must equal num_labels).
+  void set_label_names(const std::vector<std::string>& names);
   // Label smoothing of the cross-entropy loss (a trainer option; Hugging Face models have none).
   void set_label_smoothing(float epsilon) { label_smoothing_ = epsilon; }
   // Rewinds the dropout stream (tests replay the exact masks of a step).

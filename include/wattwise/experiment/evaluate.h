@@ -1,0 +1,39 @@
+#pragma once
+// Evaluation shared by `train` (periodic and final) and `eval`: batched inference over an encoded
+// split, metrics (and loss) as JSON.
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "wattwise/core/device.h"
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/text/batching.h"
+
+namespace ww::experiment {
+
+// Metrics of `model` on `encoded` ({"loss", "accuracy", "f1", ...}; regression: pearson, ...).
+nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
+                                const std::shared_ptr<const text::EncodedExamples>& encoded,
+                                int64_t batch_size, int max_length);
+
+// Host batch → device tensors for the model.
+models::Batch to_model_batch(const text::HostBatch& batch, bool token_types, bool regression, Device device);
+
+struct EvalOptions {
+  std::filesystem::path model_dir;
+  std::filesystem::path data;
+  std::string split = "dev";
+  std::filesystem::path output;    // metrics JSON (optional)
+  std::filesystem::path runs_dir = "runs";
+  int max_length = 0;              // 0: min(512, the model's positions)
+  int64_t batch_size = 64;
+  bool clean_html = false;
+  Device device;
+};
+
+// `wattwise eval`: metrics on a split, with the energy of the pass; writes runs/<ts>_eval/.
+nlohmann::json run_eval(const EvalOptions& options);
+
+}  // namespace ww::experiment

@@ -1,0 +1,35 @@
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "wattwise/experiment/train_run.h"
+
+namespace ww::cli {
+
+Command train_command(CLI::App& app) {
+  struct Args {
+    std::string config;
+    std::vector<std::string> sets;
+    std::map<std::string, std::string> flags;  // --section.key value, one per schema key
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("train", "Fine-tune a classifier (config keys: see docs/CONFIG.md)");
+  cmd->add_option("--config", args->config, "TOML run configuration");
+  cmd->add_option("--set", args->sets, "Override a key: --set train.lr=3e-5 (repeatable)");
+  for (const auto& key : experiment::train_config_schema()) {
+    cmd->add_option_function<std::string>(
+           "--" + key.key, [args, k = key.key](const std::string& v) { args->flags[k] = v; }, key.help)
+        ->group("Config keys (same as in the TOML file)");
+  }
+  return {cmd, [args] {
+            experiment::TrainConfig config;
+            if (!args->config.empty()) config.merge_toml_file(args->config);
+            for (const auto& [key, value] : args->flags) config.set(key, value, "--" + key);
+            for (const auto& s : args->sets) config.set(s, "--set");
+            experiment::TrainRunResult r = experiment::run_training(config);
+            std::fprintf(stderr, "run folder: %s\n", r.run_dir.c_str());
+            return 0;
+          }};
+}
+
+}  // namespace ww::cli

@@ -1,0 +1,345 @@
+#include "wattwise/experiment/train_run.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "wattwise/core/error.h"
+#include "wattwise/experiment/evaluate.h"
+#include "wattwise/experiment/progress.h"
+#include "wattwise/experiment/run_dir.h"
+#include "wattwise/experiment/run_energy.h"
+#include "wattwise/io/file.h"
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/text/batching.h"
+#include "wattwise/text/dataset.h"
+#include "wattwise/text/tokenizer.h"
+#include "wattwise/train/trainer.h"
+
+namespace ww::experiment {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+Device resolve_device(const std::string& text) {
+  // "auto" picks a GPU once the CUDA backend implements the training path; until then the CPU.
+  if (text == "auto") return Device::cpu();
+  return parse_device(text);
+}
+
+text::SplitRatios parse_ratios(const std::string& text) {
+  std::vector<double> parts;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      parts.push_back(std::stod(item));
+    } catch (const std::exception&) {
+      fail("data.split_ratios: '", item, "' is not a number");
+    }
+  }
+  if (parts.size() != 3) fail("data.split_ratios must be three numbers train,validation,test (got '", text, "')");
+  for (double p : parts)
+    if (p < 0) fail("data.split_ratios must not be negative");
+  return text::SplitRatios{parts[0], parts[1], parts[2]};
+}
+
+// A stratified, seeded subset of at most n examples (n == 0: all).
+std::vector<text::Example> subsample(const std::vector<text::Example>& examples, int64_t n, bool regression, uint64_t seed) {
+  if (n <= 0 || n >= int64_t(examples.size())) return examples;
+  double share = double(n) / double(examples.size());
+  auto parts = text::stratified_partition(examples, {share, 1.0 - share}, regression, seed);
+  std::vector<text::Example> out;
+  for (size_t i : parts[0]) out.push_back(examples[i]);
+  return out;
+}
+
+// Writes the model and tokenizer into dir via a sibling temporary folder, so a crash never leaves a
+// half-written best_model/.
+void save_model_folder(const models::SequenceClassifier& model, const text::Tokenizer& tokenizer,
+                       const fs::path& dir, DType dtype) {
+  fs::path partial = dir.string() + ".partial";
+  fs::remove_all(partial);
+  model.save(partial, dtype);
+  tokenizer.save(partial);
+  std::error_code ec;
+  fs::path old = dir.string() + ".old";
+  fs::remove_all(old);
+  if (fs::exists(dir)) fs::rename(dir, old, ec);
+  if (ec) fail(dir.string(), ": cannot replace the saved model (", ec.message(), ")");
+  fs::rename(partial, dir, ec);
+  if (ec) fail(dir.string(), ": cannot move the saved model into place (", ec.message(), ")");
+  fs::remove_all(old);
+}
+
+std::string csv_number(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.6g", v);
+  return buffer;
+}
+
+}  // namespace
+
+TrainRunResult run_training(const TrainConfig& cfg) {
+  cfg.validate();
+  const Device device = resolve_device(cfg.get_string("run.device"));
+  const uint64_t seed = uint64_t(cfg.get_int("run.seed"));
+  const std::string name = cfg.get_string("run.name");
+  const int max_length = int(cfg.get_int("data.max_length"));
+  const int64_t batch_size = cfg.get_int("train.batch_size");
+  const std::string metric = cfg.get_string("train.metric");
+
+  // Everything that can fail on bad input happens before the run folder exists.
+  fs::path model_path = cfg.get_path("model.path");
+  fs::path tokenizer_path = cfg.get_path("model.tokenizer").empty() ? model_path : cfg.get_path("model.tokenizer");
+  std::unique_ptr<text::Tokenizer> tokenizer = text::load_tokenizer(tokenizer_path);
+
+  text::DataOptions data_options;
+  data_options.clean_html = cfg.get_bool("data.clean_html");
+  data_options.collapse_whitespace = cfg.get_bool("data.collapse_whitespace");
+  data_options.split_ratios = parse_ratios(cfg.get_string("data.split_ratios"));
+  data_options.split_seed = seed;
+  data_options.resplit_from_train = cfg.get_bool("data.resplit_from_train");
+  data_options.text_column = cfg.get_string("data.text_column");
+  data_options.text_pair_column = cfg.get_string("data.text_pair_column");
+  data_options.label_column = cfg.get_string("data.label_column");
+  text::Dataset dataset = text::load_dataset(cfg.get_path("data.path"), data_options);
+  const std::string train_split = dataset.resolve_split(cfg.get_string("data.train_split"));
+  std::string eval_split, test_split;
+  if (!cfg.get_string("data.eval_split").empty()) eval_split = dataset.resolve_split(cfg.get_string("data.eval_split"));
+  if (!cfg.get_string("data.test_split").empty()) test_split = dataset.resolve_split(cfg.get_string("data.test_split"));
+  if (metric == "pearson" || metric == "spearman" ? !dataset.regression : dataset.regression)
+    fail("train.metric '", metric, "' does not apply to ", dataset.regression ? "a regression" : "a classification",
+         " data set");
+
+  std::unique_ptr<models::SequenceClassifier> model;
+  if (!model_path.empty()) {
+    models::LoadOptions load;
+    load.allow_new_head = true;
+    load.head_seed = seed;
+    model = std::make_unique<models::SequenceClassifier>(models::SequenceClassifier::from_pretrained(model_path, device, load));
+    if (model->config().regression != dataset.regression ||
+        (!dataset.regression && model->config().num_labels != dataset.num_labels()))
+      fail(model_path.string(), ": the model has ", model->config().num_labels, " labels but ", cfg.get_path("data.path").string(),
+           " has ", dataset.num_labels());
+  } else {
+    std::string arch = cfg.get_string("model.arch");
+    models::ModelConfig config = models::preset_config(
+        arch == "bert" ? models::Architecture::Bert : models::Architecture::DistilBert, cfg.get_string("model.preset"),
+        tokenizer->vocab_size());
+    config.num_labels = dataset.num_labels();
+    config.regression = dataset.regression;
+    config.max_position_embeddings = cfg.get_int("model.max_positions");
+    config.pad_token_id = tokenizer->pad_id();
+    config.validate("a new model");
+    model = std::make_unique<models::SequenceClassifier>(config, device);
+    model->init_weights(seed);
+  }
+  models::SequenceClassifier& m = *model;
+  if (!dataset.regression && m.config().id2label.empty()) m.set_label_names(dataset.label_names);
+  if (tokenizer->vocab_size() > m.config().vocab_size)
+    fail("the tokenizer has ", tokenizer->vocab_size(), " tokens but the model's vocabulary has ", m.config().vocab_size);
+  if (max_length > m.config().max_position_embeddings)
+    fail("data.max_length ", max_length, " exceeds the model's max_position_embeddings ", m.config().max_position_embeddings);
+  auto dropout_or = [&](const char* key, float current) {
+    double v = cfg.get_float(key);
+    return v < 0 ? current : float(v);
+  };
+  m.set_dropout(dropout_or("train.hidden_dropout", m.config().hidden_dropout),
+                dropout_or("train.attention_dropout", m.config().attention_dropout),
+                dropout_or("train.classifier_dropout", m.config().classifier_dropout));
+
+  std::vector<text::Example> train_examples =
+      subsample(dataset.split(train_split), cfg.get_int("data.max_train_examples"), dataset.regression, seed);
+  if (train_examples.empty()) fail(cfg.get_path("data.path").string(), ": split '", train_split, "' is empty");
+  auto train_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, train_examples, max_length));
+  std::shared_ptr<const text::EncodedExamples> eval_encoded, test_encoded;
+  if (!eval_split.empty())
+    eval_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(
+        *tokenizer, subsample(dataset.split(eval_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
+        max_length));
+  if (!test_split.empty())
+    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, dataset.split(test_split), max_length));
+
+  text::BatchOptions batch_options;
+  batch_options.batch_size = batch_size;
+  batch_options.max_length = max_length;
+  batch_options.pad_to_max_length = cfg.get_string("data.padding") == "max";
+  batch_options.length_bucketing = cfg.get_bool("data.length_bucketing");
+  batch_options.shuffle = true;
+  batch_options.seed = seed;
+  const int64_t grad_accum = cfg.get_int("train.grad_accum");
+  const int64_t batches_per_epoch = (int64_t(train_examples.size()) + batch_size - 1) / batch_size;
+  const int64_t steps_per_epoch = std::max<int64_t>(1, batches_per_epoch / grad_accum);
+  const int64_t total_steps = cfg.get_int("train.max_steps") > 0
+                                  ? cfg.get_int("train.max_steps")
+                                  : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_float("train.epochs") * double(steps_per_epoch))));
+
+  train::TrainerOptions t;
+  t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
+  t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
+  t.optimizer.beta1 = cfg.get_float("train.beta1");
+  t.optimizer.beta2 = cfg.get_float("train.beta2");
+  t.optimizer.eps = cfg.get_float("train.eps");
+  if (t.optimizer.kind == train::OptimizerKind::SGD) {
+    t.optimizer.momentum = cfg.get_float("train.momentum");
+    t.optimizer.nesterov = cfg.get_bool("train.nesterov");
+  }
+  t.optimizer.max_grad_norm = cfg.get_float("train.max_grad_norm");
+  train::validate(t.optimizer);
+  t.schedule.kind = train::parse_schedule_kind(cfg.get_string("train.schedule"));
+  t.schedule.learning_rate = cfg.get_float("train.lr");
+  t.schedule.total_steps = total_steps;
+  if (cfg.get_int("train.warmup_steps") > 0) t.schedule.warmup_steps = cfg.get_int("train.warmup_steps");
+  else t.schedule.warmup_ratio = cfg.get_float("train.warmup_ratio");
+  t.grad_accum = grad_accum;
+  t.label_smoothing = float(cfg.get_float("train.label_smoothing"));
+  t.seed = seed;
+  train::Trainer trainer(m, t);
+  const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
+
+  // The run folder: from here on, results are written.
+  TrainRunResult result;
+  result.run_dir = create_run_dir(cfg.get_path("run.output_dir"), name);
+  const fs::path& run_dir = result.run_dir;
+  io::write_file_atomic(run_dir / "config.toml", cfg.to_toml());
+  EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
+                                 cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity")};
+  RunEnergy energy(run_dir, energy_settings, name);
+  Progress progress(Progress::parse_mode(cfg.get_string("run.progress")), total_steps);
+  progress.message("run folder: " + run_dir.string());
+  progress.message("training " + std::to_string(train_examples.size()) + " examples of " + train_split + " for " +
+                   std::to_string(total_steps) + " steps (" + std::to_string(steps_per_epoch) + " per epoch) on " +
+                   device.str());
+
+  std::string log = "step,epoch,loss,lr,grad_norm,samples_per_s,elapsed_s\n";
+  auto flush_log = [&] { io::write_file_atomic(run_dir / "train_log.csv", log); };
+  auto started = std::chrono::steady_clock::now();
+  auto last_flush = started;
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+
+  json history = json::array();
+  json best_metrics;
+  double best_value = 0;
+  int64_t best_step = -1, evals_without_improvement = 0, evaluations = 0;
+  bool stop = false, stopped_early = false;
+  const bool higher = train::higher_is_better(metric);
+  const int64_t patience = cfg.get_int("train.early_stopping_patience");
+  int64_t examples_seen = 0, step = 0;
+  double epoch_position = 0, last_loss = 0;
+  double window_examples = 0;
+  auto window_start = std::chrono::steady_clock::now();
+
+  auto evaluate_now = [&](double epoch) {
+    if (!eval_encoded) return;
+    std::string phase = "evaluation_" + std::to_string(++evaluations);
+    energy.begin(phase);
+    json metrics = evaluate_encoded(m, eval_encoded, batch_size * 2, max_length);
+    json e = energy.end(phase, int64_t(eval_encoded->items.size()));
+    double value = train::metric_value(metrics, metric);
+    json row = metrics;
+    row["step"] = step;
+    row["epoch"] = epoch;
+    row["energy_j"] = e["energy_j"];
+    history.push_back(row);
+    bool improved = best_step < 0 || (higher ? value > best_value : value < best_value);
+    if (improved) {
+      best_value = value, best_step = step, best_metrics = metrics, evals_without_improvement = 0;
+      save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
+    } else if (patience > 0 && ++evals_without_improvement >= patience) {
+      stop = stopped_early = true;
+    }
+    char line[256];
+    std::snprintf(line, sizeof line, "eval at step %lld (epoch %.2f): %s %.4f, loss %.4f%s", (long long)step, epoch,
+                  metric.c_str(), value, metrics.value("loss", 0.0), improved ? " (best so far, saved)" : "");
+    progress.message(line);
+  };
+
+  energy.begin("training");
+  for (uint64_t epoch = 0; !stop; ++epoch) {
+    text::BatchLoader loader(train_encoded, batch_options, epoch);
+    int64_t batch_index = 0;
+    while (auto b = loader.next()) {
+      models::Batch batch = to_model_batch(*b, m.config().type_vocab_size > 0, m.config().regression, device);
+      auto r = trainer.train_micro_batch(batch);
+      examples_seen += b->batch;
+      window_examples += double(b->batch);
+      ++batch_index;
+      epoch_position = double(epoch) + double(batch_index) / double(batches_per_epoch);
+      if (!r) continue;
+      step = r->step;
+      last_loss = r->loss;
+      double window_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      double samples_per_s = window_s > 0 ? window_examples / window_s : 0;
+      progress.update(epoch_position, step, r->loss, samples_per_s);
+      if (step % cfg.get_int("train.log_every") == 0 || step == total_steps) {
+        log += std::to_string(step) + "," + csv_number(epoch_position) + "," + csv_number(r->loss) + "," +
+               csv_number(r->lr) + "," + csv_number(r->grad_norm) + "," + csv_number(samples_per_s) + "," +
+               csv_number(elapsed()) + "\n";
+        window_examples = 0;
+        window_start = std::chrono::steady_clock::now();
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count() > 30) {
+          flush_log();
+          last_flush = std::chrono::steady_clock::now();
+        }
+      }
+      if (cfg.get_int("train.eval_every") > 0 && step % cfg.get_int("train.eval_every") == 0) evaluate_now(epoch_position);
+      if (step >= total_steps) stop = true;
+      if (stop) break;
+    }
+    if (!stop || step >= total_steps) {
+      // Epoch end (also when the last step closes the epoch): evaluate unless this step just did.
+      if (history.empty() || history.back()["step"] != step) evaluate_now(epoch_position);
+    }
+  }
+  progress.finish();
+  const double train_seconds = elapsed();
+  json training_energy = energy.end("training", examples_seen);
+  flush_log();
+  if (!eval_encoded) save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
+
+  json test_metrics = nullptr;
+  if (test_encoded) {
+    models::SequenceClassifier best = models::SequenceClassifier::from_pretrained(run_dir / "best_model", device);
+    energy.begin("test");
+    test_metrics = evaluate_encoded(best, test_encoded, batch_size * 2, max_length);
+    json e = energy.end("test", int64_t(test_encoded->items.size()));
+    test_metrics["split"] = test_split;
+    progress.message("test (" + test_split + ", best model): " + test_metrics.dump());
+  }
+
+  json& metrics = result.metrics;
+  metrics["run"] = {{"name", name}, {"dir", run_dir.string()}, {"device", device.str()}, {"seed", seed}};
+  metrics["model"] = {{"arch", models::architecture_name(m.config().arch)},
+                      {"layers", m.config().num_layers},
+                      {"hidden_size", m.config().hidden_size},
+                      {"parameters", m.parameters().numel()},
+                      {"from", model_path.empty() ? "init:" + cfg.get_string("model.preset") : model_path.string()}};
+  metrics["data"] = {{"path", cfg.get_path("data.path").string()},
+                     {"train_split", train_split},
+                     {"train_examples", train_examples.size()},
+                     {"eval_split", eval_split},
+                     {"eval_examples", eval_encoded ? eval_encoded->items.size() : 0},
+                     {"test_split", test_split},
+                     {"derived_splits", dataset.derived_splits}};
+  metrics["train"] = {{"steps", step},
+                      {"epochs", epoch_position},
+                      {"examples", examples_seen},
+                      {"seconds", train_seconds},
+                      {"samples_per_s", train_seconds > 0 ? double(examples_seen) / train_seconds : 0.0},
+                      {"final_loss", last_loss},
+                      {"stopped_early", stopped_early}};
+  metrics["best"] = best_step < 0 ? json(nullptr) : json{{"metric", metric}, {"value", best_value}, {"step", best_step}};
+  metrics["eval"] = best_step < 0 ? json(nullptr) : best_metrics;
+  metrics["eval_history"] = history;
+  metrics["test"] = test_metrics;
+  metrics["energy"] = energy.finish(examples_seen);
+  io::write_file_atomic(run_dir / "metrics.json", metrics.dump(2) + "\n");
+  progress.message("training energy: " + energy_summary_line(training_energy));
+  return result;
+}
+
+}  // namespace ww::experiment
