@@ -83,7 +83,7 @@ def wattwise_predict(binary, model_dir, examples, work, max_length):
         for e in examples:
             f.write(json.dumps(e) + "\n")
     subprocess.run([binary, "predict", "--model", model_dir, "--input", inp, "--output", out,
-                    "--max-length", str(max_length), "--batch-size", "16"], check=True)
+                    "--max-length", str(max_length), "--batch-size", "16", "--runs-dir", os.path.join(work, "runs")], check=True)
     rows = [json.loads(line) for line in open(out, encoding="utf-8")]
     return [r["input_ids"] for r in rows], [r["logits"] for r in rows]
 

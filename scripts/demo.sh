@@ -37,7 +37,7 @@ cat > "$work/reviews.jsonl" <<'JSON'
 JSON
 
 "$wattwise" predict --model "$work/model" --input "$work/reviews.jsonl" \
-  --output "$work/predictions.jsonl" --max-length 128 --batch-size 4
+  --output "$work/predictions.jsonl" --max-length 128 --batch-size 4 --runs-dir "$work/runs"
 
 echo
 echo "demo: predictions of a random-init DistilBERT (untrained, so the labels are arbitrary):"

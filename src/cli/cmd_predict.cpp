@@ -16,11 +16,15 @@ Command predict_command(CLI::App& app) {
   cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)");
   cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")->capture_default_str();
   cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--runs-dir", options->runs_dir, "Folder that receives the run folder (metrics.json, energy files)")
+      ->capture_default_str();
   return {cmd, [options, device] {
             options->device = parse_device(*device);
             experiment::PredictSummary s = experiment::run_predict(*options);
-            std::fprintf(stderr, "predicted %lld examples (%lld tokens) in %.3f s of model time -> %s\n",
-                         (long long)s.examples, (long long)s.tokens, s.seconds, options->output.c_str());
+            std::fprintf(stderr, "predicted %lld examples (%lld tokens) in %.3f s of model time -> %s\n"
+                         "energy: %s\nrun folder: %s\n",
+                         (long long)s.examples, (long long)s.tokens, s.seconds, options->output.c_str(),
+                         s.energy_line.c_str(), s.run_dir.c_str());
             return 0;
           }};
 }

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/run_dir.h"
+#include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/input_file.h"
@@ -54,6 +56,9 @@ PredictSummary run_predict(const PredictOptions& options) {
   }
 
   PredictSummary summary;
+  summary.run_dir = create_run_dir(options.runs_dir, "predict");
+  RunEnergy energy(summary.run_dir, EnergySettings{}, "predict");
+  energy.begin("inference");
   const bool token_types = config.type_vocab_size > 0;
   const int64_t L = config.num_labels;
   std::ostringstream out;
@@ -97,7 +102,23 @@ PredictSummary run_predict(const PredictOptions& options) {
     }
   }
   summary.examples = int64_t(examples.size());
+  nlohmann::json phase = energy.end("inference", summary.examples);
+  summary.energy_line = energy_summary_line(phase);
   io::write_file_atomic(options.output, out.str());
+  nlohmann::json metrics;
+  metrics["model"] = options.model_dir.string();
+  metrics["input"] = options.input.string();
+  metrics["output"] = options.output.string();
+  metrics["device"] = options.device.str();
+  metrics["examples"] = summary.examples;
+  metrics["tokens"] = summary.tokens;
+  metrics["batch_size"] = options.batch_size;
+  metrics["max_length"] = max_length;
+  metrics["model_seconds"] = summary.seconds;
+  metrics["ms_per_example"] = summary.examples ? 1e3 * summary.seconds / double(summary.examples) : 0.0;
+  metrics["examples_per_s"] = summary.seconds > 0 ? double(summary.examples) / summary.seconds : 0.0;
+  metrics["energy"] = energy.finish(summary.examples);
+  io::write_file_atomic(summary.run_dir / "metrics.json", metrics.dump(2) + "\n");
   return summary;
 }
 

@@ -20,39 +20,41 @@ check "init-model writes HF layout" '[ -f "$work/m/config.json" ] && [ -f "$work
 check "init-model refuses a non-empty folder" '[ $? -ne 0 ] && grep -q "not empty" "$work/err"'
 
 printf '%s\n' '{"text": "a good film"}' '{"text": "the bad film", "text_pair": "good"}' '{"text": ""}' > "$work/in.jsonl"
-"$bin" predict --model "$work/m" --input "$work/in.jsonl" --output "$work/out.jsonl" 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.jsonl" --output "$work/out.jsonl" 2>"$work/err"
 check "predict jsonl exits 0" '[ $? -eq 0 ]'
 check "one output line per input" '[ "$(wc -l < "$work/out.jsonl")" -eq 3 ]'
 check "output has ids, logits, probs, label and name" 'head -1 "$work/out.jsonl" | grep -q "\"input_ids\":\[.*\"label\":.*\"label_name\":\"LABEL_.*\"logits\":\[.*\"probs\":\["'
 
+check "predict writes a run folder with metrics.json, power_trace.csv and emissions.csv" 'd=$(ls -d "$work"/runs/*_predict | head -1); [ -f "$d/metrics.json" ] && [ -f "$d/power_trace.csv" ] && [ -f "$d/emissions.csv" ] && python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m[\"examples\"]==3 and m[\"energy\"][\"phases\"][\"inference\"][\"energy_j\"]>0" "$d/metrics.json"'
+
 printf 'sentence\tlabel\na good film\t1\nthe bad film\t0\n' > "$work/in.tsv"
-"$bin" predict --model "$work/m" --input "$work/in.tsv" --output "$work/out_tsv.jsonl" 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.tsv" --output "$work/out_tsv.jsonl" 2>"$work/err"
 check "predict tsv" '[ $? -eq 0 ] && [ "$(wc -l < "$work/out_tsv.jsonl")" -eq 2 ]'
 printf 'a good film\nthe bad film\n' > "$work/in.txt"
-"$bin" predict --model "$work/m" --input "$work/in.txt" --output "$work/out_txt.jsonl" --batch-size 1 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.txt" --output "$work/out_txt.jsonl" --batch-size 1 2>"$work/err"
 check "predict plain text, batch 1, same logits as tsv" '[ $? -eq 0 ] && diff <(sed "s/\"probs.*//" "$work/out_txt.jsonl") <(sed "s/\"probs.*//" "$work/out_tsv.jsonl") >/dev/null || python3 -c "
 import json,sys
 a=[json.loads(l) for l in open(\"$work/out_txt.jsonl\")]; b=[json.loads(l) for l in open(\"$work/out_tsv.jsonl\")]
 sys.exit(0 if all(max(abs(x-y) for x,y in zip(p[\"logits\"],q[\"logits\"]))<1e-5 for p,q in zip(a,b)) else 1)"'
 
 echo "keep me" > "$work/existing.jsonl"
-"$bin" predict --model "$work/missing" --input "$work/in.txt" --output "$work/existing.jsonl" 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/missing" --input "$work/in.txt" --output "$work/existing.jsonl" 2>"$work/err"
 check "missing model folder: exit 1, names the path" '[ $? -eq 1 ] && grep -q "$work/missing" "$work/err" && [ "$(wc -l < "$work/err")" -eq 1 ]'
 check "existing output untouched" '[ "$(cat "$work/existing.jsonl")" = "keep me" ]'
 
 cp -r "$work/m" "$work/broken"
 head -c 1000 "$work/m/model.safetensors" > "$work/broken/model.safetensors"
-"$bin" predict --model "$work/broken" --input "$work/in.txt" --output "$work/existing.jsonl" 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/broken" --input "$work/in.txt" --output "$work/existing.jsonl" 2>"$work/err"
 check "truncated safetensors: exit 1, names the file" '[ $? -eq 1 ] && grep -q "broken/model.safetensors" "$work/err"'
 check "existing output still untouched" '[ "$(cat "$work/existing.jsonl")" = "keep me" ]'
 
 printf 'fine\n\xff\xfe bad bytes\n' > "$work/bad.txt"
-"$bin" predict --model "$work/m" --input "$work/bad.txt" --output "$work/o.jsonl" 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/bad.txt" --output "$work/o.jsonl" 2>"$work/err"
 check "invalid UTF-8: exit 1, names file and line 2" '[ $? -eq 1 ] && grep -q "bad.txt:2" "$work/err" && [ ! -e "$work/o.jsonl" ]'
 
-"$bin" predict --model "$work/m" --input "$work/in.txt" --output "$work/o.jsonl" --max-length 100000 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.txt" --output "$work/o.jsonl" --max-length 100000 2>"$work/err"
 check "max length beyond the model: exit 1" '[ $? -eq 1 ] && grep -q "max_position_embeddings" "$work/err"'
-"$bin" predict --model "$work/m" --input "$work/in.txt" 2>"$work/err"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.txt" 2>"$work/err"
 check "missing --output: usage error exit 2" '[ $? -eq 2 ]'
 
 echo "$fails failed"

@@ -16,17 +16,22 @@ struct PredictOptions {
   int max_length = 0;   // 0: min(512, max_position_embeddings)
   int batch_size = 32;
   Device device;
+  std::filesystem::path runs_dir = "runs";  // receives runs/<UTC>_predict/ (metrics.json, energy files)
 };
 
 struct PredictSummary {
   int64_t examples = 0;
   int64_t tokens = 0;
   double seconds = 0;  // model time (tokenization and I/O excluded)
+  std::filesystem::path run_dir;
+  std::string energy_line;  // one-line energy summary of the inference phase
 };
 
 // Output lines: {"input_ids": [...], "logits": [...], "probs": [...], "label": k, "label_name": "..."}
 // Batches are padded to their longest example (padding never changes a logit beyond 1e-5). The
-// output file is written atomically: on any error nothing is written.
+// output file is written atomically: on any error nothing is written. The run folder holds
+// metrics.json (counts, latency, throughput, the energy of the inference phase), power_trace.csv
+// and emissions.csv.
 PredictSummary run_predict(const PredictOptions& options);
 
 }  // namespace ww::experiment
