@@ -4,6 +4,7 @@
 // to pin the core count.
 #include <benchmark/benchmark.h>
 
+#include "kernels/cpu/blas_setup.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/models/sequence_classifier.h"
 
@@ -32,4 +33,10 @@ static void BM_DistilBertBaseInference(benchmark::State& state) { run(state, Arc
 static void BM_BertBaseInference(benchmark::State& state) { run(state, Architecture::Bert); }
 BENCHMARK(BM_DistilBertBaseInference)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_BertBaseInference)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  ww::kernels::cpu::reexec_with_fast_blas_if_needed(argv);  // same BLAS kernels as the CLI
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

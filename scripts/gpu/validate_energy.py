@@ -120,12 +120,14 @@ def main():
                 "--out", idle_dir, "--", "sleep", str(args.idle_seconds)])
     sys.stderr.write(proc.stderr)
     idle = json.load(open(os.path.join(idle_dir, "metrics.json")))
-    fraction = idle["monitor_cpu_fraction"]
+    # The sampler thread's own CPU time: what measuring costs while the work runs. The process total
+    # (start-up, NVML initialisation, writing the files) is a one-off, reported beside it.
+    fraction = idle["sampler_cpu_s"] / idle["duration_s"]
     pass3 = fraction < 0.01
     results["checks"]["sampler_cpu"] = {
-        "cpu_seconds": idle["monitor_cpu_s"], "wall_seconds": idle["duration_s"],
+        "cpu_seconds": idle["sampler_cpu_s"], "wall_seconds": idle["duration_s"],
         "fraction_of_one_core": fraction, "ticks": idle["sampler_ticks"], "threshold": 0.01,
-        "pass": pass3}
+        "process_cpu_seconds": idle["monitor_cpu_s"], "pass": pass3}
     ok = pass1 and pass2 and pass3
     if args.allow_cpu:
         # Self-test: the fake GPU draws its full power while Python starts, which a real GPU does

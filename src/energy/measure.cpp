@@ -253,6 +253,7 @@ int run_measure(const MeasureOptions& options) {
         {"duration_s", result.duration_s},
         {"interval_ms", options.interval_ms},
         {"sampler_ticks", monitor.samples_taken()},
+        {"sampler_cpu_s", monitor.sampler_cpu_seconds()},
         {"monitor_cpu_s", cpu_seconds},
         {"monitor_cpu_fraction", result.duration_s > 0 ? cpu_seconds / result.duration_s : 0.0},
         {"energy", {{"run", to_json(result)}}},

@@ -1,6 +1,7 @@
 #include "wattwise/energy/monitor.h"
 
 #include <pthread.h>
+#include <ctime>
 #include <signal.h>
 #include <sys/utsname.h>
 
@@ -120,6 +121,7 @@ struct EnergyMonitor::Impl {
 
   // Sampler.
   std::thread sampler;
+  std::atomic<int64_t> sampler_cpu_ns{0};  // CPU time the sampler thread has used
   std::mutex sampler_mutex;
   std::condition_variable sampler_wake;
   bool stop_requested = false;
@@ -433,6 +435,9 @@ struct EnergyMonitor::Impl {
       if (sampler_wake.wait_until(lock, next, [this] { return stop_requested; })) return;
       lock.unlock();
       tick_all();
+      timespec cpu{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+      sampler_cpu_ns.store(int64_t(cpu.tv_sec) * 1000000000 + cpu.tv_nsec, std::memory_order_relaxed);
       lock.lock();
       next += interval;
       const auto now = std::chrono::steady_clock::now();
@@ -652,6 +657,7 @@ void EnergyMonitor::append_emissions_csv(const std::string& path, const WindowRe
 const HostInfo& EnergyMonitor::host() const { return impl_->host; }
 const CarbonFactors& EnergyMonitor::carbon() const { return impl_->carbon; }
 int64_t EnergyMonitor::samples_taken() const { return impl_->samples.load(); }
+double EnergyMonitor::sampler_cpu_seconds() const { return double(impl_->sampler_cpu_ns.load()) * 1e-9; }
 bool EnergyMonitor::gpu_present() const { return impl_->host.gpu_count > 0; }
 std::string EnergyMonitor::gpu_absent_reason() const { return impl_->gpu_absent_reason; }
 

@@ -135,7 +135,9 @@ class EnergyMonitor {
   const HostInfo& host() const;
   const CarbonFactors& carbon() const;
   std::vector<std::string> warnings() const;  // every warning so far, in order
-  int64_t samples_taken() const;              // sampler ticks (rows of power_trace.csv)
+  int64_t samples_taken() const;
+  // CPU time used by the sampler thread itself (its cost to the measured machine), start-up excluded.
+  double sampler_cpu_seconds() const;              // sampler ticks (rows of power_trace.csv)
   bool gpu_present() const;
   std::string gpu_absent_reason() const;
 
