@@ -9,6 +9,8 @@
 
 #include "text/dataset_internal.h"
 #include "wattwise/core/error.h"
+#include "wattwise/io/file.h"
+#include "wattwise/text/utf8.h"
 
 namespace ww::text::detail {
 
@@ -17,61 +19,12 @@ namespace fs = std::filesystem;
 std::string read_whole_file(const fs::path& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) fail(path.string(), ": is a folder, expected a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path.string(), ": cannot open for reading");
-  std::string data;
-  in.seekg(0, std::ios::end);
-  std::streamoff size = in.tellg();
-  if (size < 0) fail(path.string(), ": cannot determine the file size");
-  data.resize(size_t(size));
-  in.seekg(0, std::ios::beg);
-  in.read(data.data(), size);
-  if (in.gcount() != size) fail(path.string(), ": read error");
-  return data;
+  return io::read_file(path);
 }
 
 size_t find_invalid_utf8(std::string_view s) {
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    if (i + 8 <= n) {  // eight ASCII bytes at a time: most text is mostly ASCII
-      uint64_t word;
-      std::memcpy(&word, s.data() + i, 8);
-      if ((word & 0x8080808080808080ull) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;  // a continuation byte without a lead, or a lead that is never valid
-    }
-    if (i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return i;
-    if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
+  std::optional<Utf8Problem> problem = text::find_invalid_utf8(s);
+  return problem ? problem->offset : std::string_view::npos;
 }
 
 static std::string hex_byte(unsigned char b) {

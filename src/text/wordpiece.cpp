@@ -828,12 +828,11 @@ void WordPieceTokenizer::save(const std::filesystem::path& dir) const {
 namespace {
 
 std::string read_whole_file(const std::filesystem::path& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open ", what, " ", path.string(), ": ", std::strerror(errno));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) fail("cannot read ", what, " ", path.string());
-  return buffer.str();
+  try {
+    return io::read_file(path);
+  } catch (const Error& e) {
+    fail(what, ": ", e.what());
+  }
 }
 
 nlohmann::json parse_json_file(const std::filesystem::path& path, const std::string& text) {
