@@ -117,7 +117,9 @@ TEST(EnergyNvml, WithoutACounterSampledPowerIsIntegrated) {
 TEST(EnergyNvml, CounterFailingMidRunFallsBackToPowerWithOneWarning) {
   FakeNvml fake;
   fake.set("WW_FAKE_NVML_ENERGY_FAIL_AFTER_S", "0.06");
-  EnergyMonitor monitor(fake.options());
+  EnergyOptions options = fake.options();
+  options.counter_period_ms = options.interval_ms;  // the sampler reads the counter every tick
+  EnergyMonitor monitor(options);
   const WindowResult result = measure_for(monitor, 200);
   EXPECT_EQ(fake.count_warnings("NVML total energy counter failed"), 1);
   EXPECT_NE(gpu0(result).provenance.find("measured: nvml total energy counter; then measured: "

@@ -212,6 +212,7 @@ struct EnergyMonitor::Impl {
       }
       sources.push_back(std::make_unique<detail::NvmlGpuSource>(
           nvml_api, device, static_cast<unsigned>(index), name, has_counter, options.interval_ms));
+      sources.back()->set_counter_every(std::max(1, options.counter_period_ms / std::max(1, options.interval_ms)));
       ++model_counts[name];
     }
     for (const auto& [model, n] : model_counts) {
@@ -462,6 +463,8 @@ EnergyMonitor::EnergyMonitor(EnergyOptions options) : impl_(std::make_unique<Imp
   Impl& m = *impl_;
   if (options.interval_ms < 1 || options.interval_ms > 3600 * 1000)
     fail("sampling interval must be 1..3600000 ms, got ", options.interval_ms);
+  if (options.counter_period_ms < 1)
+    fail("energy-counter period must be at least 1 ms, got ", options.counter_period_ms);
   if (!(options.idle_baseline_s >= 0) || options.idle_baseline_s > 3600)
     fail("idle baseline must be 0..3600 s, got ", options.idle_baseline_s);
   m.options = std::move(options);

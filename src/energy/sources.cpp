@@ -25,6 +25,8 @@ void SnapshotCell::store(const Snapshot& snapshot) {
   words_[2].store(std::bit_cast<uint64_t>(snapshot.power_w), std::memory_order_relaxed);
   words_[3].store(snapshot.raw, std::memory_order_relaxed);
   words_[4].store(static_cast<uint64_t>(snapshot.mode), std::memory_order_relaxed);
+  words_[5].store(std::bit_cast<uint64_t>(snapshot.anchor_j), std::memory_order_relaxed);
+  words_[6].store(std::bit_cast<uint64_t>(snapshot.anchor_t_s), std::memory_order_relaxed);
   sequence_.store(sequence + 2, std::memory_order_release);
 }
 
@@ -38,6 +40,8 @@ Snapshot SnapshotCell::load() const {
     snapshot.power_w = std::bit_cast<double>(words_[2].load(std::memory_order_relaxed));
     snapshot.raw = words_[3].load(std::memory_order_relaxed);
     snapshot.mode = static_cast<Mode>(words_[4].load(std::memory_order_relaxed));
+    snapshot.anchor_j = std::bit_cast<double>(words_[5].load(std::memory_order_relaxed));
+    snapshot.anchor_t_s = std::bit_cast<double>(words_[6].load(std::memory_order_relaxed));
     std::atomic_thread_fence(std::memory_order_acquire);
     if (sequence_.load(std::memory_order_relaxed) == before) return snapshot;
   }
@@ -164,23 +168,34 @@ void Source::sample(const Tick& tick, const WarnFn& warn) {
   const double dt = primed_ ? tick.t_s - last_.t_s : 0.0;
   std::string error, counter_error;
   if (next.mode == Mode::counter) {
-    uint64_t raw = 0;
-    if (read_counter(&raw, &error)) {
-      double joules = 0;
-      if (primed_) joules = static_cast<double>(counter_delta(last_.raw, raw, counter_range_)) *
-                            joules_per_count_;
-      next.cumulative_j += joules;
-      next.raw = raw;
-      double watts = 0;
-      std::string power_error;
-      if (read_power(Mode::counter, tick, &watts, &power_error)) {
-        next.power_w = watts;
-      } else {
-        next.power_w = dt > 0 ? joules / dt : 0.0;
-      }
+    const bool counter_tick = !primed_ || ticks_ % counter_every_ == 0;
+    double watts = 0;
+    std::string power_error;
+    if (!counter_tick && read_power(Mode::counter, tick, &watts, &power_error)) {
+      // Between counter readings: the trace's running total follows the sampled power.
+      next.cumulative_j += 0.5 * (last_.power_w + watts) * dt;
+      next.power_w = watts;
     } else {
-      counter_error = error;
-      next.mode = Mode::integrate;
+      uint64_t raw = 0;
+      if (read_counter(&raw, &error)) {
+        double joules = 0;
+        if (primed_) joules = static_cast<double>(counter_delta(last_.raw, raw, counter_range_)) *
+                              joules_per_count_;
+        next.anchor_j = last_.anchor_j + joules;
+        next.cumulative_j = next.anchor_j;
+        next.raw = raw;
+        const double since_anchor = primed_ ? tick.t_s - last_.anchor_t_s : 0.0;
+        next.anchor_t_s = tick.t_s;
+        if (read_power(Mode::counter, tick, &watts, &power_error)) {
+          next.power_w = watts;
+        } else {
+          next.power_w = since_anchor > 0 ? joules / since_anchor : 0.0;
+        }
+      } else {
+        counter_error = error;
+        next.mode = Mode::integrate;
+        next.cumulative_j = last_.cumulative_j;
+      }
     }
   }
   if (next.mode == Mode::integrate) {
@@ -206,6 +221,7 @@ void Source::sample(const Tick& tick, const WarnFn& warn) {
     read_extras(&extras_);
   }
   primed_ = true;
+  ++ticks_;
   last_ = next;
   cell_.store(next);
 }
@@ -217,7 +233,7 @@ double Source::joules_at(double t_s) const {
       uint64_t raw = 0;
       std::string error;
       if (read_counter(&raw, &error))
-        return snapshot.cumulative_j +
+        return snapshot.anchor_j +
                static_cast<double>(counter_delta(snapshot.raw, raw, counter_range_)) *
                    joules_per_count_;
       break;  // a failing direct read: extrapolate like an integrating source
