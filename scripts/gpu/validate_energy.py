@@ -158,8 +158,9 @@ def main():
         table.append("Self-test with the fake NVML and a CPU load: check 2 is informational only.")
     if steady:
         table.append("")
-        table.append(f"Steady part only ({steady['seconds']:.1f} s at >= 90% utilisation): counter "
-                     f"{steady['counter_j']:.1f} J, integral {steady['integral_j']:.1f} J, "
+        table.append(f"Steady part only ({steady['seconds']:.1f} s at >= 90% utilisation, informational: "
+                     f"the trace reads the counter every 2 s and follows sampled power in between): "
+                     f"trace total {steady['counter_j']:.1f} J, integral {steady['integral_j']:.1f} J, "
                      f"{100 * steady['relative_difference']:+.2f}%.")
     print("\n".join(table))
     results["markdown"] = "\n".join(table)

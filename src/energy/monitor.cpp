@@ -373,11 +373,11 @@ struct EnergyMonitor::Impl {
 
   // One sampler tick: read every meter, publish, append a trace row. Sampler thread (or start/stop
   // while the sampler is not running).
-  void tick_all() {
+  void tick_all(bool read_counters = false) {
     const double t_s = now_s();
     const Tick tick = make_tick(t_s);
     auto warn_fn = [this](const std::string& text) { warn(text); };
-    for (auto& source : sources) source->sample(tick, warn_fn);
+    for (auto& source : sources) source->sample(tick, warn_fn, read_counters);
     samples.fetch_add(1, std::memory_order_relaxed);
     if (trace == nullptr) return;
     std::string row;
@@ -522,7 +522,7 @@ void EnergyMonitor::stop() {
   }
   m.sampler_wake.notify_all();
   if (m.sampler.joinable()) m.sampler.join();
-  m.tick_all();  // the trace ends when the monitor stops
+  m.tick_all(/*read_counters=*/true);  // the trace ends on exact counter readings
   m.stopped = true;
   if (m.trace != nullptr) {
     const bool ok = std::fflush(m.trace) == 0;

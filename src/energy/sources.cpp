@@ -162,13 +162,13 @@ std::string Source::lost_message(double t_s, const std::string& error) const {
 
 std::vector<double> Source::extras() const { return extras_; }
 
-void Source::sample(const Tick& tick, const WarnFn& warn) {
+void Source::sample(const Tick& tick, const WarnFn& warn, bool force_counter) {
   Snapshot next = last_;
   next.t_s = tick.t_s;
   const double dt = primed_ ? tick.t_s - last_.t_s : 0.0;
   std::string error, counter_error;
   if (next.mode == Mode::counter) {
-    const bool counter_tick = !primed_ || ticks_ % counter_every_ == 0;
+    const bool counter_tick = force_counter || !primed_ || ticks_ % counter_every_ == 0;
     double watts = 0;
     std::string power_error;
     if (!counter_tick && read_power(Mode::counter, tick, &watts, &power_error)) {

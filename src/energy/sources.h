@@ -67,7 +67,8 @@ class Source {
 
   // Sampler thread only: reads the device, advances the integral, publishes a snapshot. The first
   // call only sets the starting point. Failures are reported through `warn` and degrade the mode.
-  void sample(const Tick& tick, const WarnFn& warn);
+  // read_counter forces a counter reading on this tick (the first and last ticks of a trace).
+  void sample(const Tick& tick, const WarnFn& warn, bool read_counter = false);
   // Any thread, lock-free: cumulative joules at monitor time t_s.
   double joules_at(double t_s) const;
   Snapshot snapshot() const { return cell_.load(); }
