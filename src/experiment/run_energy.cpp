@@ -14,6 +14,7 @@ RunEnergy::RunEnergy(const std::filesystem::path& run_dir, const EnergySettings&
   o.country = settings.country;
   o.pue = settings.pue;
   if (settings.carbon_intensity >= 0) o.intensity_g_per_kwh = settings.carbon_intensity;
+  o.idle_baseline_s = settings.idle_baseline_s;
   o.on_warning = [](const std::string& w) { std::fprintf(stderr, "wattwise: energy: %s\n", w.c_str()); };
   monitor_ = std::make_unique<energy::EnergyMonitor>(o);
   monitor_->start();

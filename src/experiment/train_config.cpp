@@ -78,6 +78,7 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"energy.country", "string", "", "ISO country/region code for carbon intensity (empty: world average)", {}},
       {"energy.pue", "float", "1.0", "Data-centre power usage effectiveness", {}},
       {"energy.carbon_intensity", "float", "-1", "Override grid intensity in gCO2e/kWh (-1: from the table)", {}},
+      {"energy.idle_baseline_s", "float", "0", "Measure idle power this long first; metrics then add net energy", {}},
   };
   return schema;
 }
@@ -269,6 +270,8 @@ void TrainConfig::validate() const {
   if (get_int("train.early_stopping_patience") < 0) fail("config: train.early_stopping_patience must not be negative");
   if (get_int("energy.interval_ms") < 10) fail("config: energy.interval_ms must be at least 10");
   if (get_float("energy.pue") < 1.0) fail("config: energy.pue must be at least 1.0");
+  if (get_float("energy.idle_baseline_s") < 0 || get_float("energy.idle_baseline_s") > 600)
+    fail("config: energy.idle_baseline_s must be in [0, 600]");
   if (get_path("data.path").empty()) fail("config: data.path is required (a data set to train on)");
   if (get_path("model.path").empty() && get_path("model.tokenizer").empty())
     fail("config: a new model (no model.path) needs model.tokenizer");

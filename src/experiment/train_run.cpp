@@ -207,7 +207,8 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   const fs::path& run_dir = result.run_dir;
   io::write_file_atomic(run_dir / "config.toml", cfg.to_toml());
   EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
-                                 cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity")};
+                                 cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
+                                 cfg.get_float("energy.idle_baseline_s")};
   RunEnergy energy(run_dir, energy_settings, name);
   Progress progress(Progress::parse_mode(cfg.get_string("run.progress")), total_steps);
   progress.message("run folder: " + run_dir.string());

@@ -18,6 +18,7 @@ struct EnergySettings {
   std::string country;
   double pue = 1.0;
   double carbon_intensity = -1;  // < 0: from the shipped table
+  double idle_baseline_s = 0;    // > 0: measure idle power first, report net energy too
 };
 
 class RunEnergy {
