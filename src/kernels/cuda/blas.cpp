@@ -1,5 +1,6 @@
 #include "kernels/cuda/blas.h"
 
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -20,13 +21,15 @@ void check_cublas(cublasStatus_t status, const char* what) {
 
 const BlasContext& blas_context() {
   static std::mutex mutex;
-  static std::vector<BlasContext> contexts;
+  // unique_ptr: a context's address stays valid when another device's entry is added.
+  static std::vector<std::unique_ptr<BlasContext>> contexts;
   int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
   cudaStream_t s = stream();
   std::lock_guard<std::mutex> lock(mutex);
   if (int(contexts.size()) <= device) contexts.resize(size_t(device) + 1);
-  BlasContext& c = contexts[size_t(device)];
+  if (!contexts[size_t(device)]) contexts[size_t(device)] = std::make_unique<BlasContext>();
+  BlasContext& c = *contexts[size_t(device)];
   if (!c.handle) {
     BlasContext fresh;
     check_cublas(cublasCreate(&fresh.handle), "cublasCreate");
