@@ -885,8 +885,12 @@ TEST(KernelsCpu, CudaTensorsGetAClearNotImplementedError) {
   Tensor gpu_weight = Tensor::view(storage2.data(), {8, 8}, DType::F32, Device::cuda(0));
   std::vector<float> storage3(64, 0.0f);
   Tensor gpu_result = Tensor::view(storage3.data(), {8, 8}, DType::F32, Device::cuda(0));
+#ifndef WW_HAVE_CUDA
+  // With CUDA built in, linear_forward runs its kernel (tests/test_cuda_gemm.cpp), which must not
+  // be handed these host pointers.
   expect_error([&] { ops::linear_forward(gpu_result, gpu, gpu_weight, Tensor()); },
                {"linear_forward: the CUDA backend does not implement this yet"});
+#endif
   expect_error([&] { ops::gelu_forward(gpu_out, gpu); }, {"gelu_forward: the CUDA backend does not implement this yet"});
   expect_error([&] { ops::dropout_forward(gpu_out, gpu, 0.1f, 1, 2); },
                {"dropout_forward: the CUDA backend does not implement this yet"});

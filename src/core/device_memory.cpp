@@ -65,7 +65,12 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
     return;
   }
 #ifdef WW_HAVE_CUDA
+  // Kernels run on wattwise's non-blocking streams (kernels/cuda/common.h), which the legacy-stream
+  // cudaMemcpy neither waits for nor, for pageable uploads, finishes before returning: synchronize
+  // around it so a copy sees every earlier kernel's writes and later kernels see the copy.
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before cudaMemcpy)");
   check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after cudaMemcpy)");
 #else
   no_cuda();
 #endif
@@ -78,7 +83,10 @@ void device_zero(void* ptr, size_t bytes, Device device) {
     return;
   }
 #ifdef WW_HAVE_CUDA
+  // As device_copy: ordered against the kernels on wattwise's non-blocking streams.
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before cudaMemset)");
   check_cuda(cudaMemset(ptr, 0, bytes), "cudaMemset");
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after cudaMemset)");
 #else
   no_cuda();
 #endif

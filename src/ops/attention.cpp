@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "kernels/cpu/attention.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/attention.h"
+#endif
 #include "ops/checks.h"
 
 namespace ww::ops {
@@ -65,7 +68,14 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv
   require_same_device(probs, qkv, op);
   if (out.raw() == qkv.raw()) fail(op, ": out must not alias qkv");
 
-  if (qkv.device().is_cuda()) fail(op, ": the CUDA backend does not implement this yet");
+  if (qkv.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::attention_forward(out.data<float>(), probs.data<float>(), qkv.data<float>(),
+                                            mask_data(key_mask), config);
+#else
+    fail(op, ": the CUDA backend does not implement this yet");
+#endif
+  }
   kernels::cpu::attention_forward(out.data<float>(), probs.data<float>(), qkv.data<float>(),
                                   mask_data(key_mask), config);
 }
@@ -89,7 +99,15 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
     fail(op, ": dqkv must not alias qkv or dout");
   if (scratch.raw() == probs.raw()) fail(op, ": scratch must not alias probs");
 
-  if (qkv.device().is_cuda()) fail(op, ": the CUDA backend does not implement this yet");
+  if (qkv.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::attention_backward(dqkv.data<float>(), scratch.data<float>(), dout.data<float>(),
+                                             qkv.data<float>(), probs.data<float>(), mask_data(key_mask),
+                                             config);
+#else
+    fail(op, ": the CUDA backend does not implement this yet");
+#endif
+  }
   kernels::cpu::attention_backward(dqkv.data<float>(), scratch.data<float>(), dout.data<float>(),
                                    qkv.data<float>(), probs.data<float>(), mask_data(key_mask),
                                    config);

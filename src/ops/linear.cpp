@@ -1,6 +1,9 @@
 #include "wattwise/ops/linear.h"
 
 #include "kernels/cpu/linear.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/linear.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -45,7 +48,14 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
   }
   require_no_overlap(out, inp, op, "out", "inp");
   require_no_overlap(out, weight, op, "out", "weight");
-  if (out.device().is_cuda()) cuda_not_implemented(op);
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::linear_forward(out.data<float>(), inp.data<float>(), weight.data<float>(),
+                                         bias.defined() ? bias.data<float>() : nullptr, N, IC, OC);
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::linear_forward(out.data<float>(), inp.data<float>(), weight.data<float>(),
                                bias.defined() ? bias.data<float>() : nullptr, N, IC, OC);
 }
@@ -78,7 +88,17 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     require_same_device(dbias, weight, op);
     require_no_overlap(dbias, dout, op, "dbias", "dout");
   }
-  if (dout.device().is_cuda()) cuda_not_implemented(op);
+  if (dout.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::linear_backward(dinp.defined() ? dinp.data<float>() : nullptr,
+                                          dweight.defined() ? dweight.data<float>() : nullptr,
+                                          dbias.defined() ? dbias.data<float>() : nullptr,
+                                          dout.data<float>(), inp.data<float>(), weight.data<float>(),
+                                          N, IC, OC);
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::linear_backward(dinp.defined() ? dinp.data<float>() : nullptr,
                                 dweight.defined() ? dweight.data<float>() : nullptr,
                                 dbias.defined() ? dbias.data<float>() : nullptr, dout.data<float>(),

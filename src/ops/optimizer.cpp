@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "kernels/cpu/optimizer.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/optimizer.h"
+#endif
 
 namespace ww::ops {
 namespace {
@@ -43,7 +46,7 @@ void check_hyper(bool ok, const char* op, const char* name, double value, const 
 }
 
 [[noreturn]] void no_kernel(const char* op, const Tensor& params) {
-  fail(op, ": no kernel for device ", params.device().str(), " yet (CPU only)");
+  fail(op, ": no kernel for device ", params.device().str(), " in this build");
 }
 
 }  // namespace
@@ -82,6 +85,13 @@ void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg
   s.eps = float(a.eps);
   s.neg_step_size = float(-(a.lr / bias_correction1));
 
+  if (params.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
+                                     exp_avg_sq.data<float>(), params.numel(),
+                                     num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
+#endif
+  }
   if (!params.device().is_cpu()) no_kernel(op, params);
   kernels::cpu::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
                            exp_avg_sq.data<float>(), params.numel(),
@@ -119,6 +129,13 @@ void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_
   s.nesterov = a.nesterov;
   s.neg_lr = float(-a.lr);
 
+  if (params.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::sgd_step(params.data<float>(), grads.data<float>(),
+                                   use_momentum ? momentum_buffer.data<float>() : nullptr, params.numel(),
+                                   num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
+#endif
+  }
   if (!params.device().is_cpu()) no_kernel(op, params);
   kernels::cpu::sgd_step(params.data<float>(), grads.data<float>(),
                          use_momentum ? momentum_buffer.data<float>() : nullptr, params.numel(),
@@ -128,6 +145,11 @@ void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_
 float global_grad_norm(const Tensor& grads) {
   if (!grads.defined()) fail("global_grad_norm: grads is missing");
   if (grads.dtype() != DType::F32) fail("global_grad_norm: grads must be f32, got ", grads.describe());
+  if (grads.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return float(std::sqrt(kernels::cuda::sum_of_squares(grads.data<float>(), grads.numel())));
+#endif
+  }
   if (!grads.device().is_cpu()) no_kernel("global_grad_norm", grads);
   return float(std::sqrt(kernels::cpu::sum_of_squares(grads.data<float>(), grads.numel())));
 }

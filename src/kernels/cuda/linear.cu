@@ -1,0 +1,191 @@
+// Row-major ↔ column-major: cuBLASLt is column-major, our tensors row-major. A row-major [R, C]
+// buffer read column-major is its transpose [C, R] with leading dimension C, so every product is
+// computed transposed: out[N,OC] = inp·Wᵀ becomes outᵀ[OC,N] = W·inpᵀ, and so on (see each call).
+#include "kernels/cuda/linear.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cuda/common.h"
+
+namespace ww::kernels::cuda {
+
+namespace {
+
+// Largest power of two (at most 256) dividing the address: cuBLASLt assumes 256-byte aligned
+// operands unless told otherwise, and our tensors may be views at any float offset.
+uint32_t alignment_of(const void* p) {
+  auto address = reinterpret_cast<uintptr_t>(p);
+  uint32_t alignment = 256;
+  while (alignment > 4 && address % alignment != 0) alignment /= 2;
+  return alignment;
+}
+
+// Owns the cuBLASLt descriptors of one call.
+struct LtCall {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t preference = nullptr;
+  ~LtCall() {
+    if (preference) cublasLtMatmulPreferenceDestroy(preference);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+// Column-major D[m,n] = op(A)·op(B) + beta·D (+ bias[m] broadcast over columns when bias is set).
+// A is stored [m,k] (or [k,m] when transposed) with leading dimension lda; likewise B.
+// Returns false (and does nothing) when cuBLASLt has no algorithm for the bias epilogue, so the
+// caller can add the bias another way; fails for anything else.
+bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* A,
+               int64_t lda, const float* B, int64_t ldb, float beta, float* D, int64_t ldd,
+               const float* bias, GemmPrecision precision) {
+  const BlasContext& ctx = blas_context();
+  LtCall call;
+  const cublasComputeType_t compute =
+      precision == GemmPrecision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  check_cublas(cublasLtMatmulDescCreate(&call.desc, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  const cublasOperation_t op_a = transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)),
+               "cublasLtMatmulDescSetAttribute(TRANSA)");
+  check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)),
+               "cublasLtMatmulDescSetAttribute(TRANSB)");
+  if (bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                sizeof(epilogue)),
+                 "cublasLtMatmulDescSetAttribute(EPILOGUE)");
+    const void* bias_pointer = bias;
+    check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                &bias_pointer, sizeof(bias_pointer)),
+                 "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+  }
+  const uint64_t a_rows = uint64_t(transpose_a ? k : m), a_cols = uint64_t(transpose_a ? m : k);
+  const uint64_t b_rows = uint64_t(transpose_b ? n : k), b_cols = uint64_t(transpose_b ? k : n);
+  check_cublas(cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, a_rows, a_cols, lda), "cublasLtMatrixLayoutCreate(A)");
+  check_cublas(cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, b_rows, b_cols, ldb), "cublasLtMatrixLayoutCreate(B)");
+  check_cublas(cublasLtMatrixLayoutCreate(&call.c, CUDA_R_32F, uint64_t(m), uint64_t(n), ldd),
+               "cublasLtMatrixLayoutCreate(C)");
+
+  check_cublas(cublasLtMatmulPreferenceCreate(&call.preference), "cublasLtMatmulPreferenceCreate");
+  const uint64_t workspace = ctx.lt_workspace_bytes;
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &workspace, sizeof(workspace)),
+               "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
+  const uint32_t align_a = alignment_of(A), align_b = alignment_of(B), align_d = alignment_of(D);
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                    &align_a, sizeof(align_a)),
+               "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT_A_BYTES)");
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                    &align_b, sizeof(align_b)),
+               "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT_B_BYTES)");
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                    &align_d, sizeof(align_d)),
+               "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT_C_BYTES)");
+  check_cublas(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                    &align_d, sizeof(align_d)),
+               "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT_D_BYTES)");
+
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx.lt_handle, call.desc, call.a, call.b, call.c,
+                                                         call.c, call.preference, 1, &heuristic, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
+    if (bias) return false;
+    fail("cuBLASLt has no fp32 algorithm for a ", m, "x", n, "x", k, " GEMM (column-major, transa ",
+         transpose_a, ", transb ", transpose_b, ")");
+  }
+  check_cublas(status, "cublasLtMatmulAlgoGetHeuristic");
+
+  const float alpha = 1.0f;
+  check_cublas(cublasLtMatmul(ctx.lt_handle, call.desc, &alpha, A, call.a, B, call.b, &beta, D, call.c, D,
+                              call.c, &heuristic.algo, ctx.lt_workspace, ctx.lt_workspace_bytes, stream()),
+               "cublasLtMatmul");
+  return true;
+}
+
+__global__ void broadcast_rows_kernel(float* out, const float* row, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = row[i % cols];
+}
+
+// out[n, :] = bias for every row n.
+void broadcast_bias(float* out, const float* bias, int64_t N, int64_t OC) {
+  const int threads = 256;
+  const unsigned blocks = unsigned(std::min<int64_t>(blocks_for(N * OC, threads), 65535));
+  broadcast_rows_kernel<<<blocks, threads, 0, stream()>>>(out, bias, N, OC);
+  check_launch("broadcast_rows_kernel");
+}
+
+// Block (32, kRowGroups): thread (x, y) sums rows y, y + kRowGroups, ... of column
+// blockIdx.x·32 + x in double; the kRowGroups partials are then added in order by y = 0.
+constexpr int kRowGroups = 16;
+
+__global__ void add_column_sums_kernel(float* sums, const float* x, int64_t N, int64_t C) {
+  __shared__ double partial[kRowGroups][32];
+  const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  double acc = 0.0;
+  if (c < C)
+    for (int64_t n = threadIdx.y; n < N; n += kRowGroups) acc += double(x[n * C + c]);
+  partial[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    double total = 0.0;
+    for (int g = 0; g < kRowGroups; ++g) total += partial[g][threadIdx.x];
+    sums[c] = float(double(sums[c]) + total);
+  }
+}
+
+}  // namespace
+
+void add_column_sums(float* sums, const float* x, int64_t N, int64_t C) {
+  if (C == 0) return;
+  add_column_sums_kernel<<<blocks_for(C, 32), dim3(32, kRowGroups), 0, stream()>>>(sums, x, N, C);
+  check_launch("add_column_sums_kernel");
+}
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                    int64_t IC, int64_t OC, GemmPrecision precision) {
+  if (N == 0 || OC == 0) return;
+  if (IC == 0) {  // an empty sum: out is the bias (or zero)
+    if (bias) broadcast_bias(out, bias, N, OC);
+    else check(cudaMemsetAsync(out, 0, size_t(N * OC) * sizeof(float), stream()), "cudaMemsetAsync");
+    return;
+  }
+  // outᵀ[OC,N] = W[OC,IC] · inpᵀ[IC,N]: weight's buffer read column-major is Wᵀ [IC,OC] (ld IC),
+  // hence transa; inp's buffer read column-major is already inpᵀ [IC,N] (ld IC).
+  // The bias (one value per row of outᵀ) goes in the epilogue; where cuBLASLt offers no algorithm
+  // for that (or the bias is not 16-byte aligned), out starts as the bias and beta = 1, as on the CPU.
+  const bool fused_bias = bias && alignment_of(bias) >= 16;
+  if (fused_bias && lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, OC, bias, precision))
+    return;
+  float beta = 0.0f;
+  if (bias) {
+    broadcast_bias(out, bias, N, OC);
+    beta = 1.0f;
+  }
+  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, OC, nullptr, precision);
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t IC, int64_t OC, GemmPrecision precision) {
+  if (N == 0 || OC == 0) {
+    if (dinp && N * IC > 0)
+      check(cudaMemsetAsync(dinp, 0, size_t(N * IC) * sizeof(float), stream()), "cudaMemsetAsync");
+    return;
+  }
+  // dWᵀ[IC,OC] += inpᵀ[IC,N] · dout[N,OC]: dweight's buffer read column-major is dWᵀ (ld IC);
+  // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld OC), hence transb.
+  if (dweight && IC > 0) lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, 1.0f, dweight, IC, nullptr, precision);
+  if (dbias) add_column_sums(dbias, dout, N, OC);
+  // dinpᵀ[IC,N] = Wᵀ[IC,OC] · doutᵀ[OC,N]: weight's buffer read column-major is Wᵀ (ld IC),
+  // dout's is doutᵀ (ld OC). Written last: dinp may share memory with inp.
+  if (dinp && IC > 0) lt_matmul(false, false, IC, N, OC, weight, IC, dout, OC, 0.0f, dinp, IC, nullptr, precision);
+}
+
+}  // namespace ww::kernels::cuda

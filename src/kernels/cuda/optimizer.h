@@ -1,0 +1,23 @@
+#pragma once
+// CUDA optimizer kernels over flat fp32 device buffers: one fused pass per step, the per-element
+// formulas of kernels/optimizer_math.h (shared with the CPU kernels). decay_ranges is a device
+// array of num_ranges [begin, end) pairs, sorted and non-overlapping; null with num_ranges < 0
+// means "every element decays". The ranges are not validated on the host (that would need a copy
+// back every step); a bad range can only change which elements decay, never index out of bounds.
+#include <cstdint>
+
+#include "kernels/optimizer_math.h"
+
+namespace ww::kernels::cuda {
+
+void adamw_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                const int64_t* decay_ranges, int64_t num_ranges, const AdamScalars& scalars);
+
+void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
+              const int64_t* decay_ranges, int64_t num_ranges, const SgdScalars& scalars);
+
+// Σ g² in double: per-block partials (a fixed grid that depends only on n), then one block adds
+// them in a fixed order, so the result is the same on every run and GPU. Waits for the result.
+double sum_of_squares(const float* values, int64_t n);
+
+}  // namespace ww::kernels::cuda
