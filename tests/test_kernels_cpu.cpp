@@ -887,9 +887,13 @@ TEST(KernelsCpu, CudaTensorsGetAClearNotImplementedError) {
   Tensor gpu_result = Tensor::view(storage3.data(), {8, 8}, DType::F32, Device::cuda(0));
   expect_error([&] { ops::linear_forward(gpu_result, gpu, gpu_weight, Tensor()); },
                {"linear_forward: the CUDA backend does not implement this yet"});
+#ifndef WW_HAVE_CUDA
+  // In a CUDA build these reach the CUDA kernels (tested in test_cuda_elementwise.cpp), which must
+  // not be handed host memory.
   expect_error([&] { ops::gelu_forward(gpu_out, gpu); }, {"gelu_forward: the CUDA backend does not implement this yet"});
   expect_error([&] { ops::dropout_forward(gpu_out, gpu, 0.1f, 1, 2); },
                {"dropout_forward: the CUDA backend does not implement this yet"});
+#endif
   // Mixed devices are an error naming the op.
   Tensor cpu = random_tensor({8, 8}, 1), cpu_out = Tensor::empty({8, 8}, DType::F32);
   expect_error([&] { ops::linear_forward(cpu_out, cpu, gpu_weight, Tensor()); }, {"linear_forward", "one device"});
