@@ -377,6 +377,12 @@ TEST(CudaElementwise, SoftmaxMatchesCpu) {
     ops::softmax_forward(inp_gpu, inp_gpu);  // in place
     expect_close(inp_gpu, out, "softmax forward in place");
 
+    // Backward from a moderate softmax (unit-scale logits): with a very peaked one, dout − dot cancels
+    // and the one-ulp difference of the two fp32 dot products (summed in different orders) would
+    // exceed the tolerance although both are right.
+    Tensor moderate = random_cpu({rows, cols}, uint64_t(rows * cols), 1.0f);
+    ops::softmax_forward(out, moderate);
+    ops::softmax_forward(out_gpu, to_gpu(moderate));
     Tensor dout = random_cpu({rows, cols}, 3), dout_gpu = to_gpu(dout);
     Tensor dinp = poisoned_cpu({rows, cols}), dinp_gpu = poisoned_gpu({rows, cols});
     ops::softmax_backward(dinp, out, dout);
