@@ -1,6 +1,9 @@
 #include "wattwise/ops/activation.h"
 
 #include "kernels/cpu/activation.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -12,18 +15,21 @@ using UnaryKernel = void (*)(float*, const float*, int64_t);
 using BinaryKernel = void (*)(float*, const float*, const float*, int64_t);
 
 // out = f(inp); same element count, same device; out may alias inp exactly (elementwise).
-void run_forward(UnaryKernel kernel, const Tensor& out, const Tensor& inp, const char* op) {
+void run_forward(UnaryKernel kernel, UnaryKernel cuda_kernel, const Tensor& out, const Tensor& inp, const char* op) {
   require_f32_cpu_or_cuda(out, op, "out");
   require_f32_cpu_or_cuda(inp, op, "inp");
   require_numel(out, inp.numel(), op, "out");
   require_same_device(out, inp, op);
   if (out.raw() != inp.raw()) require_no_overlap(out, inp, op, "out", "inp");
-  if (out.device().is_cuda()) cuda_not_implemented(op);
+  if (out.device().is_cuda()) {
+    if (!cuda_kernel) cuda_not_implemented(op);
+    kernel = cuda_kernel;
+  }
   kernel(out.data<float>(), inp.data<float>(), inp.numel());
 }
 
 // dinp = f'(saved) · dout; dinp may alias dout (or saved) exactly.
-void run_backward(BinaryKernel kernel, const Tensor& dinp, const Tensor& saved, const Tensor& dout,
+void run_backward(BinaryKernel kernel, BinaryKernel cuda_kernel, const Tensor& dinp, const Tensor& saved, const Tensor& dout,
                   const char* op, const char* saved_name) {
   require_f32_cpu_or_cuda(dinp, op, "dinp");
   require_f32_cpu_or_cuda(saved, op, saved_name);
@@ -34,29 +40,39 @@ void run_backward(BinaryKernel kernel, const Tensor& dinp, const Tensor& saved, 
   require_same_device(saved, dout, op);
   if (dinp.raw() != dout.raw()) require_no_overlap(dinp, dout, op, "dinp", "dout");
   if (dinp.raw() != saved.raw()) require_no_overlap(dinp, saved, op, "dinp", saved_name);
-  if (dout.device().is_cuda()) cuda_not_implemented(op);
+  if (dout.device().is_cuda()) {
+    if (!cuda_kernel) cuda_not_implemented(op);
+    kernel = cuda_kernel;
+  }
   kernel(dinp.data<float>(), saved.data<float>(), dout.data<float>(), dout.numel());
 }
+
+// The CUDA kernel of an op, or null in a build without CUDA.
+#ifdef WW_HAVE_CUDA
+#define WW_CUDA_KERNEL(name) kernels::cuda::name
+#else
+#define WW_CUDA_KERNEL(name) nullptr
+#endif
 
 }  // namespace
 
 void gelu_forward(const Tensor& out, const Tensor& inp) {
-  run_forward(kernels::cpu::gelu_forward, out, inp, "gelu_forward");
+  run_forward(kernels::cpu::gelu_forward, WW_CUDA_KERNEL(gelu_forward), out, inp, "gelu_forward");
 }
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
-  run_backward(kernels::cpu::gelu_backward, dinp, inp, dout, "gelu_backward", "inp");
+  run_backward(kernels::cpu::gelu_backward, WW_CUDA_KERNEL(gelu_backward), dinp, inp, dout, "gelu_backward", "inp");
 }
 void relu_forward(const Tensor& out, const Tensor& inp) {
-  run_forward(kernels::cpu::relu_forward, out, inp, "relu_forward");
+  run_forward(kernels::cpu::relu_forward, WW_CUDA_KERNEL(relu_forward), out, inp, "relu_forward");
 }
 void relu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
-  run_backward(kernels::cpu::relu_backward, dinp, inp, dout, "relu_backward", "inp");
+  run_backward(kernels::cpu::relu_backward, WW_CUDA_KERNEL(relu_backward), dinp, inp, dout, "relu_backward", "inp");
 }
 void tanh_forward(const Tensor& out, const Tensor& inp) {
-  run_forward(kernels::cpu::tanh_forward, out, inp, "tanh_forward");
+  run_forward(kernels::cpu::tanh_forward, WW_CUDA_KERNEL(tanh_forward), out, inp, "tanh_forward");
 }
 void tanh_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout) {
-  run_backward(kernels::cpu::tanh_backward, dinp, out, dout, "tanh_backward", "out");
+  run_backward(kernels::cpu::tanh_backward, WW_CUDA_KERNEL(tanh_backward), dinp, out, dout, "tanh_backward", "out");
 }
 
 }  // namespace ww::ops

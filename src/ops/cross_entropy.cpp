@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "kernels/cpu/cross_entropy.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/loss.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -49,7 +52,15 @@ void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Ten
   require_numel(losses, N, op, "losses");
   require_same_device(losses, logits, op);
   require_no_overlap(losses, logits, op, "losses", "logits");
-  if (logits.device().is_cuda()) cuda_not_implemented(op);
+  if (logits.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K,
+                                       label_smoothing);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K,
                                       label_smoothing);
 }
@@ -63,7 +74,15 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   require_same_device(dlogits, logits, op);
   if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
   if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
-  if (logits.device().is_cuda()) cuda_not_implemented(op);
+  if (logits.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
+                                        K, label_smoothing, scale);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
                                        K, label_smoothing, scale);
 }
@@ -71,7 +90,13 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
 int64_t count_valid_labels(const Tensor& labels) {
   const char* op = "count_valid_labels";
   require_i32(labels, op, "labels");
-  if (labels.device().is_cuda()) cuda_not_implemented(op);
+  if (labels.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    return kernels::cuda::count_valid_labels(labels.data<int32_t>(), labels.numel());
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   return kernels::cpu::count_valid_labels(labels.data<int32_t>(), labels.numel());
 }
 
@@ -81,7 +106,14 @@ void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target)
   require_f32_cpu_or_cuda(losses, op, "losses");
   require_numel(losses, N, op, "losses");
   require_same_device(losses, pred, op);
-  if (pred.device().is_cuda()) cuda_not_implemented(op);
+  if (pred.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::mse_forward(losses.data<float>(), pred.data<float>(), target.data<float>(), N);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::mse_forward(losses.data<float>(), pred.data<float>(), target.data<float>(), N);
 }
 
@@ -91,7 +123,14 @@ void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target,
   require_f32_cpu_or_cuda(dpred, op, "dpred");
   require_numel(dpred, N, op, "dpred");
   require_same_device(dpred, pred, op);
-  if (pred.device().is_cuda()) cuda_not_implemented(op);
+  if (pred.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::mse_backward(dpred.data<float>(), pred.data<float>(), target.data<float>(), N, scale);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::mse_backward(dpred.data<float>(), pred.data<float>(), target.data<float>(), N, scale);
 }
 

@@ -1,6 +1,9 @@
 #include "wattwise/ops/dropout.h"
 
 #include "kernels/cpu/dropout.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -23,14 +26,28 @@ void check_dropout(const Tensor& out, const Tensor& inp, float p, const char* op
 void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset) {
   const char* op = "dropout_forward";
   check_dropout(out, inp, p, op, "out", "inp");
-  if (out.device().is_cuda()) cuda_not_implemented(op);
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, seed, offset);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, seed, offset);
 }
 
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset) {
   const char* op = "dropout_backward";
   check_dropout(dinp, dout, p, op, "dinp", "dout");
-  if (dout.device().is_cuda()) cuda_not_implemented(op);
+  if (dout.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, seed, offset);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, seed, offset);
 }
 

@@ -1,6 +1,9 @@
 #include "wattwise/ops/elementwise.h"
 
 #include "kernels/cpu/elementwise.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -27,7 +30,14 @@ void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
   require_same_device(out, a, op);
   if (out.raw() != a.raw()) require_no_overlap(out, a, op, "out", "a");
   if (out.raw() != b.raw()) require_no_overlap(out, b, op, "out", "b");
-  if (out.device().is_cuda()) cuda_not_implemented(op);
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::residual_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::residual_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
 }
 
@@ -38,14 +48,28 @@ void add_inplace(const Tensor& acc, const Tensor& x) {
   require_numel(x, acc.numel(), op, "x");
   require_same_device(acc, x, op);
   if (acc.raw() != x.raw()) require_no_overlap(acc, x, op, "acc", "x");
-  if (acc.device().is_cuda()) cuda_not_implemented(op);
+  if (acc.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::add_inplace(acc.data<float>(), x.data<float>(), acc.numel());
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::add_inplace(acc.data<float>(), x.data<float>(), acc.numel());
 }
 
 void scale_inplace(const Tensor& x, float factor) {
   const char* op = "scale_inplace";
   require_f32_cpu_or_cuda(x, op, "x");
-  if (x.device().is_cuda()) cuda_not_implemented(op);
+  if (x.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::scale_inplace(x.data<float>(), factor, x.numel());
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::scale_inplace(x.data<float>(), factor, x.numel());
 }
 
@@ -58,7 +82,14 @@ void select_token_forward(const Tensor& out, const Tensor& inp, int64_t index) {
   require_numel(out, B * C, op, "out");
   require_same_device(out, inp, op);
   require_no_overlap(out, inp, op, "out", "inp");
-  if (inp.device().is_cuda()) cuda_not_implemented(op);
+  if (inp.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::select_token_forward(out.data<float>(), inp.data<float>(), B, T, C, index);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::select_token_forward(out.data<float>(), inp.data<float>(), B, T, C, index);
 }
 
@@ -72,7 +103,14 @@ void select_token_backward(const Tensor& dinp, const Tensor& dout, int64_t index
   require_numel(dout, B * C, op, "dout");
   require_same_device(dout, dinp, op);
   require_no_overlap(dinp, dout, op, "dinp", "dout");
-  if (dinp.device().is_cuda()) cuda_not_implemented(op);
+  if (dinp.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::select_token_backward(dinp.data<float>(), dout.data<float>(), B, T, C, index);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::select_token_backward(dinp.data<float>(), dout.data<float>(), B, T, C, index);
 }
 
@@ -94,7 +132,14 @@ void masked_mean_forward(const Tensor& out, const Tensor& inp, const Tensor& mas
   require_numel(out, B * C, op, "out");
   require_same_device(out, inp, op);
   require_no_overlap(out, inp, op, "out", "inp");
-  if (inp.device().is_cuda()) cuda_not_implemented(op);
+  if (inp.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::masked_mean_forward(out.data<float>(), inp.data<float>(), mask.data<int32_t>(), B, T, C);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::masked_mean_forward(out.data<float>(), inp.data<float>(), mask.data<int32_t>(), B, T, C);
 }
 
@@ -107,8 +152,21 @@ void masked_mean_backward(const Tensor& dinp, const Tensor& dout, const Tensor& 
   require_numel(dout, B * C, op, "dout");
   require_same_device(dout, dinp, op);
   require_no_overlap(dinp, dout, op, "dinp", "dout");
-  if (dinp.device().is_cuda()) cuda_not_implemented(op);
+  if (dinp.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::masked_mean_backward(dinp.data<float>(), dout.data<float>(), mask.data<int32_t>(), B, T, C);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::masked_mean_backward(dinp.data<float>(), dout.data<float>(), mask.data<int32_t>(), B, T, C);
+}
+
+void check_device_input_errors() {
+#ifdef WW_HAVE_CUDA
+  kernels::cuda::raise_input_errors();
+#endif
 }
 
 }  // namespace ww::ops

@@ -1,6 +1,9 @@
 #include "wattwise/ops/embedding.h"
 
 #include "kernels/cpu/embedding.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -29,6 +32,28 @@ void check_ids(const Tensor& input_ids, const Tensor& token_type_ids, const char
   }
 }
 
+#ifdef WW_HAVE_CUDA
+kernels::cuda::DeviceEmbeddingTables to_device_tables(const kernels::cpu::EmbeddingTables& tables) {
+  kernels::cuda::DeviceEmbeddingTables device;
+  device.word = tables.word;
+  device.vocab_size = tables.vocab_size;
+  device.position = tables.position;
+  device.num_positions = tables.num_positions;
+  device.token_type = tables.token_type;
+  device.num_token_types = tables.num_token_types;
+  return device;
+}
+
+// The position range is host data, so CUDA checks it here as the CPU does; ids are checked on the
+// device (see kernels/cuda/elementwise.h: a bad id is recorded and reported by
+// check_device_input_errors, and in debug builds right after the launch).
+void check_positions(const kernels::cpu::EmbeddingTables& tables, int64_t T, int64_t position_offset) {
+  if (tables.position && position_offset + T > tables.num_positions)
+    fail("embeddings: positions ", position_offset, "..", position_offset + T - 1,
+         " are outside the position table (", tables.num_positions, " positions)");
+}
+#endif
+
 }  // namespace
 
 void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor& token_type_ids,
@@ -50,8 +75,6 @@ void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor
   if (position_offset < 0) fail(op, ": position_offset must be >= 0, got ", position_offset);
   for (const Tensor* table : {&word, &position, &token_type})
     require_no_overlap(out, *table, op, "out", "an embedding table");
-  if (out.device().is_cuda()) cuda_not_implemented(op);
-
   kernels::cpu::EmbeddingTables tables;
   tables.word = word.data<float>();
   tables.vocab_size = word.size(0);
@@ -63,9 +86,19 @@ void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor
     tables.token_type = token_type.data<float>();
     tables.num_token_types = token_type.size(0);
   }
-  kernels::cpu::embeddings_forward(out.data<float>(), input_ids.data<int32_t>(),
-                                   token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr,
-                                   tables, B, T, C, position_offset);
+  const int32_t* type_ids = token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr;
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    check_positions(tables, T, position_offset);
+    kernels::cuda::embeddings_forward(out.data<float>(), input_ids.data<int32_t>(), type_ids,
+                                      to_device_tables(tables), B, T, C, position_offset);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
+  kernels::cpu::embeddings_forward(out.data<float>(), input_ids.data<int32_t>(), type_ids, tables, B, T, C,
+                                   position_offset);
 }
 
 void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Tensor& dtoken_type,
@@ -87,8 +120,6 @@ void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Ten
   if (position_offset < 0) fail(op, ": position_offset must be >= 0, got ", position_offset);
   for (const Tensor* table : {&dword, &dposition, &dtoken_type})
     require_no_overlap(*table, dout, op, "an embedding gradient", "dout");
-  if (dout.device().is_cuda()) cuda_not_implemented(op);
-
   kernels::cpu::EmbeddingTables grads;
   if (dword.defined()) {
     grads.word = dword.data<float>();
@@ -101,6 +132,17 @@ void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Ten
   if (dtoken_type.defined()) {
     grads.token_type = dtoken_type.data<float>();
     grads.num_token_types = dtoken_type.size(0);
+  }
+  if (dout.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    check_positions(grads, T, position_offset);
+    kernels::cuda::embeddings_backward(to_device_tables(grads), dout.data<float>(), input_ids.data<int32_t>(),
+                                       token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr, B,
+                                       T, C, position_offset);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
   }
   kernels::cpu::embeddings_backward(grads, dout.data<float>(), input_ids.data<int32_t>(),
                                     token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr, B, T,

@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "kernels/cpu/layernorm.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#endif
 #include "ops/checks.h"
 #include "ops/extra_checks.h"
 
@@ -45,7 +48,15 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
   require_row_stats(rstd, N, inp, op, "rstd");
   if (!(eps >= 0.0f) || !std::isfinite(eps)) fail(op, ": eps must be a finite number >= 0, got ", eps);
   if (out.raw() != inp.raw()) require_no_overlap(out, inp, op, "out", "inp");
-  if (out.device().is_cuda()) cuda_not_implemented(op);
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), inp.data<float>(),
+                                     weight.data<float>(), bias.data<float>(), N, C, eps);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), inp.data<float>(),
                                   weight.data<float>(), bias.data<float>(), N, C, eps);
 }
@@ -75,12 +86,20 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
     require_numel(*grad, C, op, name);
     require_same_device(*grad, inp, op);
   }
-  if (dout.device().is_cuda()) cuda_not_implemented(op);
-  kernels::cpu::layernorm_backward(dinp.defined() ? dinp.data<float>() : nullptr,
-                                   dweight.defined() ? dweight.data<float>() : nullptr,
-                                   dbias.defined() ? dbias.data<float>() : nullptr, dout.data<float>(),
-                                   inp.data<float>(), weight.data<float>(), mean.data<float>(),
-                                   rstd.data<float>(), N, C);
+  float* dinp_data = dinp.defined() ? dinp.data<float>() : nullptr;
+  float* dweight_data = dweight.defined() ? dweight.data<float>() : nullptr;
+  float* dbias_data = dbias.defined() ? dbias.data<float>() : nullptr;
+  if (dout.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::layernorm_backward(dinp_data, dweight_data, dbias_data, dout.data<float>(), inp.data<float>(),
+                                      weight.data<float>(), mean.data<float>(), rstd.data<float>(), N, C);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
+  kernels::cpu::layernorm_backward(dinp_data, dweight_data, dbias_data, dout.data<float>(), inp.data<float>(),
+                                   weight.data<float>(), mean.data<float>(), rstd.data<float>(), N, C);
 }
 
 }  // namespace ww::ops

@@ -1,7 +1,11 @@
 #include "wattwise/ops/softmax.h"
 
 #include "kernels/cpu/softmax.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#endif
 #include "ops/checks.h"
+#include "ops/extra_checks.h"
 
 namespace ww::ops {
 
@@ -15,7 +19,14 @@ void softmax_forward(const Tensor& out, const Tensor& inp) {
   const int64_t cols = inp.size(-1);
   if (inp.numel() == 0) return;
 
-  if (inp.device().is_cuda()) fail(op, ": the CUDA backend does not implement this yet");
+  if (inp.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::softmax_forward(out.data<float>(), inp.data<float>(), inp.numel() / cols, cols);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::softmax_forward(out.data<float>(), inp.data<float>(), inp.numel() / cols, cols);
 }
 
@@ -32,7 +43,15 @@ void softmax_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout)
   const int64_t cols = out.size(-1);
   if (out.numel() == 0) return;
 
-  if (out.device().is_cuda()) fail(op, ": the CUDA backend does not implement this yet");
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(),
+                                    out.numel() / cols, cols);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
   kernels::cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(),
                                  out.numel() / cols, cols);
 }

@@ -20,4 +20,12 @@ void masked_mean_forward(const Tensor& out, const Tensor& inp, const Tensor& mas
 // dinp[b,t,:] = mask[b,t]·dout[b,:] / Σ_t mask[b,t] (overwritten).
 void masked_mean_backward(const Tensor& dinp, const Tensor& dout, const Tensor& mask);
 
+// CUDA ids, masks and labels live in device memory, so the CUDA kernels do not check them on the
+// host: a kernel that meets a bad one (id outside its table, mask value other than 0/1, label
+// outside [0, K) other than −100) skips it and records it. This throws ww::Error describing the
+// first recorded one (the CPU check's message) and clears the record; it synchronises the current
+// device's stream. Debug builds call it after every such launch; count_valid_labels calls it too.
+// Does nothing in a build without CUDA.
+void check_device_input_errors();
+
 }  // namespace ww::ops

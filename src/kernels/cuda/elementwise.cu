@@ -1,0 +1,561 @@
+#include "kernels/cuda/elementwise.h"
+
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "kernels/cuda/device_util.cuh"
+#include "wattwise/core/rng.h"
+
+namespace ww::kernels::cuda {
+
+// ---------------------------------------------------------------------------------------------
+// Input-error record
+
+int* input_error_record() {
+  static std::mutex mutex;
+  static std::vector<int*> records;
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mutex);
+  if (int(records.size()) <= device) records.resize(size_t(device) + 1, nullptr);
+  int*& record = records[size_t(device)];
+  if (!record) {
+    check(cudaMalloc(&record, kInputErrorFields * sizeof(int)), "cudaMalloc (input error record)");
+    // On our stream, so kernels launched on it see the zeros.
+    check(cudaMemsetAsync(record, 0, kInputErrorFields * sizeof(int), stream()), "cudaMemsetAsync");
+  }
+  return record;
+}
+
+void raise_input_errors() {
+  int* record = input_error_record();
+  int host[kInputErrorFields] = {};
+  check(cudaMemcpyAsync(host, record, sizeof(host), cudaMemcpyDeviceToHost, stream()), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
+  if (host[0] == kNoError) return;
+  check(cudaMemsetAsync(record, 0, sizeof(host), stream()), "cudaMemsetAsync");
+  check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
+  const int row = host[1], position = host[2], value = host[3], limit = host[4];
+  switch (host[0]) {
+    case kBadWordId:
+      fail("embeddings: input id ", value, " at batch row ", row, ", position ", position,
+           " is outside the word table (vocab size ", limit, ")");
+    case kBadTokenType:
+      fail("embeddings: token type id ", value, " at batch row ", row, ", position ", position,
+           " is outside the token type table (", limit, " types)");
+    case kBadMaskValue:
+      fail("masked_mean: mask value ", value, " at batch row ", row, ", position ", position,
+           " must be 0 (padding) or 1 (real token)");
+    case kBadLabel:
+      fail("cross_entropy: label ", value, " at row ", row, " is outside [0, ", limit,
+           ") (use -100 to ignore a row)");
+    default:
+      fail("CUDA kernels recorded an unknown input error kind ", host[0]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+
+namespace {
+
+__global__ void embeddings_forward_kernel(float* out, const int32_t* input_ids, const int32_t* token_type_ids,
+                                          DeviceEmbeddingTables tables, int64_t N, int64_t T, int64_t C,
+                                          int64_t position_offset, int* error) {
+  WW_GRID_STRIDE(i, N * C) {
+    const int64_t n = i / C, c = i % C, t = n % T;
+    const int32_t id = input_ids[n];
+    const int32_t type = token_type_ids ? token_type_ids[n] : 0;
+    bool valid = true;
+    if (id < 0 || id >= tables.vocab_size) {
+      if (c == 0) record_input_error(error, kBadWordId, n / T, t, id, tables.vocab_size);
+      valid = false;
+    }
+    if (tables.token_type && (type < 0 || type >= tables.num_token_types)) {
+      if (c == 0) record_input_error(error, kBadTokenType, n / T, t, type, tables.num_token_types);
+      valid = false;
+    }
+    if (!valid) {  // never read outside a table; the recorded error reports it
+      out[i] = 0.0f;
+      continue;
+    }
+    // Hugging Face's order, as the CPU reference: (word + token_type) + position.
+    float value = tables.word[int64_t(id) * C + c];
+    if (tables.token_type) value += tables.token_type[int64_t(type) * C + c];
+    if (tables.position) value += tables.position[(position_offset + t) * C + c];
+    out[i] = value;
+  }
+}
+
+// grads_table[ids[n], c] += dout[n, c] for n in token order: one thread per column c, so the
+// additions into each element happen in the CPU reference's order (bit-identical, no atomics).
+// ids == null means id 0 for every token (token types without token_type_ids).
+__global__ void embedding_table_backward_kernel(float* grad_table, int64_t rows, const float* dout,
+                                                const int32_t* ids, int64_t N, int64_t T, int64_t C,
+                                                int error_kind, int* error) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  for (int64_t n = 0; n < N; ++n) {
+    const int32_t id = ids ? ids[n] : 0;
+    if (id < 0 || id >= rows) {
+      if (c == 0) record_input_error(error, error_kind, n / T, n % T, id, rows);
+      continue;
+    }
+    grad_table[int64_t(id) * C + c] += dout[n * C + c];
+  }
+}
+
+// dposition[offset + t, c] += Σ_b dout[b, t, c] in batch order (the CPU reference's order).
+__global__ void position_backward_kernel(float* dposition, const float* dout, int64_t B, int64_t T, int64_t C,
+                                         int64_t position_offset) {
+  WW_GRID_STRIDE(i, T * C) {
+    const int64_t t = i / C, c = i % C;
+    float* element = dposition + (position_offset + t) * C + c;
+    float acc = *element;
+    for (int64_t b = 0; b < B; ++b) acc += dout[(b * T + t) * C + c];
+    *element = acc;
+  }
+}
+
+}  // namespace
+
+void embeddings_forward(float* out, const int32_t* input_ids, const int32_t* token_type_ids,
+                        const DeviceEmbeddingTables& tables, int64_t B, int64_t T, int64_t C,
+                        int64_t position_offset) {
+  const int64_t N = B * T;
+  if (N * C == 0) return;
+  embeddings_forward_kernel<<<grid_for(N * C), kThreads, 0, stream()>>>(out, input_ids, token_type_ids, tables, N,
+                                                                         T, C, position_offset,
+                                                                         input_error_record());
+  check_launch_and_inputs("embeddings_forward_kernel");
+}
+
+void embeddings_backward(const DeviceEmbeddingTables& grads, const float* dout, const int32_t* input_ids,
+                         const int32_t* token_type_ids, int64_t B, int64_t T, int64_t C,
+                         int64_t position_offset) {
+  const int64_t N = B * T;
+  if (N * C == 0) return;
+  if (grads.word) {
+    embedding_table_backward_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+        grads.word, grads.vocab_size, dout, input_ids, N, T, C, kBadWordId, input_error_record());
+    check_launch_and_inputs("embedding_table_backward_kernel (word)");
+  }
+  if (grads.token_type) {
+    embedding_table_backward_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+        grads.token_type, grads.num_token_types, dout, token_type_ids, N, T, C, kBadTokenType,
+        input_error_record());
+    check_launch_and_inputs("embedding_table_backward_kernel (token type)");
+  }
+  if (grads.position) {
+    position_backward_kernel<<<grid_for(T * C), kThreads, 0, stream()>>>(grads.position, dout, B, T, C,
+                                                                         position_offset);
+    check_launch("position_backward_kernel");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+namespace {
+
+constexpr int64_t kLayerNormRowsPerChunk = 32;  // rows per partial sum of dweight/dbias
+
+__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
+                                         const float* weight, const float* bias, int64_t C, float eps) {
+  const int64_t n = blockIdx.x;
+  const float* x = inp + n * C;
+  // Two passes in double, as the CPU reference.
+  double sum = 0.0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) sum += x[c];
+  const double m = block_sum(sum) / double(C);
+  double squares = 0.0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const double d = double(x[c]) - m;
+    squares += d * d;
+  }
+  squares = block_sum(squares);  // every read of x is done after this: out may alias inp
+  const float row_mean = float(m);
+  const float row_rstd = float(1.0 / sqrt(squares / double(C) + double(eps)));
+  if (threadIdx.x == 0) {
+    mean[n] = row_mean;
+    rstd[n] = row_rstd;
+  }
+  float* y = out + n * C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[c] = (x[c] - row_mean) * row_rstd * weight[c] + bias[c];
+}
+
+__global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, const float* inp,
+                                                const float* weight, const float* mean, const float* rstd,
+                                                int64_t C) {
+  const int64_t n = blockIdx.x;
+  const float* x = inp + n * C;
+  const float* d = dout + n * C;
+  const float row_mean = mean[n], row_rstd = rstd[n];
+  double sum_g = 0.0, sum_g_xhat = 0.0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const float xhat = (x[c] - row_mean) * row_rstd;
+    const float g = d[c] * weight[c];
+    sum_g += g;
+    sum_g_xhat += double(g) * double(xhat);
+  }
+  sum_g = block_sum(sum_g);
+  sum_g_xhat = block_sum(sum_g_xhat);
+  const float mean_g = float(sum_g / double(C));
+  const float mean_g_xhat = float(sum_g_xhat / double(C));
+  float* out = dinp + n * C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const float xhat = (x[c] - row_mean) * row_rstd;
+    const float g = d[c] * weight[c];
+    out[c] = row_rstd * (g - mean_g - xhat * mean_g_xhat);
+  }
+}
+
+// Partial sums of dweight (Σ dout·x̂) and dbias (Σ dout) over one chunk of rows, per column.
+// Grid: (column blocks, chunks).
+__global__ void layernorm_param_partials_kernel(double* partial_weight, double* partial_bias, const float* dout,
+                                                const float* inp, const float* mean, const float* rstd,
+                                                int64_t N, int64_t C) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const int64_t chunk = blockIdx.y;
+  const int64_t n0 = chunk * kLayerNormRowsPerChunk;
+  const int64_t n1 = n0 + kLayerNormRowsPerChunk < N ? n0 + kLayerNormRowsPerChunk : N;
+  double acc_weight = 0.0, acc_bias = 0.0;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float d = dout[n * C + c];
+    const float xhat = (inp[n * C + c] - mean[n]) * rstd[n];
+    acc_weight += double(d) * double(xhat);
+    acc_bias += d;
+  }
+  partial_weight[chunk * C + c] = acc_weight;
+  partial_bias[chunk * C + c] = acc_bias;
+}
+
+// Adds the chunks in order and accumulates into the parameter gradients.
+__global__ void layernorm_param_reduce_kernel(float* dweight, float* dbias, const double* partial_weight,
+                                              const double* partial_bias, int64_t num_chunks, int64_t C) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  double acc_weight = 0.0, acc_bias = 0.0;
+  for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
+    acc_weight += partial_weight[chunk * C + c];
+    acc_bias += partial_bias[chunk * C + c];
+  }
+  if (dweight) dweight[c] = float(double(dweight[c]) + acc_weight);
+  if (dbias) dbias[c] = float(double(dbias[c]) + acc_bias);
+}
+
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int64_t N, int64_t C, float eps) {
+  if (N == 0 || C == 0) return;
+  layernorm_forward_kernel<<<unsigned(N), kThreads, 0, stream()>>>(out, mean, rstd, inp, weight, bias, C, eps);
+  check_launch("layernorm_forward_kernel");
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+  if (N == 0 || C == 0) return;
+  if (dinp) {
+    layernorm_backward_input_kernel<<<unsigned(N), kThreads, 0, stream()>>>(dinp, dout, inp, weight, mean, rstd,
+                                                                            C);
+    check_launch("layernorm_backward_input_kernel");
+  }
+  if (!dweight && !dbias) return;
+  const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
+  if (num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
+  double* partials = nullptr;  // [2, num_chunks, C]: weight partials, then bias partials
+  const size_t bytes = size_t(2 * num_chunks * C) * sizeof(double);
+  check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()), "cudaMallocAsync (layernorm partials)");
+  const dim3 grid(blocks_for(C, kThreads), unsigned(num_chunks));
+  layernorm_param_partials_kernel<<<grid, kThreads, 0, stream()>>>(partials, partials + num_chunks * C, dout, inp,
+                                                                   mean, rstd, N, C);
+  check_launch("layernorm_param_partials_kernel");
+  layernorm_param_reduce_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+      dweight, dbias, partials, partials + num_chunks * C, num_chunks, C);
+  check_launch("layernorm_param_reduce_kernel");
+  check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations (same formulas as the CPU reference)
+
+namespace {
+
+constexpr float kSqrtHalf = 0.70710678118654752440f;    // 1/√2
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;  // 1/√(2π)
+
+__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
+  WW_GRID_STRIDE(i, n) {
+    const float x = inp[i];
+    out[i] = x * 0.5f * (1.0f + erff(x * kSqrtHalf));
+  }
+}
+
+__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout, int64_t n) {
+  WW_GRID_STRIDE(i, n) {
+    const float x = inp[i];
+    const float cdf = 0.5f * (1.0f + erff(x * kSqrtHalf));
+    const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
+    dinp[i] = dout[i] * (cdf + x * pdf);
+  }
+}
+
+__global__ void relu_forward_kernel(float* out, const float* inp, int64_t n) {
+  WW_GRID_STRIDE(i, n) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];  // NaN propagates, as torch
+}
+
+__global__ void relu_backward_kernel(float* dinp, const float* inp, const float* dout, int64_t n) {
+  WW_GRID_STRIDE(i, n) dinp[i] = inp[i] <= 0.0f ? 0.0f : dout[i];
+}
+
+__global__ void tanh_forward_kernel(float* out, const float* inp, int64_t n) {
+  WW_GRID_STRIDE(i, n) out[i] = tanhf(inp[i]);
+}
+
+__global__ void tanh_backward_kernel(float* dinp, const float* out, const float* dout, int64_t n) {
+  WW_GRID_STRIDE(i, n) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
+}  // namespace
+
+void gelu_forward(float* out, const float* inp, int64_t n) {
+  if (n == 0) return;
+  gelu_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, inp, n);
+  check_launch("gelu_forward_kernel");
+}
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  if (n == 0) return;
+  gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dinp, inp, dout, n);
+  check_launch("gelu_backward_kernel");
+}
+void relu_forward(float* out, const float* inp, int64_t n) {
+  if (n == 0) return;
+  relu_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, inp, n);
+  check_launch("relu_forward_kernel");
+}
+void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  if (n == 0) return;
+  relu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dinp, inp, dout, n);
+  check_launch("relu_backward_kernel");
+}
+void tanh_forward(float* out, const float* inp, int64_t n) {
+  if (n == 0) return;
+  tanh_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, inp, n);
+  check_launch("tanh_forward_kernel");
+}
+void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n) {
+  if (n == 0) return;
+  tanh_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dinp, out, dout, n);
+  check_launch("tanh_backward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+namespace {
+
+// One thread per block of four elements: one Philox call gives their four words (philox_u32's
+// layout), so u equals philox_uniform(seed, offset, i) bit for bit, as on the CPU.
+__global__ void dropout_kernel(float* out, const float* inp, int64_t n, float p, float scale, uint64_t seed,
+                               uint64_t offset) {
+  const int64_t num_blocks = (n + 3) / 4;
+  WW_GRID_STRIDE(block, num_blocks) {
+    const uint64_t q = uint64_t(block);
+    const Philox4 r = philox4x32_10(uint32_t(q), uint32_t(q >> 32), uint32_t(offset), uint32_t(offset >> 32),
+                                    uint32_t(seed), uint32_t(seed >> 32));
+    const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
+    for (int64_t j = 0; j < count; ++j) {
+      const float u = float(r.v[j] >> 8) * (1.0f / 16777216.0f);
+      out[first + j] = u >= p ? inp[first + j] * scale : 0.0f;
+    }
+  }
+}
+
+void apply_dropout_mask(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  WW_CHECK(p >= 0.0f && p < 1.0f, "dropout probability ", p, " outside [0, 1)");
+  if (n == 0) return;
+  if (p == 0.0f) {
+    if (out != inp)
+      check(cudaMemcpyAsync(out, inp, size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream()),
+            "cudaMemcpyAsync (dropout p = 0)");
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+  dropout_kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(out, inp, n, p, scale, seed, offset);
+  check_launch("dropout_kernel");
+}
+
+}  // namespace
+
+void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  apply_dropout_mask(out, inp, n, p, seed, offset);
+}
+void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  apply_dropout_mask(dinp, dout, n, p, seed, offset);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Residual, accumulate, scale, token selection
+
+namespace {
+
+__global__ void residual_kernel(float* out, const float* a, const float* b, int64_t n) {
+  WW_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+__global__ void scale_kernel(float* x, float factor, int64_t n) {
+  WW_GRID_STRIDE(i, n) x[i] *= factor;
+}
+
+__global__ void select_token_forward_kernel(float* out, const float* inp, int64_t B, int64_t T, int64_t C,
+                                            int64_t index) {
+  WW_GRID_STRIDE(i, B * C) {
+    const int64_t b = i / C, c = i % C;
+    out[i] = inp[(b * T + index) * C + c];
+  }
+}
+
+__global__ void select_token_backward_kernel(float* dinp, const float* dout, int64_t B, int64_t T, int64_t C,
+                                             int64_t index) {
+  WW_GRID_STRIDE(i, B * C) {
+    const int64_t b = i / C, c = i % C;
+    dinp[(b * T + index) * C + c] += dout[i];
+  }
+}
+
+}  // namespace
+
+void residual_forward(float* out, const float* a, const float* b, int64_t n) {
+  if (n == 0) return;
+  residual_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, a, b, n);
+  check_launch("residual_kernel");
+}
+void add_inplace(float* acc, const float* x, int64_t n) {
+  if (n == 0) return;
+  residual_kernel<<<grid_for(n), kThreads, 0, stream()>>>(acc, acc, x, n);
+  check_launch("residual_kernel (add_inplace)");
+}
+void scale_inplace(float* x, float factor, int64_t n) {
+  if (n == 0) return;
+  scale_kernel<<<grid_for(n), kThreads, 0, stream()>>>(x, factor, n);
+  check_launch("scale_kernel");
+}
+void select_token_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t C, int64_t index) {
+  if (B * C == 0) return;
+  select_token_forward_kernel<<<grid_for(B * C), kThreads, 0, stream()>>>(out, inp, B, T, C, index);
+  check_launch("select_token_forward_kernel");
+}
+void select_token_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t C, int64_t index) {
+  if (B * C == 0) return;
+  select_token_backward_kernel<<<grid_for(B * C), kThreads, 0, stream()>>>(dinp, dout, B, T, C, index);
+  check_launch("select_token_backward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masked mean
+
+namespace {
+
+// Real tokens of batch row b (mask != 0), counted by the whole block. Records values other than
+// 0/1 when `report` is set.
+__device__ int64_t count_real_tokens(const int32_t* mask, int64_t b, int64_t T, bool report, int* error) {
+  int64_t count = 0;
+  for (int64_t t0 = 0; t0 < T; t0 += blockDim.x) {
+    const int64_t t = t0 + threadIdx.x;
+    const int32_t value = t < T ? mask[b * T + t] : 0;
+    if (report && value != 0 && value != 1) record_input_error(error, kBadMaskValue, b, t, value, 0);
+    count += __syncthreads_count(value != 0);
+  }
+  return count;
+}
+
+// One block per batch row; each thread sums whole columns over t in order (in double, as the CPU).
+__global__ void masked_mean_forward_kernel(float* out, const float* inp, const int32_t* mask, int64_t T, int64_t C,
+                                           int* error) {
+  const int64_t b = blockIdx.x;
+  const int64_t count = count_real_tokens(mask, b, T, true, error);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    double sum = 0.0;
+    for (int64_t t = 0; t < T; ++t)
+      if (mask[b * T + t]) sum += inp[(b * T + t) * C + c];
+    out[b * C + c] = count ? float(sum / double(count)) : 0.0f;
+  }
+}
+
+// One block per (b, t).
+__global__ void masked_mean_backward_kernel(float* dinp, const float* dout, const int32_t* mask, int64_t T,
+                                            int64_t C, int* error) {
+  const int64_t b = blockIdx.x / T, t = blockIdx.x % T;
+  const int64_t count = count_real_tokens(mask, b, T, t == 0, error);
+  const bool real = mask[b * T + t] != 0;
+  float* row = dinp + (b * T + t) * C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) row[c] = real ? dout[b * C + c] / float(count) : 0.0f;
+}
+
+}  // namespace
+
+void masked_mean_forward(float* out, const float* inp, const int32_t* mask, int64_t B, int64_t T, int64_t C) {
+  if (B == 0 || C == 0) return;
+  masked_mean_forward_kernel<<<unsigned(B), kThreads, 0, stream()>>>(out, inp, mask, T, C, input_error_record());
+  check_launch_and_inputs("masked_mean_forward_kernel");
+}
+
+void masked_mean_backward(float* dinp, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t C) {
+  if (B * T == 0 || C == 0) return;
+  masked_mean_backward_kernel<<<unsigned(B * T), kThreads, 0, stream()>>>(dinp, dout, mask, T, C,
+                                                                          input_error_record());
+  check_launch_and_inputs("masked_mean_backward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax
+
+namespace {
+
+// Each thread handles the same columns in every pass, so out may alias inp.
+__global__ void softmax_forward_kernel(float* out, const float* inp, int64_t cols) {
+  const float* x = inp + int64_t(blockIdx.x) * cols;
+  float* y = out + int64_t(blockIdx.x) * cols;
+  float max_value = -INFINITY;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) max_value = fmaxf(max_value, x[j]);
+  max_value = block_max(max_value);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float e = expf(x[j] - max_value);
+    y[j] = e;
+    sum += e;
+  }
+  const float inv_sum = 1.0f / block_sum(sum);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) y[j] *= inv_sum;
+}
+
+// The dot product is complete (block_sum synchronises) before dinp is written: dinp may alias dout.
+__global__ void softmax_backward_kernel(float* dinp, const float* out, const float* dout, int64_t cols) {
+  const int64_t offset = int64_t(blockIdx.x) * cols;
+  float dot = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dot += dout[offset + j] * out[offset + j];
+  dot = block_sum(dot);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+    dinp[offset + j] = out[offset + j] * (dout[offset + j] - dot);
+}
+
+}  // namespace
+
+void softmax_forward(float* out, const float* inp, int64_t rows, int64_t cols) {
+  if (rows == 0 || cols == 0) return;
+  if (rows > INT32_MAX) fail("softmax_forward: ", rows, " rows is more than this CUDA kernel handles");
+  softmax_forward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(out, inp, cols);
+  check_launch("softmax_forward_kernel");
+}
+
+void softmax_backward(float* dinp, const float* out, const float* dout, int64_t rows, int64_t cols) {
+  if (rows == 0 || cols == 0) return;
+  if (rows > INT32_MAX) fail("softmax_backward: ", rows, " rows is more than this CUDA kernel handles");
+  softmax_backward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(dinp, out, dout, cols);
+  check_launch("softmax_backward_kernel");
+}
+
+}  // namespace ww::kernels::cuda

@@ -1,0 +1,19 @@
+#pragma once
+// CUDA fp32 losses: softmax cross-entropy (label smoothing, ignore index −100) and squared error.
+// Same contracts as src/kernels/cpu/cross_entropy.h. A label outside [0, K) other than −100 is
+// recorded as an input error (see elementwise.h); its row gets NaN.
+#include <cstdint>
+
+namespace ww::kernels::cuda {
+
+void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N, int64_t K,
+                           float label_smoothing);
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N, int64_t K,
+                            float label_smoothing, float scale);
+// Copies one integer back (synchronises the stream) and raises pending input errors.
+int64_t count_valid_labels(const int32_t* labels, int64_t N);
+
+void mse_forward(float* losses, const float* pred, const float* target, int64_t N);
+void mse_backward(float* dpred, const float* pred, const float* target, int64_t N, float scale);
+
+}  // namespace ww::kernels::cuda

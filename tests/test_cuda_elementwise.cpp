@@ -1,0 +1,447 @@
+// CUDA kernels for embeddings, LayerNorm, activations, dropout, residual/scale, token pooling,
+// softmax and the losses, each against its CPU kernel (through the same op entry points) on random
+// inputs at several shapes, including sizes that are not multiples of the block size and ragged
+// padding masks. Skips with the reason where no GPU is usable.
+//
+// Tolerance, unless a test says otherwise (the CPU tests' convention):
+//   |gpu − cpu| <= 1e-5·|cpu| + 1e-5·max|cpu|
+// Exact (bit-for-bit) where both sides do the same fp32 operations in the same order: dropout (the
+// same Philox mask), residual/add/scale, token selection, the embedding gradients (same order of
+// additions). Outputs that the kernels overwrite are poisoned with NaN first, so an unwritten
+// element fails. Accumulated gradients start from random values.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "wattwise/core/rng.h"
+#include "wattwise/core/tensor.h"
+#include "wattwise/ops/activation.h"
+#include "wattwise/ops/cross_entropy.h"
+#include "wattwise/ops/dropout.h"
+#include "wattwise/ops/elementwise.h"
+#include "wattwise/ops/embedding.h"
+#include "wattwise/ops/layernorm.h"
+#include "wattwise/ops/softmax.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/common.h"
+#endif
+
+using namespace ww;
+
+namespace {
+
+constexpr double kRtol = 1e-5;
+
+// Tensor::to and copy_from use cudaMemcpy (the legacy stream), the kernels their own non-blocking
+// stream: synchronise the device around every transfer.
+void sync_device() {
+#ifdef WW_HAVE_CUDA
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+#endif
+}
+
+Tensor random_cpu(const Shape& shape, uint64_t seed, float scale = 1.0f, float shift = 0.0f) {
+  Rng rng(seed, 11);
+  std::vector<float> v(size_t(shape_numel(shape)));
+  for (float& x : v) x = shift + scale * rng.normal();
+  return Tensor::from_vector(v, shape);
+}
+
+Tensor ints_cpu(const std::vector<int32_t>& values, const Shape& shape) { return Tensor::from_vector(values, shape); }
+
+Tensor to_gpu(const Tensor& cpu) {
+  sync_device();
+  Tensor gpu = cpu.to(Device::cuda(0));
+  sync_device();
+  return gpu;
+}
+
+// A GPU tensor full of NaN (all bits set).
+Tensor poisoned_gpu(const Shape& shape) {
+  Tensor gpu = Tensor::empty(shape, DType::F32, Device::cuda(0));
+#ifdef WW_HAVE_CUDA
+  EXPECT_EQ(cudaMemset(gpu.raw(), 0xFF, gpu.nbytes()), cudaSuccess);
+#endif
+  sync_device();
+  return gpu;
+}
+
+Tensor poisoned_cpu(const Shape& shape) {
+  Tensor cpu = Tensor::empty(shape, DType::F32);
+  if (cpu.nbytes()) std::memset(cpu.raw(), 0xFF, cpu.nbytes());
+  return cpu;
+}
+
+std::vector<float> from_gpu(const Tensor& gpu) {
+  sync_device();
+  return gpu.to_float_vector();
+}
+
+void expect_close(const Tensor& gpu, const Tensor& cpu, const std::string& what, double rtol = kRtol) {
+  const std::vector<float> got = from_gpu(gpu), want = cpu.to_float_vector();
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double scale = 0.0;
+  for (float w : want) scale = std::max(scale, double(std::abs(w)));
+  int reported = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = rtol * std::abs(double(want[i])) + rtol * scale;
+    if (!(std::abs(double(got[i]) - double(want[i])) <= tol) && reported++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: gpu " << got[i] << ", cpu " << want[i] << " (tolerance " << tol
+                    << ")";
+  }
+}
+
+void expect_same_bits(const Tensor& gpu, const Tensor& cpu, const std::string& what) {
+  const std::vector<float> got = from_gpu(gpu), want = cpu.to_float_vector();
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int reported = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && reported++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: gpu " << got[i] << ", cpu " << want[i] << " (expected identical bits)";
+}
+
+// Runs fn, expects ww::Error whose message contains every piece.
+void expect_error(const std::function<void()>& fn, const std::vector<std::string>& pieces) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected ww::Error containing '" << pieces.front() << "'";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const std::string& piece : pieces)
+      EXPECT_NE(message.find(piece), std::string::npos) << "message '" << message << "' lacks '" << piece << "'";
+  }
+}
+
+std::vector<int32_t> random_ids(int64_t n, int64_t limit, uint64_t seed) {
+  Rng rng(seed, 3);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int32_t& id : ids) id = int32_t(rng.below(uint64_t(limit)));
+  return ids;
+}
+
+// Ragged padding: row b has a random number of real tokens in [0, T] (row 1 none, when B > 1).
+std::vector<int32_t> ragged_mask(int64_t B, int64_t T, uint64_t seed) {
+  Rng rng(seed, 5);
+  std::vector<int32_t> mask(size_t(B * T), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t length = b == 1 ? 0 : 1 + int64_t(rng.below(uint64_t(T)));
+    for (int64_t t = 0; t < length; ++t) mask[size_t(b * T + t)] = 1;
+  }
+  return mask;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(CudaElementwise, EmbeddingsForwardAndBackwardMatchCpu) {
+  WW_REQUIRE_CUDA();
+  struct Case {
+    int64_t B, T, C, V, P, TT, offset;
+    bool with_type_ids;
+  };
+  for (const Case k : {Case{2, 5, 7, 11, 9, 2, 1, true}, Case{3, 17, 130, 6, 20, 0, 0, false},
+                       Case{1, 1, 1, 3, 1, 1, 0, false}, Case{4, 33, 300, 40, 40, 2, 2, true}}) {
+    SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " C=" + std::to_string(k.C));
+    const uint64_t seed = uint64_t(k.B * 1000 + k.C);
+    Tensor ids = ints_cpu(random_ids(k.B * k.T, k.V, seed), {k.B, k.T});  // few ids: many repeats
+    Tensor types = k.with_type_ids ? ints_cpu(random_ids(k.B * k.T, k.TT, seed + 1), {k.B, k.T}) : Tensor{};
+    Tensor word = random_cpu({k.V, k.C}, seed + 2);
+    Tensor position = random_cpu({k.P, k.C}, seed + 3);
+    Tensor token_type = k.TT ? random_cpu({k.TT, k.C}, seed + 4) : Tensor{};
+    Tensor ids_gpu = to_gpu(ids), types_gpu = types.defined() ? to_gpu(types) : Tensor{};
+    Tensor word_gpu = to_gpu(word), position_gpu = to_gpu(position);
+    Tensor token_type_gpu = token_type.defined() ? to_gpu(token_type) : Tensor{};
+
+    Tensor out = poisoned_cpu({k.B, k.T, k.C}), out_gpu = poisoned_gpu({k.B, k.T, k.C});
+    ops::embeddings_forward(out, ids, types, word, position, token_type, k.offset);
+    ops::embeddings_forward(out_gpu, ids_gpu, types_gpu, word_gpu, position_gpu, token_type_gpu, k.offset);
+    expect_close(out_gpu, out, "embeddings out");
+
+    // Gradients accumulate onto random values; the GPU adds in the CPU's order (bit-identical).
+    Tensor dout = random_cpu({k.B, k.T, k.C}, seed + 5);
+    Tensor dword = random_cpu({k.V, k.C}, seed + 6), dposition = random_cpu({k.P, k.C}, seed + 7);
+    Tensor dtype = k.TT ? random_cpu({k.TT, k.C}, seed + 8) : Tensor{};
+    Tensor dword_gpu = to_gpu(dword), dposition_gpu = to_gpu(dposition);
+    Tensor dtype_gpu = dtype.defined() ? to_gpu(dtype) : Tensor{};
+    ops::embeddings_backward(dword, dposition, dtype, dout, ids, types, k.offset);
+    ops::embeddings_backward(dword_gpu, dposition_gpu, dtype_gpu, to_gpu(dout), ids_gpu, types_gpu, k.offset);
+    expect_same_bits(dword_gpu, dword, "dword");
+    expect_same_bits(dposition_gpu, dposition, "dposition");
+    if (dtype.defined()) expect_same_bits(dtype_gpu, dtype, "dtoken_type");
+  }
+}
+
+TEST(CudaElementwise, EmbeddingIdsOutsideTheTableAreReported) {
+  WW_REQUIRE_CUDA();
+  const int64_t B = 2, T = 4, C = 5, V = 10;
+  std::vector<int32_t> values = random_ids(B * T, V, 1);
+  values[size_t(1 * T + 2)] = 99;
+  Tensor ids = to_gpu(ints_cpu(values, {B, T}));
+  Tensor word = to_gpu(random_cpu({V, C}, 2)), position = to_gpu(random_cpu({T, C}, 3));
+  Tensor out = poisoned_gpu({B, T, C});
+  expect_error(
+      [&] {
+        ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{});
+        ops::check_device_input_errors();
+      },
+      {"input id 99", "batch row 1", "position 2", "vocab size 10"});
+  ops::check_device_input_errors();  // the record was cleared
+  Tensor dword = to_gpu(random_cpu({V, C}, 4));
+  expect_error(
+      [&] {
+        ops::embeddings_backward(dword, Tensor{}, Tensor{}, to_gpu(random_cpu({B, T, C}, 5)), ids, Tensor{});
+        ops::check_device_input_errors();
+      },
+      {"input id 99", "batch row 1", "position 2"});
+  // The position range is host data: checked before the launch, as on the CPU.
+  expect_error([&] { ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{}, 1); },
+               {"positions 1..4", "outside the position table"});
+}
+
+TEST(CudaElementwise, LayerNormMatchesCpu) {
+  WW_REQUIRE_CUDA();
+  for (const auto& [N, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 7}, {5, 768}, {70, 300}, {33, 1025}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
+    const uint64_t seed = uint64_t(N * 7 + C);
+    Tensor inp = random_cpu({N, C}, seed, 2.0f, 3.0f);  // a mean far from 0 tests the two passes
+    Tensor weight = random_cpu({C}, seed + 1), bias = random_cpu({C}, seed + 2);
+    Tensor inp_gpu = to_gpu(inp), weight_gpu = to_gpu(weight), bias_gpu = to_gpu(bias);
+    Tensor out = poisoned_cpu({N, C}), mean = poisoned_cpu({N}), rstd = poisoned_cpu({N});
+    Tensor out_gpu = poisoned_gpu({N, C}), mean_gpu = poisoned_gpu({N}), rstd_gpu = poisoned_gpu({N});
+    ops::layernorm_forward(out, mean, rstd, inp, weight, bias, 1e-5f);
+    ops::layernorm_forward(out_gpu, mean_gpu, rstd_gpu, inp_gpu, weight_gpu, bias_gpu, 1e-5f);
+    expect_close(out_gpu, out, "layernorm out");
+    expect_close(mean_gpu, mean, "layernorm mean");
+    expect_close(rstd_gpu, rstd, "layernorm rstd");
+
+    // In place (out aliases inp).
+    Tensor in_place = to_gpu(inp), mean2 = poisoned_gpu({N}), rstd2 = poisoned_gpu({N});
+    ops::layernorm_forward(in_place, mean2, rstd2, in_place, weight_gpu, bias_gpu, 1e-5f);
+    expect_close(in_place, out, "layernorm in place");
+
+    Tensor dout = random_cpu({N, C}, seed + 3);
+    Tensor dweight = random_cpu({C}, seed + 4), dbias = random_cpu({C}, seed + 5);
+    Tensor dout_gpu = to_gpu(dout), dweight_gpu = to_gpu(dweight), dbias_gpu = to_gpu(dbias);
+    Tensor dweight_start = to_gpu(dweight), dbias_start = to_gpu(dbias);
+    Tensor dinp = poisoned_cpu({N, C}), dinp_gpu = poisoned_gpu({N, C});
+    ops::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+    ops::layernorm_backward(dinp_gpu, dweight_gpu, dbias_gpu, dout_gpu, inp_gpu, weight_gpu, mean_gpu, rstd_gpu);
+    expect_close(dinp_gpu, dinp, "layernorm dinp");
+    expect_close(dweight_gpu, dweight, "layernorm dweight");
+    expect_close(dbias_gpu, dbias, "layernorm dbias");
+
+    // Deterministic: the same parameter gradients again, bit for bit; and each one alone.
+    ops::layernorm_backward(Tensor{}, dweight_start, Tensor{}, dout_gpu, inp_gpu, weight_gpu, mean_gpu, rstd_gpu);
+    ops::layernorm_backward(Tensor{}, Tensor{}, dbias_start, dout_gpu, inp_gpu, weight_gpu, mean_gpu, rstd_gpu);
+    EXPECT_EQ(from_gpu(dweight_start), from_gpu(dweight_gpu));
+    EXPECT_EQ(from_gpu(dbias_start), from_gpu(dbias_gpu));
+  }
+}
+
+TEST(CudaElementwise, ActivationsMatchCpu) {
+  WW_REQUIRE_CUDA();
+  using Forward = void (*)(const Tensor&, const Tensor&);
+  using Backward = void (*)(const Tensor&, const Tensor&, const Tensor&);
+  struct Activation {
+    const char* name;
+    Forward forward;
+    Backward backward;
+    bool backward_from_output;  // tanh's backward reads the forward output
+  };
+  for (const Activation& a : {Activation{"gelu", ops::gelu_forward, ops::gelu_backward, false},
+                              Activation{"relu", ops::relu_forward, ops::relu_backward, false},
+                              Activation{"tanh", ops::tanh_forward, ops::tanh_backward, true}}) {
+    for (int64_t n : {int64_t(1), int64_t(5), int64_t(1000), int64_t(100003)}) {
+      SCOPED_TRACE(std::string(a.name) + " n=" + std::to_string(n));
+      Tensor inp = random_cpu({n}, uint64_t(n), 3.0f), inp_gpu = to_gpu(inp);
+      Tensor out = poisoned_cpu({n}), out_gpu = poisoned_gpu({n});
+      a.forward(out, inp);
+      a.forward(out_gpu, inp_gpu);
+      expect_close(out_gpu, out, std::string(a.name) + " forward");
+
+      Tensor dout = random_cpu({n}, uint64_t(n) + 1), dout_gpu = to_gpu(dout);
+      const Tensor& saved = a.backward_from_output ? out : inp;
+      const Tensor& saved_gpu = a.backward_from_output ? out_gpu : inp_gpu;
+      Tensor dinp = poisoned_cpu({n}), dinp_gpu = poisoned_gpu({n});
+      a.backward(dinp, saved, dout);
+      a.backward(dinp_gpu, saved_gpu, dout_gpu);
+      expect_close(dinp_gpu, dinp, std::string(a.name) + " backward");
+      // In place: dinp aliases dout.
+      a.backward(dout_gpu, saved_gpu, dout_gpu);
+      expect_close(dout_gpu, dinp, std::string(a.name) + " backward in place");
+    }
+  }
+}
+
+TEST(CudaElementwise, DropoutMaskEqualsCpuBitForBit) {
+  WW_REQUIRE_CUDA();
+  const uint64_t seed = 0x0123456789ABCDEFull, offset = (uint64_t(1) << 33) + 5;  // high words matter
+  for (int64_t n : {int64_t(1), int64_t(3), int64_t(4), int64_t(5), int64_t(1023), int64_t(100001)}) {
+    for (float p : {0.0f, 0.1f, 0.5f}) {
+      SCOPED_TRACE("n=" + std::to_string(n) + " p=" + std::to_string(p));
+      Tensor inp = random_cpu({n}, uint64_t(n) + 9), inp_gpu = to_gpu(inp);
+      Tensor out = poisoned_cpu({n}), out_gpu = poisoned_gpu({n});
+      ops::dropout_forward(out, inp, p, seed, offset);
+      ops::dropout_forward(out_gpu, inp_gpu, p, seed, offset);
+      expect_same_bits(out_gpu, out, "dropout forward");
+      Tensor dinp = poisoned_cpu({n}), dinp_gpu = poisoned_gpu({n});
+      ops::dropout_backward(dinp, inp, p, seed, offset + 1);
+      ops::dropout_backward(dinp_gpu, inp_gpu, p, seed, offset + 1);
+      expect_same_bits(dinp_gpu, dinp, "dropout backward");
+      ops::dropout_forward(inp_gpu, inp_gpu, p, seed, offset);  // in place
+      expect_same_bits(inp_gpu, out, "dropout in place");
+    }
+  }
+}
+
+TEST(CudaElementwise, ResidualAddScaleAndTokenSelectionMatchCpu) {
+  WW_REQUIRE_CUDA();
+  for (int64_t n : {int64_t(1), int64_t(257), int64_t(70001)}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    Tensor a = random_cpu({n}, 1), b = random_cpu({n}, 2);
+    Tensor a_gpu = to_gpu(a), b_gpu = to_gpu(b);
+    Tensor out = poisoned_cpu({n}), out_gpu = poisoned_gpu({n});
+    ops::residual_forward(out, a, b);
+    ops::residual_forward(out_gpu, a_gpu, b_gpu);
+    expect_same_bits(out_gpu, out, "residual");
+    ops::add_inplace(a, b);
+    ops::add_inplace(a_gpu, b_gpu);
+    expect_same_bits(a_gpu, a, "add_inplace");
+    ops::scale_inplace(a, 0.37f);
+    ops::scale_inplace(a_gpu, 0.37f);
+    expect_same_bits(a_gpu, a, "scale_inplace");
+  }
+  struct Case {
+    int64_t B, T, C, index;
+  };
+  for (const Case k : {Case{2, 5, 7, 0}, Case{3, 4, 130, 3}, Case{1, 1, 1, 0}}) {
+    SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " C=" + std::to_string(k.C));
+    Tensor inp = random_cpu({k.B, k.T, k.C}, 3);
+    Tensor out = poisoned_cpu({k.B, k.C}), out_gpu = poisoned_gpu({k.B, k.C});
+    ops::select_token_forward(out, inp, k.index);
+    ops::select_token_forward(out_gpu, to_gpu(inp), k.index);
+    expect_same_bits(out_gpu, out, "select_token forward");
+    Tensor dout = random_cpu({k.B, k.C}, 4), dinp = random_cpu({k.B, k.T, k.C}, 5), dinp_gpu = to_gpu(dinp);
+    ops::select_token_backward(dinp, dout, k.index);
+    ops::select_token_backward(dinp_gpu, to_gpu(dout), k.index);
+    expect_same_bits(dinp_gpu, dinp, "select_token backward");
+  }
+}
+
+TEST(CudaElementwise, MaskedMeanMatchesCpuWithRaggedPadding) {
+  WW_REQUIRE_CUDA();
+  struct Case {
+    int64_t B, T, C;
+  };
+  for (const Case k : {Case{2, 5, 7}, Case{4, 300, 130}, Case{3, 1, 1}}) {
+    SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " C=" + std::to_string(k.C));
+    Tensor inp = random_cpu({k.B, k.T, k.C}, 6), mask = ints_cpu(ragged_mask(k.B, k.T, 7), {k.B, k.T});
+    Tensor mask_gpu = to_gpu(mask);
+    Tensor out = poisoned_cpu({k.B, k.C}), out_gpu = poisoned_gpu({k.B, k.C});
+    ops::masked_mean_forward(out, inp, mask);
+    ops::masked_mean_forward(out_gpu, to_gpu(inp), mask_gpu);
+    expect_close(out_gpu, out, "masked_mean forward");
+    Tensor dout = random_cpu({k.B, k.C}, 8);
+    Tensor dinp = poisoned_cpu({k.B, k.T, k.C}), dinp_gpu = poisoned_gpu({k.B, k.T, k.C});
+    ops::masked_mean_backward(dinp, dout, mask);
+    ops::masked_mean_backward(dinp_gpu, to_gpu(dout), mask_gpu);
+    expect_close(dinp_gpu, dinp, "masked_mean backward");
+  }
+  std::vector<int32_t> bad(2 * 4, 1);
+  bad[5] = 2;
+  Tensor bad_gpu = to_gpu(ints_cpu(bad, {2, 4}));
+  Tensor out = poisoned_gpu({2, 3});
+  expect_error(
+      [&] {
+        ops::masked_mean_forward(out, to_gpu(random_cpu({2, 4, 3}, 9)), bad_gpu);
+        ops::check_device_input_errors();
+      },
+      {"mask value 2", "batch row 1", "position 1"});
+}
+
+TEST(CudaElementwise, SoftmaxMatchesCpu) {
+  WW_REQUIRE_CUDA();
+  for (const auto& [rows, cols] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 5}, {7, 300}, {4, 1000}, {2, 4099}}) {
+    SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+    Tensor inp = random_cpu({rows, cols}, uint64_t(rows + cols), 10.0f), inp_gpu = to_gpu(inp);
+    Tensor out = poisoned_cpu({rows, cols}), out_gpu = poisoned_gpu({rows, cols});
+    ops::softmax_forward(out, inp);
+    ops::softmax_forward(out_gpu, inp_gpu);
+    expect_close(out_gpu, out, "softmax forward");
+    ops::softmax_forward(inp_gpu, inp_gpu);  // in place
+    expect_close(inp_gpu, out, "softmax forward in place");
+
+    // Backward from a moderate softmax (unit-scale logits): with a very peaked one, dout − dot cancels
+    // and the one-ulp difference of the two fp32 dot products (summed in different orders) would
+    // exceed the tolerance although both are right.
+    Tensor moderate = random_cpu({rows, cols}, uint64_t(rows * cols), 1.0f);
+    ops::softmax_forward(out, moderate);
+    ops::softmax_forward(out_gpu, to_gpu(moderate));
+    Tensor dout = random_cpu({rows, cols}, 3), dout_gpu = to_gpu(dout);
+    Tensor dinp = poisoned_cpu({rows, cols}), dinp_gpu = poisoned_gpu({rows, cols});
+    ops::softmax_backward(dinp, out, dout);
+    ops::softmax_backward(dinp_gpu, out_gpu, dout_gpu);
+    expect_close(dinp_gpu, dinp, "softmax backward");
+    ops::softmax_backward(dout_gpu, out_gpu, dout_gpu);  // dinp aliases dout
+    expect_close(dout_gpu, dinp, "softmax backward in place");
+  }
+}
+
+TEST(CudaElementwise, CrossEntropyAndMseMatchCpu) {
+  WW_REQUIRE_CUDA();
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {5, 3}, {9, 1000}, {4, 30522}}) {
+    for (float smoothing : {0.0f, 0.1f}) {
+      SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K) + " eps=" + std::to_string(smoothing));
+      Tensor logits = random_cpu({N, K}, uint64_t(N * K), 4.0f), logits_gpu = to_gpu(logits);
+      std::vector<int32_t> label_values = random_ids(N, K, uint64_t(N + K));
+      if (N > 1) label_values[1] = -100;  // an ignored row
+      Tensor labels = ints_cpu(label_values, {N}), labels_gpu = to_gpu(labels);
+      const int64_t valid = ops::count_valid_labels(labels);
+      EXPECT_EQ(ops::count_valid_labels(labels_gpu), valid);
+      Tensor losses = poisoned_cpu({N}), losses_gpu = poisoned_gpu({N});
+      ops::cross_entropy_forward(losses, logits, labels, smoothing);
+      ops::cross_entropy_forward(losses_gpu, logits_gpu, labels_gpu, smoothing);
+      expect_close(losses_gpu, losses, "cross_entropy losses");
+      const float scale = 1.0f / float(valid);
+      Tensor dlogits = poisoned_cpu({N, K}), dlogits_gpu = poisoned_gpu({N, K});
+      ops::cross_entropy_backward(dlogits, logits, labels, smoothing, scale);
+      ops::cross_entropy_backward(dlogits_gpu, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(dlogits_gpu, dlogits, "cross_entropy dlogits");
+      ops::cross_entropy_backward(logits_gpu, logits_gpu, labels_gpu, smoothing, scale);  // in place
+      expect_close(logits_gpu, dlogits, "cross_entropy dlogits in place");
+    }
+  }
+  Tensor logits = to_gpu(random_cpu({3, 4}, 1)), losses = poisoned_gpu({3});
+  Tensor bad = to_gpu(ints_cpu({0, -100, 7}, {3}));
+  expect_error(
+      [&] {
+        ops::cross_entropy_forward(losses, logits, bad, 0.0f);
+        ops::check_device_input_errors();
+      },
+      {"label 7", "row 2", "[0, 4)"});
+#ifdef NDEBUG
+  // count_valid_labels synchronises and reports pending errors (debug builds report at the launch).
+  ops::cross_entropy_backward(poisoned_gpu({3, 4}), logits, bad, 0.0f, 1.0f);
+  expect_error([&] { ops::count_valid_labels(bad); }, {"label 7", "row 2"});
+#endif
+
+  for (int64_t N : {int64_t(1), int64_t(1001)}) {
+    Tensor pred = random_cpu({N}, 10), target = random_cpu({N}, 11);
+    Tensor losses_cpu = poisoned_cpu({N}), losses_gpu = poisoned_gpu({N});
+    ops::mse_forward(losses_cpu, pred, target);
+    ops::mse_forward(losses_gpu, to_gpu(pred), to_gpu(target));
+    expect_close(losses_gpu, losses_cpu, "mse losses");
+    Tensor dpred = poisoned_cpu({N}), dpred_gpu = poisoned_gpu({N});
+    ops::mse_backward(dpred, pred, target, 0.25f);
+    ops::mse_backward(dpred_gpu, to_gpu(pred), to_gpu(target), 0.25f);
+    expect_close(dpred_gpu, dpred, "mse dpred");
+  }
+}
+
+}  // namespace
