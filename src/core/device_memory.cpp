@@ -25,9 +25,11 @@ void check_cuda(cudaError_t status, const char* what, size_t bytes = 0) {
 }
 #endif
 
+#ifndef WW_HAVE_CUDA
 [[noreturn]] void no_cuda() {
   fail("this wattwise build has no CUDA backend (configure with -DWW_CUDA=ON on a machine with nvcc)");
 }
+#endif
 }  // namespace
 
 void* device_alloc(size_t bytes, Device device) {
