@@ -205,9 +205,11 @@ __global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, 
   const float mean_g_xhat = float(sum_g_xhat / double(C));
   float* out = dinp + n * C;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float xhat = (x[c] - row_mean) * row_rstd;
-    const float g = d[c] * weight[c];
-    out[c] = row_rstd * (g - mean_g - xhat * mean_g_xhat);
+    // Rounded products, as on the CPU: a fused multiply-add here would subtract mean_g (the
+    // rounded product) from the exact product and leave its rounding error, times rstd.
+    const float xhat = __fmul_rn(x[c] - row_mean, row_rstd);
+    const float g = __fmul_rn(d[c], weight[c]);
+    out[c] = row_rstd * (g - mean_g - __fmul_rn(xhat, mean_g_xhat));
   }
 }
 
