@@ -62,17 +62,32 @@ std::vector<text::Example> subsample(const std::vector<text::Example>& examples,
 void save_model_folder(const models::SequenceClassifier& model, const text::Tokenizer& tokenizer,
                        const fs::path& dir, DType dtype) {
   fs::path partial = dir.string() + ".partial";
-  fs::remove_all(partial);
-  model.save(partial, dtype);
-  tokenizer.save(partial);
   std::error_code ec;
+  fs::remove_all(partial, ec);
+  try {
+    model.save(partial, dtype);
+    tokenizer.save(partial);
+  } catch (...) {
+    fs::remove_all(partial, ec);  // a failed save (full disk) leaves no half-written folder
+    throw;
+  }
   fs::path old = dir.string() + ".old";
-  fs::remove_all(old);
+  fs::remove_all(old, ec);
+  ec.clear();
   if (fs::exists(dir)) fs::rename(dir, old, ec);
-  if (ec) fail(dir.string(), ": cannot replace the saved model (", ec.message(), ")");
+  if (ec) {
+    std::error_code ignored;
+    fs::remove_all(partial, ignored);
+    fail(dir.string(), ": cannot replace the saved model (", ec.message(), ")");
+  }
   fs::rename(partial, dir, ec);
-  if (ec) fail(dir.string(), ": cannot move the saved model into place (", ec.message(), ")");
-  fs::remove_all(old);
+  if (ec) {
+    std::error_code ignored;
+    fs::rename(old, dir, ignored);  // put the previous best model back
+    fs::remove_all(partial, ignored);
+    fail(dir.string(), ": cannot move the saved model into place (", ec.message(), ")");
+  }
+  fs::remove_all(old, ec);
 }
 
 std::string csv_number(double v) {
