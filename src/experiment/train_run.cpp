@@ -179,6 +179,13 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   if (!test_split.empty())
     test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, dataset.split(test_split), max_length));
 
+  // An empty evaluation split (a tiny data set carved by split_ratios) would fail only at the first
+  // evaluation, after training; say so now, before the run folder exists.
+  for (const auto& [split, encoded] : {std::pair{eval_split, eval_encoded}, std::pair{test_split, test_encoded}})
+    if (encoded && encoded->items.empty())
+      fail(cfg.get_path("data.path").string(), ": split '", split, "' is empty",
+           dataset.derived_splits.empty() ? "" : " (carved out of train by data.split_ratios: too few examples)");
+
   text::BatchOptions batch_options;
   batch_options.batch_size = batch_size;
   batch_options.max_length = max_length;
