@@ -106,6 +106,9 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   const int max_length = int(cfg.get_int("data.max_length"));
   const int64_t batch_size = cfg.get_int("train.batch_size");
   const std::string metric = cfg.get_string("train.metric");
+  // The trainer computes in fp32 only so far: say so rather than silently train in another precision.
+  if (cfg.get_string("train.precision") != "fp32")
+    fail("train.precision '", cfg.get_string("train.precision"), "' is not implemented yet (the trainer computes in fp32)");
 
   // Everything that can fail on bad input happens before the run folder exists.
   fs::path model_path = cfg.get_path("model.path");
