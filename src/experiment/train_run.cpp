@@ -180,7 +180,9 @@ TrainRunResult run_training(const TrainConfig& cfg) {
         *tokenizer, subsample(dataset.split(eval_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
         max_length));
   if (!test_split.empty())
-    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, dataset.split(test_split), max_length));
+    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(
+        *tokenizer, subsample(dataset.split(test_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
+        max_length));
 
   // An empty evaluation split (a tiny data set carved by split_ratios) would fail only at the first
   // evaluation, after training; say so now, before the run folder exists.
