@@ -219,6 +219,14 @@ train --run.name accum --train.epochs 1 --train.grad_accum 2 2>"$work/err"
 check "grad_accum 2: 5 optimizer steps per epoch of 10 micro-batches" \
   '[ "$(json "$(run_of accum)/metrics.json" "m[\"train\"][\"steps\"], m[\"train\"][\"examples\"]")" = "5 76" ]'
 
+# --- a test split: the best model scored at the end; data.max_eval_examples caps dev and test ---
+train --run.name tested --train.epochs 1 --set data.test_split=test --data.max_eval_examples 6 2>"$work/err"
+T=$(run_of tested)
+check "test split: metrics.test of the best model on 6 test examples, dev capped to 6" \
+  '[ "$(json "$T/metrics.json" "m[\"test\"][\"split\"], m[\"test\"][\"num_examples\"], m[\"eval\"][\"num_examples\"], m[\"data\"][\"test_split\"]")" = "test 6 6 test" ]'
+check "test split: an energy phase for the test pass, and the schema holds" \
+  '[ "$(json "$T/metrics.json" "m[\"energy\"][\"phases\"][\"test\"][\"samples\"]")" = "6" ] && python3 "$checker" train "$T/metrics.json" "$metrics_doc"'
+
 check "no temporary files or folders left at the end" 'no_debris'
 echo "$fails failed"
 [ $fails -eq 0 ]
