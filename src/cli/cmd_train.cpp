@@ -2,6 +2,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "wattwise/core/error.h"
 #include "wattwise/experiment/train_run.h"
 
 namespace ww::cli {
@@ -21,7 +22,18 @@ Command train_command(CLI::App& app) {
            "--" + key.key, [args, k = key.key](const std::string& v) { args->flags[k] = v; }, key.help)
         ->group("Config keys (same as in the TOML file)");
   }
-  return {cmd, [args] {
+  // Unknown flags reach the callback instead of CLI11's generic message, so a mistyped key gets the
+  // same "did you mean" hint as in the TOML file and --set.
+  cmd->allow_extras();
+  return {cmd, [args, cmd] {
+            std::vector<std::string> extras = cmd->remaining();
+            if (!extras.empty()) {
+              const std::string& first = extras.front();
+              if (first.rfind("--", 0) != 0) fail("train: unexpected argument '", first, "'");
+              std::string key = first.substr(2, first.find('=') == std::string::npos ? std::string::npos : first.find('=') - 2);
+              std::string hint = experiment::nearest_key(key);
+              fail("train: unknown option '--", key, "'", hint.empty() ? "" : " (did you mean '--" + hint + "'?)");
+            }
             experiment::TrainConfig config;
             if (!args->config.empty()) config.merge_toml_file(args->config);
             for (const auto& [key, value] : args->flags) config.set(key, value, "--" + key);

@@ -1,6 +1,7 @@
 // The `wattwise` command: parses arguments and calls one library function per subcommand. Every
 // ww::Error becomes one line on stderr and exit code 1; usage errors exit with 2.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -28,8 +29,14 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    for (auto& command : commands)
-      if (command.app->parsed()) return command.run();
+    for (auto& command : commands) {
+      if (!command.app->parsed()) continue;
+      // A file-size limit (ulimit -f) would kill us with SIGXFSZ mid-write, leaving a temporary
+      // file and no message; ignored, the write fails with EFBIG and the atomic writers clean up and
+      // report it like a full disk. Not for `measure`: its command inherits our dispositions.
+      if (command.app->get_name() != "measure") std::signal(SIGXFSZ, SIG_IGN);
+      return command.run();
+    }
   } catch (const ww::Error& e) {
     std::fprintf(stderr, "wattwise: error: %s\n", e.what());
     return 1;

@@ -44,7 +44,7 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"data.text_pair_column", "string", "", "Second-text column of a generic file (empty: none)", {}},
       {"data.label_column", "string", "label", "Label column of a generic file", {}},
       {"data.max_train_examples", "int", "0", "Use at most this many training examples (0: all)", {}},
-      {"data.max_eval_examples", "int", "0", "Use at most this many evaluation examples (0: all)", {}},
+      {"data.max_eval_examples", "int", "0", "Use at most this many examples of the evaluation split, and of the test split (0: all)", {}},
 
       {"train.epochs", "float", "3", "Epochs (fractions allowed; 0 with max_steps)", {}},
       {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}},

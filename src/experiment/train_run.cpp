@@ -62,17 +62,32 @@ std::vector<text::Example> subsample(const std::vector<text::Example>& examples,
 void save_model_folder(const models::SequenceClassifier& model, const text::Tokenizer& tokenizer,
                        const fs::path& dir, DType dtype) {
   fs::path partial = dir.string() + ".partial";
-  fs::remove_all(partial);
-  model.save(partial, dtype);
-  tokenizer.save(partial);
   std::error_code ec;
+  fs::remove_all(partial, ec);
+  try {
+    model.save(partial, dtype);
+    tokenizer.save(partial);
+  } catch (...) {
+    fs::remove_all(partial, ec);  // a failed save (full disk) leaves no half-written folder
+    throw;
+  }
   fs::path old = dir.string() + ".old";
-  fs::remove_all(old);
+  fs::remove_all(old, ec);
+  ec.clear();
   if (fs::exists(dir)) fs::rename(dir, old, ec);
-  if (ec) fail(dir.string(), ": cannot replace the saved model (", ec.message(), ")");
+  if (ec) {
+    std::error_code ignored;
+    fs::remove_all(partial, ignored);
+    fail(dir.string(), ": cannot replace the saved model (", ec.message(), ")");
+  }
   fs::rename(partial, dir, ec);
-  if (ec) fail(dir.string(), ": cannot move the saved model into place (", ec.message(), ")");
-  fs::remove_all(old);
+  if (ec) {
+    std::error_code ignored;
+    fs::rename(old, dir, ignored);  // put the previous best model back
+    fs::remove_all(partial, ignored);
+    fail(dir.string(), ": cannot move the saved model into place (", ec.message(), ")");
+  }
+  fs::remove_all(old, ec);
 }
 
 std::string csv_number(double v) {
@@ -91,6 +106,9 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   const int max_length = int(cfg.get_int("data.max_length"));
   const int64_t batch_size = cfg.get_int("train.batch_size");
   const std::string metric = cfg.get_string("train.metric");
+  // The trainer computes in fp32 only so far: say so rather than silently train in another precision.
+  if (cfg.get_string("train.precision") != "fp32")
+    fail("train.precision '", cfg.get_string("train.precision"), "' is not implemented yet (the trainer computes in fp32)");
 
   // Everything that can fail on bad input happens before the run folder exists.
   fs::path model_path = cfg.get_path("model.path");
@@ -162,7 +180,16 @@ TrainRunResult run_training(const TrainConfig& cfg) {
         *tokenizer, subsample(dataset.split(eval_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
         max_length));
   if (!test_split.empty())
-    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, dataset.split(test_split), max_length));
+    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(
+        *tokenizer, subsample(dataset.split(test_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
+        max_length));
+
+  // An empty evaluation split (a tiny data set carved by split_ratios) would fail only at the first
+  // evaluation, after training; say so now, before the run folder exists.
+  for (const auto& [split, encoded] : {std::pair{eval_split, eval_encoded}, std::pair{test_split, test_encoded}})
+    if (encoded && encoded->items.empty())
+      fail(cfg.get_path("data.path").string(), ": split '", split, "' is empty",
+           dataset.derived_splits.empty() ? "" : " (carved out of train by data.split_ratios: too few examples)");
 
   text::BatchOptions batch_options;
   batch_options.batch_size = batch_size;

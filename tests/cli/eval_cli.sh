@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# `wattwise eval` on a model that `wattwise train` just wrote (small generated data, no shared data
+# needed): the metrics equal the ones training recorded for its best checkpoint, the JSON on stdout,
+# in --output and in the run folder agree and match docs/METRICS.md, the data formats (TSV, CSV,
+# JSONL, split folders, GLUE folders) and split names, and bad input (clear one-line error, exit 1,
+# an existing --output file untouched, nothing half-written on a full disk).
+# Usage (ctest): bash eval_cli.sh <wattwise-binary> <source-dir> <shared-data-dir>
+set -uo pipefail
+bin=$(realpath "$1") src=$(realpath "$2")
+if ! command -v python3 >/dev/null; then
+  echo "SKIP: python3 is needed to read metrics.json"
+  exit 77
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+fails=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+json() { python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# same_metrics A B: the metrics (not the energy or paths) of two JSON files agree; loss within 1e-5.
+same_metrics() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ["num_examples", "accuracy", "f1", "f1_macro", "precision", "recall", "matthews_correlation", "confusion_matrix"]
+ok = all(a[k] == b[k] for k in keys) and abs(a["loss"] - b["loss"]) <= 1e-5 * abs(b["loss"])
+if not ok:
+    print({k: (a.get(k), b.get(k)) for k in keys + ["loss"]})
+sys.exit(0 if ok else 1)
+EOF
+}
+eval_runs() { find "$work/runs" -mindepth 1 -maxdepth 1 -name '*_eval*' 2>/dev/null | wc -l; }
+
+mkdir tok
+printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' a the film movie was is very really plot acting \
+  good great fine bad awful poor > tok/vocab.txt
+# train.tsv (96 examples) for training; a split folder in each generic format holding the same 12
+# examples as its dev split.
+python3 - <<'EOF'
+import csv, json, os, random
+r = random.Random(2)
+filler = "a the film movie was is very really plot acting".split()
+words = {1: "good great fine".split(), 0: "bad awful poor".split()}
+def example(label):
+    w = [r.choice(filler) for _ in range(r.randint(3, 8))]
+    w.insert(r.randint(0, len(w)), r.choice(words[label]))
+    return " ".join(w), label
+train = [example(i % 2) for i in range(96)]
+dev = [example(i % 2) for i in range(12)]
+with open("train.tsv", "w") as f:
+    f.write("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in train))
+for fmt in ("tsv", "csv", "jsonl"):
+    os.mkdir(fmt)
+    for split, rows in (("train", train), ("dev", dev)):
+        with open(f"{fmt}/{split}.{fmt}", "w", newline="") as f:
+            if fmt == "tsv":
+                f.write("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
+            elif fmt == "csv":
+                w = csv.writer(f)
+                w.writerow(["text", "label"])
+                w.writerows(rows)
+            else:
+                f.write("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows))
+os.mkdir("SST-2")
+for split, rows in (("train", train), ("dev", dev)):
+    with open(f"SST-2/{split}.tsv", "w") as f:
+        f.write("sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
+EOF
+
+"$bin" train --data.path "$work/train.tsv" --model.tokenizer tok --data.max_length 16 --train.batch_size 8 \
+  --train.epochs 2 --train.lr 1e-3 --run.progress none --run.output_dir "$work/runs" --run.name model 2>"$work/err"
+check "training a model to evaluate" '[ $? -eq 0 ]'
+T=$(ls -d "$work/runs/"*_model | head -1)
+model=$T/best_model
+
+# --- the dev split training used: same metrics as training recorded for the best checkpoint ---
+"$bin" eval --model "$model" --data train.tsv --split dev --output out.json --runs-dir "$work/runs" >stdout.json 2>"$work/err"
+check "eval exits 0" '[ $? -eq 0 ]'
+E=$(ls -d "$work/runs/"*_eval | head -1)
+check "eval run folder runs/<UTC>_eval with metrics.json, power_trace.csv, emissions.csv" \
+  '[[ "$(basename "$E")" =~ ^[0-9]{8}T[0-9]{6}Z_eval$ ]] && [ -s "$E/metrics.json" ] && [ -s "$E/power_trace.csv" ] && [ -s "$E/emissions.csv" ]'
+check "metrics.json matches the schema of docs/METRICS.md" 'python3 "$src/tests/tools/check_metrics_json.py" eval "$E/metrics.json" "$src/docs/METRICS.md"'
+check "--output, stdout and the run folder hold the same JSON" \
+  'cmp -s out.json "$E/metrics.json" && python3 -c "import json,sys; sys.exit(json.load(open(\"stdout.json\")) != json.load(open(\"out.json\")))"'
+check "split, model and data recorded" \
+  '[ "$(json out.json "m[\"split\"], m[\"num_examples\"], m[\"model\"] == \"$model\", m[\"data\"]")" = "dev 10 True train.tsv" ]'
+python3 -c "import json; json.dump(json.load(open('$T/metrics.json'))['eval'], open('train_eval.json', 'w'))"
+check "same metrics as training's best evaluation (accuracy, confusion matrix, loss within 1e-5)" 'same_metrics out.json train_eval.json'
+check "energy: one evaluation phase over 10 samples" \
+  '[ "$(json out.json "\",\".join(m[\"energy\"][\"phases\"]), m[\"energy\"][\"phases\"][\"evaluation\"][\"samples\"], m[\"energy\"][\"total\"][\"energy_j\"] > 0")" = "evaluation 10 True" ]'
+
+"$bin" eval --model "$model" --data train.tsv --split validation --output alias.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "--split validation is dev" '[ $? -eq 0 ] && [ "$(json alias.json "m[\"split\"]")" = "dev" ] && same_metrics alias.json out.json'
+"$bin" eval --model "$model" --data train.tsv --split test --output test.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "--split test: the carved test split" '[ $? -eq 0 ] && [ "$(json test.json "m[\"split\"], m[\"num_examples\"]")" = "test 10" ]'
+check "each eval gets its own run folder" '[ "$(eval_runs)" -eq 3 ]'
+
+# --- data formats: a split folder in TSV, CSV and JSONL, and a GLUE folder, give the same metrics ---
+for fmt in tsv csv jsonl SST-2; do
+  "$bin" eval --model "$model" --data "$fmt" --output "$fmt.json" --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+  check "eval on $fmt (default split dev): 12 examples" '[ $? -eq 0 ] && [ "$(json "$fmt.json" "m[\"split\"], m[\"num_examples\"]")" = "dev 12" ]'
+done
+check "TSV, CSV, JSONL and GLUE folders give the same metrics" \
+  'same_metrics csv.json tsv.json && same_metrics jsonl.json tsv.json && same_metrics SST-2.json tsv.json'
+"$bin" eval --model "$model" --data jsonl/dev.jsonl --split train --output file.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "a single file's train split" '[ $? -eq 0 ] && [ "$(json file.json "m[\"split\"]")" = "train" ]'
+
+# --- bad input: exit 1, one line naming the culprit, --output untouched, no run folder ---
+echo "keep me" > existing.json
+runs_before=$(eval_runs)
+eval_error() {  # eval_error <description> <pattern> <eval args...>
+  local what=$1 pattern=$2
+  shift 2
+  "$bin" eval --output existing.json --runs-dir "$work/runs" "$@" >/dev/null 2>"$work/err"
+  local rc=$?
+  check "$what: exit 1 naming ${pattern}" '[ $rc -eq 1 ] && grep -q -- "$pattern" "$work/err" && [ "$(wc -l < "$work/err")" -eq 1 ]'
+}
+eval_error "missing model folder" "$work/nomodel" --model "$work/nomodel" --data train.tsv
+"$bin" init-model --arch bert --preset tiny --tokenizer tok --num-labels 3 -o three >/dev/null 2>&1
+eval_error "model with 3 labels on 2-label data" "has 2 labels but the model has 3" --model three --data train.tsv
+eval_error "split the data set lacks" "has no split 'test'" --model "$model" --data SST-2 --split test
+eval_error "unknown split name" "has no split 'holdout'" --model "$model" --data train.tsv --split holdout
+printf 'text\tlabel\ngood\t1\nbad \xff\t0\n' > latin.tsv
+eval_error "non-UTF-8 data" "latin.tsv:3: invalid UTF-8" --model "$model" --data latin.tsv --split train
+: > empty.csv
+eval_error "empty data file" "empty.csv: empty file" --model "$model" --data empty.csv
+printf 'text,sentiment\ngood,1\n' > nolabel.csv
+eval_error "missing label column" "nolabel.csv:1: missing column 'label'" --model "$model" --data nolabel.csv
+eval_error "max length beyond the model" "max_position_embeddings" --model "$model" --data train.tsv --max-length 100000
+eval_error "batch size 0" "batch-size must be positive" --model "$model" --data train.tsv --batch-size 0
+check "existing --output untouched by every error" '[ "$(cat existing.json)" = "keep me" ]'
+check "no eval run folder for bad input" '[ "$(eval_runs)" -eq "$runs_before" ]'
+
+# --- a full disk (EFBIG under ulimit -f): clear error, --output untouched, nothing half-written ---
+before=$(cd "$work/runs" && find . -type f -exec sha1sum {} + | sort)
+(ulimit -f 2; exec "$bin" eval --model "$model" --data train.tsv --output existing.json --runs-dir "$work/runs") >/dev/null 2>"$work/err"
+rc=$?
+check "full disk: exit 1 with a clear error" '[ $rc -eq 1 ] && grep -q "wattwise: error: cannot write .*File too large" "$work/err"'
+check "full disk: --output untouched" '[ "$(cat existing.json)" = "keep me" ]'
+check "full disk: no temporary files, no metrics.json in the new folder" \
+  '[ -z "$(find "$work" -name ".*.tmp-*")" ] && [ "$(find "$work/runs" -name metrics.json | wc -l)" -eq "$(echo "$before" | grep -c /metrics.json)" ]'
+check "full disk: earlier runs untouched" \
+  '(cd "$work/runs" && echo "$before" | sha1sum --check --quiet)'
+
+echo "$fails failed"
+[ $fails -eq 0 ]

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Checks a metrics.json of `wattwise train` or `wattwise eval` against the schema in docs/METRICS.md.
+
+Usage: check_metrics_json.py train|eval METRICS_JSON METRICS_MD
+
+Two checks: every key the schema below requires is there with its type (and no key the schema does not
+know), and every key found is documented in METRICS_MD (written there in backticks, with the names
+this script uses: `run.name` for the train file's sections, bare names for metric and energy-window
+keys, `sources[].energy_j`, `carbon.pue`, `baseline.gpu_w`). Exit 0 when both hold; otherwise every
+problem is printed, one per line, and the exit code is 1.
+"""
+import json
+import re
+import sys
+
+NUM = (int, float)
+NULLABLE_NUM = (int, float, type(None))
+
+CLASSIFICATION = {
+    "num_examples": int, "accuracy": NUM, "precision": NUM, "recall": NUM, "f1": NUM,
+    "precision_macro": NUM, "recall_macro": NUM, "f1_macro": NUM, "matthews_correlation": NUM,
+    "confusion_matrix": list, "loss": NUM,
+}
+REGRESSION = {"num_examples": int, "pearson": NULLABLE_NUM, "spearman": NULLABLE_NUM, "mse": NUM, "loss": NUM}
+
+WINDOW = {
+    "name": str, "duration_s": NUM, "energy_j": NUM, "gpu_j": NULLABLE_NUM, "cpu_j": NUM, "ram_j": NUM,
+    "kwh": NUM, "gco2e": NUM, "avg_w": NUM, "gpu_present": bool, "notes": list,
+    "sources": [{"source": str, "device": str, "name": str, "energy_j": NUM, "avg_w": NUM,
+                 "measured": bool, "provenance": str}],
+    "carbon": {"intensity_g_per_kwh": NUM, "pue": NUM, "region": str, "region_name": str, "year": int,
+               "provenance": str},
+    "baseline": None,  # null, or the object below
+}
+WINDOW_OPTIONAL = {"gpu_absent_reason": str, "samples": int, "j_per_sample": NUM}
+BASELINE = {"gpu_w": NUM, "cpu_w": NUM, "ram_w": NUM, "net_energy_j": NUM}
+
+problems = []
+found = set()  # documented names of every key seen
+
+
+def type_name(t):
+    if isinstance(t, tuple):
+        return " or ".join(type_name(x) for x in t)
+    return {int: "integer", float: "number", str: "string", bool: "boolean", list: "array",
+            dict: "object", type(None): "null"}.get(t, str(t))
+
+
+def check_value(path, value, expected):
+    allowed = expected if isinstance(expected, tuple) else (expected,)
+    # bool is an int in Python: keep them apart.
+    ok = any(isinstance(value, bool) if t is bool else isinstance(value, t) and not isinstance(value, bool)
+             for t in allowed)
+    if not ok:
+        problems.append(f"{path}: expected {type_name(expected)}, got {json.dumps(value)}")
+
+
+def check_object(path, obj, required, optional=None, name=lambda k: k):
+    optional = optional or {}
+    if not isinstance(obj, dict):
+        problems.append(f"{path}: expected an object, got {json.dumps(obj)[:80]}")
+        return
+    for key, expected in required.items():
+        if key not in obj:
+            problems.append(f"{path}: missing key '{key}'")
+    for key, value in obj.items():
+        found.add(name(key))
+        if key in required:
+            expected = required[key]
+        elif key in optional:
+            expected = optional[key]
+        else:
+            problems.append(f"{path}: key '{key}' is not in the schema")
+            continue
+        where = f"{path}.{key}"
+        if isinstance(expected, dict):
+            check_object(where, value, expected, name=lambda k, key=key: f"{name(key)}.{k}")
+        elif isinstance(expected, list):
+            if not isinstance(value, list):
+                problems.append(f"{where}: expected an array")
+                continue
+            for i, item in enumerate(value):
+                check_object(f"{where}[{i}]", item, expected[0], name=lambda k, key=key: f"{name(key)}[].{k}")
+        elif expected is not None:
+            check_value(where, value, expected)
+
+
+def check_window(path, window):
+    required = dict(WINDOW)
+    del required["baseline"]
+    check_object(path, {k: v for k, v in window.items() if k != "baseline"}, required, WINDOW_OPTIONAL)
+    if "baseline" not in window:
+        problems.append(f"{path}: missing key 'baseline'")
+    else:
+        found.add("baseline")
+        if window["baseline"] is not None:
+            check_object(path + ".baseline", window["baseline"], BASELINE, name=lambda k: f"baseline.{k}")
+    if window.get("samples", 0) > 0 and "j_per_sample" not in window:
+        problems.append(f"{path}: samples without j_per_sample")
+    if not window.get("gpu_present", True) and "gpu_absent_reason" not in window:
+        problems.append(f"{path}: gpu_present is false but gpu_absent_reason is missing")
+
+
+def check_metrics(path, metrics, extra=None):
+    if not isinstance(metrics, dict):
+        problems.append(f"{path}: expected a metrics object, got {json.dumps(metrics)[:80]}")
+        return
+    kind = REGRESSION if "pearson" in metrics else CLASSIFICATION
+    check_object(path, metrics, {**kind, **(extra or {})})
+
+
+def check_energy(path, energy, phase_pattern):
+    check_object(path, {k: v for k, v in energy.items() if k not in ("phases", "total")}, {})
+    for key in ("phases", "total"):
+        if key not in energy:
+            problems.append(f"{path}: missing key '{key}'")
+    found.update(f"energy.{k}" for k in energy)
+    check_window(path + ".total", energy.get("total", {}))
+    for phase, window in energy.get("phases", {}).items():
+        if not re.fullmatch(phase_pattern, phase):
+            problems.append(f"{path}.phases: unexpected phase '{phase}' (expected {phase_pattern})")
+        check_window(f"{path}.phases.{phase}", window)
+
+
+def check_train(m):
+    sections = {
+        "run": {"name": str, "dir": str, "device": str, "seed": int},
+        "model": {"arch": str, "layers": int, "hidden_size": int, "parameters": int, "from": str},
+        "data": {"path": str, "train_split": str, "train_examples": int, "eval_split": str,
+                 "eval_examples": int, "test_split": str, "derived_splits": list},
+        "train": {"steps": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
+                  "final_loss": NUM, "stopped_early": bool},
+    }
+    top = set(sections) | {"best", "eval", "eval_history", "test", "energy"}
+    for key in top - set(m):
+        problems.append(f"missing top-level key '{key}'")
+    for key in set(m) - top:
+        problems.append(f"top-level key '{key}' is not in the schema")
+    for section, spec in sections.items():
+        if section in m:
+            check_object(section, m[section], spec, name=lambda k, s=section: f"{s}.{k}")
+    if m.get("best") is not None:
+        check_object("best", m["best"], {"metric": str, "value": NUM, "step": int}, name=lambda k: f"best.{k}")
+    if m.get("eval") is not None:
+        check_metrics("eval", m["eval"])
+    if (m.get("best") is None) != (m.get("eval") is None):
+        problems.append("best and eval must both be null (no evaluation split) or both be set")
+    history = m.get("eval_history", [])
+    if not isinstance(history, list):
+        problems.append("eval_history: expected an array")
+        history = []
+    for i, row in enumerate(history):
+        check_metrics(f"eval_history[{i}]", row, {"step": int, "epoch": NUM, "energy_j": NUM})
+    if m.get("test") is not None:
+        check_metrics("test", m["test"], {"split": str})
+    check_energy("energy", m.get("energy", {}), r"training|evaluation_[0-9]+|test")
+    if "energy" in m and "training" not in m["energy"].get("phases", {}):
+        problems.append("energy.phases: no 'training' phase")
+
+
+def check_eval(m):
+    check_metrics("(top level)", m, {"split": str, "model": str, "data": str, "energy": dict})
+    check_energy("energy", m.get("energy", {}), r"evaluation")
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[1] not in ("train", "eval"):
+        sys.exit(__doc__)
+    kind, metrics_path, doc_path = sys.argv[1:]
+    with open(metrics_path, encoding="utf-8") as f:
+        m = json.load(f)
+    (check_train if kind == "train" else check_eval)(m)
+    with open(doc_path, encoding="utf-8") as f:
+        documented = set(re.findall(r"`([^`\s]+)`", f.read()))
+    for name in sorted(found - documented):
+        problems.append(f"key `{name}` of the {kind} metrics.json is not documented in {doc_path}")
+    for p in problems:
+        print(f"{metrics_path}: {p}")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
