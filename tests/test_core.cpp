@@ -44,7 +44,19 @@ TEST(Tensor, CudaWithoutBackendIsAClearError) {
 
 TEST(Device, Parse) {
   EXPECT_TRUE(parse_device("cpu").is_cpu());
-  EXPECT_EQ(parse_device("cuda:3").index, 3);
+  if (cuda_device_count() == 0) {
+    EXPECT_TRUE(parse_device("auto").is_cpu());
+    try {
+      parse_device("cuda:3");
+      ADD_FAILURE() << "expected an error without a GPU";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("no usable GPU"), std::string::npos) << e.what();
+    }
+  } else {
+    EXPECT_TRUE(parse_device("auto").is_cuda());
+    EXPECT_EQ(parse_device("cuda:0").index, 0);
+    EXPECT_THROW(parse_device("cuda:" + std::to_string(cuda_device_count())), Error);
+  }
   EXPECT_THROW(parse_device("gpu"), Error);
   EXPECT_THROW(parse_device("cuda:x"), Error);
 }

@@ -7,7 +7,7 @@ namespace ww::cli {
 
 Command eval_command(CLI::App& app) {
   auto o = std::make_shared<experiment::EvalOptions>();
-  auto device = std::make_shared<std::string>("cpu");
+  auto device = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand("eval", "Metrics of a model on a data split");
   cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout)")->required();
   cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file")->required();
@@ -17,7 +17,7 @@ Command eval_command(CLI::App& app) {
   cmd->add_option("--max-length", o->max_length, "Truncation length (default: the model's, at most 512)");
   cmd->add_option("--batch-size", o->batch_size, "Examples per forward pass")->capture_default_str();
   cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)");
-  cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
   return {cmd, [o, device] {
             o->device = parse_device(*device);
             nlohmann::json metrics = experiment::run_eval(*o);

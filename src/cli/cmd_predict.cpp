@@ -7,7 +7,7 @@ namespace ww::cli {
 
 Command predict_command(CLI::App& app) {
   auto options = std::make_shared<experiment::PredictOptions>();
-  auto device = std::make_shared<std::string>("cpu");
+  auto device = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand("predict", "Classify texts with a Hugging Face model folder");
   cmd->add_option("--model", options->model_dir, "Model folder (config.json, model.safetensors, tokenizer files)")->required();
   cmd->add_option("--input", options->input, "Texts: .jsonl (text, text_pair), .tsv (sentence) or plain lines")->required();
@@ -15,7 +15,7 @@ Command predict_command(CLI::App& app) {
   cmd->add_option("--tokenizer", options->tokenizer, "Tokenizer folder (default: the model folder)");
   cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)");
   cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")->capture_default_str();
-  cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
   cmd->add_option("--runs-dir", options->runs_dir, "Folder that receives the run folder (metrics.json, energy files)")
       ->capture_default_str();
   return {cmd, [options, device] {

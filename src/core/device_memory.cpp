@@ -9,6 +9,23 @@
 #include <cuda_runtime.h>
 #endif
 
+namespace ww {
+
+int cuda_device_count() {
+#ifdef WW_HAVE_CUDA
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+#else
+  return 0;
+#endif
+}
+
+}  // namespace ww
+
 namespace ww::detail {
 
 namespace {

@@ -5,6 +5,12 @@
 
 #include "core/device_memory.h"
 
+#ifdef WW_HAVE_CUDA
+#define WW_CUDA_BUILD_NOTE "no CUDA driver or GPU visible"
+#else
+#define WW_CUDA_BUILD_NOTE "this build has no CUDA backend"
+#endif
+
 namespace ww {
 
 std::string Device::str() const {
@@ -13,6 +19,12 @@ std::string Device::str() const {
 
 Device parse_device(std::string_view text) {
   if (text == "cpu") return Device::cpu();
+  if (text == "auto") return cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
+  if (text == "cuda" || text.substr(0, 5) == "cuda:") {
+    int count = cuda_device_count();
+    if (count == 0)
+      fail("device '", text, "': no usable GPU (", WW_CUDA_BUILD_NOTE, "); use --device cpu");
+  }
   if (text == "cuda") return Device::cuda(0);
   if (text.substr(0, 5) == "cuda:" && text.size() > 5) {
     int index = 0;
@@ -20,9 +32,11 @@ Device parse_device(std::string_view text) {
       if (c < '0' || c > '9') fail("invalid device '", text, "' (expected cpu, cuda or cuda:N)");
       index = index * 10 + (c - '0');
     }
+    if (index >= cuda_device_count())
+      fail("device '", text, "': only ", cuda_device_count(), " GPU(s) visible");
     return Device::cuda(index);
   }
-  fail("invalid device '", text, "' (expected cpu, cuda or cuda:N)");
+  fail("invalid device '", text, "' (expected cpu, cuda, cuda:N or auto)");
 }
 
 std::string shape_str(const Shape& shape) {

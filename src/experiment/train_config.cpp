@@ -17,7 +17,7 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"run.name", "string", "run", "Run name, the suffix of runs/<UTC timestamp>_<name>/", {}},
       {"run.output_dir", "path", "runs", "Folder that receives the run folder", {}},
       {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}},
-      {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (the CPU until the CUDA training path lands)", {}},
+      {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (the first GPU when one is visible, else the CPU)", {}},
       {"run.progress", "string", "auto", "Progress display: auto (bar on a terminal), bar, lines or none",
        {"auto", "bar", "lines", "none"}},
 

@@ -24,12 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-Device resolve_device(const std::string& text) {
-  // "auto" picks a GPU once the CUDA backend implements the training path; until then the CPU.
-  if (text == "auto") return Device::cpu();
-  return parse_device(text);
-}
-
 text::SplitRatios parse_ratios(const std::string& text) {
   std::vector<double> parts;
   std::stringstream in(text);
@@ -100,7 +94,7 @@ std::string csv_number(double v) {
 
 TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
-  const Device device = resolve_device(cfg.get_string("run.device"));
+  const Device device = parse_device(cfg.get_string("run.device"));
   const uint64_t seed = uint64_t(cfg.get_int("run.seed"));
   const std::string name = cfg.get_string("run.name");
   const int max_length = int(cfg.get_int("data.max_length"));

@@ -18,7 +18,11 @@ struct Device {
   std::string str() const;  // "cpu", "cuda:0"
 };
 
-// "cpu", "cuda", "cuda:1"; throws ww::Error for anything else.
+// "cpu", "cuda", "cuda:1", or "auto" (the first GPU when one is visible, else the CPU); throws
+// ww::Error for anything else, and for a GPU index that is not there.
 Device parse_device(std::string_view text);
+
+// GPUs this process can use (0 when the build has no CUDA or no driver/GPU is present).
+int cuda_device_count();
 
 }  // namespace ww
