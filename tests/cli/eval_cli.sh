@@ -5,18 +5,7 @@
 # JSONL, split folders, GLUE folders) and split names, and bad input (clear one-line error, exit 1,
 # an existing --output file untouched, nothing half-written on a full disk).
 # Usage (ctest): bash eval_cli.sh <wattwise-binary> <source-dir> <shared-data-dir>
-set -uo pipefail
-bin=$(realpath "$1") src=$(realpath "$2")
-if ! command -v python3 >/dev/null; then
-  echo "SKIP: python3 is needed to read metrics.json"
-  exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-fails=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-json() { python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print($2)" "$1"; }
+source "$(dirname "$0")/../cli_common.sh"
 # same_metrics A B: the metrics (not the energy or paths) of two JSON files agree; loss within 1e-5.
 same_metrics() {
   python3 - "$1" "$2" <<'EOF'

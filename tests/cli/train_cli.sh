@@ -5,19 +5,7 @@
 # set, empty and non-UTF-8 files, an unwritable run folder, a full disk), early stopping, eval_every
 # and gradient accumulation step counts. Each run takes well under a second.
 # Usage (ctest): bash train_cli.sh <wattwise-binary> <source-dir> <shared-data-dir>
-set -uo pipefail
-bin=$(realpath "$1") src=$(realpath "$2")
-if ! command -v python3 >/dev/null; then
-  echo "SKIP: python3 is needed to read metrics.json"
-  exit 77
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-fails=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-# json FILE EXPR: prints the Python expression EXPR evaluated with m = the parsed JSON file.
-json() { python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print($2)" "$1"; }
+source "$(dirname "$0")/../cli_common.sh"
 checker=$src/tests/tools/check_metrics_json.py
 metrics_doc=$src/docs/METRICS.md
 
