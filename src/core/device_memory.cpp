@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "wattwise/core/error.h"
 
@@ -84,12 +86,11 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
     return;
   }
 #ifdef WW_HAVE_CUDA
-  // Kernels run on wattwise's non-blocking streams (kernels/cuda/common.h), which the legacy-stream
-  // cudaMemcpy neither waits for nor, for pageable uploads, finishes before returning: synchronize
-  // around it so a copy sees every earlier kernel's writes and later kernels see the copy.
-  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before cudaMemcpy)");
-  check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
-  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after cudaMemcpy)");
+  // On the kernels' stream, so the copy follows the work that produced its source; then wait, so
+  // the host may read (or reuse) its side at once.
+  cudaStream_t stream = static_cast<cudaStream_t>(cuda_stream());
+  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync");
+  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (after a copy)");
 #else
   no_cuda();
 #endif
@@ -102,10 +103,24 @@ void device_zero(void* ptr, size_t bytes, Device device) {
     return;
   }
 #ifdef WW_HAVE_CUDA
-  // As device_copy: ordered against the kernels on wattwise's non-blocking streams.
-  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before cudaMemset)");
-  check_cuda(cudaMemset(ptr, 0, bytes), "cudaMemset");
-  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after cudaMemset)");
+  // Ordered with the kernels on their stream: no host wait needed.
+  check_cuda(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(cuda_stream())), "cudaMemsetAsync");
+#else
+  no_cuda();
+#endif
+}
+
+void* cuda_stream() {
+#ifdef WW_HAVE_CUDA
+  static std::mutex mutex;
+  static std::vector<cudaStream_t> streams;
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mutex);
+  if (int(streams.size()) <= device) streams.resize(size_t(device) + 1, nullptr);
+  if (!streams[size_t(device)])
+    check_cuda(cudaStreamCreateWithFlags(&streams[size_t(device)], cudaStreamNonBlocking), "cudaStreamCreate");
+  return streams[size_t(device)];
 #else
   no_cuda();
 #endif

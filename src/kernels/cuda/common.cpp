@@ -1,7 +1,6 @@
 #include "kernels/cuda/common.h"
 
-#include <mutex>
-#include <vector>
+#include "core/device_memory.h"
 
 namespace ww::kernels::cuda {
 
@@ -16,15 +15,6 @@ void check_launch(const char* kernel) {
 #endif
 }
 
-cudaStream_t stream() {
-  static std::mutex mutex;
-  static std::vector<cudaStream_t> streams;
-  int device = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  std::lock_guard<std::mutex> lock(mutex);
-  if (int(streams.size()) <= device) streams.resize(size_t(device) + 1, nullptr);
-  if (!streams[size_t(device)]) check(cudaStreamCreateWithFlags(&streams[size_t(device)], cudaStreamNonBlocking), "cudaStreamCreate");
-  return streams[size_t(device)];
-}
+cudaStream_t stream() { return static_cast<cudaStream_t>(ww::detail::cuda_stream()); }
 
 }  // namespace ww::kernels::cuda
