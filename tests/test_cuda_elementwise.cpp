@@ -11,6 +11,8 @@
 // element fails. Accumulated gradients start from random values.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -106,17 +108,7 @@ void expect_same_bits(const Tensor& gpu, const Tensor& cpu, const std::string& w
       ADD_FAILURE() << what << "[" << i << "]: gpu " << got[i] << ", cpu " << want[i] << " (expected identical bits)";
 }
 
-// Runs fn, expects ww::Error whose message contains every piece.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected ww::Error containing '" << pieces.front() << "'";
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    for (const std::string& piece : pieces)
-      EXPECT_NE(message.find(piece), std::string::npos) << "message '" << message << "' lacks '" << piece << "'";
-  }
-}
+using ww::testing::expect_error;
 
 std::vector<int32_t> random_ids(int64_t n, int64_t limit, uint64_t seed) {
   Rng rng(seed, 3);

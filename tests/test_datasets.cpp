@@ -2,6 +2,8 @@
 // exercised on small files the test writes; the real SST-2 and IMDB are read when present.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -112,17 +114,7 @@ void write_file(const fs::path& path, const std::string& content) {
   out << content;
 }
 
-// Runs `body`, expecting ww::Error whose message contains every piece.
-void expect_error(const std::function<void()>& body, const std::vector<std::string>& pieces) {
-  try {
-    body();
-    ADD_FAILURE() << "expected an error containing '" << pieces.front() << "'";
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& piece : pieces)
-      EXPECT_NE(message.find(piece), std::string::npos) << "'" << piece << "' not in: " << message;
-  }
-}
+using ww::testing::expect_error;
 
 std::map<int32_t, size_t> label_counts(const std::vector<Example>& examples) {
   std::map<int32_t, size_t> counts;

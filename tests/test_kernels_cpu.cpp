@@ -5,6 +5,8 @@
 //   |got − want| <= rtol·|want| + rtol·max|want|   with rtol = 1e-5 (fp32),
 // i.e. 1e-5 relative, with an absolute floor at 1e-5 of the tensor's scale for entries that cancel.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <omp.h>
 
 #include <algorithm>
@@ -88,17 +90,7 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
   return s;
 }
 
-// Runs fn, expects ww::Error whose message contains every piece.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& pieces) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected ww::Error containing '" << pieces.front() << "'";
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    for (const std::string& piece : pieces)
-      EXPECT_NE(message.find(piece), std::string::npos) << "message '" << message << "' lacks '" << piece << "'";
-  }
-}
+using ww::testing::expect_error;
 
 // Runs fn with a given number of OpenMP threads, restoring the previous count.
 void with_threads(int threads, const std::function<void()>& fn) {

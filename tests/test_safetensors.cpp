@@ -1,5 +1,7 @@
 // safetensors reading, writing and validation; atomic file writes.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -68,20 +70,7 @@ std::string with_length(uint64_t n, const std::string& rest) {
   return out + rest;
 }
 
-// Runs `action`, expects ww::Error, and checks that the message holds every fragment.
-void expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "message lacks '" << fragment << "': " << message;
-    return;
-  }
-  ADD_FAILURE() << "expected ww::Error mentioning '" << (fragments.empty() ? "" : fragments[0])
-                << "'";
-}
+using ww::testing::expect_error;
 
 // Writes the crafted bytes to a file and expects open() to fail naming the file and the problem.
 void expect_corrupt(const TempDir& dir, const std::string& bytes,

@@ -1,6 +1,8 @@
 // WordPiece tokenizer, UTF-8 checks and text input files. Parity with Hugging Face on real text is
 // checked by tests/cli/tokenizer_parity.sh; these tests pin each step on small inputs.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -80,19 +82,7 @@ class TempDir {
   fs::path path_;
 };
 
-// Runs `f`, expects ww::Error whose message contains every one of `parts`.
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected ww::Error";
-  } catch (const ww::Error& e) {
-    std::string message = e.what();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-    }
-  }
-}
+using ww::testing::expect_error;
 
 fs::path real_tokenizer_dir() { return fs::path(WW_SHARED_DATA) / "tokenizers/bert-base-uncased"; }
 
