@@ -1,6 +1,7 @@
 #include "wattwise/models/sequence_classifier.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <numeric>
 #include <set>
 
@@ -119,24 +120,24 @@ void SequenceClassifier::register_parameters() {
   add(cls_b_, {config_.num_labels});
 }
 
+void SequenceClassifier::init_parameter(const Parameter& p, Rng& rng, float* w) const {
+  const int64_t n = shape_numel(p.shape);
+  const bool bias = p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+  if (bias) {
+    std::fill(w, w + n, 0.0f);
+  } else if (!p.weight_decay) {  // LayerNorm weight
+    std::fill(w, w + n, 1.0f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * config_.initializer_range;
+  }
+  if (p.name == word_emb_)
+    std::fill(w + config_.pad_token_id * config_.hidden_size, w + (config_.pad_token_id + 1) * config_.hidden_size, 0.0f);
+}
+
 void SequenceClassifier::init_weights(uint64_t seed) {
   Rng rng(seed);
   Tensor host = Tensor::empty({params_.numel()}, DType::F32);
-  float* values = host.data<float>();
-  for (const auto& p : params_.all()) {
-    float* w = values + p.offset;
-    int64_t n = shape_numel(p.shape);
-    bool bias = p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
-    if (bias) {
-      std::fill(w, w + n, 0.0f);
-    } else if (!p.weight_decay) {  // LayerNorm weight
-      std::fill(w, w + n, 1.0f);
-    } else {
-      for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * config_.initializer_range;
-    }
-    if (p.name == word_emb_) std::fill(w + config_.pad_token_id * config_.hidden_size,
-                                       w + (config_.pad_token_id + 1) * config_.hidden_size, 0.0f);
-  }
+  for (const auto& p : params_.all()) init_parameter(p, rng, host.data<float>() + p.offset);
   params_.flat_values().copy_from(host);
 }
 
@@ -202,13 +203,11 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
            "'; this looks like a bare encoder checkpoint: fine-tune it first (a new head is "
            "initialised when training starts from it)");
     Rng rng(options.head_seed, /*stream=*/7);
-    for (const auto& name : missing_head) {
-      const Tensor& value = model.params_.value(name);
-      Tensor host = Tensor::empty(value.shape(), DType::F32);
-      float* w = host.data<float>();
-      bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-      for (int64_t i = 0; i < host.numel(); ++i) w[i] = bias ? 0.0f : rng.normal() * config.initializer_range;
-      value.copy_from(host);
+    for (const auto& p : model.params_.all()) {
+      if (std::find(missing_head.begin(), missing_head.end(), p.name) == missing_head.end()) continue;
+      Tensor host = Tensor::empty(p.shape, DType::F32);
+      model.init_parameter(p, rng, host.data<float>());
+      p.value.copy_from(host);
     }
     std::fprintf(stderr, "wattwise: note: %s has no classification head; initialised %zu new tensors (seed %llu)\n",
                  where.c_str(), missing_head.size(), (unsigned long long)options.head_seed);

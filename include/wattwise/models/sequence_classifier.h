@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "wattwise/core/arena.h"
+#include "wattwise/core/rng.h"
 #include "wattwise/core/tensor.h"
 #include "wattwise/models/config.h"
 #include "wattwise/models/parameters.h"
@@ -91,6 +92,8 @@ class SequenceClassifier {
   };
 
   void register_parameters();
+  // Hugging Face's initialisation of one parameter into w (host memory).
+  void init_parameter(const Parameter& p, Rng& rng, float* w) const;
   void plan_activations(int64_t batch, int64_t seq_len, bool training);
   void allocate_activations(Arena& arena, int64_t batch, int64_t seq_len, bool training);
   void check_batch(const Batch& batch) const;
