@@ -18,6 +18,12 @@ Command eval_command(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "Examples per forward pass")->capture_default_str();
   cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)");
   cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
+  cmd->add_option("--precision", o->precision, "fp32, tf32, bf16 or fp16 (16-bit: GPU only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16", "fp16"}));
+  cmd->add_option("--attention", o->attention, "Attention kernel: auto (fused on a GPU), fused or reference")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fused", "reference"}));
   return {cmd, [o, device] {
             o->device = parse_device(*device);
             nlohmann::json metrics = experiment::run_eval(*o);

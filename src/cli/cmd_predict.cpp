@@ -16,6 +16,12 @@ Command predict_command(CLI::App& app) {
   cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)");
   cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")->capture_default_str();
   cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
+  cmd->add_option("--precision", options->precision, "fp32, tf32, bf16 or fp16 (16-bit: GPU only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16", "fp16"}));
+  cmd->add_option("--attention", options->attention, "Attention kernel: auto (fused on a GPU), fused or reference")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fused", "reference"}));
   cmd->add_option("--runs-dir", options->runs_dir, "Folder that receives the run folder (metrics.json, energy files)")
       ->capture_default_str();
   return {cmd, [options, device] {

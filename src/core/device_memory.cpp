@@ -1,7 +1,9 @@
 #include "core/device_memory.h"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -24,6 +26,68 @@ int cuda_device_count() {
 #else
   return 0;
 #endif
+}
+
+void check_cuda_device_supported(int index) {
+#ifdef WW_HAVE_CUDA
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
+    cudaGetLastError();
+    fail("cannot query GPU ", index, " (cudaGetDeviceProperties failed)");
+  }
+  if (prop.major < 8)
+    fail("GPU ", index, " (", prop.name, ") has compute capability ", prop.major, ".", prop.minor,
+         "; this build runs on 8.0 (Ampere) and newer (native sm_90a code, compute_80 PTX); use --device cpu");
+#else
+  (void)index;
+#endif
+}
+
+namespace {
+// Live allocations per device slot (0: the CPU, 1 + i: GPU i) for memory_stats.
+struct MemoryTally {
+  std::mutex mutex;
+  std::map<const void*, size_t> sizes;
+  std::vector<MemoryStats> stats;
+  MemoryStats& of(Device device) {
+    size_t slot = device.is_cpu() ? 0 : 1 + size_t(device.index);
+    if (stats.size() <= slot) stats.resize(slot + 1);
+    return stats[slot];
+  }
+};
+MemoryTally& tally() {
+  static MemoryTally t;
+  return t;
+}
+void record_alloc(const void* p, size_t bytes, Device device) {
+  MemoryTally& t = tally();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  t.sizes[p] = bytes;
+  MemoryStats& s = t.of(device);
+  s.current += bytes;
+  s.peak = std::max(s.peak, s.current);
+}
+void record_free(const void* p, Device device) {
+  MemoryTally& t = tally();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  auto it = t.sizes.find(p);
+  if (it == t.sizes.end()) return;
+  t.of(device).current -= it->second;
+  t.sizes.erase(it);
+}
+}  // namespace
+
+MemoryStats memory_stats(Device device) {
+  MemoryTally& t = tally();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  return t.of(device);
+}
+
+void reset_peak_memory(Device device) {
+  MemoryTally& t = tally();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  MemoryStats& s = t.of(device);
+  s.peak = s.current;
 }
 
 }  // namespace ww
@@ -56,12 +120,14 @@ void* device_alloc(size_t bytes, Device device) {
     size_t rounded = (bytes + 255) / 256 * 256;  // matches Arena::kAlignment
     void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
     if (!p) throw OutOfMemoryError(detail::concat("out of host memory allocating ", bytes, " bytes"), bytes);
+    record_alloc(p, rounded, device);
     return p;
   }
 #ifdef WW_HAVE_CUDA
   check_cuda(cudaSetDevice(device.index), "cudaSetDevice");
   void* p = nullptr;
   check_cuda(cudaMalloc(&p, bytes == 0 ? 256 : bytes), "cudaMalloc", bytes);
+  record_alloc(p, bytes, device);
   return p;
 #else
   no_cuda();
@@ -70,6 +136,7 @@ void* device_alloc(size_t bytes, Device device) {
 
 void device_free(void* ptr, Device device) {
   if (!ptr) return;
+  record_free(ptr, device);
   if (device.is_cpu()) {
     std::free(ptr);
     return;

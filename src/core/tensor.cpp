@@ -19,13 +19,20 @@ std::string Device::str() const {
 
 Device parse_device(std::string_view text) {
   if (text == "cpu") return Device::cpu();
-  if (text == "auto") return cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
+  if (text == "auto") {
+    if (cuda_device_count() == 0) return Device::cpu();
+    check_cuda_device_supported(0);
+    return Device::cuda(0);
+  }
   if (text == "cuda" || text.substr(0, 5) == "cuda:") {
     int count = cuda_device_count();
     if (count == 0)
       fail("device '", text, "': no usable GPU (", WW_CUDA_BUILD_NOTE, "); use --device cpu");
   }
-  if (text == "cuda") return Device::cuda(0);
+  if (text == "cuda") {
+    check_cuda_device_supported(0);
+    return Device::cuda(0);
+  }
   if (text.substr(0, 5) == "cuda:" && text.size() > 5) {
     int index = 0;
     for (char c : text.substr(5)) {
@@ -34,6 +41,7 @@ Device parse_device(std::string_view text) {
     }
     if (index >= cuda_device_count())
       fail("device '", text, "': only ", cuda_device_count(), " GPU(s) visible");
+    check_cuda_device_supported(index);
     return Device::cuda(index);
   }
   fail("invalid device '", text, "' (expected cpu, cuda, cuda:N or auto)");

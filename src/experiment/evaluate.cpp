@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
@@ -47,6 +48,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 nlohmann::json run_eval(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("--batch-size must be positive");
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(o.model_dir, o.device);
+  apply_execution(model, {o.precision, o.attention, "none"});
   const models::ModelConfig& config = model.config();
   auto tokenizer = text::load_tokenizer(o.model_dir);
   text::DataOptions data_options;
@@ -72,6 +74,10 @@ nlohmann::json run_eval(const EvalOptions& o) {
   report["split"] = split;
   report["model"] = o.model_dir.string();
   report["data"] = o.data.string();
+  report["device"] = o.device.str();
+  report["precision"] = o.precision;
+  report["attention"] = models::attention_kernel_name(model.attention_kernel());
+  report["peak_memory_bytes"] = memory_stats(o.device).peak;
   report["energy"] = energy.finish(int64_t(encoded->items.size()));
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");

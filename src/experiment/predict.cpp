@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
@@ -32,6 +33,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   if (options.batch_size <= 0) fail("--batch-size must be positive, got ", options.batch_size);
   if (options.max_length < 0) fail("--max-length must not be negative, got ", options.max_length);
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device);
+  apply_execution(model, {options.precision, options.attention, "none"});
   const models::ModelConfig& config = model.config();
   std::unique_ptr<text::Tokenizer> tokenizer =
       text::load_tokenizer(options.tokenizer.empty() ? options.model_dir : options.tokenizer);
@@ -110,6 +112,9 @@ PredictSummary run_predict(const PredictOptions& options) {
   metrics["input"] = options.input.string();
   metrics["output"] = options.output.string();
   metrics["device"] = options.device.str();
+  metrics["precision"] = options.precision;
+  metrics["attention"] = models::attention_kernel_name(model.attention_kernel());
+  metrics["peak_memory_bytes"] = memory_stats(options.device).peak;
   metrics["examples"] = summary.examples;
   metrics["tokens"] = summary.tokens;
   metrics["batch_size"] = options.batch_size;

@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/execution.h"
 
 namespace ww::experiment {
 
@@ -26,6 +27,8 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"model.preset", "string", "tiny", "Size of a new model", {"tiny", "mini", "small", "base"}},
       {"model.tokenizer", "path", "", "Tokenizer folder (default: the model folder)", {}},
       {"model.max_positions", "int", "512", "max_position_embeddings of a new model", {}},
+      {"model.attention", "string", "auto", "Attention kernel: auto (fused on a GPU, reference on the CPU), fused or reference",
+       {"auto", "fused", "reference"}},
 
       {"data.path", "path", "", "aclImdb folder or .tar.gz, GLUE task folder, or a CSV/TSV/JSONL file", {}},
       {"data.max_length", "int", "128", "Truncate examples to this many tokens", {}},
@@ -71,7 +74,16 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.metric", "string", "accuracy", "Metric that picks the best checkpoint and drives early stopping",
        {"accuracy", "f1", "f1_macro", "matthews_correlation", "loss", "precision", "recall", "pearson", "spearman"}},
       {"train.early_stopping_patience", "int", "0", "Stop after N evaluations without improvement (0: off)", {}},
-      {"train.precision", "string", "fp32", "Compute precision", {"fp32", "tf32", "bf16", "fp16"}},
+      {"train.precision", "string", "fp32",
+       "Compute precision: fp32, tf32 (f32 with TF32 matmuls), bf16 or fp16 (16-bit activations, f32 master weights; GPU only)",
+       {"fp32", "tf32", "bf16", "fp16"}},
+      {"train.loss_scale", "string", "dynamic",
+       "fp16 loss scaling: dynamic (start at 65536, halve on overflow, double after train.loss_scale_growth_interval good steps) or a fixed number",
+       {}},
+      {"train.loss_scale_growth_interval", "int", "2000", "Applied steps in a row before the dynamic loss scale doubles", {}},
+      {"train.checkpointing", "string", "none",
+       "Activation checkpointing: none, every (each layer), every-K (segments of K layers) or sqrt (segments of ceil(sqrt(L)) layers)",
+       {}},
       {"train.save_dtype", "string", "f32", "Dtype of saved weights", {"f32", "f16", "bf16"}},
 
       {"energy.interval_ms", "int", "100", "Power sampling interval", {}},
@@ -245,6 +257,13 @@ void TrainConfig::validate() const {
   positive("train.grad_accum");
   positive("train.log_every");
   if (get_int("data.max_length") < 2) fail("config: data.max_length must be at least 2");
+  try {
+    models::parse_checkpointing(get_string("train.checkpointing"));
+  } catch (const Error& e) {
+    fail("config: train.checkpointing: ", e.what());
+  }
+  parse_loss_scale(get_string("train.loss_scale"));
+  if (get_int("train.loss_scale_growth_interval") <= 0) fail("config: train.loss_scale_growth_interval must be positive");
   if (get_float("train.epochs") < 0) fail("config: train.epochs must not be negative");
   if (get_int("train.max_steps") < 0) fail("config: train.max_steps must not be negative");
   if (get_float("train.epochs") == 0 && get_int("train.max_steps") == 0)

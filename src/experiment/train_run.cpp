@@ -7,6 +7,7 @@
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/evaluate.h"
+#include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/progress.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
@@ -100,9 +101,15 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   const int max_length = int(cfg.get_int("data.max_length"));
   const int64_t batch_size = cfg.get_int("train.batch_size");
   const std::string metric = cfg.get_string("train.metric");
-  // The trainer computes in fp32 only so far: say so rather than silently train in another precision.
-  if (cfg.get_string("train.precision") != "fp32")
-    fail("train.precision '", cfg.get_string("train.precision"), "' is not implemented yet (the trainer computes in fp32)");
+  ExecutionChoice execution;
+  execution.precision = cfg.get_string("train.precision");
+  execution.attention = cfg.get_string("model.attention");
+  execution.checkpointing = cfg.get_string("train.checkpointing");
+  if (execution.precision != "fp32" && device.is_cpu())
+    fail("train.precision ", execution.precision, " needs a GPU (run.device is cpu; the CPU trains in fp32)");
+  if (execution.attention == "fused" && device.is_cpu())
+    fail("model.attention fused needs a GPU (run.device is cpu; the CPU runs the reference attention)");
+  const std::optional<float> fixed_loss_scale = parse_loss_scale(cfg.get_string("train.loss_scale"));
 
   // Everything that can fail on bad input happens before the run folder exists.
   fs::path model_path = cfg.get_path("model.path");
@@ -151,6 +158,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     model->init_weights(seed);
   }
   models::SequenceClassifier& m = *model;
+  apply_execution(m, execution);
   if (!dataset.regression && m.config().id2label.empty()) m.set_label_names(dataset.label_names);
   if (tokenizer->vocab_size() > m.config().vocab_size)
     fail("the tokenizer has ", tokenizer->vocab_size(), " tokens but the model's vocabulary has ", m.config().vocab_size);
@@ -219,6 +227,11 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   t.grad_accum = grad_accum;
   t.label_smoothing = float(cfg.get_float("train.label_smoothing"));
   t.seed = seed;
+  if (execution.precision == "fp16") {
+    t.dynamic_loss_scaling = !fixed_loss_scale;
+    t.initial_loss_scale = fixed_loss_scale.value_or(65536.0f);
+    t.growth_interval = cfg.get_int("train.loss_scale_growth_interval");
+  }
   train::Trainer trainer(m, t);
   const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
 
@@ -319,6 +332,9 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   }
   progress.finish();
   const double train_seconds = elapsed();
+  // Peak of everything wattwise allocated on the device during training (weights, gradients,
+  // optimizer state, activations), as torch.cuda.max_memory_allocated counts.
+  const size_t peak_memory_bytes = memory_stats(device).peak;
   json training_energy = energy.end("training", examples_seen);
   flush_log();
   if (!eval_encoded) save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
@@ -326,6 +342,9 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   json test_metrics = nullptr;
   if (test_encoded) {
     models::SequenceClassifier best = models::SequenceClassifier::from_pretrained(run_dir / "best_model", device);
+    ExecutionChoice inference = execution;
+    inference.checkpointing = "none";
+    apply_execution(best, inference);
     energy.begin("test");
     test_metrics = evaluate_encoded(best, test_encoded, batch_size * 2, max_length);
     json e = energy.end("test", int64_t(test_encoded->items.size()));
@@ -353,7 +372,14 @@ TrainRunResult run_training(const TrainConfig& cfg) {
                       {"seconds", train_seconds},
                       {"samples_per_s", train_seconds > 0 ? double(examples_seen) / train_seconds : 0.0},
                       {"final_loss", last_loss},
-                      {"stopped_early", stopped_early}};
+                      {"stopped_early", stopped_early},
+                      {"precision", execution.precision},
+                      {"attention", models::attention_kernel_name(m.attention_kernel())},
+                      {"checkpointing", m.execution().checkpointing.str()},
+                      {"skipped_steps", trainer.skipped_steps()},
+                      {"final_loss_scale", trainer.loss_scale()},
+                      {"activation_bytes", m.activation_bytes()},
+                      {"peak_memory_bytes", peak_memory_bytes}};
   metrics["best"] = best_step < 0 ? json(nullptr) : json{{"metric", metric}, {"value", best_value}, {"step", best_step}};
   metrics["eval"] = best_step < 0 ? json(nullptr) : best_metrics;
   metrics["eval_history"] = history;

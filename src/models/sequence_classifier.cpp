@@ -1,7 +1,8 @@
 #include "wattwise/models/sequence_classifier.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <set>
 
@@ -139,6 +140,7 @@ void SequenceClassifier::init_weights(uint64_t seed) {
   Tensor host = Tensor::empty({params_.numel()}, DType::F32);
   for (const auto& p : params_.all()) init_parameter(p, rng, host.data<float>() + p.offset);
   params_.flat_values().copy_from(host);
+  params_.mark_updated();
 }
 
 SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::path& dir, Device device,
@@ -212,6 +214,7 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
     std::fprintf(stderr, "wattwise: note: %s has no classification head; initialised %zu new tensors (seed %llu)\n",
                  where.c_str(), missing_head.size(), (unsigned long long)options.head_seed);
   }
+  model.params_.mark_updated();
   return model;
 }
 
@@ -271,78 +274,252 @@ void SequenceClassifier::check_batch(const Batch& batch) const {
       fail("batch tensor on ", t->device().str(), " but the model is on ", device_.str());
 }
 
-void SequenceClassifier::allocate_activations(Arena& arena, int64_t B, int64_t T, bool training) {
+int64_t Checkpointing::segment_layers(int64_t num_layers) const {
+  switch (mode) {
+    case Mode::None: return std::max<int64_t>(num_layers, 1);
+    case Mode::Every: return 1;
+    case Mode::EveryK: return std::max<int64_t>(1, std::min(k, num_layers));
+    case Mode::Sqrt: return std::max<int64_t>(1, int64_t(std::ceil(std::sqrt(double(num_layers)))));
+  }
+  return num_layers;
+}
+
+std::string Checkpointing::str() const {
+  switch (mode) {
+    case Mode::None: return "none";
+    case Mode::Every: return "every";
+    case Mode::EveryK: return "every-" + std::to_string(k);
+    case Mode::Sqrt: return "sqrt";
+  }
+  return "none";
+}
+
+Checkpointing parse_checkpointing(const std::string& text) {
+  Checkpointing c;
+  if (text == "none" || text.empty()) return c;
+  if (text == "every") {
+    c.mode = Checkpointing::Mode::Every;
+    return c;
+  }
+  if (text == "sqrt") {
+    c.mode = Checkpointing::Mode::Sqrt;
+    return c;
+  }
+  if (text.rfind("every-", 0) == 0 && text.size() > 6 && text.size() < 12 &&
+      text.find_first_not_of("0123456789", 6) == std::string::npos) {
+    c.mode = Checkpointing::Mode::EveryK;
+    c.k = std::stoll(text.substr(6));
+    if (c.k >= 1) return c;
+  }
+  fail("activation checkpointing '", text, "': expected none, every, every-K (K >= 1 layers per segment) or sqrt");
+}
+
+AttentionKernel parse_attention_kernel(const std::string& text) {
+  if (text == "auto") return AttentionKernel::Auto;
+  if (text == "fused") return AttentionKernel::Fused;
+  if (text == "reference") return AttentionKernel::Reference;
+  fail("attention kernel '", text, "': expected auto, fused or reference");
+}
+
+const char* attention_kernel_name(AttentionKernel kernel) {
+  switch (kernel) {
+    case AttentionKernel::Auto: return "auto";
+    case AttentionKernel::Fused: return "fused";
+    case AttentionKernel::Reference: return "reference";
+  }
+  return "auto";
+}
+
+void SequenceClassifier::set_execution(const ExecutionOptions& options) {
+  const DType d = options.compute_dtype;
+  if (d != DType::F32 && d != DType::F16 && d != DType::BF16)
+    fail("compute dtype ", dtype_name(d), " is not supported (expected f32, f16 or bf16)");
+  if (d != DType::F32 && device_.is_cpu())
+    fail(dtype_name(d), " compute needs a GPU (the CPU kernels compute in f32); use precision fp32 on the cpu");
+  if (options.attention == AttentionKernel::Fused && device_.is_cpu())
+    fail("fused attention needs a GPU; the CPU runs the reference attention (attention = reference or auto)");
+  if (options.checkpointing.mode == Checkpointing::Mode::EveryK && options.checkpointing.k < 1)
+    fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
+  exec_ = options;
+  act_.batch = 0;  // re-plan the activations at the next forward
+}
+
+AttentionKernel SequenceClassifier::attention_kernel() const {
+  if (exec_.attention != AttentionKernel::Auto) return exec_.attention;
+  return device_.is_cuda() ? AttentionKernel::Fused : AttentionKernel::Reference;
+}
+
+void SequenceClassifier::refresh_working_weights() {
+  if (exec_.compute_dtype == DType::F32) {
+    working_ = Tensor();
+    return;
+  }
+  if (working_.defined() && working_.dtype() == exec_.compute_dtype && working_version_ == params_.version()) return;
+  if (!working_.defined() || working_.dtype() != exec_.compute_dtype)
+    working_ = Tensor::empty({params_.numel()}, exec_.compute_dtype, device_);
+  ops::cast(working_, params_.flat_values());
+  working_version_ = params_.version();
+}
+
+namespace {
+// The same elements as `master` (a view into the f32 flat buffer) in the working copy.
+Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& master, const Shape& shape) {
+  const int64_t offset = master.data<float>() - flat.data<float>();
+  char* base = static_cast<char*>(working.raw()) + size_t(offset) * dtype_size(working.dtype());
+  return Tensor::view(base, shape, working.dtype(), working.device());
+}
+}  // namespace
+
+Tensor SequenceClassifier::gemm_weight(const std::string& name) const {
+  const Tensor& master = params_.value(name);
+  if (exec_.compute_dtype == DType::F32) return master;
+  return working_view(working_, params_.flat_values(), master, master.shape());
+}
+
+Tensor SequenceClassifier::gemm_weight_span(const std::string& first, const std::string& last, const Shape& shape) const {
+  Tensor master = params_.span(first, last, shape, false);
+  if (exec_.compute_dtype == DType::F32) return master;
+  return working_view(working_, params_.flat_values(), master, shape);
+}
+
+void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int64_t B, int64_t T,
+                                              bool training) const {
   const int64_t N = B * T, C = config_.hidden_size, I = config_.intermediate_size,
-                H = config_.num_heads, L = config_.num_labels;
-  Activations& a = act_;
+                H = config_.num_heads, L = config_.num_labels, layers = config_.num_layers;
   a.batch = B, a.seq_len = T, a.training = training;
+  a.dtype = exec_.compute_dtype;
+  a.attention = attention_kernel();
+  a.segment = training ? exec_.checkpointing.segment_layers(layers) : layers;
+  const bool fused = a.attention == AttentionKernel::Fused;
+  const bool recompute = training && a.segment < layers;
+  auto act = [&](const Shape& s) { return arena.alloc(s, a.dtype); };
   auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
-  a.emb_sum = f32({B, T, C});
+  a.emb_sum = act({B, T, C});
   a.emb_mean = f32({N});
   a.emb_rstd = f32({N});
-  a.emb_out = f32({B, T, C});
-  // Training keeps every layer's activations for backward; inference reuses one set.
-  a.layers.assign(size_t(training ? config_.num_layers : 1), {});
+  a.emb_out = act({B, T, C});
+  // Training keeps every layer's activations for backward (or a segment's, when checkpointing);
+  // inference reuses one set (a layer reads its input before it overwrites `out`).
+  const int64_t slots = !training ? 1 : recompute ? a.segment : layers;
+  a.layers.assign(size_t(slots), {});
   for (auto& l : a.layers) {
-    l.qkv = f32({B, T, 3 * C});
-    l.probs = f32({B, H, T, T});
-    l.context = f32({B, T, C});
-    l.attn_proj = f32({N, C});
-    l.res1 = f32({N, C});
+    l.qkv = act({B, T, 3 * C});
+    if (fused) l.lse = f32({B, H, T});
+    else l.probs = act({B, H, T, T});
+    l.context = act({B, T, C});
+    l.res1 = act({N, C});
     l.ln1_mean = f32({N});
     l.ln1_rstd = f32({N});
-    l.h1 = f32({N, C});
-    l.ffn_pre = f32({N, I});
-    l.ffn_act = f32({N, I});
-    l.ffn_out = f32({N, C});
-    l.res2 = f32({N, C});
+    l.h1 = act({N, C});
+    l.ffn_pre = act({N, I});
+    l.res2 = act({N, C});
     l.ln2_mean = f32({N});
     l.ln2_rstd = f32({N});
-    l.out = f32({B, T, C});
+    l.out = act({B, T, C});
   }
-  a.cls = f32({B, C});
-  a.head_pre = f32({B, C});
-  a.head_act = f32({B, C});
-  a.head_drop = f32({B, C});
-  a.logits = f32({B, L});
+  a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
+  for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
+  a.proj = act({N, C});
+  a.ffn_act = act({N, I});
+  a.cls = act({B, C});
+  a.head_pre = act({B, C});
+  a.head_act = act({B, C});
+  a.head_drop = act({B, C});
+  a.logits = act({B, L});
   a.losses = f32({B});
   if (training) {
-    a.d_a = f32({N, C});
-    a.d_b = f32({N, C});
-    a.d_c = f32({N, C});
-    a.d_ffn = f32({N, I});
-    a.d_qkv = f32({B, T, 3 * C});
-    a.d_probs = f32({B, H, T, T});
-    a.d_cls = f32({B, C});
-    a.d_head = f32({B, C});
-    a.d_logits = f32({B, L});
+    a.d_a = act({N, C});
+    a.d_b = act({N, C});
+    a.d_c = act({N, C});
+    a.d_ffn = act({N, I});
+    a.d_qkv = act({B, T, 3 * C});
+    a.d_scratch = fused ? f32({B, H, T}) : act({B, H, T, T});
+    a.d_cls = act({B, C});
+    a.d_head = act({B, C});
+    a.d_logits = act({B, L});
   } else {
-    a.d_a = a.d_b = a.d_c = a.d_ffn = a.d_qkv = a.d_probs = a.d_cls = a.d_head = a.d_logits = Tensor();
+    a.d_a = a.d_b = a.d_c = a.d_ffn = a.d_qkv = a.d_scratch = a.d_cls = a.d_head = a.d_logits = Tensor();
   }
+}
+
+size_t SequenceClassifier::planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const {
+  Arena counter = Arena::counting(device_);
+  Activations plan;
+  allocate_activations(counter, plan, batch, seq_len, training);
+  return counter.peak();
 }
 
 void SequenceClassifier::plan_activations(int64_t B, int64_t T, bool training) {
   if (arena_.capacity() && act_.batch == B && act_.seq_len == T && act_.training == training) return;
-  Arena counter = Arena::counting(device_);
-  allocate_activations(counter, B, T, training);
+  const size_t needed = planned_activation_bytes(B, T, training);
   // Grow only: a smaller later batch reuses the buffer; no allocation inside a steady loop.
-  if (counter.peak() > arena_.capacity()) arena_ = Arena(counter.peak(), device_);
+  if (needed > arena_.capacity()) {
+    arena_ = Arena();  // free the old buffer before asking for the larger one
+    arena_ = Arena(needed, device_);
+  }
   arena_.reset();
-  allocate_activations(arena_, B, T, training);
+  allocate_activations(arena_, act_, B, T, training);
 }
 
 uint64_t SequenceClassifier::dropout_offset(int site) const { return (dropout_step_ << 16) | uint64_t(site); }
+
+SequenceClassifier::LayerActivations& SequenceClassifier::layer_slot(int64_t l) {
+  if (!act_.training) return act_.layers[0];
+  return act_.layers[size_t(l % int64_t(act_.layers.size()))];
+}
+
+Tensor SequenceClassifier::layer_output(int64_t l) {
+  const bool segment_end = (l + 1) % act_.segment == 0;
+  if (!act_.boundaries.empty() && segment_end && l + 1 < config_.num_layers)
+    return act_.boundaries[size_t((l + 1) / act_.segment)];
+  return layer_slot(l).out;
+}
+
+Tensor SequenceClassifier::layer_input(int64_t l) { return l == 0 ? act_.emb_out : layer_output(l - 1); }
+
+void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& out,
+                                       bool training, const Tensor& key_mask) {
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const LayerNames& n = layer_names_[size_t(l)];
+  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size;
+  const float p_hidden = training ? config_.hidden_dropout : 0.0f;
+  const float p_attn = training ? config_.attention_dropout : 0.0f;
+  const float p_attn_out = config_.arch == Architecture::Bert ? p_hidden : 0.0f;  // DistilBERT has none
+  const uint64_t seed = dropout_seed_;
+  const Tensor x = x_in.reshape({N, C});
+  const Tensor proj = a.proj.reshape({N, C});
+
+  ops::linear_forward(s.qkv.reshape({N, 3 * C}), x, gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}),
+                      gemm_weight_span(n.qkv_first_b, n.qkv_last_b, {3 * C}));
+  if (a.attention == AttentionKernel::Fused)
+    ops::attention_forward_fused(s.context, s.lse, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn,
+                                 seed, dropout_offset(site_attention_probs(l)));
+  else
+    ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn, seed,
+                           dropout_offset(site_attention_probs(l)));
+  ops::linear_forward(proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_w), gemm_weight(n.attn_out_b));
+  ops::dropout_forward(proj, proj, p_attn_out, seed, dropout_offset(site_attention_output(l)));
+  ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, P.value(n.ln1_w),
+                                  P.value(n.ln1_b), config_.layer_norm_eps);
+  ops::linear_forward(s.ffn_pre, s.h1, gemm_weight(n.ffn_in_w), gemm_weight(n.ffn_in_b));
+  if (config_.activation == Activation::Gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
+  else ops::relu_forward(a.ffn_act, s.ffn_pre);
+  ops::linear_forward(proj, a.ffn_act, gemm_weight(n.ffn_out_w), gemm_weight(n.ffn_out_b));
+  ops::dropout_forward(proj, proj, p_hidden, seed, dropout_offset(site_ffn_output(l)));
+  ops::residual_layernorm_forward(out.reshape({N, C}), s.res2, s.ln2_mean, s.ln2_rstd, s.h1, proj,
+                                  P.value(n.ln2_w), P.value(n.ln2_b), config_.layer_norm_eps);
+}
 
 Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   check_batch(batch);
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), N = B * T;
   plan_activations(B, T, training);
+  refresh_working_weights();
   if (training) ++dropout_step_;
   Activations& a = act_;
   const ParameterStore& P = params_;
   const float p_hidden = training ? config_.hidden_dropout : 0.0f;
-  const float p_attn = training ? config_.attention_dropout : 0.0f;
-  const float p_attn_out = config_.arch == Architecture::Bert ? p_hidden : 0.0f;  // DistilBERT has none
   const float p_cls = training ? config_.classifier_dropout : 0.0f;
   const uint64_t seed = dropout_seed_;
 
@@ -352,38 +529,16 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
                          P.value(emb_ln_b_), config_.layer_norm_eps);
   ops::dropout_forward(a.emb_out, a.emb_out, p_hidden, seed, dropout_offset(kSiteEmbeddings));
 
-  Tensor x = a.emb_out;
-  const auto act_forward = config_.activation == Activation::Gelu ? ops::gelu_forward : ops::relu_forward;
-  for (int64_t l = 0; l < config_.num_layers; ++l) {
-    LayerActivations& s = a.layers[training ? size_t(l) : 0];
-    const LayerNames& n = layer_names_[size_t(l)];
-    const int64_t C = config_.hidden_size;
-    ops::linear_forward(s.qkv.reshape({N, 3 * C}), x.reshape({N, C}),
-                        P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, false),
-                        P.span(n.qkv_first_b, n.qkv_last_b, {3 * C}, false));
-    ops::attention_forward(s.context, s.probs, s.qkv, batch.attention_mask, config_.num_heads,
-                           /*causal=*/false, p_attn, seed, dropout_offset(site_attention_probs(l)));
-    ops::linear_forward(s.attn_proj, s.context.reshape({N, C}), P.value(n.attn_out_w), P.value(n.attn_out_b));
-    ops::dropout_forward(s.attn_proj, s.attn_proj, p_attn_out, seed, dropout_offset(site_attention_output(l)));
-    ops::residual_forward(s.res1, x.reshape({N, C}), s.attn_proj);
-    ops::layernorm_forward(s.h1, s.ln1_mean, s.ln1_rstd, s.res1, P.value(n.ln1_w), P.value(n.ln1_b),
-                           config_.layer_norm_eps);
-    ops::linear_forward(s.ffn_pre, s.h1, P.value(n.ffn_in_w), P.value(n.ffn_in_b));
-    act_forward(s.ffn_act, s.ffn_pre);
-    ops::linear_forward(s.ffn_out, s.ffn_act, P.value(n.ffn_out_w), P.value(n.ffn_out_b));
-    ops::dropout_forward(s.ffn_out, s.ffn_out, p_hidden, seed, dropout_offset(site_ffn_output(l)));
-    ops::residual_forward(s.res2, s.h1, s.ffn_out);
-    ops::layernorm_forward(s.out.reshape({N, C}), s.ln2_mean, s.ln2_rstd, s.res2, P.value(n.ln2_w),
-                           P.value(n.ln2_b), config_.layer_norm_eps);
-    x = s.out;
-  }
+  for (int64_t l = 0; l < config_.num_layers; ++l)
+    layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
+  const Tensor x = layer_output(config_.num_layers - 1);
 
   ops::select_token_forward(a.cls, x, 0);
-  ops::linear_forward(a.head_pre, a.cls, P.value(head_w_), P.value(head_b_));
+  ops::linear_forward(a.head_pre, a.cls, gemm_weight(head_w_), gemm_weight(head_b_));
   if (has_pooler()) ops::tanh_forward(a.head_act, a.head_pre);
   else ops::relu_forward(a.head_act, a.head_pre);
   ops::dropout_forward(a.head_drop, a.head_act, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
-  ops::linear_forward(a.logits, a.head_drop, P.value(cls_w_), P.value(cls_b_));
+  ops::linear_forward(a.logits, a.head_drop, gemm_weight(cls_w_), gemm_weight(cls_b_));
 
   last_batch_ = batch;
   can_backward_ = training && batch.labels.defined();
@@ -403,56 +558,82 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   return a.logits;
 }
 
-void SequenceClassifier::backward() {
-  if (!can_backward_)
-    fail("backward() needs a preceding forward(batch with labels, training=true)");
+void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& key_mask) {
   Activations& a = act_;
   const ParameterStore& P = params_;
-  const Batch& batch = last_batch_;
+  const LayerNames& n = layer_names_[size_t(l)];
   const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size;
   const float p_hidden = config_.hidden_dropout;
   const float p_attn = config_.attention_dropout;
   const float p_attn_out = config_.arch == Architecture::Bert ? p_hidden : 0.0f;
+  const uint64_t seed = dropout_seed_;
+  const Tensor x = x_in.reshape({N, C});
+
+  // d_a holds the gradient of the layer's output on entry, of its input on exit.
+  ops::layernorm_backward(a.d_b, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_a, s.res2, P.value(n.ln2_w), s.ln2_mean,
+                          s.ln2_rstd);
+  ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)));
+  // The activation's output is not kept: recompute it (one elementwise pass) for the weight gradient.
+  const bool gelu = config_.activation == Activation::Gelu;
+  if (gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
+  else ops::relu_forward(a.ffn_act, s.ffn_pre);
+  ops::linear_backward(a.d_ffn, P.grad(n.ffn_out_w), P.grad(n.ffn_out_b), a.d_c, a.ffn_act, gemm_weight(n.ffn_out_w));
+  if (gelu) ops::gelu_backward(a.d_ffn, s.ffn_pre, a.d_ffn);
+  else ops::relu_backward(a.d_ffn, s.ffn_pre, a.d_ffn);
+  ops::linear_backward(a.d_c, P.grad(n.ffn_in_w), P.grad(n.ffn_in_b), a.d_ffn, s.h1, gemm_weight(n.ffn_in_w));
+  ops::add_inplace(a.d_b, a.d_c);  // residual: d h1 = d res2 + d(ffn input)
+  ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, s.res1, P.value(n.ln1_w), s.ln1_mean,
+                          s.ln1_rstd);
+  ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)));
+  ops::linear_backward(a.d_c, P.grad(n.attn_out_w), P.grad(n.attn_out_b), a.d_b, s.context.reshape({N, C}),
+                       gemm_weight(n.attn_out_w));
+  if (a.attention == AttentionKernel::Fused)
+    ops::attention_backward_fused(a.d_qkv, a.d_scratch, a.d_c.reshape({B, T, C}), s.qkv, s.context, s.lse, key_mask,
+                                  config_.num_heads, /*causal=*/false, p_attn, seed,
+                                  dropout_offset(site_attention_probs(l)));
+  else
+    ops::attention_backward(a.d_qkv, a.d_scratch, a.d_c.reshape({B, T, C}), s.qkv, s.probs, key_mask,
+                            config_.num_heads, /*causal=*/false, p_attn, seed, dropout_offset(site_attention_probs(l)));
+  ops::linear_backward(a.d_b, P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, true),
+                       P.span(n.qkv_first_b, n.qkv_last_b, {3 * C}, true), a.d_qkv.reshape({N, 3 * C}), x,
+                       gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}));
+  ops::add_inplace(a.d_a, a.d_b);  // residual: d x = d res1 + d(attention input)
+}
+
+void SequenceClassifier::backward(float loss_scale) {
+  if (!can_backward_)
+    fail("backward() needs a preceding forward(batch with labels, training=true)");
+  if (!(std::isfinite(loss_scale) && loss_scale > 0))
+    fail("backward: loss_scale ", loss_scale, " is not a finite value > 0");
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const Batch& batch = last_batch_;
+  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size, layers = config_.num_layers;
+  const float p_hidden = config_.hidden_dropout;
   const float p_cls = config_.classifier_dropout;
   const uint64_t seed = dropout_seed_;
-  const float scale = num_valid_ ? 1.0f / float(num_valid_) : 0.0f;
+  const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
 
   // Head.
   if (config_.regression) ops::mse_backward(a.d_logits.reshape({B}), a.logits.reshape({B}), batch.labels, scale);
   else ops::cross_entropy_backward(a.d_logits, a.logits, batch.labels, label_smoothing_, scale);
-  ops::linear_backward(a.d_head, P.grad(cls_w_), P.grad(cls_b_), a.d_logits, a.head_drop, P.value(cls_w_));
+  ops::linear_backward(a.d_head, P.grad(cls_w_), P.grad(cls_b_), a.d_logits, a.head_drop, gemm_weight(cls_w_));
   ops::dropout_backward(a.d_cls, a.d_head, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
   if (has_pooler()) ops::tanh_backward(a.d_head, a.head_act, a.d_cls);
   else ops::relu_backward(a.d_head, a.head_pre, a.d_cls);
-  ops::linear_backward(a.d_cls, P.grad(head_w_), P.grad(head_b_), a.d_head, a.cls, P.value(head_w_));
+  ops::linear_backward(a.d_cls, P.grad(head_w_), P.grad(head_b_), a.d_head, a.cls, gemm_weight(head_w_));
   a.d_a.fill_zero();
   ops::select_token_backward(a.d_a.reshape({B, T, C}), a.d_cls, 0);
 
-  // Layers, last to first. d_a holds the gradient of the layer's output on entry, of its input on exit.
-  const auto act_backward = config_.activation == Activation::Gelu ? ops::gelu_backward : ops::relu_backward;
-  for (int64_t l = config_.num_layers - 1; l >= 0; --l) {
-    LayerActivations& s = a.layers[size_t(l)];
-    const LayerNames& n = layer_names_[size_t(l)];
-    Tensor x = (l == 0 ? a.emb_out : a.layers[size_t(l - 1)].out).reshape({N, C});
-    ops::layernorm_backward(a.d_b, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_a, s.res2, P.value(n.ln2_w),
-                            s.ln2_mean, s.ln2_rstd);
-    ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)));
-    ops::linear_backward(a.d_ffn, P.grad(n.ffn_out_w), P.grad(n.ffn_out_b), a.d_c, s.ffn_act, P.value(n.ffn_out_w));
-    act_backward(a.d_ffn, s.ffn_pre, a.d_ffn);
-    ops::linear_backward(a.d_c, P.grad(n.ffn_in_w), P.grad(n.ffn_in_b), a.d_ffn, s.h1, P.value(n.ffn_in_w));
-    ops::add_inplace(a.d_b, a.d_c);  // residual: d h1 = d res2 + d(ffn input)
-    ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, s.res1, P.value(n.ln1_w),
-                            s.ln1_mean, s.ln1_rstd);
-    ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)));
-    ops::linear_backward(a.d_c, P.grad(n.attn_out_w), P.grad(n.attn_out_b), a.d_b, s.context.reshape({N, C}),
-                         P.value(n.attn_out_w));
-    ops::attention_backward(a.d_qkv, a.d_probs, a.d_c.reshape({B, T, C}), s.qkv, s.probs, batch.attention_mask,
-                            config_.num_heads, /*causal=*/false, p_attn, seed,
-                            dropout_offset(site_attention_probs(l)));
-    ops::linear_backward(a.d_b, P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, true),
-                         P.span(n.qkv_first_b, n.qkv_last_b, {3 * C}, true), a.d_qkv.reshape({N, 3 * C}), x,
-                         P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, false));
-    ops::add_inplace(a.d_a, a.d_b);  // residual: d x = d res1 + d(attention input)
+  // Layers, last to first, one checkpoint segment at a time. The last segment's activations are
+  // still in place; an earlier one is recomputed from its saved input first.
+  const int64_t segments = (layers + a.segment - 1) / a.segment;
+  for (int64_t seg = segments - 1; seg >= 0; --seg) {
+    const int64_t first = seg * a.segment, last = std::min(layers, first + a.segment) - 1;
+    if (seg != segments - 1)
+      for (int64_t l = first; l <= last; ++l)
+        layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), /*training=*/true, batch.attention_mask);
+    for (int64_t l = last; l >= first; --l) layer_backward(l, layer_input(l), layer_slot(l), batch.attention_mask);
   }
 
   // Embeddings.

@@ -132,6 +132,7 @@ StepReport Optimizer::step(double lr, float grad_scale) {
     a.grad_scale = scale;
     ops::sgd_step(params, grads, momentum_buffer_, decay_ranges_, a);
   }
+  store_.mark_updated();
   report.applied = true;
   return report;
 }

@@ -12,6 +12,10 @@ Trainer::Trainer(models::SequenceClassifier& model, const TrainerOptions& option
       optimizer_(model.parameters(), options.optimizer),
       schedule_(options.schedule) {
   if (options.grad_accum <= 0) fail("train.grad_accum must be positive");
+  if (!(std::isfinite(options.initial_loss_scale) && options.initial_loss_scale > 0))
+    fail("loss scale ", options.initial_loss_scale, " must be a finite value > 0");
+  if (options.growth_interval <= 0) fail("loss-scale growth interval must be positive");
+  loss_scale_ = options.initial_loss_scale;
   model_.set_label_smoothing(options.label_smoothing);
   model_.set_dropout_seed(options.seed);
   model_.zero_grad();
@@ -21,10 +25,11 @@ std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch)
   if (!batch.labels.defined()) fail("training batch has no labels");
   model_.forward(batch, /*training=*/true);
   float loss = model_.loss();
-  if (!std::isfinite(loss))
+  // With loss scaling an overflowing forward is one skipped step, not an error.
+  if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
     fail("training loss is not finite (", loss, ") at step ", steps() + 1,
          "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
-  model_.backward();
+  model_.backward(loss_scale_);
   const int64_t B = batch.input_ids.size(0);
   step_loss_ += double(loss) * double(B);
   step_examples_ += B;
@@ -34,16 +39,29 @@ std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch)
   const int64_t step = steps();
   StepResult r;
   r.lr = schedule_.lr(step);
-  StepReport report = optimizer_.step(r.lr, 1.0f / float(options_.grad_accum));
+  r.loss_scale = loss_scale_;
+  StepReport report = optimizer_.step(r.lr, 1.0f / (float(options_.grad_accum) * loss_scale_));
   if (!report.applied) ++skipped_;
   r.step = steps();
   r.loss = step_loss_ / double(step_examples_);
   r.grad_norm = report.grad_norm;
   r.applied = report.applied;
   r.examples = step_examples_;
-  if (!report.applied)
+  if (!report.applied && !options_.dynamic_loss_scaling)
     fail("gradients are not finite at step ", r.step, " (norm ", report.grad_norm,
          "); try a lower learning rate or gradient clipping (train.max_grad_norm)");
+  if (options_.dynamic_loss_scaling) {
+    if (!report.applied) {
+      loss_scale_ *= 0.5f;
+      good_steps_ = 0;
+      if (loss_scale_ < 1e-30f)
+        fail("fp16 loss scale fell below 1e-30 at step ", r.step,
+             ": the gradients are not finite at any scale (try bf16, a lower learning rate or clipping)");
+    } else if (++good_steps_ == options_.growth_interval) {
+      loss_scale_ *= 2.0f;
+      good_steps_ = 0;
+    }
+  }
   model_.zero_grad();
   micro_ = 0;
   step_loss_ = 0;

@@ -25,4 +25,16 @@ Device parse_device(std::string_view text);
 // GPUs this process can use (0 when the build has no CUDA or no driver/GPU is present).
 int cuda_device_count();
 
+// Throws ww::Error when GPU `index` cannot run this build's kernels (compute capability below 8.0:
+// the build carries sm_90a code and compute_80 PTX), naming the GPU and its capability.
+void check_cuda_device_supported(int index);
+
+// Bytes of memory wattwise's tensors, arenas and parameters hold on a device now, and the most
+// they held since the last reset_peak_memory (library workspaces such as cuBLAS's not included).
+struct MemoryStats {
+  size_t current = 0, peak = 0;
+};
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);
+
 }  // namespace ww

@@ -31,6 +31,8 @@ struct EvalOptions {
   int64_t batch_size = 64;
   bool clean_html = false;
   Device device;
+  std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only)
+  std::string attention = "auto";  // auto, fused, reference
 };
 
 // `wattwise eval`: metrics on a split, with the energy of the pass; writes runs/<ts>_eval/.

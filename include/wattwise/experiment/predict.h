@@ -16,6 +16,8 @@ struct PredictOptions {
   int max_length = 0;   // 0: min(512, max_position_embeddings)
   int batch_size = 32;
   Device device;
+  std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only)
+  std::string attention = "auto";  // auto, fused, reference
   std::filesystem::path runs_dir = "runs";  // receives runs/<UTC>_predict/ (metrics.json, energy files)
 };
 

@@ -41,11 +41,16 @@ class ParameterStore {
   const Tensor& flat_grads() const { return grads_; }
   int64_t numel() const { return total_; }
   void zero_grad() const { grads_.fill_zero(); }
+  // Counts writes to the values (optimizer steps, loads, initialisation): a model keeping a 16-bit
+  // working copy re-casts it when the version moved.
+  void mark_updated() { ++version_; }
+  uint64_t version() const { return version_; }
 
  private:
   std::vector<Parameter> params_;
   std::map<std::string, size_t> index_;
   int64_t total_ = 0;
+  uint64_t version_ = 1;
   Tensor values_, grads_;
 };
 

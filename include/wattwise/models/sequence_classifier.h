@@ -25,6 +25,32 @@ struct Batch {
   Tensor labels;           // optional: i32 [B] (classification) or f32 [B] (regression)
 };
 
+// How the encoder runs, independent of the checkpoint: precision of the activations, attention
+// kernel and activation checkpointing. Master weights and their gradients are always f32.
+enum class AttentionKernel { Auto, Fused, Reference };  // Auto: fused on a GPU, reference on the CPU
+
+// Activation checkpointing by segments of consecutive layers: only each segment's input is kept
+// during the forward pass; backward recomputes a segment's layers (the same dropout masks, from
+// the counter-based RNG) just before it needs them. every = segments of 1 layer, every-k = k
+// layers, sqrt = ceil(√L) layers.
+struct Checkpointing {
+  enum class Mode { None, Every, EveryK, Sqrt } mode = Mode::None;
+  int64_t k = 1;  // layers per segment for EveryK
+  // Layers per segment for a model of `num_layers` layers (num_layers when off).
+  int64_t segment_layers(int64_t num_layers) const;
+  std::string str() const;  // "none", "every", "every-3", "sqrt"
+};
+// "none", "every", "every-K" (K >= 1) or "sqrt"; an error names the value otherwise.
+Checkpointing parse_checkpointing(const std::string& text);
+AttentionKernel parse_attention_kernel(const std::string& text);  // "auto", "fused", "reference"
+const char* attention_kernel_name(AttentionKernel kernel);
+
+struct ExecutionOptions {
+  DType compute_dtype = DType::F32;  // F32, F16 or BF16 activations (16-bit: CUDA only)
+  AttentionKernel attention = AttentionKernel::Auto;
+  Checkpointing checkpointing;
+};
+
 struct LoadOptions {
   // A checkpoint without the classification head (a bare encoder) gets a freshly initialised one
   // instead of an error (seeded by head_seed).
@@ -49,8 +75,15 @@ class SequenceClassifier {
   // Logits [B, num_labels] (a view valid until the next forward). With labels, also the mean loss.
   Tensor forward(const Batch& batch, bool training);
   float loss() const { return loss_; }
-  // Gradients of the last forward's mean loss, accumulated into parameters().flat_grads().
-  void backward();
+  // Gradients of the last forward's mean loss times `loss_scale` (fp16 loss scaling), accumulated
+  // into parameters().flat_grads() (f32).
+  void backward(float loss_scale = 1.0f);
+  // Precision, attention kernel and checkpointing; checked against the device (16-bit and fused
+  // attention need a GPU). Takes effect at the next forward.
+  void set_execution(const ExecutionOptions& options);
+  const ExecutionOptions& execution() const { return exec_; }
+  // The attention kernel the model runs on its device (Auto resolved).
+  AttentionKernel attention_kernel() const;
   void zero_grad() { params_.zero_grad(); }
 
   const ModelConfig& config() const { return config_; }
@@ -67,7 +100,10 @@ class SequenceClassifier {
   void set_label_smoothing(float epsilon) { label_smoothing_ = epsilon; }
   // Rewinds the dropout stream (tests replay the exact masks of a step).
   void set_dropout_step_for_testing(uint64_t step) { dropout_step_ = step; }
+  // Bytes of the activation arena (every tensor the forward keeps for backward, plus scratch).
   size_t activation_bytes() const { return arena_.capacity(); }
+  // What the activation arena needs for a batch of this shape under the current execution options.
+  size_t planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const;
   // Prefix of every encoder tensor name ("bert." or "distilbert.").
   std::string prefix() const;
 
@@ -77,25 +113,45 @@ class SequenceClassifier {
     std::string attn_out_w, attn_out_b, ln1_w, ln1_b, ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b,
         ln2_w, ln2_b;
   };
+  // What one layer keeps for its backward pass. probs (reference attention) or lse (fused) is
+  // set, not both.
   struct LayerActivations {
-    Tensor qkv, probs, context, attn_proj, res1, ln1_mean, ln1_rstd, h1, ffn_pre, ffn_act, ffn_out,
-        res2, ln2_mean, ln2_rstd, out;
+    Tensor qkv, probs, lse, context, res1, ln1_mean, ln1_rstd, h1, ffn_pre, res2, ln2_mean,
+        ln2_rstd, out;
   };
   struct Activations {
     int64_t batch = 0, seq_len = 0;
     bool training = false;
+    DType dtype = DType::F32;
+    AttentionKernel attention = AttentionKernel::Reference;
+    int64_t segment = 0;  // layers per checkpoint segment (num_layers: no checkpointing)
     Tensor emb_sum, emb_mean, emb_rstd, emb_out;
+    // Training without checkpointing: one per layer; with: one per layer of a segment; inference: 1.
     std::vector<LayerActivations> layers;
+    std::vector<Tensor> boundaries;  // input of checkpoint segment s (s >= 1)
+    Tensor proj, ffn_act;             // per-layer scratch (not kept: recomputed where needed)
     Tensor cls, head_pre, head_act, head_drop, logits, losses;
     // Backward scratch.
-    Tensor d_a, d_b, d_c, d_ffn, d_qkv, d_probs, d_cls, d_head, d_logits;
+    Tensor d_a, d_b, d_c, d_ffn, d_qkv, d_scratch, d_cls, d_head, d_logits;
   };
 
   void register_parameters();
+  // The weight a GEMM reads: the compute-dtype working copy of a parameter (the f32 master itself
+  // when computing in f32). `span` forms are the packed query/key/value projection.
+  Tensor gemm_weight(const std::string& name) const;
+  Tensor gemm_weight_span(const std::string& first, const std::string& last, const Shape& shape) const;
+  void refresh_working_weights();
+  void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
+                     const Tensor& key_mask);
+  void layer_backward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& key_mask);
+  // Where layer l keeps its activations, and where its output goes.
+  LayerActivations& layer_slot(int64_t l);
+  Tensor layer_output(int64_t l);
+  Tensor layer_input(int64_t l);
   // Hugging Face's initialisation of one parameter into w (host memory).
   void init_parameter(const Parameter& p, Rng& rng, float* w) const;
   void plan_activations(int64_t batch, int64_t seq_len, bool training);
-  void allocate_activations(Arena& arena, int64_t batch, int64_t seq_len, bool training);
+  void allocate_activations(Arena& arena, Activations& a, int64_t batch, int64_t seq_len, bool training) const;
   void check_batch(const Batch& batch) const;
   uint64_t dropout_offset(int site) const;
   bool has_pooler() const { return config_.arch == Architecture::Bert; }
@@ -105,6 +161,9 @@ class SequenceClassifier {
   ParameterStore params_;
   std::vector<LayerNames> layer_names_;
   std::string word_emb_, pos_emb_, type_emb_, emb_ln_w_, emb_ln_b_, head_w_, head_b_, cls_w_, cls_b_;
+  ExecutionOptions exec_;
+  Tensor working_;  // compute-dtype copy of the flat parameters (16-bit only)
+  uint64_t working_version_ = 0;
   Arena arena_;
   Activations act_;
   Batch last_batch_;

@@ -24,4 +24,13 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
                         int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
                         uint64_t offset);
 
+// TEMP(lead): declared ahead of the flash-attention branch.
+void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor& qkv,
+                             const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
+                             uint64_t seed, uint64_t offset);
+void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const Tensor& dout,
+                              const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                              const Tensor& key_mask, int64_t num_heads, bool causal,
+                              float dropout_p, uint64_t seed, uint64_t offset);
+
 }  // namespace ww::ops

@@ -28,4 +28,7 @@ void masked_mean_backward(const Tensor& dinp, const Tensor& dout, const Tensor& 
 // Does nothing in a build without CUDA.
 void check_device_input_errors();
 
+// TEMP(lead): declared ahead of the mixed-precision kernels branch.
+void cast(const Tensor& out, const Tensor& inp);
+
 }  // namespace ww::ops

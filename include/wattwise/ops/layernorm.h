@@ -13,4 +13,9 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
                         const Tensor& mean, const Tensor& rstd);
 
+// TEMP(lead): declared ahead of the mixed-precision kernels branch.
+void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean,
+                                const Tensor& rstd, const Tensor& a, const Tensor& b,
+                                const Tensor& weight, const Tensor& bias, float eps);
+
 }  // namespace ww::ops

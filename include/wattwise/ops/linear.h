@@ -12,4 +12,8 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight);
 
+// TEMP(lead): declared ahead of the mixed-precision kernels branch.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 }  // namespace ww::ops

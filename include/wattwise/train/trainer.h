@@ -23,6 +23,13 @@ struct TrainerOptions {
   int64_t grad_accum = 1;
   float label_smoothing = 0.0f;
   uint64_t seed = 42;  // dropout stream
+  // Loss scaling for fp16: the loss is multiplied by the scale before backward and the gradients
+  // divided by it in the optimizer step. Dynamic (torch.amp.GradScaler's rule): a step whose
+  // gradients are not finite is skipped and halves the scale; every `growth_interval` applied
+  // steps in a row double it. Not dynamic: the scale stays and a non-finite step is an error.
+  bool dynamic_loss_scaling = false;
+  float initial_loss_scale = 1.0f;
+  int64_t growth_interval = 2000;
 };
 
 struct StepResult {
@@ -32,6 +39,7 @@ struct StepResult {
   float grad_norm = 0;     // global norm before clipping
   bool applied = true;     // false when the gradients were not finite (step skipped)
   int64_t examples = 0;    // examples in the step
+  float loss_scale = 1;    // the scale this step's backward used
 };
 
 class Trainer {
@@ -43,6 +51,8 @@ class Trainer {
   // the step can be skipped (reported in StepResult.applied).
   std::optional<StepResult> train_micro_batch(const models::Batch& batch);
   int64_t steps() const { return optimizer_.steps_taken() + skipped_; }
+  int64_t skipped_steps() const { return skipped_; }
+  float loss_scale() const { return loss_scale_; }
   Optimizer& optimizer() { return optimizer_; }
   const LrSchedule& schedule() const { return schedule_; }
 
@@ -51,7 +61,8 @@ class Trainer {
   TrainerOptions options_;
   Optimizer optimizer_;
   LrSchedule schedule_;
-  int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0;
+  int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0, good_steps_ = 0;
+  float loss_scale_ = 1.0f;
   double step_loss_ = 0;
 };
 

@@ -1,0 +1,27 @@
+#pragma once
+// The execution knobs every command shares (train, eval, predict): precision, attention kernel
+// and activation checkpointing, parsed from the names users type.
+#include <optional>
+#include <string>
+
+#include "wattwise/models/sequence_classifier.h"
+
+namespace ww::experiment {
+
+struct ExecutionChoice {
+  std::string precision = "fp32";      // fp32, tf32, bf16, fp16
+  std::string attention = "auto";      // auto, fused, reference
+  std::string checkpointing = "none";  // none, every, every-K, sqrt
+};
+
+// fp32 → f32, tf32 → f32 (TF32 matmuls), bf16, fp16; anything else is an error naming it.
+DType compute_dtype_of(const std::string& precision);
+
+// Sets the model's execution options and the process-wide TF32 switch; errors (16-bit or fused
+// attention on a CPU, unknown names) say which knob is at fault.
+void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice);
+
+// "dynamic" → nullopt; otherwise a fixed scale > 0 (error naming the value).
+std::optional<float> parse_loss_scale(const std::string& text);
+
+}  // namespace ww::experiment

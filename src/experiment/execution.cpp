@@ -1,0 +1,38 @@
+#include "wattwise/experiment/execution.h"
+
+#include <cmath>
+#include <cstdlib>
+
+#include "wattwise/core/error.h"
+#include "wattwise/ops/linear.h"
+
+namespace ww::experiment {
+
+DType compute_dtype_of(const std::string& precision) {
+  if (precision == "fp32" || precision == "tf32") return DType::F32;
+  if (precision == "bf16") return DType::BF16;
+  if (precision == "fp16") return DType::F16;
+  fail("precision '", precision, "': expected fp32, tf32, bf16 or fp16");
+}
+
+void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice) {
+  models::ExecutionOptions options;
+  options.compute_dtype = compute_dtype_of(choice.precision);
+  options.attention = models::parse_attention_kernel(choice.attention);
+  options.checkpointing = models::parse_checkpointing(choice.checkpointing);
+  if (choice.precision != "fp32" && model.device().is_cpu())
+    fail("precision ", choice.precision, " needs a GPU (the CPU computes in fp32); use --precision fp32 with the cpu");
+  model.set_execution(options);
+  ops::set_allow_tf32(choice.precision == "tf32");
+}
+
+std::optional<float> parse_loss_scale(const std::string& text) {
+  if (text == "dynamic") return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(v) || v <= 0)
+    fail("loss scale '", text, "': expected dynamic or a number > 0");
+  return float(v);
+}
+
+}  // namespace ww::experiment
