@@ -8,6 +8,7 @@
 
 #include "wattwise/core/rng.h"
 #include "wattwise/io/safetensors.h"
+#include "wattwise/ops/graph.h"
 #include "wattwise/ops/ops.h"
 
 namespace ww::models {
@@ -342,6 +343,7 @@ void SequenceClassifier::set_execution(const ExecutionOptions& options) {
     fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
   exec_ = options;
   act_.batch = 0;  // re-plan the activations at the next forward
+  graphs_.clear();
 }
 
 AttentionKernel SequenceClassifier::attention_kernel() const {
@@ -355,8 +357,10 @@ void SequenceClassifier::refresh_working_weights() {
     return;
   }
   if (working_.defined() && working_.dtype() == exec_.compute_dtype && working_version_ == params_.version()) return;
-  if (!working_.defined() || working_.dtype() != exec_.compute_dtype)
+  if (!working_.defined() || working_.dtype() != exec_.compute_dtype) {
+    graphs_.clear();  // recordings read the old working copy
     working_ = Tensor::empty({params_.numel()}, exec_.compute_dtype, device_);
+  }
   ops::cast(working_, params_.flat_values());
   working_version_ = params_.version();
 }
@@ -394,6 +398,15 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   const bool recompute = training && a.segment < layers;
   auto act = [&](const Shape& s) { return arena.alloc(s, a.dtype); };
   auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
+  // Inference on a GPU replays CUDA graphs over fixed input buffers.
+  a.graphed = !training && exec_.cuda_graphs && device_.is_cuda();
+  if (a.graphed) {
+    a.in_ids = arena.alloc({B, T}, DType::I32);
+    a.in_mask = arena.alloc({B, T}, DType::I32);
+    a.in_types = arena.alloc({B, T}, DType::I32);
+  } else {
+    a.in_ids = a.in_mask = a.in_types = Tensor();
+  }
   a.emb_sum = act({B, T, C});
   a.emb_mean = f32({N});
   a.emb_rstd = f32({N});
@@ -454,6 +467,7 @@ void SequenceClassifier::plan_activations(int64_t B, int64_t T, bool training) {
   const size_t needed = planned_activation_bytes(B, T, training);
   // Grow only: a smaller later batch reuses the buffer; no allocation inside a steady loop.
   if (needed > arena_.capacity()) {
+    graphs_.clear();  // recordings hold addresses in the old buffer
     arena_ = Arena();  // free the old buffer before asking for the larger one
     arena_ = Arena(needed, device_);
   }
@@ -511,14 +525,10 @@ void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActiv
                                   P.value(n.ln2_w), P.value(n.ln2_b), config_.layer_norm_eps);
 }
 
-Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
-  check_batch(batch);
-  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), N = B * T;
-  plan_activations(B, T, training);
-  refresh_working_weights();
-  if (training) ++dropout_step_;
+void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
   Activations& a = act_;
   const ParameterStore& P = params_;
+  const int64_t N = a.batch * a.seq_len;
   const float p_hidden = training ? config_.hidden_dropout : 0.0f;
   const float p_cls = training ? config_.classifier_dropout : 0.0f;
   const uint64_t seed = dropout_seed_;
@@ -539,6 +549,41 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   else ops::relu_forward(a.head_act, a.head_pre);
   ops::dropout_forward(a.head_drop, a.head_act, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
   ops::linear_forward(a.logits, a.head_drop, gemm_weight(cls_w_), gemm_weight(cls_b_));
+}
+
+void SequenceClassifier::compute_logits_graphed(const Batch& batch) {
+  // The recording reads fixed buffers: copy this batch's inputs into them first.
+  Activations& a = act_;
+  Batch fixed;
+  fixed.input_ids = a.in_ids;
+  fixed.attention_mask = a.in_mask;
+  a.in_ids.copy_from(batch.input_ids);
+  a.in_mask.copy_from(batch.attention_mask);
+  if (batch.token_type_ids.defined()) {
+    a.in_types.copy_from(batch.token_type_ids);
+    fixed.token_type_ids = a.in_types;
+  }
+  const GraphKey key{a.batch, a.seq_len, batch.token_type_ids.defined()};
+  auto it = graphs_.find(key);
+  if (it != graphs_.end()) {
+    it->second.replay();
+    return;
+  }
+  // First batch of this shape: run it (which also lets cuBLASLt and lazy module loading set up
+  // outside the recording), then record the same launches for the next batches of this shape.
+  compute_logits(fixed, /*training=*/false);
+  graphs_.emplace(key, ops::CapturedWork::capture(device_, [&] { compute_logits(fixed, false); }));
+}
+
+Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
+  check_batch(batch);
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
+  plan_activations(B, T, training);
+  refresh_working_weights();
+  if (training) ++dropout_step_;
+  Activations& a = act_;
+  if (a.graphed) compute_logits_graphed(batch);
+  else compute_logits(batch, training);
 
   last_batch_ = batch;
   can_backward_ = training && batch.labels.defined();

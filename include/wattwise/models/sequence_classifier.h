@@ -5,6 +5,8 @@
 // so one class implements both and the model code is shared by every device: it only calls ops::.
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <tuple>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "wattwise/core/tensor.h"
 #include "wattwise/models/config.h"
 #include "wattwise/models/parameters.h"
+#include "wattwise/ops/graph.h"
 
 namespace ww::models {
 
@@ -49,6 +52,8 @@ struct ExecutionOptions {
   DType compute_dtype = DType::F32;  // F32, F16 or BF16 activations (16-bit: CUDA only)
   AttentionKernel attention = AttentionKernel::Auto;
   Checkpointing checkpointing;
+  // Inference on a GPU records the forward pass once per batch shape as a CUDA graph and replays it.
+  bool cuda_graphs = true;
 };
 
 struct LoadOptions {
@@ -129,6 +134,8 @@ class SequenceClassifier {
     // Training without checkpointing: one per layer; with: one per layer of a segment; inference: 1.
     std::vector<LayerActivations> layers;
     std::vector<Tensor> boundaries;  // input of checkpoint segment s (s >= 1)
+    bool graphed = false;             // inference through CUDA graphs over fixed inputs:
+    Tensor in_ids, in_mask, in_types;
     Tensor proj, ffn_act;             // per-layer scratch (not kept: recomputed where needed)
     Tensor cls, head_pre, head_act, head_drop, logits, losses;
     // Backward scratch.
@@ -143,6 +150,8 @@ class SequenceClassifier {
   void refresh_working_weights();
   void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
                      const Tensor& key_mask);
+  void compute_logits(const Batch& batch, bool training);
+  void compute_logits_graphed(const Batch& batch);
   void layer_backward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& key_mask);
   // Where layer l keeps its activations, and where its output goes.
   LayerActivations& layer_slot(int64_t l);
@@ -166,6 +175,8 @@ class SequenceClassifier {
   uint64_t working_version_ = 0;
   Arena arena_;
   Activations act_;
+  using GraphKey = std::tuple<int64_t, int64_t, bool>;  // batch, seq_len, token types
+  std::map<GraphKey, ops::CapturedWork> graphs_;
   Batch last_batch_;
   bool can_backward_ = false;
   float loss_ = 0.0f;
