@@ -13,15 +13,15 @@
 
 namespace ww::experiment {
 
-models::Batch to_model_batch(const text::HostBatch& b, bool token_types, bool regression, Device device) {
+models::Batch to_model_batch(const text::HostBatch& b, bool token_types, bool regression) {
   models::Batch batch;
-  batch.input_ids = Tensor::from_vector(b.input_ids, {b.batch, b.seq_len}).to(device);
-  batch.attention_mask = Tensor::from_vector(b.attention_mask, {b.batch, b.seq_len}).to(device);
-  if (token_types) batch.token_type_ids = Tensor::from_vector(b.token_type_ids, {b.batch, b.seq_len}).to(device);
+  batch.input_ids = Tensor::from_vector(b.input_ids, {b.batch, b.seq_len});
+  batch.attention_mask = Tensor::from_vector(b.attention_mask, {b.batch, b.seq_len});
+  if (token_types) batch.token_type_ids = Tensor::from_vector(b.token_type_ids, {b.batch, b.seq_len});
   if (regression) {
-    if (!b.targets.empty()) batch.labels = Tensor::from_vector(b.targets, {b.batch}).to(device);
+    if (!b.targets.empty()) batch.labels = Tensor::from_vector(b.targets, {b.batch});
   } else if (!b.labels.empty()) {
-    batch.labels = Tensor::from_vector(b.labels, {b.batch}).to(device);
+    batch.labels = Tensor::from_vector(b.labels, {b.batch});
   }
   return batch;
 }
@@ -38,7 +38,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
   text::BatchLoader loader(encoded, options, /*epoch=*/0);
   train::EvalAccumulator acc(config.num_labels, config.regression);
   while (auto b = loader.next()) {
-    models::Batch batch = to_model_batch(*b, config.type_vocab_size > 0, config.regression, model.device());
+    models::Batch batch = to_model_batch(*b, config.type_vocab_size > 0, config.regression);
     std::vector<float> logits = model.forward(batch, /*training=*/false).to_float_vector();
     acc.add(logits, b->labels, b->targets, model.loss(), b->batch);
   }

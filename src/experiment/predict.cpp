@@ -80,9 +80,9 @@ PredictSummary run_predict(const PredictOptions& options) {
       summary.tokens += int64_t(e.input_ids.size());
     }
     models::Batch batch;
-    batch.input_ids = Tensor::from_vector(ids, {B, T}).to(options.device);
-    batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(options.device);
-    if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(options.device);
+    batch.input_ids = Tensor::from_vector(ids, {B, T});
+    batch.attention_mask = Tensor::from_vector(mask, {B, T});
+    if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T});
     auto t0 = std::chrono::steady_clock::now();
     std::vector<float> logits = model.forward(batch, /*training=*/false).to_float_vector();
     summary.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -298,7 +298,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     text::BatchLoader loader(train_encoded, batch_options, epoch);
     int64_t batch_index = 0;
     while (auto b = loader.next()) {
-      models::Batch batch = to_model_batch(*b, m.config().type_vocab_size > 0, m.config().regression, device);
+      models::Batch batch = to_model_batch(*b, m.config().type_vocab_size > 0, m.config().regression);
       auto r = trainer.train_micro_batch(batch);
       examples_seen += b->batch;
       window_examples += double(b->batch);

@@ -270,9 +270,13 @@ void SequenceClassifier::check_batch(const Batch& batch) const {
     check_shape(batch.labels, {B}, "batch labels");
     check_dtype(batch.labels, config_.regression ? DType::F32 : DType::I32, "batch labels");
   }
+  // All on the model's device, or all on the CPU (a GPU model uploads them).
+  const Device where = ids.device();
+  if (!(where == device_) && !where.is_cpu())
+    fail("batch tensor on ", where.str(), " but the model is on ", device_.str());
   for (const Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels})
-    if (t->defined() && !(t->device() == device_))
-      fail("batch tensor on ", t->device().str(), " but the model is on ", device_.str());
+    if (t->defined() && !(t->device() == where))
+      fail("batch tensors on different devices (", t->device().str(), " and ", where.str(), ")");
 }
 
 int64_t Checkpointing::segment_layers(int64_t num_layers) const {
@@ -398,14 +402,16 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   const bool recompute = training && a.segment < layers;
   auto act = [&](const Shape& s) { return arena.alloc(s, a.dtype); };
   auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
-  // Inference on a GPU replays CUDA graphs over fixed input buffers.
+  // On a GPU the inputs live in fixed buffers (uploaded without a host wait), which is also what
+  // lets inference replay CUDA graphs.
   a.graphed = !training && exec_.cuda_graphs && device_.is_cuda();
-  if (a.graphed) {
+  if (device_.is_cuda()) {
     a.in_ids = arena.alloc({B, T}, DType::I32);
     a.in_mask = arena.alloc({B, T}, DType::I32);
     a.in_types = arena.alloc({B, T}, DType::I32);
+    a.in_labels = arena.alloc({B}, config_.regression ? DType::F32 : DType::I32);
   } else {
-    a.in_ids = a.in_mask = a.in_types = Tensor();
+    a.in_ids = a.in_mask = a.in_types = a.in_labels = Tensor();
   }
   a.emb_sum = act({B, T, C});
   a.emb_mean = f32({N});
@@ -551,19 +557,32 @@ void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
   ops::linear_forward(a.logits, a.head_drop, gemm_weight(cls_w_), gemm_weight(cls_b_));
 }
 
-void SequenceClassifier::compute_logits_graphed(const Batch& batch) {
-  // The recording reads fixed buffers: copy this batch's inputs into them first.
+Batch SequenceClassifier::stage_inputs(const Batch& batch) {
+  if (device_.is_cpu()) return batch;
   Activations& a = act_;
+  const bool from_host = batch.input_ids.device().is_cpu();
+  // A batch already on the GPU is used in place, unless a graph needs it in the fixed buffers.
+  if (!from_host && !a.graphed) return batch;
   Batch fixed;
+  std::vector<std::pair<Tensor, Tensor>> copies = {{a.in_ids, batch.input_ids}, {a.in_mask, batch.attention_mask}};
   fixed.input_ids = a.in_ids;
   fixed.attention_mask = a.in_mask;
-  a.in_ids.copy_from(batch.input_ids);
-  a.in_mask.copy_from(batch.attention_mask);
-  if (batch.token_type_ids.defined()) {
-    a.in_types.copy_from(batch.token_type_ids);
-    fixed.token_type_ids = a.in_types;
+  if (batch.token_type_ids.defined()) copies.emplace_back(fixed.token_type_ids = a.in_types, batch.token_type_ids);
+  if (batch.labels.defined()) copies.emplace_back(fixed.labels = a.in_labels, batch.labels);
+  if (from_host) {
+    uploader_.begin();
+    for (const auto& [dst, src] : copies) uploader_.upload(dst, src);
+    uploader_.end();
+  } else {
+    for (const auto& [dst, src] : copies) dst.copy_from(src);
   }
-  const GraphKey key{a.batch, a.seq_len, batch.token_type_ids.defined()};
+  return fixed;
+}
+
+void SequenceClassifier::compute_logits_graphed(const Batch& fixed) {
+  // The recording reads the fixed input buffers (stage_inputs filled them).
+  Activations& a = act_;
+  const GraphKey key{a.batch, a.seq_len, fixed.token_type_ids.defined()};
   auto it = graphs_.find(key);
   if (it != graphs_.end()) {
     it->second.replay();
@@ -582,19 +601,20 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   refresh_working_weights();
   if (training) ++dropout_step_;
   Activations& a = act_;
-  if (a.graphed) compute_logits_graphed(batch);
-  else compute_logits(batch, training);
+  const Batch staged = stage_inputs(batch);
+  if (a.graphed) compute_logits_graphed(staged);
+  else compute_logits(staged, training);
 
-  last_batch_ = batch;
-  can_backward_ = training && batch.labels.defined();
+  last_batch_ = staged;
+  can_backward_ = training && staged.labels.defined();
   loss_ = 0.0f;
-  if (batch.labels.defined()) {
+  if (staged.labels.defined()) {
     if (config_.regression) {
-      ops::mse_forward(a.losses, a.logits.reshape({B}), batch.labels);
+      ops::mse_forward(a.losses, a.logits.reshape({B}), staged.labels);
       num_valid_ = B;
     } else {
-      ops::cross_entropy_forward(a.losses, a.logits, batch.labels, label_smoothing_);
-      num_valid_ = ops::count_valid_labels(batch.labels);
+      ops::cross_entropy_forward(a.losses, a.logits, staged.labels, label_smoothing_);
+      num_valid_ = ops::count_valid_labels(staged.labels);
     }
     std::vector<float> losses = a.losses.to_float_vector();
     double sum = std::accumulate(losses.begin(), losses.end(), 0.0);

@@ -18,8 +18,8 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
                                 const std::shared_ptr<const text::EncodedExamples>& encoded,
                                 int64_t batch_size, int max_length);
 
-// Host batch → device tensors for the model.
-models::Batch to_model_batch(const text::HostBatch& batch, bool token_types, bool regression, Device device);
+// Host batch → host tensors for the model (a GPU model uploads them asynchronously itself).
+models::Batch to_model_batch(const text::HostBatch& batch, bool token_types, bool regression);
 
 struct EvalOptions {
   std::filesystem::path model_dir;

@@ -14,13 +14,15 @@
 #include "wattwise/core/arena.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/core/tensor.h"
+#include "wattwise/core/upload.h"
 #include "wattwise/models/config.h"
 #include "wattwise/models/parameters.h"
 #include "wattwise/ops/graph.h"
 
 namespace ww::models {
 
-// One batch of already tokenized, padded examples (all i32 [B,T] except labels).
+// One batch of already tokenized, padded examples (all i32 [B,T] except labels), on the model's
+// device or on the CPU (a GPU model then uploads it without making the host wait).
 struct Batch {
   Tensor input_ids;
   Tensor attention_mask;   // 1 real token, 0 padding
@@ -135,7 +137,7 @@ class SequenceClassifier {
     std::vector<LayerActivations> layers;
     std::vector<Tensor> boundaries;  // input of checkpoint segment s (s >= 1)
     bool graphed = false;             // inference through CUDA graphs over fixed inputs:
-    Tensor in_ids, in_mask, in_types;
+    Tensor in_ids, in_mask, in_types, in_labels;
     Tensor proj, ffn_act;             // per-layer scratch (not kept: recomputed where needed)
     Tensor cls, head_pre, head_act, head_drop, logits, losses;
     // Backward scratch.
@@ -151,7 +153,10 @@ class SequenceClassifier {
   void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
                      const Tensor& key_mask);
   void compute_logits(const Batch& batch, bool training);
-  void compute_logits_graphed(const Batch& batch);
+  void compute_logits_graphed(const Batch& fixed);
+  // A GPU model's view of a batch: host tensors uploaded (asynchronously) into the fixed input
+  // buffers; device tensors used in place unless a CUDA graph needs them in the fixed buffers.
+  Batch stage_inputs(const Batch& batch);
   void layer_backward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& key_mask);
   // Where layer l keeps its activations, and where its output goes.
   LayerActivations& layer_slot(int64_t l);
@@ -177,6 +182,7 @@ class SequenceClassifier {
   Activations act_;
   using GraphKey = std::tuple<int64_t, int64_t, bool>;  // batch, seq_len, token types
   std::map<GraphKey, ops::CapturedWork> graphs_;
+  HostToDevice uploader_;
   Batch last_batch_;
   bool can_backward_ = false;
   float loss_ = 0.0f;
