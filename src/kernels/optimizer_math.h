@@ -33,6 +33,22 @@ struct SgdScalars {
   float neg_lr;
 };
 
+// A step whose clipping and finiteness check are decided on the GPU (no host round trip, so it can
+// be recorded in a CUDA graph): the host fills the first block before the step, the norm kernels
+// fill the second, and the update kernels read grad_scale from it and skip when not applied.
+struct StepControl {
+  // Host: everything known before the step. adam/sgd.grad_scale are replaced on the device.
+  AdamScalars adam;
+  SgdScalars sgd;
+  float base_grad_scale;  // 1 / (accumulation · loss scale)
+  float max_grad_norm;    // 0: no clipping
+  // Device: the step's outcome.
+  double sum_of_squares;
+  float grad_norm;        // √Σg² · base_grad_scale (what the host path reports)
+  float clip_coef;
+  int32_t applied;        // 0 when grad_norm is NaN or Inf: nothing was updated
+};
+
 // torch.lerp's formula (aten/src/ATen/native/Lerp.h), exact at both ends of the weight range:
 // self + w·(end − self) for |w| < 0.5, else end − (end − self)·(1 − w). The choice is a template
 // parameter so loops over elements stay branch-free.

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/optimizer.h"
+#include "kernels/optimizer_math.h"
 #ifdef WW_HAVE_CUDA
 #include "kernels/cuda/optimizer.h"
 #endif
@@ -51,14 +52,11 @@ void check_hyper(bool ok, const char* op, const char* name, double value, const 
 
 }  // namespace
 
-void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg,
-                const Tensor& exp_avg_sq, const Tensor& decay_ranges, const AdamStepArgs& a) {
-  const char* op = "adamw_step";
-  check_buffer(params, params, op, "params");
-  check_buffer(grads, params, op, "grads");
-  check_buffer(exp_avg, params, op, "exp_avg");
-  check_buffer(exp_avg_sq, params, op, "exp_avg_sq");
-  int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+namespace {
+
+// Checks the hyperparameters and computes the per-step scalars as torch does (Python floats, i.e.
+// double, rounded to float where a kernel uses them).
+kernels::AdamScalars adam_scalars(const AdamStepArgs& a, const char* op) {
   check_hyper(std::isfinite(a.lr) && a.lr >= 0, op, "lr", a.lr, "a finite value >= 0");
   check_hyper(a.beta1 >= 0 && a.beta1 < 1, op, "beta1", a.beta1, "0 <= beta1 < 1");
   check_hyper(a.beta2 >= 0 && a.beta2 < 1, op, "beta2", a.beta2, "0 <= beta2 < 1");
@@ -67,8 +65,6 @@ void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg
               a.weight_decay, "a finite value >= 0");
   check_hyper(a.step >= 1, op, "step", double(a.step), "1 or more");
   check_hyper(std::isfinite(a.grad_scale), op, "grad_scale", a.grad_scale, "a finite value");
-
-  // As torch computes them in Python floats (double), rounded to float where a kernel uses them.
   double t = double(a.step);
   double bias_correction1 = 1.0 - std::pow(a.beta1, t);
   double bias_correction2 = 1.0 - std::pow(a.beta2, t);
@@ -84,6 +80,45 @@ void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg
   s.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
   s.eps = float(a.eps);
   s.neg_step_size = float(-(a.lr / bias_correction1));
+  return s;
+}
+
+kernels::SgdScalars sgd_scalars(const SgdStepArgs& a, const char* op) {
+  check_hyper(std::isfinite(a.lr) && a.lr >= 0, op, "lr", a.lr, "a finite value >= 0");
+  check_hyper(std::isfinite(a.momentum) && a.momentum >= 0, op, "momentum", a.momentum,
+              "a finite value >= 0");
+  check_hyper(std::isfinite(a.dampening), op, "dampening", a.dampening, "a finite value");
+  check_hyper(std::isfinite(a.weight_decay) && a.weight_decay >= 0, op, "weight_decay",
+              a.weight_decay, "a finite value >= 0");
+  if (a.nesterov && (a.momentum <= 0 || a.dampening != 0))
+    fail(op, ": nesterov needs momentum > 0 and dampening = 0 (got momentum ", a.momentum,
+         ", dampening ", a.dampening, ")");
+  check_hyper(a.step >= 1, op, "step", double(a.step), "1 or more");
+  check_hyper(std::isfinite(a.grad_scale), op, "grad_scale", a.grad_scale, "a finite value");
+  kernels::SgdScalars s{};
+  s.grad_scale = a.grad_scale;
+  s.decay_enabled = a.weight_decay != 0.0;
+  s.weight_decay = float(a.weight_decay);
+  s.use_momentum = a.momentum != 0.0;
+  s.first_step = a.step == 1;
+  s.momentum = float(a.momentum);
+  s.one_minus_dampening = float(1.0 - a.dampening);
+  s.nesterov = a.nesterov;
+  s.neg_lr = float(-a.lr);
+  return s;
+}
+
+}  // namespace
+
+void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const Tensor& decay_ranges, const AdamStepArgs& a) {
+  const char* op = "adamw_step";
+  check_buffer(params, params, op, "params");
+  check_buffer(grads, params, op, "grads");
+  check_buffer(exp_avg, params, op, "exp_avg");
+  check_buffer(exp_avg_sq, params, op, "exp_avg_sq");
+  int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+  const kernels::AdamScalars s = adam_scalars(a, op);
 
   if (params.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
@@ -103,31 +138,10 @@ void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_
   const char* op = "sgd_step";
   check_buffer(params, params, op, "params");
   check_buffer(grads, params, op, "grads");
-  bool use_momentum = a.momentum != 0.0;
+  const bool use_momentum = a.momentum != 0.0;
   if (use_momentum) check_buffer(momentum_buffer, params, op, "momentum_buffer");
   int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
-  check_hyper(std::isfinite(a.lr) && a.lr >= 0, op, "lr", a.lr, "a finite value >= 0");
-  check_hyper(std::isfinite(a.momentum) && a.momentum >= 0, op, "momentum", a.momentum,
-              "a finite value >= 0");
-  check_hyper(std::isfinite(a.dampening), op, "dampening", a.dampening, "a finite value");
-  check_hyper(std::isfinite(a.weight_decay) && a.weight_decay >= 0, op, "weight_decay",
-              a.weight_decay, "a finite value >= 0");
-  if (a.nesterov && (a.momentum <= 0 || a.dampening != 0))
-    fail(op, ": nesterov needs momentum > 0 and dampening = 0 (got momentum ", a.momentum,
-         ", dampening ", a.dampening, ")");
-  check_hyper(a.step >= 1, op, "step", double(a.step), "1 or more");
-  check_hyper(std::isfinite(a.grad_scale), op, "grad_scale", a.grad_scale, "a finite value");
-
-  kernels::SgdScalars s{};
-  s.grad_scale = a.grad_scale;
-  s.decay_enabled = a.weight_decay != 0.0;
-  s.weight_decay = float(a.weight_decay);
-  s.use_momentum = use_momentum;
-  s.first_step = a.step == 1;
-  s.momentum = float(a.momentum);
-  s.one_minus_dampening = float(1.0 - a.dampening);
-  s.nesterov = a.nesterov;
-  s.neg_lr = float(-a.lr);
+  const kernels::SgdScalars s = sgd_scalars(a, op);
 
   if (params.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
@@ -152,6 +166,98 @@ float global_grad_norm(const Tensor& grads) {
   }
   if (!grads.device().is_cpu()) no_kernel("global_grad_norm", grads);
   return float(std::sqrt(kernels::cpu::sum_of_squares(grads.data<float>(), grads.numel())));
+}
+
+DeviceStepBuffers make_device_step_buffers(const Tensor& params) {
+  if (!params.device().is_cuda()) fail("device-decided optimizer steps need a cuda device, got ", params.describe());
+#ifdef WW_HAVE_CUDA
+  DeviceStepBuffers b;
+  b.control = Tensor::zeros({int64_t(sizeof(kernels::StepControl))}, DType::U8, params.device());
+  b.partials = Tensor::zeros({int64_t(kernels::cuda::norm_partials_count(params.numel()))}, DType::I64, params.device());
+  return b;
+#else
+  no_kernel("make_device_step_buffers", params);
+#endif
+}
+
+namespace {
+void upload_control(const DeviceStepBuffers& b, const kernels::StepControl& c, HostToDevice& uploader) {
+  if (!b.control.defined() || b.control.nbytes() != sizeof(c)) fail("device step: control buffer not made by make_device_step_buffers");
+  uploader.begin();
+  uploader.upload(b.control, Tensor::view(const_cast<kernels::StepControl*>(&c), {int64_t(sizeof(c))}, DType::U8));
+  uploader.end();
+}
+
+kernels::StepControl control_for(float grad_scale, double max_grad_norm, const char* op) {
+  check_hyper(std::isfinite(grad_scale) && grad_scale > 0, op, "grad_scale", grad_scale, "a finite value > 0");
+  check_hyper(std::isfinite(max_grad_norm) && max_grad_norm >= 0, op, "max_grad_norm", max_grad_norm,
+              "a finite value >= 0");
+  kernels::StepControl c{};
+  c.base_grad_scale = grad_scale;
+  c.max_grad_norm = float(max_grad_norm);
+  return c;
+}
+}  // namespace
+
+void prepare_adamw_on_device(const DeviceStepBuffers& buffers, const AdamStepArgs& args, double max_grad_norm,
+                             HostToDevice& uploader) {
+  const char* op = "prepare_adamw_on_device";
+  kernels::StepControl c = control_for(args.grad_scale, max_grad_norm, op);
+  c.adam = adam_scalars(args, op);
+  upload_control(buffers, c, uploader);
+}
+
+void prepare_sgd_on_device(const DeviceStepBuffers& buffers, const SgdStepArgs& args, double max_grad_norm,
+                           HostToDevice& uploader) {
+  const char* op = "prepare_sgd_on_device";
+  kernels::StepControl c = control_for(args.grad_scale, max_grad_norm, op);
+  c.sgd = sgd_scalars(args, op);
+  upload_control(buffers, c, uploader);
+}
+
+void adamw_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                          const Tensor& decay_ranges, const DeviceStepBuffers& buffers, double beta1) {
+  const char* op = "adamw_step_on_device";
+  check_buffer(params, params, op, "params");
+  check_buffer(grads, params, op, "grads");
+  check_buffer(exp_avg, params, op, "exp_avg");
+  check_buffer(exp_avg_sq, params, op, "exp_avg_sq");
+  const int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+#ifdef WW_HAVE_CUDA
+  if (params.device().is_cuda())
+    return kernels::cuda::adamw_step_controlled(
+        params.data<float>(), grads.data<float>(), exp_avg.data<float>(), exp_avg_sq.data<float>(), params.numel(),
+        num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
+        static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()),
+        kernels::lerp_weight_is_small(float(1.0 - beta1)));
+#endif
+  (void)num_ranges;
+  (void)beta1;
+  no_kernel(op, params);
+}
+
+void sgd_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
+                        const Tensor& decay_ranges, const DeviceStepBuffers& buffers) {
+  const char* op = "sgd_step_on_device";
+  check_buffer(params, params, op, "params");
+  check_buffer(grads, params, op, "grads");
+  if (momentum_buffer.defined()) check_buffer(momentum_buffer, params, op, "momentum_buffer");
+  const int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+#ifdef WW_HAVE_CUDA
+  if (params.device().is_cuda())
+    return kernels::cuda::sgd_step_controlled(
+        params.data<float>(), grads.data<float>(), momentum_buffer.defined() ? momentum_buffer.data<float>() : nullptr,
+        params.numel(), num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
+        static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()));
+#endif
+  (void)num_ranges;
+  no_kernel(op, params);
+}
+
+DeviceStepStatus read_step_status(const DeviceStepBuffers& buffers) {
+  kernels::StepControl c{};
+  Tensor::view(&c, {int64_t(sizeof(c))}, DType::U8).copy_from(buffers.control);
+  return {c.grad_norm, c.clip_coef, c.applied != 0};
 }
 
 }  // namespace ww::ops

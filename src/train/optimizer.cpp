@@ -96,44 +96,93 @@ Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& opti
 }
 
 StepReport Optimizer::step(double lr, float grad_scale) {
+  prepare(lr, grad_scale);
+  launch();
+  return finish();
+}
+
+void Optimizer::prepare(double lr, float grad_scale) {
   if (!std::isfinite(lr) || lr < 0) fail("optimizer step: learning rate ", lr, " is not a finite value >= 0");
   if (!std::isfinite(grad_scale) || grad_scale <= 0)
     fail("optimizer step: grad_scale ", grad_scale, " is not a finite value > 0");
+  WW_CHECK(phase_ != Phase::Launched, "optimizer prepare() while a step awaits finish()");
+  lr_ = lr;
+  grad_scale_ = grad_scale;
+  phase_ = Phase::Prepared;
+  const Tensor& params = store_.flat_values();
+  if (!params.device().is_cuda()) return;
+  if (!device_step_.control.defined()) device_step_ = ops::make_device_step_buffers(params);
+  if (uses_adam(options_.kind))
+    ops::prepare_adamw_on_device(device_step_, adam_args(lr, grad_scale, step_ + 1), options_.max_grad_norm, uploader_);
+  else
+    ops::prepare_sgd_on_device(device_step_, sgd_args(lr, grad_scale, step_ + 1), options_.max_grad_norm, uploader_);
+}
+
+ops::AdamStepArgs Optimizer::adam_args(double lr, float grad_scale, int64_t step) const {
+  ops::AdamStepArgs a;
+  a.lr = lr;
+  a.beta1 = options_.beta1;
+  a.beta2 = options_.beta2;
+  a.eps = options_.eps;
+  a.weight_decay = options_.weight_decay;
+  a.step = step;
+  a.decoupled = options_.kind == OptimizerKind::AdamW;
+  a.grad_scale = grad_scale;
+  return a;
+}
+
+ops::SgdStepArgs Optimizer::sgd_args(double lr, float grad_scale, int64_t step) const {
+  ops::SgdStepArgs a;
+  a.lr = lr;
+  a.momentum = options_.momentum;
+  a.dampening = options_.dampening;
+  a.nesterov = options_.nesterov;
+  a.weight_decay = options_.weight_decay;
+  a.step = step;
+  a.grad_scale = grad_scale;
+  return a;
+}
+
+void Optimizer::launch() {
+  WW_CHECK(phase_ == Phase::Prepared, "optimizer launch() without prepare()");
+  phase_ = Phase::Launched;
   const Tensor& params = store_.flat_values();
   const Tensor& grads = store_.flat_grads();
-
-  StepReport report;
-  report.grad_norm = ops::global_grad_norm(grads) * grad_scale;
-  if (!std::isfinite(report.grad_norm)) return report;  // applied = false
-  if (options_.max_grad_norm > 0)
-    report.clip_coef = clip_coefficient(report.grad_norm, options_.max_grad_norm);
-  float scale = grad_scale * report.clip_coef;
-
-  ++step_;
-  if (uses_adam(options_.kind)) {
-    ops::AdamStepArgs a;
-    a.lr = lr;
-    a.beta1 = options_.beta1;
-    a.beta2 = options_.beta2;
-    a.eps = options_.eps;
-    a.weight_decay = options_.weight_decay;
-    a.step = step_;
-    a.decoupled = options_.kind == OptimizerKind::AdamW;
-    a.grad_scale = scale;
-    ops::adamw_step(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, a);
-  } else {
-    ops::SgdStepArgs a;
-    a.lr = lr;
-    a.momentum = options_.momentum;
-    a.dampening = options_.dampening;
-    a.nesterov = options_.nesterov;
-    a.weight_decay = options_.weight_decay;
-    a.step = step_;
-    a.grad_scale = scale;
-    ops::sgd_step(params, grads, momentum_buffer_, decay_ranges_, a);
+  if (params.device().is_cuda()) {
+    if (uses_adam(options_.kind))
+      ops::adamw_step_on_device(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, device_step_, options_.beta1);
+    else
+      ops::sgd_step_on_device(params, grads, momentum_buffer_, decay_ranges_, device_step_);
+    return;
   }
-  store_.mark_updated();
+  StepReport report;
+  report.grad_norm = ops::global_grad_norm(grads) * grad_scale_;
+  host_report_ = report;  // applied = false
+  if (!std::isfinite(report.grad_norm)) return;
+  if (options_.max_grad_norm > 0) report.clip_coef = clip_coefficient(report.grad_norm, options_.max_grad_norm);
+  const float scale = grad_scale_ * report.clip_coef;
+  if (uses_adam(options_.kind))
+    ops::adamw_step(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, adam_args(lr_, scale, step_ + 1));
+  else
+    ops::sgd_step(params, grads, momentum_buffer_, decay_ranges_, sgd_args(lr_, scale, step_ + 1));
   report.applied = true;
+  host_report_ = report;
+}
+
+StepReport Optimizer::finish() {
+  WW_CHECK(phase_ == Phase::Launched, "optimizer finish() without launch()");
+  phase_ = Phase::Idle;
+  StepReport report = host_report_;
+  if (store_.flat_values().device().is_cuda()) {
+    ops::DeviceStepStatus status = ops::read_step_status(device_step_);
+    report.grad_norm = status.grad_norm;
+    report.clip_coef = status.clip_coef;
+    report.applied = status.applied;
+  }
+  if (report.applied) {
+    ++step_;
+    store_.mark_updated();
+  }
   return report;
 }
 

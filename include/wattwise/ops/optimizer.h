@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "wattwise/core/tensor.h"
+#include "wattwise/core/upload.h"
 
 namespace ww::ops {
 
@@ -54,5 +55,33 @@ void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_
 // L2 norm over every element of `grads` (f32), accumulated in double in a fixed order (the same
 // result whatever the thread count). NaN and Inf propagate.
 float global_grad_norm(const Tensor& grads);
+
+// ---- Steps decided on the GPU ----
+// The host path above reads the gradient norm back before it can clip or skip a step. On a GPU the
+// whole step can instead run without the host: prepare_* uploads the scalars the host knows before
+// the step (learning rate, bias corrections, base grad_scale, max_grad_norm) into a small device
+// buffer without waiting; *_step_on_device then computes the global norm, the clipping factor and
+// whether the norm is finite on the device, and applies or skips the update there (so it can be
+// recorded in a CUDA graph); read_step_status copies the outcome back (waits for the stream).
+// The same floats as the host path: the norm is float(√Σg²)·grad_scale, the clip factor
+// min(1, max_grad_norm / (norm + 1e-6)) in float, the update grad_scale·clip.
+struct DeviceStepBuffers {
+  Tensor control;   // kernels::StepControl bytes
+  Tensor partials;  // per-block partial sums of the norm (8-byte elements)
+};
+DeviceStepBuffers make_device_step_buffers(const Tensor& params);
+void prepare_adamw_on_device(const DeviceStepBuffers& buffers, const AdamStepArgs& args, double max_grad_norm,
+                             HostToDevice& uploader);
+void prepare_sgd_on_device(const DeviceStepBuffers& buffers, const SgdStepArgs& args, double max_grad_norm,
+                           HostToDevice& uploader);
+void adamw_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                          const Tensor& decay_ranges, const DeviceStepBuffers& buffers, double beta1);
+void sgd_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
+                        const Tensor& decay_ranges, const DeviceStepBuffers& buffers);
+struct DeviceStepStatus {
+  float grad_norm = 0, clip_coef = 1;
+  bool applied = false;
+};
+DeviceStepStatus read_step_status(const DeviceStepBuffers& buffers);
 
 }  // namespace ww::ops

@@ -11,6 +11,8 @@
 
 #include "wattwise/core/tensor.h"
 #include "wattwise/models/parameters.h"
+#include "wattwise/core/upload.h"
+#include "wattwise/ops/optimizer.h"
 
 namespace ww::train {
 
@@ -59,6 +61,14 @@ class Optimizer {
   // with loss scaling that is the overflow signal; without it the trainer should stop.
   StepReport step(double lr, float grad_scale = 1.0f);
 
+  // The same step in three parts, so the middle one can be recorded in a CUDA graph: prepare()
+  // fixes the step's scalars (on a GPU: uploads them without waiting), launch() runs (CPU) or
+  // enqueues (GPU, no host wait, nothing allocated) the norm, clipping, check and update, and
+  // finish() reports the outcome (on a GPU: waits for it). step() = all three.
+  void prepare(double lr, float grad_scale = 1.0f);
+  void launch();
+  StepReport finish();
+
   int64_t steps_taken() const { return step_; }
   const OptimizerOptions& options() const { return options_; }
 
@@ -72,11 +82,21 @@ class Optimizer {
   void load_state(const std::map<std::string, Tensor>& tensors);
 
  private:
+  ops::AdamStepArgs adam_args(double lr, float grad_scale, int64_t step) const;
+  ops::SgdStepArgs sgd_args(double lr, float grad_scale, int64_t step) const;
+
   models::ParameterStore& store_;
   OptimizerOptions options_;
   Tensor decay_ranges_;  // on the parameters' device
   Tensor exp_avg_, exp_avg_sq_, momentum_buffer_;
   int64_t step_ = 0;
+  // Step in flight: prepare() → launch() → finish().
+  enum class Phase { Idle, Prepared, Launched } phase_ = Phase::Idle;
+  double lr_ = 0;
+  float grad_scale_ = 1;
+  StepReport host_report_;              // CPU: filled by launch()
+  ops::DeviceStepBuffers device_step_;  // GPU: control + norm partials
+  HostToDevice uploader_;
 };
 
 }  // namespace ww::train

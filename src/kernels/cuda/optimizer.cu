@@ -87,7 +87,91 @@ __global__ void sum_partials_kernel(double* result, const double* partials, int 
   if (threadIdx.x == 0) *result = total;
 }
 
+// One block: Σ partials in a fixed order, then the step's outcome, as Optimizer::step computes it on
+// the host (float(√Σ) · base scale; torch's clip factor min(1, max / (norm + 1e-6)) in float).
+__global__ void finish_norm_kernel(StepControl* c, const double* partials, int count) {
+  __shared__ double shared[kThreads];
+  double acc = 0.0;
+  for (int i = threadIdx.x; i < count; i += kThreads) acc += partials[i];
+  const double total = block_sum_double(acc, shared);
+  if (threadIdx.x != 0) return;
+  c->sum_of_squares = total;
+  const float norm = float(sqrt(total)) * c->base_grad_scale;
+  c->grad_norm = norm;
+  const bool finite = isfinite(norm);
+  float clip = 1.0f;
+  if (finite && c->max_grad_norm > 0) clip = fminf(c->max_grad_norm / (norm + 1e-6f), 1.0f);
+  c->clip_coef = clip;
+  c->applied = finite ? 1 : 0;
+  c->adam.grad_scale = c->base_grad_scale * clip;
+  c->sgd.grad_scale = c->base_grad_scale * clip;
+}
+
+template <bool kSmallLerpWeight>
+__global__ void adam_controlled_kernel(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
+                                       int64_t n, const int64_t* ranges, int64_t num_ranges,
+                                       const StepControl* control) {
+  if (!control->applied) return;
+  const AdamScalars s = control->adam;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float p = params[i], m = exp_avg[i], v = exp_avg_sq[i];
+    adam_element<kSmallLerpWeight>(p, grads[i], m, v, in_decay_ranges(i, ranges, num_ranges), s);
+    params[i] = p;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+  }
+}
+
+__global__ void sgd_controlled_kernel(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                                      const int64_t* ranges, int64_t num_ranges, const StepControl* control) {
+  if (!control->applied) return;
+  const SgdScalars s = control->sgd;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float p = params[i];
+    float* buf = s.use_momentum ? momentum_buffer + i : nullptr;
+    if (sgd_decay_mode(in_decay_ranges(i, ranges, num_ranges), s) == DecayMode::L2)
+      sgd_update<DecayMode::L2>(p, grads[i], buf, s);
+    else
+      sgd_update<DecayMode::None>(p, grads[i], buf, s);
+    params[i] = p;
+  }
+}
+
+void norm_into_control(StepControl* control, double* partials, const float* grads, int64_t n) {
+  const unsigned blocks = grid_for(n);
+  sum_of_squares_partials_kernel<<<blocks, kThreads, 0, stream()>>>(partials, grads, n);
+  check_launch("sum_of_squares_partials_kernel");
+  finish_norm_kernel<<<1, kThreads, 0, stream()>>>(control, partials, int(blocks));
+  check_launch("finish_norm_kernel");
+}
+
 }  // namespace
+
+unsigned norm_partials_count(int64_t n) { return std::max(1u, grid_for(n)); }
+
+void adamw_step_controlled(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                           const int64_t* decay_ranges, int64_t num_ranges, StepControl* control,
+                           double* partials, bool small_lerp_weight) {
+  if (n == 0) return;
+  norm_into_control(control, partials, grads, n);
+  if (small_lerp_weight)
+    adam_controlled_kernel<true><<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n,
+                                                                         decay_ranges, num_ranges, control);
+  else
+    adam_controlled_kernel<false><<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n,
+                                                                          decay_ranges, num_ranges, control);
+  check_launch("adam_controlled_kernel");
+}
+
+void sgd_step_controlled(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                         const int64_t* decay_ranges, int64_t num_ranges, StepControl* control,
+                         double* partials) {
+  if (n == 0) return;
+  norm_into_control(control, partials, grads, n);
+  sgd_controlled_kernel<<<grid_for(n), kThreads, 0, stream()>>>(params, grads, momentum_buffer, n, decay_ranges,
+                                                                num_ranges, control);
+  check_launch("sgd_controlled_kernel");
+}
 
 void adamw_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                 const int64_t* decay_ranges, int64_t num_ranges, const AdamScalars& s) {

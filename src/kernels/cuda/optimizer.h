@@ -16,6 +16,18 @@ void adamw_step(float* params, const float* grads, float* exp_avg, float* exp_av
 void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
               const int64_t* decay_ranges, int64_t num_ranges, const SgdScalars& scalars);
 
+// Device-decided step (see StepControl): Σg² into per-block partials (a fixed grid), then one block
+// sums them in order and fills the outcome and the clipped grad_scale into *control, then the
+// update kernel reads it (and returns at once when the step is not applied). No host wait.
+// partials must hold norm_partials_count(n) doubles.
+unsigned norm_partials_count(int64_t n);
+void adamw_step_controlled(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                           const int64_t* decay_ranges, int64_t num_ranges, StepControl* control,
+                           double* partials, bool small_lerp_weight);
+void sgd_step_controlled(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                         const int64_t* decay_ranges, int64_t num_ranges, StepControl* control,
+                         double* partials);
+
 // Σ g² in double: per-block partials (a fixed grid that depends only on n), then one block adds
 // them in a fixed order, so the result is the same on every run and GPU. Waits for the result.
 double sum_of_squares(const float* values, int64_t n);
