@@ -13,27 +13,30 @@ namespace {
 
 using UnaryKernel = void (*)(float*, const float*, int64_t);
 using BinaryKernel = void (*)(float*, const float*, const float*, int64_t);
+using CudaUnaryKernel = void (*)(void*, const void*, int64_t, DType);
+using CudaBinaryKernel = void (*)(void*, const void*, const void*, int64_t, DType);
 
-// out = f(inp); same element count, same device; out may alias inp exactly (elementwise).
-void run_forward(UnaryKernel kernel, UnaryKernel cuda_kernel, const Tensor& out, const Tensor& inp, const char* op) {
-  require_f32_cpu_or_cuda(out, op, "out");
-  require_f32_cpu_or_cuda(inp, op, "inp");
+// out = f(inp); same element count, dtype and device; out may alias inp exactly (elementwise).
+void run_forward(UnaryKernel kernel, CudaUnaryKernel cuda_kernel, const Tensor& out, const Tensor& inp,
+                 const char* op) {
+  require_activation(inp, op, "inp");
+  require_activation_like(out, inp, op, "out", "inp");
   require_numel(out, inp.numel(), op, "out");
   require_same_device(out, inp, op);
   if (out.raw() != inp.raw()) require_no_overlap(out, inp, op, "out", "inp");
   if (out.device().is_cuda()) {
     if (!cuda_kernel) cuda_not_implemented(op);
-    kernel = cuda_kernel;
+    return cuda_kernel(out.raw(), inp.raw(), inp.numel(), inp.dtype());
   }
   kernel(out.data<float>(), inp.data<float>(), inp.numel());
 }
 
 // dinp = f'(saved) · dout; dinp may alias dout (or saved) exactly.
-void run_backward(BinaryKernel kernel, BinaryKernel cuda_kernel, const Tensor& dinp, const Tensor& saved, const Tensor& dout,
-                  const char* op, const char* saved_name) {
-  require_f32_cpu_or_cuda(dinp, op, "dinp");
-  require_f32_cpu_or_cuda(saved, op, saved_name);
-  require_f32_cpu_or_cuda(dout, op, "dout");
+void run_backward(BinaryKernel kernel, CudaBinaryKernel cuda_kernel, const Tensor& dinp, const Tensor& saved,
+                  const Tensor& dout, const char* op, const char* saved_name) {
+  require_activation(dout, op, "dout");
+  require_activation_like(dinp, dout, op, "dinp", "dout");
+  require_activation_like(saved, dout, op, saved_name, "dout");
   require_numel(saved, dout.numel(), op, saved_name);
   require_numel(dinp, dout.numel(), op, "dinp");
   require_same_device(dinp, dout, op);
@@ -42,7 +45,7 @@ void run_backward(BinaryKernel kernel, BinaryKernel cuda_kernel, const Tensor& d
   if (dinp.raw() != saved.raw()) require_no_overlap(dinp, saved, op, "dinp", saved_name);
   if (dout.device().is_cuda()) {
     if (!cuda_kernel) cuda_not_implemented(op);
-    kernel = cuda_kernel;
+    return cuda_kernel(dinp.raw(), saved.raw(), dout.raw(), dout.numel(), dout.dtype());
   }
   kernel(dinp.data<float>(), saved.data<float>(), dout.data<float>(), dout.numel());
 }

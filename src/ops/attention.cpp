@@ -7,6 +7,7 @@
 #include "kernels/cuda/attention.h"
 #endif
 #include "ops/checks.h"
+#include "wattwise/ops/linear.h"
 
 namespace ww::ops {
 namespace {
@@ -16,7 +17,7 @@ kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv
                                                const Tensor& key_mask, int64_t num_heads,
                                                bool causal, float dropout_p, uint64_t seed,
                                                uint64_t offset) {
-  require_f32_cpu_or_cuda(qkv, op, "qkv");
+  require_activation(qkv, op, "qkv");
   if (qkv.dim() != 3 || qkv.size(2) == 0 || qkv.size(2) % 3 != 0)
     fail(op, ": qkv must be [B, T, 3C] with C > 0, got ", qkv.describe());
   const int64_t channels = qkv.size(2) / 3;
@@ -53,6 +54,14 @@ const int32_t* mask_data(const Tensor& key_mask) {
   return key_mask.defined() ? key_mask.data<int32_t>() : nullptr;
 }
 
+#ifdef WW_HAVE_CUDA
+// ops::allow_tf32() (linear.h) covers these f32 GEMMs too.
+kernels::cuda::GemmPrecision gemm_precision(DType dtype) {
+  return dtype == DType::F32 && allow_tf32() ? kernels::cuda::GemmPrecision::Tf32
+                                             : kernels::cuda::GemmPrecision::Fp32;
+}
+#endif
+
 }  // namespace
 
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv,
@@ -60,8 +69,8 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv
                        uint64_t seed, uint64_t offset) {
   const char* op = "attention_forward";
   auto config = attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
-  require_f32_cpu_or_cuda(out, op, "out");
-  require_f32_cpu_or_cuda(probs, op, "probs");
+  require_activation_like(out, qkv, op, "out", "qkv");
+  require_activation_like(probs, qkv, op, "probs", "qkv");
   require_numel(out, qkv.numel() / 3, op, "out");
   require_numel(probs, probs_numel(config), op, "probs");
   require_same_device(out, qkv, op);
@@ -70,8 +79,8 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv
 
   if (qkv.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    return kernels::cuda::attention_forward(out.data<float>(), probs.data<float>(), qkv.data<float>(),
-                                            mask_data(key_mask), config);
+    return kernels::cuda::attention_forward(out.raw(), probs.raw(), qkv.raw(), mask_data(key_mask), qkv.dtype(),
+                                            config, gemm_precision(qkv.dtype()));
 #else
     fail(op, ": the CUDA backend does not implement this yet");
 #endif
@@ -86,10 +95,10 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
                         uint64_t offset) {
   const char* op = "attention_backward";
   auto config = attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
-  require_f32_cpu_or_cuda(dqkv, op, "dqkv");
-  require_f32_cpu_or_cuda(scratch, op, "scratch");
-  require_f32_cpu_or_cuda(dout, op, "dout");
-  require_f32_cpu_or_cuda(probs, op, "probs");
+  require_activation_like(dqkv, qkv, op, "dqkv", "qkv");
+  require_activation_like(scratch, qkv, op, "scratch", "qkv");
+  require_activation_like(dout, qkv, op, "dout", "qkv");
+  require_activation_like(probs, qkv, op, "probs", "qkv");
   require_numel(dqkv, qkv.numel(), op, "dqkv");
   require_numel(scratch, probs_numel(config), op, "scratch");
   require_numel(dout, qkv.numel() / 3, op, "dout");
@@ -101,9 +110,9 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
 
   if (qkv.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    return kernels::cuda::attention_backward(dqkv.data<float>(), scratch.data<float>(), dout.data<float>(),
-                                             qkv.data<float>(), probs.data<float>(), mask_data(key_mask),
-                                             config);
+    return kernels::cuda::attention_backward(dqkv.raw(), scratch.raw(), dout.raw(), qkv.raw(), probs.raw(),
+                                             mask_data(key_mask), qkv.dtype(), config,
+                                             gemm_precision(qkv.dtype()));
 #else
     fail(op, ": the CUDA backend does not implement this yet");
 #endif

@@ -20,7 +20,7 @@ struct ClassSizes {
 // logits [N, K] (K = last dimension), labels i32 [N].
 ClassSizes check_logits_labels(const Tensor& logits, const Tensor& labels, float label_smoothing,
                                const char* op) {
-  require_f32_cpu_or_cuda(logits, op, "logits");
+  require_activation(logits, op, "logits");
   if (logits.dim() < 1) fail(op, ": argument 'logits' must be [N, K], got ", logits.describe());
   const int64_t K = logits.size(-1);
   if (K == 0) fail(op, ": argument 'logits' has no classes: ", logits.describe());
@@ -35,7 +35,7 @@ ClassSizes check_logits_labels(const Tensor& logits, const Tensor& labels, float
 
 // pred and target f32 with N elements each.
 int64_t check_regression(const Tensor& pred, const Tensor& target, const char* op) {
-  require_f32_cpu_or_cuda(pred, op, "pred");
+  require_activation(pred, op, "pred");
   require_f32_cpu_or_cuda(target, op, "target");
   require_numel(target, pred.numel(), op, "target");
   require_same_device(target, pred, op);
@@ -54,8 +54,8 @@ void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Ten
   require_no_overlap(losses, logits, op, "losses", "logits");
   if (logits.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K,
-                                       label_smoothing);
+    kernels::cuda::cross_entropy_forward(losses.data<float>(), logits.raw(), logits.dtype(), labels.data<int32_t>(),
+                                         N, K, label_smoothing);
     return;
 #else
     cuda_not_implemented(op);
@@ -69,15 +69,15 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
                             float label_smoothing, float scale) {
   const char* op = "cross_entropy_backward";
   const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
-  require_f32_cpu_or_cuda(dlogits, op, "dlogits");
+  require_activation_like(dlogits, logits, op, "dlogits", "logits");
   require_numel(dlogits, N * K, op, "dlogits");
   require_same_device(dlogits, logits, op);
   if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
   if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
   if (logits.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
-                                        K, label_smoothing, scale);
+    kernels::cuda::cross_entropy_backward(dlogits.raw(), logits.raw(), logits.dtype(), labels.data<int32_t>(), N,
+                                          K, label_smoothing, scale);
     return;
 #else
     cuda_not_implemented(op);
@@ -108,7 +108,7 @@ void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target)
   require_same_device(losses, pred, op);
   if (pred.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::mse_forward(losses.data<float>(), pred.data<float>(), target.data<float>(), N);
+    kernels::cuda::mse_forward(losses.data<float>(), pred.raw(), pred.dtype(), target.data<float>(), N);
     return;
 #else
     cuda_not_implemented(op);
@@ -120,12 +120,12 @@ void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target)
 void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target, float scale) {
   const char* op = "mse_backward";
   const int64_t N = check_regression(pred, target, op);
-  require_f32_cpu_or_cuda(dpred, op, "dpred");
+  require_activation_like(dpred, pred, op, "dpred", "pred");
   require_numel(dpred, N, op, "dpred");
   require_same_device(dpred, pred, op);
   if (pred.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::mse_backward(dpred.data<float>(), pred.data<float>(), target.data<float>(), N, scale);
+    kernels::cuda::mse_backward(dpred.raw(), pred.raw(), pred.dtype(), target.data<float>(), N, scale);
     return;
 #else
     cuda_not_implemented(op);

@@ -65,7 +65,7 @@ void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor
   require_dim(word, 2, op, "word");
   const int64_t B = input_ids.size(0), T = input_ids.size(1), C = word.size(1);
   require_same_device(word, input_ids, op);
-  require_f32_cpu_or_cuda(out, op, "out");
+  require_activation(out, op, "out");  // the tables stay f32
   require_numel(out, B * T * C, op, "out");
   require_same_device(out, word, op);
   if (position.defined()) check_table(position, C, word, op, "position");
@@ -90,7 +90,7 @@ void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
     check_positions(tables, T, position_offset);
-    kernels::cuda::embeddings_forward(out.data<float>(), input_ids.data<int32_t>(), type_ids,
+    kernels::cuda::embeddings_forward(out.raw(), out.dtype(), input_ids.data<int32_t>(), type_ids,
                                       to_device_tables(tables), B, T, C, position_offset);
     return;
 #else
@@ -106,7 +106,7 @@ void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Ten
                          int64_t position_offset) {
   const char* op = "embeddings_backward";
   check_ids(input_ids, token_type_ids, op);
-  require_f32_cpu_or_cuda(dout, op, "dout");
+  require_activation(dout, op, "dout");  // the tables' gradients stay f32
   require_same_device(dout, input_ids, op);
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   if (B * T == 0) return;
@@ -136,7 +136,7 @@ void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Ten
   if (dout.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
     check_positions(grads, T, position_offset);
-    kernels::cuda::embeddings_backward(to_device_tables(grads), dout.data<float>(), input_ids.data<int32_t>(),
+    kernels::cuda::embeddings_backward(to_device_tables(grads), dout.raw(), dout.dtype(), input_ids.data<int32_t>(),
                                        token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr, B,
                                        T, C, position_offset);
     return;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/layernorm.h"
 #ifdef WW_HAVE_CUDA
 #include "kernels/cuda/elementwise.h"
@@ -13,23 +14,34 @@ namespace ww::ops {
 
 namespace {
 
-// C from weight [C]; N rows of inp by element count.
-int64_t layernorm_rows(const Tensor& inp, const Tensor& weight, const char* op) {
+// C from weight [C] (always f32); N rows of inp (an activation) by element count.
+int64_t layernorm_rows(const Tensor& inp, const Tensor& weight, const char* op, const char* inp_name = "inp") {
   require_f32_cpu_or_cuda(weight, op, "weight");
-  require_f32_cpu_or_cuda(inp, op, "inp");
+  require_activation(inp, op, inp_name);
   require_same_device(inp, weight, op);
   const int64_t C = weight.numel();
   if (C == 0) fail(op, ": argument 'weight' is empty");
   if (inp.numel() % C != 0)
-    fail(op, ": argument 'inp' must have a multiple of ", C, " elements (weight is ", weight.describe(),
+    fail(op, ": argument '", inp_name, "' must have a multiple of ", C, " elements (weight is ", weight.describe(),
          "), got ", inp.describe());
   return inp.numel() / C;
 }
 
+// mean, rstd: f32 [N] whatever the activation dtype.
 void require_row_stats(const Tensor& t, int64_t N, const Tensor& like, const char* op, const char* arg) {
   require_f32_cpu_or_cuda(t, op, arg);
   require_numel(t, N, op, arg);
   require_same_device(t, like, op);
+}
+
+void check_forward_params(const Tensor& mean, const Tensor& rstd, const Tensor& weight, const Tensor& bias,
+                          int64_t N, const Tensor& like, float eps, const char* op) {
+  require_f32_cpu_or_cuda(bias, op, "bias");
+  require_numel(bias, weight.numel(), op, "bias");
+  require_same_device(bias, weight, op);
+  require_row_stats(mean, N, like, op, "mean");
+  require_row_stats(rstd, N, like, op, "rstd");
+  if (!(eps >= 0.0f) || !std::isfinite(eps)) fail(op, ": eps must be a finite number >= 0, got ", eps);
 }
 
 }  // namespace
@@ -38,19 +50,14 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
                        const Tensor& weight, const Tensor& bias, float eps) {
   const char* op = "layernorm_forward";
   const int64_t N = layernorm_rows(inp, weight, op), C = weight.numel();
-  require_f32_cpu_or_cuda(bias, op, "bias");
-  require_numel(bias, C, op, "bias");
-  require_same_device(bias, weight, op);
-  require_f32_cpu_or_cuda(out, op, "out");
+  require_activation_like(out, inp, op, "out", "inp");
   require_numel(out, N * C, op, "out");
   require_same_device(out, inp, op);
-  require_row_stats(mean, N, inp, op, "mean");
-  require_row_stats(rstd, N, inp, op, "rstd");
-  if (!(eps >= 0.0f) || !std::isfinite(eps)) fail(op, ": eps must be a finite number >= 0, got ", eps);
+  check_forward_params(mean, rstd, weight, bias, N, inp, eps, op);
   if (out.raw() != inp.raw()) require_no_overlap(out, inp, op, "out", "inp");
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), inp.data<float>(),
+    kernels::cuda::layernorm_forward(out.raw(), mean.data<float>(), rstd.data<float>(), inp.raw(), inp.dtype(),
                                      weight.data<float>(), bias.data<float>(), N, C, eps);
     return;
 #else
@@ -61,18 +68,54 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
                                   weight.data<float>(), bias.data<float>(), N, C, eps);
 }
 
+void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean, const Tensor& rstd,
+                                const Tensor& a, const Tensor& b, const Tensor& weight, const Tensor& bias,
+                                float eps) {
+  const char* op = "residual_layernorm_forward";
+  const int64_t N = layernorm_rows(a, weight, op, "a"), C = weight.numel();
+  require_activation_like(b, a, op, "b", "a");
+  require_activation_like(sum, a, op, "sum", "a");
+  require_activation_like(out, a, op, "out", "a");
+  for (const auto& [t, name] : {std::pair{&b, "b"}, std::pair{&sum, "sum"}, std::pair{&out, "out"}}) {
+    require_numel(*t, N * C, op, name);
+    require_same_device(*t, a, op);
+  }
+  check_forward_params(mean, rstd, weight, bias, N, a, eps, op);
+  // sum may be a or b itself (each element is read before it is written); out is written after
+  // the whole row of sum is read, so it must not overlap any of them.
+  if (sum.raw() != a.raw()) require_no_overlap(sum, a, op, "sum", "a");
+  if (sum.raw() != b.raw()) require_no_overlap(sum, b, op, "sum", "b");
+  require_no_overlap(out, sum, op, "out", "sum");
+  require_no_overlap(out, a, op, "out", "a");
+  require_no_overlap(out, b, op, "out", "b");
+  if (out.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::residual_layernorm_forward(out.raw(), sum.raw(), mean.data<float>(), rstd.data<float>(), a.raw(),
+                                              b.raw(), a.dtype(), weight.data<float>(), bias.data<float>(), N, C,
+                                              eps);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
+  // The CPU runs the two kernels: the same results as residual_forward then layernorm_forward.
+  kernels::cpu::residual_forward(sum.data<float>(), a.data<float>(), b.data<float>(), N * C);
+  kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), sum.data<float>(),
+                                  weight.data<float>(), bias.data<float>(), N, C, eps);
+}
+
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd) {
+                        const Tensor& mean, const Tensor& rstd, bool accumulate) {
   const char* op = "layernorm_backward";
   const int64_t N = layernorm_rows(inp, weight, op), C = weight.numel();
-  require_f32_cpu_or_cuda(dout, op, "dout");
+  require_activation_like(dout, inp, op, "dout", "inp");
   require_numel(dout, N * C, op, "dout");
   require_same_device(dout, inp, op);
   require_row_stats(mean, N, inp, op, "mean");
   require_row_stats(rstd, N, inp, op, "rstd");
   if (dinp.defined()) {
-    require_f32_cpu_or_cuda(dinp, op, "dinp");
+    require_activation_like(dinp, inp, op, "dinp", "inp");
     require_numel(dinp, N * C, op, "dinp");
     require_same_device(dinp, inp, op);
     // dinp is written row by row while later rows of dout and inp are still to be read, and the
@@ -86,20 +129,21 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
     require_numel(*grad, C, op, name);
     require_same_device(*grad, inp, op);
   }
-  float* dinp_data = dinp.defined() ? dinp.data<float>() : nullptr;
   float* dweight_data = dweight.defined() ? dweight.data<float>() : nullptr;
   float* dbias_data = dbias.defined() ? dbias.data<float>() : nullptr;
   if (dout.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::layernorm_backward(dinp_data, dweight_data, dbias_data, dout.data<float>(), inp.data<float>(),
-                                      weight.data<float>(), mean.data<float>(), rstd.data<float>(), N, C);
+    kernels::cuda::layernorm_backward(dinp.defined() ? dinp.raw() : nullptr, dweight_data, dbias_data, dout.raw(),
+                                      inp.raw(), inp.dtype(), weight.data<float>(), mean.data<float>(),
+                                      rstd.data<float>(), N, C, accumulate);
     return;
 #else
     cuda_not_implemented(op);
 #endif
   }
-  kernels::cpu::layernorm_backward(dinp_data, dweight_data, dbias_data, dout.data<float>(), inp.data<float>(),
-                                   weight.data<float>(), mean.data<float>(), rstd.data<float>(), N, C);
+  kernels::cpu::layernorm_backward(dinp.defined() ? dinp.data<float>() : nullptr, dweight_data, dbias_data,
+                                   dout.data<float>(), inp.data<float>(), weight.data<float>(), mean.data<float>(),
+                                   rstd.data<float>(), N, C, accumulate);
 }
 
 }  // namespace ww::ops

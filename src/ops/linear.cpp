@@ -1,5 +1,7 @@
 #include "wattwise/ops/linear.h"
 
+#include <atomic>
+
 #include "kernels/cpu/linear.h"
 #ifdef WW_HAVE_CUDA
 #include "kernels/cuda/linear.h"
@@ -11,15 +13,25 @@ namespace ww::ops {
 
 namespace {
 
+std::atomic<bool> g_allow_tf32{false};
+
+#ifdef WW_HAVE_CUDA
+// TF32 applies to f32 GEMMs only; 16-bit GEMMs always accumulate in plain fp32.
+kernels::cuda::GemmPrecision gemm_precision(DType dtype) {
+  return dtype == DType::F32 && allow_tf32() ? kernels::cuda::GemmPrecision::Tf32
+                                             : kernels::cuda::GemmPrecision::Fp32;
+}
+#endif
+
 struct LinearSizes {
   int64_t N, IC, OC;
 };
 
 // weight [OC, IC]; inp [N, IC] by element count.
 LinearSizes linear_sizes(const Tensor& inp, const Tensor& weight, const char* op) {
-  require_f32_cpu_or_cuda(weight, op, "weight");
+  require_activation(inp, op, "inp");
+  require_activation_like(weight, inp, op, "weight", "inp");
   require_dim(weight, 2, op, "weight");
-  require_f32_cpu_or_cuda(inp, op, "inp");
   require_same_device(inp, weight, op);
   const int64_t OC = weight.size(0), IC = weight.size(1);
   if (IC == 0 ? inp.numel() != 0 : inp.numel() % IC != 0)
@@ -34,14 +46,17 @@ LinearSizes linear_sizes(const Tensor& inp, const Tensor& weight, const char* op
 
 }  // namespace
 
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
   const char* op = "linear_forward";
   const auto [N, IC, OC] = linear_sizes(inp, weight, op);
-  require_f32_cpu_or_cuda(out, op, "out");
+  require_activation_like(out, inp, op, "out", "inp");
   require_numel(out, N * OC, op, "out");
   require_same_device(out, weight, op);
   if (bias.defined()) {
-    require_f32_cpu_or_cuda(bias, op, "bias");
+    require_activation_like(bias, inp, op, "bias", "inp");
     require_numel(bias, OC, op, "bias");
     require_same_device(bias, weight, op);
     require_no_overlap(out, bias, op, "out", "bias");
@@ -50,8 +65,8 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
   require_no_overlap(out, weight, op, "out", "weight");
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    return kernels::cuda::linear_forward(out.data<float>(), inp.data<float>(), weight.data<float>(),
-                                         bias.defined() ? bias.data<float>() : nullptr, N, IC, OC);
+    return kernels::cuda::linear_forward(out.raw(), inp.raw(), weight.raw(), bias.defined() ? bias.raw() : nullptr,
+                                         inp.dtype(), N, IC, OC, gemm_precision(inp.dtype()));
 #else
     cuda_not_implemented(op);
 #endif
@@ -64,18 +79,18 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
                      const Tensor& dout, const Tensor& inp, const Tensor& weight) {
   const char* op = "linear_backward";
   const auto [N, IC, OC] = linear_sizes(inp, weight, op);
-  require_f32_cpu_or_cuda(dout, op, "dout");
+  require_activation_like(dout, inp, op, "dout", "inp");
   require_numel(dout, N * OC, op, "dout");
   require_same_device(dout, weight, op);
   if (dinp.defined()) {
-    require_f32_cpu_or_cuda(dinp, op, "dinp");
+    require_activation_like(dinp, inp, op, "dinp", "inp");
     require_numel(dinp, N * IC, op, "dinp");
     require_same_device(dinp, weight, op);
     require_no_overlap(dinp, dout, op, "dinp", "dout");
     require_no_overlap(dinp, weight, op, "dinp", "weight");
   }
   if (dweight.defined()) {
-    require_f32_cpu_or_cuda(dweight, op, "dweight");
+    require_f32_cpu_or_cuda(dweight, op, "dweight");  // f32 for every activation dtype
     require_numel(dweight, OC * IC, op, "dweight");
     require_same_device(dweight, weight, op);
     require_no_overlap(dweight, dout, op, "dweight", "dout");
@@ -83,18 +98,17 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     require_no_overlap(dweight, dinp, op, "dweight", "dinp");
   }
   if (dbias.defined()) {
-    require_f32_cpu_or_cuda(dbias, op, "dbias");
+    require_f32_cpu_or_cuda(dbias, op, "dbias");  // f32 for every activation dtype
     require_numel(dbias, OC, op, "dbias");
     require_same_device(dbias, weight, op);
     require_no_overlap(dbias, dout, op, "dbias", "dout");
   }
   if (dout.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    return kernels::cuda::linear_backward(dinp.defined() ? dinp.data<float>() : nullptr,
+    return kernels::cuda::linear_backward(dinp.defined() ? dinp.raw() : nullptr,
                                           dweight.defined() ? dweight.data<float>() : nullptr,
-                                          dbias.defined() ? dbias.data<float>() : nullptr,
-                                          dout.data<float>(), inp.data<float>(), weight.data<float>(),
-                                          N, IC, OC);
+                                          dbias.defined() ? dbias.data<float>() : nullptr, dout.raw(), inp.raw(),
+                                          weight.raw(), inp.dtype(), N, IC, OC, gemm_precision(inp.dtype()));
 #else
     cuda_not_implemented(op);
 #endif

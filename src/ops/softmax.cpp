@@ -11,8 +11,8 @@ namespace ww::ops {
 
 void softmax_forward(const Tensor& out, const Tensor& inp) {
   const char* op = "softmax_forward";
-  require_f32_cpu_or_cuda(inp, op, "inp");
-  require_f32_cpu_or_cuda(out, op, "out");
+  require_activation(inp, op, "inp");
+  require_activation_like(out, inp, op, "out", "inp");
   if (inp.dim() < 1) fail(op, ": inp must have at least one dimension, got ", inp.describe());
   require_numel(out, inp.numel(), op, "out");
   require_same_device(out, inp, op);
@@ -21,7 +21,7 @@ void softmax_forward(const Tensor& out, const Tensor& inp) {
 
   if (inp.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::softmax_forward(out.data<float>(), inp.data<float>(), inp.numel() / cols, cols);
+    kernels::cuda::softmax_forward(out.raw(), inp.raw(), inp.numel() / cols, cols, inp.dtype());
     return;
 #else
     cuda_not_implemented(op);
@@ -32,9 +32,9 @@ void softmax_forward(const Tensor& out, const Tensor& inp) {
 
 void softmax_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout) {
   const char* op = "softmax_backward";
-  require_f32_cpu_or_cuda(out, op, "out");
-  require_f32_cpu_or_cuda(dout, op, "dout");
-  require_f32_cpu_or_cuda(dinp, op, "dinp");
+  require_activation(out, op, "out");
+  require_activation_like(dout, out, op, "dout", "out");
+  require_activation_like(dinp, out, op, "dinp", "out");
   if (out.dim() < 1) fail(op, ": out must have at least one dimension, got ", out.describe());
   require_numel(dout, out.numel(), op, "dout");
   require_numel(dinp, out.numel(), op, "dinp");
@@ -45,8 +45,7 @@ void softmax_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout)
 
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(),
-                                    out.numel() / cols, cols);
+    kernels::cuda::softmax_backward(dinp.raw(), out.raw(), dout.raw(), out.numel() / cols, cols, out.dtype());
     return;
 #else
     cuda_not_implemented(op);

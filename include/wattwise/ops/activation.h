@@ -3,7 +3,8 @@
 
 namespace ww::ops {
 
-// Elementwise activations. out may alias inp; dinp may alias dout.
+// Elementwise activations. out may alias inp; dinp may alias dout. Every tensor is an activation:
+// f32, or on a cuda device also f16/bf16 (one dtype per call; math in fp32).
 void gelu_forward(const Tensor& out, const Tensor& inp);  // exact erf form: x·Φ(x)
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout);
 void relu_forward(const Tensor& out, const Tensor& inp);

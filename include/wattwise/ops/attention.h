@@ -11,14 +11,17 @@ namespace ww::ops {
 //   key_mask i32 [B,T]: 1 = real token, 0 = padding (HF attention_mask); undefined = all real.
 //            Padded keys get zero probability; a query row with no real key outputs zeros.
 //   causal   also masks keys after the query (GPT-2).
-//   probs    [B,H,T,T] f32: softmax(QKᵀ/√D + mask) before dropout, saved for backward.
+//   probs    [B,H,T,T]: softmax(QKᵀ/√D + mask) before dropout, saved for backward.
 //   out      [B,T,C]: heads concatenated.
 // Attention-probability dropout uses (seed, offset) with element index b,h,i,j flattened.
+// Dtypes: qkv, out, probs (and dout, dqkv, scratch) share one activation dtype: f32, or on a cuda
+// device also f16 or bf16 (GEMMs with fp32 accumulation, softmax math in fp32; TF32 for f32 GEMMs
+// when ops::allow_tf32()).
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv,
                        const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
                        uint64_t seed, uint64_t offset);
 
-// dqkv [B,T,3C] overwritten. scratch [B,H,T,T] f32 is workspace (contents destroyed).
+// dqkv [B,T,3C] overwritten. scratch [B,H,T,T] (activation dtype) is workspace (contents destroyed).
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout,
                         const Tensor& qkv, const Tensor& probs, const Tensor& key_mask,
                         int64_t num_heads, bool causal, float dropout_p, uint64_t seed,

@@ -5,7 +5,8 @@ namespace ww::ops {
 
 // Softmax cross-entropy per row with optional label smoothing ε (as torch.nn.CrossEntropyLoss):
 //   loss[n] = (1−ε)·(−log p[n,y]) + ε·mean_k(−log p[n,k]);  label −100 ⇒ ignored, loss[n] = 0.
-// logits [N,K] f32, labels i32 [N], losses [N] f32. A label outside [0,K) (other than −100) is an
+// logits [N,K] (and dlogits) an activation: f32, on cuda also f16/bf16 (math in double);
+// labels i32 [N], losses [N] f32. A label outside [0,K) (other than −100) is an
 // error naming the row and the label.
 void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Tensor& labels,
                            float label_smoothing);
@@ -19,7 +20,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
 int64_t count_valid_labels(const Tensor& labels);
 
 // Regression head (num_labels == 1), as HF's MSELoss: loss[n] = (pred[n] − target[n])².
-// pred [N] or [N,1], target f32 [N]. dpred = scale · 2 (pred − target), overwritten.
+// pred [N] or [N,1] (and dpred) an activation; target and losses f32 [N]. dpred = scale · 2 (pred − target), overwritten.
 void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target);
 void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target, float scale);
 

@@ -3,19 +3,27 @@
 
 namespace ww::ops {
 
+// Dtypes: inp, out, dout, dinp (and a, b, sum) are activations: f32, or on a cuda device also f16
+// or bf16, one dtype per call. weight, bias, dweight, dbias, mean and rstd are ALWAYS f32.
+// Statistics are computed in double for every dtype (16-bit rows are widened on load).
+
 // out[N,C] = (inp - mean) · rstd · weight + bias, per row; saves mean[N] and rstd[N] for backward.
-// Biased variance, as torch.nn.LayerNorm.
+// Biased variance, as torch.nn.LayerNorm. out may alias inp.
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
                        const Tensor& weight, const Tensor& bias, float eps);
 
-// dinp overwritten (may not alias dout); dweight, dbias accumulated.
-void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
-                        const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd);
-
-// TEMP(lead): declared ahead of the mixed-precision kernels branch.
+// sum = a + b (saved for backward, in the activation dtype), out = LayerNorm(sum). On CUDA one
+// kernel (one block per row); on the CPU residual_forward's and layernorm_forward's kernels. In f32
+// the results are those of residual_forward followed by layernorm_forward (same statistics code).
+// sum may be a or b itself; out must not overlap a, b or sum.
 void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean,
                                 const Tensor& rstd, const Tensor& a, const Tensor& b,
                                 const Tensor& weight, const Tensor& bias, float eps);
+
+// dinp overwritten (may not alias dout), or, with accumulate = true, added to (dinp += ...: folds a
+// residual branch's gradient into the LayerNorm backward); dweight, dbias accumulated.
+void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                        const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                        const Tensor& mean, const Tensor& rstd, bool accumulate = false);
 
 }  // namespace ww::ops

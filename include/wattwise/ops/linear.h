@@ -3,6 +3,13 @@
 
 namespace ww::ops {
 
+// Dtypes: inp, out, weight, bias, dout and dinp share one activation dtype: f32, or on a cuda
+// device also f16 or bf16 (the model passes a 16-bit working copy of its weights). dweight and
+// dbias are ALWAYS f32 (fp32 master gradients). GEMMs accumulate in fp32 (cuBLASLt
+// CUBLAS_COMPUTE_32F with 16-bit A/B); dbias sums columns in double.
+// An f32 argument next to 16-bit ones (e.g. an f32 gradient arriving at a 16-bit classifier head)
+// is an error: the caller converts it with ops::cast (include/wattwise/ops/elementwise.h).
+
 // out[N,OC] = inp[N,IC] · weight[OC,IC]ᵀ + bias[OC]   (Hugging Face nn.Linear layout; bias optional)
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
 
@@ -12,7 +19,10 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight);
 
-// TEMP(lead): declared ahead of the mixed-precision kernels branch.
+// Process-wide switch (default false): when true, f32 GEMMs on CUDA devices (linear_* and the
+// reference attention's) let tensor cores round their inputs to TF32
+// (CUBLAS_COMPUTE_32F_FAST_TF32; about 1e-3 relative error, much faster). 16-bit GEMMs and the
+// CPU are unaffected. Read at every call, so it may change between steps.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 

@@ -34,7 +34,8 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
+                        bool accumulate) {
   if (C == 0) return;
   // Input gradient: rows are independent.
   if (dinp) {
@@ -57,7 +58,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
       for (int64_t c = 0; c < C; ++c) {
         const float xhat = (x[c] - row_mean) * row_rstd;
         const float g = d[c] * weight[c];
-        out[c] = row_rstd * (g - mean_g - xhat * mean_g_xhat);
+        const float value = row_rstd * (g - mean_g - xhat * mean_g_xhat);
+        out[c] = accumulate ? out[c] + value : value;
       }
     }
   }

@@ -1,14 +1,45 @@
 #pragma once
 // Device-side helpers shared by the CUDA kernel files: grid-stride loops, deterministic block
-// reductions and the input-error record (see elementwise.h).
+// reductions, the input-error record (see elementwise.h), and the element types of activations
+// (float, __half, __nv_bfloat16: loaded as float, stored with round-to-nearest-even).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/elementwise.h"
+#include "wattwise/core/dtype.h"
 
 namespace ww::kernels::cuda {
+
+// Every kernel computes in float (or double): 16-bit values are widened on load and rounded once
+// on store.
+__device__ __forceinline__ float load_float(float x) { return x; }
+__device__ __forceinline__ float load_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float load_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T store_float(float x);
+template <>
+__device__ __forceinline__ float store_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half store_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 store_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// Calls f(T{}) with T the element type of an activation dtype (f32, f16, bf16); anything else is
+// an error naming `what`. Host code: f launches kernel<T>.
+template <typename F>
+void dispatch_activation(DType dtype, const char* what, F&& f) {
+  switch (dtype) {
+    case DType::F32: f(float{}); return;
+    case DType::F16: f(__half{}); return;
+    case DType::BF16: f(__nv_bfloat16{}); return;
+    default: fail(what, ": no CUDA kernel for dtype ", dtype_name(dtype), " (expected f32, f16 or bf16)");
+  }
+}
 
 constexpr int kThreads = 256;  // block size of every kernel here (a multiple of 32)
 

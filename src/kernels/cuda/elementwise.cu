@@ -1,6 +1,8 @@
 #include "kernels/cuda/elementwise.h"
 
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
 #include <mutex>
 #include <vector>
 
@@ -60,98 +62,107 @@ void raise_input_errors() {
 
 namespace {
 
-__global__ void embeddings_forward_kernel(float* out, const int32_t* input_ids, const int32_t* token_type_ids,
-                                          DeviceEmbeddingTables tables, int64_t N, int64_t T, int64_t C,
+template <typename T>
+__global__ void embeddings_forward_kernel(T* out, const int32_t* input_ids, const int32_t* token_type_ids,
+                                          DeviceEmbeddingTables tables, int64_t N, int64_t T_len, int64_t C,
                                           int64_t position_offset, int* error) {
   WW_GRID_STRIDE(i, N * C) {
-    const int64_t n = i / C, c = i % C, t = n % T;
+    const int64_t n = i / C, c = i % C, t = n % T_len;
     const int32_t id = input_ids[n];
     const int32_t type = token_type_ids ? token_type_ids[n] : 0;
     bool valid = true;
     if (id < 0 || id >= tables.vocab_size) {
-      if (c == 0) record_input_error(error, kBadWordId, n / T, t, id, tables.vocab_size);
+      if (c == 0) record_input_error(error, kBadWordId, n / T_len, t, id, tables.vocab_size);
       valid = false;
     }
     if (tables.token_type && (type < 0 || type >= tables.num_token_types)) {
-      if (c == 0) record_input_error(error, kBadTokenType, n / T, t, type, tables.num_token_types);
+      if (c == 0) record_input_error(error, kBadTokenType, n / T_len, t, type, tables.num_token_types);
       valid = false;
     }
     if (!valid) {  // never read outside a table; the recorded error reports it
-      out[i] = 0.0f;
+      out[i] = store_float<T>(0.0f);
       continue;
     }
     // Hugging Face's order, as the CPU reference: (word + token_type) + position.
     float value = tables.word[int64_t(id) * C + c];
     if (tables.token_type) value += tables.token_type[int64_t(type) * C + c];
     if (tables.position) value += tables.position[(position_offset + t) * C + c];
-    out[i] = value;
+    out[i] = store_float<T>(value);
   }
 }
 
 // grads_table[ids[n], c] += dout[n, c] for n in token order: one thread per column c, so the
 // additions into each element happen in the CPU reference's order (bit-identical, no atomics).
 // ids == null means id 0 for every token (token types without token_type_ids).
-__global__ void embedding_table_backward_kernel(float* grad_table, int64_t rows, const float* dout,
-                                                const int32_t* ids, int64_t N, int64_t T, int64_t C,
+template <typename T>
+__global__ void embedding_table_backward_kernel(float* grad_table, int64_t rows, const T* dout,
+                                                const int32_t* ids, int64_t N, int64_t T_len, int64_t C,
                                                 int error_kind, int* error) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
   for (int64_t n = 0; n < N; ++n) {
     const int32_t id = ids ? ids[n] : 0;
     if (id < 0 || id >= rows) {
-      if (c == 0) record_input_error(error, error_kind, n / T, n % T, id, rows);
+      if (c == 0) record_input_error(error, error_kind, n / T_len, n % T_len, id, rows);
       continue;
     }
-    grad_table[int64_t(id) * C + c] += dout[n * C + c];
+    grad_table[int64_t(id) * C + c] += load_float(dout[n * C + c]);
   }
 }
 
 // dposition[offset + t, c] += Σ_b dout[b, t, c] in batch order (the CPU reference's order).
-__global__ void position_backward_kernel(float* dposition, const float* dout, int64_t B, int64_t T, int64_t C,
+template <typename T>
+__global__ void position_backward_kernel(float* dposition, const T* dout, int64_t B, int64_t T_len, int64_t C,
                                          int64_t position_offset) {
-  WW_GRID_STRIDE(i, T * C) {
+  WW_GRID_STRIDE(i, T_len * C) {
     const int64_t t = i / C, c = i % C;
     float* element = dposition + (position_offset + t) * C + c;
     float acc = *element;
-    for (int64_t b = 0; b < B; ++b) acc += dout[(b * T + t) * C + c];
+    for (int64_t b = 0; b < B; ++b) acc += load_float(dout[(b * T_len + t) * C + c]);
     *element = acc;
   }
 }
 
 }  // namespace
 
-void embeddings_forward(float* out, const int32_t* input_ids, const int32_t* token_type_ids,
+void embeddings_forward(void* out, DType dtype, const int32_t* input_ids, const int32_t* token_type_ids,
                         const DeviceEmbeddingTables& tables, int64_t B, int64_t T, int64_t C,
                         int64_t position_offset) {
   const int64_t N = B * T;
   if (N * C == 0) return;
-  embeddings_forward_kernel<<<grid_for(N * C), kThreads, 0, stream()>>>(out, input_ids, token_type_ids, tables, N,
-                                                                         T, C, position_offset,
-                                                                         input_error_record());
+  dispatch_activation(dtype, "embeddings_forward", [&](auto tag) {
+    using E = decltype(tag);
+    embeddings_forward_kernel<E><<<grid_for(N * C), kThreads, 0, stream()>>>(
+        static_cast<E*>(out), input_ids, token_type_ids, tables, N, T, C, position_offset, input_error_record());
+  });
   check_launch_and_inputs("embeddings_forward_kernel");
 }
 
-void embeddings_backward(const DeviceEmbeddingTables& grads, const float* dout, const int32_t* input_ids,
+void embeddings_backward(const DeviceEmbeddingTables& grads, const void* dout, DType dtype, const int32_t* input_ids,
                          const int32_t* token_type_ids, int64_t B, int64_t T, int64_t C,
                          int64_t position_offset) {
   const int64_t N = B * T;
   if (N * C == 0) return;
-  if (grads.word) {
-    embedding_table_backward_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
-        grads.word, grads.vocab_size, dout, input_ids, N, T, C, kBadWordId, input_error_record());
-    check_launch_and_inputs("embedding_table_backward_kernel (word)");
-  }
-  if (grads.token_type) {
-    embedding_table_backward_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
-        grads.token_type, grads.num_token_types, dout, token_type_ids, N, T, C, kBadTokenType,
-        input_error_record());
-    check_launch_and_inputs("embedding_table_backward_kernel (token type)");
-  }
-  if (grads.position) {
-    position_backward_kernel<<<grid_for(T * C), kThreads, 0, stream()>>>(grads.position, dout, B, T, C,
-                                                                         position_offset);
-    check_launch("position_backward_kernel");
-  }
+  dispatch_activation(dtype, "embeddings_backward", [&](auto tag) {
+    using E = decltype(tag);
+    const E* d = static_cast<const E*>(dout);
+    if (grads.word) {
+      embedding_table_backward_kernel<E><<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+          grads.word, grads.vocab_size, d, input_ids, N, T, C, kBadWordId, input_error_record());
+      check_launch_and_inputs("embedding_table_backward_kernel (word)");
+    }
+    if (grads.token_type) {
+      embedding_table_backward_kernel<E><<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+          grads.token_type, grads.num_token_types, d, token_type_ids, N, T, C, kBadTokenType,
+          input_error_record());
+      check_launch_and_inputs("embedding_table_backward_kernel (token type)");
+    }
+    if (grads.position) {
+      position_backward_kernel<E><<<grid_for(T * C), kThreads, 0, stream()>>>(grads.position, d, B, T, C,
+                                                                             position_offset);
+      check_launch("position_backward_kernel");
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,41 +172,60 @@ namespace {
 
 constexpr int64_t kLayerNormRowsPerChunk = 32;  // rows per partial sum of dweight/dbias
 
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
-                                         const float* weight, const float* bias, int64_t C, float eps) {
-  const int64_t n = blockIdx.x;
-  const float* x = inp + n * C;
-  // Two passes in double, as the CPU reference.
+// Row n of LayerNorm, block-wide: statistics of x in double (two passes, as the CPU reference, for
+// every dtype: the rows are short, and one code path keeps f32 and 16-bit consistent), then y.
+// Every read of x is done before y is written: y may alias x.
+template <typename T>
+__device__ void layernorm_row(T* y, float* mean, float* rstd, const T* x, const float* weight, const float* bias,
+                              int64_t n, int64_t C, float eps) {
   double sum = 0.0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) sum += x[c];
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) sum += load_float(x[c]);
   const double m = block_sum(sum) / double(C);
   double squares = 0.0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const double d = double(x[c]) - m;
+    const double d = double(load_float(x[c])) - m;
     squares += d * d;
   }
-  squares = block_sum(squares);  // every read of x is done after this: out may alias inp
+  squares = block_sum(squares);
   const float row_mean = float(m);
   const float row_rstd = float(1.0 / sqrt(squares / double(C) + double(eps)));
   if (threadIdx.x == 0) {
     mean[n] = row_mean;
     rstd[n] = row_rstd;
   }
-  float* y = out + n * C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[c] = (x[c] - row_mean) * row_rstd * weight[c] + bias[c];
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    y[c] = store_float<T>((load_float(x[c]) - row_mean) * row_rstd * weight[c] + bias[c]);
 }
 
-__global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, const float* inp,
-                                                const float* weight, const float* mean, const float* rstd,
-                                                int64_t C) {
+template <typename T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const float* weight,
+                                         const float* bias, int64_t C, float eps) {
   const int64_t n = blockIdx.x;
-  const float* x = inp + n * C;
-  const float* d = dout + n * C;
+  layernorm_row(out + n * C, mean, rstd, inp + n * C, weight, bias, n, C, eps);
+}
+
+// sum = a + b (each thread writes the columns it later reads back), then the row's LayerNorm.
+template <typename T>
+__global__ void residual_layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
+                                                  const float* weight, const float* bias, int64_t C, float eps) {
+  const int64_t n = blockIdx.x;
+  T* s = sum + n * C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    s[c] = store_float<T>(load_float(a[n * C + c]) + load_float(b[n * C + c]));
+  layernorm_row(out + n * C, mean, rstd, static_cast<const T*>(s), weight, bias, n, C, eps);
+}
+
+template <typename T>
+__global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
+                                                const float* mean, const float* rstd, int64_t C, bool accumulate) {
+  const int64_t n = blockIdx.x;
+  const T* x = inp + n * C;
+  const T* d = dout + n * C;
   const float row_mean = mean[n], row_rstd = rstd[n];
   double sum_g = 0.0, sum_g_xhat = 0.0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float xhat = (x[c] - row_mean) * row_rstd;
-    const float g = d[c] * weight[c];
+    const float xhat = (load_float(x[c]) - row_mean) * row_rstd;
+    const float g = load_float(d[c]) * weight[c];
     sum_g += g;
     sum_g_xhat += double(g) * double(xhat);
   }
@@ -203,20 +233,22 @@ __global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, 
   sum_g_xhat = block_sum(sum_g_xhat);
   const float mean_g = float(sum_g / double(C));
   const float mean_g_xhat = float(sum_g_xhat / double(C));
-  float* out = dinp + n * C;
+  T* out = dinp + n * C;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     // Rounded products, as on the CPU: a fused multiply-add here would subtract mean_g (the
     // rounded product) from the exact product and leave its rounding error, times rstd.
-    const float xhat = __fmul_rn(x[c] - row_mean, row_rstd);
-    const float g = __fmul_rn(d[c], weight[c]);
-    out[c] = row_rstd * (g - mean_g - __fmul_rn(xhat, mean_g_xhat));
+    const float xhat = __fmul_rn(load_float(x[c]) - row_mean, row_rstd);
+    const float g = __fmul_rn(load_float(d[c]), weight[c]);
+    const float value = __fmul_rn(row_rstd, g - mean_g - __fmul_rn(xhat, mean_g_xhat));
+    out[c] = store_float<T>(accumulate ? __fadd_rn(load_float(out[c]), value) : value);
   }
 }
 
 // Partial sums of dweight (Σ dout·x̂) and dbias (Σ dout) over one chunk of rows, per column.
 // Grid: (column blocks, chunks).
-__global__ void layernorm_param_partials_kernel(double* partial_weight, double* partial_bias, const float* dout,
-                                                const float* inp, const float* mean, const float* rstd,
+template <typename T>
+__global__ void layernorm_param_partials_kernel(double* partial_weight, double* partial_bias, const T* dout,
+                                                const T* inp, const float* mean, const float* rstd,
                                                 int64_t N, int64_t C) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
@@ -225,8 +257,8 @@ __global__ void layernorm_param_partials_kernel(double* partial_weight, double* 
   const int64_t n1 = n0 + kLayerNormRowsPerChunk < N ? n0 + kLayerNormRowsPerChunk : N;
   double acc_weight = 0.0, acc_bias = 0.0;
   for (int64_t n = n0; n < n1; ++n) {
-    const float d = dout[n * C + c];
-    const float xhat = (inp[n * C + c] - mean[n]) * rstd[n];
+    const float d = load_float(dout[n * C + c]);
+    const float xhat = (load_float(inp[n * C + c]) - mean[n]) * rstd[n];
     acc_weight += double(d) * double(xhat);
     acc_bias += d;
   }
@@ -248,110 +280,212 @@ __global__ void layernorm_param_reduce_kernel(float* dweight, float* dbias, cons
   if (dbias) dbias[c] = float(double(dbias[c]) + acc_bias);
 }
 
+void require_grid_rows(int64_t N, const char* op) {
+  if (N > INT32_MAX) fail(op, ": ", N, " rows is more than this CUDA kernel handles");
+}
+
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, DType dtype, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps) {
   if (N == 0 || C == 0) return;
-  layernorm_forward_kernel<<<unsigned(N), kThreads, 0, stream()>>>(out, mean, rstd, inp, weight, bias, C, eps);
+  require_grid_rows(N, "layernorm_forward");
+  dispatch_activation(dtype, "layernorm_forward", [&](auto tag) {
+    using E = decltype(tag);
+    layernorm_forward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
+        static_cast<E*>(out), mean, rstd, static_cast<const E*>(inp), weight, bias, C, eps);
+  });
   check_launch("layernorm_forward_kernel");
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, const void* a, const void* b,
+                                DType dtype, const float* weight, const float* bias, int64_t N, int64_t C,
+                                float eps) {
   if (N == 0 || C == 0) return;
-  if (dinp) {
-    layernorm_backward_input_kernel<<<unsigned(N), kThreads, 0, stream()>>>(dinp, dout, inp, weight, mean, rstd,
-                                                                            C);
-    check_launch("layernorm_backward_input_kernel");
-  }
-  if (!dweight && !dbias) return;
-  const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
-  if (num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
-  double* partials = nullptr;  // [2, num_chunks, C]: weight partials, then bias partials
-  const size_t bytes = size_t(2 * num_chunks * C) * sizeof(double);
-  check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()), "cudaMallocAsync (layernorm partials)");
-  const dim3 grid(blocks_for(C, kThreads), unsigned(num_chunks));
-  layernorm_param_partials_kernel<<<grid, kThreads, 0, stream()>>>(partials, partials + num_chunks * C, dout, inp,
-                                                                   mean, rstd, N, C);
-  check_launch("layernorm_param_partials_kernel");
-  layernorm_param_reduce_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
-      dweight, dbias, partials, partials + num_chunks * C, num_chunks, C);
-  check_launch("layernorm_param_reduce_kernel");
-  check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
+  require_grid_rows(N, "residual_layernorm_forward");
+  dispatch_activation(dtype, "residual_layernorm_forward", [&](auto tag) {
+    using E = decltype(tag);
+    residual_layernorm_forward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
+        static_cast<E*>(out), static_cast<E*>(sum), mean, rstd, static_cast<const E*>(a),
+        static_cast<const E*>(b), weight, bias, C, eps);
+  });
+  check_launch("residual_layernorm_forward_kernel");
+}
+
+void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
+                        bool accumulate) {
+  if (N == 0 || C == 0) return;
+  require_grid_rows(N, "layernorm_backward");
+  dispatch_activation(dtype, "layernorm_backward", [&](auto tag) {
+    using E = decltype(tag);
+    const E* d = static_cast<const E*>(dout);
+    const E* x = static_cast<const E*>(inp);
+    if (dinp) {
+      layernorm_backward_input_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
+          static_cast<E*>(dinp), d, x, weight, mean, rstd, C, accumulate);
+      check_launch("layernorm_backward_input_kernel");
+    }
+    if (!dweight && !dbias) return;
+    const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
+    if (num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
+    double* partials = nullptr;  // [2, num_chunks, C]: weight partials, then bias partials
+    const size_t bytes = size_t(2 * num_chunks * C) * sizeof(double);
+    check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()),
+          "cudaMallocAsync (layernorm partials)");
+    const dim3 grid(blocks_for(C, kThreads), unsigned(num_chunks));
+    layernorm_param_partials_kernel<E><<<grid, kThreads, 0, stream()>>>(partials, partials + num_chunks * C, d, x,
+                                                                        mean, rstd, N, C);
+    check_launch("layernorm_param_partials_kernel");
+    layernorm_param_reduce_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+        dweight, dbias, partials, partials + num_chunks * C, num_chunks, C);
+    check_launch("layernorm_param_reduce_kernel");
+    check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activations (same formulas as the CPU reference)
+// Activations (same formulas as the CPU reference, in float)
 
 namespace {
 
 constexpr float kSqrtHalf = 0.70710678118654752440f;    // 1/√2
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;  // 1/√(2π)
 
-__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
-  WW_GRID_STRIDE(i, n) {
-    const float x = inp[i];
-    out[i] = x * 0.5f * (1.0f + erff(x * kSqrtHalf));
-  }
-}
-
-__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout, int64_t n) {
-  WW_GRID_STRIDE(i, n) {
-    const float x = inp[i];
+struct Gelu {
+  __device__ float operator()(float x) const { return x * 0.5f * (1.0f + erff(x * kSqrtHalf)); }
+};
+struct GeluGrad {  // (inp, dout)
+  __device__ float operator()(float x, float dout) const {
     const float cdf = 0.5f * (1.0f + erff(x * kSqrtHalf));
     const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
-    dinp[i] = dout[i] * (cdf + x * pdf);
+    return dout * (cdf + x * pdf);
+  }
+};
+struct Relu {
+  __device__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; }  // NaN propagates, as torch
+};
+struct ReluGrad {
+  __device__ float operator()(float x, float dout) const { return x <= 0.0f ? 0.0f : dout; }
+};
+struct Tanh {
+  __device__ float operator()(float x) const { return tanhf(x); }
+};
+struct TanhGrad {  // (out, dout)
+  __device__ float operator()(float y, float dout) const { return dout * (1.0f - y * y); }
+};
+
+template <typename T, typename F>
+__global__ void unary_kernel(T* out, const T* inp, int64_t n, F f) {
+  WW_GRID_STRIDE(i, n) out[i] = store_float<T>(f(load_float(inp[i])));
+}
+
+template <typename T, typename F>
+__global__ void binary_kernel(T* out, const T* x, const T* y, int64_t n, F f) {
+  WW_GRID_STRIDE(i, n) out[i] = store_float<T>(f(load_float(x[i]), load_float(y[i])));
+}
+
+// 16-bit elements move in 16-byte packs (8 per load/store) when every pointer is 16-byte aligned;
+// the packs cover the first n / 8 · 8 elements and the scalar kernel the rest. f32 keeps the
+// scalar kernels. Each element is still read and written by one thread only, so out may alias an
+// input exactly.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / int(sizeof(T));
+  T v[kSize];
+};
+
+template <typename T, typename F>
+__global__ void unary_pack_kernel(T* out, const T* inp, int64_t packs, F f) {
+  WW_GRID_STRIDE(i, packs) {
+    const Pack<T> x = reinterpret_cast<const Pack<T>*>(inp)[i];
+    Pack<T> result;
+#pragma unroll
+    for (int k = 0; k < Pack<T>::kSize; ++k) result.v[k] = store_float<T>(f(load_float(x.v[k])));
+    reinterpret_cast<Pack<T>*>(out)[i] = result;
   }
 }
 
-__global__ void relu_forward_kernel(float* out, const float* inp, int64_t n) {
-  WW_GRID_STRIDE(i, n) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];  // NaN propagates, as torch
+template <typename T, typename F>
+__global__ void binary_pack_kernel(T* out, const T* x, const T* y, int64_t packs, F f) {
+  WW_GRID_STRIDE(i, packs) {
+    const Pack<T> a = reinterpret_cast<const Pack<T>*>(x)[i];
+    const Pack<T> b = reinterpret_cast<const Pack<T>*>(y)[i];
+    Pack<T> result;
+#pragma unroll
+    for (int k = 0; k < Pack<T>::kSize; ++k) result.v[k] = store_float<T>(f(load_float(a.v[k]), load_float(b.v[k])));
+    reinterpret_cast<Pack<T>*>(out)[i] = result;
+  }
 }
 
-__global__ void relu_backward_kernel(float* dinp, const float* inp, const float* dout, int64_t n) {
-  WW_GRID_STRIDE(i, n) dinp[i] = inp[i] <= 0.0f ? 0.0f : dout[i];
+// Elements the pack kernels cover (0 = scalar kernels only).
+template <typename T>
+int64_t packed_elements(int64_t n, std::initializer_list<const void*> pointers) {
+  if constexpr (sizeof(T) != 2) {
+    return 0;
+  } else {
+    for (const void* p : pointers)
+      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+    return n / Pack<T>::kSize * Pack<T>::kSize;
+  }
 }
 
-__global__ void tanh_forward_kernel(float* out, const float* inp, int64_t n) {
-  WW_GRID_STRIDE(i, n) out[i] = tanhf(inp[i]);
+template <typename F>
+void launch_unary(void* out, const void* inp, int64_t n, DType dtype, F f, const char* name) {
+  if (n == 0) return;
+  dispatch_activation(dtype, name, [&](auto tag) {
+    using E = decltype(tag);
+    E* o = static_cast<E*>(out);
+    const E* x = static_cast<const E*>(inp);
+    const int64_t packed = packed_elements<E>(n, {out, inp});
+    if constexpr (sizeof(E) == 2) {
+      const int64_t packs = packed / Pack<E>::kSize;
+      if (packs > 0) unary_pack_kernel<E, F><<<grid_for(packs), kThreads, 0, stream()>>>(o, x, packs, f);
+    }
+    if (packed < n) unary_kernel<E, F><<<grid_for(n - packed), kThreads, 0, stream()>>>(o + packed, x + packed, n - packed, f);
+  });
+  check_launch(name);
 }
 
-__global__ void tanh_backward_kernel(float* dinp, const float* out, const float* dout, int64_t n) {
-  WW_GRID_STRIDE(i, n) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+template <typename F>
+void launch_binary(void* out, const void* x, const void* y, int64_t n, DType dtype, F f, const char* name) {
+  if (n == 0) return;
+  dispatch_activation(dtype, name, [&](auto tag) {
+    using E = decltype(tag);
+    E* o = static_cast<E*>(out);
+    const E* a = static_cast<const E*>(x);
+    const E* b = static_cast<const E*>(y);
+    const int64_t packed = packed_elements<E>(n, {out, x, y});
+    if constexpr (sizeof(E) == 2) {
+      const int64_t packs = packed / Pack<E>::kSize;
+      if (packs > 0) binary_pack_kernel<E, F><<<grid_for(packs), kThreads, 0, stream()>>>(o, a, b, packs, f);
+    }
+    if (packed < n)
+      binary_kernel<E, F><<<grid_for(n - packed), kThreads, 0, stream()>>>(o + packed, a + packed, b + packed,
+                                                                           n - packed, f);
+  });
+  check_launch(name);
 }
 
 }  // namespace
 
-void gelu_forward(float* out, const float* inp, int64_t n) {
-  if (n == 0) return;
-  gelu_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, inp, n);
-  check_launch("gelu_forward_kernel");
+void gelu_forward(void* out, const void* inp, int64_t n, DType dtype) {
+  launch_unary(out, inp, n, dtype, Gelu{}, "gelu_forward_kernel");
 }
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  if (n == 0) return;
-  gelu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dinp, inp, dout, n);
-  check_launch("gelu_backward_kernel");
+void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype) {
+  launch_binary(dinp, inp, dout, n, dtype, GeluGrad{}, "gelu_backward_kernel");
 }
-void relu_forward(float* out, const float* inp, int64_t n) {
-  if (n == 0) return;
-  relu_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, inp, n);
-  check_launch("relu_forward_kernel");
+void relu_forward(void* out, const void* inp, int64_t n, DType dtype) {
+  launch_unary(out, inp, n, dtype, Relu{}, "relu_forward_kernel");
 }
-void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  if (n == 0) return;
-  relu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dinp, inp, dout, n);
-  check_launch("relu_backward_kernel");
+void relu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype) {
+  launch_binary(dinp, inp, dout, n, dtype, ReluGrad{}, "relu_backward_kernel");
 }
-void tanh_forward(float* out, const float* inp, int64_t n) {
-  if (n == 0) return;
-  tanh_forward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, inp, n);
-  check_launch("tanh_forward_kernel");
+void tanh_forward(void* out, const void* inp, int64_t n, DType dtype) {
+  launch_unary(out, inp, n, dtype, Tanh{}, "tanh_forward_kernel");
 }
-void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n) {
-  if (n == 0) return;
-  tanh_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(dinp, out, dout, n);
-  check_launch("tanh_backward_kernel");
+void tanh_backward(void* dinp, const void* out, const void* dout, int64_t n, DType dtype) {
+  launch_binary(dinp, out, dout, n, dtype, TanhGrad{}, "tanh_backward_kernel");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,7 +495,8 @@ namespace {
 
 // One thread per block of four elements: one Philox call gives their four words (philox_u32's
 // layout), so u equals philox_uniform(seed, offset, i) bit for bit, as on the CPU.
-__global__ void dropout_kernel(float* out, const float* inp, int64_t n, float p, float scale, uint64_t seed,
+template <typename T>
+__global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float scale, uint64_t seed,
                                uint64_t offset) {
   const int64_t num_blocks = (n + 3) / 4;
   WW_GRID_STRIDE(block, num_blocks) {
@@ -371,32 +506,38 @@ __global__ void dropout_kernel(float* out, const float* inp, int64_t n, float p,
     const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
     for (int64_t j = 0; j < count; ++j) {
       const float u = float(r.v[j] >> 8) * (1.0f / 16777216.0f);
-      out[first + j] = u >= p ? inp[first + j] * scale : 0.0f;
+      out[first + j] = store_float<T>(u >= p ? load_float(inp[first + j]) * scale : 0.0f);
     }
   }
 }
 
-void apply_dropout_mask(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed,
+                        uint64_t offset) {
   WW_CHECK(p >= 0.0f && p < 1.0f, "dropout probability ", p, " outside [0, 1)");
   if (n == 0) return;
   if (p == 0.0f) {
     if (out != inp)
-      check(cudaMemcpyAsync(out, inp, size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream()),
+      check(cudaMemcpyAsync(out, inp, size_t(n) * dtype_size(dtype), cudaMemcpyDeviceToDevice, stream()),
             "cudaMemcpyAsync (dropout p = 0)");
     return;
   }
   const float scale = 1.0f / (1.0f - p);
-  dropout_kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(out, inp, n, p, scale, seed, offset);
+  dispatch_activation(dtype, "dropout", [&](auto tag) {
+    using E = decltype(tag);
+    dropout_kernel<E><<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(
+        static_cast<E*>(out), static_cast<const E*>(inp), n, p, scale, seed, offset);
+  });
   check_launch("dropout_kernel");
 }
 
 }  // namespace
 
-void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
-  apply_dropout_mask(out, inp, n, p, seed, offset);
+void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed, uint64_t offset) {
+  apply_dropout_mask(out, inp, n, dtype, p, seed, offset);
 }
-void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset) {
-  apply_dropout_mask(dinp, dout, n, p, seed, offset);
+void dropout_backward(void* dinp, const void* dout, int64_t n, DType dtype, float p, uint64_t seed,
+                      uint64_t offset) {
+  apply_dropout_mask(dinp, dout, n, dtype, p, seed, offset);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,55 +545,67 @@ void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64
 
 namespace {
 
-__global__ void residual_kernel(float* out, const float* a, const float* b, int64_t n) {
-  WW_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+struct Add {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+
+template <typename T>
+__global__ void scale_kernel(T* x, float factor, int64_t n) {
+  WW_GRID_STRIDE(i, n) x[i] = store_float<T>(load_float(x[i]) * factor);
 }
 
-__global__ void scale_kernel(float* x, float factor, int64_t n) {
-  WW_GRID_STRIDE(i, n) x[i] *= factor;
-}
-
-__global__ void select_token_forward_kernel(float* out, const float* inp, int64_t B, int64_t T, int64_t C,
+template <typename T>
+__global__ void select_token_forward_kernel(T* out, const T* inp, int64_t B, int64_t T_len, int64_t C,
                                             int64_t index) {
   WW_GRID_STRIDE(i, B * C) {
     const int64_t b = i / C, c = i % C;
-    out[i] = inp[(b * T + index) * C + c];
+    out[i] = inp[(b * T_len + index) * C + c];
   }
 }
 
-__global__ void select_token_backward_kernel(float* dinp, const float* dout, int64_t B, int64_t T, int64_t C,
+template <typename T>
+__global__ void select_token_backward_kernel(T* dinp, const T* dout, int64_t B, int64_t T_len, int64_t C,
                                              int64_t index) {
   WW_GRID_STRIDE(i, B * C) {
     const int64_t b = i / C, c = i % C;
-    dinp[(b * T + index) * C + c] += dout[i];
+    T& element = dinp[(b * T_len + index) * C + c];
+    element = store_float<T>(load_float(element) + load_float(dout[i]));
   }
 }
 
 }  // namespace
 
-void residual_forward(float* out, const float* a, const float* b, int64_t n) {
-  if (n == 0) return;
-  residual_kernel<<<grid_for(n), kThreads, 0, stream()>>>(out, a, b, n);
-  check_launch("residual_kernel");
+void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype) {
+  launch_binary(out, a, b, n, dtype, Add{}, "residual_kernel");
 }
-void add_inplace(float* acc, const float* x, int64_t n) {
-  if (n == 0) return;
-  residual_kernel<<<grid_for(n), kThreads, 0, stream()>>>(acc, acc, x, n);
-  check_launch("residual_kernel (add_inplace)");
+void add_inplace(void* acc, const void* x, int64_t n, DType dtype) {
+  launch_binary(acc, acc, x, n, dtype, Add{}, "residual_kernel (add_inplace)");
 }
-void scale_inplace(float* x, float factor, int64_t n) {
+void scale_inplace(void* x, float factor, int64_t n, DType dtype) {
   if (n == 0) return;
-  scale_kernel<<<grid_for(n), kThreads, 0, stream()>>>(x, factor, n);
+  dispatch_activation(dtype, "scale_inplace", [&](auto tag) {
+    using E = decltype(tag);
+    scale_kernel<E><<<grid_for(n), kThreads, 0, stream()>>>(static_cast<E*>(x), factor, n);
+  });
   check_launch("scale_kernel");
 }
-void select_token_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t C, int64_t index) {
+void select_token_forward(void* out, const void* inp, int64_t B, int64_t T, int64_t C, int64_t index, DType dtype) {
   if (B * C == 0) return;
-  select_token_forward_kernel<<<grid_for(B * C), kThreads, 0, stream()>>>(out, inp, B, T, C, index);
+  dispatch_activation(dtype, "select_token_forward", [&](auto tag) {
+    using E = decltype(tag);
+    select_token_forward_kernel<E><<<grid_for(B * C), kThreads, 0, stream()>>>(
+        static_cast<E*>(out), static_cast<const E*>(inp), B, T, C, index);
+  });
   check_launch("select_token_forward_kernel");
 }
-void select_token_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t C, int64_t index) {
+void select_token_backward(void* dinp, const void* dout, int64_t B, int64_t T, int64_t C, int64_t index,
+                           DType dtype) {
   if (B * C == 0) return;
-  select_token_backward_kernel<<<grid_for(B * C), kThreads, 0, stream()>>>(dinp, dout, B, T, C, index);
+  dispatch_activation(dtype, "select_token_backward", [&](auto tag) {
+    using E = decltype(tag);
+    select_token_backward_kernel<E><<<grid_for(B * C), kThreads, 0, stream()>>>(
+        static_cast<E*>(dinp), static_cast<const E*>(dout), B, T, C, index);
+  });
   check_launch("select_token_backward_kernel");
 }
 
@@ -475,40 +628,52 @@ __device__ int64_t count_real_tokens(const int32_t* mask, int64_t b, int64_t T, 
 }
 
 // One block per batch row; each thread sums whole columns over t in order (in double, as the CPU).
-__global__ void masked_mean_forward_kernel(float* out, const float* inp, const int32_t* mask, int64_t T, int64_t C,
+template <typename T>
+__global__ void masked_mean_forward_kernel(T* out, const T* inp, const int32_t* mask, int64_t T_len, int64_t C,
                                            int* error) {
   const int64_t b = blockIdx.x;
-  const int64_t count = count_real_tokens(mask, b, T, true, error);
+  const int64_t count = count_real_tokens(mask, b, T_len, true, error);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     double sum = 0.0;
-    for (int64_t t = 0; t < T; ++t)
-      if (mask[b * T + t]) sum += inp[(b * T + t) * C + c];
-    out[b * C + c] = count ? float(sum / double(count)) : 0.0f;
+    for (int64_t t = 0; t < T_len; ++t)
+      if (mask[b * T_len + t]) sum += load_float(inp[(b * T_len + t) * C + c]);
+    out[b * C + c] = store_float<T>(count ? float(sum / double(count)) : 0.0f);
   }
 }
 
 // One block per (b, t).
-__global__ void masked_mean_backward_kernel(float* dinp, const float* dout, const int32_t* mask, int64_t T,
+template <typename T>
+__global__ void masked_mean_backward_kernel(T* dinp, const T* dout, const int32_t* mask, int64_t T_len,
                                             int64_t C, int* error) {
-  const int64_t b = blockIdx.x / T, t = blockIdx.x % T;
-  const int64_t count = count_real_tokens(mask, b, T, t == 0, error);
-  const bool real = mask[b * T + t] != 0;
-  float* row = dinp + (b * T + t) * C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) row[c] = real ? dout[b * C + c] / float(count) : 0.0f;
+  const int64_t b = blockIdx.x / T_len, t = blockIdx.x % T_len;
+  const int64_t count = count_real_tokens(mask, b, T_len, t == 0, error);
+  const bool real = mask[b * T_len + t] != 0;
+  T* row = dinp + (b * T_len + t) * C;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+    row[c] = store_float<T>(real ? load_float(dout[b * C + c]) / float(count) : 0.0f);
 }
 
 }  // namespace
 
-void masked_mean_forward(float* out, const float* inp, const int32_t* mask, int64_t B, int64_t T, int64_t C) {
+void masked_mean_forward(void* out, const void* inp, const int32_t* mask, int64_t B, int64_t T, int64_t C,
+                         DType dtype) {
   if (B == 0 || C == 0) return;
-  masked_mean_forward_kernel<<<unsigned(B), kThreads, 0, stream()>>>(out, inp, mask, T, C, input_error_record());
+  dispatch_activation(dtype, "masked_mean_forward", [&](auto tag) {
+    using E = decltype(tag);
+    masked_mean_forward_kernel<E><<<unsigned(B), kThreads, 0, stream()>>>(
+        static_cast<E*>(out), static_cast<const E*>(inp), mask, T, C, input_error_record());
+  });
   check_launch_and_inputs("masked_mean_forward_kernel");
 }
 
-void masked_mean_backward(float* dinp, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t C) {
+void masked_mean_backward(void* dinp, const void* dout, const int32_t* mask, int64_t B, int64_t T, int64_t C,
+                          DType dtype) {
   if (B * T == 0 || C == 0) return;
-  masked_mean_backward_kernel<<<unsigned(B * T), kThreads, 0, stream()>>>(dinp, dout, mask, T, C,
-                                                                          input_error_record());
+  dispatch_activation(dtype, "masked_mean_backward", [&](auto tag) {
+    using E = decltype(tag);
+    masked_mean_backward_kernel<E><<<unsigned(B * T), kThreads, 0, stream()>>>(
+        static_cast<E*>(dinp), static_cast<const E*>(dout), mask, T, C, input_error_record());
+  });
   check_launch_and_inputs("masked_mean_backward_kernel");
 }
 
@@ -517,47 +682,86 @@ void masked_mean_backward(float* dinp, const float* dout, const int32_t* mask, i
 
 namespace {
 
-// Each thread handles the same columns in every pass, so out may alias inp.
-__global__ void softmax_forward_kernel(float* out, const float* inp, int64_t cols) {
-  const float* x = inp + int64_t(blockIdx.x) * cols;
-  float* y = out + int64_t(blockIdx.x) * cols;
+// Each thread handles the same columns in every pass and writes only in the last one, which
+// recomputes exp(x − max) (the same value as the sum's): out may alias inp, and a 16-bit out is
+// rounded once.
+template <typename T>
+__global__ void softmax_forward_kernel(T* out, const T* inp, int64_t cols) {
+  const T* x = inp + int64_t(blockIdx.x) * cols;
+  T* y = out + int64_t(blockIdx.x) * cols;
   float max_value = -INFINITY;
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) max_value = fmaxf(max_value, x[j]);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) max_value = fmaxf(max_value, load_float(x[j]));
   max_value = block_max(max_value);
   float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float e = expf(x[j] - max_value);
-    y[j] = e;
-    sum += e;
-  }
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) sum += expf(load_float(x[j]) - max_value);
   const float inv_sum = 1.0f / block_sum(sum);
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) y[j] *= inv_sum;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+    y[j] = store_float<T>(expf(load_float(x[j]) - max_value) * inv_sum);
 }
 
 // The dot product is complete (block_sum synchronises) before dinp is written: dinp may alias dout.
-__global__ void softmax_backward_kernel(float* dinp, const float* out, const float* dout, int64_t cols) {
+template <typename T>
+__global__ void softmax_backward_kernel(T* dinp, const T* out, const T* dout, int64_t cols) {
   const int64_t offset = int64_t(blockIdx.x) * cols;
   float dot = 0.0f;
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dot += dout[offset + j] * out[offset + j];
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dot += load_float(dout[offset + j]) * load_float(out[offset + j]);
   dot = block_sum(dot);
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
-    dinp[offset + j] = out[offset + j] * (dout[offset + j] - dot);
+    dinp[offset + j] = store_float<T>(load_float(out[offset + j]) * (load_float(dout[offset + j]) - dot));
 }
 
 }  // namespace
 
-void softmax_forward(float* out, const float* inp, int64_t rows, int64_t cols) {
+void softmax_forward(void* out, const void* inp, int64_t rows, int64_t cols, DType dtype) {
   if (rows == 0 || cols == 0) return;
   if (rows > INT32_MAX) fail("softmax_forward: ", rows, " rows is more than this CUDA kernel handles");
-  softmax_forward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(out, inp, cols);
+  dispatch_activation(dtype, "softmax_forward", [&](auto tag) {
+    using E = decltype(tag);
+    softmax_forward_kernel<E><<<unsigned(rows), kThreads, 0, stream()>>>(static_cast<E*>(out),
+                                                                         static_cast<const E*>(inp), cols);
+  });
   check_launch("softmax_forward_kernel");
 }
 
-void softmax_backward(float* dinp, const float* out, const float* dout, int64_t rows, int64_t cols) {
+void softmax_backward(void* dinp, const void* out, const void* dout, int64_t rows, int64_t cols, DType dtype) {
   if (rows == 0 || cols == 0) return;
   if (rows > INT32_MAX) fail("softmax_backward: ", rows, " rows is more than this CUDA kernel handles");
-  softmax_backward_kernel<<<unsigned(rows), kThreads, 0, stream()>>>(dinp, out, dout, cols);
+  dispatch_activation(dtype, "softmax_backward", [&](auto tag) {
+    using E = decltype(tag);
+    softmax_backward_kernel<E><<<unsigned(rows), kThreads, 0, stream()>>>(
+        static_cast<E*>(dinp), static_cast<const E*>(out), static_cast<const E*>(dout), cols);
+  });
   check_launch("softmax_backward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Casts
+
+namespace {
+
+template <typename Out, typename In>
+__global__ void cast_kernel(Out* out, const In* inp, int64_t n) {
+  WW_GRID_STRIDE(i, n) out[i] = store_float<Out>(load_float(inp[i]));  // f16/bf16 → float is exact
+}
+
+}  // namespace
+
+void cast(void* out, DType out_dtype, const void* inp, DType inp_dtype, int64_t n) {
+  if (n == 0) return;
+  if (out_dtype == inp_dtype) {
+    if (out != inp)
+      check(cudaMemcpyAsync(out, inp, size_t(n) * dtype_size(out_dtype), cudaMemcpyDeviceToDevice, stream()),
+            "cudaMemcpyAsync (cast)");
+    return;
+  }
+  dispatch_activation(out_dtype, "cast", [&](auto out_tag) {
+    using O = decltype(out_tag);
+    dispatch_activation(inp_dtype, "cast", [&](auto inp_tag) {
+      using I = decltype(inp_tag);
+      cast_kernel<O, I><<<grid_for(n), kThreads, 0, stream()>>>(static_cast<O*>(out), static_cast<const I*>(inp), n);
+    });
+  });
+  check_launch("cast_kernel");
 }
 
 }  // namespace ww::kernels::cuda

@@ -1,7 +1,11 @@
 #pragma once
-// CUDA fp32 kernels for embeddings, LayerNorm, activations, dropout, residual/scale, token pooling
-// and softmax. Plain functions on device pointers; same contracts as the CPU references in
-// src/kernels/cpu/ (see those headers), launched on kernels::cuda::stream().
+// CUDA kernels for embeddings, LayerNorm, activations, dropout, residual/scale, token pooling,
+// softmax and dtype casts. Plain functions on device pointers; same contracts as the CPU references
+// in src/kernels/cpu/ (see those headers), launched on kernels::cuda::stream().
+//
+// Activations (void* arguments) are f32, f16 or bf16, all of one call in `dtype`; parameters,
+// their gradients and LayerNorm statistics are always float. Every kernel computes in float (sums
+// in double where the fp32 kernel does), so the f32 results are those of the fp32-only kernels.
 //
 // Bad indices (ids, token types, mask values, class labels) live in device memory, so the kernels
 // do not read them on the host. Instead a kernel that meets one never reads out of bounds (it
@@ -11,6 +15,8 @@
 // count_valid_labels (which synchronises anyway), and wherever the caller asks
 // (ww::ops::check_device_input_errors()).
 #include <cstdint>
+
+#include "wattwise/core/dtype.h"
 
 namespace ww::kernels::cuda {
 
@@ -29,48 +35,64 @@ struct DeviceEmbeddingTables {
 };
 
 // Position range (position_offset + T <= num_positions) must be checked by the caller (host data).
-void embeddings_forward(float* out, const int32_t* input_ids, const int32_t* token_type_ids,
+// out [B,T,C] in `dtype`; the tables are float.
+void embeddings_forward(void* out, DType dtype, const int32_t* input_ids, const int32_t* token_type_ids,
                         const DeviceEmbeddingTables& tables, int64_t B, int64_t T, int64_t C,
                         int64_t position_offset);
-// Deterministic and bit-identical to the CPU reference: one thread owns a column of a table and
-// adds the tokens' gradients in token order (no atomics).
-void embeddings_backward(const DeviceEmbeddingTables& grads, const float* dout, const int32_t* input_ids,
+// Deterministic and bit-identical to the CPU reference for f32: one thread owns a column of a table
+// and adds the tokens' gradients in token order (no atomics). dout in `dtype`.
+void embeddings_backward(const DeviceEmbeddingTables& grads, const void* dout, DType dtype, const int32_t* input_ids,
                          const int32_t* token_type_ids, int64_t B, int64_t T, int64_t C,
                          int64_t position_offset);
 
-// One block per row; statistics in double as on the CPU. out may alias inp.
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+// One block per row; statistics in double for every dtype (as on the CPU). out may alias inp.
+// inp/out in `dtype`; weight, bias, mean, rstd float.
+void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, DType dtype, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps);
-// dinp: one block per row. dweight/dbias: per-(row chunk, column) partial sums in double, then a
-// second kernel adds the chunks in order (deterministic, no float atomics). dinp/dweight/dbias may
-// each be null.
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C);
+// sum = a + b (rounded to `dtype`), out = LayerNorm(sum): one kernel, one block per row, the
+// statistics code of layernorm_forward. sum may alias a or b exactly; out must not overlap them.
+void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, const void* a, const void* b,
+                                DType dtype, const float* weight, const float* bias, int64_t N, int64_t C,
+                                float eps);
+// dinp: one block per row; overwritten, or added to when accumulate. dweight/dbias: per-(row chunk,
+// column) partial sums in double, then a second kernel adds the chunks in order (deterministic, no
+// float atomics). dinp/dweight/dbias may each be null. dinp, dout, inp in `dtype`.
+void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
+                        bool accumulate);
 
-void gelu_forward(float* out, const float* inp, int64_t n);
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
-void relu_forward(float* out, const float* inp, int64_t n);
-void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
-void tanh_forward(float* out, const float* inp, int64_t n);
-void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n);
+void gelu_forward(void* out, const void* inp, int64_t n, DType dtype);
+void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);
+void relu_forward(void* out, const void* inp, int64_t n, DType dtype);
+void relu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);
+void tanh_forward(void* out, const void* inp, int64_t n, DType dtype);
+void tanh_backward(void* dinp, const void* out, const void* dout, int64_t n, DType dtype);
 
-// The same Philox mask as the CPU kernel (bit for bit). Requires 0 <= p < 1.
-void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset);
-void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset);
+// The same Philox mask as the CPU kernel (bit for bit) for every dtype. Requires 0 <= p < 1.
+void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed, uint64_t offset);
+void dropout_backward(void* dinp, const void* dout, int64_t n, DType dtype, float p, uint64_t seed,
+                      uint64_t offset);
 
-void residual_forward(float* out, const float* a, const float* b, int64_t n);
-void add_inplace(float* acc, const float* x, int64_t n);
-void scale_inplace(float* x, float factor, int64_t n);
+void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype);
+void add_inplace(void* acc, const void* x, int64_t n, DType dtype);
+void scale_inplace(void* x, float factor, int64_t n, DType dtype);
 
-void select_token_forward(float* out, const float* inp, int64_t B, int64_t T, int64_t C, int64_t index);
-void select_token_backward(float* dinp, const float* dout, int64_t B, int64_t T, int64_t C, int64_t index);
+void select_token_forward(void* out, const void* inp, int64_t B, int64_t T, int64_t C, int64_t index, DType dtype);
+void select_token_backward(void* dinp, const void* dout, int64_t B, int64_t T, int64_t C, int64_t index,
+                           DType dtype);
 
 // A mask value other than 0/1 is recorded as an input error (and counted as a real token).
-void masked_mean_forward(float* out, const float* inp, const int32_t* mask, int64_t B, int64_t T, int64_t C);
-void masked_mean_backward(float* dinp, const float* dout, const int32_t* mask, int64_t B, int64_t T, int64_t C);
+void masked_mean_forward(void* out, const void* inp, const int32_t* mask, int64_t B, int64_t T, int64_t C,
+                         DType dtype);
+void masked_mean_backward(void* dinp, const void* dout, const int32_t* mask, int64_t B, int64_t T, int64_t C,
+                          DType dtype);
 
 // Over the last dimension (cols), one block per row. out may alias inp; dinp may alias dout.
-void softmax_forward(float* out, const float* inp, int64_t rows, int64_t cols);
-void softmax_backward(float* dinp, const float* out, const float* dout, int64_t rows, int64_t cols);
+void softmax_forward(void* out, const void* inp, int64_t rows, int64_t cols, DType dtype);
+void softmax_backward(void* dinp, const void* out, const void* dout, int64_t rows, int64_t cols, DType dtype);
+
+// out = inp converted between f32, f16 and bf16 (round-to-nearest-even); same dtype copies.
+// out and inp must not overlap unless they are the same dtype and pointer.
+void cast(void* out, DType out_dtype, const void* inp, DType inp_dtype, int64_t n);
 
 }  // namespace ww::kernels::cuda

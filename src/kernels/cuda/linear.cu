@@ -6,19 +6,28 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/cuda/common.h"
+#include "kernels/cuda/device_util.cuh"
 
 namespace ww::kernels::cuda {
 
 namespace {
 
 // Largest power of two (at most 256) dividing the address: cuBLASLt assumes 256-byte aligned
-// operands unless told otherwise, and our tensors may be views at any float offset.
+// operands unless told otherwise, and our tensors may be views at any element offset.
 uint32_t alignment_of(const void* p) {
   auto address = reinterpret_cast<uintptr_t>(p);
   uint32_t alignment = 256;
-  while (alignment > 4 && address % alignment != 0) alignment /= 2;
+  while (alignment > 2 && address % alignment != 0) alignment /= 2;
   return alignment;
+}
+
+cudaDataType_t cuda_data_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return CUDA_R_32F;
+    case DType::F16: return CUDA_R_16F;
+    case DType::BF16: return CUDA_R_16BF;
+    default: fail("linear (CUDA): no GEMM for dtype ", dtype_name(dtype), " (expected f32, f16 or bf16)");
+  }
 }
 
 // Owns the cuBLASLt descriptors of one call.
@@ -36,16 +45,19 @@ struct LtCall {
 };
 
 // Column-major D[m,n] = op(A)·op(B) + beta·D (+ bias[m] broadcast over columns when bias is set).
-// A is stored [m,k] (or [k,m] when transposed) with leading dimension lda; likewise B.
-// Returns false (and does nothing) when cuBLASLt has no algorithm for the bias epilogue, so the
-// caller can add the bias another way; fails for anything else.
-bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* A,
-               int64_t lda, const float* B, int64_t ldb, float beta, float* D, int64_t ldd,
-               const float* bias, GemmPrecision precision) {
+// A is stored [m,k] (or [k,m] when transposed) with leading dimension lda; likewise B. A and B
+// have type ab_type, C = D (and the bias) cd_type; accumulation is always fp32 (TF32 inputs only
+// for fp32 A/B with precision Tf32). Returns false (and does nothing) when cuBLASLt has no
+// algorithm for the bias epilogue, so the caller can add the bias another way; fails for anything
+// else.
+bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const void* A,
+               int64_t lda, const void* B, int64_t ldb, float beta, void* D, int64_t ldd,
+               const void* bias, DType ab_type, DType cd_type, GemmPrecision precision) {
   const BlasContext& ctx = blas_context();
   LtCall call;
-  const cublasComputeType_t compute =
-      precision == GemmPrecision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = precision == GemmPrecision::Tf32 && ab_type == DType::F32
+                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
   check_cublas(cublasLtMatmulDescCreate(&call.desc, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
   const cublasOperation_t op_a = transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -65,9 +77,10 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
   }
   const uint64_t a_rows = uint64_t(transpose_a ? k : m), a_cols = uint64_t(transpose_a ? m : k);
   const uint64_t b_rows = uint64_t(transpose_b ? n : k), b_cols = uint64_t(transpose_b ? k : n);
-  check_cublas(cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, a_rows, a_cols, lda), "cublasLtMatrixLayoutCreate(A)");
-  check_cublas(cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, b_rows, b_cols, ldb), "cublasLtMatrixLayoutCreate(B)");
-  check_cublas(cublasLtMatrixLayoutCreate(&call.c, CUDA_R_32F, uint64_t(m), uint64_t(n), ldd),
+  const cudaDataType_t ab = cuda_data_type(ab_type), cd = cuda_data_type(cd_type);
+  check_cublas(cublasLtMatrixLayoutCreate(&call.a, ab, a_rows, a_cols, lda), "cublasLtMatrixLayoutCreate(A)");
+  check_cublas(cublasLtMatrixLayoutCreate(&call.b, ab, b_rows, b_cols, ldb), "cublasLtMatrixLayoutCreate(B)");
+  check_cublas(cublasLtMatrixLayoutCreate(&call.c, cd, uint64_t(m), uint64_t(n), ldd),
                "cublasLtMatrixLayoutCreate(C)");
 
   check_cublas(cublasLtMatmulPreferenceCreate(&call.preference), "cublasLtMatmulPreferenceCreate");
@@ -95,8 +108,8 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                                                          call.c, call.preference, 1, &heuristic, &found);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
     if (bias) return false;
-    fail("cuBLASLt has no fp32 algorithm for a ", m, "x", n, "x", k, " GEMM (column-major, transa ",
-         transpose_a, ", transb ", transpose_b, ")");
+    fail("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM (column-major, transa ", transpose_a,
+         ", transb ", transpose_b, ", A/B ", dtype_name(ab_type), ", C/D ", dtype_name(cd_type), ")");
   }
   check_cublas(status, "cublasLtMatmulAlgoGetHeuristic");
 
@@ -107,7 +120,8 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
   return true;
 }
 
-__global__ void broadcast_rows_kernel(float* out, const float* row, int64_t rows, int64_t cols) {
+template <typename T>
+__global__ void broadcast_rows_kernel(T* out, const T* row, int64_t rows, int64_t cols) {
   const int64_t total = rows * cols;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -115,10 +129,14 @@ __global__ void broadcast_rows_kernel(float* out, const float* row, int64_t rows
 }
 
 // out[n, :] = bias for every row n.
-void broadcast_bias(float* out, const float* bias, int64_t N, int64_t OC) {
+void broadcast_bias(void* out, const void* bias, DType dtype, int64_t N, int64_t OC) {
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>(blocks_for(N * OC, threads), 65535));
-  broadcast_rows_kernel<<<blocks, threads, 0, stream()>>>(out, bias, N, OC);
+  dispatch_activation(dtype, "linear_forward (bias)", [&](auto tag) {
+    using E = decltype(tag);
+    broadcast_rows_kernel<E><<<blocks, threads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(bias),
+                                                               N, OC);
+  });
   check_launch("broadcast_rows_kernel");
 }
 
@@ -126,12 +144,13 @@ void broadcast_bias(float* out, const float* bias, int64_t N, int64_t OC) {
 // blockIdx.x·32 + x in double; the kRowGroups partials are then added in order by y = 0.
 constexpr int kRowGroups = 16;
 
-__global__ void add_column_sums_kernel(float* sums, const float* x, int64_t N, int64_t C) {
+template <typename T>
+__global__ void add_column_sums_kernel(float* sums, const T* x, int64_t N, int64_t C) {
   __shared__ double partial[kRowGroups][32];
   const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
   double acc = 0.0;
   if (c < C)
-    for (int64_t n = threadIdx.y; n < N; n += kRowGroups) acc += double(x[n * C + c]);
+    for (int64_t n = threadIdx.y; n < N; n += kRowGroups) acc += double(load_float(x[n * C + c]));
   partial[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
@@ -143,18 +162,22 @@ __global__ void add_column_sums_kernel(float* sums, const float* x, int64_t N, i
 
 }  // namespace
 
-void add_column_sums(float* sums, const float* x, int64_t N, int64_t C) {
+void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C) {
   if (C == 0) return;
-  add_column_sums_kernel<<<blocks_for(C, 32), dim3(32, kRowGroups), 0, stream()>>>(sums, x, N, C);
+  dispatch_activation(dtype, "add_column_sums", [&](auto tag) {
+    using E = decltype(tag);
+    add_column_sums_kernel<E><<<blocks_for(C, 32), dim3(32, kRowGroups), 0, stream()>>>(
+        sums, static_cast<const E*>(x), N, C);
+  });
   check_launch("add_column_sums_kernel");
 }
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+void linear_forward(void* out, const void* inp, const void* weight, const void* bias, DType dtype, int64_t N,
                     int64_t IC, int64_t OC, GemmPrecision precision) {
   if (N == 0 || OC == 0) return;
   if (IC == 0) {  // an empty sum: out is the bias (or zero)
-    if (bias) broadcast_bias(out, bias, N, OC);
-    else check(cudaMemsetAsync(out, 0, size_t(N * OC) * sizeof(float), stream()), "cudaMemsetAsync");
+    if (bias) broadcast_bias(out, bias, dtype, N, OC);
+    else check(cudaMemsetAsync(out, 0, size_t(N * OC) * dtype_size(dtype), stream()), "cudaMemsetAsync");
     return;
   }
   // outᵀ[OC,N] = W[OC,IC] · inpᵀ[IC,N]: weight's buffer read column-major is Wᵀ [IC,OC] (ld IC),
@@ -162,30 +185,34 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   // The bias (one value per row of outᵀ) goes in the epilogue; where cuBLASLt offers no algorithm
   // for that (or the bias is not 16-byte aligned), out starts as the bias and beta = 1, as on the CPU.
   const bool fused_bias = bias && alignment_of(bias) >= 16;
-  if (fused_bias && lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, OC, bias, precision))
+  if (fused_bias &&
+      lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, OC, bias, dtype, dtype, precision))
     return;
   float beta = 0.0f;
   if (bias) {
-    broadcast_bias(out, bias, N, OC);
+    broadcast_bias(out, bias, dtype, N, OC);
     beta = 1.0f;
   }
-  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, OC, nullptr, precision);
+  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, OC, nullptr, dtype, dtype, precision);
 }
 
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t IC, int64_t OC, GemmPrecision precision) {
+void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                     const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, GemmPrecision precision) {
   if (N == 0 || OC == 0) {
     if (dinp && N * IC > 0)
-      check(cudaMemsetAsync(dinp, 0, size_t(N * IC) * sizeof(float), stream()), "cudaMemsetAsync");
+      check(cudaMemsetAsync(dinp, 0, size_t(N * IC) * dtype_size(dtype), stream()), "cudaMemsetAsync");
     return;
   }
   // dWᵀ[IC,OC] += inpᵀ[IC,N] · dout[N,OC]: dweight's buffer read column-major is dWᵀ (ld IC);
   // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld OC), hence transb.
-  if (dweight && IC > 0) lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, 1.0f, dweight, IC, nullptr, precision);
-  if (dbias) add_column_sums(dbias, dout, N, OC);
+  // dweight is f32 for every dtype: 16-bit A/B, f32 C/D, accumulated (beta = 1).
+  if (dweight && IC > 0)
+    lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, 1.0f, dweight, IC, nullptr, dtype, DType::F32, precision);
+  if (dbias) add_column_sums(dbias, dout, dtype, N, OC);
   // dinpᵀ[IC,N] = Wᵀ[IC,OC] · doutᵀ[OC,N]: weight's buffer read column-major is Wᵀ (ld IC),
   // dout's is doutᵀ (ld OC). Written last: dinp may share memory with inp.
-  if (dinp && IC > 0) lt_matmul(false, false, IC, N, OC, weight, IC, dout, OC, 0.0f, dinp, IC, nullptr, precision);
+  if (dinp && IC > 0)
+    lt_matmul(false, false, IC, N, OC, weight, IC, dout, OC, 0.0f, dinp, IC, nullptr, dtype, dtype, precision);
 }
 
 }  // namespace ww::kernels::cuda

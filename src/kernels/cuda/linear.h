@@ -4,22 +4,28 @@
 #include <cstdint>
 
 #include "kernels/cuda/blas.h"
+#include "wattwise/core/dtype.h"
 
 namespace ww::kernels::cuda {
 
+// Activations, weight and bias share `dtype` (f32, f16 or bf16); GEMMs accumulate in fp32
+// (CUBLAS_COMPUTE_32F; CUBLAS_COMPUTE_32F_FAST_TF32 for f32 with GemmPrecision::Tf32).
+
 // out[N,OC] = inp[N,IC] · weight[OC,IC]ᵀ + bias[OC] (bias may be null; added as the GEMM's
 // epilogue when cuBLASLt allows it). out must not alias inp/weight.
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+void linear_forward(void* out, const void* inp, const void* weight, const void* bias, DType dtype, int64_t N,
                     int64_t IC, int64_t OC, GemmPrecision precision = GemmPrecision::Fp32);
 
 // dweight[OC,IC] += doutᵀ · inp;  dbias[OC] += Σ_n dout[n,:];  then dinp[N,IC] = dout · weight.
-// Any of dinp, dweight, dbias may be null. dinp is written last, so it may share memory with inp.
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t IC, int64_t OC,
+// dweight and dbias are f32 whatever `dtype` is (16-bit A/B with an f32 C/D GEMM; column sums in
+// double). Any of dinp, dweight, dbias may be null. dinp is written last, so it may share memory
+// with inp.
+void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                     const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC,
                      GemmPrecision precision = GemmPrecision::Fp32);
 
-// sums[c] += Σ_n x[n,c] for x [N,C]; each column accumulated in double in a fixed order
+// sums[c] += Σ_n x[n,c] for x [N,C] in `dtype`; each column accumulated in double in a fixed order
 // (deterministic, no atomics).
-void add_column_sums(float* sums, const float* x, int64_t N, int64_t C);
+void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C);
 
 }  // namespace ww::kernels::cuda

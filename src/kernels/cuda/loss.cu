@@ -11,17 +11,19 @@ namespace {
 constexpr int32_t kIgnoreIndex = -100;
 
 // log Σ_k exp(x[k]) of one row, max-subtracted and summed in double as on the CPU. Block-wide.
-__device__ double row_log_sum_exp(const float* x, int64_t K) {
+template <typename T>
+__device__ double row_log_sum_exp(const T* x, int64_t K) {
   float max_value = -INFINITY;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) max_value = fmaxf(max_value, x[k]);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) max_value = fmaxf(max_value, load_float(x[k]));
   max_value = block_max(max_value);
   double sum = 0.0;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) sum += exp(double(x[k]) - double(max_value));
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) sum += exp(double(load_float(x[k])) - double(max_value));
   return double(max_value) + log(block_sum(sum));
 }
 
 // One block per row. The label is the same for the whole block, so the early returns are uniform.
-__global__ void cross_entropy_forward_kernel(float* losses, const float* logits, const int32_t* labels, int64_t K,
+template <typename T>
+__global__ void cross_entropy_forward_kernel(float* losses, const T* logits, const int32_t* labels, int64_t K,
                                              double eps, int* error) {
   const int64_t n = blockIdx.x;
   const int32_t label = labels[n];
@@ -36,13 +38,13 @@ __global__ void cross_entropy_forward_kernel(float* losses, const float* logits,
     }
     return;
   }
-  const float* x = logits + n * K;
+  const T* x = logits + n * K;
   const double lse = row_log_sum_exp(x, K);
-  const double nll = lse - double(x[label]);
+  const double nll = lse - double(load_float(x[label]));
   double loss = nll;
   if (eps != 0.0) {
     double sum_x = 0.0;
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) sum_x += x[k];
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) sum_x += load_float(x[k]);
     const double mean_nll = lse - block_sum(sum_x) / double(K);  // mean_k(−log p[k])
     loss = (1.0 - eps) * nll + eps * mean_nll;
   }
@@ -51,26 +53,27 @@ __global__ void cross_entropy_forward_kernel(float* losses, const float* logits,
 
 // One block per row; lse is complete before any element is written, and each thread reads x[k]
 // before writing d[k]: dlogits may alias logits.
-__global__ void cross_entropy_backward_kernel(float* dlogits, const float* logits, const int32_t* labels,
+template <typename T>
+__global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const int32_t* labels,
                                               int64_t K, double eps, double scale, int* error) {
   const int64_t n = blockIdx.x;
   const int32_t label = labels[n];
-  float* d = dlogits + n * K;
+  T* d = dlogits + n * K;
   if (label == kIgnoreIndex) {
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) d[k] = 0.0f;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) d[k] = store_float<T>(0.0f);
     return;
   }
   if (label < 0 || label >= K) {
     if (threadIdx.x == 0) record_input_error(error, kBadLabel, n, 0, label, K);
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) d[k] = NAN;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) d[k] = store_float<T>(NAN);
     return;
   }
-  const float* x = logits + n * K;
+  const T* x = logits + n * K;
   const double lse = row_log_sum_exp(x, K);
   const double smooth_target = eps / double(K);
   for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
     const double target = smooth_target + (k == label ? 1.0 - eps : 0.0);
-    d[k] = float(scale * (exp(double(x[k]) - lse) - target));
+    d[k] = store_float<T>(float(scale * (exp(double(load_float(x[k])) - lse) - target)));
   }
 }
 
@@ -80,34 +83,43 @@ __global__ void count_valid_labels_kernel(unsigned long long* count, const int32
   if (mine) atomicAdd(count, mine);  // integer: exact in any order
 }
 
-__global__ void mse_forward_kernel(float* losses, const float* pred, const float* target, int64_t N) {
+template <typename T>
+__global__ void mse_forward_kernel(float* losses, const T* pred, const float* target, int64_t N) {
   WW_GRID_STRIDE(n, N) {
-    const float diff = pred[n] - target[n];
+    const float diff = load_float(pred[n]) - target[n];
     losses[n] = diff * diff;
   }
 }
 
-__global__ void mse_backward_kernel(float* dpred, const float* pred, const float* target, int64_t N, float scale) {
-  WW_GRID_STRIDE(n, N) dpred[n] = scale * 2.0f * (pred[n] - target[n]);
+template <typename T>
+__global__ void mse_backward_kernel(T* dpred, const T* pred, const float* target, int64_t N, float scale) {
+  WW_GRID_STRIDE(n, N) dpred[n] = store_float<T>(scale * 2.0f * (load_float(pred[n]) - target[n]));
 }
 
 }  // namespace
 
-void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N, int64_t K,
-                           float label_smoothing) {
+void cross_entropy_forward(float* losses, const void* logits, DType dtype, const int32_t* labels, int64_t N,
+                           int64_t K, float label_smoothing) {
   if (N == 0) return;
   WW_CHECK(K > 0 && N <= INT32_MAX, "cross_entropy_forward: N = ", N, ", K = ", K);
-  cross_entropy_forward_kernel<<<unsigned(N), kThreads, 0, stream()>>>(losses, logits, labels, K,
-                                                                       double(label_smoothing), input_error_record());
+  dispatch_activation(dtype, "cross_entropy_forward", [&](auto tag) {
+    using E = decltype(tag);
+    cross_entropy_forward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
+        losses, static_cast<const E*>(logits), labels, K, double(label_smoothing), input_error_record());
+  });
   check_launch_and_inputs("cross_entropy_forward_kernel");
 }
 
-void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N, int64_t K,
-                            float label_smoothing, float scale) {
+void cross_entropy_backward(void* dlogits, const void* logits, DType dtype, const int32_t* labels, int64_t N,
+                            int64_t K, float label_smoothing, float scale) {
   if (N == 0) return;
   WW_CHECK(K > 0 && N <= INT32_MAX, "cross_entropy_backward: N = ", N, ", K = ", K);
-  cross_entropy_backward_kernel<<<unsigned(N), kThreads, 0, stream()>>>(
-      dlogits, logits, labels, K, double(label_smoothing), double(scale), input_error_record());
+  dispatch_activation(dtype, "cross_entropy_backward", [&](auto tag) {
+    using E = decltype(tag);
+    cross_entropy_backward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
+        static_cast<E*>(dlogits), static_cast<const E*>(logits), labels, K, double(label_smoothing),
+        double(scale), input_error_record());
+  });
   check_launch_and_inputs("cross_entropy_backward_kernel");
 }
 
@@ -128,15 +140,22 @@ int64_t count_valid_labels(const int32_t* labels, int64_t N) {
   return int64_t(host_count);
 }
 
-void mse_forward(float* losses, const float* pred, const float* target, int64_t N) {
+void mse_forward(float* losses, const void* pred, DType dtype, const float* target, int64_t N) {
   if (N == 0) return;
-  mse_forward_kernel<<<grid_for(N), kThreads, 0, stream()>>>(losses, pred, target, N);
+  dispatch_activation(dtype, "mse_forward", [&](auto tag) {
+    using E = decltype(tag);
+    mse_forward_kernel<E><<<grid_for(N), kThreads, 0, stream()>>>(losses, static_cast<const E*>(pred), target, N);
+  });
   check_launch("mse_forward_kernel");
 }
 
-void mse_backward(float* dpred, const float* pred, const float* target, int64_t N, float scale) {
+void mse_backward(void* dpred, const void* pred, DType dtype, const float* target, int64_t N, float scale) {
   if (N == 0) return;
-  mse_backward_kernel<<<grid_for(N), kThreads, 0, stream()>>>(dpred, pred, target, N, scale);
+  dispatch_activation(dtype, "mse_backward", [&](auto tag) {
+    using E = decltype(tag);
+    mse_backward_kernel<E><<<grid_for(N), kThreads, 0, stream()>>>(static_cast<E*>(dpred), static_cast<const E*>(pred),
+                                                                   target, N, scale);
+  });
   check_launch("mse_backward_kernel");
 }
 

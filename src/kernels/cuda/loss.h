@@ -1,19 +1,22 @@
 #pragma once
-// CUDA fp32 losses: softmax cross-entropy (label smoothing, ignore index −100) and squared error.
-// Same contracts as src/kernels/cpu/cross_entropy.h. A label outside [0, K) other than −100 is
+// CUDA losses: softmax cross-entropy (label smoothing, ignore index −100) and squared error.
+// Same contracts as src/kernels/cpu/cross_entropy.h. logits/dlogits and pred/dpred are activations
+// (f32, f16 or bf16 in `dtype`, math in float/double); losses, targets are float. A label outside [0, K) other than −100 is
 // recorded as an input error (see elementwise.h); its row gets NaN.
 #include <cstdint>
 
+#include "wattwise/core/dtype.h"
+
 namespace ww::kernels::cuda {
 
-void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N, int64_t K,
-                           float label_smoothing);
-void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N, int64_t K,
-                            float label_smoothing, float scale);
+void cross_entropy_forward(float* losses, const void* logits, DType dtype, const int32_t* labels, int64_t N,
+                           int64_t K, float label_smoothing);
+void cross_entropy_backward(void* dlogits, const void* logits, DType dtype, const int32_t* labels, int64_t N,
+                            int64_t K, float label_smoothing, float scale);
 // Copies one integer back (synchronises the stream) and raises pending input errors.
 int64_t count_valid_labels(const int32_t* labels, int64_t N);
 
-void mse_forward(float* losses, const float* pred, const float* target, int64_t N);
-void mse_backward(float* dpred, const float* pred, const float* target, int64_t N, float scale);
+void mse_forward(float* losses, const void* pred, DType dtype, const float* target, int64_t N);
+void mse_backward(void* dpred, const void* pred, DType dtype, const float* target, int64_t N, float scale);
 
 }  // namespace ww::kernels::cuda
