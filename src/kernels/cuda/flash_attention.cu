@@ -264,10 +264,20 @@ __device__ void zero_floats(float* dst, int count) {
 
 // ---- warp-level products -------------------------------------------------------------------
 
+// Tensor cores for T: f16 always, bf16 from sm_80 (the build also emits sm_75 code, where bf16
+// takes the FMA loops; H100 runs the sm_90a code).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+constexpr bool kBf16TensorCores = false;
+#else
+constexpr bool kBf16TensorCores = true;
+#endif
+template <typename T>
+constexpr bool kUseWmma = std::is_same_v<T, __half> || (std::is_same_v<T, __nv_bfloat16> && kBf16TensorCores);
+
 // s[r][c] = Σ_d a[r][d] · b[c][d] for r < 16, c < NCOLS (a: the warp's 16 rows, b: a tile).
 template <typename T, int DMAX, int NCOLS, int LD, int LDS>
 __device__ void warp_scores(float* s, const T* a, const T* b) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (!kUseWmma<T>) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int m = 0; m < NCOLS / 32; ++m) {
@@ -277,9 +287,9 @@ __device__ void warp_scores(float* s, const T* a, const T* b) {
       for (int r = 0; r < 16; ++r) acc[r] = 0.0f;
 #pragma unroll 4
       for (int d = 0; d < DMAX; ++d) {
-        const float bv = b[c * LD + d];
+        const float bv = to_f32(b[c * LD + d]);
 #pragma unroll
-        for (int r = 0; r < 16; ++r) acc[r] = fmaf(a[r * LD + d], bv, acc[r]);
+        for (int r = 0; r < 16; ++r) acc[r] = fmaf(to_f32(a[r * LD + d]), bv, acc[r]);
       }
 #pragma unroll
       for (int r = 0; r < 16; ++r) s[r * LDS + c] = acc[r];
@@ -306,7 +316,7 @@ __device__ void warp_scores(float* s, const T* a, const T* b) {
 // o[r][d] += Σ_k p[r][k] · x[k][d] for r < 16, k < NCOLS, d < DMAX (o: f32 accumulators).
 template <typename T, int DMAX, int NCOLS, int LD, int LDP, int LDO>
 __device__ void warp_pv(float* o, const T* p, const T* x) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (!kUseWmma<T>) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int m = 0; m < DMAX / 32; ++m) {
@@ -316,9 +326,9 @@ __device__ void warp_pv(float* o, const T* p, const T* x) {
       for (int r = 0; r < 16; ++r) acc[r] = o[r * LDO + c];
 #pragma unroll 4
       for (int k = 0; k < NCOLS; ++k) {
-        const float xv = x[k * LD + c];
+        const float xv = to_f32(x[k * LD + c]);
 #pragma unroll
-        for (int r = 0; r < 16; ++r) acc[r] = fmaf(p[r * LDP + k], xv, acc[r]);
+        for (int r = 0; r < 16; ++r) acc[r] = fmaf(to_f32(p[r * LDP + k]), xv, acc[r]);
       }
 #pragma unroll
       for (int r = 0; r < 16; ++r) o[r * LDO + c] = acc[r];
