@@ -21,6 +21,8 @@
 // over the same tiles, so the three precisions share every other line.
 // Head dims: the kernels are instantiated for DMAX = 32, 64, 128 and zero-pad D up to DMAX in
 // shared memory, so any multiple of 8 up to 128 works (32, 64, 128 without waste).
+// Key tiles that hold only padding are skipped (they would add exact zeros), so a short sequence
+// in a padded batch costs little more than its real length.
 // Softmax runs in base 2 (scores pre-multiplied by scale·log2 e); lse is stored in natural units.
 // Backward is deterministic: no atomics, every sum has a fixed order.
 #include "kernels/cuda/flash_attention.h"
@@ -249,13 +251,17 @@ __device__ void store_rows(T* dst, int64_t stride, const float* acc, int64_t row
   }
 }
 
-// flags[j] = 1 iff key key0 + j exists and is a real token.
-__device__ void load_key_flags(int* flags, const int32_t* key_mask, int64_t b, int64_t key0, int count,
-                               int64_t seq_len) {
+// flags[j] = 1 iff key key0 + j exists and is a real token. Returns whether this thread set any,
+// so that a __syncthreads_or tells the CTA whether the tile has a real key at all.
+__device__ int load_key_flags(int* flags, const int32_t* key_mask, int64_t b, int64_t key0, int count,
+                              int64_t seq_len) {
+  int any = 0;
   for (int j = threadIdx.x; j < count; j += blockDim.x) {
     const int64_t key = key0 + j;
     flags[j] = key < seq_len && (key_mask == nullptr || key_mask[b * seq_len + key] != 0);
+    any |= flags[j];
   }
+  return any;
 }
 
 __device__ void zero_floats(float* dst, int count) {
@@ -387,8 +393,9 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
     __syncthreads();  // the previous tile's readers are done
     load_rows<T, DMAX, G::kLd>(sm.k, q_src + C, qkv_row, k0, G::kCols, T_len, D);
     load_rows<T, DMAX, G::kLd>(sm.v, q_src + 2 * C, qkv_row, k0, G::kCols, T_len, D);
-    load_key_flags(sm.key_ok, p.key_mask, b, k0, G::kCols, T_len);
-    __syncthreads();
+    const int any_key = load_key_flags(sm.key_ok, p.key_mask, b, k0, G::kCols, T_len);
+    // A tile of padding only would leave m, l and o exactly as they are: skip it.
+    if (!__syncthreads_or(any_key)) continue;
 
     warp_scores<T, DMAX, G::kCols, G::kLd, G::kLdS>(s_w, q_w, sm.k);
     __syncwarp();
@@ -484,9 +491,11 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
 
   load_rows<T, DMAX, G::kLd>(sm.k, q_src + C, qkv_row, k0, G::kRows, T_len, D);
   load_rows<T, DMAX, G::kLd>(sm.v, q_src + 2 * C, qkv_row, k0, G::kRows, T_len, D);
-  load_key_flags(sm.key_ok, p.key_mask, b, k0, G::kRows, T_len);
+  const int any_key_here = load_key_flags(sm.key_ok, p.key_mask, b, k0, G::kRows, T_len);
   zero_floats(sm.dk, G::kRows * G::kLdO);
   zero_floats(sm.dv, G::kRows * G::kLdO);
+  // Keys of padding only get no probability anywhere: dK = dV = 0, no query tile to visit.
+  const bool any_key = __syncthreads_or(any_key_here) != 0;
 
   const T* k_w = sm.k + warp * 16 * G::kLd;
   const T* v_w = sm.v + warp * 16 * G::kLd;
@@ -500,7 +509,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
   const int64_t warp_key0 = k0 + warp * 16;
 
   // Causal: queries before k0 see none of these keys.
-  const int64_t q_begin = p.causal ? (k0 / G::kCols) * G::kCols : 0;
+  const int64_t q_begin = !any_key ? T_len : p.causal ? (k0 / G::kCols) * G::kCols : 0;
   for (int64_t q0 = q_begin; q0 < T_len; q0 += G::kCols) {
     __syncthreads();
     load_rows<T, DMAX, G::kLd>(sm.q, q_src, qkv_row, q0, G::kCols, T_len, D);
@@ -583,8 +592,8 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
     __syncthreads();  // also orders the loads above before the first tile's reads
     load_rows<T, DMAX, G::kLd>(sm.k, q_src + C, qkv_row, k0, G::kCols, T_len, D);
     load_rows<T, DMAX, G::kLd>(sm.v, q_src + 2 * C, qkv_row, k0, G::kCols, T_len, D);
-    load_key_flags(sm.key_ok, p.key_mask, b, k0, G::kCols, T_len);
-    __syncthreads();
+    const int any_key = load_key_flags(sm.key_ok, p.key_mask, b, k0, G::kCols, T_len);
+    if (!__syncthreads_or(any_key)) continue;  // padding only: dS = 0 on the whole tile
 
     warp_scores<T, DMAX, G::kCols, G::kLd, G::kLdS>(s_w, q_w, sm.k);
     warp_scores<T, DMAX, G::kCols, G::kLd, G::kLdS>(dp_w, dout_w, sm.v);  // dP = dO Vᵀ
