@@ -1,10 +1,12 @@
 #include "wattwise/ops/attention.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cpu/attention.h"
 #ifdef WW_HAVE_CUDA
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/flash_attention.h"
 #endif
 #include "ops/checks.h"
 #include "wattwise/ops/linear.h"
@@ -61,6 +63,89 @@ kernels::cuda::GemmPrecision gemm_precision(DType dtype) {
                                              : kernels::cuda::GemmPrecision::Fp32;
 }
 #endif
+
+// ---- fused path: its own checks, since it also takes f16 / bf16 -----------------------------
+
+// Head dims the fused kernels handle (kept in step with flash_attention_supports_head_dim, which
+// is only compiled with CUDA).
+bool fused_head_dim_supported(int64_t head_dim) {
+  return head_dim > 0 && head_dim <= 128 && head_dim % 8 == 0;
+}
+
+bool is_fused_element_type(DType dtype) {
+  return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
+}
+
+// A defined tensor of `dtype` with n elements on the device of `like`.
+void require_fused_tensor(const Tensor& t, DType dtype, int64_t n, const Tensor& like, const char* op,
+                          const char* arg) {
+  if (!t.defined())
+    fail(op, ": argument '", arg, "' is undefined (expected ", dtype_name(dtype), " with ", n, " elements)");
+  if (t.dtype() != dtype)
+    fail(op, ": argument '", arg, "' must be ", dtype_name(dtype), ", got ", t.describe(), " (qkv is ",
+         like.describe(), ")");
+  require_numel(t, n, op, arg);
+  require_same_device(t, like, op);
+}
+
+// The fused kernels read and write 16-byte vectors.
+void require_aligned(const Tensor& t, const char* op, const char* arg) {
+  if (reinterpret_cast<uintptr_t>(t.raw()) % 16 != 0)
+    fail(op, ": argument '", arg, "' must be 16-byte aligned (fused attention uses vector loads), got ",
+         t.describe(), " at an offset of ", reinterpret_cast<uintptr_t>(t.raw()) % 16, " bytes");
+}
+
+// B, T, H, D from qkv [B, T, 3C] and the checks both fused directions share (everything but the
+// device, so argument errors read the same on every machine).
+kernels::cpu::AttentionConfig fused_attention_config(const char* op, const Tensor& qkv,
+                                                     const Tensor& key_mask, int64_t num_heads,
+                                                     bool causal, float dropout_p, uint64_t seed,
+                                                     uint64_t offset) {
+  if (!qkv.defined()) fail(op, ": argument 'qkv' is undefined (expected [B, T, 3C] f32, f16 or bf16)");
+  if (!is_fused_element_type(qkv.dtype()))
+    fail(op, ": qkv must be f32, f16 or bf16, got ", qkv.describe());
+  if (qkv.dim() != 3 || qkv.size(2) == 0 || qkv.size(2) % 3 != 0)
+    fail(op, ": qkv must be [B, T, 3C] with C > 0, got ", qkv.describe());
+  const int64_t channels = qkv.size(2) / 3;
+  if (num_heads <= 0 || channels % num_heads != 0)
+    fail(op, ": num_heads ", num_heads, " must be positive and divide C = ", channels,
+         " (qkv ", qkv.describe(), ")");
+  const int64_t head_dim = channels / num_heads;
+  if (!fused_head_dim_supported(head_dim))
+    fail(op, ": head dim ", head_dim, " (C = ", channels, ", num_heads = ", num_heads,
+         ") is not supported by fused attention: it needs a multiple of 8 up to 128; use the "
+         "reference path (attention_forward) instead");
+  if (!(dropout_p >= 0.0f && dropout_p < 1.0f))
+    fail(op, ": dropout_p must be in [0, 1), got ", dropout_p);
+  const int64_t batch = qkv.size(0), seq_len = qkv.size(1);
+  if (key_mask.defined()) {
+    if (key_mask.dtype() != DType::I32)
+      fail(op, ": key_mask must be i32 [B, T] (1 = real token, 0 = padding), got ",
+           key_mask.describe());
+    require_numel(key_mask, batch * seq_len, op, "key_mask");
+    require_same_device(key_mask, qkv, op);
+  }
+  kernels::cpu::AttentionConfig config;
+  config.batch = batch;
+  config.seq_len = seq_len;
+  config.num_heads = num_heads;
+  config.head_dim = head_dim;
+  config.causal = causal;
+  config.dropout_p = dropout_p;
+  config.seed = seed;
+  config.offset = offset;
+  return config;
+}
+
+// The last check: where the fused kernels can run.
+void require_cuda_for_fused(const Tensor& qkv, const char* op) {
+  if (!qkv.device().is_cuda())
+    fail(op, ": fused attention needs a cuda device, got qkv ", qkv.describe(),
+         "; the reference path (attention_forward / attention_backward) runs on the CPU");
+#ifndef WW_HAVE_CUDA
+  fail(op, ": this build has no CUDA backend (configure with WW_CUDA=ON)");
+#endif
+}
 
 }  // namespace
 
@@ -120,6 +205,50 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
   kernels::cpu::attention_backward(dqkv.data<float>(), scratch.data<float>(), dout.data<float>(),
                                    qkv.data<float>(), probs.data<float>(), mask_data(key_mask),
                                    config);
+}
+
+void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor& qkv,
+                             const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
+                             uint64_t seed, uint64_t offset) {
+  const char* op = "attention_forward_fused";
+  auto config = fused_attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  const int64_t rows = config.batch * config.num_heads * config.seq_len;
+  require_fused_tensor(out, qkv.dtype(), qkv.numel() / 3, qkv, op, "out");
+  require_fused_tensor(lse, DType::F32, rows, qkv, op, "lse");
+  if (out.raw() == qkv.raw()) fail(op, ": out must not alias qkv");
+  require_aligned(qkv, op, "qkv");
+  require_aligned(out, op, "out");
+  require_cuda_for_fused(qkv, op);
+#ifdef WW_HAVE_CUDA
+  kernels::cuda::flash_attention_forward(out.raw(), lse.data<float>(), qkv.raw(), mask_data(key_mask), config,
+                                         qkv.dtype());
+#endif
+}
+
+void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const Tensor& dout,
+                              const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                              const Tensor& key_mask, int64_t num_heads, bool causal,
+                              float dropout_p, uint64_t seed, uint64_t offset) {
+  const char* op = "attention_backward_fused";
+  auto config = fused_attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  const int64_t rows = config.batch * config.num_heads * config.seq_len;
+  require_fused_tensor(dqkv, qkv.dtype(), qkv.numel(), qkv, op, "dqkv");
+  require_fused_tensor(dout, qkv.dtype(), qkv.numel() / 3, qkv, op, "dout");
+  require_fused_tensor(out, qkv.dtype(), qkv.numel() / 3, qkv, op, "out");
+  require_fused_tensor(lse, DType::F32, rows, qkv, op, "lse");
+  require_fused_tensor(workspace, DType::F32, rows, qkv, op, "workspace");
+  if (dqkv.raw() == qkv.raw() || dqkv.raw() == dout.raw() || dqkv.raw() == out.raw())
+    fail(op, ": dqkv must not alias qkv, dout or out");
+  if (workspace.raw() == lse.raw()) fail(op, ": workspace must not alias lse");
+  require_aligned(qkv, op, "qkv");
+  require_aligned(dqkv, op, "dqkv");
+  require_aligned(dout, op, "dout");
+  require_aligned(out, op, "out");
+  require_cuda_for_fused(qkv, op);
+#ifdef WW_HAVE_CUDA
+  kernels::cuda::flash_attention_backward(dqkv.raw(), workspace.data<float>(), dout.raw(), qkv.raw(), out.raw(),
+                                          lse.data<float>(), mask_data(key_mask), config, qkv.dtype());
+#endif
 }
 
 }  // namespace ww::ops

@@ -27,10 +27,21 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
                         int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
                         uint64_t offset);
 
-// TEMP(lead): declared ahead of the flash-attention branch.
+// Fused attention (FlashAttention-2 style): the same result as attention_forward without the
+// [B,H,T,T] probabilities. CUDA only: on the CPU it throws (the reference path above runs there).
+// Same qkv / out / key_mask / causal / dropout semantics as attention_forward, with
+//   qkv, out  one element type: f32, f16 or bf16 (16-bit ones use tensor cores);
+//   lse       f32 [B,H,T]: per query, the natural log-sum-exp of its masked, scaled scores (saved
+//             for backward); -inf for a row with no real key, whose output is 0.
+// Head dim D = C / num_heads must be a multiple of 8 up to 128 (32 and 64 are the fast paths).
+// qkv and out must be 16-byte aligned (any tensor from Tensor::empty is).
 void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor& qkv,
                              const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
                              uint64_t seed, uint64_t offset);
+
+// dqkv [B,T,3C] overwritten. dout, qkv, out: as in and from the forward (one element type with
+// dqkv); lse from attention_forward_fused. workspace f32 [B,H,T] receives delta_i = Σ_d dO·O
+// (contents destroyed). Deterministic: no atomics.
 void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const Tensor& dout,
                               const Tensor& qkv, const Tensor& out, const Tensor& lse,
                               const Tensor& key_mask, int64_t num_heads, bool causal,

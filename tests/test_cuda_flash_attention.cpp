@@ -1,0 +1,395 @@
+// attention_forward_fused / attention_backward_fused (CUDA flash attention) against the reference
+// path (attention_forward / attention_backward) on the same inputs.
+// Tolerances, as |got − want| <= rtol·|want| + rtol·max|want| per tensor:
+//   f32:        out and lse 1e-5, dqkv 1e-4 (against the CUDA reference and the CPU reference);
+//   f16, bf16:  inputs rounded to 16 bits, reference run in f32 on the rounded values; out and
+//               dqkv 1e-2 (the kernels round P and dS to 16 bits for the tensor cores), lse 1e-4
+//               (it is computed in f32 from the same 16-bit inputs).
+// Rows with no real key must give lse = -inf exactly (and out = 0, dqkv = 0, as the reference).
+// The dropout mask is checked element by element against philox_uniform; results are checked to
+// be bitwise identical from run to run.
+#include <gtest/gtest.h>
+
+#ifdef WW_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cuda_compare.h"
+#include "cuda_test_util.h"
+#include "wattwise/core/rng.h"
+#include "wattwise/ops/attention.h"
+
+using namespace ww;
+using ww::testing::gpu_copy;
+using ww::testing::random_normals;
+using ww::testing::read_back;
+
+namespace {
+
+struct Case {
+  int64_t B, T, H, D;
+  bool causal;
+  bool masked;  // ragged padding (see ragged_mask)
+  float dropout_p;
+};
+
+std::string name(const Case& c, DType dtype) {
+  return std::string(dtype_name(dtype)) + " B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) +
+         " H=" + std::to_string(c.H) + " D=" + std::to_string(c.D) + (c.causal ? " causal" : "") +
+         (c.masked ? " masked" : "") + " p=" + std::to_string(c.dropout_p);
+}
+
+// Sequence lengths: the last sequence (when B > 1) is all padding, odd ones are short (so long
+// rows have whole key tiles of padding, which the kernels skip), the others nearly full.
+std::vector<int32_t> ragged_mask(int64_t B, int64_t T) {
+  std::vector<int32_t> mask(size_t(B * T), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t length = (B > 1 && b == B - 1) ? 0 : (b % 2 == 1) ? T / 3 + 1 : T - (b * 5) % T;
+    for (int64_t t = 0; t < length; ++t) mask[size_t(b * T + t)] = 1;
+  }
+  return mask;
+}
+
+// The value a float takes after rounding to dtype (identity for f32).
+float round_to(float x, DType dtype) {
+  if (dtype == DType::F16) return half_to_float(float_to_half(x));
+  if (dtype == DType::BF16) return bf16_to_float(float_to_bf16(x));
+  return x;
+}
+
+std::vector<float> rounded(std::vector<float> values, DType dtype) {
+  for (float& v : values) v = round_to(v, dtype);
+  return values;
+}
+
+// CPU tensor of dtype holding `values` (rounded to nearest).
+Tensor cpu_typed(const std::vector<float>& values, const Shape& shape, DType dtype) {
+  if (dtype == DType::F32) return Tensor::from_vector(values, shape);
+  Tensor t = Tensor::empty(shape, dtype);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (dtype == DType::F16) t.data<half_bits>()[i].bits = float_to_half(values[i]);
+    else t.data<bf16_bits>()[i].bits = float_to_bf16(values[i]);
+  }
+  return t;
+}
+
+// A GPU tensor of dtype full of NaN, so elements a kernel fails to write show up.
+Tensor gpu_nan(const Shape& shape, DType dtype) {
+  std::vector<float> nan(size_t(shape_numel(shape)), std::numeric_limits<float>::quiet_NaN());
+  return gpu_copy(cpu_typed(nan, shape, dtype));
+}
+
+// Compares with a tolerance rtol·|want| + rtol·max|want|; on failure reports how many elements
+// fail, the worst one (index, got, want, error relative to max|want|) and the first few.
+// index_name turns a flat index into readable coordinates.
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
+                  double rtol, const std::function<std::string(size_t)>& index_name) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double scale = 0.0;
+  for (float w : want)
+    if (std::isfinite(w)) scale = std::max(scale, std::abs(double(w)));
+  int64_t bad = 0;
+  double worst = -1.0;
+  size_t worst_index = 0;
+  std::string first;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    bool ok;
+    double error;
+    if (std::isinf(w)) {  // -inf marks rows without real keys: must match exactly
+      ok = g == w;
+      error = ok ? 0.0 : std::numeric_limits<double>::infinity();
+    } else {
+      error = std::abs(g - w);
+      ok = error <= rtol * std::abs(w) + rtol * scale;  // false for NaN
+      if (std::isnan(error)) error = std::numeric_limits<double>::infinity();
+    }
+    if (!ok) {
+      if (bad < 3)
+        first += " [" + index_name(i) + "] got " + std::to_string(g) + " want " + std::to_string(w) + ";";
+      ++bad;
+    }
+    if (error > worst) {
+      worst = error;
+      worst_index = i;
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << got.size() << " elements out of tolerance (rtol "
+                    << rtol << ", max|want| " << scale << "); worst at [" << index_name(worst_index) << "]: got "
+                    << got[worst_index] << ", want " << want[worst_index] << ", |error|/max|want| = "
+                    << (scale > 0 ? worst / scale : worst) << "; first:" << first;
+}
+
+// Readable coordinates of [B, T, W] (qkv, out) and [B, H, T] (lse) tensors.
+std::function<std::string(size_t)> btw_index(int64_t T, int64_t W) {
+  return [T, W](size_t i) {
+    const int64_t col = int64_t(i) % W, t = (int64_t(i) / W) % T, b = int64_t(i) / (W * T);
+    return "b=" + std::to_string(b) + " t=" + std::to_string(t) + " col=" + std::to_string(col);
+  };
+}
+std::function<std::string(size_t)> bht_index(int64_t H, int64_t T) {
+  return [H, T](size_t i) {
+    const int64_t t = int64_t(i) % T, h = (int64_t(i) / T) % H, b = int64_t(i) / (T * H);
+    return "b=" + std::to_string(b) + " h=" + std::to_string(h) + " t=" + std::to_string(t);
+  };
+}
+
+// lse[b,h,i] = log Σ_allowed exp(scale · q_i·k_j) in double; -inf for a row with no real key.
+std::vector<float> reference_lse(const std::vector<float>& qkv, const std::vector<int32_t>* mask, const Case& c) {
+  const int64_t C = c.H * c.D, row = 3 * C;
+  const double scale = double(float(1.0 / std::sqrt(double(c.D))));
+  std::vector<float> lse(size_t(c.B * c.H * c.T));
+  std::vector<double> s(size_t(c.T));
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t h = 0; h < c.H; ++h)
+      for (int64_t i = 0; i < c.T; ++i) {
+        double max_score = -INFINITY;
+        for (int64_t j = 0; j < c.T; ++j) {
+          const bool allowed = !(c.causal && j > i) && (mask == nullptr || (*mask)[size_t(b * c.T + j)] != 0);
+          double dot = 0.0;
+          if (allowed)
+            for (int64_t d = 0; d < c.D; ++d)
+              dot += double(qkv[size_t((b * c.T + i) * row + h * c.D + d)]) *
+                     double(qkv[size_t((b * c.T + j) * row + C + h * c.D + d)]);
+          s[size_t(j)] = allowed ? dot * scale : -INFINITY;
+          max_score = std::max(max_score, s[size_t(j)]);
+        }
+        double sum = 0.0;
+        if (max_score != -INFINITY)
+          for (int64_t j = 0; j < c.T; ++j) sum += std::exp(s[size_t(j)] - max_score);
+        lse[size_t((b * c.H + h) * c.T + i)] =
+            max_score == -INFINITY ? -INFINITY : float(max_score + std::log(sum));
+      }
+  return lse;
+}
+
+const std::vector<Case> kCases = {
+    {2, 1, 2, 64, false, true, 0.0f},     // T = 1; sequence 1 fully padded
+    {2, 17, 2, 32, true, true, 0.0f},     // tails, causal + padding
+    {2, 64, 3, 64, false, true, 0.1f},    // one full tile, dropout
+    {2, 127, 2, 128, true, true, 0.1f},   // D = 128, odd T (unaligned Philox blocks)
+    {1, 256, 2, 64, true, false, 0.2f},   // several tiles, causal + dropout
+    {2, 512, 1, 32, false, true, 0.0f},   // long rows, D = 32
+    {2, 33, 2, 40, false, true, 0.1f},    // generic head dim (padded to 64)
+    {3, 70, 2, 8, true, true, 0.0f},      // D = 8 (padded to 32)
+    {2, 100, 2, 96, false, false, 0.0f},  // D = 96 (padded to 128)
+    {3, 200, 2, 64, false, true, 0.1f},   // sequence 1 has 67 keys: key tiles of padding only
+};
+
+constexpr uint64_t kSeed = 4321, kOffset = 99;
+
+struct Reference {
+  std::vector<float> out, lse, dqkv;
+};
+
+// The reference path in f32 on `qkv` and `dout` (already rounded to the dtype under test):
+// on_gpu picks the CUDA reference, else the CPU one.
+Reference run_reference(const std::vector<float>& qkv, const std::vector<float>& dout,
+                        const std::vector<int32_t>* mask, const Case& c, bool on_gpu) {
+  const int64_t C = c.H * c.D;
+  const Shape qkv_shape = {c.B, c.T, 3 * C}, out_shape = {c.B, c.T, C}, probs_shape = {c.B, c.H, c.T, c.T};
+  const Device device = on_gpu ? Device::cuda(0) : Device::cpu();
+  Tensor t_qkv = Tensor::from_vector(qkv, qkv_shape).to(device);
+  Tensor t_dout = Tensor::from_vector(dout, out_shape).to(device);
+  Tensor t_mask = mask ? Tensor::from_vector(*mask, {c.B, c.T}).to(device) : Tensor();
+  Tensor out = Tensor::empty(out_shape, DType::F32, device), probs = Tensor::empty(probs_shape, DType::F32, device);
+  ops::attention_forward(out, probs, t_qkv, t_mask, c.H, c.causal, c.dropout_p, kSeed, kOffset);
+  Tensor dqkv = Tensor::empty(qkv_shape, DType::F32, device), scratch = Tensor::empty(probs_shape, DType::F32, device);
+  ops::attention_backward(dqkv, scratch, t_dout, t_qkv, probs, t_mask, c.H, c.causal, c.dropout_p, kSeed, kOffset);
+  Reference r;
+  r.out = read_back(out);
+  r.dqkv = read_back(dqkv);
+  r.lse = reference_lse(qkv, mask, c);
+  return r;
+}
+
+struct Fused {
+  std::vector<float> out, lse, dqkv;
+};
+
+Fused run_fused(const std::vector<float>& qkv, const std::vector<float>& dout, const std::vector<int32_t>* mask,
+                const Case& c, DType dtype) {
+  const int64_t C = c.H * c.D;
+  const Shape qkv_shape = {c.B, c.T, 3 * C}, out_shape = {c.B, c.T, C}, row_shape = {c.B, c.H, c.T};
+  Tensor g_qkv = gpu_copy(cpu_typed(qkv, qkv_shape, dtype));
+  Tensor g_dout = gpu_copy(cpu_typed(dout, out_shape, dtype));
+  Tensor g_mask = mask ? gpu_copy(Tensor::from_vector(*mask, {c.B, c.T})) : Tensor();
+  Tensor out = gpu_nan(out_shape, dtype), lse = gpu_nan(row_shape, DType::F32);
+  ops::attention_forward_fused(out, lse, g_qkv, g_mask, c.H, c.causal, c.dropout_p, kSeed, kOffset);
+  Tensor dqkv = gpu_nan(qkv_shape, dtype), workspace = gpu_nan(row_shape, DType::F32);
+  ops::attention_backward_fused(dqkv, workspace, g_dout, g_qkv, out, lse, g_mask, c.H, c.causal, c.dropout_p,
+                                kSeed, kOffset);
+  Fused f;
+  f.out = read_back(out);
+  f.lse = read_back(lse);
+  f.dqkv = read_back(dqkv);
+  return f;
+}
+
+void check_case(const Case& c, DType dtype) {
+  SCOPED_TRACE(name(c, dtype));
+  const int64_t C = c.H * c.D;
+  const std::vector<float> qkv = rounded(random_normals(c.B * c.T * 3 * C, 21), dtype);
+  const std::vector<float> dout = rounded(random_normals(c.B * c.T * C, 22), dtype);
+  const std::vector<int32_t> mask_values = ragged_mask(c.B, c.T);
+  const std::vector<int32_t>* mask = c.masked ? &mask_values : nullptr;
+
+  const Fused fused = run_fused(qkv, dout, mask, c, dtype);
+  const bool f32 = dtype == DType::F32;
+  const double out_tol = f32 ? 1e-5 : 1e-2, lse_tol = f32 ? 1e-5 : 1e-4, grad_tol = f32 ? 1e-4 : 1e-2;
+  for (bool on_gpu : {true, false}) {
+    if (!on_gpu && !f32) continue;  // the 16-bit comparison is against the CUDA reference only
+    SCOPED_TRACE(on_gpu ? "against the CUDA reference" : "against the CPU reference");
+    const Reference ref = run_reference(qkv, dout, mask, c, on_gpu);
+    expect_close(fused.out, ref.out, "out", out_tol, btw_index(c.T, C));
+    expect_close(fused.lse, ref.lse, "lse", lse_tol, bht_index(c.H, c.T));
+    expect_close(fused.dqkv, ref.dqkv, "dqkv", grad_tol, btw_index(c.T, 3 * C));
+  }
+}
+
+TEST(FlashAttention, F32MatchesReference) {
+  WW_REQUIRE_CUDA();
+  for (const Case& c : kCases) check_case(c, DType::F32);
+}
+
+TEST(FlashAttention, F16MatchesReference) {
+  WW_REQUIRE_CUDA();
+  for (const Case& c : kCases) check_case(c, DType::F16);
+}
+
+TEST(FlashAttention, BF16MatchesReference) {
+  WW_REQUIRE_CUDA();
+  for (const Case& c : kCases) check_case(c, DType::BF16);
+}
+
+// With V one-hot (value row t of every head is e_t, T <= D) out[b, i, h·D + j] is the dropped-out
+// probability of key j, so a zero there is a dropped element: compared one by one with the
+// reference rule philox_uniform(seed, offset, ((b·H+h)·T+i)·T+j) >= p. Without padding or causal
+// masking every probability is positive, so kept elements are non-zero.
+TEST(FlashAttention, DropoutMaskIsTheReferenceMask) {
+  WW_REQUIRE_CUDA();
+  const float p = 0.5f;
+  for (DType dtype : {DType::F32, DType::BF16})
+    for (const auto& [T, D] : std::vector<std::pair<int64_t, int64_t>>{{13, 32}, {100, 128}}) {
+      const int64_t B = 2, H = 2, C = H * D;
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " T=" + std::to_string(T) + " D=" + std::to_string(D));
+      std::vector<float> values = random_normals(B * T * 3 * C, 7, 0.3f);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t col = 0; col < C; ++col)
+            values[size_t((b * T + t) * 3 * C + 2 * C + col)] = (col % D == t) ? 1.0f : 0.0f;
+      Tensor out = gpu_nan({B, T, C}, dtype), lse = gpu_nan({B, H, T}, DType::F32);
+      ops::attention_forward_fused(out, lse, gpu_copy(cpu_typed(values, {B, T, 3 * C}, dtype)), Tensor(), H, false,
+                                   p, kSeed, kOffset);
+      const std::vector<float> got = read_back(out);
+      int64_t kept = 0, dropped = 0, wrong = 0;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < T; ++i)
+            for (int64_t j = 0; j < T; ++j) {
+              const uint64_t index = uint64_t(((b * H + h) * T + i) * T + j);
+              const bool keep = philox_uniform(kSeed, kOffset, index) >= p;
+              const float value = got[size_t((b * T + i) * C + h * D + j)];
+              if ((value != 0.0f) != keep && wrong++ < 5)
+                ADD_FAILURE() << "element (b,h,i,j) = " << b << "," << h << "," << i << "," << j << ": got "
+                              << value << ", reference mask says " << (keep ? "kept" : "dropped");
+              (keep ? kept : dropped)++;
+            }
+      EXPECT_EQ(wrong, 0);
+      EXPECT_GT(kept, 0);
+      EXPECT_GT(dropped, 0);
+    }
+}
+
+TEST(FlashAttention, ResultsAreDeterministic) {
+  WW_REQUIRE_CUDA();
+  const Case c{2, 150, 3, 64, true, true, 0.1f};
+  const int64_t C = c.H * c.D;
+  const std::vector<float> qkv = random_normals(c.B * c.T * 3 * C, 31);
+  const std::vector<float> dout = random_normals(c.B * c.T * C, 32);
+  const std::vector<int32_t> mask = ragged_mask(c.B, c.T);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(name(c, dtype));
+    const Fused first = run_fused(qkv, dout, &mask, c, dtype);
+    const Fused second = run_fused(qkv, dout, &mask, c, dtype);
+    auto bit_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    };
+    EXPECT_TRUE(bit_equal(first.out, second.out)) << "out differs bitwise between runs";
+    EXPECT_TRUE(bit_equal(first.lse, second.lse)) << "lse differs bitwise between runs";
+    EXPECT_TRUE(bit_equal(first.dqkv, second.dqkv)) << "dqkv differs bitwise between runs";
+  }
+}
+
+// Milliseconds per call of fn (after warm-up), every queued kernel finished.
+double time_ms(const std::function<void()>& fn, int iterations = 20) {
+#ifdef WW_HAVE_CUDA
+  for (int i = 0; i < 3; ++i) fn();
+  cudaDeviceSynchronize();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) fn();
+  cudaDeviceSynchronize();
+  const auto stop = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::milli>(stop - start).count() / iterations;
+#else
+  (void)fn;
+  (void)iterations;
+  return 0.0;
+#endif
+}
+
+// Run with --gtest_also_run_disabled_tests: BERT-base training shape, fused (bf16, f32) against
+// the reference path (f32: it has no 16-bit version). FLOP counts as in flash_attention.cu.
+TEST(FlashAttentionTiming, DISABLED_Report) {
+  WW_REQUIRE_CUDA();
+  const int64_t B = 32, T = 256, H = 12, D = 64, C = H * D;
+  const double forward_flop = 4.0 * T * T * D * B * H, backward_flop = 14.0 * T * T * D * B * H;
+  const std::vector<float> qkv = random_normals(B * T * 3 * C, 41);
+  const std::vector<float> dout = random_normals(B * T * C, 42);
+  const std::vector<int32_t> mask = ragged_mask(B, T);
+  Tensor g_mask = gpu_copy(Tensor::from_vector(mask, {B, T}));
+  auto report = [&](const char* what, double fwd_ms, double bwd_ms) {
+    std::printf("%-22s forward %8.3f ms (%6.1f TFLOP/s)   backward %8.3f ms (%6.1f TFLOP/s)\n", what, fwd_ms,
+                forward_flop / fwd_ms * 1e-9, bwd_ms, backward_flop / bwd_ms * 1e-9);
+  };
+  for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+    Tensor g_qkv = gpu_copy(cpu_typed(qkv, {B, T, 3 * C}, dtype));
+    Tensor g_dout = gpu_copy(cpu_typed(dout, {B, T, C}, dtype));
+    Tensor out = Tensor::empty({B, T, C}, dtype, Device::cuda(0));
+    Tensor lse = Tensor::empty({B, H, T}, DType::F32, Device::cuda(0));
+    Tensor dqkv = Tensor::empty({B, T, 3 * C}, dtype, Device::cuda(0));
+    Tensor workspace = Tensor::empty({B, H, T}, DType::F32, Device::cuda(0));
+    const double fwd = time_ms(
+        [&] { ops::attention_forward_fused(out, lse, g_qkv, g_mask, H, false, 0.1f, kSeed, kOffset); });
+    const double bwd = time_ms([&] {
+      ops::attention_backward_fused(dqkv, workspace, g_dout, g_qkv, out, lse, g_mask, H, false, 0.1f, kSeed,
+                                    kOffset);
+    });
+    report((std::string("fused ") + std::string(dtype_name(dtype))).c_str(), fwd, bwd);
+  }
+  {
+    Tensor g_qkv = gpu_copy(Tensor::from_vector(qkv, {B, T, 3 * C}));
+    Tensor g_dout = gpu_copy(Tensor::from_vector(dout, {B, T, C}));
+    Tensor out = Tensor::empty({B, T, C}, DType::F32, Device::cuda(0));
+    Tensor probs = Tensor::empty({B, H, T, T}, DType::F32, Device::cuda(0));
+    Tensor dqkv = Tensor::empty({B, T, 3 * C}, DType::F32, Device::cuda(0));
+    Tensor scratch = Tensor::empty({B, H, T, T}, DType::F32, Device::cuda(0));
+    const double fwd =
+        time_ms([&] { ops::attention_forward(out, probs, g_qkv, g_mask, H, false, 0.1f, kSeed, kOffset); });
+    const double bwd = time_ms([&] {
+      ops::attention_backward(dqkv, scratch, g_dout, g_qkv, probs, g_mask, H, false, 0.1f, kSeed, kOffset);
+    });
+    report("reference f32", fwd, bwd);
+  }
+}
+
+}  // namespace
