@@ -91,7 +91,7 @@ double scaled_error(const std::vector<float>& a, const std::vector<float>& b) {
   return worst / std::max(scale, 1e-30);
 }
 
-const char* dtype_label(DType d) { return dtype_name(d); }
+std::string dtype_label(DType d) { return std::string(dtype_name(d)); }
 
 }  // namespace
 
@@ -105,7 +105,7 @@ TEST_P(ModelOnGpu, SixteenBitStepsTrackF32) {
       const Outcome o = one_step(GetParam(), d, attention, "none");
       const double logit_error = scaled_error(o.logits, ref.logits);
       const double grad_error = scaled_error(o.grads, ref.grads);
-      std::printf("%s %s attention: logits %.2e, gradients %.2e (scaled max error vs f32)\n", dtype_label(d),
+      std::printf("%s %s attention: logits %.2e, gradients %.2e (scaled max error vs f32)\n", dtype_label(d).c_str(),
                   attention_kernel_name(attention), logit_error, grad_error);
       EXPECT_LT(logit_error, 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
       EXPECT_LT(grad_error, 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
@@ -162,7 +162,7 @@ TEST(MixedPrecisionTraining, LossCurvesTrackF32Over200Steps) {
       auto r = trainer.train_micro_batch(make_batch(32, 64, 1000 + uint64_t(step), true, gpu));
       losses.push_back(r->loss);
     }
-    std::printf("%s: %lld skipped steps, final loss scale %g\n", dtype_name(dtype),
+    std::printf("%s: %lld skipped steps, final loss scale %g\n", dtype_label(dtype).c_str(),
                 (long long)trainer.skipped_steps(), trainer.loss_scale());
     return losses;
   };
@@ -207,7 +207,7 @@ TEST(CudaGraphs, ReplayedInferenceEqualsEagerForEveryShapeAndInput) {
       std::vector<float> b = eager.forward(batch, false).to_float_vector();
       ASSERT_EQ(a.size(), b.size());
       for (size_t k = 0; k < a.size(); ++k)
-        ASSERT_EQ(a[k], b[k]) << dtype_name(d) << " batch " << i << " logit " << k;
+        ASSERT_EQ(a[k], b[k]) << dtype_label(d) << " batch " << i << " logit " << k;
     }
     // Training in between moves the weights (in place): replays must see the new values.
     train::TrainerOptions t;
@@ -221,6 +221,6 @@ TEST(CudaGraphs, ReplayedInferenceEqualsEagerForEveryShapeAndInput) {
     batch.labels = Tensor();
     std::vector<float> a = graphed.forward(batch, false).to_float_vector();
     std::vector<float> b = eager.forward(batch, false).to_float_vector();
-    for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(a[k], b[k]) << dtype_name(d) << " after a training step, logit " << k;
+    for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(a[k], b[k]) << dtype_label(d) << " after a training step, logit " << k;
   }
 }

@@ -70,9 +70,9 @@ StepOutcome train_step(const ModelConfig& config, const std::string& checkpointi
 
 }  // namespace
 
-class Checkpointing : public ::testing::TestWithParam<Architecture> {};
+class CheckpointPlacement : public ::testing::TestWithParam<Architecture> {};
 
-TEST_P(Checkpointing, EveryPlacementGivesBitIdenticalGradients) {
+TEST_P(CheckpointPlacement, EveryPlacementGivesBitIdenticalGradients) {
   // Five layers: every-2 and sqrt (3) leave a shorter last segment.
   const ModelConfig config = small_config(GetParam(), 5);
   const StepOutcome none = train_step(config, "none");
@@ -88,10 +88,10 @@ TEST_P(Checkpointing, EveryPlacementGivesBitIdenticalGradients) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, Checkpointing,
+INSTANTIATE_TEST_SUITE_P(Architectures, CheckpointPlacement,
                          ::testing::Values(Architecture::Bert, Architecture::DistilBert));
 
-TEST(Checkpointing, CutsDistilBertActivationsAtBatch32Length256) {
+TEST(CheckpointMemory, CutsDistilBertActivationsAtBatch32Length256) {
   // The arena plan (no forward pass): DistilBERT-base shapes, the reference attention of the CPU.
   ModelConfig config = preset_config(Architecture::DistilBert, "base", 30522);
   SequenceClassifier model(config, Device::cpu());
@@ -110,7 +110,7 @@ TEST(Checkpointing, CutsDistilBertActivationsAtBatch32Length256) {
   EXPECT_GT(sqrt_placement, every);
 }
 
-TEST(Checkpointing, ParsesAndRejects) {
+TEST(CheckpointMemory, ParsesAndRejects) {
   EXPECT_EQ(parse_checkpointing("every-4").k, 4);
   EXPECT_EQ(parse_checkpointing("sqrt").segment_layers(12), 4);
   EXPECT_EQ(parse_checkpointing("sqrt").segment_layers(6), 3);

@@ -74,10 +74,10 @@ nlohmann::json run_eval(const EvalOptions& o) {
   report["split"] = split;
   report["model"] = o.model_dir.string();
   report["data"] = o.data.string();
-  report["device"] = o.device.str();
-  report["precision"] = o.precision;
-  report["attention"] = models::attention_kernel_name(model.attention_kernel());
-  report["peak_memory_bytes"] = memory_stats(o.device).peak;
+  report["execution"] = {{"device", o.device.str()},
+                         {"precision", o.precision},
+                         {"attention", models::attention_kernel_name(model.attention_kernel())},
+                         {"peak_memory_bytes", memory_stats(o.device).peak}};
   report["energy"] = energy.finish(int64_t(encoded->items.size()));
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");

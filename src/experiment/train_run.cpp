@@ -372,14 +372,14 @@ TrainRunResult run_training(const TrainConfig& cfg) {
                       {"seconds", train_seconds},
                       {"samples_per_s", train_seconds > 0 ? double(examples_seen) / train_seconds : 0.0},
                       {"final_loss", last_loss},
-                      {"stopped_early", stopped_early},
-                      {"precision", execution.precision},
-                      {"attention", models::attention_kernel_name(m.attention_kernel())},
-                      {"checkpointing", m.execution().checkpointing.str()},
-                      {"skipped_steps", trainer.skipped_steps()},
-                      {"final_loss_scale", trainer.loss_scale()},
-                      {"activation_bytes", m.activation_bytes()},
-                      {"peak_memory_bytes", peak_memory_bytes}};
+                      {"stopped_early", stopped_early}};
+  metrics["execution"] = {{"precision", execution.precision},
+                          {"attention", models::attention_kernel_name(m.attention_kernel())},
+                          {"checkpointing", m.execution().checkpointing.str()},
+                          {"skipped_steps", trainer.skipped_steps()},
+                          {"final_loss_scale", trainer.loss_scale()},
+                          {"activation_bytes", m.activation_bytes()},
+                          {"peak_memory_bytes", peak_memory_bytes}};
   metrics["best"] = best_step < 0 ? json(nullptr) : json{{"metric", metric}, {"value", best_value}, {"step", best_step}};
   metrics["eval"] = best_step < 0 ? json(nullptr) : best_metrics;
   metrics["eval_history"] = history;

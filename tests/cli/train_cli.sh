@@ -125,7 +125,9 @@ config_error "invalid choice" "expected one of adamw, adam, sgd" --set train.opt
 config_error "invalid boolean" "invalid value 'maybe' for data.clean_html" --data.clean_html maybe
 config_error "out of range" "train.warmup_ratio must be in \[0, 1)" --set train.warmup_ratio=1.5
 config_error "metric of another task" "train.metric 'pearson' does not apply" --set train.metric=pearson
-config_error "unimplemented precision" "train.precision 'bf16' is not implemented" --set train.precision=bf16
+config_error "16-bit precision on the cpu" "train.precision bf16 needs a GPU" --set train.precision=bf16 --run.device cpu
+config_error "fused attention on the cpu" "model.attention fused needs a GPU" --set model.attention=fused --run.device cpu
+config_error "bad checkpointing" "expected none, every, every-K" --set train.checkpointing=often
 check "no run folder for configuration errors" '[ "$(count_runs)" -eq "$runs_before" ]'
 
 # --- bad input: named file (and line), exit 1, one line, no run folder ---

@@ -130,6 +130,8 @@ def check_train(m):
                  "eval_examples": int, "test_split": str, "derived_splits": list},
         "train": {"steps": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
                   "final_loss": NUM, "stopped_early": bool},
+        "execution": {"precision": str, "attention": str, "checkpointing": str, "skipped_steps": int,
+                      "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
     top = set(sections) | {"best", "eval", "eval_history", "test", "energy"}
     for key in top - set(m):
@@ -159,7 +161,10 @@ def check_train(m):
 
 
 def check_eval(m):
-    check_metrics("(top level)", m, {"split": str, "model": str, "data": str, "energy": dict})
+    check_metrics("(top level)", m, {"split": str, "model": str, "data": str, "energy": dict, "execution": dict})
+    check_object("execution", m.get("execution", {}),
+                 {"device": str, "precision": str, "attention": str, "peak_memory_bytes": int},
+                 name=lambda k: f"execution.{k}")
     check_energy("energy", m.get("energy", {}), r"evaluation")
 
 
