@@ -455,7 +455,8 @@ BpeTokenizer::BpeTokenizer(BpeConfig config, std::string source) : impl_(std::ma
 
   m.merges.build(c.merges.size());
   for (size_t rank = 0; rank < c.merges.size(); ++rank) {
-    const auto& [left, right] = c.merges[rank];
+    const std::string& left = c.merges[rank].first;  // not a structured binding: clang 14
+    const std::string& right = c.merges[rank].second;  // cannot capture those in a lambda
     auto id_of = [&](const std::string& token, const char* what) {
       auto it = m.token_ids.find(token);
       if (it == m.token_ids.end()) {
