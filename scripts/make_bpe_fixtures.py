@@ -7,9 +7,11 @@ special tokens around the text, "<|endoftext|>" an added special token (normaliz
 transformers is importable it is checked to give the same ids as GPT2TokenizerFast.
 
 Modes:
-  --fixtures DIR   write the small committed fixture (hard cases, ~200 texts, with and without
-                   truncation): DIR/hard_cases.jsonl, one {"text", ["text_pair"], "max_length",
-                   "ids", "type_ids"} per line.
+  --fixtures DIR   write the small committed fixture: the hard cases (~400 texts and pairs, with
+                   and without truncation) encoded by GPT-2 (DIR/hard_cases_gpt2.jsonl) and by
+                   DIR/tiny/ (a committed slice of GPT-2: byte tokens + its first 1,000 merges;
+                   DIR/hard_cases_tiny.jsonl), one {"text", ["text_pair"], "max_length", "ids",
+                   "type_ids"} per line.
   --parity         encode >= 5,000 real texts (tiny shakespeare lines and paragraphs, IMDB reviews,
                    SST-2 sentences), pairs, the hard cases and every Unicode scalar value with both
                    `wattwise tokenize` (--wattwise BIN) and tokenizers; ids must match exactly.
@@ -160,14 +162,27 @@ def every_code_point_lines(per_line=32):
 
 # ---- fixtures ----------------------------------------------------------------------------------
 
-def write_fixtures(args):
-    tokenizer_dir = Path(args.tokenizer)
-    tok = hf_gpt2(tokenizer_dir)
-    singles = hard_cases()
-    pairs = hard_pairs()
-    check_against_transformers(tok, tokenizer_dir, [(t, None) for t in singles] + pairs)
+def make_tiny_tokenizer(gpt2_dir, out_dir, merges_kept=1000):
+    """A small slice of GPT-2 (the 256 byte tokens, its first `merges_kept` merges and
+    <|endoftext|>) that can be committed, so the fixture test runs without the real data."""
+    vocab = json.loads((gpt2_dir / "vocab.json").read_text(encoding="utf-8"))
+    lines = (gpt2_dir / "merges.txt").read_text(encoding="utf-8").split("\n")
+    merges = [l for l in lines if l and not l.startswith("#version")][:merges_kept]
+    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+    tiny = {token: i for i, (token, _) in enumerate(by_id[:256])}
+    for merge in merges:
+        left, right = merge.split(" ")
+        assert left in tiny and right in tiny, merge
+        tiny.setdefault(left + right, len(tiny))
+    tiny["<|endoftext|>"] = len(tiny)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.json").write_text(json.dumps(tiny, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def fixture_rows(tok, singles, pairs, truncations):
     rows = []
-    for max_length in (0, 7):
+    for max_length in truncations:
         if max_length:
             tok.enable_truncation(max_length)
         else:
@@ -180,15 +195,31 @@ def write_fixtures(args):
             e = tok.encode(text, pair)
             rows.append({"text": text, "text_pair": pair, "max_length": max_length, "ids": e.ids,
                          "type_ids": e.type_ids})
-    out = Path(args.fixtures)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "hard_cases.jsonl", "w", encoding="utf-8") as f:
+    return rows
+
+
+def write_rows(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=True) + "\n")
-    size = (out / "hard_cases.jsonl").stat().st_size
+    print(f"wrote {len(rows)} rows ({path.stat().st_size / 1e3:.0f} kB) to {path}")
+
+
+def write_fixtures(args):
     import tokenizers
-    print(f"wrote {len(rows)} rows ({size / 1e3:.0f} kB) to {out / 'hard_cases.jsonl'} "
-          f"with tokenizers {tokenizers.__version__}")
+    tokenizer_dir = Path(args.tokenizer)
+    out = Path(args.fixtures)
+    out.mkdir(parents=True, exist_ok=True)
+    singles = hard_cases()
+    pairs = hard_pairs()
+    tok = hf_gpt2(tokenizer_dir)
+    check_against_transformers(tok, tokenizer_dir, [(t, None) for t in singles] + pairs)
+    write_rows(out / "hard_cases_gpt2.jsonl", fixture_rows(tok, singles, pairs, (0, 7)))
+    make_tiny_tokenizer(tokenizer_dir, out / "tiny")
+    tiny = hf_gpt2(out / "tiny")
+    check_against_transformers(tiny, out / "tiny", [(t, None) for t in singles] + pairs)
+    write_rows(out / "hard_cases_tiny.jsonl", fixture_rows(tiny, singles, pairs, (0, 5)))
+    print(f"tokenizers {tokenizers.__version__}")
 
 
 # ---- parity against `wattwise tokenize` ------------------------------------------------------------
