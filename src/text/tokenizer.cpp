@@ -44,7 +44,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path) {
       return load_bpe_files(path / "vocab.json", path / "merges.txt", config_path);
     }
     fail("tokenizer folder ", path.string(),
-         " has neither tokenizer.json, vocab.txt nor vocab.json + merges.txt");
+         " has neither tokenizer.json nor vocab.txt (nor GPT-2's vocab.json + merges.txt)");
   }
   if (fs::is_regular_file(path, error)) {
     if (path.extension() == ".json") return load_tokenizer_json(path, std::nullopt);
