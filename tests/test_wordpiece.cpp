@@ -365,7 +365,10 @@ TEST(WordPieceLoad, TokenizerJsonErrorsNameTheFileAndKey) {
                {"a.json", "invalid JSON"});
   expect_error([&] { load_tokenizer(dir.write("b.json", "{\"version\": \"1.0\"}")); },
                {"b.json", "model"});
+  // A BPE model goes to the byte-level BPE loader (bpe.h), which needs GPT-2's ByteLevel pre-tokenizer.
   expect_error([&] { load_tokenizer(dir.write("c.json", R"({"model": {"type": "BPE", "vocab": {}, "merges": []}})")); },
+               {"c.json", "pre_tokenizer must be ByteLevel"});
+  expect_error([&] { ww::text::load_wordpiece_tokenizer_json(dir.path() / "c.json"); },
                {"c.json", "BPE", "only WordPiece"});
   expect_error([&] {
     load_tokenizer(dir.write("d.json", R"({"model": {"type": "WordPiece", "vocab": {"a": "zero"}}})"));

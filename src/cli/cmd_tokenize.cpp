@@ -14,7 +14,8 @@ Command tokenize_command(CLI::App& app) {
       "example per line) into JSON Lines of input_ids (and token_type_ids for pairs)");
   auto options = std::make_shared<ww::text::TokenizeOptions>();
   sub->add_option("--tokenizer", options->tokenizer,
-                  "Tokenizer folder (tokenizer.json or vocab.txt [+ tokenizer_config.json]) or file")
+                  "Tokenizer folder (tokenizer.json, vocab.txt or GPT-2's vocab.json + merges.txt "
+                  "[+ tokenizer_config.json]) or file")
       ->required();
   sub->add_option("--input", options->input, "Input file: .jsonl/.json, .tsv or plain text")->required();
   sub->add_option("--output", options->output, "Output JSON Lines file (written atomically)")->required();

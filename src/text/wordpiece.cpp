@@ -686,6 +686,38 @@ std::vector<std::string> WordPieceTokenizer::tokenize(std::string_view text) con
   return tokens;
 }
 
+std::string WordPieceTokenizer::decode(const std::vector<int32_t>& ids) const {
+  // The replacements of tokenizers' decoders::wordpiece::cleanup, in its order.
+  static const std::pair<std::string_view, std::string_view> kCleanup[] = {
+      {" .", "."},   {" ?", "?"},     {" !", "!"},          {" ,", ","},     {" ' ", "'"},   {" n't", "n't"},
+      {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  const std::string& prefix = impl_->config.continuing_subword_prefix;
+  std::string out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int32_t id = ids[i];
+    if (id < 0 || size_t(id) >= impl_->id_used.size() || !impl_->id_used[id]) {
+      id_to_token(id);  // throws: the id is not in the vocabulary
+    }
+    const std::string& stored = impl_->id_to_token[size_t(id)];
+    std::string token;
+    if (i == 0) {
+      token = stored;
+    } else if (stored.compare(0, prefix.size(), prefix) == 0) {
+      token = stored.substr(prefix.size());
+    } else {
+      token = " ";
+      token += stored;
+    }
+    for (const auto& [from, to] : kCleanup) {
+      for (size_t at = token.find(from); at != std::string::npos; at = token.find(from, at + to.size())) {
+        token.replace(at, from.size(), to);
+      }
+    }
+    out += token;
+  }
+  return out;
+}
+
 int32_t WordPieceTokenizer::vocab_size() const { return int32_t(impl_->id_to_token.size()); }
 
 int32_t WordPieceTokenizer::pad_id() const { return impl_->pad_id; }

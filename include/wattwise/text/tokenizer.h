@@ -28,6 +28,11 @@ class Tokenizer {
                           int max_length) const = 0;
   // The tokens of a text without special tokens and without truncation.
   virtual std::vector<std::string> tokenize(std::string_view text) const = 0;
+  // The text of token ids, as Hugging Face's decode(ids, skip_special_tokens=False) gives it
+  // (special tokens included). Byte-level BPE gives back the exact bytes, even when they are not
+  // valid UTF-8. An id outside the vocabulary is an error. The default throws ww::Error saying
+  // the tokenizer cannot decode.
+  virtual std::string decode(const std::vector<int32_t>& ids) const;
 
   virtual int32_t vocab_size() const = 0;
   virtual int32_t pad_id() const = 0;
@@ -39,8 +44,10 @@ class Tokenizer {
   virtual void save(const std::filesystem::path& dir) const = 0;
 };
 
-// Loads a tokenizer from a model or tokenizer directory (vocab.txt, tokenizer.json and
-// tokenizer_config.json, whichever exist) or from a single vocab.txt / tokenizer.json file.
+// Loads a tokenizer from a model or tokenizer directory (tokenizer.json, vocab.txt, vocab.json +
+// merges.txt and tokenizer_config.json, whichever exist) or from a single vocab.txt /
+// tokenizer.json file. A tokenizer.json whose model is BPE gives the byte-level BPE tokenizer
+// (bpe.h), any other the WordPiece one (wordpiece.h).
 // Throws ww::Error naming the file and the problem.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 

@@ -78,6 +78,9 @@ class WordPieceTokenizer final : public Tokenizer {
   Encoding encode(std::string_view text, std::optional<std::string_view> text_pair,
                   int max_length) const override;
   std::vector<std::string> tokenize(std::string_view text) const override;
+  // tokenizers' WordPiece decoder: tokens joined by spaces, "##" pieces glued on, then its cleanup
+  // (" ." -> ".", " 's" -> "'s", ...) on each token, as HF's decode(ids, skip_special_tokens=False).
+  std::string decode(const std::vector<int32_t>& ids) const override;
   int32_t vocab_size() const override;  // largest id + 1 (the embedding rows a model needs)
   int32_t pad_id() const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override;
