@@ -66,7 +66,7 @@ models::Batch random_batch(const models::ModelConfig& config, int64_t batch, int
   std::uniform_int_distribution<int32_t> token(low, int32_t(config.vocab_size - 1));
   std::uniform_int_distribution<int32_t> label(0, int32_t(config.num_labels - 1));
   const size_t n = size_t(batch * seq_len);
-  std::vector<int32_t> ids(n), mask(n, 1), types(n, 0), labels(size_t(batch));
+  std::vector<int32_t> ids(n), mask(n, 1), types(n, 0), labels(static_cast<size_t>(batch));
   for (auto& id : ids) id = token(rng);
   for (auto& l : labels) l = label(rng);
   models::Batch b;
