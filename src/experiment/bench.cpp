@@ -281,7 +281,7 @@ nlohmann::json run_bench_case(const BenchCase& c, const BenchOptions& o) {
   // Reading a result back waits for every queued kernel: the end of the timed region.
   auto wait_for_device = [&] {
     if (training) model.parameters().flat_values().slice(0, 1).to_float_vector();
-    else logits.to_float_vector();
+    else if (logits.defined()) logits.to_float_vector();  // undefined before the first step
   };
   for (int64_t i = 0; i < warmup; ++i) step();
   wait_for_device();
