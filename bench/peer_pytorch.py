@@ -282,7 +282,7 @@ def main(argv=None):
     final_loss = float(last_loss[0].float().item()) if training and last_loss[0] is not None else None
     result = {
         "schema": "wattwise-bench/1", "tool": f"pytorch-{args.mode}", "case": args.case, "arch": cfg_dict["model_type"],
-        "preset": args.preset if not args.config else os.path.basename(args.config), "mode": args.task,
+        "preset": args.preset, "mode": args.task,
         "batch": args.batch, "seq_len": args.seq_len, "precision": args.precision, "attention": "sdpa",
         "checkpointing": "none", "optimizer": "adamw (fused)" if training and cuda else ("adamw" if training else "none"),
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
