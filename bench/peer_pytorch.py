@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""The PyTorch peer of `wattwise bench`: the same case in PyTorch + Hugging Face transformers.
+
+Random-init BertForSequenceClassification / DistilBertForSequenceClassification with the same config
+as wattwise's preset (from --config, the config.json wattwise writes, or built from the same preset
+numbers), SDPA attention, random token ids in [1000, vocab), full-length sequences (mask all 1),
+random labels. Training: torch.optim.AdamW(fused=True) under torch.autocast (bf16/fp16) with
+torch.amp.GradScaler for fp16. Inference: model.half() (fp16) / bfloat16 under torch.inference_mode.
+--mode compile wraps the model in torch.compile. Measures what wattwise measures (same JSON fields,
+docs/PERFORMANCE.md): samples/s, tokens/s, ms per step and sample, GPU energy from NVML's total
+energy counter around the timed region (CPU: RAPL package counters when readable), peak memory
+(torch.cuda.max_memory_allocated, reset before the model is built), model FLOPs and MFU.
+
+  python3 bench/peer_pytorch.py --task train --arch distilbert --preset base --batch 32 --seq-len 256 \
+      --precision bf16 --mode eager --json out.json
+  python3 bench/peer_pytorch.py --task infer --arch bert --preset tiny --batch 4 --seq-len 16 \
+      --precision fp32 --device cpu            # CPU smoke test
+"""
+import argparse
+import ctypes
+import glob
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+# wattwise's presets (models::preset_config): hidden, layers (bert, distilbert), heads, intermediate.
+PRESETS = {
+    "tiny": (64, (2, 2), 2, 256),
+    "mini": (256, (4, 4), 4, 1024),
+    "small": (512, (4, 4), 8, 2048),
+    "base": (768, (12, 6), 12, 3072),
+}
+
+
+def preset_config_dict(arch, preset, vocab_size=30522, num_labels=2):
+    """The config.json wattwise writes for `init-model --arch ARCH --preset PRESET` (same numbers)."""
+    hidden, layers, heads, inter = PRESETS[preset]
+    if arch == "bert":
+        return {"model_type": "bert", "vocab_size": vocab_size, "hidden_size": hidden,
+                "num_hidden_layers": layers[0], "num_attention_heads": heads, "intermediate_size": inter,
+                "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+                "max_position_embeddings": 512, "type_vocab_size": 2, "initializer_range": 0.02,
+                "layer_norm_eps": 1e-12, "pad_token_id": 0, "num_labels": num_labels}
+    return {"model_type": "distilbert", "vocab_size": vocab_size, "dim": hidden, "n_layers": layers[1],
+            "n_heads": heads, "hidden_dim": inter, "activation": "gelu", "dropout": 0.1,
+            "attention_dropout": 0.1, "seq_classif_dropout": 0.2, "max_position_embeddings": 512,
+            "initializer_range": 0.02, "pad_token_id": 0, "sinusoidal_pos_embds": False,
+            "num_labels": num_labels}
+
+
+def config_numbers(d):
+    """(hidden, intermediate, layers, num_labels, vocab, has_token_types) of a BERT/DistilBERT config dict."""
+    num_labels = d.get("num_labels") or len(d.get("id2label", {})) or 2
+    if d["model_type"] == "bert":
+        return (d["hidden_size"], d["intermediate_size"], d["num_hidden_layers"], num_labels, d["vocab_size"],
+                d.get("type_vocab_size", 2) > 0)
+    return d["dim"], d["hidden_dim"], d["n_layers"], num_labels, d["vocab_size"], False
+
+
+def model_flops_per_step(hidden, inter, layers, num_labels, batch, seq_len, training):
+    """The same count as wattwise's experiment::model_flops_per_step (see include/wattwise/experiment/bench.h)."""
+    c, i, l, b, t = float(hidden), float(inter), float(layers), float(batch), float(seq_len)
+    forward = 2 * (4 * c * c + 2 * c * i) * l * b * t + 2 * (c * c + c * num_labels) * b + 4 * b * t * t * c * l
+    return 3 * forward if training else forward
+
+
+class NvmlEnergy:
+    """Total energy (J) of one GPU from NVML's counter: pynvml when installed, else ctypes."""
+
+    def __init__(self, torch, device_index):
+        self.handle = None
+        self.provenance = "measured: nvml total energy counter"
+        bus_id = None
+        try:
+            p = torch.cuda.get_device_properties(device_index)
+            bus_id = "%08X:%02X:%02X.0" % (p.pci_domain_id, p.pci_bus_id, p.pci_device_id)
+        except Exception:
+            pass
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            try:
+                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id) if bus_id else None
+            except Exception:
+                self.handle = None
+            if self.handle is None:
+                self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+            self._read = lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            return
+        except ImportError:
+            pass
+        except Exception as e:
+            print(f"peer: pynvml failed ({e}); trying ctypes", file=sys.stderr)
+        lib = ctypes.CDLL("libnvidia-ml.so.1")
+        if lib.nvmlInit_v2() != 0:
+            raise RuntimeError("nvmlInit_v2 failed")
+        handle = ctypes.c_void_p()
+        ok = bus_id and lib.nvmlDeviceGetHandleByPciBusId_v2(bus_id.encode(), ctypes.byref(handle)) == 0
+        if not ok and lib.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(device_index), ctypes.byref(handle)) != 0:
+            raise RuntimeError(f"nvmlDeviceGetHandleByIndex_v2({device_index}) failed")
+        self.handle = handle
+        energy = ctypes.c_ulonglong()
+
+        def read():
+            rc = lib.nvmlDeviceGetTotalEnergyConsumption(handle, ctypes.byref(energy))
+            if rc != 0:
+                raise RuntimeError(f"nvmlDeviceGetTotalEnergyConsumption returned {rc}")
+            return energy.value
+
+        self._read = read
+
+    def joules(self):
+        return self._read() / 1e3  # the counter counts millijoules
+
+
+class RaplEnergy:
+    """CPU package energy (J) from /sys/class/powercap/intel-rapl:N (top-level domains only)."""
+
+    def __init__(self):
+        self.domains = []
+        for d in sorted(glob.glob("/sys/class/powercap/intel-rapl:*")):
+            if d.count(":") != 1:
+                continue  # sub-domains (core, uncore, dram) are inside the package figure
+            try:
+                with open(os.path.join(d, "energy_uj")) as f:
+                    int(f.read())
+                with open(os.path.join(d, "max_energy_range_uj")) as f:
+                    self.domains.append((d, int(f.read())))
+            except (OSError, ValueError):
+                continue
+        if not self.domains:
+            raise RuntimeError("no readable RAPL package counter")
+        self.provenance = "measured: rapl package counters"
+        self.last = None
+        self.total = 0.0
+
+    def joules(self):
+        values = []
+        for d, _ in self.domains:
+            with open(os.path.join(d, "energy_uj")) as f:
+                values.append(int(f.read()))
+        if self.last is not None:
+            for (d, wrap), now, before in zip(self.domains, values, self.last):
+                self.total += (now - before if now >= before else now + wrap - before) / 1e6
+        self.last = values
+        return self.total
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", choices=["eager", "compile"], default="eager", help="PyTorch eager or torch.compile")
+    ap.add_argument("--task", choices=["train", "infer"], default="train")
+    ap.add_argument("--case", default="custom", help="case name written to the JSON")
+    ap.add_argument("--arch", choices=["bert", "distilbert"], default="bert")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="base")
+    ap.add_argument("--config", help="config.json to use instead of the preset (as wattwise wrote it)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="bf16")
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--min-seconds", type=float, default=0.0)
+    ap.add_argument("--peak-tflops", type=float, help="matmul rate for MFU (default: MFU omitted)")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--json", help="write the result object to this file")
+    args = ap.parse_args(argv)
+    if args.steps <= 0 or args.warmup < 0 or args.batch <= 0 or args.seq_len < 2:
+        ap.error("--steps and --batch must be positive, --warmup >= 0, --seq-len >= 2")
+
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, BertConfig, DistilBertConfig
+
+    if args.config:
+        with open(args.config) as f:
+            cfg_dict = json.load(f)
+    else:
+        cfg_dict = preset_config_dict(args.arch, args.preset)
+    if cfg_dict.get("model_type") not in ("bert", "distilbert"):
+        sys.exit(f"peer: {args.config}: model_type must be bert or distilbert")
+    cfg_dict = {k: v for k, v in cfg_dict.items() if k not in ("architectures", "torch_dtype", "dtype")}
+    config = (BertConfig if cfg_dict["model_type"] == "bert" else DistilBertConfig).from_dict(cfg_dict)
+    hidden, inter, layers, num_labels, vocab, token_types = config_numbers(cfg_dict)
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.set_device(device)
+        device = torch.device("cuda", torch.cuda.current_device())
+    training = args.task == "train"
+    # fp32 means IEEE fp32 matmuls (PyTorch's default); tf32 allows TensorFloat-32.
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+
+    torch.manual_seed(args.seed)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa").to(device)
+    params = sum(p.numel() for p in model.parameters())
+    if training:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01, fused=cuda)
+        scaler = torch.amp.GradScaler(device.type, init_scale=65536.0, growth_interval=2000) \
+            if args.precision == "fp16" else None
+    else:
+        model.eval()
+        if half is not None:
+            model = model.to(half)  # model.half() for fp16
+    run = torch.compile(model) if args.mode == "compile" else model
+
+    g = torch.Generator().manual_seed(args.seed + 1)
+    low = 1000 if vocab > 2000 else 1
+    inputs = {"input_ids": torch.randint(low, vocab, (args.batch, args.seq_len), generator=g),
+              "attention_mask": torch.ones(args.batch, args.seq_len, dtype=torch.long)}
+    if token_types:
+        inputs["token_type_ids"] = torch.zeros(args.batch, args.seq_len, dtype=torch.long)
+    labels = torch.randint(0, num_labels, (args.batch,), generator=g).to(device)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    last_loss = [None]
+
+    def train_step():
+        with torch.autocast(device.type, dtype=half, enabled=half is not None):
+            loss = run(**inputs, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        last_loss[0] = loss
+
+    def infer_step():
+        with torch.inference_mode():
+            last_loss[0] = run(**inputs).logits
+
+    step = train_step if training else infer_step
+
+    def wait():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    for _ in range(args.warmup):
+        step()
+    wait()
+
+    meter, source, note = None, "none", ""
+    try:
+        meter, source = (NvmlEnergy(torch, device.index), "gpu") if cuda else (RaplEnergy(), "cpu")
+    except Exception as e:
+        note = f"no energy counter: {e}"
+        print(f"peer: {note}", file=sys.stderr)
+    e0 = meter.joules() if meter else None
+    start = time.perf_counter()
+    done = 0
+    while done < args.steps or time.perf_counter() - start < args.min_seconds:
+        step()
+        done += 1
+    wait()
+    elapsed = time.perf_counter() - start
+    energy = meter.joules() - e0 if meter else None
+
+    samples, tokens = done * args.batch, done * args.batch * args.seq_len
+    flops = model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, training)
+    final_loss = float(last_loss[0].float().item()) if training and last_loss[0] is not None else None
+    result = {
+        "schema": "wattwise-bench/1", "tool": f"pytorch-{args.mode}", "case": args.case, "arch": cfg_dict["model_type"],
+        "preset": args.preset, "mode": args.task,
+        "batch": args.batch, "seq_len": args.seq_len, "precision": args.precision, "attention": "sdpa",
+        "checkpointing": "none", "optimizer": "adamw (fused)" if training and cuda else ("adamw" if training else "none"),
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
+        "params": params, "model_config": cfg_dict, "seed": args.seed, "warmup_steps": args.warmup, "steps": done,
+        "elapsed_s": elapsed, "samples": samples, "tokens": tokens, "samples_per_s": samples / elapsed,
+        "tokens_per_s": tokens / elapsed, "ms_per_step": 1e3 * elapsed / done, "ms_per_sample": 1e3 * elapsed / samples,
+        "energy_source": source, "energy_measured": meter is not None,
+        "energy_provenance": meter.provenance if meter else note, "energy_j": energy,
+        "j_per_sample": energy / samples if energy is not None else None,
+        "avg_watts": energy / elapsed if energy is not None else None, "energy_window_s": elapsed,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+        "peak_memory_counts": "torch.cuda.max_memory_allocated" if cuda else "not measured on the CPU",
+        "model_flops_per_step": flops, "model_flops_per_sample": flops / args.batch,
+        "achieved_tflops": flops * done / elapsed / 1e12, "peak_tflops": args.peak_tflops,
+        "mfu": flops * done / elapsed / 1e12 / args.peak_tflops if args.peak_tflops else None,
+        "final_loss": final_loss, "torch": torch.__version__, "transformers": transformers.__version__,
+    }
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(result, f)
+            f.write("\n")
+        os.replace(args.json + ".tmp", args.json)
+    print(f"{result['tool']} {args.case}: {result['samples_per_s']:.1f} samples/s, "
+          f"{result['ms_per_sample']:.4f} ms/sample, "
+          f"{'-' if energy is None else '%.4f' % result['j_per_sample']} J/sample ({source}), "
+          f"peak {'-' if result['peak_memory_bytes'] is None else result['peak_memory_bytes'] >> 20} MiB",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

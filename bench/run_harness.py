@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Issue 6's side-by-side harness: wattwise against PyTorch eager and torch.compile on one GPU.
+
+Builds nothing. For each case it runs `wattwise bench` (A), bench/peer_pytorch.py --mode eager (B)
+and --mode compile (C) alternately, A B C A B C ..., each run its own process, for --rounds rounds,
+on the same shapes, precision, random-init weights and random token ids. It measures the GPU's bf16
+matmul rate once (8192³ matmuls, best of 10) for MFU, then writes
+
+  <out>/bench_<gpu>_<date>.json   every run's JSON object, the medians, ratios and targets
+  <out>/bench_<gpu>_<date>.md     the Markdown tables (also printed)
+
+with medians and spread (min–max) per case and tool, the ratios ours/eager and ours/compile for
+samples/s, J/sample and peak memory, MFU against the measured matmul rate, and issue 6's targets
+with met/missed per row.
+
+  python3 bench/run_harness.py --wattwise build/wattwise --out results          # GPU, every case
+  python3 bench/run_harness.py --wattwise build/wattwise --device cpu --preset tiny --batch 4 \
+      --seq-len 16 --precision fp32 --quick --rounds 1 --no-compile --matmul-tflops 1   # smoke test
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "peer_pytorch.py")
+
+# Issue 6's targets. A check: (label, metric, against, op, bound). against "eager"/"compile" compares
+# the ratio ours/peer of the medians; None compares our median itself.
+TARGETS = {
+    "distilbert-train-bf16": [("samples/s >= 2.0x eager", "samples_per_s", "eager", ">=", 2.0),
+                              ("samples/s >= 1.5x compile", "samples_per_s", "compile", ">=", 1.5),
+                              ("J/sample <= 0.5x eager", "j_per_sample", "eager", "<=", 0.5)],
+    "distilbert-train-fp16": [("samples/s >= 2.0x eager", "samples_per_s", "eager", ">=", 2.0)],
+    "distilbert-train-fp32": [("samples/s >= 2.0x eager", "samples_per_s", "eager", ">=", 2.0)],
+    "bert-train-bf16": [("samples/s >= 2.5x eager", "samples_per_s", "eager", ">=", 2.5)],
+    "bert-infer-fp16-b1": [("ms/example <= 0.5", "ms_per_sample", None, "<=", 0.5),
+                           ("J/example <= 0.1", "j_per_sample", None, "<=", 0.1)],
+    "bert-infer-fp16-b32": [("throughput >= 1.5x eager", "samples_per_s", "eager", ">=", 1.5),
+                            ("J/example <= 0.7x eager", "j_per_sample", "eager", "<=", 0.7)],
+    "bert-infer-fp16-b256": [("throughput >= 1.2x eager", "samples_per_s", "eager", ">=", 1.2),
+                             ("J/example <= 0.8x eager", "j_per_sample", "eager", "<=", 0.8)],
+    "distilbert-infer-fp16-b32": [("throughput >= 1.5x eager", "samples_per_s", "eager", ">=", 1.5)],
+}
+# Every case: peak memory no more than each peer's.
+MEMORY_TARGETS = [("peak memory <= eager", "peak_memory_bytes", "eager", "<=", 1.0),
+                  ("peak memory <= compile", "peak_memory_bytes", "compile", "<=", 1.0)]
+
+METRICS = ["samples_per_s", "tokens_per_s", "ms_per_sample", "j_per_sample", "peak_memory_bytes",
+           "achieved_tflops"]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def measure_matmul(device, size):
+    """Best-of-10 TFLOP/s of size³ matmuls (bf16 on a GPU, f32 on the CPU). Runs in a child process."""
+    import torch
+    if device.startswith("cuda"):
+        dev, dtype = torch.device(device), torch.bfloat16
+    else:
+        dev, dtype = torch.device("cpu"), torch.float32
+    a = torch.randn(size, size, device=dev, dtype=dtype)
+    b = torch.randn(size, size, device=dev, dtype=dtype)
+    reps = 10 if dev.type == "cuda" else 2
+    best = 0.0
+    for trial in range(11):  # the first is warm-up (cuBLAS heuristics, clocks)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t = time.perf_counter()
+        for _ in range(reps):
+            torch.matmul(a, b)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        rate = 2.0 * size ** 3 * reps / (time.perf_counter() - t) / 1e12
+        if trial:
+            best = max(best, rate)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(json.dumps({"tflops": best, "dtype": str(dtype).replace("torch.", ""), "size": size, "device_name": name,
+                      "torch": torch.__version__}))
+
+
+def run_json(cmd, timeout, what):
+    """Runs one measurement process; returns its JSON object (written to a temporary file) or None."""
+    with tempfile.TemporaryDirectory(prefix="ww-harness-") as tmp:
+        path = os.path.join(tmp, "result.json")
+        cmd = [c.replace("{json}", path) for c in cmd]
+        t = time.time()
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log(f"  {what}: timed out after {timeout} s")
+            return None
+        if p.returncode != 0 or not os.path.exists(path):
+            log(f"  {what}: failed (exit {p.returncode}):\n" + "\n".join(p.stdout.splitlines()[-15:]))
+            return None
+        with open(path) as f:
+            lines = [json.loads(l) for l in f if l.strip()]
+        r = lines[0]
+        r["process_wall_s"] = time.time() - t
+        log(f"  {what}: {r['samples_per_s']:.1f} samples/s, J/sample {fmt(r.get('j_per_sample'), '.4f')}, "
+            f"peak {fmt(mib(r.get('peak_memory_bytes')), '.0f')} MiB ({r['process_wall_s']:.0f} s)")
+        return r
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def mib(v):
+    return None if v is None else v / 2 ** 20
+
+
+def median_spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarise(runs, matmul_tflops):
+    """{case: {tool: {metric: {median, min, max, n}}}} plus MFU from the median achieved TFLOP/s."""
+    out = {}
+    for r in runs:
+        out.setdefault(r["case"], {}).setdefault(r["tool"], []).append(r)
+    summary = {}
+    for case, tools in out.items():
+        summary[case] = {}
+        for tool, rs in tools.items():
+            s = {m: median_spread([r.get(m) for r in rs]) for m in METRICS}
+            if matmul_tflops and s["achieved_tflops"]:
+                s["mfu"] = {k: (v / matmul_tflops if k != "n" else v) for k, v in s["achieved_tflops"].items()}
+            summary[case][tool] = s
+    return summary
+
+
+def ratio(summary, case, metric, peer):
+    ours = summary.get(case, {}).get("wattwise", {}).get(metric)
+    theirs = summary.get(case, {}).get(f"pytorch-{peer}", {}).get(metric)
+    if not ours or not theirs or not theirs["median"]:
+        return None
+    return ours["median"] / theirs["median"]
+
+
+def check_targets(summary, cases):
+    rows = []
+    for case in cases:
+        for label, metric, against, op, bound in TARGETS.get(case, []) + MEMORY_TARGETS:
+            if against is None:
+                m = summary.get(case, {}).get("wattwise", {}).get(metric)
+                value = m["median"] if m else None
+            else:
+                value = ratio(summary, case, metric, against)
+            met = None if value is None else (value >= bound if op == ">=" else value <= bound)
+            if met is None:
+                status = "no data"
+            elif met:
+                status = "met"
+            elif op == ">=":
+                status = f"missed by {100 * (1 - value / bound):.0f}%"
+            else:
+                status = f"missed by {100 * (value / bound - 1):.0f}%"
+            rows.append({"case": case, "target": label, "value": value, "met": met, "status": status})
+    return rows
+
+
+def markdown(report):
+    s, lines = report["summary"], []
+    mm = report["matmul"]
+    rate = (f"matmul rate given: {fmt(mm['tflops'], '.1f')} TFLOP/s" if mm["dtype"] == "given" else
+            f"{mm['dtype']} matmul ({mm['size']}³, best of 10): {fmt(mm['tflops'], '.1f')} TFLOP/s · "
+            f"torch {mm.get('torch', '?')}")
+    lines.append(f"GPU: {report['gpu']} · date {report['date']} · rounds {report['rounds']} · {rate}")
+    lines.append("")
+    lines.append(f"Command: `{report['command']}`")
+    lines.append("")
+    lines.append("| case | tool | samples/s median (min–max) | ms/sample | J/sample median (min–max) | peak MiB | MFU |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for case in report["cases"]:
+        for tool, m in sorted(s.get(case, {}).items(), key=lambda kv: kv[0] != "wattwise"):
+            sps, j = m["samples_per_s"], m["j_per_sample"]
+            lines.append(
+                f"| {case} | {tool} | "
+                + (f"{sps['median']:.1f} ({sps['min']:.1f}–{sps['max']:.1f})" if sps else "-") + " | "
+                + (f"{m['ms_per_sample']['median']:.4f}" if m["ms_per_sample"] else "-") + " | "
+                + (f"{j['median']:.4f} ({j['min']:.4f}–{j['max']:.4f})" if j else "-") + " | "
+                + (f"{mib(m['peak_memory_bytes']['median']):.0f}" if m["peak_memory_bytes"] else "-") + " | "
+                + (f"{100 * m['mfu']['median']:.1f}%" if m.get("mfu") else "-") + " |")
+    lines.append("")
+    lines.append("| case | samples/s ours/eager | ours/compile | J/sample ours/eager | ours/compile | "
+                 "peak memory ours/eager | ours/compile |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for case in report["cases"]:
+        cells = [fmt(ratio(s, case, metric, peer), ".2f") for metric in ("samples_per_s", "j_per_sample",
+                 "peak_memory_bytes") for peer in ("eager", "compile")]
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| case | target (issue 6) | measured | status |")
+    lines.append("| --- | --- | --- | --- |")
+    for t in report["targets"]:
+        lines.append(f"| {t['case']} | {t['target']} | {fmt(t['value'], '.3f')} | {t['status']} |")
+    met = sum(1 for t in report["targets"] if t["met"])
+    lines.append("")
+    lines.append(f"Targets met: {met} of {len(report['targets'])}.")
+    if report.get("not_run"):
+        lines.append(f"Not run (time budget): {', '.join(report['not_run'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--wattwise", help="the built wattwise binary (e.g. build/wattwise)")
+    ap.add_argument("--cases", default="all", help="comma-separated case names, or all")
+    ap.add_argument("--rounds", type=int, default=3, help="A B C rounds per case (issue 6: at least 3)")
+    ap.add_argument("--out", default="results", help="folder for the JSON and Markdown files")
+    ap.add_argument("--quick", action="store_true", help="few steps, no minimum duration (a smoke run)")
+    ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (smoke test)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for the peers")
+    ap.add_argument("--min-seconds", type=float, default=2.0,
+                    help="each timed region lasts at least this long (energy counter resolution); --quick: 0")
+    ap.add_argument("--steps", type=int, help="timed steps for every case (default: each case's)")
+    ap.add_argument("--warmup", type=int, help="warm-up steps for every case (default: each case's)")
+    for flag in ("--preset", "--batch", "--seq-len", "--precision", "--arch"):
+        ap.add_argument(flag, help="replace this field of every case (smoke tests: --preset tiny)")
+    ap.add_argument("--matmul-size", type=int, default=8192)
+    ap.add_argument("--matmul-tflops", type=float, help="skip the matmul measurement and use this rate")
+    ap.add_argument("--timeout", type=int, default=420, help="seconds one measurement process may take")
+    ap.add_argument("--budget-s", type=float,
+                    help="start no case that would end after this many seconds (estimate: the longest case so far)")
+    ap.add_argument("--measure-matmul", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.measure_matmul:
+        measure_matmul(args.device, args.matmul_size)
+        return 0
+    if not args.wattwise:
+        ap.error("--wattwise is required")
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    started = time.time()
+    command = " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))
+
+    overrides = []
+    for flag in ("preset", "batch", "seq_len", "precision", "arch"):
+        if getattr(args, flag) is not None:
+            overrides += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    steps, warmup, min_seconds = args.steps, args.warmup, args.min_seconds
+    if args.quick:
+        steps, warmup, min_seconds = steps or 3, 1 if warmup is None else warmup, 0.0
+
+    # The case definitions come from wattwise itself (one source of truth).
+    with tempfile.TemporaryDirectory(prefix="ww-harness-") as tmp:
+        listing = os.path.join(tmp, "cases.jsonl")
+        subprocess.run([args.wattwise, "bench", "--case", "list", "--json", listing] + overrides, check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(listing) as f:
+            defined = {c["case"]: c for c in (json.loads(l) for l in f if l.strip())}
+    names = list(defined) if args.cases == "all" else [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [n for n in names if n not in defined]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; expected: {', '.join(defined)}")
+
+    if args.matmul_tflops:
+        matmul = {"tflops": args.matmul_tflops, "dtype": "given", "size": 0, "device_name": args.device}
+    else:
+        p = subprocess.run([args.python, os.path.abspath(__file__), "--measure-matmul", "--device", args.device,
+                            "--matmul-size", str(args.matmul_size)], stdout=subprocess.PIPE, text=True, check=True)
+        matmul = json.loads(p.stdout.strip().splitlines()[-1])
+    log(f"matmul rate: {matmul['tflops']:.1f} TFLOP/s ({matmul['dtype']}, {matmul['size']}³, best of 10)")
+
+    gpu = matmul.get("device_name") if args.device.startswith("cuda") else "cpu"
+    slug = re.sub(r"[^a-z0-9]+", "-", str(gpu).lower()).strip("-") or "unknown"
+    date = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, f"bench_{slug}_{date}")
+    tools = ["wattwise", "eager"] + ([] if args.no_compile else ["compile"])
+
+    runs, not_run = [], []
+    report = {"gpu": gpu, "date": date, "rounds": args.rounds, "command": command, "matmul": matmul,
+              "cases": [], "runs": runs, "summary": {}, "targets": [], "not_run": not_run}
+
+    def write():
+        report["summary"] = summarise(runs, matmul["tflops"])
+        report["targets"] = check_targets(report["summary"], report["cases"])
+        with open(base + ".json", "w") as f:
+            json.dump(report, f, indent=1)
+        with open(base + ".md", "w") as f:
+            f.write(markdown(report))
+
+    longest_case_s = 0.0
+    for name in names:
+        if args.budget_s and time.time() - started + longest_case_s > args.budget_s:
+            not_run.append(name)
+            continue
+        case_started = time.time()
+        c = defined[name]
+        report["cases"].append(name)
+        n_steps, n_warmup = steps or c["steps"], c["warmup"] if warmup is None else warmup
+        with tempfile.TemporaryDirectory(prefix="ww-harness-") as tmp:
+            config = os.path.join(tmp, "config.json")
+            with open(config, "w") as f:
+                json.dump(c["model_config"], f)
+            common = ["--steps", str(n_steps), "--warmup", str(n_warmup), "--min-seconds", str(min_seconds),
+                      "--device", args.device, "--json", "{json}"]
+            cmds = {
+                "wattwise": [args.wattwise, "bench", "--case", name] + overrides + common,
+            }
+            for mode in ("eager", "compile"):
+                cmds[mode] = [args.python, PEER, "--mode", mode, "--case", name, "--task", c["mode"], "--arch",
+                              c["arch"], "--preset", c["preset"], "--batch", str(c["batch"]), "--seq-len",
+                              str(c["seq_len"]), "--precision", c["precision"], "--config", config] + common
+            log(f"{name}: {c['arch']} {c['preset']} {c['mode']}, batch {c['batch']}, len {c['seq_len']}, "
+                f"{c['precision']}; {n_steps} steps after {n_warmup}, at least {min_seconds} s")
+            for rnd in range(1, args.rounds + 1):
+                for tool in tools:
+                    r = run_json(cmds[tool], args.timeout, f"round {rnd} {tool}")
+                    if r is not None:
+                        r["round"] = rnd
+                        runs.append(r)
+                write()  # after every round, so a cut-off run keeps what it measured
+        longest_case_s = max(longest_case_s, time.time() - case_started)
+
+    write()
+    text = markdown(report)
+    print(text)
+    if not_run:
+        log(f"not run (time budget): {','.join(not_run)}")
+    log(f"wrote {base}.json and {base}.md ({time.time() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+#include "wattwise/experiment/bench.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <random>
+#include <sstream>
+
+#include "wattwise/core/device.h"
+#include "wattwise/core/error.h"
+#include "wattwise/energy/monitor.h"
+#include "wattwise/experiment/execution.h"
+#include "wattwise/io/file.h"
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/train/trainer.h"
+
+namespace ww::experiment {
+
+namespace {
+
+BenchCase make_case(std::string name, std::string arch, std::string mode, int64_t batch, int64_t seq_len,
+                    std::string precision, int64_t steps, int64_t warmup) {
+  BenchCase c;
+  c.name = std::move(name);
+  c.arch = std::move(arch);
+  c.preset = "base";
+  c.mode = std::move(mode);
+  c.batch = batch;
+  c.seq_len = seq_len;
+  c.precision = std::move(precision);
+  c.steps = steps;
+  c.warmup = warmup;
+  return c;
+}
+
+std::string case_names() {
+  std::string names;
+  for (const auto& c : bench_cases()) names += (names.empty() ? "" : ", ") + c.name;
+  return names;
+}
+
+void check_case(const BenchCase& c) {
+  if (c.arch != "bert" && c.arch != "distilbert")
+    fail("bench case ", c.name, ": --arch '", c.arch, "' is not supported (expected bert or distilbert)");
+  if (c.mode != "train" && c.mode != "infer")
+    fail("bench case ", c.name, ": --mode '", c.mode, "' is not supported (expected train or infer)");
+  if (c.batch <= 0) fail("bench case ", c.name, ": --batch must be positive, got ", c.batch);
+  if (c.seq_len < 2) fail("bench case ", c.name, ": --seq-len must be at least 2, got ", c.seq_len);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Random-init model inputs: token ids uniform in [1000, vocab) (clear of BERT's special tokens),
+// every position a real token, random labels.
+models::Batch random_batch(const models::ModelConfig& config, int64_t batch, int64_t seq_len, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int32_t low = config.vocab_size > 2000 ? 1000 : 1;
+  std::uniform_int_distribution<int32_t> token(low, int32_t(config.vocab_size - 1));
+  std::uniform_int_distribution<int32_t> label(0, int32_t(config.num_labels - 1));
+  const size_t n = size_t(batch * seq_len);
+  std::vector<int32_t> ids(n), mask(n, 1), types(n, 0), labels(static_cast<size_t>(batch));
+  for (auto& id : ids) id = token(rng);
+  for (auto& l : labels) l = label(rng);
+  models::Batch b;
+  b.input_ids = Tensor::from_vector(ids, {batch, seq_len});
+  b.attention_mask = Tensor::from_vector(mask, {batch, seq_len});
+  if (config.type_vocab_size > 0) b.token_type_ids = Tensor::from_vector(types, {batch, seq_len});
+  b.labels = Tensor::from_vector(labels, {batch});
+  return b;
+}
+
+// Which meter's joules count as the case's energy: the GPU's counter when the window has one, else
+// the CPU packages (RAPL, or CodeCarbon's TDP estimate), with how each figure was obtained.
+void add_energy(nlohmann::json& j, const energy::WindowResult& w, int64_t samples) {
+  const energy::DeviceKind kind = w.gpu_present ? energy::DeviceKind::gpu : energy::DeviceKind::cpu;
+  double joules = 0;
+  bool measured = true;
+  std::string provenance, device_name;
+  for (const auto& s : w.sources) {
+    if (s.kind != kind) continue;
+    joules += s.joules;
+    measured = measured && s.measured;
+    provenance += (provenance.empty() ? "" : "; ") + s.source + ": " + s.provenance;
+    if (device_name.empty()) device_name = s.device_name;
+  }
+  j["energy_source"] = energy::device_kind_name(kind);
+  j["energy_measured"] = measured;
+  j["energy_provenance"] = provenance;
+  j["energy_j"] = joules;
+  j["j_per_sample"] = samples > 0 ? joules / double(samples) : 0.0;
+  j["avg_watts"] = w.duration_s > 0 ? joules / w.duration_s : 0.0;
+  j["energy_window_s"] = w.duration_s;
+  if (!w.gpu_present) j["gpu_absent_reason"] = w.gpu_absent_reason;
+  if (!device_name.empty()) j["energy_device_name"] = device_name;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+// bench/peer_pytorch.py beside the binary: <repo>/build/wattwise → <repo>/bench/peer_pytorch.py.
+std::filesystem::path find_peer_script(const std::string& given) {
+  if (!given.empty()) {
+    if (!std::filesystem::exists(given)) fail("--peer-script ", given, ": file not found");
+    return given;
+  }
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::vector<std::filesystem::path> tried;
+  if (!ec) {
+    for (auto dir = exe.parent_path(); !dir.empty() && tried.size() < 4; dir = dir.parent_path()) {
+      tried.push_back(dir / "bench" / "peer_pytorch.py");
+      if (std::filesystem::exists(tried.back())) return tried.back();
+      if (dir == dir.parent_path()) break;
+    }
+  }
+  std::string list;
+  for (const auto& p : tried) list += " " + p.string();
+  fail("bench/peer_pytorch.py not found (looked at:", list, "); pass --peer-script PATH");
+}
+
+// Runs the PyTorch peer on the same case and returns its JSON object, or nullopt (with a note on
+// stderr) when python3 with torch is not importable.
+std::optional<nlohmann::json> run_peer(const BenchCase& c, const nlohmann::json& ours, const BenchOptions& o,
+                                       int64_t steps, int64_t warmup) {
+  if (o.peer != "pytorch" && o.peer != "pytorch-compile")
+    fail("--peer '", o.peer, "' is not supported (expected pytorch or pytorch-compile)");
+  const std::string python = shell_quote(o.python);
+  if (std::system((python + " -c 'import torch, transformers' >/dev/null 2>&1").c_str()) != 0) {
+    std::fprintf(stderr, "wattwise: bench: %s cannot import torch and transformers: peer skipped\n",
+                 o.python.c_str());
+    return std::nullopt;
+  }
+  const std::filesystem::path script = find_peer_script(o.peer_script);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("wattwise-bench-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path config = dir / "config.json", result = dir / "peer.json";
+  io::write_file_atomic(config, ours.at("model_config").dump(2) + "\n");
+  std::filesystem::remove(result);
+  std::ostringstream cmd;
+  cmd << python << ' ' << shell_quote(script.string()) << " --mode "
+      << (o.peer == "pytorch-compile" ? "compile" : "eager") << " --case " << shell_quote(c.name)
+      << " --task " << c.mode << " --arch " << c.arch << " --preset " << shell_quote(c.preset)
+      << " --batch " << c.batch << " --seq-len " << c.seq_len << " --precision " << c.precision
+      << " --device " << shell_quote(ours.at("device").get<std::string>()) << " --steps " << steps
+      << " --warmup " << warmup << " --min-seconds " << o.min_seconds << " --seed " << o.seed
+      << " --config " << shell_quote(config.string()) << " --json " << shell_quote(result.string());
+  if (o.peak_tflops) cmd << " --peak-tflops " << *o.peak_tflops;
+  cmd << " 1>&2";
+  const int rc = std::system(cmd.str().c_str());
+  if (rc != 0 || !std::filesystem::exists(result))
+    fail("PyTorch peer failed (exit status ", rc, "): ", cmd.str());
+  std::ifstream in(result);
+  nlohmann::json peer = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (peer.is_discarded() || !peer.is_object()) fail(result.string(), ": the peer wrote no JSON object");
+  std::filesystem::remove_all(dir);
+  return peer;
+}
+
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : std::nan("");
+}
+
+std::string format(double v, const char* fmt) {
+  if (!std::isfinite(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+}  // namespace
+
+const std::vector<BenchCase>& bench_cases() {
+  // Steps: a few seconds of timed work per case on an H100 at the peers' speed (the harness also
+  // asks for a minimum duration so the energy counter integrates over enough time).
+  static const std::vector<BenchCase> cases = {
+      make_case("distilbert-train-bf16", "distilbert", "train", 32, 256, "bf16", 40, 10),
+      make_case("distilbert-train-fp16", "distilbert", "train", 32, 256, "fp16", 40, 10),
+      make_case("distilbert-train-fp32", "distilbert", "train", 32, 256, "fp32", 20, 5),
+      make_case("bert-train-bf16", "bert", "train", 32, 128, "bf16", 40, 10),
+      make_case("bert-infer-fp16-b1", "bert", "infer", 1, 128, "fp16", 300, 30),
+      make_case("bert-infer-fp16-b32", "bert", "infer", 32, 128, "fp16", 200, 20),
+      make_case("bert-infer-fp16-b256", "bert", "infer", 256, 128, "fp16", 50, 10),
+      make_case("distilbert-infer-fp16-b32", "distilbert", "infer", 32, 128, "fp16", 300, 30),
+  };
+  return cases;
+}
+
+const BenchCase& find_bench_case(const std::string& name) {
+  for (const auto& c : bench_cases())
+    if (c.name == name) return c;
+  fail("unknown bench case '", name, "' (expected one of: ", case_names(), "; or all, list)");
+}
+
+BenchCase apply_overrides(BenchCase c, const BenchOverrides& o) {
+  if (o.arch) c.arch = *o.arch;
+  if (o.preset) c.preset = *o.preset;
+  if (o.mode) c.mode = *o.mode;
+  if (o.precision) c.precision = *o.precision;
+  if (o.attention) c.attention = *o.attention;
+  if (o.checkpointing) c.checkpointing = *o.checkpointing;
+  if (o.batch) c.batch = *o.batch;
+  if (o.seq_len) c.seq_len = *o.seq_len;
+  return c;
+}
+
+models::ModelConfig bench_model_config(const BenchCase& c, int64_t vocab_size) {
+  check_case(c);
+  models::Architecture arch = c.arch == "bert" ? models::Architecture::Bert : models::Architecture::DistilBert;
+  models::ModelConfig config = models::preset_config(arch, c.preset, vocab_size);
+  config.num_labels = 2;
+  if (c.seq_len > config.max_position_embeddings)
+    fail("bench case ", c.name, ": --seq-len ", c.seq_len, " exceeds the model's max_position_embeddings ",
+         config.max_position_embeddings);
+  return config;
+}
+
+double model_flops_per_step(const models::ModelConfig& config, int64_t batch, int64_t seq_len, bool training) {
+  const double C = double(config.hidden_size), I = double(config.intermediate_size);
+  const double L = double(config.num_layers), B = double(batch), T = double(seq_len);
+  const double layer_weights = 4 * C * C + 2 * C * I;
+  const double head_weights = C * C + C * double(config.num_labels);
+  const double forward = 2 * layer_weights * L * B * T + 2 * head_weights * B + 4 * B * T * T * C * L;
+  return training ? 3 * forward : forward;
+}
+
+nlohmann::json run_bench_case(const BenchCase& c, const BenchOptions& o) {
+  const int64_t steps = o.steps.value_or(c.steps), warmup = o.warmup.value_or(c.warmup);
+  if (steps <= 0) fail("--steps must be positive, got ", steps);
+  if (warmup < 0) fail("--warmup must not be negative, got ", warmup);
+  if (o.min_seconds < 0) fail("--min-seconds must not be negative, got ", o.min_seconds);
+  if (o.peak_tflops && !(*o.peak_tflops > 0)) fail("--peak-tflops must be positive, got ", *o.peak_tflops);
+  const models::ModelConfig config = bench_model_config(c, o.vocab_size);
+  const Device device = parse_device(o.device);
+  const bool training = c.mode == "train";
+
+  // Peak memory counts everything the case holds: weights, gradients, optimizer state, activations.
+  reset_peak_memory(device);
+  models::SequenceClassifier model(config, device);
+  model.init_weights(o.seed);
+  apply_execution(model, {c.precision, c.attention, c.checkpointing});
+  const models::Batch batch = random_batch(config, c.batch, c.seq_len, o.seed + 1);
+
+  std::optional<train::Trainer> trainer;
+  if (training) {
+    train::TrainerOptions t;
+    t.optimizer.kind = train::OptimizerKind::AdamW;
+    t.optimizer.weight_decay = 0.01;  // torch.optim.AdamW's default
+    t.schedule.kind = train::ScheduleKind::Constant;
+    t.schedule.learning_rate = 5e-5;
+    t.schedule.total_steps = warmup + steps;
+    t.seed = o.seed;
+    if (c.precision == "fp16") {  // torch.amp.GradScaler's defaults
+      t.dynamic_loss_scaling = true;
+      t.initial_loss_scale = 65536.0f;
+      t.growth_interval = 2000;
+    }
+    trainer.emplace(model, t);
+  }
+  Tensor logits;
+  double last_loss = std::nan("");
+  auto step = [&] {
+    if (training) {
+      if (auto r = trainer->train_micro_batch(batch)) last_loss = r->loss;
+    } else {
+      logits = model.forward(batch, /*training=*/false);
+    }
+  };
+  // Reading a result back waits for every queued kernel: the end of the timed region.
+  auto wait_for_device = [&] {
+    if (training) model.parameters().flat_values().slice(0, 1).to_float_vector();
+    else if (logits.defined()) logits.to_float_vector();  // undefined before the first step
+  };
+  for (int64_t i = 0; i < warmup; ++i) step();
+  wait_for_device();
+
+  energy::EnergyOptions eo;
+  eo.gpus = device.is_cuda() ? std::vector<int>{device.index} : std::vector<int>{};
+  if (device.is_cuda()) {
+    // The window's edges read the GPU's counter directly; a quiet sampler keeps its CPU time (a
+    // counter read costs ~4 ms on an H100) out of the timed loop, as the peers run none.
+    eo.interval_ms = 1000;
+    eo.counter_period_ms = 3600 * 1000;
+  }
+  eo.on_warning = [](const std::string& w) { std::fprintf(stderr, "wattwise: energy: %s\n", w.c_str()); };
+  energy::EnergyMonitor monitor(eo);
+  monitor.start();
+  monitor.begin_window("bench");
+  const auto start = std::chrono::steady_clock::now();
+  int64_t done = 0;
+  while (done < steps || seconds_since(start) < o.min_seconds) {
+    step();
+    ++done;
+  }
+  wait_for_device();
+  const double elapsed = seconds_since(start);
+  const energy::WindowResult window = monitor.end_window("bench");
+  monitor.stop();
+
+  const int64_t samples = done * c.batch, tokens = samples * c.seq_len;
+  const double flops = model_flops_per_step(config, c.batch, c.seq_len, training);
+  nlohmann::json j;
+  j["schema"] = "wattwise-bench/1";
+  j["tool"] = "wattwise";
+  j["case"] = c.name;
+  j["arch"] = c.arch;
+  j["preset"] = c.preset;
+  j["mode"] = c.mode;
+  j["batch"] = c.batch;
+  j["seq_len"] = c.seq_len;
+  j["precision"] = c.precision;
+  j["attention"] = models::attention_kernel_name(model.attention_kernel());
+  j["checkpointing"] = c.checkpointing;
+  j["optimizer"] = training ? "adamw" : "none";
+  j["device"] = device.str();
+  j["device_name"] = device.is_cuda() ? monitor.host().gpu_model : monitor.host().cpu_model;
+  j["params"] = model.parameters().numel();
+  j["model_config"] = models::model_config_to_json(config);
+  j["seed"] = o.seed;
+  j["warmup_steps"] = warmup;
+  j["steps"] = done;
+  j["elapsed_s"] = elapsed;
+  j["samples"] = samples;
+  j["tokens"] = tokens;
+  j["samples_per_s"] = double(samples) / elapsed;
+  j["tokens_per_s"] = double(tokens) / elapsed;
+  j["ms_per_step"] = 1e3 * elapsed / double(done);
+  j["ms_per_sample"] = 1e3 * elapsed / double(samples);
+  add_energy(j, window, samples);
+  j["peak_memory_bytes"] = memory_stats(device).peak;
+  j["peak_memory_counts"] = "wattwise tensors, arenas and parameters (library workspaces not included)";
+  j["model_flops_per_step"] = flops;
+  j["model_flops_per_sample"] = flops / double(c.batch);
+  j["achieved_tflops"] = flops * double(done) / elapsed / 1e12;
+  j["peak_tflops"] = o.peak_tflops ? nlohmann::json(*o.peak_tflops) : nlohmann::json(nullptr);
+  j["mfu"] = o.peak_tflops ? nlohmann::json(flops * double(done) / elapsed / 1e12 / *o.peak_tflops)
+                           : nlohmann::json(nullptr);
+  j["final_loss"] = std::isfinite(last_loss) ? nlohmann::json(last_loss) : nlohmann::json(nullptr);
+  if (training) j["skipped_steps"] = trainer->skipped_steps();
+  return j;
+}
+
+std::string bench_table(const std::vector<nlohmann::json>& results) {
+  std::ostringstream os;
+  char line[512];
+  std::snprintf(line, sizeof line, "%-16s %-26s %5s %5s %5s %12s %12s %10s %10s %10s %10s %9s %7s\n", "tool",
+                "case", "batch", "len", "prec", "samples/s", "tokens/s", "ms/step", "ms/sample", "J/sample",
+                "peak MiB", "TFLOP/s", "MFU");
+  os << line;
+  const nlohmann::json* ours = nullptr;
+  for (const auto& r : results) {
+    const bool is_ours = r.value("tool", "") == "wattwise";
+    const double peak = number_or_nan(r, "peak_memory_bytes") / (1024.0 * 1024.0);
+    std::snprintf(line, sizeof line, "%-16s %-26s %5lld %5lld %5s %12s %12s %10s %10s %10s %10s %9s %7s\n",
+                  r.value("tool", "?").c_str(), r.value("case", "?").c_str(), (long long)r.value("batch", 0),
+                  (long long)r.value("seq_len", 0), r.value("precision", "?").c_str(),
+                  format(number_or_nan(r, "samples_per_s"), "%.1f").c_str(),
+                  format(number_or_nan(r, "tokens_per_s"), "%.0f").c_str(),
+                  format(number_or_nan(r, "ms_per_step"), "%.3f").c_str(),
+                  format(number_or_nan(r, "ms_per_sample"), "%.4f").c_str(),
+                  format(number_or_nan(r, "j_per_sample"), "%.4f").c_str(), format(peak, "%.0f").c_str(),
+                  format(number_or_nan(r, "achieved_tflops"), "%.2f").c_str(),
+                  format(100 * number_or_nan(r, "mfu"), "%.1f%%").c_str());
+    os << line;
+    if (is_ours) {
+      ours = &r;
+    } else if (ours && ours->value("case", "") == r.value("case", "")) {
+      auto ratio = [&](const char* key) { return number_or_nan(*ours, key) / number_or_nan(r, key); };
+      std::snprintf(line, sizeof line, "  ours/%-10s samples/s x%s, J/sample x%s, peak memory x%s\n",
+                    r.value("tool", "?").c_str(), format(ratio("samples_per_s"), "%.2f").c_str(),
+                    format(ratio("j_per_sample"), "%.2f").c_str(),
+                    format(ratio("peak_memory_bytes"), "%.2f").c_str());
+      os << line;
+    }
+  }
+  return os.str();
+}
+
+int run_bench(const BenchOptions& o, std::ostream& out) {
+  const bool shape_flags = o.overrides.arch || o.overrides.preset || o.overrides.mode || o.overrides.batch ||
+                           o.overrides.seq_len || o.overrides.precision || o.overrides.attention ||
+                           o.overrides.checkpointing;
+  std::vector<BenchCase> cases;
+  if (o.case_name == "all" || o.case_name == "list") {
+    for (const auto& c : bench_cases()) cases.push_back(apply_overrides(c, o.overrides));
+  } else if (!o.case_name.empty()) {
+    cases.push_back(apply_overrides(find_bench_case(o.case_name), o.overrides));
+  } else if (shape_flags) {
+    BenchCase c;
+    c.precision = "fp32";  // the one precision every device runs
+    c.steps = 20;
+    c.warmup = 5;
+    cases.push_back(apply_overrides(c, o.overrides));
+  } else {
+    fail("bench needs --case NAME (one of: ", case_names(), "; or all, list) or a shape (--arch, --preset, "
+         "--mode, --batch, --seq-len, --precision)");
+  }
+
+  std::string json_lines;
+  if (o.case_name == "list") {
+    char line[256];
+    std::snprintf(line, sizeof line, "%-26s %-10s %-6s %-5s %5s %5s %-5s %6s %6s\n", "case", "arch", "preset",
+                  "mode", "batch", "len", "prec", "steps", "warmup");
+    out << line;
+    for (const auto& c : cases) {
+      std::snprintf(line, sizeof line, "%-26s %-10s %-6s %-5s %5lld %5lld %-5s %6lld %6lld\n", c.name.c_str(),
+                    c.arch.c_str(), c.preset.c_str(), c.mode.c_str(), (long long)c.batch, (long long)c.seq_len,
+                    c.precision.c_str(), (long long)o.steps.value_or(c.steps),
+                    (long long)o.warmup.value_or(c.warmup));
+      out << line;
+      nlohmann::json j = {{"case", c.name}, {"arch", c.arch}, {"preset", c.preset}, {"mode", c.mode},
+                          {"batch", c.batch}, {"seq_len", c.seq_len}, {"precision", c.precision},
+                          {"attention", c.attention}, {"checkpointing", c.checkpointing},
+                          {"steps", o.steps.value_or(c.steps)}, {"warmup", o.warmup.value_or(c.warmup)},
+                          {"model_config", models::model_config_to_json(bench_model_config(c, o.vocab_size))}};
+      json_lines += j.dump() + "\n";
+    }
+    if (!o.json_path.empty()) io::write_file_atomic(o.json_path, json_lines);
+    return 0;
+  }
+
+  std::vector<nlohmann::json> results;
+  for (const auto& c : cases) {
+    std::fprintf(stderr, "bench: %s (%s %s %s, batch %lld, len %lld, %s) ...\n", c.name.c_str(), c.arch.c_str(),
+                 c.preset.c_str(), c.mode.c_str(), (long long)c.batch, (long long)c.seq_len, c.precision.c_str());
+    nlohmann::json ours = run_bench_case(c, o);
+    results.push_back(ours);
+    json_lines += ours.dump() + "\n";
+    if (!o.peer.empty()) {
+      if (auto peer = run_peer(c, ours, o, o.steps.value_or(c.steps), o.warmup.value_or(c.warmup))) {
+        results.push_back(*peer);
+        json_lines += peer->dump() + "\n";
+      }
+    }
+    // Written after every case, so an interrupted `--case all` keeps what it measured.
+    if (!o.json_path.empty()) io::write_file_atomic(o.json_path, json_lines);
+  }
+  out << bench_table(results);
+  for (const auto& r : results) {
+    if (r.value("tool", "") != "wattwise") continue;
+    out << r.value("case", "?") << ": energy from " << r.value("energy_source", "?") << " ("
+        << r.value("energy_provenance", "?") << ")\n";
+  }
+  return 0;
+}
+
+}  // namespace ww::experiment
