@@ -76,14 +76,18 @@ for (p, c), (peak, act, sps) in sorted(rows.items()):
 PY
 
 if [ "${WW_IMDB:-0}" = 1 ]; then
-  echo "== DistilBERT-shaped from scratch on IMDB, length 256, bf16"
-  build/wattwise train --data.path $data/aclImdb.tar.gz --model.tokenizer $tok --model.arch distilbert \
-    --model.preset base --data.max_length 256 --data.clean_html true --data.eval_split dev \
-    --data.split_ratios 0.9,0.1,0 --data.test_split test \
-    --train.epochs ${WW_IMDB_EPOCHS:-3} --train.batch_size 32 --train.lr ${WW_IMDB_LR:-1e-4} --train.warmup_ratio 0.1 \
-    --train.weight_decay 0.01 --train.precision bf16 --run.device cuda --run.progress lines \
-    --run.output_dir $w/imdb --run.name imdb_distilbert_scratch 2>&1 | grep -v "^step" | tail -12
-  cp $w/imdb/*/metrics.json "$OUT/imdb_metrics.json" 2>/dev/null
+  # WW_IMDB_RUNS: space-separated lr:epochs:label_smoothing (default one run).
+  for spec in ${WW_IMDB_RUNS:-1e-4:3:0}; do
+    IFS=: read -r lr epochs ls <<< "$spec"
+    echo "== DistilBERT-shaped from scratch on IMDB, length 256, bf16, lr $lr, $epochs epochs, label smoothing $ls"
+    build/wattwise train --data.path $data/aclImdb.tar.gz --model.tokenizer $tok --model.arch distilbert \
+      --model.preset base --data.max_length 256 --data.clean_html true --data.eval_split dev \
+      --data.split_ratios 0.9,0.1,0 --data.test_split test \
+      --train.epochs $epochs --train.batch_size 32 --train.lr $lr --train.warmup_ratio 0.1 \
+      --train.weight_decay 0.01 --train.label_smoothing $ls --train.precision bf16 --run.device cuda \
+      --run.progress lines --run.output_dir $w/imdb --run.name imdb_${lr}_${epochs}_${ls} 2>&1 | grep -v "^train:" | tail -8
+  done
+  mkdir -p "$OUT/imdb"; for f in $w/imdb/*/metrics.json; do cp "$f" "$OUT/imdb/$(basename $(dirname $f)).json"; done
 fi
 cp $w/mem/*/metrics.json "$OUT/" 2>/dev/null || true
 echo "total: $(( $(date +%s) - start )) s"

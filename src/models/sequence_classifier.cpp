@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <set>
 
@@ -48,6 +49,7 @@ SequenceClassifier::SequenceClassifier(const ModelConfig& config, Device device)
   config_.validate("model config");
   register_parameters();
   params_.allocate(device_);
+  dropout_base_ = Tensor::zeros({1}, DType::I64, device_);
 }
 
 void SequenceClassifier::register_parameters() {
@@ -348,6 +350,7 @@ void SequenceClassifier::set_execution(const ExecutionOptions& options) {
   exec_ = options;
   act_.batch = 0;  // re-plan the activations at the next forward
   graphs_.clear();
+  train_graphs_.clear();
 }
 
 AttentionKernel SequenceClassifier::attention_kernel() const {
@@ -363,6 +366,7 @@ void SequenceClassifier::refresh_working_weights() {
   if (working_.defined() && working_.dtype() == exec_.compute_dtype && working_version_ == params_.version()) return;
   if (!working_.defined() || working_.dtype() != exec_.compute_dtype) {
     graphs_.clear();  // recordings read the old working copy
+    train_graphs_.clear();
     working_ = Tensor::empty({params_.numel()}, exec_.compute_dtype, device_);
   }
   ops::cast(working_, params_.flat_values());
@@ -474,6 +478,7 @@ void SequenceClassifier::plan_activations(int64_t B, int64_t T, bool training) {
   // Grow only: a smaller later batch reuses the buffer; no allocation inside a steady loop.
   if (needed > arena_.capacity()) {
     graphs_.clear();  // recordings hold addresses in the old buffer
+    train_graphs_.clear();
     arena_ = Arena();  // free the old buffer before asking for the larger one
     arena_ = Arena(needed, device_);
   }
@@ -481,7 +486,10 @@ void SequenceClassifier::plan_activations(int64_t B, int64_t T, bool training) {
   allocate_activations(arena_, act_, B, T, training);
 }
 
-uint64_t SequenceClassifier::dropout_offset(int site) const { return (dropout_step_ << 16) | uint64_t(site); }
+// A site's offset; the step's share, dropout_step_ << 16, lives in dropout_base_ (on the model's
+// device), which every dropout and attention op adds when it runs: a CUDA graph recorded at one
+// step then draws the next step's masks. Effective offset = (step << 16) | site, as before.
+uint64_t SequenceClassifier::dropout_offset(int site) const { return uint64_t(site); }
 
 SequenceClassifier::LayerActivations& SequenceClassifier::layer_slot(int64_t l) {
   if (!act_.training) return act_.layers[0];
@@ -514,19 +522,19 @@ void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActiv
                       gemm_weight_span(n.qkv_first_b, n.qkv_last_b, {3 * C}));
   if (a.attention == AttentionKernel::Fused)
     ops::attention_forward_fused(s.context, s.lse, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn,
-                                 seed, dropout_offset(site_attention_probs(l)));
+                                 seed, dropout_offset(site_attention_probs(l)), dropout_base_);
   else
     ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn, seed,
-                           dropout_offset(site_attention_probs(l)));
+                           dropout_offset(site_attention_probs(l)), dropout_base_);
   ops::linear_forward(proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_w), gemm_weight(n.attn_out_b));
-  ops::dropout_forward(proj, proj, p_attn_out, seed, dropout_offset(site_attention_output(l)));
+  ops::dropout_forward(proj, proj, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, P.value(n.ln1_w),
                                   P.value(n.ln1_b), config_.layer_norm_eps);
   ops::linear_forward(s.ffn_pre, s.h1, gemm_weight(n.ffn_in_w), gemm_weight(n.ffn_in_b));
   if (config_.activation == Activation::Gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
   else ops::relu_forward(a.ffn_act, s.ffn_pre);
   ops::linear_forward(proj, a.ffn_act, gemm_weight(n.ffn_out_w), gemm_weight(n.ffn_out_b));
-  ops::dropout_forward(proj, proj, p_hidden, seed, dropout_offset(site_ffn_output(l)));
+  ops::dropout_forward(proj, proj, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   ops::residual_layernorm_forward(out.reshape({N, C}), s.res2, s.ln2_mean, s.ln2_rstd, s.h1, proj,
                                   P.value(n.ln2_w), P.value(n.ln2_b), config_.layer_norm_eps);
 }
@@ -543,7 +551,7 @@ void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
                           P.value(pos_emb_), type_emb_.empty() ? Tensor() : P.value(type_emb_));
   ops::layernorm_forward(a.emb_out, a.emb_mean, a.emb_rstd, a.emb_sum.reshape({N, -1}), P.value(emb_ln_w_),
                          P.value(emb_ln_b_), config_.layer_norm_eps);
-  ops::dropout_forward(a.emb_out, a.emb_out, p_hidden, seed, dropout_offset(kSiteEmbeddings));
+  ops::dropout_forward(a.emb_out, a.emb_out, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);
 
   for (int64_t l = 0; l < config_.num_layers; ++l)
     layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
@@ -553,29 +561,38 @@ void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
   ops::linear_forward(a.head_pre, a.cls, gemm_weight(head_w_), gemm_weight(head_b_));
   if (has_pooler()) ops::tanh_forward(a.head_act, a.head_pre);
   else ops::relu_forward(a.head_act, a.head_pre);
-  ops::dropout_forward(a.head_drop, a.head_act, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
+  ops::dropout_forward(a.head_drop, a.head_act, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)), dropout_base_);
   ops::linear_forward(a.logits, a.head_drop, gemm_weight(cls_w_), gemm_weight(cls_b_));
 }
 
 Batch SequenceClassifier::stage_inputs(const Batch& batch) {
-  if (device_.is_cpu()) return batch;
+  const int64_t base_value = int64_t(dropout_step_ << 16);
+  if (device_.is_cpu()) {
+    *dropout_base_.data<int64_t>() = base_value;
+    return batch;
+  }
   Activations& a = act_;
+  const Tensor base_host = Tensor::view(const_cast<int64_t*>(&base_value), {1}, DType::I64);
   const bool from_host = batch.input_ids.device().is_cpu();
   // A batch already on the GPU is used in place, unless a graph needs it in the fixed buffers.
-  if (!from_host && !a.graphed) return batch;
-  Batch fixed;
-  std::vector<std::pair<Tensor, Tensor>> copies = {{a.in_ids, batch.input_ids}, {a.in_mask, batch.attention_mask}};
-  fixed.input_ids = a.in_ids;
-  fixed.attention_mask = a.in_mask;
-  if (batch.token_type_ids.defined()) copies.emplace_back(fixed.token_type_ids = a.in_types, batch.token_type_ids);
-  if (batch.labels.defined()) copies.emplace_back(fixed.labels = a.in_labels, batch.labels);
-  if (from_host) {
-    uploader_.begin();
-    for (const auto& [dst, src] : copies) uploader_.upload(dst, src);
-    uploader_.end();
-  } else {
-    for (const auto& [dst, src] : copies) dst.copy_from(src);
+  Batch fixed = batch;
+  std::vector<std::pair<Tensor, Tensor>> copies;
+  if (from_host || a.graphed) {
+    fixed = Batch();
+    copies = {{a.in_ids, batch.input_ids}, {a.in_mask, batch.attention_mask}};
+    fixed.input_ids = a.in_ids;
+    fixed.attention_mask = a.in_mask;
+    if (batch.token_type_ids.defined()) copies.emplace_back(fixed.token_type_ids = a.in_types, batch.token_type_ids);
+    if (batch.labels.defined()) copies.emplace_back(fixed.labels = a.in_labels, batch.labels);
   }
+  // One upload group: the step's dropout offset and, from the host, the batch.
+  uploader_.begin();
+  uploader_.upload(dropout_base_, base_host);
+  if (from_host)
+    for (const auto& [dst, src] : copies) uploader_.upload(dst, src);
+  uploader_.end();
+  if (!from_host)
+    for (const auto& [dst, src] : copies) dst.copy_from(src);
   return fixed;
 }
 
@@ -609,18 +626,72 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   can_backward_ = training && staged.labels.defined();
   loss_ = 0.0f;
   if (staged.labels.defined()) {
-    if (config_.regression) {
-      ops::mse_forward(a.losses, a.logits.reshape({B}), staged.labels);
-      num_valid_ = B;
-    } else {
-      ops::cross_entropy_forward(a.losses, a.logits, staged.labels, label_smoothing_);
-      num_valid_ = ops::count_valid_labels(staged.labels);
-    }
-    std::vector<float> losses = a.losses.to_float_vector();
-    double sum = std::accumulate(losses.begin(), losses.end(), 0.0);
-    loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
+    loss_kernels(staged);
+    num_valid_ = config_.regression ? B : ops::count_valid_labels(staged.labels);
+    read_loss();
   }
   return a.logits;
+}
+
+void SequenceClassifier::loss_kernels(const Batch& batch) {
+  Activations& a = act_;
+  if (config_.regression) ops::mse_forward(a.losses, a.logits.reshape({a.batch}), batch.labels);
+  else ops::cross_entropy_forward(a.losses, a.logits, batch.labels, label_smoothing_);
+}
+
+void SequenceClassifier::read_loss() {
+  std::vector<float> losses = act_.losses.to_float_vector();
+  double sum = std::accumulate(losses.begin(), losses.end(), 0.0);
+  loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
+}
+
+bool SequenceClassifier::can_graph_training(const Batch& batch) const {
+  return device_.is_cuda() && exec_.cuda_graphs && batch.input_ids.defined() && batch.input_ids.device().is_cpu() &&
+         batch.labels.defined();
+}
+
+void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
+  check_batch(batch);
+  if (!can_graph_training(batch)) fail("train_step_graphed needs a GPU model with CUDA graphs on and a host batch with labels");
+  if (!(std::isfinite(loss_scale) && loss_scale > 0))
+    fail("train_step_graphed: loss_scale ", loss_scale, " is not a finite value > 0");
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
+  plan_activations(B, T, /*training=*/true);
+  // Allocate the working copy before any recording (the step itself refreshes its contents).
+  if (exec_.compute_dtype != DType::F32 && (!working_.defined() || working_.dtype() != exec_.compute_dtype))
+    refresh_working_weights();
+  ++dropout_step_;
+  const Batch fixed = stage_inputs(batch);
+  // Valid labels counted on the host (the batch is there): no read-back inside the step.
+  if (config_.regression) {
+    num_valid_ = B;
+  } else {
+    num_valid_ = 0;
+    const int32_t* labels = batch.labels.data<int32_t>();
+    for (int64_t i = 0; i < B; ++i) num_valid_ += labels[i] != -100;
+  }
+  last_batch_ = fixed;
+  auto work = [&] {
+    // The optimizer moved the master weights in place: refresh the 16-bit working copy inside the step.
+    if (working_.defined()) ops::cast(working_, params_.flat_values());
+    compute_logits(fixed, /*training=*/true);
+    loss_kernels(fixed);
+    backward_kernels(loss_scale);
+    tail();
+  };
+  uint32_t scale_bits = 0;
+  std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
+  const TrainGraphKey key{B, T, fixed.token_type_ids.defined(), num_valid_, scale_bits};
+  auto it = train_graphs_.find(key);
+  if (it != train_graphs_.end()) {
+    it->second.replay();
+  } else {
+    work();  // this step, run directly; the recording serves the next steps of this shape
+    train_graphs_.emplace(key, ops::CapturedWork::capture(device_, work));
+  }
+  working_version_ = params_.version();
+  can_backward_ = false;
+  read_loss();
 }
 
 void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& key_mask) {
@@ -637,7 +708,7 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
   // d_a holds the gradient of the layer's output on entry, of its input on exit.
   ops::layernorm_backward(a.d_b, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_a, s.res2, P.value(n.ln2_w), s.ln2_mean,
                           s.ln2_rstd);
-  ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)));
+  ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   // The activation's output is not kept: recompute it (one elementwise pass) for the weight gradient.
   const bool gelu = config_.activation == Activation::Gelu;
   if (gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
@@ -649,16 +720,16 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
   ops::add_inplace(a.d_b, a.d_c);  // residual: d h1 = d res2 + d(ffn input)
   ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, s.res1, P.value(n.ln1_w), s.ln1_mean,
                           s.ln1_rstd);
-  ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)));
+  ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   ops::linear_backward(a.d_c, P.grad(n.attn_out_w), P.grad(n.attn_out_b), a.d_b, s.context.reshape({N, C}),
                        gemm_weight(n.attn_out_w));
   if (a.attention == AttentionKernel::Fused)
     ops::attention_backward_fused(a.d_qkv, a.d_scratch, a.d_c.reshape({B, T, C}), s.qkv, s.context, s.lse, key_mask,
                                   config_.num_heads, /*causal=*/false, p_attn, seed,
-                                  dropout_offset(site_attention_probs(l)));
+                                  dropout_offset(site_attention_probs(l)), dropout_base_);
   else
     ops::attention_backward(a.d_qkv, a.d_scratch, a.d_c.reshape({B, T, C}), s.qkv, s.probs, key_mask,
-                            config_.num_heads, /*causal=*/false, p_attn, seed, dropout_offset(site_attention_probs(l)));
+                            config_.num_heads, /*causal=*/false, p_attn, seed, dropout_offset(site_attention_probs(l)), dropout_base_);
   ops::linear_backward(a.d_b, P.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, true),
                        P.span(n.qkv_first_b, n.qkv_last_b, {3 * C}, true), a.d_qkv.reshape({N, 3 * C}), x,
                        gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}));
@@ -670,6 +741,11 @@ void SequenceClassifier::backward(float loss_scale) {
     fail("backward() needs a preceding forward(batch with labels, training=true)");
   if (!(std::isfinite(loss_scale) && loss_scale > 0))
     fail("backward: loss_scale ", loss_scale, " is not a finite value > 0");
+  backward_kernels(loss_scale);
+  can_backward_ = false;
+}
+
+void SequenceClassifier::backward_kernels(float loss_scale) {
   Activations& a = act_;
   const ParameterStore& P = params_;
   const Batch& batch = last_batch_;
@@ -683,7 +759,7 @@ void SequenceClassifier::backward(float loss_scale) {
   if (config_.regression) ops::mse_backward(a.d_logits.reshape({B}), a.logits.reshape({B}), batch.labels, scale);
   else ops::cross_entropy_backward(a.d_logits, a.logits, batch.labels, label_smoothing_, scale);
   ops::linear_backward(a.d_head, P.grad(cls_w_), P.grad(cls_b_), a.d_logits, a.head_drop, gemm_weight(cls_w_));
-  ops::dropout_backward(a.d_cls, a.d_head, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)));
+  ops::dropout_backward(a.d_cls, a.d_head, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)), dropout_base_);
   if (has_pooler()) ops::tanh_backward(a.d_head, a.head_act, a.d_cls);
   else ops::relu_backward(a.d_head, a.head_pre, a.d_cls);
   ops::linear_backward(a.d_cls, P.grad(head_w_), P.grad(head_b_), a.d_head, a.cls, gemm_weight(head_w_));
@@ -702,12 +778,11 @@ void SequenceClassifier::backward(float loss_scale) {
   }
 
   // Embeddings.
-  ops::dropout_backward(a.d_b, a.d_a, p_hidden, seed, dropout_offset(kSiteEmbeddings));
+  ops::dropout_backward(a.d_b, a.d_a, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);
   ops::layernorm_backward(a.d_c, P.grad(emb_ln_w_), P.grad(emb_ln_b_), a.d_b, a.emb_sum.reshape({N, C}),
                           P.value(emb_ln_w_), a.emb_mean, a.emb_rstd);
   ops::embeddings_backward(P.grad(word_emb_), P.grad(pos_emb_), type_emb_.empty() ? Tensor() : P.grad(type_emb_),
                            a.d_c.reshape({B, T, C}), batch.input_ids, batch.token_type_ids);
-  can_backward_ = false;
 }
 
 }  // namespace ww::models

@@ -9,6 +9,7 @@
 #include "kernels/cuda/flash_attention.h"
 #endif
 #include "ops/checks.h"
+#include "wattwise/ops/dropout.h"
 #include "wattwise/ops/linear.h"
 
 namespace ww::ops {
@@ -46,6 +47,15 @@ kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv
   config.seed = seed;
   config.offset = offset;
   return config;
+}
+
+// The dropout offset base: a device pointer for the CUDA kernels; folded into the offset on the CPU.
+void apply_offset_base(kernels::cpu::AttentionConfig& config, const Tensor& offset_base, const Tensor& qkv,
+                       const char* op) {
+  const uint64_t* base = dropout_offset_base(offset_base, qkv, op);
+  if (!base) return;
+  if (qkv.device().is_cuda()) config.offset_base = base;
+  else config.offset += *base;
 }
 
 int64_t probs_numel(const kernels::cpu::AttentionConfig& c) {
@@ -151,9 +161,10 @@ void require_cuda_for_fused(const Tensor& qkv, const char* op) {
 
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv,
                        const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
-                       uint64_t seed, uint64_t offset) {
+                       uint64_t seed, uint64_t offset, const Tensor& offset_base) {
   const char* op = "attention_forward";
   auto config = attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  apply_offset_base(config, offset_base, qkv, op);
   require_activation_like(out, qkv, op, "out", "qkv");
   require_activation_like(probs, qkv, op, "probs", "qkv");
   require_numel(out, qkv.numel() / 3, op, "out");
@@ -177,9 +188,10 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout,
                         const Tensor& qkv, const Tensor& probs, const Tensor& key_mask,
                         int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
-                        uint64_t offset) {
+                        uint64_t offset, const Tensor& offset_base) {
   const char* op = "attention_backward";
   auto config = attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  apply_offset_base(config, offset_base, qkv, op);
   require_activation_like(dqkv, qkv, op, "dqkv", "qkv");
   require_activation_like(scratch, qkv, op, "scratch", "qkv");
   require_activation_like(dout, qkv, op, "dout", "qkv");
@@ -209,9 +221,10 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
 
 void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor& qkv,
                              const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
-                             uint64_t seed, uint64_t offset) {
+                             uint64_t seed, uint64_t offset, const Tensor& offset_base) {
   const char* op = "attention_forward_fused";
   auto config = fused_attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  apply_offset_base(config, offset_base, qkv, op);
   const int64_t rows = config.batch * config.num_heads * config.seq_len;
   require_fused_tensor(out, qkv.dtype(), qkv.numel() / 3, qkv, op, "out");
   require_fused_tensor(lse, DType::F32, rows, qkv, op, "lse");
@@ -228,9 +241,10 @@ void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor&
 void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const Tensor& dout,
                               const Tensor& qkv, const Tensor& out, const Tensor& lse,
                               const Tensor& key_mask, int64_t num_heads, bool causal,
-                              float dropout_p, uint64_t seed, uint64_t offset) {
+                              float dropout_p, uint64_t seed, uint64_t offset, const Tensor& offset_base) {
   const char* op = "attention_backward_fused";
   auto config = fused_attention_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  apply_offset_base(config, offset_base, qkv, op);
   const int64_t rows = config.batch * config.num_heads * config.seq_len;
   require_fused_tensor(dqkv, qkv.dtype(), qkv.numel(), qkv, op, "dqkv");
   require_fused_tensor(dout, qkv.dtype(), qkv.numel() / 3, qkv, op, "dout");

@@ -23,32 +23,47 @@ void check_dropout(const Tensor& out, const Tensor& inp, float p, const char* op
 
 }  // namespace
 
-void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset) {
-  const char* op = "dropout_forward";
-  check_dropout(out, inp, p, op, "out", "inp");
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::dropout_forward(out.raw(), inp.raw(), inp.numel(), inp.dtype(), p, seed, offset);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, seed, offset);
+const uint64_t* dropout_offset_base(const Tensor& base, const Tensor& like, const char* op) {
+  if (!base.defined()) return nullptr;
+  if (base.dtype() != DType::I64 || base.numel() != 1)
+    fail(op, ": offset_base must be an i64 tensor of one element, got ", base.describe());
+  if (!(base.device() == like.device()))
+    fail(op, ": offset_base is on ", base.device().str(), " but the data on ", like.device().str());
+  return reinterpret_cast<const uint64_t*>(base.raw());
 }
 
-void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset) {
-  const char* op = "dropout_backward";
-  check_dropout(dinp, dout, p, op, "dinp", "dout");
-  if (dout.device().is_cuda()) {
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset,
+                     const Tensor& offset_base) {
+  const char* op = "dropout_forward";
+  check_dropout(out, inp, p, op, "out", "inp");
+  const uint64_t* base = dropout_offset_base(offset_base, inp, op);
+  if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::dropout_backward(dinp.raw(), dout.raw(), dout.numel(), dout.dtype(), p, seed, offset);
+    kernels::cuda::dropout_forward(out.raw(), inp.raw(), inp.numel(), inp.dtype(), p, seed, offset, base);
     return;
 #else
     cuda_not_implemented(op);
 #endif
   }
-  kernels::cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, seed, offset);
+  kernels::cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, seed,
+                                offset + (base ? *base : 0));
+}
+
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset,
+                      const Tensor& offset_base) {
+  const char* op = "dropout_backward";
+  check_dropout(dinp, dout, p, op, "dinp", "dout");
+  const uint64_t* base = dropout_offset_base(offset_base, dout, op);
+  if (dout.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::dropout_backward(dinp.raw(), dout.raw(), dout.numel(), dout.dtype(), p, seed, offset, base);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
+  kernels::cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, seed,
+                                 offset + (base ? *base : 0));
 }
 
 }  // namespace ww::ops

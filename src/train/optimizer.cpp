@@ -143,16 +143,28 @@ ops::SgdStepArgs Optimizer::sgd_args(double lr, float grad_scale, int64_t step) 
   return a;
 }
 
+void Optimizer::enqueue() {
+  const Tensor& params = store_.flat_values();
+  const Tensor& grads = store_.flat_grads();
+  WW_CHECK(params.device().is_cuda() && device_step_.control.defined(), "optimizer enqueue() needs a prepared GPU step");
+  if (uses_adam(options_.kind))
+    ops::adamw_step_on_device(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, device_step_, options_.beta1);
+  else
+    ops::sgd_step_on_device(params, grads, momentum_buffer_, decay_ranges_, device_step_);
+}
+
+void Optimizer::mark_launched() {
+  WW_CHECK(phase_ == Phase::Prepared, "optimizer mark_launched() without prepare()");
+  phase_ = Phase::Launched;
+}
+
 void Optimizer::launch() {
   WW_CHECK(phase_ == Phase::Prepared, "optimizer launch() without prepare()");
   phase_ = Phase::Launched;
   const Tensor& params = store_.flat_values();
   const Tensor& grads = store_.flat_grads();
   if (params.device().is_cuda()) {
-    if (uses_adam(options_.kind))
-      ops::adamw_step_on_device(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, device_step_, options_.beta1);
-    else
-      ops::sgd_step_on_device(params, grads, momentum_buffer_, decay_ranges_, device_step_);
+    enqueue();
     return;
   }
   StepReport report;

@@ -23,6 +23,7 @@ Trainer::Trainer(models::SequenceClassifier& model, const TrainerOptions& option
 
 std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch) {
   if (!batch.labels.defined()) fail("training batch has no labels");
+  if (options_.grad_accum == 1 && model_.can_graph_training(batch)) return train_step_graphed(batch);
   model_.forward(batch, /*training=*/true);
   float loss = model_.loss();
   // With loss scaling an overflowing forward is one skipped step, not an error.
@@ -41,6 +42,10 @@ std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch)
   r.lr = schedule_.lr(step);
   r.loss_scale = loss_scale_;
   StepReport report = optimizer_.step(r.lr, 1.0f / (float(options_.grad_accum) * loss_scale_));
+  return finish_step(r, report);
+}
+
+StepResult Trainer::finish_step(StepResult r, const StepReport& report) {
   if (!report.applied) ++skipped_;
   r.step = steps();
   r.loss = step_loss_ / double(step_examples_);
@@ -67,6 +72,29 @@ std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch)
   step_loss_ = 0;
   step_examples_ = 0;
   return r;
+}
+
+// The whole step (forward, backward, optimizer) as one CUDA-graph replay: the scalars the host knows
+// go up first (prepare), the recorded kernels decide clipping and skipping on the GPU, and the
+// outcome comes back once (finish).
+std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch) {
+  const int64_t step = steps();
+  StepResult r;
+  r.lr = schedule_.lr(step);
+  r.loss_scale = loss_scale_;
+  optimizer_.prepare(r.lr, 1.0f / loss_scale_);
+  model_.train_step_graphed(batch, loss_scale_, [&] { optimizer_.enqueue(); });
+  optimizer_.mark_launched();
+  const StepReport report = optimizer_.finish();
+  const float loss = model_.loss();
+  if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
+    fail("training loss is not finite (", loss, ") at step ", step + 1,
+         "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
+  const int64_t B = batch.input_ids.size(0);
+  step_loss_ = double(loss) * double(B);
+  step_examples_ = B;
+  micro_ = options_.grad_accum;
+  return finish_step(r, report);
 }
 
 EvalAccumulator::EvalAccumulator(int64_t num_labels, bool regression)

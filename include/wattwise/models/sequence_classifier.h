@@ -5,6 +5,7 @@
 // so one class implements both and the model code is shared by every device: it only calls ops::.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <tuple>
 #include <optional>
@@ -85,6 +86,13 @@ class SequenceClassifier {
   // Gradients of the last forward's mean loss times `loss_scale` (fp16 loss scaling), accumulated
   // into parameters().flat_grads() (f32).
   void backward(float loss_scale = 1.0f);
+  // One training micro-step for a GPU model as a CUDA graph: forward (training), loss, backward and
+  // `tail` (the trainer passes its optimizer's kernels), recorded at the first batch of each shape
+  // (batch, length, token types, valid labels, loss scale) and replayed after that, so a step costs
+  // one launch. The batch must be on the CPU with labels (it is uploaded into fixed buffers); the
+  // loss is read back afterwards (loss()). Gradients accumulate as in backward().
+  void train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail);
+  bool can_graph_training(const Batch& batch) const;
   // Precision, attention kernel and checkpointing; checked against the device (16-bit and fused
   // attention need a GPU). Takes effect at the next forward.
   void set_execution(const ExecutionOptions& options);
@@ -153,6 +161,9 @@ class SequenceClassifier {
   void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
                      const Tensor& key_mask);
   void compute_logits(const Batch& batch, bool training);
+  void loss_kernels(const Batch& batch);
+  void read_loss();  // loss_ from the per-example losses (waits for the stream)
+  void backward_kernels(float loss_scale);
   void compute_logits_graphed(const Batch& fixed);
   // A GPU model's view of a batch: host tensors uploaded (asynchronously) into the fixed input
   // buffers; device tensors used in place unless a CUDA graph needs them in the fixed buffers.
@@ -182,7 +193,11 @@ class SequenceClassifier {
   Activations act_;
   using GraphKey = std::tuple<int64_t, int64_t, bool>;  // batch, seq_len, token types
   std::map<GraphKey, ops::CapturedWork> graphs_;
+  // batch, seq_len, token types, valid labels, loss scale bits
+  using TrainGraphKey = std::tuple<int64_t, int64_t, bool, int64_t, uint32_t>;
+  std::map<TrainGraphKey, ops::CapturedWork> train_graphs_;
   HostToDevice uploader_;
+  Tensor dropout_base_;  // i64 [1] on the device: dropout_step_ << 16 (see dropout_offset)
   Batch last_batch_;
   bool can_backward_ = false;
   float loss_ = 0.0f;

@@ -13,19 +13,20 @@ namespace ww::ops {
 //   causal   also masks keys after the query (GPT-2).
 //   probs    [B,H,T,T]: softmax(QKᵀ/√D + mask) before dropout, saved for backward.
 //   out      [B,T,C]: heads concatenated.
-// Attention-probability dropout uses (seed, offset) with element index b,h,i,j flattened.
+// Attention-probability dropout uses (seed, offset) with element index b,h,i,j flattened; the
+// optional offset_base is added to offset as in dropout_forward (include/wattwise/ops/dropout.h).
 // Dtypes: qkv, out, probs (and dout, dqkv, scratch) share one activation dtype: f32, or on a cuda
 // device also f16 or bf16 (GEMMs with fp32 accumulation, softmax math in fp32; TF32 for f32 GEMMs
 // when ops::allow_tf32()).
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv,
                        const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
-                       uint64_t seed, uint64_t offset);
+                       uint64_t seed, uint64_t offset, const Tensor& offset_base = Tensor());
 
 // dqkv [B,T,3C] overwritten. scratch [B,H,T,T] (activation dtype) is workspace (contents destroyed).
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout,
                         const Tensor& qkv, const Tensor& probs, const Tensor& key_mask,
                         int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
-                        uint64_t offset);
+                        uint64_t offset, const Tensor& offset_base = Tensor());
 
 // Fused attention (FlashAttention-2 style): the same result as attention_forward without the
 // [B,H,T,T] probabilities. CUDA only: on the CPU it throws (the reference path above runs there).
@@ -37,7 +38,7 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
 // qkv and out must be 16-byte aligned (any tensor from Tensor::empty is).
 void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor& qkv,
                              const Tensor& key_mask, int64_t num_heads, bool causal, float dropout_p,
-                             uint64_t seed, uint64_t offset);
+                             uint64_t seed, uint64_t offset, const Tensor& offset_base = Tensor());
 
 // dqkv [B,T,3C] overwritten. dout, qkv, out: as in and from the forward (one element type with
 // dqkv); lse from attention_forward_fused. workspace f32 [B,H,T] receives delta_i = Σ_d dO·O
@@ -45,6 +46,7 @@ void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor&
 void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const Tensor& dout,
                               const Tensor& qkv, const Tensor& out, const Tensor& lse,
                               const Tensor& key_mask, int64_t num_heads, bool causal,
-                              float dropout_p, uint64_t seed, uint64_t offset);
+                              float dropout_p, uint64_t seed, uint64_t offset,
+                              const Tensor& offset_base = Tensor());
 
 }  // namespace ww::ops

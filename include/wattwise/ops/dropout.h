@@ -9,7 +9,16 @@ namespace ww::ops {
 // philox_uniform(seed, offset, i) >= p, and kept values are scaled by 1/(1-p). The mask is never
 // stored: backward regenerates it from (seed, offset). p == 0 copies. out may alias inp.
 // f32, or on a cuda device also f16/bf16 (one dtype per call): the mask is the same for every dtype.
-void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset);
-void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset);
+// offset_base (optional): an i64 [1] tensor on the data's device whose value is added to `offset`
+// when the kernel runs, so a recorded CUDA graph draws each replay's masks from the value the host
+// wrote before it (the model keeps its step counter there).
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset,
+                     const Tensor& offset_base = Tensor());
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset,
+                      const Tensor& offset_base = Tensor());
+
+// The offset_base argument's pointer (null when undefined), after checking it; for the other ops
+// that draw dropout masks (attention).
+const uint64_t* dropout_offset_base(const Tensor& offset_base, const Tensor& like, const char* op);
 
 }  // namespace ww::ops

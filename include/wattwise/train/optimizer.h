@@ -68,6 +68,11 @@ class Optimizer {
   void prepare(double lr, float grad_scale = 1.0f);
   void launch();
   StepReport finish();
+  // For a step recorded in a CUDA graph (GPU only): enqueue() issues launch()'s kernels without
+  // touching the host state, so a recording can hold them; mark_launched() then stands for
+  // launch() once the recording (or the run that made it) has been issued.
+  void enqueue();
+  void mark_launched();
 
   int64_t steps_taken() const { return step_; }
   const OptimizerOptions& options() const { return options_; }

@@ -57,6 +57,10 @@ class Trainer {
   const LrSchedule& schedule() const { return schedule_; }
 
  private:
+  std::optional<StepResult> train_step_graphed(const models::Batch& batch);
+  // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
+  StepResult finish_step(StepResult r, const StepReport& report);
+
   models::SequenceClassifier& model_;
   TrainerOptions options_;
   Optimizer optimizer_;

@@ -31,6 +31,9 @@ struct AttentionConfig {
   float dropout_p = 0.0f;  // in [0, 1)
   uint64_t seed = 0;
   uint64_t offset = 0;
+  // CUDA only: a device u64 added to `offset` when the kernel runs (graph replays of a training
+  // step see each step's dropout offset). The CPU ops fold it into `offset` instead.
+  const uint64_t* offset_base = nullptr;
 };
 
 void attention_forward(float* out, float* probs, const float* qkv, const int32_t* key_mask,

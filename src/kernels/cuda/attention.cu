@@ -89,11 +89,13 @@ struct DropoutParams {
   float p;           // 0 = no dropout
   float keep_scale;  // 1 / (1 − p), rounded to float as on the CPU
   uint64_t seed, offset;
+  const uint64_t* offset_base;  // null, or a device u64 added to offset (CUDA graphs)
 };
 
 // The CPU's rule: element `index` survives iff philox_uniform(seed, offset, index) >= p.
 __device__ float dropout_value(float x, uint64_t index, const DropoutParams& d) {
-  return philox_uniform(d.seed, d.offset, index) >= d.p ? x * d.keep_scale : 0.0f;
+  const uint64_t offset = d.offset + (d.offset_base ? *d.offset_base : 0);
+  return philox_uniform(d.seed, offset, index) >= d.p ? x * d.keep_scale : 0.0f;
 }
 
 // One block per row r = (b·H + h)·T + i of the scores: masked softmax in place (probs), and the
@@ -179,6 +181,7 @@ DropoutParams dropout_params(const AttentionConfig& config) {
   d.keep_scale = 1.0f / (1.0f - config.dropout_p);
   d.seed = config.seed;
   d.offset = config.offset;
+  d.offset_base = config.offset_base;
   return d;
 }
 

@@ -497,7 +497,8 @@ namespace {
 // layout), so u equals philox_uniform(seed, offset, i) bit for bit, as on the CPU.
 template <typename T>
 __global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float scale, uint64_t seed,
-                               uint64_t offset) {
+                               uint64_t offset_value, const uint64_t* offset_base) {
+  const uint64_t offset = offset_value + (offset_base ? *offset_base : 0);
   const int64_t num_blocks = (n + 3) / 4;
   WW_GRID_STRIDE(block, num_blocks) {
     const uint64_t q = uint64_t(block);
@@ -512,7 +513,7 @@ __global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float s
 }
 
 void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed,
-                        uint64_t offset) {
+                        uint64_t offset, const uint64_t* offset_base) {
   WW_CHECK(p >= 0.0f && p < 1.0f, "dropout probability ", p, " outside [0, 1)");
   if (n == 0) return;
   if (p == 0.0f) {
@@ -525,19 +526,20 @@ void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, floa
   dispatch_activation(dtype, "dropout", [&](auto tag) {
     using E = decltype(tag);
     dropout_kernel<E><<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(
-        static_cast<E*>(out), static_cast<const E*>(inp), n, p, scale, seed, offset);
+        static_cast<E*>(out), static_cast<const E*>(inp), n, p, scale, seed, offset, offset_base);
   });
   check_launch("dropout_kernel");
 }
 
 }  // namespace
 
-void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed, uint64_t offset) {
-  apply_dropout_mask(out, inp, n, dtype, p, seed, offset);
+void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed, uint64_t offset,
+                     const uint64_t* offset_base) {
+  apply_dropout_mask(out, inp, n, dtype, p, seed, offset, offset_base);
 }
 void dropout_backward(void* dinp, const void* dout, int64_t n, DType dtype, float p, uint64_t seed,
-                      uint64_t offset) {
-  apply_dropout_mask(dinp, dout, n, dtype, p, seed, offset);
+                      uint64_t offset, const uint64_t* offset_base) {
+  apply_dropout_mask(dinp, dout, n, dtype, p, seed, offset, offset_base);
 }
 
 // ---------------------------------------------------------------------------------------------

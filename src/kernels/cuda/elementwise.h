@@ -69,9 +69,11 @@ void tanh_forward(void* out, const void* inp, int64_t n, DType dtype);
 void tanh_backward(void* dinp, const void* out, const void* dout, int64_t n, DType dtype);
 
 // The same Philox mask as the CPU kernel (bit for bit) for every dtype. Requires 0 <= p < 1.
-void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed, uint64_t offset);
+// offset_base: null, or a device u64 added to offset when the kernel runs (CUDA graphs).
+void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed, uint64_t offset,
+                     const uint64_t* offset_base = nullptr);
 void dropout_backward(void* dinp, const void* dout, int64_t n, DType dtype, float p, uint64_t seed,
-                      uint64_t offset);
+                      uint64_t offset, const uint64_t* offset_base = nullptr);
 
 void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype);
 void add_inplace(void* acc, const void* x, int64_t n, DType dtype);

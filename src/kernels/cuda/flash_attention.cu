@@ -160,6 +160,7 @@ struct Params {
   bool use_dropout;
   float dropout_p, keep_scale;  // keep_scale = 1/(1−p), 1 without dropout
   uint64_t seed, offset;
+  const uint64_t* offset_base;  // null, or a device u64 added to offset (CUDA graphs)
   const int32_t* key_mask;  // [B,T] or null
 };
 
@@ -190,7 +191,8 @@ __device__ inline unsigned keep_bits4(const Params& p, uint64_t index0) {
   if (!p.use_dropout) return 0xFu;
   const uint64_t block = index0 >> 2;
   const int shift = int(index0 & 3);
-  const uint32_t o0 = uint32_t(p.offset), o1 = uint32_t(p.offset >> 32);
+  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
+  const uint32_t o0 = uint32_t(offset), o1 = uint32_t(offset >> 32);
   const uint32_t s0 = uint32_t(p.seed), s1 = uint32_t(p.seed >> 32);
   const Philox4 first = philox4x32_10(uint32_t(block), uint32_t(block >> 32), o0, o1, s0, s1);
   Philox4 second = first;
@@ -638,6 +640,7 @@ Params make_params(const int32_t* key_mask, const cpu::AttentionConfig& config) 
   p.keep_scale = 1.0f / (1.0f - config.dropout_p);
   p.seed = config.seed;
   p.offset = config.offset;
+  p.offset_base = config.offset_base;
   p.key_mask = key_mask;
   return p;
 }
