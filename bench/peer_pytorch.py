@@ -200,8 +200,9 @@ def main(argv=None):
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if cuda:
+        # "cuda" has no index: torch.cuda.set_device wants one.
+        device = torch.device("cuda", 0 if device.index is None else device.index)
         torch.cuda.set_device(device)
-        device = torch.device("cuda", torch.cuda.current_device())
     training = args.task == "train"
     # fp32 means IEEE fp32 matmuls (PyTorch's default); tf32 allows TensorFloat-32.
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
