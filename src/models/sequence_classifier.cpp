@@ -457,11 +457,14 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
     a.d_ffn = act({N, I});
     a.d_qkv = act({B, T, 3 * C});
     a.d_scratch = fused ? f32({B, H, T}) : act({B, H, T, T});
+    // LayerNorm backward's partial sums, so a training step allocates nothing.
+    a.ln_workspace = arena.alloc({ops::layernorm_backward_workspace_bytes(N, C)}, DType::U8);
     a.d_cls = act({B, C});
     a.d_head = act({B, C});
     a.d_logits = act({B, L});
   } else {
     a.d_a = a.d_b = a.d_c = a.d_ffn = a.d_qkv = a.d_scratch = a.d_cls = a.d_head = a.d_logits = Tensor();
+    a.ln_workspace = Tensor();
   }
 }
 
@@ -707,7 +710,7 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
 
   // d_a holds the gradient of the layer's output on entry, of its input on exit.
   ops::layernorm_backward(a.d_b, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_a, s.res2, P.value(n.ln2_w), s.ln2_mean,
-                          s.ln2_rstd);
+                          s.ln2_rstd, /*accumulate=*/false, a.ln_workspace);
   ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   // The activation's output is not kept: recompute it (one elementwise pass) for the weight gradient.
   const bool gelu = config_.activation == Activation::Gelu;
@@ -719,7 +722,7 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
   ops::linear_backward(a.d_c, P.grad(n.ffn_in_w), P.grad(n.ffn_in_b), a.d_ffn, s.h1, gemm_weight(n.ffn_in_w));
   ops::add_inplace(a.d_b, a.d_c);  // residual: d h1 = d res2 + d(ffn input)
   ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, s.res1, P.value(n.ln1_w), s.ln1_mean,
-                          s.ln1_rstd);
+                          s.ln1_rstd, /*accumulate=*/false, a.ln_workspace);
   ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   ops::linear_backward(a.d_c, P.grad(n.attn_out_w), P.grad(n.attn_out_b), a.d_b, s.context.reshape({N, C}),
                        gemm_weight(n.attn_out_w));
@@ -780,7 +783,7 @@ void SequenceClassifier::backward_kernels(float loss_scale) {
   // Embeddings.
   ops::dropout_backward(a.d_b, a.d_a, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);
   ops::layernorm_backward(a.d_c, P.grad(emb_ln_w_), P.grad(emb_ln_b_), a.d_b, a.emb_sum.reshape({N, C}),
-                          P.value(emb_ln_w_), a.emb_mean, a.emb_rstd);
+                          P.value(emb_ln_w_), a.emb_mean, a.emb_rstd, /*accumulate=*/false, a.ln_workspace);
   ops::embeddings_backward(P.grad(word_emb_), P.grad(pos_emb_), type_emb_.empty() ? Tensor() : P.grad(type_emb_),
                            a.d_c.reshape({B, T, C}), batch.input_ids, batch.token_type_ids);
 }

@@ -106,7 +106,7 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
 
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd, bool accumulate) {
+                        const Tensor& mean, const Tensor& rstd, bool accumulate, const Tensor& workspace) {
   const char* op = "layernorm_backward";
   const int64_t N = layernorm_rows(inp, weight, op), C = weight.numel();
   require_activation_like(dout, inp, op, "dout", "inp");
@@ -133,9 +133,17 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
   float* dbias_data = dbias.defined() ? dbias.data<float>() : nullptr;
   if (dout.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
+    void* scratch = nullptr;
+    if (workspace.defined()) {
+      require_same_device(workspace, inp, op);
+      if (int64_t(workspace.nbytes()) < layernorm_backward_workspace_bytes(N, C))
+        fail(op, ": workspace ", workspace.describe(), " is smaller than the ", layernorm_backward_workspace_bytes(N, C),
+             " bytes ", N, " rows of ", C, " need");
+      scratch = workspace.raw();
+    }
     kernels::cuda::layernorm_backward(dinp.defined() ? dinp.raw() : nullptr, dweight_data, dbias_data, dout.raw(),
                                       inp.raw(), inp.dtype(), weight.data<float>(), mean.data<float>(),
-                                      rstd.data<float>(), N, C, accumulate);
+                                      rstd.data<float>(), N, C, accumulate, static_cast<double*>(scratch));
     return;
 #else
     cuda_not_implemented(op);
@@ -144,6 +152,12 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
   kernels::cpu::layernorm_backward(dinp.defined() ? dinp.data<float>() : nullptr, dweight_data, dbias_data,
                                    dout.data<float>(), inp.data<float>(), weight.data<float>(), mean.data<float>(),
                                    rstd.data<float>(), N, C, accumulate);
+}
+
+int64_t layernorm_backward_workspace_bytes(int64_t N, int64_t C) {
+  // Mirrors the CUDA kernel: [2, chunks of 32 rows, C] doubles.
+  const int64_t chunks = (N + 31) / 32;
+  return 2 * chunks * C * int64_t(sizeof(double));
 }
 
 }  // namespace ww::ops

@@ -149,7 +149,7 @@ class SequenceClassifier {
     Tensor proj, ffn_act;             // per-layer scratch (not kept: recomputed where needed)
     Tensor cls, head_pre, head_act, head_drop, logits, losses;
     // Backward scratch.
-    Tensor d_a, d_b, d_c, d_ffn, d_qkv, d_scratch, d_cls, d_head, d_logits;
+    Tensor d_a, d_b, d_c, d_ffn, d_qkv, d_scratch, d_cls, d_head, d_logits, ln_workspace;
   };
 
   void register_parameters();

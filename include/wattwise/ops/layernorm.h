@@ -24,6 +24,13 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
 // residual branch's gradient into the LayerNorm backward); dweight, dbias accumulated.
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd, bool accumulate = false);
+                        const Tensor& mean, const Tensor& rstd, bool accumulate = false,
+                        const Tensor& workspace = Tensor());
+
+// Bytes of `workspace` layernorm_backward uses on a cuda device for N rows of C (the per-chunk
+// partial sums of dweight/dbias). Given a workspace at least this large, the call allocates
+// nothing (a model passes one from its activation arena, so a training step never allocates);
+// without one it takes a stream-ordered temporary buffer. The CPU ignores it.
+int64_t layernorm_backward_workspace_bytes(int64_t N, int64_t C);
 
 }  // namespace ww::ops

@@ -314,9 +314,10 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
 
 void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate) {
+                        bool accumulate, double* workspace) {
   if (N == 0 || C == 0) return;
   require_grid_rows(N, "layernorm_backward");
+  static_assert(kLayerNormRowsPerChunk == 32, "ops::layernorm_backward_workspace_bytes assumes 32 rows per chunk");
   dispatch_activation(dtype, "layernorm_backward", [&](auto tag) {
     using E = decltype(tag);
     const E* d = static_cast<const E*>(dout);
@@ -329,10 +330,11 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     if (!dweight && !dbias) return;
     const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
     if (num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
-    double* partials = nullptr;  // [2, num_chunks, C]: weight partials, then bias partials
+    double* partials = workspace;  // [2, num_chunks, C]: weight partials, then bias partials
     const size_t bytes = size_t(2 * num_chunks * C) * sizeof(double);
-    check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()),
-          "cudaMallocAsync (layernorm partials)");
+    if (!workspace)
+      check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()),
+            "cudaMallocAsync (layernorm partials)");
     const dim3 grid(blocks_for(C, kThreads), unsigned(num_chunks));
     layernorm_param_partials_kernel<E><<<grid, kThreads, 0, stream()>>>(partials, partials + num_chunks * C, d, x,
                                                                         mean, rstd, N, C);
@@ -340,7 +342,7 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     layernorm_param_reduce_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
         dweight, dbias, partials, partials + num_chunks * C, num_chunks, C);
     check_launch("layernorm_param_reduce_kernel");
-    check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
+    if (!workspace) check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
   });
 }
 
