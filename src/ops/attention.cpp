@@ -15,12 +15,11 @@
 namespace ww::ops {
 namespace {
 
-// Reads B, T, H, D from qkv [B, T, 3C] and checks the arguments both directions share.
-kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv,
-                                               const Tensor& key_mask, int64_t num_heads,
-                                               bool causal, float dropout_p, uint64_t seed,
-                                               uint64_t offset) {
-  require_activation(qkv, op, "qkv");
+// Reads B, T, H, D from qkv [B, T, 3C] and checks what every attention op shares (not qkv's
+// dtype or device: each path has its own rule for those).
+kernels::cpu::AttentionConfig qkv_config(const char* op, const Tensor& qkv, const Tensor& key_mask,
+                                         int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
+                                         uint64_t offset) {
   if (qkv.dim() != 3 || qkv.size(2) == 0 || qkv.size(2) % 3 != 0)
     fail(op, ": qkv must be [B, T, 3C] with C > 0, got ", qkv.describe());
   const int64_t channels = qkv.size(2) / 3;
@@ -47,6 +46,15 @@ kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv
   config.seed = seed;
   config.offset = offset;
   return config;
+}
+
+// The reference path: qkv an activation (f32 on the CPU; f32/f16/bf16 on a GPU).
+kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv,
+                                               const Tensor& key_mask, int64_t num_heads,
+                                               bool causal, float dropout_p, uint64_t seed,
+                                               uint64_t offset) {
+  require_activation(qkv, op, "qkv");
+  return qkv_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
 }
 
 // The dropout offset base: a device pointer for the CUDA kernels; folded into the offset on the CPU.
@@ -114,36 +122,11 @@ kernels::cpu::AttentionConfig fused_attention_config(const char* op, const Tenso
   if (!qkv.defined()) fail(op, ": argument 'qkv' is undefined (expected [B, T, 3C] f32, f16 or bf16)");
   if (!is_fused_element_type(qkv.dtype()))
     fail(op, ": qkv must be f32, f16 or bf16, got ", qkv.describe());
-  if (qkv.dim() != 3 || qkv.size(2) == 0 || qkv.size(2) % 3 != 0)
-    fail(op, ": qkv must be [B, T, 3C] with C > 0, got ", qkv.describe());
-  const int64_t channels = qkv.size(2) / 3;
-  if (num_heads <= 0 || channels % num_heads != 0)
-    fail(op, ": num_heads ", num_heads, " must be positive and divide C = ", channels,
-         " (qkv ", qkv.describe(), ")");
-  const int64_t head_dim = channels / num_heads;
-  if (!fused_head_dim_supported(head_dim))
-    fail(op, ": head dim ", head_dim, " (C = ", channels, ", num_heads = ", num_heads,
+  kernels::cpu::AttentionConfig config = qkv_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  if (!fused_head_dim_supported(config.head_dim))
+    fail(op, ": head dim ", config.head_dim, " (C = ", qkv.size(2) / 3, ", num_heads = ", num_heads,
          ") is not supported by fused attention: it needs a multiple of 8 up to 128; use the "
          "reference path (attention_forward) instead");
-  if (!(dropout_p >= 0.0f && dropout_p < 1.0f))
-    fail(op, ": dropout_p must be in [0, 1), got ", dropout_p);
-  const int64_t batch = qkv.size(0), seq_len = qkv.size(1);
-  if (key_mask.defined()) {
-    if (key_mask.dtype() != DType::I32)
-      fail(op, ": key_mask must be i32 [B, T] (1 = real token, 0 = padding), got ",
-           key_mask.describe());
-    require_numel(key_mask, batch * seq_len, op, "key_mask");
-    require_same_device(key_mask, qkv, op);
-  }
-  kernels::cpu::AttentionConfig config;
-  config.batch = batch;
-  config.seq_len = seq_len;
-  config.num_heads = num_heads;
-  config.head_dim = head_dim;
-  config.causal = causal;
-  config.dropout_p = dropout_p;
-  config.seed = seed;
-  config.offset = offset;
   return config;
 }
 

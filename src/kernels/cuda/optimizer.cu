@@ -35,9 +35,11 @@ __device__ void adam_element(float& p, float g, float& m, float& v, bool decay, 
   }
 }
 
+// The grid-stride loops over the flat buffers, shared by the host-scalar kernels and the
+// device-decided ones (which read the scalars from a StepControl).
 template <bool kSmallLerpWeight>
-__global__ void adam_kernel(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
-                            const int64_t* ranges, int64_t num_ranges, AdamScalars s) {
+__device__ void adam_loop(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                          const int64_t* ranges, int64_t num_ranges, const AdamScalars& s) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float p = params[i], m = exp_avg[i], v = exp_avg_sq[i];
     adam_element<kSmallLerpWeight>(p, grads[i], m, v, in_decay_ranges(i, ranges, num_ranges), s);
@@ -47,8 +49,8 @@ __global__ void adam_kernel(float* params, const float* grads, float* exp_avg, f
   }
 }
 
-__global__ void sgd_kernel(float* params, const float* grads, float* momentum_buffer, int64_t n,
-                           const int64_t* ranges, int64_t num_ranges, SgdScalars s) {
+__device__ void sgd_loop(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                         const int64_t* ranges, int64_t num_ranges, const SgdScalars& s) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float p = params[i];
     float* buf = s.use_momentum ? momentum_buffer + i : nullptr;
@@ -58,6 +60,17 @@ __global__ void sgd_kernel(float* params, const float* grads, float* momentum_bu
       sgd_update<DecayMode::None>(p, grads[i], buf, s);
     params[i] = p;
   }
+}
+
+template <bool kSmallLerpWeight>
+__global__ void adam_kernel(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                            const int64_t* ranges, int64_t num_ranges, AdamScalars s) {
+  adam_loop<kSmallLerpWeight>(params, grads, exp_avg, exp_avg_sq, n, ranges, num_ranges, s);
+}
+
+__global__ void sgd_kernel(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                           const int64_t* ranges, int64_t num_ranges, SgdScalars s) {
+  sgd_loop(params, grads, momentum_buffer, n, ranges, num_ranges, s);
 }
 
 __device__ double block_sum_double(double value, double* shared) {
@@ -112,29 +125,15 @@ __global__ void adam_controlled_kernel(float* params, const float* grads, float*
                                        int64_t n, const int64_t* ranges, int64_t num_ranges,
                                        const StepControl* control) {
   if (!control->applied) return;
-  const AdamScalars s = control->adam;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float p = params[i], m = exp_avg[i], v = exp_avg_sq[i];
-    adam_element<kSmallLerpWeight>(p, grads[i], m, v, in_decay_ranges(i, ranges, num_ranges), s);
-    params[i] = p;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-  }
+  const AdamScalars s = control->adam;  // a register copy: the loop's stores cannot alias it
+  adam_loop<kSmallLerpWeight>(params, grads, exp_avg, exp_avg_sq, n, ranges, num_ranges, s);
 }
 
 __global__ void sgd_controlled_kernel(float* params, const float* grads, float* momentum_buffer, int64_t n,
                                       const int64_t* ranges, int64_t num_ranges, const StepControl* control) {
   if (!control->applied) return;
   const SgdScalars s = control->sgd;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float p = params[i];
-    float* buf = s.use_momentum ? momentum_buffer + i : nullptr;
-    if (sgd_decay_mode(in_decay_ranges(i, ranges, num_ranges), s) == DecayMode::L2)
-      sgd_update<DecayMode::L2>(p, grads[i], buf, s);
-    else
-      sgd_update<DecayMode::None>(p, grads[i], buf, s);
-    params[i] = p;
-  }
+  sgd_loop(params, grads, momentum_buffer, n, ranges, num_ranges, s);
 }
 
 void norm_into_control(StepControl* control, double* partials, const float* grads, int64_t n) {
