@@ -17,6 +17,11 @@ using namespace ww;
 using namespace ww::models;
 namespace fs = std::filesystem;
 
+namespace ww::models {
+// Readable test names in ctest (instead of the enum's bytes).
+void PrintTo(Pooling pooling, std::ostream* os) { *os << pooling_name(pooling); }
+}  // namespace ww::models
+
 namespace {
 
 fs::path temp_dir(const std::string& name) {
