@@ -64,3 +64,24 @@ print(f"all-MiniLM-L6-v2, mean pooling, 20 SST-2 dev sentences: id mismatches {i
       f"max |logit diff| {worst:.2e} (logit std {spread:.3f}, tolerance 1e-4)")
 sys.exit(0 if ids_bad == 0 and worst <= 1e-4 and spread > 1e-3 else 1)
 EOF
+
+# `wattwise train` from the bare checkpoint with model.pooling mean: a seeded new head, a few steps
+# on SST-2, and a saved model that records the pooling and carries no pooler tensors.
+head -n 65 "$data/glue/SST-2/train.tsv" > "$work/sst2.tsv"
+"$bin" train --model.path "$checkpoint" --model.pooling mean --data.path "$work/sst2.tsv" --data.label_column label \
+  --data.text_column sentence --data.max_length 32 --train.batch_size 16 --train.max_steps 2 --train.epochs 0 \
+  --run.device cpu --run.progress none --run.output_dir "$work/runs_train" 2>"$work/train_err" \
+  || { cat "$work/train_err"; echo "FAIL: wattwise train from the checkpoint with mean pooling"; exit 1; }
+grep -q "pooling mean" "$work/train_err" || { cat "$work/train_err"; echo "FAIL: no note of the new head's pooling"; exit 1; }
+saved=$(ls -d "$work"/runs_train/*/best_model | head -1)
+python3 - "$saved" <<'EOF2' || exit 1
+import json, struct, sys
+folder = sys.argv[1]
+config = json.load(open(f"{folder}/config.json"))
+f = open(f"{folder}/model.safetensors", "rb")
+names = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+pooler = [n for n in names if "pooler" in n]
+ok = config.get("wattwise_pooling") == "mean" and not pooler and "classifier.weight" in names
+print(f"trained with mean pooling: wattwise_pooling={config.get('wattwise_pooling')}, pooler tensors {pooler} -> {'OK' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
+EOF2
