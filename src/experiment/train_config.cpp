@@ -27,6 +27,11 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"model.preset", "string", "tiny", "Size of a new model", {"tiny", "mini", "small", "base"}},
       {"model.tokenizer", "path", "", "Tokenizer folder (default: the model folder)", {}},
       {"model.max_positions", "int", "512", "max_position_embeddings of a new model", {}},
+      {"model.pooling", "string", "auto",
+       "Classifier pooling: auto (the model's: config.json's wattwise_pooling, else cls-pooler), cls-pooler ([CLS] "
+       "through BERT's tanh pooler / DistilBERT's pre_classifier), cls ([CLS] straight into the classifier) or mean "
+       "(mean over real tokens)",
+       {"auto", "cls-pooler", "cls", "mean"}},
       {"model.attention", "string", "auto", "Attention kernel: auto (fused on a GPU, reference on the CPU), fused or reference",
        {"auto", "fused", "reference"}},
 

@@ -139,6 +139,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     models::LoadOptions load;
     load.allow_new_head = true;
     load.head_seed = seed;
+    if (cfg.get_string("model.pooling") != "auto") load.pooling = models::parse_pooling(cfg.get_string("model.pooling"));
     model = std::make_unique<models::SequenceClassifier>(models::SequenceClassifier::from_pretrained(model_path, device, load));
     if (model->config().regression != dataset.regression ||
         (!dataset.regression && model->config().num_labels != dataset.num_labels()))
@@ -153,6 +154,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     config.regression = dataset.regression;
     config.max_position_embeddings = cfg.get_int("model.max_positions");
     config.pad_token_id = tokenizer->pad_id();
+    if (cfg.get_string("model.pooling") != "auto") config.pooling = models::parse_pooling(cfg.get_string("model.pooling"));
     config.validate("a new model");
     model = std::make_unique<models::SequenceClassifier>(config, device);
     model->init_weights(seed);

@@ -162,8 +162,17 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   c.initializer_range = get_or<float>(j, "initializer_range", 0.02f, origin);
   c.pad_token_id = get_or<int32_t>(j, "pad_token_id", 0, origin);
   parse_labels(j, c, origin);
+  if (j.contains("wattwise_pooling")) {
+    const json& pooling = j["wattwise_pooling"];
+    if (!pooling.is_string()) fail(origin, ": 'wattwise_pooling' must be a string (cls-pooler, cls or mean)");
+    try {
+      c.pooling = parse_pooling(pooling.get<std::string>());
+    } catch (const Error& e) {
+      fail(origin, ": ", e.what());
+    }
+  }
   for (auto& [key, value] : j.items())
-    if (!known->count(key)) c.extra[key] = value;
+    if (!known->count(key) && key != "wattwise_pooling") c.extra[key] = value;
   c.validate(origin);
   return c;
 }
@@ -181,8 +190,26 @@ ModelConfig load_model_config(const std::filesystem::path& path) {
   return parse_model_config(j, file.string());
 }
 
+const char* pooling_name(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::ClsPooler: return "cls-pooler";
+    case Pooling::Cls: return "cls";
+    case Pooling::Mean: return "mean";
+  }
+  return "cls-pooler";
+}
+
+Pooling parse_pooling(const std::string& text) {
+  if (text == "cls-pooler") return Pooling::ClsPooler;
+  if (text == "cls") return Pooling::Cls;
+  if (text == "mean") return Pooling::Mean;
+  fail("pooling '", text, "': expected cls-pooler, cls or mean");
+}
+
 json model_config_to_json(const ModelConfig& c) {
   json j = c.extra;
+  // Written only when it is not what Hugging Face's class computes, so a default config stays plain.
+  if (c.pooling != Pooling::ClsPooler) j["wattwise_pooling"] = pooling_name(c.pooling);
   j["model_type"] = architecture_name(c.arch);
   j["vocab_size"] = c.vocab_size;
   j["max_position_embeddings"] = c.max_position_embeddings;

@@ -117,8 +117,11 @@ void SequenceClassifier::register_parameters() {
   } else {
     head_w_ = "pre_classifier.weight", head_b_ = "pre_classifier.bias";
   }
-  add(head_w_, {C, C});
-  add(head_b_, {C});
+  // Without the dense head its parameters do not exist (nothing unused is trained or saved).
+  if (has_dense_head()) {
+    add(head_w_, {C, C});
+    add(head_b_, {C});
+  }
   cls_w_ = "classifier.weight", cls_b_ = "classifier.bias";
   add(cls_w_, {config_.num_labels, C});
   add(cls_b_, {config_.num_labels});
@@ -149,6 +152,7 @@ void SequenceClassifier::init_weights(uint64_t seed) {
 SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::path& dir, Device device,
                                                        const LoadOptions& options) {
   ModelConfig config = load_model_config(dir);
+  if (options.pooling) config.pooling = *options.pooling;
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
   SequenceClassifier model(config, device);
   const std::string where = checkpoint.path().string();
@@ -197,8 +201,15 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
       p.value.copy_from(staging);
     }
   }
+  // A pooling without the dense head leaves the checkpoint's pooler / pre_classifier unused.
+  std::set<std::string> dense_head_names;
+  if (!model.has_dense_head())
+    for (const std::string& ours : {model.head_w_, model.head_b_}) {
+      dense_head_names.insert(ours);
+      if (ours.rfind(model.prefix(), 0) == 0) dense_head_names.insert(ours.substr(model.prefix().size()));
+    }
   for (const auto& name : unused) {
-    if (is_ignorable_checkpoint_tensor(name)) continue;
+    if (is_ignorable_checkpoint_tensor(name) || dense_head_names.count(name)) continue;
     fail(where, ": unexpected tensor '", name, "' (not part of a ", architecture_name(config.arch),
          " sequence classifier with this config.json)");
   }
@@ -214,8 +225,10 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
       model.init_parameter(p, rng, host.data<float>());
       p.value.copy_from(host);
     }
-    std::fprintf(stderr, "wattwise: note: %s has no classification head; initialised %zu new tensors (seed %llu)\n",
-                 where.c_str(), missing_head.size(), (unsigned long long)options.head_seed);
+    std::fprintf(stderr,
+                 "wattwise: note: %s has no classification head; initialised %zu new tensors (seed %llu, pooling %s)\n",
+                 where.c_str(), missing_head.size(), (unsigned long long)options.head_seed,
+                 pooling_name(config.pooling));
   }
   model.params_.mark_updated();
   return model;
@@ -232,6 +245,13 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
   for (const auto& p : params_.all())
     tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
+  if (!has_dense_head())
+    std::fprintf(stderr,
+                 "wattwise: note: %s: pooling %s is recorded as \"wattwise_pooling\" in config.json; transformers' "
+                 "%sForSequenceClassification would not compute the same function from this folder (see "
+                 "docs/PRETRAINED.md)\n",
+                 dir.string().c_str(), pooling_name(config_.pooling),
+                 config_.arch == Architecture::Bert ? "Bert" : "DistilBert");
   ModelConfig out = config_;
   out.extra["dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
   save_model_config(out, dir / "config.json");
@@ -560,11 +580,17 @@ void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
     layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
   const Tensor x = layer_output(config_.num_layers - 1);
 
-  ops::select_token_forward(a.cls, x, 0);
-  ops::linear_forward(a.head_pre, a.cls, gemm_weight(head_w_), gemm_weight(head_b_));
-  if (has_pooler()) ops::tanh_forward(a.head_act, a.head_pre);
-  else ops::relu_forward(a.head_act, a.head_pre);
-  ops::dropout_forward(a.head_drop, a.head_act, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)), dropout_base_);
+  // Head: pool ([CLS] or the masked mean), the dense head when the pooling has one, dropout, classifier.
+  if (config_.pooling == Pooling::Mean) ops::masked_mean_forward(a.cls, x, batch.attention_mask);
+  else ops::select_token_forward(a.cls, x, 0);
+  Tensor pooled = a.cls;
+  if (has_dense_head()) {
+    ops::linear_forward(a.head_pre, a.cls, gemm_weight(head_w_), gemm_weight(head_b_));
+    if (config_.arch == Architecture::Bert) ops::tanh_forward(a.head_act, a.head_pre);
+    else ops::relu_forward(a.head_act, a.head_pre);
+    pooled = a.head_act;
+  }
+  ops::dropout_forward(a.head_drop, pooled, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)), dropout_base_);
   ops::linear_forward(a.logits, a.head_drop, gemm_weight(cls_w_), gemm_weight(cls_b_));
 }
 
@@ -763,11 +789,18 @@ void SequenceClassifier::backward_kernels(float loss_scale) {
   else ops::cross_entropy_backward(a.d_logits, a.logits, batch.labels, label_smoothing_, scale);
   ops::linear_backward(a.d_head, P.grad(cls_w_), P.grad(cls_b_), a.d_logits, a.head_drop, gemm_weight(cls_w_));
   ops::dropout_backward(a.d_cls, a.d_head, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)), dropout_base_);
-  if (has_pooler()) ops::tanh_backward(a.d_head, a.head_act, a.d_cls);
-  else ops::relu_backward(a.d_head, a.head_pre, a.d_cls);
-  ops::linear_backward(a.d_cls, P.grad(head_w_), P.grad(head_b_), a.d_head, a.cls, gemm_weight(head_w_));
-  a.d_a.fill_zero();
-  ops::select_token_backward(a.d_a.reshape({B, T, C}), a.d_cls, 0);
+  if (has_dense_head()) {
+    if (config_.arch == Architecture::Bert) ops::tanh_backward(a.d_head, a.head_act, a.d_cls);
+    else ops::relu_backward(a.d_head, a.head_pre, a.d_cls);
+    ops::linear_backward(a.d_cls, P.grad(head_w_), P.grad(head_b_), a.d_head, a.cls, gemm_weight(head_w_));
+  }
+  // d_cls: gradient of the pooled vector.
+  if (config_.pooling == Pooling::Mean) {
+    ops::masked_mean_backward(a.d_a.reshape({B, T, C}), a.d_cls, batch.attention_mask);  // overwrites
+  } else {
+    a.d_a.fill_zero();
+    ops::select_token_backward(a.d_a.reshape({B, T, C}), a.d_cls, 0);
+  }
 
   // Layers, last to first, one checkpoint segment at a time. The last segment's activations are
   // still in place; an earlier one is recomputed from its saved input first.

@@ -17,6 +17,16 @@ const char* architecture_name(Architecture arch);  // "bert", "distilbert"
 
 enum class Activation { Gelu, Relu };
 
+// How the classifier sees the sequence (a wattwise option, stored in config.json as
+// "wattwise_pooling" when not the default):
+//  ClsPooler: the [CLS] hidden state through the dense head (BERT's tanh pooler, DistilBERT's
+//             pre_classifier + ReLU), then the classifier — what Hugging Face's classes compute;
+//  Cls:       the [CLS] hidden state straight into the classifier (no dense head parameters);
+//  Mean:      the mean over real tokens (attention mask) into the classifier (no dense head).
+enum class Pooling { ClsPooler, Cls, Mean };
+const char* pooling_name(Pooling pooling);  // "cls-pooler", "cls", "mean"
+Pooling parse_pooling(const std::string& text);  // the names above; an error names the value otherwise
+
 struct ModelConfig {
   Architecture arch = Architecture::Bert;
   int64_t vocab_size = 30522;
@@ -34,6 +44,7 @@ struct ModelConfig {
   float classifier_dropout = 0.1f;
   float initializer_range = 0.02f;
   Activation activation = Activation::Gelu;
+  Pooling pooling = Pooling::ClsPooler;
   bool regression = false;  // num_labels == 1 or problem_type "regression": MSE loss
   std::vector<std::string> id2label;  // empty when the config names no labels
 

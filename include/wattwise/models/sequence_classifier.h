@@ -64,6 +64,10 @@ struct LoadOptions {
   // instead of an error (seeded by head_seed).
   bool allow_new_head = false;
   uint64_t head_seed = 42;
+  // Pooling of the classifier (overrides config.json's "wattwise_pooling"; unset: keep it). A
+  // checkpoint's pooler / pre_classifier tensors are ignored when the pooling does not use them;
+  // a pooling that needs them where the checkpoint has none initialises them (allow_new_head).
+  std::optional<Pooling> pooling;
 };
 
 class SequenceClassifier {
@@ -77,7 +81,9 @@ class SequenceClassifier {
   // biases, unit LayerNorm, the padding embedding row zeroed.
   void init_weights(uint64_t seed);
   // Writes config.json and model.safetensors into `dir` (created if needed), HF names; floating
-  // weights stored as `store_dtype` (f32, f16 or bf16).
+  // weights stored as `store_dtype` (f32, f16 or bf16). A model whose pooling is cls or mean is
+  // saved with "wattwise_pooling" in config.json and without pooler tensors: transformers'
+  // *ForSequenceClassification does not compute the same function from it (a note says so).
   void save(const std::filesystem::path& dir, DType store_dtype = DType::F32) const;
 
   // Logits [B, num_labels] (a view valid until the next forward). With labels, also the mean loss.
@@ -179,7 +185,9 @@ class SequenceClassifier {
   void allocate_activations(Arena& arena, Activations& a, int64_t batch, int64_t seq_len, bool training) const;
   void check_batch(const Batch& batch) const;
   uint64_t dropout_offset(int site) const;
-  bool has_pooler() const { return config_.arch == Architecture::Bert; }
+  // The dense head between the pooled vector and the classifier (BERT's pooler, DistilBERT's
+  // pre_classifier) exists only with cls-pooler pooling.
+  bool has_dense_head() const { return config_.pooling == Pooling::ClsPooler; }
 
   ModelConfig config_;
   Device device_;
