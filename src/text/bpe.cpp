@@ -14,8 +14,16 @@
 #include "wattwise/io/file.h"
 #include "wattwise/text/utf8.h"
 #include "wattwise/text/wordpiece.h"  // truncate_longest_first
+#include "text/json_read.h"
 
 namespace ww::text {
+
+using detail::get_bool;
+using detail::get_optional_bool;
+using detail::get_string;
+using detail::json_type_name;
+using detail::parse_json_file;
+using detail::read_whole_file;
 namespace {
 
 struct BpeClassRange {
@@ -247,7 +255,6 @@ PieceCache& thread_cache(uint64_t owner) {
   return cache;
 }
 
-std::string json_type_name(const nlohmann::json& value) { return value.type_name(); }
 
 }  // namespace
 
@@ -672,21 +679,7 @@ void BpeTokenizer::save(const std::filesystem::path& dir) const {
 
 namespace {
 
-std::string read_whole_file(const std::filesystem::path& path, const char* what) {
-  try {
-    return io::read_file(path);
-  } catch (const Error& e) {
-    fail(what, ": ", e.what());
-  }
-}
 
-nlohmann::json parse_json_file(const std::filesystem::path& path, const std::string& text) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path.string(), ": invalid JSON: ", e.what());
-  }
-}
 
 int32_t get_id(const nlohmann::json& value, const std::string& where) {
   if (!value.is_number_integer()) fail(where, " must be an integer id, not ", json_type_name(value));
@@ -695,12 +688,6 @@ int32_t get_id(const nlohmann::json& value, const std::string& where) {
   return int32_t(id);
 }
 
-bool get_bool(const nlohmann::json& object, const char* key, bool fallback, const std::string& where) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) fail(where, ".", key, " must be true or false, not ", json_type_name(*it));
-  return it->get<bool>();
-}
 
 std::vector<std::pair<std::string, int32_t>> parse_vocab(const nlohmann::json& vocab,
                                                          const std::string& where) {

@@ -14,8 +14,16 @@
 #include "wattwise/io/file.h"
 #include "wattwise/core/error.h"
 #include "wattwise/text/utf8.h"
+#include "text/json_read.h"
 
 namespace ww::text {
+
+using detail::get_bool;
+using detail::get_optional_bool;
+using detail::get_string;
+using detail::json_type_name;
+using detail::parse_json_file;
+using detail::read_whole_file;
 namespace {
 
 struct CodepointRange {
@@ -188,7 +196,6 @@ struct AddedPatterns {
 
 enum class CharClass : uint8_t { kWord, kSpace, kPunctuation };
 
-std::string json_type_name(const nlohmann::json& value) { return value.type_name(); }
 
 }  // namespace
 
@@ -859,45 +866,10 @@ void WordPieceTokenizer::save(const std::filesystem::path& dir) const {
 
 namespace {
 
-std::string read_whole_file(const std::filesystem::path& path, const char* what) {
-  try {
-    return io::read_file(path);
-  } catch (const Error& e) {
-    fail(what, ": ", e.what());
-  }
-}
 
-nlohmann::json parse_json_file(const std::filesystem::path& path, const std::string& text) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path.string(), ": invalid JSON: ", e.what());
-  }
-}
 
-// Reads an optional boolean member; `where` names the object for error messages.
-bool get_bool(const nlohmann::json& object, const char* key, bool fallback, const std::string& where) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) fail(where, ".", key, " must be true or false, not ", json_type_name(*it));
-  return it->get<bool>();
-}
 
-std::optional<bool> get_optional_bool(const nlohmann::json& object, const char* key,
-                                      const std::string& where) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  if (!it->is_boolean()) fail(where, ".", key, " must be true, false or null, not ", json_type_name(*it));
-  return it->get<bool>();
-}
 
-std::string get_string(const nlohmann::json& object, const char* key, const std::string& fallback,
-                       const std::string& where) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return fallback;
-  if (!it->is_string()) fail(where, ".", key, " must be a string, not ", json_type_name(*it));
-  return it->get<std::string>();
-}
 
 int64_t get_int(const nlohmann::json& value, const std::string& where) {
   if (!value.is_number_integer()) fail(where, " must be an integer, not ", json_type_name(value));
