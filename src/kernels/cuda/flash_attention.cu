@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.h"
+#include "kernels/cuda/device_util.cuh"
 #include "wattwise/core/error.h"
 #include "wattwise/core/rng.h"
 
@@ -164,21 +165,6 @@ struct Params {
   const int32_t* key_mask;  // [B,T] or null
 };
 
-// ---- element conversions -------------------------------------------------------------------
-
-__device__ inline float to_f32(float x) { return x; }
-__device__ inline float to_f32(__half x) { return __half2float(x); }
-__device__ inline float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ inline T from_f32(float x);
-template <>
-__device__ inline float from_f32<float>(float x) { return x; }
-template <>
-__device__ inline __half from_f32<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ inline __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-
 // ---- dropout -------------------------------------------------------------------------------
 
 __device__ inline uint32_t philox_word(const Philox4& w, int i) {
@@ -248,7 +234,7 @@ __device__ void store_rows(T* dst, int64_t stride, const float* acc, int64_t row
       T elements[kVec];
     } pack;
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) pack.elements[e] = from_f32<T>(acc[r * LDO + c + e] * scale);
+    for (int e = 0; e < kVec; ++e) pack.elements[e] = store_float<T>(acc[r * LDO + c + e] * scale);
     *reinterpret_cast<uint4*>(dst + row * stride + c) = pack.bits;
   }
 }
@@ -295,9 +281,9 @@ __device__ void warp_scores(float* s, const T* a, const T* b) {
       for (int r = 0; r < 16; ++r) acc[r] = 0.0f;
 #pragma unroll 4
       for (int d = 0; d < DMAX; ++d) {
-        const float bv = to_f32(b[c * LD + d]);
+        const float bv = load_float(b[c * LD + d]);
 #pragma unroll
-        for (int r = 0; r < 16; ++r) acc[r] = fmaf(to_f32(a[r * LD + d]), bv, acc[r]);
+        for (int r = 0; r < 16; ++r) acc[r] = fmaf(load_float(a[r * LD + d]), bv, acc[r]);
       }
 #pragma unroll
       for (int r = 0; r < 16; ++r) s[r * LDS + c] = acc[r];
@@ -334,9 +320,9 @@ __device__ void warp_pv(float* o, const T* p, const T* x) {
       for (int r = 0; r < 16; ++r) acc[r] = o[r * LDO + c];
 #pragma unroll 4
       for (int k = 0; k < NCOLS; ++k) {
-        const float xv = to_f32(x[k * LD + c]);
+        const float xv = load_float(x[k * LD + c]);
 #pragma unroll
-        for (int r = 0; r < 16; ++r) acc[r] = fmaf(to_f32(p[r * LDP + k]), xv, acc[r]);
+        for (int r = 0; r < 16; ++r) acc[r] = fmaf(load_float(p[r * LDP + k]), xv, acc[r]);
       }
 #pragma unroll
       for (int r = 0; r < 16; ++r) o[r * LDO + c] = acc[r];
@@ -429,7 +415,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
       for (int e = 0; e < 4; ++e) {
         const float pe = exp2f(x[c][e] - m_use);
         tile_sum += pe;  // the normaliser counts every probability, dropped or not
-        p_w[r * G::kLdP + j0 + e] = from_f32<T>(((keep >> e) & 1u) ? pe * p.keep_scale : 0.0f);
+        p_w[r * G::kLdP + j0 + e] = store_float<T>(((keep >> e) & 1u) ? pe * p.keep_scale : 0.0f);
       }
     }
     tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
@@ -462,7 +448,7 @@ __global__ void flash_delta_kernel(float* delta, const T* dout, const T* out, in
   const T* o = out + bi * p.channels + h * p.head_dim;
   const T* g = dout + bi * p.channels + h * p.head_dim;
   float acc = 0.0f;
-  for (int64_t d = lane; d < p.head_dim; d += 32) acc = fmaf(to_f32(g[d]), to_f32(o[d]), acc);
+  for (int64_t d = lane; d < p.head_dim; d += 32) acc = fmaf(load_float(g[d]), load_float(o[d]), acc);
   for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
   if (lane == 0) delta[(b * p.heads + h) * p.seq_len + i] = acc;
 }
@@ -540,8 +526,8 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
         const float pe = allowed ? exp2f(s_w[kr * G::kLdS + col] * p.scale_log2 - sm.lse[col]) : 0.0f;
         const bool kept = (keep >> e) & 1u;
         const float dp_used = kept ? dp_w[kr * G::kLdS + col] * p.keep_scale : 0.0f;
-        p_w[kr * G::kLdP + col] = from_f32<T>(kept ? pe * p.keep_scale : 0.0f);
-        ds_w[kr * G::kLdP + col] = from_f32<T>(pe * (dp_used - sm.delta[col]));
+        p_w[kr * G::kLdP + col] = store_float<T>(kept ? pe * p.keep_scale : 0.0f);
+        ds_w[kr * G::kLdP + col] = store_float<T>(pe * (dp_used - sm.delta[col]));
       }
     }
     __syncwarp();
@@ -612,7 +598,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
         const bool allowed = sm.key_ok[j] && !(p.causal && k0 + j > i);
         const float pe = allowed ? exp2f(s_w[r * G::kLdS + j] * p.scale_log2 - row_lse) : 0.0f;
         const float dp_used = ((keep >> e) & 1u) ? dp_w[r * G::kLdS + j] * p.keep_scale : 0.0f;
-        ds_w[r * G::kLdP + j] = from_f32<T>(pe * (dp_used - row_delta));
+        ds_w[r * G::kLdP + j] = store_float<T>(pe * (dp_used - row_delta));
       }
     }
     __syncwarp();
