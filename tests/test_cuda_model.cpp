@@ -18,6 +18,7 @@
 
 #include "cuda_test_util.h"
 #include "wattwise/core/rng.h"
+#include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
 
 using namespace ww;

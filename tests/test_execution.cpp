@@ -11,6 +11,7 @@
 
 #include "test_util.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
 
 using namespace ww;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 
+#include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
 
 using namespace ww;

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "wattwise/io/safetensors.h"
+#include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
 
 using namespace ww;

@@ -9,6 +9,7 @@
 #include "wattwise/io/file.h"
 #include "wattwise/text/dataset.h"
 #include "wattwise/text/tokenizer.h"
+#include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
 
 namespace ww::experiment {

@@ -6,7 +6,7 @@
 
 namespace ww::train {
 
-Trainer::Trainer(models::SequenceClassifier& model, const TrainerOptions& options)
+Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
     : model_(model),
       options_(options),
       optimizer_(model.parameters(), options.optimizer),

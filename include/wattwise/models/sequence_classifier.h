@@ -17,19 +17,12 @@
 #include "wattwise/core/tensor.h"
 #include "wattwise/core/upload.h"
 #include "wattwise/models/config.h"
+#include "wattwise/models/model.h"
 #include "wattwise/models/parameters.h"
 #include "wattwise/ops/graph.h"
 
 namespace ww::models {
 
-// One batch of already tokenized, padded examples (all i32 [B,T] except labels), on the model's
-// device or on the CPU (a GPU model then uploads it without making the host wait).
-struct Batch {
-  Tensor input_ids;
-  Tensor attention_mask;   // 1 real token, 0 padding
-  Tensor token_type_ids;   // optional (undefined → all 0)
-  Tensor labels;           // optional: i32 [B] (classification) or f32 [B] (regression)
-};
 
 // How the encoder runs, independent of the checkpoint: precision of the activations, attention
 // kernel and activation checkpointing. Master weights and their gradients are always f32.
@@ -70,7 +63,7 @@ struct LoadOptions {
   std::optional<Pooling> pooling;
 };
 
-class SequenceClassifier {
+class SequenceClassifier : public TrainableModel {
  public:
   SequenceClassifier(const ModelConfig& config, Device device);
 
@@ -87,38 +80,39 @@ class SequenceClassifier {
   void save(const std::filesystem::path& dir, DType store_dtype = DType::F32) const;
 
   // Logits [B, num_labels] (a view valid until the next forward). With labels, also the mean loss.
-  Tensor forward(const Batch& batch, bool training);
-  float loss() const { return loss_; }
+  Tensor forward(const Batch& batch, bool training) override;
+  float loss() const override { return loss_; }
   // Gradients of the last forward's mean loss times `loss_scale` (fp16 loss scaling), accumulated
   // into parameters().flat_grads() (f32).
-  void backward(float loss_scale = 1.0f);
+  void backward(float loss_scale = 1.0f) override;
   // One training micro-step for a GPU model as a CUDA graph: forward (training), loss, backward and
   // `tail` (the trainer passes its optimizer's kernels), recorded at the first batch of each shape
   // (batch, length, token types, valid labels, loss scale) and replayed after that, so a step costs
   // one launch. The batch must be on the CPU with labels (it is uploaded into fixed buffers); the
   // loss is read back afterwards (loss()). Gradients accumulate as in backward().
-  void train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail);
-  bool can_graph_training(const Batch& batch) const;
+  void train_step_graphed(const Batch& batch, float loss_scale,
+                          const std::function<void()>& tail) override;
+  bool can_graph_training(const Batch& batch) const override;
   // Precision, attention kernel and checkpointing; checked against the device (16-bit and fused
   // attention need a GPU). Takes effect at the next forward.
   void set_execution(const ExecutionOptions& options);
   const ExecutionOptions& execution() const { return exec_; }
   // The attention kernel the model runs on its device (Auto resolved).
   AttentionKernel attention_kernel() const;
-  void zero_grad() { params_.zero_grad(); }
+  void zero_grad() override { params_.zero_grad(); }
 
   const ModelConfig& config() const { return config_; }
-  ParameterStore& parameters() { return params_; }
+  ParameterStore& parameters() override { return params_; }
   const ParameterStore& parameters() const { return params_; }
-  Device device() const { return device_; }
+  Device device() const override { return device_; }
   // Seeds dropout; each training forward advances the stream so masks differ step to step.
-  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  void set_dropout_seed(uint64_t seed) override { dropout_seed_ = seed; }
   // Dropout overrides (hidden, attention, classifier), as the trainer's options; 0 turns one off.
   void set_dropout(float hidden, float attention, float classifier);
   // Label names written as id2label when the model is saved (size must equal num_labels).
   void set_label_names(const std::vector<std::string>& names);
   // Label smoothing of the cross-entropy loss (a trainer option; Hugging Face models have none).
-  void set_label_smoothing(float epsilon) { label_smoothing_ = epsilon; }
+  void set_label_smoothing(float epsilon) override { label_smoothing_ = epsilon; }
   // Rewinds the dropout stream (tests replay the exact masks of a step).
   void set_dropout_step_for_testing(uint64_t step) { dropout_step_ = step; }
   // Bytes of the activation arena (every tensor the forward keeps for backward, plus scratch).

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/models/model.h"
 #include "wattwise/train/metrics.h"
 #include "wattwise/train/optimizer.h"
 #include "wattwise/train/schedule.h"
@@ -44,7 +44,7 @@ struct StepResult {
 
 class Trainer {
  public:
-  Trainer(models::SequenceClassifier& model, const TrainerOptions& options);
+  Trainer(models::TrainableModel& model, const TrainerOptions& options);
 
   // Forward + backward on one micro-batch (labels required). Returns the step's result when this
   // micro-batch completed an optimizer step. Non-finite loss or gradients are an error unless
@@ -61,7 +61,7 @@ class Trainer {
   // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
   StepResult finish_step(StepResult r, const StepReport& report);
 
-  models::SequenceClassifier& model_;
+  models::TrainableModel& model_;
   TrainerOptions options_;
   Optimizer optimizer_;
   LrSchedule schedule_;

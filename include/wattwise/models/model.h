@@ -1,0 +1,47 @@
+#pragma once
+// What the trainer needs from a model, so one training loop serves the sequence classifiers
+// (BERT, DistilBERT) and the causal language model (GPT-2). A model owns its parameters (f32
+// masters and f32 gradients in one ParameterStore), its activations and its loss.
+#include <cstdint>
+#include <functional>
+
+#include "wattwise/core/tensor.h"
+#include "wattwise/models/parameters.h"
+
+namespace ww::models {
+
+// One batch of already tokenized, padded examples (all i32 [B,T] except labels), on the model's
+// device or on the CPU (a GPU model then uploads it without making the host wait).
+struct Batch {
+  Tensor input_ids;
+  Tensor attention_mask;   // 1 real token, 0 padding
+  Tensor token_type_ids;   // optional (undefined → all 0)
+  // Optional. Sequence classification: i32 [B] (class) or f32 [B] (regression). Causal language
+  // modelling: i32 [B,T] aligned with input_ids (Hugging Face's convention: the model shifts them,
+  // position t predicts labels[t+1]); -100 marks a position that is not scored.
+  Tensor labels;
+};
+
+class TrainableModel {
+ public:
+  virtual ~TrainableModel() = default;
+  // Output of the forward pass (logits; a view valid until the next forward). With labels, the
+  // mean loss is available from loss() afterwards.
+  virtual Tensor forward(const Batch& batch, bool training) = 0;
+  virtual float loss() const = 0;
+  // Gradients of the last forward's mean loss times `loss_scale`, accumulated into
+  // parameters().flat_grads() (f32).
+  virtual void backward(float loss_scale) = 0;
+  // Whole micro-step (forward, loss, backward, then `tail`) as a replayed CUDA graph; only called
+  // when can_graph_training(batch) is true.
+  virtual bool can_graph_training(const Batch& batch) const = 0;
+  virtual void train_step_graphed(const Batch& batch, float loss_scale,
+                                  const std::function<void()>& tail) = 0;
+  virtual ParameterStore& parameters() = 0;
+  virtual void zero_grad() = 0;
+  virtual void set_dropout_seed(uint64_t seed) = 0;
+  virtual void set_label_smoothing(float epsilon) = 0;
+  virtual Device device() const = 0;
+};
+
+}  // namespace ww::models
