@@ -71,7 +71,7 @@ inline ParityResult measure_parity(const fs::path& dir, Device device = Device::
   for (const auto& p : model.parameters().all())
     largest = std::max(largest, norm(expected.read("grad." + p.name).to_float_vector()));
   for (const auto& p : model.parameters().all()) {
-    std::vector<float> ours = p.grad.to_float_vector();
+    std::vector<float> ours = model.parameters().grad(p.name).to_float_vector();
     std::vector<float> ref = expected.read("grad." + p.name).to_float_vector();
     EXPECT_EQ(ours.size(), ref.size()) << p.name;
     std::vector<float> diff(ours.size());

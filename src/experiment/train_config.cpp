@@ -19,6 +19,11 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"run.output_dir", "path", "runs", "Folder that receives the run folder", {}},
       {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}},
       {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (the first GPU when one is visible, else the CPU)", {}},
+      {"run.export_plan", "bool", "false",
+       "Also write plan/ into the run folder: the initial model (head included), the train/eval/test examples as JSONL "
+       "and every micro-batch's example indices, so another framework can replay the same run "
+       "(bench/minilm_pytorch.py)",
+       {}},
       {"run.progress", "string", "auto", "Progress display: auto (bar on a terminal), bar, lines or none",
        {"auto", "bar", "lines", "none"}},
 

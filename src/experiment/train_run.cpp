@@ -54,6 +54,18 @@ std::vector<text::Example> subsample(const std::vector<text::Example>& examples,
 
 // Writes the model and tokenizer into dir via a sibling temporary folder, so a crash never leaves a
 // half-written best_model/.
+// One example per line: {"text", "text_pair" (pair tasks), "label" or "target"}, in list order (the
+// indices the plan's batches refer to). Invalid UTF-8 is replaced, not fatal: the file is a replay aid.
+void write_examples_jsonl(const fs::path& path, const std::vector<text::Example>& examples) {
+  std::string out;
+  for (const text::Example& e : examples) {
+    json row = {{"text", e.text}, {"label", e.label}, {"target", e.target}};
+    if (e.text_pair) row["text_pair"] = *e.text_pair;
+    out += row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  io::write_file_atomic(path, out);
+}
+
 void save_model_folder(const models::SequenceClassifier& model, const text::Tokenizer& tokenizer,
                        const fs::path& dir, DType dtype) {
   fs::path partial = dir.string() + ".partial";
@@ -178,15 +190,16 @@ TrainRunResult run_training(const TrainConfig& cfg) {
       subsample(dataset.split(train_split), cfg.get_int("data.max_train_examples"), dataset.regression, seed);
   if (train_examples.empty()) fail(cfg.get_path("data.path").string(), ": split '", train_split, "' is empty");
   auto train_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, train_examples, max_length));
+  std::vector<text::Example> eval_examples, test_examples;
   std::shared_ptr<const text::EncodedExamples> eval_encoded, test_encoded;
-  if (!eval_split.empty())
-    eval_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(
-        *tokenizer, subsample(dataset.split(eval_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
-        max_length));
-  if (!test_split.empty())
-    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(
-        *tokenizer, subsample(dataset.split(test_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed),
-        max_length));
+  if (!eval_split.empty()) {
+    eval_examples = subsample(dataset.split(eval_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed);
+    eval_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, eval_examples, max_length));
+  }
+  if (!test_split.empty()) {
+    test_examples = subsample(dataset.split(test_split), cfg.get_int("data.max_eval_examples"), dataset.regression, seed);
+    test_encoded = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, test_examples, max_length));
+  }
 
   // An empty evaluation split (a tiny data set carved by split_ratios) would fail only at the first
   // evaluation, after training; say so now, before the run folder exists.
@@ -252,6 +265,17 @@ TrainRunResult run_training(const TrainConfig& cfg) {
                    std::to_string(total_steps) + " steps (" + std::to_string(steps_per_epoch) + " per epoch) on " +
                    device.str());
 
+  // The replay plan: written before training starts (the initial model) and after it (the batches).
+  const bool export_plan = cfg.get_bool("run.export_plan");
+  std::string plan_batches;
+  if (export_plan) {
+    fs::create_directories(run_dir / "plan");
+    save_model_folder(m, *tokenizer, run_dir / "plan" / "initial_model", DType::F32);
+    write_examples_jsonl(run_dir / "plan" / "train.jsonl", train_examples);
+    if (eval_encoded) write_examples_jsonl(run_dir / "plan" / "eval.jsonl", eval_examples);
+    if (test_encoded) write_examples_jsonl(run_dir / "plan" / "test.jsonl", test_examples);
+  }
+
   std::string log = "step,epoch,loss,lr,grad_norm,samples_per_s,elapsed_s\n";
   auto flush_log = [&] { io::write_file_atomic(run_dir / "train_log.csv", log); };
   auto started = std::chrono::steady_clock::now();
@@ -301,6 +325,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     int64_t batch_index = 0;
     while (auto b = loader.next()) {
       models::Batch batch = to_model_batch(*b, m.config().type_vocab_size > 0, m.config().regression);
+      if (export_plan) plan_batches += json{{"epoch", epoch}, {"indices", b->example_indices}}.dump() + "\n";
       auto r = trainer.train_micro_batch(batch);
       examples_seen += b->batch;
       window_examples += double(b->batch);
@@ -334,6 +359,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   }
   progress.finish();
   const double train_seconds = elapsed();
+  if (export_plan) io::write_file_atomic(run_dir / "plan" / "batches.jsonl", plan_batches);
   // Peak of everything wattwise allocated on the device during training (weights, gradients,
   // optimizer state, activations), as torch.cuda.max_memory_allocated counts.
   const size_t peak_memory_bytes = memory_stats(device).peak;

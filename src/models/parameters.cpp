@@ -17,11 +17,17 @@ void ParameterStore::add(const std::string& name, const Shape& shape, bool weigh
 
 void ParameterStore::allocate(Device device) {
   values_ = Tensor::zeros({total_}, DType::F32, device);
+  for (auto& p : params_) p.value = Tensor::view(values_.data<float>() + p.offset, p.shape, DType::F32, device);
+}
+
+void ParameterStore::ensure_grads() const {
+  if (grads_.defined()) return;
+  WW_CHECK(allocated(), "gradients requested before the parameters were allocated");
+  const Device device = values_.device();
   grads_ = Tensor::zeros({total_}, DType::F32, device);
-  for (auto& p : params_) {
-    p.value = Tensor::view(values_.data<float>() + p.offset, p.shape, DType::F32, device);
-    p.grad = Tensor::view(grads_.data<float>() + p.offset, p.shape, DType::F32, device);
-  }
+  grad_views_.clear();
+  for (const auto& p : params_)
+    grad_views_.push_back(Tensor::view(grads_.data<float>() + p.offset, p.shape, DType::F32, device));
 }
 
 const Tensor& ParameterStore::value(const std::string& name) const {
@@ -33,7 +39,8 @@ const Tensor& ParameterStore::value(const std::string& name) const {
 const Tensor& ParameterStore::grad(const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) fail("model has no parameter named '", name, "'");
-  return params_[it->second].grad;
+  ensure_grads();
+  return grad_views_[it->second];
 }
 
 Tensor ParameterStore::span(const std::string& first, const std::string& last, const Shape& shape,
@@ -45,6 +52,7 @@ Tensor ParameterStore::span(const std::string& first, const std::string& last, c
   int64_t n = q.offset + shape_numel(q.shape) - p.offset;
   WW_CHECK(n == shape_numel(shape), "span ", first, "..", last, " holds ", n, " elements, not ",
            shape_str(shape));
+  if (grad) ensure_grads();
   const Tensor& base = grad ? grads_ : values_;
   return Tensor::view(base.data<float>() + p.offset, shape, DType::F32, base.device());
 }

@@ -17,19 +17,20 @@ struct Parameter {
   Shape shape;
   bool weight_decay = true;  // false for biases and LayerNorm weights
   int64_t offset = 0;        // in elements, into the flat buffers
-  Tensor value, grad;
+  Tensor value;  // a view into the flat value buffer (the gradient: ParameterStore::grad)
 };
 
 class ParameterStore {
  public:
   // Registration phase.
   void add(const std::string& name, const Shape& shape, bool weight_decay);
-  // Allocates the two buffers (zeroed) on `device`; no add() after this.
+  // Allocates the value buffer (zeroed) on `device`; no add() after this. The gradient buffer is
+  // allocated (zeroed) at its first use, so a model that only runs inference never holds one.
   void allocate(Device device);
 
   bool allocated() const { return values_.defined(); }
   const Tensor& value(const std::string& name) const;  // throws naming the parameter
-  const Tensor& grad(const std::string& name) const;
+  const Tensor& grad(const std::string& name) const;  // allocates the gradients on first use
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
   // A view over consecutive parameters [first, last] (inclusive, in registration order) as one
   // tensor of `shape`: used for the packed query/key/value projection.
@@ -38,9 +39,15 @@ class ParameterStore {
   std::vector<Parameter>& all() { return params_; }
   const std::vector<Parameter>& all() const { return params_; }
   const Tensor& flat_values() const { return values_; }
-  const Tensor& flat_grads() const { return grads_; }
+  const Tensor& flat_grads() const {
+    ensure_grads();
+    return grads_;
+  }
+  bool has_grads() const { return grads_.defined(); }
   int64_t numel() const { return total_; }
-  void zero_grad() const { grads_.fill_zero(); }
+  void zero_grad() const {
+    if (grads_.defined()) grads_.fill_zero();
+  }
   // Counts writes to the values (optimizer steps, loads, initialisation): a model keeping a 16-bit
   // working copy re-casts it when the version moved.
   void mark_updated() { ++version_; }
@@ -51,7 +58,12 @@ class ParameterStore {
   std::map<std::string, size_t> index_;
   int64_t total_ = 0;
   uint64_t version_ = 1;
-  Tensor values_, grads_;
+  void ensure_grads() const;
+
+  Tensor values_;
+  // Lazily allocated (see allocate()); mutable because reading a gradient is what first needs it.
+  mutable Tensor grads_;
+  mutable std::vector<Tensor> grad_views_;
 };
 
 }  // namespace ww::models

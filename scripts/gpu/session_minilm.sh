@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU-machine call for issue 9: all-MiniLM-L6-v2 fine-tuned with wattwise and replayed in PyTorch
+# from the same start (bench/minilm_side_by_side.py), one task per call because the checkpoint and
+# IMDB do not travel together (64 MiB per call):
+#   WW_TASK=sst2: carry .deps and .gpu-carry (minilm/ = the checkpoint in fp16, data/glue/SST-2,
+#     data/tokenizers); the checkpoint is kept in build/carry/ for the next call on a warm machine.
+#   WW_TASK=imdb: carry .gpu-carry with data/aclImdb.tar.gz; uses build/carry/minilm.
+# WW_SEEDS (default "42 43 44"), WW_LR_SWEEP (e.g. "3e-5 5e-5 1e-4"; empty: the recipe's lr),
+# WW_EXTRA (more wattwise overrides). Everything lands under $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
+task=${WW_TASK:-sst2}
+source scripts/gpu/setup-deps.sh
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
+start=$(date +%s)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON > "$OUT/build.log" 2>&1 &&
+  cmake --build build -j 16 --target wattwise >> "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+
+model=build/carry/minilm
+if [ -f .gpu-carry/minilm/model.safetensors ]; then
+  rm -rf "$model"; mkdir -p build/carry; cp -r .gpu-carry/minilm "$model"
+fi
+[ -f "$model/model.safetensors" ] || { echo "no checkpoint: carry .gpu-carry/minilm (a fresh machine lost build/carry)"; exit 3; }
+
+python3 bench/minilm_side_by_side.py --wattwise build/wattwise --model "$model" --data-root .gpu-carry/data \
+  --task "$task" --seeds ${WW_SEEDS:-42 43 44} ${WW_LR_SWEEP:+--lr-sweep $WW_LR_SWEEP} --out "$OUT/$task" \
+  -- ${WW_EXTRA:-} 2>&1 | grep -vE "^\s*$" | tail -40
+
+# The saved model of the first seed in transformers: same predictions as wattwise predict.
+run=$(ls -d "$OUT/$task"/runs_$task/*_${task}_seed* 2>/dev/null | head -1)
+if [ -n "$run" ]; then
+  len=$([ "$task" = imdb ] && echo 256 || echo 128)
+  python3 bench/check_saved_model.py --wattwise build/wattwise --model "$run/best_model" \
+    --texts "$run/plan/eval.jsonl" --limit 872 --max-length $len --device cuda --work /tmp/ww-check
+  python3 bench/check_saved_model.py --wattwise build/wattwise --model "$run/best_model" \
+    --texts "$run/plan/eval.jsonl" --limit 200 --max-length $len --device cpu --work /tmp/ww-check-cpu
+fi
+# Keep the results small: drop the checkpoints and plans before $OUT travels back.
+find "$OUT" -name "*.safetensors" -delete; find "$OUT" -path "*plan*" -name "*.jsonl" -delete
+echo "total: $(( $(date +%s) - start )) s"
