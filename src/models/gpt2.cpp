@@ -181,7 +181,7 @@ void Gpt2LMHeadModel::save(const std::filesystem::path& dir, DType store_dtype) 
   }
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
   Gpt2Config out = config_;
-  out.extra["torch_dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
+  out.extra["dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
   out.save(dir / "config.json");
 }
 
