@@ -58,7 +58,7 @@ struct Gpt2Config {
 
   // Named sizes: "tiny" (2 layers, 64 hidden, 4 heads, 64 positions; for tests), "mini" (4×256),
   // "small" (GPT-2 124M: 12×768, 12 heads, 1024 positions). vocab_size <= 0 keeps the preset's
-  // (50257 for every preset). An unknown name is an error listing the known ones.
+  // (50257 for every preset; a smaller one makes its last id bos/eos). An unknown name is an error listing the known ones.
   static Gpt2Config preset(const std::string& name, int64_t vocab_size = 0);
 };
 
