@@ -169,7 +169,6 @@ class Gpt2LMHeadModel : public TrainableModel {
     Tensor losses;                      // f32 [N]
     Tensor d_a, d_b, d_c, d_fc, d_qkv, d_scratch, d_lnf, ln_workspace;
   };
-  struct KvCache;
 
   void register_parameters();
   Tensor gemm_weight(const std::string& name) const;
