@@ -108,6 +108,9 @@ class Gpt2LMHeadModel : public TrainableModel {
   // vocabulary logits of the whole batch, and returns an undefined Tensor. Without labels
   // (inference): returns the logits [B,T,V] in the compute dtype (a view valid until the next
   // forward).
+  // Cost note: forward() with labels computes the losses only, so backward() recomputes each
+  // logits chunk (one extra [rows, C]·[C, V] GEMM) before its gradient; train_step_graphed knows
+  // the loss scale up front and does loss and gradient in one pass.
   Tensor forward(const Batch& batch, bool training) override;
   float loss() const override { return loss_; }
   // Number of scored tokens in the last forward's labels (after the shift).
