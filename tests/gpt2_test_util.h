@@ -35,8 +35,8 @@ inline double l2(const std::vector<float>& v) {
 }
 
 // Our gradient of a parameter in the file's layout (Conv1D weights transposed back to [in, out]).
-inline std::vector<float> gradient_in_hf_layout(const Parameter& p) {
-  std::vector<float> g = p.grad.to_float_vector();
+inline std::vector<float> gradient_in_hf_layout(const ParameterStore& store, const Parameter& p) {
+  std::vector<float> g = store.grad(p.name).to_float_vector();
   const bool conv1d = p.shape.size() == 2 && p.name.find(".h.") != std::string::npos;
   if (!conv1d) return g;
   const int64_t out = p.shape[0], in = p.shape[1];
@@ -73,7 +73,7 @@ inline Gpt2Parity measure_gpt2_parity(Gpt2LMHeadModel& model) {
   for (const auto& p : model.parameters().all())
     largest = std::max(largest, l2(expected.read("grad." + p.name).to_float_vector()));
   for (const auto& p : model.parameters().all()) {
-    std::vector<float> ours = gradient_in_hf_layout(p);
+    std::vector<float> ours = gradient_in_hf_layout(model.parameters(), p);
     std::vector<float> ref = expected.read("grad." + p.name).to_float_vector();
     EXPECT_EQ(ours.size(), ref.size()) << p.name;
     std::vector<float> diff(ours.size());
