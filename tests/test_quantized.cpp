@@ -18,6 +18,7 @@
 #include "test_util.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/experiment/evaluate.h"
+#include "wattwise/experiment/execution.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/ops/linear.h"
 #include "wattwise/ops/quantized.h"
@@ -311,6 +312,24 @@ TEST(QuantizedModel, TrainingAndStaleWeightsAreErrors) {
   model.forward(batch, false);
   model.parameters().mark_updated();  // as an optimizer step would
   expect_error([&] { model.forward(batch, false); }, {"weights changed after quantization"});
+}
+
+TEST(QuantizedExecution, PrecisionNamesAndDevices) {
+  EXPECT_EQ(experiment::quantization_of("int8-weight"), QuantMethod::Int8Weight);
+  EXPECT_EQ(experiment::quantization_of("int8"), QuantMethod::Int8);
+  EXPECT_EQ(experiment::quantization_of("fp8"), QuantMethod::Fp8);
+  EXPECT_FALSE(experiment::quantization_of("fp16").has_value());
+  models::ModelConfig config = models::preset_config(models::Architecture::Bert, "tiny", 100);
+  models::SequenceClassifier model(config, Device::cpu());
+  // Training (apply_execution) refuses them; inference runs int8 on the CPU in f32, not fp8.
+  expect_error([&] { experiment::apply_execution(model, {"int8", "auto", "none"}); },
+               {"'int8'", "inference precision"});
+  expect_error([&] { experiment::apply_inference_execution(model, {"fp8", "auto", "none"}); },
+               {"precision fp8 on cpu", "fp8 needs compute capability 8.9+"});
+  experiment::apply_inference_execution(model, {"int8", "auto", "none"});
+  EXPECT_EQ(model.execution().compute_dtype, DType::F32);
+  experiment::apply_inference_execution(model, {"fp32", "auto", "none"});
+  expect_error([&] { experiment::apply_inference_execution(model, {"int4", "auto", "none"}); }, {"'int4'"});
 }
 
 // A tiny BERT trained for a few hundred steps on SST-2 (CPU, seconds), then evaluated on the dev

@@ -13,8 +13,8 @@ DType compute_dtype_of(const std::string& precision) {
   if (precision == "bf16") return DType::BF16;
   if (precision == "fp16") return DType::F16;
   if (quantization_of(precision))
-    fail("precision ", precision, " is an inference precision (eval, predict, sweep); training runs in fp32, tf32, "
-         "bf16 or fp16");
+    fail("precision '", precision, "': expected fp32, tf32, bf16 or fp16 here (", precision,
+         " is an inference precision: eval, predict, sweep)");
   fail("precision '", precision, "': expected fp32, tf32, bf16 or fp16 (inference also int8-weight, int8 or fp8)");
 }
 

@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/device_util.cuh"
@@ -236,10 +239,21 @@ void int8_linear_forward(void* out, const void* inp, const int8_t* q, const floa
 void check_fp8_supported() {
   int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
-  cudaDeviceProp props{};
-  check(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
-  if (props.major * 10 + props.minor < 89)
-    fail("fp8 needs compute capability 8.9+ (", props.name, " has ", props.major, ".", props.minor, ")");
+  // Asked once per device (every fp8 forward checks, also while a CUDA graph is being recorded).
+  static std::mutex mutex;
+  static std::map<int, std::string> problems;  // device → "" (fine) or the error
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = problems.find(device);
+  if (it == problems.end()) {
+    cudaDeviceProp props{};
+    check(cudaGetDeviceProperties(&props, device), "cudaGetDeviceProperties");
+    std::string problem;
+    if (props.major * 10 + props.minor < 89)
+      problem = "fp8 needs compute capability 8.9+ (" + std::string(props.name) + " has " +
+                std::to_string(props.major) + "." + std::to_string(props.minor) + ")";
+    it = problems.emplace(device, problem).first;
+  }
+  if (!it->second.empty()) fail(it->second);
 }
 
 void fp8_linear_forward(void* out, const void* inp, const uint8_t* q, const float* weight_scale,
