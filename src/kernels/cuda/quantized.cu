@@ -289,8 +289,8 @@ void fp8_linear_forward(void* out, const void* inp, const uint8_t* q, const floa
                "cublasLtMatrixLayoutCreate(C)");
   const float alpha = 1.0f, beta = 0.0f;
   if (!lt_matmul_tn(call, q, quantized_inp, out, &alpha, &beta))
-    fail("cuBLASLt has no FP8 algorithm for a ", OC, "x", N, "x", IC, " GEMM with ", dtype_name(dtype),
-         " output (fp8 needs compute capability 8.9+)");
+    fail("cuBLASLt has no FP8 algorithm for a ", OC, "x", N, "x", IC, " GEMM (E4M3 inputs, ", dtype_name(dtype),
+         " output, TN layout)");
   if (bias) add_bias(out, bias, dtype, N, OC);
 }
 
