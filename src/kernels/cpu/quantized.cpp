@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/parallel.h"
@@ -74,17 +75,52 @@ void int8_weight_linear_forward(float* out, const float* inp, const int8_t* q, c
   linear_forward(out, inp, workspace, bias, N, IC, OC);
 }
 
+// out[r] = Σ_i x[i] · w[r·IC + i] for r < 4, exact. Plain loops (no `omp simd`), so GCC recognises
+// the int16 dot product (pmaddwd); compiled for AVX-512BW, AVX2 and baseline x86-64, picked at
+// load time (the library's default target is baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#endif
+static void dot_four_rows(int32_t* out, const int16_t* x, const int16_t* w, int64_t IC) {
+  const int16_t *w0 = w, *w1 = w0 + IC, *w2 = w1 + IC, *w3 = w2 + IC;
+  int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int64_t i = 0; i < IC; ++i) {
+    s0 += int32_t(x[i]) * int32_t(w0[i]);
+    s1 += int32_t(x[i]) * int32_t(w1[i]);
+    s2 += int32_t(x[i]) * int32_t(w2[i]);
+    s3 += int32_t(x[i]) * int32_t(w3[i]);
+  }
+  out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
 void int8_gemm_int32(int32_t* acc, const int8_t* a, const int8_t* b, int64_t N, int64_t IC, int64_t OC) {
   WW_CHECK(IC < (int64_t(1) << 17), "int8 GEMM: ", IC, " input features could overflow int32 accumulation");
+  // Widened to int16 first: int16 · int16 → int32 dot products are what x86-64's baseline SIMD
+  // (pmaddwd) does natively, so the compiler vectorizes the inner loop well. Products and sums
+  // stay exact integers.
+  std::vector<int16_t> a16(size_t(N * IC)), b16(size_t(OC * IC));
+#pragma omp parallel for schedule(static) if (N * IC >= kParallelMinWork)
+  for (int64_t i = 0; i < N * IC; ++i) a16[size_t(i)] = a[i];
+#pragma omp parallel for schedule(static) if (OC * IC >= kParallelMinWork)
+  for (int64_t i = 0; i < OC * IC; ++i) b16[size_t(i)] = b[i];
+  // Blocks of 4 weight rows per input row: each input row is read once per 4 outputs.
+  constexpr int64_t kRows = 4;
+  const int64_t o_blocks = (OC + kRows - 1) / kRows;
 #pragma omp parallel for collapse(2) schedule(static) if (N * OC * IC >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < OC; ++o) {
-      const int8_t* x = a + n * IC;
-      const int8_t* w = b + o * IC;
-      int32_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < IC; ++i) sum += int32_t(x[i]) * int32_t(w[i]);
-      acc[n * OC + o] = sum;
+    for (int64_t ob = 0; ob < o_blocks; ++ob) {
+      const int16_t* x = a16.data() + n * IC;
+      const int64_t o0 = ob * kRows;
+      if (o0 + kRows <= OC) {
+        dot_four_rows(acc + n * OC + o0, x, b16.data() + o0 * IC, IC);
+      } else {
+        for (int64_t o = o0; o < OC; ++o) {
+          const int16_t* w = b16.data() + o * IC;
+          int32_t sum = 0;
+          for (int64_t i = 0; i < IC; ++i) sum += int32_t(x[i]) * int32_t(w[i]);
+          acc[n * OC + o] = sum;
+        }
+      }
     }
 }
 
