@@ -18,9 +18,15 @@ Command eval_command(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "Examples per forward pass")->capture_default_str();
   cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)");
   cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
-  cmd->add_option("--precision", o->precision, "fp32, tf32, bf16 or fp16 (16-bit: GPU only)")
+  cmd->add_option("--precision", o->precision, "fp32, tf32, bf16, fp16 (16-bit: GPU only); quantized: int8-weight, int8, fp8 (fp8: GPU 8.9+)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16", "fp16"}));
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16", "fp16", "int8-weight", "int8", "fp8"}));
+  cmd->add_option("--calibration", o->calibration.examples,
+                  "int8/fp8: examples that calibrate the static input scales (max-abs)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--calibration-data", o->calibration.data,
+                  "int8/fp8: calibration texts (JSONL, TSV or plain lines; default: the data being run)");
   cmd->add_option("--attention", o->attention, "Attention kernel: auto (fused on a GPU), fused or reference")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fused", "reference"}));

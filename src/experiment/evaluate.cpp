@@ -49,7 +49,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 nlohmann::json run_eval(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("--batch-size must be positive");
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(o.model_dir, o.device);
-  apply_execution(model, {o.precision, o.attention, "none"});
+  apply_inference_execution(model, {o.precision, o.attention, "none"});
   const models::ModelConfig& config = model.config();
   auto tokenizer = text::load_tokenizer(o.model_dir);
   text::DataOptions data_options;
@@ -66,6 +66,10 @@ nlohmann::json run_eval(const EvalOptions& o) {
   auto encoded = std::make_shared<const text::EncodedExamples>(
       text::encode_examples(*tokenizer, dataset.split(split), max_length));
 
+  // Quantized precisions: calibrated before the measured pass (its energy is not in the evaluation's).
+  const nlohmann::json quantization =
+      quantize_for_precision(model, o.precision, o.calibration, *tokenizer, encoded->items, max_length, o.batch_size);
+
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
   RunEnergy energy(run_dir, EnergySettings{}, "eval");
   energy.begin("evaluation");
@@ -79,6 +83,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
                          {"precision", o.precision},
                          {"attention", models::attention_kernel_name(model.attention_kernel())},
                          {"peak_memory_bytes", memory_stats(o.device).peak}};
+  report["execution"].update(quantization);
   report["energy"] = energy.finish(int64_t(encoded->items.size()));
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");

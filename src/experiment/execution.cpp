@@ -12,7 +12,33 @@ DType compute_dtype_of(const std::string& precision) {
   if (precision == "fp32" || precision == "tf32") return DType::F32;
   if (precision == "bf16") return DType::BF16;
   if (precision == "fp16") return DType::F16;
-  fail("precision '", precision, "': expected fp32, tf32, bf16 or fp16");
+  if (quantization_of(precision))
+    fail("precision '", precision, "': expected fp32, tf32, bf16 or fp16 here (", precision,
+         " is an inference precision: eval, predict, sweep)");
+  fail("precision '", precision, "': expected fp32, tf32, bf16 or fp16 (inference also int8-weight, int8 or fp8)");
+}
+
+std::optional<ops::QuantMethod> quantization_of(const std::string& precision) {
+  if (precision == "int8-weight") return ops::QuantMethod::Int8Weight;
+  if (precision == "int8") return ops::QuantMethod::Int8;
+  if (precision == "fp8") return ops::QuantMethod::Fp8;
+  return std::nullopt;
+}
+
+void apply_inference_execution(models::SequenceClassifier& model, const ExecutionChoice& choice) {
+  const std::optional<ops::QuantMethod> method = quantization_of(choice.precision);
+  if (!method) return apply_execution(model, choice);
+  try {
+    ops::check_quantization_supported(*method, model.device());
+  } catch (const Error& e) {
+    fail("precision ", choice.precision, " on ", model.device().str(), ": ", e.what());
+  }
+  models::ExecutionOptions options;
+  options.compute_dtype = model.device().is_cpu() ? DType::F32 : DType::F16;
+  options.attention = models::parse_attention_kernel(choice.attention);
+  options.checkpointing = models::parse_checkpointing(choice.checkpointing);
+  model.set_execution(options);
+  ops::set_allow_tf32(false);
 }
 
 void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice) {

@@ -9,6 +9,7 @@
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/experiment/quantize.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
@@ -33,7 +34,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   if (options.batch_size <= 0) fail("--batch-size must be positive, got ", options.batch_size);
   if (options.max_length < 0) fail("--max-length must not be negative, got ", options.max_length);
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device);
-  apply_execution(model, {options.precision, options.attention, "none"});
+  apply_inference_execution(model, {options.precision, options.attention, "none"});
   const models::ModelConfig& config = model.config();
   std::unique_ptr<text::Tokenizer> tokenizer =
       text::load_tokenizer(options.tokenizer.empty() ? options.model_dir : options.tokenizer);
@@ -55,6 +56,15 @@ PredictSummary run_predict(const PredictOptions& options) {
     } catch (const Error& err) {
       fail(options.input.string(), ":", e.line, ": ", err.what());
     }
+  }
+
+  nlohmann::json quantization;
+  if (quantization_of(options.precision)) {
+    std::vector<text::EncodedExample> inputs;
+    for (size_t i = 0; i < encodings.size() && int64_t(i) < options.calibration.examples; ++i)
+      inputs.push_back({encodings[i].input_ids, encodings[i].token_type_ids, 0, 0.0f});
+    quantization = quantize_for_precision(model, options.precision, options.calibration, *tokenizer, inputs,
+                                          max_length, options.batch_size);
   }
 
   PredictSummary summary;
@@ -114,6 +124,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   metrics["device"] = options.device.str();
   metrics["precision"] = options.precision;
   metrics["attention"] = models::attention_kernel_name(model.attention_kernel());
+  if (!quantization.is_null()) metrics.update(quantization);
   metrics["peak_memory_bytes"] = memory_stats(options.device).peak;
   metrics["examples"] = summary.examples;
   metrics["tokens"] = summary.tokens;

@@ -470,6 +470,13 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   a.head_drop = act({B, C});
   a.logits = act({B, L});
   a.losses = f32({B});
+  a.quant_workspace = Tensor();
+  if (!quantized_.empty() && !training) {
+    size_t bytes = 0;
+    for (const auto& q : quantized_)
+      bytes = std::max(bytes, ops::quantized_linear_workspace_bytes(q, N, a.dtype, device_));
+    if (bytes) a.quant_workspace = arena.alloc({int64_t(bytes)}, DType::U8);
+  }
   if (training) {
     a.d_a = act({N, C});
     a.d_b = act({N, C});
@@ -528,6 +535,75 @@ Tensor SequenceClassifier::layer_output(int64_t l) {
 
 Tensor SequenceClassifier::layer_input(int64_t l) { return l == 0 ? act_.emb_out : layer_output(l - 1); }
 
+void SequenceClassifier::encoder_linear(int64_t l, EncoderLinear which, const Tensor& out, const Tensor& inp,
+                                        const Tensor& w, const Tensor& b) {
+  const size_t index = size_t(l * kLinearsPerLayer + which);
+  if (!quantized_.empty() && !act_.training) {
+    ops::quantized_linear_forward(out, inp, quantized_[index], b, act_.quant_workspace);
+    return;
+  }
+  if (!observers_.empty()) observers_[index].observe(inp);
+  ops::linear_forward(out, inp, w, b);
+}
+
+void SequenceClassifier::clear_quantization() {
+  quant_method_.reset();
+  quantized_.clear();
+  observers_.clear();
+  act_.batch = 0;  // re-plan (the quantized GEMMs' workspace) and re-record graphs
+  graphs_.clear();
+}
+
+void SequenceClassifier::quantize_for_inference(const QuantizationOptions& options) {
+  clear_quantization();
+  const ops::QuantMethod method = options.method;
+  const char* name = ops::quant_method_name(method);
+  ops::check_quantization_supported(method, device_);
+  const int64_t layers = config_.num_layers, C = config_.hidden_size;
+  std::vector<float> input_absmax(size_t(layers * kLinearsPerLayer), 0.0f);
+  if (method != ops::QuantMethod::Int8Weight) {
+    if (options.calibration.empty())
+      fail("quantization ", name, ": needs calibration batches (its input scales are static, from max |x| over them)");
+    // Calibrate on the unquantized model, without CUDA graphs (observing is per call).
+    for (int64_t i = 0; i < layers * kLinearsPerLayer; ++i) observers_.emplace_back(device_);
+    const bool graphs_on = exec_.cuda_graphs;
+    exec_.cuda_graphs = false;
+    act_.batch = 0;
+    try {
+      for (const Batch& batch : options.calibration) forward(batch, /*training=*/false);
+    } catch (...) {
+      exec_.cuda_graphs = graphs_on;
+      observers_.clear();
+      act_.batch = 0;
+      throw;
+    }
+    exec_.cuda_graphs = graphs_on;
+    act_.batch = 0;
+    for (size_t i = 0; i < observers_.size(); ++i) input_absmax[i] = observers_[i].absmax();
+    observers_.clear();
+  }
+  std::vector<ops::QuantizedLinear> quantized;
+  for (int64_t l = 0; l < layers; ++l) {
+    const LayerNames& n = layer_names_[size_t(l)];
+    const Tensor masters[kLinearsPerLayer] = {params_.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, false),
+                                              params_.value(n.attn_out_w), params_.value(n.ffn_in_w),
+                                              params_.value(n.ffn_out_w)};
+    for (int which = 0; which < kLinearsPerLayer; ++which) {
+      const float absmax = input_absmax[size_t(l * kLinearsPerLayer + which)];
+      try {
+        quantized.push_back(ops::quantize_linear(masters[which], method, absmax));
+      } catch (const Error& e) {
+        fail("quantization ", name, ", layer ", l, " linear ", which, ": ", e.what());
+      }
+    }
+  }
+  quantized_ = std::move(quantized);
+  quant_method_ = method;
+  quantized_version_ = params_.version();
+  act_.batch = 0;
+  graphs_.clear();
+}
+
 void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& out,
                                        bool training, const Tensor& key_mask) {
   Activations& a = act_;
@@ -541,22 +617,23 @@ void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActiv
   const Tensor x = x_in.reshape({N, C});
   const Tensor proj = a.proj.reshape({N, C});
 
-  ops::linear_forward(s.qkv.reshape({N, 3 * C}), x, gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}),
-                      gemm_weight_span(n.qkv_first_b, n.qkv_last_b, {3 * C}));
+  encoder_linear(l, kQkv, s.qkv.reshape({N, 3 * C}), x, gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}),
+                 gemm_weight_span(n.qkv_first_b, n.qkv_last_b, {3 * C}));
   if (a.attention == AttentionKernel::Fused)
     ops::attention_forward_fused(s.context, s.lse, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn,
                                  seed, dropout_offset(site_attention_probs(l)), dropout_base_);
   else
     ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn, seed,
                            dropout_offset(site_attention_probs(l)), dropout_base_);
-  ops::linear_forward(proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_w), gemm_weight(n.attn_out_b));
+  encoder_linear(l, kAttentionOut, proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_w),
+                 gemm_weight(n.attn_out_b));
   ops::dropout_forward(proj, proj, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, P.value(n.ln1_w),
                                   P.value(n.ln1_b), config_.layer_norm_eps);
-  ops::linear_forward(s.ffn_pre, s.h1, gemm_weight(n.ffn_in_w), gemm_weight(n.ffn_in_b));
+  encoder_linear(l, kFfnIn, s.ffn_pre, s.h1, gemm_weight(n.ffn_in_w), gemm_weight(n.ffn_in_b));
   if (config_.activation == Activation::Gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
   else ops::relu_forward(a.ffn_act, s.ffn_pre);
-  ops::linear_forward(proj, a.ffn_act, gemm_weight(n.ffn_out_w), gemm_weight(n.ffn_out_b));
+  encoder_linear(l, kFfnOut, proj, a.ffn_act, gemm_weight(n.ffn_out_w), gemm_weight(n.ffn_out_b));
   ops::dropout_forward(proj, proj, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   ops::residual_layernorm_forward(out.reshape({N, C}), s.res2, s.ln2_mean, s.ln2_rstd, s.h1, proj,
                                   P.value(n.ln2_w), P.value(n.ln2_b), config_.layer_norm_eps);
@@ -642,6 +719,14 @@ void SequenceClassifier::compute_logits_graphed(const Batch& fixed) {
 
 Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   check_batch(batch);
+  if (quant_method_) {
+    if (training)
+      fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
+           "): training needs the unquantized model (load it again, or clear_quantization())");
+    if (quantized_version_ != params_.version())
+      fail("the weights changed after quantization (", ops::quant_method_name(*quant_method_),
+           "): quantize the model again");
+  }
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   plan_activations(B, T, training);
   refresh_working_weights();
@@ -681,6 +766,9 @@ bool SequenceClassifier::can_graph_training(const Batch& batch) const {
 
 void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
   check_batch(batch);
+  if (quant_method_)
+    fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
+         "): training needs the unquantized model");
   if (!can_graph_training(batch)) fail("train_step_graphed needs a GPU model with CUDA graphs on and a host batch with labels");
   if (!(std::isfinite(loss_scale) && loss_scale > 0))
     fail("train_step_graphed: loss_scale ", loss_scale, " is not a finite value > 0");

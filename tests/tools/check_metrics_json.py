@@ -164,7 +164,14 @@ def check_eval(m):
     check_metrics("(top level)", m, {"split": str, "model": str, "data": str, "energy": dict, "execution": dict})
     check_object("execution", m.get("execution", {}),
                  {"device": str, "precision": str, "attention": str, "peak_memory_bytes": int},
+                 {"quantization": str, "calibration_examples": int, "calibration_method": str,
+                  "calibration_data": str},  # quantized precisions only
                  name=lambda k: f"execution.{k}")
+    execution = m.get("execution", {})
+    if isinstance(execution, dict) and "quantization" in execution:
+        for key in ("calibration_examples", "calibration_method", "calibration_data"):
+            if key not in execution:
+                problems.append(f"execution: 'quantization' without '{key}'")
     check_energy("energy", m.get("energy", {}), r"evaluation")
 
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/core/device.h"
+#include "wattwise/experiment/quantize.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/batching.h"
 
@@ -31,8 +32,9 @@ struct EvalOptions {
   int64_t batch_size = 64;
   bool clean_html = false;
   Device device;
-  std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only)
+  std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only), int8-weight, int8, fp8 (GPU)
   std::string attention = "auto";  // auto, fused, reference
+  CalibrationOptions calibration;  // int8 and fp8: the calibration sample (default: the split's first 128)
 };
 
 // `wattwise eval`: metrics on a split, with the energy of the pass; writes runs/<ts>_eval/.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "wattwise/core/device.h"
+#include "wattwise/experiment/quantize.h"
 
 namespace ww::experiment {
 
@@ -16,8 +17,9 @@ struct PredictOptions {
   int max_length = 0;   // 0: min(512, max_position_embeddings)
   int batch_size = 32;
   Device device;
-  std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only)
+  std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only), int8-weight, int8, fp8 (GPU)
   std::string attention = "auto";  // auto, fused, reference
+  CalibrationOptions calibration;  // int8 and fp8: the calibration sample (default: the input's first 128)
   std::filesystem::path runs_dir = "runs";  // receives runs/<UTC>_predict/ (metrics.json, energy files)
 };
 

@@ -20,6 +20,7 @@
 #include "wattwise/models/model.h"
 #include "wattwise/models/parameters.h"
 #include "wattwise/ops/graph.h"
+#include "wattwise/ops/quantized.h"
 
 namespace ww::models {
 
@@ -63,6 +64,17 @@ struct LoadOptions {
   std::optional<Pooling> pooling;
 };
 
+// Post-training quantization of the encoder's linear layers (query/key/value, attention output,
+// feed-forward in and out) for inference; see include/wattwise/ops/quantized.h for the methods.
+// The embeddings, LayerNorms, attention, pooler and classifier head stay in the compute dtype.
+struct QuantizationOptions {
+  ops::QuantMethod method = ops::QuantMethod::Int8Weight;
+  // Forward passes over these batches calibrate the static input scales of Int8 and Fp8: the
+  // max |x| of each quantized layer's inputs over all of them (max-abs calibration). Int8Weight
+  // needs none (and ignores them).
+  std::vector<Batch> calibration;
+};
+
 class SequenceClassifier : public TrainableModel {
  public:
   SequenceClassifier(const ModelConfig& config, Device device);
@@ -97,6 +109,14 @@ class SequenceClassifier : public TrainableModel {
   // attention need a GPU). Takes effect at the next forward.
   void set_execution(const ExecutionOptions& options);
   const ExecutionOptions& execution() const { return exec_; }
+  // Quantizes the encoder's linear layers for inference (calibrating first where the method needs
+  // it). The f32 master weights stay as they are (saving the model writes them unchanged); the
+  // quantized copies are made from them now, so a later weight change is an error at the next
+  // forward. Training a quantized model is an error. Calling it again replaces the quantization.
+  void quantize_for_inference(const QuantizationOptions& options);
+  // Back to the unquantized linears.
+  void clear_quantization();
+  std::optional<ops::QuantMethod> quantization() const { return quant_method_; }
   // The attention kernel the model runs on its device (Auto resolved).
   AttentionKernel attention_kernel() const;
   void zero_grad() override { params_.zero_grad(); }
@@ -148,6 +168,7 @@ class SequenceClassifier : public TrainableModel {
     Tensor in_ids, in_mask, in_types, in_labels;
     Tensor proj, ffn_act;             // per-layer scratch (not kept: recomputed where needed)
     Tensor cls, head_pre, head_act, head_drop, logits, losses;
+    Tensor quant_workspace;           // scratch of the quantized GEMMs (inference, quantized only)
     // Backward scratch.
     Tensor d_a, d_b, d_c, d_ffn, d_qkv, d_scratch, d_cls, d_head, d_logits, ln_workspace;
   };
@@ -158,6 +179,12 @@ class SequenceClassifier : public TrainableModel {
   Tensor gemm_weight(const std::string& name) const;
   Tensor gemm_weight_span(const std::string& first, const std::string& last, const Shape& shape) const;
   void refresh_working_weights();
+  // The encoder's linear layers, by position in a layer (index into quantized_ / observers_).
+  enum EncoderLinear { kQkv = 0, kAttentionOut = 1, kFfnIn = 2, kFfnOut = 3, kLinearsPerLayer = 4 };
+  // out = inp · wᵀ + b for encoder linear `which` of layer l: quantized after
+  // quantize_for_inference, observed (then plain) while calibrating, plain otherwise.
+  void encoder_linear(int64_t l, EncoderLinear which, const Tensor& out, const Tensor& inp, const Tensor& w,
+                      const Tensor& b);
   void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
                      const Tensor& key_mask);
   void compute_logits(const Batch& batch, bool training);
@@ -189,6 +216,11 @@ class SequenceClassifier : public TrainableModel {
   std::vector<LayerNames> layer_names_;
   std::string word_emb_, pos_emb_, type_emb_, emb_ln_w_, emb_ln_b_, head_w_, head_b_, cls_w_, cls_b_;
   ExecutionOptions exec_;
+  // Quantized encoder linears (layer l's at l·kLinearsPerLayer + which); empty when not quantized.
+  std::optional<ops::QuantMethod> quant_method_;
+  std::vector<ops::QuantizedLinear> quantized_;
+  uint64_t quantized_version_ = 0;          // params_.version() they were made from
+  std::vector<ops::AbsMaxObserver> observers_;  // non-empty while calibrating
   Tensor working_;  // compute-dtype copy of the flat parameters (16-bit only)
   uint64_t working_version_ = 0;
   Arena arena_;
