@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
 
 namespace ww::experiment {
@@ -20,6 +21,9 @@ DType compute_dtype_of(const std::string& precision);
 // Sets the model's execution options and the process-wide TF32 switch; errors (16-bit or fused
 // attention on a CPU, unknown names) say which knob is at fault.
 void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice);
+void apply_execution(models::Gpt2LMHeadModel& model, const ExecutionChoice& choice);
+// The model options a choice names (no device checks).
+models::ExecutionOptions execution_options_of(const ExecutionChoice& choice);
 
 // "dynamic" → nullopt; otherwise a fixed scale > 0 (error naming the value).
 std::optional<float> parse_loss_scale(const std::string& text);
