@@ -65,6 +65,13 @@ void gelu_forward(const Tensor& out, const Tensor& inp) {
 void gelu_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   run_backward(kernels::cpu::gelu_backward, WW_CUDA_KERNEL(gelu_backward), dinp, inp, dout, "gelu_backward", "inp");
 }
+void gelu_tanh_forward(const Tensor& out, const Tensor& inp) {
+  run_forward(kernels::cpu::gelu_tanh_forward, WW_CUDA_KERNEL(gelu_tanh_forward), out, inp, "gelu_tanh_forward");
+}
+void gelu_tanh_backward(const Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  run_backward(kernels::cpu::gelu_tanh_backward, WW_CUDA_KERNEL(gelu_tanh_backward), dinp, inp, dout,
+               "gelu_tanh_backward", "inp");
+}
 void relu_forward(const Tensor& out, const Tensor& inp) {
   run_forward(kernels::cpu::relu_forward, WW_CUDA_KERNEL(relu_forward), out, inp, "relu_forward");
 }

@@ -9,7 +9,27 @@ namespace ww::kernels::cpu {
 namespace {
 constexpr float kSqrtHalf = 0.70710678118654752440f;      // 1/√2
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;    // 1/√(2π)
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;  // √(2/π)
+constexpr float kGeluCubic = 0.044715f;
 }  // namespace
+
+void gelu_tanh_forward(float* out, const float* inp, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+  }
+}
+
+void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = inp[i];
+    const float t = std::tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+    const float dinner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+    dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dinner);
+  }
+}
 
 void gelu_forward(float* out, const float* inp, int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)

@@ -9,6 +9,11 @@ void gelu_forward(float* out, const float* inp, int64_t n);
 // dinp = dout · (Φ(x) + x · φ(x)), with Φ, φ the standard normal CDF and density.
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
 
+// GPT-2's GELU (torch's approximate="tanh", HF's gelu_new): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+void gelu_tanh_forward(float* out, const float* inp, int64_t n);
+// dinp = dout · (0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)), t the tanh above.
+void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_t n);
+
 void relu_forward(float* out, const float* inp, int64_t n);
 // dinp = dout where inp > 0, else 0 (torch's threshold_backward).
 void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n);

@@ -364,6 +364,20 @@ struct GeluGrad {  // (inp, dout)
     return dout * (cdf + x * pdf);
   }
 };
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;  // √(2/π)
+constexpr float kGeluCubic = 0.044715f;
+struct GeluTanh {
+  __device__ float operator()(float x) const {
+    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+  }
+};
+struct GeluTanhGrad {  // (inp, dout)
+  __device__ float operator()(float x, float dout) const {
+    const float t = tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+    const float dinner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+    return dout * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dinner);
+  }
+};
 struct Relu {
   __device__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; }  // NaN propagates, as torch
 };
@@ -476,6 +490,12 @@ void gelu_forward(void* out, const void* inp, int64_t n, DType dtype) {
 }
 void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype) {
   launch_binary(dinp, inp, dout, n, dtype, GeluGrad{}, "gelu_backward_kernel");
+}
+void gelu_tanh_forward(void* out, const void* inp, int64_t n, DType dtype) {
+  launch_unary(out, inp, n, dtype, GeluTanh{}, "gelu_tanh_forward_kernel");
+}
+void gelu_tanh_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype) {
+  launch_binary(dinp, inp, dout, n, dtype, GeluTanhGrad{}, "gelu_tanh_backward_kernel");
 }
 void relu_forward(void* out, const void* inp, int64_t n, DType dtype) {
   launch_unary(out, inp, n, dtype, Relu{}, "relu_forward_kernel");

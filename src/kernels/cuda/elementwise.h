@@ -64,6 +64,8 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
 
 void gelu_forward(void* out, const void* inp, int64_t n, DType dtype);
 void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);
+void gelu_tanh_forward(void* out, const void* inp, int64_t n, DType dtype);
+void gelu_tanh_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);
 void relu_forward(void* out, const void* inp, int64_t n, DType dtype);
 void relu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);
 void tanh_forward(void* out, const void* inp, int64_t n, DType dtype);

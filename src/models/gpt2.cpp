@@ -1,0 +1,614 @@
+// GPT2LMHeadModel: parameters, loading and saving (Conv1D layout), forward, chunked LM loss,
+// backward and the CUDA-graph training step. Generation lives in gpt2_generate.cpp.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <set>
+
+#include "wattwise/core/rng.h"
+#include "wattwise/io/safetensors.h"
+#include "wattwise/models/gpt2.h"
+#include "wattwise/ops/ops.h"
+
+namespace ww::models {
+
+namespace {
+// Dropout sites per step: 0 embeddings, 1+3l attention probabilities, 2+3l attention output,
+// 3+3l MLP output.
+constexpr int kSiteEmbeddings = 0;
+int site_attention_probs(int64_t layer) { return int(1 + 3 * layer); }
+int site_attention_output(int64_t layer) { return int(2 + 3 * layer); }
+int site_mlp_output(int64_t layer) { return int(3 + 3 * layer); }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Hugging Face's Conv1D weights ([in, out] in the file; [out, in] here).
+bool is_conv1d_weight(const std::string& name) {
+  return ends_with(name, ".weight") && (name.find(".attn.c_attn.") != std::string::npos ||
+                                        name.find(".attn.c_proj.") != std::string::npos ||
+                                        name.find(".mlp.c_fc.") != std::string::npos ||
+                                        name.find(".mlp.c_proj.") != std::string::npos);
+}
+
+// dst[c, r] = src[r, c] for a rows×cols host f32 matrix.
+void transpose_into(float* dst, const float* src, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+// Same elements as `master` (a view into the f32 flat buffer) in the 16-bit working copy.
+Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& master) {
+  const int64_t offset = master.data<float>() - flat.data<float>();
+  char* base = static_cast<char*>(working.raw()) + size_t(offset) * dtype_size(working.dtype());
+  return Tensor::view(base, master.shape(), working.dtype(), working.device());
+}
+}  // namespace
+
+Gpt2LMHeadModel::Gpt2LMHeadModel(const Gpt2Config& config, Device device) : config_(config), device_(device) {
+  config_.validate("GPT-2 config");
+  register_parameters();
+  params_.allocate(device_);
+  dropout_base_ = Tensor::zeros({1}, DType::I64, device_);
+}
+
+void Gpt2LMHeadModel::register_parameters() {
+  const int64_t C = config_.n_embd, I = config_.inner_size();
+  auto add = [&](const std::string& name, const Shape& shape) {
+    const bool decay = !ends_with(name, ".bias") && name.find(".ln_") == std::string::npos;
+    params_.add(name, shape, decay);
+  };
+  wte_ = "transformer.wte.weight", wpe_ = "transformer.wpe.weight";
+  add(wte_, {config_.vocab_size, C});
+  add(wpe_, {config_.n_positions, C});
+  for (int64_t l = 0; l < config_.n_layer; ++l) {
+    const std::string b = "transformer.h." + std::to_string(l) + ".";
+    LayerNames n;
+    n.ln1_w = b + "ln_1.weight", n.ln1_b = b + "ln_1.bias";
+    n.attn_w = b + "attn.c_attn.weight", n.attn_b = b + "attn.c_attn.bias";
+    n.attn_proj_w = b + "attn.c_proj.weight", n.attn_proj_b = b + "attn.c_proj.bias";
+    n.ln2_w = b + "ln_2.weight", n.ln2_b = b + "ln_2.bias";
+    n.fc_w = b + "mlp.c_fc.weight", n.fc_b = b + "mlp.c_fc.bias";
+    n.mlp_proj_w = b + "mlp.c_proj.weight", n.mlp_proj_b = b + "mlp.c_proj.bias";
+    // nn.Linear layout [out, in]; the packed [3C, C] query/key/value projection as in BERT.
+    add(n.ln1_w, {C});
+    add(n.ln1_b, {C});
+    add(n.attn_w, {3 * C, C});
+    add(n.attn_b, {3 * C});
+    add(n.attn_proj_w, {C, C});
+    add(n.attn_proj_b, {C});
+    add(n.ln2_w, {C});
+    add(n.ln2_b, {C});
+    add(n.fc_w, {I, C});
+    add(n.fc_b, {I});
+    add(n.mlp_proj_w, {C, I});
+    add(n.mlp_proj_b, {C});
+    layer_names_.push_back(n);
+  }
+  lnf_w_ = "transformer.ln_f.weight", lnf_b_ = "transformer.ln_f.bias";
+  add(lnf_w_, {C});
+  add(lnf_b_, {C});
+}
+
+void Gpt2LMHeadModel::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  Tensor host = Tensor::empty({params_.numel()}, DType::F32);
+  const float residual_std = config_.initializer_range / std::sqrt(2.0f * float(config_.n_layer));
+  for (const auto& p : params_.all()) {
+    float* w = host.data<float>() + p.offset;
+    const int64_t n = shape_numel(p.shape);
+    if (ends_with(p.name, ".bias")) {
+      std::fill(w, w + n, 0.0f);
+    } else if (!p.weight_decay) {  // LayerNorm weight
+      std::fill(w, w + n, 1.0f);
+    } else {
+      const bool residual = ends_with(p.name, ".c_proj.weight");
+      const float std = residual ? residual_std : config_.initializer_range;
+      for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * std;
+    }
+  }
+  params_.flat_values().copy_from(host);
+  params_.mark_updated();
+}
+
+Gpt2LMHeadModel Gpt2LMHeadModel::from_pretrained(const std::filesystem::path& dir, Device device) {
+  Gpt2Config config = Gpt2Config::load(dir);
+  io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  Gpt2LMHeadModel model(config, device);
+  const std::string where = checkpoint.path().string();
+  const std::string prefix = "transformer.";
+
+  const std::vector<std::string>& names = checkpoint.names();
+  std::set<std::string> unused(names.begin(), names.end());
+  Tensor host = Tensor::empty({model.params_.numel()}, DType::F32);
+  for (const auto& p : model.params_.all()) {
+    std::string name = p.name;
+    if (!checkpoint.find(name) && checkpoint.find(p.name.substr(prefix.size()))) name = p.name.substr(prefix.size());
+    if (!checkpoint.find(name))
+      fail(where, ": missing tensor '", p.name, "' (a GPT-2 with this config.json needs it, shape ",
+           shape_str(is_conv1d_weight(p.name) ? Shape{p.shape[1], p.shape[0]} : p.shape), ")");
+    unused.erase(name);
+    float* dst = host.data<float>() + p.offset;
+    if (is_conv1d_weight(p.name)) {
+      const int64_t out = p.shape[0], in = p.shape[1];
+      Tensor staging = Tensor::empty({in, out}, DType::F32);  // the file's Conv1D layout
+      checkpoint.read_into(name, staging);
+      transpose_into(dst, staging.data<float>(), in, out);
+    } else {
+      checkpoint.read_into(name, Tensor::view(dst, p.shape, DType::F32));
+    }
+  }
+  for (const auto& name : unused) {
+    // Causal-mask buffers of older transformers versions.
+    if (ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias")) continue;
+    if (name == "lm_head.weight") {
+      // Tied: must equal the token embedding (transformers writes it when untied on save).
+      const Parameter& wte = model.params_.all().front();
+      Tensor head = Tensor::empty(wte.shape, DType::F32);
+      checkpoint.read_into(name, head);
+      if (std::memcmp(head.raw(), host.data<float>() + wte.offset, head.nbytes()) != 0)
+        fail(where, ": lm_head.weight differs from transformer.wte.weight; wattwise's GPT-2 ties them "
+                    "(tie_word_embeddings) and cannot load an untied head");
+      continue;
+    }
+    fail(where, ": unexpected tensor '", name, "' (not part of a GPT2LMHeadModel with this config.json)");
+  }
+  model.params_.flat_values().copy_from(host);
+  model.params_.mark_updated();
+  return model;
+}
+
+void Gpt2LMHeadModel::save(const std::filesystem::path& dir, DType store_dtype) const {
+  if (store_dtype != DType::F32 && store_dtype != DType::F16 && store_dtype != DType::BF16)
+    fail("cannot save weights as ", dtype_name(store_dtype), " (expected f32, f16 or bf16)");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
+  Tensor host = device_.is_cpu() ? params_.flat_values() : params_.flat_values().to(Device::cpu());
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& p : params_.all()) {
+    const float* src = host.data<float>() + p.offset;
+    if (is_conv1d_weight(p.name)) {
+      const int64_t out = p.shape[0], in = p.shape[1];
+      Tensor t = Tensor::empty({in, out}, DType::F32);
+      transpose_into(t.data<float>(), src, out, in);
+      tensors.emplace_back(p.name, t);
+    } else {
+      tensors.emplace_back(p.name, Tensor::view(const_cast<float*>(src), p.shape, DType::F32));
+    }
+  }
+  io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
+  Gpt2Config out = config_;
+  out.extra["dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
+  out.save(dir / "config.json");
+}
+
+void Gpt2LMHeadModel::set_dropout(float hidden, float attention) {
+  Gpt2Config updated = config_;
+  updated.resid_pdrop = updated.embd_pdrop = hidden;
+  updated.attn_pdrop = attention;
+  updated.validate("dropout override");
+  config_ = updated;
+}
+
+void Gpt2LMHeadModel::set_loss_chunk_rows(int64_t rows) {
+  if (rows < 1) fail("loss chunk rows must be at least 1, got ", rows);
+  loss_chunk_rows_ = rows;
+  act_.batch = 0;  // re-plan
+  train_graphs_.clear();
+}
+
+void Gpt2LMHeadModel::set_execution(const ExecutionOptions& options) {
+  const DType d = options.compute_dtype;
+  if (d != DType::F32 && d != DType::F16 && d != DType::BF16)
+    fail("compute dtype ", dtype_name(d), " is not supported (expected f32, f16 or bf16)");
+  if (d != DType::F32 && device_.is_cpu())
+    fail(dtype_name(d), " compute needs a GPU (the CPU kernels compute in f32); use precision fp32 on the cpu");
+  if (options.attention == AttentionKernel::Fused && device_.is_cpu())
+    fail("fused attention needs a GPU; the CPU runs the reference attention (attention = reference or auto)");
+  if (options.checkpointing.mode == Checkpointing::Mode::EveryK && options.checkpointing.k < 1)
+    fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
+  exec_ = options;
+  act_.batch = 0;
+  train_graphs_.clear();
+}
+
+AttentionKernel Gpt2LMHeadModel::attention_kernel() const {
+  if (exec_.attention != AttentionKernel::Auto) return exec_.attention;
+  return device_.is_cuda() ? AttentionKernel::Fused : AttentionKernel::Reference;
+}
+
+void Gpt2LMHeadModel::refresh_working_weights() {
+  if (exec_.compute_dtype == DType::F32) {
+    working_ = Tensor();
+    return;
+  }
+  if (working_.defined() && working_.dtype() == exec_.compute_dtype && working_version_ == params_.version()) return;
+  if (!working_.defined() || working_.dtype() != exec_.compute_dtype) {
+    train_graphs_.clear();
+    working_ = Tensor::empty({params_.numel()}, exec_.compute_dtype, device_);
+  }
+  ops::cast(working_, params_.flat_values());
+  working_version_ = params_.version();
+}
+
+Tensor Gpt2LMHeadModel::gemm_weight(const std::string& name) const {
+  const Tensor& master = params_.value(name);
+  if (exec_.compute_dtype == DType::F32) return master;
+  return working_view(working_, params_.flat_values(), master);
+}
+
+void Gpt2LMHeadModel::check_batch(const Batch& batch) const {
+  const Tensor& ids = batch.input_ids;
+  if (!ids.defined() || ids.dim() != 2) fail("batch: input_ids must be a [batch, seq_len] tensor");
+  check_dtype(ids, DType::I32, "batch input_ids");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  if (B == 0 || T == 0) fail("batch: empty batch ", shape_str(ids.shape()));
+  if (T > config_.n_positions)
+    fail("sequence length ", T, " exceeds the model's n_positions ", config_.n_positions);
+  if (batch.attention_mask.defined()) {
+    check_shape(batch.attention_mask, {B, T}, "batch attention_mask");
+    check_dtype(batch.attention_mask, DType::I32, "batch attention_mask");
+  }
+  if (batch.token_type_ids.defined()) fail("batch: token_type_ids given but GPT-2 has no token types");
+  if (batch.labels.defined()) {
+    check_shape(batch.labels, {B, T}, "batch labels (causal LM: aligned with input_ids)");
+    check_dtype(batch.labels, DType::I32, "batch labels");
+  }
+  const Device where = ids.device();
+  if (!(where == device_) && !where.is_cpu())
+    fail("batch tensor on ", where.str(), " but the model is on ", device_.str());
+  for (const Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.labels})
+    if (t->defined() && !(t->device() == where))
+      fail("batch tensors on different devices (", t->device().str(), " and ", where.str(), ")");
+}
+
+void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t B, int64_t T, bool training,
+                                           bool full_logits) const {
+  const int64_t N = B * T, C = config_.n_embd, I = config_.inner_size(), H = config_.n_head,
+                V = config_.vocab_size, layers = config_.n_layer;
+  a.batch = B, a.seq_len = T, a.training = training, a.full_logits = full_logits;
+  a.dtype = exec_.compute_dtype;
+  a.attention = attention_kernel();
+  a.segment = training ? exec_.checkpointing.segment_layers(layers) : layers;
+  a.chunk = std::min(N, loss_chunk_rows_);
+  const bool fused = a.attention == AttentionKernel::Fused;
+  const bool recompute = training && a.segment < layers;
+  auto act = [&](const Shape& s) { return arena.alloc(s, a.dtype); };
+  auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
+  if (device_.is_cuda()) {
+    a.in_ids = arena.alloc({B, T}, DType::I32);
+    a.in_mask = arena.alloc({B, T}, DType::I32);
+    a.in_labels = arena.alloc({N}, DType::I32);
+  } else {
+    a.in_ids = a.in_mask = Tensor();
+    a.in_labels = arena.alloc({N}, DType::I32);  // the shifted labels
+  }
+  a.emb = act({B, T, C});
+  const int64_t slots = !training ? 1 : recompute ? a.segment : layers;
+  a.layers.assign(size_t(slots), {});
+  for (auto& l : a.layers) {
+    l.ln1_out = act({N, C});
+    l.ln1_mean = f32({N});
+    l.ln1_rstd = f32({N});
+    l.qkv = act({B, T, 3 * C});
+    if (fused) l.lse = f32({B, H, T});
+    else l.probs = act({B, H, T, T});
+    l.context = act({B, T, C});
+    l.res1 = act({N, C});
+    l.ln2_out = act({N, C});
+    l.ln2_mean = f32({N});
+    l.ln2_rstd = f32({N});
+    l.fc_pre = act({N, I});
+    l.out = act({B, T, C});
+  }
+  a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
+  for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
+  a.proj = act({N, C});
+  a.fc_act = act({N, I});
+  a.lnf_out = act({N, C});
+  a.lnf_mean = f32({N});
+  a.lnf_rstd = f32({N});
+  a.logits = act({full_logits ? N : a.chunk, V});
+  a.losses = f32({N});
+  if (training) {
+    a.d_a = act({N, C});
+    a.d_b = act({N, C});
+    a.d_c = act({N, C});
+    a.d_fc = act({N, I});
+    a.d_qkv = act({B, T, 3 * C});
+    a.d_scratch = fused ? f32({B, H, T}) : act({B, H, T, T});
+    a.d_lnf = act({N, C});
+    a.ln_workspace = arena.alloc({ops::layernorm_backward_workspace_bytes(N, C)}, DType::U8);
+  } else {
+    a.d_a = a.d_b = a.d_c = a.d_fc = a.d_qkv = a.d_scratch = a.d_lnf = a.ln_workspace = Tensor();
+  }
+}
+
+size_t Gpt2LMHeadModel::planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const {
+  Arena counter = Arena::counting(device_);
+  Activations plan;
+  allocate_activations(counter, plan, batch, seq_len, training, /*full_logits=*/!training);
+  return counter.peak();
+}
+
+void Gpt2LMHeadModel::plan_activations(int64_t B, int64_t T, bool training, bool full_logits) {
+  if (arena_.capacity() && act_.batch == B && act_.seq_len == T && act_.training == training &&
+      act_.full_logits == full_logits)
+    return;
+  Arena counter = Arena::counting(device_);
+  Activations plan;
+  allocate_activations(counter, plan, B, T, training, full_logits);
+  const size_t needed = counter.peak();
+  if (needed > arena_.capacity()) {
+    train_graphs_.clear();  // recordings hold addresses in the old buffer
+    arena_ = Arena();
+    arena_ = Arena(needed, device_);
+  }
+  arena_.reset();
+  allocate_activations(arena_, act_, B, T, training, full_logits);
+}
+
+Gpt2LMHeadModel::LayerActivations& Gpt2LMHeadModel::layer_slot(int64_t l) {
+  if (!act_.training) return act_.layers[0];
+  return act_.layers[size_t(l % int64_t(act_.layers.size()))];
+}
+
+Tensor Gpt2LMHeadModel::layer_output(int64_t l) {
+  const bool segment_end = (l + 1) % act_.segment == 0;
+  if (!act_.boundaries.empty() && segment_end && l + 1 < config_.n_layer)
+    return act_.boundaries[size_t((l + 1) / act_.segment)];
+  return layer_slot(l).out;
+}
+
+Tensor Gpt2LMHeadModel::layer_input(int64_t l) { return l == 0 ? act_.emb : layer_output(l - 1); }
+
+Batch Gpt2LMHeadModel::stage_inputs(const Batch& batch) {
+  Activations& a = act_;
+  const int64_t B = a.batch, T = a.seq_len, N = B * T;
+  // Shifted labels, built on the host: row (b, t) is scored against labels[b, t+1].
+  std::vector<int32_t> shifted;
+  num_valid_ = 0;
+  if (batch.labels.defined()) {
+    Tensor labels = batch.labels.device().is_cpu() ? batch.labels : batch.labels.to(Device::cpu());
+    const int32_t* l = labels.data<int32_t>();
+    shifted.assign(size_t(N), -100);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t + 1 < T; ++t) {
+        shifted[size_t(b * T + t)] = l[b * T + t + 1];
+        num_valid_ += l[b * T + t + 1] != -100;
+      }
+  }
+  const int64_t base_value = int64_t(dropout_step_ << 16);
+  Batch fixed = batch;
+  if (device_.is_cpu()) {
+    *dropout_base_.data<int64_t>() = base_value;
+    if (!shifted.empty()) {
+      std::memcpy(a.in_labels.raw(), shifted.data(), shifted.size() * sizeof(int32_t));
+      shifted_labels_ = a.in_labels;
+    }
+    return fixed;
+  }
+  const Tensor base_host = Tensor::view(const_cast<int64_t*>(&base_value), {1}, DType::I64);
+  const Tensor shifted_host = Tensor::view(shifted.data(), {int64_t(shifted.size())}, DType::I32);
+  const bool from_host = batch.input_ids.device().is_cpu();
+  uploader_.begin();
+  uploader_.upload(dropout_base_, base_host);
+  if (from_host) {
+    uploader_.upload(a.in_ids, batch.input_ids);
+    fixed.input_ids = a.in_ids;
+    if (batch.attention_mask.defined()) {
+      uploader_.upload(a.in_mask, batch.attention_mask);
+      fixed.attention_mask = a.in_mask;
+    }
+  }
+  if (!shifted.empty()) {
+    uploader_.upload(a.in_labels, shifted_host);
+    shifted_labels_ = a.in_labels;
+  }
+  uploader_.end();
+  return fixed;
+}
+
+void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& out,
+                                    bool training, const Tensor& key_mask) {
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const LayerNames& n = layer_names_[size_t(l)];
+  const int64_t N = a.batch * a.seq_len, C = config_.n_embd;
+  const float p_resid = training ? config_.resid_pdrop : 0.0f;
+  const float p_attn = training ? config_.attn_pdrop : 0.0f;
+  const uint64_t seed = dropout_seed_;
+  const Tensor x = x_in.reshape({N, C});
+  const Tensor proj = a.proj.reshape({N, C});
+
+  ops::layernorm_forward(s.ln1_out, s.ln1_mean, s.ln1_rstd, x, P.value(n.ln1_w), P.value(n.ln1_b),
+                         config_.layer_norm_epsilon);
+  ops::linear_forward(s.qkv.reshape({N, 3 * C}), s.ln1_out, gemm_weight(n.attn_w), gemm_weight(n.attn_b));
+  if (a.attention == AttentionKernel::Fused)
+    ops::attention_forward_fused(s.context, s.lse, s.qkv, key_mask, config_.n_head, /*causal=*/true, p_attn, seed,
+                                 dropout_offset(site_attention_probs(l)), dropout_base_);
+  else
+    ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.n_head, /*causal=*/true, p_attn, seed,
+                           dropout_offset(site_attention_probs(l)), dropout_base_);
+  ops::linear_forward(proj, s.context.reshape({N, C}), gemm_weight(n.attn_proj_w), gemm_weight(n.attn_proj_b));
+  ops::dropout_forward(proj, proj, p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_);
+  // res1 = x + attention branch, ln2_out = LayerNorm(res1).
+  ops::residual_layernorm_forward(s.ln2_out, s.res1, s.ln2_mean, s.ln2_rstd, x, proj, P.value(n.ln2_w),
+                                  P.value(n.ln2_b), config_.layer_norm_epsilon);
+  ops::linear_forward(s.fc_pre, s.ln2_out, gemm_weight(n.fc_w), gemm_weight(n.fc_b));
+  ops::gelu_tanh_forward(a.fc_act, s.fc_pre);
+  ops::linear_forward(proj, a.fc_act, gemm_weight(n.mlp_proj_w), gemm_weight(n.mlp_proj_b));
+  ops::dropout_forward(proj, proj, p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_);
+  ops::residual_forward(out.reshape({N, C}), s.res1, proj);
+}
+
+void Gpt2LMHeadModel::trunk_forward(const Batch& batch, bool training) {
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const int64_t N = a.batch * a.seq_len, C = config_.n_embd;
+  ops::embeddings_forward(a.emb, batch.input_ids, Tensor(), P.value(wte_), P.value(wpe_), Tensor());
+  ops::dropout_forward(a.emb, a.emb, training ? config_.embd_pdrop : 0.0f, dropout_seed_,
+                       dropout_offset(kSiteEmbeddings), dropout_base_);
+  for (int64_t l = 0; l < config_.n_layer; ++l)
+    layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
+  ops::layernorm_forward(a.lnf_out, a.lnf_mean, a.lnf_rstd, layer_output(config_.n_layer - 1).reshape({N, C}),
+                         P.value(lnf_w_), P.value(lnf_b_), config_.layer_norm_epsilon);
+}
+
+void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, float scale) {
+  Activations& a = act_;
+  const int64_t N = a.batch * a.seq_len, V = config_.vocab_size;
+  const Tensor wte = gemm_weight(wte_);
+  for (int64_t r0 = 0; r0 < N; r0 += a.chunk) {
+    const int64_t r1 = std::min(N, r0 + a.chunk), rows = r1 - r0;
+    const Tensor logits = a.logits.slice(0, rows).reshape({rows, V});
+    const Tensor x = a.lnf_out.slice(r0, r1);
+    const Tensor labels = shifted_labels.slice(r0, r1);
+    ops::linear_forward(logits, x, wte, Tensor());
+    ops::cross_entropy_forward(a.losses.slice(r0, r1), logits, labels, label_smoothing_);
+    if (!with_grad) continue;
+    ops::cross_entropy_backward(logits, logits, labels, label_smoothing_, scale);  // in place
+    ops::linear_backward(a.d_lnf.slice(r0, r1), params_.grad(wte_), Tensor(), logits, x, wte);
+  }
+}
+
+void Gpt2LMHeadModel::read_loss() {
+  std::vector<float> losses = act_.losses.to_float_vector();
+  const double sum = std::accumulate(losses.begin(), losses.end(), 0.0);
+  loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
+}
+
+Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
+  check_batch(batch);
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), N = B * T;
+  const bool with_labels = batch.labels.defined();
+  plan_activations(B, T, training, /*full_logits=*/!with_labels);
+  refresh_working_weights();
+  if (training) ++dropout_step_;
+  const Batch staged = stage_inputs(batch);
+  trunk_forward(staged, training);
+  last_batch_ = staged;
+  can_backward_ = training && with_labels;
+  loss_ = 0.0f;
+  if (!with_labels) {
+    ops::linear_forward(act_.logits, act_.lnf_out, gemm_weight(wte_), Tensor());
+    return act_.logits.reshape({B, T, config_.vocab_size});
+  }
+  (void)N;
+  head_loss(shifted_labels_, /*with_grad=*/false, 0.0f);
+  read_loss();
+  return Tensor();
+}
+
+void Gpt2LMHeadModel::backward(float loss_scale) {
+  if (!can_backward_) fail("backward() needs a preceding forward(batch with labels, training=true)");
+  if (!(std::isfinite(loss_scale) && loss_scale > 0))
+    fail("backward: loss_scale ", loss_scale, " is not a finite value > 0");
+  backward_kernels(loss_scale, /*head_done=*/false);
+  can_backward_ = false;
+}
+
+void Gpt2LMHeadModel::layer_backward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& key_mask) {
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const LayerNames& n = layer_names_[size_t(l)];
+  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.n_embd;
+  const float p_resid = config_.resid_pdrop, p_attn = config_.attn_pdrop;
+  const uint64_t seed = dropout_seed_;
+  const Tensor x = x_in.reshape({N, C});
+
+  // d_a: gradient of the layer's output on entry (= of res1 through the residual), of x on exit.
+  ops::dropout_backward(a.d_b, a.d_a, p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_);
+  ops::gelu_tanh_forward(a.fc_act, s.fc_pre);  // not kept by the forward: one elementwise pass
+  ops::linear_backward(a.d_fc, P.grad(n.mlp_proj_w), P.grad(n.mlp_proj_b), a.d_b, a.fc_act, gemm_weight(n.mlp_proj_w));
+  ops::gelu_tanh_backward(a.d_fc, s.fc_pre, a.d_fc);
+  ops::linear_backward(a.d_b, P.grad(n.fc_w), P.grad(n.fc_b), a.d_fc, s.ln2_out, gemm_weight(n.fc_w));
+  ops::layernorm_backward(a.d_a, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_b, s.res1, P.value(n.ln2_w), s.ln2_mean,
+                          s.ln2_rstd, /*accumulate=*/true, a.ln_workspace);  // d res1 total
+  ops::dropout_backward(a.d_b, a.d_a, p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_);
+  ops::linear_backward(a.d_c, P.grad(n.attn_proj_w), P.grad(n.attn_proj_b), a.d_b, s.context.reshape({N, C}),
+                       gemm_weight(n.attn_proj_w));
+  if (a.attention == AttentionKernel::Fused)
+    ops::attention_backward_fused(a.d_qkv, a.d_scratch, a.d_c.reshape({B, T, C}), s.qkv, s.context, s.lse, key_mask,
+                                  config_.n_head, /*causal=*/true, p_attn, seed,
+                                  dropout_offset(site_attention_probs(l)), dropout_base_);
+  else
+    ops::attention_backward(a.d_qkv, a.d_scratch, a.d_c.reshape({B, T, C}), s.qkv, s.probs, key_mask,
+                            config_.n_head, /*causal=*/true, p_attn, seed, dropout_offset(site_attention_probs(l)),
+                            dropout_base_);
+  ops::linear_backward(a.d_b, P.grad(n.attn_w), P.grad(n.attn_b), a.d_qkv.reshape({N, 3 * C}), s.ln1_out,
+                       gemm_weight(n.attn_w));
+  ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, x, P.value(n.ln1_w), s.ln1_mean,
+                          s.ln1_rstd, /*accumulate=*/true, a.ln_workspace);  // d x total
+}
+
+void Gpt2LMHeadModel::backward_kernels(float loss_scale, bool head_done) {
+  Activations& a = act_;
+  const ParameterStore& P = params_;
+  const Batch& batch = last_batch_;
+  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.n_embd, layers = config_.n_layer;
+  const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
+
+  if (!head_done) head_loss(shifted_labels_, /*with_grad=*/true, scale);
+  ops::layernorm_backward(a.d_a, P.grad(lnf_w_), P.grad(lnf_b_), a.d_lnf, layer_output(layers - 1).reshape({N, C}),
+                          P.value(lnf_w_), a.lnf_mean, a.lnf_rstd, /*accumulate=*/false, a.ln_workspace);
+  // Layers, last to first, one checkpoint segment at a time (an earlier one recomputed first).
+  const int64_t segments = (layers + a.segment - 1) / a.segment;
+  for (int64_t seg = segments - 1; seg >= 0; --seg) {
+    const int64_t first = seg * a.segment, last = std::min(layers, first + a.segment) - 1;
+    if (seg != segments - 1)
+      for (int64_t l = first; l <= last; ++l)
+        layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), /*training=*/true, batch.attention_mask);
+    for (int64_t l = last; l >= first; --l) layer_backward(l, layer_input(l), layer_slot(l), batch.attention_mask);
+  }
+  ops::dropout_backward(a.d_b, a.d_a, config_.embd_pdrop, dropout_seed_, dropout_offset(kSiteEmbeddings),
+                        dropout_base_);
+  ops::embeddings_backward(P.grad(wte_), P.grad(wpe_), Tensor(), a.d_b.reshape({B, T, C}), batch.input_ids,
+                           Tensor());
+}
+
+bool Gpt2LMHeadModel::can_graph_training(const Batch& batch) const {
+  return device_.is_cuda() && exec_.cuda_graphs && batch.input_ids.defined() && batch.input_ids.device().is_cpu() &&
+         batch.labels.defined();
+}
+
+void Gpt2LMHeadModel::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
+  check_batch(batch);
+  if (!can_graph_training(batch))
+    fail("train_step_graphed needs a GPU model with CUDA graphs on and a host batch with labels");
+  if (!(std::isfinite(loss_scale) && loss_scale > 0))
+    fail("train_step_graphed: loss_scale ", loss_scale, " is not a finite value > 0");
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
+  plan_activations(B, T, /*training=*/true, /*full_logits=*/false);
+  if (exec_.compute_dtype != DType::F32 && (!working_.defined() || working_.dtype() != exec_.compute_dtype))
+    refresh_working_weights();
+  ++dropout_step_;
+  const Batch fixed = stage_inputs(batch);  // counts the scored tokens on the host
+  last_batch_ = fixed;
+  const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
+  auto work = [&] {
+    if (working_.defined()) ops::cast(working_, params_.flat_values());
+    trunk_forward(fixed, /*training=*/true);
+    head_loss(shifted_labels_, /*with_grad=*/true, scale);  // loss and its gradient in one pass
+    backward_kernels(loss_scale, /*head_done=*/true);
+    tail();
+  };
+  uint32_t scale_bits = 0;
+  std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
+  const TrainGraphKey key{B, T, fixed.attention_mask.defined(), num_valid_, scale_bits};
+  auto it = train_graphs_.find(key);
+  if (it != train_graphs_.end()) {
+    it->second.replay();
+  } else {
+    work();
+    train_graphs_.emplace(key, ops::CapturedWork::capture(device_, work));
+  }
+  working_version_ = params_.version();
+  can_backward_ = false;
+  read_loss();
+}
+
+}  // namespace ww::models
