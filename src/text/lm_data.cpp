@@ -221,7 +221,9 @@ StreamResult cached_stream(LmCorpus& corpus, const LmDataOptions& options, const
     return build();
   }
   fs::path dir = options.cache_dir.empty() ? default_lm_cache_dir() : options.cache_dir;
+  // One file per corpus and tokenizer, so switching tokenizers does not throw a cache away.
   Fnv where;
+  where.u64(tokenizer_fp);
   where.str(layout);
   for (const fs::path& p : sources) {
     std::error_code ec;

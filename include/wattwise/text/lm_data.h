@@ -12,7 +12,8 @@
 // Documents (files, articles) are joined with a separator token: the tokenizer's "<|endoftext|>"
 // (50256 for GPT-2) between consecutive documents, none before the first or after the last.
 //
-// Token cache: every token stream is written once to <cache_dir>/<name>-<key>.tokens and reused
+// Token cache: every token stream is written once to <cache_dir>/<name>-<key>.tokens (key: a hash
+// of the source paths and the tokenizer's fingerprint) and reused
 // while it is valid. The file starts with a fixed header (magic "WWTOKEN1", version, the
 // tokenizer's fingerprint, the separator id, the sources' fingerprint (paths, sizes, mtimes), the
 // token count and width (u16 when the vocabulary fits, else u32) and a checksum of the payload).
