@@ -275,6 +275,10 @@ double TrainConfig::get_float(const std::string& key) const { return std::stod(g
 bool TrainConfig::get_bool(const std::string& key) const { return get_string(key) == "true"; }
 std::filesystem::path TrainConfig::get_path(const std::string& key) const { return get_string(key); }
 bool TrainConfig::is_set(const std::string& key) const { return explicit_.count(key) != 0; }
+bool TrainConfig::differs_from_default(const std::string& key) const {
+  static const TrainConfig defaults;
+  return get_string(key) != defaults.get_string(key);
+}
 
 void TrainConfig::validate() const {
   auto positive = [&](const char* key) {
@@ -289,7 +293,7 @@ void TrainConfig::validate() const {
   if (get_float("data.valid_fraction") < 0 || get_float("data.valid_fraction") >= 1)
     fail("config: data.valid_fraction must be in [0, 1)");
   if (get_int("train.tokens_per_step") < 0) fail("config: train.tokens_per_step must not be negative");
-  if (get_int("train.tokens_per_step") > 0 && is_set("train.grad_accum"))
+  if (get_int("train.tokens_per_step") > 0 && differs_from_default("train.grad_accum"))
     fail("config: give train.tokens_per_step or train.grad_accum, not both");
   try {
     models::parse_checkpointing(get_string("train.checkpointing"));

@@ -135,7 +135,9 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   const uint64_t seed = uint64_t(cfg.get_int("run.seed"));
   const std::string name = cfg.get_string("run.name");
   const int64_t batch_size = cfg.get_int("train.batch_size");
-  const std::string metric = cfg.is_set("train.metric") ? cfg.get_string("train.metric") : "loss";
+  // The schema's default metric (accuracy) is the classifiers'; language modelling defaults to loss.
+  const std::string metric =
+      cfg.is_set("train.metric") || cfg.differs_from_default("train.metric") ? cfg.get_string("train.metric") : "loss";
   if (metric != "loss" && metric != "perplexity")
     fail("train.metric '", metric, "' does not apply to language modelling (use loss or perplexity)");
   ExecutionChoice execution;
@@ -149,7 +151,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   for (const char* key : {"data.padding", "data.length_bucketing", "data.clean_html", "data.collapse_whitespace",
                           "data.text_column", "data.text_pair_column", "data.label_column", "data.max_length",
                           "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train"})
-    if (cfg.is_set(key)) fail(key, " does not apply to language modelling (gpt2)");
+    if (cfg.differs_from_default(key)) fail(key, " does not apply to language modelling (gpt2)");
 
   // Everything that can fail on bad input happens before the run folder exists.
   const fs::path model_path = cfg.get_path("model.path");
@@ -193,7 +195,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   const text::LmSplit* eval_split = nullptr;
   const text::LmSplit* test_split = nullptr;
   const std::string eval_name = cfg.get_string("data.eval_split");
-  if (!eval_name.empty() && (cfg.is_set("data.eval_split") || corpus.has_split(eval_name)))
+  if (!eval_name.empty() && (cfg.differs_from_default("data.eval_split") || corpus.has_split(eval_name)))
     eval_split = &corpus.split(eval_name);
   if (!cfg.get_string("data.test_split").empty()) test_split = &corpus.split(cfg.get_string("data.test_split"));
   const int64_t max_eval = cfg.get_int("data.max_eval_examples");
@@ -231,7 +233,12 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   TrainRunResult result;
   result.run_dir = create_run_dir(cfg.get_path("run.output_dir"), name);
   const fs::path& run_dir = result.run_dir;
-  io::write_file_atomic(run_dir / "config.toml", cfg.to_toml());
+  // config.toml records what the run resolved (metric, a new model's n_positions), so that
+  // `wattwise train --config <run>/config.toml` repeats this run.
+  TrainConfig resolved = cfg;
+  resolved.set("train.metric", metric, "resolved");
+  if (model_path.empty()) resolved.set("model.max_positions", std::to_string(m.config().n_positions), "resolved");
+  io::write_file_atomic(run_dir / "config.toml", resolved.to_toml());
   EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
                                  cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
                                  cfg.get_float("energy.idle_baseline_s")};
@@ -402,7 +409,7 @@ bool is_language_modelling(const TrainConfig& cfg) {
   const fs::path model_path = cfg.get_path("model.path");
   if (model_path.empty()) return cfg.get_string("model.arch") == "gpt2";
   const bool gpt2 = is_gpt2_model_folder(model_path);
-  if (!gpt2 && cfg.is_set("model.arch") && cfg.get_string("model.arch") == "gpt2")
+  if (!gpt2 && cfg.get_string("model.arch") == "gpt2")
     fail("model.arch is gpt2 but ", (model_path / "config.json").string(), " is not a GPT-2 model (model_type gpt2)");
   return gpt2;
 }
@@ -413,7 +420,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
   if (is_language_modelling(cfg)) return run_lm_training(cfg);
   for (const char* key : {"data.format", "data.block_size", "data.valid_fraction", "data.cache_dir", "train.tokens_per_step"})
-    if (cfg.is_set(key)) fail(key, " applies to language modelling only (model.arch gpt2)");
+    if (cfg.differs_from_default(key)) fail(key, " applies to language modelling only (model.arch gpt2)");
   if (cfg.get_string("train.metric") == "perplexity")
     fail("train.metric perplexity applies to language modelling only (model.arch gpt2)");
   const Device device = parse_device(cfg.get_string("run.device"));

@@ -64,6 +64,14 @@ check "second run reuses the token cache" '[ "$(json "$B/metrics.json" "m[\"data
 check "seeded: the first 5 logged losses of both runs agree" \
   '[ "$(sed -n 2p "$A/train_log.csv" | cut -d, -f1-3)" = "$(sed -n 2p "$B/train_log.csv" | cut -d, -f1-3)" ]'
 
+# The run's config.toml repeats it (resolved metric and n_positions included).
+"$bin" train --config "$A/config.toml" --set run.name=rerun --set train.max_steps=5 2>/dev/null
+C=$(run_of rerun)
+check "config.toml re-runs: same first logged loss" \
+  '[ -n "$C" ] && [ "$(sed -n 2p "$A/train_log.csv" | cut -d, -f1-3)" = "$(sed -n 2p "$C/train_log.csv" | cut -d, -f1-3)" ]'
+check "config.toml records train.metric loss and model.max_positions 64" \
+  'grep -q "^metric = .loss.$" "$A/config.toml" && grep -q "^max_positions = 64" "$A/config.toml"'
+
 # --- eval: the saved model's perplexity on the same validation split equals the run's ---
 "$bin" eval --model "$A/best_model" --data shakes.txt --cache-dir "$work/cache" --block-size 64 --device cpu \
   --runs-dir "$work/evals" --output eval.json >/dev/null 2>"$work/eval_err"
