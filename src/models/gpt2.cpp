@@ -483,7 +483,7 @@ void Gpt2LMHeadModel::read_loss() {
 
 Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
   check_batch(batch);
-  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), N = B * T;
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   const bool with_labels = batch.labels.defined();
   plan_activations(B, T, training, /*full_logits=*/!with_labels);
   refresh_working_weights();
@@ -497,7 +497,6 @@ Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
     ops::linear_forward(act_.logits, act_.lnf_out, gemm_weight(wte_), Tensor());
     return act_.logits.reshape({B, T, config_.vocab_size});
   }
-  (void)N;
   head_loss(shifted_labels_, /*with_grad=*/false, 0.0f);
   read_loss();
   return Tensor();

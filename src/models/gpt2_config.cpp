@@ -140,6 +140,8 @@ Gpt2Config Gpt2Config::preset(const std::string& name, int64_t vocab_size) {
     fail("GPT-2 preset '", name, "': expected tiny, mini or small");
   }
   if (vocab_size > 0) c.vocab_size = vocab_size;
+  // GPT-2's <|endoftext|> (50256) as beginning and end of text; a smaller vocabulary's last id.
+  if (c.vocab_size <= c.eos_token_id) c.bos_token_id = c.eos_token_id = int32_t(c.vocab_size - 1);
   c.validate("GPT-2 preset " + name);
   return c;
 }

@@ -58,7 +58,7 @@ struct Gpt2Config {
 
   // Named sizes: "tiny" (2 layers, 64 hidden, 4 heads, 64 positions; for tests), "mini" (4×256),
   // "small" (GPT-2 124M: 12×768, 12 heads, 1024 positions). vocab_size <= 0 keeps the preset's
-  // (50257 for every preset). An unknown name is an error listing the known ones.
+  // (50257 for every preset; a smaller one makes its last id bos/eos). An unknown name is an error listing the known ones.
   static Gpt2Config preset(const std::string& name, int64_t vocab_size = 0);
 };
 
@@ -108,6 +108,9 @@ class Gpt2LMHeadModel : public TrainableModel {
   // vocabulary logits of the whole batch, and returns an undefined Tensor. Without labels
   // (inference): returns the logits [B,T,V] in the compute dtype (a view valid until the next
   // forward).
+  // Cost note: forward() with labels computes the losses only, so backward() recomputes each
+  // logits chunk (one extra [rows, C]·[C, V] GEMM) before its gradient; train_step_graphed knows
+  // the loss scale up front and does loss and gradient in one pass.
   Tensor forward(const Batch& batch, bool training) override;
   float loss() const override { return loss_; }
   // Number of scored tokens in the last forward's labels (after the shift).
@@ -169,7 +172,6 @@ class Gpt2LMHeadModel : public TrainableModel {
     Tensor losses;                      // f32 [N]
     Tensor d_a, d_b, d_c, d_fc, d_qkv, d_scratch, d_lnf, ln_workspace;
   };
-  struct KvCache;
 
   void register_parameters();
   Tensor gemm_weight(const std::string& name) const;
