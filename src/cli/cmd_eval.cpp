@@ -10,8 +10,8 @@ Command eval_command(CLI::App& app) {
   auto device = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand("eval", "Metrics of a model on a data split");
   cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout)")->required();
-  cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file")->required();
-  cmd->add_option("--split", o->split, "train, dev (validation) or test")->capture_default_str();
+  cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file; for a GPT-2 model: text file(s) or a WikiText folder")->required();
+  cmd->add_option("--split", o->split, "train, dev (validation; GPT-2 text data: the last --valid-fraction) or test")->capture_default_str();
   cmd->add_option("--output", o->output, "Also write the metrics JSON here");
   cmd->add_option("--runs-dir", o->runs_dir, "Folder that receives the run folder")->capture_default_str();
   cmd->add_option("--max-length", o->max_length, "Truncation length (default: the model's, at most 512)");
@@ -30,6 +30,16 @@ Command eval_command(CLI::App& app) {
   cmd->add_option("--attention", o->attention, "Attention kernel: auto (fused on a GPU), fused or reference")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fused", "reference"}));
+  cmd->add_option("--format", o->data_format, "GPT-2 models: text, wikitext or auto (wikitext when wiki.train.raw exists)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "text", "wikitext"}));
+  cmd->add_option("--block-size", o->block_size, "GPT-2 models: tokens per sequence (default: the model's n_positions)");
+  cmd->add_option("--valid-fraction", o->valid_fraction,
+                  "GPT-2 models, text data: share of the tokens at the end that is the dev (valid) split")
+      ->capture_default_str();
+  cmd->add_option("--cache-dir", o->cache_dir, "GPT-2 models: token cache folder (default: ~/.cache/wattwise/tokens)");
+  cmd->add_option("--max-sequences", o->max_sequences, "GPT-2 models: evaluate the first N sequences only (0: all)")
+      ->capture_default_str();
   return {cmd, [o, device] {
             o->device = parse_device(*device);
             nlohmann::json metrics = experiment::run_eval(*o);

@@ -13,6 +13,7 @@ struct Command {
 // One function per subcommand, each in its own cmd_<name>.cpp: registers the flags, returns the runner.
 Command bench_command(CLI::App& app);
 Command eval_command(CLI::App& app);
+Command generate_command(CLI::App& app);
 Command init_model_command(CLI::App& app);
 Command measure_command(CLI::App& app);
 Command predict_command(CLI::App& app);

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
       // one line per subcommand (keep sorted)
       ww::cli::bench_command(app),
       ww::cli::eval_command(app),
+      ww::cli::generate_command(app),
       ww::cli::init_model_command(app),
       ww::cli::measure_command(app),
       ww::cli::predict_command(app),

@@ -1,6 +1,9 @@
 #include "wattwise/experiment/evaluate.h"
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/execution.h"
@@ -27,6 +30,100 @@ models::Batch to_model_batch(const text::HostBatch& b, bool token_types, bool re
   return batch;
 }
 
+models::Batch to_model_batch(const text::LmBatch& b) {
+  models::Batch batch;
+  batch.input_ids = b.input_ids;
+  batch.attention_mask = b.attention_mask;
+  batch.labels = b.labels;
+  return batch;
+}
+
+nlohmann::json evaluate_lm(models::Gpt2LMHeadModel& model, const std::shared_ptr<const std::vector<int32_t>>& tokens,
+                           int64_t block_size, int64_t batch_size, int64_t max_sequences, int32_t pad_id) {
+  text::LmLoaderOptions options;
+  options.block_size = block_size;
+  options.batch_size = batch_size;
+  options.shuffle = false;
+  options.max_windows = max_sequences;
+  text::LmLoader loader(tokens, options, /*epoch=*/0, pad_id);
+  if (loader.num_windows() == 0) fail("language-modelling evaluation: the split has too few tokens (", tokens->size(), ")");
+  double loss_sum = 0;
+  int64_t scored = 0, input_tokens = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (auto b = loader.next()) {
+    model.forward(to_model_batch(*b), /*training=*/false);
+    // The model's loss is the mean over this batch's scored tokens: weight it by their count so the
+    // result is the mean over every token of the split.
+    loss_sum += double(model.loss()) * double(b->target_tokens);
+    scored += b->target_tokens;
+    input_tokens += b->input_tokens;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double loss = scored > 0 ? loss_sum / double(scored) : 0.0;
+  if (!std::isfinite(loss)) fail("language-modelling evaluation: the loss is not finite (", loss, ")");
+  return {{"num_sequences", loader.num_windows()},
+          {"num_tokens", scored},
+          {"loss", loss},
+          {"perplexity", std::exp(loss)},
+          {"tokens_per_s", seconds > 0 ? double(input_tokens) / seconds : 0.0}};
+}
+
+bool is_gpt2_model_folder(const std::filesystem::path& dir) {
+  std::ifstream in(dir / "config.json");
+  if (!in) return false;
+  try {
+    nlohmann::json config = nlohmann::json::parse(in);
+    return config.is_object() && config.value("model_type", std::string()) == "gpt2";
+  } catch (const nlohmann::json::exception&) {
+    return false;  // the model loader reports a broken config.json with its details
+  }
+}
+
+namespace {
+
+nlohmann::json run_lm_eval(const EvalOptions& o) {
+  models::Gpt2LMHeadModel model = models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device);
+  apply_execution(model, {o.precision, o.attention, "none"});
+  auto tokenizer = text::load_tokenizer(o.model_dir);
+  const int64_t block_size = o.block_size ? o.block_size : model.config().n_positions;
+  if (block_size < 2 || block_size > model.config().n_positions)
+    fail("--block-size ", block_size, " must be in [2, ", model.config().n_positions, "] (the model's n_positions)");
+  if (o.max_length) fail("--max-length is for classifiers; a GPT-2 model takes --block-size");
+  text::LmDataOptions data_options;
+  data_options.format = o.data_format;
+  data_options.valid_fraction = o.valid_fraction;
+  data_options.cache_dir = o.cache_dir;
+  text::LmCorpus corpus = text::load_lm_corpus(o.data, *tokenizer, data_options);
+  for (const std::string& note : corpus.notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  const text::LmSplit& split = corpus.split(o.split);
+
+  std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
+  RunEnergy energy(run_dir, EnergySettings{}, "eval");
+  energy.begin("evaluation");
+  nlohmann::json metrics = evaluate_lm(model, split.tokens, block_size, o.batch_size, o.max_sequences, corpus.separator_id);
+  // Energy per sample is per scored token here (J/token).
+  nlohmann::json phase = energy.end("evaluation", metrics["num_tokens"].get<int64_t>());
+  nlohmann::json report = metrics;
+  report["split"] = split.name;
+  report["model"] = o.model_dir.string();
+  report["data"] = o.data.string();
+  report["block_size"] = block_size;
+  report["execution"] = {{"device", o.device.str()},
+                         {"precision", o.precision},
+                         {"attention", models::attention_kernel_name(model.attention_kernel())},
+                         {"peak_memory_bytes", memory_stats(o.device).peak}};
+  report["energy"] = energy.finish(metrics["num_tokens"].get<int64_t>());
+  io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
+  if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");
+  std::fprintf(stderr, "eval: %s loss %.4f, perplexity %.3f over %lld tokens, %.0f tokens/s\nenergy: %s\nrun folder: %s\n",
+               split.name.c_str(), metrics["loss"].get<double>(), metrics["perplexity"].get<double>(),
+               (long long)metrics["num_tokens"].get<int64_t>(), metrics["tokens_per_s"].get<double>(),
+               energy_summary_line(phase).c_str(), run_dir.c_str());
+  return report;
+}
+
+}  // namespace
+
 nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
                                 const std::shared_ptr<const text::EncodedExamples>& encoded,
                                 int64_t batch_size, int max_length) {
@@ -48,6 +145,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 
 nlohmann::json run_eval(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("--batch-size must be positive");
+  if (is_gpt2_model_folder(o.model_dir)) return run_lm_eval(o);
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(o.model_dir, o.device);
   apply_inference_execution(model, {o.precision, o.attention, "none"});
   const models::ModelConfig& config = model.config();

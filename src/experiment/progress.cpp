@@ -1,6 +1,7 @@
 #include "wattwise/experiment/progress.h"
 
 #include <cstdio>
+#include <utility>
 #include <unistd.h>
 
 #include "wattwise/core/error.h"
@@ -15,8 +16,8 @@ Progress::Mode Progress::parse_mode(const std::string& text) {
   fail("unknown progress mode '", text, "' (expected auto, bar, lines or none)");
 }
 
-Progress::Progress(Mode mode, int64_t total_steps, double line_interval_s)
-    : mode_(mode), total_(total_steps), line_interval_s_(line_interval_s),
+Progress::Progress(Mode mode, int64_t total_steps, double line_interval_s, std::string rate_unit)
+    : mode_(mode), total_(total_steps), line_interval_s_(line_interval_s), rate_unit_(std::move(rate_unit)),
       start_(std::chrono::steady_clock::now()), last_line_(start_) {}
 
 static std::string format_duration(double seconds) {
@@ -38,15 +39,15 @@ void Progress::update(double epoch, int64_t step, double loss, double samples_pe
     int filled = total_ > 0 ? int(double(width) * double(step) / double(total_)) : 0;
     std::string bar(size_t(std::min(filled, width)), '#');
     bar.resize(width, '.');
-    std::fprintf(stderr, "\r[%s] epoch %.2f  step %lld/%lld  loss %.4f  %.1f samples/s  ETA %s   ",
-                 bar.c_str(), epoch, (long long)step, (long long)total_, loss, samples_per_s,
+    std::fprintf(stderr, "\r[%s] epoch %.2f  step %lld/%lld  loss %.4f  %.1f %s  ETA %s   ",
+                 bar.c_str(), epoch, (long long)step, (long long)total_, loss, samples_per_s, rate_unit_.c_str(),
                  format_duration(eta).c_str());
     std::fflush(stderr);
     bar_drawn_ = true;
   } else if (std::chrono::duration<double>(now - last_line_).count() >= line_interval_s_ || step == total_) {
     last_line_ = now;
-    std::fprintf(stderr, "train: epoch %.2f step %lld/%lld loss %.4f %.1f samples/s elapsed %s ETA %s\n",
-                 epoch, (long long)step, (long long)total_, loss, samples_per_s,
+    std::fprintf(stderr, "train: epoch %.2f step %lld/%lld loss %.4f %.1f %s elapsed %s ETA %s\n",
+                 epoch, (long long)step, (long long)total_, loss, samples_per_s, rate_unit_.c_str(),
                  format_duration(elapsed).c_str(), format_duration(eta).c_str());
   }
 }

@@ -28,10 +28,15 @@ const std::vector<ConfigKey>& train_config_schema() {
        {"auto", "bar", "lines", "none"}},
 
       {"model.path", "path", "", "Hugging Face model folder to fine-tune (empty: init a new one)", {}},
-      {"model.arch", "string", "bert", "Architecture of a new model", {"bert", "distilbert"}},
-      {"model.preset", "string", "tiny", "Size of a new model", {"tiny", "mini", "small", "base"}},
+      {"model.arch", "string", "bert",
+       "Architecture of a new model: bert or distilbert (sequence classifiers), or gpt2 (causal language model on the "
+       "text of data.path; a model.path holding a GPT-2 model trains it as a language model too)",
+       {"bert", "distilbert", "gpt2"}},
+      {"model.preset", "string", "tiny", "Size of a new model (gpt2: tiny, mini or small = GPT-2 124M)",
+       {"tiny", "mini", "small", "base"}},
       {"model.tokenizer", "path", "", "Tokenizer folder (default: the model folder)", {}},
-      {"model.max_positions", "int", "512", "max_position_embeddings of a new model", {}},
+      {"model.max_positions", "int", "512",
+       "max_position_embeddings of a new model (gpt2: n_positions, the preset's unless given)", {}},
       {"model.pooling", "string", "auto",
        "Classifier pooling: auto (the model's: config.json's wattwise_pooling, else cls-pooler), cls-pooler ([CLS] "
        "through BERT's tanh pooler / DistilBERT's pre_classifier), cls ([CLS] straight into the classifier) or mean "
@@ -40,7 +45,18 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"model.attention", "string", "auto", "Attention kernel: auto (fused on a GPU, reference on the CPU), fused or reference",
        {"auto", "fused", "reference"}},
 
-      {"data.path", "path", "", "aclImdb folder or .tar.gz, GLUE task folder, or a CSV/TSV/JSONL file", {}},
+      {"data.path", "path", "",
+       "aclImdb folder or .tar.gz, GLUE task folder, or a CSV/TSV/JSONL file; for gpt2: a text file, a folder of text "
+       "files (one document each) or a WikiText folder (wiki.{train,valid,test}.raw)",
+       {}},
+      {"data.format", "string", "auto",
+       "Language-modelling data: text (files; the last data.valid_fraction of the tokens is validation), wikitext "
+       "(its train/valid/test files, articles split at ' = Title = ') or auto (wikitext when wiki.train.raw exists)",
+       {"auto", "text", "wikitext"}},
+      {"data.block_size", "int", "0", "Language modelling: tokens per sequence T (0: the model's n_positions)", {}},
+      {"data.valid_fraction", "float", "0.1", "Language modelling, text format: share of the tokens (at the end) held out for validation", {}},
+      {"data.cache_dir", "path", "",
+       "Language modelling: folder of the tokenised-corpus cache (empty: $WATTWISE_CACHE, else ~/.cache/wattwise/tokens)", {}},
       {"data.max_length", "int", "128", "Truncate examples to this many tokens", {}},
       {"data.padding", "string", "dynamic", "Pad to the batch's longest (dynamic) or to max_length (max)",
        {"dynamic", "max"}},
@@ -56,13 +72,17 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"data.text_column", "string", "text", "Text column of a generic CSV/TSV/JSONL file", {}},
       {"data.text_pair_column", "string", "", "Second-text column of a generic file (empty: none)", {}},
       {"data.label_column", "string", "label", "Label column of a generic file", {}},
-      {"data.max_train_examples", "int", "0", "Use at most this many training examples (0: all)", {}},
-      {"data.max_eval_examples", "int", "0", "Use at most this many examples of the evaluation split, and of the test split (0: all)", {}},
+      {"data.max_train_examples", "int", "0", "Use at most this many training examples (0: all; language modelling: sequences of block_size)", {}},
+      {"data.max_eval_examples", "int", "0", "Use at most this many examples of the evaluation split, and of the test split (0: all; language modelling: sequences)", {}},
 
       {"train.epochs", "float", "3", "Epochs (fractions allowed; 0 with max_steps)", {}},
       {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}},
       {"train.batch_size", "int", "32", "Examples per micro-batch", {}},
       {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}},
+      {"train.tokens_per_step", "int", "0",
+       "Language modelling: tokens per optimizer step; sets grad_accum = tokens_per_step / (batch_size x block_size), "
+       "which must come out whole (0: use grad_accum)",
+       {}},
       {"train.optimizer", "string", "adamw", "Optimizer", {"adamw", "adam", "sgd"}},
       {"train.lr", "float", "5e-5", "Peak learning rate", {}},
       {"train.weight_decay", "float", "0.0", "Weight decay (never on biases and LayerNorm weights)", {}},
@@ -81,8 +101,10 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.classifier_dropout", "float", "-1", "Override the classifier dropout (-1: keep)", {}},
       {"train.eval_every", "int", "0", "Evaluate every N optimizer steps (0: at each epoch end only)", {}},
       {"train.log_every", "int", "10", "Write a train_log.csv row every N optimizer steps", {}},
-      {"train.metric", "string", "accuracy", "Metric that picks the best checkpoint and drives early stopping",
-       {"accuracy", "f1", "f1_macro", "matthews_correlation", "loss", "precision", "recall", "pearson", "spearman"}},
+      {"train.metric", "string", "accuracy",
+       "Metric that picks the best checkpoint and drives early stopping (language modelling: loss unless perplexity is given)",
+       {"accuracy", "f1", "f1_macro", "matthews_correlation", "loss", "precision", "recall", "pearson", "spearman",
+        "perplexity"}},
       {"train.early_stopping_patience", "int", "0", "Stop after N evaluations without improvement (0: off)", {}},
       {"train.precision", "string", "fp32",
        "Compute precision: fp32, tf32 (f32 with TF32 matmuls), bf16 or fp16 (16-bit activations, f32 master weights; GPU only)",
@@ -258,6 +280,10 @@ double TrainConfig::get_float(const std::string& key) const { return std::stod(g
 bool TrainConfig::get_bool(const std::string& key) const { return get_string(key) == "true"; }
 std::filesystem::path TrainConfig::get_path(const std::string& key) const { return get_string(key); }
 bool TrainConfig::is_set(const std::string& key) const { return explicit_.count(key) != 0; }
+bool TrainConfig::differs_from_default(const std::string& key) const {
+  static const TrainConfig defaults;
+  return get_string(key) != defaults.get_string(key);
+}
 
 void TrainConfig::validate() const {
   auto positive = [&](const char* key) {
@@ -267,6 +293,13 @@ void TrainConfig::validate() const {
   positive("train.grad_accum");
   positive("train.log_every");
   if (get_int("data.max_length") < 2) fail("config: data.max_length must be at least 2");
+  if (get_int("data.block_size") != 0 && get_int("data.block_size") < 2)
+    fail("config: data.block_size must be at least 2 (or 0 for the model's n_positions)");
+  if (get_float("data.valid_fraction") < 0 || get_float("data.valid_fraction") >= 1)
+    fail("config: data.valid_fraction must be in [0, 1)");
+  if (get_int("train.tokens_per_step") < 0) fail("config: train.tokens_per_step must not be negative");
+  if (get_int("train.tokens_per_step") > 0 && differs_from_default("train.grad_accum"))
+    fail("config: give train.tokens_per_step or train.grad_accum, not both");
   try {
     models::parse_checkpointing(get_string("train.checkpointing"));
   } catch (const Error& e) {

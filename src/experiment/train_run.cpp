@@ -12,9 +12,11 @@
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
+#include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/batching.h"
 #include "wattwise/text/dataset.h"
+#include "wattwise/text/lm_data.h"
 #include "wattwise/text/tokenizer.h"
 #include "wattwise/train/trainer.h"
 
@@ -52,8 +54,6 @@ std::vector<text::Example> subsample(const std::vector<text::Example>& examples,
   return out;
 }
 
-// Writes the model and tokenizer into dir via a sibling temporary folder, so a crash never leaves a
-// half-written best_model/.
 // One example per line: {"text", "text_pair" (pair tasks), "label" or "target"}, in list order (the
 // indices the plan's batches refer to). Invalid UTF-8 is replaced, not fatal: the file is a replay aid.
 void write_examples_jsonl(const fs::path& path, const std::vector<text::Example>& examples) {
@@ -66,8 +66,10 @@ void write_examples_jsonl(const fs::path& path, const std::vector<text::Example>
   io::write_file_atomic(path, out);
 }
 
-void save_model_folder(const models::SequenceClassifier& model, const text::Tokenizer& tokenizer,
-                       const fs::path& dir, DType dtype) {
+// Writes the model and tokenizer into dir via a sibling temporary folder, so a crash never leaves a
+// half-written best_model/.
+template <typename Model>
+void save_model_folder(const Model& model, const text::Tokenizer& tokenizer, const fs::path& dir, DType dtype) {
   fs::path partial = dir.string() + ".partial";
   std::error_code ec;
   fs::remove_all(partial, ec);
@@ -97,16 +99,343 @@ void save_model_folder(const models::SequenceClassifier& model, const text::Toke
   fs::remove_all(old, ec);
 }
 
+// The optimizer, schedule, accumulation and loss-scaling options of a run.
+train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_steps, int64_t grad_accum,
+                                         const std::string& precision) {
+  train::TrainerOptions t;
+  t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
+  t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
+  t.optimizer.beta1 = cfg.get_float("train.beta1");
+  t.optimizer.beta2 = cfg.get_float("train.beta2");
+  t.optimizer.eps = cfg.get_float("train.eps");
+  if (t.optimizer.kind == train::OptimizerKind::SGD) {
+    t.optimizer.momentum = cfg.get_float("train.momentum");
+    t.optimizer.nesterov = cfg.get_bool("train.nesterov");
+  }
+  t.optimizer.max_grad_norm = cfg.get_float("train.max_grad_norm");
+  train::validate(t.optimizer);
+  t.schedule.kind = train::parse_schedule_kind(cfg.get_string("train.schedule"));
+  t.schedule.learning_rate = cfg.get_float("train.lr");
+  t.schedule.total_steps = total_steps;
+  if (cfg.get_int("train.warmup_steps") > 0) t.schedule.warmup_steps = cfg.get_int("train.warmup_steps");
+  else t.schedule.warmup_ratio = cfg.get_float("train.warmup_ratio");
+  t.grad_accum = grad_accum;
+  t.label_smoothing = float(cfg.get_float("train.label_smoothing"));
+  t.seed = uint64_t(cfg.get_int("run.seed"));
+  if (precision == "fp16") {
+    const std::optional<float> fixed_loss_scale = parse_loss_scale(cfg.get_string("train.loss_scale"));
+    t.dynamic_loss_scaling = !fixed_loss_scale;
+    t.initial_loss_scale = fixed_loss_scale.value_or(65536.0f);
+    t.growth_interval = cfg.get_int("train.loss_scale_growth_interval");
+  }
+  return t;
+}
+
 std::string csv_number(double v) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.6g", v);
   return buffer;
 }
 
+
+// ---- causal language modelling (GPT-2) ---------------------------------------------------------------
+
+// Training a GPT-2 model on text: the same run folder, trainer, energy and progress as the
+// classifier path, with token-stream data (text/lm_data.h) and loss/perplexity evaluation.
+TrainRunResult run_lm_training(const TrainConfig& cfg) {
+  const Device device = parse_device(cfg.get_string("run.device"));
+  const uint64_t seed = uint64_t(cfg.get_int("run.seed"));
+  const std::string name = cfg.get_string("run.name");
+  const int64_t batch_size = cfg.get_int("train.batch_size");
+  // The schema's default metric (accuracy) is the classifiers'; language modelling defaults to loss.
+  const std::string metric =
+      cfg.is_set("train.metric") || cfg.differs_from_default("train.metric") ? cfg.get_string("train.metric") : "loss";
+  if (metric != "loss" && metric != "perplexity")
+    fail("train.metric '", metric, "' does not apply to language modelling (use loss or perplexity)");
+  ExecutionChoice execution;
+  execution.precision = cfg.get_string("train.precision");
+  execution.attention = cfg.get_string("model.attention");
+  execution.checkpointing = cfg.get_string("train.checkpointing");
+  if (execution.precision != "fp32" && device.is_cpu())
+    fail("train.precision ", execution.precision, " needs a GPU (run.device is cpu; the CPU trains in fp32)");
+  if (execution.attention == "fused" && device.is_cpu())
+    fail("model.attention fused needs a GPU (run.device is cpu; the CPU runs the reference attention)");
+  for (const char* key : {"data.padding", "data.length_bucketing", "data.clean_html", "data.collapse_whitespace",
+                          "data.text_column", "data.text_pair_column", "data.label_column", "data.max_length",
+                          "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train",
+                          "run.export_plan"})
+    if (cfg.differs_from_default(key)) fail(key, " does not apply to language modelling (gpt2)");
+
+  // Everything that can fail on bad input happens before the run folder exists.
+  const fs::path model_path = cfg.get_path("model.path");
+  const fs::path tokenizer_path = cfg.get_path("model.tokenizer").empty() ? model_path : cfg.get_path("model.tokenizer");
+  std::unique_ptr<text::Tokenizer> tokenizer = text::load_tokenizer(tokenizer_path);
+  const int32_t separator = text::end_of_text_id(*tokenizer);
+
+  std::unique_ptr<models::Gpt2LMHeadModel> model;
+  if (!model_path.empty()) {
+    model = std::make_unique<models::Gpt2LMHeadModel>(models::Gpt2LMHeadModel::from_pretrained(model_path, device));
+  } else {
+    models::Gpt2Config config = models::Gpt2Config::preset(cfg.get_string("model.preset"), tokenizer->vocab_size());
+    if (cfg.is_set("model.max_positions")) config.n_positions = cfg.get_int("model.max_positions");
+    config.bos_token_id = config.eos_token_id = separator;
+    config.validate("a new model (model.preset " + cfg.get_string("model.preset") + ")");
+    model = std::make_unique<models::Gpt2LMHeadModel>(config, device);
+    model->init_weights(seed);
+  }
+  models::Gpt2LMHeadModel& m = *model;
+  apply_execution(m, execution);
+  if (tokenizer->vocab_size() > m.config().vocab_size)
+    fail("the tokenizer has ", tokenizer->vocab_size(), " tokens but the model's vocabulary has ", m.config().vocab_size);
+  const int64_t block_size = cfg.get_int("data.block_size") > 0 ? cfg.get_int("data.block_size") : m.config().n_positions;
+  if (block_size > m.config().n_positions)
+    fail("data.block_size ", block_size, " exceeds the model's n_positions ", m.config().n_positions);
+  auto dropout_or = [&](const char* key, float current) {
+    double v = cfg.get_float(key);
+    return v < 0 ? current : float(v);
+  };
+  m.set_dropout(dropout_or("train.hidden_dropout", m.config().resid_pdrop),
+                dropout_or("train.attention_dropout", m.config().attn_pdrop));
+
+  text::LmDataOptions data_options;
+  data_options.format = cfg.get_string("data.format");
+  data_options.valid_fraction = cfg.get_float("data.valid_fraction");
+  data_options.cache_dir = cfg.get_path("data.cache_dir");
+  text::LmCorpus corpus = text::load_lm_corpus(cfg.get_path("data.path"), *tokenizer, data_options);
+  const text::LmSplit& train_split = corpus.split(cfg.get_string("data.train_split"));
+  // The default evaluation split (dev = valid) is optional: without one (valid_fraction 0) the run
+  // trains without evaluating; a split named explicitly must exist.
+  const text::LmSplit* eval_split = nullptr;
+  const text::LmSplit* test_split = nullptr;
+  const std::string eval_name = cfg.get_string("data.eval_split");
+  if (!eval_name.empty() && (cfg.differs_from_default("data.eval_split") || corpus.has_split(eval_name)))
+    eval_split = &corpus.split(eval_name);
+  if (!cfg.get_string("data.test_split").empty()) test_split = &corpus.split(cfg.get_string("data.test_split"));
+  const int64_t max_eval = cfg.get_int("data.max_eval_examples");
+  for (const text::LmSplit* split : {eval_split, test_split})
+    if (split && text::lm_window_count(int64_t(split->tokens->size()), block_size) == 0)
+      fail(cfg.get_path("data.path").string(), ": split '", split->name, "' has too few tokens (", split->tokens->size(), ")");
+
+  text::LmLoaderOptions loader_options;
+  loader_options.block_size = block_size;
+  loader_options.batch_size = batch_size;
+  loader_options.shuffle = true;
+  loader_options.seed = seed;
+  loader_options.max_windows = cfg.get_int("data.max_train_examples");
+  const int64_t train_windows = text::LmLoader(train_split.tokens, loader_options, 0, separator).num_windows();
+  if (train_windows == 0)
+    fail(cfg.get_path("data.path").string(), ": the train split has too few tokens (", train_split.tokens->size(), ")");
+  int64_t grad_accum = cfg.get_int("train.grad_accum");
+  const int64_t tokens_per_micro_batch = batch_size * block_size;
+  if (cfg.get_int("train.tokens_per_step") > 0) {
+    const int64_t wanted = cfg.get_int("train.tokens_per_step");
+    if (wanted % tokens_per_micro_batch != 0)
+      fail("train.tokens_per_step ", wanted, " is not a multiple of train.batch_size x data.block_size = ", batch_size,
+           " x ", block_size, " = ", tokens_per_micro_batch);
+    grad_accum = wanted / tokens_per_micro_batch;
+  }
+  const int64_t batches_per_epoch = (train_windows + batch_size - 1) / batch_size;
+  const int64_t steps_per_epoch = std::max<int64_t>(1, batches_per_epoch / grad_accum);
+  const int64_t total_steps = cfg.get_int("train.max_steps") > 0
+                                  ? cfg.get_int("train.max_steps")
+                                  : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_float("train.epochs") * double(steps_per_epoch))));
+  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, grad_accum, execution.precision));
+  const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
+
+  // The run folder: from here on, results are written.
+  TrainRunResult result;
+  result.run_dir = create_run_dir(cfg.get_path("run.output_dir"), name);
+  const fs::path& run_dir = result.run_dir;
+  // config.toml records what the run resolved (metric, a new model's n_positions), so that
+  // `wattwise train --config <run>/config.toml` repeats this run.
+  TrainConfig resolved = cfg;
+  resolved.set("train.metric", metric, "resolved");
+  if (model_path.empty()) resolved.set("model.max_positions", std::to_string(m.config().n_positions), "resolved");
+  io::write_file_atomic(run_dir / "config.toml", resolved.to_toml());
+  EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
+                                 cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
+                                 cfg.get_float("energy.idle_baseline_s")};
+  RunEnergy energy(run_dir, energy_settings, name);
+  Progress progress(Progress::parse_mode(cfg.get_string("run.progress")), total_steps, 10.0, "tokens/s");
+  progress.message("run folder: " + run_dir.string());
+  for (const std::string& note : corpus.notes) progress.message("note: " + note);
+  progress.message("language modelling: " + std::to_string(train_split.tokens->size()) + " train tokens (" +
+                   std::to_string(train_windows) + " sequences of " + std::to_string(block_size) + "), " +
+                   std::to_string(total_steps) + " steps of " + std::to_string(grad_accum * tokens_per_micro_batch) +
+                   " tokens (" + std::to_string(steps_per_epoch) + " per epoch) on " + device.str());
+
+  std::string log = "step,epoch,loss,lr,grad_norm,tokens_per_s,elapsed_s\n";
+  auto flush_log = [&] { io::write_file_atomic(run_dir / "train_log.csv", log); };
+  const auto started = std::chrono::steady_clock::now();
+  auto last_flush = started;
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+
+  json history = json::array();
+  json best_metrics;
+  double best_value = 0;
+  int64_t best_step = -1, evals_without_improvement = 0, evaluations = 0;
+  bool stop = false, stopped_early = false;
+  const int64_t patience = cfg.get_int("train.early_stopping_patience");
+  int64_t sequences_seen = 0, tokens_seen = 0, step = 0;
+  double epoch_position = 0, last_loss = 0, window_tokens = 0;
+  auto window_start = std::chrono::steady_clock::now();
+
+  auto evaluate_now = [&](double epoch) {
+    if (!eval_split) return;
+    std::string phase = "evaluation_" + std::to_string(++evaluations);
+    energy.begin(phase);
+    json metrics = evaluate_lm(m, eval_split->tokens, block_size, batch_size, max_eval, separator);
+    json e = energy.end(phase, metrics["num_tokens"].get<int64_t>());
+    const double value = train::metric_value(metrics, metric);
+    json row = metrics;
+    row["step"] = step;
+    row["epoch"] = epoch;
+    row["energy_j"] = e["energy_j"];
+    history.push_back(row);
+    const bool improved = best_step < 0 || value < best_value;  // loss and perplexity: lower is better
+    if (improved) {
+      best_value = value, best_step = step, best_metrics = metrics, evals_without_improvement = 0;
+      save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
+    } else if (patience > 0 && ++evals_without_improvement >= patience) {
+      stop = stopped_early = true;
+    }
+    char line[256];
+    std::snprintf(line, sizeof line, "eval at step %lld (epoch %.2f): loss %.4f, perplexity %.3f%s", (long long)step,
+                  epoch, metrics["loss"].get<double>(), metrics["perplexity"].get<double>(),
+                  improved ? " (best so far, saved)" : "");
+    progress.message(line);
+  };
+
+  energy.begin("training");
+  for (uint64_t epoch = 0; !stop; ++epoch) {
+    text::LmLoader loader(train_split.tokens, loader_options, epoch, separator);
+    int64_t batch_index = 0;
+    while (auto b = loader.next()) {
+      auto r = trainer.train_micro_batch(to_model_batch(*b));
+      sequences_seen += b->batch;
+      tokens_seen += b->input_tokens;
+      window_tokens += double(b->input_tokens);
+      ++batch_index;
+      epoch_position = double(epoch) + double(batch_index) / double(batches_per_epoch);
+      if (!r) continue;
+      step = r->step;
+      last_loss = r->loss;
+      const double window_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double tokens_per_s = window_s > 0 ? window_tokens / window_s : 0;
+      progress.update(epoch_position, step, r->loss, tokens_per_s);
+      if (step % cfg.get_int("train.log_every") == 0 || step == total_steps) {
+        log += std::to_string(step) + "," + csv_number(epoch_position) + "," + csv_number(r->loss) + "," +
+               csv_number(r->lr) + "," + csv_number(r->grad_norm) + "," + csv_number(tokens_per_s) + "," +
+               csv_number(elapsed()) + "\n";
+        window_tokens = 0;
+        window_start = std::chrono::steady_clock::now();
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count() > 30) {
+          flush_log();
+          last_flush = std::chrono::steady_clock::now();
+        }
+      }
+      if (cfg.get_int("train.eval_every") > 0 && step % cfg.get_int("train.eval_every") == 0) evaluate_now(epoch_position);
+      if (step >= total_steps) stop = true;
+      if (stop) break;
+    }
+    if (!stop || step >= total_steps) {
+      if (history.empty() || history.back()["step"] != step) evaluate_now(epoch_position);
+    }
+  }
+  progress.finish();
+  const double train_seconds = elapsed();
+  const size_t peak_memory_bytes = memory_stats(device).peak;
+  // Energy per sample of the training phase is per token (J/token).
+  json training_energy = energy.end("training", tokens_seen);
+  flush_log();
+  if (!eval_split) save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
+
+  json test_metrics = nullptr;
+  if (test_split) {
+    models::Gpt2LMHeadModel best = models::Gpt2LMHeadModel::from_pretrained(run_dir / "best_model", device);
+    ExecutionChoice inference = execution;
+    inference.checkpointing = "none";
+    apply_execution(best, inference);
+    energy.begin("test");
+    test_metrics = evaluate_lm(best, test_split->tokens, block_size, batch_size, max_eval, separator);
+    energy.end("test", test_metrics["num_tokens"].get<int64_t>());
+    test_metrics["split"] = test_split->name;
+    char line[160];
+    std::snprintf(line, sizeof line, "test (%s, best model): loss %.4f, perplexity %.3f", test_split->name.c_str(),
+                  test_metrics["loss"].get<double>(), test_metrics["perplexity"].get<double>());
+    progress.message(line);
+  }
+
+  json cache = json::array();
+  for (size_t i = 0; i < corpus.cache_files.size(); ++i)
+    cache.push_back({{"file", corpus.cache_files[i].string()}, {"status", text::cache_status_name(corpus.cache_statuses[i])}});
+  json& metrics = result.metrics;
+  metrics["run"] = {{"name", name}, {"dir", run_dir.string()}, {"device", device.str()}, {"seed", seed}};
+  metrics["model"] = {{"arch", "gpt2"},
+                      {"layers", m.config().n_layer},
+                      {"hidden_size", m.config().n_embd},
+                      {"parameters", m.parameters().numel()},
+                      {"from", model_path.empty() ? "init:" + cfg.get_string("model.preset") : model_path.string()}};
+  metrics["data"] = {{"path", cfg.get_path("data.path").string()},
+                     {"format", corpus.format},
+                     {"block_size", block_size},
+                     {"train_split", train_split.name},
+                     {"train_examples", train_windows},
+                     {"train_tokens", train_split.tokens->size()},
+                     {"eval_split", eval_split ? eval_split->name : ""},
+                     {"eval_examples", eval_split ? text::lm_window_count(int64_t(eval_split->tokens->size()), block_size) : 0},
+                     {"eval_tokens", eval_split ? eval_split->tokens->size() : 0},
+                     {"test_split", test_split ? test_split->name : ""},
+                     {"derived_splits", corpus.format == "text" && corpus.has_split("valid") ? json::array({"valid"}) : json::array()},
+                     {"token_cache", cache}};
+  if (max_eval > 0 && eval_split) metrics["data"]["eval_examples"] = std::min(max_eval, metrics["data"]["eval_examples"].get<int64_t>());
+  metrics["train"] = {{"steps", step},
+                      {"epochs", epoch_position},
+                      {"examples", sequences_seen},
+                      {"tokens", tokens_seen},
+                      {"grad_accum", grad_accum},
+                      {"tokens_per_step", grad_accum * tokens_per_micro_batch},
+                      {"seconds", train_seconds},
+                      {"samples_per_s", train_seconds > 0 ? double(sequences_seen) / train_seconds : 0.0},
+                      {"tokens_per_s", train_seconds > 0 ? double(tokens_seen) / train_seconds : 0.0},
+                      {"final_loss", last_loss},
+                      {"stopped_early", stopped_early}};
+  metrics["execution"] = {{"precision", execution.precision},
+                          {"attention", models::attention_kernel_name(m.attention_kernel())},
+                          {"checkpointing", m.execution().checkpointing.str()},
+                          {"skipped_steps", trainer.skipped_steps()},
+                          {"final_loss_scale", trainer.loss_scale()},
+                          {"activation_bytes", m.activation_bytes()},
+                          {"peak_memory_bytes", peak_memory_bytes}};
+  metrics["best"] = best_step < 0 ? json(nullptr) : json{{"metric", metric}, {"value", best_value}, {"step", best_step}};
+  metrics["eval"] = best_step < 0 ? json(nullptr) : best_metrics;
+  metrics["eval_history"] = history;
+  metrics["test"] = test_metrics;
+  metrics["energy"] = energy.finish(tokens_seen);
+  io::write_file_atomic(run_dir / "metrics.json", metrics.dump(2) + "\n");
+  progress.message("training energy: " + energy_summary_line(training_energy));
+  return result;
+}
+
+// A GPT-2 run: a new model of model.arch gpt2, or model.path holding a GPT-2 model.
+bool is_language_modelling(const TrainConfig& cfg) {
+  const fs::path model_path = cfg.get_path("model.path");
+  if (model_path.empty()) return cfg.get_string("model.arch") == "gpt2";
+  const bool gpt2 = is_gpt2_model_folder(model_path);
+  if (!gpt2 && cfg.get_string("model.arch") == "gpt2")
+    fail("model.arch is gpt2 but ", (model_path / "config.json").string(), " is not a GPT-2 model (model_type gpt2)");
+  return gpt2;
+}
+
 }  // namespace
 
 TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
+  if (is_language_modelling(cfg)) return run_lm_training(cfg);
+  for (const char* key : {"data.format", "data.block_size", "data.valid_fraction", "data.cache_dir", "train.tokens_per_step"})
+    if (cfg.differs_from_default(key)) fail(key, " applies to language modelling only (model.arch gpt2)");
+  if (cfg.get_string("train.metric") == "perplexity")
+    fail("train.metric perplexity applies to language modelling only (model.arch gpt2)");
   const Device device = parse_device(cfg.get_string("run.device"));
   const uint64_t seed = uint64_t(cfg.get_int("run.seed"));
   const std::string name = cfg.get_string("run.name");
@@ -121,7 +450,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     fail("train.precision ", execution.precision, " needs a GPU (run.device is cpu; the CPU trains in fp32)");
   if (execution.attention == "fused" && device.is_cpu())
     fail("model.attention fused needs a GPU (run.device is cpu; the CPU runs the reference attention)");
-  const std::optional<float> fixed_loss_scale = parse_loss_scale(cfg.get_string("train.loss_scale"));
+  parse_loss_scale(cfg.get_string("train.loss_scale"));  // an error before any work
 
   // Everything that can fail on bad input happens before the run folder exists.
   fs::path model_path = cfg.get_path("model.path");
@@ -222,32 +551,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
                                   ? cfg.get_int("train.max_steps")
                                   : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_float("train.epochs") * double(steps_per_epoch))));
 
-  train::TrainerOptions t;
-  t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
-  t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
-  t.optimizer.beta1 = cfg.get_float("train.beta1");
-  t.optimizer.beta2 = cfg.get_float("train.beta2");
-  t.optimizer.eps = cfg.get_float("train.eps");
-  if (t.optimizer.kind == train::OptimizerKind::SGD) {
-    t.optimizer.momentum = cfg.get_float("train.momentum");
-    t.optimizer.nesterov = cfg.get_bool("train.nesterov");
-  }
-  t.optimizer.max_grad_norm = cfg.get_float("train.max_grad_norm");
-  train::validate(t.optimizer);
-  t.schedule.kind = train::parse_schedule_kind(cfg.get_string("train.schedule"));
-  t.schedule.learning_rate = cfg.get_float("train.lr");
-  t.schedule.total_steps = total_steps;
-  if (cfg.get_int("train.warmup_steps") > 0) t.schedule.warmup_steps = cfg.get_int("train.warmup_steps");
-  else t.schedule.warmup_ratio = cfg.get_float("train.warmup_ratio");
-  t.grad_accum = grad_accum;
-  t.label_smoothing = float(cfg.get_float("train.label_smoothing"));
-  t.seed = seed;
-  if (execution.precision == "fp16") {
-    t.dynamic_loss_scaling = !fixed_loss_scale;
-    t.initial_loss_scale = fixed_loss_scale.value_or(65536.0f);
-    t.growth_interval = cfg.get_int("train.loss_scale_growth_interval");
-  }
-  train::Trainer trainer(m, t);
+  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, grad_accum, execution.precision));
   const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
 
   // The run folder: from here on, results are written.

@@ -22,6 +22,7 @@ CLASSIFICATION = {
     "confusion_matrix": list, "loss": NUM,
 }
 REGRESSION = {"num_examples": int, "pearson": NULLABLE_NUM, "spearman": NULLABLE_NUM, "mse": NUM, "loss": NUM}
+LANGUAGE_MODELLING = {"num_sequences": int, "num_tokens": int, "loss": NUM, "perplexity": NUM, "tokens_per_s": NUM}
 
 WINDOW = {
     "name": str, "duration_s": NUM, "energy_j": NUM, "gpu_j": NULLABLE_NUM, "cpu_j": NUM, "ram_j": NUM,
@@ -105,7 +106,7 @@ def check_metrics(path, metrics, extra=None):
     if not isinstance(metrics, dict):
         problems.append(f"{path}: expected a metrics object, got {json.dumps(metrics)[:80]}")
         return
-    kind = REGRESSION if "pearson" in metrics else CLASSIFICATION
+    kind = REGRESSION if "pearson" in metrics else LANGUAGE_MODELLING if "perplexity" in metrics else CLASSIFICATION
     check_object(path, metrics, {**kind, **(extra or {})})
 
 
@@ -133,6 +134,12 @@ def check_train(m):
         "execution": {"precision": str, "attention": str, "checkpointing": str, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
+    # Language-modelling runs (model.arch gpt2) add these.
+    optional = {
+        "data": {"format": str, "block_size": int, "train_tokens": int, "eval_tokens": int,
+                 "token_cache": [{"file": str, "status": str}]},
+        "train": {"tokens": int, "grad_accum": int, "tokens_per_step": int, "tokens_per_s": NUM},
+    }
     top = set(sections) | {"best", "eval", "eval_history", "test", "energy"}
     for key in top - set(m):
         problems.append(f"missing top-level key '{key}'")
@@ -140,7 +147,7 @@ def check_train(m):
         problems.append(f"top-level key '{key}' is not in the schema")
     for section, spec in sections.items():
         if section in m:
-            check_object(section, m[section], spec, name=lambda k, s=section: f"{s}.{k}")
+            check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")
     if m.get("best") is not None:
         check_object("best", m["best"], {"metric": str, "value": NUM, "step": int}, name=lambda k: f"best.{k}")
     if m.get("eval") is not None:
@@ -161,7 +168,10 @@ def check_train(m):
 
 
 def check_eval(m):
-    check_metrics("(top level)", m, {"split": str, "model": str, "data": str, "energy": dict, "execution": dict})
+    extra = {"split": str, "model": str, "data": str, "energy": dict, "execution": dict}
+    if isinstance(m, dict) and "perplexity" in m:
+        extra["block_size"] = int
+    check_metrics("(top level)", m, extra)
     check_object("execution", m.get("execution", {}),
                  {"device": str, "precision": str, "attention": str, "peak_memory_bytes": int},
                  {"quantization": str, "calibration_examples": int, "calibration_method": str,

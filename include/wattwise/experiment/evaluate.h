@@ -9,8 +9,10 @@
 
 #include "wattwise/core/device.h"
 #include "wattwise/experiment/quantize.h"
+#include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/batching.h"
+#include "wattwise/text/lm_data.h"
 
 namespace ww::experiment {
 
@@ -21,6 +23,16 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 
 // Host batch → host tensors for the model (a GPU model uploads them asynchronously itself).
 models::Batch to_model_batch(const text::HostBatch& batch, bool token_types, bool regression);
+models::Batch to_model_batch(const text::LmBatch& batch);
+
+// Language modelling: the mean loss over every scored token of `tokens` packed into windows of
+// `block_size` (in order, at most max_sequences of them; 0: all) and perplexity = exp(loss):
+// {"num_sequences", "num_tokens" (scored), "loss", "perplexity", "tokens_per_s"}.
+nlohmann::json evaluate_lm(models::Gpt2LMHeadModel& model, const std::shared_ptr<const std::vector<int32_t>>& tokens,
+                           int64_t block_size, int64_t batch_size, int64_t max_sequences, int32_t pad_id);
+
+// Whether a folder holds a GPT-2 model (config.json's model_type is "gpt2").
+bool is_gpt2_model_folder(const std::filesystem::path& dir);
 
 struct EvalOptions {
   std::filesystem::path model_dir;
@@ -35,9 +47,17 @@ struct EvalOptions {
   std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only), int8-weight, int8, fp8 (GPU)
   std::string attention = "auto";  // auto, fused, reference
   CalibrationOptions calibration;  // int8 and fp8: the calibration sample (default: the split's first 128)
+  // GPT-2 models (language modelling): the data is text (see text/lm_data.h); split train, dev
+  // (= valid) or test; perplexity over windows of block_size tokens (0: the model's n_positions).
+  std::string data_format = "auto";  // auto, text, wikitext
+  int64_t block_size = 0;
+  double valid_fraction = 0.1;
+  std::filesystem::path cache_dir;   // empty: text::default_lm_cache_dir()
+  int64_t max_sequences = 0;         // 0: all
 };
 
-// `wattwise eval`: metrics on a split, with the energy of the pass; writes runs/<ts>_eval/.
+// `wattwise eval`: metrics on a split, with the energy of the pass; writes runs/<ts>_eval/. A GPT-2
+// model folder gives loss and perplexity on a text split instead of classification metrics.
 nlohmann::json run_eval(const EvalOptions& options);
 
 }  // namespace ww::experiment

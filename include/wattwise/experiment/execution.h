@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/ops/quantized.h"
 
@@ -25,6 +26,9 @@ std::optional<ops::QuantMethod> quantization_of(const std::string& precision);
 // Sets the model's execution options and the process-wide TF32 switch; errors (16-bit or fused
 // attention on a CPU, unknown names, a quantized precision) say which knob is at fault.
 void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice);
+void apply_execution(models::Gpt2LMHeadModel& model, const ExecutionChoice& choice);
+// The model options a choice names (no device checks).
+models::ExecutionOptions execution_options_of(const ExecutionChoice& choice);
 
 // apply_execution for eval and predict, which also take the quantized precisions: int8-weight and
 // int8 (CPU and GPU), fp8 (GPU of compute capability 8.9+; anything else is an error naming the

@@ -12,8 +12,9 @@ class Progress {
   enum class Mode { Bar, Lines, None };
   static Mode parse_mode(const std::string& text);  // auto | bar | lines | none (auto: bar on a tty)
 
-  Progress(Mode mode, int64_t total_steps, double line_interval_s = 10.0);
-  void update(double epoch, int64_t step, double loss, double samples_per_s);
+  // rate_unit labels update()'s rate ("samples/s"; language modelling shows "tokens/s").
+  Progress(Mode mode, int64_t total_steps, double line_interval_s = 10.0, std::string rate_unit = "samples/s");
+  void update(double epoch, int64_t step, double loss, double rate);
   void message(const std::string& line);  // a whole line (clears the bar first)
   void finish();
 
@@ -21,6 +22,7 @@ class Progress {
   Mode mode_;
   int64_t total_;
   double line_interval_s_;
+  std::string rate_unit_;
   std::chrono::steady_clock::time_point start_, last_line_;
   bool bar_drawn_ = false;
 };

@@ -39,6 +39,9 @@ class TrainConfig {
   bool get_bool(const std::string& key) const;
   std::filesystem::path get_path(const std::string& key) const;
   bool is_set(const std::string& key) const;  // explicitly given (not a default)
+  // The value is not the schema's default. Unlike is_set(), this survives a round trip through
+  // to_toml() (which writes every key), so checks of the form "this key does not apply" use it.
+  bool differs_from_default(const std::string& key) const;
 
   // Cross-key checks (e.g. warmup ratio and steps both given; epochs and max_steps both 0).
   void validate() const;
