@@ -27,5 +27,5 @@ model=$(ls -d "$runs"/*_bert_sst2 | tail -1)/best_model
 
 # The DistilBERT study on SST-2 only, tiny and from scratch.
 GLUE=$glue TASKS=SST-2 RUNS=$runs PRESET=tiny TOKENIZER=$tokenizer \
-  TRAIN_ARGS="--data.max_length 32 --data.max_train_examples 128 --data.max_eval_examples 32 --train.epochs 1 --run.device cpu --run.progress none" \
+  TRAIN_ARGS="--set data.max_length=32 --set data.max_train_examples=128 --set data.max_eval_examples=32 --set train.epochs=1 --set run.device=cpu --set run.progress=none" \
   SWEEP_ARGS="${few[*]}" bash examples/distilbert_glue_study.sh "$bin"

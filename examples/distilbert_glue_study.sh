@@ -8,7 +8,8 @@
 # are the ones to run with the real checkpoint. Environment (all optional):
 #   GLUE=../shared/data/glue   TASKS="SST-2 MRPC CoLA RTE QNLI STS-B"   RUNS=runs
 #   PRESET=base (size of a from-scratch model)   TOKENIZER=../shared/data/tokenizers/bert-base-uncased
-#   TRAIN_ARGS / SWEEP_ARGS: extra flags for train / sweep (examples/cpu_tiny.sh shrinks them)
+#   TRAIN_ARGS: extra train settings as --set key=value (they win over the ones below);
+#   SWEEP_ARGS: extra sweep flags (examples/cpu_tiny.sh shrinks both)
 set -euo pipefail
 bin=${1:-build/wattwise}
 glue=${GLUE:-../shared/data/glue}

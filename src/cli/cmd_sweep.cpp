@@ -26,7 +26,7 @@ Command sweep_command(CLI::App& app) {
   key(cmd->add_option("--min-seconds", o->min_seconds, "Measure more passes until they last this long")->capture_default_str(),
       "min_seconds");
   key(cmd->add_option("--warmup", o->warmup, "Unmeasured warm-up passes per configuration")->capture_default_str(), "warmup");
-  key(cmd->add_option("--max-examples", o->max_examples, "Use only the split's first N examples (0: all)")->capture_default_str(),
+  key(cmd->add_option("--max-examples", o->max_examples, "Score a stratified sample of N examples of the split (0: all)")->capture_default_str(),
       "max_examples");
   key(cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)"), "clean_html");
   key(cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str(), "device");

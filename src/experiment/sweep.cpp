@@ -205,14 +205,15 @@ std::filesystem::path run_sweep(SweepOptions o) {
   text::DataOptions data_options;
   data_options.clean_html = o.clean_html;
   data_options.collapse_whitespace = o.clean_html;
+  // A stratified sample (both labels kept in proportion), never just the first N of a sorted file.
+  data_options.max_examples = size_t(o.max_examples);
   text::Dataset dataset = text::load_dataset(o.data, data_options);
   const std::string split = dataset.resolve_split(o.split);
   if (dataset.regression != model_config.regression ||
       (!model_config.regression && dataset.num_labels() != model_config.num_labels))
     fail(o.data.string(), ": the data set has ", dataset.num_labels(), " labels", dataset.regression ? " (regression)" : "",
          " but the model has ", model_config.num_labels);
-  std::vector<text::Example> examples = dataset.split(split);
-  if (o.max_examples > 0 && int64_t(examples.size()) > o.max_examples) examples.resize(size_t(o.max_examples));
+  const std::vector<text::Example>& examples = dataset.split(split);
   if (examples.empty()) fail(o.data.string(), ": split ", split, " has no examples");
 
   // The axes: given ones are swept (and become pareto.csv columns); the rest keep a default.

@@ -30,7 +30,9 @@ for i, (n, p, acc, lat, j) in enumerate(data):
 w.writerow(["run", "c005", "32", "fp16", "false", "skipped", "false"] + [""] * 11 + ["", "fp16 needs <a GPU>"])
 PY
 "$bin" report run >out.txt 2>err.txt
-check "wattwise report writes run/report.html" '[ $? -eq 0 ] && [ -s run/report.html ]' || cat err.txt
+rc=$?
+check "wattwise report writes run/report.html" '[ $rc -eq 0 ] && [ -s run/report.html ]'
+[ $rc -eq 0 ] || cat err.txt
 check "report.html is self-contained (no external src/href)" '! grep -Eq "(src|href)=\"(http|//|file:)" run/report.html'
 check "the skip reason is escaped" 'grep -q "fp16 needs &lt;a GPU&gt;" run/report.html'
 
@@ -59,7 +61,9 @@ PY
 timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
   --user-data-dir="$work/profile" --virtual-time-budget=5000 --window-size=1400,1000 \
   --dump-dom "file://$work/probe.html" >dom.html 2>chromium.log
-check "chromium rendered the page" '[ $? -eq 0 ] && grep -q "id=\"probe\"" dom.html' || tail -5 chromium.log
+rc=$?
+check "chromium rendered the page" '[ $rc -eq 0 ] && grep -q "id=\"probe\"" dom.html'
+[ $rc -eq 0 ] || tail -5 chromium.log
 python3 - dom.html > layout.txt <<'PY'
 import html, json, re, sys
 dom = open(sys.argv[1], encoding="utf-8").read()
@@ -79,7 +83,8 @@ if p["frontier_lines"] < 1: problems.append("no frontier line drawn")
 print("\n".join(problems) if problems else "ok")
 PY
 check "tables (baseline, frontier, all, skipped) and 4 plots laid out with non-zero size, labels rendered" \
-  '[ "$(cat layout.txt)" = ok ]' || cat layout.txt
+  '[ "$(cat layout.txt)" = ok ]'
+[ "$(cat layout.txt)" = ok ] || cat layout.txt
 
 echo "$fails failed"
 [ $fails -eq 0 ]

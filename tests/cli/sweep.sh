@@ -27,7 +27,9 @@ check "a tiny model to sweep" '[ -f model/config.json ]'
 # 2 x 2 x 2 x 2 = 16 configurations; fp16 needs a GPU: 8 skipped on the CPU.
 "$bin" sweep --model model --data data.tsv --split dev --device cpu --seq-lens 16 8 --layers 2 1 \
   --precisions fp32 fp16 --batch-sizes 1 4 --skip-failed --repeats 2 --min-seconds 0.1 --warmup 1 --runs-dir runs >out.txt 2>err.txt
-check "sweep exits 0" '[ $? -eq 0 ]' || cat err.txt
+rc=$?
+check "sweep exits 0" '[ $rc -eq 0 ]'
+[ $rc -eq 0 ] || cat err.txt
 S=$(ls -d runs/*_sweep 2>/dev/null | head -1)
 check "run folder runs/<UTC>_sweep" '[[ "$(basename "$S")" =~ ^[0-9]{8}T[0-9]{6}Z_sweep$ ]]'
 python3 - "$S/pareto.csv" > csv_check.txt <<'PY'
@@ -62,7 +64,8 @@ for r in ok:
 print("\n".join(problems) if problems else "ok")
 PY
 check "pareto.csv: the 16-config product, one baseline, fp16 skipped with the reason, frontier flags right" \
-  '[ "$(cat csv_check.txt)" = ok ]' || cat csv_check.txt
+  '[ "$(cat csv_check.txt)" = ok ]'
+[ "$(cat csv_check.txt)" = ok ] || cat csv_check.txt
 check "metrics.json matches the schema of docs/METRICS.md" \
   'python3 "$src/tests/tools/check_metrics_json.py" sweep "$S/metrics.json" "$src/docs/METRICS.md"'
 check "metrics.json: 16 configs, 8 skipped, the frontier listed" \

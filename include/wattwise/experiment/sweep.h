@@ -32,7 +32,7 @@ struct SweepOptions {
   int repeats = 3;           // measured passes over the split per configuration (medians, spread)
   int warmup = 1;            // unmeasured passes first
   double min_seconds = 1.0;  // more measured passes until they last this long (stable energy figures)
-  int64_t max_examples = 0;  // use only the split's first N examples (0: all)
+  int64_t max_examples = 0;  // a stratified sample of N examples of the split (0: all)
   bool clean_html = false;
   Device device;
   std::string objectives;    // "" = accuracy:max,joules_per_example:min,latency_p50_ms:min
