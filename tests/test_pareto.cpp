@@ -174,5 +174,24 @@ TEST(Pareto, CsvErrorsNameFileAndLine) {
   std::filesystem::remove(path);
 }
 
+TEST(Pareto, TrainingRunsGiveAccuracyAgainstTrainingKwh) {
+  const auto dir = std::filesystem::temp_directory_path() / ("ww_pareto_train_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  io::write_file_atomic(dir / "metrics.json", R"({"train": {"seconds": 12.5}, "eval": {"accuracy": 0.81, "f1": 0.8},
+    "test": null, "energy": {"phases": {"training": {"kwh": 0.002, "energy_j": 7200, "gco2e": 0.9,
+    "sources": [{"measured": true}]}}, "total": {"kwh": 0.003}}})");
+  ResultTable t = load_run_results(dir);
+  ASSERT_EQ(t.rows.size(), 1u);
+  EXPECT_EQ(t.rows[0].config, "train");
+  EXPECT_DOUBLE_EQ(t.rows[0].metric("accuracy"), 0.81);
+  EXPECT_DOUBLE_EQ(t.rows[0].metric("training_kwh"), 0.002);
+  EXPECT_DOUBLE_EQ(t.rows[0].metric("training_seconds"), 12.5);
+  io::write_file_atomic(dir / "metrics.json", R"({"split": "dev", "accuracy": 0.8})");
+  testing::expect_error([&] { load_run_results(dir); }, {"metrics.json", "not a training run"});
+  std::filesystem::remove(dir / "metrics.json");
+  testing::expect_error([&] { load_run_results(dir); }, {"neither pareto.csv", "nor metrics.json"});
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ww::experiment
