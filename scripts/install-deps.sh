@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config ccache python3 nlohmann-json3-dev libcli11-dev
-          libtomlplusplus-dev libopenblas-dev libutf8proc-dev zlib1g-dev libgtest-dev libbenchmark-dev
+          libtomlplusplus-dev libcairo2-dev libopenblas-dev libutf8proc-dev zlib1g-dev libgtest-dev libbenchmark-dev
           clang libclang-rt-14-dev)
 
 missing=()
@@ -30,6 +30,16 @@ if ((${#missing[@]})); then
 fi
 
 if [ "${1:-}" = "--test" ]; then
+  # Headless Chromium renders report.html in tests/cli/report_chromium.sh (which skips without it).
+  if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "install-deps: installing chromium for the report test"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+        echo "install-deps: warning: could not install chromium; the report test will skip"
+    else
+      echo "install-deps: note: without chromium (sudo apt-get install -y chromium) the report test skips"
+    fi
+  fi
   python_packages=(tokenizers safetensors numpy)
   need=()
   for p in "${python_packages[@]}"; do

@@ -16,7 +16,10 @@ Command eval_command(CLI::App& app);
 Command generate_command(CLI::App& app);
 Command init_model_command(CLI::App& app);
 Command measure_command(CLI::App& app);
+Command pareto_command(CLI::App& app);
 Command predict_command(CLI::App& app);
+Command report_command(CLI::App& app);
+Command sweep_command(CLI::App& app);
 Command tokenize_command(CLI::App& app);
 Command train_command(CLI::App& app);
 

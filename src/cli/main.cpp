@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
       ww::cli::generate_command(app),
       ww::cli::init_model_command(app),
       ww::cli::measure_command(app),
+      ww::cli::pareto_command(app),
       ww::cli::predict_command(app),
+      ww::cli::report_command(app),
+      ww::cli::sweep_command(app),
       ww::cli::tokenize_command(app),
       ww::cli::train_command(app),
   };

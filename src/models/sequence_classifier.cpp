@@ -243,7 +243,8 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
   Tensor host = device_.is_cpu() ? params_.flat_values() : params_.flat_values().to(Device::cpu());
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& p : params_.all())
-    tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
+    if (!dropped_parameters_.count(p.name))
+      tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
   if (!has_dense_head())
     std::fprintf(stderr,
@@ -369,6 +370,22 @@ void SequenceClassifier::set_execution(const ExecutionOptions& options) {
     fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
   exec_ = options;
   act_.batch = 0;  // re-plan the activations at the next forward
+  graphs_.clear();
+  train_graphs_.clear();
+}
+
+void SequenceClassifier::keep_first_layers(int64_t k) {
+  if (k < 1 || k > config_.num_layers)
+    fail("keep_first_layers(", k, "): the model has ", config_.num_layers, " encoder layers; keep between 1 and ",
+         config_.num_layers);
+  const std::string p = prefix() + (config_.arch == Architecture::Bert ? "encoder.layer." : "transformer.layer.");
+  for (int64_t l = k; l < config_.num_layers; ++l)
+    for (const auto& param : params_.all())
+      if (param.name.rfind(p + std::to_string(l) + ".", 0) == 0) dropped_parameters_.insert(param.name);
+  config_.num_layers = k;
+  layer_names_.resize(size_t(k));
+  act_.batch = 0;  // re-plan the activations (and re-record graphs) for fewer layers
+  arena_ = Arena();
   graphs_.clear();
   train_graphs_.clear();
 }

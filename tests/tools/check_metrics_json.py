@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks a metrics.json of `wattwise train` or `wattwise eval` against the schema in docs/METRICS.md.
 
-Usage: check_metrics_json.py train|eval METRICS_JSON METRICS_MD
+Usage: check_metrics_json.py train|eval|sweep METRICS_JSON METRICS_MD
 
 Two checks: every key the schema below requires is there with its type (and no key the schema does not
 know), and every key found is documented in METRICS_MD (written there in backticks, with the names
@@ -185,13 +185,52 @@ def check_eval(m):
     check_energy("energy", m.get("energy", {}), r"evaluation")
 
 
+def check_sweep(m):
+    sections = {
+        "run": {"name": str, "dir": str, "device": str},
+        "model": {"path": str, "arch": str, "layers": int, "hidden_size": int},
+        "data": {"path": str, "split": str, "examples": int},
+        "sweep": {"axes": dict, "swept": list, "configs": int, "ok": int, "skipped": int, "repeats": int,
+                  "min_seconds": NUM, "warmup": int, "objectives": str, "seconds": NUM},
+    }
+    top = set(sections) | {"frontier", "baseline", "configs", "energy"}
+    for key in top - set(m):
+        problems.append(f"missing top-level key '{key}'")
+    for key in set(m) - top:
+        problems.append(f"top-level key '{key}' is not in the schema")
+    for section, spec in sections.items():
+        if section in m:
+            check_object(section, m[section], spec, name=lambda k, s=section: f"{s}.{k}")
+    check_object("sweep.axes", m.get("sweep", {}).get("axes", {}),
+                 {"layers": list, "max_length": list, "precision": list, "attention": list, "batch_size": list,
+                  "dynamic_padding": list}, name=lambda k: f"sweep.axes.{k}")
+    check_value("frontier", m.get("frontier"), list)
+    check_value("baseline", m.get("baseline"), str)
+    found.update(("frontier", "baseline", "configs"))
+    knobs = {"layers": int, "max_length": int, "precision": str, "attention": str, "batch_size": int,
+             "dynamic_padding": bool}
+    for i, c in enumerate(m.get("configs", [])):
+        check_object(f"configs[{i}]", {k: v for k, v in c.items() if k != "energy"},
+                     {"config": str, "status": str, "baseline": bool, "knobs": knobs}, {"reason": str},
+                     name=lambda k: f"configs[].{k}")
+        if c.get("status") == "ok":
+            if "energy" not in c:
+                problems.append(f"configs[{i}]: an ok config without energy")
+            else:
+                found.add("configs[].energy")
+                check_window(f"configs[{i}].energy", c["energy"])
+        elif "reason" not in c:
+            problems.append(f"configs[{i}]: a skipped config without reason")
+    check_energy("energy", m.get("energy", {}), r"c[0-9]{3,}")
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("train", "eval"):
+    if len(sys.argv) != 4 or sys.argv[1] not in ("train", "eval", "sweep"):
         sys.exit(__doc__)
     kind, metrics_path, doc_path = sys.argv[1:]
     with open(metrics_path, encoding="utf-8") as f:
         m = json.load(f)
-    (check_train if kind == "train" else check_eval)(m)
+    {"train": check_train, "eval": check_eval, "sweep": check_sweep}[kind](m)
     with open(doc_path, encoding="utf-8") as f:
         documented = set(re.findall(r"`([^`\s]+)`", f.read()))
     for name in sorted(found - documented):

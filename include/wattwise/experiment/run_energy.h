@@ -30,6 +30,8 @@ class RunEnergy {
   // Ends the whole-run window, stops the sampler, appends emissions.csv. {"phases": {...}, "total": {...}}
   nlohmann::json finish(int64_t samples);
   const energy::EnergyMonitor& monitor() const { return *monitor_; }
+  // For windows that are not phases of metrics.json (a sweep's per-pass windows).
+  energy::EnergyMonitor& monitor() { return *monitor_; }
 
  private:
   std::filesystem::path run_dir_;

@@ -9,6 +9,7 @@
 #include <map>
 #include <tuple>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,10 @@ class SequenceClassifier : public TrainableModel {
   size_t planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const;
   // Prefix of every encoder tensor name ("bert." or "distilbert.").
   std::string prefix() const;
+  // Layer reduction without retraining: only the first k encoder layers run from now on
+  // (config().num_layers becomes k; 1 <= k <= the current count, else an error naming both). The
+  // dropped layers' weights stay allocated but are never read, trained or saved.
+  void keep_first_layers(int64_t k);
 
  private:
   struct LayerNames {
@@ -214,6 +219,7 @@ class SequenceClassifier : public TrainableModel {
   Device device_;
   ParameterStore params_;
   std::vector<LayerNames> layer_names_;
+  std::set<std::string> dropped_parameters_;  // weights of layers removed by keep_first_layers
   std::string word_emb_, pos_emb_, type_emb_, emb_ln_w_, emb_ln_b_, head_w_, head_b_, cls_w_, cls_b_;
   ExecutionOptions exec_;
   // Quantized encoder linears (layer l's at l·kLinearsPerLayer + which); empty when not quantized.

@@ -1,0 +1,32 @@
+#pragma once
+// Scatter plots of sweep results: one drawing routine, two outputs: SVG written by our code (text
+// stays text, so the report can inline it and tests can read the labels) and PNG through cairo.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ww::experiment {
+
+struct PlotPoint {
+  double x = 0, y = 0;
+  std::string group;         // legend entry (colour), e.g. "max_length=32"
+  std::string label;         // short tag drawn next to frontier points, e.g. "c003"
+  bool baseline = false;     // drawn as a large diamond, annotated "baseline"
+  bool on_frontier = false;  // ringed and connected (in x order) by the frontier line
+};
+
+struct ScatterPlot {
+  std::string title;
+  std::string x_label, y_label;  // with units, e.g. "energy per example (J)"
+  std::vector<PlotPoint> points;
+  int width = 800, height = 540;  // pixels (SVG user units)
+};
+
+// A standalone SVG document (UTF-8). Errors on non-finite coordinates, naming the point.
+std::string render_svg(const ScatterPlot& plot);
+// PNG bytes, drawn by cairo with the same layout.
+std::string render_png(const ScatterPlot& plot);
+// Writes <stem>.svg and <stem>.png (atomically).
+void write_plot(const ScatterPlot& plot, const std::filesystem::path& stem);
+
+}  // namespace ww::experiment

@@ -1,0 +1,247 @@
+#include "wattwise/experiment/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "wattwise/core/error.h"
+#include "wattwise/experiment/run_dir.h"
+#include "wattwise/io/file.h"
+
+namespace ww::experiment {
+namespace {
+
+bool has(const ConfigRow& r, const std::string& m) {
+  auto it = r.metrics.find(m);
+  return r.status == "ok" && it != r.metrics.end() && std::isfinite(it->second);
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string number(double v, const char* format = "%.4g") {
+  if (!std::isfinite(v)) return "–";
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, format, v);
+  return buffer;
+}
+
+// A 2-D scatter over the rows that have both metrics; its own 2-D frontier.
+std::optional<ScatterPlot> make_plot(const ResultTable& table, const std::string& axis, const std::string& x_metric,
+                                     const std::string& y_metric, Goal x_goal, Goal y_goal, const std::string& title,
+                                     const std::string& x_label, const std::string& y_label) {
+  ScatterPlot plot;
+  plot.title = title;
+  plot.x_label = x_label;
+  plot.y_label = y_label;
+  std::vector<std::vector<double>> values;
+  std::vector<std::string> names;
+  for (const ConfigRow& r : table.rows) {
+    if (!has(r, x_metric) || !has(r, y_metric)) continue;
+    PlotPoint p;
+    p.x = r.metrics.at(x_metric);
+    p.y = r.metrics.at(y_metric);
+    p.group = axis == "all" ? "all configurations" : axis + "=" + r.knob(axis);
+    p.label = r.config;
+    p.baseline = r.baseline;
+    plot.points.push_back(p);
+    values.push_back({p.x, p.y});
+    names.push_back(r.label());
+  }
+  if (plot.points.empty()) return std::nullopt;
+  std::vector<bool> on = pareto_frontier(values, {{x_metric, x_goal}, {y_metric, y_goal}}, names);
+  for (size_t i = 0; i < on.size(); ++i) plot.points[i].on_frontier = on[i];
+  return plot;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, ScatterPlot>> sweep_plots(const ResultTable& table) {
+  std::vector<std::pair<std::string, ScatterPlot>> plots;
+  std::vector<std::string> axes = table.axes;
+  if (axes.empty()) axes.push_back("all");
+  bool any_accuracy = false;
+  for (const ConfigRow& r : table.rows) any_accuracy = any_accuracy || has(r, "accuracy");
+  const std::string quality = any_accuracy ? "accuracy" : "pearson";
+  for (const std::string& axis : axes) {
+    const std::string by = axis == "all" ? "" : " by " + axis;
+    if (auto p = make_plot(table, axis, "joules_per_example", quality, Goal::Minimize, Goal::Maximize,
+                           "Energy vs " + quality + by, "energy per example (J)",
+                           quality == "accuracy" ? "accuracy (fraction correct)" : "Pearson correlation"))
+      plots.emplace_back("energy_accuracy_" + axis, *p);
+    if (auto p = make_plot(table, axis, "latency_p50_ms", "joules_per_example", Goal::Minimize, Goal::Minimize,
+                           "Energy vs latency" + by, "latency per example, p50 (ms)", "energy per example (J)"))
+      plots.emplace_back("energy_latency_" + axis, *p);
+  }
+  return plots;
+}
+
+std::string render_report(const ResultTable& table, const std::string& title) {
+  std::ostringstream h;
+  // Baselines per run: savings are against the baseline of the same run.
+  std::map<std::string, const ConfigRow*> baseline_of;
+  std::set<std::string> runs;
+  size_t ok = 0, frontier = 0;
+  for (const ConfigRow& r : table.rows) {
+    runs.insert(r.run);
+    if (r.baseline) baseline_of[r.run] = &r;
+    ok += r.status == "ok";
+    frontier += r.on_frontier;
+  }
+  const bool many_runs = runs.size() > 1;
+  const std::string quality = std::find(table.metrics.begin(), table.metrics.end(), "accuracy") != table.metrics.end()
+                                  ? "accuracy"
+                                  : "pearson";
+
+  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html_escape(title)
+    << "</title>\n<style>\n"
+       "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}\n"
+       "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\n"
+       "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\n"
+       "th{background:#f0f0f0}td.k,th.k{text-align:left}\n"
+       "tr.frontier td{background:#fdeaea}tr.baseline td{font-weight:bold}\n"
+       ".good{color:#1a7f37}.bad{color:#b42318}\n"
+       "figure{display:inline-block;margin:0.5em;border:1px solid #ddd}\n"
+       "figure svg{display:block;width:660px;height:auto}figcaption{font-size:12px;padding:4px;text-align:center}\n"
+       "p.note{font-size:13px;color:#555}\n"
+       "</style>\n</head>\n<body>\n";
+  h << "<h1>" << html_escape(title) << "</h1>\n";
+  h << "<p id=\"summary\">" << table.rows.size() << " configurations from " << runs.size() << " run"
+    << (runs.size() > 1 ? "s" : "") << ": " << ok << " measured, " << table.rows.size() - ok << " skipped, " << frontier
+    << " on the Pareto frontier (no other configuration is at least as good on every objective and better on one).</p>\n";
+
+  std::vector<std::string> metric_cols;
+  for (const char* m : {"accuracy", "f1", "matthews_correlation", "pearson", "joules_per_example", "latency_p50_ms",
+                        "latency_p95_ms", "throughput_per_s", "joules_per_correct", "peak_memory_bytes", "gco2e_per_1000",
+                        "training_kwh", "training_seconds"})
+    if (std::find(table.metrics.begin(), table.metrics.end(), m) != table.metrics.end()) metric_cols.push_back(m);
+  const std::map<std::string, std::string> heading = {
+      {"accuracy", "accuracy"}, {"f1", "F1"}, {"matthews_correlation", "MCC"}, {"pearson", "Pearson"},
+      {"joules_per_example", "J / example"}, {"latency_p50_ms", "latency p50 (ms/example)"},
+      {"latency_p95_ms", "latency p95 (ms/example)"}, {"throughput_per_s", "throughput (examples/s)"},
+      {"joules_per_correct", "J / correct"}, {"peak_memory_bytes", "peak memory (MiB)"},
+      {"gco2e_per_1000", "gCO2e / 1,000 examples"}, {"training_kwh", "training kWh"}, {"training_seconds", "training s"}};
+
+  auto write_table = [&](const std::string& id, const std::vector<const ConfigRow*>& rows, bool savings) {
+    h << "<table id=\"" << id << "\">\n<tr>";
+    if (many_runs) h << "<th class=\"k\">run</th>";
+    h << "<th class=\"k\">config</th>";
+    for (const auto& a : table.axes) h << "<th class=\"k\">" << html_escape(a) << "</th>";
+    h << "<th class=\"k\">status</th><th>frontier</th>";
+    for (const auto& m : metric_cols) h << "<th>" << html_escape(heading.at(m)) << "</th>";
+    if (savings) h << "<th>energy saving</th><th>latency saving</th><th>" << quality << " &Delta;</th>";
+    h << "<th>J/example spread (min–max)</th></tr>\n";
+    for (const ConfigRow* r : rows) {
+      h << "<tr class=\"" << (r->on_frontier ? "frontier" : "") << (r->baseline ? " baseline" : "") << "\">";
+      if (many_runs) h << "<td class=\"k\">" << html_escape(std::filesystem::path(r->run).filename().string()) << "</td>";
+      h << "<td class=\"k\">" << html_escape(r->config) << (r->baseline ? " (baseline)" : "") << "</td>";
+      for (const auto& a : table.axes) h << "<td class=\"k\">" << html_escape(r->knob(a)) << "</td>";
+      h << "<td class=\"k\">" << html_escape(r->status) << "</td><td>" << (r->on_frontier ? "&#9733;" : "") << "</td>";
+      for (const auto& m : metric_cols) {
+        if (!has(*r, m)) {
+          h << "<td>–</td>";
+          continue;
+        }
+        const double v = r->metrics.at(m);
+        h << "<td>" << (m == "peak_memory_bytes" ? number(v / 1048576.0, "%.1f") : number(v)) << "</td>";
+      }
+      if (savings) {
+        auto b = baseline_of.find(r->run);
+        const ConfigRow* base = b == baseline_of.end() ? nullptr : b->second;
+        auto saving = [&](const std::string& m) {
+          if (!base || !has(*r, m) || !has(*base, m) || base->metrics.at(m) == 0) return std::string("<td>–</td>");
+          const double s = 100.0 * (1.0 - r->metrics.at(m) / base->metrics.at(m));
+          return "<td class=\"" + std::string(s > 0 ? "good" : s < 0 ? "bad" : "") + "\">" + number(s, "%+.1f") + "%</td>";
+        };
+        h << saving("joules_per_example") << saving("latency_p50_ms");
+        if (base && has(*r, quality) && has(*base, quality)) {
+          const double d = (r->metrics.at(quality) - base->metrics.at(quality)) * (quality == "accuracy" ? 100.0 : 1.0);
+          h << "<td class=\"" << (d > 0 ? "good" : d < 0 ? "bad" : "") << "\">"
+            << number(d, quality == "accuracy" ? "%+.2f pts" : "%+.4f") << "</td>";
+        } else {
+          h << "<td>–</td>";
+        }
+      }
+      if (has(*r, "joules_per_example_min") && has(*r, "joules_per_example_max"))
+        h << "<td>" << number(r->metrics.at("joules_per_example_min")) << "–" << number(r->metrics.at("joules_per_example_max")) << "</td>";
+      else
+        h << "<td>–</td>";
+      h << "</tr>\n";
+    }
+    h << "</table>\n";
+  };
+
+  std::vector<const ConfigRow*> baselines, on_frontier, all, skipped;
+  for (const ConfigRow& r : table.rows) {
+    if (r.baseline) baselines.push_back(&r);
+    if (r.on_frontier) on_frontier.push_back(&r);
+    if (r.status != "ok") skipped.push_back(&r);
+    all.push_back(&r);
+  }
+  h << "<h2>Baseline</h2>\n<p class=\"note\">The first value of every axis. Savings below are against it "
+       "(energy and latency: positive = less than the baseline; "
+    << quality << " &Delta;: " << (quality == "accuracy" ? "percentage points" : "difference") << ").</p>\n";
+  if (baselines.empty()) h << "<p>No baseline row (training runs have none).</p>\n";
+  else write_table("baseline-table", baselines, false);
+  h << "<h2>Pareto frontier</h2>\n";
+  write_table("frontier-table", on_frontier, true);
+
+  h << "<h2>Plots</h2>\n<div id=\"plots\">\n";
+  for (const auto& [stem, plot] : sweep_plots(table))
+    h << "<figure class=\"plot\" id=\"plot-" << html_escape(stem) << "\">\n" << render_svg(plot) << "<figcaption>"
+      << html_escape(stem) << ": frontier ringed and joined in red, baseline a diamond</figcaption></figure>\n";
+  h << "</div>\n";
+
+  h << "<h2>All configurations</h2>\n";
+  write_table("configs-table", all, true);
+  if (!skipped.empty()) {
+    h << "<h2>Skipped configurations</h2>\n<table id=\"skipped-table\">\n<tr><th class=\"k\">config</th><th "
+         "class=\"k\">reason</th></tr>\n";
+    for (const ConfigRow* r : skipped)
+      h << "<tr><td class=\"k\">" << html_escape(r->label()) << "</td><td class=\"k\">" << html_escape(r->reason) << "</td></tr>\n";
+    h << "</table>\n";
+  }
+  std::set<std::string> provenance;
+  for (const ConfigRow& r : table.rows)
+    if (!r.energy_provenance.empty()) provenance.insert(r.energy_provenance);
+  h << "<h2>Energy provenance</h2>\n<ul id=\"provenance\">\n";
+  for (const auto& p : provenance) h << "<li>" << html_escape(p) << "</li>\n";
+  h << "</ul>\n<p class=\"note\">Each configuration's energy is one measurement window over its measured passes "
+       "(warm-up excluded); the spread column gives the lowest and highest pass. See docs/ENERGY.md for how each "
+       "figure is obtained and docs/SWEEPS.md for every column.</p>\n</body>\n</html>\n";
+  return h.str();
+}
+
+std::filesystem::path run_report(const ReportOptions& o) {
+  if (o.run_dirs.empty()) fail("wattwise report: give one or more run folders");
+  ResultTable table = load_runs(o.run_dirs);
+  std::filesystem::path out = o.output;
+  if (out.empty())
+    out = o.run_dirs.size() == 1 ? o.run_dirs[0] / "report.html" : create_run_dir(o.runs_dir, "report") / "report.html";
+  std::string title = "wattwise report: ";
+  for (size_t i = 0; i < o.run_dirs.size(); ++i) {
+    std::filesystem::path p = std::filesystem::absolute(o.run_dirs[i]).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();  // "runs/x/"
+    title += (i ? ", " : "") + p.filename().string();
+  }
+  io::write_file_atomic(out, render_report(table, title));
+  std::printf("report: %s\n", out.c_str());
+  return out;
+}
+
+}  // namespace ww::experiment

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# `wattwise sweep` on a tiny model on the CPU (generated data, no shared data needed): pareto.csv has
+# one row per point of the axes' product with consistent frontier flags, the 16-bit configurations
+# are skipped with the reason under --skip-failed (and stop the sweep without it), metrics.json
+# matches docs/METRICS.md, the plots and report.html exist; then `wattwise pareto` and
+# `wattwise report` over the run, a --config file, and bad input.
+# Usage (ctest): bash sweep.sh <wattwise-binary> <source-dir> <shared-data-dir>
+source "$(dirname "$0")/../cli_common.sh"
+
+printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' a the film movie was is very really plot acting \
+  good great fine bad awful poor > vocab.txt
+python3 - <<'PY'
+import random
+r = random.Random(3)
+filler = "a the film movie was is very really plot acting".split()
+words = {1: "good great fine".split(), 0: "bad awful poor".split()}
+with open("data.tsv", "w") as f:
+    f.write("text\tlabel\n")
+    for i in range(60):
+        w = [r.choice(filler) for _ in range(r.randint(3, 12))]
+        w.insert(r.randint(0, len(w)), r.choice(words[i % 2]))
+        f.write(" ".join(w) + f"\t{i % 2}\n")
+PY
+"$bin" init-model --arch bert --preset tiny --tokenizer vocab.txt --num-labels 2 --max-positions 32 -o model >/dev/null 2>&1
+check "a tiny model to sweep" '[ -f model/config.json ]'
+
+# 2 x 2 x 2 x 2 = 16 configurations; fp16 needs a GPU: 8 skipped on the CPU.
+"$bin" sweep --model model --data data.tsv --split dev --device cpu --seq-lens 16 8 --layers 2 1 \
+  --precisions fp32 fp16 --batch-sizes 1 4 --skip-failed --repeats 2 --min-seconds 0.1 --warmup 1 --runs-dir runs >out.txt 2>err.txt
+rc=$?
+check "sweep exits 0" '[ $rc -eq 0 ]'
+[ $rc -eq 0 ] || cat err.txt
+S=$(ls -d runs/*_sweep 2>/dev/null | head -1)
+check "run folder runs/<UTC>_sweep" '[[ "$(basename "$S")" =~ ^[0-9]{8}T[0-9]{6}Z_sweep$ ]]'
+python3 - "$S/pareto.csv" > csv_check.txt <<'PY'
+import csv, itertools, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+problems = []
+axes = {"layers": ["2", "1"], "max_length": ["16", "8"], "precision": ["fp32", "fp16"], "batch_size": ["1", "4"]}
+got = sorted(tuple(r[a] for a in axes) for r in rows)
+want = sorted(itertools.product(*axes.values()))
+if got != want: problems.append(f"configs {got} != product {want}")
+base = [r for r in rows if r["baseline"] == "true"]
+if len(base) != 1 or [base[0][a] for a in axes] != ["2", "16", "fp32", "1"]: problems.append(f"baseline {base}")
+ok = [r for r in rows if r["status"] == "ok"]
+skipped = [r for r in rows if r["status"] == "skipped"]
+if {r["precision"] for r in skipped} != {"fp16"} or len(skipped) != 8: problems.append(f"skipped {len(skipped)}")
+if not all("needs a GPU" in r["reason"] for r in skipped): problems.append("skip reason lacks 'needs a GPU'")
+if any(r["on_frontier"] == "true" for r in skipped): problems.append("a skipped config on the frontier")
+# Frontier flags against the definition (accuracy max, J/example min, latency p50 min).
+key = lambda r: (-float(r["accuracy"]), float(r["joules_per_example"]), float(r["latency_p50_ms"]))
+def dominated(r):
+    a = key(r)
+    return any(all(x <= y for x, y in zip(key(q), a)) and key(q) != a for q in ok)
+for r in ok:
+    if (r["on_frontier"] == "true") == dominated(r): problems.append(f"{r['config']}: on_frontier={r['on_frontier']}")
+for r in ok:
+    for m in ["accuracy", "latency_p50_ms", "latency_p95_ms", "throughput_per_s", "joules_per_example", "joules_per_example_min",
+              "joules_per_example_max", "peak_memory_bytes", "gco2e_per_1000", "examples"]:
+        if r[m] == "" or float(r[m]) < 0: problems.append(f"{r['config']}: {m}={r[m]!r}")
+    if not (float(r["joules_per_example_min"]) <= float(r["joules_per_example_max"])): problems.append("spread inverted")
+    if float(r["latency_p50_ms"]) > float(r["latency_p95_ms"]): problems.append("p50 > p95")
+    if not r["energy_provenance"]: problems.append("no energy provenance")
+print("\n".join(problems) if problems else "ok")
+PY
+check "pareto.csv: the 16-config product, one baseline, fp16 skipped with the reason, frontier flags right" \
+  '[ "$(cat csv_check.txt)" = ok ]'
+[ "$(cat csv_check.txt)" = ok ] || cat csv_check.txt
+check "metrics.json matches the schema of docs/METRICS.md" \
+  'python3 "$src/tests/tools/check_metrics_json.py" sweep "$S/metrics.json" "$src/docs/METRICS.md"'
+check "metrics.json: 16 configs, 8 skipped, the frontier listed" \
+  '[ "$(json "$S/metrics.json" "m[\"sweep\"][\"configs\"], m[\"sweep\"][\"skipped\"], len(m[\"frontier\"]) > 0")" = "16 8 True" ]'
+check "power_trace.csv and emissions.csv" '[ -s "$S/power_trace.csv" ] && [ -s "$S/emissions.csv" ]'
+for axis in layers max_length precision batch_size; do
+  for kind in energy_accuracy energy_latency; do
+    check "$kind"_"$axis plots (PNG signature, SVG with axis labels)" \
+      '[ "$(head -c 8 "$S/${kind}_$axis.png" | od -An -tx1 | tr -d " \n")" = 89504e470d0a1a0a ] && grep -q "energy per example (J)" "$S/${kind}_$axis.svg"'
+  done
+done
+check "report.html with the tables and inline plots" \
+  'grep -q "id=\"frontier-table\"" "$S/report.html" && [ "$(grep -c "<svg" "$S/report.html")" -eq 8 ]'
+check "the frontier table is printed" 'grep -q "Pareto frontier over accuracy:max" out.txt && grep -q "c000\*" out.txt'
+
+# --- without --skip-failed the first failing configuration stops the sweep, naming it ---
+"$bin" sweep --model model --data data.tsv --device cpu --precisions fp32 fp16 --repeats 1 --runs-dir runs2 >/dev/null 2>err.txt
+check "fp16 on the CPU without --skip-failed: exit 1 naming the config and --skip-failed" \
+  '[ $? -eq 1 ] && grep -q "c001 (precision=fp16).*needs a GPU.*--skip-failed" err.txt'
+
+# --- wattwise pareto over the sweep, other objectives ---
+"$bin" pareto "$S" --objectives accuracy:max,throughput_per_s:max --runs-dir runs3 >pareto.txt 2>err.txt
+check "pareto exits 0 and writes a new pareto.csv" '[ $? -eq 0 ] && [ -s "$(ls -d runs3/*_pareto | head -1)/pareto.csv" ]'
+check "pareto prints the frontier over the objectives" 'grep -q "accuracy:max,throughput_per_s:max" pareto.txt'
+"$bin" pareto "$S" --objectives accuracy:max,watts:min --runs-dir runs3 >/dev/null 2>err.txt
+check "pareto with an unknown metric: exit 1 naming it" '[ $? -eq 1 ] && grep -q "objective watts: no such metric" err.txt'
+
+# --- wattwise report (writes RUN_DIR/report.html again) ---
+rm "$S/report.html"
+"$bin" report "$S" >/dev/null 2>err.txt
+check "report regenerates report.html" '[ $? -eq 0 ] && grep -q "id=\"configs-table\"" "$S/report.html"'
+
+# --- a --config file; a flag given on the command line wins ---
+cat > sweep.toml <<TOML
+model = "model"
+data = "data.tsv"
+device = "cpu"
+repeats = 1
+warmup = 0
+[axes]
+max_length = [12, 6]
+dynamic_padding = ["on", "off"]
+TOML
+"$bin" sweep --config sweep.toml --batch-sizes 2 --runs-dir runs4 --quiet >/dev/null 2>err.txt
+C=$(ls -d runs4/*_sweep 2>/dev/null | head -1)
+python3 -c "import csv; r = list(csv.DictReader(open('$C/pareto.csv'))); print(len(r), *sorted({x['batch_size'] for x in r}), *sorted({x['dynamic_padding'] for x in r}))" > config_rows.txt
+check "--config: the file's axes plus --batch-sizes (4 configs)" '[ "$(cat config_rows.txt)" = "4 2 off on" ]'
+sed -i "1i bogus = 1" sweep.toml
+"$bin" sweep --config sweep.toml --runs-dir runs4 >/dev/null 2>err.txt
+check "unknown key in the config file: exit 1 naming file and key" '[ $? -eq 1 ] && grep -q "sweep.toml:.*unknown key .bogus." err.txt'
+
+# --- bad axis values: an error before any run folder ---
+"$bin" sweep --model model --data data.tsv --device cpu --layers 3 --runs-dir runs5 >/dev/null 2>err.txt
+check "--layers beyond the model: exit 1, no run folder" '[ $? -eq 1 ] && grep -q "the model has 2 encoder layers" err.txt && [ ! -d runs5 ]'
+"$bin" sweep --model model --data data.tsv --device cpu --seq-lens 64 --runs-dir runs5 >/dev/null 2>err.txt
+check "--seq-lens beyond the positions: exit 1" '[ $? -eq 1 ] && grep -q "max_position_embeddings 32" err.txt'
+
+echo "$fails failed"
+[ $fails -eq 0 ]
