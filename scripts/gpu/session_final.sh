@@ -40,7 +40,7 @@ if [ "${WW_SWEEP:-1}" = 1 ]; then
   model=$(ls -d $w/runs/*bert_base_sst2/best_model 2>/dev/null | head -1)
   if [ -n "$model" ]; then
     timeout 150 build/wattwise sweep --model "$model" --data $data/glue/SST-2 --split dev --device cuda \
-      --precisions fp32 fp16 bf16 int8-weight fp8 --seq-lens 128 64 32 --attention fused reference --batch-sizes 32 \
+      --precisions fp32 fp16 int8-weight fp8 --seq-lens 128 64 32 --attention fused reference --batch-sizes 32 \
       --skip-failed --repeats 3 --warmup 1 --runs-dir $w/sweeps --name bert_base_sweep > $res/sweep.log 2>&1
     say "sweep: rc $?"
     sw=$(ls -d $w/sweeps/*bert_base_sweep 2>/dev/null | head -1)
@@ -69,7 +69,7 @@ import json; r=json.load(open('$res/gpt2_eager.json')); print('gpt2 eager:', {k:
 fi
 if [ "${WW_BENCH:-1}" = 1 ]; then
   # Inference peak memory now that an inference-only model holds no gradient buffer (issue 6).
-  for c in bert-infer-fp16-b32 bert-infer-fp16-b1; do
+  for c in bert-infer-fp16-b32; do
     timeout 60 build/wattwise bench --case $c --device cuda > $res/bench_$c.log 2>&1
     say "bench $c: rc $?"; tail -4 $res/bench_$c.log | tee -a "$summary"
   done

@@ -1,7 +1,9 @@
 #include "wattwise/experiment/plot.h"
 
 #include <algorithm>
+#ifdef WW_HAVE_CAIRO
 #include <cairo.h>
+#endif
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -103,6 +105,7 @@ class SvgCanvas : public Canvas {
   std::ostringstream os_;
 };
 
+#ifdef WW_HAVE_CAIRO
 class CairoCanvas : public Canvas {
  public:
   explicit CairoCanvas(cairo_t* cr) : cr_(cr) {}
@@ -296,6 +299,7 @@ cairo_status_t append_bytes(void* closure, const unsigned char* data, unsigned i
   static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
   return CAIRO_STATUS_SUCCESS;
 }
+#endif  // WW_HAVE_CAIRO
 
 }  // namespace
 
@@ -305,7 +309,19 @@ std::string render_svg(const ScatterPlot& plot) {
   return canvas.finish();
 }
 
+bool png_plots_available() {
+#ifdef WW_HAVE_CAIRO
+  return true;
+#else
+  return false;
+#endif
+}
+
 std::string render_png(const ScatterPlot& plot) {
+#ifndef WW_HAVE_CAIRO
+  fail("plot '", plot.title, "': PNG needs cairo and this wattwise was built without it (apt-get install libcairo2-dev, ",
+       "then rebuild); the SVG version is written");
+#else
   // Validate (and fail) before touching cairo.
   SvgCanvas check(plot.width, plot.height);
   draw(plot, check);
@@ -320,11 +336,12 @@ std::string render_png(const ScatterPlot& plot) {
   cairo_surface_destroy(surface);
   if (status != CAIRO_STATUS_SUCCESS) fail("plot '", plot.title, "': cairo could not encode the PNG (", cairo_status_to_string(status), ")");
   return bytes;
+#endif
 }
 
 void write_plot(const ScatterPlot& plot, const std::filesystem::path& stem) {
   io::write_file_atomic(stem.string() + ".svg", render_svg(plot));
-  io::write_file_atomic(stem.string() + ".png", render_png(plot));
+  if (png_plots_available()) io::write_file_atomic(stem.string() + ".png", render_png(plot));
 }
 
 }  // namespace ww::experiment

@@ -24,9 +24,11 @@ struct ScatterPlot {
 
 // A standalone SVG document (UTF-8). Errors on non-finite coordinates, naming the point.
 std::string render_svg(const ScatterPlot& plot);
-// PNG bytes, drawn by cairo with the same layout.
+// Whether this build has cairo, which draws the PNG versions.
+bool png_plots_available();
+// PNG bytes, drawn by cairo with the same layout (an error in a build without cairo).
 std::string render_png(const ScatterPlot& plot);
-// Writes <stem>.svg and <stem>.png (atomically).
+// Writes <stem>.svg and, when cairo is available, <stem>.png (atomically).
 void write_plot(const ScatterPlot& plot, const std::filesystem::path& stem);
 
 }  // namespace ww::experiment
