@@ -172,6 +172,7 @@ class CairoCanvas : public Canvas {
   }
   cairo_t* cr_;
 };
+#endif  // WW_HAVE_CAIRO
 
 // "Nice" tick positions (1, 2 or 5 times a power of ten) covering [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int target) {
@@ -295,6 +296,7 @@ void draw(const ScatterPlot& p, Canvas& c) {
   c.text(lx + 18, ly, "baseline", 11, Anchor::Start, kBlack);
 }
 
+#ifdef WW_HAVE_CAIRO
 cairo_status_t append_bytes(void* closure, const unsigned char* data, unsigned int length) {
   static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
   return CAIRO_STATUS_SUCCESS;
