@@ -16,6 +16,7 @@
 #include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/pareto.h"
 #include "wattwise/experiment/plot.h"
+#include "wattwise/experiment/quantize.h"
 #include "wattwise/experiment/report.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
@@ -107,11 +108,15 @@ struct Config {
 bool is_plain_precision(const std::string& p) { return p == "fp32" || p == "tf32" || p == "bf16" || p == "fp16"; }
 
 // The one place a precision name becomes model state: the name passes through to the execution
-// layer unchanged, so a precision it learns works here too. Quantized precisions that need
-// calibration (int8, fp8) belong here too, calibrated on the split's encodings as eval does them
-// (not wired yet: until then such a name fails here and --skip-failed records why).
-void configure_precision(models::SequenceClassifier& model, const Config& c, const text::EncodedExamples&) {
-  apply_execution(model, {c.precision, c.attention, "none"});
+// layer unchanged, so a precision it learns works here too. A quantized precision (int8-weight,
+// int8, fp8) quantizes the model here, calibrated as `wattwise eval` does by default: max-abs over
+// the first 128 examples of the split being swept, at the configuration's length and batch size.
+// Returns what eval records under execution.quantization (empty for the other precisions).
+nlohmann::json configure_precision(models::SequenceClassifier& model, const Config& c,
+                                   const text::EncodedExamples& encodings, const text::Tokenizer& tokenizer) {
+  apply_inference_execution(model, {c.precision, c.attention, "none"});
+  return quantize_for_precision(model, c.precision, CalibrationOptions{}, tokenizer, encodings.items, int(c.max_length),
+                                c.batch_size);
 }
 
 void check_axes(const SweepOptions& o, const models::ModelConfig& config) {
@@ -277,7 +282,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
       if (swept[a]) row.knobs.emplace_back(sweep_axis_names()[a], knob_values[a]);
     const std::string window = row.config;
     std::string pass_window;
-    nlohmann::json phase;
+    nlohmann::json phase, quantization;
     try {
       // A precision other than the plain ones may rewrite the weights (quantization): the next
       // configuration then starts from a fresh copy.
@@ -288,7 +293,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
         model_layers = c.layers;
       }
       model_modified = !is_plain_precision(c.precision);
-      configure_precision(*model, c, *encodings[c.max_length]);
+      quantization = configure_precision(*model, c, *encodings[c.max_length], *tokenizer);
       text::BatchOptions batch_options;
       batch_options.batch_size = c.batch_size;
       batch_options.max_length = int(c.max_length);
@@ -386,6 +391,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
                             {"attention", c.attention}, {"batch_size", c.batch_size},
                             {"dynamic_padding", c.dynamic_padding == "on"}};
     cj["knobs"] = knobs;
+    if (!quantization.empty()) cj["quantization"] = quantization;
     if (row.status == "ok") cj["energy"] = phase;
     else cj["reason"] = row.reason;
     config_json.push_back(cj);

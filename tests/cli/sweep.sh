@@ -86,6 +86,22 @@ check "the frontier table is printed" 'grep -q "Pareto frontier over accuracy:ma
 check "fp16 on the CPU without --skip-failed: exit 1 naming the config and --skip-failed" \
   '[ $? -eq 1 ] && grep -q "c001 (precision=fp16).*needs a GPU.*--skip-failed" err.txt'
 
+# --- quantized precisions: int8-weight and int8 quantize (calibrated) on the CPU; fp8 is skipped ---
+"$bin" sweep --model model --data data.tsv --device cpu --precisions fp32 int8-weight int8 fp8 --skip-failed \
+  --repeats 1 --warmup 0 --runs-dir runs6 --quiet >/dev/null 2>err.txt
+check "quantized sweep exits 0" '[ $? -eq 0 ]'
+Q=$(ls -d runs6/*_sweep 2>/dev/null | head -1)
+python3 - "$Q" > quant_rows.txt <<'PY'
+import csv, json, sys
+rows = {r["precision"]: r for r in csv.DictReader(open(sys.argv[1] + "/pareto.csv"))}
+m = json.load(open(sys.argv[1] + "/metrics.json"))
+q = {c["knobs"]["precision"]: c.get("quantization", {}).get("quantization") for c in m["configs"]}
+print(rows["int8-weight"]["status"], rows["int8"]["status"], rows["fp8"]["status"], "fp8" in rows["fp8"]["reason"], q["int8-weight"], q["int8"])
+PY
+check "int8-weight and int8 measured with their quantization recorded, fp8 skipped naming fp8" \
+  '[ "$(cat quant_rows.txt)" = "ok ok skipped True int8-weight int8" ]'
+[ -s quant_rows.txt ] && cat quant_rows.txt
+
 # --- wattwise pareto over the sweep, other objectives ---
 "$bin" pareto "$S" --objectives accuracy:max,throughput_per_s:max --runs-dir runs3 >pareto.txt 2>err.txt
 check "pareto exits 0 and writes a new pareto.csv" '[ $? -eq 0 ] && [ -s "$(ls -d runs3/*_pareto | head -1)/pareto.csv" ]'

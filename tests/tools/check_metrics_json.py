@@ -211,7 +211,7 @@ def check_sweep(m):
              "dynamic_padding": bool}
     for i, c in enumerate(m.get("configs", [])):
         check_object(f"configs[{i}]", {k: v for k, v in c.items() if k != "energy"},
-                     {"config": str, "status": str, "baseline": bool, "knobs": knobs}, {"reason": str},
+                     {"config": str, "status": str, "baseline": bool, "knobs": knobs}, {"reason": str, "quantization": dict},
                      name=lambda k: f"configs[].{k}")
         if c.get("status") == "ok":
             if "energy" not in c:
