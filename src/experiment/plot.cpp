@@ -46,19 +46,6 @@ class Canvas {
                     bool bold = false, bool vertical = false, const std::string& css_class = "") = 0;
 };
 
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 class SvgCanvas : public Canvas {
  public:
@@ -98,7 +85,7 @@ class SvgCanvas : public Canvas {
     os_ << " x=\"" << x << "\" y=\"" << y << "\" font-size=\"" << size << "\" text-anchor=\"" << a << "\" fill=\"" << c.hex()
         << "\"" << (bold ? " font-weight=\"bold\"" : "");
     if (vertical) os_ << " transform=\"rotate(-90 " << x << " " << y << ")\"";
-    os_ << ">" << xml_escape(s) << "</text>\n";
+    os_ << ">" << markup_escape(s) << "</text>\n";
   }
 
  private:
@@ -304,6 +291,20 @@ cairo_status_t append_bytes(void* closure, const unsigned char* data, unsigned i
 #endif  // WW_HAVE_CAIRO
 
 }  // namespace
+
+std::string markup_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
 
 std::string render_svg(const ScatterPlot& plot) {
   SvgCanvas canvas(plot.width, plot.height);

@@ -1,5 +1,7 @@
 #include "wattwise/experiment/report.h"
 
+#include "wattwise/experiment/plot.h"
+
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -20,19 +22,6 @@ bool has(const ConfigRow& r, const std::string& m) {
   return r.status == "ok" && it != r.metrics.end() && std::isfinite(it->second);
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 std::string number(double v, const char* format = "%.4g") {
   if (!std::isfinite(v)) return "–";
@@ -108,7 +97,7 @@ std::string render_report(const ResultTable& table, const std::string& title) {
                                   ? "accuracy"
                                   : "pearson";
 
-  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html_escape(title)
+  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << markup_escape(title)
     << "</title>\n<style>\n"
        "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}\n"
        "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\n"
@@ -120,7 +109,7 @@ std::string render_report(const ResultTable& table, const std::string& title) {
        "figure svg{display:block;width:660px;height:auto}figcaption{font-size:12px;padding:4px;text-align:center}\n"
        "p.note{font-size:13px;color:#555}\n"
        "</style>\n</head>\n<body>\n";
-  h << "<h1>" << html_escape(title) << "</h1>\n";
+  h << "<h1>" << markup_escape(title) << "</h1>\n";
   h << "<p id=\"summary\">" << table.rows.size() << " configurations from " << runs.size() << " run"
     << (runs.size() > 1 ? "s" : "") << ": " << ok << " measured, " << table.rows.size() - ok << " skipped, " << frontier
     << " on the Pareto frontier (no other configuration is at least as good on every objective and better on one).</p>\n";
@@ -141,17 +130,17 @@ std::string render_report(const ResultTable& table, const std::string& title) {
     h << "<table id=\"" << id << "\">\n<tr>";
     if (many_runs) h << "<th class=\"k\">run</th>";
     h << "<th class=\"k\">config</th>";
-    for (const auto& a : table.axes) h << "<th class=\"k\">" << html_escape(a) << "</th>";
+    for (const auto& a : table.axes) h << "<th class=\"k\">" << markup_escape(a) << "</th>";
     h << "<th class=\"k\">status</th><th>frontier</th>";
-    for (const auto& m : metric_cols) h << "<th>" << html_escape(heading.at(m)) << "</th>";
+    for (const auto& m : metric_cols) h << "<th>" << markup_escape(heading.at(m)) << "</th>";
     if (savings) h << "<th>energy saving</th><th>latency saving</th><th>" << quality << " &Delta;</th>";
     h << "<th>J/example spread (min–max)</th></tr>\n";
     for (const ConfigRow* r : rows) {
       h << "<tr class=\"" << (r->on_frontier ? "frontier" : "") << (r->baseline ? " baseline" : "") << "\">";
-      if (many_runs) h << "<td class=\"k\">" << html_escape(std::filesystem::path(r->run).filename().string()) << "</td>";
-      h << "<td class=\"k\">" << html_escape(r->config) << (r->baseline ? " (baseline)" : "") << "</td>";
-      for (const auto& a : table.axes) h << "<td class=\"k\">" << html_escape(r->knob(a)) << "</td>";
-      h << "<td class=\"k\">" << html_escape(r->status) << "</td><td>" << (r->on_frontier ? "&#9733;" : "") << "</td>";
+      if (many_runs) h << "<td class=\"k\">" << markup_escape(std::filesystem::path(r->run).filename().string()) << "</td>";
+      h << "<td class=\"k\">" << markup_escape(r->config) << (r->baseline ? " (baseline)" : "") << "</td>";
+      for (const auto& a : table.axes) h << "<td class=\"k\">" << markup_escape(r->knob(a)) << "</td>";
+      h << "<td class=\"k\">" << markup_escape(r->status) << "</td><td>" << (r->on_frontier ? "&#9733;" : "") << "</td>";
       for (const auto& m : metric_cols) {
         if (!has(*r, m)) {
           h << "<td>–</td>";
@@ -203,8 +192,8 @@ std::string render_report(const ResultTable& table, const std::string& title) {
 
   h << "<h2>Plots</h2>\n<div id=\"plots\">\n";
   for (const auto& [stem, plot] : sweep_plots(table))
-    h << "<figure class=\"plot\" id=\"plot-" << html_escape(stem) << "\">\n" << render_svg(plot) << "<figcaption>"
-      << html_escape(stem) << ": frontier ringed and joined in red, baseline a diamond</figcaption></figure>\n";
+    h << "<figure class=\"plot\" id=\"plot-" << markup_escape(stem) << "\">\n" << render_svg(plot) << "<figcaption>"
+      << markup_escape(stem) << ": frontier ringed and joined in red, baseline a diamond</figcaption></figure>\n";
   h << "</div>\n";
 
   h << "<h2>All configurations</h2>\n";
@@ -213,14 +202,14 @@ std::string render_report(const ResultTable& table, const std::string& title) {
     h << "<h2>Skipped configurations</h2>\n<table id=\"skipped-table\">\n<tr><th class=\"k\">config</th><th "
          "class=\"k\">reason</th></tr>\n";
     for (const ConfigRow* r : skipped)
-      h << "<tr><td class=\"k\">" << html_escape(r->label()) << "</td><td class=\"k\">" << html_escape(r->reason) << "</td></tr>\n";
+      h << "<tr><td class=\"k\">" << markup_escape(r->label()) << "</td><td class=\"k\">" << markup_escape(r->reason) << "</td></tr>\n";
     h << "</table>\n";
   }
   std::set<std::string> provenance;
   for (const ConfigRow& r : table.rows)
     if (!r.energy_provenance.empty()) provenance.insert(r.energy_provenance);
   h << "<h2>Energy provenance</h2>\n<ul id=\"provenance\">\n";
-  for (const auto& p : provenance) h << "<li>" << html_escape(p) << "</li>\n";
+  for (const auto& p : provenance) h << "<li>" << markup_escape(p) << "</li>\n";
   h << "</ul>\n<p class=\"note\">Each configuration's energy is one measurement window over its measured passes "
        "(warm-up excluded); the spread column gives the lowest and highest pass. See docs/ENERGY.md for how each "
        "figure is obtained and docs/SWEEPS.md for every column.</p>\n</body>\n</html>\n";

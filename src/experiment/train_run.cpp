@@ -137,6 +137,46 @@ std::string csv_number(double v) {
   return buffer;
 }
 
+// The per-step bookkeeping both training loops share: the progress display, a train_log.csv row
+// every log_every optimizer steps (and at the last) with the rate over the window since the last
+// row, and the file rewritten at most every 30 s (atomically: a crash leaves the previous version).
+class StepLog {
+ public:
+  StepLog(fs::path file, const std::string& rate_column, Progress& progress, int64_t log_every, int64_t total_steps)
+      : file_(std::move(file)),
+        csv_("step,epoch,loss,lr,grad_norm," + rate_column + ",elapsed_s\n"),
+        progress_(progress),
+        log_every_(log_every),
+        total_steps_(total_steps) {}
+  void add_items(double n) { window_items_ += n; }  // examples or tokens processed
+  void on_step(double epoch, const train::StepResult& r) {
+    const double window_s = seconds(window_start_);
+    const double rate = window_s > 0 ? window_items_ / window_s : 0;
+    progress_.update(epoch, r.step, r.loss, rate);
+    if (r.step % log_every_ != 0 && r.step != total_steps_) return;
+    csv_ += std::to_string(r.step) + "," + csv_number(epoch) + "," + csv_number(r.loss) + "," + csv_number(r.lr) + "," +
+            csv_number(r.grad_norm) + "," + csv_number(rate) + "," + csv_number(elapsed()) + "\n";
+    window_items_ = 0;
+    window_start_ = Clock::now();
+    if (seconds(last_flush_) > 30) flush();
+  }
+  void flush() {
+    io::write_file_atomic(file_, csv_);
+    last_flush_ = Clock::now();
+  }
+  double elapsed() const { return seconds(started_); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+  fs::path file_;
+  std::string csv_;
+  Progress& progress_;
+  int64_t log_every_, total_steps_;
+  Clock::time_point started_ = Clock::now(), last_flush_ = started_, window_start_ = started_;
+  double window_items_ = 0;
+};
+
 
 // ---- causal language modelling (GPT-2) ---------------------------------------------------------------
 
@@ -264,11 +304,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
                    std::to_string(total_steps) + " steps of " + std::to_string(grad_accum * tokens_per_micro_batch) +
                    " tokens (" + std::to_string(steps_per_epoch) + " per epoch) on " + device.str());
 
-  std::string log = "step,epoch,loss,lr,grad_norm,tokens_per_s,elapsed_s\n";
-  auto flush_log = [&] { io::write_file_atomic(run_dir / "train_log.csv", log); };
-  const auto started = std::chrono::steady_clock::now();
-  auto last_flush = started;
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+  StepLog step_log(run_dir / "train_log.csv", "tokens_per_s", progress, cfg.get_int("train.log_every"), total_steps);
 
   json history = json::array();
   json best_metrics;
@@ -277,8 +313,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   bool stop = false, stopped_early = false;
   const int64_t patience = cfg.get_int("train.early_stopping_patience");
   int64_t sequences_seen = 0, tokens_seen = 0, step = 0;
-  double epoch_position = 0, last_loss = 0, window_tokens = 0;
-  auto window_start = std::chrono::steady_clock::now();
+  double epoch_position = 0, last_loss = 0;
 
   auto evaluate_now = [&](double epoch) {
     if (!eval_split) return;
@@ -314,26 +349,13 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
       auto r = trainer.train_micro_batch(to_model_batch(*b));
       sequences_seen += b->batch;
       tokens_seen += b->input_tokens;
-      window_tokens += double(b->input_tokens);
+      step_log.add_items(double(b->input_tokens));
       ++batch_index;
       epoch_position = double(epoch) + double(batch_index) / double(batches_per_epoch);
       if (!r) continue;
       step = r->step;
       last_loss = r->loss;
-      const double window_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      const double tokens_per_s = window_s > 0 ? window_tokens / window_s : 0;
-      progress.update(epoch_position, step, r->loss, tokens_per_s);
-      if (step % cfg.get_int("train.log_every") == 0 || step == total_steps) {
-        log += std::to_string(step) + "," + csv_number(epoch_position) + "," + csv_number(r->loss) + "," +
-               csv_number(r->lr) + "," + csv_number(r->grad_norm) + "," + csv_number(tokens_per_s) + "," +
-               csv_number(elapsed()) + "\n";
-        window_tokens = 0;
-        window_start = std::chrono::steady_clock::now();
-        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count() > 30) {
-          flush_log();
-          last_flush = std::chrono::steady_clock::now();
-        }
-      }
+      step_log.on_step(epoch_position, *r);
       if (cfg.get_int("train.eval_every") > 0 && step % cfg.get_int("train.eval_every") == 0) evaluate_now(epoch_position);
       if (step >= total_steps) stop = true;
       if (stop) break;
@@ -343,11 +365,11 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
     }
   }
   progress.finish();
-  const double train_seconds = elapsed();
+  const double train_seconds = step_log.elapsed();
   const size_t peak_memory_bytes = memory_stats(device).peak;
   // Energy per sample of the training phase is per token (J/token).
   json training_energy = energy.end("training", tokens_seen);
-  flush_log();
+  step_log.flush();
   if (!eval_split) save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
 
   json test_metrics = nullptr;
@@ -580,11 +602,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     if (test_encoded) write_examples_jsonl(run_dir / "plan" / "test.jsonl", test_examples);
   }
 
-  std::string log = "step,epoch,loss,lr,grad_norm,samples_per_s,elapsed_s\n";
-  auto flush_log = [&] { io::write_file_atomic(run_dir / "train_log.csv", log); };
-  auto started = std::chrono::steady_clock::now();
-  auto last_flush = started;
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+  StepLog step_log(run_dir / "train_log.csv", "samples_per_s", progress, cfg.get_int("train.log_every"), total_steps);
 
   json history = json::array();
   json best_metrics;
@@ -595,8 +613,6 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   const int64_t patience = cfg.get_int("train.early_stopping_patience");
   int64_t examples_seen = 0, step = 0;
   double epoch_position = 0, last_loss = 0;
-  double window_examples = 0;
-  auto window_start = std::chrono::steady_clock::now();
 
   auto evaluate_now = [&](double epoch) {
     if (!eval_encoded) return;
@@ -632,26 +648,13 @@ TrainRunResult run_training(const TrainConfig& cfg) {
       if (export_plan) plan_batches += json{{"epoch", epoch}, {"indices", b->example_indices}}.dump() + "\n";
       auto r = trainer.train_micro_batch(batch);
       examples_seen += b->batch;
-      window_examples += double(b->batch);
+      step_log.add_items(double(b->batch));
       ++batch_index;
       epoch_position = double(epoch) + double(batch_index) / double(batches_per_epoch);
       if (!r) continue;
       step = r->step;
       last_loss = r->loss;
-      double window_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      double samples_per_s = window_s > 0 ? window_examples / window_s : 0;
-      progress.update(epoch_position, step, r->loss, samples_per_s);
-      if (step % cfg.get_int("train.log_every") == 0 || step == total_steps) {
-        log += std::to_string(step) + "," + csv_number(epoch_position) + "," + csv_number(r->loss) + "," +
-               csv_number(r->lr) + "," + csv_number(r->grad_norm) + "," + csv_number(samples_per_s) + "," +
-               csv_number(elapsed()) + "\n";
-        window_examples = 0;
-        window_start = std::chrono::steady_clock::now();
-        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count() > 30) {
-          flush_log();
-          last_flush = std::chrono::steady_clock::now();
-        }
-      }
+      step_log.on_step(epoch_position, *r);
       if (cfg.get_int("train.eval_every") > 0 && step % cfg.get_int("train.eval_every") == 0) evaluate_now(epoch_position);
       if (step >= total_steps) stop = true;
       if (stop) break;
@@ -662,13 +665,13 @@ TrainRunResult run_training(const TrainConfig& cfg) {
     }
   }
   progress.finish();
-  const double train_seconds = elapsed();
+  const double train_seconds = step_log.elapsed();
   if (export_plan) io::write_file_atomic(run_dir / "plan" / "batches.jsonl", plan_batches);
   // Peak of everything wattwise allocated on the device during training (weights, gradients,
   // optimizer state, activations), as torch.cuda.max_memory_allocated counts.
   const size_t peak_memory_bytes = memory_stats(device).peak;
   json training_energy = energy.end("training", examples_seen);
-  flush_log();
+  step_log.flush();
   if (!eval_encoded) save_model_folder(m, *tokenizer, run_dir / "best_model", save_dtype);
 
   json test_metrics = nullptr;

@@ -22,6 +22,8 @@ struct ScatterPlot {
   int width = 800, height = 540;  // pixels (SVG user units)
 };
 
+// Escapes &, <, > and " for SVG and HTML text and attribute values (the report uses it too).
+std::string markup_escape(const std::string& s);
 // A standalone SVG document (UTF-8). Errors on non-finite coordinates, naming the point.
 std::string render_svg(const ScatterPlot& plot);
 // Whether this build has cairo, which draws the PNG versions.
