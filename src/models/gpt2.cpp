@@ -215,10 +215,7 @@ void Gpt2LMHeadModel::set_execution(const ExecutionOptions& options) {
   train_graphs_.clear();
 }
 
-AttentionKernel Gpt2LMHeadModel::attention_kernel() const {
-  if (exec_.attention != AttentionKernel::Auto) return exec_.attention;
-  return device_.is_cuda() ? AttentionKernel::Fused : AttentionKernel::Reference;
-}
+AttentionKernel Gpt2LMHeadModel::attention_kernel() const { return resolve_attention_kernel(exec_.attention, device_); }
 
 void Gpt2LMHeadModel::refresh_working_weights() {
   if (exec_.compute_dtype == DType::F32) {

@@ -390,10 +390,12 @@ void SequenceClassifier::keep_first_layers(int64_t k) {
   train_graphs_.clear();
 }
 
-AttentionKernel SequenceClassifier::attention_kernel() const {
-  if (exec_.attention != AttentionKernel::Auto) return exec_.attention;
-  return device_.is_cuda() ? AttentionKernel::Fused : AttentionKernel::Reference;
+AttentionKernel resolve_attention_kernel(AttentionKernel requested, Device device) {
+  if (requested != AttentionKernel::Auto) return requested;
+  return device.is_cuda() ? AttentionKernel::Fused : AttentionKernel::Reference;
 }
+
+AttentionKernel SequenceClassifier::attention_kernel() const { return resolve_attention_kernel(exec_.attention, device_); }
 
 void SequenceClassifier::refresh_working_weights() {
   if (exec_.compute_dtype == DType::F32) {

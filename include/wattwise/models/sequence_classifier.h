@@ -44,6 +44,8 @@ struct Checkpointing {
 // "none", "every", "every-K" (K >= 1) or "sqrt"; an error names the value otherwise.
 Checkpointing parse_checkpointing(const std::string& text);
 AttentionKernel parse_attention_kernel(const std::string& text);  // "auto", "fused", "reference"
+// The kernel a model runs: Auto is fused on a GPU and the reference path on the CPU.
+AttentionKernel resolve_attention_kernel(AttentionKernel requested, Device device);
 const char* attention_kernel_name(AttentionKernel kernel);
 
 struct ExecutionOptions {
