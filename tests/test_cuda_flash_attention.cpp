@@ -351,32 +351,47 @@ double time_ms(const std::function<void()>& fn, int iterations = 20) {
 // the reference path (f32: it has no 16-bit version). FLOP counts as in flash_attention.cu.
 TEST(FlashAttentionTiming, DISABLED_Report) {
   WW_REQUIRE_CUDA();
-  const int64_t B = 32, T = 256, H = 12, D = 64, C = H * D;
-  const double forward_flop = 4.0 * T * T * D * B * H, backward_flop = 14.0 * T * T * D * B * H;
-  const std::vector<float> qkv = random_normals(B * T * 3 * C, 41);
-  const std::vector<float> dout = random_normals(B * T * C, 42);
-  const std::vector<int32_t> mask = ragged_mask(B, T);
-  Tensor g_mask = gpu_copy(Tensor::from_vector(mask, {B, T}));
-  auto report = [&](const char* what, double fwd_ms, double bwd_ms) {
-    std::printf("%-22s forward %8.3f ms (%6.1f TFLOP/s)   backward %8.3f ms (%6.1f TFLOP/s)\n", what, fwd_ms,
-                forward_flop / fwd_ms * 1e-9, bwd_ms, backward_flop / bwd_ms * 1e-9);
+  struct Shape4 {
+    const char* name;
+    int64_t B, T;
+    bool causal, ragged;
+    float dropout;
   };
-  for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
-    Tensor g_qkv = gpu_copy(cpu_typed(qkv, {B, T, 3 * C}, dtype));
-    Tensor g_dout = gpu_copy(cpu_typed(dout, {B, T, C}, dtype));
-    Tensor out = Tensor::empty({B, T, C}, dtype, Device::cuda(0));
-    Tensor lse = Tensor::empty({B, H, T}, DType::F32, Device::cuda(0));
-    Tensor dqkv = Tensor::empty({B, T, 3 * C}, dtype, Device::cuda(0));
-    Tensor workspace = Tensor::empty({B, H, T}, DType::F32, Device::cuda(0));
-    const double fwd = time_ms(
-        [&] { ops::attention_forward_fused(out, lse, g_qkv, g_mask, H, false, 0.1f, kSeed, kOffset); });
-    const double bwd = time_ms([&] {
-      ops::attention_backward_fused(dqkv, workspace, g_dout, g_qkv, out, lse, g_mask, H, false, 0.1f, kSeed,
-                                    kOffset);
-    });
-    report((std::string("fused ") + std::string(dtype_name(dtype))).c_str(), fwd, bwd);
-  }
-  {
+  const int64_t H = 12, D = 64, C = H * D;
+  // DistilBERT training (dropout 0.1, ragged padding), the same without dropout, GPT-2 training
+  // (causal, T = 1024) and BERT batch-1 inference.
+  for (const Shape4& s : std::vector<Shape4>{{"B32 T256 drop0.1", 32, 256, false, true, 0.1f},
+                                             {"B32 T256 drop0", 32, 256, false, false, 0.0f},
+                                             {"B16 T1024 causal", 16, 1024, true, false, 0.0f},
+                                             {"B1 T128", 1, 128, false, false, 0.0f}}) {
+    const int64_t B = s.B, T = s.T;
+    // Causal attention does about half the work.
+    const double work = s.causal ? 0.5 : 1.0;
+    const double forward_flop = 4.0 * T * T * D * B * H * work, backward_flop = 14.0 * T * T * D * B * H * work;
+    const std::vector<float> qkv = random_normals(B * T * 3 * C, 41);
+    const std::vector<float> dout = random_normals(B * T * C, 42);
+    Tensor g_mask = s.ragged ? gpu_copy(Tensor::from_vector(ragged_mask(B, T), {B, T})) : Tensor{};
+    auto report = [&](const std::string& what, double fwd_ms, double bwd_ms) {
+      std::printf("%-18s %-16s forward %8.3f ms (%6.1f TFLOP/s)   backward %8.3f ms (%6.1f TFLOP/s)\n", s.name,
+                  what.c_str(), fwd_ms, forward_flop / fwd_ms * 1e-9, bwd_ms, backward_flop / bwd_ms * 1e-9);
+    };
+    for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+      Tensor g_qkv = gpu_copy(cpu_typed(qkv, {B, T, 3 * C}, dtype));
+      Tensor g_dout = gpu_copy(cpu_typed(dout, {B, T, C}, dtype));
+      Tensor out = Tensor::empty({B, T, C}, dtype, Device::cuda(0));
+      Tensor lse = Tensor::empty({B, H, T}, DType::F32, Device::cuda(0));
+      Tensor dqkv = Tensor::empty({B, T, 3 * C}, dtype, Device::cuda(0));
+      Tensor workspace = Tensor::empty({B, H, T}, DType::F32, Device::cuda(0));
+      const double fwd = time_ms([&] {
+        ops::attention_forward_fused(out, lse, g_qkv, g_mask, H, s.causal, s.dropout, kSeed, kOffset);
+      });
+      const double bwd = time_ms([&] {
+        ops::attention_backward_fused(dqkv, workspace, g_dout, g_qkv, out, lse, g_mask, H, s.causal, s.dropout,
+                                      kSeed, kOffset);
+      });
+      report(std::string("fused ") + std::string(dtype_name(dtype)), fwd, bwd);
+    }
+    if (T > 256) continue;  // the reference path's T×T matrices
     Tensor g_qkv = gpu_copy(Tensor::from_vector(qkv, {B, T, 3 * C}));
     Tensor g_dout = gpu_copy(Tensor::from_vector(dout, {B, T, C}));
     Tensor out = Tensor::empty({B, T, C}, DType::F32, Device::cuda(0));
@@ -384,9 +399,9 @@ TEST(FlashAttentionTiming, DISABLED_Report) {
     Tensor dqkv = Tensor::empty({B, T, 3 * C}, DType::F32, Device::cuda(0));
     Tensor scratch = Tensor::empty({B, H, T, T}, DType::F32, Device::cuda(0));
     const double fwd =
-        time_ms([&] { ops::attention_forward(out, probs, g_qkv, g_mask, H, false, 0.1f, kSeed, kOffset); });
+        time_ms([&] { ops::attention_forward(out, probs, g_qkv, g_mask, H, s.causal, s.dropout, kSeed, kOffset); });
     const double bwd = time_ms([&] {
-      ops::attention_backward(dqkv, scratch, g_dout, g_qkv, probs, g_mask, H, false, 0.1f, kSeed, kOffset);
+      ops::attention_backward(dqkv, scratch, g_dout, g_qkv, probs, g_mask, H, s.causal, s.dropout, kSeed, kOffset);
     });
     report("reference f32", fwd, bwd);
   }

@@ -27,7 +27,12 @@ say "build: $(( $(date +%s) - start )) s"
 for t in $targets; do
   timeout 120 build/tests/$t > $res/$t.log 2>&1; rc=$?
   say "$t: rc $rc, $(grep -cE '^\[       OK' $res/$t.log) ok, $(grep -cE '^\[  FAILED' $res/$t.log) failed lines"
-  grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual|TFLOP|ms" $res/$t.log | head -30 | tee -a "$summary"
+  grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $res/$t.log | head -30 | tee -a "$summary"
+done
+# Kernel timing reports (DISABLED_ tests that only print): WW_TIMING="binary:filter ...".
+for spec in ${WW_TIMING:-}; do
+  timeout 120 build/tests/${spec%%:*} --gtest_also_run_disabled_tests --gtest_filter="${spec#*:}" > $res/timing_${spec%%:*}.log 2>&1
+  say "timing ${spec}: rc $?"; grep -vE "^\[|^$|^Note" $res/timing_${spec%%:*}.log | head -40 | tee -a "$summary"
 done
 
 ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
@@ -46,7 +51,7 @@ gpt2_train() {  # steps, extra args
   local g=/tmp/ww-gpt2; rm -rf $g; mkdir -p $g
   build/wattwise train --model.arch gpt2 --model.preset small --model.tokenizer $data/tokenizers/gpt2 \
     --data.path $data/tinyshakespeare/input.txt --data.block_size 1024 --train.batch_size 16 --train.tokens_per_step 16384 \
-    --train.precision bf16 --train.lr 6e-4 --train.schedule cosine --train.warmup_steps 5 --train.max_steps $steps \
+    --train.precision bf16 --train.lr 6e-4 --train.schedule cosine --train.warmup_steps 1 --train.max_steps $steps \
     --train.weight_decay 0.1 --data.cache_dir $g/cache --run.device cuda --run.output_dir $g/runs --run.progress lines "$@"
 }
 
@@ -56,8 +61,10 @@ if [ "${WW_GPT2:-1}" = 1 ]; then
   profile gpt2 ${WW_GPT2_KERNELS:-2500} bash -c "$(declare -f gpt2_train); data=$data; gpt2_train 3"
 fi
 if [ "${WW_PROFILE_BENCH:-1}" = 1 ]; then
-  timeout 60 build/wattwise bench --case distilbert-train-bf16 --device cuda > $res/bench_distil.log 2>&1
-  say "bench distilbert-train-bf16: rc $?"; tail -3 $res/bench_distil.log | tee -a "$summary"
+  for c in ${WW_BENCH_CASES:-distilbert-train-bf16 bert-infer-fp16-b1}; do
+    timeout 60 build/wattwise bench --case $c --device cuda > $res/bench_$c.log 2>&1
+    say "bench $c: rc $?"; tail -3 $res/bench_$c.log | tee -a "$summary"
+  done
   profile distil_train 1500 build/wattwise bench --case distilbert-train-bf16 --device cuda --steps 2 --warmup 1 --min-seconds 0
   profile bert_b1 800 build/wattwise bench --case bert-infer-fp16-b1 --device cuda --steps 3 --warmup 1 --min-seconds 0
 fi
