@@ -266,18 +266,35 @@ __global__ void layernorm_param_partials_kernel(double* partial_weight, double* 
   partial_bias[chunk * C + c] = acc_bias;
 }
 
-// Adds the chunks in order and accumulates into the parameter gradients.
+// Adds the chunks and accumulates into the parameter gradients. Block (32 columns, 32 chunk
+// groups): thread (x, y) adds chunks y, y + 32, … of its column, then y = 0 adds the 32 group
+// sums in order of y: a fixed order (deterministic) with 32× the parallelism of a thread per
+// column walking all chunks (which took ~100 µs for 256 chunks × 768 columns on an H100).
+constexpr int kReduceGroups = 32;
+
 __global__ void layernorm_param_reduce_kernel(float* dweight, float* dbias, const double* partial_weight,
                                               const double* partial_bias, int64_t num_chunks, int64_t C) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= C) return;
+  __shared__ double group_weight[kReduceGroups][33], group_bias[kReduceGroups][33];
+  const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
   double acc_weight = 0.0, acc_bias = 0.0;
-  for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
-    acc_weight += partial_weight[chunk * C + c];
-    acc_bias += partial_bias[chunk * C + c];
+  if (c < C) {
+#pragma unroll 4
+    for (int64_t chunk = threadIdx.y; chunk < num_chunks; chunk += kReduceGroups) {
+      acc_weight += partial_weight[chunk * C + c];
+      acc_bias += partial_bias[chunk * C + c];
+    }
   }
-  if (dweight) dweight[c] = float(double(dweight[c]) + acc_weight);
-  if (dbias) dbias[c] = float(double(dbias[c]) + acc_bias);
+  group_weight[threadIdx.y][threadIdx.x] = acc_weight;
+  group_bias[threadIdx.y][threadIdx.x] = acc_bias;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= C) return;
+  double total_weight = 0.0, total_bias = 0.0;
+  for (int g = 0; g < kReduceGroups; ++g) {
+    total_weight += group_weight[g][threadIdx.x];
+    total_bias += group_bias[g][threadIdx.x];
+  }
+  if (dweight) dweight[c] = float(double(dweight[c]) + total_weight);
+  if (dbias) dbias[c] = float(double(dbias[c]) + total_bias);
 }
 
 void require_grid_rows(int64_t N, const char* op) {
@@ -339,7 +356,7 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     layernorm_param_partials_kernel<E><<<grid, kThreads, 0, stream()>>>(partials, partials + num_chunks * C, d, x,
                                                                         mean, rstd, N, C);
     check_launch("layernorm_param_partials_kernel");
-    layernorm_param_reduce_kernel<<<blocks_for(C, kThreads), kThreads, 0, stream()>>>(
+    layernorm_param_reduce_kernel<<<blocks_for(C, 32), dim3(32, kReduceGroups), 0, stream()>>>(
         dweight, dbias, partials, partials + num_chunks * C, num_chunks, C);
     check_launch("layernorm_param_reduce_kernel");
     if (!workspace) check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
