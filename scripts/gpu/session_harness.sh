@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One GPU call for the side-by-side harness after a round of kernel work: build wattwise and the
+# CUDA tests named in WW_TEST_TARGETS, run those tests, then bench/run_harness.py for the training
+# cases in WW_TRAIN_CASES (ours, PyTorch eager, torch.compile) and the inference cases in
+# WW_INFER_CASES (ours and eager: issue 6's inference targets are against eager). A machine still
+# warm from an earlier call keeps the build (cmake only rebuilds what changed).
+# Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/{train,infer}/bench_*.{json,md}.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
+summary=$OUT/summary.txt
+say() { echo "$*" | tee -a "$summary"; }
+source scripts/gpu/setup-deps.sh
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
+start=$(date +%s)
+targets=${WW_TEST_TARGETS:-}
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON -DWW_SHARED_DATA="$PWD/.gpu-carry/data" > $OUT/build.log 2>&1 &&
+  cmake --build build -j 16 --target wattwise $targets >> $OUT/build.log 2>&1 ||
+  { grep -E "error" -A3 $OUT/build.log | head -40 | tee -a "$summary"; exit 1; }
+say "build: $(( $(date +%s) - start )) s"
+for t in $targets; do
+  timeout 120 build/tests/$t > $OUT/$t.log 2>&1; rc=$?
+  say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok, $(grep -cE '^\[  FAILED' $OUT/$t.log) failed lines"
+  grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $OUT/$t.log | head -20 | tee -a "$summary"
+done
+harness() {  # out-dir cases extra-args...
+  local dir=$OUT/$1 cases=$2; shift 2
+  [ -n "$cases" ] || return 0
+  mkdir -p $dir
+  timeout ${WW_HARNESS_TIMEOUT:-400} python3 bench/run_harness.py --wattwise build/wattwise --out $dir --device cuda \
+    --cases "$cases" --rounds ${WW_BENCH_ROUNDS:-3} --min-seconds ${WW_BENCH_MIN_SECONDS:-1} \
+    --budget-s ${WW_BENCH_BUDGET_S:-300} ${WW_MATMUL_TFLOPS:+--matmul-tflops $WW_MATMUL_TFLOPS} "$@" 2> $dir/harness.log
+  say "harness $cases: rc $? at $(( $(date +%s) - start )) s"
+  tail -3 $dir/harness.log | tee -a "$summary"
+  cat $dir/bench_*.md 2>/dev/null | tee -a "$summary"
+}
+harness train "${WW_TRAIN_CASES:-}"
+harness infer "${WW_INFER_CASES:-}" --no-compile
+say "total: $(( $(date +%s) - start )) s"
