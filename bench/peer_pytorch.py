@@ -6,6 +6,10 @@ as wattwise's preset (from --config, the config.json wattwise writes, or built f
 numbers), SDPA attention, random token ids in [1000, vocab), full-length sequences (mask all 1),
 random labels. Training: torch.optim.AdamW(fused=True) under torch.autocast (bf16/fp16) with
 torch.amp.GradScaler for fp16. Inference: model.half() (fp16) / bfloat16 under torch.inference_mode.
+--arch gpt2 (training only): GPT2LMHeadModel from scratch, random ids uniform in [0, vocab) with
+labels=input_ids (HF shifts: T-1 scored tokens per sequence, as wattwise), no attention mask (causal
+SDPA), use_cache off, fused AdamW lr 6e-4, betas (0.9, 0.95), eps 1e-8, weight decay 0.1 on the
+>= 2-D parameters only (wattwise decays exactly those), gradient clipping at global norm 1.0.
 --mode compile wraps the model in torch.compile. Measures what wattwise measures (same JSON fields,
 docs/PERFORMANCE.md): samples/s, tokens/s, ms per step and sample, GPU energy from NVML's total
 energy counter around the timed region (CPU: RAPL package counters when readable), peak memory
@@ -15,6 +19,8 @@ energy counter around the timed region (CPU: RAPL package counters when readable
       --precision bf16 --mode eager --json out.json
   python3 bench/peer_pytorch.py --task infer --arch bert --preset tiny --batch 4 --seq-len 16 \
       --precision fp32 --device cpu            # CPU smoke test
+  python3 bench/peer_pytorch.py --task train --arch gpt2 --preset small --batch 16 --seq-len 1024 \
+      --precision bf16 --mode compile --json out.json    # issue 8's case
 """
 import argparse
 import ctypes
@@ -33,6 +39,40 @@ PRESETS = {
     "small": (512, (4, 4), 8, 2048),
     "base": (768, (12, 6), 12, 3072),
 }
+
+
+# wattwise's GPT-2 presets (models::Gpt2Config::preset): hidden, layers, heads, positions.
+GPT2_PRESETS = {
+    "tiny": (64, 2, 4, 64),
+    "mini": (256, 4, 4, 512),
+    "small": (768, 12, 12, 1024),
+}
+
+
+def gpt2_config_dict(preset, vocab_size=50257):
+    """The config.json wattwise writes for a new GPT-2 of `preset` (Gpt2Config::to_json, same numbers)."""
+    if preset not in GPT2_PRESETS:
+        raise ValueError(f"GPT-2 preset {preset!r}: expected one of {', '.join(GPT2_PRESETS)}")
+    hidden, layers, heads, positions = GPT2_PRESETS[preset]
+    eos = min(50256, vocab_size - 1)
+    return {"model_type": "gpt2", "vocab_size": vocab_size, "n_positions": positions, "n_embd": hidden,
+            "n_layer": layers, "n_head": heads, "n_inner": None, "activation_function": "gelu_new",
+            "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-5,
+            "initializer_range": 0.02, "bos_token_id": eos, "eos_token_id": eos, "tie_word_embeddings": True,
+            "scale_attn_weights": True}
+
+
+def gpt2_matmul_params(d):
+    """wattwise's experiment::gpt2_matmul_params: every parameter but the position embeddings, the tied
+    token embedding once (the LM head's weight): V*C + L*(12*C^2 + 13*C) + 2*C."""
+    v, c, l = float(d["vocab_size"]), float(d["n_embd"]), float(d["n_layer"])
+    return v * c + l * (12 * c * c + 13 * c) + 2 * c
+
+
+def gpt2_train_flops_per_step(d, batch, seq_len):
+    """wattwise's experiment::gpt2_train_flops_per_step: 6*P*B*T + 12*L*C*T*B*T."""
+    tokens = float(batch) * float(seq_len)
+    return 6 * gpt2_matmul_params(d) * tokens + 12 * float(d["n_layer"]) * float(d["n_embd"]) * float(seq_len) * tokens
 
 
 def preset_config_dict(arch, preset, vocab_size=30522, num_labels=2):
@@ -165,7 +205,7 @@ def main(argv=None):
     ap.add_argument("--mode", choices=["eager", "compile"], default="eager", help="PyTorch eager or torch.compile")
     ap.add_argument("--task", choices=["train", "infer"], default="train")
     ap.add_argument("--case", default="custom", help="case name written to the JSON")
-    ap.add_argument("--arch", choices=["bert", "distilbert"], default="bert")
+    ap.add_argument("--arch", choices=["bert", "distilbert", "gpt2"], default="bert")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="base")
     ap.add_argument("--config", help="config.json to use instead of the preset (as wattwise wrote it)")
     ap.add_argument("--batch", type=int, default=32)
@@ -181,21 +221,33 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.steps <= 0 or args.warmup < 0 or args.batch <= 0 or args.seq_len < 2:
         ap.error("--steps and --batch must be positive, --warmup >= 0, --seq-len >= 2")
+    if args.arch == "gpt2" and args.task != "train":
+        ap.error(f"--task {args.task} is not supported for --arch gpt2 (only train is, as in wattwise bench)")
+    if args.arch == "gpt2" and not args.config and args.preset not in GPT2_PRESETS:
+        ap.error(f"--preset {args.preset} is not a GPT-2 preset (expected {', '.join(GPT2_PRESETS)})")
 
     import torch
     import transformers
-    from transformers import AutoModelForSequenceClassification, BertConfig, DistilBertConfig
+    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, BertConfig,
+                              DistilBertConfig, GPT2Config)
 
     if args.config:
         with open(args.config) as f:
             cfg_dict = json.load(f)
     else:
-        cfg_dict = preset_config_dict(args.arch, args.preset)
-    if cfg_dict.get("model_type") not in ("bert", "distilbert"):
-        sys.exit(f"peer: {args.config}: model_type must be bert or distilbert")
+        cfg_dict = gpt2_config_dict(args.preset) if args.arch == "gpt2" else preset_config_dict(args.arch, args.preset)
+    if cfg_dict.get("model_type") != args.arch:
+        sys.exit(f"peer: {args.config}: model_type {cfg_dict.get('model_type')!r} is not --arch {args.arch}")
     cfg_dict = {k: v for k, v in cfg_dict.items() if k not in ("architectures", "torch_dtype", "dtype")}
-    config = (BertConfig if cfg_dict["model_type"] == "bert" else DistilBertConfig).from_dict(cfg_dict)
-    hidden, inter, layers, num_labels, vocab, token_types = config_numbers(cfg_dict)
+    lm = cfg_dict["model_type"] == "gpt2"
+    if lm:
+        config = GPT2Config.from_dict(cfg_dict)
+        vocab = cfg_dict["vocab_size"]
+        if args.seq_len > cfg_dict["n_positions"]:
+            sys.exit(f"peer: --seq-len {args.seq_len} exceeds n_positions {cfg_dict['n_positions']}")
+    else:
+        config = (BertConfig if cfg_dict["model_type"] == "bert" else DistilBertConfig).from_dict(cfg_dict)
+        hidden, inter, layers, num_labels, vocab, token_types = config_numbers(cfg_dict)
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -212,11 +264,18 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa").to(device)
-    params = sum(p.numel() for p in model.parameters())
+    auto_class = AutoModelForCausalLM if lm else AutoModelForSequenceClassification
+    model = auto_class.from_config(config, attn_implementation="sdpa").to(device)
+    params = sum(p.numel() for p in model.parameters())  # the tied lm_head is wte: counted once
     if training:
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01, fused=cuda)
+        if lm:
+            # wattwise decays the matrices and embeddings, not biases or LayerNorm: the >= 2-D tensors.
+            groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+                      {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+            optimizer = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=cuda)
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01, fused=cuda)
         scaler = torch.amp.GradScaler(device.type, init_scale=65536.0, growth_interval=2000) \
             if args.precision == "fp16" else None
     else:
@@ -226,13 +285,21 @@ def main(argv=None):
     run = torch.compile(model) if args.mode == "compile" else model
 
     g = torch.Generator().manual_seed(args.seed + 1)
-    low = 1000 if vocab > 2000 else 1
-    inputs = {"input_ids": torch.randint(low, vocab, (args.batch, args.seq_len), generator=g),
-              "attention_mask": torch.ones(args.batch, args.seq_len, dtype=torch.long)}
-    if token_types:
-        inputs["token_type_ids"] = torch.zeros(args.batch, args.seq_len, dtype=torch.long)
-    labels = torch.randint(0, num_labels, (args.batch,), generator=g).to(device)
-    inputs = {k: v.to(device) for k, v in inputs.items()}
+    if lm:
+        # Labels are the inputs: HF shifts them (position t predicts token t+1), as wattwise does.
+        ids = torch.randint(0, vocab, (args.batch, args.seq_len), generator=g).to(device)
+        inputs = {"input_ids": ids, "use_cache": False}
+        labels = ids
+    else:
+        low = 1000 if vocab > 2000 else 1
+        inputs = {"input_ids": torch.randint(low, vocab, (args.batch, args.seq_len), generator=g),
+                  "attention_mask": torch.ones(args.batch, args.seq_len, dtype=torch.long)}
+        if token_types:
+            inputs["token_type_ids"] = torch.zeros(args.batch, args.seq_len, dtype=torch.long)
+        labels = torch.randint(0, num_labels, (args.batch,), generator=g).to(device)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+    # GPT-2 clips the global gradient norm at 1.0 (wattwise's bench does the same); the classifiers do not.
+    clip = 1.0 if lm else None
     last_loss = [None]
 
     def train_step():
@@ -241,10 +308,15 @@ def main(argv=None):
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            if clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
         last_loss[0] = loss
 
@@ -279,7 +351,10 @@ def main(argv=None):
     energy = meter.joules() - e0 if meter else None
 
     samples, tokens = done * args.batch, done * args.batch * args.seq_len
-    flops = model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, training)
+    if lm:
+        flops = gpt2_train_flops_per_step(cfg_dict, args.batch, args.seq_len)
+    else:
+        flops = model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, training)
     final_loss = float(last_loss[0].float().item()) if training and last_loss[0] is not None else None
     result = {
         "schema": "wattwise-bench/1", "tool": f"pytorch-{args.mode}", "case": args.case, "arch": cfg_dict["model_type"],
@@ -307,6 +382,7 @@ def main(argv=None):
             f.write("\n")
         os.replace(args.json + ".tmp", args.json)
     print(f"{result['tool']} {args.case}: {result['samples_per_s']:.1f} samples/s, "
+          f"{result['tokens_per_s']:.0f} tokens/s, "
           f"{result['ms_per_sample']:.4f} ms/sample, "
           f"{'-' if energy is None else '%.4f' % result['j_per_sample']} J/sample ({source}), "
           f"peak {'-' if result['peak_memory_bytes'] is None else result['peak_memory_bytes'] >> 20} MiB",

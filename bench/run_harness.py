@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 6's side-by-side harness: wattwise against PyTorch eager and torch.compile on one GPU.
+"""Issues 6 and 8's side-by-side harness: wattwise against PyTorch eager and torch.compile on one GPU.
 
 Builds nothing. For each case it runs `wattwise bench` (A), bench/peer_pytorch.py --mode eager (B)
 and --mode compile (C) alternately, A B C A B C ..., each run its own process, for --rounds rounds,
@@ -10,12 +10,13 @@ matmul rate once (8192³ matmuls, best of 10) for MFU, then writes
   <out>/bench_<gpu>_<date>.md     the Markdown tables (also printed)
 
 with medians and spread (min–max) per case and tool, the ratios ours/eager and ours/compile for
-samples/s, J/sample and peak memory, MFU against the measured matmul rate, and issue 6's targets
-with met/missed per row.
+samples/s, J/sample and peak memory (language-model cases, gpt2-*: tokens/s and J/token), MFU against
+the measured matmul rate, and the issues' targets with met/missed per row.
 
   python3 bench/run_harness.py --wattwise build/wattwise --out results          # GPU, every case
   python3 bench/run_harness.py --wattwise build/wattwise --device cpu --preset tiny --batch 4 \
       --seq-len 16 --precision fp32 --quick --rounds 1 --no-compile --matmul-tflops 1   # smoke test
+  python3 bench/run_harness.py --wattwise build/wattwise --cases gpt2-train-bf16 --out results  # issue 8
 """
 import argparse
 import datetime
@@ -31,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "peer_pytorch.py")
 
-# Issue 6's targets. A check: (label, metric, against, op, bound). against "eager"/"compile" compares
+# Issue 6's targets (and issue 8's for GPT-2). A check: (label, metric, against, op, bound). against "eager"/"compile" compares
 # the ratio ours/peer of the medians; None compares our median itself.
 TARGETS = {
     "distilbert-train-bf16": [("samples/s >= 2.0x eager", "samples_per_s", "eager", ">=", 2.0),
@@ -47,13 +48,20 @@ TARGETS = {
     "bert-infer-fp16-b256": [("throughput >= 1.2x eager", "samples_per_s", "eager", ">=", 1.2),
                              ("J/example <= 0.8x eager", "j_per_sample", "eager", "<=", 0.8)],
     "distilbert-infer-fp16-b32": [("throughput >= 1.5x eager", "samples_per_s", "eager", ">=", 1.5)],
+    "gpt2-train-bf16": [("tokens/s >= 400,000", "tokens_per_s", None, ">=", 400000.0),
+                        ("J/token <= 0.75x compile", "j_per_token", "compile", "<=", 0.75)],
 }
 # Every case: peak memory no more than each peer's.
 MEMORY_TARGETS = [("peak memory <= eager", "peak_memory_bytes", "eager", "<=", 1.0),
                   ("peak memory <= compile", "peak_memory_bytes", "compile", "<=", 1.0)]
 
-METRICS = ["samples_per_s", "tokens_per_s", "ms_per_sample", "j_per_sample", "peak_memory_bytes",
-           "achieved_tflops"]
+METRICS = ["samples_per_s", "tokens_per_s", "ms_per_step", "ms_per_sample", "j_per_sample", "j_per_token",
+           "peak_memory_bytes", "achieved_tflops"]
+
+
+def is_lm(case_def):
+    """Language-model cases are quoted per token (tokens/s, J/token), the classifiers per sample."""
+    return case_def.get("arch") == "gpt2"
 
 
 def log(*a):
@@ -105,13 +113,21 @@ def run_json(cmd, timeout, what):
             lines = [json.loads(l) for l in f if l.strip()]
         r = lines[0]
         r["process_wall_s"] = time.time() - t
-        log(f"  {what}: {r['samples_per_s']:.1f} samples/s, J/sample {fmt(r.get('j_per_sample'), '.4f')}, "
+        # Derived here, not a bench field: the energy of the timed region over its tokens.
+        r["j_per_token"] = r["energy_j"] / r["tokens"] if r.get("energy_j") is not None and r.get("tokens") else None
+        log(f"  {what}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} tokens/s, "
+            f"J/sample {fmt(r.get('j_per_sample'), '.4f')}, J/token {fmt(r.get('j_per_token'), '.3g')}, "
             f"peak {fmt(mib(r.get('peak_memory_bytes')), '.0f')} MiB ({r['process_wall_s']:.0f} s)")
         return r
 
 
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
+
+
+def fmt_value(v):
+    """A target's measured value: a ratio or small figure with 3 decimals, a rate with thousands separators."""
+    return "-" if v is None else format(v, ",.0f") if abs(v) >= 1000 else format(v, ".3f")
 
 
 def mib(v):
@@ -171,8 +187,43 @@ def check_targets(summary, cases):
     return rows
 
 
+# The columns of the per-tool and ratio tables: (metric key, column title, format) for the headline
+# rate, the time per item and the energy per item, classifiers and language models.
+PER_SAMPLE = (("samples_per_s", "samples/s", ".1f"), ("ms_per_sample", "ms/sample", ".4f"),
+              ("j_per_sample", "J/sample", ".4f"))
+PER_TOKEN = (("tokens_per_s", "tokens/s", ",.0f"), ("ms_per_step", "ms/step", ".2f"),
+             ("j_per_token", "J/token", ".3g"))
+
+
+def tables(report, cases, columns, lines):
+    s = report["summary"]
+    (rate, rate_title, rate_fmt), (per, per_title, per_fmt), (energy, energy_title, energy_fmt) = columns
+    lines.append(f"| case | tool | {rate_title} median (min–max) | {per_title} | {energy_title} median (min–max) "
+                 "| peak MiB | MFU |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for case in cases:
+        for tool, m in sorted(s.get(case, {}).items(), key=lambda kv: kv[0] != "wattwise"):
+            r, j = m[rate], m[energy]
+            lines.append(
+                f"| {case} | {tool} | "
+                + (f"{r['median']:{rate_fmt}} ({r['min']:{rate_fmt}}–{r['max']:{rate_fmt}})" if r else "-") + " | "
+                + (f"{m[per]['median']:{per_fmt}}" if m[per] else "-") + " | "
+                + (f"{j['median']:{energy_fmt}} ({j['min']:{energy_fmt}}–{j['max']:{energy_fmt}})" if j else "-")
+                + " | " + (f"{mib(m['peak_memory_bytes']['median']):.0f}" if m["peak_memory_bytes"] else "-") + " | "
+                + (f"{100 * m['mfu']['median']:.1f}%" if m.get("mfu") else "-") + " |")
+    lines.append("")
+    lines.append(f"| case | {rate_title} ours/eager | ours/compile | {energy_title} ours/eager | ours/compile | "
+                 "peak memory ours/eager | ours/compile |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for case in cases:
+        cells = [fmt(ratio(s, case, metric, peer), ".2f") for metric in (rate, energy, "peak_memory_bytes")
+                 for peer in ("eager", "compile")]
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+
 def markdown(report):
-    s, lines = report["summary"], []
+    lines = []
     mm = report["matmul"]
     rate = (f"matmul rate given: {fmt(mm['tflops'], '.1f')} TFLOP/s" if mm["dtype"] == "given" else
             f"{mm['dtype']} matmul ({mm['size']}³, best of 10): {fmt(mm['tflops'], '.1f')} TFLOP/s · "
@@ -181,31 +232,17 @@ def markdown(report):
     lines.append("")
     lines.append(f"Command: `{report['command']}`")
     lines.append("")
-    lines.append("| case | tool | samples/s median (min–max) | ms/sample | J/sample median (min–max) | peak MiB | MFU |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-    for case in report["cases"]:
-        for tool, m in sorted(s.get(case, {}).items(), key=lambda kv: kv[0] != "wattwise"):
-            sps, j = m["samples_per_s"], m["j_per_sample"]
-            lines.append(
-                f"| {case} | {tool} | "
-                + (f"{sps['median']:.1f} ({sps['min']:.1f}–{sps['max']:.1f})" if sps else "-") + " | "
-                + (f"{m['ms_per_sample']['median']:.4f}" if m["ms_per_sample"] else "-") + " | "
-                + (f"{j['median']:.4f} ({j['min']:.4f}–{j['max']:.4f})" if j else "-") + " | "
-                + (f"{mib(m['peak_memory_bytes']['median']):.0f}" if m["peak_memory_bytes"] else "-") + " | "
-                + (f"{100 * m['mfu']['median']:.1f}%" if m.get("mfu") else "-") + " |")
-    lines.append("")
-    lines.append("| case | samples/s ours/eager | ours/compile | J/sample ours/eager | ours/compile | "
-                 "peak memory ours/eager | ours/compile |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-    for case in report["cases"]:
-        cells = [fmt(ratio(s, case, metric, peer), ".2f") for metric in ("samples_per_s", "j_per_sample",
-                 "peak_memory_bytes") for peer in ("eager", "compile")]
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("| case | target (issue 6) | measured | status |")
+    lm_cases = set(report.get("lm_cases", []))
+    classifiers = [c for c in report["cases"] if c not in lm_cases]
+    lms = [c for c in report["cases"] if c in lm_cases]
+    if classifiers or not lms:
+        tables(report, classifiers, PER_SAMPLE, lines)
+    if lms:
+        tables(report, lms, PER_TOKEN, lines)
+    lines.append("| case | target (issues 6, 8) | measured | status |")
     lines.append("| --- | --- | --- | --- |")
     for t in report["targets"]:
-        lines.append(f"| {t['case']} | {t['target']} | {fmt(t['value'], '.3f')} | {t['status']} |")
+        lines.append(f"| {t['case']} | {t['target']} | {fmt_value(t['value'])} | {t['status']} |")
     met = sum(1 for t in report["targets"] if t["met"])
     lines.append("")
     lines.append(f"Targets met: {met} of {len(report['targets'])}.")
@@ -222,6 +259,8 @@ def main(argv=None):
     ap.add_argument("--out", default="results", help="folder for the JSON and Markdown files")
     ap.add_argument("--quick", action="store_true", help="few steps, no minimum duration (a smoke run)")
     ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="ours only: leave out both PyTorch peers (no torch needed with --matmul-tflops)")
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (smoke test)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the peers")
     ap.add_argument("--min-seconds", type=float, default=2.0,
@@ -266,6 +305,9 @@ def main(argv=None):
     unknown = [n for n in names if n not in defined]
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; expected: {', '.join(defined)}")
+    invalid = [defined[n]["error"] for n in names if "error" in defined[n]]
+    if invalid:
+        ap.error("; ".join(invalid))
 
     if args.matmul_tflops:
         matmul = {"tflops": args.matmul_tflops, "dtype": "given", "size": 0, "device_name": args.device}
@@ -280,11 +322,12 @@ def main(argv=None):
     date = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, f"bench_{slug}_{date}")
-    tools = ["wattwise", "eager"] + ([] if args.no_compile else ["compile"])
+    tools = ["wattwise"] + ([] if args.no_peers else ["eager"] + ([] if args.no_compile else ["compile"]))
 
     runs, not_run = [], []
     report = {"gpu": gpu, "date": date, "rounds": args.rounds, "command": command, "matmul": matmul,
-              "cases": [], "runs": runs, "summary": {}, "targets": [], "not_run": not_run}
+              "cases": [], "lm_cases": [n for n in names if is_lm(defined[n])], "runs": runs, "summary": {},
+              "targets": [], "not_run": not_run}
 
     def write():
         report["summary"] = summarise(runs, matmul["tflops"])

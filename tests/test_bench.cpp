@@ -1,11 +1,12 @@
-// `wattwise bench`'s library side: the FLOP count against a hand count of every matmul, the case
-// table, overrides, errors, and one tiny case measured on the CPU.
+// `wattwise bench`'s library side: the FLOP counts against a hand count of every matmul, the case
+// table, overrides, errors, and tiny cases (a classifier, GPT-2) measured on the CPU.
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/bench.h"
+#include "wattwise/models/gpt2.h"
 
 namespace ww::experiment {
 namespace {
@@ -43,10 +44,40 @@ TEST(BenchFlops, DistilBertBaseTrainingStepIsAboutTwoTeraflops) {
   EXPECT_NEAR(flops / 1e12, 2.20, 0.01);
 }
 
-TEST(BenchCases, TableHoldsIssueSixCases) {
+TEST(BenchFlops, Gpt2TrainingMatchesHandCountOfEveryMatmul) {
+  BenchCase c;
+  c.arch = "gpt2";
+  c.preset = "tiny";  // 64 hidden, 2 layers, 4 heads, 64 positions, vocabulary 50,257
+  c.batch = 2;
+  c.seq_len = 16;
+  const models::Gpt2Config config = bench_gpt2_config(c);
+  const double V = 50257, C = 64, L = 2, B = 2, T = 16, H = 4, d = 16;
+  // Matmul weights and the biases added with them, per token: Q/K/V, attention output, MLP in and out.
+  const double layer_weights = (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C);
+  const double layer_norms = 2 * (2 * C);
+  const double head = V * C;  // the LM head, tied to the token embedding: counted once
+  const double P = L * (layer_weights + layer_norms) + 2 * C + head;
+  EXPECT_DOUBLE_EQ(gpt2_matmul_params(config), P);
+  const double attention = L * B * H * (matmul(T, T, d) + matmul(T, d, T));  // Q·Kᵀ and P·V, full T×T
+  const double forward = 2 * P * B * T + attention;
+  EXPECT_DOUBLE_EQ(gpt2_train_flops_per_step(config, 2, 16), 3 * forward);
+
+  // The model's parameters are these plus the position embeddings (a lookup: no FLOPs counted).
+  models::Gpt2LMHeadModel model(config, Device::cpu());
+  EXPECT_EQ(double(model.parameters().numel()), P + double(config.n_positions) * C);
+}
+
+TEST(BenchFlops, Gpt2SmallStepIsFourteenTeraflops) {
+  // 6 · 123.65M · 16,384 ≈ 12.16 TFLOP + 12 · 12 · 768 · 1024 · 16,384 ≈ 1.86 TFLOP.
+  const models::Gpt2Config config = bench_gpt2_config(find_bench_case("gpt2-train-bf16"));
+  EXPECT_DOUBLE_EQ(gpt2_matmul_params(config), 123653376.0);
+  EXPECT_NEAR(gpt2_train_flops_per_step(config, 16, 1024) / 1e12, 14.01, 0.01);
+}
+
+TEST(BenchCases, TableHoldsIssueSixAndEightCases) {
   const char* names[] = {"distilbert-train-bf16", "distilbert-train-fp16", "distilbert-train-fp32",
                          "bert-train-bf16", "bert-infer-fp16-b1", "bert-infer-fp16-b32",
-                         "bert-infer-fp16-b256", "distilbert-infer-fp16-b32"};
+                         "bert-infer-fp16-b256", "distilbert-infer-fp16-b32", "gpt2-train-bf16"};
   ASSERT_EQ(bench_cases().size(), std::size(names));
   for (size_t i = 0; i < std::size(names); ++i) EXPECT_EQ(bench_cases()[i].name, names[i]);
 
@@ -66,6 +97,21 @@ TEST(BenchCases, TableHoldsIssueSixCases) {
   EXPECT_EQ(b256.precision, "fp16");
   EXPECT_EQ(find_bench_case("bert-train-bf16").seq_len, 128);
   EXPECT_EQ(find_bench_case("bert-infer-fp16-b1").batch, 1);
+
+  const BenchCase& gpt2 = find_bench_case("gpt2-train-bf16");
+  EXPECT_EQ(gpt2.arch, "gpt2");
+  EXPECT_EQ(gpt2.preset, "small");
+  EXPECT_EQ(gpt2.mode, "train");
+  EXPECT_EQ(gpt2.batch, 16);
+  EXPECT_EQ(gpt2.seq_len, 1024);
+  EXPECT_EQ(gpt2.precision, "bf16");
+  const models::Gpt2Config config = bench_gpt2_config(gpt2);
+  EXPECT_EQ(config.n_layer, 12);
+  EXPECT_EQ(config.n_embd, 768);
+  EXPECT_EQ(config.n_head, 12);
+  EXPECT_EQ(config.vocab_size, 50257);
+  EXPECT_EQ(config.n_positions, 1024);
+  EXPECT_EQ(bench_model_config_json(gpt2, 30522)["model_type"], "gpt2");
 }
 
 TEST(BenchCases, UnknownNameListsEveryCase) {
@@ -101,6 +147,17 @@ TEST(BenchCases, BadShapesAreErrors) {
   c = BenchCase{};
   c.preset = "huge";
   EXPECT_THROW(bench_model_config(c, 30522), Error);
+
+  BenchCase g = find_bench_case("gpt2-train-bf16");
+  g.mode = "infer";  // not implemented for GPT-2
+  EXPECT_THROW(bench_gpt2_config(g), Error);
+  g = find_bench_case("gpt2-train-bf16");
+  g.preset = "base";  // not a GPT-2 preset
+  EXPECT_THROW(bench_gpt2_config(g), Error);
+  g = find_bench_case("gpt2-train-bf16");
+  g.preset = "tiny";  // 64 positions < 1024
+  EXPECT_THROW(bench_gpt2_config(g), Error);
+  EXPECT_THROW(bench_model_config(find_bench_case("gpt2-train-bf16"), 30522), Error);
 }
 
 TEST(BenchRun, TinyCaseOnCpuCountsStepsSamplesAndFlops) {
@@ -128,6 +185,44 @@ TEST(BenchRun, TinyCaseOnCpuCountsStepsSamplesAndFlops) {
   EXPECT_DOUBLE_EQ(r["model_flops_per_step"].get<double>(), model_flops_per_step(config, 2, 8, true));
   EXPECT_NEAR(r["mfu"].get<double>(), r["achieved_tflops"].get<double>(), 1e-12);
   EXPECT_TRUE(r["final_loss"].is_number());
+}
+
+TEST(BenchRun, TinyGpt2TrainingOnCpuCountsTokensAndFlops) {
+  BenchCase c = find_bench_case("gpt2-train-bf16");
+  c.preset = "tiny";
+  c.batch = 2;
+  c.seq_len = 8;
+  c.precision = "fp32";
+  BenchOptions o;
+  o.device = "cpu";
+  o.steps = 2;
+  o.warmup = 1;
+  const nlohmann::json r = run_bench_case(c, o);
+  EXPECT_EQ(r["case"], "gpt2-train-bf16");
+  EXPECT_EQ(r["arch"], "gpt2");
+  EXPECT_EQ(r["steps"], 2);
+  EXPECT_EQ(r["samples"], 4);
+  EXPECT_EQ(r["tokens"], 32);
+  EXPECT_NEAR(r["tokens_per_s"].get<double>() * r["elapsed_s"].get<double>(), 32, 1e-9);
+  EXPECT_DOUBLE_EQ(r["model_flops_per_step"].get<double>(), gpt2_train_flops_per_step(bench_gpt2_config(c), 2, 8));
+  EXPECT_EQ(r["model_config"]["model_type"], "gpt2");
+  EXPECT_EQ(r["skipped_steps"], 0);
+  EXPECT_TRUE(r["mfu"].is_null());
+  // A random-init LM starts near ln(vocabulary) = 10.8.
+  EXPECT_GT(r["final_loss"].get<double>(), 9.0);
+  EXPECT_LT(r["final_loss"].get<double>(), 12.0);
+}
+
+TEST(BenchTable, LanguageModelPeerRowIsPerToken) {
+  nlohmann::json ours = {{"tool", "wattwise"}, {"case", "g"}, {"arch", "gpt2"}, {"tokens_per_s", 2000.0},
+                         {"samples_per_s", 2.0}, {"j_per_sample", 0.5}, {"energy_j", 10.0}, {"tokens", 1000},
+                         {"peak_memory_bytes", 100.0}};
+  nlohmann::json peer = {{"tool", "pytorch-eager"}, {"case", "g"}, {"arch", "gpt2"}, {"tokens_per_s", 1000.0},
+                         {"samples_per_s", 1.0}, {"j_per_sample", 1.0}, {"energy_j", 20.0}, {"tokens", 1000},
+                         {"peak_memory_bytes", 200.0}};
+  const std::string table = bench_table({ours, peer});
+  EXPECT_NE(table.find("tokens/s x2.00, J/token x0.50, peak memory x0.50"), std::string::npos) << table;
+  EXPECT_NE(table.find("10.0000"), std::string::npos) << table;  // mJ/token of ours: 10 J / 1000 tokens
 }
 
 TEST(BenchTable, PeerRowGetsRatios) {

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# GPU-machine call for issue 6: build wattwise with CUDA, then the side-by-side harness
+# GPU-machine call for issues 6 and 8: build wattwise with CUDA, then the side-by-side harness
 # (bench/run_harness.py): wattwise, PyTorch eager and torch.compile alternately, 3 rounds per case,
-# on the cases of issue 6. Results (JSON + Markdown table) land in $OUT.
+# on the cases of issues 6 and 8. Results (JSON + Markdown table) land in $OUT.
 #
 # Time: one case takes about 1.5–2.5 min on an H100 (3 rounds × 3 processes; each process imports
 # torch or builds the model, warms up, then times at least 1 s; torch.compile's first compile of a
-# case is most of it), so all 8 cases need more than one 10-minute call. The harness starts no new
+# case is most of it), so all 9 cases need more than one 10-minute call. The harness starts no new
 # case that would end after WW_BENCH_BUDGET_S seconds (default: what is left of 9 minutes after the
 # build; a case is estimated to take as long as the longest one so far) and lists those left out; run the script again with WW_BENCH_CASES set to them (a warm machine
 # keeps the build and torch.compile's cache, so the second call skips both). Split that works:
 #   WW_BENCH_CASES=distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16
 #   WW_BENCH_CASES=bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32
+#   WW_BENCH_CASES=gpt2-train-bf16   (issue 8)
 # Other knobs: WW_BENCH_ROUNDS (3), WW_BENCH_MIN_SECONDS (1), WW_BENCH_ARGS (extra harness flags,
 # e.g. "--no-compile" or "--quick").
 set -uo pipefail

@@ -62,10 +62,12 @@ import json; m=json.load(open('$res/gpt2_ours_metrics.json')); t=m.get('train',{
 print('gpt2 ours train:', {k:t.get(k) for k in ('steps','tokens','seconds','tokens_per_s','samples_per_s')}, 'peak', e.get('peak_memory_bytes'))
 print('gpt2 ours energy training:', {k:(m['energy'].get('phases',{}).get('training') or {}).get(k) for k in ('energy_j','gpu_j','duration_s')})
 " 2>&1 | tee -a "$summary"
-  timeout 120 python3 bench/gpt2_pytorch.py --text $data/tinyshakespeare/input.txt --tokenizer $data/tokenizers/gpt2 \
-    --batch 16 --seq 1024 --steps ${WW_GPT2_STEPS:-30} --warmup 5 --out $res/gpt2_eager.json > $res/gpt2_eager.log 2>&1
+  # The PyTorch peer of `wattwise bench --case gpt2-train-bf16` (random ids, constant lr; the harness
+  # runs both sides: bench/run_harness.py --cases gpt2-train-bf16).
+  timeout 120 python3 bench/peer_pytorch.py --arch gpt2 --task train --preset small --batch 16 --seq-len 1024 \
+    --precision bf16 --mode eager --steps ${WW_GPT2_STEPS:-30} --warmup 5 --json $res/gpt2_eager.json > $res/gpt2_eager.log 2>&1
   say "gpt2 eager: rc $?"; python3 -c "
-import json; r=json.load(open('$res/gpt2_eager.json')); print('gpt2 eager:', {k:r[k] for k in ('tokens_per_s','mj_per_token','peak_memory_bytes','final_loss')})" 2>&1 | tee -a "$summary"
+import json; r=json.load(open('$res/gpt2_eager.json')); print('gpt2 eager:', {k:r[k] for k in ('tokens_per_s','energy_j','tokens','peak_memory_bytes','final_loss')})" 2>&1 | tee -a "$summary"
 fi
 if [ "${WW_BENCH:-1}" = 1 ]; then
   # Inference peak memory now that an inference-only model holds no gradient buffer (issue 6).

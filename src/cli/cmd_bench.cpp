@@ -18,13 +18,15 @@ Command bench_command(CLI::App& app) {
   auto options = std::make_shared<experiment::BenchOptions>();
   auto flags = std::make_shared<ShapeFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "bench", "Benchmark training or inference: samples/s, J per sample, peak memory, MFU (issue 6's cases)");
+      "bench", "Benchmark training or inference: samples/s, tokens/s, J per sample, peak memory, MFU (issues 6 and 8)");
   cmd->add_option("--case", options->case_name, "A named case, 'all' or 'list' (flags below replace its fields)");
-  auto* arch = cmd->add_option("--arch", flags->arch, "bert or distilbert")
-                   ->check(CLI::IsMember({"bert", "distilbert"}));
-  auto* preset = cmd->add_option("--preset", flags->preset, "Model size: tiny, mini, small or base")
+  auto* arch = cmd->add_option("--arch", flags->arch, "bert, distilbert (sequence classification) or gpt2 (causal LM)")
+                   ->check(CLI::IsMember({"bert", "distilbert", "gpt2"}));
+  auto* preset = cmd->add_option("--preset", flags->preset,
+                                 "Model size: tiny, mini, small or base (gpt2: tiny, mini or small = 124M, the default)")
                      ->check(CLI::IsMember({"tiny", "mini", "small", "base"}));
-  auto* mode = cmd->add_option("--mode", flags->mode, "train (forward, backward, AdamW step) or infer (forward)")
+  auto* mode = cmd->add_option("--mode", flags->mode,
+                               "train (forward, backward, AdamW step) or infer (forward; not for gpt2)")
                    ->check(CLI::IsMember({"train", "infer"}));
   auto* batch = cmd->add_option("--batch", flags->batch, "Examples per step");
   auto* seq_len = cmd->add_option("--seq-len", flags->seq_len, "Tokens per example (all real, no padding)");

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <ostream>
 #include <random>
@@ -17,6 +18,7 @@
 #include "wattwise/energy/monitor.h"
 #include "wattwise/experiment/execution.h"
 #include "wattwise/io/file.h"
+#include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
 
@@ -24,12 +26,12 @@ namespace ww::experiment {
 
 namespace {
 
-BenchCase make_case(std::string name, std::string arch, std::string mode, int64_t batch, int64_t seq_len,
-                    std::string precision, int64_t steps, int64_t warmup) {
+BenchCase make_case(std::string name, std::string arch, std::string preset, std::string mode, int64_t batch,
+                    int64_t seq_len, std::string precision, int64_t steps, int64_t warmup) {
   BenchCase c;
   c.name = std::move(name);
   c.arch = std::move(arch);
-  c.preset = "base";
+  c.preset = std::move(preset);
   c.mode = std::move(mode);
   c.batch = batch;
   c.seq_len = seq_len;
@@ -46,10 +48,12 @@ std::string case_names() {
 }
 
 void check_case(const BenchCase& c) {
-  if (c.arch != "bert" && c.arch != "distilbert")
-    fail("bench case ", c.name, ": --arch '", c.arch, "' is not supported (expected bert or distilbert)");
+  if (c.arch != "bert" && c.arch != "distilbert" && c.arch != "gpt2")
+    fail("bench case ", c.name, ": --arch '", c.arch, "' is not supported (expected bert, distilbert or gpt2)");
   if (c.mode != "train" && c.mode != "infer")
     fail("bench case ", c.name, ": --mode '", c.mode, "' is not supported (expected train or infer)");
+  if (c.arch == "gpt2" && c.mode != "train")
+    fail("bench case ", c.name, ": --mode ", c.mode, " is not supported for --arch gpt2 (only train is)");
   if (c.batch <= 0) fail("bench case ", c.name, ": --batch must be positive, got ", c.batch);
   if (c.seq_len < 2) fail("bench case ", c.name, ": --seq-len must be at least 2, got ", c.seq_len);
 }
@@ -74,6 +78,20 @@ models::Batch random_batch(const models::ModelConfig& config, int64_t batch, int
   b.attention_mask = Tensor::from_vector(mask, {batch, seq_len});
   if (config.type_vocab_size > 0) b.token_type_ids = Tensor::from_vector(types, {batch, seq_len});
   b.labels = Tensor::from_vector(labels, {batch});
+  return b;
+}
+
+// A causal-LM batch as the model takes it: token ids uniform in [0, vocab), every position real
+// (no attention mask: the causal mask alone, as HF without one), labels = input_ids (the model
+// scores position t against labels[t+1]: T-1 predictions per sequence, as HF's labels=input_ids).
+models::Batch random_lm_batch(const models::Gpt2Config& config, int64_t batch, int64_t seq_len, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> token(0, int32_t(config.vocab_size - 1));
+  std::vector<int32_t> ids(size_t(batch * seq_len));
+  for (auto& id : ids) id = token(rng);
+  models::Batch b;
+  b.input_ids = Tensor::from_vector(ids, {batch, seq_len});
+  b.labels = Tensor::from_vector(ids, {batch, seq_len});
   return b;
 }
 
@@ -186,14 +204,16 @@ const std::vector<BenchCase>& bench_cases() {
   // Steps: a few seconds of timed work per case on an H100 at the peers' speed (the harness also
   // asks for a minimum duration so the energy counter integrates over enough time).
   static const std::vector<BenchCase> cases = {
-      make_case("distilbert-train-bf16", "distilbert", "train", 32, 256, "bf16", 40, 10),
-      make_case("distilbert-train-fp16", "distilbert", "train", 32, 256, "fp16", 40, 10),
-      make_case("distilbert-train-fp32", "distilbert", "train", 32, 256, "fp32", 20, 5),
-      make_case("bert-train-bf16", "bert", "train", 32, 128, "bf16", 40, 10),
-      make_case("bert-infer-fp16-b1", "bert", "infer", 1, 128, "fp16", 300, 30),
-      make_case("bert-infer-fp16-b32", "bert", "infer", 32, 128, "fp16", 200, 20),
-      make_case("bert-infer-fp16-b256", "bert", "infer", 256, 128, "fp16", 50, 10),
-      make_case("distilbert-infer-fp16-b32", "distilbert", "infer", 32, 128, "fp16", 300, 30),
+      make_case("distilbert-train-bf16", "distilbert", "base", "train", 32, 256, "bf16", 40, 10),
+      make_case("distilbert-train-fp16", "distilbert", "base", "train", 32, 256, "fp16", 40, 10),
+      make_case("distilbert-train-fp32", "distilbert", "base", "train", 32, 256, "fp32", 20, 5),
+      make_case("bert-train-bf16", "bert", "base", "train", 32, 128, "bf16", 40, 10),
+      make_case("bert-infer-fp16-b1", "bert", "base", "infer", 1, 128, "fp16", 300, 30),
+      make_case("bert-infer-fp16-b32", "bert", "base", "infer", 32, 128, "fp16", 200, 20),
+      make_case("bert-infer-fp16-b256", "bert", "base", "infer", 256, 128, "fp16", 50, 10),
+      make_case("distilbert-infer-fp16-b32", "distilbert", "base", "infer", 32, 128, "fp16", 300, 30),
+      // Issue 8: GPT-2 124M from scratch, 16 × 1024 tokens per step (a step is ~14 TFLOP).
+      make_case("gpt2-train-bf16", "gpt2", "small", "train", 16, 1024, "bf16", 20, 5),
   };
   return cases;
 }
@@ -218,6 +238,7 @@ BenchCase apply_overrides(BenchCase c, const BenchOverrides& o) {
 
 models::ModelConfig bench_model_config(const BenchCase& c, int64_t vocab_size) {
   check_case(c);
+  if (c.arch == "gpt2") fail("bench case ", c.name, ": a gpt2 case has a GPT-2 config (bench_gpt2_config)");
   models::Architecture arch = c.arch == "bert" ? models::Architecture::Bert : models::Architecture::DistilBert;
   models::ModelConfig config = models::preset_config(arch, c.preset, vocab_size);
   config.num_labels = 2;
@@ -225,6 +246,36 @@ models::ModelConfig bench_model_config(const BenchCase& c, int64_t vocab_size) {
     fail("bench case ", c.name, ": --seq-len ", c.seq_len, " exceeds the model's max_position_embeddings ",
          config.max_position_embeddings);
   return config;
+}
+
+models::Gpt2Config bench_gpt2_config(const BenchCase& c) {
+  check_case(c);
+  if (c.arch != "gpt2") fail("bench case ", c.name, ": --arch ", c.arch, " is not gpt2");
+  models::Gpt2Config config;
+  try {
+    config = models::Gpt2Config::preset(c.preset);
+  } catch (const Error& e) {
+    fail("bench case ", c.name, ": --preset: ", e.what());
+  }
+  if (c.seq_len > config.n_positions)
+    fail("bench case ", c.name, ": --seq-len ", c.seq_len, " exceeds the model's n_positions ", config.n_positions);
+  return config;
+}
+
+nlohmann::json bench_model_config_json(const BenchCase& c, int64_t vocab_size) {
+  if (c.arch == "gpt2") return bench_gpt2_config(c).to_json();
+  return models::model_config_to_json(bench_model_config(c, vocab_size));
+}
+
+double gpt2_matmul_params(const models::Gpt2Config& config) {
+  const double V = double(config.vocab_size), C = double(config.n_embd), L = double(config.n_layer);
+  return V * C + L * (12 * C * C + 13 * C) + 2 * C;
+}
+
+double gpt2_train_flops_per_step(const models::Gpt2Config& config, int64_t batch, int64_t seq_len) {
+  const double tokens = double(batch) * double(seq_len);
+  const double L = double(config.n_layer), C = double(config.n_embd), T = double(seq_len);
+  return 6 * gpt2_matmul_params(config) * tokens + 12 * L * C * T * tokens;
 }
 
 double model_flops_per_step(const models::ModelConfig& config, int64_t batch, int64_t seq_len, bool training) {
@@ -236,53 +287,20 @@ double model_flops_per_step(const models::ModelConfig& config, int64_t batch, in
   return training ? 3 * forward : forward;
 }
 
-nlohmann::json run_bench_case(const BenchCase& c, const BenchOptions& o) {
-  const int64_t steps = o.steps.value_or(c.steps), warmup = o.warmup.value_or(c.warmup);
-  if (steps <= 0) fail("--steps must be positive, got ", steps);
-  if (warmup < 0) fail("--warmup must not be negative, got ", warmup);
-  if (o.min_seconds < 0) fail("--min-seconds must not be negative, got ", o.min_seconds);
-  if (o.peak_tflops && !(*o.peak_tflops > 0)) fail("--peak-tflops must be positive, got ", *o.peak_tflops);
-  const models::ModelConfig config = bench_model_config(c, o.vocab_size);
-  const Device device = parse_device(o.device);
-  const bool training = c.mode == "train";
+namespace {
 
-  // Peak memory counts everything the case holds: weights, gradients, optimizer state, activations.
-  reset_peak_memory(device);
-  models::SequenceClassifier model(config, device);
-  model.init_weights(o.seed);
-  apply_execution(model, {c.precision, c.attention, c.checkpointing});
-  const models::Batch batch = random_batch(config, c.batch, c.seq_len, o.seed + 1);
+// What the timed loop measured.
+struct Timed {
+  int64_t steps = 0;
+  double elapsed_s = 0;
+  energy::WindowResult window;
+  std::string device_name;
+};
 
-  std::optional<train::Trainer> trainer;
-  if (training) {
-    train::TrainerOptions t;
-    t.optimizer.kind = train::OptimizerKind::AdamW;
-    t.optimizer.weight_decay = 0.01;  // torch.optim.AdamW's default
-    t.schedule.kind = train::ScheduleKind::Constant;
-    t.schedule.learning_rate = 5e-5;
-    t.schedule.total_steps = warmup + steps;
-    t.seed = o.seed;
-    if (c.precision == "fp16") {  // torch.amp.GradScaler's defaults
-      t.dynamic_loss_scaling = true;
-      t.initial_loss_scale = 65536.0f;
-      t.growth_interval = 2000;
-    }
-    trainer.emplace(model, t);
-  }
-  Tensor logits;
-  double last_loss = std::nan("");
-  auto step = [&] {
-    if (training) {
-      if (auto r = trainer->train_micro_batch(batch)) last_loss = r->loss;
-    } else {
-      logits = model.forward(batch, /*training=*/false);
-    }
-  };
-  // Reading a result back waits for every queued kernel: the end of the timed region.
-  auto wait_for_device = [&] {
-    if (training) model.parameters().flat_values().slice(0, 1).to_float_vector();
-    else if (logits.defined()) logits.to_float_vector();  // undefined before the first step
-  };
+// `warmup` untimed steps, then at least `steps` timed ones (and at least min_seconds) inside one
+// energy window; `wait_for_device` marks the end of queued work on both sides of the timed region.
+Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min_seconds,
+                 const std::function<void()>& step, const std::function<void()>& wait_for_device) {
   for (int64_t i = 0; i < warmup; ++i) step();
   wait_for_device();
 
@@ -299,19 +317,54 @@ nlohmann::json run_bench_case(const BenchCase& c, const BenchOptions& o) {
   monitor.start();
   monitor.begin_window("bench");
   const auto start = std::chrono::steady_clock::now();
-  int64_t done = 0;
-  while (done < steps || seconds_since(start) < o.min_seconds) {
+  Timed t;
+  while (t.steps < steps || seconds_since(start) < min_seconds) {
     step();
-    ++done;
+    ++t.steps;
   }
   wait_for_device();
-  const double elapsed = seconds_since(start);
-  const energy::WindowResult window = monitor.end_window("bench");
+  t.elapsed_s = seconds_since(start);
+  t.window = monitor.end_window("bench");
   monitor.stop();
+  t.device_name = device.is_cuda() ? monitor.host().gpu_model : monitor.host().cpu_model;
+  return t;
+}
 
-  const int64_t samples = done * c.batch, tokens = samples * c.seq_len;
-  const double flops = model_flops_per_step(config, c.batch, c.seq_len, training);
-  nlohmann::json j;
+// AdamW with a constant learning rate; bert/distilbert with torch.optim.AdamW's defaults (lr 5e-5
+// as the peer sets it, weight decay 0.01, no clipping), gpt2 with issue 8's GPT-2 recipe (lr 6e-4,
+// weight decay 0.1, betas 0.9/0.95, clipping at global norm 1.0, what `wattwise train` defaults to).
+// fp16 with dynamic loss scaling as torch.amp.GradScaler's defaults.
+train::TrainerOptions bench_trainer_options(const BenchCase& c, int64_t total_steps, uint64_t seed) {
+  train::TrainerOptions t;
+  t.optimizer.kind = train::OptimizerKind::AdamW;
+  t.schedule.kind = train::ScheduleKind::Constant;
+  t.schedule.total_steps = total_steps;
+  if (c.arch == "gpt2") {
+    t.optimizer.weight_decay = 0.1;
+    t.optimizer.beta1 = 0.9;
+    t.optimizer.beta2 = 0.95;
+    t.optimizer.eps = 1e-8;
+    t.optimizer.max_grad_norm = 1.0;
+    t.schedule.learning_rate = 6e-4;
+  } else {
+    t.optimizer.weight_decay = 0.01;
+    t.schedule.learning_rate = 5e-5;
+  }
+  t.seed = seed;
+  if (c.precision == "fp16") {
+    t.dynamic_loss_scaling = true;
+    t.initial_loss_scale = 65536.0f;
+    t.growth_interval = 2000;
+  }
+  return t;
+}
+
+// The fields every case reports; the caller has set the model's own (params, model_config,
+// attention, final_loss, skipped_steps).
+void add_common_fields(nlohmann::json& j, const BenchCase& c, const BenchOptions& o, const Device& device,
+                       int64_t warmup, const Timed& t, double flops) {
+  const int64_t samples = t.steps * c.batch, tokens = samples * c.seq_len;
+  const double achieved = flops * double(t.steps) / t.elapsed_s / 1e12;
   j["schema"] = "wattwise-bench/1";
   j["tool"] = "wattwise";
   j["case"] = c.name;
@@ -321,56 +374,135 @@ nlohmann::json run_bench_case(const BenchCase& c, const BenchOptions& o) {
   j["batch"] = c.batch;
   j["seq_len"] = c.seq_len;
   j["precision"] = c.precision;
-  j["attention"] = models::attention_kernel_name(model.attention_kernel());
   j["checkpointing"] = c.checkpointing;
-  j["optimizer"] = training ? "adamw" : "none";
+  j["optimizer"] = c.mode == "train" ? "adamw" : "none";
   j["device"] = device.str();
-  j["device_name"] = device.is_cuda() ? monitor.host().gpu_model : monitor.host().cpu_model;
-  j["params"] = model.parameters().numel();
-  j["model_config"] = models::model_config_to_json(config);
+  j["device_name"] = t.device_name;
   j["seed"] = o.seed;
   j["warmup_steps"] = warmup;
-  j["steps"] = done;
-  j["elapsed_s"] = elapsed;
+  j["steps"] = t.steps;
+  j["elapsed_s"] = t.elapsed_s;
   j["samples"] = samples;
   j["tokens"] = tokens;
-  j["samples_per_s"] = double(samples) / elapsed;
-  j["tokens_per_s"] = double(tokens) / elapsed;
-  j["ms_per_step"] = 1e3 * elapsed / double(done);
-  j["ms_per_sample"] = 1e3 * elapsed / double(samples);
-  add_energy(j, window, samples);
+  j["samples_per_s"] = double(samples) / t.elapsed_s;
+  j["tokens_per_s"] = double(tokens) / t.elapsed_s;
+  j["ms_per_step"] = 1e3 * t.elapsed_s / double(t.steps);
+  j["ms_per_sample"] = 1e3 * t.elapsed_s / double(samples);
+  add_energy(j, t.window, samples);
   j["peak_memory_bytes"] = memory_stats(device).peak;
   j["peak_memory_counts"] = "wattwise tensors, arenas and parameters (library workspaces not included)";
   j["model_flops_per_step"] = flops;
   j["model_flops_per_sample"] = flops / double(c.batch);
-  j["achieved_tflops"] = flops * double(done) / elapsed / 1e12;
+  j["achieved_tflops"] = achieved;
   j["peak_tflops"] = o.peak_tflops ? nlohmann::json(*o.peak_tflops) : nlohmann::json(nullptr);
-  j["mfu"] = o.peak_tflops ? nlohmann::json(flops * double(done) / elapsed / 1e12 / *o.peak_tflops)
-                           : nlohmann::json(nullptr);
-  j["final_loss"] = std::isfinite(last_loss) ? nlohmann::json(last_loss) : nlohmann::json(nullptr);
+  j["mfu"] = o.peak_tflops ? nlohmann::json(achieved / *o.peak_tflops) : nlohmann::json(nullptr);
+}
+
+nlohmann::json loss_json(double loss) { return std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr); }
+
+nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, int64_t steps, int64_t warmup) {
+  const models::ModelConfig config = bench_model_config(c, o.vocab_size);
+  const Device device = parse_device(o.device);
+  const bool training = c.mode == "train";
+
+  // Peak memory counts everything the case holds: weights, gradients, optimizer state, activations.
+  reset_peak_memory(device);
+  models::SequenceClassifier model(config, device);
+  model.init_weights(o.seed);
+  apply_execution(model, {c.precision, c.attention, c.checkpointing});
+  const models::Batch batch = random_batch(config, c.batch, c.seq_len, o.seed + 1);
+
+  std::optional<train::Trainer> trainer;
+  if (training) trainer.emplace(model, bench_trainer_options(c, warmup + steps, o.seed));
+  Tensor logits;
+  double last_loss = std::nan("");
+  auto step = [&] {
+    if (training) {
+      if (auto r = trainer->train_micro_batch(batch)) last_loss = r->loss;
+    } else {
+      logits = model.forward(batch, /*training=*/false);
+    }
+  };
+  // Reading a result back waits for every queued kernel: the end of the timed region.
+  auto wait_for_device = [&] {
+    if (training) model.parameters().flat_values().slice(0, 1).to_float_vector();
+    else if (logits.defined()) logits.to_float_vector();  // undefined before the first step
+  };
+  const Timed t = time_steps(device, warmup, steps, o.min_seconds, step, wait_for_device);
+
+  nlohmann::json j;
+  add_common_fields(j, c, o, device, warmup, t, model_flops_per_step(config, c.batch, c.seq_len, training));
+  j["attention"] = models::attention_kernel_name(model.attention_kernel());
+  j["params"] = model.parameters().numel();
+  j["model_config"] = models::model_config_to_json(config);
+  j["final_loss"] = loss_json(last_loss);
   if (training) j["skipped_steps"] = trainer->skipped_steps();
   return j;
+}
+
+// GPT-2 training through the path `wattwise train` takes: Trainer::train_micro_batch on a host
+// batch, which on a GPU runs the whole step (forward, loss and its gradient, backward, clipping,
+// AdamW) as one CUDA-graph replay (Gpt2LMHeadModel::train_step_graphed).
+nlohmann::json run_gpt2_case(const BenchCase& c, const BenchOptions& o, int64_t steps, int64_t warmup) {
+  const models::Gpt2Config config = bench_gpt2_config(c);
+  const Device device = parse_device(o.device);
+
+  reset_peak_memory(device);
+  models::Gpt2LMHeadModel model(config, device);
+  model.init_weights(o.seed);
+  apply_execution(model, {c.precision, c.attention, c.checkpointing});
+  const models::Batch batch = random_lm_batch(config, c.batch, c.seq_len, o.seed + 1);
+  train::Trainer trainer(model, bench_trainer_options(c, warmup + steps, o.seed));
+  double last_loss = std::nan("");
+  auto step = [&] {
+    if (auto r = trainer.train_micro_batch(batch)) last_loss = r->loss;
+  };
+  auto wait_for_device = [&] { model.parameters().flat_values().slice(0, 1).to_float_vector(); };
+  const Timed t = time_steps(device, warmup, steps, o.min_seconds, step, wait_for_device);
+
+  nlohmann::json j;
+  add_common_fields(j, c, o, device, warmup, t, gpt2_train_flops_per_step(config, c.batch, c.seq_len));
+  j["attention"] = models::attention_kernel_name(model.attention_kernel());
+  j["params"] = model.parameters().numel();
+  j["model_config"] = config.to_json();
+  j["final_loss"] = loss_json(last_loss);
+  j["skipped_steps"] = trainer.skipped_steps();
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json run_bench_case(const BenchCase& c, const BenchOptions& o) {
+  const int64_t steps = o.steps.value_or(c.steps), warmup = o.warmup.value_or(c.warmup);
+  if (steps <= 0) fail("--steps must be positive, got ", steps);
+  if (warmup < 0) fail("--warmup must not be negative, got ", warmup);
+  if (o.min_seconds < 0) fail("--min-seconds must not be negative, got ", o.min_seconds);
+  if (o.peak_tflops && !(*o.peak_tflops > 0)) fail("--peak-tflops must be positive, got ", *o.peak_tflops);
+  check_case(c);
+  return c.arch == "gpt2" ? run_gpt2_case(c, o, steps, warmup) : run_classifier_case(c, o, steps, warmup);
 }
 
 std::string bench_table(const std::vector<nlohmann::json>& results) {
   std::ostringstream os;
   char line[512];
-  std::snprintf(line, sizeof line, "%-16s %-26s %5s %5s %5s %12s %12s %10s %10s %10s %10s %9s %7s\n", "tool",
-                "case", "batch", "len", "prec", "samples/s", "tokens/s", "ms/step", "ms/sample", "J/sample",
-                "peak MiB", "TFLOP/s", "MFU");
+  std::snprintf(line, sizeof line, "%-16s %-26s %5s %5s %5s %12s %12s %10s %10s %10s %10s %10s %9s %7s\n",
+                "tool", "case", "batch", "len", "prec", "samples/s", "tokens/s", "ms/step", "ms/sample", "J/sample",
+                "mJ/token", "peak MiB", "TFLOP/s", "MFU");
   os << line;
   const nlohmann::json* ours = nullptr;
   for (const auto& r : results) {
     const bool is_ours = r.value("tool", "") == "wattwise";
     const double peak = number_or_nan(r, "peak_memory_bytes") / (1024.0 * 1024.0);
-    std::snprintf(line, sizeof line, "%-16s %-26s %5lld %5lld %5s %12s %12s %10s %10s %10s %10s %9s %7s\n",
+    const double mj_per_token = 1e3 * number_or_nan(r, "energy_j") / number_or_nan(r, "tokens");
+    std::snprintf(line, sizeof line, "%-16s %-26s %5lld %5lld %5s %12s %12s %10s %10s %10s %10s %10s %9s %7s\n",
                   r.value("tool", "?").c_str(), r.value("case", "?").c_str(), (long long)r.value("batch", 0),
                   (long long)r.value("seq_len", 0), r.value("precision", "?").c_str(),
                   format(number_or_nan(r, "samples_per_s"), "%.1f").c_str(),
                   format(number_or_nan(r, "tokens_per_s"), "%.0f").c_str(),
                   format(number_or_nan(r, "ms_per_step"), "%.3f").c_str(),
                   format(number_or_nan(r, "ms_per_sample"), "%.4f").c_str(),
-                  format(number_or_nan(r, "j_per_sample"), "%.4f").c_str(), format(peak, "%.0f").c_str(),
+                  format(number_or_nan(r, "j_per_sample"), "%.4f").c_str(), format(mj_per_token, "%.4f").c_str(),
+                  format(peak, "%.0f").c_str(),
                   format(number_or_nan(r, "achieved_tflops"), "%.2f").c_str(),
                   format(100 * number_or_nan(r, "mfu"), "%.1f%%").c_str());
     os << line;
@@ -378,9 +510,11 @@ std::string bench_table(const std::vector<nlohmann::json>& results) {
       ours = &r;
     } else if (ours && ours->value("case", "") == r.value("case", "")) {
       auto ratio = [&](const char* key) { return number_or_nan(*ours, key) / number_or_nan(r, key); };
-      std::snprintf(line, sizeof line, "  ours/%-10s samples/s x%s, J/sample x%s, peak memory x%s\n",
-                    r.value("tool", "?").c_str(), format(ratio("samples_per_s"), "%.2f").c_str(),
-                    format(ratio("j_per_sample"), "%.2f").c_str(),
+      // Language models are quoted per token (the same ratios: both sides run the same shape).
+      const bool lm = r.value("arch", "") == "gpt2";
+      std::snprintf(line, sizeof line, "  ours/%-10s %s x%s, %s x%s, peak memory x%s\n", r.value("tool", "?").c_str(),
+                    lm ? "tokens/s" : "samples/s", format(ratio(lm ? "tokens_per_s" : "samples_per_s"), "%.2f").c_str(),
+                    lm ? "J/token" : "J/sample", format(ratio("j_per_sample"), "%.2f").c_str(),
                     format(ratio("peak_memory_bytes"), "%.2f").c_str());
       os << line;
     }
@@ -402,6 +536,7 @@ int run_bench(const BenchOptions& o, std::ostream& out) {
     c.precision = "fp32";  // the one precision every device runs
     c.steps = 20;
     c.warmup = 5;
+    if (o.overrides.arch == "gpt2") c.preset = "small";  // GPT-2 has no "base" preset
     cases.push_back(apply_overrides(c, o.overrides));
   } else {
     fail("bench needs --case NAME (one of: ", case_names(), "; or all, list) or a shape (--arch, --preset, "
@@ -419,12 +554,21 @@ int run_bench(const BenchOptions& o, std::ostream& out) {
                     c.arch.c_str(), c.preset.c_str(), c.mode.c_str(), (long long)c.batch, (long long)c.seq_len,
                     c.precision.c_str(), (long long)o.steps.value_or(c.steps),
                     (long long)o.warmup.value_or(c.warmup));
-      out << line;
       nlohmann::json j = {{"case", c.name}, {"arch", c.arch}, {"preset", c.preset}, {"mode", c.mode},
                           {"batch", c.batch}, {"seq_len", c.seq_len}, {"precision", c.precision},
                           {"attention", c.attention}, {"checkpointing", c.checkpointing},
-                          {"steps", o.steps.value_or(c.steps)}, {"warmup", o.warmup.value_or(c.warmup)},
-                          {"model_config", models::model_config_to_json(bench_model_config(c, o.vocab_size))}};
+                          {"steps", o.steps.value_or(c.steps)}, {"warmup", o.warmup.value_or(c.warmup)}};
+      // Flags that fit one architecture may not fit another (--preset base, a --seq-len beyond GPT-2
+      // tiny's 64 positions): such a case is listed with its error, so the others stay usable.
+      try {
+        j["model_config"] = bench_model_config_json(c, o.vocab_size);
+      } catch (const Error& e) {
+        j["error"] = e.what();
+        out << line << "  not runnable with these flags: " << e.what() << "\n";
+        json_lines += j.dump() + "\n";
+        continue;
+      }
+      out << line;
       json_lines += j.dump() + "\n";
     }
     if (!o.json_path.empty()) io::write_file_atomic(o.json_path, json_lines);

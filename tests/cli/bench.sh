@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `wattwise bench` on the CPU with a tiny shape: the JSON fields and their arithmetic, the case
-# list, and a bad case name (one-line error listing the cases, non-zero exit).
+# `wattwise bench` on the CPU with tiny shapes: the JSON fields and their arithmetic, a GPT-2 training
+# step (issue 8's case at a tiny size), the case list, and bad names and shapes (one-line errors,
+# non-zero exit).
 source "$(dirname "$0")/../cli_common.sh"
 
 "$bin" bench --arch bert --preset tiny --mode train --batch 4 --seq-len 16 --steps 3 --warmup 1 --device cpu \
@@ -19,9 +20,29 @@ check "table printed" 'grep -q "samples/s" out.txt && grep -q "wattwise" out.txt
 "$bin" bench --arch distilbert --preset tiny --mode infer --batch 2 --seq-len 8 --steps 2 --warmup 0 --device cpu --json g > /dev/null 2>&1
 check "infer: no MFU without --peak-tflops, no loss" '[ "$(json g "m[\"mode\"], m[\"mfu\"], m[\"final_loss\"], m[\"samples\"]")" = "infer None None 4" ]'
 
+"$bin" bench --arch gpt2 --preset tiny --mode train --batch 2 --seq-len 16 --precision fp32 --device cpu --steps 2 \
+  --warmup 1 --peak-tflops 0.5 --json h > out.txt 2> err.txt
+check "gpt2: bench exits 0" '[ $? -eq 0 ]'
+check "gpt2: shape fields" '[ "$(json h "m[\"arch\"], m[\"preset\"], m[\"mode\"], m[\"batch\"], m[\"seq_len\"], m[\"precision\"], m[\"optimizer\"]")" = "gpt2 tiny train 2 16 fp32 adamw" ]'
+check "gpt2: 2 steps of 2 sequences of 16 tokens" '[ "$(json h "m[\"steps\"], m[\"samples\"], m[\"tokens\"]")" = "2 4 64" ]'
+# 6·P·tokens + 12·L·C·T·tokens with P = V·C + L·(12·C² + 13·C) + 2·C (V 50257, C 64, L 2, T 16, 32 tokens).
+check "gpt2: model FLOPs per step as documented" 'json h "m[\"model_flops_per_step\"] == 6 * (50257*64 + 2*(12*64*64 + 13*64) + 2*64) * 32 + 12*2*64*16*32" | grep -q True'
+check "gpt2: a GPT-2 config, a finite LM loss near ln(50257)" 'json h "m[\"model_config\"][\"model_type\"] == \"gpt2\" and m[\"model_config\"][\"n_embd\"] == 64 and 9 < m[\"final_loss\"] < 12 and m[\"skipped_steps\"] == 0" | grep -q True'
+check "gpt2: table printed" 'grep -q "mJ/token" out.txt && grep -q "wattwise" out.txt'
+
+"$bin" bench --arch gpt2 --preset tiny --mode infer --batch 2 --seq-len 16 --device cpu > /dev/null 2> err.txt
+check "gpt2 infer: an error naming --mode" '[ $? -eq 1 ] && grep -q "mode infer is not supported for --arch gpt2" err.txt'
+"$bin" bench --arch gpt2 --preset base --batch 2 --seq-len 16 --device cpu > /dev/null 2> err.txt
+check "gpt2 preset base: an error naming --preset" '[ $? -eq 1 ] && grep -q -- "--preset: GPT-2 preset .base." err.txt'
+"$bin" bench --arch gpt2 --preset tiny --batch 2 --seq-len 65 --device cpu > /dev/null 2> err.txt
+check "gpt2 beyond n_positions: an error naming --seq-len" '[ $? -eq 1 ] && grep -q -- "--seq-len 65 exceeds the model.s n_positions 64" err.txt'
+
 "$bin" bench --case list --json cases.jsonl > list.txt
-check "case list names the 8 cases" '[ "$(grep -c -- "-fp\|-bf16\|-fp32" list.txt)" -eq 8 ] && [ "$(wc -l < cases.jsonl)" -eq 8 ]'
+check "case list names the 9 cases" '[ "$(grep -c -- "-fp\|-bf16\|-fp32" list.txt)" -eq 9 ] && [ "$(wc -l < cases.jsonl)" -eq 9 ]'
 check "case definitions carry the model config" 'head -1 cases.jsonl | python3 -c "import json,sys; c=json.load(sys.stdin); assert c[\"case\"]==\"distilbert-train-bf16\" and c[\"model_config\"][\"dim\"]==768"'
+check "gpt2 case: GPT-2 124M, 16 x 1024, bf16" 'tail -1 cases.jsonl | python3 -c "import json,sys; c=json.load(sys.stdin); assert (c[\"case\"], c[\"preset\"], c[\"batch\"], c[\"seq_len\"], c[\"precision\"], c[\"model_config\"][\"n_layer\"], c[\"model_config\"][\"vocab_size\"], c[\"model_config\"][\"n_positions\"]) == (\"gpt2-train-bf16\", \"small\", 16, 1024, \"bf16\", 12, 50257, 1024), c"'
+"$bin" bench --case list --preset tiny --json tiny.jsonl > list.txt
+check "a case the flags do not fit is listed with its error" 'grep -q "not runnable with these flags: .*n_positions 64" list.txt && tail -1 tiny.jsonl | grep -q "\"error\""'
 
 "$bin" bench --case bert-train-int8 --device cpu > /dev/null 2> err.txt
 rc=$?

@@ -2,7 +2,8 @@
 // `wattwise bench`: throughput, energy, peak memory and model-FLOPs utilisation of one training or
 // inference shape, from random-init weights, random token ids and full-length sequences, so the
 // figures compare one-to-one with bench/peer_pytorch.py (PyTorch + transformers) on the same GPU.
-// The named cases are issue 6's table; bench/run_harness.py runs them against the peers.
+// The named cases are issue 6's table plus issue 8's GPT-2 training case; bench/run_harness.py runs
+// them against the peers.
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/models/config.h"
+#include "wattwise/models/gpt2.h"
 
 namespace ww::experiment {
 
@@ -19,9 +21,10 @@ namespace ww::experiment {
 // forward only) and how it runs.
 struct BenchCase {
   std::string name = "custom";  // "custom" for a shape given by flags alone
-  std::string arch = "bert";    // bert | distilbert
-  std::string preset = "base";  // tiny | mini | small | base (models::preset_config)
-  std::string mode = "train";   // train | infer
+  std::string arch = "bert";    // bert | distilbert (sequence classification) | gpt2 (causal LM)
+  std::string preset = "base";  // bert/distilbert: tiny | mini | small | base (models::preset_config);
+                                // gpt2: tiny | mini | small (models::Gpt2Config::preset)
+  std::string mode = "train";   // train | infer (gpt2: train only)
   int64_t batch = 32;
   int64_t seq_len = 128;
   std::string precision = "bf16";    // fp32 | tf32 | bf16 | fp16
@@ -31,7 +34,7 @@ struct BenchCase {
   int64_t warmup = 5;   // untimed steps first (allocation, CUDA graph capture, loss-scale settling)
 };
 
-// The cases of issue 6, in its order.
+// The cases of issue 6, in its order, then issue 8's gpt2-train-bf16.
 const std::vector<BenchCase>& bench_cases();
 // The case called `name`; an error lists every case name otherwise.
 const BenchCase& find_bench_case(const std::string& name);
@@ -44,9 +47,14 @@ struct BenchOverrides {
 // The case with the given fields replaced; a changed case keeps its name (the JSON says the shape).
 BenchCase apply_overrides(BenchCase bench_case, const BenchOverrides& overrides);
 
-// The model a case runs: models::preset_config(arch, preset, vocab_size), 2 labels; seq_len must fit
-// max_position_embeddings (an error names the case otherwise).
+// The model a bert/distilbert case runs: models::preset_config(arch, preset, vocab_size), 2 labels;
+// seq_len must fit max_position_embeddings (an error names the case otherwise).
 models::ModelConfig bench_model_config(const BenchCase& bench_case, int64_t vocab_size);
+// The model a gpt2 case runs: models::Gpt2Config::preset(preset) with GPT-2's vocabulary (50,257);
+// seq_len must fit n_positions, the mode must be train (errors name the case otherwise).
+models::Gpt2Config bench_gpt2_config(const BenchCase& bench_case);
+// The Hugging Face config.json of a case's model, either architecture (what the peer builds).
+nlohmann::json bench_model_config_json(const BenchCase& bench_case, int64_t vocab_size);
 
 // Model FLOPs of one step (the standard count, independent of how the engine computes it):
 //   forward = 2 · (per-layer matmul weights 4·C² + 2·C·I) · L · B·T        (Q, K, V, out, FFN)
@@ -57,6 +65,16 @@ models::ModelConfig bench_model_config(const BenchCase& bench_case, int64_t voca
 //   training = 3 × forward (backward = 2 × forward); embeddings, norms and softmax not counted.
 double model_flops_per_step(const models::ModelConfig& config, int64_t batch, int64_t seq_len,
                             bool training);
+
+// Matmul parameters of GPT-2 (nanoGPT's count for MFU): every parameter except the position
+// embeddings (a lookup, no matmul), the tied token embedding counted once as the LM head's
+// [V, C] weight: P = V·C + L·(12·C² + 13·C) + 2·C.
+double gpt2_matmul_params(const models::Gpt2Config& config);
+// Model FLOPs of one GPT-2 training step, the standard count (PaLM appendix B, nanoGPT):
+//   6 · P · B·T  +  12 · L · C · T · B·T
+// (6 = forward 2 + backward 4 per parameter and token; the second term is Q·Kᵀ and P·V over the
+// full T×T, not halved for the causal mask). Embedding lookups, norms, softmax, loss not counted.
+double gpt2_train_flops_per_step(const models::Gpt2Config& config, int64_t batch, int64_t seq_len);
 
 struct BenchOptions {
   std::string case_name;      // a case, "all", "list", or "" (the shape comes from `overrides`)
@@ -70,7 +88,7 @@ struct BenchOptions {
   std::string peer_script;    // "" = bench/peer_pytorch.py found beside the wattwise binary
   std::string python = "python3";
   uint64_t seed = 1234;
-  int64_t vocab_size = 30522;  // bert-base-uncased's
+  int64_t vocab_size = 30522;  // bert-base-uncased's (bert/distilbert; gpt2 keeps GPT-2's 50,257)
 };
 
 // Runs one case on `device` and returns its JSON object (schema in docs/PERFORMANCE.md):
