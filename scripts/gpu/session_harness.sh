@@ -23,13 +23,18 @@ for t in $targets; do
   say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok, $(grep -cE '^\[  FAILED' $OUT/$t.log) failed lines"
   grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $OUT/$t.log | head -20 | tee -a "$summary"
 done
+# Every harness gets what is left before the call's deadline (WW_DEADLINE_S after the start); it
+# starts no case that would end later.
+deadline=$(( start + ${WW_DEADLINE_S:-560} ))
 harness() {  # out-dir cases extra-args...
   local dir=$OUT/$1 cases=$2; shift 2
   [ -n "$cases" ] || return 0
+  local left=$(( deadline - $(date +%s) ))
+  [ $left -gt 30 ] || { say "harness $cases: no time left"; return 0; }
   mkdir -p $dir
-  timeout ${WW_HARNESS_TIMEOUT:-400} python3 bench/run_harness.py --wattwise build/wattwise --out $dir --device cuda \
+  timeout $(( left + 20 )) python3 bench/run_harness.py --wattwise build/wattwise --out $dir --device cuda \
     --cases "$cases" --rounds ${WW_BENCH_ROUNDS:-3} --min-seconds ${WW_BENCH_MIN_SECONDS:-1} \
-    --budget-s ${WW_BENCH_BUDGET_S:-300} ${WW_MATMUL_TFLOPS:+--matmul-tflops $WW_MATMUL_TFLOPS} "$@" 2> $dir/harness.log
+    --budget-s $left ${WW_MATMUL_TFLOPS:+--matmul-tflops $WW_MATMUL_TFLOPS} "$@" 2> $dir/harness.log
   say "harness $cases: rc $? at $(( $(date +%s) - start )) s"
   tail -3 $dir/harness.log | tee -a "$summary"
   cat $dir/bench_*.md 2>/dev/null | tee -a "$summary"
