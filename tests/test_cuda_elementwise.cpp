@@ -541,7 +541,7 @@ TEST(CudaElementwise, SoftmaxMatchesCpu) {
 
 TEST(CudaElementwise, CrossEntropyAndMseMatchCpu) {
   WW_REQUIRE_CUDA();
-  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {5, 3}, {9, 1000}, {4, 30522}}) {
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {5, 3}, {9, 1000}, {4, 30522}, {33, 50257}}) {
     for (float smoothing : {0.0f, 0.1f}) {
       SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K) + " eps=" + std::to_string(smoothing));
       Tensor logits = random_cpu({N, K}, uint64_t(N * K), 4.0f), logits_gpu = to_gpu(logits);
@@ -587,6 +587,94 @@ TEST(CudaElementwise, CrossEntropyAndMseMatchCpu) {
     ops::mse_backward(dpred, pred, target, 0.25f);
     ops::mse_backward(dpred_gpu, to_gpu(pred), to_gpu(target), 0.25f);
     expect_close(dpred_gpu, dpred, "mse dpred");
+  }
+}
+
+// GPT-2's LM head: K = 50,257 (odd, so consecutive rows start at every 16-byte alignment and the
+// kernel's unaligned head/tail paths run), f32 and 16-bit logits, ignored rows, the first and last
+// class as labels, label smoothing. The fused kernel gives the separate kernels' bits, also in place
+// (dlogits aliasing logits, as gpt2.cpp calls it); a dlogits at another offset modulo 16 bytes than
+// logits takes the scalar path with the same values.
+TEST(CudaElementwise, CrossEntropyAtGpt2VocabFusedEqualsSeparate) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 40, K = 50257;
+  std::vector<int32_t> label_values = random_ids(N, K, 77);
+  label_values[0] = 0;
+  label_values[1] = -100;
+  label_values[2] = int32_t(K - 1);
+  label_values[N - 1] = -100;
+  Tensor labels = ints_cpu(label_values, {N}), labels_gpu = to_gpu(labels);
+  const float scale = 1.0f / float(N - 2);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    for (float smoothing : {0.0f, 0.1f}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " eps=" + std::to_string(smoothing));
+      // Logit scale 4: losses around 12, gradients spanning many orders of magnitude.
+      Tensor logits = rounded_cpu(random_cpu({N, K}, 78, 4.0f), dtype), logits_gpu = gpu_as(logits, dtype);
+      Tensor losses = poisoned_cpu({N}), dlogits = poisoned_cpu({N, K});
+      ops::cross_entropy_forward(losses, logits, labels, smoothing);
+      ops::cross_entropy_backward(dlogits, logits, labels, smoothing, scale);
+
+      // Separate kernels against the CPU (f32 math vs the CPU's double: the fp32 tolerance; 16-bit
+      // gradients add one rounding).
+      const double grad_rtol = dtype == DType::F32 ? kRtol : 1e-2;
+      Tensor losses_gpu = poisoned_gpu({N}), dlogits_gpu = Tensor::empty({N, K}, dtype, Device::cuda(0));
+      ops::cross_entropy_forward(losses_gpu, logits_gpu, labels_gpu, smoothing);
+      ops::cross_entropy_backward(dlogits_gpu, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(losses_gpu, losses, "losses");
+      expect_close(dlogits_gpu, dlogits, "dlogits", grad_rtol);
+      const std::vector<float> separate_losses = from_gpu(losses_gpu), separate_dlogits = from_gpu(dlogits_gpu);
+      for (int64_t k = 0; k < K; k += 997) {  // ignored rows: exactly 0
+        EXPECT_EQ(separate_dlogits[size_t(1 * K + k)], 0.0f);
+        EXPECT_EQ(separate_dlogits[size_t((N - 1) * K + k)], 0.0f);
+      }
+      EXPECT_EQ(separate_losses[1], 0.0f);
+
+      auto expect_bits = [&](const Tensor& gpu, const std::vector<float>& want, const std::string& what) {
+        const std::vector<float> got = from_gpu(gpu);
+        ASSERT_EQ(got.size(), want.size()) << what;
+        int64_t differing = 0;
+        for (size_t i = 0; i < got.size(); ++i) differing += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
+        EXPECT_EQ(differing, 0) << what << ": elements whose bits differ from the separate kernels'";
+      };
+      // Fused, out of place.
+      Tensor fused_losses = poisoned_gpu({N}), fused_dlogits = Tensor::empty({N, K}, dtype, Device::cuda(0));
+      ops::cross_entropy_forward_backward(fused_losses, fused_dlogits, logits_gpu, labels_gpu, smoothing, scale);
+      expect_bits(fused_losses, separate_losses, "fused losses");
+      expect_bits(fused_dlogits, separate_dlogits, "fused dlogits");
+      // Fused, in place.
+      Tensor in_place = gpu_as(logits, dtype), in_place_losses = poisoned_gpu({N});
+      ops::cross_entropy_forward_backward(in_place_losses, in_place, in_place, labels_gpu, smoothing, scale);
+      expect_bits(in_place_losses, separate_losses, "fused losses (in place)");
+      expect_bits(in_place, separate_dlogits, "fused dlogits (in place)");
+      // dlogits one element off logits' alignment: the scalar kernel, within the tolerance.
+      Tensor buffer = Tensor::empty({N * K + 1}, dtype, Device::cuda(0));
+      Tensor shifted = Tensor::view(static_cast<char*>(buffer.raw()) + dtype_size(dtype), {N, K}, dtype,
+                                    Device::cuda(0));
+      Tensor shifted_losses = poisoned_gpu({N});
+      ops::cross_entropy_forward_backward(shifted_losses, shifted, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(shifted_losses, losses, "losses (scalar path)");
+      expect_close(shifted, dlogits, "dlogits (scalar path)", grad_rtol);
+      ops::cross_entropy_backward(shifted, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(shifted, dlogits, "backward dlogits (scalar path)", grad_rtol);
+    }
+  }
+  // A bad label: recorded, and the fused kernel writes NaN for its loss and gradient row.
+  Tensor logits = to_gpu(random_cpu({3, 1001}, 79)), losses = poisoned_gpu({3});
+  Tensor bad = to_gpu(ints_cpu({0, 1001, -100}, {3}));
+  expect_error(
+      [&] {
+        ops::cross_entropy_forward_backward(losses, logits, logits, bad, 0.1f, 1.0f);
+        ops::check_device_input_errors();
+      },
+      {"label 1001", "row 1", "[0, 1001)"});
+  const std::vector<float> l = from_gpu(losses), d = from_gpu(logits);
+  EXPECT_TRUE(std::isfinite(l[0]));
+  EXPECT_TRUE(std::isnan(l[1]));
+  EXPECT_EQ(l[2], 0.0f);
+  for (int64_t k = 0; k < 1001; ++k) {
+    ASSERT_TRUE(std::isfinite(d[size_t(k)])) << k;
+    ASSERT_TRUE(std::isnan(d[size_t(1001 + k)])) << k;
+    ASSERT_EQ(d[size_t(2 * 1001 + k)], 0.0f) << k;
   }
 }
 

@@ -725,6 +725,41 @@ TEST(KernelsCpu, CrossEntropyMatchesReferenceAndFiniteDifferences) {
   }
 }
 
+// The fused call gives the separate calls' bits: losses and gradient, out of place and in place.
+TEST(KernelsCpu, CrossEntropyForwardBackwardEqualsTheSeparateCalls) {
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {9, 3}, {13, 257}, {3, 5003}}) {
+    for (float eps : {0.0f, 0.1f}) {
+      SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K) + " eps=" + std::to_string(eps));
+      Tensor logits = random_tensor({N, K}, 31, 4.0f);
+      std::vector<int32_t> labels = random_ids(N, K, 32);
+      if (N > 1) labels[1] = -100;
+      labels[0] = int32_t(K - 1);
+      Tensor label_tensor = Tensor::from_vector(labels, {N});
+      const float scale = 0.375f;
+      Tensor losses = Tensor::empty({N}, DType::F32), dlogits = Tensor::empty({N, K}, DType::F32);
+      ops::cross_entropy_forward(losses, logits, label_tensor, eps);
+      ops::cross_entropy_backward(dlogits, logits, label_tensor, eps, scale);
+      Tensor fused_losses = random_tensor({N}, 33), fused_dlogits = random_tensor({N, K}, 34);
+      ops::cross_entropy_forward_backward(fused_losses, fused_dlogits, logits, label_tensor, eps, scale);
+      EXPECT_TRUE(same_bits(fused_losses, losses));
+      EXPECT_TRUE(same_bits(fused_dlogits, dlogits));
+      Tensor in_place = logits.to(Device::cpu()), in_place_losses = random_tensor({N}, 35);
+      ops::cross_entropy_forward_backward(in_place_losses, in_place, in_place, label_tensor, eps, scale);
+      EXPECT_TRUE(same_bits(in_place_losses, losses));
+      EXPECT_TRUE(same_bits(in_place, dlogits));
+    }
+  }
+  Tensor logits = random_tensor({3, 4}, 1), losses = Tensor::empty({3}, DType::F32);
+  expect_error([&] { ops::cross_entropy_forward_backward(losses, logits, logits,
+                                                          Tensor::from_vector(std::vector<int32_t>{0, 4, 1}, {3}),
+                                                          0.0f, 1.0f); },
+               {"label 4", "row 1", "[0, 4)"});
+  expect_error([&] { ops::cross_entropy_forward_backward(losses, Tensor::empty({3, 5}, DType::F32), logits,
+                                                          Tensor::from_vector(std::vector<int32_t>{0, 1, 1}, {3}),
+                                                          0.0f, 1.0f); },
+               {"cross_entropy_forward_backward", "'dlogits'"});
+}
+
 TEST(KernelsCpu, CrossEntropyByHandWithSmoothingAndIgnoredRows) {
   // Row 0: logits (0, ln 3) → p = (1/4, 3/4), label 0. Row 1 ignored. Row 2: equal logits, label 1.
   const float ln3 = float(std::log(3.0));
