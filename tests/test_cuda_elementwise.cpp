@@ -28,6 +28,7 @@
 #include "wattwise/ops/dropout.h"
 #include "wattwise/ops/elementwise.h"
 #include "wattwise/ops/embedding.h"
+#include "wattwise/ops/graph.h"
 #include "wattwise/ops/layernorm.h"
 #include "wattwise/ops/softmax.h"
 #ifdef WW_HAVE_CUDA
@@ -193,6 +194,159 @@ TEST(CudaElementwise, EmbeddingIdsOutsideTheTableAreReported) {
   // The position range is host data: checked before the launch, as on the CPU.
   expect_error([&] { ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{}, 1); },
                {"positions 1..4", "outside the position table"});
+}
+
+// A GPU copy of `cpu` in `dtype` (rounded to nearest even).
+Tensor gpu_as(const Tensor& cpu, DType dtype) {
+  Tensor wide = to_gpu(cpu);
+  if (dtype == DType::F32) return wide;
+  Tensor narrow = Tensor::empty(cpu.shape(), dtype, Device::cuda(0));
+  ops::cast(narrow, wide);
+  sync_device();
+  return narrow;
+}
+
+// `cpu` rounded to `dtype` and back (the values a 16-bit dout holds), on the CPU.
+Tensor rounded_cpu(const Tensor& cpu, DType dtype) {
+  if (dtype == DType::F32) return cpu.to(Device::cpu());
+  Tensor narrow = Tensor::empty(cpu.shape(), dtype), back = Tensor::empty(cpu.shape(), DType::F32);
+  ops::cast(narrow, cpu);
+  ops::cast(back, narrow);
+  return back;
+}
+
+// GPT-2-sized ids (N = 16 × 1024, vocab 50,257) with a skewed distribution, shuffled over the batch:
+// rows hit thousands of times (the first and the last row among them), runs of exactly one and two
+// chunks of 64 and one token more, and a long tail of rows hit once or a few times.
+std::vector<int32_t> skewed_ids(int64_t N, int64_t V, uint64_t seed) {
+  std::vector<int32_t> ids;
+  auto repeat = [&](int32_t id, int64_t count) { ids.insert(ids.end(), size_t(count), id); };
+  repeat(int32_t(V - 1), 3000);
+  repeat(0, 2000);
+  repeat(13, 1000);
+  repeat(100, 64);
+  repeat(101, 65);
+  repeat(102, 128);
+  repeat(103, 129);
+  repeat(104, 1);
+  Rng rng(seed, 9);
+  while (int64_t(ids.size()) < N) {
+    // Roughly Zipfian: small ids much more often than large ones.
+    const double u = double(rng.below(1u << 30)) / double(1u << 30);
+    ids.push_back(int32_t(std::min<double>(double(V - 1), std::floor(std::pow(double(V), u)))));
+  }
+  ids.resize(size_t(N));
+  for (size_t i = ids.size() - 1; i > 0; --i) std::swap(ids[i], ids[size_t(rng.below(uint64_t(i + 1)))]);
+  return ids;
+}
+
+// At model scale: the sorted, chunked CUDA kernel gives the CPU reference's bits (f32 and 16-bit
+// dout: 16-bit values widen to float exactly, then the same fp32 additions), for the word table
+// (skewed ids), the position table, and a token-type table that every token hits (with and without
+// token_type_ids); and two runs give the same bits.
+TEST(CudaElementwise, EmbeddingBackwardAtModelScaleIsBitIdenticalToCpu) {
+  WW_REQUIRE_CUDA();
+  struct Case {
+    int64_t B, T, C, V;
+    DType dtype;
+  };
+  for (const Case k : {Case{16, 1024, 768, 50257, DType::F32}, Case{16, 1024, 768, 50257, DType::BF16},
+                       Case{32, 256, 768, 30522, DType::F16}, Case{4, 300, 769, 1000, DType::F32},
+                       Case{8, 100, 4, 7, DType::F32}}) {
+    const int64_t N = k.B * k.T;
+    SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " C=" + std::to_string(k.C) +
+                 " V=" + std::to_string(k.V) + " " + std::string(dtype_name(k.dtype)));
+    const std::vector<int32_t> id_values = k.V > 1000 ? skewed_ids(N, k.V, uint64_t(k.C)) : random_ids(N, k.V, 7);
+    Tensor ids = ints_cpu(id_values, {k.B, k.T}), ids_gpu = to_gpu(ids);
+    Tensor zero_types = ints_cpu(std::vector<int32_t>(size_t(N), 0), {k.B, k.T}), zero_types_gpu = to_gpu(zero_types);
+    Tensor dout = rounded_cpu(random_cpu({k.B, k.T, k.C}, 40), k.dtype), dout_gpu = gpu_as(dout, k.dtype);
+    const Tensor word0 = random_cpu({k.V, k.C}, 41), position0 = random_cpu({k.T, k.C}, 42);
+    const Tensor type0 = random_cpu({2, k.C}, 43);
+
+    Tensor dword = word0.to(Device::cpu()), dposition = position0.to(Device::cpu()), dtype = type0.to(Device::cpu());
+    ops::embeddings_backward(dword, dposition, dtype, dout, ids, zero_types);
+    std::vector<float> first_run;
+    for (int run = 0; run < 2; ++run) {
+      Tensor dword_gpu = to_gpu(word0), dposition_gpu = to_gpu(position0), dtype_gpu = to_gpu(type0);
+      ops::embeddings_backward(dword_gpu, dposition_gpu, dtype_gpu, dout_gpu, ids_gpu, zero_types_gpu);
+      expect_same_bits(dword_gpu, dword, "dword");
+      expect_same_bits(dposition_gpu, dposition, "dposition");
+      expect_same_bits(dtype_gpu, dtype, "dtoken_type (every token type 0)");
+      const std::vector<float> got = from_gpu(dword_gpu);
+      if (run == 0) first_run = got;
+      else EXPECT_EQ(std::memcmp(first_run.data(), got.data(), got.size() * sizeof(float)), 0) << "run to run";
+    }
+    // Without token_type_ids every token has type 0: one run of all N tokens.
+    Tensor dtype_gpu = to_gpu(type0);
+    ops::embeddings_backward(Tensor{}, Tensor{}, dtype_gpu, dout_gpu, ids_gpu, Tensor{});
+    expect_same_bits(dtype_gpu, dtype, "dtoken_type (no token_type_ids)");
+  }
+}
+
+// The training step records embeddings_backward in a CUDA graph: the sort's temporaries are
+// stream-ordered and nothing synchronises, so capture works and each replay gives the CPU's bits.
+TEST(CudaElementwise, EmbeddingBackwardReplaysFromACudaGraph) {
+  WW_REQUIRE_CUDA();
+#ifndef NDEBUG
+  GTEST_SKIP() << "debug builds synchronise after every launch, which a CUDA graph cannot record";
+#else
+  const int64_t B = 4, T = 512, C = 768, V = 50257, N = B * T;
+  Tensor ids = ints_cpu(skewed_ids(N, V, 3), {B, T}), ids_gpu = to_gpu(ids);
+  Tensor dout = random_cpu({B, T, C}, 44), dout_gpu = to_gpu(dout);
+  const Tensor word0 = random_cpu({V, C}, 45), position0 = random_cpu({T, C}, 46);
+  Tensor dword = word0.to(Device::cpu()), dposition = position0.to(Device::cpu());
+  ops::embeddings_backward(dword, dposition, Tensor{}, dout, ids, Tensor{});
+
+  Tensor dword_gpu = to_gpu(word0), dposition_gpu = to_gpu(position0);
+  ops::check_device_input_errors();  // the error record exists before capture
+  sync_device();
+  ops::CapturedWork graph = ops::CapturedWork::capture(Device::cuda(0), [&] {
+    ops::embeddings_backward(dword_gpu, dposition_gpu, Tensor{}, dout_gpu, ids_gpu, Tensor{});
+  });
+  for (int replay = 0; replay < 2; ++replay) {
+    sync_device();
+    dword_gpu.copy_from(word0);
+    dposition_gpu.copy_from(position0);
+    sync_device();
+    graph.replay();
+    expect_same_bits(dword_gpu, dword, "dword (graph replay " + std::to_string(replay) + ")");
+    expect_same_bits(dposition_gpu, dposition, "dposition (graph replay " + std::to_string(replay) + ")");
+  }
+#endif
+}
+
+// With several bad ids the first in token order is reported (the sort keeps them in token order),
+// for the word and the token-type table; rows no token hits stay untouched.
+TEST(CudaElementwise, EmbeddingBackwardReportsTheFirstBadIdInTokenOrder) {
+  WW_REQUIRE_CUDA();
+  const int64_t B = 3, T = 50, C = 8, V = 10;
+  std::vector<int32_t> values = random_ids(B * T, V - 1, 5);  // row V−1 is never hit
+  values[size_t(2 * T + 7)] = 12;
+  values[size_t(1 * T + 3)] = -4;
+  values[size_t(2 * T + 40)] = 1000;
+  Tensor ids = to_gpu(ints_cpu(values, {B, T}));
+  Tensor dout = to_gpu(random_cpu({B, T, C}, 6));
+  Tensor word0 = random_cpu({V, C}, 7), dword = to_gpu(word0);
+  expect_error(
+      [&] {
+        ops::embeddings_backward(dword, Tensor{}, Tensor{}, dout, ids, Tensor{});
+        ops::check_device_input_errors();
+      },
+      {"input id -4", "batch row 1", "position 3", "vocab size 10"});
+  const std::vector<float> got = from_gpu(dword), want = word0.to_float_vector();
+  EXPECT_EQ(std::memcmp(got.data() + (V - 1) * C, want.data() + (V - 1) * C, C * sizeof(float)), 0);
+
+  std::vector<int32_t> types(size_t(B * T), 1);
+  types[size_t(2 * T + 1)] = 2;
+  types[size_t(0 * T + 9)] = 5;
+  Tensor type_ids = to_gpu(ints_cpu(types, {B, T})), dtype = to_gpu(random_cpu({2, C}, 8));
+  expect_error(
+      [&] {
+        ops::embeddings_backward(Tensor{}, Tensor{}, dtype, dout, to_gpu(ints_cpu(random_ids(B * T, V, 9), {B, T})),
+                                 type_ids);
+        ops::check_device_input_errors();
+      },
+      {"token type id 5", "batch row 0", "position 9", "2 types"});
 }
 
 TEST(CudaElementwise, LayerNormMatchesCpu) {
@@ -387,7 +541,7 @@ TEST(CudaElementwise, SoftmaxMatchesCpu) {
 
 TEST(CudaElementwise, CrossEntropyAndMseMatchCpu) {
   WW_REQUIRE_CUDA();
-  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {5, 3}, {9, 1000}, {4, 30522}}) {
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {5, 3}, {9, 1000}, {4, 30522}, {33, 50257}}) {
     for (float smoothing : {0.0f, 0.1f}) {
       SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K) + " eps=" + std::to_string(smoothing));
       Tensor logits = random_cpu({N, K}, uint64_t(N * K), 4.0f), logits_gpu = to_gpu(logits);
@@ -433,6 +587,94 @@ TEST(CudaElementwise, CrossEntropyAndMseMatchCpu) {
     ops::mse_backward(dpred, pred, target, 0.25f);
     ops::mse_backward(dpred_gpu, to_gpu(pred), to_gpu(target), 0.25f);
     expect_close(dpred_gpu, dpred, "mse dpred");
+  }
+}
+
+// GPT-2's LM head: K = 50,257 (odd, so consecutive rows start at every 16-byte alignment and the
+// kernel's unaligned head/tail paths run), f32 and 16-bit logits, ignored rows, the first and last
+// class as labels, label smoothing. The fused kernel gives the separate kernels' bits, also in place
+// (dlogits aliasing logits, as gpt2.cpp calls it); a dlogits at another offset modulo 16 bytes than
+// logits takes the scalar path with the same values.
+TEST(CudaElementwise, CrossEntropyAtGpt2VocabFusedEqualsSeparate) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 40, K = 50257;
+  std::vector<int32_t> label_values = random_ids(N, K, 77);
+  label_values[0] = 0;
+  label_values[1] = -100;
+  label_values[2] = int32_t(K - 1);
+  label_values[N - 1] = -100;
+  Tensor labels = ints_cpu(label_values, {N}), labels_gpu = to_gpu(labels);
+  const float scale = 1.0f / float(N - 2);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    for (float smoothing : {0.0f, 0.1f}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " eps=" + std::to_string(smoothing));
+      // Logit scale 4: losses around 12, gradients spanning many orders of magnitude.
+      Tensor logits = rounded_cpu(random_cpu({N, K}, 78, 4.0f), dtype), logits_gpu = gpu_as(logits, dtype);
+      Tensor losses = poisoned_cpu({N}), dlogits = poisoned_cpu({N, K});
+      ops::cross_entropy_forward(losses, logits, labels, smoothing);
+      ops::cross_entropy_backward(dlogits, logits, labels, smoothing, scale);
+
+      // Separate kernels against the CPU (f32 math vs the CPU's double: the fp32 tolerance; 16-bit
+      // gradients add one rounding).
+      const double grad_rtol = dtype == DType::F32 ? kRtol : 1e-2;
+      Tensor losses_gpu = poisoned_gpu({N}), dlogits_gpu = Tensor::empty({N, K}, dtype, Device::cuda(0));
+      ops::cross_entropy_forward(losses_gpu, logits_gpu, labels_gpu, smoothing);
+      ops::cross_entropy_backward(dlogits_gpu, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(losses_gpu, losses, "losses");
+      expect_close(dlogits_gpu, dlogits, "dlogits", grad_rtol);
+      const std::vector<float> separate_losses = from_gpu(losses_gpu), separate_dlogits = from_gpu(dlogits_gpu);
+      for (int64_t k = 0; k < K; k += 997) {  // ignored rows: exactly 0
+        EXPECT_EQ(separate_dlogits[size_t(1 * K + k)], 0.0f);
+        EXPECT_EQ(separate_dlogits[size_t((N - 1) * K + k)], 0.0f);
+      }
+      EXPECT_EQ(separate_losses[1], 0.0f);
+
+      auto expect_bits = [&](const Tensor& gpu, const std::vector<float>& want, const std::string& what) {
+        const std::vector<float> got = from_gpu(gpu);
+        ASSERT_EQ(got.size(), want.size()) << what;
+        int64_t differing = 0;
+        for (size_t i = 0; i < got.size(); ++i) differing += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
+        EXPECT_EQ(differing, 0) << what << ": elements whose bits differ from the separate kernels'";
+      };
+      // Fused, out of place.
+      Tensor fused_losses = poisoned_gpu({N}), fused_dlogits = Tensor::empty({N, K}, dtype, Device::cuda(0));
+      ops::cross_entropy_forward_backward(fused_losses, fused_dlogits, logits_gpu, labels_gpu, smoothing, scale);
+      expect_bits(fused_losses, separate_losses, "fused losses");
+      expect_bits(fused_dlogits, separate_dlogits, "fused dlogits");
+      // Fused, in place.
+      Tensor in_place = gpu_as(logits, dtype), in_place_losses = poisoned_gpu({N});
+      ops::cross_entropy_forward_backward(in_place_losses, in_place, in_place, labels_gpu, smoothing, scale);
+      expect_bits(in_place_losses, separate_losses, "fused losses (in place)");
+      expect_bits(in_place, separate_dlogits, "fused dlogits (in place)");
+      // dlogits one element off logits' alignment: the scalar kernel, within the tolerance.
+      Tensor buffer = Tensor::empty({N * K + 1}, dtype, Device::cuda(0));
+      Tensor shifted = Tensor::view(static_cast<char*>(buffer.raw()) + dtype_size(dtype), {N, K}, dtype,
+                                    Device::cuda(0));
+      Tensor shifted_losses = poisoned_gpu({N});
+      ops::cross_entropy_forward_backward(shifted_losses, shifted, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(shifted_losses, losses, "losses (scalar path)");
+      expect_close(shifted, dlogits, "dlogits (scalar path)", grad_rtol);
+      ops::cross_entropy_backward(shifted, logits_gpu, labels_gpu, smoothing, scale);
+      expect_close(shifted, dlogits, "backward dlogits (scalar path)", grad_rtol);
+    }
+  }
+  // A bad label: recorded, and the fused kernel writes NaN for its loss and gradient row.
+  Tensor logits = to_gpu(random_cpu({3, 1001}, 79)), losses = poisoned_gpu({3});
+  Tensor bad = to_gpu(ints_cpu({0, 1001, -100}, {3}));
+  expect_error(
+      [&] {
+        ops::cross_entropy_forward_backward(losses, logits, logits, bad, 0.1f, 1.0f);
+        ops::check_device_input_errors();
+      },
+      {"label 1001", "row 1", "[0, 1001)"});
+  const std::vector<float> l = from_gpu(losses), d = from_gpu(logits);
+  EXPECT_TRUE(std::isfinite(l[0]));
+  EXPECT_TRUE(std::isnan(l[1]));
+  EXPECT_EQ(l[2], 0.0f);
+  for (int64_t k = 0; k < 1001; ++k) {
+    ASSERT_TRUE(std::isfinite(d[size_t(k)])) << k;
+    ASSERT_TRUE(std::isnan(d[size_t(1001 + k)])) << k;
+    ASSERT_EQ(d[size_t(2 * 1001 + k)], 0.0f) << k;
   }
 }
 

@@ -216,6 +216,43 @@ TEST(KernelsCpu, EmbeddingsBackwardIsDeterministicAcrossThreadCounts) {
   EXPECT_TRUE(same_bits(results[0], results[2]));
 }
 
+// The documented order of additions (kernels/cpu/embedding.h), which the CUDA kernel also follows:
+// per row, its tokens in token order in chunks of 64, each chunk summed from 0, the chunk sums added
+// to the row in order. Checked bit for bit, with rows hit by one token, by several chunks (the last
+// one partial) and by every token (the token-type table without token_type_ids).
+TEST(KernelsCpu, EmbeddingsBackwardAddsInTheDocumentedChunkOrder) {
+  const int64_t B = 3, T = 100, C = 37, V = 50, N = B * T;
+  std::vector<int32_t> ids = random_ids(N, V, 21);
+  for (int64_t n = 0; n < N; n += 2) ids[size_t(n)] = 7;  // row 7: 150 tokens, chunks of 64, 64, 22
+  ids[size_t(N - 1)] = int32_t(V - 1);
+  Tensor input_ids = Tensor::from_vector(ids, {B, T});
+  Tensor dout = random_tensor({B, T, C}, 22);
+  Tensor dword = random_tensor({V, C}, 23), dtype = random_tensor({2, C}, 24);
+  std::vector<float> want_word = dword.to_float_vector(), want_type = dtype.to_float_vector();
+  const std::vector<float> d = dout.to_float_vector();
+  auto chunked = [&](std::vector<float>& table, const std::vector<int64_t>& row_ids) {
+    for (int64_t r = 0; r * C < int64_t(table.size()); ++r) {
+      std::vector<int64_t> tokens;
+      for (int64_t n = 0; n < N; ++n)
+        if (row_ids[size_t(n)] == r) tokens.push_back(n);
+      for (int64_t c = 0; c < C; ++c) {
+        float total = table[size_t(r * C + c)];
+        for (size_t j0 = 0; j0 < tokens.size(); j0 += 64) {
+          float chunk = 0.0f;
+          for (size_t j = j0; j < std::min(tokens.size(), j0 + 64); ++j) chunk += d[size_t(tokens[j] * C + c)];
+          total += chunk;
+        }
+        table[size_t(r * C + c)] = total;
+      }
+    }
+  };
+  chunked(want_word, std::vector<int64_t>(ids.begin(), ids.end()));
+  chunked(want_type, std::vector<int64_t>(size_t(N), 0));  // no token_type_ids: every token has type 0
+  ops::embeddings_backward(dword, Tensor(), dtype, dout, input_ids, Tensor());
+  EXPECT_TRUE(same_bits(dword, Tensor::from_vector(want_word, {V, C})));
+  EXPECT_TRUE(same_bits(dtype, Tensor::from_vector(want_type, {2, C})));
+}
+
 TEST(KernelsCpu, EmbeddingsRejectBadIdsWithTheirPosition) {
   Tensor word = random_tensor({10, 4}, 1), position = random_tensor({6, 4}, 2), types = random_tensor({2, 4}, 3);
   Tensor out = Tensor::empty({2, 3, 4}, DType::F32);
@@ -686,6 +723,41 @@ TEST(KernelsCpu, CrossEntropyMatchesReferenceAndFiniteDifferences) {
       EXPECT_TRUE(same_bits(in_place, dlogits));
     }
   }
+}
+
+// The fused call gives the separate calls' bits: losses and gradient, out of place and in place.
+TEST(KernelsCpu, CrossEntropyForwardBackwardEqualsTheSeparateCalls) {
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {9, 3}, {13, 257}, {3, 5003}}) {
+    for (float eps : {0.0f, 0.1f}) {
+      SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K) + " eps=" + std::to_string(eps));
+      Tensor logits = random_tensor({N, K}, 31, 4.0f);
+      std::vector<int32_t> labels = random_ids(N, K, 32);
+      if (N > 1) labels[1] = -100;
+      labels[0] = int32_t(K - 1);
+      Tensor label_tensor = Tensor::from_vector(labels, {N});
+      const float scale = 0.375f;
+      Tensor losses = Tensor::empty({N}, DType::F32), dlogits = Tensor::empty({N, K}, DType::F32);
+      ops::cross_entropy_forward(losses, logits, label_tensor, eps);
+      ops::cross_entropy_backward(dlogits, logits, label_tensor, eps, scale);
+      Tensor fused_losses = random_tensor({N}, 33), fused_dlogits = random_tensor({N, K}, 34);
+      ops::cross_entropy_forward_backward(fused_losses, fused_dlogits, logits, label_tensor, eps, scale);
+      EXPECT_TRUE(same_bits(fused_losses, losses));
+      EXPECT_TRUE(same_bits(fused_dlogits, dlogits));
+      Tensor in_place = logits.to(Device::cpu()), in_place_losses = random_tensor({N}, 35);
+      ops::cross_entropy_forward_backward(in_place_losses, in_place, in_place, label_tensor, eps, scale);
+      EXPECT_TRUE(same_bits(in_place_losses, losses));
+      EXPECT_TRUE(same_bits(in_place, dlogits));
+    }
+  }
+  Tensor logits = random_tensor({3, 4}, 1), losses = Tensor::empty({3}, DType::F32);
+  expect_error([&] { ops::cross_entropy_forward_backward(losses, logits, logits,
+                                                          Tensor::from_vector(std::vector<int32_t>{0, 4, 1}, {3}),
+                                                          0.0f, 1.0f); },
+               {"label 4", "row 1", "[0, 4)"});
+  expect_error([&] { ops::cross_entropy_forward_backward(losses, Tensor::empty({3, 5}, DType::F32), logits,
+                                                          Tensor::from_vector(std::vector<int32_t>{0, 1, 1}, {3}),
+                                                          0.0f, 1.0f); },
+               {"cross_entropy_forward_backward", "'dlogits'"});
 }
 
 TEST(KernelsCpu, CrossEntropyByHandWithSmoothingAndIgnoredRows) {

@@ -465,9 +465,12 @@ void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, fl
     const Tensor x = a.lnf_out.slice(r0, r1);
     const Tensor labels = shifted_labels.slice(r0, r1);
     ops::linear_forward(logits, x, wte, Tensor());
-    ops::cross_entropy_forward(a.losses.slice(r0, r1), logits, labels, label_smoothing_);
-    if (!with_grad) continue;
-    ops::cross_entropy_backward(logits, logits, labels, label_smoothing_, scale);  // in place
+    if (!with_grad) {
+      ops::cross_entropy_forward(a.losses.slice(r0, r1), logits, labels, label_smoothing_);
+      continue;
+    }
+    // Losses and the gradient (in place) in one pass over the chunk's logits.
+    ops::cross_entropy_forward_backward(a.losses.slice(r0, r1), logits, logits, labels, label_smoothing_, scale);
     ops::linear_backward(a.d_lnf.slice(r0, r1), params_.grad(wte_), Tensor(), logits, x, wte);
   }
 }

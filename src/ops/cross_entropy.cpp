@@ -87,6 +87,33 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
                                        K, label_smoothing, scale);
 }
 
+void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
+                                    const Tensor& labels, float label_smoothing, float scale) {
+  const char* op = "cross_entropy_forward_backward";
+  const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
+  require_f32_cpu_or_cuda(losses, op, "losses");
+  require_numel(losses, N, op, "losses");
+  require_same_device(losses, logits, op);
+  require_no_overlap(losses, logits, op, "losses", "logits");
+  require_activation_like(dlogits, logits, op, "dlogits", "logits");
+  require_numel(dlogits, N * K, op, "dlogits");
+  require_same_device(dlogits, logits, op);
+  if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
+  require_no_overlap(losses, dlogits, op, "losses", "dlogits");
+  if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
+  if (logits.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::cross_entropy_forward_backward(losses.data<float>(), dlogits.raw(), logits.raw(), logits.dtype(),
+                                                  labels.data<int32_t>(), N, K, label_smoothing, scale);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
+  kernels::cpu::cross_entropy_forward_backward(losses.data<float>(), dlogits.data<float>(), logits.data<float>(),
+                                               labels.data<int32_t>(), N, K, label_smoothing, scale);
+}
+
 int64_t count_valid_labels(const Tensor& labels) {
   const char* op = "count_valid_labels";
   require_i32(labels, op, "labels");

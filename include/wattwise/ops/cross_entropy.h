@@ -5,7 +5,8 @@ namespace ww::ops {
 
 // Softmax cross-entropy per row with optional label smoothing ε (as torch.nn.CrossEntropyLoss):
 //   loss[n] = (1−ε)·(−log p[n,y]) + ε·mean_k(−log p[n,k]);  label −100 ⇒ ignored, loss[n] = 0.
-// logits [N,K] (and dlogits) an activation: f32, on cuda also f16/bf16 (math in double);
+// logits [N,K] (and dlogits) an activation: f32, on cuda also f16/bf16 (math in double on the cpu, float on
+// cuda);
 // labels i32 [N], losses [N] f32. A label outside [0,K) (other than −100) is an
 // error naming the row and the label.
 void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Tensor& labels,
@@ -15,6 +16,11 @@ void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Ten
 // Pass scale = 1/num_valid_rows for a mean loss. dlogits overwritten; may alias logits.
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& labels,
                             float label_smoothing, float scale);
+
+// cross_entropy_forward then cross_entropy_backward in one pass (one kernel on cuda: the logits are
+// read twice instead of four times), with the same results; dlogits may alias logits.
+void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
+                                    const Tensor& labels, float label_smoothing, float scale);
 
 // Number of rows whose label is not −100.
 int64_t count_valid_labels(const Tensor& labels);

@@ -27,10 +27,32 @@ void check_class_labels(const int32_t* labels, int64_t N, int64_t K) {
            ") (use -100 to ignore a row)");
 }
 
+namespace {
+
+// One row's loss given its lse (the forward's formula).
+float row_loss(const float* x, int64_t K, int32_t label, double eps, double lse) {
+  const double nll = lse - double(x[label]);
+  if (eps == 0.0) return float(nll);
+  double sum_x = 0.0;
+  for (int64_t k = 0; k < K; ++k) sum_x += x[k];
+  const double mean_nll = lse - sum_x / double(K);  // mean_k(−log p[k])
+  return float((1.0 - eps) * nll + eps * mean_nll);
+}
+
+// One row's gradient given its lse. Element k is read before it is written, so d may alias x.
+void row_gradient(float* d, const float* x, int64_t K, int32_t label, double eps, double scale, double lse) {
+  const double smooth_target = eps / double(K);
+  for (int64_t k = 0; k < K; ++k) {
+    const double target = smooth_target + (k == label ? 1.0 - eps : 0.0);
+    d[k] = float(scale * (std::exp(double(x[k]) - lse) - target));
+  }
+}
+
+}  // namespace
+
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N,
                            int64_t K, float label_smoothing) {
   check_class_labels(labels, N, K);
-  const double eps = label_smoothing;
 #pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     if (labels[n] == kIgnoreIndex || K == 0) {
@@ -38,24 +60,13 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* la
       continue;
     }
     const float* x = logits + n * K;
-    const double lse = log_sum_exp(x, K);
-    const double nll = lse - double(x[labels[n]]);
-    double loss = nll;
-    if (eps != 0.0) {
-      double sum_x = 0.0;
-      for (int64_t k = 0; k < K; ++k) sum_x += x[k];
-      const double mean_nll = lse - sum_x / double(K);  // mean_k(−log p[k])
-      loss = (1.0 - eps) * nll + eps * mean_nll;
-    }
-    losses[n] = float(loss);
+    losses[n] = row_loss(x, K, labels[n], label_smoothing, log_sum_exp(x, K));
   }
 }
 
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N,
                             int64_t K, float label_smoothing, float scale) {
   check_class_labels(labels, N, K);
-  const double eps = label_smoothing;
-  const double smooth_target = K > 0 ? eps / double(K) : 0.0;
 #pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     float* d = dlogits + n * K;
@@ -64,13 +75,25 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
       continue;
     }
     const float* x = logits + n * K;
-    const double lse = log_sum_exp(x, K);
-    const int64_t y = labels[n];
-    // Element k is read before it is written, so dlogits may alias logits.
-    for (int64_t k = 0; k < K; ++k) {
-      const double target = smooth_target + (k == y ? 1.0 - eps : 0.0);
-      d[k] = float(double(scale) * (std::exp(double(x[k]) - lse) - target));
+    row_gradient(d, x, K, labels[n], label_smoothing, scale, log_sum_exp(x, K));
+  }
+}
+
+void cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
+                                    int64_t N, int64_t K, float label_smoothing, float scale) {
+  check_class_labels(labels, N, K);
+#pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
+  for (int64_t n = 0; n < N; ++n) {
+    float* d = dlogits + n * K;
+    if (labels[n] == kIgnoreIndex || K == 0) {
+      losses[n] = 0.0f;
+      for (int64_t k = 0; k < K; ++k) d[k] = 0.0f;
+      continue;
     }
+    const float* x = logits + n * K;
+    const double lse = log_sum_exp(x, K);
+    losses[n] = row_loss(x, K, labels[n], label_smoothing, lse);  // before d overwrites x
+    row_gradient(d, x, K, labels[n], label_smoothing, scale, lse);
   }
 }
 

@@ -19,6 +19,11 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* la
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N,
                             int64_t K, float label_smoothing, float scale);
 
+// Both of the above in one pass over each row (the lse computed once): the same values, bit for bit,
+// as cross_entropy_forward then cross_entropy_backward. dlogits may alias logits.
+void cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
+                                    int64_t N, int64_t K, float label_smoothing, float scale);
+
 int64_t count_valid_labels(const int32_t* labels, int64_t N);
 
 // losses[n] = (pred[n] − target[n])²;  dpred[n] = scale · 2 · (pred[n] − target[n]).

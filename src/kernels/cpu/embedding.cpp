@@ -1,5 +1,8 @@
 #include "kernels/cpu/embedding.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "kernels/cpu/parallel.h"
 #include "wattwise/core/error.h"
 
@@ -48,29 +51,65 @@ void embeddings_forward(float* out, const int32_t* input_ids, const int32_t* tok
   }
 }
 
+namespace {
+
+// table[id] += Σ dout[n] over the tokens n with ids[n] == id (ids == null: id 0 for every token), in
+// the fixed order of embedding.h: each id's tokens in token order, summed in chunks of
+// kEmbeddingGradChunk from 0, the chunk sums added to the table value in order. The CUDA kernel adds
+// in the same order, so the two agree bit for bit. Ids were checked by the caller.
+void table_backward(float* table, int64_t rows, const float* dout, const int32_t* ids, int64_t N, int64_t C) {
+  // A stable counting sort: tokens[first[id] .. first[id + 1]) are id's tokens in token order.
+  std::vector<int64_t> first(size_t(rows) + 1, 0);
+  for (int64_t n = 0; n < N; ++n) ++first[size_t(ids ? ids[n] : 0) + 1];
+  for (int64_t r = 0; r < rows; ++r) first[size_t(r) + 1] += first[size_t(r)];
+  std::vector<int64_t> next(first.begin(), first.end() - 1);
+  std::vector<int64_t> tokens(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) tokens[size_t(next[size_t(ids ? ids[n] : 0)]++)] = n;
+  std::vector<int64_t> used;  // ids with at least one token
+  for (int64_t r = 0; r < rows; ++r)
+    if (first[size_t(r) + 1] > first[size_t(r)]) used.push_back(r);
+
+  const int64_t num_stripes = (C + kColumnStripe - 1) / kColumnStripe;
+  // A thread owns a column stripe of every row: no races, and the order above is the same for any
+  // number of threads.
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
+  for (int64_t s = 0; s < num_stripes; ++s) {
+    const int64_t c0 = s * kColumnStripe, width = std::min(kColumnStripe, C - c0);
+    float total[kColumnStripe], chunk[kColumnStripe];
+    for (const int64_t id : used) {
+      float* row = table + id * C + c0;
+      for (int64_t c = 0; c < width; ++c) total[c] = row[c];
+      for (int64_t j0 = first[size_t(id)]; j0 < first[size_t(id) + 1]; j0 += kEmbeddingGradChunk) {
+        const int64_t j1 = std::min(j0 + kEmbeddingGradChunk, first[size_t(id) + 1]);
+        for (int64_t c = 0; c < width; ++c) chunk[c] = 0.0f;
+        for (int64_t j = j0; j < j1; ++j) {
+          const float* d = dout + tokens[size_t(j)] * C + c0;
+          for (int64_t c = 0; c < width; ++c) chunk[c] += d[c];
+        }
+        for (int64_t c = 0; c < width; ++c) total[c] += chunk[c];
+      }
+      for (int64_t c = 0; c < width; ++c) row[c] = total[c];
+    }
+  }
+}
+
+}  // namespace
+
 void embeddings_backward(const EmbeddingTables& grads, const float* dout, const int32_t* input_ids,
                          const int32_t* token_type_ids, int64_t B, int64_t T, int64_t C,
                          int64_t position_offset) {
   check_embedding_ids(input_ids, token_type_ids, B, T, grads, position_offset);
   const int64_t N = B * T;
-  const int64_t num_stripes = (C + kColumnStripe - 1) / kColumnStripe;
-  // Scatter-add with repeated ids: a thread owns a column stripe of every table and walks the tokens
-  // in order, so there are no races and the summation order is fixed.
+  if (grads.word) table_backward(grads.word, grads.vocab_size, dout, input_ids, N, C);
+  if (grads.token_type) table_backward(grads.token_type, grads.num_token_types, dout, token_type_ids, N, C);
+  if (grads.position) {
+    // position[offset + t] += dout[b, t] in batch order (a thread owns a column stripe).
+    const int64_t num_stripes = (C + kColumnStripe - 1) / kColumnStripe;
 #pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
-  for (int64_t s = 0; s < num_stripes; ++s) {
-    const int64_t c0 = s * kColumnStripe, c1 = c0 + kColumnStripe < C ? c0 + kColumnStripe : C;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* d = dout + n * C;
-      if (grads.word) {
-        float* row = grads.word + int64_t(input_ids[n]) * C;
-        for (int64_t c = c0; c < c1; ++c) row[c] += d[c];
-      }
-      if (grads.token_type) {
-        const int64_t type = token_type_ids ? token_type_ids[n] : 0;
-        float* row = grads.token_type + type * C;
-        for (int64_t c = c0; c < c1; ++c) row[c] += d[c];
-      }
-      if (grads.position) {
+    for (int64_t s = 0; s < num_stripes; ++s) {
+      const int64_t c0 = s * kColumnStripe, c1 = std::min(c0 + kColumnStripe, C);
+      for (int64_t n = 0; n < N; ++n) {
+        const float* d = dout + n * C;
         float* row = grads.position + (position_offset + n % T) * C;
         for (int64_t c = c0; c < c1; ++c) row[c] += d[c];
       }

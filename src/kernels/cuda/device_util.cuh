@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/elementwise.h"
@@ -28,6 +30,44 @@ template <>
 __device__ __forceinline__ __half store_float<__half>(float x) { return __float2half_rn(x); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 store_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// V consecutive elements as floats, in one 4-, 8- or 16-byte load (V = 1: a plain load). p must be
+// aligned to V·sizeof(T) bytes.
+template <int V, typename T>
+__device__ __forceinline__ void load_floats(const T* p, float (&out)[V]) {
+  if constexpr (V == 1) {
+    out[0] = load_float(*p);
+  } else {
+    constexpr int bytes = V * int(sizeof(T));
+    static_assert(bytes == 4 || bytes == 8 || bytes == 16, "load_floats: 4, 8 or 16 bytes");
+    using Raw = std::conditional_t<bytes == 16, uint4, std::conditional_t<bytes == 8, uint2, uint32_t>>;
+    const Raw raw = *reinterpret_cast<const Raw*>(p);
+    T element[V];
+    memcpy(element, &raw, sizeof(raw));
+#pragma unroll
+    for (int v = 0; v < V; ++v) out[v] = load_float(element[v]);
+  }
+}
+
+// Stores V floats rounded to T, in one store (alignment as for load_floats).
+template <int V, typename T>
+__device__ __forceinline__ void store_floats(T* p, const float (&in)[V]) {
+  if constexpr (V == 1) {
+    *p = store_float<T>(in[0]);
+  } else {
+    constexpr int bytes = V * int(sizeof(T));
+    static_assert(bytes == 4 || bytes == 8 || bytes == 16, "store_floats: 4, 8 or 16 bytes");
+    using Raw = std::conditional_t<bytes == 16, uint4, std::conditional_t<bytes == 8, uint2, uint32_t>>;
+    T element[V];
+#pragma unroll
+    for (int v = 0; v < V; ++v) element[v] = store_float<T>(in[v]);
+    Raw raw;
+    memcpy(&raw, element, sizeof(raw));
+    *reinterpret_cast<Raw*>(p) = raw;
+  }
+}
+
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // Calls f(T{}) with T the element type of an activation dtype (f32, f16, bf16); anything else is
 // an error naming `what`. Host code: f launches kernel<T>.

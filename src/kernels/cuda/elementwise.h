@@ -39,8 +39,11 @@ struct DeviceEmbeddingTables {
 void embeddings_forward(void* out, DType dtype, const int32_t* input_ids, const int32_t* token_type_ids,
                         const DeviceEmbeddingTables& tables, int64_t B, int64_t T, int64_t C,
                         int64_t position_offset);
-// Deterministic and bit-identical to the CPU reference for f32: one thread owns a column of a table
-// and adds the tokens' gradients in token order (no atomics). dout in `dtype`.
+// Deterministic and bit-identical to the CPU reference for f32, in its documented order of additions
+// (kernels/cpu/embedding.h: per row, chunks of 64 tokens in token order; no atomics). Word and
+// token-type tables: a stable radix sort of the tokens by id, then one block per (chunk, column
+// tile). Stream-ordered temporaries and no host synchronisation (CUDA-graph capturable). dout in
+// `dtype`.
 void embeddings_backward(const DeviceEmbeddingTables& grads, const void* dout, DType dtype, const int32_t* input_ids,
                          const int32_t* token_type_ids, int64_t B, int64_t T, int64_t C,
                          int64_t position_offset);

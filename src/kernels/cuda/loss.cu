@@ -10,70 +10,144 @@ namespace {
 
 constexpr int32_t kIgnoreIndex = -100;
 
-// log Σ_k exp(x[k]) of one row, max-subtracted and summed in double as on the CPU. Block-wide.
-template <typename T>
-__device__ double row_log_sum_exp(const T* x, int64_t K) {
-  float max_value = -INFINITY;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) max_value = fmaxf(max_value, load_float(x[k]));
-  max_value = block_max(max_value);
-  double sum = 0.0;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) sum += exp(double(load_float(x[k])) - double(max_value));
-  return double(max_value) + log(block_sum(sum));
+// Running (max, Σ exp(x − max)) of a softmax: one pass over the logits instead of a max pass and a
+// sum pass. Float math; the max subtraction keeps every exp <= 1.
+struct OnlineSoftmax {
+  float max = -INFINITY;
+  float sum = 0.0f;
+
+  template <int V>
+  __device__ __forceinline__ void add(const float (&x)[V]) {
+    float m = x[0];
+#pragma unroll
+    for (int v = 1; v < V; ++v) m = fmaxf(m, x[v]);
+    if (m > max) {  // rescale once per V elements, not per element
+      sum *= expf(max - m);
+      max = m;
+    }
+#pragma unroll
+    for (int v = 0; v < V; ++v) sum += expf(x[v] - max);
+  }
+
+  __device__ __forceinline__ void combine(float other_max, float other_sum) {
+    const float m = fmaxf(max, other_max);
+    if (m == -INFINITY) return;  // both empty (−∞ − −∞ would be NaN)
+    sum = sum * expf(max - m) + other_sum * expf(other_max - m);
+    max = m;
+  }
+};
+
+// Combines every thread's state into the block's (every thread gets it) in a fixed order: warp
+// butterflies, then the warps in order. Deterministic. Every thread must call it.
+__device__ OnlineSoftmax block_combine(OnlineSoftmax state) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    state.combine(__shfl_xor_sync(0xffffffffu, state.max, offset), __shfl_xor_sync(0xffffffffu, state.sum, offset));
+  __shared__ float maxes[32], sums[32];
+  if ((threadIdx.x & 31) == 0) {
+    maxes[threadIdx.x >> 5] = state.max;
+    sums[threadIdx.x >> 5] = state.sum;
+  }
+  __syncthreads();
+  OnlineSoftmax total{maxes[0], sums[0]};
+  for (unsigned w = 1; w < (blockDim.x + 31) / 32; ++w) total.combine(maxes[w], sums[w]);
+  return total;
 }
 
-// One block per row. The label is the same for the whole block, so the early returns are uniform.
-template <typename T>
-__global__ void cross_entropy_forward_kernel(float* losses, const T* logits, const int32_t* labels, int64_t K,
-                                             double eps, int* error) {
+// A row in three parts: [0, head) and [body_end, K) one element at a time, [head, body_end) in
+// V-element vectors aligned to V·sizeof(T) bytes (rows of odd K start at every alignment).
+struct RowParts {
+  int64_t head, body_end;
+};
+
+template <int V, typename T>
+__device__ __forceinline__ RowParts row_parts(const T* x, int64_t K) {
+  if constexpr (V == 1) return {0, K};
+  constexpr int bytes = V * int(sizeof(T));
+  int64_t head = int64_t((bytes - reinterpret_cast<uintptr_t>(x) % bytes) % bytes) / int64_t(sizeof(T));
+  if (head > K) head = K;
+  return {head, head + (K - head) / V * V};
+}
+
+// The element of the row's scalar parts that this thread owns, or −1 (head + tail < 2V <= blockDim).
+__device__ __forceinline__ int64_t scalar_element(RowParts parts, int64_t K) {
+  const int64_t j = threadIdx.x;
+  if (j < parts.head) return j;
+  if (j - parts.head < K - parts.body_end) return parts.body_end + (j - parts.head);
+  return -1;
+}
+
+// Softmax cross-entropy, one block per row: losses (kLoss) and/or dlogits (kGrad). One read pass
+// gives the row's max and Σ exp (and Σ x for label smoothing); the gradient pass reads the row again
+// (mostly from L2) and writes it. Every element the kernel needs is read before the first write, and
+// each thread reads x[k] before writing d[k]: dlogits may alias logits. The label is the same for
+// the whole block, so the early returns are uniform.
+template <int V, typename T, bool kLoss, bool kGrad>
+__global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int64_t K,
+                                     float eps, float scale, int* error) {
   const int64_t n = blockIdx.x;
   const int32_t label = labels[n];
-  if (label == kIgnoreIndex) {
-    if (threadIdx.x == 0) losses[n] = 0.0f;
-    return;
-  }
-  if (label < 0 || label >= K) {
-    if (threadIdx.x == 0) {
-      record_input_error(error, kBadLabel, n, 0, label, K);
-      losses[n] = NAN;
+  T* d = kGrad ? dlogits + n * K : nullptr;
+  const T* x = logits + n * K;
+  const RowParts parts = row_parts<V>(x, K);
+  const int64_t mine = scalar_element(parts, K);
+  const bool ignored = label == kIgnoreIndex, bad = !ignored && (label < 0 || label >= K);
+  if (ignored || bad) {
+    if (bad && threadIdx.x == 0) record_input_error(error, kBadLabel, n, 0, label, K);
+    if (kLoss && threadIdx.x == 0) losses[n] = bad ? NAN : 0.0f;
+    if constexpr (kGrad) {
+      float fill[V];
+#pragma unroll
+      for (int v = 0; v < V; ++v) fill[v] = bad ? NAN : 0.0f;
+      for (int64_t k = parts.head + int64_t(threadIdx.x) * V; k < parts.body_end; k += int64_t(blockDim.x) * V)
+        store_floats<V>(d + k, fill);
+      if (mine >= 0) d[mine] = store_float<T>(fill[0]);
     }
     return;
   }
-  const T* x = logits + n * K;
-  const double lse = row_log_sum_exp(x, K);
-  const double nll = lse - double(load_float(x[label]));
-  double loss = nll;
-  if (eps != 0.0) {
-    double sum_x = 0.0;
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) sum_x += load_float(x[k]);
-    const double mean_nll = lse - block_sum(sum_x) / double(K);  // mean_k(−log p[k])
-    loss = (1.0 - eps) * nll + eps * mean_nll;
+  // x[label] is read before the block's first write (block_combine synchronises).
+  const float x_label = kLoss && threadIdx.x == 0 ? load_float(x[label]) : 0.0f;
+  OnlineSoftmax state;
+  float sum_x = 0.0f;
+  // Unrolled so that several loads are in flight ahead of the dependent max/sum updates.
+#pragma unroll 4
+  for (int64_t k = parts.head + int64_t(threadIdx.x) * V; k < parts.body_end; k += int64_t(blockDim.x) * V) {
+    float v[V];
+    load_floats<V>(x + k, v);
+    state.add(v);
+    if constexpr (kLoss) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) sum_x += v[i];
+    }
   }
-  if (threadIdx.x == 0) losses[n] = float(loss);
-}
-
-// One block per row; lse is complete before any element is written, and each thread reads x[k]
-// before writing d[k]: dlogits may alias logits.
-template <typename T>
-__global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const int32_t* labels,
-                                              int64_t K, double eps, double scale, int* error) {
-  const int64_t n = blockIdx.x;
-  const int32_t label = labels[n];
-  T* d = dlogits + n * K;
-  if (label == kIgnoreIndex) {
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) d[k] = store_float<T>(0.0f);
-    return;
+  if (mine >= 0) {
+    const float v[1] = {load_float(x[mine])};
+    state.add(v);
+    sum_x += v[0];
   }
-  if (label < 0 || label >= K) {
-    if (threadIdx.x == 0) record_input_error(error, kBadLabel, n, 0, label, K);
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) d[k] = store_float<T>(NAN);
-    return;
+  const OnlineSoftmax row = block_combine(state);
+  const float lse = row.max + logf(row.sum);
+  if constexpr (kLoss) {
+    const float total_x = eps != 0.0f ? block_sum(sum_x) : 0.0f;
+    if (threadIdx.x == 0) {
+      const float nll = lse - x_label;
+      losses[n] = eps != 0.0f ? (1.0f - eps) * nll + eps * (lse - total_x / float(K)) : nll;
+    }
   }
-  const T* x = logits + n * K;
-  const double lse = row_log_sum_exp(x, K);
-  const double smooth_target = eps / double(K);
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
-    const double target = smooth_target + (k == label ? 1.0 - eps : 0.0);
-    d[k] = store_float<T>(float(scale * (exp(double(load_float(x[k])) - lse) - target)));
+  if constexpr (kGrad) {
+    const float smooth_target = eps / float(K), label_target = smooth_target + (1.0f - eps);
+#pragma unroll 4
+    for (int64_t k = parts.head + int64_t(threadIdx.x) * V; k < parts.body_end; k += int64_t(blockDim.x) * V) {
+      float v[V];
+      load_floats<V>(x + k, v);
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        v[i] = scale * (expf(v[i] - lse) - (k + i == label ? label_target : smooth_target));
+      store_floats<V>(d + k, v);
+    }
+    if (mine >= 0) {
+      const float target = mine == label ? label_target : smooth_target;
+      d[mine] = store_float<T>(scale * (expf(load_float(x[mine]) - lse) - target));
+    }
   }
 }
 
@@ -98,29 +172,49 @@ __global__ void mse_backward_kernel(T* dpred, const T* pred, const float* target
 
 }  // namespace
 
+namespace {
+
+// Launches cross_entropy_kernel<V, E, kLoss, kGrad>: 16-byte vectors unless dlogits and logits sit at
+// different offsets modulo 16 bytes (then rows cannot share one split into vectors).
+template <bool kLoss, bool kGrad>
+void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DType dtype, const int32_t* labels,
+                          int64_t N, int64_t K, float label_smoothing, float scale, const char* what) {
+  if (N == 0) return;
+  WW_CHECK(K > 0 && N <= INT32_MAX, what, ": N = ", N, ", K = ", K);
+  const bool vectors = !kGrad || (reinterpret_cast<uintptr_t>(dlogits) - reinterpret_cast<uintptr_t>(logits)) % 16 == 0;
+  dispatch_activation(dtype, what, [&](auto tag) {
+    using E = decltype(tag);
+    constexpr int V = 16 / int(sizeof(E));
+    const auto x = static_cast<const E*>(logits);
+    const auto d = static_cast<E*>(dlogits);
+    if (vectors)
+      cross_entropy_kernel<V, E, kLoss, kGrad><<<unsigned(N), kThreads, 0, stream()>>>(
+          losses, d, x, labels, K, label_smoothing, scale, input_error_record());
+    else
+      cross_entropy_kernel<1, E, kLoss, kGrad><<<unsigned(N), kThreads, 0, stream()>>>(
+          losses, d, x, labels, K, label_smoothing, scale, input_error_record());
+  });
+  check_launch_and_inputs(what);
+}
+
+}  // namespace
+
 void cross_entropy_forward(float* losses, const void* logits, DType dtype, const int32_t* labels, int64_t N,
                            int64_t K, float label_smoothing) {
-  if (N == 0) return;
-  WW_CHECK(K > 0 && N <= INT32_MAX, "cross_entropy_forward: N = ", N, ", K = ", K);
-  dispatch_activation(dtype, "cross_entropy_forward", [&](auto tag) {
-    using E = decltype(tag);
-    cross_entropy_forward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
-        losses, static_cast<const E*>(logits), labels, K, double(label_smoothing), input_error_record());
-  });
-  check_launch_and_inputs("cross_entropy_forward_kernel");
+  launch_cross_entropy<true, false>(losses, nullptr, logits, dtype, labels, N, K, label_smoothing, 0.0f,
+                                    "cross_entropy_forward");
 }
 
 void cross_entropy_backward(void* dlogits, const void* logits, DType dtype, const int32_t* labels, int64_t N,
                             int64_t K, float label_smoothing, float scale) {
-  if (N == 0) return;
-  WW_CHECK(K > 0 && N <= INT32_MAX, "cross_entropy_backward: N = ", N, ", K = ", K);
-  dispatch_activation(dtype, "cross_entropy_backward", [&](auto tag) {
-    using E = decltype(tag);
-    cross_entropy_backward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
-        static_cast<E*>(dlogits), static_cast<const E*>(logits), labels, K, double(label_smoothing),
-        double(scale), input_error_record());
-  });
-  check_launch_and_inputs("cross_entropy_backward_kernel");
+  launch_cross_entropy<false, true>(nullptr, dlogits, logits, dtype, labels, N, K, label_smoothing, scale,
+                                    "cross_entropy_backward");
+}
+
+void cross_entropy_forward_backward(float* losses, void* dlogits, const void* logits, DType dtype,
+                                    const int32_t* labels, int64_t N, int64_t K, float label_smoothing, float scale) {
+  launch_cross_entropy<true, true>(losses, dlogits, logits, dtype, labels, N, K, label_smoothing, scale,
+                                   "cross_entropy_forward_backward");
 }
 
 int64_t count_valid_labels(const int32_t* labels, int64_t N) {
