@@ -279,7 +279,7 @@ TEST(FlashAttention, DropoutMaskIsTheReferenceMask) {
   WW_REQUIRE_CUDA();
   const float p = 0.5f;
   for (DType dtype : {DType::F32, DType::BF16})
-    for (const auto& [T, D] : std::vector<std::pair<int64_t, int64_t>>{{13, 32}, {100, 128}}) {
+    for (const auto& [T, D] : std::vector<std::pair<int64_t, int64_t>>{{13, 32}, {100, 128}, {64, 64}, {40, 64}, {32, 32}}) {
       const int64_t B = 2, H = 2, C = H * D;
       SCOPED_TRACE(std::string(dtype_name(dtype)) + " T=" + std::to_string(T) + " D=" + std::to_string(D));
       std::vector<float> values = random_normals(B * T * 3 * C, 7, 0.3f);

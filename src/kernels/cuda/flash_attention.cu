@@ -736,6 +736,70 @@ __device__ inline bool keep_bit1(const Params& p, uint64_t index) {
   return float(philox_word(words, int(index & 3)) >> 8) * (1.0f / 16777216.0f) >= p.dropout_p;
 }
 
+
+__device__ inline bool keep_word(const Params& p, uint32_t word) {
+  return float(word >> 8) * (1.0f / 16777216.0f) >= p.dropout_p;
+}
+
+__device__ inline Philox4 philox_block(const Params& p, uint64_t block) {
+  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
+  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
+                       uint32_t(p.seed), uint32_t(p.seed >> 32));
+}
+
+__device__ inline uint32_t select_word(const Philox4& w, int i) {
+  return i == 0 ? w.v[0] : i == 1 ? w.v[1] : i == 2 ? w.v[2] : w.v[3];
+}
+
+// Keep bits of one 8-key column tile of a row-side C fragment: bits 0-1 for row g at elements
+// index_g, index_g + 1, bits 2-3 for row g+8 at index_g8, index_g8 + 1 (the indices of keys 2t and
+// 2t+1). When T % 4 == 0 the four keys 4·(t/2)..+3 of a row are one Philox block shared by lanes
+// t and t^1: the even lane computes row g's block and the odd lane row g+8's, and each hands the
+// other the half it needs (one Philox call per lane instead of two).
+__device__ inline unsigned keep_bits_rows(const Params& p, uint64_t index_g, uint64_t index_g8, int t) {
+  if (!p.use_dropout) return 0xFu;
+  if (p.seq_len % 4 != 0) return keep_bits2(p, index_g) | (keep_bits2(p, index_g8) << 2);
+  const bool odd = (t & 1) != 0;
+  const Philox4 w = philox_block(p, (odd ? index_g8 : index_g) >> 2);
+  const uint32_t own0 = odd ? w.v[2] : w.v[0], own1 = odd ? w.v[3] : w.v[1];
+  const uint32_t got0 = __shfl_xor_sync(0xffffffffu, odd ? w.v[0] : w.v[2], 1);
+  const uint32_t got1 = __shfl_xor_sync(0xffffffffu, odd ? w.v[1] : w.v[3], 1);
+  const uint32_t g0 = odd ? got0 : own0, g1 = odd ? got1 : own1;
+  const uint32_t h0 = odd ? own0 : got0, h1 = odd ? own1 : got1;
+  return unsigned(keep_word(p, g0)) | unsigned(keep_word(p, g1)) << 1 | unsigned(keep_word(p, h0)) << 2 |
+         unsigned(keep_word(p, h1)) << 3;
+}
+
+// Keep bits of one 8-query column tile of the dK/dV kernel's transposed C fragment: bit e for
+// element e (query i_pair + (e&1), key j_g + 8·(e>>1)), element index (bh·T + i)·T + j; row_stride
+// = T. The lanes g = 4a..4a+3 (same t) hold the four keys of one Philox block for each (query,
+// key half). When T % 4 == 0, lane c = g%4 computes combination c's block (query i_pair + (c&1),
+// key half c>>1) and four rotating shuffles hand every lane its own key's word of all four blocks
+// (one Philox call per lane instead of four).
+__device__ inline unsigned keep_bits_keys(const Params& p, uint64_t bh_T, int64_t i_pair, int64_t j_g, int lane) {
+  if (!p.use_dropout) return 0xFu;
+  const uint64_t T = uint64_t(p.seq_len);
+  auto index = [&](int e) { return (bh_T + uint64_t(i_pair + (e & 1))) * T + uint64_t(j_g + 8 * (e >> 1)); };
+  if (p.seq_len % 4 != 0) {
+    unsigned keep = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) keep |= unsigned(keep_bit1(p, index(e))) << e;
+    return keep;
+  }
+  const int mine = (lane >> 2) & 3;  // g % 4: this lane's key within the block, and its combination
+  const Philox4 w = philox_block(p, (index(mine) - uint64_t(mine)) >> 2);
+  unsigned keep = 0;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    // Round k: send word (mine + k) % 4; receive from the lane whose combination is (mine − k) % 4,
+    // which sends word ((mine − k) + k) % 4 = mine: this lane's key in that combination's block.
+    const int source = (lane & ~12) | (((mine - k) & 3) << 2);
+    const uint32_t word = __shfl_sync(0xffffffffu, select_word(w, (mine + k) & 3), source);
+    keep |= unsigned(keep_word(p, word)) << ((mine - k) & 3);
+  }
+  return keep;
+}
+
 template <int D>
 struct MmaTiles {
   static constexpr int kCols = 64;    // keys (resp. queries) per loop tile
@@ -942,11 +1006,14 @@ __global__ void __launch_bounds__(32 * WARPS)
     }
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
+      const uint64_t key = uint64_t(k0 + n * 8 + 2 * t);
+      const unsigned keep_rows = keep_bits_rows(p, uint64_t(bh * T_len + row_i[0]) * uint64_t(T_len) + key,
+                                                uint64_t(bh * T_len + row_i[1]) * uint64_t(T_len) + key, t);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float p0 = exp2f(sc[n][2 * r] - m_use[r]), p1 = exp2f(sc[n][2 * r + 1] - m_use[r]);
         l[r] += p0 + p1;  // the normaliser counts every probability, dropped or not
-        const unsigned keep = keep_bits2(p, uint64_t(bh * T_len + row_i[r]) * uint64_t(T_len) + uint64_t(k0 + n * 8 + 2 * t));
+        const unsigned keep = keep_rows >> (2 * r);
         sc[n][2 * r] = (keep & 1u) ? p0 * p.keep_scale : 0.0f;
         sc[n][2 * r + 1] = (keep & 2u) ? p1 * p.keep_scale : 0.0f;
       }
@@ -1046,10 +1113,12 @@ __global__ void __launch_bounds__(32 * WARPS)
     mma_abt<T, D>(dp, dof, (s ? sm.v[1] : sm.v[0]));  // dP = dO Vᵀ
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
+      const int j = n * 8 + 2 * t;
+      const unsigned keep_rows = keep_bits_rows(p, uint64_t(bh * T_len + row_i[0]) * uint64_t(T_len) + uint64_t(k0 + j),
+                                                uint64_t(bh * T_len + row_i[1]) * uint64_t(T_len) + uint64_t(k0 + j), t);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const int j = n * 8 + 2 * t;
-        const unsigned keep = keep_bits2(p, uint64_t(bh * T_len + row_i[r]) * uint64_t(T_len) + uint64_t(k0 + j));
+        const unsigned keep = keep_rows >> (2 * r);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const bool allowed = (s ? sm.key_ok[1] : sm.key_ok[0])[j + e] && !(p.causal && k0 + j + e > row_i[r]);
@@ -1159,13 +1228,14 @@ __global__ void __launch_bounds__(32 * WARPS)
     }
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
+      const unsigned keep_tile = keep_bits_keys(p, uint64_t(bh * T_len), i0 + n * 8 + 2 * t, key_j[0], lane);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = n * 8 + 2 * t + (e & 1), r = e >> 1;
         const int64_t i = i0 + col, j = key_j[r];
         const bool allowed = i < T_len && key_real[r] && !(p.causal && j > i);
         const float pe = allowed ? exp2f(st[n][e] * p.scale_log2 - (s ? sm.lse[1] : sm.lse[0])[col]) : 0.0f;
-        const bool kept = keep_bit1(p, uint64_t(bh * T_len + i) * uint64_t(T_len) + uint64_t(j));
+        const bool kept = (keep_tile >> e) & 1u;
         const float dp_used = kept ? dpt[n][e] * p.keep_scale : 0.0f;
         dpt[n][e] = pe * (dp_used - (s ? sm.delta[1] : sm.delta[0])[col]);  // dSᵀ
         st[n][e] = kept ? pe * p.keep_scale : 0.0f;       // dropout(P)ᵀ
