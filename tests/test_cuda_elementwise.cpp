@@ -389,6 +389,58 @@ TEST(CudaElementwise, LayerNormMatchesCpu) {
   }
 }
 
+// LayerNorm at model scale (N = 4096 rows: 128 chunks of dweight/dbias partials) with C = 768 (the
+// row in registers), 1024 (exactly the register capacity) and 2048 (half of it re-read), f32 and
+// bf16 (16-byte vectors), and the one-element path (rows one element off 16-byte alignment).
+TEST(CudaElementwise, LayerNormAtModelScaleMatchesCpu) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 4096;
+  for (const int64_t C : {int64_t(768), int64_t(1024), int64_t(2048)}) {
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      for (bool shifted : {false, true}) {
+        SCOPED_TRACE("C=" + std::to_string(C) + " " + std::string(dtype_name(dtype)) + (shifted ? " shifted" : ""));
+        const double rtol = dtype == DType::F32 ? kRtol : 1e-2, param_rtol = dtype == DType::F32 ? kRtol : 1e-4;
+        Tensor inp = rounded_cpu(random_cpu({N, C}, uint64_t(C), 2.0f, 3.0f), dtype);
+        Tensor dout = rounded_cpu(random_cpu({N, C}, uint64_t(C) + 1), dtype);
+        Tensor weight = random_cpu({C}, uint64_t(C) + 2, 0.2f, 1.0f), bias = random_cpu({C}, uint64_t(C) + 3);
+        Tensor out = poisoned_cpu({N, C}), mean = poisoned_cpu({N}), rstd = poisoned_cpu({N});
+        ops::layernorm_forward(out, mean, rstd, inp, weight, bias, 1e-5f);
+        Tensor dinp = poisoned_cpu({N, C});
+        Tensor dweight = random_cpu({C}, uint64_t(C) + 4), dbias = random_cpu({C}, uint64_t(C) + 5);
+        Tensor dweight_gpu = to_gpu(dweight), dbias_gpu = to_gpu(dbias);
+        ops::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+
+        // GPU activations; shifted: views one element into larger buffers (not 16-byte aligned).
+        std::vector<Tensor> keep;
+        auto place = [&](const Tensor& cpu) {
+          Tensor source = gpu_as(cpu, dtype);
+          if (!shifted) return source;
+          Tensor buffer = Tensor::empty({N * C + 1}, dtype, Device::cuda(0));
+          Tensor view = Tensor::view(static_cast<char*>(buffer.raw()) + dtype_size(dtype), {N, C}, dtype,
+                                     Device::cuda(0));
+          sync_device();
+          view.copy_from(source);
+          sync_device();
+          keep.push_back(buffer);
+          return view;
+        };
+        Tensor inp_gpu = place(inp), dout_gpu = place(dout), out_gpu = place(poisoned_cpu({N, C}));
+        Tensor dinp_gpu = place(poisoned_cpu({N, C}));
+        Tensor weight_gpu = to_gpu(weight), bias_gpu = to_gpu(bias);
+        Tensor mean_gpu = poisoned_gpu({N}), rstd_gpu = poisoned_gpu({N});
+        ops::layernorm_forward(out_gpu, mean_gpu, rstd_gpu, inp_gpu, weight_gpu, bias_gpu, 1e-5f);
+        expect_close(out_gpu, out, "layernorm out", rtol);
+        expect_close(mean_gpu, mean, "layernorm mean");
+        expect_close(rstd_gpu, rstd, "layernorm rstd");
+        ops::layernorm_backward(dinp_gpu, dweight_gpu, dbias_gpu, dout_gpu, inp_gpu, weight_gpu, mean_gpu, rstd_gpu);
+        expect_close(dinp_gpu, dinp, "layernorm dinp", rtol);
+        expect_close(dweight_gpu, dweight, "layernorm dweight", param_rtol);
+        expect_close(dbias_gpu, dbias, "layernorm dbias", param_rtol);
+      }
+    }
+  }
+}
+
 TEST(CudaElementwise, ActivationsMatchCpu) {
   WW_REQUIRE_CUDA();
   using Forward = void (*)(const Tensor&, const Tensor&);

@@ -143,7 +143,7 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
     }
     kernels::cuda::layernorm_backward(dinp.defined() ? dinp.raw() : nullptr, dweight_data, dbias_data, dout.raw(),
                                       inp.raw(), inp.dtype(), weight.data<float>(), mean.data<float>(),
-                                      rstd.data<float>(), N, C, accumulate, static_cast<double*>(scratch));
+                                      rstd.data<float>(), N, C, accumulate, static_cast<float*>(scratch));
     return;
 #else
     cuda_not_implemented(op);
@@ -155,9 +155,9 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
 }
 
 int64_t layernorm_backward_workspace_bytes(int64_t N, int64_t C) {
-  // Mirrors the CUDA kernel: [2, chunks of 32 rows, C] doubles.
+  // Mirrors the CUDA kernel: [2, chunks of 32 rows, C] floats.
   const int64_t chunks = (N + 31) / 32;
-  return 2 * chunks * C * int64_t(sizeof(double));
+  return 2 * chunks * C * int64_t(sizeof(float));
 }
 
 }  // namespace ww::ops

@@ -5,7 +5,8 @@ namespace ww::ops {
 
 // Dtypes: inp, out, dout, dinp (and a, b, sum) are activations: f32, or on a cuda device also f16
 // or bf16, one dtype per call. weight, bias, dweight, dbias, mean and rstd are ALWAYS f32.
-// Statistics are computed in double for every dtype (16-bit rows are widened on load).
+// Statistics: in double on the CPU; in float on CUDA for every dtype (16-bit rows are widened on
+// load), within the fp32 tolerance of the CPU's.
 
 // out[N,C] = (inp - mean) · rstd · weight + bias, per row; saves mean[N] and rstd[N] for backward.
 // Biased variance, as torch.nn.LayerNorm. out may alias inp.
@@ -13,7 +14,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
                        const Tensor& weight, const Tensor& bias, float eps);
 
 // sum = a + b (saved for backward, in the activation dtype), out = LayerNorm(sum). On CUDA one
-// kernel (one block per row); on the CPU residual_forward's and layernorm_forward's kernels. In f32
+// kernel (one warp per row); on the CPU residual_forward's and layernorm_forward's kernels. In f32
 // the results are those of residual_forward followed by layernorm_forward (same statistics code).
 // sum may be a or b itself; out must not overlap a, b or sum.
 void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean,

@@ -31,14 +31,24 @@ __device__ __forceinline__ __half store_float<__half>(float x) { return __float2
 template <>
 __device__ __forceinline__ __nv_bfloat16 store_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
-// V consecutive elements as floats, in one 4-, 8- or 16-byte load (V = 1: a plain load). p must be
-// aligned to V·sizeof(T) bytes.
+// V consecutive elements as floats, in 4-, 8- or 16-byte loads (two or more for 32 bytes and up;
+// V = 1: a plain load). p must be aligned to min(V·sizeof(T), 16) bytes.
 template <int V, typename T>
 __device__ __forceinline__ void load_floats(const T* p, float (&out)[V]) {
+  constexpr int bytes = V * int(sizeof(T));
   if constexpr (V == 1) {
     out[0] = load_float(*p);
+  } else if constexpr (bytes > 16) {
+    static_assert(bytes % 16 == 0, "load_floats: a multiple of 16 bytes");
+    constexpr int P = 16 / int(sizeof(T));
+#pragma unroll
+    for (int q = 0; q < V / P; ++q) {
+      float part[P];
+      load_floats<P>(p + q * P, part);
+#pragma unroll
+      for (int v = 0; v < P; ++v) out[q * P + v] = part[v];
+    }
   } else {
-    constexpr int bytes = V * int(sizeof(T));
     static_assert(bytes == 4 || bytes == 8 || bytes == 16, "load_floats: 4, 8 or 16 bytes");
     using Raw = std::conditional_t<bytes == 16, uint4, std::conditional_t<bytes == 8, uint2, uint32_t>>;
     const Raw raw = *reinterpret_cast<const Raw*>(p);
@@ -49,13 +59,23 @@ __device__ __forceinline__ void load_floats(const T* p, float (&out)[V]) {
   }
 }
 
-// Stores V floats rounded to T, in one store (alignment as for load_floats).
+// Stores V floats rounded to T (sizes and alignment as for load_floats).
 template <int V, typename T>
 __device__ __forceinline__ void store_floats(T* p, const float (&in)[V]) {
+  constexpr int bytes = V * int(sizeof(T));
   if constexpr (V == 1) {
     *p = store_float<T>(in[0]);
+  } else if constexpr (bytes > 16) {
+    static_assert(bytes % 16 == 0, "store_floats: a multiple of 16 bytes");
+    constexpr int P = 16 / int(sizeof(T));
+#pragma unroll
+    for (int q = 0; q < V / P; ++q) {
+      float part[P];
+#pragma unroll
+      for (int v = 0; v < P; ++v) part[v] = in[q * P + v];
+      store_floats<P>(p + q * P, part);
+    }
   } else {
-    constexpr int bytes = V * int(sizeof(T));
     static_assert(bytes == 4 || bytes == 8 || bytes == 16, "store_floats: 4, 8 or 16 bytes");
     using Raw = std::conditional_t<bytes == 16, uint4, std::conditional_t<bytes == 8, uint2, uint32_t>>;
     T element[V];

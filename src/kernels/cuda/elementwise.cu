@@ -342,112 +342,221 @@ void embeddings_backward(const DeviceEmbeddingTables& grads, const void* dout, D
 namespace {
 
 constexpr int64_t kLayerNormRowsPerChunk = 32;  // rows per partial sum of dweight/dbias
+constexpr int kLayerNormWarps = 4;              // rows (one warp each) per block
+// Row elements a lane keeps in registers between passes: whole rows up to C = 32·32 = 1024 (GPT-2,
+// BERT-base: 768); longer rows re-read the rest (from L1/L2).
+constexpr int kLaneFloats = 32;
 
-// Row n of LayerNorm, block-wide: statistics of x in double (two passes, as the CPU reference, for
-// every dtype: the rows are short, and one code path keeps f32 and 16-bit consistent), then y.
-// Every read of x is done before y is written: y may alias x.
-template <typename T>
-__device__ void layernorm_row(T* y, float* mean, float* rstd, const T* x, const float* weight, const float* bias,
-                              int64_t n, int64_t C, float eps) {
-  double sum = 0.0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) sum += load_float(x[c]);
-  const double m = block_sum(sum) / double(C);
-  double squares = 0.0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const double d = double(load_float(x[c])) - m;
-    squares += d * d;
+// Sum over the warp; every lane gets the same bits (each butterfly step adds the same pair).
+__device__ __forceinline__ float warp_sum(float value) {
+  for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+
+// LayerNorm forward, one warp per row, V elements per access (16-byte vectors where C and the
+// pointers allow, else V = 1). Statistics in float, two passes over the register-resident row (mean,
+// then squared deviations: no cancellation for rows far from 0). kResidual: the row is a + b, stored
+// rounded to T into `sum` and normalised as stored. Every element is read and written by the same
+// lane, after the warp reductions: out may alias the input; sum may alias a or b.
+template <int V, typename T, bool kResidual>
+__global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
+                                         const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
+  constexpr int kCache = kLaneFloats / V;
+  const int lane = int(threadIdx.x & 31);
+  const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
+  if (n >= N) return;  // uniform over the warp
+  const int64_t vectors = C / V, offset = n * C;
+  const T* row = kResidual ? sum + offset : a + offset;  // what passes 2 and 3 re-read
+  // Pass 1: load (for the residual: add and store the sum), keep the first kCache vectors, sum.
+  auto first_load = [&](int64_t i, float (&v)[V]) {
+    if constexpr (kResidual) {
+      float vb[V];
+      load_floats<V>(a + offset + i * V, v);
+      load_floats<V>(b + offset + i * V, vb);
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] += vb[k];
+      store_floats<V>(sum + offset + i * V, v);
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] = load_float(store_float<T>(v[k]));  // the value as stored
+    } else {
+      load_floats<V>(row + i * V, v);
+    }
+  };
+  float cache[kCache][V];
+  float total = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kCache; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < vectors) {
+      first_load(i, cache[j]);
+#pragma unroll
+      for (int k = 0; k < V; ++k) total += cache[j][k];
+    }
   }
-  squares = block_sum(squares);
-  const float row_mean = float(m);
-  const float row_rstd = float(1.0 / sqrt(squares / double(C) + double(eps)));
-  if (threadIdx.x == 0) {
+  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+    float v[V];
+    first_load(i, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) total += v[k];
+  }
+  const float row_mean = warp_sum(total) / float(C);
+  float squares = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kCache; ++j) {
+    if (lane + 32 * j < vectors) {
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float d = cache[j][k] - row_mean;
+        squares += d * d;
+      }
+    }
+  }
+  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+    float v[V];
+    load_floats<V>(row + i * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float d = v[k] - row_mean;
+      squares += d * d;
+    }
+  }
+  const float row_rstd = 1.0f / sqrtf(warp_sum(squares) / float(C) + eps);
+  if (lane == 0) {
     mean[n] = row_mean;
     rstd[n] = row_rstd;
   }
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-    y[c] = store_float<T>((load_float(x[c]) - row_mean) * row_rstd * weight[c] + bias[c]);
+  auto normalise = [&](int64_t i, float (&v)[V]) {
+    float w[V], bb[V];
+    load_floats<V>(weight + i * V, w);
+    load_floats<V>(bias + i * V, bb);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = (v[k] - row_mean) * row_rstd * w[k] + bb[k];
+    store_floats<V>(out + offset + i * V, v);
+  };
+#pragma unroll
+  for (int j = 0; j < kCache; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < vectors) normalise(i, cache[j]);
+  }
+  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+    float v[V];
+    load_floats<V>(row + i * V, v);
+    normalise(i, v);
+  }
 }
 
-template <typename T>
-__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const float* weight,
-                                         const float* bias, int64_t C, float eps) {
-  const int64_t n = blockIdx.x;
-  layernorm_row(out + n * C, mean, rstd, inp + n * C, weight, bias, n, C, eps);
-}
-
-// sum = a + b (each thread writes the columns it later reads back), then the row's LayerNorm.
-template <typename T>
-__global__ void residual_layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
-                                                  const float* weight, const float* bias, int64_t C, float eps) {
-  const int64_t n = blockIdx.x;
-  T* s = sum + n * C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-    s[c] = store_float<T>(load_float(a[n * C + c]) + load_float(b[n * C + c]));
-  layernorm_row(out + n * C, mean, rstd, static_cast<const T*>(s), weight, bias, n, C, eps);
-}
-
-template <typename T>
+// dinp of LayerNorm, one warp per row (layout and vectors as the forward). x̂ and g = dout·weight
+// stay in registers between the two passes. dinp must not alias dout.
+template <int V, typename T>
 __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
-                                                const float* mean, const float* rstd, int64_t C, bool accumulate) {
-  const int64_t n = blockIdx.x;
-  const T* x = inp + n * C;
-  const T* d = dout + n * C;
+                                                const float* mean, const float* rstd, int64_t N, int64_t C,
+                                                bool accumulate) {
+  constexpr int kCache = kLaneFloats / V;
+  const int lane = int(threadIdx.x & 31);
+  const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
+  if (n >= N) return;  // uniform over the warp
+  const int64_t vectors = C / V, offset = n * C;
   const float row_mean = mean[n], row_rstd = rstd[n];
-  double sum_g = 0.0, sum_g_xhat = 0.0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float xhat = (load_float(x[c]) - row_mean) * row_rstd;
-    const float g = load_float(d[c]) * weight[c];
-    sum_g += g;
-    sum_g_xhat += double(g) * double(xhat);
+  // Rounded products, as on the CPU: a fused multiply-add in the formula below would subtract
+  // mean_g (the rounded product) from the exact product and leave its rounding error, times rstd.
+  auto load = [&](int64_t i, float (&xhat)[V], float (&g)[V]) {
+    float x[V], d[V], w[V];
+    load_floats<V>(inp + offset + i * V, x);
+    load_floats<V>(dout + offset + i * V, d);
+    load_floats<V>(weight + i * V, w);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      xhat[k] = __fmul_rn(x[k] - row_mean, row_rstd);
+      g[k] = __fmul_rn(d[k], w[k]);
+    }
+  };
+  float cache_xhat[kCache][V], cache_g[kCache][V];
+  float sum_g = 0.0f, sum_g_xhat = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kCache; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < vectors) {
+      load(i, cache_xhat[j], cache_g[j]);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        sum_g += cache_g[j][k];
+        sum_g_xhat += cache_g[j][k] * cache_xhat[j][k];
+      }
+    }
   }
-  sum_g = block_sum(sum_g);
-  sum_g_xhat = block_sum(sum_g_xhat);
-  const float mean_g = float(sum_g / double(C));
-  const float mean_g_xhat = float(sum_g_xhat / double(C));
-  T* out = dinp + n * C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    // Rounded products, as on the CPU: a fused multiply-add here would subtract mean_g (the
-    // rounded product) from the exact product and leave its rounding error, times rstd.
-    const float xhat = __fmul_rn(load_float(x[c]) - row_mean, row_rstd);
-    const float g = __fmul_rn(load_float(d[c]), weight[c]);
-    const float value = __fmul_rn(row_rstd, g - mean_g - __fmul_rn(xhat, mean_g_xhat));
-    out[c] = store_float<T>(accumulate ? __fadd_rn(load_float(out[c]), value) : value);
+  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+    float xhat[V], g[V];
+    load(i, xhat, g);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      sum_g += g[k];
+      sum_g_xhat += g[k] * xhat[k];
+    }
+  }
+  const float mean_g = warp_sum(sum_g) / float(C);
+  const float mean_g_xhat = warp_sum(sum_g_xhat) / float(C);
+  auto write = [&](int64_t i, const float (&xhat)[V], const float (&g)[V]) {
+    float value[V], before[V];
+    if (accumulate) load_floats<V>(dinp + offset + i * V, before);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      value[k] = __fmul_rn(row_rstd, g[k] - mean_g - __fmul_rn(xhat[k], mean_g_xhat));
+      if (accumulate) value[k] = __fadd_rn(before[k], value[k]);
+    }
+    store_floats<V>(dinp + offset + i * V, value);
+  };
+#pragma unroll
+  for (int j = 0; j < kCache; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < vectors) write(i, cache_xhat[j], cache_g[j]);
+  }
+  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+    float xhat[V], g[V];
+    load(i, xhat, g);
+    write(i, xhat, g);
   }
 }
 
-// Partial sums of dweight (Σ dout·x̂) and dbias (Σ dout) over one chunk of rows, per column.
-// Grid: (column blocks, chunks).
-template <typename T>
-__global__ void layernorm_param_partials_kernel(double* partial_weight, double* partial_bias, const T* dout,
+// Partial sums of dweight (Σ dout·x̂) and dbias (Σ dout) over one chunk of rows, in row order, V
+// columns a thread, in float. Grid: (column tiles, chunks).
+template <int V, typename T>
+__global__ void layernorm_param_partials_kernel(float* partial_weight, float* partial_bias, const T* dout,
                                                 const T* inp, const float* mean, const float* rstd,
                                                 int64_t N, int64_t C) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t c = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
   if (c >= C) return;
   const int64_t chunk = blockIdx.y;
   const int64_t n0 = chunk * kLayerNormRowsPerChunk;
   const int64_t n1 = n0 + kLayerNormRowsPerChunk < N ? n0 + kLayerNormRowsPerChunk : N;
-  double acc_weight = 0.0, acc_bias = 0.0;
+  float acc_weight[V], acc_bias[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) acc_weight[k] = acc_bias[k] = 0.0f;
   for (int64_t n = n0; n < n1; ++n) {
-    const float d = load_float(dout[n * C + c]);
-    const float xhat = (load_float(inp[n * C + c]) - mean[n]) * rstd[n];
-    acc_weight += double(d) * double(xhat);
-    acc_bias += d;
+    float d[V], x[V];
+    load_floats<V>(dout + n * C + c, d);
+    load_floats<V>(inp + n * C + c, x);
+    const float row_mean = mean[n], row_rstd = rstd[n];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      acc_weight[k] += d[k] * ((x[k] - row_mean) * row_rstd);
+      acc_bias[k] += d[k];
+    }
   }
-  partial_weight[chunk * C + c] = acc_weight;
-  partial_bias[chunk * C + c] = acc_bias;
+  store_floats<V>(partial_weight + chunk * C + c, acc_weight);
+  store_floats<V>(partial_bias + chunk * C + c, acc_bias);
 }
 
 // Adds the chunks and accumulates into the parameter gradients. Block (32 columns, 32 chunk
 // groups): thread (x, y) adds chunks y, y + 32, … of its column, then y = 0 adds the 32 group
-// sums in order of y: a fixed order (deterministic) with 32× the parallelism of a thread per
-// column walking all chunks (which took ~100 µs for 256 chunks × 768 columns on an H100).
+// sums in order of y: a fixed order (deterministic, no atomics) with 32× the parallelism of a
+// thread per column walking all chunks (which took ~100 µs for 256 chunks × 768 columns on an H100).
 constexpr int kReduceGroups = 32;
 
-__global__ void layernorm_param_reduce_kernel(float* dweight, float* dbias, const double* partial_weight,
-                                              const double* partial_bias, int64_t num_chunks, int64_t C) {
-  __shared__ double group_weight[kReduceGroups][33], group_bias[kReduceGroups][33];
+__global__ void layernorm_param_reduce_kernel(float* dweight, float* dbias, const float* partial_weight,
+                                              const float* partial_bias, int64_t num_chunks, int64_t C) {
+  __shared__ float group_weight[kReduceGroups][33], group_bias[kReduceGroups][33];
   const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
-  double acc_weight = 0.0, acc_bias = 0.0;
+  float acc_weight = 0.0f, acc_bias = 0.0f;
   if (c < C) {
 #pragma unroll 4
     for (int64_t chunk = threadIdx.y; chunk < num_chunks; chunk += kReduceGroups) {
@@ -459,18 +568,30 @@ __global__ void layernorm_param_reduce_kernel(float* dweight, float* dbias, cons
   group_bias[threadIdx.y][threadIdx.x] = acc_bias;
   __syncthreads();
   if (threadIdx.y != 0 || c >= C) return;
-  double total_weight = 0.0, total_bias = 0.0;
+  float total_weight = 0.0f, total_bias = 0.0f;
   for (int g = 0; g < kReduceGroups; ++g) {
     total_weight += group_weight[g][threadIdx.x];
     total_bias += group_bias[g][threadIdx.x];
   }
-  if (dweight) dweight[c] = float(double(dweight[c]) + total_weight);
-  if (dbias) dbias[c] = float(double(dbias[c]) + total_bias);
+  if (dweight) dweight[c] += total_weight;
+  if (dbias) dbias[c] += total_bias;
 }
 
 void require_grid_rows(int64_t N, const char* op) {
   if (N > INT32_MAX) fail(op, ": ", N, " rows is more than this CUDA kernel handles");
 }
+
+// 16-byte vectors (16 / sizeof(E) elements) when C is a multiple and every pointer is 16-byte
+// aligned (then so is every row); else one element at a time.
+template <typename E>
+bool layernorm_vectors(int64_t C, std::initializer_list<const void*> pointers) {
+  if (C % int64_t(16 / sizeof(E)) != 0) return false;
+  for (const void* p : pointers)
+    if (p && !aligned_to(p, 16)) return false;
+  return true;
+}
+
+unsigned layernorm_row_blocks(int64_t N) { return unsigned((N + kLayerNormWarps - 1) / kLayerNormWarps); }
 
 }  // namespace
 
@@ -480,8 +601,15 @@ void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, DTy
   require_grid_rows(N, "layernorm_forward");
   dispatch_activation(dtype, "layernorm_forward", [&](auto tag) {
     using E = decltype(tag);
-    layernorm_forward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
-        static_cast<E*>(out), mean, rstd, static_cast<const E*>(inp), weight, bias, C, eps);
+    constexpr int V = 16 / int(sizeof(E));
+    auto o = static_cast<E*>(out);
+    auto x = static_cast<const E*>(inp);
+    if (layernorm_vectors<E>(C, {out, inp, weight, bias}))
+      layernorm_forward_kernel<V, E, false><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+          o, nullptr, mean, rstd, x, nullptr, weight, bias, N, C, eps);
+    else
+      layernorm_forward_kernel<1, E, false><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+          o, nullptr, mean, rstd, x, nullptr, weight, bias, N, C, eps);
   });
   check_launch("layernorm_forward_kernel");
 }
@@ -493,42 +621,65 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
   require_grid_rows(N, "residual_layernorm_forward");
   dispatch_activation(dtype, "residual_layernorm_forward", [&](auto tag) {
     using E = decltype(tag);
-    residual_layernorm_forward_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
-        static_cast<E*>(out), static_cast<E*>(sum), mean, rstd, static_cast<const E*>(a),
-        static_cast<const E*>(b), weight, bias, C, eps);
+    constexpr int V = 16 / int(sizeof(E));
+    auto o = static_cast<E*>(out);
+    auto s = static_cast<E*>(sum);
+    auto x = static_cast<const E*>(a);
+    auto y = static_cast<const E*>(b);
+    if (layernorm_vectors<E>(C, {out, sum, a, b, weight, bias}))
+      layernorm_forward_kernel<V, E, true><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+          o, s, mean, rstd, x, y, weight, bias, N, C, eps);
+    else
+      layernorm_forward_kernel<1, E, true><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+          o, s, mean, rstd, x, y, weight, bias, N, C, eps);
   });
   check_launch("residual_layernorm_forward_kernel");
 }
 
 void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate, double* workspace) {
+                        bool accumulate, float* workspace) {
   if (N == 0 || C == 0) return;
   require_grid_rows(N, "layernorm_backward");
   static_assert(kLayerNormRowsPerChunk == 32, "ops::layernorm_backward_workspace_bytes assumes 32 rows per chunk");
   dispatch_activation(dtype, "layernorm_backward", [&](auto tag) {
     using E = decltype(tag);
+    constexpr int V = 16 / int(sizeof(E));
     const E* d = static_cast<const E*>(dout);
     const E* x = static_cast<const E*>(inp);
     if (dinp) {
-      layernorm_backward_input_kernel<E><<<unsigned(N), kThreads, 0, stream()>>>(
-          static_cast<E*>(dinp), d, x, weight, mean, rstd, C, accumulate);
+      auto di = static_cast<E*>(dinp);
+      if (layernorm_vectors<E>(C, {dinp, dout, inp, weight}))
+        layernorm_backward_input_kernel<V, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+            di, d, x, weight, mean, rstd, N, C, accumulate);
+      else
+        layernorm_backward_input_kernel<1, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+            di, d, x, weight, mean, rstd, N, C, accumulate);
       check_launch("layernorm_backward_input_kernel");
     }
     if (!dweight && !dbias) return;
     const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
     if (num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
-    double* partials = workspace;  // [2, num_chunks, C]: weight partials, then bias partials
-    const size_t bytes = size_t(2 * num_chunks * C) * sizeof(double);
+    float* partials = workspace;  // [2, num_chunks, C]: weight partials, then bias partials
+    const size_t bytes = size_t(2 * num_chunks * C) * sizeof(float);
     if (!workspace)
       check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()),
             "cudaMallocAsync (layernorm partials)");
-    const dim3 grid(blocks_for(C, kThreads), unsigned(num_chunks));
-    layernorm_param_partials_kernel<E><<<grid, kThreads, 0, stream()>>>(partials, partials + num_chunks * C, d, x,
-                                                                        mean, rstd, N, C);
+    float* partial_bias = partials + num_chunks * C;
+    if (layernorm_vectors<E>(C, {dout, inp, partials, partial_bias})) {
+      const int64_t lanes = C / V;
+      const int threads = int(std::min<int64_t>((lanes + 31) / 32 * 32, kThreads));
+      const dim3 grid{blocks_for(lanes, threads), unsigned(num_chunks)};
+      layernorm_param_partials_kernel<V, E><<<grid, threads, 0, stream()>>>(partials, partial_bias, d, x, mean,
+                                                                            rstd, N, C);
+    } else {
+      const dim3 grid{blocks_for(C, kThreads), unsigned(num_chunks)};
+      layernorm_param_partials_kernel<1, E><<<grid, kThreads, 0, stream()>>>(partials, partial_bias, d, x, mean,
+                                                                             rstd, N, C);
+    }
     check_launch("layernorm_param_partials_kernel");
     layernorm_param_reduce_kernel<<<blocks_for(C, 32), dim3(32, kReduceGroups), 0, stream()>>>(
-        dweight, dbias, partials, partials + num_chunks * C, num_chunks, C);
+        dweight, dbias, partials, partial_bias, num_chunks, C);
     check_launch("layernorm_param_reduce_kernel");
     if (!workspace) check(cudaFreeAsync(partials, stream()), "cudaFreeAsync (layernorm partials)");
   });

@@ -48,22 +48,24 @@ void embeddings_backward(const DeviceEmbeddingTables& grads, const void* dout, D
                          const int32_t* token_type_ids, int64_t B, int64_t T, int64_t C,
                          int64_t position_offset);
 
-// One block per row; statistics in double for every dtype (as on the CPU). out may alias inp.
-// inp/out in `dtype`; weight, bias, mean, rstd float.
+// LayerNorm: one warp per row (the row in registers up to C = 1024), statistics in float (two passes:
+// mean, then squared deviations), 16-byte loads and stores where C and the pointers allow; within the
+// fp32 tolerance of the CPU's double statistics. out may alias inp. inp/out in `dtype`; weight, bias,
+// mean, rstd float.
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, DType dtype, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps);
-// sum = a + b (rounded to `dtype`), out = LayerNorm(sum): one kernel, one block per row, the
-// statistics code of layernorm_forward. sum may alias a or b exactly; out must not overlap them.
+// sum = a + b (rounded to `dtype`), out = LayerNorm(sum): one kernel, the code of layernorm_forward.
+// sum may alias a or b exactly; out must not overlap them.
 void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, const void* a, const void* b,
                                 DType dtype, const float* weight, const float* bias, int64_t N, int64_t C,
                                 float eps);
-// dinp: one block per row; overwritten, or added to when accumulate. dweight/dbias: per-(row chunk,
-// column) partial sums in double, then a second kernel adds the chunks in order (deterministic, no
+// dinp: one warp per row; overwritten, or added to when accumulate. dweight/dbias: per-(32-row chunk,
+// column) partial sums in float, then a second kernel adds the chunks in order (deterministic, no
 // float atomics). dinp/dweight/dbias may each be null. dinp, dout, inp in `dtype`.
-// workspace: null (a stream-ordered temporary is taken) or 2·ceil(N/32)·C doubles.
+// workspace: null (a stream-ordered temporary is taken) or 2·ceil(N/32)·C floats.
 void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate, double* workspace = nullptr);
+                        bool accumulate, float* workspace = nullptr);
 
 void gelu_forward(void* out, const void* inp, int64_t n, DType dtype);
 void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);

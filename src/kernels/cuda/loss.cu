@@ -108,16 +108,27 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   const float x_label = kLoss && threadIdx.x == 0 ? load_float(x[label]) : 0.0f;
   OnlineSoftmax state;
   float sum_x = 0.0f;
-  // Unrolled so that several loads are in flight ahead of the dependent max/sum updates.
-#pragma unroll 4
-  for (int64_t k = parts.head + int64_t(threadIdx.x) * V; k < parts.body_end; k += int64_t(blockDim.x) * V) {
-    float v[V];
-    load_floats<V>(x + k, v);
+  auto accumulate = [&](const float (&v)[V]) {
     state.add(v);
     if constexpr (kLoss) {
 #pragma unroll
       for (int i = 0; i < V; ++i) sum_x += v[i];
     }
+  };
+  // Two vectors an iteration, both loaded before either is used: two loads in flight per thread.
+  const int64_t stride = int64_t(blockDim.x) * V;
+  int64_t k = parts.head + int64_t(threadIdx.x) * V;
+  for (; k + stride < parts.body_end; k += 2 * stride) {
+    float v0[V], v1[V];
+    load_floats<V>(x + k, v0);
+    load_floats<V>(x + k + stride, v1);
+    accumulate(v0);
+    accumulate(v1);
+  }
+  if (k < parts.body_end) {
+    float v[V];
+    load_floats<V>(x + k, v);
+    accumulate(v);
   }
   if (mine >= 0) {
     const float v[1] = {load_float(x[mine])};
@@ -135,13 +146,27 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   }
   if constexpr (kGrad) {
     const float smooth_target = eps / float(K), label_target = smooth_target + (1.0f - eps);
-#pragma unroll 4
-    for (int64_t k = parts.head + int64_t(threadIdx.x) * V; k < parts.body_end; k += int64_t(blockDim.x) * V) {
-      float v[V];
-      load_floats<V>(x + k, v);
+    auto gradient = [&](int64_t at, float (&v)[V]) {
 #pragma unroll
       for (int i = 0; i < V; ++i)
-        v[i] = scale * (expf(v[i] - lse) - (k + i == label ? label_target : smooth_target));
+        v[i] = scale * (expf(v[i] - lse) - (at + i == label ? label_target : smooth_target));
+    };
+    // Two vectors an iteration, loaded before either store (d may alias x, so the compiler cannot
+    // hoist a later load above an earlier store by itself).
+    int64_t k = parts.head + int64_t(threadIdx.x) * V;
+    for (; k + stride < parts.body_end; k += 2 * stride) {
+      float v0[V], v1[V];
+      load_floats<V>(x + k, v0);
+      load_floats<V>(x + k + stride, v1);
+      gradient(k, v0);
+      gradient(k + stride, v1);
+      store_floats<V>(d + k, v0);
+      store_floats<V>(d + k + stride, v1);
+    }
+    if (k < parts.body_end) {
+      float v[V];
+      load_floats<V>(x + k, v);
+      gradient(k, v);
       store_floats<V>(d + k, v);
     }
     if (mine >= 0) {
