@@ -924,8 +924,10 @@ struct MmaRowSmem {
 };
 
 // Grid (query blocks of 16·WARPS, H, B); warp w owns 16 query rows.
+// Three 4-warp CTAs per SM (≤ 168 registers, no spills at D = 64) hide each other's tile loads; the
+// two backward kernels keep all registers (capping them spills there).
 template <typename T, int D, int WARPS>
-__global__ void __launch_bounds__(32 * WARPS)
+__global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
     flash_forward_mma_kernel(T* out, float* lse, const T* qkv, Params p) {
   using G = MmaTiles<D>;
   constexpr int kRows = 16 * WARPS;
