@@ -288,10 +288,13 @@ std::filesystem::path run_sweep(SweepOptions o) {
       // A precision other than the plain ones may rewrite the weights (quantization): the next
       // configuration then starts from a fresh copy. The model is inference-only: after its first
       // forward it holds only the weights of that compute dtype (no f32 masters beside a 16-bit
-      // copy, as PyTorch's model.half()), so a configuration in another dtype loads it again too.
-      const bool other_dtype = !model_precision.empty() &&
-                               compute_dtype_of(model_precision) != compute_dtype_of(c.precision);
-      if (model_layers != c.layers || model_modified || other_dtype) {
+      // copy, as PyTorch's model.half()), so a configuration in another dtype, or a quantized one
+      // (quantizing starts from the masters), loads it again too.
+      const bool needs_masters =
+          model && model->prepared_for_inference() &&
+          (model_precision.empty() || !is_plain_precision(c.precision) ||
+           compute_dtype_of(model_precision) != compute_dtype_of(c.precision));
+      if (model_layers != c.layers || model_modified || needs_masters) {
         model.reset();  // free the previous copy first
         models::LoadOptions load;
         load.purpose = models::ModelPurpose::Inference;
