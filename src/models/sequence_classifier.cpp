@@ -483,7 +483,9 @@ std::vector<WeightUse> SequenceClassifier::inference_uses() const {
 
 void SequenceClassifier::ensure_inference_weights() {
   const bool quantized = !quantized_.empty();
-  if (inference_.built() && inference_dtype_ == exec_.compute_dtype && inference_quantized_ == quantized) return;
+  if (inference_.built() && inference_dtype_ == exec_.compute_dtype && inference_quantized_ == quantized &&
+      (prepared_for_inference() || inference_version_ == params_.version()))
+    return;
   if (prepared_for_inference())
     fail("this inference-only model was prepared for ", dtype_name(inference_dtype_),
          inference_quantized_ ? " with quantized linears" : "", " and released its f32 master weights; load it "
@@ -492,6 +494,7 @@ void SequenceClassifier::ensure_inference_weights() {
   inference_.build(params_, inference_uses(), exec_.compute_dtype, device_);
   inference_dtype_ = exec_.compute_dtype;
   inference_quantized_ = quantized;
+  inference_version_ = params_.version();
 }
 
 void SequenceClassifier::prepare_for_inference() {

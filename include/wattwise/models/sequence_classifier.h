@@ -266,6 +266,7 @@ class SequenceClassifier : public TrainableModel {
   InferenceWeights inference_;
   DType inference_dtype_ = DType::F32;
   bool inference_quantized_ = false;
+  uint64_t inference_version_ = 0;  // params_.version() they were made from (rebuilt while the masters exist)
   Arena arena_;
   Activations act_;
   using GraphKey = std::tuple<int64_t, int64_t, bool>;  // batch, seq_len, token types
