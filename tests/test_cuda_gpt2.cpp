@@ -1,12 +1,16 @@
 // GPT-2 on a CUDA device: the tanh-GELU kernel against the CPU reference, parity with transformers
 // on the tiny fixture in f32 (fused and reference attention) and bf16, the CUDA-graph training step,
-// and KV-cache generation against the CPU. Skips with the reason when no GPU is usable.
+// KV-cache generation against the CPU, and inference-only models (ModelPurpose::Inference) against
+// training models: bit-identical logits, loss and tokens in f32/f16/bf16 with no f32 masters and no
+// gradients on the GPU. Skips with the reason when no GPU is usable.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "cuda_test_util.h"
 #include "gpt2_test_util.h"
+#include "test_util.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/ops/activation.h"
 #include "wattwise/ops/elementwise.h"
@@ -120,6 +124,55 @@ TEST(CudaGpt2, CachedGreedyGenerationEqualsCpu) {
     o.use_cache = true;
   }
   EXPECT_EQ(want, hf);
+}
+
+TEST(CudaGpt2, InferenceOnlyModelMatchesATrainingModelAndHoldsNoMasters) {
+  WW_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  const Gpt2Config config = Gpt2Config::preset("tiny", 300);
+  Rng rng(9);
+  std::vector<int32_t> ids(2 * 48), mask(2 * 48, 1);
+  for (auto& id : ids) id = int32_t(rng.next_u32() % 300);
+  for (int t = 40; t < 48; ++t) mask[size_t(48 + t)] = 0;
+  Batch batch;
+  batch.input_ids = Tensor::from_vector(ids, {2, 48});
+  batch.attention_mask = Tensor::from_vector(mask, {2, 48});
+  Batch scored = batch;
+  scored.labels = batch.input_ids;
+  for (DType d : {DType::F32, DType::F16, DType::BF16}) {
+    SCOPED_TRACE(std::string(dtype_name(d)));
+    Gpt2LMHeadModel inference(config, gpu, ModelPurpose::Inference);
+    Gpt2LMHeadModel trained(config, gpu);
+    inference.init_weights(3);
+    trained.init_weights(3);
+    ExecutionOptions e;
+    e.compute_dtype = d;
+    inference.set_execution(e);
+    trained.set_execution(e);
+    const std::vector<float> got = inference.forward(batch, false).to_float_vector();
+    const std::vector<float> want = trained.forward(batch, false).to_float_vector();
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "logits differ";
+    inference.forward(scored, false);
+    trained.forward(scored, false);
+    EXPECT_EQ(inference.loss(), trained.loss());
+    GenerateOptions g;
+    g.max_new_tokens = 10;
+    EXPECT_EQ(inference.generate({7, 8, 9}, g), trained.generate({7, 8, 9}, g));
+
+    // What the forward reads: 16-bit GEMM weights and tied head, f32 embedding tables and LayerNorms
+    // (the token embedding in both forms); in f32 every parameter once.
+    const int64_t P = inference.parameters().numel(), C = config.n_embd;
+    const int64_t wte = config.vocab_size * C, wpe = config.n_positions * C, ln = (2 + 4 * config.n_layer) * C;
+    const size_t weights = d == DType::F32 ? size_t(4 * P) : size_t(2 * (P - wpe - ln) + 4 * (wte + wpe + ln));
+    EXPECT_GE(inference.inference_weight_bytes(), weights);
+    EXPECT_LE(inference.inference_weight_bytes(), weights + inference.parameters().all().size() * 128 * 6);
+    EXPECT_TRUE(inference.prepared_for_inference());
+    EXPECT_FALSE(inference.parameters().has_grads());
+    if (d != DType::F32)
+      EXPECT_LT(inference.inference_weight_bytes(), size_t(4 * P)) << "the f32 masters are held beside the 16-bit copy";
+    ww::testing::expect_error([&] { inference.forward(scored, true); }, {"inference only"});
+  }
 }
 
 }  // namespace

@@ -406,8 +406,11 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
   const bool training = c.mode == "train";
 
   // Peak memory counts everything the case holds: weights, gradients, optimizer state, activations.
+  // An inference case builds an inference-only model: no gradients, and no f32 masters on the device
+  // beside its 16-bit weights.
   reset_peak_memory(device);
-  models::SequenceClassifier model(config, device);
+  models::SequenceClassifier model(config, device,
+                                   training ? models::ModelPurpose::Training : models::ModelPurpose::Inference);
   model.init_weights(o.seed);
   apply_execution(model, {c.precision, c.attention, c.checkpointing});
   const models::Batch batch = random_batch(config, c.batch, c.seq_len, o.seed + 1);

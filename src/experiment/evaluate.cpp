@@ -82,7 +82,8 @@ bool is_gpt2_model_folder(const std::filesystem::path& dir) {
 namespace {
 
 nlohmann::json run_lm_eval(const EvalOptions& o) {
-  models::Gpt2LMHeadModel model = models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device);
+  models::Gpt2LMHeadModel model =
+      models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device, models::ModelPurpose::Inference);
   apply_execution(model, {o.precision, o.attention, "none"});
   auto tokenizer = text::load_tokenizer(o.model_dir);
   const int64_t block_size = o.block_size ? o.block_size : model.config().n_positions;
@@ -146,7 +147,9 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 nlohmann::json run_eval(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("--batch-size must be positive");
   if (is_gpt2_model_folder(o.model_dir)) return run_lm_eval(o);
-  models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(o.model_dir, o.device);
+  models::LoadOptions load;
+  load.purpose = models::ModelPurpose::Inference;
+  models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(o.model_dir, o.device, load);
   apply_inference_execution(model, {o.precision, o.attention, "none"});
   const models::ModelConfig& config = model.config();
   auto tokenizer = text::load_tokenizer(o.model_dir);

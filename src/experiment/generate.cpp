@@ -22,7 +22,8 @@ GenerateRunResult run_generate(const GenerateRunOptions& o) {
   if (!is_gpt2_model_folder(o.model_dir))
     fail(o.model_dir.string(), ": not a GPT-2 model folder (config.json with model_type gpt2); generate needs a causal "
          "language model");
-  models::Gpt2LMHeadModel model = models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device);
+  models::Gpt2LMHeadModel model =
+      models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device, models::ModelPurpose::Inference);
   apply_execution(model, {o.precision, "auto", "none"});
   std::unique_ptr<text::Tokenizer> tokenizer = text::load_tokenizer(o.model_dir);
 

@@ -33,7 +33,9 @@ std::vector<float> softmax(const float* logits, int64_t n) {
 PredictSummary run_predict(const PredictOptions& options) {
   if (options.batch_size <= 0) fail("--batch-size must be positive, got ", options.batch_size);
   if (options.max_length < 0) fail("--max-length must not be negative, got ", options.max_length);
-  models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device);
+  models::LoadOptions load;
+  load.purpose = models::ModelPurpose::Inference;
+  models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device, load);
   apply_inference_execution(model, {options.precision, options.attention, "none"});
   const models::ModelConfig& config = model.config();
   std::unique_ptr<text::Tokenizer> tokenizer =

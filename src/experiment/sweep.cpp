@@ -261,6 +261,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
   std::optional<models::SequenceClassifier> model;
   int64_t model_layers = -1;
   bool model_modified = false;
+  std::string model_precision;  // the plain precision the loaded model last ran in
   nlohmann::json config_json = nlohmann::json::array();
   const auto sweep_start = std::chrono::steady_clock::now();
   const int64_t n_examples = int64_t(examples.size());
@@ -285,14 +286,24 @@ std::filesystem::path run_sweep(SweepOptions o) {
     nlohmann::json phase, quantization;
     try {
       // A precision other than the plain ones may rewrite the weights (quantization): the next
-      // configuration then starts from a fresh copy.
-      if (model_layers != c.layers || model_modified) {
+      // configuration then starts from a fresh copy. The model is inference-only: after its first
+      // forward it holds only the weights of that compute dtype (no f32 masters beside a 16-bit
+      // copy, as PyTorch's model.half()), so a configuration in another dtype, or a quantized one
+      // (quantizing starts from the masters), loads it again too.
+      const bool needs_masters =
+          model && model->prepared_for_inference() &&
+          (model_precision.empty() || !is_plain_precision(c.precision) ||
+           compute_dtype_of(model_precision) != compute_dtype_of(c.precision));
+      if (model_layers != c.layers || model_modified || needs_masters) {
         model.reset();  // free the previous copy first
-        model.emplace(models::SequenceClassifier::from_pretrained(o.model_dir, o.device));
+        models::LoadOptions load;
+        load.purpose = models::ModelPurpose::Inference;
+        model.emplace(models::SequenceClassifier::from_pretrained(o.model_dir, o.device, load));
         if (c.layers < model->config().num_layers) model->keep_first_layers(c.layers);
         model_layers = c.layers;
       }
       model_modified = !is_plain_precision(c.precision);
+      model_precision = model_modified ? std::string() : c.precision;
       quantization = configure_precision(*model, c, *encodings[c.max_length], *tokenizer);
       text::BatchOptions batch_options;
       batch_options.batch_size = c.batch_size;
@@ -377,6 +388,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
       // A failure can leave a half-configured model: load it afresh for the next configuration.
       model.reset();
       model_layers = -1;
+      model_precision.clear();
     }
     if (!o.quiet) {
       if (row.status == "ok")

@@ -374,7 +374,9 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
 
   json test_metrics = nullptr;
   if (test_split) {
-    models::Gpt2LMHeadModel best = models::Gpt2LMHeadModel::from_pretrained(run_dir / "best_model", device);
+    // Only evaluated: no gradients, no f32 masters beside the working weights.
+    models::Gpt2LMHeadModel best =
+        models::Gpt2LMHeadModel::from_pretrained(run_dir / "best_model", device, models::ModelPurpose::Inference);
     ExecutionChoice inference = execution;
     inference.checkpointing = "none";
     apply_execution(best, inference);
@@ -676,7 +678,10 @@ TrainRunResult run_training(const TrainConfig& cfg) {
 
   json test_metrics = nullptr;
   if (test_encoded) {
-    models::SequenceClassifier best = models::SequenceClassifier::from_pretrained(run_dir / "best_model", device);
+    // Only evaluated: no gradients, no f32 masters beside the working weights.
+    models::LoadOptions load;
+    load.purpose = models::ModelPurpose::Inference;
+    models::SequenceClassifier best = models::SequenceClassifier::from_pretrained(run_dir / "best_model", device, load);
     ExecutionChoice inference = execution;
     inference.checkpointing = "none";
     apply_execution(best, inference);

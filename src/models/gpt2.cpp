@@ -39,6 +39,14 @@ void transpose_into(float* dst, const float* src, int64_t rows, int64_t cols) {
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
 }
 
+// The same for elements of `size` bytes (saving 16-bit working copies).
+void transpose_into(void* dst, const void* src, int64_t rows, int64_t cols, size_t size) {
+  auto* d = static_cast<char*>(dst);
+  const auto* s = static_cast<const char*>(src);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) std::memcpy(d + size_t(c * rows + r) * size, s + size_t(r * cols + c) * size, size);
+}
+
 // Same elements as `master` (a view into the f32 flat buffer) in the 16-bit working copy.
 Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& master) {
   const int64_t offset = master.data<float>() - flat.data<float>();
@@ -47,10 +55,13 @@ Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& mas
 }
 }  // namespace
 
-Gpt2LMHeadModel::Gpt2LMHeadModel(const Gpt2Config& config, Device device) : config_(config), device_(device) {
+Gpt2LMHeadModel::Gpt2LMHeadModel(const Gpt2Config& config, Device device, ModelPurpose purpose)
+    : config_(config), device_(device), purpose_(purpose) {
   config_.validate("GPT-2 config");
   register_parameters();
-  params_.allocate(device_);
+  // An inference-only model loads into host memory: the device only ever gets what the forward reads.
+  params_.allocate(inference_only() ? Device::cpu() : device_);
+  if (inference_only()) params_.set_inference_only();
   dropout_base_ = Tensor::zeros({1}, DType::I64, device_);
 }
 
@@ -113,10 +124,11 @@ void Gpt2LMHeadModel::init_weights(uint64_t seed) {
   params_.mark_updated();
 }
 
-Gpt2LMHeadModel Gpt2LMHeadModel::from_pretrained(const std::filesystem::path& dir, Device device) {
+Gpt2LMHeadModel Gpt2LMHeadModel::from_pretrained(const std::filesystem::path& dir, Device device,
+                                                 ModelPurpose purpose) {
   Gpt2Config config = Gpt2Config::load(dir);
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
-  Gpt2LMHeadModel model(config, device);
+  Gpt2LMHeadModel model(config, device, purpose);
   const std::string where = checkpoint.path().string();
   const std::string prefix = "transformer.";
 
@@ -166,17 +178,25 @@ void Gpt2LMHeadModel::save(const std::filesystem::path& dir, DType store_dtype) 
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
-  Tensor host = device_.is_cpu() ? params_.flat_values() : params_.flat_values().to(Device::cpu());
+  // The f32 masters, or (an inference-only model that released them) the copies its forward reads.
+  Tensor host;
+  if (!params_.values_released()) {
+    const Tensor& flat = params_.flat_values();
+    host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
+  }
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const auto& p : params_.all()) {
-    const float* src = host.data<float>() + p.offset;
+  for (size_t i = 0; i < params_.all().size(); ++i) {
+    const Parameter& p = params_.all()[i];
+    Tensor value = host.defined() ? Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32)
+                                  : inference_.tensor_to_save(i, params_, store_dtype);
     if (is_conv1d_weight(p.name)) {
+      const Tensor src = value.device().is_cpu() ? value : value.to(Device::cpu());
       const int64_t out = p.shape[0], in = p.shape[1];
-      Tensor t = Tensor::empty({in, out}, DType::F32);
-      transpose_into(t.data<float>(), src, out, in);
+      Tensor t = Tensor::empty({in, out}, src.dtype());
+      transpose_into(t.raw(), src.raw(), out, in, dtype_size(src.dtype()));
       tensors.emplace_back(p.name, t);
     } else {
-      tensors.emplace_back(p.name, Tensor::view(const_cast<float*>(src), p.shape, DType::F32));
+      tensors.emplace_back(p.name, value);
     }
   }
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
@@ -210,6 +230,9 @@ void Gpt2LMHeadModel::set_execution(const ExecutionOptions& options) {
     fail("fused attention needs a GPU; the CPU runs the reference attention (attention = reference or auto)");
   if (options.checkpointing.mode == Checkpointing::Mode::EveryK && options.checkpointing.k < 1)
     fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
+  if (prepared_for_inference() && d != inference_dtype_)
+    fail("compute dtype ", dtype_name(d), ": this inference-only model was prepared for ", dtype_name(inference_dtype_),
+         " and released its f32 master weights; load it again to run in another precision");
   exec_ = options;
   act_.batch = 0;
   train_graphs_.clear();
@@ -232,9 +255,58 @@ void Gpt2LMHeadModel::refresh_working_weights() {
 }
 
 Tensor Gpt2LMHeadModel::gemm_weight(const std::string& name) const {
+  if (inference_.built()) {
+    const size_t i = params_.index_of(name);
+    return exec_.compute_dtype == DType::F32 ? inference_.f32(i, params_) : inference_.working(i, params_);
+  }
   const Tensor& master = params_.value(name);
   if (exec_.compute_dtype == DType::F32) return master;
   return working_view(working_, params_.flat_values(), master);
+}
+
+Tensor Gpt2LMHeadModel::f32_weight(const std::string& name) const {
+  if (inference_.built()) return inference_.f32(params_.index_of(name), params_);
+  return params_.value(name);
+}
+
+std::vector<WeightUse> Gpt2LMHeadModel::inference_uses() const {
+  std::set<std::string> f32_read = {wte_, wpe_, lnf_w_, lnf_b_};
+  for (const LayerNames& n : layer_names_)
+    for (const std::string* name : {&n.ln1_w, &n.ln1_b, &n.ln2_w, &n.ln2_b}) f32_read.insert(*name);
+  const bool f32_compute = exec_.compute_dtype == DType::F32;
+  std::vector<WeightUse> uses(params_.all().size());
+  for (size_t i = 0; i < uses.size(); ++i) {
+    const std::string& name = params_.all()[i].name;
+    uses[i].f32 = f32_compute || f32_read.count(name);
+    // The token embedding is also the tied head's GEMM weight.
+    uses[i].working = !f32_compute && (!f32_read.count(name) || name == wte_);
+  }
+  return uses;
+}
+
+void Gpt2LMHeadModel::prepare_for_inference() {
+  if (!inference_only())
+    fail("prepare_for_inference(): the model was built for training; build it with ModelPurpose::Inference to run "
+         "it without gradients and f32 masters");
+  if (inference_.built() && inference_dtype_ == exec_.compute_dtype) return;
+  if (prepared_for_inference())
+    fail("this inference-only model was prepared for ", dtype_name(inference_dtype_),
+         " and released its f32 master weights; load it again to run it in ", dtype_name(exec_.compute_dtype));
+  train_graphs_.clear();
+  inference_.build(params_, inference_uses(), exec_.compute_dtype, device_);
+  inference_dtype_ = exec_.compute_dtype;
+  params_.release_values();
+}
+
+void Gpt2LMHeadModel::prepare_weights_for_forward() {
+  if (inference_only()) prepare_for_inference();
+  else refresh_working_weights();
+}
+
+void Gpt2LMHeadModel::check_trainable(const char* what) const {
+  if (inference_only())
+    fail(what, ": the model was built for inference only (ModelPurpose::Inference): it has no gradient buffer and "
+               "releases its f32 master weights; build it for training to train it");
 }
 
 void Gpt2LMHeadModel::check_batch(const Batch& batch) const {
@@ -295,7 +367,9 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
     else l.probs = act({B, H, T, T});
     l.context = act({B, T, C});
     l.res1 = act({N, C});
-    l.ln2_out = act({N, C});
+    // Inference keeps nothing for a backward pass: the second LayerNorm reuses the first one's
+    // output buffer (read only by the q/k/v projection) and GELU overwrites its input.
+    l.ln2_out = training ? act({N, C}) : l.ln1_out;
     l.ln2_mean = f32({N});
     l.ln2_rstd = f32({N});
     l.fc_pre = act({N, I});
@@ -304,7 +378,7 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
   a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
   for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
   a.proj = act({N, C});
-  a.fc_act = act({N, I});
+  a.fc_act = training ? act({N, I}) : a.layers.front().fc_pre;
   a.lnf_out = act({N, C});
   a.lnf_mean = f32({N});
   a.lnf_rstd = f32({N});
@@ -412,7 +486,6 @@ Batch Gpt2LMHeadModel::stage_inputs(const Batch& batch) {
 void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& out,
                                     bool training, const Tensor& key_mask) {
   Activations& a = act_;
-  const ParameterStore& P = params_;
   const LayerNames& n = layer_names_[size_t(l)];
   const int64_t N = a.batch * a.seq_len, C = config_.n_embd;
   const float p_resid = training ? config_.resid_pdrop : 0.0f;
@@ -421,7 +494,7 @@ void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivati
   const Tensor x = x_in.reshape({N, C});
   const Tensor proj = a.proj.reshape({N, C});
 
-  ops::layernorm_forward(s.ln1_out, s.ln1_mean, s.ln1_rstd, x, P.value(n.ln1_w), P.value(n.ln1_b),
+  ops::layernorm_forward(s.ln1_out, s.ln1_mean, s.ln1_rstd, x, f32_weight(n.ln1_w), f32_weight(n.ln1_b),
                          config_.layer_norm_epsilon);
   ops::linear_forward(s.qkv.reshape({N, 3 * C}), s.ln1_out, gemm_weight(n.attn_w), gemm_weight(n.attn_b));
   if (a.attention == AttentionKernel::Fused)
@@ -433,8 +506,8 @@ void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivati
   ops::linear_forward(proj, s.context.reshape({N, C}), gemm_weight(n.attn_proj_w), gemm_weight(n.attn_proj_b));
   ops::dropout_forward(proj, proj, p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   // res1 = x + attention branch, ln2_out = LayerNorm(res1).
-  ops::residual_layernorm_forward(s.ln2_out, s.res1, s.ln2_mean, s.ln2_rstd, x, proj, P.value(n.ln2_w),
-                                  P.value(n.ln2_b), config_.layer_norm_epsilon);
+  ops::residual_layernorm_forward(s.ln2_out, s.res1, s.ln2_mean, s.ln2_rstd, x, proj, f32_weight(n.ln2_w),
+                                  f32_weight(n.ln2_b), config_.layer_norm_epsilon);
   ops::linear_forward(s.fc_pre, s.ln2_out, gemm_weight(n.fc_w), gemm_weight(n.fc_b));
   ops::gelu_tanh_forward(a.fc_act, s.fc_pre);
   ops::linear_forward(proj, a.fc_act, gemm_weight(n.mlp_proj_w), gemm_weight(n.mlp_proj_b));
@@ -444,15 +517,14 @@ void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivati
 
 void Gpt2LMHeadModel::trunk_forward(const Batch& batch, bool training) {
   Activations& a = act_;
-  const ParameterStore& P = params_;
   const int64_t N = a.batch * a.seq_len, C = config_.n_embd;
-  ops::embeddings_forward(a.emb, batch.input_ids, Tensor(), P.value(wte_), P.value(wpe_), Tensor());
+  ops::embeddings_forward(a.emb, batch.input_ids, Tensor(), f32_weight(wte_), f32_weight(wpe_), Tensor());
   ops::dropout_forward(a.emb, a.emb, training ? config_.embd_pdrop : 0.0f, dropout_seed_,
                        dropout_offset(kSiteEmbeddings), dropout_base_);
   for (int64_t l = 0; l < config_.n_layer; ++l)
     layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
   ops::layernorm_forward(a.lnf_out, a.lnf_mean, a.lnf_rstd, layer_output(config_.n_layer - 1).reshape({N, C}),
-                         P.value(lnf_w_), P.value(lnf_b_), config_.layer_norm_epsilon);
+                         f32_weight(lnf_w_), f32_weight(lnf_b_), config_.layer_norm_epsilon);
 }
 
 void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, float scale) {
@@ -483,10 +555,11 @@ void Gpt2LMHeadModel::read_loss() {
 
 Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
   check_batch(batch);
+  if (training) check_trainable("forward(training=true)");
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   const bool with_labels = batch.labels.defined();
   plan_activations(B, T, training, /*full_logits=*/!with_labels);
-  refresh_working_weights();
+  prepare_weights_for_forward();
   if (training) ++dropout_step_;
   const Batch staged = stage_inputs(batch);
   trunk_forward(staged, training);
@@ -503,6 +576,7 @@ Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
 }
 
 void Gpt2LMHeadModel::backward(float loss_scale) {
+  check_trainable("backward()");
   if (!can_backward_) fail("backward() needs a preceding forward(batch with labels, training=true)");
   if (!(std::isfinite(loss_scale) && loss_scale > 0))
     fail("backward: loss_scale ", loss_scale, " is not a finite value > 0");
@@ -570,12 +644,13 @@ void Gpt2LMHeadModel::backward_kernels(float loss_scale, bool head_done) {
 }
 
 bool Gpt2LMHeadModel::can_graph_training(const Batch& batch) const {
-  return device_.is_cuda() && exec_.cuda_graphs && batch.input_ids.defined() && batch.input_ids.device().is_cpu() &&
-         batch.labels.defined();
+  return device_.is_cuda() && exec_.cuda_graphs && !inference_only() && batch.input_ids.defined() &&
+         batch.input_ids.device().is_cpu() && batch.labels.defined();
 }
 
 void Gpt2LMHeadModel::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
   check_batch(batch);
+  check_trainable("train_step_graphed");
   if (!can_graph_training(batch))
     fail("train_step_graphed needs a GPU model with CUDA graphs on and a host batch with labels");
   if (!(std::isfinite(loss_scale) && loss_scale > 0))

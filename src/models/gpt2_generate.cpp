@@ -21,7 +21,7 @@ Tensor Gpt2LMHeadModel::last_token_logits(const Batch& batch) {
   check_batch(batch);
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), C = config_.n_embd;
   plan_activations(B, T, /*training=*/false, /*full_logits=*/true);
-  refresh_working_weights();
+  prepare_weights_for_forward();
   const Batch staged = stage_inputs(batch);
   trunk_forward(staged, /*training=*/false);
   // Each row's last real token (right padding).
@@ -130,8 +130,7 @@ std::vector<int32_t> Gpt2LMHeadModel::generate(const std::vector<int32_t>& promp
   }
   if (o.max_new_tokens == 0) return generated;
 
-  refresh_working_weights();
-  const ParameterStore& P = params_;
+  prepare_weights_for_forward();
   const DType dt = exec_.compute_dtype;
   const int64_t C = config_.n_embd, I = config_.inner_size(), H = config_.n_head, Tmax = config_.n_positions;
   const AttentionKernel kernel = attention_kernel();
@@ -155,10 +154,10 @@ std::vector<int32_t> Gpt2LMHeadModel::generate(const std::vector<int32_t>& promp
     const Tensor fs = fc.slice(0, n), ms = mean.slice(0, n), ss = rstd.slice(0, n);
     const Tensor id = ids_dev.reshape({P0}).slice(0, n).reshape({1, n});
     id.copy_from(Tensor::from_vector(ids, {1, n}));
-    ops::embeddings_forward(xs.reshape({1, n, C}), id, Tensor(), P.value(wte_), P.value(wpe_), Tensor(), pos);
+    ops::embeddings_forward(xs.reshape({1, n, C}), id, Tensor(), f32_weight(wte_), f32_weight(wpe_), Tensor(), pos);
     for (int64_t l = 0; l < config_.n_layer; ++l) {
       const LayerNames& nm = layer_names_[size_t(l)];
-      ops::layernorm_forward(hs, ms, ss, xs, P.value(nm.ln1_w), P.value(nm.ln1_b), config_.layer_norm_epsilon);
+      ops::layernorm_forward(hs, ms, ss, xs, f32_weight(nm.ln1_w), f32_weight(nm.ln1_b), config_.layer_norm_epsilon);
       ops::linear_forward(cache[size_t(l)].slice(pos, total), hs, gemm_weight(nm.attn_w), gemm_weight(nm.attn_b));
       const Tensor qkv = cache[size_t(l)].slice(0, total).reshape({1, total, 3 * C});
       const Tensor ctx = context.slice(0, total).reshape({1, total, C});
@@ -169,7 +168,7 @@ std::vector<int32_t> Gpt2LMHeadModel::generate(const std::vector<int32_t>& promp
         ops::attention_forward(ctx, probs.slice(0, H * total * total).reshape({1, H, total, total}), qkv, Tensor(),
                                H, true, 0.0f, 0, 0);
       ops::linear_forward(ps, context.slice(pos, total), gemm_weight(nm.attn_proj_w), gemm_weight(nm.attn_proj_b));
-      ops::residual_layernorm_forward(hs, rs, ms, ss, xs, ps, P.value(nm.ln2_w), P.value(nm.ln2_b),
+      ops::residual_layernorm_forward(hs, rs, ms, ss, xs, ps, f32_weight(nm.ln2_w), f32_weight(nm.ln2_b),
                                       config_.layer_norm_epsilon);
       ops::linear_forward(fs, hs, gemm_weight(nm.fc_w), gemm_weight(nm.fc_b));
       ops::gelu_tanh_forward(fs, fs);
@@ -178,7 +177,7 @@ std::vector<int32_t> Gpt2LMHeadModel::generate(const std::vector<int32_t>& promp
     }
     // Only the last token's logits are needed.
     const Tensor last = xs.slice(n - 1, n);
-    ops::layernorm_forward(hs.slice(0, 1), ms.slice(0, 1), ss.slice(0, 1), last, P.value(lnf_w_), P.value(lnf_b_),
+    ops::layernorm_forward(hs.slice(0, 1), ms.slice(0, 1), ss.slice(0, 1), last, f32_weight(lnf_w_), f32_weight(lnf_b_),
                            config_.layer_norm_epsilon);
     ops::linear_forward(logits, hs.slice(0, 1), gemm_weight(wte_), Tensor());
     ops::cast(logits_f32, logits);

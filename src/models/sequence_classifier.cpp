@@ -44,11 +44,13 @@ std::string SequenceClassifier::prefix() const {
   return config_.arch == Architecture::Bert ? "bert." : "distilbert.";
 }
 
-SequenceClassifier::SequenceClassifier(const ModelConfig& config, Device device)
-    : config_(config), device_(device) {
+SequenceClassifier::SequenceClassifier(const ModelConfig& config, Device device, ModelPurpose purpose)
+    : config_(config), device_(device), purpose_(purpose) {
   config_.validate("model config");
   register_parameters();
-  params_.allocate(device_);
+  // An inference-only model loads into host memory: the device only ever gets what the forward reads.
+  params_.allocate(inference_only() ? Device::cpu() : device_);
+  if (inference_only()) params_.set_inference_only();
   dropout_base_ = Tensor::zeros({1}, DType::I64, device_);
 }
 
@@ -154,7 +156,7 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
   ModelConfig config = load_model_config(dir);
   if (options.pooling) config.pooling = *options.pooling;
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
-  SequenceClassifier model(config, device);
+  SequenceClassifier model(config, device, options.purpose);
   const std::string where = checkpoint.path().string();
 
   std::vector<std::string> names = checkpoint.names();
@@ -193,7 +195,7 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
            " model with this config.json needs it)");
     }
     unused.erase(*name);
-    if (device.is_cpu()) {
+    if (p.value.device().is_cpu()) {
       checkpoint.read_into(*name, p.value);
     } else {
       staging = Tensor::empty(p.shape, DType::F32);
@@ -240,11 +242,19 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
-  Tensor host = device_.is_cpu() ? params_.flat_values() : params_.flat_values().to(Device::cpu());
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const auto& p : params_.all())
-    if (!dropped_parameters_.count(p.name))
-      tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
+  if (params_.values_released()) {
+    // An inference-only model after its first forward: what the forward reads (or an error saying why not).
+    for (size_t i = 0; i < params_.all().size(); ++i)
+      if (!dropped_parameters_.count(params_.all()[i].name))
+        tensors.emplace_back(params_.all()[i].name, inference_.tensor_to_save(i, params_, store_dtype));
+  } else {
+    const Tensor& flat = params_.flat_values();
+    Tensor host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
+    for (const auto& p : params_.all())
+      if (!dropped_parameters_.count(p.name))
+        tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
+  }
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
   if (!has_dense_head())
     std::fprintf(stderr,
@@ -368,6 +378,9 @@ void SequenceClassifier::set_execution(const ExecutionOptions& options) {
     fail("fused attention needs a GPU; the CPU runs the reference attention (attention = reference or auto)");
   if (options.checkpointing.mode == Checkpointing::Mode::EveryK && options.checkpointing.k < 1)
     fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
+  if (prepared_for_inference() && d != inference_dtype_)
+    fail("compute dtype ", dtype_name(d), ": this inference-only model was prepared for ", dtype_name(inference_dtype_),
+         " and released its f32 master weights; load it again to run in another precision");
   exec_ = options;
   act_.batch = 0;  // re-plan the activations at the next forward
   graphs_.clear();
@@ -422,15 +435,90 @@ Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& mas
 }  // namespace
 
 Tensor SequenceClassifier::gemm_weight(const std::string& name) const {
+  if (inference_.built()) {
+    const size_t i = params_.index_of(name);
+    return exec_.compute_dtype == DType::F32 ? inference_.f32(i, params_) : inference_.working(i, params_);
+  }
   const Tensor& master = params_.value(name);
   if (exec_.compute_dtype == DType::F32) return master;
   return working_view(working_, params_.flat_values(), master, master.shape());
 }
 
 Tensor SequenceClassifier::gemm_weight_span(const std::string& first, const std::string& last, const Shape& shape) const {
+  if (inference_.built()) {
+    const size_t a = params_.index_of(first), b = params_.index_of(last);
+    return exec_.compute_dtype == DType::F32 ? inference_.f32_span(a, b, shape, params_)
+                                             : inference_.working_span(a, b, shape, params_);
+  }
   Tensor master = params_.span(first, last, shape, false);
   if (exec_.compute_dtype == DType::F32) return master;
   return working_view(working_, params_.flat_values(), master, shape);
+}
+
+Tensor SequenceClassifier::f32_weight(const std::string& name) const {
+  if (inference_.built()) return inference_.f32(params_.index_of(name), params_);
+  return params_.value(name);
+}
+
+std::vector<WeightUse> SequenceClassifier::inference_uses() const {
+  std::set<std::string> f32_read = {word_emb_, pos_emb_, emb_ln_w_, emb_ln_b_};
+  if (!type_emb_.empty()) f32_read.insert(type_emb_);
+  std::set<size_t> quantized;
+  for (const LayerNames& n : layer_names_) {
+    for (const std::string* name : {&n.ln1_w, &n.ln1_b, &n.ln2_w, &n.ln2_b}) f32_read.insert(*name);
+    if (quantized_.empty()) continue;
+    for (size_t i = params_.index_of(n.qkv_first_w); i <= params_.index_of(n.qkv_last_w); ++i) quantized.insert(i);
+    for (const std::string* name : {&n.attn_out_w, &n.ffn_in_w, &n.ffn_out_w}) quantized.insert(params_.index_of(*name));
+  }
+  const bool f32_compute = exec_.compute_dtype == DType::F32;
+  std::vector<WeightUse> uses(params_.all().size());
+  for (size_t i = 0; i < uses.size(); ++i) {
+    const std::string& name = params_.all()[i].name;
+    if (dropped_parameters_.count(name) || quantized.count(i)) continue;  // never read
+    if (f32_read.count(name) || f32_compute) uses[i].f32 = true;
+    else uses[i].working = true;
+  }
+  return uses;
+}
+
+void SequenceClassifier::ensure_inference_weights() {
+  const bool quantized = !quantized_.empty();
+  if (inference_.built() && inference_dtype_ == exec_.compute_dtype && inference_quantized_ == quantized &&
+      (prepared_for_inference() || inference_version_ == params_.version()))
+    return;
+  if (prepared_for_inference())
+    fail("this inference-only model was prepared for ", dtype_name(inference_dtype_),
+         inference_quantized_ ? " with quantized linears" : "", " and released its f32 master weights; load it "
+         "again to run it another way");
+  graphs_.clear();  // recordings read the old weights
+  inference_.build(params_, inference_uses(), exec_.compute_dtype, device_);
+  inference_dtype_ = exec_.compute_dtype;
+  inference_quantized_ = quantized;
+  inference_version_ = params_.version();
+}
+
+void SequenceClassifier::prepare_for_inference() {
+  if (!inference_only())
+    fail("prepare_for_inference(): the model was built for training; build it with ModelPurpose::Inference (or "
+         "LoadOptions::purpose) to run it without gradients and f32 masters");
+  if (quant_method_ && quantized_version_ != params_.version())
+    fail("the weights changed after quantization (", ops::quant_method_name(*quant_method_),
+         "): quantize the model again");
+  ensure_inference_weights();
+  if (!prepared_for_inference()) params_.release_values();
+}
+
+void SequenceClassifier::prepare_weights_for_forward() {
+  if (!inference_only()) return refresh_working_weights();
+  // Calibration forwards run before quantizing, which still needs the masters.
+  if (!observers_.empty()) return ensure_inference_weights();
+  prepare_for_inference();
+}
+
+void SequenceClassifier::check_trainable(const char* what) const {
+  if (inference_only())
+    fail(what, ": the model was built for inference only (ModelPurpose::Inference): it has no gradient buffer and "
+               "releases its f32 master weights; build it for training to fine-tune it");
 }
 
 void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int64_t B, int64_t T,
@@ -459,7 +547,11 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   a.emb_sum = act({B, T, C});
   a.emb_mean = f32({N});
   a.emb_rstd = f32({N});
-  a.emb_out = act({B, T, C});
+  // Inference keeps nothing for a backward pass: the embeddings' LayerNorm writes over its input,
+  // the residual sums go into the projection scratch (the fused residual + LayerNorm allows it) and
+  // the activation overwrites the feed-forward input.
+  a.emb_out = training ? act({B, T, C}) : a.emb_sum;
+  if (!training) a.proj = act({N, C});
   // Training keeps every layer's activations for backward (or a segment's, when checkpointing);
   // inference reuses one set (a layer reads its input before it overwrites `out`).
   const int64_t slots = !training ? 1 : recompute ? a.segment : layers;
@@ -469,20 +561,20 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
     if (fused) l.lse = f32({B, H, T});
     else l.probs = act({B, H, T, T});
     l.context = act({B, T, C});
-    l.res1 = act({N, C});
+    l.res1 = training ? act({N, C}) : a.proj;
     l.ln1_mean = f32({N});
     l.ln1_rstd = f32({N});
     l.h1 = act({N, C});
     l.ffn_pre = act({N, I});
-    l.res2 = act({N, C});
+    l.res2 = training ? act({N, C}) : a.proj;
     l.ln2_mean = f32({N});
     l.ln2_rstd = f32({N});
     l.out = act({B, T, C});
   }
   a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
   for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
-  a.proj = act({N, C});
-  a.ffn_act = act({N, I});
+  if (training) a.proj = act({N, C});
+  a.ffn_act = training ? act({N, I}) : a.layers.front().ffn_pre;
   a.cls = act({B, C});
   a.head_pre = act({B, C});
   a.head_act = act({B, C});
@@ -554,18 +646,35 @@ Tensor SequenceClassifier::layer_output(int64_t l) {
 
 Tensor SequenceClassifier::layer_input(int64_t l) { return l == 0 ? act_.emb_out : layer_output(l - 1); }
 
+Tensor SequenceClassifier::encoder_linear_weight(int64_t l, EncoderLinear which) const {
+  const LayerNames& n = layer_names_[size_t(l)];
+  const int64_t C = config_.hidden_size;
+  switch (which) {
+    case kQkv: return gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C});
+    case kAttentionOut: return gemm_weight(n.attn_out_w);
+    case kFfnIn: return gemm_weight(n.ffn_in_w);
+    case kFfnOut: return gemm_weight(n.ffn_out_w);
+    default: break;
+  }
+  fail("encoder linear ", int(which), " does not exist");
+}
+
 void SequenceClassifier::encoder_linear(int64_t l, EncoderLinear which, const Tensor& out, const Tensor& inp,
-                                        const Tensor& w, const Tensor& b) {
+                                        const Tensor& b) {
   const size_t index = size_t(l * kLinearsPerLayer + which);
   if (!quantized_.empty() && !act_.training) {
+    // The dense weight is not looked up: an inference-only model no longer has it.
     ops::quantized_linear_forward(out, inp, quantized_[index], b, act_.quant_workspace);
     return;
   }
   if (!observers_.empty()) observers_[index].observe(inp);
-  ops::linear_forward(out, inp, w, b);
+  ops::linear_forward(out, inp, encoder_linear_weight(l, which), b);
 }
 
 void SequenceClassifier::clear_quantization() {
+  if (quant_method_ && prepared_for_inference())
+    fail("clear_quantization(): this inference-only model released its f32 master weights, so the quantized "
+         "linears (", ops::quant_method_name(*quant_method_), ") are all it has; load the model again");
   quant_method_.reset();
   quantized_.clear();
   observers_.clear();
@@ -574,6 +683,9 @@ void SequenceClassifier::clear_quantization() {
 }
 
 void SequenceClassifier::quantize_for_inference(const QuantizationOptions& options) {
+  if (prepared_for_inference())
+    fail("quantize_for_inference(): this inference-only model already ran (or was prepared) and released the f32 "
+         "master weights quantization starts from; quantize it before its first forward");
   clear_quantization();
   const ops::QuantMethod method = options.method;
   const char* name = ops::quant_method_name(method);
@@ -610,7 +722,8 @@ void SequenceClassifier::quantize_for_inference(const QuantizationOptions& optio
     for (int which = 0; which < kLinearsPerLayer; ++which) {
       const float absmax = input_absmax[size_t(l * kLinearsPerLayer + which)];
       try {
-        quantized.push_back(ops::quantize_linear(masters[which], method, absmax));
+        // An inference-only GPU model's masters are in host memory; the quantized copy goes to the device.
+        quantized.push_back(ops::quantize_linear(masters[which], method, absmax, device_));
       } catch (const Error& e) {
         fail("quantization ", name, ", layer ", l, " linear ", which, ": ", e.what());
       }
@@ -626,7 +739,6 @@ void SequenceClassifier::quantize_for_inference(const QuantizationOptions& optio
 void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& out,
                                        bool training, const Tensor& key_mask) {
   Activations& a = act_;
-  const ParameterStore& P = params_;
   const LayerNames& n = layer_names_[size_t(l)];
   const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size;
   const float p_hidden = training ? config_.hidden_dropout : 0.0f;
@@ -636,40 +748,37 @@ void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActiv
   const Tensor x = x_in.reshape({N, C});
   const Tensor proj = a.proj.reshape({N, C});
 
-  encoder_linear(l, kQkv, s.qkv.reshape({N, 3 * C}), x, gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}),
-                 gemm_weight_span(n.qkv_first_b, n.qkv_last_b, {3 * C}));
+  encoder_linear(l, kQkv, s.qkv.reshape({N, 3 * C}), x, gemm_weight_span(n.qkv_first_b, n.qkv_last_b, {3 * C}));
   if (a.attention == AttentionKernel::Fused)
     ops::attention_forward_fused(s.context, s.lse, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn,
                                  seed, dropout_offset(site_attention_probs(l)), dropout_base_);
   else
     ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn, seed,
                            dropout_offset(site_attention_probs(l)), dropout_base_);
-  encoder_linear(l, kAttentionOut, proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_w),
-                 gemm_weight(n.attn_out_b));
+  encoder_linear(l, kAttentionOut, proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_b));
   ops::dropout_forward(proj, proj, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
-  ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, P.value(n.ln1_w),
-                                  P.value(n.ln1_b), config_.layer_norm_eps);
-  encoder_linear(l, kFfnIn, s.ffn_pre, s.h1, gemm_weight(n.ffn_in_w), gemm_weight(n.ffn_in_b));
+  ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, f32_weight(n.ln1_w),
+                                  f32_weight(n.ln1_b), config_.layer_norm_eps);
+  encoder_linear(l, kFfnIn, s.ffn_pre, s.h1, gemm_weight(n.ffn_in_b));
   if (config_.activation == Activation::Gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
   else ops::relu_forward(a.ffn_act, s.ffn_pre);
-  encoder_linear(l, kFfnOut, proj, a.ffn_act, gemm_weight(n.ffn_out_w), gemm_weight(n.ffn_out_b));
+  encoder_linear(l, kFfnOut, proj, a.ffn_act, gemm_weight(n.ffn_out_b));
   ops::dropout_forward(proj, proj, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   ops::residual_layernorm_forward(out.reshape({N, C}), s.res2, s.ln2_mean, s.ln2_rstd, s.h1, proj,
-                                  P.value(n.ln2_w), P.value(n.ln2_b), config_.layer_norm_eps);
+                                  f32_weight(n.ln2_w), f32_weight(n.ln2_b), config_.layer_norm_eps);
 }
 
 void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
   Activations& a = act_;
-  const ParameterStore& P = params_;
   const int64_t N = a.batch * a.seq_len;
   const float p_hidden = training ? config_.hidden_dropout : 0.0f;
   const float p_cls = training ? config_.classifier_dropout : 0.0f;
   const uint64_t seed = dropout_seed_;
 
-  ops::embeddings_forward(a.emb_sum, batch.input_ids, batch.token_type_ids, P.value(word_emb_),
-                          P.value(pos_emb_), type_emb_.empty() ? Tensor() : P.value(type_emb_));
-  ops::layernorm_forward(a.emb_out, a.emb_mean, a.emb_rstd, a.emb_sum.reshape({N, -1}), P.value(emb_ln_w_),
-                         P.value(emb_ln_b_), config_.layer_norm_eps);
+  ops::embeddings_forward(a.emb_sum, batch.input_ids, batch.token_type_ids, f32_weight(word_emb_),
+                          f32_weight(pos_emb_), type_emb_.empty() ? Tensor() : f32_weight(type_emb_));
+  ops::layernorm_forward(a.emb_out, a.emb_mean, a.emb_rstd, a.emb_sum.reshape({N, -1}), f32_weight(emb_ln_w_),
+                         f32_weight(emb_ln_b_), config_.layer_norm_eps);
   ops::dropout_forward(a.emb_out, a.emb_out, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);
 
   for (int64_t l = 0; l < config_.num_layers; ++l)
@@ -738,6 +847,7 @@ void SequenceClassifier::compute_logits_graphed(const Batch& fixed) {
 
 Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   check_batch(batch);
+  if (training) check_trainable("forward(training=true)");
   if (quant_method_) {
     if (training)
       fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
@@ -748,7 +858,7 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   }
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   plan_activations(B, T, training);
-  refresh_working_weights();
+  prepare_weights_for_forward();
   if (training) ++dropout_step_;
   Activations& a = act_;
   const Batch staged = stage_inputs(batch);
@@ -779,12 +889,13 @@ void SequenceClassifier::read_loss() {
 }
 
 bool SequenceClassifier::can_graph_training(const Batch& batch) const {
-  return device_.is_cuda() && exec_.cuda_graphs && batch.input_ids.defined() && batch.input_ids.device().is_cpu() &&
-         batch.labels.defined();
+  return device_.is_cuda() && exec_.cuda_graphs && !inference_only() && batch.input_ids.defined() &&
+         batch.input_ids.device().is_cpu() && batch.labels.defined();
 }
 
 void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
   check_batch(batch);
+  check_trainable("train_step_graphed");
   if (quant_method_)
     fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
          "): training needs the unquantized model");
@@ -873,6 +984,7 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
 }
 
 void SequenceClassifier::backward(float loss_scale) {
+  check_trainable("backward()");
   if (!can_backward_)
     fail("backward() needs a preceding forward(batch with labels, training=true)");
   if (!(std::isfinite(loss_scale) && loss_scale > 0))

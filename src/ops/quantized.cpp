@@ -47,14 +47,15 @@ void check_quantization_supported(QuantMethod method, Device device) {
 #endif
 }
 
-QuantizedLinear quantize_linear(const Tensor& weight, QuantMethod method, float input_absmax) {
+QuantizedLinear quantize_linear(const Tensor& weight, QuantMethod method, float input_absmax,
+                                std::optional<Device> target) {
   const char* op = "quantize_linear";
   require_f32_cpu_or_cuda(weight, op, "weight");
   require_dim(weight, 2, op, "weight");
   if (method != QuantMethod::Int8Weight && !std::isfinite(input_absmax))
     fail(op, ": the calibrated input range of ", weight.describe(), " is ", input_absmax,
          " (calibration met a non-finite activation)");
-  const Device device = weight.device();
+  const Device device = target.value_or(weight.device());
   const int64_t OC = weight.size(0), IC = weight.size(1);
   const Tensor w = host_copy(weight);
   QuantizedLinear q;

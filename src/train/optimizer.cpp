@@ -84,6 +84,9 @@ Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& opti
     : store_(store), options_(options) {
   validate(options_);
   if (!store_.allocated()) fail("optimizer: the parameter store is not allocated yet");
+  if (store_.inference_only())
+    fail("optimizer: the model was built for inference only (ModelPurpose::Inference): it has no gradients and "
+         "releases its f32 master weights once it runs; build it for training to train it");
   Device device = store_.flat_values().device();
   int64_t n = store_.numel();
   decay_ranges_ = decay_ranges(store_).to(device);

@@ -83,21 +83,24 @@ struct GenerateOptions {
 
 class Gpt2LMHeadModel : public TrainableModel {
  public:
-  Gpt2LMHeadModel(const Gpt2Config& config, Device device);
+  Gpt2LMHeadModel(const Gpt2Config& config, Device device, ModelPurpose purpose = ModelPurpose::Training);
 
   // Reads config.json + model.safetensors (or a sharded index) from a Hugging Face GPT-2 folder;
   // f32, f16 or bf16 weights load into f32 masters. Accepts names with or without the
   // "transformer." prefix; lm_head.weight may be absent (tied) or must equal wte; attention mask
   // buffers (attn.bias, attn.masked_bias) are ignored. A missing tensor or a wrong shape is an
-  // error naming the tensor, the file and the expected shape.
-  static Gpt2LMHeadModel from_pretrained(const std::filesystem::path& dir, Device device);
+  // error naming the tensor, the file and the expected shape. `purpose`: see ModelPurpose (model.h).
+  static Gpt2LMHeadModel from_pretrained(const std::filesystem::path& dir, Device device,
+                                         ModelPurpose purpose = ModelPurpose::Training);
   // Hugging Face's initialisation: N(0, initializer_range) for weights and embeddings, the
   // residual output projections (attn.c_proj, mlp.c_proj) scaled by 1/√(2·n_layer), zero biases,
   // unit LayerNorm.
   void init_weights(uint64_t seed);
   // Writes config.json and model.safetensors into `dir` (created if needed) with HF names and
   // Conv1D layout, weights as `store_dtype` (f32, f16 or bf16), no lm_head.weight (tied): what
-  // transformers' GPT2LMHeadModel.from_pretrained loads unchanged.
+  // transformers' GPT2LMHeadModel.from_pretrained loads unchanged. An inference-only model that
+  // released its f32 masters saves the copies its forward reads, as SequenceClassifier::save says
+  // (store_dtype must then be its compute dtype).
   void save(const std::filesystem::path& dir, DType store_dtype = DType::F32) const;
 
   // Batch: input_ids i32 [B,T]; attention_mask i32 [B,T] optional (undefined: all real; padding
@@ -134,7 +137,8 @@ class Gpt2LMHeadModel : public TrainableModel {
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt_ids, const GenerateOptions& options);
 
   // Precision, attention kernel and checkpointing; checked against the device (16-bit and fused
-  // attention need a GPU).
+  // attention need a GPU). An inference-only model that released its masters keeps the compute
+  // dtype it was prepared for (another one is an error).
   void set_execution(const ExecutionOptions& options);
   const ExecutionOptions& execution() const { return exec_; }
   AttentionKernel attention_kernel() const;  // Auto resolved for the device
@@ -144,6 +148,14 @@ class Gpt2LMHeadModel : public TrainableModel {
   // Rows of the language-model head processed at once (logits chunk [rows, V]); default 4096.
   void set_loss_chunk_rows(int64_t rows);
   const Gpt2Config& config() const { return config_; }
+  ModelPurpose purpose() const { return purpose_; }
+  bool inference_only() const { return purpose_ == ModelPurpose::Inference; }
+  // Inference-only models: puts on the device what the forward reads (f32 embedding and LayerNorm
+  // tables, the compute-dtype GEMM weights and tied head) and releases the f32 masters. Every
+  // forward, last_token_logits and generate do it when needed. An error for a training model.
+  void prepare_for_inference();
+  bool prepared_for_inference() const { return params_.values_released(); }
+  size_t inference_weight_bytes() const { return inference_.bytes(); }
   size_t activation_bytes() const { return arena_.capacity(); }
   size_t planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const;
 
@@ -175,7 +187,14 @@ class Gpt2LMHeadModel : public TrainableModel {
 
   void register_parameters();
   Tensor gemm_weight(const std::string& name) const;
+  // A parameter the kernels read in f32 (embedding tables, LayerNorm): the master, or an
+  // inference-only model's f32 copy.
+  Tensor f32_weight(const std::string& name) const;
   void refresh_working_weights();
+  // refresh_working_weights() for a training model, prepare_for_inference() for an inference-only one.
+  void prepare_weights_for_forward();
+  std::vector<WeightUse> inference_uses() const;
+  void check_trainable(const char* what) const;
   void check_batch(const Batch& batch) const;
   void allocate_activations(Arena& arena, Activations& a, int64_t batch, int64_t seq_len, bool training,
                             bool full_logits) const;
@@ -197,12 +216,15 @@ class Gpt2LMHeadModel : public TrainableModel {
 
   Gpt2Config config_;
   Device device_;
+  ModelPurpose purpose_ = ModelPurpose::Training;
   ParameterStore params_;
   std::vector<LayerNames> layer_names_;
   std::string wte_, wpe_, lnf_w_, lnf_b_;
   ExecutionOptions exec_;
-  Tensor working_;
+  Tensor working_;  // training models computing in 16-bit
   uint64_t working_version_ = 0;
+  InferenceWeights inference_;  // inference-only models
+  DType inference_dtype_ = DType::F32;
   Arena arena_;
   Activations act_;
   using TrainGraphKey = std::tuple<int64_t, int64_t, bool, int64_t, uint32_t>;

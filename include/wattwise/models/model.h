@@ -10,6 +10,16 @@
 
 namespace ww::models {
 
+// What a model is built for.
+// - Training: f32 master weights on the model's device, f32 gradients from the first backward, a
+//   16-bit working copy when computing in 16-bit.
+// - Inference: never a gradient buffer (training is an error saying so). On a GPU the f32 masters
+//   wait in host memory while the model is loaded (and quantized); its first forward, or
+//   prepare_for_inference(), puts on the device only what the forward reads (16-bit GEMM weights,
+//   quantized linears, f32 embedding and LayerNorm tables; with f32 compute all weights in f32)
+//   and releases the masters. Peak device memory is then about what PyTorch's model.half() holds.
+enum class ModelPurpose { Training, Inference };
+
 // One batch of already tokenized, padded examples (all i32 [B,T] except labels), on the model's
 // device or on the CPU (a GPU model then uploads it without making the host wait).
 struct Batch {

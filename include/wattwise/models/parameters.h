@@ -4,6 +4,11 @@
 // gradient sits at the same offset as the parameter. Parameters are registered by their Hugging
 // Face names, in an order the model chooses (query/key/value adjacent, so they also form one packed
 // [3C, C] projection).
+//
+// An inference-only model (ModelPurpose::Inference, model.h) uses the same store for its f32
+// masters, but never allocates gradients, and releases the masters once InferenceWeights (below)
+// hold what its forward reads.
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,17 +33,18 @@ class ParameterStore {
   // allocated (zeroed) at its first use, so a model that only runs inference never holds one.
   void allocate(Device device);
 
-  bool allocated() const { return values_.defined(); }
+  bool allocated() const { return values_.defined() || released_; }
   const Tensor& value(const std::string& name) const;  // throws naming the parameter
   const Tensor& grad(const std::string& name) const;  // allocates the gradients on first use
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  size_t index_of(const std::string& name) const;  // registration position; throws naming it
   // A view over consecutive parameters [first, last] (inclusive, in registration order) as one
   // tensor of `shape`: used for the packed query/key/value projection.
   Tensor span(const std::string& first, const std::string& last, const Shape& shape, bool grad) const;
 
   std::vector<Parameter>& all() { return params_; }
   const std::vector<Parameter>& all() const { return params_; }
-  const Tensor& flat_values() const { return values_; }
+  const Tensor& flat_values() const;  // throws once the values were released
   const Tensor& flat_grads() const {
     ensure_grads();
     return grads_;
@@ -53,17 +59,80 @@ class ParameterStore {
   void mark_updated() { ++version_; }
   uint64_t version() const { return version_; }
 
+  // Inference only: from now on asking for gradients (grad, flat_grads, span(..., grad=true), an
+  // optimizer) is an error that says why, so none is ever allocated. Call before any gradient exists.
+  void set_inference_only();
+  bool inference_only() const { return inference_only_; }
+  // Frees the f32 values (an inference-only model, once InferenceWeights hold what its forward
+  // reads). Names, shapes and offsets stay; value(), span() and flat_values() become errors naming
+  // the reason.
+  void release_values();
+  bool values_released() const { return released_; }
+
  private:
   std::vector<Parameter> params_;
   std::map<std::string, size_t> index_;
   int64_t total_ = 0;
   uint64_t version_ = 1;
+  bool inference_only_ = false;
+  bool released_ = false;
   void ensure_grads() const;
+  void check_values(const std::string& what) const;
 
   Tensor values_;
   // Lazily allocated (see allocate()); mutable because reading a gradient is what first needs it.
   mutable Tensor grads_;
   mutable std::vector<Tensor> grad_views_;
+};
+
+// How an inference-only model's forward reads one parameter: in f32 (what the embedding and
+// LayerNorm kernels always take, and every weight when computing in f32), in the 16-bit compute
+// dtype (GEMM weights and biases), both (GPT-2's token embedding is also its tied head), or not at
+// all (a weight replaced by its quantized copy, a layer dropped by keep_first_layers).
+struct WeightUse {
+  bool f32 = false;
+  bool working = false;
+};
+
+// The weights an inference-only model's forward reads, on the model's device, made once from the
+// f32 masters: one f32 buffer and one compute-dtype buffer holding only the parameters that are
+// read in that form. Each parameter keeps its offset in the masters' flat buffer modulo 128
+// elements, so its address has the same alignment as in a training model's buffers: cuBLASLt picks
+// its GEMM algorithm by operand alignment, and the same choice is what makes the logits
+// bit-identical to a training model's with the same weights and precision.
+class InferenceWeights {
+ public:
+  // Builds from `masters` (values in host memory, as an inference-only model keeps them until
+  // then); use[i] is for masters.all()[i]. Working copies are rounded to nearest even (ops::cast,
+  // as a training model's 16-bit working copy). With every parameter read in f32 and the masters
+  // already on `device`, the f32 buffer is the masters' buffer itself (no copy: they ARE the
+  // working weights then).
+  void build(const ParameterStore& masters, const std::vector<WeightUse>& use, DType working_dtype, Device device);
+  void clear();
+  bool built() const { return built_; }
+  DType working_dtype() const { return working_dtype_; }
+  bool has_f32(size_t index) const { return index < f32_views_.size() && f32_views_[index].defined(); }
+  bool has_working(size_t index) const { return index < working_views_.size() && working_views_[index].defined(); }
+  // The view of parameter `index` (registration order); an error naming it when not held so.
+  const Tensor& f32(size_t index, const ParameterStore& masters) const;
+  const Tensor& working(size_t index, const ParameterStore& masters) const;
+  // Consecutive parameters [first, last] as one tensor of `shape` (the packed q/k/v projection).
+  Tensor f32_span(size_t first, size_t last, const Shape& shape, const ParameterStore& masters) const;
+  Tensor working_span(size_t first, size_t last, const Shape& shape, const ParameterStore& masters) const;
+  // Device bytes of the two buffers (the f32 one counted even when it is the masters' own).
+  size_t bytes() const;
+  // What saving writes for parameter `index` once the masters are released: its f32 copy, or its
+  // working copy when `store_dtype` is the working dtype. Otherwise an error naming the parameter
+  // and why: held only quantized (or not at all), or held in 16-bit and asked for wider values.
+  Tensor tensor_to_save(size_t index, const ParameterStore& masters, DType store_dtype) const;
+
+ private:
+  Tensor span_of(const std::vector<Tensor>& views, size_t first, size_t last, const Shape& shape,
+                 const ParameterStore& masters, const char* form) const;
+  bool built_ = false;
+  DType working_dtype_ = DType::F32;
+  Tensor f32_buffer_, working_buffer_;
+  std::vector<Tensor> f32_views_, working_views_;  // per parameter; undefined where not held
 };
 
 }  // namespace ww::models

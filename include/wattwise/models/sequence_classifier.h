@@ -65,6 +65,9 @@ struct LoadOptions {
   // checkpoint's pooler / pre_classifier tensors are ignored when the pooling does not use them;
   // a pooling that needs them where the checkpoint has none initialises them (allow_new_head).
   std::optional<Pooling> pooling;
+  // Inference: the loaded model never allocates gradients and releases its f32 masters at its
+  // first forward (see ModelPurpose in model.h).
+  ModelPurpose purpose = ModelPurpose::Training;
 };
 
 // Post-training quantization of the encoder's linear layers (query/key/value, attention output,
@@ -80,7 +83,7 @@ struct QuantizationOptions {
 
 class SequenceClassifier : public TrainableModel {
  public:
-  SequenceClassifier(const ModelConfig& config, Device device);
+  SequenceClassifier(const ModelConfig& config, Device device, ModelPurpose purpose = ModelPurpose::Training);
 
   // Reads config.json + model.safetensors (or a sharded index) from a Hugging Face model folder.
   static SequenceClassifier from_pretrained(const std::filesystem::path& dir, Device device,
@@ -92,6 +95,11 @@ class SequenceClassifier : public TrainableModel {
   // weights stored as `store_dtype` (f32, f16 or bf16). A model whose pooling is cls or mean is
   // saved with "wattwise_pooling" in config.json and without pooler tensors: transformers'
   // *ForSequenceClassification does not compute the same function from it (a note says so).
+  // An inference-only model that released its f32 masters saves the copies its forward reads: the
+  // same file a training model with those weights writes at store_dtype = its compute dtype (f16 or
+  // bf16; f32 when it computes in f32). Any other store_dtype, or a quantized model, is an error
+  // naming the parameter and the reason (widening 16-bit weights would pretend a precision they
+  // lost; quantized weights have no Hugging Face form).
   void save(const std::filesystem::path& dir, DType store_dtype = DType::F32) const;
 
   // Logits [B, num_labels] (a view valid until the next forward). With labels, also the mean loss.
@@ -109,20 +117,33 @@ class SequenceClassifier : public TrainableModel {
                           const std::function<void()>& tail) override;
   bool can_graph_training(const Batch& batch) const override;
   // Precision, attention kernel and checkpointing; checked against the device (16-bit and fused
-  // attention need a GPU). Takes effect at the next forward.
+  // attention need a GPU). Takes effect at the next forward. An inference-only model that released
+  // its masters keeps the compute dtype it was prepared for (another one is an error).
   void set_execution(const ExecutionOptions& options);
   const ExecutionOptions& execution() const { return exec_; }
   // Quantizes the encoder's linear layers for inference (calibrating first where the method needs
   // it). The f32 master weights stay as they are (saving the model writes them unchanged); the
   // quantized copies are made from them now, so a later weight change is an error at the next
   // forward. Training a quantized model is an error. Calling it again replaces the quantization.
+  // An inference-only model must be quantized before its first forward (it then drops the masters
+  // of the quantized weights with the rest).
   void quantize_for_inference(const QuantizationOptions& options);
-  // Back to the unquantized linears.
+  // Back to the unquantized linears (an error once an inference-only model released its masters).
   void clear_quantization();
   std::optional<ops::QuantMethod> quantization() const { return quant_method_; }
   // The attention kernel the model runs on its device (Auto resolved).
   AttentionKernel attention_kernel() const;
   void zero_grad() override { params_.zero_grad(); }
+
+  ModelPurpose purpose() const { return purpose_; }
+  bool inference_only() const { return purpose_ == ModelPurpose::Inference; }
+  // Inference-only models: puts on the device the weights the forward reads under the current
+  // execution options and quantization, then releases the f32 masters. forward() does it when
+  // needed; call it to release them earlier. An error for a model built for training.
+  void prepare_for_inference();
+  bool prepared_for_inference() const { return params_.values_released(); }
+  // Device bytes of what an inference-only model's forward reads (0 before it is prepared).
+  size_t inference_weight_bytes() const { return inference_.bytes(); }
 
   const ModelConfig& config() const { return config_; }
   ParameterStore& parameters() override { return params_; }
@@ -186,12 +207,21 @@ class SequenceClassifier : public TrainableModel {
   Tensor gemm_weight(const std::string& name) const;
   Tensor gemm_weight_span(const std::string& first, const std::string& last, const Shape& shape) const;
   void refresh_working_weights();
+  // A parameter the kernels read in f32 (embedding tables, LayerNorm): the master, or an
+  // inference-only model's f32 copy.
+  Tensor f32_weight(const std::string& name) const;
+  // The weights of the next forward: the working copy (training models) or the inference weights
+  // (inference-only models, which also release their masters unless calibrating).
+  void prepare_weights_for_forward();
+  void ensure_inference_weights();
+  std::vector<WeightUse> inference_uses() const;
+  void check_trainable(const char* what) const;
   // The encoder's linear layers, by position in a layer (index into quantized_ / observers_).
   enum EncoderLinear { kQkv = 0, kAttentionOut = 1, kFfnIn = 2, kFfnOut = 3, kLinearsPerLayer = 4 };
-  // out = inp · wᵀ + b for encoder linear `which` of layer l: quantized after
+  // out = inp · wᵀ + b for encoder linear `which` of layer l (w: its dense weight): quantized after
   // quantize_for_inference, observed (then plain) while calibrating, plain otherwise.
-  void encoder_linear(int64_t l, EncoderLinear which, const Tensor& out, const Tensor& inp, const Tensor& w,
-                      const Tensor& b);
+  void encoder_linear(int64_t l, EncoderLinear which, const Tensor& out, const Tensor& inp, const Tensor& b);
+  Tensor encoder_linear_weight(int64_t l, EncoderLinear which) const;
   void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
                      const Tensor& key_mask);
   void compute_logits(const Batch& batch, bool training);
@@ -219,6 +249,7 @@ class SequenceClassifier : public TrainableModel {
 
   ModelConfig config_;
   Device device_;
+  ModelPurpose purpose_ = ModelPurpose::Training;
   ParameterStore params_;
   std::vector<LayerNames> layer_names_;
   std::set<std::string> dropped_parameters_;  // weights of layers removed by keep_first_layers
@@ -229,8 +260,13 @@ class SequenceClassifier : public TrainableModel {
   std::vector<ops::QuantizedLinear> quantized_;
   uint64_t quantized_version_ = 0;          // params_.version() they were made from
   std::vector<ops::AbsMaxObserver> observers_;  // non-empty while calibrating
-  Tensor working_;  // compute-dtype copy of the flat parameters (16-bit only)
+  Tensor working_;  // compute-dtype copy of the flat parameters (16-bit only; training models)
   uint64_t working_version_ = 0;
+  // What an inference-only model's forward reads, built for this compute dtype and quantization.
+  InferenceWeights inference_;
+  DType inference_dtype_ = DType::F32;
+  bool inference_quantized_ = false;
+  uint64_t inference_version_ = 0;  // params_.version() they were made from (rebuilt while the masters exist)
   Arena arena_;
   Activations act_;
   using GraphKey = std::tuple<int64_t, int64_t, bool>;  // batch, seq_len, token types

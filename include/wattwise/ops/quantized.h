@@ -11,6 +11,7 @@
 // Activation arguments follow the ops conventions (f32 on the CPU; f32, f16 or bf16 on CUDA).
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "wattwise/core/tensor.h"
@@ -32,9 +33,11 @@ struct QuantizedLinear {
 };
 
 // Quantizes an f32 weight [OC, IC] (any device; the quantization itself runs on the CPU so every
-// device gets the same values) onto the weight's device. input_absmax: the calibrated max|x| of the
-// layer's inputs (ignored by Int8Weight; must be finite).
-QuantizedLinear quantize_linear(const Tensor& weight, QuantMethod method, float input_absmax = 0.0f);
+// device gets the same values) onto `device` (default: the weight's device; an inference-only
+// model's masters wait in host memory). input_absmax: the calibrated max|x| of the layer's inputs
+// (ignored by Int8Weight; must be finite).
+QuantizedLinear quantize_linear(const Tensor& weight, QuantMethod method, float input_absmax = 0.0f,
+                                std::optional<Device> device = std::nullopt);
 
 // The weight the quantized GEMM effectively multiplies by: f32 [OC, IC] on the CPU (q · scale).
 Tensor dequantized_weight(const QuantizedLinear& q);
