@@ -22,7 +22,8 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"run.export_plan", "bool", "false",
        "Also write plan/ into the run folder: the initial model (head included), the train/eval/test examples as JSONL "
        "and every micro-batch's example indices, so another framework can replay the same run "
-       "(bench/minilm_pytorch.py)",
+       "(bench/minilm_pytorch.py); language modelling: the initial model, the train/eval token streams "
+       "(int32), plan.json and every micro-batch's window indices",
        {}},
       {"run.progress", "string", "auto", "Progress display: auto (bar on a terminal), bar, lines or none",
        {"auto", "bar", "lines", "none"}},

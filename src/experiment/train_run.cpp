@@ -1,5 +1,6 @@
 #include "wattwise/experiment/train_run.h"
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -56,6 +57,12 @@ std::vector<text::Example> subsample(const std::vector<text::Example>& examples,
 
 // One example per line: {"text", "text_pair" (pair tasks), "label" or "target"}, in list order (the
 // indices the plan's batches refer to). Invalid UTF-8 is replaced, not fatal: the file is a replay aid.
+// A token stream as little-endian int32 (the replay plan of a language-modelling run).
+void write_tokens_i32(const fs::path& path, const std::vector<int32_t>& tokens) {
+  static_assert(std::endian::native == std::endian::little, "the plan's token files are little-endian");
+  io::write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t)));
+}
+
 void write_examples_jsonl(const fs::path& path, const std::vector<text::Example>& examples) {
   std::string out;
   for (const text::Example& e : examples) {
@@ -202,8 +209,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
     fail("model.attention fused needs a GPU (run.device is cpu; the CPU runs the reference attention)");
   for (const char* key : {"data.padding", "data.length_bucketing", "data.clean_html", "data.collapse_whitespace",
                           "data.text_column", "data.text_pair_column", "data.label_column", "data.max_length",
-                          "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train",
-                          "run.export_plan"})
+                          "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train"})
     if (cfg.differs_from_default(key)) fail(key, " does not apply to language modelling (gpt2)");
 
   // Everything that can fail on bad input happens before the run folder exists.
@@ -304,6 +310,31 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
                    std::to_string(total_steps) + " steps of " + std::to_string(grad_accum * tokens_per_micro_batch) +
                    " tokens (" + std::to_string(steps_per_epoch) + " per epoch) on " + device.str());
 
+  // The replay plan (run.export_plan): the initial model, the token streams and, after training,
+  // every micro-batch's window indices, so another framework can train from the same start on the
+  // same data in the same order (window k = tokens [k·(T−1), k·(T−1)+T) of the train stream; the
+  // last window is padded with the separator, attention mask 0, label −100).
+  const bool export_plan = cfg.get_bool("run.export_plan");
+  std::string plan_batches;
+  if (export_plan) {
+    const fs::path plan = run_dir / "plan";
+    fs::create_directories(plan);
+    save_model_folder(m, *tokenizer, plan / "initial_model", DType::F32);
+    write_tokens_i32(plan / "train_tokens.i32", *train_split.tokens);
+    if (eval_split) write_tokens_i32(plan / "eval_tokens.i32", *eval_split->tokens);
+    const json info = {{"block_size", block_size},
+                       {"batch_size", batch_size},
+                       {"grad_accum", grad_accum},
+                       {"total_steps", total_steps},
+                       {"separator_id", separator},
+                       {"train_windows", train_windows},
+                       {"eval_every", cfg.get_int("train.eval_every")},
+                       {"max_eval_sequences", max_eval},
+                       {"train_tokens", "train_tokens.i32"},
+                       {"eval_tokens", eval_split ? json("eval_tokens.i32") : json(nullptr)}};
+    io::write_file_atomic(plan / "plan.json", info.dump(2) + "\n");
+  }
+
   StepLog step_log(run_dir / "train_log.csv", "tokens_per_s", progress, cfg.get_int("train.log_every"), total_steps);
 
   json history = json::array();
@@ -346,6 +377,11 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
     text::LmLoader loader(train_split.tokens, loader_options, epoch, separator);
     int64_t batch_index = 0;
     while (auto b = loader.next()) {
+      if (export_plan) {
+        const auto first = loader.order().begin() + batch_index * batch_size;
+        const std::vector<int64_t> windows(first, first + b->batch);
+        plan_batches += json{{"epoch", epoch}, {"windows", windows}}.dump() + "\n";
+      }
       auto r = trainer.train_micro_batch(to_model_batch(*b));
       sequences_seen += b->batch;
       tokens_seen += b->input_tokens;
@@ -365,6 +401,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
     }
   }
   progress.finish();
+  if (export_plan) io::write_file_atomic(run_dir / "plan" / "batches.jsonl", plan_batches);
   const double train_seconds = step_log.elapsed();
   const size_t peak_memory_bytes = memory_stats(device).peak;
   // Energy per sample of the training phase is per token (J/token).

@@ -131,6 +131,39 @@ else
   echo "note: torch/transformers not installed, the transformers check is skipped"
 fi
 
+# --- run.export_plan: the initial model, the token streams and every micro-batch's windows ---
+train --train.max_steps 6 --train.tokens_per_step 1024 --train.eval_every 3 --run.export_plan true --run.name plan \
+  > plan.log 2>&1
+check "train with run.export_plan exits 0" '[ $? -eq 0 ]'
+P=$(run_of plan)
+check "the plan holds the initial model, plan.json, both token streams and batches.jsonl" \
+  'for f in initial_model/config.json initial_model/model.safetensors initial_model/vocab.json plan.json train_tokens.i32 eval_tokens.i32 batches.jsonl; do [ -s "$P/plan/$f" ] || exit 1; done'
+check "plan: 12 micro-batches of 8 distinct in-range windows; tokens in the vocabulary; the initial model is not the trained one" \
+  'python3 - "$P" <<'"'"'EOF'"'"'
+import json, sys, array
+run = sys.argv[1]
+plan = json.load(open(f"{run}/plan/plan.json"))
+batches = [json.loads(l) for l in open(f"{run}/plan/batches.jsonl")]
+tokens = array.array("i"); tokens.frombytes(open(f"{run}/plan/train_tokens.i32", "rb").read())
+vocab = json.load(open(f"{run}/plan/initial_model/config.json"))["vocab_size"]
+T = plan["block_size"]
+windows = (len(tokens) - 2) // (T - 1) + 1  # lm_window_count: windows of T tokens overlapping by one
+assert plan["grad_accum"] == 2 and plan["total_steps"] == 6 and plan["batch_size"] == 8, plan
+assert plan["train_windows"] == windows, (plan["train_windows"], windows)
+assert len(batches) == 12, len(batches)
+for b in batches:
+    w = b["windows"]
+    assert len(w) == 8 and len(set(w)) == 8 and all(0 <= i < windows for i in w), b
+assert batches[0]["windows"] != sorted(batches[0]["windows"]), "windows not shuffled"
+assert 0 <= min(tokens) and max(tokens) < vocab
+init = open(f"{run}/plan/initial_model/model.safetensors", "rb").read()
+best = open(f"{run}/best_model/model.safetensors", "rb").read()
+assert init != best, "the initial model equals the trained one"
+print("plan ok:", len(tokens), "train tokens,", windows, "windows")
+EOF'
+check "a second run with the same seed exports the same window order" \
+  'train --train.max_steps 6 --train.tokens_per_step 1024 --run.export_plan true --run.name plan2 >/dev/null 2>&1 && cmp -s "$P/plan/batches.jsonl" "$(run_of plan2)/plan/batches.jsonl" && cmp -s "$P/plan/initial_model/model.safetensors" "$(run_of plan2)/plan/initial_model/model.safetensors"'
+
 # --- bad input: one clear line, exit 1, no run folder ---
 before=$(count_runs)
 bad() {  # bad NAME EXPECTED-TEXT ARGS...
