@@ -164,6 +164,18 @@ EOF'
 check "a second run with the same seed exports the same window order" \
   'train --train.max_steps 6 --train.tokens_per_step 1024 --run.export_plan true --run.name plan2 >/dev/null 2>&1 && cmp -s "$P/plan/batches.jsonl" "$(run_of plan2)/plan/batches.jsonl" && cmp -s "$P/plan/initial_model/model.safetensors" "$(run_of plan2)/plan/initial_model/model.safetensors"'
 
+if python3 -c "import torch, transformers" 2>/dev/null; then
+  # Without dropout the two frameworks do the same arithmetic up to rounding: the replay of the plan
+  # (same initial weights, windows, order, AdamW, cosine schedule, clipping, accumulation) must give
+  # our evaluation losses to 1e-4 relative.
+  train --train.max_steps 12 --train.tokens_per_step 1024 --train.eval_every 4 --train.weight_decay 0.1 \
+    --train.hidden_dropout 0 --train.attention_dropout 0 --run.export_plan true --run.name replay >/dev/null 2>&1
+  check "bench/gpt2_replay_pytorch.py replays the plan: every evaluation within 1e-4 of ours" \
+    'python3 "$src/bench/gpt2_replay_pytorch.py" "$(run_of replay)" --device cpu --tolerance 1e-4 --out replay.json >/dev/null 2>replay.err'
+else
+  echo "note: torch/transformers not installed, the PyTorch replay of the plan is skipped"
+fi
+
 # --- bad input: one clear line, exit 1, no run folder ---
 before=$(count_runs)
 bad() {  # bad NAME EXPECTED-TEXT ARGS...
