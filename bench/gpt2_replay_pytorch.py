@@ -31,7 +31,7 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from minilm_pytorch import lr_lambda_for, read_jsonl  # noqa: E402  (the classifier replay's helpers)
+from minilm_pytorch import lr_lambda_for, optimizer_step, read_jsonl, warmup_steps_of  # noqa: E402  (the classifier replay's helpers)
 
 
 def read_tokens(path):
@@ -73,7 +73,6 @@ def main(argv=None):
     import torch
     from transformers import GPT2LMHeadModel
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from peer_pytorch import NvmlEnergy
 
     device = torch.device(args.device)
@@ -121,10 +120,7 @@ def main(argv=None):
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    warmup = int(train_cfg.get("warmup_steps", 0) or 0)
-    if not warmup:
-        import math
-        warmup = math.ceil(total_steps * float(train_cfg.get("warmup_ratio", 0.0)))
+    warmup = warmup_steps_of(train_cfg, total_steps)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(train_cfg.get("weight_decay", 0.0))},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=float(train_cfg["lr"]),
@@ -163,17 +159,7 @@ def main(argv=None):
         (scaler.scale(loss) if scaler else loss).backward()
         if (i + 1) % grad_accum:
             continue
-        if scaler:
-            scaler.unscale_(opt)
-        if max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(torch, model, opt, sched, scaler, max_grad_norm)
         step += 1
         if eval_tokens is not None and eval_every > 0 and step % eval_every == 0:
             history.append({"step": step, "loss": evaluate()})

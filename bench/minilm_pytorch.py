@@ -51,6 +51,27 @@ def lr_lambda_for(kind, warmup, total):
     return f
 
 
+def warmup_steps_of(train_cfg, total_steps):
+    """train.warmup_steps, else train.warmup_ratio of the total (rounded up), as wattwise resolves it."""
+    warmup = int(train_cfg.get("warmup_steps", 0) or 0)
+    return warmup or math.ceil(total_steps * float(train_cfg.get("warmup_ratio", 0.0)))
+
+
+def optimizer_step(torch, model, opt, sched, scaler, max_grad_norm):
+    """One optimizer step after the accumulated backward passes: unscale (fp16), clip, step, schedule."""
+    if scaler:
+        scaler.unscale_(opt)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir")
@@ -143,9 +164,7 @@ def main(argv=None):
         (no_decay if name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     grad_accum = int(train_cfg.get("grad_accum", 1))
     total_steps = len(batches) // grad_accum
-    warmup = int(train_cfg.get("warmup_steps", 0) or 0)
-    if not warmup:
-        warmup = math.ceil(total_steps * float(train_cfg.get("warmup_ratio", 0.0)))
+    warmup = warmup_steps_of(train_cfg, total_steps)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(train_cfg.get("weight_decay", 0.0))},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=float(train_cfg["lr"]), betas=(float(train_cfg.get("beta1", 0.9)), float(train_cfg.get("beta2", 0.999))),
@@ -184,17 +203,7 @@ def main(argv=None):
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=smoothing) / grad_accum
         (scaler.scale(loss) if scaler else loss).backward()
         if (i + 1) % grad_accum == 0:
-            if scaler:
-                scaler.unscale_(opt)
-            if max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            if scaler:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            optimizer_step(torch, model, opt, sched, scaler, max_grad_norm)
             step += 1
         epoch_end = i + 1 == len(batches) or epoch_of[i + 1] != epoch_of[i]
         if epoch_end and eval_rows:
