@@ -705,12 +705,21 @@ __device__ inline void cp_async_wait() {
 #endif
 }
 
+// The reference rule for one element's Philox word: uniform(word) >= p.
+__device__ inline bool keep_word(const Params& p, uint32_t word) {
+  return float(word >> 8) * (1.0f / 16777216.0f) >= p.dropout_p;
+}
+
+// Philox block `block` of this launch's (seed, offset) stream: the words of elements 4·block..+3.
+__device__ inline Philox4 philox_block(const Params& p, uint64_t block) {
+  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
+  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
+                       uint32_t(p.seed), uint32_t(p.seed >> 32));
+}
+
 // Keep bits of elements index0 and index0 + 1 (bit 0, bit 1), the reference rule.
 __device__ inline unsigned keep_bits2(const Params& p, uint64_t index0) {
   if (!p.use_dropout) return 0x3u;
-  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
-  const uint32_t o0 = uint32_t(offset), o1 = uint32_t(offset >> 32);
-  const uint32_t s0 = uint32_t(p.seed), s1 = uint32_t(p.seed >> 32);
   unsigned keep = 0;
   uint64_t block = ~uint64_t(0);
   Philox4 words{};
@@ -719,36 +728,16 @@ __device__ inline unsigned keep_bits2(const Params& p, uint64_t index0) {
     const uint64_t index = index0 + uint64_t(e);
     if ((index >> 2) != block) {  // a second Philox block only when the pair straddles two
       block = index >> 2;
-      words = philox4x32_10(uint32_t(block), uint32_t(block >> 32), o0, o1, s0, s1);
+      words = philox_block(p, block);
     }
-    const uint32_t bits = philox_word(words, int(index & 3));
-    if (float(bits >> 8) * (1.0f / 16777216.0f) >= p.dropout_p) keep |= 1u << e;
+    if (keep_word(p, philox_word(words, int(index & 3)))) keep |= 1u << e;
   }
   return keep;
 }
 
 __device__ inline bool keep_bit1(const Params& p, uint64_t index) {
   if (!p.use_dropout) return true;
-  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
-  const uint64_t block = index >> 2;
-  const Philox4 words = philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset),
-                                      uint32_t(offset >> 32), uint32_t(p.seed), uint32_t(p.seed >> 32));
-  return float(philox_word(words, int(index & 3)) >> 8) * (1.0f / 16777216.0f) >= p.dropout_p;
-}
-
-
-__device__ inline bool keep_word(const Params& p, uint32_t word) {
-  return float(word >> 8) * (1.0f / 16777216.0f) >= p.dropout_p;
-}
-
-__device__ inline Philox4 philox_block(const Params& p, uint64_t block) {
-  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
-  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
-                       uint32_t(p.seed), uint32_t(p.seed >> 32));
-}
-
-__device__ inline uint32_t select_word(const Philox4& w, int i) {
-  return i == 0 ? w.v[0] : i == 1 ? w.v[1] : i == 2 ? w.v[2] : w.v[3];
+  return keep_word(p, philox_word(philox_block(p, index >> 2), int(index & 3)));
 }
 
 // Keep bits of one 8-key column tile of a row-side C fragment: bits 0-1 for row g at elements
@@ -794,7 +783,7 @@ __device__ inline unsigned keep_bits_keys(const Params& p, uint64_t bh_T, int64_
     // Round k: send word (mine + k) % 4; receive from the lane whose combination is (mine − k) % 4,
     // which sends word ((mine − k) + k) % 4 = mine: this lane's key in that combination's block.
     const int source = (lane & ~12) | (((mine - k) & 3) << 2);
-    const uint32_t word = __shfl_sync(0xffffffffu, select_word(w, (mine + k) & 3), source);
+    const uint32_t word = __shfl_sync(0xffffffffu, philox_word(w, (mine + k) & 3), source);
     keep |= unsigned(keep_word(p, word)) << ((mine - k) & 3);
   }
   return keep;
