@@ -74,6 +74,10 @@ def ours_summary(run_dir, seconds, joules):
         "reported_gco2e": (energy.get("total") or {}).get("gco2e"),
         "reported_gpu_j": (energy.get("total") or {}).get("gpu_j"),
         "process_seconds": seconds, "gpu_energy_j": joules,
+        # Where the process's time and joules went: wattwise's own windows (the run window opens
+        # once the data is tokenised; the evaluations nest inside training).
+        "phases": {name: {"seconds": w.get("duration_s"), "gpu_j": w.get("gpu_j")}
+                   for name, w in {**(energy.get("phases") or {}), "run": energy.get("total") or {}}.items()},
     }
 
 

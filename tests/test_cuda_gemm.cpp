@@ -5,13 +5,17 @@
 // values on both sides.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "cuda_compare.h"
 #include "cuda_test_util.h"
+#include "wattwise/ops/cross_entropy.h"
+#include "wattwise/ops/elementwise.h"
 #include "wattwise/ops/linear.h"
 
 using namespace ww;
@@ -136,3 +140,69 @@ TEST(CudaGemm, BiasGradientIsDeterministic) {
 }
 
 }  // namespace
+
+// GPT-2's head at its real sizes: logits in rows padded from 50,257 to 50,304 elements (so the
+// GEMMs get 16-byte-aligned rows) give the contiguous layout's results, and the padding is never
+// written or read (it starts as NaN; a read would poison the sums).
+TEST(CudaGemm, PaddedLmHeadAtGpt2VocabMatchesContiguous) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 64, IC = 768, OC = 50257, L = 50304;
+  const Device gpu = Device::cuda(0);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    auto upload = [&](const std::vector<float>& values, const Shape& shape) {
+      Tensor wide = cpu_tensor(values, shape).to(gpu);
+      if (dtype == DType::F32) return wide;
+      Tensor narrow = Tensor::empty(shape, dtype, gpu);
+      ops::cast(narrow, wide);
+      return narrow;
+    };
+    auto padded_layout = [&](const std::vector<float>& rows) {  // [N, OC] → [N, L], NaN padding
+      std::vector<float> out(size_t(N * L), std::numeric_limits<float>::quiet_NaN());
+      for (int64_t n = 0; n < N; ++n)
+        std::copy_n(rows.begin() + n * OC, OC, out.begin() + n * L);
+      return out;
+    };
+    auto used_columns = [&](const std::vector<float>& padded, const std::string& what) {
+      std::vector<float> out;
+      int64_t touched = 0;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < L; ++o)
+          if (o < OC) out.push_back(padded[size_t(n * L + o)]);
+          else touched += !std::isnan(padded[size_t(n * L + o)]);
+      EXPECT_EQ(touched, 0) << what << ": padding columns written";
+      return out;
+    };
+    const double rtol = dtype == DType::F32 ? 1e-4 : 2e-2;
+    Tensor inp = upload(random_normals(N * IC, 21), {N, IC});
+    Tensor weight = upload(random_normals(OC * IC, 22, 0.05f), {OC, IC});
+
+    Tensor out = Tensor::empty({N, OC}, dtype, gpu);
+    ops::linear_forward(out, inp, weight, Tensor());
+    Tensor padded = upload(padded_layout(std::vector<float>(size_t(N * OC), 0.0f)), {N, L});
+    ops::linear_forward_padded(padded, inp, weight);
+    const std::vector<float> logits = read_back(out);
+    expect_close(used_columns(read_back(padded), "logits"), logits, "padded logits", rtol);
+
+    // The same logits in both layouts: the cross-entropy kernel gives the same bits.
+    std::vector<int32_t> label_values(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) label_values[size_t(n)] = int32_t((n * 7919) % OC);
+    label_values[3] = -100;
+    label_values[5] = int32_t(OC - 1);
+    Tensor labels = Tensor::from_vector(label_values, {N}).to(gpu);
+    padded = upload(padded_layout(logits), {N, L});
+    Tensor losses = gpu_poisoned({N}), padded_losses = gpu_poisoned({N});
+    ops::cross_entropy_forward_backward(losses, out, out, labels, 0.1f, 1.0f / 63.0f);
+    ops::cross_entropy_forward_backward_padded(padded_losses, padded, padded, OC, labels, 0.1f, 1.0f / 63.0f);
+    EXPECT_EQ(read_back(padded_losses), read_back(losses));
+    EXPECT_EQ(used_columns(read_back(padded), "dlogits"), read_back(out));
+
+    // Backward from the gradient in either layout.
+    Tensor dinp = Tensor::empty({N, IC}, dtype, gpu), padded_dinp = Tensor::empty({N, IC}, dtype, gpu);
+    Tensor dweight = Tensor::zeros({OC, IC}, DType::F32, gpu), padded_dweight = Tensor::zeros({OC, IC}, DType::F32, gpu);
+    ops::linear_backward(dinp, dweight, Tensor(), out, inp, weight);
+    ops::linear_backward_padded(padded_dinp, padded_dweight, padded, inp, weight);
+    expect_close(read_back(padded_dinp), read_back(dinp), "dinp", rtol);
+    expect_close(read_back(padded_dweight), read_back(dweight), "dweight", dtype == DType::F32 ? 1e-4 : 1e-3);
+  }
+}

@@ -395,6 +395,70 @@ TEST(KernelsCpu, LinearRejectsBadShapes) {
                {"linear_backward", "'dweight'"});
 }
 
+// The padded forms (GPT-2's head): out / dout are [N, L] with L >= OC; only the first OC columns
+// are written or read. The padding starts as NaN: a read of it would poison every result, and it
+// must still be NaN afterwards.
+TEST(KernelsCpu, PaddedLinearAndCrossEntropyUseOnlyTheFirstColumns) {
+  const int64_t N = 37, IC = 150, OC = 67, L = 72;
+  Tensor inp = random_tensor({N, IC}, 1), weight = random_tensor({OC, IC}, 2, 0.1f);
+  auto padded_copy = [&](const Tensor& rows) {  // [N, OC] → [N, L] with NaN padding
+    std::vector<float> v = rows.to_float_vector(), out(size_t(N * L), std::nanf(""));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < OC; ++o) out[size_t(n * L + o)] = v[size_t(n * OC + o)];
+    return Tensor::from_vector(out, {N, L});
+  };
+  auto used_columns = [&](const Tensor& padded) {  // [N, L] → [N, OC], checking the padding is untouched
+    std::vector<float> v = padded.to_float_vector(), out;
+    int64_t touched = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < L; ++o)
+        if (o < OC) out.push_back(v[size_t(n * L + o)]);
+        else touched += !std::isnan(v[size_t(n * L + o)]);
+    EXPECT_EQ(touched, 0) << "padding columns written";
+    return Tensor::from_vector(out, {N, OC});
+  };
+  Tensor out = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_forward(out, inp, weight, Tensor());
+  Tensor padded = padded_copy(Tensor::zeros({N, OC}, DType::F32));
+  ops::linear_forward_padded(padded, inp, weight);
+  expect_close(used_columns(padded), as_double(out), "padded logits");
+
+  // Cross-entropy over the first OC columns, in place, equals the contiguous call bit for bit.
+  std::vector<int32_t> labels = random_ids(N, OC, 3);
+  labels[1] = -100;
+  labels[2] = int32_t(OC - 1);
+  const Tensor label_tensor = Tensor::from_vector(labels, {N});
+  Tensor losses = Tensor::empty({N}, DType::F32), padded_losses = Tensor::empty({N}, DType::F32);
+  ops::cross_entropy_forward_padded(padded_losses, padded, OC, label_tensor, 0.1f);
+  ops::cross_entropy_forward(losses, out, label_tensor, 0.1f);
+  EXPECT_TRUE(same_bits(padded_losses, losses));
+  ops::cross_entropy_forward_backward(losses, out, out, label_tensor, 0.1f, 0.25f);
+  ops::cross_entropy_forward_backward_padded(padded_losses, padded, padded, OC, label_tensor, 0.1f, 0.25f);
+  EXPECT_TRUE(same_bits(padded_losses, losses));
+  EXPECT_TRUE(same_bits(used_columns(padded), out));
+
+  // Backward from the padded gradient: the same dinp and dweight as from the contiguous one.
+  Tensor dinp = Tensor::empty({N, IC}, DType::F32), dweight = Tensor::zeros({OC, IC}, DType::F32);
+  ops::linear_backward(dinp, dweight, Tensor(), out, inp, weight);
+  Tensor padded_dinp = Tensor::empty({N, IC}, DType::F32), padded_dweight = Tensor::zeros({OC, IC}, DType::F32);
+  ops::linear_backward_padded(padded_dinp, padded_dweight, padded, inp, weight);
+  expect_close(padded_dinp, as_double(dinp), "dinp from padded dout");
+  expect_close(padded_dweight, as_double(dweight), "dweight from padded dout");
+
+  expect_error([&] { ops::linear_forward_padded(Tensor::empty({N, OC - 1}, DType::F32), inp, weight); },
+               {"linear_forward_padded", "'out'", "L >= 67"});
+  expect_error([&] { ops::linear_backward_padded(Tensor(), dweight, Tensor::empty({N + 1, L}, DType::F32), inp,
+                                                 weight); },
+               {"linear_backward_padded", "'dout'", "[37, L]"});
+  expect_error([&] { ops::cross_entropy_forward_padded(losses, padded, L + 1, label_tensor, 0.0f); },
+               {"cross_entropy_forward_padded", "73 classes"});
+  std::vector<int32_t> bad = labels;
+  bad[4] = int32_t(OC);  // a padding column is not a class
+  expect_error([&] { ops::cross_entropy_forward_backward_padded(losses, padded, padded, OC,
+                                                                 Tensor::from_vector(bad, {N}), 0.0f, 1.0f); },
+               {"label 67", "row 4", "[0, 67)"});
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activations
 

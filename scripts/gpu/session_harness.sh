@@ -2,7 +2,8 @@
 # One GPU call for the side-by-side harness after a round of kernel work: build wattwise and the
 # CUDA tests named in WW_TEST_TARGETS, run those tests, then bench/run_harness.py for the training
 # cases in WW_TRAIN_CASES (ours, PyTorch eager, torch.compile) and the inference cases in
-# WW_INFER_CASES (ours and eager: issue 6's inference targets are against eager). A machine still
+# WW_INFER_CASES (ours and eager: issue 6's inference targets are against eager; likewise
+# WW_TRAIN_EAGER_CASES for training cases). A machine still
 # warm from an earlier call keeps the build (cmake only rebuilds what changed).
 # Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/{train,infer}/bench_*.{json,md}.
 set -uo pipefail
@@ -39,7 +40,16 @@ harness() {  # out-dir cases extra-args...
   tail -3 $dir/harness.log | tee -a "$summary"
   cat $dir/bench_*.md 2>/dev/null | tee -a "$summary"
 }
+# A checkpoint carried along (.gpu-carry/minilm) is kept in build/carry/ for a following
+# WW_TASK=imdb call of scripts/gpu/session_minilm.sh on the still-warm machine (the checkpoint and
+# IMDB do not fit one call's carry together).
+if [ -f .gpu-carry/minilm/model.safetensors ]; then
+  rm -rf build/carry/minilm; mkdir -p build/carry; cp -r .gpu-carry/minilm build/carry/minilm
+  say "kept the checkpoint in build/carry/minilm"
+fi
 harness train "${WW_TRAIN_CASES:-}"
+# Training cases whose targets are against eager only (DistilBERT fp16/fp32, BERT-base bf16).
+harness train_eager "${WW_TRAIN_EAGER_CASES:-}" --no-compile
 harness infer "${WW_INFER_CASES:-}" --no-compile
 # Where GPT-2's step goes: kernel durations under Nsight Compute for WW_GPT2_PROFILE_COUNT
 # kernels after skipping the first WW_GPT2_PROFILE_SKIP (set-up and the first steps), if the

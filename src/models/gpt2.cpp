@@ -382,7 +382,10 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
   a.lnf_out = act({N, C});
   a.lnf_mean = f32({N});
   a.lnf_rstd = f32({N});
-  a.logits = act({full_logits ? N : a.chunk, V});
+  // The loss chunks' rows padded to a multiple of 64 elements (50,257 → 50,304): 16-byte-aligned
+  // rows let the head's three GEMMs run cuBLASLt's vectorised kernels (38% of a GPT-2 small step
+  // went to the unaligned ones). Full logits for inference stay [N, V], as returned.
+  a.logits = full_logits ? act({N, V}) : act({a.chunk, padded_vocab_size()});
   a.losses = f32({N});
   if (training) {
     a.d_a = act({N, C});
@@ -533,17 +536,18 @@ void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, fl
   const Tensor wte = gemm_weight(wte_);
   for (int64_t r0 = 0; r0 < N; r0 += a.chunk) {
     const int64_t r1 = std::min(N, r0 + a.chunk), rows = r1 - r0;
-    const Tensor logits = a.logits.slice(0, rows).reshape({rows, V});
+    const Tensor logits = a.logits.slice(0, rows);  // [rows, padded V]: only the first V columns are used
     const Tensor x = a.lnf_out.slice(r0, r1);
     const Tensor labels = shifted_labels.slice(r0, r1);
-    ops::linear_forward(logits, x, wte, Tensor());
+    ops::linear_forward_padded(logits, x, wte);
     if (!with_grad) {
-      ops::cross_entropy_forward(a.losses.slice(r0, r1), logits, labels, label_smoothing_);
+      ops::cross_entropy_forward_padded(a.losses.slice(r0, r1), logits, V, labels, label_smoothing_);
       continue;
     }
     // Losses and the gradient (in place) in one pass over the chunk's logits.
-    ops::cross_entropy_forward_backward(a.losses.slice(r0, r1), logits, logits, labels, label_smoothing_, scale);
-    ops::linear_backward(a.d_lnf.slice(r0, r1), params_.grad(wte_), Tensor(), logits, x, wte);
+    ops::cross_entropy_forward_backward_padded(a.losses.slice(r0, r1), logits, logits, V, labels, label_smoothing_,
+                                               scale);
+    ops::linear_backward_padded(a.d_lnf.slice(r0, r1), params_.grad(wte_), logits, x, wte);
   }
 }
 

@@ -14,23 +14,28 @@ namespace ww::ops {
 namespace {
 
 struct ClassSizes {
-  int64_t N, K;
+  int64_t N, K, ld;  // rows, classes, row stride
 };
 
-// logits [N, K] (K = last dimension), labels i32 [N].
+// logits [N, L] (L = last dimension), labels i32 [N]; the classes are the first `classes` columns
+// (kAllColumns: all L).
+constexpr int64_t kAllColumns = -1;
 ClassSizes check_logits_labels(const Tensor& logits, const Tensor& labels, float label_smoothing,
-                               const char* op) {
+                               int64_t classes, const char* op) {
   require_activation(logits, op, "logits");
   if (logits.dim() < 1) fail(op, ": argument 'logits' must be [N, K], got ", logits.describe());
-  const int64_t K = logits.size(-1);
-  if (K == 0) fail(op, ": argument 'logits' has no classes: ", logits.describe());
-  const int64_t N = logits.numel() / K;
+  const int64_t ld = logits.size(-1);
+  if (ld == 0) fail(op, ": argument 'logits' has no classes: ", logits.describe());
+  if (classes != kAllColumns && !(classes >= 1 && classes <= ld))
+    fail(op, ": ", classes, " classes do not fit the rows of 'logits' ", logits.describe());
+  const int64_t K = classes == kAllColumns ? ld : classes;
+  const int64_t N = logits.numel() / ld;
   require_i32(labels, op, "labels");
   require_numel(labels, N, op, "labels");
   require_same_device(labels, logits, op);
   if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
     fail(op, ": label_smoothing must be in [0, 1], got ", label_smoothing);
-  return {N, K};
+  return {N, K, ld};
 }
 
 // pred and target f32 with N elements each.
@@ -44,10 +49,11 @@ int64_t check_regression(const Tensor& pred, const Tensor& target, const char* o
 
 }  // namespace
 
-void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Tensor& labels,
-                           float label_smoothing) {
-  const char* op = "cross_entropy_forward";
-  const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
+namespace {
+
+void cross_entropy_forward_impl(const Tensor& losses, const Tensor& logits, int64_t classes, const Tensor& labels,
+                                float label_smoothing, const char* op) {
+  const auto [N, K, ld] = check_logits_labels(logits, labels, label_smoothing, classes, op);
   require_f32_cpu_or_cuda(losses, op, "losses");
   require_numel(losses, N, op, "losses");
   require_same_device(losses, logits, op);
@@ -55,20 +61,59 @@ void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Ten
   if (logits.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
     kernels::cuda::cross_entropy_forward(losses.data<float>(), logits.raw(), logits.dtype(), labels.data<int32_t>(),
-                                         N, K, label_smoothing);
+                                         N, K, ld, label_smoothing);
     return;
 #else
     cuda_not_implemented(op);
 #endif
   }
-  kernels::cpu::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K,
+  kernels::cpu::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K, ld,
                                       label_smoothing);
+}
+
+void cross_entropy_forward_backward_impl(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
+                                         int64_t classes, const Tensor& labels, float label_smoothing, float scale,
+                                         const char* op) {
+  const auto [N, K, ld] = check_logits_labels(logits, labels, label_smoothing, classes, op);
+  require_f32_cpu_or_cuda(losses, op, "losses");
+  require_numel(losses, N, op, "losses");
+  require_same_device(losses, logits, op);
+  require_no_overlap(losses, logits, op, "losses", "logits");
+  require_activation_like(dlogits, logits, op, "dlogits", "logits");
+  require_numel(dlogits, N * ld, op, "dlogits");
+  require_same_device(dlogits, logits, op);
+  if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
+  require_no_overlap(losses, dlogits, op, "losses", "dlogits");
+  if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
+  if (logits.device().is_cuda()) {
+#ifdef WW_HAVE_CUDA
+    kernels::cuda::cross_entropy_forward_backward(losses.data<float>(), dlogits.raw(), logits.raw(), logits.dtype(),
+                                                  labels.data<int32_t>(), N, K, ld, label_smoothing, scale);
+    return;
+#else
+    cuda_not_implemented(op);
+#endif
+  }
+  kernels::cpu::cross_entropy_forward_backward(losses.data<float>(), dlogits.data<float>(), logits.data<float>(),
+                                               labels.data<int32_t>(), N, K, ld, label_smoothing, scale);
+}
+
+}  // namespace
+
+void cross_entropy_forward(const Tensor& losses, const Tensor& logits, const Tensor& labels,
+                           float label_smoothing) {
+  cross_entropy_forward_impl(losses, logits, kAllColumns, labels, label_smoothing, "cross_entropy_forward");
+}
+
+void cross_entropy_forward_padded(const Tensor& losses, const Tensor& logits, int64_t classes, const Tensor& labels,
+                                  float label_smoothing) {
+  cross_entropy_forward_impl(losses, logits, classes, labels, label_smoothing, "cross_entropy_forward_padded");
 }
 
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& labels,
                             float label_smoothing, float scale) {
   const char* op = "cross_entropy_backward";
-  const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
+  const auto [N, K, ld] = check_logits_labels(logits, labels, label_smoothing, kAllColumns, op);
   require_activation_like(dlogits, logits, op, "dlogits", "logits");
   require_numel(dlogits, N * K, op, "dlogits");
   require_same_device(dlogits, logits, op);
@@ -77,41 +122,27 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   if (logits.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
     kernels::cuda::cross_entropy_backward(dlogits.raw(), logits.raw(), logits.dtype(), labels.data<int32_t>(), N,
-                                          K, label_smoothing, scale);
+                                          K, ld, label_smoothing, scale);
     return;
 #else
     cuda_not_implemented(op);
 #endif
   }
   kernels::cpu::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
-                                       K, label_smoothing, scale);
+                                       K, ld, label_smoothing, scale);
 }
 
 void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
                                     const Tensor& labels, float label_smoothing, float scale) {
-  const char* op = "cross_entropy_forward_backward";
-  const auto [N, K] = check_logits_labels(logits, labels, label_smoothing, op);
-  require_f32_cpu_or_cuda(losses, op, "losses");
-  require_numel(losses, N, op, "losses");
-  require_same_device(losses, logits, op);
-  require_no_overlap(losses, logits, op, "losses", "logits");
-  require_activation_like(dlogits, logits, op, "dlogits", "logits");
-  require_numel(dlogits, N * K, op, "dlogits");
-  require_same_device(dlogits, logits, op);
-  if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
-  require_no_overlap(losses, dlogits, op, "losses", "dlogits");
-  if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
-  if (logits.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::cross_entropy_forward_backward(losses.data<float>(), dlogits.raw(), logits.raw(), logits.dtype(),
-                                                  labels.data<int32_t>(), N, K, label_smoothing, scale);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::cross_entropy_forward_backward(losses.data<float>(), dlogits.data<float>(), logits.data<float>(),
-                                               labels.data<int32_t>(), N, K, label_smoothing, scale);
+  cross_entropy_forward_backward_impl(losses, dlogits, logits, kAllColumns, labels, label_smoothing, scale,
+                                      "cross_entropy_forward_backward");
+}
+
+void cross_entropy_forward_backward_padded(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
+                                           int64_t classes, const Tensor& labels, float label_smoothing,
+                                           float scale) {
+  cross_entropy_forward_backward_impl(losses, dlogits, logits, classes, labels, label_smoothing, scale,
+                                      "cross_entropy_forward_backward_padded");
 }
 
 int64_t count_valid_labels(const Tensor& labels) {

@@ -49,11 +49,25 @@ LinearSizes linear_sizes(const Tensor& inp, const Tensor& weight, const char* op
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
 bool allow_tf32() { return g_allow_tf32.load(); }
 
-void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
-  const char* op = "linear_forward";
+namespace {
+
+// The row stride of out (dout): OC when it holds exactly N·OC elements (any shape, as always), or
+// its last dimension L >= OC for the padded forms, which write (read) only out[:, :OC].
+int64_t output_row_stride(const Tensor& out, int64_t N, int64_t OC, bool padded, const char* op, const char* name) {
+  if (!padded) {
+    require_numel(out, N * OC, op, name);
+    return OC;
+  }
+  if (out.dim() != 2 || out.size(0) != N || out.size(1) < OC)
+    fail(op, ": argument '", name, "' must be [", N, ", L] with L >= ", OC, " (padded rows), got ", out.describe());
+  return out.size(1);
+}
+
+void linear_forward_impl(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                         bool padded, const char* op) {
   const auto [N, IC, OC] = linear_sizes(inp, weight, op);
   require_activation_like(out, inp, op, "out", "inp");
-  require_numel(out, N * OC, op, "out");
+  const int64_t ld = output_row_stride(out, N, OC, padded, op, "out");
   require_same_device(out, weight, op);
   if (bias.defined()) {
     require_activation_like(bias, inp, op, "bias", "inp");
@@ -66,21 +80,20 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
     return kernels::cuda::linear_forward(out.raw(), inp.raw(), weight.raw(), bias.defined() ? bias.raw() : nullptr,
-                                         inp.dtype(), N, IC, OC, gemm_precision(inp.dtype()));
+                                         inp.dtype(), N, IC, OC, ld, gemm_precision(inp.dtype()));
 #else
     cuda_not_implemented(op);
 #endif
   }
   kernels::cpu::linear_forward(out.data<float>(), inp.data<float>(), weight.data<float>(),
-                               bias.defined() ? bias.data<float>() : nullptr, N, IC, OC);
+                               bias.defined() ? bias.data<float>() : nullptr, N, IC, OC, ld);
 }
 
-void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
-                     const Tensor& dout, const Tensor& inp, const Tensor& weight) {
-  const char* op = "linear_backward";
+void linear_backward_impl(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                          const Tensor& inp, const Tensor& weight, bool padded, const char* op) {
   const auto [N, IC, OC] = linear_sizes(inp, weight, op);
   require_activation_like(dout, inp, op, "dout", "inp");
-  require_numel(dout, N * OC, op, "dout");
+  const int64_t ld = output_row_stride(dout, N, OC, padded, op, "dout");
   require_same_device(dout, weight, op);
   if (dinp.defined()) {
     require_activation_like(dinp, inp, op, "dinp", "inp");
@@ -108,7 +121,7 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     return kernels::cuda::linear_backward(dinp.defined() ? dinp.raw() : nullptr,
                                           dweight.defined() ? dweight.data<float>() : nullptr,
                                           dbias.defined() ? dbias.data<float>() : nullptr, dout.raw(), inp.raw(),
-                                          weight.raw(), inp.dtype(), N, IC, OC, gemm_precision(inp.dtype()));
+                                          weight.raw(), inp.dtype(), N, IC, OC, ld, gemm_precision(inp.dtype()));
 #else
     cuda_not_implemented(op);
 #endif
@@ -116,7 +129,27 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
   kernels::cpu::linear_backward(dinp.defined() ? dinp.data<float>() : nullptr,
                                 dweight.defined() ? dweight.data<float>() : nullptr,
                                 dbias.defined() ? dbias.data<float>() : nullptr, dout.data<float>(),
-                                inp.data<float>(), weight.data<float>(), N, IC, OC);
+                                inp.data<float>(), weight.data<float>(), N, IC, OC, ld);
+}
+
+}  // namespace
+
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+  linear_forward_impl(out, inp, weight, bias, /*padded=*/false, "linear_forward");
+}
+
+void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                     const Tensor& dout, const Tensor& inp, const Tensor& weight) {
+  linear_backward_impl(dinp, dweight, dbias, dout, inp, weight, /*padded=*/false, "linear_backward");
+}
+
+void linear_forward_padded(const Tensor& out, const Tensor& inp, const Tensor& weight) {
+  linear_forward_impl(out, inp, weight, Tensor(), /*padded=*/true, "linear_forward_padded");
+}
+
+void linear_backward_padded(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                            const Tensor& weight) {
+  linear_backward_impl(dinp, dweight, Tensor(), dout, inp, weight, /*padded=*/true, "linear_backward_padded");
 }
 
 }  // namespace ww::ops

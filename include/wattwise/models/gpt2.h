@@ -180,7 +180,7 @@ class Gpt2LMHeadModel : public TrainableModel {
     std::vector<Tensor> boundaries;
     Tensor proj, fc_act;                // per-layer scratch
     Tensor lnf_out, lnf_mean, lnf_rstd;
-    Tensor logits;                      // [chunk, V] (or [N, V] for inference without labels)
+    Tensor logits;                      // [chunk, padded V] (or [N, V] for inference without labels)
     Tensor losses;                      // f32 [N]
     Tensor d_a, d_b, d_c, d_fc, d_qkv, d_scratch, d_lnf, ln_workspace;
   };
@@ -210,6 +210,8 @@ class Gpt2LMHeadModel : public TrainableModel {
   // The chunked head: per chunk of rows, logits = X·Wteᵀ, cross-entropy losses and, with
   // `with_grad`, the gradient in place, d_lnf rows = dlogits·Wte and dWte += dlogitsᵀ·X.
   void head_loss(const Tensor& shifted_labels, bool with_grad, float scale);
+  // The row length of the loss chunks' logits buffer: vocab_size rounded up to a multiple of 64.
+  int64_t padded_vocab_size() const { return (config_.vocab_size + 63) / 64 * 64; }
   void backward_kernels(float loss_scale, bool head_done);
   void read_loss();
   uint64_t dropout_offset(int site) const { return uint64_t(site); }

@@ -22,6 +22,14 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
 void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
                                     const Tensor& labels, float label_smoothing, float scale);
 
+// The same over the first `classes` columns of logits [N, L] (and dlogits), 1 <= classes <= L; the
+// other columns are neither read nor written. For logits in padded rows (ops::linear_forward_padded).
+void cross_entropy_forward_padded(const Tensor& losses, const Tensor& logits, int64_t classes, const Tensor& labels,
+                                  float label_smoothing);
+void cross_entropy_forward_backward_padded(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
+                                           int64_t classes, const Tensor& labels, float label_smoothing,
+                                           float scale);
+
 // Number of rows whose label is not −100.
 int64_t count_valid_labels(const Tensor& labels);
 

@@ -19,6 +19,14 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight);
 
+// The same without bias for outputs in padded rows: out (dout) is [N, L] with L >= OC, and only
+// out[:, :OC] is written (read). GPT-2's LM head keeps its logits in rows of a multiple of 64
+// elements: with the vocabulary's 50,257 columns the rows would be an odd number of bytes apart,
+// which leaves cuBLASLt only its unvectorised kernels (3× slower for those GEMMs on a H200).
+void linear_forward_padded(const Tensor& out, const Tensor& inp, const Tensor& weight);
+void linear_backward_padded(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                            const Tensor& weight);
+
 // Process-wide switch (default false): when true, f32 GEMMs on CUDA devices (linear_* and the
 // reference attention's) let tensor cores round their inputs to TF32
 // (CUBLAS_COMPUTE_32F_FAST_TF32; about 1e-3 relative error, much faster). 16-bit GEMMs and the

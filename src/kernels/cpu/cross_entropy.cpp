@@ -51,7 +51,8 @@ void row_gradient(float* d, const float* x, int64_t K, int32_t label, double eps
 }  // namespace
 
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N,
-                           int64_t K, float label_smoothing) {
+                           int64_t K, int64_t ld, float label_smoothing) {
+  WW_CHECK(ld >= K, "cross_entropy_forward: row stride ", ld, " < ", K, " classes");
   check_class_labels(labels, N, K);
 #pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
@@ -59,38 +60,40 @@ void cross_entropy_forward(float* losses, const float* logits, const int32_t* la
       losses[n] = 0.0f;
       continue;
     }
-    const float* x = logits + n * K;
+    const float* x = logits + n * ld;
     losses[n] = row_loss(x, K, labels[n], label_smoothing, log_sum_exp(x, K));
   }
 }
 
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N,
-                            int64_t K, float label_smoothing, float scale) {
+                            int64_t K, int64_t ld, float label_smoothing, float scale) {
+  WW_CHECK(ld >= K, "cross_entropy_backward: row stride ", ld, " < ", K, " classes");
   check_class_labels(labels, N, K);
 #pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
-    float* d = dlogits + n * K;
+    float* d = dlogits + n * ld;
     if (labels[n] == kIgnoreIndex) {
       for (int64_t k = 0; k < K; ++k) d[k] = 0.0f;
       continue;
     }
-    const float* x = logits + n * K;
+    const float* x = logits + n * ld;
     row_gradient(d, x, K, labels[n], label_smoothing, scale, log_sum_exp(x, K));
   }
 }
 
 void cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
-                                    int64_t N, int64_t K, float label_smoothing, float scale) {
+                                    int64_t N, int64_t K, int64_t ld, float label_smoothing, float scale) {
+  WW_CHECK(ld >= K, "cross_entropy_forward_backward: row stride ", ld, " < ", K, " classes");
   check_class_labels(labels, N, K);
 #pragma omp parallel for schedule(static) if (N * K >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
-    float* d = dlogits + n * K;
+    float* d = dlogits + n * ld;
     if (labels[n] == kIgnoreIndex || K == 0) {
       losses[n] = 0.0f;
       for (int64_t k = 0; k < K; ++k) d[k] = 0.0f;
       continue;
     }
-    const float* x = logits + n * K;
+    const float* x = logits + n * ld;
     const double lse = log_sum_exp(x, K);
     losses[n] = row_loss(x, K, labels[n], label_smoothing, lse);  // before d overwrites x
     row_gradient(d, x, K, labels[n], label_smoothing, scale, lse);

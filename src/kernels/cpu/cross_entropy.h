@@ -11,18 +11,19 @@ constexpr int32_t kIgnoreIndex = -100;
 void check_class_labels(const int32_t* labels, int64_t N, int64_t K);
 
 // losses[n] = (1−ε)·(lse − x[y]) + ε·(lse − mean_k x[k]), lse = log Σ_k exp(x[k]) (max-subtracted,
-// in double); 0 for ignored rows. Labels are checked first.
+// in double); 0 for ignored rows. Labels are checked first. Rows are ld >= K floats apart (logits
+// and dlogits alike); only their first K columns are read or written.
 void cross_entropy_forward(float* losses, const float* logits, const int32_t* labels, int64_t N,
-                           int64_t K, float label_smoothing);
+                           int64_t K, int64_t ld, float label_smoothing);
 
 // dlogits[n,k] = scale·(softmax(x)[k] − (1−ε)·[k==y] − ε/K); 0 for ignored rows. May alias logits.
 void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* labels, int64_t N,
-                            int64_t K, float label_smoothing, float scale);
+                            int64_t K, int64_t ld, float label_smoothing, float scale);
 
 // Both of the above in one pass over each row (the lse computed once): the same values, bit for bit,
 // as cross_entropy_forward then cross_entropy_backward. dlogits may alias logits.
 void cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
-                                    int64_t N, int64_t K, float label_smoothing, float scale);
+                                    int64_t N, int64_t K, int64_t ld, float label_smoothing, float scale);
 
 int64_t count_valid_labels(const int32_t* labels, int64_t N);
 

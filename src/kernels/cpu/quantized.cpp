@@ -72,7 +72,7 @@ void int8_weight_linear_forward(float* out, const float* inp, const int8_t* q, c
 #pragma omp parallel for schedule(static) if (OC * IC >= kParallelMinWork)
   for (int64_t o = 0; o < OC; ++o)
     for (int64_t i = 0; i < IC; ++i) workspace[o * IC + i] = float(q[o * IC + i]) * scales[o];
-  linear_forward(out, inp, workspace, bias, N, IC, OC);
+  linear_forward(out, inp, workspace, bias, N, IC, OC, OC);
 }
 
 // out[r] = Σ_i x[i] · w[r·IC + i] for r < 4, exact. Plain loops (no `omp simd`), so GCC recognises

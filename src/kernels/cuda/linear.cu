@@ -121,21 +121,21 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
 }
 
 template <typename T>
-__global__ void broadcast_rows_kernel(T* out, const T* row, int64_t rows, int64_t cols) {
+__global__ void broadcast_rows_kernel(T* out, const T* row, int64_t rows, int64_t cols, int64_t ld) {
   const int64_t total = rows * cols;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = row[i % cols];
+    out[i / cols * ld + i % cols] = row[i % cols];
 }
 
-// out[n, :] = bias for every row n.
-void broadcast_bias(void* out, const void* bias, DType dtype, int64_t N, int64_t OC) {
+// out[n, :OC] = bias for every row n (rows ld elements apart).
+void broadcast_bias(void* out, const void* bias, DType dtype, int64_t N, int64_t OC, int64_t ld) {
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>(blocks_for(N * OC, threads), 65535));
   dispatch_activation(dtype, "linear_forward (bias)", [&](auto tag) {
     using E = decltype(tag);
     broadcast_rows_kernel<E><<<blocks, threads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(bias),
-                                                               N, OC);
+                                                               N, OC, ld);
   });
   check_launch("broadcast_rows_kernel");
 }
@@ -152,14 +152,14 @@ constexpr int kColumnTile = 64;
 constexpr int64_t kRowsPerChunk = 256;
 
 template <typename T>
-__global__ void column_chunk_sums_kernel(double* partial, const T* x, int64_t N, int64_t C) {
+__global__ void column_chunk_sums_kernel(double* partial, const T* x, int64_t N, int64_t C, int64_t ld) {
   __shared__ double groups[kRowGroups][kColumnTile];
   const int64_t c = int64_t(blockIdx.x) * kColumnTile + threadIdx.x;
   const int64_t row0 = int64_t(blockIdx.y) * kRowsPerChunk;
   const int64_t row_end = row0 + kRowsPerChunk < N ? row0 + kRowsPerChunk : N;
   double acc = 0.0;
   if (c < C)
-    for (int64_t n = row0 + threadIdx.y; n < row_end; n += kRowGroups) acc += double(load_float(x[n * C + c]));
+    for (int64_t n = row0 + threadIdx.y; n < row_end; n += kRowGroups) acc += double(load_float(x[n * ld + c]));
   groups[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
@@ -179,7 +179,8 @@ __global__ void add_chunk_sums_kernel(float* sums, const double* partial, int64_
 
 }  // namespace
 
-void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C) {
+void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C, int64_t ld) {
+  WW_CHECK(ld >= C, "add_column_sums: row stride ", ld, " < ", C, " columns");
   if (C == 0) return;
   const int64_t chunks = N == 0 ? 0 : (N + kRowsPerChunk - 1) / kRowsPerChunk;
   if (chunks == 0) return;  // nothing to add
@@ -191,7 +192,7 @@ void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t
   dispatch_activation(dtype, "add_column_sums", [&](auto tag) {
     using E = decltype(tag);
     column_chunk_sums_kernel<E><<<dim3(blocks_for(C, kColumnTile), unsigned(chunks)), dim3(kColumnTile, kRowGroups), 0,
-                                  stream()>>>(partial, static_cast<const E*>(x), N, C);
+                                  stream()>>>(partial, static_cast<const E*>(x), N, C, ld);
   });
   check_launch("column_chunk_sums_kernel");
   add_chunk_sums_kernel<<<grid_for(C), kThreads, 0, stream()>>>(sums, partial, chunks, C);
@@ -200,11 +201,15 @@ void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t
 }
 
 void linear_forward(void* out, const void* inp, const void* weight, const void* bias, DType dtype, int64_t N,
-                    int64_t IC, int64_t OC, GemmPrecision precision) {
+                    int64_t IC, int64_t OC, int64_t ld_out, GemmPrecision precision) {
+  WW_CHECK(ld_out >= OC, "linear_forward: row stride ", ld_out, " < ", OC, " output features");
   if (N == 0 || OC == 0) return;
   if (IC == 0) {  // an empty sum: out is the bias (or zero)
-    if (bias) broadcast_bias(out, bias, dtype, N, OC);
-    else check(cudaMemsetAsync(out, 0, size_t(N * OC) * dtype_size(dtype), stream()), "cudaMemsetAsync");
+    const size_t element = dtype_size(dtype);
+    if (bias) broadcast_bias(out, bias, dtype, N, OC, ld_out);
+    else
+      check(cudaMemset2DAsync(out, size_t(ld_out) * element, 0, size_t(OC) * element, size_t(N), stream()),
+            "cudaMemset2DAsync");
     return;
   }
   // outᵀ[OC,N] = W[OC,IC] · inpᵀ[IC,N]: weight's buffer read column-major is Wᵀ [IC,OC] (ld IC),
@@ -213,33 +218,36 @@ void linear_forward(void* out, const void* inp, const void* weight, const void* 
   // for that (or the bias is not 16-byte aligned), out starts as the bias and beta = 1, as on the CPU.
   const bool fused_bias = bias && alignment_of(bias) >= 16;
   if (fused_bias &&
-      lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, OC, bias, dtype, dtype, precision))
+      lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, ld_out, bias, dtype, dtype, precision))
     return;
   float beta = 0.0f;
   if (bias) {
-    broadcast_bias(out, bias, dtype, N, OC);
+    broadcast_bias(out, bias, dtype, N, OC, ld_out);
     beta = 1.0f;
   }
-  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, OC, nullptr, dtype, dtype, precision);
+  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, ld_out, nullptr, dtype, dtype, precision);
 }
 
 void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
-                     const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, GemmPrecision precision) {
+                     const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
+                     GemmPrecision precision) {
+  WW_CHECK(ld_dout >= OC, "linear_backward: row stride ", ld_dout, " < ", OC, " output features");
   if (N == 0 || OC == 0) {
     if (dinp && N * IC > 0)
       check(cudaMemsetAsync(dinp, 0, size_t(N * IC) * dtype_size(dtype), stream()), "cudaMemsetAsync");
     return;
   }
   // dWᵀ[IC,OC] += inpᵀ[IC,N] · dout[N,OC]: dweight's buffer read column-major is dWᵀ (ld IC);
-  // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld OC), hence transb.
+  // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld ld_dout), hence transb.
   // dweight is f32 for every dtype: 16-bit A/B, f32 C/D, accumulated (beta = 1).
   if (dweight && IC > 0)
-    lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, 1.0f, dweight, IC, nullptr, dtype, DType::F32, precision);
-  if (dbias) add_column_sums(dbias, dout, dtype, N, OC);
+    lt_matmul(false, true, IC, OC, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, nullptr, dtype, DType::F32,
+              precision);
+  if (dbias) add_column_sums(dbias, dout, dtype, N, OC, ld_dout);
   // dinpᵀ[IC,N] = Wᵀ[IC,OC] · doutᵀ[OC,N]: weight's buffer read column-major is Wᵀ (ld IC),
-  // dout's is doutᵀ (ld OC). Written last: dinp may share memory with inp.
+  // dout's is doutᵀ (ld ld_dout). Written last: dinp may share memory with inp.
   if (dinp && IC > 0)
-    lt_matmul(false, false, IC, N, OC, weight, IC, dout, OC, 0.0f, dinp, IC, nullptr, dtype, dtype, precision);
+    lt_matmul(false, false, IC, N, OC, weight, IC, dout, ld_dout, 0.0f, dinp, IC, nullptr, dtype, dtype, precision);
 }
 
 }  // namespace ww::kernels::cuda

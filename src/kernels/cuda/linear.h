@@ -12,20 +12,22 @@ namespace ww::kernels::cuda {
 // (CUBLAS_COMPUTE_32F; CUBLAS_COMPUTE_32F_FAST_TF32 for f32 with GemmPrecision::Tf32).
 
 // out[N,OC] = inp[N,IC] · weight[OC,IC]ᵀ + bias[OC] (bias may be null; added as the GEMM's
-// epilogue when cuBLASLt allows it). out must not alias inp/weight.
+// epilogue when cuBLASLt allows it). out must not alias inp/weight. out's rows are ld_out >= OC
+// elements apart and only their first OC columns are written: a row stride that is a multiple of
+// 16 bytes keeps cuBLASLt's vectorised kernels when OC is odd (GPT-2's vocabulary of 50,257).
 void linear_forward(void* out, const void* inp, const void* weight, const void* bias, DType dtype, int64_t N,
-                    int64_t IC, int64_t OC, GemmPrecision precision = GemmPrecision::Fp32);
+                    int64_t IC, int64_t OC, int64_t ld_out, GemmPrecision precision = GemmPrecision::Fp32);
 
 // dweight[OC,IC] += doutᵀ · inp;  dbias[OC] += Σ_n dout[n,:];  then dinp[N,IC] = dout · weight.
 // dweight and dbias are f32 whatever `dtype` is (16-bit A/B with an f32 C/D GEMM; column sums in
 // double). Any of dinp, dweight, dbias may be null. dinp is written last, so it may share memory
-// with inp.
+// with inp. dout's rows are ld_dout >= OC elements apart.
 void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
-                     const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC,
+                     const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
                      GemmPrecision precision = GemmPrecision::Fp32);
 
-// sums[c] += Σ_n x[n,c] for x [N,C] in `dtype`; each column accumulated in double in a fixed order
-// (deterministic, no atomics).
-void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C);
+// sums[c] += Σ_n x[n,c] for x [N,C] in `dtype` (rows ld >= C elements apart); each column
+// accumulated in double in a fixed order (deterministic, no atomics).
+void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C, int64_t ld);
 
 }  // namespace ww::kernels::cuda

@@ -83,11 +83,11 @@ __device__ __forceinline__ int64_t scalar_element(RowParts parts, int64_t K) {
 // the whole block, so the early returns are uniform.
 template <int V, typename T, bool kLoss, bool kGrad>
 __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int64_t K,
-                                     float eps, float scale, int* error) {
+                                     int64_t ld, float eps, float scale, int* error) {
   const int64_t n = blockIdx.x;
   const int32_t label = labels[n];
-  T* d = kGrad ? dlogits + n * K : nullptr;
-  const T* x = logits + n * K;
+  T* d = kGrad ? dlogits + n * ld : nullptr;
+  const T* x = logits + n * ld;
   const RowParts parts = row_parts<V>(x, K);
   const int64_t mine = scalar_element(parts, K);
   const bool ignored = label == kIgnoreIndex, bad = !ignored && (label < 0 || label >= K);
@@ -203,9 +203,9 @@ namespace {
 // different offsets modulo 16 bytes (then rows cannot share one split into vectors).
 template <bool kLoss, bool kGrad>
 void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DType dtype, const int32_t* labels,
-                          int64_t N, int64_t K, float label_smoothing, float scale, const char* what) {
+                          int64_t N, int64_t K, int64_t ld, float label_smoothing, float scale, const char* what) {
   if (N == 0) return;
-  WW_CHECK(K > 0 && N <= INT32_MAX, what, ": N = ", N, ", K = ", K);
+  WW_CHECK(K > 0 && ld >= K && N <= INT32_MAX, what, ": N = ", N, ", K = ", K, ", row stride ", ld);
   const bool vectors = !kGrad || (reinterpret_cast<uintptr_t>(dlogits) - reinterpret_cast<uintptr_t>(logits)) % 16 == 0;
   dispatch_activation(dtype, what, [&](auto tag) {
     using E = decltype(tag);
@@ -214,10 +214,10 @@ void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DTyp
     const auto d = static_cast<E*>(dlogits);
     if (vectors)
       cross_entropy_kernel<V, E, kLoss, kGrad><<<unsigned(N), kThreads, 0, stream()>>>(
-          losses, d, x, labels, K, label_smoothing, scale, input_error_record());
+          losses, d, x, labels, K, ld, label_smoothing, scale, input_error_record());
     else
       cross_entropy_kernel<1, E, kLoss, kGrad><<<unsigned(N), kThreads, 0, stream()>>>(
-          losses, d, x, labels, K, label_smoothing, scale, input_error_record());
+          losses, d, x, labels, K, ld, label_smoothing, scale, input_error_record());
   });
   check_launch_and_inputs(what);
 }
@@ -225,20 +225,21 @@ void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DTyp
 }  // namespace
 
 void cross_entropy_forward(float* losses, const void* logits, DType dtype, const int32_t* labels, int64_t N,
-                           int64_t K, float label_smoothing) {
-  launch_cross_entropy<true, false>(losses, nullptr, logits, dtype, labels, N, K, label_smoothing, 0.0f,
+                           int64_t K, int64_t ld, float label_smoothing) {
+  launch_cross_entropy<true, false>(losses, nullptr, logits, dtype, labels, N, K, ld, label_smoothing, 0.0f,
                                     "cross_entropy_forward");
 }
 
 void cross_entropy_backward(void* dlogits, const void* logits, DType dtype, const int32_t* labels, int64_t N,
-                            int64_t K, float label_smoothing, float scale) {
-  launch_cross_entropy<false, true>(nullptr, dlogits, logits, dtype, labels, N, K, label_smoothing, scale,
+                            int64_t K, int64_t ld, float label_smoothing, float scale) {
+  launch_cross_entropy<false, true>(nullptr, dlogits, logits, dtype, labels, N, K, ld, label_smoothing, scale,
                                     "cross_entropy_backward");
 }
 
 void cross_entropy_forward_backward(float* losses, void* dlogits, const void* logits, DType dtype,
-                                    const int32_t* labels, int64_t N, int64_t K, float label_smoothing, float scale) {
-  launch_cross_entropy<true, true>(losses, dlogits, logits, dtype, labels, N, K, label_smoothing, scale,
+                                    const int32_t* labels, int64_t N, int64_t K, int64_t ld, float label_smoothing,
+                                    float scale) {
+  launch_cross_entropy<true, true>(losses, dlogits, logits, dtype, labels, N, K, ld, label_smoothing, scale,
                                    "cross_entropy_forward_backward");
 }
 

@@ -6,7 +6,8 @@
 //
 // Cross-entropy: one block per row, one read pass for the max and Σ exp (online, in float: within
 // the fp32 tolerance of the CPU's double reference), 16-byte loads and stores between the unaligned
-// ends of a row. Deterministic (fixed reduction order). dlogits may alias logits.
+// ends of a row. Deterministic (fixed reduction order). dlogits may alias logits. Rows are ld >= K
+// elements apart (logits and dlogits alike); only their first K columns are read or written.
 #include <cstdint>
 
 #include "wattwise/core/dtype.h"
@@ -14,13 +15,14 @@
 namespace ww::kernels::cuda {
 
 void cross_entropy_forward(float* losses, const void* logits, DType dtype, const int32_t* labels, int64_t N,
-                           int64_t K, float label_smoothing);
+                           int64_t K, int64_t ld, float label_smoothing);
 void cross_entropy_backward(void* dlogits, const void* logits, DType dtype, const int32_t* labels, int64_t N,
-                            int64_t K, float label_smoothing, float scale);
+                            int64_t K, int64_t ld, float label_smoothing, float scale);
 // Both in one kernel (each row read twice, written once, instead of read four times): the losses
 // and the gradient of cross_entropy_forward and cross_entropy_backward.
 void cross_entropy_forward_backward(float* losses, void* dlogits, const void* logits, DType dtype,
-                                    const int32_t* labels, int64_t N, int64_t K, float label_smoothing, float scale);
+                                    const int32_t* labels, int64_t N, int64_t K, int64_t ld, float label_smoothing,
+                                    float scale);
 // Copies one integer back (synchronises the stream) and raises pending input errors.
 int64_t count_valid_labels(const int32_t* labels, int64_t N);
 

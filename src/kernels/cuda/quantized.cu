@@ -192,7 +192,7 @@ void int8_weight_linear_forward(void* out, const void* inp, const int8_t* q, con
     });
     check_launch("dequantize_int8_kernel");
   }
-  linear_forward(out, inp, dequantised, bias, dtype, N, IC, OC, GemmPrecision::Fp32);
+  linear_forward(out, inp, dequantised, bias, dtype, N, IC, OC, OC, GemmPrecision::Fp32);
 }
 
 void int8_linear_forward(void* out, const void* inp, const int8_t* q, const float* scales, float input_scale,
