@@ -77,7 +77,8 @@ TEST(BenchFlops, Gpt2SmallStepIsFourteenTeraflops) {
 TEST(BenchCases, TableHoldsIssueSixAndEightCases) {
   const char* names[] = {"distilbert-train-bf16", "distilbert-train-fp16", "distilbert-train-fp32",
                          "bert-train-bf16", "bert-infer-fp16-b1", "bert-infer-fp16-b32",
-                         "bert-infer-fp16-b256", "distilbert-infer-fp16-b32", "gpt2-train-bf16"};
+                         "bert-infer-fp16-b256", "distilbert-infer-fp16-b32", "minilm-train-bf16",
+                         "gpt2-train-bf16"};
   ASSERT_EQ(bench_cases().size(), std::size(names));
   for (size_t i = 0; i < std::size(names); ++i) EXPECT_EQ(bench_cases()[i].name, names[i]);
 
@@ -97,6 +98,16 @@ TEST(BenchCases, TableHoldsIssueSixAndEightCases) {
   EXPECT_EQ(b256.precision, "fp16");
   EXPECT_EQ(find_bench_case("bert-train-bf16").seq_len, 128);
   EXPECT_EQ(find_bench_case("bert-infer-fp16-b1").batch, 1);
+  // Issue 9's IMDB step: all-MiniLM-L6-v2's shape.
+  const BenchCase& minilm = find_bench_case("minilm-train-bf16");
+  EXPECT_EQ(minilm.preset, "minilm");
+  EXPECT_EQ(minilm.batch, 32);
+  EXPECT_EQ(minilm.seq_len, 256);
+  const models::ModelConfig minilm_config = bench_model_config(minilm, 30522);
+  EXPECT_EQ(minilm_config.hidden_size, 384);
+  EXPECT_EQ(minilm_config.num_layers, 6);
+  EXPECT_EQ(minilm_config.num_heads, 12);
+  EXPECT_EQ(minilm_config.intermediate_size, 1536);
 
   const BenchCase& gpt2 = find_bench_case("gpt2-train-bf16");
   EXPECT_EQ(gpt2.arch, "gpt2");

@@ -184,7 +184,8 @@ TEST(CudaGemm, PaddedLmHeadAtGpt2VocabMatchesContiguous) {
     const std::vector<float> logits = read_back(out);
     expect_close(used_columns(read_back(padded), "logits"), logits, "padded logits", rtol);
 
-    // The same logits in both layouts: the cross-entropy kernel gives the same bits.
+    // The same logits in both layouts: the same cross-entropy up to the summation order (a row's
+    // split into 16-byte vectors depends on where it starts, and padded rows all start aligned).
     std::vector<int32_t> label_values(static_cast<size_t>(N));
     for (int64_t n = 0; n < N; ++n) label_values[size_t(n)] = int32_t((n * 7919) % OC);
     label_values[3] = -100;
@@ -194,8 +195,9 @@ TEST(CudaGemm, PaddedLmHeadAtGpt2VocabMatchesContiguous) {
     Tensor losses = gpu_poisoned({N}), padded_losses = gpu_poisoned({N});
     ops::cross_entropy_forward_backward(losses, out, out, labels, 0.1f, 1.0f / 63.0f);
     ops::cross_entropy_forward_backward_padded(padded_losses, padded, padded, OC, labels, 0.1f, 1.0f / 63.0f);
-    EXPECT_EQ(read_back(padded_losses), read_back(losses));
-    EXPECT_EQ(used_columns(read_back(padded), "dlogits"), read_back(out));
+    expect_close(read_back(padded_losses), read_back(losses), "losses", 1e-6);
+    expect_close(used_columns(read_back(padded), "dlogits"), read_back(out), "dlogits",
+                 dtype == DType::F32 ? 1e-5 : 1e-2);
 
     // Backward from the gradient in either layout.
     Tensor dinp = Tensor::empty({N, IC}, dtype, gpu), padded_dinp = Tensor::empty({N, IC}, dtype, gpu);

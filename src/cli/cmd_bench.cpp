@@ -23,8 +23,8 @@ Command bench_command(CLI::App& app) {
   auto* arch = cmd->add_option("--arch", flags->arch, "bert, distilbert (sequence classification) or gpt2 (causal LM)")
                    ->check(CLI::IsMember({"bert", "distilbert", "gpt2"}));
   auto* preset = cmd->add_option("--preset", flags->preset,
-                                 "Model size: tiny, mini, small or base (gpt2: tiny, mini or small = 124M, the default)")
-                     ->check(CLI::IsMember({"tiny", "mini", "small", "base"}));
+                                 "Model size: tiny, mini, small, minilm or base (gpt2: tiny, mini or small = 124M, the default)")
+                     ->check(CLI::IsMember({"tiny", "mini", "small", "minilm", "base"}));
   auto* mode = cmd->add_option("--mode", flags->mode,
                                "train (forward, backward, AdamW step) or infer (forward; not for gpt2)")
                    ->check(CLI::IsMember({"train", "infer"}));

@@ -212,6 +212,8 @@ const std::vector<BenchCase>& bench_cases() {
       make_case("bert-infer-fp16-b32", "bert", "base", "infer", 32, 128, "fp16", 200, 20),
       make_case("bert-infer-fp16-b256", "bert", "base", "infer", 256, 128, "fp16", 50, 10),
       make_case("distilbert-infer-fp16-b32", "distilbert", "base", "infer", 32, 128, "fp16", 300, 30),
+      // Issue 9's IMDB fine-tuning step: all-MiniLM-L6-v2's shape (6 × 384, 12 heads), 32 × 256.
+      make_case("minilm-train-bf16", "bert", "minilm", "train", 32, 256, "bf16", 80, 10),
       // Issue 8: GPT-2 124M from scratch, 16 × 1024 tokens per step (a step is ~14 TFLOP).
       make_case("gpt2-train-bf16", "gpt2", "small", "train", 16, 1024, "bf16", 20, 5),
   };

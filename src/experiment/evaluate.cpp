@@ -1,5 +1,6 @@
 #include "wattwise/experiment/evaluate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -133,7 +134,12 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
   options.batch_size = batch_size;
   options.max_length = max_length;
   options.shuffle = false;
-  options.length_bucketing = false;
+  // The metrics do not depend on the order, so the examples are sorted by length (longest first)
+  // and each batch padded only to its own longest, rounded up to 8: on IMDB at length 256 that
+  // leaves out about a fifth of the tokens a fixed order would pad.
+  options.length_bucketing = true;
+  options.bucket_batches = std::max<int64_t>(1, int64_t(encoded->items.size()) / std::max<int64_t>(1, batch_size) + 1);
+  options.pad_to_multiple_of = 8;
   text::BatchLoader loader(encoded, options, /*epoch=*/0);
   train::EvalAccumulator acc(config.num_labels, config.regression);
   while (auto b = loader.next()) {

@@ -33,8 +33,10 @@ const std::vector<ConfigKey>& train_config_schema() {
        "Architecture of a new model: bert or distilbert (sequence classifiers), or gpt2 (causal language model on the "
        "text of data.path; a model.path holding a GPT-2 model trains it as a language model too)",
        {"bert", "distilbert", "gpt2"}},
-      {"model.preset", "string", "tiny", "Size of a new model (gpt2: tiny, mini or small = GPT-2 124M)",
-       {"tiny", "mini", "small", "base"}},
+      {"model.preset", "string", "tiny",
+       "Size of a new model: tiny, mini, small, minilm (all-MiniLM-L6-v2's 6 x 384) or base (gpt2: tiny, mini or "
+       "small = GPT-2 124M)",
+       {"tiny", "mini", "small", "minilm", "base"}},
       {"model.tokenizer", "path", "", "Tokenizer folder (default: the model folder)", {}},
       {"model.max_positions", "int", "512",
        "max_position_embeddings of a new model (gpt2: n_positions, the preset's unless given)", {}},

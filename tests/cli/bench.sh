@@ -38,7 +38,7 @@ check "gpt2 preset base: an error naming --preset" '[ $? -eq 1 ] && grep -q -- "
 check "gpt2 beyond n_positions: an error naming --seq-len" '[ $? -eq 1 ] && grep -q -- "--seq-len 65 exceeds the model.s n_positions 64" err.txt'
 
 "$bin" bench --case list --json cases.jsonl > list.txt
-check "case list names the 9 cases" '[ "$(grep -c -- "-fp\|-bf16\|-fp32" list.txt)" -eq 9 ] && [ "$(wc -l < cases.jsonl)" -eq 9 ]'
+check "case list names the 10 cases" '[ "$(grep -c -- "-fp\|-bf16\|-fp32" list.txt)" -eq 10 ] && [ "$(wc -l < cases.jsonl)" -eq 10 ]'
 check "case definitions carry the model config" 'head -1 cases.jsonl | python3 -c "import json,sys; c=json.load(sys.stdin); assert c[\"case\"]==\"distilbert-train-bf16\" and c[\"model_config\"][\"dim\"]==768"'
 check "gpt2 case: GPT-2 124M, 16 x 1024, bf16" 'tail -1 cases.jsonl | python3 -c "import json,sys; c=json.load(sys.stdin); assert (c[\"case\"], c[\"preset\"], c[\"batch\"], c[\"seq_len\"], c[\"precision\"], c[\"model_config\"][\"n_layer\"], c[\"model_config\"][\"vocab_size\"], c[\"model_config\"][\"n_positions\"]) == (\"gpt2-train-bf16\", \"small\", 16, 1024, \"bf16\", 12, 50257, 1024), c"'
 "$bin" bench --case list --preset tiny --json tiny.jsonl > list.txt

@@ -1,0 +1,124 @@
+// The three GEMMs of GPT-2's LM head for one 4,096-row loss chunk, in bf16 with fp32 accumulation,
+// called as src/kernels/cuda/linear.cu calls cuBLASLt (column-major, one heuristic algorithm),
+// with the vocabulary dimension as it is (50,257), with only the logits' row stride padded to
+// 50,304, and with the vocabulary itself padded to 50,304 (zero rows in the weight). It prints
+// milliseconds (median of the timed repeats) and TFLOP/s per variant, to show which padding the
+// Hopper kernels need. Standalone (nvcc + cuBLASLt only), so a GPU call can build it in seconds:
+//   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o lm_head_gemm
+//   ./lm_head_gemm [repeats]        (repeats = 1 under Nsight Compute to read the kernel names)
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "%s: cuBLAS status %d\n", what, int(s));
+    std::exit(1);
+  }
+}
+
+cublasLtHandle_t g_handle;
+void* g_workspace;
+const size_t kWorkspace = size_t(32) << 20;
+
+// Column-major D[m,n] = op(A)·op(B) + beta·D, A/B bf16, D in d_type, fp32 compute.
+float matmul_ms(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
+                int64_t ldb, float beta, void* D, int64_t ldd, cudaDataType_t d_type, int repeats) {
+  cublasLtMatmulDesc_t desc;
+  check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+  cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa), "transa");
+  check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb), "transb");
+  cublasLtMatrixLayout_t la, lb, ld;
+  check(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda), "layout a");
+  check(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb), "layout b");
+  check(cublasLtMatrixLayoutCreate(&ld, d_type, m, n, ldd), "layout d");
+  cublasLtMatmulPreference_t pref;
+  check(cublasLtMatmulPreferenceCreate(&pref), "pref");
+  check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspace,
+                                             sizeof kWorkspace), "pref workspace");
+  cublasLtMatmulHeuristicResult_t h{};
+  int found = 0;
+  check(cublasLtMatmulAlgoGetHeuristic(g_handle, desc, la, lb, ld, ld, pref, 1, &h, &found), "heuristic");
+  if (!found) {
+    std::fprintf(stderr, "no algorithm\n");
+    std::exit(1);
+  }
+  const float alpha = 1.0f;
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "event");
+  check(cudaEventCreate(&stop), "event");
+  std::vector<float> times;
+  for (int r = 0; r < repeats + 1; ++r) {  // the first call warms up
+    check(cudaEventRecord(start), "record");
+    check(cublasLtMatmul(g_handle, desc, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &h.algo, g_workspace, kWorkspace,
+                         nullptr), "matmul");
+    check(cudaEventRecord(stop), "record");
+    check(cudaEventSynchronize(stop), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+    if (r > 0) times.push_back(ms);
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(ld);
+  cublasLtMatmulDescDestroy(desc);
+  if (times.empty()) return 0;
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int repeats = argc > 1 ? std::atoi(argv[1]) : 20;
+  const int64_t N = 4096, C = 768, V = 50257, Vp = 50304;
+  check(cublasLtCreate(&g_handle), "cublasLtCreate");
+  check(cudaMalloc(&g_workspace, kWorkspace), "workspace");
+  void *x, *w, *logits, *dx, *dw;
+  check(cudaMalloc(&x, size_t(N * C) * 2), "x");
+  check(cudaMalloc(&w, size_t(Vp * C) * 2), "w");
+  check(cudaMalloc(&logits, size_t(N * Vp) * 2), "logits");
+  check(cudaMalloc(&dx, size_t(N * C) * 2), "dx");
+  check(cudaMalloc(&dw, size_t(Vp * C) * 4), "dw");
+  check(cudaMemset(x, 0, size_t(N * C) * 2), "memset");
+  check(cudaMemset(w, 0, size_t(Vp * C) * 2), "memset");
+  check(cudaMemset(logits, 0, size_t(N * Vp) * 2), "memset");
+  check(cudaMemset(dw, 0, size_t(Vp * C) * 4), "memset");
+  struct Variant {
+    const char* name;
+    int64_t vocab, ld;  // GEMM vocabulary size and the logits' row stride
+  };
+  const Variant variants[] = {{"V 50257, row stride 50257", V, V},
+                              {"V 50257, row stride 50304", V, Vp},
+                              {"V 50304 (zero rows), stride 50304", Vp, Vp}};
+  std::printf("| variant | GEMM | ms | TFLOP/s |\n| --- | --- | --- | --- |\n");
+  for (const Variant& v : variants) {
+    const double flops = 2.0 * double(N) * double(v.vocab) * double(C);
+    // logitsᵀ[vocab, N] = W[vocab, C] · xᵀ (linear_forward).
+    float fwd = matmul_ms(true, false, v.vocab, N, C, w, C, x, C, 0.0f, logits, v.ld, CUDA_R_16BF, repeats);
+    // dWᵀ[C, vocab] += xᵀ · dlogits (linear_backward, dweight in f32).
+    float dwt = matmul_ms(false, true, C, v.vocab, N, x, C, logits, v.ld, 1.0f, dw, C, CUDA_R_32F, repeats);
+    // dxᵀ[C, N] = Wᵀ · dlogitsᵀ (linear_backward, dinp).
+    float dxt = matmul_ms(false, false, C, N, v.vocab, w, C, logits, v.ld, 0.0f, dx, C, CUDA_R_16BF, repeats);
+    const char* names[] = {"forward (logits)", "dW", "dX"};
+    const float ms[] = {fwd, dwt, dxt};
+    for (int g = 0; g < 3; ++g)
+      std::printf("| %s | %s | %.3f | %.0f |\n", v.name, names[g], ms[g], ms[g] > 0 ? flops / (ms[g] * 1e9) : 0.0);
+  }
+  return 0;
+}
