@@ -567,3 +567,22 @@ TEST(InferenceOnlyOnGpu, SavingAfterReleaseWritesTheTrainingModelsFile) {
   }
   std::filesystem::remove_all(dir);
 }
+
+// A training model on the GPU saves through one host copy of its flat parameters; at this size
+// (22.7M parameters, 91 MB) that copy is its own memory mapping, so writing from it after it was
+// freed failed with EFAULT ("Bad address") instead of passing unnoticed as with small models.
+TEST(ModelOnGpu, SavesAMiniLMSizedModelAndReadsItBack) {
+  WW_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("ww-test-cuda-save-minilm-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ModelConfig config = preset_config(Architecture::Bert, "minilm", 30522);
+  config.num_labels = 2;
+  SequenceClassifier model(config, gpu);
+  model.init_weights(9);
+  model.save(dir / "f32", DType::F32);
+  SequenceClassifier reloaded = SequenceClassifier::from_pretrained(dir / "f32", Device::cpu());
+  EXPECT_EQ(reloaded.parameters().flat_values().to_float_vector(), model.parameters().flat_values().to_float_vector());
+  std::filesystem::remove_all(dir);
+}

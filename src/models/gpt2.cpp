@@ -408,7 +408,18 @@ size_t Gpt2LMHeadModel::planned_activation_bytes(int64_t batch, int64_t seq_len,
   return counter.peak();
 }
 
+void Gpt2LMHeadModel::ensure_head_weight() {
+  const int64_t Vp = padded_vocab_size(), C = config_.n_embd;
+  if (head_weight_.defined() && head_weight_.dtype() == exec_.compute_dtype && head_weight_.device() == device_ &&
+      head_weight_.size(0) == Vp && head_weight_.size(1) == C)
+    return;
+  train_graphs_.clear();  // recordings hold the old buffer's address
+  head_weight_ = Tensor();
+  head_weight_ = Tensor::zeros({Vp, C}, exec_.compute_dtype, device_);  // rows V.. stay zero
+}
+
 void Gpt2LMHeadModel::plan_activations(int64_t B, int64_t T, bool training, bool full_logits) {
+  ensure_head_weight();  // outside any graph recording: it may allocate
   if (arena_.capacity() && act_.batch == B && act_.seq_len == T && act_.training == training &&
       act_.full_logits == full_logits)
     return;
@@ -534,12 +545,15 @@ void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, fl
   Activations& a = act_;
   const int64_t N = a.batch * a.seq_len, V = config_.vocab_size;
   const Tensor wte = gemm_weight(wte_);
+  // The padded head weight: wte's current GEMM copy over the zero rows. The padded logit columns
+  // then come out 0 and, read back by the dX GEMM, add 0·0.
+  ops::cast(head_weight_.slice(0, V), wte);
   for (int64_t r0 = 0; r0 < N; r0 += a.chunk) {
     const int64_t r1 = std::min(N, r0 + a.chunk), rows = r1 - r0;
-    const Tensor logits = a.logits.slice(0, rows);  // [rows, padded V]: only the first V columns are used
+    const Tensor logits = a.logits.slice(0, rows);  // [rows, padded V]: the classes are the first V columns
     const Tensor x = a.lnf_out.slice(r0, r1);
     const Tensor labels = shifted_labels.slice(r0, r1);
-    ops::linear_forward_padded(logits, x, wte);
+    ops::linear_forward(logits, x, head_weight_, Tensor());
     if (!with_grad) {
       ops::cross_entropy_forward_padded(a.losses.slice(r0, r1), logits, V, labels, label_smoothing_);
       continue;
@@ -547,7 +561,10 @@ void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, fl
     // Losses and the gradient (in place) in one pass over the chunk's logits.
     ops::cross_entropy_forward_backward_padded(a.losses.slice(r0, r1), logits, logits, V, labels, label_smoothing_,
                                                scale);
-    ops::linear_backward_padded(a.d_lnf.slice(r0, r1), params_.grad(wte_), logits, x, wte);
+    // dWte from the first V columns only (the gradient has no padding rows); d_lnf through the
+    // padded weight (its zero rows meet the zero padding columns).
+    ops::linear_backward_padded(Tensor(), params_.grad(wte_), logits, x, wte);
+    ops::linear_backward(a.d_lnf.slice(r0, r1), Tensor(), Tensor(), logits, x, head_weight_);
   }
 }
 

@@ -243,6 +243,7 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
   std::filesystem::create_directories(dir, ec);
   if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
   std::vector<std::pair<std::string, Tensor>> tensors;
+  Tensor host;  // the host copy the views below point into: alive until the file is written
   if (params_.values_released()) {
     // An inference-only model after its first forward: what the forward reads (or an error saying why not).
     for (size_t i = 0; i < params_.all().size(); ++i)
@@ -250,7 +251,7 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
         tensors.emplace_back(params_.all()[i].name, inference_.tensor_to_save(i, params_, store_dtype));
   } else {
     const Tensor& flat = params_.flat_values();
-    Tensor host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
+    host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
     for (const auto& p : params_.all())
       if (!dropped_parameters_.count(p.name))
         tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
