@@ -183,6 +183,11 @@ const std::vector<Case> kCases = {
     {3, 70, 2, 8, true, true, 0.0f},      // D = 8 (padded to 32)
     {2, 100, 2, 96, false, false, 0.0f},  // D = 96 (padded to 128)
     {3, 200, 2, 64, false, true, 0.1f},   // sequence 1 has 67 keys: key tiles of padding only
+    // all-MiniLM-L6-v2 fine-tuning's class of shape: D = 32, dropout, padding, several tiles, both
+    // Philox paths of the mma kernels (T % 4 == 0: blocks shared by shuffles; else per element).
+    {4, 256, 3, 32, false, true, 0.1f},
+    {2, 90, 2, 32, false, true, 0.1f},
+    {2, 130, 2, 64, false, true, 0.1f},
 };
 
 constexpr uint64_t kSeed = 4321, kOffset = 99;

@@ -38,10 +38,10 @@ using namespace ww::models;
 
 namespace {
 
-ModelConfig test_config(Architecture arch) {
+ModelConfig test_config(Architecture arch, int64_t heads = 2) {
   ModelConfig c = preset_config(arch, "mini", 100);
   c.num_layers = 3;
-  c.hidden_size = 128, c.num_heads = 2, c.intermediate_size = 256, c.max_position_embeddings = 128;
+  c.hidden_size = 128, c.num_heads = heads, c.intermediate_size = 256, c.max_position_embeddings = 128;
   return c;
 }
 
@@ -77,9 +77,10 @@ struct Outcome {
   size_t head_offset = 0;  // first element of the head's parameters (pooler / pre_classifier)
 };
 
-Outcome one_step(Architecture arch, DType dtype, AttentionKernel attention, const std::string& checkpointing) {
+Outcome one_step(Architecture arch, DType dtype, AttentionKernel attention, const std::string& checkpointing,
+                 int64_t heads = 2, int64_t T = 77) {
   const Device gpu = Device::cuda(0);
-  SequenceClassifier model(test_config(arch), gpu);
+  SequenceClassifier model(test_config(arch, heads), gpu);
   model.init_weights(5);
   model.set_dropout_seed(3);
   ExecutionOptions o;
@@ -87,7 +88,7 @@ Outcome one_step(Architecture arch, DType dtype, AttentionKernel attention, cons
   o.attention = attention;
   o.checkpointing = parse_checkpointing(checkpointing);
   model.set_execution(o);
-  Batch batch = make_batch(4, 77, 11, arch == Architecture::Bert, gpu);
+  Batch batch = make_batch(4, T, 11, arch == Architecture::Bert, gpu);
   Outcome out;
   out.logits = model.forward(batch, true).to_float_vector();
   out.loss = model.loss();
@@ -152,6 +153,23 @@ TEST_P(ModelOnGpu, SixteenBitStepsTrackF32) {
       const bool relu_head_bf16 = GetParam() == Architecture::DistilBert && d == DType::BF16;
       EXPECT_LT(grad_error, relu_head_bf16 ? 1e-1 : 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
     }
+  }
+}
+
+// all-MiniLM-L6-v2's head dim (32, here 4 heads of 128) with dropout on: the bf16 mma attention
+// kernels' step (forward, backward, dropout masks) against the f32 reference attention's, at a
+// length that is a multiple of 4 (Philox blocks shared by shuffles) and one that is not.
+TEST(ModelOnGpuHeadDim32, Bf16StepTracksTheF32ReferenceStep) {
+  WW_REQUIRE_CUDA();
+  for (int64_t T : {128, 77}) {
+    SCOPED_TRACE("T=" + std::to_string(T));
+    const Outcome ref = one_step(Architecture::Bert, DType::F32, AttentionKernel::Reference, "none", 4, T);
+    const Outcome o = one_step(Architecture::Bert, DType::BF16, AttentionKernel::Fused, "none", 4, T);
+    const double logit_error = scaled_error(o.logits, ref.logits), grad_error = norm_error(o.grads, ref.grads);
+    std::printf("head dim 32, T %lld, bf16 fused vs f32 reference: logits %.2e, gradients %.2e\n", (long long)T,
+                logit_error, grad_error);
+    EXPECT_LT(logit_error, 1e-2);
+    EXPECT_LT(grad_error, 1e-2);
   }
 }
 

@@ -134,12 +134,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
   options.batch_size = batch_size;
   options.max_length = max_length;
   options.shuffle = false;
-  // The metrics do not depend on the order, so the examples are sorted by length (longest first)
-  // and each batch padded only to its own longest, rounded up to 8: on IMDB at length 256 that
-  // leaves out about a fifth of the tokens a fixed order would pad.
-  options.length_bucketing = true;
-  options.bucket_batches = std::max<int64_t>(1, int64_t(encoded->items.size()) / std::max<int64_t>(1, batch_size) + 1);
-  options.pad_to_multiple_of = 8;
+  options.length_bucketing = false;
   text::BatchLoader loader(encoded, options, /*epoch=*/0);
   train::EvalAccumulator acc(config.num_labels, config.regression);
   while (auto b = loader.next()) {

@@ -37,6 +37,7 @@ void apply_inference_execution(models::SequenceClassifier& model, const Executio
   options.compute_dtype = model.device().is_cpu() ? DType::F32 : DType::F16;
   options.attention = models::parse_attention_kernel(choice.attention);
   options.checkpointing = models::parse_checkpointing(choice.checkpointing);
+  options.cuda_graphs = choice.cuda_graphs;
   model.set_execution(options);
   ops::set_allow_tf32(false);
 }
@@ -46,6 +47,7 @@ models::ExecutionOptions execution_options_of(const ExecutionChoice& choice) {
   options.compute_dtype = compute_dtype_of(choice.precision);
   options.attention = models::parse_attention_kernel(choice.attention);
   options.checkpointing = models::parse_checkpointing(choice.checkpointing);
+  options.cuda_graphs = choice.cuda_graphs;
   return options;
 }
 

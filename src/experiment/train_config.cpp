@@ -19,6 +19,9 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"run.output_dir", "path", "runs", "Folder that receives the run folder", {}},
       {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}},
       {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (the first GPU when one is visible, else the CPU)", {}},
+      {"run.cuda_graphs", "bool", "true",
+       "On a GPU, record each step shape once as a CUDA graph and replay it (false: launch every kernel each step)",
+       {}},
       {"run.export_plan", "bool", "false",
        "Also write plan/ into the run folder: the initial model (head included), the train/eval/test examples as JSONL "
        "and every micro-batch's example indices, so another framework can replay the same run "

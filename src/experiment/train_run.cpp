@@ -203,6 +203,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   execution.precision = cfg.get_string("train.precision");
   execution.attention = cfg.get_string("model.attention");
   execution.checkpointing = cfg.get_string("train.checkpointing");
+  execution.cuda_graphs = cfg.get_bool("run.cuda_graphs");
   if (execution.precision != "fp32" && device.is_cpu())
     fail("train.precision ", execution.precision, " needs a GPU (run.device is cpu; the CPU trains in fp32)");
   if (execution.attention == "fused" && device.is_cpu())
@@ -464,6 +465,7 @@ TrainRunResult run_lm_training(const TrainConfig& cfg) {
   metrics["execution"] = {{"precision", execution.precision},
                           {"attention", models::attention_kernel_name(m.attention_kernel())},
                           {"checkpointing", m.execution().checkpointing.str()},
+                          {"cuda_graphs", execution.cuda_graphs},
                           {"skipped_steps", trainer.skipped_steps()},
                           {"final_loss_scale", trainer.loss_scale()},
                           {"activation_bytes", m.activation_bytes()},
@@ -507,6 +509,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   execution.precision = cfg.get_string("train.precision");
   execution.attention = cfg.get_string("model.attention");
   execution.checkpointing = cfg.get_string("train.checkpointing");
+  execution.cuda_graphs = cfg.get_bool("run.cuda_graphs");
   if (execution.precision != "fp32" && device.is_cpu())
     fail("train.precision ", execution.precision, " needs a GPU (run.device is cpu; the CPU trains in fp32)");
   if (execution.attention == "fused" && device.is_cpu())
@@ -753,6 +756,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   metrics["execution"] = {{"precision", execution.precision},
                           {"attention", models::attention_kernel_name(m.attention_kernel())},
                           {"checkpointing", m.execution().checkpointing.str()},
+                          {"cuda_graphs", execution.cuda_graphs},
                           {"skipped_steps", trainer.skipped_steps()},
                           {"final_loss_scale", trainer.loss_scale()},
                           {"activation_bytes", m.activation_bytes()},

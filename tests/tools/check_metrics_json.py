@@ -131,7 +131,7 @@ def check_train(m):
                  "eval_examples": int, "test_split": str, "derived_splits": list},
         "train": {"steps": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
                   "final_loss": NUM, "stopped_early": bool},
-        "execution": {"precision": str, "attention": str, "checkpointing": str, "skipped_steps": int,
+        "execution": {"precision": str, "attention": str, "checkpointing": str, "cuda_graphs": bool, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
     # Language-modelling runs (model.arch gpt2) add these.

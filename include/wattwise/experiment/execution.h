@@ -14,6 +14,7 @@ struct ExecutionChoice {
   std::string precision = "fp32";      // fp32, tf32, bf16, fp16; inference also int8-weight, int8, fp8
   std::string attention = "auto";      // auto, fused, reference
   std::string checkpointing = "none";  // none, every, every-K, sqrt
+  bool cuda_graphs = true;             // replay recorded CUDA graphs for repeated shapes (GPU)
 };
 
 // fp32 → f32, tf32 → f32 (TF32 matmuls), bf16, fp16; anything else is an error naming it (the

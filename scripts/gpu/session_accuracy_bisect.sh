@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One GPU call to find why wattwise's IMDB accuracy fell (2026-12-03, H200, seed 42: test 0.881
+# against PyTorch's 0.9078 from the same start and batches; the H100 run of 2026-11-23 gave
+# 0.9098). It builds wattwise and the CUDA tests that cover the suspects (flash attention at head
+# dim 32 with dropout over several tiles and at lengths not a multiple of 4; a bf16 model step at
+# head dim 32 against the f32 reference attention), runs them, then fine-tunes MiniLM for
+# WW_EPOCHS (1) epoch(s) per variant (default; run.cuda_graphs false; model.attention reference;
+# train.attention_dropout 0) and prints each variant's evaluation accuracy, and replays the
+# default variant's plan in PyTorch for the reference accuracy.
+#   WW_TASK=sst2 (default): carry .deps, .gpu-carry/minilm and .gpu-carry/data/glue.
+#   WW_TASK=imdb: carry .deps and .gpu-carry/data (aclImdb.tar.gz) after an sst2 call on the same
+#   warm machine (the checkpoint waits in build/carry/minilm).
+# Results: $OUT/summary.txt and the logs beside it.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
+summary=$OUT/summary.txt
+say() { echo "$*" | tee -a "$summary"; }
+task=${WW_TASK:-sst2}
+source scripts/gpu/setup-deps.sh
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
+start=$(date +%s)
+if [ -f .gpu-carry/minilm/model.safetensors ]; then
+  rm -rf build/carry/minilm; mkdir -p build/carry; cp -r .gpu-carry/minilm build/carry/minilm
+fi
+model=build/carry/minilm
+[ -f "$model/model.safetensors" ] || { say "no checkpoint: carry .gpu-carry/minilm"; exit 3; }
+targets="test_cuda_flash_attention test_cuda_model"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON > $OUT/build.log 2>&1 &&
+  cmake --build build -j 16 --target wattwise $targets >> $OUT/build.log 2>&1 ||
+  { grep -E "error" -A3 $OUT/build.log | head -40 | tee -a "$summary"; exit 1; }
+say "build: $(( $(date +%s) - start )) s"
+if [ "$task" = sst2 ]; then
+  timeout 150 build/tests/test_cuda_flash_attention > $OUT/test_cuda_flash_attention.log 2>&1
+  say "test_cuda_flash_attention: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_flash_attention.log) ok"
+  grep -E "^\[  FAILED|Failure" -A6 $OUT/test_cuda_flash_attention.log | head -40 | tee -a "$summary"
+  timeout 150 build/tests/test_cuda_model --gtest_filter='ModelOnGpuHeadDim32.*:*SixteenBit*:*Graphed*' \
+    > $OUT/test_cuda_model.log 2>&1
+  say "test_cuda_model: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_model.log) ok"
+  grep -E "head dim 32|^\[  FAILED|Failure" -A3 $OUT/test_cuda_model.log | head -30 | tee -a "$summary"
+  data=.gpu-carry/data/glue/SST-2
+else
+  data=.gpu-carry/data/aclImdb.tar.gz
+fi
+runs=$OUT/runs; mkdir -p $runs
+variant() {  # name overrides...
+  local name=$1; shift
+  timeout 200 build/wattwise train --config examples/minilm_$task.toml --model.path $model --data.path $data \
+    --run.device cuda --run.seed 42 --train.epochs ${WW_EPOCHS:-1} --run.progress lines --run.output_dir $runs \
+    --run.name $name "$@" > $OUT/$name.log 2>&1
+  say "$name: rc $?, $(grep -E '^eval at|^test' $OUT/$name.log | sed -E 's/"confusion_matrix.*//' | tr '\n' ' ')"
+}
+variant default --run.export_plan true
+variant no_graphs --run.cuda_graphs false
+variant reference_attention --model.attention reference
+variant no_attention_dropout --train.attention_dropout 0
+run=$(ls -d $runs/*_default 2>/dev/null | head -1)
+if [ -n "$run" ]; then
+  timeout 240 python3 bench/minilm_pytorch.py $run --out $OUT/pytorch_default.json > $OUT/pytorch_default.log 2>&1
+  say "pytorch replay of default: rc $?, $(grep -E 'eval accuracy|test' $OUT/pytorch_default.log | tr '\n' ' ')"
+fi
+find "$OUT" -name "*.safetensors" -delete; find "$OUT" -path "*plan*" -name "*.jsonl" -delete
+say "total: $(( $(date +%s) - start )) s"
