@@ -5,31 +5,19 @@
 # dim 32 with dropout over several tiles and at lengths not a multiple of 4; a bf16 model step at
 # head dim 32 against the f32 reference attention), runs them, then fine-tunes MiniLM for
 # WW_EPOCHS (1) epoch(s) per variant (default; run.cuda_graphs false; model.attention reference;
-# train.attention_dropout 0) and prints each variant's evaluation accuracy, and replays the
+# train.attention_dropout 0; train.precision fp32) and prints each variant's evaluation accuracy, and replays the
 # default variant's plan in PyTorch for the reference accuracy.
-#   WW_TASK=sst2 (default): carry .deps, .gpu-carry/minilm and .gpu-carry/data/glue.
+#   WW_TASK=sst2 (default): carry .deps, .gpu-carry/minilm and .gpu-carry/data/glue (or
+#   .gpu-carry/packed/glue.tar.xz: tar -C .gpu-carry/data -cJf .gpu-carry/packed/glue.tar.xz glue).
 #   WW_TASK=imdb: carry .deps and .gpu-carry/data (aclImdb.tar.gz) after an sst2 call on the same
 #   warm machine (the checkpoint waits in build/carry/minilm).
 # Results: $OUT/summary.txt and the logs beside it.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
-summary=$OUT/summary.txt
-say() { echo "$*" | tee -a "$summary"; }
 task=${WW_TASK:-sst2}
-source scripts/gpu/setup-deps.sh
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
-start=$(date +%s)
-if [ -f .gpu-carry/minilm/model.safetensors ]; then
-  rm -rf build/carry/minilm; mkdir -p build/carry; cp -r .gpu-carry/minilm build/carry/minilm
-fi
-model=build/carry/minilm
-[ -f "$model/model.safetensors" ] || { say "no checkpoint: carry .gpu-carry/minilm"; exit 3; }
+source "$(dirname "$0")/session_common.sh"
+keep_minilm || exit 3
 targets="test_cuda_flash_attention test_cuda_model"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON > $OUT/build.log 2>&1 &&
-  cmake --build build -j 16 --target wattwise $targets >> $OUT/build.log 2>&1 ||
-  { grep -E "error" -A3 $OUT/build.log | head -40 | tee -a "$summary"; exit 1; }
-say "build: $(( $(date +%s) - start )) s"
+build_wattwise $targets || exit 1
 if [ "$task" = sst2 ]; then
   timeout 150 build/tests/test_cuda_flash_attention > $OUT/test_cuda_flash_attention.log 2>&1
   say "test_cuda_flash_attention: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_flash_attention.log) ok"
@@ -38,7 +26,13 @@ if [ "$task" = sst2 ]; then
     > $OUT/test_cuda_model.log 2>&1
   say "test_cuda_model: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_model.log) ok"
   grep -E "head dim 32|^\[  FAILED|Failure" -A3 $OUT/test_cuda_model.log | head -30 | tee -a "$summary"
-  data=.gpu-carry/data/glue/SST-2
+  # SST-2 may travel packed (.gpu-carry/packed/glue.tar.xz) to keep the call under 64 MiB with MiniLM.
+  if [ -f .gpu-carry/packed/glue.tar.xz ]; then
+    mkdir -p build/carry/data && tar -C build/carry/data -xJf .gpu-carry/packed/glue.tar.xz
+    data=build/carry/data/glue/SST-2
+  else
+    data=.gpu-carry/data/glue/SST-2
+  fi
 else
   data=.gpu-carry/data/aclImdb.tar.gz
 fi
@@ -54,6 +48,7 @@ variant default --run.export_plan true
 variant no_graphs --run.cuda_graphs false
 variant reference_attention --model.attention reference
 variant no_attention_dropout --train.attention_dropout 0
+variant fp32 --train.precision fp32
 run=$(ls -d $runs/*_default 2>/dev/null | head -1)
 if [ -n "$run" ]; then
   timeout 240 python3 bench/minilm_pytorch.py $run --out $OUT/pytorch_default.json > $OUT/pytorch_default.log 2>&1

@@ -7,18 +7,9 @@
 # warm from an earlier call keeps the build (cmake only rebuilds what changed).
 # Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/{train,infer}/bench_*.{json,md}.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
-summary=$OUT/summary.txt
-say() { echo "$*" | tee -a "$summary"; }
-source scripts/gpu/setup-deps.sh
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
-start=$(date +%s)
+source "$(dirname "$0")/session_common.sh"
 targets=${WW_TEST_TARGETS:-}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON -DWW_SHARED_DATA="$PWD/.gpu-carry/data" > $OUT/build.log 2>&1 &&
-  cmake --build build -j 16 --target wattwise $targets >> $OUT/build.log 2>&1 ||
-  { grep -E "error" -A3 $OUT/build.log | head -40 | tee -a "$summary"; exit 1; }
-say "build: $(( $(date +%s) - start )) s"
+build_wattwise $targets || exit 1
 for t in $targets; do
   timeout 120 build/tests/$t > $OUT/$t.log 2>&1; rc=$?
   say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok, $(grep -cE '^\[  FAILED' $OUT/$t.log) failed lines"
@@ -43,10 +34,7 @@ harness() {  # out-dir cases extra-args...
 # A checkpoint carried along (.gpu-carry/minilm) is kept in build/carry/ for a following
 # WW_TASK=imdb call of scripts/gpu/session_minilm.sh on the still-warm machine (the checkpoint and
 # IMDB do not fit one call's carry together).
-if [ -f .gpu-carry/minilm/model.safetensors ]; then
-  rm -rf build/carry/minilm; mkdir -p build/carry; cp -r .gpu-carry/minilm build/carry/minilm
-  say "kept the checkpoint in build/carry/minilm"
-fi
+[ -f .gpu-carry/minilm/model.safetensors ] && keep_minilm && say "kept the checkpoint in build/carry/minilm"
 harness train "${WW_TRAIN_CASES:-}"
 # Training cases whose targets are against eager only (DistilBERT fp16/fp32, BERT-base bf16).
 harness train_eager "${WW_TRAIN_EAGER_CASES:-}" --no-compile

@@ -8,21 +8,10 @@
 # WW_SEEDS (default "42 43 44"), WW_LR_SWEEP (e.g. "3e-5 5e-5 1e-4"; empty: the recipe's lr),
 # WW_EXTRA (more wattwise overrides). Everything lands under $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
 task=${WW_TASK:-sst2}
-source scripts/gpu/setup-deps.sh
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
-start=$(date +%s)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON > "$OUT/build.log" 2>&1 &&
-  cmake --build build -j 16 --target wattwise >> "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
-
-model=build/carry/minilm
-if [ -f .gpu-carry/minilm/model.safetensors ]; then
-  rm -rf "$model"; mkdir -p build/carry; cp -r .gpu-carry/minilm "$model"
-fi
-[ -f "$model/model.safetensors" ] || { echo "no checkpoint: carry .gpu-carry/minilm (a fresh machine lost build/carry)"; exit 3; }
+source "$(dirname "$0")/session_common.sh"
+build_wattwise || exit 1
+keep_minilm || exit 3
 
 python3 bench/minilm_side_by_side.py --wattwise build/wattwise --model "$model" --data-root .gpu-carry/data \
   --task "$task" --seeds ${WW_SEEDS:-42 43 44} ${WW_LR_SWEEP:+--lr-sweep $WW_LR_SWEEP} --out "$OUT/$task" \

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sourced by the GPU session scripts: the preamble they share. Leaves the shell in the repository
+# root with the carried Debian packages unpacked (setup-deps.sh), $OUT and $summary set, the GPU's
+# name, driver, max SM clock and power limit logged, and $start set for elapsed times.
+#   source "$(dirname "$0")/session_common.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
+summary=$OUT/summary.txt
+say() { echo "$*" | tee -a "$summary"; }
+source scripts/gpu/setup-deps.sh
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
+start=$(date +%s)
+
+# The MiniLM checkpoint travels in .gpu-carry/minilm; build/carry keeps it on a warm machine for a
+# chained call that carries something else. Sets $model; fails when neither has it.
+keep_minilm() {
+  model=build/carry/minilm
+  if [ -f .gpu-carry/minilm/model.safetensors ]; then
+    rm -rf "$model"; mkdir -p build/carry; cp -r .gpu-carry/minilm "$model"
+  fi
+  [ -f "$model/model.safetensors" ] || { say "no checkpoint: carry .gpu-carry/minilm (a fresh machine lost build/carry)"; return 3; }
+}
+
+# Configure a Release CUDA build and build wattwise plus the named targets; logs in $OUT/build.log.
+build_wattwise() {  # extra targets...
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON -DWW_SHARED_DATA="$PWD/.gpu-carry/data" \
+      > "$OUT/build.log" 2>&1 &&
+    cmake --build build -j 16 --target wattwise "$@" >> "$OUT/build.log" 2>&1 ||
+    { grep -E "error" -A3 "$OUT/build.log" | head -40 | tee -a "$summary"; return 1; }
+  say "build: $(( $(date +%s) - start )) s"
+}
