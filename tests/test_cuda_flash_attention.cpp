@@ -276,6 +276,25 @@ TEST(FlashAttention, BF16MatchesReference) {
   for (const Case& c : kCases) check_case(c, DType::BF16);
 }
 
+// The mma kernels run 4 warps per CTA once the grid has at least one CTA of 64 rows per SM
+// (training batches); the cases above are small enough to take the 1-warp kernels. This test
+// grows the batch past that point (twice the SM count, so any GPU takes the 4-warp path), at head
+// dims 32 (all-MiniLM-L6-v2) and 64, several key tiles with padding-only tiles to skip, T % 4 == 0
+// and not, with and without dropout.
+TEST(FlashAttention, FourWarpMmaKernelsMatchTheReference) {
+  WW_REQUIRE_CUDA();
+  int device = 0, sms = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  for (int64_t D : {32, 64})
+    for (int64_t T : {256, 90})
+      for (float p : {0.0f, 0.1f}) {
+        const int64_t H = 4, tiles = (T + 63) / 64;
+        const int64_t B = (2 * sms + tiles * H - 1) / (tiles * H);
+        for (DType dtype : {DType::BF16, DType::F16}) check_case(Case{B, T, H, D, false, true, p}, dtype);
+      }
+}
+
 // With V one-hot (value row t of every head is e_t, T <= D) out[b, i, h·D + j] is the dropped-out
 // probability of key j, so a zero there is a dropped element: compared one by one with the
 // reference rule philox_uniform(seed, offset, ((b·H+h)·T+i)·T+j) >= p. Without padding or causal
