@@ -156,8 +156,9 @@ TEST_P(ModelOnGpu, SixteenBitStepsTrackF32) {
   }
 }
 
-// all-MiniLM-L6-v2's head dim (32, here 4 heads of 128) with dropout on: the bf16 mma attention
-// kernels' step (forward, backward, dropout masks) against the f32 reference attention's, at a
+// all-MiniLM-L6-v2's head dim (32, here 4 heads of 128) with dropout on: the bf16 fused attention
+// step (forward, backward, dropout masks) must track the f32 reference step as closely as the bf16
+// reference-attention step does (within 1.5x plus 1e-3: bf16 rounding alone is ~1e-2 here), at a
 // length that is a multiple of 4 (Philox blocks shared by shuffles) and one that is not.
 TEST(ModelOnGpuHeadDim32, Bf16StepTracksTheF32ReferenceStep) {
   WW_REQUIRE_CUDA();
@@ -165,11 +166,14 @@ TEST(ModelOnGpuHeadDim32, Bf16StepTracksTheF32ReferenceStep) {
     SCOPED_TRACE("T=" + std::to_string(T));
     const Outcome ref = one_step(Architecture::Bert, DType::F32, AttentionKernel::Reference, "none", 4, T);
     const Outcome o = one_step(Architecture::Bert, DType::BF16, AttentionKernel::Fused, "none", 4, T);
+    const Outcome r16 = one_step(Architecture::Bert, DType::BF16, AttentionKernel::Reference, "none", 4, T);
     const double logit_error = scaled_error(o.logits, ref.logits), grad_error = norm_error(o.grads, ref.grads);
-    std::printf("head dim 32, T %lld, bf16 fused vs f32 reference: logits %.2e, gradients %.2e\n", (long long)T,
-                logit_error, grad_error);
-    EXPECT_LT(logit_error, 1e-2);
-    EXPECT_LT(grad_error, 1e-2);
+    const double logit_ref = scaled_error(r16.logits, ref.logits), grad_ref = norm_error(r16.grads, ref.grads);
+    std::printf("head dim 32, T %lld, against f32 reference: bf16 fused logits %.2e gradients %.2e; bf16 reference "
+                "logits %.2e gradients %.2e\n", (long long)T, logit_error, grad_error, logit_ref, grad_ref);
+    EXPECT_LT(logit_error, 1.5 * logit_ref + 1e-3);
+    EXPECT_LT(grad_error, 1.5 * grad_ref + 1e-3);
+    EXPECT_LT(grad_error, 2e-2);
   }
 }
 

@@ -1364,7 +1364,12 @@ void backward_impl(void* dqkv, float* delta, const void* dout, const void* qkv, 
       delta, dout_t, static_cast<const T*>(out), rows, p);
   check_launch("flash_delta_kernel");
 
-  if constexpr (kMmaType<T> && (DMAX == 32 || DMAX == 64)) {
+  // Head dim 32 takes the WMMA backward: on the real all-MiniLM-L6-v2 (IMDB's 32 × 256 batch) the
+  // mma dK/dV kernel's dK came out ~1e4x too large in layer 4 (dQ and dV matched the reference)
+  // and IMDB fine-tuning fell from 0.905 to 0.858 test accuracy, while random-data tests pass
+  // (test_cuda_model ModelOnGpuRealCheckpoint; cause not found yet). The mma forward stays: its
+  // outputs match transformers on real checkpoints.
+  if constexpr (kMmaType<T> && DMAX == 64) {
     if (use_mma_path(config)) {
       backward_mma_for_dim<T, DMAX>(dqkv_t, qkv_t, dout_t, lse, delta, p, config);
       return;
