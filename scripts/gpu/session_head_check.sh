@@ -5,22 +5,10 @@
 # build/carry/ for a following WW_TASK=imdb call of scripts/gpu/session_minilm.sh.
 # Carry .deps and .gpu-carry/minilm. Results: $OUT/summary.txt and the logs beside it.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
-summary=$OUT/summary.txt
-say() { echo "$*" | tee -a "$summary"; }
-source scripts/gpu/setup-deps.sh
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
-start=$(date +%s)
-if [ -f .gpu-carry/minilm/model.safetensors ]; then
-  rm -rf build/carry/minilm; mkdir -p build/carry; cp -r .gpu-carry/minilm build/carry/minilm
-  say "kept the checkpoint in build/carry/minilm"
-fi
+source "$(dirname "$0")/session_common.sh"
+[ -f .gpu-carry/minilm/model.safetensors ] && keep_minilm && say "kept the checkpoint in build/carry/minilm"
 targets=${WW_TEST_TARGETS:-}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON > $OUT/build.log 2>&1 &&
-  cmake --build build -j 16 --target wattwise $targets >> $OUT/build.log 2>&1 ||
-  { grep -E "error" -A3 $OUT/build.log | head -40 | tee -a "$summary"; exit 1; }
-say "build: $(( $(date +%s) - start )) s"
+build_wattwise $targets || exit 1
 for t in $targets; do
   timeout 120 build/tests/$t --gtest_filter="${WW_TEST_FILTER:-*}" > $OUT/$t.log 2>&1; rc=$?
   say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok"

@@ -9,19 +9,10 @@
 #      WW_TASK=imdb call of scripts/gpu/session_minilm.sh on the still-warm machine.
 # Carry .deps and .gpu-carry/minilm. Results: $OUT/summary.txt and the logs beside it.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
-summary=$OUT/summary.txt
-say() { echo "$*" | tee -a "$summary"; }
-source scripts/gpu/setup-deps.sh
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
-start=$(date +%s)
+source "$(dirname "$0")/session_common.sh"
 deadline=$(( start + ${WW_DEADLINE_S:-480} ))
 left() { echo $(( deadline - $(date +%s) )); }
-if [ -f .gpu-carry/minilm/model.safetensors ]; then
-  rm -rf build/carry/minilm; mkdir -p build/carry; cp -r .gpu-carry/minilm build/carry/minilm
-  say "kept the checkpoint in build/carry/minilm"
-fi
+[ -f .gpu-carry/minilm/model.safetensors ] && keep_minilm && say "kept the checkpoint in build/carry/minilm"
 # The standalone GEMM benchmark builds in seconds: run it while wattwise compiles.
 nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
   > $OUT/lm_head_build.log 2>&1 && /tmp/lm_head_gemm 20 > $OUT/lm_head_gemm.md 2>&1
