@@ -6,12 +6,21 @@
 #     data/tokenizers); the checkpoint is kept in build/carry/ for the next call on a warm machine.
 #   WW_TASK=imdb: carry .gpu-carry with data/aclImdb.tar.gz; uses build/carry/minilm.
 # WW_SEEDS (default "42 43 44"), WW_LR_SWEEP (e.g. "3e-5 5e-5 1e-4"; empty: the recipe's lr),
-# WW_EXTRA (more wattwise overrides). Everything lands under $OUT.
+# WW_EXTRA (more wattwise overrides), WW_TEST_TARGETS (CUDA tests to build and run first, e.g.
+# "test_cuda_flash_attention test_cuda_model"). Everything lands under $OUT.
 set -uo pipefail
 task=${WW_TASK:-sst2}
 source "$(dirname "$0")/session_common.sh"
-build_wattwise || exit 1
+targets=${WW_TEST_TARGETS:-}
+build_wattwise $targets || exit 1
 keep_minilm || exit 3
+# CUDA tests named in WW_TEST_TARGETS first (test_cuda_model's real-checkpoint test reads the
+# checkpoint from WW_MINILM_DIR).
+for t in $targets; do
+  WW_MINILM_DIR=$PWD/$model timeout 150 build/tests/$t > "$OUT/$t.log" 2>&1
+  say "$t: rc $?, $(grep -cE '^\[       OK' "$OUT/$t.log") ok"
+  grep -E "^\[  FAILED|Failure|<--|whole gradient" -A3 "$OUT/$t.log" | head -30 | tee -a "$summary"
+done
 
 python3 bench/minilm_side_by_side.py --wattwise build/wattwise --model "$model" --data-root .gpu-carry/data \
   --task "$task" --seeds ${WW_SEEDS:-42 43 44} ${WW_LR_SWEEP:+--lr-sweep $WW_LR_SWEEP} --out "$OUT/$task" \
