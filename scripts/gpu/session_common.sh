@@ -29,3 +29,14 @@ build_wattwise() {  # extra targets...
     { grep -E "error" -A3 "$OUT/build.log" | head -40 | tee -a "$summary"; return 1; }
   say "build: $(( $(date +%s) - start )) s"
 }
+
+# Data that travels packed to fit 64 MiB beside the checkpoint (.gpu-carry/packed/NAME.tar.xz, made
+# with tar -C .gpu-carry/data -cJf .gpu-carry/packed/glue.tar.xz glue) is unpacked into
+# .gpu-carry/data, where the scripts look.
+unpack_data() {
+  local f
+  for f in .gpu-carry/packed/*.tar.xz; do
+    [ -f "$f" ] || continue
+    mkdir -p .gpu-carry/data && tar -C .gpu-carry/data -xJf "$f" && say "unpacked $f"
+  done
+}

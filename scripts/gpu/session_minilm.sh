@@ -14,6 +14,7 @@ source "$(dirname "$0")/session_common.sh"
 targets=${WW_TEST_TARGETS:-}
 build_wattwise $targets || exit 1
 keep_minilm || exit 3
+unpack_data
 # CUDA tests named in WW_TEST_TARGETS first (test_cuda_model's real-checkpoint test reads the
 # checkpoint from WW_MINILM_DIR).
 for t in $targets; do
