@@ -645,6 +645,17 @@ Tensor SequenceClassifier::layer_output(int64_t l) {
   return layer_slot(l).out;
 }
 
+SequenceClassifier::AttentionTensors SequenceClassifier::attention_tensors_for_testing(int64_t layer) const {
+  if (!act_.training || act_.layers.empty() || !last_batch_.input_ids.defined())
+    fail("attention_tensors_for_testing: needs a training forward first");
+  if (layer < 0 || layer >= config_.num_layers)
+    fail("attention_tensors_for_testing: layer ", layer, " is outside 0..", config_.num_layers - 1);
+  if (int64_t(act_.layers.size()) != config_.num_layers)
+    fail("attention_tensors_for_testing: activation checkpointing keeps only some layers' tensors");
+  const LayerActivations& s = act_.layers[size_t(layer)];
+  return {s.qkv, s.context, s.lse, s.probs, last_batch_.attention_mask};
+}
+
 Tensor SequenceClassifier::layer_input(int64_t l) { return l == 0 ? act_.emb_out : layer_output(l - 1); }
 
 Tensor SequenceClassifier::encoder_linear_weight(int64_t l, EncoderLinear which) const {
