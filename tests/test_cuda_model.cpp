@@ -761,6 +761,21 @@ TEST(ModelOnGpuRealCheckpoint, MiniLmAttentionBackwardPerLayer) {
       const double error = norm_error(g, w);
       std::printf("layer %lld %s: relative error %.3e (head dim %lld)\n", (long long)l, parts[part], error, (long long)D);
       EXPECT_LT(error, 2e-2) << "layer " << l << " " << parts[part];
+      if (error >= 2e-2) {
+        // Where it goes wrong: the worst elements by position (batch row, token, head, column in
+        // the head, whether the token is real) for the kernel's indexing to be read against.
+        std::vector<size_t> order(g.size());
+        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+        std::partial_sort(order.begin(), order.begin() + 8, order.end(), [&](size_t x, size_t y) {
+          return std::abs(g[x] - w[x]) > std::abs(g[y] - w[y]);
+        });
+        for (int r = 0; r < 8; ++r) {
+          const size_t i = order[size_t(r)];
+          const int64_t n = int64_t(i) / C, c = int64_t(i) % C;
+          std::printf("  b %lld t %lld head %lld d %lld real %d: got %.4e want %.4e\n", (long long)(n / T),
+                      (long long)(n % T), (long long)(c / D), (long long)(c % D), mask[size_t(n)], g[i], w[i]);
+        }
+      }
     }
   }
 }
