@@ -26,6 +26,14 @@ if [ "$task" = sst2 ]; then
     > $OUT/test_cuda_model.log 2>&1
   say "test_cuda_model: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_model.log) ok"
   grep -E "head dim 32|^\[  FAILED|Failure" -A3 $OUT/test_cuda_model.log | head -30 | tee -a "$summary"
+  # The real checkpoint's step and per-layer attention replay: the default (WMMA backward at head
+  # dim 32), then the mma backward that computed a wrong dK, to locate its fault.
+  for mma in "" 1; do
+    WW_MINILM_DIR=$PWD/$model WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/test_cuda_model \
+      --gtest_filter='*RealCheckpoint*' > $OUT/real_checkpoint${mma:+_mma}.log 2>&1
+    say "real checkpoint tests${mma:+ (mma backward)}: rc $?"
+    grep -E "^layer|  b |whole gradient|<--|FAILED  \]" $OUT/real_checkpoint${mma:+_mma}.log | grep -v ": fused" | head -60 | tee -a "$summary"
+  done
   # SST-2 may travel packed (.gpu-carry/packed/glue.tar.xz) to keep the call under 64 MiB with MiniLM.
   if [ -f .gpu-carry/packed/glue.tar.xz ]; then
     mkdir -p build/carry/data && tar -C build/carry/data -xJf .gpu-carry/packed/glue.tar.xz

@@ -1372,7 +1372,10 @@ void backward_impl(void* dqkv, float* delta, const void* dout, const void* qkv, 
   // outputs match transformers on real checkpoints.
   // WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=1 brings the mma backward back at head dim 32, for the
   // real-checkpoint tests to locate the fault (tests/test_cuda_model.cpp); nothing else sets it.
-  static const bool mma_backward_32 = std::getenv("WW_FLASH_MMA_BACKWARD_HEAD_DIM_32") != nullptr;
+  static const bool mma_backward_32 = [] {
+    const char* v = std::getenv("WW_FLASH_MMA_BACKWARD_HEAD_DIM_32");
+    return v != nullptr && v[0] != '\0' && v[0] != '0';
+  }();
   if constexpr (kMmaType<T> && (DMAX == 32 || DMAX == 64)) {
     if (use_mma_path(config) && (DMAX == 64 || mma_backward_32)) {
       backward_mma_for_dim<T, DMAX>(dqkv_t, qkv_t, dout_t, lse, delta, p, config);
