@@ -614,6 +614,30 @@ TEST(ModelOnGpu, SavesAMiniLMSizedModelAndReadsItBack) {
 
 namespace {
 
+// IMDB's shape for the real checkpoint: 32 × 256 random vocabulary ids between [CLS] and [SEP],
+// even rows full, odd rows 40 to 255 tokens; `mask` receives the attention mask on the host.
+Batch minilm_imdb_batch(Device gpu, std::vector<int32_t>& mask) {
+  const int64_t B = 32, T = 256;
+  Rng rng(17);
+  mask.clear();
+  std::vector<int32_t> ids, types(size_t(B * T), 0), labels;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t length = b % 2 == 0 ? T : 40 + int64_t(rng.next_u32() % uint32_t(T - 40));
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t id = t == 0 ? 101 : t == length - 1 ? 102 : int32_t(1000 + rng.next_u32() % 29000);
+      ids.push_back(t < length ? id : 0);
+      mask.push_back(t < length ? 1 : 0);
+    }
+    labels.push_back(int32_t(rng.next_u32() % 2));
+  }
+  Batch batch;
+  batch.input_ids = Tensor::from_vector(ids, {B, T}).to(gpu);
+  batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(gpu);
+  batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(gpu);
+  batch.labels = Tensor::from_vector(labels, {B}).to(gpu);
+  return batch;
+}
+
 // One bf16/f32 training step of the real all-MiniLM-L6-v2 (WW_MINILM_DIR) on an IMDB-shaped batch:
 // 32 × 256 tokens of random vocabulary ids between [CLS] and [SEP], lengths from 40 to 256 (half
 // the rows full), dropout off so every variant computes the same function.
@@ -629,23 +653,8 @@ Outcome minilm_step(const std::filesystem::path& dir, DType dtype, AttentionKern
   o.compute_dtype = dtype;
   o.attention = attention;
   model.set_execution(o);
-  const int64_t B = 32, T = 256;
-  Rng rng(17);
-  std::vector<int32_t> ids, mask, types(size_t(B * T), 0), labels;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t length = b % 2 == 0 ? T : 40 + int64_t(rng.next_u32() % uint32_t(T - 40));
-    for (int64_t t = 0; t < T; ++t) {
-      const int32_t id = t == 0 ? 101 : t == length - 1 ? 102 : int32_t(1000 + rng.next_u32() % 29000);
-      ids.push_back(t < length ? id : 0);
-      mask.push_back(t < length ? 1 : 0);
-    }
-    labels.push_back(int32_t(rng.next_u32() % 2));
-  }
-  Batch batch;
-  batch.input_ids = Tensor::from_vector(ids, {B, T}).to(gpu);
-  batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(gpu);
-  batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(gpu);
-  batch.labels = Tensor::from_vector(labels, {B}).to(gpu);
+  std::vector<int32_t> mask;
+  const Batch batch = minilm_imdb_batch(gpu, mask);
   Outcome out;
   out.logits = model.forward(batch, true).to_float_vector();
   out.loss = model.loss();
@@ -712,22 +721,8 @@ TEST(ModelOnGpuRealCheckpoint, MiniLmAttentionBackwardPerLayer) {
   o.attention = AttentionKernel::Fused;
   model.set_execution(o);
   const int64_t B = 32, T = 256, H = model.config().num_heads, C = model.config().hidden_size, D = C / H;
-  Rng rng(17);
-  std::vector<int32_t> ids, mask, types(size_t(B * T), 0), labels;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t length = b % 2 == 0 ? T : 40 + int64_t(rng.next_u32() % uint32_t(T - 40));
-    for (int64_t t = 0; t < T; ++t) {
-      const int32_t id = t == 0 ? 101 : t == length - 1 ? 102 : int32_t(1000 + rng.next_u32() % 29000);
-      ids.push_back(t < length ? id : 0);
-      mask.push_back(t < length ? 1 : 0);
-    }
-    labels.push_back(int32_t(rng.next_u32() % 2));
-  }
-  Batch batch;
-  batch.input_ids = Tensor::from_vector(ids, {B, T}).to(gpu);
-  batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(gpu);
-  batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(gpu);
-  batch.labels = Tensor::from_vector(labels, {B}).to(gpu);
+  std::vector<int32_t> mask;
+  const Batch batch = minilm_imdb_batch(gpu, mask);
   model.forward(batch, true);
 
   std::vector<float> dout_host = ww::testing::random_normals(B * T * C, 23, 1e-3f);
