@@ -638,21 +638,37 @@ Batch minilm_imdb_batch(Device gpu, std::vector<int32_t>& mask) {
   return batch;
 }
 
-// One bf16/f32 training step of the real all-MiniLM-L6-v2 (WW_MINILM_DIR) on an IMDB-shaped batch:
-// 32 × 256 tokens of random vocabulary ids between [CLS] and [SEP], lengths from 40 to 256 (half
-// the rows full), dropout off so every variant computes the same function.
-Outcome minilm_step(const std::filesystem::path& dir, DType dtype, AttentionKernel attention) {
-  const Device gpu = Device::cuda(0);
+// The checkpoint folder named by WW_MINILM_DIR (scripts/fetch_minilm.py's output), or empty when
+// it is unset or holds no model.safetensors (the tests then skip).
+std::filesystem::path minilm_dir() {
+  const char* env = std::getenv("WW_MINILM_DIR");
+  if (!env || !std::filesystem::exists(std::filesystem::path(env) / "model.safetensors")) return {};
+  return env;
+}
+
+// all-MiniLM-L6-v2 as a classifier with a fresh [CLS] + pooler head (seed 42), dropout off, in the
+// given compute dtype and attention kernel.
+SequenceClassifier load_minilm(const std::filesystem::path& dir, Device device, DType dtype,
+                               AttentionKernel attention) {
   LoadOptions load;
   load.allow_new_head = true;
   load.head_seed = 42;
   load.pooling = Pooling::ClsPooler;
-  SequenceClassifier model = SequenceClassifier::from_pretrained(dir, gpu, load);
+  SequenceClassifier model = SequenceClassifier::from_pretrained(dir, device, load);
   model.set_dropout(0.0f, 0.0f, 0.0f);
   ExecutionOptions o;
   o.compute_dtype = dtype;
   o.attention = attention;
   model.set_execution(o);
+  return model;
+}
+
+// One bf16/f32 training step of the real all-MiniLM-L6-v2 (WW_MINILM_DIR) on an IMDB-shaped batch:
+// 32 × 256 tokens of random vocabulary ids between [CLS] and [SEP], lengths from 40 to 256 (half
+// the rows full), dropout off so every variant computes the same function.
+Outcome minilm_step(const std::filesystem::path& dir, DType dtype, AttentionKernel attention) {
+  const Device gpu = Device::cuda(0);
+  SequenceClassifier model = load_minilm(dir, gpu, dtype, attention);
   std::vector<int32_t> mask;
   const Batch batch = minilm_imdb_batch(gpu, mask);
   Outcome out;
@@ -672,18 +688,14 @@ Outcome minilm_step(const std::filesystem::path& dir, DType dtype, AttentionKern
 // gradient within 1e-2.
 TEST(ModelOnGpuRealCheckpoint, MiniLmBf16FusedStepTracksTheBf16ReferenceStep) {
   WW_REQUIRE_CUDA();
-  const char* env = std::getenv("WW_MINILM_DIR");
-  if (!env || !std::filesystem::exists(std::filesystem::path(env) / "model.safetensors"))
+  const std::filesystem::path dir = minilm_dir();
+  if (dir.empty())
     GTEST_SKIP() << "WW_MINILM_DIR (a folder with all-MiniLM-L6-v2's model.safetensors, from "
                     "scripts/fetch_minilm.py) is not set";
-  const std::filesystem::path dir = env;
   const Outcome f32 = minilm_step(dir, DType::F32, AttentionKernel::Reference);
   const Outcome reference = minilm_step(dir, DType::BF16, AttentionKernel::Reference);
   const Outcome fused = minilm_step(dir, DType::BF16, AttentionKernel::Fused);
-  LoadOptions load;
-  load.allow_new_head = true;
-  load.pooling = Pooling::ClsPooler;
-  const SequenceClassifier names = SequenceClassifier::from_pretrained(dir, Device::cpu(), load);
+  const SequenceClassifier names = load_minilm(dir, Device::cpu(), DType::F32, AttentionKernel::Reference);
   std::printf("loss f32 %.6f, bf16 reference %.6f, bf16 fused %.6f\n", f32.loss, reference.loss, fused.loss);
   std::printf("whole gradient vs f32: bf16 reference %.3e, bf16 fused %.3e\n", norm_error(reference.grads, f32.grads),
               norm_error(fused.grads, f32.grads));
@@ -707,19 +719,12 @@ TEST(ModelOnGpuRealCheckpoint, MiniLmBf16FusedStepTracksTheBf16ReferenceStep) {
 // statistics gives ~2e-3). Names the layer and part that fails.
 TEST(ModelOnGpuRealCheckpoint, MiniLmAttentionBackwardPerLayer) {
   WW_REQUIRE_CUDA();
-  const char* env = std::getenv("WW_MINILM_DIR");
-  if (!env || !std::filesystem::exists(std::filesystem::path(env) / "model.safetensors"))
-    GTEST_SKIP() << "WW_MINILM_DIR (a folder with all-MiniLM-L6-v2's model.safetensors) is not set";
+  const std::filesystem::path dir = minilm_dir();
+  if (dir.empty())
+    GTEST_SKIP() << "WW_MINILM_DIR (a folder with all-MiniLM-L6-v2's model.safetensors, from "
+                    "scripts/fetch_minilm.py) is not set";
   const Device gpu = Device::cuda(0);
-  LoadOptions load;
-  load.allow_new_head = true;
-  load.pooling = Pooling::ClsPooler;
-  SequenceClassifier model = SequenceClassifier::from_pretrained(env, gpu, load);
-  model.set_dropout(0.0f, 0.0f, 0.0f);
-  ExecutionOptions o;
-  o.compute_dtype = DType::BF16;
-  o.attention = AttentionKernel::Fused;
-  model.set_execution(o);
+  SequenceClassifier model = load_minilm(dir, gpu, DType::BF16, AttentionKernel::Fused);
   const int64_t B = 32, T = 256, H = model.config().num_heads, C = model.config().hidden_size, D = C / H;
   std::vector<int32_t> mask;
   const Batch batch = minilm_imdb_batch(gpu, mask);

@@ -34,13 +34,8 @@ if [ "$task" = sst2 ]; then
     say "real checkpoint tests${mma:+ (mma backward)}: rc $?"
     grep -E "^layer|  b |whole gradient|<--|FAILED  \]" $OUT/real_checkpoint${mma:+_mma}.log | grep -v ": fused" | head -60 | tee -a "$summary"
   done
-  # SST-2 may travel packed (.gpu-carry/packed/glue.tar.xz) to keep the call under 64 MiB with MiniLM.
-  if [ -f .gpu-carry/packed/glue.tar.xz ]; then
-    mkdir -p build/carry/data && tar -C build/carry/data -xJf .gpu-carry/packed/glue.tar.xz
-    data=build/carry/data/glue/SST-2
-  else
-    data=.gpu-carry/data/glue/SST-2
-  fi
+  unpack_data  # SST-2 may travel packed (.gpu-carry/packed/glue.tar.xz) to fit 64 MiB with MiniLM
+  data=.gpu-carry/data/glue/SST-2
 else
   data=.gpu-carry/data/aclImdb.tar.gz
 fi

@@ -653,7 +653,7 @@ SequenceClassifier::AttentionTensors SequenceClassifier::attention_tensors_for_t
   if (int64_t(act_.layers.size()) != config_.num_layers)
     fail("attention_tensors_for_testing: activation checkpointing keeps only some layers' tensors");
   const LayerActivations& s = act_.layers[size_t(layer)];
-  return {s.qkv, s.context, s.lse, s.probs, last_batch_.attention_mask};
+  return {s.qkv, s.context, s.lse, last_batch_.attention_mask};
 }
 
 Tensor SequenceClassifier::layer_input(int64_t l) { return l == 0 ? act_.emb_out : layer_output(l - 1); }

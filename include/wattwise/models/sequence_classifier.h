@@ -160,10 +160,10 @@ class SequenceClassifier : public TrainableModel {
   // Rewinds the dropout stream (tests replay the exact masks of a step).
   void set_dropout_step_for_testing(uint64_t step) { dropout_step_ = step; }
   // What layer l's attention kept in the last training forward (qkv, context, the fused kernel's
-  // lse or the reference kernel's probabilities) and that batch's key mask, so a test can replay
+  // lse; undefined under the reference kernel) and that batch's key mask, so a test can replay
   // the layer's attention backward on a real model's activations. Fails without a training forward.
   struct AttentionTensors {
-    Tensor qkv, context, lse, probs, key_mask;
+    Tensor qkv, context, lse, key_mask;
   };
   AttentionTensors attention_tensors_for_testing(int64_t layer) const;
   // Bytes of the activation arena (every tensor the forward keeps for backward, plus scratch).
