@@ -331,6 +331,54 @@ TEST(FlashAttention, BertLikeStatisticsMatchTheReference) {
   }
 }
 
+// Keys of padding get no probability from any query, so their dK and dV are exactly zero. The mma
+// dK/dV kernel once broke this on the real all-MiniLM-L6-v2 step (dK of order 1 at a padding key of
+// the batch's last row, one launch in six): a CTA whose keys are all padding visits no query tile,
+// so nothing made its warps wait for the other warps' K/V copies into the rows each warp then
+// reuses to stage its output. A race, so the check repeats the backward many times at the real
+// models' shapes (MiniLM: 12 heads of 32; BERT-base: 12 of 64), evicting L2 in between so the
+// copies are slow, and demands bit-exact zeros every time.
+TEST(FlashAttention, PaddingKeysGetExactlyZeroGradientsEveryLaunch) {
+  WW_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  const Tensor evict = Tensor::empty({int64_t(64) << 20}, DType::F32, gpu);  // 256 MB > any L2
+  for (int64_t D : {32, 64})
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      const Case c{32, 256, 12, D, false, true, 0.1f};
+      SCOPED_TRACE(name(c, dtype));
+      const int64_t C = c.H * c.D;
+      const std::vector<int32_t> mask = ragged_mask(c.B, c.T);
+      const Tensor qkv = gpu_copy(cpu_typed(random_normals(c.B * c.T * 3 * C, 41), {c.B, c.T, 3 * C}, dtype));
+      const Tensor dout = gpu_copy(cpu_typed(random_normals(c.B * c.T * C, 42, 1e-3f), {c.B, c.T, C}, dtype));
+      const Tensor g_mask = gpu_copy(Tensor::from_vector(mask, {c.B, c.T}));
+      const Tensor out = gpu_nan({c.B, c.T, C}, dtype), lse = gpu_nan({c.B, c.H, c.T}, DType::F32);
+      ops::attention_forward_fused(out, lse, qkv, g_mask, c.H, false, c.dropout_p, kSeed, kOffset);
+      int64_t wrong = 0, launches_wrong = 0;
+      for (int launch = 0; launch < 24; ++launch) {
+#ifdef WW_HAVE_CUDA
+        ASSERT_EQ(cudaMemset(evict.raw(), launch, evict.nbytes()), cudaSuccess);
+#endif
+        const Tensor dqkv = gpu_nan({c.B, c.T, 3 * C}, dtype), workspace = gpu_nan({c.B, c.H, c.T}, DType::F32);
+        ops::attention_backward_fused(dqkv, workspace, dout, qkv, out, lse, g_mask, c.H, false, c.dropout_p, kSeed,
+                                      kOffset);
+        const std::vector<float> got = read_back(dqkv);
+        int64_t here = 0;
+        for (int64_t n = 0; n < c.B * c.T; ++n)
+          if (mask[size_t(n)] == 0)
+            for (int64_t col = C; col < 3 * C; ++col)
+              if (got[size_t(n * 3 * C + col)] != 0.0f) {
+                if (here++ == 0)
+                  ADD_FAILURE() << "launch " << launch << ": padding key b " << n / c.T << " t " << n % c.T
+                                << (col < 2 * C ? " dK" : " dV") << " head " << (col % C) / D << " = "
+                                << got[size_t(n * 3 * C + col)];
+              }
+        wrong += here;
+        launches_wrong += here > 0;
+      }
+      EXPECT_EQ(wrong, 0) << "non-zero padding-key gradients in " << launches_wrong << " of 24 launches";
+    }
+}
+
 // With V one-hot (value row t of every head is e_t, T <= D) out[b, i, h·D + j] is the dropped-out
 // probability of key j, so a zero there is a dropped element: compared one by one with the
 // reference rule philox_uniform(seed, offset, ((b·H+h)·T+i)·T+j) >= p. Without padding or causal

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <cmath>
 #include <cstring>
@@ -685,7 +686,11 @@ Outcome minilm_step(const std::filesystem::path& dir, DType dtype, AttentionKern
 // attention or in f32 (2026-12-03, H200: test 0.858 vs 0.905). On the real checkpoint at IMDB's
 // shape, the fused bf16 step's gradient of every parameter tensor must be as close to the f32
 // step's as the bf16 reference-attention step's is (within 1.5x, plus 1e-3), and the whole
-// gradient within 1e-2.
+// gradient within 1.25x of the reference step's error plus 1e-3.
+// The key bias is the exception: softmax ignores a shift shared by a query's scores, so its exact
+// gradient is zero and what any step computes is rounding noise (relative to the f32 step's own
+// noise, 1e4 for both bf16 steps). That noise is bounded against the scale of the same layer's
+// query-bias gradient instead: below 2e-2 of it, bf16's level.
 TEST(ModelOnGpuRealCheckpoint, MiniLmBf16FusedStepTracksTheBf16ReferenceStep) {
   WW_REQUIRE_CUDA();
   const std::filesystem::path dir = minilm_dir();
@@ -697,19 +702,39 @@ TEST(ModelOnGpuRealCheckpoint, MiniLmBf16FusedStepTracksTheBf16ReferenceStep) {
   const Outcome fused = minilm_step(dir, DType::BF16, AttentionKernel::Fused);
   const SequenceClassifier names = load_minilm(dir, Device::cpu(), DType::F32, AttentionKernel::Reference);
   std::printf("loss f32 %.6f, bf16 reference %.6f, bf16 fused %.6f\n", f32.loss, reference.loss, fused.loss);
-  std::printf("whole gradient vs f32: bf16 reference %.3e, bf16 fused %.3e\n", norm_error(reference.grads, f32.grads),
-              norm_error(fused.grads, f32.grads));
+  const double whole_reference = norm_error(reference.grads, f32.grads), whole_fused = norm_error(fused.grads, f32.grads);
+  std::printf("whole gradient vs f32: bf16 reference %.3e, bf16 fused %.3e\n", whole_reference, whole_fused);
+  std::map<std::string, std::vector<float>> f32_by_name;
+  auto part = [](const std::vector<float>& v, const auto& p) {
+    return std::vector<float>(v.begin() + long(p.offset), v.begin() + long(p.offset + shape_numel(p.shape)));
+  };
+  for (const auto& p : names.parameters().all()) f32_by_name[p.name] = part(f32.grads, p);
+  const std::string key_bias = "attention.self.key.bias";
   for (const auto& p : names.parameters().all()) {
-    auto part = [&](const std::vector<float>& v) {
-      return std::vector<float>(v.begin() + long(p.offset), v.begin() + long(p.offset + shape_numel(p.shape)));
-    };
-    const double ref_error = norm_error(part(reference.grads), part(f32.grads));
-    const double fused_error = norm_error(part(fused.grads), part(f32.grads));
+    if (p.name.size() > key_bias.size() && p.name.compare(p.name.size() - key_bias.size(), key_bias.size(), key_bias) == 0) {
+      const std::string query_bias = p.name.substr(0, p.name.size() - key_bias.size()) + "attention.self.query.bias";
+      double scale = 0.0;
+      for (const float g : f32_by_name.at(query_bias)) scale += double(g) * g;
+      scale = std::sqrt(scale);
+      auto noise = [&](const std::vector<float>& g) {
+        const std::vector<float> w = f32_by_name.at(p.name);
+        double sum = 0.0;
+        for (size_t i = 0; i < g.size(); ++i) sum += (double(g[i]) - w[i]) * (double(g[i]) - w[i]);
+        return std::sqrt(sum) / scale;
+      };
+      const double ref_noise = noise(part(reference.grads, p)), fused_noise = noise(part(fused.grads, p));
+      std::printf("%-52s reference %.3e fused %.3e of the query-bias gradient (exact: 0)\n", p.name.c_str(), ref_noise,
+                  fused_noise);
+      EXPECT_LT(fused_noise, 2e-2) << p.name;
+      continue;
+    }
+    const double ref_error = norm_error(part(reference.grads, p), part(f32.grads, p));
+    const double fused_error = norm_error(part(fused.grads, p), part(f32.grads, p));
     const bool off = fused_error > 1.5 * ref_error + 1e-3;
     std::printf("%-52s reference %.3e fused %.3e%s\n", p.name.c_str(), ref_error, fused_error, off ? "  <--" : "");
     EXPECT_FALSE(off) << p.name << ": fused " << fused_error << " vs reference " << ref_error;
   }
-  EXPECT_LT(norm_error(fused.grads, f32.grads), 1e-2);
+  EXPECT_LT(whole_fused, 1.25 * whole_reference + 1e-3);
 }
 
 // The same real batch, one layer's attention at a time: each layer's qkv, context and lse from

@@ -1237,7 +1237,13 @@ __global__ void __launch_bounds__(32 * WARPS)
     mma_pv<T, D>(dk, dpt, (s ? sm.q[1] : sm.q[0]));    // dK += dSᵀ Q
     __syncthreads();
   }
-  cp_async_wait<0>();  // with no query tile to visit the K/V copies were never waited for
+  // With no query tile to visit (keys of padding only) the K/V copies were never waited for, and
+  // every thread of the CTA copies rows for every warp: each thread waits for its own copies, then
+  // the barrier makes sure no other warp's copy still lands in the rows a warp stages through.
+  // (Without it, dK/dV of padding keys came out as stray K/V values now and then: the IMDB
+  // accuracy loss of 2026-12-03.)
+  cp_async_wait<0>();
+  __syncthreads();
   T* dqkv_b = dqkv + b * T_len * qkv_row + h * D;
   // Each warp stages through its own K and V rows, which only it reads from here on.
   store_warp_rows<T, D>(dqkv_b + C, qkv_row, sm.k + warp * 16 * G::kLd, dk, k0 + warp * 16, T_len, p.scale);
@@ -1293,12 +1299,14 @@ bool use_mma_path(const cpu::AttentionConfig& config) {
   return sm80 && (config.head_dim == 32 || config.head_dim == 64);
 }
 
-// The backward takes the mma kernels at head dim 64 only. At head dim 32 the mma dK/dV kernel's dK
-// came out ~1e4x too large in layer 4 of the real all-MiniLM-L6-v2 at IMDB's 32 × 256 batch (dQ
-// and dV matched the reference; IMDB fine-tuning fell from 0.905 to 0.858 test accuracy) while the
-// random-data tests pass (test_cuda_model ModelOnGpuRealCheckpoint; cause not found yet), so head
-// dim 32 runs the WMMA backward. WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=1 brings the mma one back for
-// the real-checkpoint tests to locate the fault; nothing else sets it.
+// The backward takes the mma kernels at head dim 64 only for now. At head dim 32 the mma dK/dV
+// kernel gave padding keys stray dK values on the real all-MiniLM-L6-v2 at IMDB's 32 × 256 batch
+// (IMDB fine-tuning fell from 0.905 to 0.858 test accuracy): the missing barrier before the
+// staged store in flash_dkdv_mma_kernel, found 2026-12-03 by ModelOnGpuRealCheckpoint's per-layer
+// test and fixed there. The race hit head dim 64 as well; until the fixed mma backward at head dim
+// 32 has passed the real-checkpoint tests and the IMDB run on a GPU, head dim 32 keeps the WMMA
+// backward that did (IMDB 0.9082 over 3 seeds). WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=1 brings the mma
+// one back for that check; nothing else sets it.
 bool use_mma_backward(const cpu::AttentionConfig& config) {
   static const bool mma_backward_32 = [] {
     const char* v = std::getenv("WW_FLASH_MMA_BACKWARD_HEAD_DIM_32");
