@@ -36,6 +36,12 @@ if [ -n "$run" ]; then
   python3 bench/check_saved_model.py --wattwise build/wattwise --model "$run/best_model" \
     --texts "$run/plan/eval.jsonl" --limit 200 --max-length $len --device cpu --work /tmp/ww-check-cpu
 fi
-# Keep the results small: drop the checkpoints and plans before $OUT travels back.
+# Keep the results small: drop the checkpoints and plans, then pack the run folders' logs and
+# metrics into one archive (a few hundred loose files exceed what comes back from a call); the
+# side-by-side JSON and Markdown stay loose.
 find "$OUT" -name "*.safetensors" -delete; find "$OUT" -path "*plan*" -name "*.jsonl" -delete
+if [ -d "$OUT/$task" ]; then
+  tar -C "$OUT" -czf "$OUT/${task}_runs.tgz" "$task" &&
+    find "$OUT/$task" -type f ! -name "side_by_side*" -delete && find "$OUT/$task" -type d -empty -delete
+fi
 echo "total: $(( $(date +%s) - start )) s"
