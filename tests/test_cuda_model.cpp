@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <cmath>
 #include <cstring>
@@ -704,25 +703,25 @@ TEST(ModelOnGpuRealCheckpoint, MiniLmBf16FusedStepTracksTheBf16ReferenceStep) {
   std::printf("loss f32 %.6f, bf16 reference %.6f, bf16 fused %.6f\n", f32.loss, reference.loss, fused.loss);
   const double whole_reference = norm_error(reference.grads, f32.grads), whole_fused = norm_error(fused.grads, f32.grads);
   std::printf("whole gradient vs f32: bf16 reference %.3e, bf16 fused %.3e\n", whole_reference, whole_fused);
-  std::map<std::string, std::vector<float>> f32_by_name;
-  auto part = [](const std::vector<float>& v, const auto& p) {
+  auto part = [](const std::vector<float>& v, const Parameter& p) {
     return std::vector<float>(v.begin() + long(p.offset), v.begin() + long(p.offset + shape_numel(p.shape)));
   };
-  for (const auto& p : names.parameters().all()) f32_by_name[p.name] = part(f32.grads, p);
+  auto l2 = [](const std::vector<float>& a, const std::vector<float>& b) {  // |a - b|
+    double sum = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) sum += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    return std::sqrt(sum);
+  };
+  const std::vector<Parameter>& params = names.parameters().all();
   const std::string key_bias = "attention.self.key.bias";
-  for (const auto& p : names.parameters().all()) {
+  for (const Parameter& p : params) {
     if (p.name.size() > key_bias.size() && p.name.compare(p.name.size() - key_bias.size(), key_bias.size(), key_bias) == 0) {
-      const std::string query_bias = p.name.substr(0, p.name.size() - key_bias.size()) + "attention.self.query.bias";
-      double scale = 0.0;
-      for (const float g : f32_by_name.at(query_bias)) scale += double(g) * g;
-      scale = std::sqrt(scale);
-      auto noise = [&](const std::vector<float>& g) {
-        const std::vector<float> w = f32_by_name.at(p.name);
-        double sum = 0.0;
-        for (size_t i = 0; i < g.size(); ++i) sum += (double(g[i]) - w[i]) * (double(g[i]) - w[i]);
-        return std::sqrt(sum) / scale;
-      };
-      const double ref_noise = noise(part(reference.grads, p)), fused_noise = noise(part(fused.grads, p));
+      const std::string query_name = p.name.substr(0, p.name.size() - key_bias.size()) + "attention.self.query.bias";
+      const auto query_it = std::find_if(params.begin(), params.end(), [&](const Parameter& q) { return q.name == query_name; });
+      ASSERT_NE(query_it, params.end()) << query_name;
+      const Parameter& query_bias = *query_it;
+      const std::vector<float> want = part(f32.grads, p);
+      const double scale = l2(part(f32.grads, query_bias), std::vector<float>(shape_numel(query_bias.shape), 0.0f));
+      const double ref_noise = l2(part(reference.grads, p), want) / scale, fused_noise = l2(part(fused.grads, p), want) / scale;
       std::printf("%-52s reference %.3e fused %.3e of the query-bias gradient (exact: 0)\n", p.name.c_str(), ref_noise,
                   fused_noise);
       EXPECT_LT(fused_noise, 2e-2) << p.name;

