@@ -6,14 +6,15 @@
 #     data/tokenizers); the checkpoint is kept in build/carry/ for the next call on a warm machine.
 #   WW_TASK=imdb: carry .gpu-carry with data/aclImdb.tar.gz; uses build/carry/minilm.
 # WW_SEEDS (default "42 43 44"), WW_LR_SWEEP (e.g. "3e-5 5e-5 1e-4"; empty: the recipe's lr),
-# WW_EXTRA (more wattwise overrides), WW_TEST_TARGETS (CUDA tests to build and run first, e.g.
+# WW_EXTRA (more wattwise overrides), WW_SKIP_PYTORCH=1 (wattwise only: a kernel change's accuracy
+# against an earlier PyTorch run of the same seeds), WW_TEST_TARGETS (CUDA tests to build and run first, e.g.
 # "test_cuda_flash_attention test_cuda_model"). Everything lands under $OUT.
 set -uo pipefail
 task=${WW_TASK:-sst2}
 source "$(dirname "$0")/session_common.sh"
 targets=${WW_TEST_TARGETS:-}
+keep_minilm || exit 3  # before the build: a machine that lost the checkpoint should not spend one
 build_wattwise $targets || exit 1
-keep_minilm || exit 3
 unpack_data
 # CUDA tests named in WW_TEST_TARGETS first (test_cuda_model's real-checkpoint test reads the
 # checkpoint from WW_MINILM_DIR).
@@ -25,6 +26,7 @@ done
 
 python3 bench/minilm_side_by_side.py --wattwise build/wattwise --model "$model" --data-root .gpu-carry/data \
   --task "$task" --seeds ${WW_SEEDS:-42 43 44} ${WW_LR_SWEEP:+--lr-sweep $WW_LR_SWEEP} --out "$OUT/$task" \
+  ${WW_SKIP_PYTORCH:+--skip-pytorch} \
   -- ${WW_EXTRA:-} 2>&1 | grep -vE "^\s*$" | tail -40
 
 # The saved model of the first seed in transformers: same predictions as wattwise predict.
