@@ -17,6 +17,7 @@
 #include "wattwise/core/tensor.h"
 #include "wattwise/ops/attention.h"
 #include "wattwise/ops/softmax.h"
+#include "test_util.h"
 
 using namespace ww;
 
@@ -88,10 +89,10 @@ ReferenceResult reference_attention(const std::vector<double>& qkv,
           if (!key_allowed(mask, b, T, i, j, causal)) continue;
           double prob = std::exp(scores[size_t(j)] - max_score) / sum;
           r.probs[size_t(((b * H + h) * T + i) * T + j)] = prob;
-          uint64_t index = uint64_t(((b * H + h) * T + i) * T + j);
+          const uint64_t row = uint64_t((b * H + h) * T + i);
           double dropped = prob;
           if (p > 0.0f)
-            dropped = philox_uniform(seed, offset, index) >= p ? prob / (1.0 - double(p)) : 0.0;
+            dropped = ww::testing::attention_keeps(seed, offset, row, T, j, p) ? prob * ww::testing::attention_keep_scale(p) : 0.0;
           for (int64_t d = 0; d < D; ++d)
             r.out[size_t((b * T + i) * C + h * D + d)] += dropped * at(b, j, 2, h, d);
         }

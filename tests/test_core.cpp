@@ -7,6 +7,7 @@
 #include "wattwise/core/dtype.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/core/tensor.h"
+#include "test_util.h"
 
 using namespace ww;
 
@@ -113,6 +114,51 @@ TEST(Rng, PhiloxKnownAnswer) {
   EXPECT_EQ(s.v[1], 0x41c83b0eu);
   EXPECT_EQ(s.v[2], 0xa20bc7c6u);
   EXPECT_EQ(s.v[3], 0x6d5451fdu);
+}
+
+// Attention dropout: p rounds to a multiple of 1/256 (threshold = round(256·p), at most 255),
+// kept values scale by 256/(256 − threshold), and the rng.h helpers agree with the rule as stated
+// (test_util.h) for rows and sequence lengths that are and are not multiples of 16.
+TEST(Rng, AttentionDropoutRule) {
+  EXPECT_EQ(attention_dropout_threshold(0.0f), 0u);
+  EXPECT_EQ(attention_dropout_threshold(0.001f), 0u);  // below 1/512: no dropout at all
+  EXPECT_EQ(attention_dropout_threshold(0.1f), 26u);   // 25.6 → 26: p = 0.1016
+  EXPECT_EQ(attention_dropout_threshold(0.5f), 128u);
+  EXPECT_EQ(attention_dropout_threshold(0.999f), 255u);
+  EXPECT_FLOAT_EQ(attention_dropout_keep_scale(0.1f), 256.0f / 230.0f);
+  EXPECT_FLOAT_EQ(attention_dropout_keep_scale(0.0f), 1.0f);
+  for (int64_t T : {7, 16, 40, 128, 1000})
+    for (float p : {0.1f, 0.5f}) {
+      const uint32_t threshold = attention_dropout_threshold(p);
+      int64_t dropped = 0, total = 0;
+      for (uint64_t row : {0ull, 1ull, 37ull, 4095ull})
+        for (int64_t key = 0; key < T; ++key) {
+          const bool keep = attention_dropout_keep(11, 5, row, T, key, threshold);
+          ASSERT_EQ(keep, ww::testing::attention_keeps(11, 5, row, T, key, p))
+              << "T " << T << " p " << p << " row " << row << " key " << key;
+          dropped += !keep;
+          ++total;
+        }
+      EXPECT_GT(dropped, 0);
+      EXPECT_LT(dropped, total);
+    }
+  // The rate over 2^20 elements is threshold/256 within 6 standard deviations, and another seed,
+  // offset or row draws another mask.
+  const int64_t T = 1024;
+  const uint32_t threshold = attention_dropout_threshold(0.1f);
+  int64_t dropped = 0, differ_seed = 0, differ_offset = 0, differ_row = 0;
+  for (uint64_t row = 0; row < 1024; ++row)
+    for (int64_t key = 0; key < T; ++key) {
+      const bool keep = attention_dropout_keep(1, 2, row, T, key, threshold);
+      dropped += !keep;
+      differ_seed += keep != attention_dropout_keep(3, 2, row, T, key, threshold);
+      differ_offset += keep != attention_dropout_keep(1, 3, row, T, key, threshold);
+      differ_row += keep != attention_dropout_keep(1, 2, row + 1024, T, key, threshold);
+    }
+  const double n = 1024.0 * 1024.0, rate = 26.0 / 256.0, sigma = std::sqrt(n * rate * (1.0 - rate));
+  EXPECT_NEAR(double(dropped), n * rate, 6.0 * sigma);
+  // Two independent masks at this rate differ on 2·r·(1−r) ≈ 18% of the elements.
+  for (int64_t differ : {differ_seed, differ_offset, differ_row}) EXPECT_GT(double(differ), 0.15 * n);
 }
 
 TEST(Rng, StreamsAreReproducibleAndDistinct) {

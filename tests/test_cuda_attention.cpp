@@ -11,6 +11,7 @@
 
 #include "cuda_compare.h"
 #include "cuda_test_util.h"
+#include "test_util.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/ops/attention.h"
 
@@ -101,12 +102,12 @@ TEST(CudaAttention, FullyPaddedSequenceOutputsZeros) {
 
 // With V one-hot (value row t of every head is e_t), out[b, i, h·D + j] = dropout(P)[b, h, i, j]
 // exactly (one product by 1, the rest by 0), so the GPU's dropout mask is read off directly and
-// compared bit for bit with philox_uniform(seed, offset, ((b·H+h)·T+i)·T+j) >= p, which is the
-// CPU's rule; the CPU kernel is checked the same way so the two agree with each other too.
+// compared bit for bit with the attention rule (test_util.h's attention_keeps for row (b·H+h)·T+i,
+// key j), which is the CPU's; the CPU kernel is checked the same way so the two agree too.
 TEST(CudaAttention, DropoutMaskMatchesCpuBitForBit) {
   WW_REQUIRE_CUDA();
   const int64_t B = 2, T = 7, H = 3, D = 8, C = H * D;
-  const float p = 0.5f, keep_scale = 1.0f / (1.0f - p);
+  const float p = 0.5f, keep_scale = float(ww::testing::attention_keep_scale(p));
   std::vector<float> values = random_normals(B * T * 3 * C, 4);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t)
@@ -127,7 +128,7 @@ TEST(CudaAttention, DropoutMaskMatchesCpuBitForBit) {
       for (int64_t i = 0; i < T; ++i)
         for (int64_t j = 0; j < T; ++j) {
           const uint64_t index = uint64_t(((b * H + h) * T + i) * T + j);
-          const bool keep = philox_uniform(kSeed, kOffset, index) >= p;
+          const bool keep = ww::testing::attention_keeps(kSeed, kOffset, uint64_t((b * H + h) * T + i), T, j, p);
           const size_t o = size_t((b * T + i) * C + h * D + j);
           const float want_gpu = keep ? gpu_probs[index] * keep_scale : 0.0f;
           const float want_cpu = keep ? cpu_probs[index] * keep_scale : 0.0f;

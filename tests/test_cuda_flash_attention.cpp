@@ -6,7 +6,7 @@
 //               dqkv 1e-2 (the kernels round P and dS to 16 bits for the tensor cores), lse 1e-4
 //               (it is computed in f32 from the same 16-bit inputs).
 // Rows with no real key must give lse = -inf exactly (and out = 0, dqkv = 0, as the reference).
-// The dropout mask is checked element by element against philox_uniform; results are checked to
+// The dropout mask is checked element by element against the attention rule; results are checked to
 // be bitwise identical from run to run.
 #include <gtest/gtest.h>
 
@@ -25,6 +25,7 @@
 
 #include "cuda_compare.h"
 #include "cuda_test_util.h"
+#include "test_util.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/ops/attention.h"
 
@@ -381,7 +382,7 @@ TEST(FlashAttention, PaddingKeysGetExactlyZeroGradientsEveryLaunch) {
 
 // With V one-hot (value row t of every head is e_t, T <= D) out[b, i, h·D + j] is the dropped-out
 // probability of key j, so a zero there is a dropped element: compared one by one with the
-// reference rule philox_uniform(seed, offset, ((b·H+h)·T+i)·T+j) >= p. Without padding or causal
+// attention rule (test_util.h's attention_keeps, row (b·H+h)·T+i, key j). Without padding or causal
 // masking every probability is positive, so kept elements are non-zero.
 TEST(FlashAttention, DropoutMaskIsTheReferenceMask) {
   WW_REQUIRE_CUDA();
@@ -404,8 +405,7 @@ TEST(FlashAttention, DropoutMaskIsTheReferenceMask) {
         for (int64_t h = 0; h < H; ++h)
           for (int64_t i = 0; i < T; ++i)
             for (int64_t j = 0; j < T; ++j) {
-              const uint64_t index = uint64_t(((b * H + h) * T + i) * T + j);
-              const bool keep = philox_uniform(kSeed, kOffset, index) >= p;
+              const bool keep = ww::testing::attention_keeps(kSeed, kOffset, uint64_t((b * H + h) * T + i), T, j, p);
               const float value = got[size_t((b * T + i) * C + h * D + j)];
               if ((value != 0.0f) != keep && wrong++ < 5)
                 ADD_FAILURE() << "element (b,h,i,j) = " << b << "," << h << "," << i << "," << j << ": got "
@@ -466,11 +466,14 @@ TEST(FlashAttentionTiming, DISABLED_Report) {
     float dropout;
   };
   const int64_t H = 12, D = 64, C = H * D;
-  // DistilBERT training (dropout 0.1, ragged padding), the same without dropout, GPT-2 training
-  // (causal, T = 1024) and BERT batch-1 inference.
+  // DistilBERT training (dropout 0.1, ragged padding; full length as the benchmark runs it), the
+  // same without dropout, GPT-2 training (causal, T = 1024, with and without its dropout 0.1) and
+  // BERT batch-1 inference.
   for (const Shape4& s : std::vector<Shape4>{{"B32 T256 drop0.1", 32, 256, false, true, 0.1f},
+                                             {"B32 T256 full 0.1", 32, 256, false, false, 0.1f},
                                              {"B32 T256 drop0", 32, 256, false, false, 0.0f},
                                              {"B16 T1024 causal", 16, 1024, true, false, 0.0f},
+                                             {"B16 T1024 c 0.1", 16, 1024, true, false, 0.1f},
                                              {"B1 T128", 1, 128, false, false, 0.0f}}) {
     const int64_t B = s.B, T = s.T;
     // Causal attention does about half the work.

@@ -40,3 +40,14 @@ unpack_data() {
     mkdir -p .gpu-carry/data && tar -C .gpu-carry/data -xJf "$f" && say "unpacked $f"
   done
 }
+
+# Run the test programs named (from build/tests), each with a timeout; one summary line per
+# program and its failure lines. Logs in $OUT/<name>.log.
+run_tests() {  # names...
+  local t rc
+  for t in "$@"; do
+    timeout ${WW_TEST_TIMEOUT:-180} build/tests/$t > $OUT/$t.log 2>&1; rc=$?
+    say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok, $(grep -cE '^\[  FAILED' $OUT/$t.log) failed lines"
+    grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $OUT/$t.log | head -20 | tee -a "$summary"
+  done
+}

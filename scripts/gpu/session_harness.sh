@@ -10,11 +10,7 @@ set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
 targets=${WW_TEST_TARGETS:-}
 build_wattwise $targets || exit 1
-for t in $targets; do
-  timeout 120 build/tests/$t > $OUT/$t.log 2>&1; rc=$?
-  say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok, $(grep -cE '^\[  FAILED' $OUT/$t.log) failed lines"
-  grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $OUT/$t.log | head -20 | tee -a "$summary"
-done
+run_tests $targets
 # Every harness gets what is left before the call's deadline (WW_DEADLINE_S after the start); it
 # starts no case that would end later.
 deadline=$(( start + ${WW_DEADLINE_S:-560} ))

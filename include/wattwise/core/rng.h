@@ -42,6 +42,38 @@ WW_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t offset, uint6
   return float(philox_u32(seed, offset, index) >> 8) * (1.0f / 16777216.0f);
 }
 
+// Attention-probability dropout, one rule for every attention path (CPU reference, CUDA reference,
+// fused kernels). Element (row, key) of the [B·H·T, T] probability matrix, row = (b·H + h)·T + i,
+// survives iff byte key % 16 of Philox block row·⌈T/16⌉ + key/16 (bytes in word order, each word
+// little-endian) is ≥ threshold = round(p·256). One Philox call covers 16 keys of a row, as in
+// FlashAttention, which is what makes dropout cheap inside the fused kernels; the price is that p
+// is rounded to a multiple of 1/256 (0.1 → 26/256 = 0.1016), and kept values are scaled by
+// 256/(256 − threshold) so the expectation is still exact.
+WW_HOST_DEVICE inline uint32_t attention_dropout_threshold(float p) {
+  const float scaled = p * 256.0f + 0.5f;
+  return scaled <= 0.0f ? 0u : scaled >= 255.0f ? 255u : uint32_t(scaled);
+}
+WW_HOST_DEVICE inline float attention_dropout_keep_scale(float p) {
+  return 256.0f / float(256u - attention_dropout_threshold(p));
+}
+WW_HOST_DEVICE inline uint64_t attention_dropout_block(uint64_t row, int64_t seq_len, int64_t key) {
+  return row * uint64_t((seq_len + 15) / 16) + uint64_t(key / 16);
+}
+WW_HOST_DEVICE inline Philox4 attention_dropout_words(uint64_t seed, uint64_t offset, uint64_t block) {
+  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
+                       uint32_t(seed), uint32_t(seed >> 32));
+}
+// Byte `key % 16` of a block's words against the threshold.
+WW_HOST_DEVICE inline bool attention_dropout_keeps(const Philox4& words, int64_t key, uint32_t threshold) {
+  const int byte = int(key & 15);
+  return ((words.v[byte >> 2] >> (8 * (byte & 3))) & 0xFFu) >= threshold;
+}
+WW_HOST_DEVICE inline bool attention_dropout_keep(uint64_t seed, uint64_t offset, uint64_t row, int64_t seq_len,
+                                                  int64_t key, uint32_t threshold) {
+  return attention_dropout_keeps(attention_dropout_words(seed, offset, attention_dropout_block(row, seq_len, key)),
+                                 key, threshold);
+}
+
 // Host-side generator for initialisation and shuffling: also counter based, so a (seed, stream)
 // pair reproduces the same sequence on any machine.
 class Rng {

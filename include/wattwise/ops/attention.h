@@ -13,8 +13,11 @@ namespace ww::ops {
 //   causal   also masks keys after the query (GPT-2).
 //   probs    [B,H,T,T]: softmax(QKᵀ/√D + mask) before dropout, saved for backward.
 //   out      [B,T,C]: heads concatenated.
-// Attention-probability dropout uses (seed, offset) with element index b,h,i,j flattened; the
-// optional offset_base is added to offset as in dropout_forward (include/wattwise/ops/dropout.h).
+// Attention-probability dropout follows core/rng.h's attention rule under (seed, offset): one
+// Philox byte per element of row (b·H+h)·T+i, so p is rounded to a multiple of 1/256 (0.1 acts as
+// 26/256) and kept values are scaled by 256/(256 − round(256·p)); every path (CPU, CUDA reference,
+// fused) draws the same mask. The optional offset_base is added to offset as in dropout_forward
+// (include/wattwise/ops/dropout.h).
 // Dtypes: qkv, out, probs (and dout, dqkv, scratch) share one activation dtype: f32, or on a cuda
 // device also f16 or bf16 (GEMMs with fp32 accumulation, softmax math in fp32; TF32 for f32 GEMMs
 // when ops::allow_tf32()).

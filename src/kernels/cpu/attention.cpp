@@ -71,23 +71,16 @@ void masked_softmax_row(float* row, int64_t query, const int32_t* key_mask,
   for (int64_t j = 0; j < end; ++j) row[j] *= inv_sum;
 }
 
-// dst[j] = src[j] / (1 − p) where element first_index + j survives dropout, else 0 (dst may
-// alias src). Same mask as philox_uniform(seed, offset, index) >= p, but one Philox evaluation
-// per four elements: element i is word i % 4 of block i / 4 (see core/rng.h).
-void dropout_row(float* dst, const float* src, int64_t length, uint64_t first_index,
-                 const AttentionConfig& config) {
-  const float keep_scale = 1.0f / (1.0f - config.dropout_p);
+// dst[j] = src[j] · keep_scale where element (row, j) survives dropout, else 0 (dst may alias
+// src): the attention rule of core/rng.h, one Philox call per 16 keys.
+void dropout_row(float* dst, const float* src, int64_t length, uint64_t row, const AttentionConfig& config) {
+  const uint32_t threshold = attention_dropout_threshold(config.dropout_p);
+  const float keep_scale = attention_dropout_keep_scale(config.dropout_p);
   Philox4 words{};
   for (int64_t j = 0; j < length; ++j) {
-    const uint64_t index = first_index + uint64_t(j);
-    if (j == 0 || (index & 3) == 0) {
-      const uint64_t block = index >> 2;
-      words = philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(config.offset),
-                            uint32_t(config.offset >> 32), uint32_t(config.seed),
-                            uint32_t(config.seed >> 32));
-    }
-    const float uniform = float(words.v[index & 3] >> 8) * (1.0f / 16777216.0f);
-    dst[j] = uniform >= config.dropout_p ? src[j] * keep_scale : 0.0f;
+    if (j % 16 == 0)
+      words = attention_dropout_words(config.seed, config.offset, attention_dropout_block(row, length, j));
+    dst[j] = attention_dropout_keeps(words, j, threshold) ? src[j] * keep_scale : 0.0f;
   }
 }
 
@@ -123,7 +116,7 @@ void attention_forward(float* out, float* probs, const float* qkv, const int32_t
     if (use_dropout) {
       float* dropped = dropped_probs.data() + size_t(omp_get_thread_num()) * T * T;
       for (int64_t i = 0; i < T; ++i)
-        dropout_row(dropped + i * T, p + i * T, T, uint64_t((bh * T + i) * T), config);
+        dropout_row(dropped + i * T, p + i * T, T, uint64_t(bh * T + i), config);
       p_used = dropped;
     }
     gemm(false, false, T, D, T, 1.0f, p_used, T, v, qkv_row, out + b * T * C + h * D, C);
@@ -158,7 +151,7 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
     const float* p_used = p;
     if (use_dropout) {
       for (int64_t i = 0; i < T; ++i)
-        dropout_row(work + i * T, p + i * T, T, uint64_t((bh * T + i) * T), config);
+        dropout_row(work + i * T, p + i * T, T, uint64_t(bh * T + i), config);
       p_used = work;
     }
     gemm(true, false, T, D, T, 1.0f, p_used, T, dout_head, C, dv, qkv_row);
@@ -167,7 +160,7 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
     gemm(false, true, T, T, D, 1.0f, dout_head, C, v, qkv_row, work, T);
     if (use_dropout)
       for (int64_t i = 0; i < T; ++i)
-        dropout_row(work + i * T, work + i * T, T, uint64_t((bh * T + i) * T), config);
+        dropout_row(work + i * T, work + i * T, T, uint64_t(bh * T + i), config);
 
     // dS = P ⊙ (dP − Σ dP ⊙ P): zero wherever P is, i.e. at masked keys.
     for (int64_t i = 0; i < T; ++i) softmax_backward_row(work + i * T, p + i * T, work + i * T, T);

@@ -12,8 +12,9 @@
 // A key j is allowed for query i when key_mask[b, j] != 0 and, if causal, j <= i. A query row
 // with no allowed key (e.g. a fully padded sequence) gets P = 0 and outputs zeros; Hugging Face
 // instead averages all values there, but such rows never reach a real token.
-// Dropout keeps element (b,h,i,j), index ((b·H+h)·T+i)·T+j, iff philox_uniform(seed, offset,
-// index) >= p, and scales kept probabilities by 1/(1−p); backward regenerates the mask.
+// Dropout keeps element (b,h,i,j) of row (b·H+h)·T+i by the attention rule of core/rng.h
+// (attention_dropout_keep: one Philox byte per element, p rounded to a multiple of 1/256) and
+// scales kept probabilities by attention_dropout_keep_scale(p); backward regenerates the mask.
 //
 // Work is split over (batch, head) with OpenMP, and each (batch, head) runs single-threaded
 // OpenBLAS sgemm calls that read Q/K/V straight out of qkv (leading dimension 3C). No sum crosses

@@ -87,15 +87,16 @@ __device__ float row_max(float value, float* shared) {
 
 struct DropoutParams {
   float p;           // 0 = no dropout
-  float keep_scale;  // 1 / (1 − p), rounded to float as on the CPU
+  uint32_t threshold;  // attention_dropout_threshold(p)
+  float keep_scale;    // attention_dropout_keep_scale(p), as on the CPU
   uint64_t seed, offset;
   const uint64_t* offset_base;  // null, or a device u64 added to offset (CUDA graphs)
 };
 
-// The CPU's rule: element `index` survives iff philox_uniform(seed, offset, index) >= p.
-__device__ float dropout_value(float x, uint64_t index, const DropoutParams& d) {
+// The CPU's rule (core/rng.h): element (row, key) of the [B·H·T, T] probabilities.
+__device__ float dropout_value(float x, int64_t row, int64_t key, int64_t T_len, const DropoutParams& d) {
   const uint64_t offset = d.offset + (d.offset_base ? *d.offset_base : 0);
-  return philox_uniform(d.seed, offset, index) >= d.p ? x * d.keep_scale : 0.0f;
+  return attention_dropout_keep(d.seed, offset, uint64_t(row), T_len, key, d.threshold) ? x * d.keep_scale : 0.0f;
 }
 
 // One block per row r = (b·H + h)·T + i of the scores: masked softmax in place (probs), and the
@@ -141,15 +142,15 @@ __global__ void masked_softmax_kernel(T* probs, T* dropped, const int32_t* key_m
     const float value = e * inv_sum;
     p[j] = store_float<T>(value);
     // Dropout applies to the stored (rounded) probability, as a separate dropout op would.
-    if (dropped) dropped[row * T_len + j] = store_float<T>(dropout_value(load_float(p[j]), uint64_t(row * T_len + j), dropout));
+    if (dropped) dropped[row * T_len + j] = store_float<T>(dropout_value(load_float(p[j]), row, j, T_len, dropout));
   }
 }
 
-// dst[i] = dropout(src[i]) over the flat [B,H,T,T] probabilities (index = flat position).
+// dst[i] = dropout(src[i]) over the flat [B,H,T,T] probabilities (row i / T, key i % T).
 template <typename T>
-__global__ void dropout_kernel(T* dst, const T* src, int64_t n, DropoutParams dropout) {
+__global__ void dropout_kernel(T* dst, const T* src, int64_t n, int64_t T_len, DropoutParams dropout) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = store_float<T>(dropout_value(load_float(src[i]), uint64_t(i), dropout));
+    dst[i] = store_float<T>(dropout_value(load_float(src[i]), i / T_len, i % T_len, T_len, dropout));
 }
 
 // One block per row: work holds dP = dO·Vᵀ; applies the dropout mask and scale (when on), then
@@ -164,13 +165,13 @@ __global__ void softmax_backward_kernel(T* work, const T* probs, int64_t T_len, 
   float local_dot = 0.0f;
   for (int64_t j = threadIdx.x; j < T_len; j += kRowThreads) {
     float dp = load_float(w[j]);
-    if (dropout.p > 0.0f) dp = dropout_value(dp, uint64_t(row * T_len + j), dropout);
+    if (dropout.p > 0.0f) dp = dropout_value(dp, row, j, T_len, dropout);
     local_dot += dp * load_float(p[j]);
   }
   const float dot = row_sum(local_dot, shared);
   for (int64_t j = threadIdx.x; j < T_len; j += kRowThreads) {
     float dp = load_float(w[j]);
-    if (dropout.p > 0.0f) dp = dropout_value(dp, uint64_t(row * T_len + j), dropout);
+    if (dropout.p > 0.0f) dp = dropout_value(dp, row, j, T_len, dropout);
     w[j] = store_float<T>(load_float(p[j]) * (dp - dot));
   }
 }
@@ -178,7 +179,8 @@ __global__ void softmax_backward_kernel(T* work, const T* probs, int64_t T_len, 
 DropoutParams dropout_params(const AttentionConfig& config) {
   DropoutParams d{};
   d.p = config.dropout_p;
-  d.keep_scale = 1.0f / (1.0f - config.dropout_p);
+  d.threshold = attention_dropout_threshold(config.dropout_p);
+  d.keep_scale = attention_dropout_keep_scale(config.dropout_p);
   d.seed = config.seed;
   d.offset = config.offset;
   d.offset_base = config.offset_base;
@@ -269,7 +271,7 @@ void attention_backward(void* dqkv, void* scratch, const void* dout, const void*
     const unsigned blocks = unsigned(std::min<int64_t>(blocks_for(n, 256), 65535));
     dispatch_activation(dtype, "attention_backward", [&](auto tag) {
       using E = decltype(tag);
-      dropout_kernel<E><<<blocks, 256, 0, stream()>>>(static_cast<E*>(scratch), static_cast<const E*>(probs), n,
+      dropout_kernel<E><<<blocks, 256, 0, stream()>>>(static_cast<E*>(scratch), static_cast<const E*>(probs), n, T,
                                                       dropout);
     });
     check_launch("dropout_kernel");

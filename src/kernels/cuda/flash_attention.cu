@@ -160,39 +160,41 @@ struct Params {
   float scale;       // 1/√D as the reference rounds it
   float scale_log2;  // scale · log2 e
   bool use_dropout;
-  float dropout_p, keep_scale;  // keep_scale = 1/(1−p), 1 without dropout
+  uint32_t threshold;     // attention_dropout_threshold(p): a byte below it drops the element
+  float keep_scale;       // attention_dropout_keep_scale(p), 1 without dropout
+  uint64_t blocks_per_row;  // ⌈T/16⌉ Philox blocks per probability row (core/rng.h)
   uint64_t seed, offset;
   const uint64_t* offset_base;  // null, or a device u64 added to offset (CUDA graphs)
   const int32_t* key_mask;  // [B,T] or null
 };
 
 // ---- dropout -------------------------------------------------------------------------------
+// The attention rule of core/rng.h: element (row, key), row = (b·H + h)·T + i, is byte key % 16 of
+// Philox block row·⌈T/16⌉ + key/16, kept when the byte is ≥ the threshold. Every helper below is
+// that rule; they differ only in how lanes share the Philox calls.
 
 __device__ inline uint32_t philox_word(const Philox4& w, int i) {
   return i == 0 ? w.v[0] : i == 1 ? w.v[1] : i == 2 ? w.v[2] : w.v[3];
 }
 
-// Bit e set iff element index0 + e survives dropout: philox_uniform(seed, offset, index) >= p,
-// the reference rule (element i is word i%4 of Philox block i/4), with one or two Philox calls.
-__device__ inline unsigned keep_bits4(const Params& p, uint64_t index0) {
-  if (!p.use_dropout) return 0xFu;
-  const uint64_t block = index0 >> 2;
-  const int shift = int(index0 & 3);
+// Block `block` of this launch's (seed, offset) stream (offset_base added when graphs replay).
+__device__ inline Philox4 dropout_block(const Params& p, uint64_t block) {
   const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
-  const uint32_t o0 = uint32_t(offset), o1 = uint32_t(offset >> 32);
-  const uint32_t s0 = uint32_t(p.seed), s1 = uint32_t(p.seed >> 32);
-  const Philox4 first = philox4x32_10(uint32_t(block), uint32_t(block >> 32), o0, o1, s0, s1);
-  Philox4 second = first;
-  if (shift != 0) second = philox4x32_10(uint32_t(block + 1), uint32_t((block + 1) >> 32), o0, o1, s0, s1);
-  unsigned keep = 0;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const int word = shift + e;
-    const uint32_t bits = word < 4 ? philox_word(first, word) : philox_word(second, word - 4);
-    const float uniform = float(bits >> 8) * (1.0f / 16777216.0f);
-    if (uniform >= p.dropout_p) keep |= 1u << e;
-  }
-  return keep;
+  return attention_dropout_words(p.seed, offset, block);
+}
+
+// Bit b set iff byte b of `bytes` is ≥ the threshold.
+__device__ inline unsigned keep_nibble(uint32_t bytes, uint32_t threshold) {
+  const uint32_t c = __vcmpgeu4(bytes, threshold * 0x01010101u);  // 0xFF per byte that passes
+  return (c & 1u) | ((c >> 7) & 2u) | ((c >> 14) & 4u) | ((c >> 21) & 8u);
+}
+
+// Bit e set iff key key0 + e of probability row `row` survives; key0 % 4 == 0, so the four keys
+// are one word of one Philox block.
+__device__ inline unsigned keep_bits4(const Params& p, uint64_t row, int64_t key0) {
+  if (!p.use_dropout) return 0xFu;
+  const Philox4 w = dropout_block(p, row * p.blocks_per_row + uint64_t(key0 >> 4));
+  return keep_nibble(philox_word(w, int(key0 >> 2) & 3), p.threshold);
 }
 
 // ---- CTA-wide staging ----------------------------------------------------------------------
@@ -350,8 +352,8 @@ __device__ void warp_pv(float* o, const T* p, const T* x) {
 // ---- forward -------------------------------------------------------------------------------
 
 // Grid (query tiles, H, B). Lanes 2r and 2r+1 of a warp share query row r of the warp's 16: each
-// takes alternate 4-column chunks of the key tile (4 consecutive keys = one Philox block when T is
-// a multiple of 4) and both keep the row's running max m and sum l.
+// takes alternate 4-column chunks of the key tile (4 consecutive keys = one word of a Philox block)
+// and both keep the row's running max m and sum l.
 template <typename T, int DMAX>
 __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
     flash_forward_kernel(T* out, float* lse, const T* qkv, Params p) {
@@ -374,7 +376,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
   float* o_w = sm.o + warp * 16 * G::kLdO;
   const int r = lane >> 1, half = lane & 1;
   const int64_t i = q0 + warp * 16 + r;
-  const uint64_t row_index = uint64_t(bh * T_len + i) * uint64_t(T_len);  // dropout index of key 0
+  const uint64_t prob_row = uint64_t(bh * T_len + i);  // this query's row of the probabilities
 
   float m = -INFINITY, l = 0.0f;  // running max (base-2 units) and sum of the row
   const int64_t key_end = p.causal ? (T_len < q0 + G::kRows ? T_len : q0 + G::kRows) : T_len;
@@ -411,7 +413,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int j0 = 4 * (half + 2 * c);
-      const unsigned keep = keep_bits4(p, row_index + uint64_t(k0 + j0));
+      const unsigned keep = keep_bits4(p, prob_row, k0 + j0);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float pe = exp2f(x[c][e] - m_use);
@@ -519,7 +521,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
       const int unit = lane + 32 * m;
       const int col = unit % G::kCols, kr0 = 4 * (unit / G::kCols);
       const int64_t i = q0 + col;
-      const unsigned keep = keep_bits4(p, uint64_t(bh * T_len + i) * uint64_t(T_len) + uint64_t(warp_key0 + kr0));
+      const unsigned keep = keep_bits4(p, uint64_t(bh * T_len + i), warp_key0 + kr0);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int kr = kr0 + e;
@@ -574,7 +576,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
   float* dq_w = sm.dq + warp * 16 * G::kLdO;
   const int r = lane >> 1, half = lane & 1;
   const int64_t i = q0 + warp * 16 + r;
-  const uint64_t row_index = uint64_t(bh * T_len + i) * uint64_t(T_len);
+  const uint64_t prob_row = uint64_t(bh * T_len + i);
 
   const int64_t key_end = p.causal ? (T_len < q0 + G::kRows ? T_len : q0 + G::kRows) : T_len;
   for (int64_t k0 = 0; k0 < key_end; k0 += G::kCols) {
@@ -592,7 +594,7 @@ __global__ void __launch_bounds__(Tiles<T, DMAX>::kThreads)
 #pragma unroll
     for (int c = 0; c < G::kCols / 8; ++c) {
       const int j0 = 4 * (half + 2 * c);
-      const unsigned keep = keep_bits4(p, row_index + uint64_t(k0 + j0));
+      const unsigned keep = keep_bits4(p, prob_row, k0 + j0);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int j = j0 + e;
@@ -706,86 +708,51 @@ __device__ inline void cp_async_wait() {
 #endif
 }
 
-// The reference rule for one element's Philox word: uniform(word) >= p.
-__device__ inline bool keep_word(const Params& p, uint32_t word) {
-  return float(word >> 8) * (1.0f / 16777216.0f) >= p.dropout_p;
-}
-
-// Philox block `block` of this launch's (seed, offset) stream: the words of elements 4·block..+3.
-__device__ inline Philox4 philox_block(const Params& p, uint64_t block) {
-  const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
-  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
-                       uint32_t(p.seed), uint32_t(p.seed >> 32));
-}
-
-// Keep bits of elements index0 and index0 + 1 (bit 0, bit 1), the reference rule.
-__device__ inline unsigned keep_bits2(const Params& p, uint64_t index0) {
-  if (!p.use_dropout) return 0x3u;
+// Keep bits of 32 keys key0..key0+31 (key0 % 16 == 0) for a row-side lane (forward, dQ): its rows
+// g and g+8 (probability rows row_g, row_g8) and its columns 2t, 2t+1 of each 8-key n-tile; bit
+// 4·nn + 2·r + e for n-tile nn (0..3), row r (0: g, 1: g+8), column e. The quad's four Philox
+// blocks (row g / g+8 × keys key0 / key0+16) are one per lane (lane t: row t & 1, half t >> 1);
+// four rotating shuffles hand every lane the 4 bytes it needs of each (one Philox call per lane
+// per 32 keys).
+__device__ inline unsigned keep_bits_rows32(const Params& p, uint64_t row_g, uint64_t row_g8, int64_t key0, int lane) {
+  if (!p.use_dropout) return 0xFFFFu;
+  const int t = lane & 3;
+  const Philox4 w = dropout_block(p, ((t & 1) ? row_g8 : row_g) * p.blocks_per_row + uint64_t(key0 >> 4) + uint64_t(t >> 1));
   unsigned keep = 0;
-  uint64_t block = ~uint64_t(0);
-  Philox4 words{};
 #pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const uint64_t index = index0 + uint64_t(e);
-    if ((index >> 2) != block) {  // a second Philox block only when the pair straddles two
-      block = index >> 2;
-      words = philox_block(p, block);
-    }
-    if (keep_word(p, philox_word(words, int(index & 3)))) keep |= 1u << e;
+  for (int k = 0; k < 4; ++k) {
+    // Lane `to` needs, of every block, bytes 2·(to&1)..+1 of word to>>1 (its n-tile 2·half) and of
+    // word 2 + (to>>1) (n-tile 2·half + 1): columns 2·to, 2·to + 1 of the 8 in each.
+    const int to = (t + k) & 3, shift = 16 * (to & 1);
+    const uint32_t send = ((philox_word(w, to >> 1) >> shift) & 0xFFFFu) | ((philox_word(w, 2 + (to >> 1)) >> shift) << 16);
+    const int from = (t - k) & 3;  // the lane serving this one in round k: block (row from&1, half from>>1)
+    const uint32_t got = __shfl_sync(0xffffffffu, send, (lane & ~3) | from);
+    const unsigned c = keep_nibble(got, p.threshold);  // bit b: n-tile 2·half + (b>>1), column b&1
+    const unsigned spread = (c & 3u) | ((c & 0xCu) << 2);  // → 4·(b>>1) + (b&1)
+    keep |= spread << (8 * (from >> 1) + 2 * (from & 1));
   }
   return keep;
 }
 
-__device__ inline bool keep_bit1(const Params& p, uint64_t index) {
-  if (!p.use_dropout) return true;
-  return keep_word(p, philox_word(philox_block(p, index >> 2), int(index & 3)));
-}
-
-// Keep bits of one 8-key column tile of a row-side C fragment: bits 0-1 for row g at elements
-// index_g, index_g + 1, bits 2-3 for row g+8 at index_g8, index_g8 + 1 (the indices of keys 2t and
-// 2t+1). When T % 4 == 0 the four keys 4·(t/2)..+3 of a row are one Philox block shared by lanes
-// t and t^1: the even lane computes row g's block and the odd lane row g+8's, and each hands the
-// other the half it needs (one Philox call per lane instead of two).
-__device__ inline unsigned keep_bits_rows(const Params& p, uint64_t index_g, uint64_t index_g8, int t) {
-  if (!p.use_dropout) return 0xFu;
-  if (p.seq_len % 4 != 0) return keep_bits2(p, index_g) | (keep_bits2(p, index_g8) << 2);
-  const bool odd = (t & 1) != 0;
-  const Philox4 w = philox_block(p, (odd ? index_g8 : index_g) >> 2);
-  const uint32_t own0 = odd ? w.v[2] : w.v[0], own1 = odd ? w.v[3] : w.v[1];
-  const uint32_t got0 = __shfl_xor_sync(0xffffffffu, odd ? w.v[0] : w.v[2], 1);
-  const uint32_t got1 = __shfl_xor_sync(0xffffffffu, odd ? w.v[1] : w.v[3], 1);
-  const uint32_t g0 = odd ? got0 : own0, g1 = odd ? got1 : own1;
-  const uint32_t h0 = odd ? own0 : got0, h1 = odd ? own1 : got1;
-  return unsigned(keep_word(p, g0)) | unsigned(keep_word(p, g1)) << 1 | unsigned(keep_word(p, h0)) << 2 |
-         unsigned(keep_word(p, h1)) << 3;
-}
-
-// Keep bits of one 8-query column tile of the dK/dV kernel's transposed C fragment: bit e for
-// element e (query i_pair + (e&1), key j_g + 8·(e>>1)), element index (bh·T + i)·T + j; row_stride
-// = T. The lanes g = 4a..4a+3 (same t) hold the four keys of one Philox block for each (query,
-// key half). When T % 4 == 0, lane c = g%4 computes combination c's block (query i_pair + (c&1),
-// key half c>>1) and four rotating shuffles hand every lane its own key's word of all four blocks
-// (one Philox call per lane instead of four).
-__device__ inline unsigned keep_bits_keys(const Params& p, uint64_t bh_T, int64_t i_pair, int64_t j_g, int lane) {
-  if (!p.use_dropout) return 0xFu;
-  const uint64_t T = uint64_t(p.seq_len);
-  auto index = [&](int e) { return (bh_T + uint64_t(i_pair + (e & 1))) * T + uint64_t(j_g + 8 * (e >> 1)); };
-  if (p.seq_len % 4 != 0) {
-    unsigned keep = 0;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) keep |= unsigned(keep_bit1(p, index(e))) << e;
-    return keep;
-  }
-  const int mine = (lane >> 2) & 3;  // g % 4: this lane's key within the block, and its combination
-  const Philox4 w = philox_block(p, (index(mine) - uint64_t(mine)) >> 2);
+// Keep bits of 32 queries i_base + 8·nn + 2t + e (nn 0..3, e 0..1) for a key-side lane (the dK/dV
+// kernel's transposed fragments): its keys key_w + g and key_w + g + 8, key_w % 16 == 0, so each
+// query's 16 keys of this warp are one Philox block; bit 4·nn + 2·r + e for key r (0: g, 1: g+8).
+// The 8 lanes of a column t hold the same 8 queries' blocks: lane g computes query (nn = g>>1,
+// e = g&1)'s, and eight rotating shuffles hand every lane bytes g and g+8 of each.
+__device__ inline unsigned keep_bits_keys32(const Params& p, uint64_t bh_T, int64_t i_base, int64_t key_w, int lane) {
+  if (!p.use_dropout) return 0xFFFFu;
+  const int g = lane >> 2, t = lane & 3;
+  const uint64_t query = uint64_t(i_base + 8 * (g >> 1) + 2 * t + (g & 1));
+  const Philox4 w = dropout_block(p, (bh_T + query) * p.blocks_per_row + uint64_t(key_w >> 4));
   unsigned keep = 0;
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    // Round k: send word (mine + k) % 4; receive from the lane whose combination is (mine − k) % 4,
-    // which sends word ((mine − k) + k) % 4 = mine: this lane's key in that combination's block.
-    const int source = (lane & ~12) | (((mine - k) & 3) << 2);
-    const uint32_t word = __shfl_sync(0xffffffffu, philox_word(w, (mine + k) & 3), source);
-    keep |= unsigned(keep_word(p, word)) << ((mine - k) & 3);
+  for (int k = 0; k < 8; ++k) {
+    const int to = (g + k) & 7, shift = 8 * (to & 3);  // lane `to` needs bytes to and to + 8
+    const uint32_t send = ((philox_word(w, to >> 2) >> shift) & 0xFFu) | (((philox_word(w, 2 + (to >> 2)) >> shift) & 0xFFu) << 8);
+    const int from = (g - k) & 7;  // serves this lane in round k: query (nn = from>>1, e = from&1)
+    const uint32_t got = __shfl_sync(0xffffffffu, send, 4 * from + t);
+    const unsigned c = keep_nibble(got, p.threshold);  // bit 0: key g, bit 1: key g + 8
+    keep |= ((c & 1u) | ((c & 2u) << 1)) << (4 * (from >> 1) + (from & 1));
   }
   return keep;
 }
@@ -892,6 +859,74 @@ __device__ inline float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// 2^x on the MUFU unit, flushing results below 2^-126 to 0 (next to the row's largest term, 1,
+// such a probability changes no f32 sum); exp2f adds range handling for denormals on every call.
+__device__ inline float exp2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// The tile's real keys as two 32-bit lane maps (keys 0..31, 32..63 of the tile), from the flags
+// every lane of the warp reads once.
+struct KeyMap {
+  unsigned lo, hi;
+  __device__ bool all() const { return (lo & hi) == ~0u; }
+};
+__device__ inline KeyMap key_map(const int* flags, int lane) {
+  return KeyMap{__ballot_sync(0xffffffffu, flags[lane] != 0), __ballot_sync(0xffffffffu, flags[32 + lane] != 0)};
+}
+
+// Row-side score fragments (rows g, g+8; columns 8n + 2t + e): s = scores · scale, −∞ where the
+// key is not allowed, and each row's maximum into row_max. kMask = false is the common tile (every
+// key real, no causal diagonal): no per-element test at all. With kMask, `keys` is the tile's key
+// map and `future[r]` the column offset (relative to 2t) past which keys follow row r's query.
+template <bool kMask>
+__device__ inline void scale_row_scores(float (*sc)[4], float* row_max, float scale, KeyMap keys, bool causal,
+                                        const int* future, int t) {
+  const unsigned lo = keys.lo >> (2 * t), hi = keys.hi >> (2 * t);
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float v = sc[n][e] * scale;
+      if constexpr (kMask) {
+        const int col = 8 * n + (e & 1);
+        const bool real = (((n < 4 ? lo : hi) >> (col & 31)) & 1u) != 0;
+        if (!real || (causal && col > future[e >> 1])) v = -INFINITY;
+      }
+      sc[n][e] = v;
+      row_max[e >> 1] = fmaxf(row_max[e >> 1], v);
+    }
+  }
+}
+
+// Whether a row-side warp's tile needs per-element masking: a padding key, or (causal) a key
+// after the warp's first query.
+__device__ inline bool row_tile_needs_mask(KeyMap keys, bool causal, int64_t k0, int64_t warp_row0) {
+  return !keys.all() || (causal && k0 + 63 > warp_row0);
+}
+
+// Key-side score fragments of the dK/dV kernel (rows: keys g, g+8; columns: queries 8n + 2t + e):
+// s = scores · scale, −∞ where not allowed: a query past the sequence (column offset ≥
+// query_limit), a padding key, or (causal) a query before key r (column offset < future[r]).
+template <bool kMask>
+__device__ inline void scale_key_scores(float (*st)[4], float scale, int query_limit, const bool* key_real,
+                                        bool causal, const int* future) {
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float v = st[n][e] * scale;
+      if constexpr (kMask) {
+        const int col = 8 * n + (e & 1), r = e >> 1;
+        if (col >= query_limit || !key_real[r] || (causal && col < future[r])) v = -INFINITY;
+      }
+      st[n][e] = v;
+    }
+  }
+}
+
 // Shared memory of the row-side kernels (forward, dQ): the CTA's rows (two operands: Q and, for
 // dQ, dO) plus two stages of the column tiles (K and V) and their key flags.
 template <typename T, int D, int WARPS>
@@ -930,6 +965,7 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   const T* q_src = qkv + b * T_len * qkv_row + h * D;
   const int64_t row_i[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  const uint64_t prob_row[2] = {uint64_t(bh * T_len + row_i[0]), uint64_t(bh * T_len + row_i[1])};
 
   const int64_t key_end = p.causal ? (T_len < q0 + kRows ? T_len : q0 + kRows) : T_len;
   const int tiles = int((key_end + G::kCols - 1) / G::kCols);
@@ -976,36 +1012,31 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
     float sc[G::kCols / 8][4];
     mma_abt<T, D>(sc, qf, (s ? sm.k[1] : sm.k[0]));
 
+    const KeyMap keys = key_map(s ? sm.key_ok[1] : sm.key_ok[0], lane);
+    const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
     float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int n = 0; n < G::kCols / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int j = n * 8 + 2 * t + (e & 1);
-        const bool allowed = (s ? sm.key_ok[1] : sm.key_ok[0])[j] && !(p.causal && k0 + j > row_i[e >> 1]);
-        sc[n][e] = allowed ? sc[n][e] * p.scale_log2 : -INFINITY;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], sc[n][e]);
-      }
-    }
+    if (row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
+      scale_row_scores<true>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
+    else
+      scale_row_scores<false>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
     float m_use[2], alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float m_new = fmaxf(m[r], quad_max(tile_max[r]));
       m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // no real key yet: every term is 0
-      alpha[r] = exp2f(m[r] - m_use[r]);
+      alpha[r] = exp2_fast(m[r] - m_use[r]);
       m[r] = m_new;
       l[r] *= alpha[r];
     }
+    const unsigned keep32[2] = {keep_bits_rows32(p, prob_row[0], prob_row[1], k0, lane),
+                                keep_bits_rows32(p, prob_row[0], prob_row[1], k0 + 32, lane)};
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
-      const uint64_t key = uint64_t(k0 + n * 8 + 2 * t);
-      const unsigned keep_rows = keep_bits_rows(p, uint64_t(bh * T_len + row_i[0]) * uint64_t(T_len) + key,
-                                                uint64_t(bh * T_len + row_i[1]) * uint64_t(T_len) + key, t);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float p0 = exp2f(sc[n][2 * r] - m_use[r]), p1 = exp2f(sc[n][2 * r + 1] - m_use[r]);
+        const float p0 = exp2_fast(sc[n][2 * r] - m_use[r]), p1 = exp2_fast(sc[n][2 * r + 1] - m_use[r]);
         l[r] += p0 + p1;  // the normaliser counts every probability, dropped or not
-        const unsigned keep = keep_rows >> (2 * r);
+        const unsigned keep = keep32[n >> 2] >> (4 * (n & 3) + 2 * r);
         sc[n][2 * r] = (keep & 1u) ? p0 * p.keep_scale : 0.0f;
         sc[n][2 * r + 1] = (keep & 2u) ? p1 * p.keep_scale : 0.0f;
       }
@@ -1053,6 +1084,7 @@ __global__ void __launch_bounds__(32 * WARPS)
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   const T* q_src = qkv + b * T_len * qkv_row + h * D;
   const int64_t row_i[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  const uint64_t prob_row[2] = {uint64_t(bh * T_len + row_i[0]), uint64_t(bh * T_len + row_i[1])};
   float row_lse[2], row_delta[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -1103,18 +1135,23 @@ __global__ void __launch_bounds__(32 * WARPS)
     float sc[G::kCols / 8][4], dp[G::kCols / 8][4];
     mma_abt<T, D>(sc, qf, (s ? sm.k[1] : sm.k[0]));
     mma_abt<T, D>(dp, dof, (s ? sm.v[1] : sm.v[0]));  // dP = dO Vᵀ
+    const KeyMap keys = key_map(s ? sm.key_ok[1] : sm.key_ok[0], lane);
+    const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
+    float unused_max[2] = {-INFINITY, -INFINITY};
+    if (row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
+      scale_row_scores<true>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
+    else
+      scale_row_scores<false>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
+    const unsigned keep32[2] = {keep_bits_rows32(p, prob_row[0], prob_row[1], k0, lane),
+                                keep_bits_rows32(p, prob_row[0], prob_row[1], k0 + 32, lane)};
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
-      const int j = n * 8 + 2 * t;
-      const unsigned keep_rows = keep_bits_rows(p, uint64_t(bh * T_len + row_i[0]) * uint64_t(T_len) + uint64_t(k0 + j),
-                                                uint64_t(bh * T_len + row_i[1]) * uint64_t(T_len) + uint64_t(k0 + j), t);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const unsigned keep = keep_rows >> (2 * r);
+        const unsigned keep = keep32[n >> 2] >> (4 * (n & 3) + 2 * r);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const bool allowed = (s ? sm.key_ok[1] : sm.key_ok[0])[j + e] && !(p.causal && k0 + j + e > row_i[r]);
-          const float pe = allowed ? exp2f(sc[n][2 * r + e] * p.scale_log2 - row_lse[r]) : 0.0f;
+          const float pe = exp2_fast(sc[n][2 * r + e] - row_lse[r]);  // 0 where masked (−∞)
           const float dp_used = ((keep >> e) & 1u) ? dp[n][2 * r + e] * p.keep_scale : 0.0f;
           sc[n][2 * r + e] = pe * (dp_used - row_delta[r]);  // dS
         }
@@ -1175,6 +1212,8 @@ __global__ void __launch_bounds__(32 * WARPS)
   // Keys of padding only get no probability anywhere: dK = dV = 0, no query tile to visit.
   const bool any_key = __syncthreads_or(any_here) != 0;
   const bool key_real[2] = {key_ok[warp * 16 + g] != 0, key_ok[warp * 16 + g + 8] != 0};
+  const int64_t key_w = k0 + warp * 16;  // the warp's first key (a multiple of 16)
+  const bool warp_keys_real = __all_sync(0xffffffffu, key_real[0] && key_real[1]);
 
   const int64_t q_begin = !any_key ? T_len : p.causal ? (k0 / G::kCols) * G::kCols : 0;
   const int tiles = int((T_len - q_begin + G::kCols - 1) / G::kCols);
@@ -1218,19 +1257,29 @@ __global__ void __launch_bounds__(32 * WARPS)
       load_a_fragments<D>(kf, sm.v + warp * 16 * G::kLd);
       mma_abt<T, D>(dpt, kf, (s ? sm.dout[1] : sm.dout[0]));  // dPᵀ = V dOᵀ
     }
+    // Per-element masking only where the tile has queries past the sequence, the warp has a
+    // padding key, or (causal) a query precedes one of the warp's keys.
+    const int query_limit = int(T_len - i0) - 2 * t;
+    const int future[2] = {int(key_j[0] - i0) - 2 * t, int(key_j[1] - i0) - 2 * t};
+    if (!warp_keys_real || i0 + G::kCols > T_len || (p.causal && key_w + 15 > i0))
+      scale_key_scores<true>(st, p.scale_log2, query_limit, key_real, p.causal, future);
+    else
+      scale_key_scores<false>(st, p.scale_log2, query_limit, key_real, p.causal, future);
+    const float* lse_s = s ? sm.lse[1] : sm.lse[0];
+    const float* delta_s = s ? sm.delta[1] : sm.delta[0];
+    const unsigned keep32[2] = {keep_bits_keys32(p, uint64_t(bh * T_len), i0, key_w, lane),
+                                keep_bits_keys32(p, uint64_t(bh * T_len), i0 + 32, key_w, lane)};
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
-      const unsigned keep_tile = keep_bits_keys(p, uint64_t(bh * T_len), i0 + n * 8 + 2 * t, key_j[0], lane);
+      const float2 lse2 = *reinterpret_cast<const float2*>(lse_s + n * 8 + 2 * t);
+      const float2 delta2 = *reinterpret_cast<const float2*>(delta_s + n * 8 + 2 * t);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int col = n * 8 + 2 * t + (e & 1), r = e >> 1;
-        const int64_t i = i0 + col, j = key_j[r];
-        const bool allowed = i < T_len && key_real[r] && !(p.causal && j > i);
-        const float pe = allowed ? exp2f(st[n][e] * p.scale_log2 - (s ? sm.lse[1] : sm.lse[0])[col]) : 0.0f;
-        const bool kept = (keep_tile >> e) & 1u;
+        const float pe = exp2_fast(st[n][e] - ((e & 1) ? lse2.y : lse2.x));  // 0 where masked (−∞)
+        const bool kept = (keep32[n >> 2] >> (4 * (n & 3) + e)) & 1u;
         const float dp_used = kept ? dpt[n][e] * p.keep_scale : 0.0f;
-        dpt[n][e] = pe * (dp_used - (s ? sm.delta[1] : sm.delta[0])[col]);  // dSᵀ
-        st[n][e] = kept ? pe * p.keep_scale : 0.0f;       // dropout(P)ᵀ
+        dpt[n][e] = pe * (dp_used - ((e & 1) ? delta2.y : delta2.x));  // dSᵀ
+        st[n][e] = kept ? pe * p.keep_scale : 0.0f;                     // dropout(P)ᵀ
       }
     }
     mma_pv<T, D>(dv, st, (s ? sm.dout[1] : sm.dout[0]));  // dV += dropout(P)ᵀ dO
@@ -1262,8 +1311,9 @@ Params make_params(const int32_t* key_mask, const cpu::AttentionConfig& config) 
   p.scale = float(1.0 / std::sqrt(double(config.head_dim)));  // as the reference (HF) rounds it
   p.scale_log2 = p.scale * kLog2e;
   p.use_dropout = config.dropout_p > 0.0f;
-  p.dropout_p = config.dropout_p;
-  p.keep_scale = 1.0f / (1.0f - config.dropout_p);
+  p.threshold = attention_dropout_threshold(config.dropout_p);
+  p.keep_scale = p.use_dropout ? attention_dropout_keep_scale(config.dropout_p) : 1.0f;
+  p.blocks_per_row = uint64_t((config.seq_len + 15) / 16);
   p.seed = config.seed;
   p.offset = config.offset;
   p.offset_base = config.offset_base;

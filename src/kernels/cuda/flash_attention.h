@@ -1,7 +1,7 @@
 #pragma once
 // Fused (FlashAttention-2 style) multi-head self-attention on CUDA: the semantics of the reference
-// kernels (kernels/cpu/attention.h: packed qkv layout, key-padding and causal masks, Philox
-// dropout with element index ((b·H+h)·T+i)·T+j) without materialising the T×T matrix.
+// kernels (kernels/cpu/attention.h: packed qkv layout, key-padding and causal masks, the attention
+// dropout rule of core/rng.h) without materialising the T×T matrix.
 // Elements are f32, f16 or bf16 (`dtype`; qkv, out, dout and dqkv share it); lse and delta are
 // f32. Device pointers, 16-byte aligned, launched on stream(). The op layer
 // (src/ops/attention.cpp) checks shapes; these functions check only what the kernels need.

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds wattwise at a commit (default HEAD) on this CPU machine (CUDA: the sm_90a and PTX targets
+# the commit names, no sm_75) and puts the binary in .gpu-carry/base/wattwise, so a GPU session can
+# bench it next to the working tree's build in the same call (scripts/gpu/session_attention_check.sh):
+# before/after on one GPU.
+#   bash scripts/gpu/build_baseline.sh [COMMIT]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+commit=${1:-HEAD}
+tree=/tmp/ww-baseline
+rm -rf "$tree"
+git worktree prune
+git worktree add --detach "$tree" "$commit" >/dev/null
+cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=OFF >/dev/null
+cmake --build "$tree/build" -j "$(nproc)" --target wattwise
+mkdir -p .gpu-carry/base
+cp "$tree/build/wattwise" .gpu-carry/base/wattwise
+strip .gpu-carry/base/wattwise
+git -C "$tree" log -1 --format='%h %s' > .gpu-carry/base/COMMIT
+git worktree remove --force "$tree"
+ls -la .gpu-carry/base
