@@ -14,6 +14,8 @@ SDPA), use_cache off, fused AdamW lr 6e-4, betas (0.9, 0.95), eps 1e-8, weight d
 docs/PERFORMANCE.md): samples/s, tokens/s, ms per step and sample, GPU energy from NVML's total
 energy counter around the timed region (CPU: RAPL package counters when readable), peak memory
 (torch.cuda.max_memory_allocated, reset before the model is built), model FLOPs and MFU.
+--serve runs the same build and measurement as a persistent worker for run_harness.py: one request
+per case and round over stdin, the case built (and compiled) once (serve() below has the protocol).
 
   python3 bench/peer_pytorch.py --task train --arch distilbert --preset base --batch 32 --seq-len 256 \
       --precision bf16 --mode eager --json out.json
@@ -21,16 +23,20 @@ energy counter around the timed region (CPU: RAPL package counters when readable
       --precision fp32 --device cpu            # CPU smoke test
   python3 bench/peer_pytorch.py --task train --arch gpt2 --preset small --batch 16 --seq-len 1024 \
       --precision bf16 --mode compile --json out.json    # issue 8's case
+  echo '{"args": ["--task", "infer", "--preset", "tiny", "--device", "cpu"]}' | \
+      python3 bench/peer_pytorch.py --serve               # a worker answering one request
 """
 import argparse
 import ctypes
+import gc
 import glob
 import json
-import math
 import os
 import platform
 import sys
 import time
+import traceback
+import types
 
 # wattwise's presets (models::preset_config): hidden, layers (bert, distilbert), heads, intermediate.
 PRESETS = {
@@ -201,8 +207,11 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, one-shot or a --serve request's args (a bad one exits through ap.error)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--serve", action="store_true",
+                    help="a persistent worker: one JSON request per stdin line, one reply per line (see serve())")
     ap.add_argument("--mode", choices=["eager", "compile"], default="eager", help="PyTorch eager or torch.compile")
     ap.add_argument("--task", choices=["train", "infer"], default="train")
     ap.add_argument("--case", default="custom", help="case name written to the JSON")
@@ -226,9 +235,12 @@ def main(argv=None):
         ap.error(f"--task {args.task} is not supported for --arch gpt2 (only train is, as in wattwise bench)")
     if args.arch == "gpt2" and not args.config and args.preset not in GPT2_PRESETS:
         ap.error(f"--preset {args.preset} is not a GPT-2 preset (expected {', '.join(GPT2_PRESETS)})")
+    return args
 
+
+def build(args):
+    """Everything of a case before its first step: model, optimizer, inputs, the step function."""
     import torch
-    import transformers
     from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, BertConfig,
                               DistilBertConfig, GPT2Config)
 
@@ -301,7 +313,7 @@ def main(argv=None):
         inputs = {k: v.to(device) for k, v in inputs.items()}
     # GPT-2 clips the global gradient norm at 1.0 (wattwise's bench does the same); the classifiers do not.
     clip = 1.0 if lm else None
-    last_loss = [None]
+    last = {"loss": None}
 
     def train_step():
         with torch.autocast(device.type, dtype=half, enabled=half is not None):
@@ -319,20 +331,33 @@ def main(argv=None):
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
-        last_loss[0] = loss
+        last["loss"] = loss
 
     def infer_step():
         with torch.inference_mode():
-            last_loss[0] = run(**inputs).logits
+            last["loss"] = run(**inputs).logits
 
-    step = train_step if training else infer_step
+    if lm:
+        flops = gpt2_train_flops_per_step(cfg_dict, args.batch, args.seq_len)
+    else:
+        flops = model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, training)
+    return types.SimpleNamespace(step=train_step if training else infer_step, last=last, device=device, cuda=cuda,
+                                 training=training, cfg_dict=cfg_dict, params=params, flops=flops)
+
+
+def measure(case, args):
+    """One measurement of a built case: args.warmup untimed steps, then at least args.steps (and
+    args.min_seconds) timed ones inside the energy counter. Returns the result object."""
+    import torch
+    import transformers
+    device, cuda = case.device, case.cuda
 
     def wait():
         if cuda:
             torch.cuda.synchronize(device)
 
     for _ in range(args.warmup):
-        step()
+        case.step()
     wait()
 
     meter, source, note = None, "none", ""
@@ -345,26 +370,23 @@ def main(argv=None):
     start = time.perf_counter()
     done = 0
     while done < args.steps or time.perf_counter() - start < args.min_seconds:
-        step()
+        case.step()
         done += 1
     wait()
     elapsed = time.perf_counter() - start
     energy = meter.joules() - e0 if meter else None
 
     samples, tokens = done * args.batch, done * args.batch * args.seq_len
-    if lm:
-        flops = gpt2_train_flops_per_step(cfg_dict, args.batch, args.seq_len)
-    else:
-        flops = model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, training)
-    final_loss = float(last_loss[0].float().item()) if training and last_loss[0] is not None else None
+    training, flops = case.training, case.flops
+    final_loss = float(case.last["loss"].float().item()) if training and case.last["loss"] is not None else None
     result = {
-        "schema": "wattwise-bench/1", "tool": f"pytorch-{args.mode}", "case": args.case, "arch": cfg_dict["model_type"],
-        "preset": args.preset, "mode": args.task,
+        "schema": "wattwise-bench/1", "tool": f"pytorch-{args.mode}", "case": args.case,
+        "arch": case.cfg_dict["model_type"], "preset": args.preset, "mode": args.task,
         "batch": args.batch, "seq_len": args.seq_len, "precision": args.precision, "attention": "sdpa",
         "checkpointing": "none", "optimizer": "adamw (fused)" if training and cuda else ("adamw" if training else "none"),
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
-        "params": params, "model_config": cfg_dict, "seed": args.seed, "warmup_steps": args.warmup, "steps": done,
-        "elapsed_s": elapsed, "samples": samples, "tokens": tokens, "samples_per_s": samples / elapsed,
+        "params": case.params, "model_config": case.cfg_dict, "seed": args.seed, "warmup_steps": args.warmup,
+        "steps": done, "elapsed_s": elapsed, "samples": samples, "tokens": tokens, "samples_per_s": samples / elapsed,
         "tokens_per_s": tokens / elapsed, "ms_per_step": 1e3 * elapsed / done, "ms_per_sample": 1e3 * elapsed / samples,
         "energy_source": source, "energy_measured": meter is not None,
         "energy_provenance": meter.provenance if meter else note, "energy_j": energy,
@@ -377,17 +399,94 @@ def main(argv=None):
         "mfu": flops * done / elapsed / 1e12 / args.peak_tflops if args.peak_tflops else None,
         "final_loss": final_loss, "torch": torch.__version__, "transformers": transformers.__version__,
     }
-    if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(result, f)
-            f.write("\n")
-        os.replace(args.json + ".tmp", args.json)
     print(f"{result['tool']} {args.case}: {result['samples_per_s']:.1f} samples/s, "
           f"{result['tokens_per_s']:.0f} tokens/s, "
           f"{result['ms_per_sample']:.4f} ms/sample, "
           f"{'-' if energy is None else '%.4f' % result['j_per_sample']} J/sample ({source}), "
           f"peak {'-' if result['peak_memory_bytes'] is None else result['peak_memory_bytes'] >> 20} MiB",
           file=sys.stderr)
+    return result
+
+
+# What a round may change without rebuilding the case: the rest of the arguments name the build.
+PER_ROUND = ("steps", "warmup", "min_seconds", "peak_tflops", "json", "serve")
+
+
+def serve():
+    """A persistent worker (run_harness.py starts one per mode). Reads one JSON line per request from
+    stdin, {"args": [the one-shot arguments]}, and answers each with one JSON line on the stdout it
+    was started with: {"ok": true, "result": {...}, "build_s": s} or {"ok": false, "error": "..."}.
+    Its fd 1 is pointed at stderr first, so prints and warnings (Python's or a C library's) go to the
+    log and cannot corrupt the replies. The case's model, optimizer and compiled function stay built
+    while the requests name the same case (all but PER_ROUND equal); a new case frees the old one
+    first. Every request runs its own warm-up and timed region; peak memory is reset at its start,
+    so it covers what the case holds (weights, optimizer state) plus that request's peak. The first
+    line it writes, {"ready": true, "import_s": s}, says that torch and transformers are imported."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    started = time.perf_counter()
+    import torch
+    import transformers  # noqa: F401 (imported once here, not by the first request)
+    replies.write(json.dumps({"ready": True, "import_s": time.perf_counter() - started, "pid": os.getpid()}) + "\n")
+    case, key = None, None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            args = parse_args(json.loads(line)["args"])
+            build_s = 0.0
+            if key != case_key(args):
+                case = key = None
+                free_case(torch)
+                t = time.perf_counter()
+                case, key = build(args), case_key(args)
+                build_s = time.perf_counter() - t
+            if case.cuda:
+                torch.cuda.reset_peak_memory_stats(case.device)
+            reply = {"ok": True, "result": measure(case, args), "build_s": build_s}
+            # The other tools run before this worker's next round: hand them the cached blocks
+            # (activations); what the case holds stays.
+            empty_cache(torch)
+        except (Exception, SystemExit) as e:
+            if isinstance(e, SystemExit):  # a request argparse rejected (message in the log), or sys.exit(message)
+                error = e.code if isinstance(e.code, str) else f"arguments rejected (exit status {e.code})"
+            else:
+                traceback.print_exc()
+                error = f"{type(e).__name__}: {e}"
+            print(f"peer: request failed: {error}", file=sys.stderr)
+            reply = {"ok": False, "error": error}
+            case = key = None  # the next request builds afresh (and frees this one's memory first)
+        replies.write(json.dumps(reply) + "\n")
+    return 0
+
+
+def case_key(args):
+    return tuple(sorted((k, v) for k, v in vars(args).items() if k not in PER_ROUND))
+
+
+def free_case(torch):
+    """Releases the previous case's memory before the next is built (its tensors, compiled graphs)."""
+    if "torch._dynamo" in sys.modules:  # imported by torch.compile (importing it costs seconds)
+        torch._dynamo.reset()  # each case compiles afresh with static shapes, as in its own process
+    gc.collect()
+    empty_cache(torch)
+
+
+def empty_cache(torch):
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.serve:
+        return serve()
+    result = measure(build(args), args)
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(result, f)
+            f.write("\n")
+        os.replace(args.json + ".tmp", args.json)
     return 0
 
 

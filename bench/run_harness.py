@@ -2,18 +2,31 @@
 """Issues 6 and 8's side-by-side harness: wattwise against PyTorch eager and torch.compile on one GPU.
 
 Builds nothing. For each case it runs `wattwise bench` (A), bench/peer_pytorch.py --mode eager (B)
-and --mode compile (C) alternately, A B C A B C ..., each run its own process, for --rounds rounds,
-on the same shapes, precision, random-init weights and random token ids. It measures the GPU's bf16
-matmul rate once (8192³ matmuls, best of 10) for MFU, then writes
+and --mode compile (C) alternately, A B C A B C ..., for --rounds rounds, on the same shapes,
+precision, random-init weights and random token ids. Ours is a new process every run. Each peer mode
+is one persistent worker for the whole harness (peer_pytorch.py --serve: Python, torch and
+transformers imported once); it builds a case's model and optimizer (and compiles it) on the case's
+first round and keeps them for the others, and every round runs its own warm-up steps and then its
+timed region inside the energy counter, as a one-shot run does. Peak memory is reset at the start of
+each round: it covers what the case holds (weights, optimizer state) plus that round's peak. A worker
+that dies or times out fails that run (its last stderr lines logged) and is started again for the
+next; --one-shot-peers makes every peer run its own process instead. --compile-cases picks the cases
+that get torch.compile (its compilation is most of a case's time). It measures the GPU's bf16 matmul
+rate once (8192³ matmuls, best of 10) for MFU, then writes
 
-  <out>/bench_<gpu>_<date>.json   every run's JSON object, the medians, ratios and targets
+  <out>/bench_<gpu>_<date>.json   every run's JSON object, the medians, ratios and targets, timings
   <out>/bench_<gpu>_<date>.md     the Markdown tables (also printed)
+  <out>/bench_<gpu>_<date>.peer-{eager,compile}.log   the workers' stderr
 
 with medians and spread (min–max) per case and tool, the ratios ours/eager and ours/compile for
 samples/s, J/sample and peak memory (language-model cases, gpt2-*: tokens/s and J/token), MFU against
-the measured matmul rate, and the issues' targets with met/missed per row.
+the measured matmul rate, and the issues' targets with met/missed per row. Its log (stderr) times
+the worker starts, each run (a worker's: build, warm-up with any compilation, timed region) and each
+case, and ends with the total seconds.
 
   python3 bench/run_harness.py --wattwise build/wattwise --out results          # GPU, every case
+  python3 bench/run_harness.py --wattwise build/wattwise \
+      --compile-cases distilbert-train-bf16,gpt2-train-bf16 --out results      # compile where targeted
   python3 bench/run_harness.py --wattwise build/wattwise --device cpu --preset tiny --batch 4 \
       --seq-len 16 --precision fp32 --quick --rounds 1 --no-compile --matmul-tflops 1   # smoke test
   python3 bench/run_harness.py --wattwise build/wattwise --cases gpt2-train-bf16 --out results  # issue 8
@@ -23,6 +36,7 @@ import datetime
 import json
 import os
 import re
+import select
 import statistics
 import subprocess
 import sys
@@ -115,13 +129,108 @@ def run_json(cmd, timeout, what):
         with open(path) as f:
             lines = [json.loads(l) for l in f if l.strip()]
         r = lines[0]
-        r["process_wall_s"] = time.time() - t
-        # Derived here, not a bench field: the energy of the timed region over its tokens.
-        r["j_per_token"] = r["energy_j"] / r["tokens"] if r.get("energy_j") is not None and r.get("tokens") else None
-        log(f"  {what}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} tokens/s, "
-            f"J/sample {fmt(r.get('j_per_sample'), '.4f')}, J/token {fmt(r.get('j_per_token'), '.3g')}, "
-            f"peak {fmt(mib(r.get('peak_memory_bytes')), '.0f')} MiB ({r['process_wall_s']:.0f} s)")
-        return r
+        r["wall_s"] = time.time() - t
+        return finish_run(r, what, f"{r['wall_s']:.1f} s")
+
+
+def finish_run(r, what, timing):
+    """Adds what the harness derives to a run's object and logs the run."""
+    # Derived here, not a bench field: the energy of the timed region over its tokens.
+    r["j_per_token"] = r["energy_j"] / r["tokens"] if r.get("energy_j") is not None and r.get("tokens") else None
+    log(f"  {what}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} tokens/s, "
+        f"J/sample {fmt(r.get('j_per_sample'), '.4f')}, J/token {fmt(r.get('j_per_token'), '.3g')}, "
+        f"peak {fmt(mib(r.get('peak_memory_bytes')), '.0f')} MiB ({timing})")
+    return r
+
+
+class PeerWorker:
+    """One persistent `peer_pytorch.py --serve` (protocol: its serve()). Started on first use and
+    again after it died or timed out; its stderr goes to log_path."""
+
+    def __init__(self, mode, python, log_path):
+        self.mode, self.cmd, self.log_path = mode, [python, PEER, "--serve"], log_path
+        self.proc = None
+        self.pending = b""
+        self.mark = 0  # where the log stood when the current start or request began
+        self.start_s = []  # wall seconds of every start (Python, torch and transformers imports)
+
+    def request(self, argv, timeout, what):
+        """Sends one case and round; returns the result object, or None after logging why."""
+        if self.proc is None:
+            return None  # its start failed
+        t = time.time()
+        self.mark = os.path.getsize(self.log_path)
+        try:
+            self.proc.stdin.write((json.dumps({"args": argv}) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: reading the reply says so
+        reply, why = self.read(timeout)
+        if reply is None:
+            self.fail(f"{what}: {self.mode} worker {why}")
+            return None
+        if not reply["ok"]:
+            self.log_with_tail(f"{what}: failed: {reply['error']}")
+            return None
+        r = reply["result"]
+        r["wall_s"], r["build_s"] = time.time() - t, reply["build_s"]
+        # Round 1's warm-up includes torch.compile's compilation (the first call compiles).
+        rest = r["wall_s"] - r["build_s"] - r["elapsed_s"]
+        return finish_run(r, what, f"{r['wall_s']:.1f} s: build {r['build_s']:.1f} s, warm-up {rest:.1f} s, "
+                                   f"timed {r['elapsed_s']:.1f} s")
+
+    def start(self, timeout):
+        t = time.time()
+        with open(self.log_path, "a") as err:
+            self.mark = err.tell()
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        reply, why = self.read(timeout)
+        if reply is None:
+            self.fail(f"{self.mode} worker start: {why}")
+            return
+        self.start_s.append(time.time() - t)
+        log(f"  {self.mode} worker started (pid {reply['pid']}) in {self.start_s[-1]:.1f} s, "
+            f"imports {reply['import_s']:.1f} s")
+
+    def read(self, timeout):
+        """The next reply line: (object, None), or (None, why) when the worker exits or time runs out."""
+        fd, deadline = self.proc.stdout.fileno(), time.time() + timeout
+        while b"\n" not in self.pending:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None, f"timed out after {timeout} s"
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None, f"exited (status {self.proc.wait()})"
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line), None
+
+    def fail(self, message):
+        """Logs a lost worker and kills it: the next round starts a new one."""
+        self.log_with_tail(message)
+        self.proc.kill()
+        self.proc.wait()
+        self.proc, self.pending = None, b""
+
+    def log_with_tail(self, message, n=15):
+        """Logs the message and the last n lines the worker wrote to stderr since the request began."""
+        with open(self.log_path, errors="replace") as f:
+            f.seek(self.mark)
+            tail = f.read().splitlines()[-n:]
+        log("\n    | ".join([f"  {message}"] + tail))
+
+    def close(self):
+        """At the end of the harness: closing its stdin ends the worker's loop."""
+        if self.proc is None:
+            return
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
 
 def fmt(v, spec):
@@ -262,6 +371,10 @@ def main(argv=None):
     ap.add_argument("--out", default="results", help="folder for the JSON and Markdown files")
     ap.add_argument("--quick", action="store_true", help="few steps, no minimum duration (a smoke run)")
     ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")
+    ap.add_argument("--compile-cases",
+                    help="comma-separated cases that get the torch.compile peer, or all (the default)")
+    ap.add_argument("--one-shot-peers", action="store_true",
+                    help="every peer run its own process (default: one persistent worker per peer mode)")
     ap.add_argument("--no-peers", action="store_true",
                     help="ours only: leave out both PyTorch peers (no torch needed with --matmul-tflops)")
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (smoke test)")
@@ -274,9 +387,11 @@ def main(argv=None):
         ap.add_argument(flag, help="replace this field of every case (smoke tests: --preset tiny)")
     ap.add_argument("--matmul-size", type=int, default=8192)
     ap.add_argument("--matmul-tflops", type=float, help="skip the matmul measurement and use this rate")
-    ap.add_argument("--timeout", type=int, default=420, help="seconds one measurement process may take")
+    ap.add_argument("--timeout", type=int, default=420,
+                    help="seconds one measurement (process, worker start or worker request) may take")
     ap.add_argument("--budget-s", type=float,
-                    help="start no case that would end after this many seconds (estimate: the longest case so far)")
+                    help="start no case that would end after this many seconds (estimate: per tool, the longest "
+                         "case so far, plus the start of a worker not running)")
     ap.add_argument("--measure-matmul", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.measure_matmul:
@@ -311,74 +426,120 @@ def main(argv=None):
     invalid = [defined[n]["error"] for n in names if "error" in defined[n]]
     if invalid:
         ap.error("; ".join(invalid))
+    compile_cases = set(names)
+    if args.compile_cases not in (None, "all"):
+        compile_cases = {c.strip() for c in args.compile_cases.split(",") if c.strip()}
+        unknown = compile_cases - set(defined)
+        if unknown:
+            ap.error(f"--compile-cases: unknown case(s) {', '.join(sorted(unknown))}")
 
+    t = time.time()
     if args.matmul_tflops:
         matmul = {"tflops": args.matmul_tflops, "dtype": "given", "size": 0, "device_name": args.device}
     else:
         p = subprocess.run([args.python, os.path.abspath(__file__), "--measure-matmul", "--device", args.device,
                             "--matmul-size", str(args.matmul_size)], stdout=subprocess.PIPE, text=True, check=True)
         matmul = json.loads(p.stdout.strip().splitlines()[-1])
-    log(f"matmul rate: {matmul['tflops']:.1f} TFLOP/s ({matmul['dtype']}, {matmul['size']}³, best of 10)")
+        log(f"matmul rate: {matmul['tflops']:.1f} TFLOP/s ({matmul['dtype']}, {matmul['size']}³, best of 10; "
+            f"{time.time() - t:.1f} s)")
+    matmul_s = time.time() - t
 
     gpu = matmul.get("device_name") if args.device.startswith("cuda") else "cpu"
     slug = re.sub(r"[^a-z0-9]+", "-", str(gpu).lower()).strip("-") or "unknown"
     date = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, f"bench_{slug}_{date}")
-    tools = ["wattwise"] + ([] if args.no_peers else ["eager"] + ([] if args.no_compile else ["compile"]))
+    peers = [] if args.no_peers else ["eager"] + ([] if args.no_compile else ["compile"])
+    workers = {} if args.one_shot_peers else {mode: PeerWorker(mode, args.python, f"{base}.peer-{mode}.log")
+                                               for mode in peers}
+
+    def tools_of(name):
+        return ["wattwise"] + [m for m in peers if m != "compile" or name in compile_cases]
 
     runs, not_run = [], []
+    timing = {"matmul_s": matmul_s, "worker_starts_s": {m: w.start_s for m, w in workers.items()}, "cases": {}}
     report = {"gpu": gpu, "date": date, "rounds": args.rounds, "command": command, "matmul": matmul,
               "cases": [], "lm_cases": [n for n in names if is_lm(defined[n])], "runs": runs, "summary": {},
-              "targets": [], "not_run": not_run}
+              "targets": [], "not_run": not_run, "peers": "one process per run" if args.one_shot_peers else
+              "one persistent worker per mode", "timing": timing}
 
     def write():
         report["summary"] = summarise(runs, matmul["tflops"])
         report["targets"] = check_targets(report["summary"], report["cases"])
+        timing["total_s"] = time.time() - started
         with open(base + ".json", "w") as f:
             json.dump(report, f, indent=1)
         with open(base + ".md", "w") as f:
             f.write(markdown(report))
 
-    longest_case_s = 0.0
-    for name in names:
-        if args.budget_s and time.time() - started + longest_case_s > args.budget_s:
-            not_run.append(name)
-            continue
-        case_started = time.time()
-        c = defined[name]
-        report["cases"].append(name)
-        n_steps, n_warmup = steps or c["steps"], c["warmup"] if warmup is None else warmup
-        with tempfile.TemporaryDirectory(prefix="ww-harness-") as tmp:
-            config = os.path.join(tmp, "config.json")
-            with open(config, "w") as f:
-                json.dump(c["model_config"], f)
-            common = ["--steps", str(n_steps), "--warmup", str(n_warmup), "--min-seconds", str(min_seconds),
-                      "--device", args.device, "--json", "{json}"]
-            cmds = {
-                "wattwise": [args.wattwise, "bench", "--case", name] + overrides + common,
-            }
-            for mode in ("eager", "compile"):
-                cmds[mode] = [args.python, PEER, "--mode", mode, "--case", name, "--task", c["mode"], "--arch",
-                              c["arch"], "--preset", c["preset"], "--batch", str(c["batch"]), "--seq-len",
-                              str(c["seq_len"]), "--precision", c["precision"], "--config", config] + common
-            log(f"{name}: {c['arch']} {c['preset']} {c['mode']}, batch {c['batch']}, len {c['seq_len']}, "
-                f"{c['precision']}; {n_steps} steps after {n_warmup}, at least {min_seconds} s")
-            for rnd in range(1, args.rounds + 1):
-                for tool in tools:
-                    r = run_json(cmds[tool], args.timeout, f"round {rnd} {tool}")
-                    if r is not None:
-                        r["round"] = rnd
-                        runs.append(r)
-                write()  # after every round, so a cut-off run keeps what it measured
-        longest_case_s = max(longest_case_s, time.time() - case_started)
+    def estimate(name):
+        """Seconds the case will take: per tool, its longest case so far (builds and compiles included),
+        plus the last start of each worker it needs that is not running."""
+        tools = tools_of(name)
+        return sum(longest_s.get(tool, 0.0) for tool in tools) + sum(
+            w.start_s[-1] for mode, w in workers.items() if mode in tools and w.proc is None and w.start_s)
+
+    longest_s = {}  # per tool: the most seconds it took in one case (all rounds)
+    try:
+        for name in names:
+            guess = estimate(name)
+            if args.budget_s and time.time() - started + guess > args.budget_s:
+                not_run.append(name)
+                continue
+            case_started = time.time()
+            c = defined[name]
+            report["cases"].append(name)
+            n_steps, n_warmup = steps or c["steps"], c["warmup"] if warmup is None else warmup
+            tools = tools_of(name)
+            tool_s = dict.fromkeys(tools, 0.0)
+            with tempfile.TemporaryDirectory(prefix="ww-harness-") as tmp:
+                config = os.path.join(tmp, "config.json")
+                with open(config, "w") as f:
+                    json.dump(c["model_config"], f)
+                common = ["--steps", str(n_steps), "--warmup", str(n_warmup), "--min-seconds", str(min_seconds),
+                          "--device", args.device]
+                ours = [args.wattwise, "bench", "--case", name] + overrides + common + ["--json", "{json}"]
+                peer_args = {mode: ["--mode", mode, "--case", name, "--task", c["mode"], "--arch", c["arch"],
+                                    "--preset", c["preset"], "--batch", str(c["batch"]), "--seq-len",
+                                    str(c["seq_len"]), "--precision", c["precision"], "--config", config] + common
+                             for mode in peers}
+                log(f"{name}: {c['arch']} {c['preset']} {c['mode']}, batch {c['batch']}, len {c['seq_len']}, "
+                    f"{c['precision']}; {n_steps} steps after {n_warmup}, at least {min_seconds} s; "
+                    f"{', '.join(tools)}; estimate {guess:.0f} s")
+                for rnd in range(1, args.rounds + 1):
+                    for tool in tools:
+                        what = f"round {rnd} {tool}"
+                        if tool in workers and workers[tool].proc is None:
+                            workers[tool].start(args.timeout)  # not counted in the case: see estimate()
+                        t = time.time()
+                        if tool == "wattwise":
+                            r = run_json(ours, args.timeout, what)
+                        elif tool in workers:
+                            r = workers[tool].request(peer_args[tool], args.timeout, what)
+                        else:
+                            r = run_json([args.python, PEER] + peer_args[tool] + ["--json", "{json}"], args.timeout,
+                                         what)
+                        tool_s[tool] += time.time() - t
+                        if r is not None:
+                            r["round"] = rnd
+                            runs.append(r)
+                    write()  # after every round, so a cut-off run keeps what it measured
+            for tool, s in tool_s.items():
+                longest_s[tool] = max(longest_s.get(tool, 0.0), s)
+            timing["cases"][name] = {"s": time.time() - case_started, "estimate_s": guess, "tools_s": tool_s}
+            log(f"{name}: {timing['cases'][name]['s']:.0f} s (" +
+                ", ".join(f"{tool} {s:.0f} s" for tool, s in tool_s.items()) + ")")
+    finally:
+        for w in workers.values():
+            w.close()
 
     write()
     text = markdown(report)
     print(text)
     if not_run:
         log(f"not run (time budget): {','.join(not_run)}")
-    log(f"wrote {base}.json and {base}.md ({time.time() - started:.0f} s)")
+    log(f"wrote {base}.json and {base}.md")
+    log(f"total: {time.time() - started:.0f} s")
     return 0
 
 

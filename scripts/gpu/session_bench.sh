@@ -3,17 +3,16 @@
 # (bench/run_harness.py): wattwise, PyTorch eager and torch.compile alternately, 3 rounds per case,
 # on the cases of issues 6 and 8. Results (JSON + Markdown table) land in $OUT.
 #
-# Time: one case takes about 1.5–2.5 min on an H100 (3 rounds × 3 processes; each process imports
-# torch or builds the model, warms up, then times at least 1 s; torch.compile's first compile of a
-# case is most of it), so all 9 cases need more than one 10-minute call. The harness starts no new
-# case that would end after WW_BENCH_BUDGET_S seconds (default: what is left of 9 minutes after the
-# build; a case is estimated to take as long as the longest one so far) and lists those left out; run the script again with WW_BENCH_CASES set to them (a warm machine
-# keeps the build and torch.compile's cache, so the second call skips both). Split that works:
-#   WW_BENCH_CASES=distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16
-#   WW_BENCH_CASES=bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32
-#   WW_BENCH_CASES=gpt2-train-bf16   (issue 8)
+# Time: the peers run in one persistent worker per mode (Python, torch and transformers imported
+# once; each case's model built, and compiled, once for its 3 rounds), so all the cases should fit
+# one call when torch.compile runs only where issue 6 or 8 has a compile target: WW_COMPILE_CASES
+# (default distilbert-train-bf16,gpt2-train-bf16; "all" for every case). The harness starts no new case that
+# would end after WW_BENCH_BUDGET_S seconds (default: what is left of 9 minutes after the build;
+# estimated from what the earlier cases took) and lists those left out; run the script again with
+# WW_BENCH_CASES set to them (a warm machine keeps the build). The harness's log ($OUT/harness.log)
+# times the worker starts, each case's build and compile, and each run.
 # Other knobs: WW_BENCH_ROUNDS (3), WW_BENCH_MIN_SECONDS (1), WW_BENCH_ARGS (extra harness flags,
-# e.g. "--no-compile" or "--quick").
+# e.g. "--no-compile", "--one-shot-peers" or "--quick").
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
@@ -27,7 +26,8 @@ built=$(( $(date +%s) - start ))
 echo "build: $built s"
 budget=${WW_BENCH_BUDGET_S:-$(( 540 - built > 60 ? 540 - built : 60 ))}
 python3 bench/run_harness.py --wattwise build/wattwise --out "$OUT" --device cuda \
-  --cases "${WW_BENCH_CASES:-all}" --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds "${WW_BENCH_MIN_SECONDS:-1}" \
+  --cases "${WW_BENCH_CASES:-all}" --compile-cases "${WW_COMPILE_CASES:-distilbert-train-bf16,gpt2-train-bf16}" \
+  --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds "${WW_BENCH_MIN_SECONDS:-1}" \
   --budget-s "$budget" ${WW_BENCH_ARGS:-} 2> "$OUT/harness.log"
 rc=$?
 tail -5 "$OUT/harness.log"
