@@ -11,7 +11,13 @@ tree=/tmp/ww-baseline
 rm -rf "$tree"
 git worktree prune
 git worktree add --detach "$tree" "$commit" >/dev/null
-cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=OFF >/dev/null
+# pkg-config sees only the libraries the GPU machine gets from .deps: no cairo (its PNG plots),
+# which that machine does not have.
+pc=/tmp/ww-baseline-pc; rm -rf "$pc"; mkdir -p "$pc"
+for f in openblas-pthread/pkgconfig/openblas.pc pkgconfig/libutf8proc.pc pkgconfig/tomlplusplus.pc; do
+  ln -s /usr/lib/x86_64-linux-gnu/$f "$pc/"
+done
+PKG_CONFIG_LIBDIR=$pc cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=OFF >/dev/null
 cmake --build "$tree/build" -j "$(nproc)" --target wattwise
 mkdir -p .gpu-carry/base
 cp "$tree/build/wattwise" .gpu-carry/base/wattwise

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# One GPU call after fused-attention work: build wattwise and the attention / model CUDA tests, run
-# them, time the fused kernels (the disabled Timing test, every shape of it), then our training
-# step alone for WW_BENCH_CASES. A baseline binary carried in .gpu-carry/base/wattwise (built on
-# the CPU machine from the commit before the change, scripts/gpu/build_baseline.sh) is benched in
-# the same call, alternating with ours, so before/after is measured on one GPU.
-# Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/*.log, $OUT/bench.jsonl.
+# One GPU call after fused-attention work: build wattwise and the CUDA tests that attention and
+# dropout reach, run the flash-attention test, time the fused kernels (its disabled Timing test,
+# every shape), bench our training step for WW_BENCH_CASES, then the other tests. A baseline binary
+# carried in .gpu-carry/base/wattwise (scripts/gpu/build_baseline.sh: the commit before the change,
+# built on the CPU machine) is benched in the same call, alternating with ours: before/after on one
+# GPU. Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/*.log, $OUT/bench.jsonl.
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
-targets=${WW_TEST_TARGETS:-test_cuda_flash_attention test_cuda_attention test_cuda_model test_cuda_gpt2}
-build_wattwise $targets || exit 1
-run_tests $targets
+first=test_cuda_flash_attention
+others=${WW_TEST_TARGETS:-test_cuda_attention test_cuda_model test_cuda_gpt2 test_cuda_mixed_precision test_cuda_parity}
+build_wattwise $first $others || exit 1
+run_tests $first
 
 timeout 180 build/tests/test_cuda_flash_attention --gtest_also_run_disabled_tests --gtest_filter='*Timing*' \
   > $OUT/timing.log 2>&1
@@ -17,6 +18,7 @@ say "attention timing: rc $?"
 grep -E "fused|reference" $OUT/timing.log | tee -a "$summary"
 
 base=.gpu-carry/base/wattwise
+[ -x "$base" ] && say "baseline: $(cat .gpu-carry/base/COMMIT 2>/dev/null)"
 for round in 1 2; do
   for c in ${WW_BENCH_CASES:-gpt2-train-bf16 distilbert-train-bf16 bert-train-bf16}; do
     for tool in build/wattwise $base; do
@@ -27,4 +29,7 @@ for round in 1 2; do
     done
   done
 done
+run_tests $others
+# Where GPT-2's step goes now, with what is left of the call (WW_DEADLINE_S after the start).
+profile_gpt2_step $(( start + ${WW_DEADLINE_S:-570} - $(date +%s) ))
 say "total: $(( $(date +%s) - start )) s"

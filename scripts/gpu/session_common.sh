@@ -51,3 +51,22 @@ run_tests() {  # names...
     grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $OUT/$t.log | head -20 | tee -a "$summary"
   done
 }
+
+# Where GPT-2 124M's training step goes: kernel durations under Nsight Compute (clocks untouched)
+# for WW_GPT2_PROFILE_COUNT kernels after skipping the first WW_GPT2_PROFILE_SKIP (set-up and the
+# first steps), summed per kernel name into the summary. Skipped when fewer than 60 s are left.
+profile_gpt2_step() {  # seconds-left
+  local left=$1
+  [ "$left" -gt 60 ] || { say "profile gpt2: no time left"; return 0; }
+  local ncu_bin data=$PWD/.gpu-carry/data g=/tmp/ww-gpt2-prof
+  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  rm -rf $g; mkdir -p $g
+  timeout $(( left + 20 )) "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv \
+    --print-units base --launch-skip ${WW_GPT2_PROFILE_SKIP:-1500} --launch-count ${WW_GPT2_PROFILE_COUNT:-600} \
+    build/wattwise train --model.arch gpt2 --model.preset small --model.tokenizer $data/tokenizers/gpt2 \
+    --data.path $data/tinyshakespeare/input.txt --data.block_size 1024 --train.batch_size 16 --train.tokens_per_step 16384 \
+    --train.precision bf16 --train.lr 6e-4 --train.warmup_steps 1 --train.max_steps 12 --train.weight_decay 0.1 \
+    --data.cache_dir $g/cache --run.device cuda --run.output_dir $g/runs --run.progress lines > $OUT/ncu_gpt2.csv 2> $OUT/ncu_gpt2.err
+  say "profile gpt2: rc $?"
+  python3 scripts/gpu/ncu_summary.py $OUT/ncu_gpt2.csv --top 30 | tee -a "$summary"
+}

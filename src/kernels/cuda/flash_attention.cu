@@ -948,6 +948,18 @@ struct MmaRowSmem {
   }
 };
 
+// Which (row block, head, batch) a CTA of the mma kernels owns. Grids are (blocks, H, B), but
+// causal grids are (H, B, blocks) with the block that has the most tiles first (the last query
+// block of the row-side kernels, the first key block of dK/dV): CTAs launch in that order, so the
+// longest ones start first and the last wave holds short ones instead of a few long ones alone.
+struct CtaCoords {
+  int64_t block, h, b;
+};
+__device__ inline CtaCoords cta_coords(const Params& p, bool row_side) {
+  if (!p.causal) return {int64_t(blockIdx.x), int64_t(blockIdx.y), int64_t(blockIdx.z)};
+  return {int64_t(row_side ? gridDim.z - 1 - blockIdx.z : blockIdx.z), int64_t(blockIdx.x), int64_t(blockIdx.y)};
+}
+
 // Grid (query blocks of 16·WARPS, H, B); warp w owns 16 query rows.
 // Three 4-warp CTAs per SM (≤ 168 registers, no spills at D = 64) hide each other's tile loads; the
 // two backward kernels keep all registers (capping them spills there).
@@ -960,7 +972,8 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
   const MmaRowSmem<T, D, WARPS> sm(reinterpret_cast<uintptr_t>(smem_bytes), false);
 
   const int64_t T_len = p.seq_len, C = p.channels, qkv_row = 3 * C;
-  const int64_t b = blockIdx.z, h = blockIdx.y, q0 = int64_t(blockIdx.x) * kRows;
+  const CtaCoords cta = cta_coords(p, true);
+  const int64_t b = cta.b, h = cta.h, q0 = cta.block * kRows;
   const int64_t bh = b * p.heads + h;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   const T* q_src = qkv + b * T_len * qkv_row + h * D;
@@ -1079,7 +1092,8 @@ __global__ void __launch_bounds__(32 * WARPS)
   const MmaRowSmem<T, D, WARPS> sm(reinterpret_cast<uintptr_t>(smem_bytes), true);
 
   const int64_t T_len = p.seq_len, C = p.channels, qkv_row = 3 * C;
-  const int64_t b = blockIdx.z, h = blockIdx.y, q0 = int64_t(blockIdx.x) * kRows;
+  const CtaCoords cta = cta_coords(p, true);
+  const int64_t b = cta.b, h = cta.h, q0 = cta.block * kRows;
   const int64_t bh = b * p.heads + h;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   const T* q_src = qkv + b * T_len * qkv_row + h * D;
@@ -1199,7 +1213,8 @@ __global__ void __launch_bounds__(32 * WARPS)
   __shared__ int key_ok[kRows];
 
   const int64_t T_len = p.seq_len, C = p.channels, qkv_row = 3 * C;
-  const int64_t b = blockIdx.z, h = blockIdx.y, k0 = int64_t(blockIdx.x) * kRows;
+  const CtaCoords cta = cta_coords(p, false);
+  const int64_t b = cta.b, h = cta.h, k0 = cta.block * kRows;
   const int64_t bh = b * p.heads + h;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
   const T* q_src = qkv + b * T_len * qkv_row + h * D;
@@ -1332,6 +1347,12 @@ dim3 grid_for(int64_t rows_per_cta, const cpu::AttentionConfig& config) {
               unsigned(config.batch));
 }
 
+// The mma kernels' grid: causal puts the blocks last (cta_coords says why).
+dim3 mma_grid(int64_t rows_per_cta, const cpu::AttentionConfig& config) {
+  const dim3 g = grid_for(rows_per_cta, config);
+  return config.causal ? dim3(g.y, g.z, g.x) : g;
+}
+
 // The mma.sync kernels: f16/bf16 with head dim exactly 32 or 64 (every GPU the build targets
 // has sm_80's mma.sync). Grids of fewer CTAs than SMs (batch-1 inference) use one warp per CTA.
 template <typename T>
@@ -1376,7 +1397,7 @@ void forward_mma(void* out, float* lse, const void* qkv, const int32_t* key_mask
   const size_t bytes = MmaRowSmem<T, D, WARPS>(0, false).bytes;
   auto kernel = flash_forward_mma_kernel<T, D, WARPS>;
   allow_shared_memory(kernel, bytes, "cudaFuncSetAttribute (flash_forward_mma_kernel)");
-  kernel<<<grid_for(16 * WARPS, config), 32 * WARPS, bytes, stream()>>>(
+  kernel<<<mma_grid(16 * WARPS, config), 32 * WARPS, bytes, stream()>>>(
       static_cast<T*>(out), lse, static_cast<const T*>(qkv), make_params(key_mask, config));
   check_launch("flash_forward_mma_kernel");
 }
@@ -1387,12 +1408,12 @@ void backward_mma(T* dqkv, const T* qkv, const T* dout, const float* lse, const 
   const size_t key_bytes = MmaKeySmem<T, D, WARPS>(0).bytes;
   auto dkdv = flash_dkdv_mma_kernel<T, D, WARPS>;
   allow_shared_memory(dkdv, key_bytes, "cudaFuncSetAttribute (flash_dkdv_mma_kernel)");
-  dkdv<<<grid_for(16 * WARPS, config), 32 * WARPS, key_bytes, stream()>>>(dqkv, qkv, dout, lse, delta, p);
+  dkdv<<<mma_grid(16 * WARPS, config), 32 * WARPS, key_bytes, stream()>>>(dqkv, qkv, dout, lse, delta, p);
   check_launch("flash_dkdv_mma_kernel");
   const size_t row_bytes = MmaRowSmem<T, D, WARPS>(0, true).bytes;
   auto dq = flash_dq_mma_kernel<T, D, WARPS>;
   allow_shared_memory(dq, row_bytes, "cudaFuncSetAttribute (flash_dq_mma_kernel)");
-  dq<<<grid_for(16 * WARPS, config), 32 * WARPS, row_bytes, stream()>>>(dqkv, qkv, dout, lse, delta, p);
+  dq<<<mma_grid(16 * WARPS, config), 32 * WARPS, row_bytes, stream()>>>(dqkv, qkv, dout, lse, delta, p);
   check_launch("flash_dq_mma_kernel");
 }
 
