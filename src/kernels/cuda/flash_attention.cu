@@ -38,6 +38,7 @@
 
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/flash_lanes.h"
 #include "wattwise/core/error.h"
 #include "wattwise/core/rng.h"
 
@@ -173,20 +174,10 @@ struct Params {
 // Philox block row·⌈T/16⌉ + key/16, kept when the byte is ≥ the threshold. Every helper below is
 // that rule; they differ only in how lanes share the Philox calls.
 
-__device__ inline uint32_t philox_word(const Philox4& w, int i) {
-  return i == 0 ? w.v[0] : i == 1 ? w.v[1] : i == 2 ? w.v[2] : w.v[3];
-}
-
 // Block `block` of this launch's (seed, offset) stream (offset_base added when graphs replay).
 __device__ inline Philox4 dropout_block(const Params& p, uint64_t block) {
   const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
   return attention_dropout_words(p.seed, offset, block);
-}
-
-// Bit b set iff byte b of `bytes` is ≥ the threshold.
-__device__ inline unsigned keep_nibble(uint32_t bytes, uint32_t threshold) {
-  const uint32_t c = __vcmpgeu4(bytes, threshold * 0x01010101u);  // 0xFF per byte that passes
-  return (c & 1u) | ((c >> 7) & 2u) | ((c >> 14) & 4u) | ((c >> 21) & 8u);
 }
 
 // Bit e set iff key key0 + e of probability row `row` survives; key0 % 4 == 0, so the four keys
@@ -194,7 +185,7 @@ __device__ inline unsigned keep_nibble(uint32_t bytes, uint32_t threshold) {
 __device__ inline unsigned keep_bits4(const Params& p, uint64_t row, int64_t key0) {
   if (!p.use_dropout) return 0xFu;
   const Philox4 w = dropout_block(p, row * p.blocks_per_row + uint64_t(key0 >> 4));
-  return keep_nibble(philox_word(w, int(key0 >> 2) & 3), p.threshold);
+  return flash_lanes::keep_nibble(flash_lanes::word_of(w, int(key0 >> 2) & 3), p.threshold);
 }
 
 // ---- CTA-wide staging ----------------------------------------------------------------------
@@ -708,51 +699,32 @@ __device__ inline void cp_async_wait() {
 #endif
 }
 
-// Keep bits of 32 keys key0..key0+31 (key0 % 16 == 0) for a row-side lane (forward, dQ): its rows
-// g and g+8 (probability rows row_g, row_g8) and its columns 2t, 2t+1 of each 8-key n-tile; bit
-// 4·nn + 2·r + e for n-tile nn (0..3), row r (0: g, 1: g+8), column e. The quad's four Philox
-// blocks (row g / g+8 × keys key0 / key0+16) are one per lane (lane t: row t & 1, half t >> 1);
-// four rotating shuffles hand every lane the 4 bytes it needs of each (one Philox call per lane
-// per 32 keys).
+// Keep bits of 32 keys key0..key0+31 of a row-side lane's two rows (forward, dQ): one Philox call
+// per lane and four shuffles (flash_lanes.h's row side has the layout and the arithmetic).
 __device__ inline unsigned keep_bits_rows32(const Params& p, uint64_t row_g, uint64_t row_g8, int64_t key0, int lane) {
   if (!p.use_dropout) return 0xFFFFu;
   const int t = lane & 3;
-  const Philox4 w = dropout_block(p, ((t & 1) ? row_g8 : row_g) * p.blocks_per_row + uint64_t(key0 >> 4) + uint64_t(t >> 1));
+  const Philox4 w = dropout_block(p, flash_lanes::rows32_block(row_g, row_g8, key0, t, p.blocks_per_row));
   unsigned keep = 0;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    // Lane `to` needs, of every block, bytes 2·(to&1)..+1 of word to>>1 (its n-tile 2·half) and of
-    // word 2 + (to>>1) (n-tile 2·half + 1): columns 2·to, 2·to + 1 of the 8 in each.
-    const int to = (t + k) & 3, shift = 16 * (to & 1);
-    const uint32_t send = ((philox_word(w, to >> 1) >> shift) & 0xFFFFu) | ((philox_word(w, 2 + (to >> 1)) >> shift) << 16);
-    const int from = (t - k) & 3;  // the lane serving this one in round k: block (row from&1, half from>>1)
-    const uint32_t got = __shfl_sync(0xffffffffu, send, (lane & ~3) | from);
-    const unsigned c = keep_nibble(got, p.threshold);  // bit b: n-tile 2·half + (b>>1), column b&1
-    const unsigned spread = (c & 3u) | ((c & 0xCu) << 2);  // → 4·(b>>1) + (b&1)
-    keep |= spread << (8 * (from >> 1) + 2 * (from & 1));
+    const uint32_t got = __shfl_sync(0xffffffffu, flash_lanes::rows32_send(w, t, k), flash_lanes::rows32_source(lane, k));
+    keep |= flash_lanes::rows32_bits(got, t, k, p.threshold);
   }
   return keep;
 }
 
-// Keep bits of 32 queries i_base + 8·nn + 2t + e (nn 0..3, e 0..1) for a key-side lane (the dK/dV
-// kernel's transposed fragments): its keys key_w + g and key_w + g + 8, key_w % 16 == 0, so each
-// query's 16 keys of this warp are one Philox block; bit 4·nn + 2·r + e for key r (0: g, 1: g+8).
-// The 8 lanes of a column t hold the same 8 queries' blocks: lane g computes query (nn = g>>1,
-// e = g&1)'s, and eight rotating shuffles hand every lane bytes g and g+8 of each.
+// Keep bits of 32 queries i_base.. for a key-side lane's two keys (dK/dV): one Philox call per lane
+// and eight shuffles (flash_lanes.h's key side).
 __device__ inline unsigned keep_bits_keys32(const Params& p, uint64_t bh_T, int64_t i_base, int64_t key_w, int lane) {
   if (!p.use_dropout) return 0xFFFFu;
-  const int g = lane >> 2, t = lane & 3;
-  const uint64_t query = uint64_t(i_base + 8 * (g >> 1) + 2 * t + (g & 1));
-  const Philox4 w = dropout_block(p, (bh_T + query) * p.blocks_per_row + uint64_t(key_w >> 4));
+  const int g = lane >> 2;
+  const Philox4 w = dropout_block(p, flash_lanes::keys32_block(bh_T, i_base, key_w, lane, p.blocks_per_row));
   unsigned keep = 0;
 #pragma unroll
   for (int k = 0; k < 8; ++k) {
-    const int to = (g + k) & 7, shift = 8 * (to & 3);  // lane `to` needs bytes to and to + 8
-    const uint32_t send = ((philox_word(w, to >> 2) >> shift) & 0xFFu) | (((philox_word(w, 2 + (to >> 2)) >> shift) & 0xFFu) << 8);
-    const int from = (g - k) & 7;  // serves this lane in round k: query (nn = from>>1, e = from&1)
-    const uint32_t got = __shfl_sync(0xffffffffu, send, 4 * from + t);
-    const unsigned c = keep_nibble(got, p.threshold);  // bit 0: key g, bit 1: key g + 8
-    keep |= ((c & 1u) | ((c & 2u) << 1)) << (4 * (from >> 1) + (from & 1));
+    const uint32_t got = __shfl_sync(0xffffffffu, flash_lanes::keys32_send(w, g, k), flash_lanes::keys32_source(lane, k));
+    keep |= flash_lanes::keys32_bits(got, g, k, p.threshold);
   }
   return keep;
 }
@@ -867,64 +839,11 @@ __device__ inline float exp2_fast(float x) {
   return y;
 }
 
-// The tile's real keys as two 32-bit lane maps (keys 0..31, 32..63 of the tile), from the flags
-// every lane of the warp reads once.
-struct KeyMap {
-  unsigned lo, hi;
-  __device__ bool all() const { return (lo & hi) == ~0u; }
-};
+using flash_lanes::KeyMap;
+
+// The tile's real keys (flags in shared memory, 64 of them), each lane reading two.
 __device__ inline KeyMap key_map(const int* flags, int lane) {
   return KeyMap{__ballot_sync(0xffffffffu, flags[lane] != 0), __ballot_sync(0xffffffffu, flags[32 + lane] != 0)};
-}
-
-// Row-side score fragments (rows g, g+8; columns 8n + 2t + e): s = scores · scale, −∞ where the
-// key is not allowed, and each row's maximum into row_max. kMask = false is the common tile (every
-// key real, no causal diagonal): no per-element test at all. With kMask, `keys` is the tile's key
-// map and `future[r]` the column offset (relative to 2t) past which keys follow row r's query.
-template <bool kMask>
-__device__ inline void scale_row_scores(float (*sc)[4], float* row_max, float scale, KeyMap keys, bool causal,
-                                        const int* future, int t) {
-  const unsigned lo = keys.lo >> (2 * t), hi = keys.hi >> (2 * t);
-#pragma unroll
-  for (int n = 0; n < 8; ++n) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float v = sc[n][e] * scale;
-      if constexpr (kMask) {
-        const int col = 8 * n + (e & 1);
-        const bool real = (((n < 4 ? lo : hi) >> (col & 31)) & 1u) != 0;
-        if (!real || (causal && col > future[e >> 1])) v = -INFINITY;
-      }
-      sc[n][e] = v;
-      row_max[e >> 1] = fmaxf(row_max[e >> 1], v);
-    }
-  }
-}
-
-// Whether a row-side warp's tile needs per-element masking: a padding key, or (causal) a key
-// after the warp's first query.
-__device__ inline bool row_tile_needs_mask(KeyMap keys, bool causal, int64_t k0, int64_t warp_row0) {
-  return !keys.all() || (causal && k0 + 63 > warp_row0);
-}
-
-// Key-side score fragments of the dK/dV kernel (rows: keys g, g+8; columns: queries 8n + 2t + e):
-// s = scores · scale, −∞ where not allowed: a query past the sequence (column offset ≥
-// query_limit), a padding key, or (causal) a query before key r (column offset < future[r]).
-template <bool kMask>
-__device__ inline void scale_key_scores(float (*st)[4], float scale, int query_limit, const bool* key_real,
-                                        bool causal, const int* future) {
-#pragma unroll
-  for (int n = 0; n < 8; ++n) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float v = st[n][e] * scale;
-      if constexpr (kMask) {
-        const int col = 8 * n + (e & 1), r = e >> 1;
-        if (col >= query_limit || !key_real[r] || (causal && col < future[r])) v = -INFINITY;
-      }
-      st[n][e] = v;
-    }
-  }
 }
 
 // Shared memory of the row-side kernels (forward, dQ): the CTA's rows (two operands: Q and, for
@@ -1028,10 +947,10 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
     const KeyMap keys = key_map(s ? sm.key_ok[1] : sm.key_ok[0], lane);
     const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
     float tile_max[2] = {-INFINITY, -INFINITY};
-    if (row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
-      scale_row_scores<true>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
+    if (flash_lanes::row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
+      flash_lanes::scale_row_scores<true>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
     else
-      scale_row_scores<false>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
+      flash_lanes::scale_row_scores<false>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
     float m_use[2], alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -1152,10 +1071,10 @@ __global__ void __launch_bounds__(32 * WARPS)
     const KeyMap keys = key_map(s ? sm.key_ok[1] : sm.key_ok[0], lane);
     const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
     float unused_max[2] = {-INFINITY, -INFINITY};
-    if (row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
-      scale_row_scores<true>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
+    if (flash_lanes::row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
+      flash_lanes::scale_row_scores<true>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
     else
-      scale_row_scores<false>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
+      flash_lanes::scale_row_scores<false>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
     const unsigned keep32[2] = {keep_bits_rows32(p, prob_row[0], prob_row[1], k0, lane),
                                 keep_bits_rows32(p, prob_row[0], prob_row[1], k0 + 32, lane)};
 #pragma unroll
@@ -1276,10 +1195,10 @@ __global__ void __launch_bounds__(32 * WARPS)
     // padding key, or (causal) a query precedes one of the warp's keys.
     const int query_limit = int(T_len - i0) - 2 * t;
     const int future[2] = {int(key_j[0] - i0) - 2 * t, int(key_j[1] - i0) - 2 * t};
-    if (!warp_keys_real || i0 + G::kCols > T_len || (p.causal && key_w + 15 > i0))
-      scale_key_scores<true>(st, p.scale_log2, query_limit, key_real, p.causal, future);
+    if (flash_lanes::key_tile_needs_mask(warp_keys_real, i0, T_len, p.causal, key_w))
+      flash_lanes::scale_key_scores<true>(st, p.scale_log2, query_limit, key_real, p.causal, future);
     else
-      scale_key_scores<false>(st, p.scale_log2, query_limit, key_real, p.causal, future);
+      flash_lanes::scale_key_scores<false>(st, p.scale_log2, query_limit, key_real, p.causal, future);
     const float* lse_s = s ? sm.lse[1] : sm.lse[0];
     const float* delta_s = s ? sm.delta[1] : sm.delta[0];
     const unsigned keep32[2] = {keep_bits_keys32(p, uint64_t(bh * T_len), i0, key_w, lane),
