@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU call after fused-attention work: build wattwise and the CUDA tests that attention and
 # dropout reach, run the flash-attention test, time the fused kernels (its disabled Timing test,
-# every shape), bench our training step for WW_BENCH_CASES, then the other tests. A baseline binary
+# every shape), bench our training step for WW_BENCH_CASES, then the other tests, then (as time
+# allows) Nsight Compute on the attention kernels and on a GPT-2 step. A baseline binary
 # carried in .gpu-carry/base/wattwise (scripts/gpu/build_baseline.sh: the commit before the change,
 # built on the CPU machine) is benched in the same call, alternating with ours: before/after on one
 # GPU. Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/*.log, $OUT/bench.jsonl.
@@ -30,6 +31,9 @@ for round in 1 2; do
   done
 done
 run_tests $others
-# Where GPT-2's step goes now, with what is left of the call (WW_DEADLINE_S after the start).
-profile_gpt2_step $(( start + ${WW_DEADLINE_S:-570} - $(date +%s) ))
+# What limits the attention kernels, then where GPT-2's step goes now, with what is left of the
+# call (WW_DEADLINE_S after the start).
+deadline=$(( start + ${WW_DEADLINE_S:-570} ))
+profile_attention_kernels $(( deadline - $(date +%s) ))
+profile_gpt2_step $(( deadline - $(date +%s) ))
 say "total: $(( $(date +%s) - start )) s"

@@ -70,3 +70,20 @@ profile_gpt2_step() {  # seconds-left
   say "profile gpt2: rc $?"
   python3 scripts/gpu/ncu_summary.py $OUT/ncu_gpt2.csv --top 30 | tee -a "$summary"
 }
+
+# What limits the fused attention kernels: Nsight Compute's speed-of-light, occupancy, warp-state
+# and compute-workload sections for the mma forward, dK/dV and dQ kernels of one GPT-2 124M training
+# step (causal, T = 1024, dropout 0.1: the second step's 36 launches), averaged per kernel.
+# Skipped when fewer than 60 s are left.
+profile_attention_kernels() {  # seconds-left
+  local left=$1 ncu_bin
+  [ "$left" -gt 60 ] || { say "profile attention: no time left"; return 0; }
+  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout $(( left + 10 )) "$ncu_bin" --clock-control none --csv --page details \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
+    -k regex:'flash_(forward|dkdv|dq)_mma' --launch-skip 36 --launch-count 36 \
+    build/wattwise bench --case gpt2-train-bf16 --device cuda --steps 2 --warmup 1 --min-seconds 0 \
+    > $OUT/ncu_attention.csv 2> $OUT/ncu_attention.err
+  say "profile attention: rc $?"
+  python3 scripts/gpu/ncu_summary.py $OUT/ncu_attention.csv --details | tee -a "$summary"
+}
