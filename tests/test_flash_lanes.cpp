@@ -21,13 +21,20 @@ namespace {
 
 constexpr uint64_t kSeed = 0x1234abcd5678ull, kOffset = 77;
 
-// A warp's shuffle round: every lane's value from `send`, then each lane's from its source.
-template <typename Send, typename Source>
-std::vector<uint32_t> shuffle(Send send, Source source) {
-  std::vector<uint32_t> sent(32), got(32);
-  for (int lane = 0; lane < 32; ++lane) sent[size_t(lane)] = send(lane);
-  for (int lane = 0; lane < 32; ++lane) got[size_t(lane)] = sent[size_t(source(lane))];
-  return got;
+// A simulated warp's dropout bits: every lane draws its Philox block (block_of), then in each of
+// `rounds` shuffle rounds every lane sends (send), each lane takes its source's value (source) and
+// folds it into its bits (bits): what the kernels' loops do with __shfl_sync.
+template <typename BlockOf, typename Send, typename Source, typename Bits>
+std::vector<unsigned> warp_keep_bits(int rounds, BlockOf block_of, Send send, Source source, Bits bits) {
+  std::vector<Philox4> words(32);
+  for (int lane = 0; lane < 32; ++lane) words[size_t(lane)] = attention_dropout_words(kSeed, kOffset, block_of(lane));
+  std::vector<unsigned> keep(32, 0u);
+  for (int k = 0; k < rounds; ++k) {
+    std::vector<uint32_t> sent(32);
+    for (int lane = 0; lane < 32; ++lane) sent[size_t(lane)] = send(words[size_t(lane)], lane, k);
+    for (int lane = 0; lane < 32; ++lane) keep[size_t(lane)] |= bits(sent[size_t(source(lane, k))], lane, k);
+  }
+  return keep;
 }
 
 // Row side (forward, dQ kernels): query rows q_w + g and q_w + g + 8 of head row bh, keys key0..+31.
@@ -42,19 +49,14 @@ TEST(FlashLanes, RowSideDropoutBitsAreTheRule) {
             SCOPED_TRACE("T " + std::to_string(T) + " p " + std::to_string(p) + " bh " + std::to_string(bh) +
                          " rows " + std::to_string(q_w) + " keys " + std::to_string(key0));
             auto prob_row = [&](int lane, int r) { return uint64_t(bh * T + q_w + (lane >> 2) + 8 * r); };
-            std::vector<Philox4> words(32);
-            for (int lane = 0; lane < 32; ++lane)
-              words[size_t(lane)] = attention_dropout_words(
-                  kSeed, kOffset,
-                  lanes::rows32_block(prob_row(lane, 0), prob_row(lane, 1), key0, lane & 3, blocks_per_row));
-            std::vector<unsigned> keep(32, 0u);
-            for (int k = 0; k < 4; ++k) {
-              const std::vector<uint32_t> got =
-                  shuffle([&](int lane) { return lanes::rows32_send(words[size_t(lane)], lane & 3, k); },
-                          [&](int lane) { return lanes::rows32_source(lane, k); });
-              for (int lane = 0; lane < 32; ++lane)
-                keep[size_t(lane)] |= lanes::rows32_bits(got[size_t(lane)], lane & 3, k, threshold);
-            }
+            const std::vector<unsigned> keep = warp_keep_bits(
+                4,
+                [&](int lane) {
+                  return lanes::rows32_block(prob_row(lane, 0), prob_row(lane, 1), key0, lane & 3, blocks_per_row);
+                },
+                [](const Philox4& w, int lane, int k) { return lanes::rows32_send(w, lane & 3, k); },
+                [](int lane, int k) { return lanes::rows32_source(lane, k); },
+                [&](uint32_t got, int lane, int k) { return lanes::rows32_bits(got, lane & 3, k, threshold); });
             for (int lane = 0; lane < 32; ++lane)
               for (int nn = 0; nn < 4; ++nn)
                 for (int r = 0; r < 2; ++r)
@@ -80,18 +82,11 @@ TEST(FlashLanes, KeySideDropoutBitsAreTheRule) {
             SCOPED_TRACE("T " + std::to_string(T) + " p " + std::to_string(p) + " keys " + std::to_string(key_w) +
                          " queries " + std::to_string(i_base));
             const uint64_t bh_T = uint64_t(bh * T);
-            std::vector<Philox4> words(32);
-            for (int lane = 0; lane < 32; ++lane)
-              words[size_t(lane)] = attention_dropout_words(
-                  kSeed, kOffset, lanes::keys32_block(bh_T, i_base, key_w, lane, blocks_per_row));
-            std::vector<unsigned> keep(32, 0u);
-            for (int k = 0; k < 8; ++k) {
-              const std::vector<uint32_t> got =
-                  shuffle([&](int lane) { return lanes::keys32_send(words[size_t(lane)], lane >> 2, k); },
-                          [&](int lane) { return lanes::keys32_source(lane, k); });
-              for (int lane = 0; lane < 32; ++lane)
-                keep[size_t(lane)] |= lanes::keys32_bits(got[size_t(lane)], lane >> 2, k, threshold);
-            }
+            const std::vector<unsigned> keep = warp_keep_bits(
+                8, [&](int lane) { return lanes::keys32_block(bh_T, i_base, key_w, lane, blocks_per_row); },
+                [](const Philox4& w, int lane, int k) { return lanes::keys32_send(w, lane >> 2, k); },
+                [](int lane, int k) { return lanes::keys32_source(lane, k); },
+                [&](uint32_t got, int lane, int k) { return lanes::keys32_bits(got, lane >> 2, k, threshold); });
             for (int lane = 0; lane < 32; ++lane)
               for (int nn = 0; nn < 4; ++nn)
                 for (int r = 0; r < 2; ++r)

@@ -846,6 +846,20 @@ __device__ inline KeyMap key_map(const int* flags, int lane) {
   return KeyMap{__ballot_sync(0xffffffffu, flags[lane] != 0), __ballot_sync(0xffffffffu, flags[32 + lane] != 0)};
 }
 
+// A row-side warp's score tile (keys k0.., its rows row_i[0] = g and row_i[1] = g + 8 of the 16
+// from warp_row0) into base-2 units, masked only where flash_lanes says the tile needs it; each
+// row's maximum into row_max.
+__device__ inline void scale_row_tile(float (*sc)[4], float* row_max, const Params& p, const int* key_flags,
+                                      int64_t k0, int64_t warp_row0, const int64_t* row_i, int lane) {
+  const int t = lane & 3;
+  const KeyMap keys = key_map(key_flags, lane);
+  const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
+  if (flash_lanes::row_tile_needs_mask(keys, p.causal, k0, warp_row0))
+    flash_lanes::scale_row_scores<true>(sc, row_max, p.scale_log2, keys, p.causal, future, t);
+  else
+    flash_lanes::scale_row_scores<false>(sc, row_max, p.scale_log2, keys, p.causal, future, t);
+}
+
 // Shared memory of the row-side kernels (forward, dQ): the CTA's rows (two operands: Q and, for
 // dQ, dO) plus two stages of the column tiles (K and V) and their key flags.
 template <typename T, int D, int WARPS>
@@ -944,13 +958,8 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
     float sc[G::kCols / 8][4];
     mma_abt<T, D>(sc, qf, (s ? sm.k[1] : sm.k[0]));
 
-    const KeyMap keys = key_map(s ? sm.key_ok[1] : sm.key_ok[0], lane);
-    const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
     float tile_max[2] = {-INFINITY, -INFINITY};
-    if (flash_lanes::row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
-      flash_lanes::scale_row_scores<true>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
-    else
-      flash_lanes::scale_row_scores<false>(sc, tile_max, p.scale_log2, keys, p.causal, future, t);
+    scale_row_tile(sc, tile_max, p, s ? sm.key_ok[1] : sm.key_ok[0], k0, q0 + warp * 16, row_i, lane);
     float m_use[2], alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -1014,7 +1023,7 @@ __global__ void __launch_bounds__(32 * WARPS)
   const CtaCoords cta = cta_coords(p, true);
   const int64_t b = cta.b, h = cta.h, q0 = cta.block * kRows;
   const int64_t bh = b * p.heads + h;
-  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2, t = lane & 3;
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane >> 2;
   const T* q_src = qkv + b * T_len * qkv_row + h * D;
   const int64_t row_i[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   const uint64_t prob_row[2] = {uint64_t(bh * T_len + row_i[0]), uint64_t(bh * T_len + row_i[1])};
@@ -1068,13 +1077,8 @@ __global__ void __launch_bounds__(32 * WARPS)
     float sc[G::kCols / 8][4], dp[G::kCols / 8][4];
     mma_abt<T, D>(sc, qf, (s ? sm.k[1] : sm.k[0]));
     mma_abt<T, D>(dp, dof, (s ? sm.v[1] : sm.v[0]));  // dP = dO Vᵀ
-    const KeyMap keys = key_map(s ? sm.key_ok[1] : sm.key_ok[0], lane);
-    const int future[2] = {int(row_i[0] - k0 - 2 * t), int(row_i[1] - k0 - 2 * t)};
     float unused_max[2] = {-INFINITY, -INFINITY};
-    if (flash_lanes::row_tile_needs_mask(keys, p.causal, k0, q0 + warp * 16))
-      flash_lanes::scale_row_scores<true>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
-    else
-      flash_lanes::scale_row_scores<false>(sc, unused_max, p.scale_log2, keys, p.causal, future, t);
+    scale_row_tile(sc, unused_max, p, s ? sm.key_ok[1] : sm.key_ok[0], k0, q0 + warp * 16, row_i, lane);
     const unsigned keep32[2] = {keep_bits_rows32(p, prob_row[0], prob_row[1], k0, lane),
                                 keep_bits_rows32(p, prob_row[0], prob_row[1], k0 + 32, lane)};
 #pragma unroll
