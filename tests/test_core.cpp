@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <set>
+#include <vector>
 
 #include "wattwise/core/arena.h"
 #include "wattwise/core/dtype.h"
@@ -159,6 +162,39 @@ TEST(Rng, AttentionDropoutRule) {
   EXPECT_NEAR(double(dropped), n * rate, 6.0 * sigma);
   // Two independent masks at this rate differ on 2·r·(1−r) ≈ 18% of the elements.
   for (int64_t differ : {differ_seed, differ_offset, differ_row}) EXPECT_GT(double(differ), 0.15 * n);
+}
+
+// fill_normal: every element from its own Philox block (i/4), so one thread and all threads give
+// the same values; N(0, 1) scaled by std; element 4b..4b+3 is Box-Muller of block b's four words, the
+// same arithmetic as Rng::normal over that block's words; another seed or stream draws others.
+TEST(Rng, FillNormalIsPerElementAndNormal) {
+  const int64_t n = 300001;  // not a multiple of 4, and past the parallel threshold
+  std::vector<float> all(size_t(n), NAN), one(size_t(n), NAN), other_stream(size_t(n), NAN), other_seed(size_t(n), NAN);
+  fill_normal(all.data(), n, 0.02f, 5, 9);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  fill_normal(one.data(), n, 0.02f, 5, 9);
+  omp_set_num_threads(threads);
+  fill_normal(other_stream.data(), n, 0.02f, 5, 10);
+  fill_normal(other_seed.data(), n, 0.02f, 6, 9);
+  double sum = 0, sumsq = 0;
+  int64_t same_stream = 0, same_seed = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(all[size_t(i)], one[size_t(i)]) << "element " << i << " depends on the thread count";
+    ASSERT_TRUE(std::isfinite(all[size_t(i)])) << "element " << i;
+    sum += all[size_t(i)] / 0.02;
+    sumsq += double(all[size_t(i)] / 0.02) * (all[size_t(i)] / 0.02);
+    same_stream += all[size_t(i)] == other_stream[size_t(i)];
+    same_seed += all[size_t(i)] == other_seed[size_t(i)];
+  }
+  EXPECT_NEAR(sum / double(n), 0.0, 0.01);
+  EXPECT_NEAR(sumsq / double(n), 1.0, 0.01);
+  EXPECT_LT(same_stream, 10);
+  EXPECT_LT(same_seed, 10);
+  // Block 1000's four words through Rng::normal's Box-Muller: Rng(seed, stream) starting at word 4000.
+  Rng rng(5, 9);
+  for (int i = 0; i < 4000; ++i) rng.next_u32();
+  for (int e = 0; e < 4; ++e) EXPECT_EQ(all[size_t(4000 + e)], rng.normal() * 0.02f) << "element " << 4000 + e;
 }
 
 TEST(Rng, StreamsAreReproducibleAndDistinct) {

@@ -104,7 +104,6 @@ void Gpt2LMHeadModel::register_parameters() {
 }
 
 void Gpt2LMHeadModel::init_weights(uint64_t seed) {
-  Rng rng(seed);
   Tensor host = Tensor::empty({params_.numel()}, DType::F32);
   const float residual_std = config_.initializer_range / std::sqrt(2.0f * float(config_.n_layer));
   for (const auto& p : params_.all()) {
@@ -117,7 +116,7 @@ void Gpt2LMHeadModel::init_weights(uint64_t seed) {
     } else {
       const bool residual = ends_with(p.name, ".c_proj.weight");
       const float std = residual ? residual_std : config_.initializer_range;
-      for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * std;
+      fill_parameter_normal(w, p, std, seed);
     }
   }
   params_.flat_values().copy_from(host);

@@ -129,7 +129,7 @@ void SequenceClassifier::register_parameters() {
   add(cls_b_, {config_.num_labels});
 }
 
-void SequenceClassifier::init_parameter(const Parameter& p, Rng& rng, float* w) const {
+void SequenceClassifier::init_parameter(const Parameter& p, float* w, const NormalFill& normal) const {
   const int64_t n = shape_numel(p.shape);
   const bool bias = p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
   if (bias) {
@@ -137,16 +137,17 @@ void SequenceClassifier::init_parameter(const Parameter& p, Rng& rng, float* w) 
   } else if (!p.weight_decay) {  // LayerNorm weight
     std::fill(w, w + n, 1.0f);
   } else {
-    for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * config_.initializer_range;
+    normal(w, n, config_.initializer_range);
   }
   if (p.name == word_emb_)
     std::fill(w + config_.pad_token_id * config_.hidden_size, w + (config_.pad_token_id + 1) * config_.hidden_size, 0.0f);
 }
 
 void SequenceClassifier::init_weights(uint64_t seed) {
-  Rng rng(seed);
   Tensor host = Tensor::empty({params_.numel()}, DType::F32);
-  for (const auto& p : params_.all()) init_parameter(p, rng, host.data<float>() + p.offset);
+  for (const auto& p : params_.all())
+    init_parameter(p, host.data<float>() + p.offset,
+                   [&](float* w, int64_t, float std) { fill_parameter_normal(w, p, std, seed); });
   params_.flat_values().copy_from(host);
   params_.mark_updated();
 }
@@ -224,7 +225,11 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
     for (const auto& p : model.params_.all()) {
       if (std::find(missing_head.begin(), missing_head.end(), p.name) == missing_head.end()) continue;
       Tensor host = Tensor::empty(p.shape, DType::F32);
-      model.init_parameter(p, rng, host.data<float>());
+      // Sequential draws from one stream, as before fill_normal existed: a head is small, and a
+      // seed keeps giving the head it gave (the documented MiniLM runs start from it).
+      model.init_parameter(p, host.data<float>(), [&](float* w, int64_t n, float std) {
+        for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * std;
+      });
       p.value.copy_from(host);
     }
     std::fprintf(stderr,

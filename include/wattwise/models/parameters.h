@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "wattwise/core/rng.h"
 #include "wattwise/core/tensor.h"
 
 namespace ww::models {
@@ -24,6 +25,13 @@ struct Parameter {
   int64_t offset = 0;        // in elements, into the flat buffers
   Tensor value;  // a view into the flat value buffer (the gradient: ParameterStore::grad)
 };
+
+// A parameter's normally distributed initial values (std · N(0, 1)) into w: Philox stream (seed,
+// init namespace + its offset), independent of every other parameter's, so each fill runs on all
+// cores and a seed gives the same model on any machine and thread count.
+inline void fill_parameter_normal(float* w, const Parameter& p, float std, uint64_t seed) {
+  fill_normal(w, shape_numel(p.shape), std, seed, 0x494e495400000000ull + uint64_t(p.offset));
+}
 
 class ParameterStore {
  public:

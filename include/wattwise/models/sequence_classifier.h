@@ -244,8 +244,10 @@ class SequenceClassifier : public TrainableModel {
   LayerActivations& layer_slot(int64_t l);
   Tensor layer_output(int64_t l);
   Tensor layer_input(int64_t l);
-  // Hugging Face's initialisation of one parameter into w (host memory).
-  void init_parameter(const Parameter& p, Rng& rng, float* w) const;
+  // Hugging Face's initialisation of one parameter into w (host memory); `normal(w, n, std)` draws
+  // the normally distributed values.
+  using NormalFill = std::function<void(float* w, int64_t n, float std)>;
+  void init_parameter(const Parameter& p, float* w, const NormalFill& normal) const;
   void plan_activations(int64_t batch, int64_t seq_len, bool training);
   void allocate_activations(Arena& arena, Activations& a, int64_t batch, int64_t seq_len, bool training) const;
   void check_batch(const Batch& batch) const;
