@@ -34,7 +34,7 @@ static void BM_BertBaseInference(benchmark::State& state) { run(state, Architect
 BENCHMARK(BM_DistilBertBaseInference)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_BertBaseInference)->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 int main(int argc, char** argv) {
-  ww::kernels::cpu::reexec_with_fast_blas_if_needed(argv);  // same BLAS kernels as the CLI
+  ww::kernels::cpu::reexec_with_fast_runtime_if_needed(argv);  // same BLAS kernels as the CLI
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -10,7 +10,7 @@
 #include "wattwise/core/error.h"
 
 int main(int argc, char** argv) {
-  ww::kernels::cpu::reexec_with_fast_blas_if_needed(argv);
+  ww::kernels::cpu::reexec_with_fast_runtime_if_needed(argv);
   CLI::App app{"wattwise: fine-tune and serve transformers with energy as a first-class metric"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "wattwise 0.1.0");

@@ -67,4 +67,13 @@ grep -q "refusing to overwrite" err.txt || fail "no refusal message: $(cat err.t
 "$bin" measure --country Narnia -- touch should_not_exist 2>err.txt
 [ $? = 1 ] && [ ! -e should_not_exist ] || fail "bad --country must fail before running"
 grep -q "unknown country or region 'Narnia'" err.txt || fail "unclear error: $(cat err.txt)"
+# The measured command gets the user's environment: wattwise re-executes itself with
+# OMP_WAIT_POLICY (and perhaps OPENBLAS_CORETYPE) set for its own libraries, and takes them out
+# again before it starts anything; a value the user set passes through unchanged.
+env -u OMP_WAIT_POLICY -u OPENBLAS_CORETYPE "$bin" measure --out env1 -- env > env1.txt 2>/dev/null ||
+  fail "measure -- env failed"
+grep -qE "^(OMP_WAIT_POLICY|OPENBLAS_CORETYPE|WW_ADDED_ENV)=" env1.txt &&
+  fail "the measured command saw wattwise's own settings: $(grep -E '^(OMP_|OPENBLAS_|WW_ADDED)' env1.txt)"
+OMP_WAIT_POLICY=ACTIVE "$bin" measure --out env2 -- env > env2.txt 2>/dev/null || fail "measure -- env failed"
+grep -qx "OMP_WAIT_POLICY=ACTIVE" env2.txt || fail "the user's OMP_WAIT_POLICY did not reach the command"
 echo "measure_basic: ok"
