@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vector_math.h"
 
 namespace ww::kernels::cpu {
 
@@ -31,20 +32,21 @@ void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_
   }
 }
 
+// erf and exp as vectorisable arithmetic (vector_math.h: the approximations PyTorch's CPU GELU uses).
 void gelu_forward(float* out, const float* inp, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork / 4)
   for (int64_t i = 0; i < n; ++i) {
     const float x = inp[i];
-    out[i] = x * 0.5f * (1.0f + std::erf(x * kSqrtHalf));
+    out[i] = x * 0.5f * (1.0f + erf_approx(x * kSqrtHalf));
   }
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork / 4)
   for (int64_t i = 0; i < n; ++i) {
     const float x = inp[i];
-    const float cdf = 0.5f * (1.0f + std::erf(x * kSqrtHalf));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    const float cdf = 0.5f * (1.0f + erf_approx(x * kSqrtHalf));
+    const float pdf = kInvSqrt2Pi * exp_approx(-0.5f * x * x);
     dinp[i] = dout[i] * (cdf + x * pdf);
   }
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu/softmax.h"
+#include "kernels/cpu/vector_math.h"
 #include "wattwise/core/rng.h"
 
 namespace ww::kernels::cpu {
@@ -49,23 +50,23 @@ void masked_softmax_row(float* row, int64_t query, const int32_t* key_mask,
   const int64_t end = config.causal ? query + 1 : seq_len;  // keys at or past `end` are future
   auto is_real = [key_mask](int64_t key) { return key_mask == nullptr || key_mask[key] != 0; };
 
+  // Vectorised: vector_math.h's exp, the max as a SIMD reduction (exact in any order), the sum in
+  // sum_fixed_order's one order, so a mask of all real keys rounds exactly as no mask.
   float max_score = -INFINITY;
-  bool any_real_key = false;
+  int real_keys = 0;
+#pragma omp simd reduction(max : max_score) reduction(+ : real_keys)
   for (int64_t j = 0; j < end; ++j) {
-    if (!is_real(j)) continue;
-    max_score = std::fmax(max_score, row[j]);
-    any_real_key = true;
+    const bool real = is_real(j);
+    max_score = real && row[j] > max_score ? row[j] : max_score;
+    real_keys += real;
   }
-  if (!any_real_key) {  // nothing to attend to: probabilities 0, so the output row is 0
+  if (real_keys == 0) {  // nothing to attend to: probabilities 0, so the output row is 0
     for (int64_t j = 0; j < seq_len; ++j) row[j] = 0.0f;
     return;
   }
-  float sum = 0.0f;
-  for (int64_t j = 0; j < end; ++j) {
-    float e = is_real(j) ? std::exp(row[j] - max_score) : 0.0f;
-    row[j] = e;
-    sum += e;
-  }
+#pragma omp simd
+  for (int64_t j = 0; j < end; ++j) row[j] = is_real(j) ? exp_approx(row[j] - max_score) : 0.0f;
+  const float sum = sum_fixed_order(row, end);
   for (int64_t j = end; j < seq_len; ++j) row[j] = 0.0f;
   const float inv_sum = 1.0f / sum;
   for (int64_t j = 0; j < end; ++j) row[j] *= inv_sum;

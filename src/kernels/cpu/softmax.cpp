@@ -2,17 +2,19 @@
 
 #include <cmath>
 
+#include "kernels/cpu/vector_math.h"
+
 namespace ww::kernels::cpu {
 
+// Vectorised: vector_math.h's exp, the max as a SIMD reduction (exact in any order), the sum in
+// sum_fixed_order's one order.
 void softmax_forward_row(float* out, const float* inp, int64_t cols) {
   float max_value = -INFINITY;
-  for (int64_t j = 0; j < cols; ++j) max_value = std::fmax(max_value, inp[j]);
-  float sum = 0.0f;
-  for (int64_t j = 0; j < cols; ++j) {
-    float e = std::exp(inp[j] - max_value);
-    out[j] = e;
-    sum += e;
-  }
+#pragma omp simd reduction(max : max_value)
+  for (int64_t j = 0; j < cols; ++j) max_value = inp[j] > max_value ? inp[j] : max_value;
+#pragma omp simd
+  for (int64_t j = 0; j < cols; ++j) out[j] = exp_approx(inp[j] - max_value);
+  const float sum = sum_fixed_order(out, cols);
   float inv_sum = 1.0f / sum;
   for (int64_t j = 0; j < cols; ++j) out[j] *= inv_sum;
 }
