@@ -27,7 +27,7 @@ constexpr uint64_t kSeed = 0x1234abcd5678ull, kOffset = 77;
 template <typename BlockOf, typename Send, typename Source, typename Bits>
 std::vector<unsigned> warp_keep_bits(int rounds, BlockOf block_of, Send send, Source source, Bits bits) {
   std::vector<Philox4> words(32);
-  for (int lane = 0; lane < 32; ++lane) words[size_t(lane)] = attention_dropout_words(kSeed, kOffset, block_of(lane));
+  for (int lane = 0; lane < 32; ++lane) words[size_t(lane)] = philox_block(kSeed, kOffset, block_of(lane));
   std::vector<unsigned> keep(32, 0u);
   for (int k = 0; k < rounds; ++k) {
     std::vector<uint32_t> sent(32);

@@ -6,11 +6,9 @@ namespace ww {
 
 namespace {
 
-float unit_uniform(uint32_t word) { return float(word >> 8) * (1.0f / 16777216.0f); }
-
 // Box-Muller: two standard normals from two words (u1 on (0, 1], so never log(0)).
 void box_muller(uint32_t word1, uint32_t word2, float* first, float* second) {
-  const float u1 = 1.0f - unit_uniform(word1), u2 = unit_uniform(word2);
+  const float u1 = 1.0f - uniform_from_word(word1), u2 = uniform_from_word(word2);
   const float radius = std::sqrt(-2.0f * std::log(u1));
   const float angle = 6.28318530717958647692f * u2;
   *first = radius * std::cos(angle);
@@ -35,8 +33,7 @@ void fill_normal(float* w, int64_t n, float std, uint64_t seed, uint64_t stream)
   const int64_t blocks = (n + 3) / 4;
 #pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 16))
   for (int64_t b = 0; b < blocks; ++b) {
-    const Philox4 r = philox4x32_10(uint32_t(b), uint32_t(uint64_t(b) >> 32), uint32_t(stream),
-                                    uint32_t(stream >> 32), uint32_t(seed), uint32_t(seed >> 32));
+    const Philox4 r = philox_block(seed, stream, uint64_t(b));
     float z[4];
     box_muller(r.v[0], r.v[1], &z[0], &z[1]);
     box_muller(r.v[2], r.v[3], &z[2], &z[3]);

@@ -28,18 +28,24 @@ WW_HOST_DEVICE inline Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c
   return Philox4{{c0, c1, c2, c3}};
 }
 
+// Block `block` (four 32-bit words) of stream `offset` under `seed`: the counter is the block, the
+// key the seed. Every generator below draws its words this way.
+WW_HOST_DEVICE inline Philox4 philox_block(uint64_t seed, uint64_t offset, uint64_t block) {
+  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
+                       uint32_t(seed), uint32_t(seed >> 32));
+}
+
 // The index-th 32-bit random word of stream `offset` under `seed`. Element i uses word i%4 of block
 // i/4, so a CUDA thread that handles four consecutive elements makes one Philox call.
 WW_HOST_DEVICE inline uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t index) {
-  uint64_t block = index >> 2;
-  Philox4 r = philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset),
-                            uint32_t(offset >> 32), uint32_t(seed), uint32_t(seed >> 32));
-  return r.v[index & 3];
+  return philox_block(seed, offset, index >> 2).v[index & 3];
 }
 
-// Uniform in [0, 1) with 24 bits of resolution (exactly representable in fp32).
+// A word as a uniform in [0, 1) with 24 bits of resolution (exactly representable in fp32).
+WW_HOST_DEVICE inline float uniform_from_word(uint32_t word) { return float(word >> 8) * (1.0f / 16777216.0f); }
+
 WW_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t offset, uint64_t index) {
-  return float(philox_u32(seed, offset, index) >> 8) * (1.0f / 16777216.0f);
+  return uniform_from_word(philox_u32(seed, offset, index));
 }
 
 // Attention-probability dropout, one rule for every attention path (CPU reference, CUDA reference,
@@ -59,10 +65,6 @@ WW_HOST_DEVICE inline float attention_dropout_keep_scale(float p) {
 WW_HOST_DEVICE inline uint64_t attention_dropout_block(uint64_t row, int64_t seq_len, int64_t key) {
   return row * uint64_t((seq_len + 15) / 16) + uint64_t(key / 16);
 }
-WW_HOST_DEVICE inline Philox4 attention_dropout_words(uint64_t seed, uint64_t offset, uint64_t block) {
-  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32),
-                       uint32_t(seed), uint32_t(seed >> 32));
-}
 // Byte `key % 16` of a block's words against the threshold.
 WW_HOST_DEVICE inline bool attention_dropout_keeps(const Philox4& words, int64_t key, uint32_t threshold) {
   const int byte = int(key & 15);
@@ -70,8 +72,8 @@ WW_HOST_DEVICE inline bool attention_dropout_keeps(const Philox4& words, int64_t
 }
 WW_HOST_DEVICE inline bool attention_dropout_keep(uint64_t seed, uint64_t offset, uint64_t row, int64_t seq_len,
                                                   int64_t key, uint32_t threshold) {
-  return attention_dropout_keeps(attention_dropout_words(seed, offset, attention_dropout_block(row, seq_len, key)),
-                                 key, threshold);
+  return attention_dropout_keeps(philox_block(seed, offset, attention_dropout_block(row, seq_len, key)), key,
+                                 threshold);
 }
 
 // w[0, n) = std · N(0, 1), element i from Philox block i/4 of (seed, stream) by Box-Muller: every
@@ -86,7 +88,7 @@ class Rng {
   explicit Rng(uint64_t seed, uint64_t stream = 0) : seed_(seed), stream_(stream) {}
   uint32_t next_u32() { return philox_u32(seed_, stream_, counter_++); }
   uint64_t next_u64() { return (uint64_t(next_u32()) << 32) | next_u32(); }
-  float uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }
+  float uniform() { return uniform_from_word(next_u32()); }
   float normal();  // Box-Muller
   // Uniform integer in [0, n) without modulo bias.
   uint64_t below(uint64_t n);

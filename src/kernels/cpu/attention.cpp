@@ -80,7 +80,7 @@ void dropout_row(float* dst, const float* src, int64_t length, uint64_t row, con
   Philox4 words{};
   for (int64_t j = 0; j < length; ++j) {
     if (j % 16 == 0)
-      words = attention_dropout_words(config.seed, config.offset, attention_dropout_block(row, length, j));
+      words = philox_block(config.seed, config.offset, attention_dropout_block(row, length, j));
     dst[j] = attention_dropout_keeps(words, j, threshold) ? src[j] * keep_scale : 0.0f;
   }
 }

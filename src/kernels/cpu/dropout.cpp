@@ -23,12 +23,10 @@ void apply_dropout_mask(float* out, const float* inp, int64_t n, float p, uint64
   // block of four is one call; the values equal philox_uniform(seed, offset, i) bit for bit.
 #pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
   for (int64_t block = 0; block < num_blocks; ++block) {
-    const uint64_t q = uint64_t(block);
-    const Philox4 r = philox4x32_10(uint32_t(q), uint32_t(q >> 32), uint32_t(offset), uint32_t(offset >> 32),
-                                    uint32_t(seed), uint32_t(seed >> 32));
+    const Philox4 r = philox_block(seed, offset, uint64_t(block));
     const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
     for (int64_t j = 0; j < count; ++j) {
-      const float u = float(r.v[j] >> 8) * (1.0f / 16777216.0f);
+      const float u = uniform_from_word(r.v[j]);
       out[first + j] = u >= p ? inp[first + j] * scale : 0.0f;
     }
   }

@@ -862,12 +862,10 @@ __global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float s
   const uint64_t offset = offset_value + (offset_base ? *offset_base : 0);
   const int64_t num_blocks = (n + 3) / 4;
   WW_GRID_STRIDE(block, num_blocks) {
-    const uint64_t q = uint64_t(block);
-    const Philox4 r = philox4x32_10(uint32_t(q), uint32_t(q >> 32), uint32_t(offset), uint32_t(offset >> 32),
-                                    uint32_t(seed), uint32_t(seed >> 32));
+    const Philox4 r = philox_block(seed, offset, uint64_t(block));
     const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
     for (int64_t j = 0; j < count; ++j) {
-      const float u = float(r.v[j] >> 8) * (1.0f / 16777216.0f);
+      const float u = uniform_from_word(r.v[j]);
       out[first + j] = store_float<T>(u >= p ? load_float(inp[first + j]) * scale : 0.0f);
     }
   }

@@ -177,7 +177,7 @@ struct Params {
 // Block `block` of this launch's (seed, offset) stream (offset_base added when graphs replay).
 __device__ inline Philox4 dropout_block(const Params& p, uint64_t block) {
   const uint64_t offset = p.offset + (p.offset_base ? *p.offset_base : 0);
-  return attention_dropout_words(p.seed, offset, block);
+  return philox_block(p.seed, offset, block);
 }
 
 // Bit e set iff key key0 + e of probability row `row` survives; key0 % 4 == 0, so the four keys
