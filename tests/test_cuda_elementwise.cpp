@@ -491,6 +491,23 @@ TEST(CudaElementwise, DropoutMaskEqualsCpuBitForBit) {
       ops::dropout_backward(dinp, inp, p, seed, offset + 1);
       ops::dropout_backward(dinp_gpu, inp_gpu, p, seed, offset + 1);
       expect_same_bits(dinp_gpu, dinp, "dropout backward");
+      if (n > 1) {  // a view one element in: not 16-byte aligned, so the kernel's scalar form
+        Tensor view_out = poisoned_cpu({n - 1}), view_out_gpu = poisoned_gpu({n - 1});
+        ops::dropout_forward(view_out, inp.slice(1, n), p, seed, offset);
+        ops::dropout_forward(view_out_gpu, inp_gpu.slice(1, n), p, seed, offset);
+        expect_same_bits(view_out_gpu, view_out, "dropout of an unaligned view");
+      }
+      // 16-bit: the f32 rule on the 16-bit values, rounded once.
+      for (DType half : {DType::BF16, DType::F16}) {
+        Tensor inp16 = Tensor::empty({n}, half, Device::cuda(0)), out16 = Tensor::empty({n}, half, Device::cuda(0));
+        ops::cast(inp16, inp_gpu);
+        ops::dropout_forward(out16, inp16, p, seed, offset);
+        Tensor widened = Tensor::from_vector(from_gpu(inp16), {n}), want = poisoned_cpu({n});
+        ops::dropout_forward(want, widened, p, seed, offset);
+        Tensor want16 = Tensor::empty({n}, half, Device::cuda(0));
+        ops::cast(want16, to_gpu(want));
+        expect_same_bits(out16, Tensor::from_vector(from_gpu(want16), {n}), "dropout " + std::string(dtype_name(half)));
+      }
       ops::dropout_forward(inp_gpu, inp_gpu, p, seed, offset);  // in place
       expect_same_bits(inp_gpu, out, "dropout in place");
     }

@@ -14,9 +14,13 @@
 
 #include "cuda_compare.h"
 #include "cuda_test_util.h"
+#include "wattwise/ops/activation.h"
 #include "wattwise/ops/cross_entropy.h"
 #include "wattwise/ops/elementwise.h"
 #include "wattwise/ops/linear.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/linear.h"
+#endif
 
 using namespace ww;
 using ww::testing::cpu_tensor;
@@ -54,6 +58,8 @@ const std::vector<Case> kCases = {
     {1, 1, 1, true, 0},      {7, 13, 5, true, 0},     {7, 13, 5, false, 0},   {33, 257, 129, true, 1},
     {64, 768, 768, true, 0}, {130, 64, 300, true, 3}, {5, 96, 17, false, 1},
     {0, 12, 8, true, 0},     {9, 12, 0, true, 0},
+    // Bias gradients over several 256-row chunks, 16-byte column loads, a part-filled column tile.
+    {600, 32, 520, true, 0},
 };
 
 TEST(CudaGemm, LinearForwardMatchesCpu) {
@@ -206,5 +212,126 @@ TEST(CudaGemm, PaddedLmHeadAtGpt2VocabMatchesContiguous) {
     ops::linear_backward_padded(padded_dinp, padded_dweight, padded, inp, weight);
     expect_close(read_back(padded_dinp), read_back(dinp), "dinp", rtol);
     expect_close(read_back(padded_dweight), read_back(dweight), "dweight", dtype == DType::F32 ? 1e-4 : 1e-3);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear + GELU (tanh form) with the GELU in cuBLASLt's epilogue.
+
+#ifdef WW_HAVE_CUDA  // these call the CUDA kernels directly
+// The kernels themselves in f32, against the CPU's linear and GELU kernels: that cuBLASLt's GELU
+// is the tanh form (not erf) and how closely it evaluates it. Pre-activations span about ±4.
+TEST(CudaGemm, GeluEpilogueIsTheTanhFormInF32) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 96, IC = 64, OC = 256;
+  Tensor inp = cpu_tensor(random_normals(N * IC, 31), {N, IC});
+  Tensor weight = cpu_tensor(random_normals(OC * IC, 32, 0.25f), {OC, IC});
+  Tensor bias = cpu_tensor(random_normals(OC, 33, 0.5f), {OC});
+  Tensor pre = Tensor::empty({N, OC}, DType::F32), tanh_form = Tensor::empty({N, OC}, DType::F32);
+  Tensor erf_form = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_forward(pre, inp, weight, bias);
+  ops::gelu_tanh_forward(tanh_form, pre);
+  ops::gelu_forward(erf_form, pre);
+
+  Tensor g_out = gpu_poisoned({N, OC}), g_pre = gpu_poisoned({N, OC});
+  Tensor g_inp = gpu_copy(inp), g_weight = gpu_copy(weight), g_bias = gpu_copy(bias);
+  ASSERT_TRUE(kernels::cuda::linear_gelu_tanh_forward(g_out.raw(), g_pre.raw(), g_inp.raw(), g_weight.raw(),
+                                                      g_bias.raw(), DType::F32, N, IC, OC))
+      << "cuBLASLt offers no GELU_AUX_BIAS kernel for an aligned f32 GEMM";
+  const std::vector<float> got = read_back(g_out), want = tanh_form.to_float_vector();
+  const std::vector<float> erf = erf_form.to_float_vector();
+  double off_tanh = 0, off_erf = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    off_tanh = std::max(off_tanh, double(std::abs(got[i] - want[i])));
+    off_erf = std::max(off_erf, double(std::abs(got[i] - erf[i])));
+  }
+  std::printf("GELU epilogue (f32): max |fused - tanh form| %.2e, |fused - erf form| %.2e\n", off_tanh, off_erf);
+  EXPECT_LT(off_tanh, 2e-4);
+  EXPECT_LT(off_tanh, off_erf / 2) << "the epilogue is closer to the erf form than to the tanh form";
+  expect_close(read_back(g_pre), pre.to_float_vector(), "pre (aux)", kRtol);
+
+  // Backward: dpre = (dout · W) ⊙ gelu_tanh'(pre), through the DGELU epilogue.
+  Tensor dout = cpu_tensor(random_normals(N * IC, 34), {N, IC});  // the next layer's view: OC' = IC
+  Tensor w2 = cpu_tensor(random_normals(IC * OC, 35, 0.1f), {IC, OC});
+  Tensor dact = Tensor::empty({N, OC}, DType::F32), dpre = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_backward(dact, Tensor(), Tensor(), dout, tanh_form, w2);
+  ops::gelu_tanh_backward(dpre, pre, dact);
+  Tensor g_dpre = gpu_poisoned({N, OC});
+  Tensor g_dout = gpu_copy(dout), g_w2 = gpu_copy(w2), g_pre_exact = gpu_copy(pre);
+  ASSERT_TRUE(kernels::cuda::linear_dinp_gelu_tanh(g_dpre.raw(), g_dout.raw(), g_w2.raw(), g_pre_exact.raw(),
+                                                   DType::F32, N, OC, IC, IC))
+      << "cuBLASLt offers no DGELU kernel for an aligned f32 GEMM";
+  expect_close(read_back(g_dpre), dpre.to_float_vector(), "dpre (DGELU epilogue)", 1e-3);
+}
+
+// The ops in 16 bits at GPT-2's MLP shape: the fused GEMM is taken, and it agrees with the
+// unfused GEMM + GELU kernel to within 16-bit rounding (pre, out, dpre, dweight, dbias).
+TEST(CudaGemm, LinearGeluTanhOpsFusedMatchUnfusedIn16Bit) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 256, C = 768, I = 3072;
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    auto upload = [&](const std::vector<float>& v, const Shape& shape) {
+      Tensor t = Tensor::empty(shape, dtype, Device::cuda(0));
+      ops::cast(t, gpu_copy(cpu_tensor(v, shape)));
+      return t;
+    };
+    Tensor inp = upload(random_normals(N * C, 41), {N, C});
+    Tensor w_fc = upload(random_normals(I * C, 42, 0.05f), {I, C}), b_fc = upload(random_normals(I, 43, 0.1f), {I});
+    Tensor w_proj = upload(random_normals(C * I, 44, 0.02f), {C, I});
+    Tensor dout = upload(random_normals(N * C, 45), {N, C});
+    struct Result {
+      std::vector<float> pre, act, dpre, dweight, dbias;
+    };
+    auto run = [&](bool fused) {
+      ops::set_fused_gemm_epilogues(fused);
+      Tensor pre = Tensor::empty({N, I}, dtype, Device::cuda(0)), act = Tensor::empty({N, I}, dtype, Device::cuda(0));
+      Tensor dpre = Tensor::empty({N, I}, dtype, Device::cuda(0));
+      Tensor dweight = Tensor::zeros({C, I}, DType::F32, Device::cuda(0));
+      Tensor dbias = Tensor::zeros({C}, DType::F32, Device::cuda(0));
+      ops::linear_gelu_tanh_forward(act, pre, inp, w_fc, b_fc);
+      ops::linear_backward_gelu_tanh(dpre, dweight, dbias, dout, act, w_proj, pre);
+      ops::set_fused_gemm_epilogues(true);
+      return Result{read_back(pre), read_back(act), read_back(dpre), read_back(dweight), read_back(dbias)};
+    };
+    const Result fused = run(true), plain = run(false);
+    expect_close(fused.pre, plain.pre, "pre", 1e-2);
+    expect_close(fused.act, plain.act, "act", 1e-2);
+    expect_close(fused.dpre, plain.dpre, "dpre", 2e-2);
+    expect_close(fused.dweight, plain.dweight, "dweight", 1e-2);
+    expect_close(fused.dbias, plain.dbias, "dbias", 1e-5);  // same dout, same column sums
+
+    Tensor out = Tensor::empty({N, I}, dtype, Device::cuda(0)), pre = Tensor::empty({N, I}, dtype, Device::cuda(0));
+    EXPECT_TRUE(kernels::cuda::linear_gelu_tanh_forward(out.raw(), pre.raw(), inp.raw(), w_fc.raw(), b_fc.raw(), dtype,
+                                                        N, C, I))
+        << "no fused GELU_AUX_BIAS kernel at GPT-2's MLP shape";
+    EXPECT_TRUE(kernels::cuda::linear_dinp_gelu_tanh(out.raw(), dout.raw(), w_proj.raw(), pre.raw(), dtype, N, I, C, C))
+        << "no fused DGELU kernel at GPT-2's MLP shape";
+    read_back(out);
+  }
+}
+
+#endif  // WW_HAVE_CUDA
+
+// Inference form (no pre kept) and shapes cuBLASLt's epilogue cannot take (OC not a multiple of 8):
+// the op falls back to GEMM + GELU kernel and still matches the CPU.
+TEST(CudaGemm, LinearGeluTanhOpsMatchCpuInEveryForm) {
+  WW_REQUIRE_CUDA();
+  struct Shape3 {
+    int64_t N, IC, OC;
+  };
+  for (const Shape3 s : {Shape3{37, 64, 24}, Shape3{19, 40, 20}, Shape3{5, 16, 8}}) {
+    SCOPED_TRACE("N=" + std::to_string(s.N) + " IC=" + std::to_string(s.IC) + " OC=" + std::to_string(s.OC));
+    Tensor inp = cpu_tensor(random_normals(s.N * s.IC, 51), {s.N, s.IC});
+    Tensor weight = cpu_tensor(random_normals(s.OC * s.IC, 52, 0.2f), {s.OC, s.IC});
+    Tensor bias = cpu_tensor(random_normals(s.OC, 53), {s.OC});
+    Tensor out = Tensor::empty({s.N, s.OC}, DType::F32), pre = Tensor::empty({s.N, s.OC}, DType::F32);
+    ops::linear_gelu_tanh_forward(out, pre, inp, weight, bias);
+    Tensor g_out = gpu_poisoned({s.N, s.OC}), g_pre = gpu_poisoned({s.N, s.OC}), g_out2 = gpu_poisoned({s.N, s.OC});
+    ops::linear_gelu_tanh_forward(g_out, g_pre, gpu_copy(inp), gpu_copy(weight), gpu_copy(bias));
+    ops::linear_gelu_tanh_forward(g_out2, Tensor(), gpu_copy(inp), gpu_copy(weight), gpu_copy(bias));
+    expect_close(read_back(g_out), out.to_float_vector(), "out", kRtol);
+    expect_close(read_back(g_pre), pre.to_float_vector(), "pre", kRtol);
+    expect_close(read_back(g_out2), out.to_float_vector(), "out without pre", kRtol);
   }
 }

@@ -18,18 +18,7 @@ timeout 180 build/tests/test_cuda_flash_attention --gtest_also_run_disabled_test
 say "attention timing: rc $?"
 grep -E "fused|reference" $OUT/timing.log | tee -a "$summary"
 
-base=.gpu-carry/base/wattwise
-[ -x "$base" ] && say "baseline: $(cat .gpu-carry/base/COMMIT 2>/dev/null)"
-for round in 1 2; do
-  for c in ${WW_BENCH_CASES:-gpt2-train-bf16 distilbert-train-bf16 bert-train-bf16}; do
-    for tool in build/wattwise $base; do
-      [ -x "$tool" ] || continue
-      name=$([ "$tool" = "$base" ] && echo base || echo new)
-      timeout 120 $tool bench --case $c --device cuda --min-seconds 2 --json $OUT/bench.jsonl > $OUT/bench_${c}_$name.log 2>&1
-      say "round $round $c $name: rc $? $(grep -E '^wattwise' $OUT/bench_${c}_$name.log | tr -s ' ')"
-    done
-  done
-done
+bench_before_after 2
 run_tests $others
 # What limits the attention kernels, then where GPT-2's step goes now, with what is left of the
 # call (WW_DEADLINE_S after the start).
@@ -37,3 +26,4 @@ deadline=$(( start + ${WW_DEADLINE_S:-570} ))
 profile_attention_kernels $(( deadline - $(date +%s) ))
 profile_gpt2_step $(( deadline - $(date +%s) ))
 say "total: $(( $(date +%s) - start )) s"
+pack_outputs

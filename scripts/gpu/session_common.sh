@@ -87,3 +87,43 @@ profile_attention_kernels() {  # seconds-left
   say "profile attention: rc $?"
   python3 scripts/gpu/ncu_summary.py $OUT/ncu_attention.csv --details | tee -a "$summary"
 }
+
+# Before/after on one GPU: `wattwise bench` for each case of WW_BENCH_CASES (default GPT-2,
+# DistilBERT and BERT-base training, bf16), ours (build/wattwise) and the baseline binary carried in
+# .gpu-carry/base/wattwise (scripts/gpu/build_baseline.sh) alternating, `rounds` rounds; one summary
+# line per run, every run appended to $OUT/bench.jsonl.
+bench_before_after() {  # rounds
+  local base=.gpu-carry/base/wattwise round c tool name
+  [ -x "$base" ] && say "baseline: $(cat .gpu-carry/base/COMMIT 2>/dev/null)"
+  for round in $(seq 1 "${1:-2}"); do
+    for c in ${WW_BENCH_CASES:-gpt2-train-bf16 distilbert-train-bf16 bert-train-bf16}; do
+      for tool in build/wattwise $base; do
+        [ -x "$tool" ] || continue
+        name=$([ "$tool" = "$base" ] && echo base || echo new)
+        timeout 120 $tool bench --case $c --device cuda --min-seconds 2 --json $OUT/bench.jsonl > $OUT/bench_${c}_$name.log 2>&1
+        say "round $round $c $name: rc $? $(grep -E '^wattwise' $OUT/bench_${c}_$name.log | tr -s ' ')"
+      done
+    done
+  done
+}
+
+# A call brings back at most 8 files: everything in $OUT but the summary and the JSON lines goes
+# into one $OUT/logs.tar.gz.
+pack_outputs() {
+  (cd "$OUT" && tar -czf logs.tar.gz --exclude=summary.txt --exclude=bench.jsonl --exclude=logs.tar.gz \
+     --remove-files $(ls | grep -v -e '^summary.txt$' -e '^bench.jsonl$' -e '^logs.tar.gz$'))
+}
+
+# Where a bench case's training step goes: kernel durations under Nsight Compute (clocks untouched)
+# for `count` kernels after skipping `skip` (initialisation and the warm-up step), summed per
+# kernel name into the summary. Skipped when fewer than 60 s are left.
+profile_bench_case() {  # case skip count seconds-left
+  local c=$1 skip=$2 count=$3 left=$4 ncu_bin
+  [ "$left" -gt 60 ] || { say "profile $c: no time left"; return 0; }
+  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout $(( left + 10 )) "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    --launch-skip "$skip" --launch-count "$count" \
+    build/wattwise bench --case "$c" --device cuda --steps 4 --warmup 2 --min-seconds 0 > "$OUT/ncu_$c.csv" 2> "$OUT/ncu_$c.err"
+  say "profile $c: rc $?"
+  python3 scripts/gpu/ncu_summary.py "$OUT/ncu_$c.csv" --top 25 | tee -a "$summary"
+}

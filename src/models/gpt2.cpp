@@ -372,12 +372,15 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
     l.ln2_mean = f32({N});
     l.ln2_rstd = f32({N});
     l.fc_pre = act({N, I});
+    // Training keeps GELU's output too (the MLP projection's weight gradient reads it): written by
+    // the same GEMM as fc_pre, so the backward recomputes nothing. Inference writes GELU's output
+    // over fc_pre.
+    l.fc_act = training ? act({N, I}) : Tensor();
     l.out = act({B, T, C});
   }
   a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
   for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
   a.proj = act({N, C});
-  a.fc_act = training ? act({N, I}) : a.layers.front().fc_pre;
   a.lnf_out = act({N, C});
   a.lnf_mean = f32({N});
   a.lnf_rstd = f32({N});
@@ -521,9 +524,11 @@ void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivati
   // res1 = x + attention branch, ln2_out = LayerNorm(res1).
   ops::residual_layernorm_forward(s.ln2_out, s.res1, s.ln2_mean, s.ln2_rstd, x, proj, f32_weight(n.ln2_w),
                                   f32_weight(n.ln2_b), config_.layer_norm_epsilon);
-  ops::linear_forward(s.fc_pre, s.ln2_out, gemm_weight(n.fc_w), gemm_weight(n.fc_b));
-  ops::gelu_tanh_forward(a.fc_act, s.fc_pre);
-  ops::linear_forward(proj, a.fc_act, gemm_weight(n.mlp_proj_w), gemm_weight(n.mlp_proj_b));
+  // fc_act = GELU(fc_pre), fc_pre = ln2_out · W_fcᵀ + b_fc: one GEMM with GELU in its epilogue.
+  const Tensor& mlp_hidden = s.fc_act.defined() ? s.fc_act : s.fc_pre;
+  ops::linear_gelu_tanh_forward(mlp_hidden, s.fc_act.defined() ? s.fc_pre : Tensor(), s.ln2_out, gemm_weight(n.fc_w),
+                                gemm_weight(n.fc_b));
+  ops::linear_forward(proj, mlp_hidden, gemm_weight(n.mlp_proj_w), gemm_weight(n.mlp_proj_b));
   ops::dropout_forward(proj, proj, p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_);
   ops::residual_forward(out.reshape({N, C}), s.res1, proj);
 }
@@ -615,9 +620,9 @@ void Gpt2LMHeadModel::layer_backward(int64_t l, const Tensor& x_in, LayerActivat
 
   // d_a: gradient of the layer's output on entry (= of res1 through the residual), of x on exit.
   ops::dropout_backward(a.d_b, a.d_a, p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_);
-  ops::gelu_tanh_forward(a.fc_act, s.fc_pre);  // not kept by the forward: one elementwise pass
-  ops::linear_backward(a.d_fc, P.grad(n.mlp_proj_w), P.grad(n.mlp_proj_b), a.d_b, a.fc_act, gemm_weight(n.mlp_proj_w));
-  ops::gelu_tanh_backward(a.d_fc, s.fc_pre, a.d_fc);
+  // d_fc = gradient of fc_pre: the projection's input gradient times GELU' in one GEMM.
+  ops::linear_backward_gelu_tanh(a.d_fc, P.grad(n.mlp_proj_w), P.grad(n.mlp_proj_b), a.d_b, s.fc_act,
+                                 gemm_weight(n.mlp_proj_w), s.fc_pre);
   ops::linear_backward(a.d_b, P.grad(n.fc_w), P.grad(n.fc_b), a.d_fc, s.ln2_out, gemm_weight(n.fc_w));
   ops::layernorm_backward(a.d_a, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_b, s.res1, P.value(n.ln2_w), s.ln2_mean,
                           s.ln2_rstd, /*accumulate=*/true, a.ln_workspace);  // d res1 total

@@ -166,7 +166,7 @@ class Gpt2LMHeadModel : public TrainableModel {
   };
   struct LayerActivations {
     Tensor ln1_out, ln1_mean, ln1_rstd, qkv, probs, lse, context, res1, ln2_out, ln2_mean, ln2_rstd, fc_pre,
-        out;
+        fc_act, out;
   };
   struct Activations {
     int64_t batch = 0, seq_len = 0, chunk = 0;
@@ -178,7 +178,7 @@ class Gpt2LMHeadModel : public TrainableModel {
     Tensor emb;                         // embeddings output (after dropout): layer 0's input
     std::vector<LayerActivations> layers;
     std::vector<Tensor> boundaries;
-    Tensor proj, fc_act;                // per-layer scratch
+    Tensor proj;                        // per-layer scratch
     Tensor lnf_out, lnf_mean, lnf_rstd;
     Tensor logits;                      // [chunk, padded V] (or [N, V] for inference without labels)
     Tensor losses;                      // f32 [N]

@@ -27,6 +27,29 @@ void linear_forward_padded(const Tensor& out, const Tensor& inp, const Tensor& w
 void linear_backward_padded(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
                             const Tensor& weight);
 
+// A linear layer followed by GPT-2's GELU (tanh form, ops::gelu_tanh_forward):
+//   pre[N,OC] = inp · weightᵀ + bias      (kept for the backward; skipped when undefined)
+//   out[N,OC] = gelu_tanh(pre)
+// On CUDA one cuBLASLt GEMM with the GELU in its epilogue where cuBLASLt offers one (and
+// fused_gemm_epilogues() is on), else linear_forward then gelu_tanh_forward: the same values up to
+// rounding (the epilogue applies GELU to the fp32 accumulator, before rounding to 16 bits).
+// out must not overlap pre, inp or weight.
+void linear_gelu_tanh_forward(const Tensor& out, const Tensor& pre, const Tensor& inp, const Tensor& weight,
+                              const Tensor& bias);
+
+// The backward of linear_forward(out, act = gelu_tanh(pre), weight, bias) through the GELU:
+//   dweight += doutᵀ · act, dbias += Σ_n dout[n,:]   (as linear_backward; either may be undefined)
+//   dpre[N,IC] = (dout · weight) ⊙ gelu_tanh'(pre)    (overwritten; GELU's derivative in the
+//                                                    GEMM's epilogue on CUDA where offered)
+// dpre must not overlap pre, act, dout or weight.
+void linear_backward_gelu_tanh(const Tensor& dpre, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                               const Tensor& act, const Tensor& weight, const Tensor& pre);
+
+// Process-wide switch (default true): whether the CUDA linear_*_gelu_tanh ops use cuBLASLt's GELU
+// epilogues (false: a GEMM and an elementwise kernel, as on the CPU). For tests and A/B timing.
+void set_fused_gemm_epilogues(bool fused);
+bool fused_gemm_epilogues();
+
 // Process-wide switch (default false): when true, f32 GEMMs on CUDA devices (linear_* and the
 // reference attention's) let tensor cores round their inputs to TF32
 // (CUBLAS_COMPUTE_32F_FAST_TF32; about 1e-3 relative error, much faster). 16-bit GEMMs and the

@@ -445,22 +445,23 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   }
 }
 
-// dinp of LayerNorm, one warp per row (layout and vectors as the forward). x̂ and g = dout·weight
-// stay in registers between the two passes. dinp must not alias dout.
-template <int V, typename T>
-__global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
-                                                const float* mean, const float* rstd, int64_t N, int64_t C,
-                                                bool accumulate) {
+// dinp of LayerNorm for row n, by one warp (layout and vectors as the forward). x̂ and
+// g = dout·weight stay in registers between the two passes. dinp must not alias dout. With kParams
+// the lane also adds dout·x̂ and dout for its columns into acc_weight/acc_bias (the row's share of
+// dweight and dbias): only for rows the lane's cache holds whole (C / V <= 32·kCache).
+template <int V, typename T, bool kParams>
+__device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, const T* inp, const float* weight,
+                                                       const float* mean, const float* rstd, int64_t n, int64_t C,
+                                                       bool accumulate, float (&acc_weight)[kLaneFloats / V][V],
+                                                       float (&acc_bias)[kLaneFloats / V][V]) {
   constexpr int kCache = kLaneFloats / V;
   const int lane = int(threadIdx.x & 31);
-  const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
-  if (n >= N) return;  // uniform over the warp
   const int64_t vectors = C / V, offset = n * C;
   const float row_mean = mean[n], row_rstd = rstd[n];
   // Rounded products, as on the CPU: a fused multiply-add in the formula below would subtract
   // mean_g (the rounded product) from the exact product and leave its rounding error, times rstd.
-  auto load = [&](int64_t i, float (&xhat)[V], float (&g)[V]) {
-    float x[V], d[V], w[V];
+  auto load = [&](int64_t i, float (&xhat)[V], float (&g)[V], float (&d)[V]) {
+    float x[V], w[V];
     load_floats<V>(inp + offset + i * V, x);
     load_floats<V>(dout + offset + i * V, d);
     load_floats<V>(weight + i * V, w);
@@ -476,23 +477,29 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
   for (int j = 0; j < kCache; ++j) {
     const int64_t i = lane + 32 * j;
     if (i < vectors) {
-      load(i, cache_xhat[j], cache_g[j]);
+      float d[V];
+      load(i, cache_xhat[j], cache_g[j], d);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         sum_g += cache_g[j][k];
         sum_g_xhat += cache_g[j][k] * cache_xhat[j][k];
+        if constexpr (kParams) {
+          acc_weight[j][k] += d[k] * cache_xhat[j][k];
+          acc_bias[j][k] += d[k];
+        }
       }
     }
   }
-  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
-    float xhat[V], g[V];
-    load(i, xhat, g);
+  if constexpr (!kParams)
+    for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+      float xhat[V], g[V], d[V];
+      load(i, xhat, g, d);
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      sum_g += g[k];
-      sum_g_xhat += g[k] * xhat[k];
+      for (int k = 0; k < V; ++k) {
+        sum_g += g[k];
+        sum_g_xhat += g[k] * xhat[k];
+      }
     }
-  }
   const float mean_g = warp_sum(sum_g) / float(C);
   const float mean_g_xhat = warp_sum(sum_g_xhat) / float(C);
   auto write = [&](int64_t i, const float (&xhat)[V], const float (&g)[V]) {
@@ -510,15 +517,76 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
     const int64_t i = lane + 32 * j;
     if (i < vectors) write(i, cache_xhat[j], cache_g[j]);
   }
-  for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
-    float xhat[V], g[V];
-    load(i, xhat, g);
-    write(i, xhat, g);
+  if constexpr (!kParams)
+    for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
+      float xhat[V], g[V], d[V];
+      load(i, xhat, g, d);
+      write(i, xhat, g);
+    }
+}
+
+// dinp of LayerNorm alone, one warp per row.
+template <int V, typename T>
+__global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
+                                                const float* mean, const float* rstd, int64_t N, int64_t C,
+                                                bool accumulate) {
+  const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
+  if (n >= N) return;  // uniform over the warp
+  float unused_weight[kLaneFloats / V][V], unused_bias[kLaneFloats / V][V];
+  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, unused_weight,
+                                      unused_bias);
+}
+
+// dinp and the dweight/dbias partials of one chunk of kLayerNormRowsPerChunk rows in one pass over
+// dout and inp (the separate partials kernel read both again: ~40% of LayerNorm's backward time
+// for GPT-2). Block = one chunk; warp w takes rows w, w + kLayerNormWarps, … of it and keeps its
+// columns' sums in registers; the warps' sums are added in order of w into partial[chunk][c], the
+// layout layernorm_param_reduce_kernel reads. Rows must fit the lanes' caches (C / V <= 32·kCache).
+template <int V, typename T>
+__global__ void __launch_bounds__(32 * kLayerNormWarps)
+    layernorm_backward_fused_kernel(T* dinp, float* partial_weight, float* partial_bias, const T* dout, const T* inp,
+                                    const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
+                                    bool accumulate) {
+  constexpr int kCache = kLaneFloats / V;
+  __shared__ float warp_weight[kLayerNormWarps][32 * kLaneFloats], warp_bias[kLayerNormWarps][32 * kLaneFloats];
+  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
+  const int64_t chunk = blockIdx.x, n0 = chunk * kLayerNormRowsPerChunk;
+  float acc_weight[kCache][V], acc_bias[kCache][V];
+#pragma unroll
+  for (int j = 0; j < kCache; ++j)
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc_weight[j][k] = acc_bias[j][k] = 0.0f;
+  for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
+    layernorm_backward_row<V, T, true>(dinp, dout, inp, weight, mean, rstd, n0 + r, C, accumulate, acc_weight,
+                                       acc_bias);
+  const int64_t vectors = C / V;
+#pragma unroll
+  for (int j = 0; j < kCache; ++j) {
+    const int64_t i = lane + 32 * j;
+    if (i < vectors)
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        warp_weight[warp][i * V + k] = acc_weight[j][k];
+        warp_bias[warp][i * V + k] = acc_bias[j][k];
+      }
+  }
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float total_weight = 0.0f, total_bias = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kLayerNormWarps; ++w) {
+      total_weight += warp_weight[w][c];
+      total_bias += warp_bias[w][c];
+    }
+    partial_weight[chunk * C + c] = total_weight;
+    partial_bias[chunk * C + c] = total_bias;
   }
 }
 
-// Partial sums of dweight (Σ dout·x̂) and dbias (Σ dout) over one chunk of rows, in row order, V
-// columns a thread, in float. Grid: (column tiles, chunks).
+// Partial sums of dweight (Σ dout·x̂) and dbias (Σ dout) over one chunk of rows, V columns a
+// thread, in float, in the fused kernel's order (so both give the same bits): rows r ≡ w (mod
+// kLayerNormWarps) of the chunk summed in row order, then those kLayerNormWarps sums in order of w.
+// Grid: (column tiles, chunks).
 template <int V, typename T>
 __global__ void layernorm_param_partials_kernel(float* partial_weight, float* partial_bias, const T* dout,
                                                 const T* inp, const float* mean, const float* rstd,
@@ -528,22 +596,38 @@ __global__ void layernorm_param_partials_kernel(float* partial_weight, float* pa
   const int64_t chunk = blockIdx.y;
   const int64_t n0 = chunk * kLayerNormRowsPerChunk;
   const int64_t n1 = n0 + kLayerNormRowsPerChunk < N ? n0 + kLayerNormRowsPerChunk : N;
-  float acc_weight[V], acc_bias[V];
+  float acc_weight[kLayerNormWarps][V], acc_bias[kLayerNormWarps][V];
 #pragma unroll
-  for (int k = 0; k < V; ++k) acc_weight[k] = acc_bias[k] = 0.0f;
-  for (int64_t n = n0; n < n1; ++n) {
-    float d[V], x[V];
-    load_floats<V>(dout + n * C + c, d);
-    load_floats<V>(inp + n * C + c, x);
-    const float row_mean = mean[n], row_rstd = rstd[n];
+  for (int w = 0; w < kLayerNormWarps; ++w)
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      acc_weight[k] += d[k] * ((x[k] - row_mean) * row_rstd);
-      acc_bias[k] += d[k];
+    for (int k = 0; k < V; ++k) acc_weight[w][k] = acc_bias[w][k] = 0.0f;
+  for (int64_t base = n0; base < n1; base += kLayerNormWarps)
+#pragma unroll
+    for (int w = 0; w < kLayerNormWarps; ++w) {
+      const int64_t n = base + w;
+      if (n >= n1) break;
+      float d[V], x[V];
+      load_floats<V>(dout + n * C + c, d);
+      load_floats<V>(inp + n * C + c, x);
+      const float row_mean = mean[n], row_rstd = rstd[n];
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        acc_weight[w][k] += d[k] * __fmul_rn(x[k] - row_mean, row_rstd);
+        acc_bias[w][k] += d[k];
+      }
+    }
+  float total_weight[V], total_bias[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    total_weight[k] = total_bias[k] = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kLayerNormWarps; ++w) {
+      total_weight[k] += acc_weight[w][k];
+      total_bias[k] += acc_bias[w][k];
     }
   }
-  store_floats<V>(partial_weight + chunk * C + c, acc_weight);
-  store_floats<V>(partial_bias + chunk * C + c, acc_bias);
+  store_floats<V>(partial_weight + chunk * C + c, total_weight);
+  store_floats<V>(partial_bias + chunk * C + c, total_bias);
 }
 
 // Adds the chunks and accumulates into the parameter gradients. Block (32 columns, 32 chunk
@@ -647,7 +731,25 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     constexpr int V = 16 / int(sizeof(E));
     const E* d = static_cast<const E*>(dout);
     const E* x = static_cast<const E*>(inp);
-    if (dinp) {
+    const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
+    const bool params = dweight || dbias;
+    if (params && num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
+    float* partials = workspace;  // [2, num_chunks, C]: weight partials, then bias partials
+    if (params && !workspace)
+      check(cudaMallocAsync(reinterpret_cast<void**>(&partials), size_t(2 * num_chunks * C) * sizeof(float),
+                            stream()),
+            "cudaMallocAsync (layernorm partials)");
+    float* partial_bias = params ? partials + num_chunks * C : nullptr;
+    // One pass for dinp and the partials where whole rows fit the lanes' registers (C <= 1024 in
+    // 16-byte vectors: GPT-2, BERT, DistilBERT); else the two kernels below.
+    const bool fused = dinp && params && C / V <= 32 * (kLaneFloats / V) &&
+                       layernorm_vectors<E>(C, {dinp, dout, inp, weight, partials, partial_bias});
+    if (fused) {
+      layernorm_backward_fused_kernel<V, E><<<unsigned(num_chunks), 32 * kLayerNormWarps, 0, stream()>>>(
+          static_cast<E*>(dinp), partials, partial_bias, d, x, weight, mean, rstd, N, C, accumulate);
+      check_launch("layernorm_backward_fused_kernel");
+    }
+    if (dinp && !fused) {
       auto di = static_cast<E*>(dinp);
       if (layernorm_vectors<E>(C, {dinp, dout, inp, weight}))
         layernorm_backward_input_kernel<V, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
@@ -657,27 +759,21 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
             di, d, x, weight, mean, rstd, N, C, accumulate);
       check_launch("layernorm_backward_input_kernel");
     }
-    if (!dweight && !dbias) return;
-    const int64_t num_chunks = (N + kLayerNormRowsPerChunk - 1) / kLayerNormRowsPerChunk;
-    if (num_chunks > 65535) fail("layernorm_backward: ", N, " rows is more than this CUDA kernel handles");
-    float* partials = workspace;  // [2, num_chunks, C]: weight partials, then bias partials
-    const size_t bytes = size_t(2 * num_chunks * C) * sizeof(float);
-    if (!workspace)
-      check(cudaMallocAsync(reinterpret_cast<void**>(&partials), bytes, stream()),
-            "cudaMallocAsync (layernorm partials)");
-    float* partial_bias = partials + num_chunks * C;
-    if (layernorm_vectors<E>(C, {dout, inp, partials, partial_bias})) {
-      const int64_t lanes = C / V;
-      const int threads = int(std::min<int64_t>((lanes + 31) / 32 * 32, kThreads));
-      const dim3 grid{blocks_for(lanes, threads), unsigned(num_chunks)};
-      layernorm_param_partials_kernel<V, E><<<grid, threads, 0, stream()>>>(partials, partial_bias, d, x, mean,
-                                                                            rstd, N, C);
-    } else {
-      const dim3 grid{blocks_for(C, kThreads), unsigned(num_chunks)};
-      layernorm_param_partials_kernel<1, E><<<grid, kThreads, 0, stream()>>>(partials, partial_bias, d, x, mean,
-                                                                             rstd, N, C);
+    if (!params) return;
+    if (!fused) {
+      if (layernorm_vectors<E>(C, {dout, inp, partials, partial_bias})) {
+        const int64_t lanes = C / V;
+        const int threads = int(std::min<int64_t>((lanes + 31) / 32 * 32, kThreads));
+        const dim3 grid{blocks_for(lanes, threads), unsigned(num_chunks)};
+        layernorm_param_partials_kernel<V, E><<<grid, threads, 0, stream()>>>(partials, partial_bias, d, x, mean,
+                                                                              rstd, N, C);
+      } else {
+        const dim3 grid{blocks_for(C, kThreads), unsigned(num_chunks)};
+        layernorm_param_partials_kernel<1, E><<<grid, kThreads, 0, stream()>>>(partials, partial_bias, d, x, mean,
+                                                                               rstd, N, C);
+      }
+      check_launch("layernorm_param_partials_kernel");
     }
-    check_launch("layernorm_param_partials_kernel");
     layernorm_param_reduce_kernel<<<blocks_for(C, 32), dim3(32, kReduceGroups), 0, stream()>>>(
         dweight, dbias, partials, partial_bias, num_chunks, C);
     check_launch("layernorm_param_reduce_kernel");
@@ -855,8 +951,11 @@ void tanh_backward(void* dinp, const void* out, const void* dout, int64_t n, DTy
 namespace {
 
 // One thread per block of four elements: one Philox call gives their four words (philox_u32's
-// layout), so u equals philox_uniform(seed, offset, i) bit for bit, as on the CPU.
-template <typename T>
+// layout), so u equals philox_uniform(seed, offset, i) bit for bit, as on the CPU. With Vector the
+// block's four elements move in one load and one store (8 bytes for 16-bit types, 16 for f32):
+// the scalar form's four 2-byte accesses per thread ran the kernel at ~40% of the bandwidth
+// (39 µs for GPT-2's 16,384 × 768 bf16 activations on an H100, against ~15 µs for its bytes).
+template <typename T, bool Vector>
 __global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float scale, uint64_t seed,
                                uint64_t offset_value, const uint64_t* offset_base) {
   const uint64_t offset = offset_value + (offset_base ? *offset_base : 0);
@@ -864,6 +963,14 @@ __global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float s
   WW_GRID_STRIDE(block, num_blocks) {
     const Philox4 r = philox_block(seed, offset, uint64_t(block));
     const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
+    if (Vector && count == 4) {
+      float x[4];
+      load_floats<4>(inp + first, x);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) x[j] = uniform_from_word(r.v[j]) >= p ? x[j] * scale : 0.0f;
+      store_floats<4>(out + first, x);
+      continue;
+    }
     for (int64_t j = 0; j < count; ++j) {
       const float u = uniform_from_word(r.v[j]);
       out[first + j] = store_float<T>(u >= p ? load_float(inp[first + j]) * scale : 0.0f);
@@ -884,8 +991,11 @@ void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, floa
   const float scale = 1.0f / (1.0f - p);
   dispatch_activation(dtype, "dropout", [&](auto tag) {
     using E = decltype(tag);
-    dropout_kernel<E><<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(
-        static_cast<E*>(out), static_cast<const E*>(inp), n, p, scale, seed, offset, offset_base);
+    // Every block of four starts 4·sizeof(E) bytes past the tensor's start: aligned when both are.
+    const bool vector = aligned_to(out, 4 * sizeof(E)) && aligned_to(inp, 4 * sizeof(E));
+    const auto kernel = vector ? dropout_kernel<E, true> : dropout_kernel<E, false>;
+    kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(inp), n, p,
+                                                            scale, seed, offset, offset_base);
   });
   check_launch("dropout_kernel");
 }

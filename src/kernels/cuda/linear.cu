@@ -44,15 +44,29 @@ struct LtCall {
   }
 };
 
-// Column-major D[m,n] = op(A)·op(B) + beta·D (+ bias[m] broadcast over columns when bias is set).
-// A is stored [m,k] (or [k,m] when transposed) with leading dimension lda; likewise B. A and B
-// have type ab_type, C = D (and the bias) cd_type; accumulation is always fp32 (TF32 inputs only
-// for fp32 A/B with precision Tf32). Returns false (and does nothing) when cuBLASLt has no
-// algorithm for the bias epilogue, so the caller can add the bias another way; fails for anything
-// else.
+// What cuBLASLt does to the product before storing D: nothing, + bias[m] broadcast over columns
+// (BIAS), then GELU keeping its input in aux (GELU_AUX_BIAS; GELU_BIAS without aux), or times
+// GELU's derivative at aux (DGELU). aux is an m×n column-major matrix of D's type, leading dimension
+// aux_ld (a multiple of 8).
+struct Epilogue {
+  cublasLtEpilogue_t kind = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;
+  const void* aux = nullptr;
+  int64_t aux_ld = 0;
+};
+
+Epilogue bias_epilogue(const void* bias) {
+  return bias ? Epilogue{CUBLASLT_EPILOGUE_BIAS, bias, nullptr, 0} : Epilogue{};
+}
+
+// Column-major D[m,n] = op(A)·op(B) + beta·D, then the epilogue. A is stored [m,k] (or [k,m] when
+// transposed) with leading dimension lda; likewise B. A and B have type ab_type, C = D (and the
+// bias, aux) cd_type; accumulation is always fp32 (TF32 inputs only for fp32 A/B with precision
+// Tf32). Returns false (and does nothing) when cuBLASLt has no algorithm for a non-default
+// epilogue, so the caller can do its part another way; fails for anything else.
 bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const void* A,
                int64_t lda, const void* B, int64_t ldb, float beta, void* D, int64_t ldd,
-               const void* bias, DType ab_type, DType cd_type, GemmPrecision precision) {
+               const Epilogue& epilogue, DType ab_type, DType cd_type, GemmPrecision precision) {
   const BlasContext& ctx = blas_context();
   LtCall call;
   const cublasComputeType_t compute = precision == GemmPrecision::Tf32 && ab_type == DType::F32
@@ -65,15 +79,26 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                "cublasLtMatmulDescSetAttribute(TRANSA)");
   check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)),
                "cublasLtMatmulDescSetAttribute(TRANSB)");
-  if (bias) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                                sizeof(epilogue)),
+  const bool fused = epilogue.kind != CUBLASLT_EPILOGUE_DEFAULT;
+  if (fused)
+    check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue.kind,
+                                                sizeof(epilogue.kind)),
                  "cublasLtMatmulDescSetAttribute(EPILOGUE)");
-    const void* bias_pointer = bias;
+  if (epilogue.bias) {
+    const void* bias_pointer = epilogue.bias;
     check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                 &bias_pointer, sizeof(bias_pointer)),
                  "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+  }
+  if (epilogue.aux) {
+    const void* aux_pointer = epilogue.aux;
+    check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                &aux_pointer, sizeof(aux_pointer)),
+                 "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_POINTER)");
+    const int64_t aux_ld = epilogue.aux_ld;
+    check_cublas(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                                sizeof(aux_ld)),
+                 "cublasLtMatmulDescSetAttribute(EPILOGUE_AUX_LD)");
   }
   const uint64_t a_rows = uint64_t(transpose_a ? k : m), a_cols = uint64_t(transpose_a ? m : k);
   const uint64_t b_rows = uint64_t(transpose_b ? n : k), b_cols = uint64_t(transpose_b ? k : n);
@@ -107,7 +132,7 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
   cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx.lt_handle, call.desc, call.a, call.b, call.c,
                                                          call.c, call.preference, 1, &heuristic, &found);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
-    if (bias) return false;
+    if (fused) return false;
     fail("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM (column-major, transa ", transpose_a,
          ", transb ", transpose_b, ", A/B ", dtype_name(ab_type), ", C/D ", dtype_name(cd_type), ")");
   }
@@ -143,35 +168,50 @@ void broadcast_bias(void* out, const void* bias, DType dtype, int64_t N, int64_t
 // Column sums in two deterministic passes (no atomics; every sum in a fixed order), because one
 // pass with a block per 32 columns gave only C/32 blocks (24 for C = 768) each walking all N rows:
 // ~40 µs per bias gradient at N = 8,192 where the bytes need ~3 µs.
-//   1. grid (column tiles of 64, row chunks of kRowsPerChunk): thread (x, y) sums rows
-//      y, y + kRowGroups, … of its chunk for column tile·64 + x in double; the kRowGroups partials
-//      are added in order of y into partial[chunk][c];
+//   1. grid (column tiles, row chunks of kRowsPerChunk): thread (x, y) sums rows y, y + kRowGroups,
+//      … of its chunk for its V columns tile·32·V + x·V + v in double; the kRowGroups partials are
+//      added in order of y into partial[chunk][c];
 //   2. one thread per column adds the chunks' partials in chunk order to sums[c].
+// V = 16 bytes of elements (8 for 16-bit types) when rows and columns allow 16-byte loads, else 1:
+// a warp then reads 512 contiguous bytes per row instead of 64 (the scalar form ran GPT-2's bias
+// gradients at ~40% of the bandwidth). Each column's additions are in the same order for any V.
 constexpr int kRowGroups = 8;
-constexpr int kColumnTile = 64;
+constexpr int kColumnThreads = 32;
 constexpr int64_t kRowsPerChunk = 256;
 
-template <typename T>
+template <int V, typename T>
 __global__ void column_chunk_sums_kernel(double* partial, const T* x, int64_t N, int64_t C, int64_t ld) {
-  __shared__ double groups[kRowGroups][kColumnTile];
-  const int64_t c = int64_t(blockIdx.x) * kColumnTile + threadIdx.x;
+  __shared__ double groups[kRowGroups][kColumnThreads * V];
+  const int64_t c = (int64_t(blockIdx.x) * kColumnThreads + threadIdx.x) * V;
   const int64_t row0 = int64_t(blockIdx.y) * kRowsPerChunk;
   const int64_t row_end = row0 + kRowsPerChunk < N ? row0 + kRowsPerChunk : N;
-  double acc = 0.0;
-  if (c < C)
-    for (int64_t n = row0 + threadIdx.y; n < row_end; n += kRowGroups) acc += double(load_float(x[n * ld + c]));
-  groups[threadIdx.y][threadIdx.x] = acc;
+  double acc[V] = {};
+  if (c < C)  // V > 1 only when C is a multiple of V: all V columns exist
+    for (int64_t n = row0 + threadIdx.y; n < row_end; n += kRowGroups) {
+      float v[V];
+      load_floats<V>(x + n * ld + c, v);
+#pragma unroll
+      for (int k = 0; k < V; ++k) acc[k] += double(v[k]);
+    }
+#pragma unroll
+  for (int k = 0; k < V; ++k) groups[threadIdx.y][threadIdx.x * V + k] = acc[k];
   __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
+  // The block's 32·V columns, one per thread of the first rows of threads.
+  for (int j = threadIdx.y * kColumnThreads + threadIdx.x; j < kColumnThreads * V; j += kColumnThreads * kRowGroups) {
+    const int64_t column = int64_t(blockIdx.x) * kColumnThreads * V + j;
+    if (column >= C) continue;
     double total = 0.0;
-    for (int g = 0; g < kRowGroups; ++g) total += groups[g][threadIdx.x];
-    partial[int64_t(blockIdx.y) * C + c] = total;
+    for (int g = 0; g < kRowGroups; ++g) total += groups[g][j];
+    partial[int64_t(blockIdx.y) * C + column] = total;
   }
 }
 
+// The chunk loop's loads are independent of the running sum: unrolled, they are in flight
+// together instead of one latency each (C = 768 is only 3 blocks).
 __global__ void add_chunk_sums_kernel(float* sums, const double* partial, int64_t chunks, int64_t C) {
   WW_GRID_STRIDE(c, C) {
     double total = 0.0;
+#pragma unroll 16
     for (int64_t k = 0; k < chunks; ++k) total += partial[k * C + c];
     sums[c] = float(double(sums[c]) + total);
   }
@@ -191,8 +231,15 @@ void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t
         "cudaMallocAsync (column sums)");
   dispatch_activation(dtype, "add_column_sums", [&](auto tag) {
     using E = decltype(tag);
-    column_chunk_sums_kernel<E><<<dim3(blocks_for(C, kColumnTile), unsigned(chunks)), dim3(kColumnTile, kRowGroups), 0,
-                                  stream()>>>(partial, static_cast<const E*>(x), N, C, ld);
+    constexpr int V = 16 / int(sizeof(E));
+    const dim3 threads(kColumnThreads, kRowGroups);
+    const E* data = static_cast<const E*>(x);
+    if (C % V == 0 && ld % V == 0 && aligned_to(x, 16))
+      column_chunk_sums_kernel<V, E><<<dim3(blocks_for(C, kColumnThreads * V), unsigned(chunks)), threads, 0,
+                                       stream()>>>(partial, data, N, C, ld);
+    else
+      column_chunk_sums_kernel<1, E><<<dim3(blocks_for(C, kColumnThreads), unsigned(chunks)), threads, 0,
+                                       stream()>>>(partial, data, N, C, ld);
   });
   check_launch("column_chunk_sums_kernel");
   add_chunk_sums_kernel<<<grid_for(C), kThreads, 0, stream()>>>(sums, partial, chunks, C);
@@ -218,14 +265,15 @@ void linear_forward(void* out, const void* inp, const void* weight, const void* 
   // for that (or the bias is not 16-byte aligned), out starts as the bias and beta = 1, as on the CPU.
   const bool fused_bias = bias && alignment_of(bias) >= 16;
   if (fused_bias &&
-      lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, ld_out, bias, dtype, dtype, precision))
+      lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, ld_out, bias_epilogue(bias), dtype, dtype,
+                precision))
     return;
   float beta = 0.0f;
   if (bias) {
     broadcast_bias(out, bias, dtype, N, OC, ld_out);
     beta = 1.0f;
   }
-  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, ld_out, nullptr, dtype, dtype, precision);
+  lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, ld_out, Epilogue{}, dtype, dtype, precision);
 }
 
 void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
@@ -241,13 +289,44 @@ void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout,
   // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld ld_dout), hence transb.
   // dweight is f32 for every dtype: 16-bit A/B, f32 C/D, accumulated (beta = 1).
   if (dweight && IC > 0)
-    lt_matmul(false, true, IC, OC, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, nullptr, dtype, DType::F32,
+    lt_matmul(false, true, IC, OC, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, Epilogue{}, dtype, DType::F32,
               precision);
   if (dbias) add_column_sums(dbias, dout, dtype, N, OC, ld_dout);
   // dinpᵀ[IC,N] = Wᵀ[IC,OC] · doutᵀ[OC,N]: weight's buffer read column-major is Wᵀ (ld IC),
   // dout's is doutᵀ (ld ld_dout). Written last: dinp may share memory with inp.
   if (dinp && IC > 0)
-    lt_matmul(false, false, IC, N, OC, weight, IC, dout, ld_dout, 0.0f, dinp, IC, nullptr, dtype, dtype, precision);
+    lt_matmul(false, false, IC, N, OC, weight, IC, dout, ld_dout, 0.0f, dinp, IC, Epilogue{}, dtype, dtype, precision);
+}
+
+// The same products as linear_forward and linear_backward's dinp, with GELU (tanh form: cuBLASLt's
+// GELU epilogue is the tanh approximation, which test_cuda_gemm checks against our kernel in f32)
+// in the epilogue. cuBLASLt wants the GELU input's leading dimension a multiple of 8 and aligned
+// operands; it may still offer no kernel, and then these return false having written nothing.
+bool linear_gelu_tanh_forward(void* out, void* pre, const void* inp, const void* weight, const void* bias,
+                              DType dtype, int64_t N, int64_t IC, int64_t OC, GemmPrecision precision) {
+  if (N == 0 || OC == 0 || IC == 0 || OC % 8 != 0) return false;
+  if (bias && alignment_of(bias) < 16) return false;
+  if (pre && alignment_of(pre) < 16) return false;
+  Epilogue epilogue;
+  epilogue.kind = pre ? (bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                      : (bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU);
+  epilogue.bias = bias;
+  epilogue.aux = pre;
+  epilogue.aux_ld = pre ? OC : 0;
+  // outᵀ[OC,N] = W · inpᵀ as in linear_forward; preᵀ has out's layout (ld OC).
+  return lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, 0.0f, out, OC, epilogue, dtype, dtype, precision);
+}
+
+bool linear_dinp_gelu_tanh(void* dpre, const void* dout, const void* weight, const void* pre, DType dtype,
+                           int64_t N, int64_t IC, int64_t OC, int64_t ld_dout, GemmPrecision precision) {
+  if (N == 0 || OC == 0 || IC == 0 || IC % 8 != 0 || alignment_of(pre) < 16) return false;
+  Epilogue epilogue;
+  epilogue.kind = CUBLASLT_EPILOGUE_DGELU;
+  epilogue.aux = pre;
+  epilogue.aux_ld = IC;
+  // dpreᵀ[IC,N] = Wᵀ · doutᵀ as linear_backward's dinp, times GELU'(preᵀ) (pre has dpre's layout).
+  return lt_matmul(false, false, IC, N, OC, weight, IC, dout, ld_dout, 0.0f, dpre, IC, epilogue, dtype, dtype,
+                   precision);
 }
 
 }  // namespace ww::kernels::cuda

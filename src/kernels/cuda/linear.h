@@ -26,6 +26,21 @@ void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout,
                      const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
                      GemmPrecision precision = GemmPrecision::Fp32);
 
+// out[N,OC] = gelu_tanh(inp · weightᵀ + bias) in one cuBLASLt GEMM (GELU epilogue); pre (may be
+// null) gets inp · weightᵀ + bias, the GELU input a backward pass needs. Rows are OC elements
+// apart. Returns false, having written nothing, when cuBLASLt offers no fused kernel for these
+// operands: the caller then runs linear_forward and gelu_tanh_forward.
+bool linear_gelu_tanh_forward(void* out, void* pre, const void* inp, const void* weight, const void* bias,
+                              DType dtype, int64_t N, int64_t IC, int64_t OC,
+                              GemmPrecision precision = GemmPrecision::Fp32);
+
+// dpre[N,IC] = (dout · weight) ⊙ gelu_tanh'(pre): linear_backward's dinp for a layer whose input
+// was gelu_tanh(pre), with the GELU derivative in the GEMM's epilogue. dpre must not alias pre.
+// Returns false, having written nothing, when cuBLASLt offers no fused kernel.
+bool linear_dinp_gelu_tanh(void* dpre, const void* dout, const void* weight, const void* pre, DType dtype,
+                           int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
+                           GemmPrecision precision = GemmPrecision::Fp32);
+
 // sums[c] += Σ_n x[n,c] for x [N,C] in `dtype` (rows ld >= C elements apart); each column
 // accumulated in double in a fixed order (deterministic, no atomics).
 void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C, int64_t ld);
