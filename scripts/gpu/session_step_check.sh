@@ -11,6 +11,12 @@ tests=${WW_TEST_TARGETS:-test_cuda_gemm test_cuda_elementwise test_cuda_gpt2 tes
 build_wattwise $tests || { pack_outputs; exit 1; }
 run_tests $tests
 bench_before_after "${WW_BENCH_ROUNDS:-2}"
+# f32 training: the fused attention (no tensor cores in f32) against the reference path's cuBLAS GEMMs.
+for att in fused reference fused reference; do
+  timeout 120 build/wattwise bench --case distilbert-train-fp32 --attention $att --device cuda --min-seconds 2 \
+    > $OUT/bench_fp32_$att.log 2>&1
+  say "distilbert-train-fp32 attention $att: rc $? $(grep -E '^wattwise' $OUT/bench_fp32_$att.log | tr -s ' ')"
+done
 deadline=$(( start + ${WW_DEADLINE_S:-540} ))
 profile_gpt2_step $(( deadline - $(date +%s) ))
 profile_bench_case distilbert-train-bf16 1200 400 $(( deadline - $(date +%s) ))
