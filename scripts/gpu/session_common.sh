@@ -107,11 +107,11 @@ bench_before_after() {  # rounds
   done
 }
 
-# A call brings back at most 8 files: everything in $OUT but the summary and the JSON lines goes
-# into one $OUT/logs.tar.gz.
+# A call brings back at most 8 files: everything in $OUT but the summary, the JSON lines and the
+# harness's bench_*.json/.md goes into one $OUT/logs.tar.gz.
 pack_outputs() {
-  (cd "$OUT" && tar -czf logs.tar.gz --exclude=summary.txt --exclude=bench.jsonl --exclude=logs.tar.gz \
-     --remove-files $(ls | grep -v -e '^summary.txt$' -e '^bench.jsonl$' -e '^logs.tar.gz$'))
+  local keep='^(summary\.txt|bench\.jsonl|logs\.tar\.gz|bench_.*\.(json|md))$'
+  (cd "$OUT" && tar -czf logs.tar.gz --remove-files $(ls | grep -Ev "$keep"))
 }
 
 # Where a bench case's training step goes: kernel durations under Nsight Compute (clocks untouched)
