@@ -570,7 +570,9 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
     l.res1 = training ? act({N, C}) : a.proj;
     l.ln1_mean = f32({N});
     l.ln1_rstd = f32({N});
-    l.h1 = act({N, C});
+    // Inference: the first LayerNorm's output goes over the attention context, which the output
+    // projection has read by then (BERT-base at batch 256 × 128: 48 MiB less peak memory).
+    l.h1 = training ? act({N, C}) : l.context;
     l.ffn_pre = act({N, I});
     l.res2 = training ? act({N, C}) : a.proj;
     l.ln2_mean = f32({N});
