@@ -8,7 +8,7 @@
 # $OUT/bench_<gpu>_<date>.{json,md}, everything else in $OUT/logs.tar.gz.
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
-tests=${WW_TEST_TARGETS:-test_cuda_gemm test_cuda_elementwise test_cuda_gpt2 test_cuda_parity}
+tests=${WW_TEST_TARGETS:-test_cuda_gemm test_cuda_elementwise test_cuda_gpt2 test_cuda_model test_cuda_parity}
 build_wattwise $tests || { pack_outputs; exit 1; }
 WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-120} run_tests $tests
 WW_BENCH_CASES=${WW_BENCH_CASES:-"gpt2-train-bf16 distilbert-train-bf16"} bench_before_after 1
