@@ -313,8 +313,8 @@ TEST(CudaGemm, LinearGeluTanhOpsFusedMatchUnfusedIn16Bit) {
 
 #endif  // WW_HAVE_CUDA
 
-// Inference form (no pre kept) and shapes cuBLASLt's epilogue cannot take (OC not a multiple of 8):
-// the op falls back to GEMM + GELU kernel and still matches the CPU.
+// The ops in f32 (which keep GELU out of the epilogue: GEMM, then our GELU kernel) match the CPU
+// with and without pre (the inference form writes GELU over the GEMM's output), at odd shapes.
 TEST(CudaGemm, LinearGeluTanhOpsMatchCpuInEveryForm) {
   WW_REQUIRE_CUDA();
   struct Shape3 {
