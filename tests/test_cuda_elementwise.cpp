@@ -86,14 +86,15 @@ std::vector<float> from_gpu(const Tensor& gpu) {
   return gpu.to_float_vector();
 }
 
-void expect_close(const Tensor& gpu, const Tensor& cpu, const std::string& what, double rtol = kRtol) {
+void expect_close(const Tensor& gpu, const Tensor& cpu, const std::string& what, double rtol = kRtol,
+                  double atol = 0.0) {
   const std::vector<float> got = from_gpu(gpu), want = cpu.to_float_vector();
   ASSERT_EQ(got.size(), want.size()) << what;
   double scale = 0.0;
   for (float w : want) scale = std::max(scale, double(std::abs(w)));
   int reported = 0;
   for (size_t i = 0; i < got.size(); ++i) {
-    const double tol = rtol * std::abs(double(want[i])) + rtol * scale;
+    const double tol = rtol * std::abs(double(want[i])) + rtol * scale + atol;
     if (!(std::abs(double(got[i]) - double(want[i])) <= tol) && reported++ < 5)
       ADD_FAILURE() << what << "[" << i << "]: gpu " << got[i] << ", cpu " << want[i] << " (tolerance " << tol
                     << ")";
@@ -450,17 +451,21 @@ TEST(CudaElementwise, ActivationsMatchCpu) {
     Forward forward;
     Backward backward;
     bool backward_from_output;  // tanh's backward reads the forward output
+    double atol;                // an absolute floor where the CPU kernel approximates
   };
-  for (const Activation& a : {Activation{"gelu", ops::gelu_forward, ops::gelu_backward, false},
-                              Activation{"relu", ops::relu_forward, ops::relu_backward, false},
-                              Activation{"tanh", ops::tanh_forward, ops::tanh_backward, true}}) {
+  // The CPU's GELU evaluates erf within 4.3e-7 absolute (A&S 7.1.26, as PyTorch's vectorised CPU
+  // kernel), so GELU(x) = x·Φ(x) is within |x|·2.2e-7 (< 4e-6 for these |x| < 18) of CUDA's erff;
+  // relative to a tail value such as GELU(−2.6) = −0.0053 that is more than 1e-5 (H200, 2026-12-06).
+  for (const Activation& a : {Activation{"gelu", ops::gelu_forward, ops::gelu_backward, false, 4e-6},
+                              Activation{"relu", ops::relu_forward, ops::relu_backward, false, 0.0},
+                              Activation{"tanh", ops::tanh_forward, ops::tanh_backward, true, 0.0}}) {
     for (int64_t n : {int64_t(1), int64_t(5), int64_t(1000), int64_t(100003)}) {
       SCOPED_TRACE(std::string(a.name) + " n=" + std::to_string(n));
       Tensor inp = random_cpu({n}, uint64_t(n), 3.0f), inp_gpu = to_gpu(inp);
       Tensor out = poisoned_cpu({n}), out_gpu = poisoned_gpu({n});
       a.forward(out, inp);
       a.forward(out_gpu, inp_gpu);
-      expect_close(out_gpu, out, std::string(a.name) + " forward");
+      expect_close(out_gpu, out, std::string(a.name) + " forward", kRtol, a.atol);
 
       Tensor dout = random_cpu({n}, uint64_t(n) + 1), dout_gpu = to_gpu(dout);
       const Tensor& saved = a.backward_from_output ? out : inp;
@@ -468,10 +473,11 @@ TEST(CudaElementwise, ActivationsMatchCpu) {
       Tensor dinp = poisoned_cpu({n}), dinp_gpu = poisoned_gpu({n});
       a.backward(dinp, saved, dout);
       a.backward(dinp_gpu, saved_gpu, dout_gpu);
-      expect_close(dinp_gpu, dinp, std::string(a.name) + " backward");
+      // dout is up to ~5 here: the backward's floor scales with it.
+      expect_close(dinp_gpu, dinp, std::string(a.name) + " backward", kRtol, 5 * a.atol);
       // In place: dinp aliases dout.
       a.backward(dout_gpu, saved_gpu, dout_gpu);
-      expect_close(dout_gpu, dinp, std::string(a.name) + " backward in place");
+      expect_close(dout_gpu, dinp, std::string(a.name) + " backward in place", kRtol, 5 * a.atol);
     }
   }
 }
