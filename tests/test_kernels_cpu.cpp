@@ -396,6 +396,45 @@ TEST(KernelsCpu, LinearRejectsBadShapes) {
                {"linear_backward", "'dweight'"});
 }
 
+// linear_gelu_tanh_forward / linear_backward_gelu_tanh are, by definition, linear then GELU (tanh
+// form) and its backward: the CPU path must give exactly those bits, with and without pre kept.
+TEST(KernelsCpu, LinearGeluTanhOpsAreLinearThenGelu) {
+  const int64_t N = 7, IC = 5, OC = 6;
+  Tensor inp = random_tensor({N, IC}, 11), weight = random_tensor({OC, IC}, 12), bias = random_tensor({OC}, 13);
+  Tensor pre_want = Tensor::empty({N, OC}, DType::F32), out_want = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_forward(pre_want, inp, weight, bias);
+  ops::gelu_tanh_forward(out_want, pre_want);
+  Tensor pre = Tensor::empty({N, OC}, DType::F32), out = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_gelu_tanh_forward(out, pre, inp, weight, bias);
+  EXPECT_EQ(pre.to_float_vector(), pre_want.to_float_vector());
+  EXPECT_EQ(out.to_float_vector(), out_want.to_float_vector());
+  Tensor out_only = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_gelu_tanh_forward(out_only, Tensor(), inp, weight, bias);
+  EXPECT_EQ(out_only.to_float_vector(), out_want.to_float_vector());
+
+  // The next layer (OC → 3) and its backward through the GELU.
+  Tensor w2 = random_tensor({3, OC}, 14), dout = random_tensor({N, 3}, 15);
+  Tensor dw_want = random_tensor({3, OC}, 16), db_want = random_tensor({3}, 17);
+  Tensor dw = Tensor::from_vector(dw_want.to_float_vector(), {3, OC}), db = Tensor::from_vector(db_want.to_float_vector(), {3});
+  Tensor dact = Tensor::empty({N, OC}, DType::F32), dpre_want = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_backward(dact, dw_want, db_want, dout, out_want, w2);
+  ops::gelu_tanh_backward(dpre_want, pre_want, dact);
+  Tensor dpre = Tensor::empty({N, OC}, DType::F32);
+  ops::linear_backward_gelu_tanh(dpre, dw, db, dout, out, w2, pre);
+  EXPECT_EQ(dpre.to_float_vector(), dpre_want.to_float_vector());
+  EXPECT_EQ(dw.to_float_vector(), dw_want.to_float_vector());
+  EXPECT_EQ(db.to_float_vector(), db_want.to_float_vector());
+
+  expect_error([&] { ops::linear_gelu_tanh_forward(out, Tensor::empty({N, 4}, DType::F32), inp, weight, bias); },
+               {"linear_gelu_tanh_forward", "'pre'", "42 elements"});
+  expect_error([&] { ops::linear_gelu_tanh_forward(out, out, inp, weight, bias); },
+               {"linear_gelu_tanh_forward", "'out'", "'pre'"});
+  expect_error([&] { ops::linear_backward_gelu_tanh(pre, dw, db, dout, out, w2, pre); },
+               {"linear_backward_gelu_tanh", "'dpre'", "'pre'"});
+  expect_error([&] { ops::linear_backward_gelu_tanh(dpre, dw, db, dout, out, w2, Tensor::empty({N, 2}, DType::F32)); },
+               {"linear_backward_gelu_tanh", "'pre'", "42 elements"});
+}
+
 // The padded forms (GPT-2's head): out / dout are [N, L] with L >= OC; only the first OC columns
 // are written or read. The padding starts as NaN: a read of it would poison every result, and it
 // must still be NaN afterwards.
