@@ -108,8 +108,33 @@ def measure_matmul(device, size):
         if trial:
             best = max(best, rate)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    print(json.dumps({"tflops": best, "dtype": str(dtype).replace("torch.", ""), "size": size, "device_name": name,
-                      "torch": torch.__version__}))
+    result = {"tflops": best, "dtype": str(dtype).replace("torch.", ""), "size": size, "device_name": name,
+              "torch": torch.__version__}
+    if dev.type == "cuda":
+        result.update(matmul_energy(torch, dev, a, b, reps))
+    print(json.dumps(result))
+
+
+def matmul_energy(torch, dev, a, b, reps, seconds=3.0):
+    """The GPU's draw and energy per FLOP over `seconds` of back-to-back matmuls (NVML's counter):
+    the energy floor of work done at the matmul rate. {} when NVML cannot be read."""
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from peer_pytorch import NvmlEnergy
+        meter = NvmlEnergy(torch, dev.index or 0)
+        torch.cuda.synchronize(dev)
+        count, e0, t0 = 0, meter.joules(), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(reps):
+                torch.matmul(a, b)
+            torch.cuda.synchronize(dev)
+            count += reps
+        elapsed, joules = time.perf_counter() - t0, meter.joules() - e0
+    except Exception as e:  # no NVML: the report says so by leaving the fields out
+        log(f"matmul energy: not measured ({e})")
+        return {}
+    flops = 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * count
+    return {"watts": joules / elapsed, "pj_per_flop": joules / flops * 1e12, "energy_seconds": elapsed}
 
 
 def run_json(cmd, timeout, what):
@@ -334,12 +359,62 @@ def tables(report, cases, columns, lines):
     lines.append("")
 
 
+def energy_floors(summary, matmul, lm_cases):
+    """{case: {flops_per_item, floor_j, per: sample|token}}: a case's model FLOPs per sample (token)
+    times the energy per FLOP of the GPU's own matmuls, the least energy that work can take at the
+    matmul rate; from wattwise's runs (their FLOP count). Empty without pj_per_flop."""
+    pj = matmul.get("pj_per_flop")
+    floors = {}
+    if not pj:
+        return floors
+    for case, tools in summary.items():
+        ours = tools.get("wattwise", {})
+        lm = case in lm_cases
+        rate = ours.get("tokens_per_s" if lm else "samples_per_s")
+        achieved = ours.get("achieved_tflops")
+        if not rate or not achieved or not rate["median"]:
+            continue
+        flops = achieved["median"] * 1e12 / rate["median"]
+        floors[case] = {"flops_per_item": flops, "floor_j": flops * pj * 1e-12, "per": "token" if lm else "sample"}
+    return floors
+
+
+def floor_table(report, lines):
+    floors = report.get("energy_floors") or {}
+    if not floors:
+        return
+    lines.append("Energy floor: the case's model FLOPs per item at the measured matmul's energy per FLOP.")
+    lines.append("")
+    lines.append("| case | GFLOP per item | floor J/item | wattwise J/item | eager | compile | wattwise / floor |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for case, f in floors.items():
+        metric = "j_per_token" if f["per"] == "token" else "j_per_sample"
+        tools = report["summary"].get(case, {})
+
+        def median(tool):
+            m = tools.get(tool, {}).get(metric)
+            return m["median"] if m else None
+
+        def g(v):
+            return "-" if v is None else f"{v:.3g}"
+
+        ours = median("wattwise")
+        cells = [g(median(t)) for t in ("wattwise", "pytorch-eager", "pytorch-compile")]
+        lines.append(f"| {case} | {f['flops_per_item'] / 1e9:.3g} | {g(f['floor_j'])} | " + " | ".join(cells)
+                     + f" | {g(ours / f['floor_j'] if ours else None)} |")
+    lines.append("")
+
+
 def markdown(report):
     lines = []
     mm = report["matmul"]
     rate = (f"matmul rate given: {fmt(mm['tflops'], '.1f')} TFLOP/s" if mm["dtype"] == "given" else
             f"{mm['dtype']} matmul ({mm['size']}³, best of 10): {fmt(mm['tflops'], '.1f')} TFLOP/s · "
             f"torch {mm.get('torch', '?')}")
+    if mm.get("watts"):
+        rate += f" · matmuls draw {mm['watts']:.0f} W: {mm['pj_per_flop']:.3f} pJ/FLOP"
+    elif mm.get("pj_per_flop"):
+        rate += f" · {mm['pj_per_flop']:.3f} pJ/FLOP given"
     lines.append(f"GPU: {report['gpu']} · date {report['date']} · rounds {report['rounds']} · {rate}")
     lines.append("")
     lines.append(f"Command: `{report['command']}`")
@@ -351,6 +426,7 @@ def markdown(report):
         tables(report, classifiers, PER_SAMPLE, lines)
     if lms:
         tables(report, lms, PER_TOKEN, lines)
+    floor_table(report, lines)
     lines.append("| case | target (issues 6, 8) | measured | status |")
     lines.append("| --- | --- | --- | --- |")
     for t in report["targets"]:
@@ -387,6 +463,8 @@ def main(argv=None):
         ap.add_argument(flag, help="replace this field of every case (smoke tests: --preset tiny)")
     ap.add_argument("--matmul-size", type=int, default=8192)
     ap.add_argument("--matmul-tflops", type=float, help="skip the matmul measurement and use this rate")
+    ap.add_argument("--matmul-pj-per-flop", type=float,
+                    help="with --matmul-tflops: the energy per FLOP at that rate (for the energy-floor table)")
     ap.add_argument("--timeout", type=int, default=420,
                     help="seconds one measurement (process, worker start or worker request) may take")
     ap.add_argument("--budget-s", type=float,
@@ -436,6 +514,8 @@ def main(argv=None):
     t = time.time()
     if args.matmul_tflops:
         matmul = {"tflops": args.matmul_tflops, "dtype": "given", "size": 0, "device_name": args.device}
+        if args.matmul_pj_per_flop:
+            matmul["pj_per_flop"] = args.matmul_pj_per_flop
     else:
         p = subprocess.run([args.python, os.path.abspath(__file__), "--measure-matmul", "--device", args.device,
                             "--matmul-size", str(args.matmul_size)], stdout=subprocess.PIPE, text=True, check=True)
@@ -466,6 +546,7 @@ def main(argv=None):
     def write():
         report["summary"] = summarise(runs, matmul["tflops"])
         report["targets"] = check_targets(report["summary"], report["cases"])
+        report["energy_floors"] = energy_floors(report["summary"], matmul, set(report["lm_cases"]))
         timing["total_s"] = time.time() - started
         with open(base + ".json", "w") as f:
             json.dump(report, f, indent=1)

@@ -16,7 +16,8 @@ trap 'rm -rf "$work"' EXIT
 
 if [ "$part" = ours ]; then
   python3 "$here/run_harness.py" --wattwise "$bin" --device cpu --cases gpt2-train-bf16 --preset tiny --batch 2 \
-    --seq-len 16 --precision fp32 --quick --rounds 1 --no-peers --matmul-tflops 1 --out "$work" > "$work/table.md" || exit 1
+    --seq-len 16 --precision fp32 --quick --rounds 1 --no-peers --matmul-tflops 1 --matmul-pj-per-flop 0.9 \
+    --out "$work" > "$work/table.md" || exit 1
   python3 - "$work" <<'PY' || exit 1
 import glob, json, sys
 w = sys.argv[1]
@@ -40,11 +41,17 @@ assert s["tokens_per_s"]["n"] == 1 and s["j_per_token"]["n"] == 1 and "mfu" in s
 targets = {t["target"]: t for t in r["targets"] if t["case"] == "gpt2-train-bf16"}
 assert targets["tokens/s >= 400,000"]["value"] == s["tokens_per_s"]["median"], targets
 assert targets["J/token <= 0.75x compile"]["status"] == "no data", targets
-print("ok: gpt2 case measured, FLOPs and parameters as documented, per-token summary and targets")
+# The energy floor: FLOPs per token (the run's own count) times the given 0.9 pJ/FLOP.
+f = r["energy_floors"]["gpt2-train-bf16"]
+per_token = flops / (B * T)
+assert f["per"] == "token" and abs(f["flops_per_item"] - per_token) < 1e-6 * per_token, (f, per_token)
+assert abs(f["floor_j"] - per_token * 0.9e-12) < 1e-9 * f["floor_j"], f
+print("ok: gpt2 case measured, FLOPs and parameters as documented, per-token summary, targets, energy floor")
 PY
   grep -q "| case | tool | tokens/s median" "$work/table.md" || { echo "FAIL: no per-token table"; exit 1; }
   grep -q "| gpt2-train-bf16 | wattwise |" "$work/table.md" || { echo "FAIL: table lacks our row"; exit 1; }
   grep -q "samples/s median" "$work/table.md" && { echo "FAIL: a per-sample table without classifier cases"; exit 1; }
+  grep -q "| gpt2-train-bf16 | 0.0199 |" "$work/table.md" || { echo "FAIL: no energy-floor row"; exit 1; }
   echo "ok: Markdown table printed"
   exit 0
 fi
