@@ -147,9 +147,10 @@ TEST_P(ModelOnGpu, SixteenBitStepsTrackF32) {
                   dtype_label(d).c_str(), attention_kernel_name(attention), logit_error, grad_error,
                   norm_error(part(o.grads, 0, h), part(ref.grads, 0, h)), norm_error(part(o.grads, h, n), part(ref.grads, h, n)),
                   scaled_error(o.grads, ref.grads));
-      // bf16 keeps 8 significant bits (2^-8 = 3.9e-3 per rounding): through 6 layers the largest
-      // logit moved by 1.01e-2 and 1.09e-2 of the largest (DistilBERT, H100, 2026-12-06, both
-      // attention kernels alike, so not a kernel's error); fp16's 11 bits stay within 1e-2.
+      // bf16 keeps 8 significant bits (2^-8 = 3.9e-3 per rounding): through 6 layers the logits
+      // moved by 1.01e-2 and 1.09e-2 of the largest (DistilBERT, H100, 2026-12-06, after the
+      // random initialisation and the attention-dropout rule changed; the loss curves below still
+      // track f32); fp16's 11 bits stay within 1e-2.
       EXPECT_LT(logit_error, d == DType::BF16 ? 2e-2 : 1e-2) << dtype_label(d) << " " << attention_kernel_name(attention);
       // DistilBERT's head is pre_classifier + ReLU: bf16's rounding (2^-8) moves a few of the
       // batch's 4 x 128 pre-activations across zero, and each flip switches a whole unit's
