@@ -666,7 +666,7 @@ TEST(CudaElementwise, CrossEntropyAndMseMatchCpu) {
 }
 
 // GPT-2's LM head: K = 50,257 (odd, so consecutive rows start at every 16-byte alignment and the
-// kernel's unaligned head/tail paths run), f32 and 16-bit logits, ignored rows, the first and last
+// staged kernel's unaligned head/tail paths run), f32 and 16-bit logits, ignored rows, the first and last
 // class as labels, label smoothing. The fused kernel gives the separate kernels' bits, also in place
 // (dlogits aliasing logits, as gpt2.cpp calls it); a dlogits at another offset modulo 16 bytes than
 // logits takes the scalar path with the same values.
@@ -751,6 +751,65 @@ TEST(CudaElementwise, CrossEntropyAtGpt2VocabFusedEqualsSeparate) {
     ASSERT_TRUE(std::isnan(d[size_t(1001 + k)])) << k;
     ASSERT_EQ(d[size_t(2 * 1001 + k)], 0.0f) << k;
   }
+}
+
+// GPT-2's training call: rows padded to 50,304 (16-byte aligned, the staged kernel's vector path
+// throughout), bf16, in place, a bad label among the rows. The padding columns are neither read nor
+// written; the loss-only kernel (evaluation) gives the fused kernel's loss bits; and the values
+// match the CPU on the unpadded logits.
+TEST(CudaElementwise, CrossEntropyOnPaddedGpt2RowsMatchesCpu) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 300, K = 50257, ld = 50304;  // N > two rows per SM: CTAs reuse shared memory
+  std::vector<int32_t> label_values = random_ids(N, K, 81);
+  label_values[3] = -100;
+  label_values[4] = int32_t(K - 1);
+  Tensor labels = ints_cpu(label_values, {N}), labels_gpu = to_gpu(labels);
+  const float scale = 1.0f / float(N - 1), smoothing = 0.1f;
+  Tensor logits = rounded_cpu(random_cpu({N, K}, 82, 4.0f), DType::BF16);
+  Tensor losses = poisoned_cpu({N}), dlogits = poisoned_cpu({N, K});
+  ops::cross_entropy_forward(losses, logits, labels, smoothing);
+  ops::cross_entropy_backward(dlogits, logits, labels, smoothing, scale);
+
+  // The padded GPU buffer: each row's K logits, then 47 sentinel values that must survive.
+  const std::vector<float> values = logits.to_float_vector();
+  std::vector<float> padded(size_t(N * ld), 123.0f);
+  for (int64_t n = 0; n < N; ++n)
+    std::copy_n(values.begin() + n * K, K, padded.begin() + n * ld);
+  Tensor buffer = gpu_as(Tensor::from_vector(padded, {N, ld}), DType::BF16);
+  Tensor eval_losses = poisoned_gpu({N}), fused_losses = poisoned_gpu({N});
+  ops::cross_entropy_forward_padded(eval_losses, buffer, K, labels_gpu, smoothing);
+  ops::cross_entropy_forward_backward_padded(fused_losses, buffer, buffer, K, labels_gpu, smoothing, scale);
+  expect_close(fused_losses, losses, "losses");
+  const std::vector<float> eval = from_gpu(eval_losses), fused = from_gpu(fused_losses);
+  for (int64_t n = 0; n < N; ++n)
+    EXPECT_EQ(std::memcmp(&eval[size_t(n)], &fused[size_t(n)], sizeof(float)), 0) << "row " << n;
+  const std::vector<float> got = from_gpu(buffer), want = dlogits.to_float_vector();
+  int64_t off = 0, sentinel = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      const float w = want[size_t(n * K + k)], g = got[size_t(n * ld + k)];
+      off += std::fabs(g - w) > 1e-2 * std::fabs(w) + 1e-8;
+    }
+    for (int64_t k = K; k < ld; ++k) sentinel += got[size_t(n * ld + k)] != 123.0f;
+  }
+  EXPECT_EQ(off, 0) << "gradients outside 1e-2 relative";
+  EXPECT_EQ(sentinel, 0) << "padding columns written";
+
+  Tensor bad = to_gpu(ints_cpu({0, int32_t(K)}, {2}));
+  Tensor two = gpu_as(Tensor::from_vector(std::vector<float>(padded.begin(), padded.begin() + 2 * ld), {2, ld}),
+                      DType::BF16);
+  Tensor two_losses = poisoned_gpu({2});
+  expect_error(
+      [&] {
+        ops::cross_entropy_forward_backward_padded(two_losses, two, two, K, bad, 0.0f, 1.0f);
+        ops::check_device_input_errors();
+      },
+      {"label 50257", "row 1", "[0, 50257)"});
+  const std::vector<float> l = from_gpu(two_losses), d = from_gpu(two);
+  EXPECT_TRUE(std::isfinite(l[0]));
+  EXPECT_TRUE(std::isnan(l[1]));
+  EXPECT_TRUE(std::isnan(d[size_t(ld)]) && std::isnan(d[size_t(ld + K - 1)]));
+  EXPECT_EQ(d[size_t(ld + K)], 123.0f);
 }
 
 }  // namespace

@@ -112,6 +112,31 @@ inline unsigned grid_for(int64_t n) {
 #define WW_GRID_STRIDE(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
+// 16 bytes global → shared, asynchronously (cp.async, compute capability 8.0 and up); zero-filled
+// when !valid (src is then not read). Both addresses 16-byte aligned. Older targets (someone's
+// -DCMAKE_CUDA_ARCHITECTURES=75) copy synchronously, so commit and wait have nothing to do there.
+__device__ inline void cp_async16(void* smem, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  *static_cast<uint4*>(smem) = valid ? *static_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
+#else
+  const uint32_t address = uint32_t(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(bytes));
+#endif
+}
+__device__ inline void cp_async_commit() {
+#if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800)
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ inline void cp_async_wait() {
+#if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800)
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
 // Sum over the block; every thread gets the total. The order of additions is fixed (warp
 // butterflies, then warps in order), so results are deterministic. Every thread must call it.
 template <typename T>

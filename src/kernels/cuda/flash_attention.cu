@@ -677,28 +677,6 @@ __device__ inline void ldmatrix_x4_trans(uint32_t* r, const void* smem) {
                : "r"(address));
 }
 
-// 16 bytes global → shared, asynchronously; zero-filled when !valid (src is then not read).
-__device__ inline void cp_async16(void* smem, const void* src, bool valid) {
-  const uint32_t address = uint32_t(__cvta_generic_to_shared(smem));
-  const int bytes = valid ? 16 : 0;
-#ifdef WW_MMA_UNAVAILABLE
-  __trap();
-#else
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(bytes));
-#endif
-}
-__device__ inline void cp_async_commit() {
-#ifndef WW_MMA_UNAVAILABLE
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int N>
-__device__ inline void cp_async_wait() {
-#ifndef WW_MMA_UNAVAILABLE
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-#endif
-}
-
 // Keep bits of 32 keys key0..key0+31 of a row-side lane's two rows (forward, dQ): one Philox call
 // per lane and four shuffles (flash_lanes.h's row side has the layout and the arithmetic).
 __device__ inline unsigned keep_bits_rows32(const Params& p, uint64_t row_g, uint64_t row_g8, int64_t key0, int lane) {
