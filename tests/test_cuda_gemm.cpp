@@ -17,6 +17,7 @@
 #include "wattwise/ops/activation.h"
 #include "wattwise/ops/cross_entropy.h"
 #include "wattwise/ops/elementwise.h"
+#include "wattwise/ops/graph.h"
 #include "wattwise/ops/linear.h"
 #ifdef WW_HAVE_CUDA
 #include "kernels/cuda/linear.h"
@@ -213,6 +214,50 @@ TEST(CudaGemm, PaddedLmHeadAtGpt2VocabMatchesContiguous) {
     expect_close(read_back(padded_dinp), read_back(dinp), "dinp", rtol);
     expect_close(read_back(padded_dweight), read_back(dweight), "dweight", dtype == DType::F32 ? 1e-4 : 1e-3);
   }
+}
+
+// GEMM autotuning at GPT-2's LM-head shape (bf16, 158 GFLOP: above the tuning threshold): the
+// timed choice computes what the heuristic's first choice computes (up to the last bf16 bit), the
+// padding columns stay untouched, and a tunable GEMM first met inside CUDA-graph capture records
+// (nothing is timed or synchronised there) and replays to the same logits.
+TEST(CudaGemm, AutotunedLmHeadGemmMatchesHeuristicChoiceAndCaptures) {
+  WW_REQUIRE_CUDA();
+  const int64_t IC = 768, OC = 50257, L = 50304;
+  const Device gpu = Device::cuda(0);
+  auto bf16 = [&](const std::vector<float>& values, const Shape& shape) {
+    Tensor narrow = Tensor::empty(shape, DType::BF16, gpu);
+    ops::cast(narrow, cpu_tensor(values, shape).to(gpu));
+    return narrow;
+  };
+  Tensor weight = bf16(random_normals(OC * IC, 31, 0.05f), {OC, IC});
+  auto logits = [&](int64_t N, bool tuned, bool captured) {
+    Tensor inp = bf16(random_normals(N * IC, 32), {N, IC});
+    Tensor out = bf16(std::vector<float>(size_t(N * L), 7.0f), {N, L});
+    ops::set_gemm_autotuning(tuned);
+    if (captured) {
+      ops::CapturedWork work = ops::CapturedWork::capture(gpu, [&] { ops::linear_forward_padded(out, inp, weight); });
+      work.replay();
+    } else {
+      ops::linear_forward_padded(out, inp, weight);
+    }
+    ops::set_gemm_autotuning(true);
+    return read_back(out);
+  };
+  for (const auto& [N, captured] : std::vector<std::pair<int64_t, bool>>{{2048, false}, {2056, true}}) {
+    SCOPED_TRACE("N=" + std::to_string(N) + (captured ? " captured" : ""));
+    const std::vector<float> heuristic = logits(N, false, false), tuned = logits(N, true, captured);
+    int64_t off = 0, padding = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t o = 0; o < OC; ++o) {
+        const float h = heuristic[size_t(n * L + o)], t = tuned[size_t(n * L + o)];
+        off += !(std::fabs(t - h) <= 8e-3 * std::fabs(h) + 1e-3);
+      }
+      for (int64_t o = OC; o < L; ++o) padding += tuned[size_t(n * L + o)] != 7.0f;
+    }
+    EXPECT_EQ(off, 0) << "logits beyond one bf16 rounding from the heuristic choice's";
+    EXPECT_EQ(padding, 0) << "padding columns written";
+  }
+  EXPECT_TRUE(ops::gemm_autotuning());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 # (bench/run_harness.py: wattwise, PyTorch eager, torch.compile alternately) with what is left of
 # WW_DEADLINE_S. For when device time allows one call, not two. Carry .deps and .gpu-carry
 # (scripts/gpu/prepare_carry.sh COMMIT). Results: $OUT/summary.txt, $OUT/bench.jsonl, the harness's
-# $OUT/bench_<gpu>_<date>.{json,md}, everything else in $OUT/logs.tar.gz.
+# $OUT/bench_<gpu>_<date>.{json,md}, everything else in $OUT/logs.tar.gz. WW_PROFILE_GPT2=1 adds
+# GPT-2's per-kernel profile after the harness (give the harness WW_DEADLINE_S=480 then).
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
 tests=${WW_TEST_TARGETS:-test_cuda_gemm test_cuda_elementwise test_cuda_gpt2 test_cuda_model test_cuda_mixed_precision test_cuda_parity}
@@ -21,5 +22,6 @@ python3 bench/run_harness.py --wattwise build/wattwise --out "$OUT" --device cud
   --compile-cases "${WW_COMPILE_CASES:-distilbert-train-bf16,gpt2-train-bf16}" --rounds "${WW_BENCH_ROUNDS:-3}" \
   --min-seconds "${WW_BENCH_MIN_SECONDS:-2}" --budget-s "$budget" 2> "$OUT/harness.log" | tail -60 >> "$summary"
 say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
+[ -n "${WW_PROFILE_GPT2:-}" ] && profile_gpt2_step $(( start + 585 - $(date +%s) ))
 say "total: $(( $(date +%s) - start )) s"
 pack_outputs

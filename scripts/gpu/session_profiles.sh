@@ -11,7 +11,7 @@ build_wattwise || { pack_outputs; exit 1; }
 deadline=$(( start + ${WW_DEADLINE_S:-540} ))
 profile_gpt2_step $(( deadline - $(date +%s) ))
 profile_bench_case distilbert-train-bf16 1200 400 $(( deadline - $(date +%s) ))
-profile_bench_case bert-infer-fp16-b1 800 120 $(( deadline - $(date +%s) ))
+profile_bench_case bert-infer-fp16-b1 300 140 $(( deadline - $(date +%s) ))
 profile_attention_kernels $(( deadline - $(date +%s) ))
 for att in fused reference fused reference; do
   [ $(( deadline - $(date +%s) )) -gt 30 ] || break

@@ -194,6 +194,13 @@ void linear_backward_padded(const Tensor& dinp, const Tensor& dweight, const Ten
 }
 
 void set_fused_gemm_epilogues(bool fused) { g_fused_gemm_epilogues.store(fused); }
+#ifdef WW_HAVE_CUDA
+void set_gemm_autotuning(bool on) { kernels::cuda::set_gemm_autotuning(on); }
+bool gemm_autotuning() { return kernels::cuda::gemm_autotuning(); }
+#else
+void set_gemm_autotuning(bool) {}
+bool gemm_autotuning() { return false; }
+#endif
 bool fused_gemm_epilogues() { return g_fused_gemm_epilogues.load(); }
 
 void linear_gelu_tanh_forward(const Tensor& out, const Tensor& pre, const Tensor& inp, const Tensor& weight,

@@ -50,6 +50,14 @@ void linear_backward_gelu_tanh(const Tensor& dpre, const Tensor& dweight, const 
 void set_fused_gemm_epilogues(bool fused);
 bool fused_gemm_epilogues();
 
+// Process-wide switch (default true): on CUDA, GEMMs of at least 1e11 FLOPs (a language model's
+// head: 316 GFLOP per 4,096-row GPT-2 chunk) time cuBLASLt's first eight candidate algorithms once
+// per problem shape, outside CUDA-graph capture, and keep the fastest; smaller GEMMs take its
+// heuristic's first choice. The tuned choice can differ between processes, so a tuned GEMM's
+// last bits can too; false makes every choice the heuristic's (run-to-run identical).
+void set_gemm_autotuning(bool on);
+bool gemm_autotuning();
+
 // Process-wide switch (default false): when true, f32 GEMMs on CUDA devices (linear_* and the
 // reference attention's) let tensor cores round their inputs to TF32
 // (CUBLAS_COMPUTE_32F_FAST_TF32; about 1e-3 relative error, much faster). 16-bit GEMMs and the

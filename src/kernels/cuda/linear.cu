@@ -4,7 +4,13 @@
 #include "kernels/cuda/linear.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <tuple>
 
 #include "kernels/cuda/device_util.cuh"
 
@@ -43,6 +49,109 @@ struct LtCall {
     if (desc) cublasLtMatmulDescDestroy(desc);
   }
 };
+
+// Everything that decides which cuBLASLt algorithms can run a call and how fast.
+struct GemmKey {
+  int device;
+  bool transpose_a, transpose_b;
+  int64_t m, n, k, lda, ldb, ldd;
+  int epilogue;
+  bool bias, aux;
+  int64_t aux_ld;
+  int ab_type, cd_type, compute;
+  uint32_t align_a, align_b, align_d;
+  bool beta_zero, tunable;
+  auto tied() const {
+    return std::tie(device, transpose_a, transpose_b, m, n, k, lda, ldb, ldd, epilogue, bias, aux, aux_ld, ab_type,
+                    cd_type, compute, align_a, align_b, align_d, beta_zero, tunable);
+  }
+  bool operator<(const GemmKey& other) const { return tied() < other.tied(); }  // .cu files are C++17
+};
+
+// GEMMs of at least this many FLOPs are timed (autotuning): GPT-2's LM head (316 GFLOP per
+// 4,096-row chunk), where cuBLASLt's first choice for the logits is an sm80 kernel at 480 TFLOP/s
+// on an H200 while its sm90 kernels run the head's other two GEMMs at 750–850. Smaller GEMMs keep
+// the heuristic's first choice: tuning them would trade run-to-run identical algorithm choices for
+// little.
+constexpr double kTuneMinFlops = 1e11;
+constexpr int kTuneCandidates = 8;
+constexpr int kTuneRepeats = 3;
+std::atomic<bool> g_gemm_autotuning{true};
+
+int current_device() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  return device;
+}
+
+bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + b_bytes && y < x + a_bytes;
+}
+
+bool stream_is_capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream(), &status), "cudaStreamIsCapturing");
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// Milliseconds for kTuneRepeats runs after one warm-up, or +inf when the algorithm fails to run.
+template <typename Run>
+float time_algorithm(const Run& run, const cublasLtMatmulAlgo_t& algo, cudaEvent_t start, cudaEvent_t stop) {
+  if (run(algo) != CUBLAS_STATUS_SUCCESS) return INFINITY;
+  check(cudaEventRecord(start, stream()), "cudaEventRecord");
+  for (int r = 0; r < kTuneRepeats; ++r)
+    if (run(algo) != CUBLAS_STATUS_SUCCESS) return INFINITY;
+  check(cudaEventRecord(stop, stream()), "cudaEventRecord");
+  check(cudaEventSynchronize(stop), "cudaEventSynchronize (GEMM autotuning)");
+  float ms = INFINITY;
+  check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+  return ms;
+}
+
+// The algorithm for a problem, remembered per GemmKey (which also spares later calls cuBLASLt's
+// heuristic query): the heuristic's first choice, or, for a tunable problem met outside CUDA-graph
+// capture, the fastest of its first kTuneCandidates (a later candidate must beat the best so far by
+// 3%, so near-ties keep the heuristic's order). While a stream is being captured nothing is timed
+// and an untuned choice is not remembered; wattwise runs each recorded step once eagerly first.
+// nullopt when cuBLASLt has no algorithm.
+template <typename Run>
+std::optional<cublasLtMatmulAlgo_t> find_algorithm(const BlasContext& ctx, const LtCall& call, const GemmKey& key,
+                                                   bool tunable, const Run& run) {
+  static std::mutex mutex;
+  static std::map<GemmKey, cublasLtMatmulAlgo_t> chosen;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = chosen.find(key);
+    if (it != chosen.end()) return it->second;
+  }
+  const bool tune = tunable && !stream_is_capturing();
+  cublasLtMatmulHeuristicResult_t results[kTuneCandidates] = {};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      ctx.lt_handle, call.desc, call.a, call.b, call.c, call.c, call.preference, tune ? kTuneCandidates : 1,
+      results, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return std::nullopt;
+  check_cublas(status, "cublasLtMatmulAlgoGetHeuristic");
+  int best = 0;
+  if (tune && found > 1) {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    check(cudaEventCreate(&start), "cudaEventCreate");
+    check(cudaEventCreate(&stop), "cudaEventCreate");
+    float best_ms = INFINITY;
+    for (int i = 0; i < found; ++i) {
+      const float ms = time_algorithm(run, results[i].algo, start, stop);
+      if (ms < best_ms * 0.97f) best = i, best_ms = ms;
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  if (!tunable || tune) {
+    std::lock_guard<std::mutex> lock(mutex);
+    chosen.emplace(key, results[best].algo);
+  }
+  return results[best].algo;
+}
 
 // What cuBLASLt does to the product before storing D: nothing, + bias[m] broadcast over columns
 // (BIAS), then GELU keeping its input in aux (GELU_AUX_BIAS; GELU_BIAS without aux), or times
@@ -127,21 +236,28 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                                                     &align_d, sizeof(align_d)),
                "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT_D_BYTES)");
 
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx.lt_handle, call.desc, call.a, call.b, call.c,
-                                                         call.c, call.preference, 1, &heuristic, &found);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
+  // Timing candidates writes D (and reads A, B) a few times: only for problems that overwrite D
+  // and write nothing else, with D apart from A and B.
+  const size_t ab_bytes = dtype_size(ab_type), d_bytes = dtype_size(cd_type) * size_t(ldd) * size_t(n);
+  const bool tunable = gemm_autotuning() && beta == 0.0f && !epilogue.aux &&
+                       2.0 * double(m) * double(n) * double(k) >= kTuneMinFlops &&
+                       !overlaps(D, d_bytes, A, ab_bytes * size_t(lda) * a_cols) &&
+                       !overlaps(D, d_bytes, B, ab_bytes * size_t(ldb) * b_cols);
+  const GemmKey key{current_device(), transpose_a, transpose_b, m, n, k, lda, ldb, ldd, int(epilogue.kind),
+                    epilogue.bias != nullptr, epilogue.aux != nullptr, epilogue.aux_ld, int(ab_type), int(cd_type),
+                    int(compute), align_a, align_b, align_d, beta == 0.0f, tunable};
+  const float alpha = 1.0f;
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(ctx.lt_handle, call.desc, &alpha, A, call.a, B, call.b, &beta, D, call.c, D, call.c,
+                          &algo, ctx.lt_workspace, ctx.lt_workspace_bytes, stream());
+  };
+  const std::optional<cublasLtMatmulAlgo_t> algo = find_algorithm(ctx, call, key, tunable, run);
+  if (!algo) {
     if (fused) return false;
     fail("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM (column-major, transa ", transpose_a,
          ", transb ", transpose_b, ", A/B ", dtype_name(ab_type), ", C/D ", dtype_name(cd_type), ")");
   }
-  check_cublas(status, "cublasLtMatmulAlgoGetHeuristic");
-
-  const float alpha = 1.0f;
-  check_cublas(cublasLtMatmul(ctx.lt_handle, call.desc, &alpha, A, call.a, B, call.b, &beta, D, call.c, D,
-                              call.c, &heuristic.algo, ctx.lt_workspace, ctx.lt_workspace_bytes, stream()),
-               "cublasLtMatmul");
+  check_cublas(run(*algo), "cublasLtMatmul");
   return true;
 }
 
@@ -328,5 +444,8 @@ bool linear_dinp_gelu_tanh(void* dpre, const void* dout, const void* weight, con
   return lt_matmul(false, false, IC, N, OC, weight, IC, dout, ld_dout, 0.0f, dpre, IC, epilogue, dtype, dtype,
                    precision);
 }
+
+void set_gemm_autotuning(bool on) { g_gemm_autotuning.store(on); }
+bool gemm_autotuning() { return g_gemm_autotuning.load(); }
 
 }  // namespace ww::kernels::cuda

@@ -41,6 +41,12 @@ bool linear_dinp_gelu_tanh(void* dpre, const void* dout, const void* weight, con
                            int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
                            GemmPrecision precision = GemmPrecision::Fp32);
 
+// Process-wide switch (default true): whether GEMMs of 1e11 FLOPs and more (a language model's
+// head) time cuBLASLt's first few candidate algorithms once per problem and keep the fastest,
+// instead of taking its heuristic's first choice. See ops::set_gemm_autotuning.
+void set_gemm_autotuning(bool on);
+bool gemm_autotuning();
+
 // sums[c] += Σ_n x[n,c] for x [N,C] in `dtype` (rows ld >= C elements apart); each column
 // accumulated in double in a fixed order (deterministic, no atomics).
 void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C, int64_t ld);

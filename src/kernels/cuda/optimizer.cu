@@ -35,12 +35,55 @@ __device__ void adam_element(float& p, float g, float& m, float& v, bool decay, 
   }
 }
 
+// Decay flags of elements i..i+3: one binary search for i's range, then a walk forward (ranges
+// may be shorter than four elements).
+__device__ void decay_flags4(int64_t i, const int64_t* ranges, int64_t num_ranges, bool (&decay)[4]) {
+  if (num_ranges < 0) {
+    decay[0] = decay[1] = decay[2] = decay[3] = true;
+    return;
+  }
+  int64_t lo = 0, hi = num_ranges;  // first range whose end lies past i
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (ranges[2 * mid + 1] <= i) lo = mid + 1;
+    else hi = mid;
+  }
+#pragma unroll
+  for (int v = 0; v < 4; ++v) {
+    while (lo < num_ranges && ranges[2 * lo + 1] <= i + v) ++lo;
+    decay[v] = lo < num_ranges && ranges[2 * lo] <= i + v;
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // The grid-stride loops over the flat buffers, shared by the host-scalar kernels and the
-// device-decided ones (which read the scalars from a StepControl).
-template <bool kSmallLerpWeight>
+// device-decided ones (which read the scalars from a StepControl). Adam moves 28 bytes per
+// element, so the loop is a DRAM stream: four elements per thread and step in 16-byte accesses
+// (kVector, all four buffers 16-byte aligned) and one range search per four elements; the same
+// arithmetic per element. The scalar loop covers whatever the vector loop leaves.
+template <bool kSmallLerpWeight, bool kVector>
 __device__ void adam_loop(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                           const int64_t* ranges, int64_t num_ranges, const AdamScalars& s) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  int64_t done = 0;
+  if constexpr (kVector) {
+    done = n / 4 * 4;
+    for (int64_t q = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; q < n / 4; q += int64_t(gridDim.x) * blockDim.x) {
+      float4 p = reinterpret_cast<const float4*>(params)[q], m = reinterpret_cast<const float4*>(exp_avg)[q];
+      float4 v = reinterpret_cast<const float4*>(exp_avg_sq)[q];
+      const float4 g = reinterpret_cast<const float4*>(grads)[q];
+      bool decay[4];
+      decay_flags4(4 * q, ranges, num_ranges, decay);
+      adam_element<kSmallLerpWeight>(p.x, g.x, m.x, v.x, decay[0], s);
+      adam_element<kSmallLerpWeight>(p.y, g.y, m.y, v.y, decay[1], s);
+      adam_element<kSmallLerpWeight>(p.z, g.z, m.z, v.z, decay[2], s);
+      adam_element<kSmallLerpWeight>(p.w, g.w, m.w, v.w, decay[3], s);
+      reinterpret_cast<float4*>(params)[q] = p;
+      reinterpret_cast<float4*>(exp_avg)[q] = m;
+      reinterpret_cast<float4*>(exp_avg_sq)[q] = v;
+    }
+  }
+  for (int64_t i = done + int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float p = params[i], m = exp_avg[i], v = exp_avg_sq[i];
     adam_element<kSmallLerpWeight>(p, grads[i], m, v, in_decay_ranges(i, ranges, num_ranges), s);
     params[i] = p;
@@ -62,10 +105,10 @@ __device__ void sgd_loop(float* params, const float* grads, float* momentum_buff
   }
 }
 
-template <bool kSmallLerpWeight>
+template <bool kSmallLerpWeight, bool kVector>
 __global__ void adam_kernel(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                             const int64_t* ranges, int64_t num_ranges, AdamScalars s) {
-  adam_loop<kSmallLerpWeight>(params, grads, exp_avg, exp_avg_sq, n, ranges, num_ranges, s);
+  adam_loop<kSmallLerpWeight, kVector>(params, grads, exp_avg, exp_avg_sq, n, ranges, num_ranges, s);
 }
 
 __global__ void sgd_kernel(float* params, const float* grads, float* momentum_buffer, int64_t n,
@@ -120,13 +163,23 @@ __global__ void finish_norm_kernel(StepControl* c, const double* partials, int c
   c->sgd.grad_scale = c->base_grad_scale * clip;
 }
 
-template <bool kSmallLerpWeight>
+template <bool kSmallLerpWeight, bool kVector>
 __global__ void adam_controlled_kernel(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                                        int64_t n, const int64_t* ranges, int64_t num_ranges,
                                        const StepControl* control) {
   if (!control->applied) return;
   const AdamScalars s = control->adam;  // a register copy: the loop's stores cannot alias it
-  adam_loop<kSmallLerpWeight>(params, grads, exp_avg, exp_avg_sq, n, ranges, num_ranges, s);
+  adam_loop<kSmallLerpWeight, kVector>(params, grads, exp_avg, exp_avg_sq, n, ranges, num_ranges, s);
+}
+
+// The kernel instance for a call: kVector when every buffer is 16-byte aligned.
+template <typename Kernel>
+Kernel adam_instance(bool small_lerp_weight, const float* params, const float* grads, const float* exp_avg,
+                     const float* exp_avg_sq, Kernel small_vector, Kernel small_scalar, Kernel vector,
+                     Kernel scalar) {
+  const bool aligned = aligned16(params) && aligned16(grads) && aligned16(exp_avg) && aligned16(exp_avg_sq);
+  if (small_lerp_weight) return aligned ? small_vector : small_scalar;
+  return aligned ? vector : scalar;
 }
 
 __global__ void sgd_controlled_kernel(float* params, const float* grads, float* momentum_buffer, int64_t n,
@@ -153,12 +206,11 @@ void adamw_step_controlled(float* params, const float* grads, float* exp_avg, fl
                            double* partials, bool small_lerp_weight) {
   if (n == 0) return;
   norm_into_control(control, partials, grads, n);
-  if (small_lerp_weight)
-    adam_controlled_kernel<true><<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n,
-                                                                         decay_ranges, num_ranges, control);
-  else
-    adam_controlled_kernel<false><<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n,
-                                                                          decay_ranges, num_ranges, control);
+  const auto kernel = adam_instance(small_lerp_weight, params, grads, exp_avg, exp_avg_sq,
+                                    adam_controlled_kernel<true, true>, adam_controlled_kernel<true, false>,
+                                    adam_controlled_kernel<false, true>, adam_controlled_kernel<false, false>);
+  kernel<<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n, decay_ranges, num_ranges,
+                                                 control);
   check_launch("adam_controlled_kernel");
 }
 
@@ -175,12 +227,10 @@ void sgd_step_controlled(float* params, const float* grads, float* momentum_buff
 void adamw_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                 const int64_t* decay_ranges, int64_t num_ranges, const AdamScalars& s) {
   if (n == 0) return;
-  if (lerp_weight_is_small(s.one_minus_beta1))
-    adam_kernel<true><<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n,
-                                                              decay_ranges, num_ranges, s);
-  else
-    adam_kernel<false><<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n,
-                                                               decay_ranges, num_ranges, s);
+  const auto kernel = adam_instance(lerp_weight_is_small(s.one_minus_beta1), params, grads, exp_avg, exp_avg_sq,
+                                    adam_kernel<true, true>, adam_kernel<true, false>, adam_kernel<false, true>,
+                                    adam_kernel<false, false>);
+  kernel<<<grid_for(n), kThreads, 0, stream()>>>(params, grads, exp_avg, exp_avg_sq, n, decay_ranges, num_ranges, s);
   check_launch("adam_kernel");
 }
 
