@@ -445,15 +445,23 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   }
 }
 
+// Where a lane's running dweight/dbias sum of column i·V + k (i = lane + 32·j) sits in its warp's
+// shared-memory slice of 32·kLaneFloats floats: k-major, so a warp's accesses hit 32 banks.
+template <int V>
+__device__ __forceinline__ int param_slot(int64_t i, int k) {
+  return k * 32 * (kLaneFloats / V) + int(i);
+}
+
 // dinp of LayerNorm for row n, by one warp (layout and vectors as the forward). x̂ and
 // g = dout·weight stay in registers between the two passes. dinp must not alias dout. With kParams
-// the lane also adds dout·x̂ and dout for its columns into acc_weight/acc_bias (the row's share of
-// dweight and dbias): only for rows the lane's cache holds whole (C / V <= 32·kCache).
+// the lane also adds dout·x̂ and dout for its columns into its warp's shared-memory sums
+// param_weight/param_bias (the row's share of dweight and dbias; slots by param_slot, each lane
+// touching only its own): only for rows the lane's cache holds whole (C / V <= 32·kCache). The sums
+// live in shared memory, not registers, so the fused kernel fits more warps per SM.
 template <int V, typename T, bool kParams>
 __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, const T* inp, const float* weight,
                                                        const float* mean, const float* rstd, int64_t n, int64_t C,
-                                                       bool accumulate, float (&acc_weight)[kLaneFloats / V][V],
-                                                       float (&acc_bias)[kLaneFloats / V][V]) {
+                                                       bool accumulate, float* param_weight, float* param_bias) {
   constexpr int kCache = kLaneFloats / V;
   const int lane = int(threadIdx.x & 31);
   const int64_t vectors = C / V, offset = n * C;
@@ -484,8 +492,8 @@ __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, c
         sum_g += cache_g[j][k];
         sum_g_xhat += cache_g[j][k] * cache_xhat[j][k];
         if constexpr (kParams) {
-          acc_weight[j][k] += d[k] * cache_xhat[j][k];
-          acc_bias[j][k] += d[k];
+          param_weight[param_slot<V>(i, k)] += d[k] * cache_xhat[j][k];
+          param_bias[param_slot<V>(i, k)] += d[k];
         }
       }
     }
@@ -532,51 +540,35 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
                                                 bool accumulate) {
   const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
   if (n >= N) return;  // uniform over the warp
-  float unused_weight[kLaneFloats / V][V], unused_bias[kLaneFloats / V][V];
-  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, unused_weight,
-                                      unused_bias);
+  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, nullptr, nullptr);
 }
 
 // dinp and the dweight/dbias partials of one chunk of kLayerNormRowsPerChunk rows in one pass over
 // dout and inp (the separate partials kernel read both again: ~40% of LayerNorm's backward time
 // for GPT-2). Block = one chunk; warp w takes rows w, w + kLayerNormWarps, … of it and keeps its
-// columns' sums in registers; the warps' sums are added in order of w into partial[chunk][c], the
-// layout layernorm_param_reduce_kernel reads. Rows must fit the lanes' caches (C / V <= 32·kCache).
+// columns' sums in its shared-memory slice (in registers they took the kernel to 168 registers, 12
+// warps per SM, latency-bound at 3× DRAM time for GPT-2); the warps' sums are added in order of w
+// into partial[chunk][c], the layout layernorm_param_reduce_kernel reads. Rows must fit the lanes' caches (C / V <= 32·kCache).
 template <int V, typename T>
-__global__ void __launch_bounds__(32 * kLayerNormWarps)
+__global__ void __launch_bounds__(32 * kLayerNormWarps, 5)
     layernorm_backward_fused_kernel(T* dinp, float* partial_weight, float* partial_bias, const T* dout, const T* inp,
                                     const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
                                     bool accumulate) {
-  constexpr int kCache = kLaneFloats / V;
   __shared__ float warp_weight[kLayerNormWarps][32 * kLaneFloats], warp_bias[kLayerNormWarps][32 * kLaneFloats];
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t chunk = blockIdx.x, n0 = chunk * kLayerNormRowsPerChunk;
-  float acc_weight[kCache][V], acc_bias[kCache][V];
-#pragma unroll
-  for (int j = 0; j < kCache; ++j)
-#pragma unroll
-    for (int k = 0; k < V; ++k) acc_weight[j][k] = acc_bias[j][k] = 0.0f;
+  for (int e = lane; e < 32 * kLaneFloats; e += 32) warp_weight[warp][e] = warp_bias[warp][e] = 0.0f;
   for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
-    layernorm_backward_row<V, T, true>(dinp, dout, inp, weight, mean, rstd, n0 + r, C, accumulate, acc_weight,
-                                       acc_bias);
-  const int64_t vectors = C / V;
-#pragma unroll
-  for (int j = 0; j < kCache; ++j) {
-    const int64_t i = lane + 32 * j;
-    if (i < vectors)
-#pragma unroll
-      for (int k = 0; k < V; ++k) {
-        warp_weight[warp][i * V + k] = acc_weight[j][k];
-        warp_bias[warp][i * V + k] = acc_bias[j][k];
-      }
-  }
+    layernorm_backward_row<V, T, true>(dinp, dout, inp, weight, mean, rstd, n0 + r, C, accumulate,
+                                       warp_weight[warp], warp_bias[warp]);
   __syncthreads();
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const int slot = param_slot<V>(c / V, int(c % V));
     float total_weight = 0.0f, total_bias = 0.0f;
 #pragma unroll
     for (int w = 0; w < kLayerNormWarps; ++w) {
-      total_weight += warp_weight[w][c];
-      total_bias += warp_bias[w][c];
+      total_weight += warp_weight[w][slot];
+      total_bias += warp_bias[w][slot];
     }
     partial_weight[chunk * C + c] = total_weight;
     partial_bias[chunk * C + c] = total_bias;
