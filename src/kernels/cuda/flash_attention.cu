@@ -447,6 +447,32 @@ __global__ void flash_delta_kernel(float* delta, const T* dout, const T* out, in
   if (lane == 0) delta[(b * p.heads + h) * p.seq_len + i] = acc;
 }
 
+// The same delta with 16-byte loads: a row's head_dim / V lanes (a power of two up to 32) each
+// load V elements of dO and O, several rows per warp, and sum in a fixed order (their own V
+// products, then a butterfly over the row's lanes). One warp per row read 2-byte elements and took
+// 48 µs per GPT-2 layer on an H200, ~4.5× the DRAM time of dO and O.
+template <typename T, int V>
+__global__ void flash_delta_vector_kernel(float* delta, const T* dout, const T* out, int64_t rows, int lanes_per_row,
+                                          Params p) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = t / lanes_per_row;
+  const int part = int(t % lanes_per_row);
+  float acc = 0.0f;
+  if (row < rows) {  // lanes past the last row still join the shuffles
+    const int64_t h = row % p.heads, bi = row / p.heads;
+    float g[V], o[V];
+    load_floats<V>(dout + bi * p.channels + h * p.head_dim + part * V, g);
+    load_floats<V>(out + bi * p.channels + h * p.head_dim + part * V, o);
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc = fmaf(g[k], o[k], acc);
+  }
+  for (int s = lanes_per_row / 2; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
+  if (row < rows && part == 0) {
+    const int64_t h = row % p.heads, bi = row / p.heads;
+    delta[(bi / p.seq_len * p.heads + h) * p.seq_len + bi % p.seq_len] = acc;
+  }
+}
+
 // lse in base-2 units for recomputing P = exp2(S·scale·log2 e − lse2); +inf for rows that do not
 // exist or have no real key, so their P is exactly 0.
 __device__ inline float lse_base2(const float* lse, int64_t row, int64_t seq_len, int64_t i) {
@@ -1354,9 +1380,20 @@ void backward_impl(void* dqkv, float* delta, const void* dout, const void* qkv, 
   T* dqkv_t = static_cast<T*>(dqkv);
 
   const int64_t rows = config.batch * config.seq_len * config.num_heads;
-  constexpr int kDeltaThreads = 256;  // 8 rows per block
-  flash_delta_kernel<T><<<unsigned((rows * 32 + kDeltaThreads - 1) / kDeltaThreads), kDeltaThreads, 0, stream()>>>(
-      delta, dout_t, static_cast<const T*>(out), rows, p);
+  constexpr int kDeltaThreads = 256;
+  constexpr int V = 16 / int(sizeof(T));
+  const int lanes_per_row = int(p.head_dim / V);
+  const bool vectors = p.head_dim % V == 0 && lanes_per_row <= 32 && (lanes_per_row & (lanes_per_row - 1)) == 0 &&
+                       p.channels % V == 0 && reinterpret_cast<uintptr_t>(dout) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  if (vectors) {
+    flash_delta_vector_kernel<T, V>
+        <<<unsigned((rows * lanes_per_row + kDeltaThreads - 1) / kDeltaThreads), kDeltaThreads, 0, stream()>>>(
+            delta, dout_t, static_cast<const T*>(out), rows, lanes_per_row, p);
+  } else {
+    flash_delta_kernel<T><<<unsigned((rows * 32 + kDeltaThreads - 1) / kDeltaThreads), kDeltaThreads, 0, stream()>>>(
+        delta, dout_t, static_cast<const T*>(out), rows, p);
+  }
   check_launch("flash_delta_kernel");
 
   if constexpr (kMmaType<T> && (DMAX == 32 || DMAX == 64)) {
