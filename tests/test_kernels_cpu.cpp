@@ -731,14 +731,23 @@ TEST(KernelsCpu, LayerNormBackwardAtModelWidthAndThreadCounts) {
 // Dropout
 
 TEST(KernelsCpu, DropoutUsesTheCounterBasedMask) {
-  const int64_t n = 4099;  // not a multiple of Philox's block of four
+  const int64_t n = 4099;  // not a multiple of Philox's block of eight elements
   const uint64_t seed = 1234, offset = 77;
-  const float p = 0.3f, scale = 1.0f / (1.0f - p);
+  const float p = 0.3f;
+  // round(0.3 · 65536) = 19661: the expectation-preserving scale of the rounded probability.
+  ASSERT_EQ(element_dropout_threshold(p), 19661u);
+  const float scale = 65536.0f / float(65536 - 19661);
+  EXPECT_EQ(element_dropout_keep_scale(p), scale);
+  EXPECT_NEAR(scale, 1.0f / (1.0f - p), 1e-4);
   Tensor inp = random_tensor({n}, 1), out = Tensor::empty({n}, DType::F32);
   ops::dropout_forward(out, inp, p, seed, offset);
   const std::vector<float> x = inp.to_float_vector(), y = out.to_float_vector();
   for (int64_t i = 0; i < n; ++i) {
-    const bool keep = philox_uniform(seed, offset, uint64_t(i)) >= p;
+    // The rule spelled out: half i % 8 (low half of each word first) of Philox block i / 8.
+    const Philox4 words = philox_block(seed, offset, uint64_t(i / 8));
+    const uint32_t half = (words.v[(i % 8) / 2] >> (16 * (i % 2))) & 0xFFFFu;
+    const bool keep = half >= 19661u;
+    ASSERT_EQ(keep, element_dropout_keep(seed, offset, uint64_t(i), 19661u)) << "element " << i;
     ASSERT_EQ(y[size_t(i)], keep ? x[size_t(i)] * scale : 0.0f) << "element " << i;
   }
   // Backward regenerates the same mask: zero exactly where forward dropped.
@@ -765,16 +774,24 @@ TEST(KernelsCpu, DropoutUsesTheCounterBasedMask) {
   EXPECT_TRUE(same_bits(single, out));
 }
 
-TEST(KernelsCpu, DropoutKeepsAnElementWhoseDrawEqualsP) {
-  // The rule is "keep iff u >= p": pick p equal to one element's draw; that element must survive.
+TEST(KernelsCpu, DropoutKeepsAnElementWhoseDrawEqualsTheThreshold) {
+  // The rule is "keep iff draw >= round(p·65536)": pick p so that the threshold equals one
+  // element's draw; that element must survive, and with a threshold one higher it must not.
   const uint64_t seed = 9, offset = 4;
   const int64_t n = 64;
   for (int64_t i : {int64_t(5), int64_t(42)}) {
-    const float p = philox_uniform(seed, offset, uint64_t(i));
-    ASSERT_GT(p, 0.0f);
-    Tensor ones = Tensor::from_vector(std::vector<float>(size_t(n), 1.0f), {n}), out = Tensor::empty({n}, DType::F32);
-    ops::dropout_forward(out, ones, p, seed, offset);
-    EXPECT_EQ(out.to_float_vector()[size_t(i)], 1.0f / (1.0f - p)) << "element " << i;
+    const Philox4 words = philox_block(seed, offset, uint64_t(i / 8));
+    const uint32_t draw = (words.v[(i % 8) / 2] >> (16 * (i % 2))) & 0xFFFFu;
+    ASSERT_GT(draw, 1u);
+    ASSERT_LT(draw, 65535u);
+    for (uint32_t threshold : {draw, draw + 1}) {
+      const float p = float(threshold) / 65536.0f;
+      ASSERT_EQ(element_dropout_threshold(p), threshold);
+      Tensor ones = Tensor::from_vector(std::vector<float>(size_t(n), 1.0f), {n}), out = Tensor::empty({n}, DType::F32);
+      ops::dropout_forward(out, ones, p, seed, offset);
+      EXPECT_EQ(out.to_float_vector()[size_t(i)], threshold == draw ? element_dropout_keep_scale(p) : 0.0f)
+          << "element " << i << ", threshold " << threshold;
+    }
   }
 }
 

@@ -48,6 +48,28 @@ WW_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t offset, uint6
   return uniform_from_word(philox_u32(seed, offset, index));
 }
 
+// Element dropout (ops::dropout_forward/backward: hidden states, embeddings, classifier inputs), one
+// rule for the CPU and CUDA kernels. Element i survives iff 16-bit half i % 8 of Philox block i/8
+// (halves in word order, the low half of each word first) is ≥ threshold = round(p·65536), at most
+// 65535. One Philox call covers eight elements (one 16-byte bf16 vector): with a call per four
+// elements, Philox's multiplies, not DRAM, bounded the CUDA kernel. p is rounded to a multiple of
+// 1/65536 (below 8e-6 off), and kept values are scaled by 65536/(65536 − threshold), so the
+// expectation is exact.
+WW_HOST_DEVICE inline uint32_t element_dropout_threshold(float p) {
+  const float scaled = p * 65536.0f + 0.5f;
+  return scaled <= 0.0f ? 0u : scaled >= 65535.0f ? 65535u : uint32_t(scaled);
+}
+WW_HOST_DEVICE inline float element_dropout_keep_scale(float p) {
+  return 65536.0f / float(65536u - element_dropout_threshold(p));
+}
+// Half `j` (0..7) of a block's words against the threshold.
+WW_HOST_DEVICE inline bool element_dropout_keeps(const Philox4& words, int j, uint32_t threshold) {
+  return ((words.v[j >> 1] >> (16 * (j & 1))) & 0xFFFFu) >= threshold;
+}
+WW_HOST_DEVICE inline bool element_dropout_keep(uint64_t seed, uint64_t offset, uint64_t i, uint32_t threshold) {
+  return element_dropout_keeps(philox_block(seed, offset, i >> 3), int(i & 7), threshold);
+}
+
 // Attention-probability dropout, one rule for every attention path (CPU reference, CUDA reference,
 // fused kernels). Element (row, key) of the [B·H·T, T] probability matrix, row = (b·H + h)·T + i,
 // survives iff byte key % 16 of Philox block row·⌈T/16⌉ + key/16 (bytes in word order, each word

@@ -5,9 +5,10 @@
 
 namespace ww::ops {
 
-// Inverted dropout with a counter-based mask: element i is kept when
-// philox_uniform(seed, offset, i) >= p, and kept values are scaled by 1/(1-p). The mask is never
-// stored: backward regenerates it from (seed, offset). p == 0 copies. out may alias inp.
+// Inverted dropout with a counter-based mask: element i is kept when the 16-bit Philox draw of
+// core/rng.h's element rule is >= round(p·65536) (element_dropout_keep), and kept values are scaled
+// by 65536/(65536 − round(p·65536)) ≈ 1/(1-p), the inverse of the exact keep probability. The mask
+// is never stored: backward regenerates it from (seed, offset). p == 0 copies. out may alias inp.
 // f32, or on a cuda device also f16/bf16 (one dtype per call): the mask is the same for every dtype.
 // offset_base (optional): an i64 [1] tensor on the data's device whose value is added to `offset`
 // when the kernel runs, so a recorded CUDA graph draws each replay's masks from the value the host

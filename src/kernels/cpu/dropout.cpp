@@ -10,25 +10,23 @@ namespace ww::kernels::cpu {
 
 namespace {
 
-// Dropout forward and backward are the same map: y = mask(i) · x / (1-p).
+// Dropout forward and backward are the same map: y = keep(i) · x · keep_scale (core/rng.h's element
+// rule); one Philox call per block of eight elements.
 void apply_dropout_mask(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
   WW_CHECK(p >= 0.0f && p < 1.0f, "dropout probability ", p, " outside [0, 1)");
   if (p == 0.0f) {
     if (out != inp && n > 0) std::memmove(out, inp, size_t(n) * sizeof(float));
     return;
   }
-  const float scale = 1.0f / (1.0f - p);
-  const int64_t num_blocks = (n + 3) / 4;
-  // One Philox call yields the words of four consecutive elements (philox_u32's layout), so each
-  // block of four is one call; the values equal philox_uniform(seed, offset, i) bit for bit.
-#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 4)
+  const uint32_t threshold = element_dropout_threshold(p);
+  const float scale = element_dropout_keep_scale(p);
+  const int64_t num_blocks = (n + 7) / 8;
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork / 8)
   for (int64_t block = 0; block < num_blocks; ++block) {
     const Philox4 r = philox_block(seed, offset, uint64_t(block));
-    const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
-    for (int64_t j = 0; j < count; ++j) {
-      const float u = uniform_from_word(r.v[j]);
-      out[first + j] = u >= p ? inp[first + j] * scale : 0.0f;
-    }
+    const int64_t first = block * 8, count = n - first < 8 ? n - first : 8;
+    for (int64_t j = 0; j < count; ++j)
+      out[first + j] = element_dropout_keeps(r, int(j), threshold) ? inp[first + j] * scale : 0.0f;
   }
 }
 

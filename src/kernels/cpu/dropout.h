@@ -4,11 +4,12 @@
 
 namespace ww::kernels::cpu {
 
-// Element i is kept iff philox_uniform(seed, offset, i) >= p; kept values are scaled by 1/(1-p),
-// dropped ones become 0. p == 0 copies. Requires 0 <= p < 1. out may alias inp.
+// Element i is kept iff element_dropout_keep(seed, offset, i, element_dropout_threshold(p)) (core/rng.h);
+// kept values are scaled by element_dropout_keep_scale(p) (≈ 1/(1-p)), dropped ones become 0.
+// p == 0 copies. Requires 0 <= p < 1. out may alias inp.
 void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset);
 
-// Regenerates the same mask: dinp = mask · dout / (1-p). dinp may alias dout.
+// Regenerates the same mask: dinp = mask · dout · keep scale. dinp may alias dout.
 void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset);
 
 }  // namespace ww::kernels::cpu

@@ -942,31 +942,29 @@ void tanh_backward(void* dinp, const void* out, const void* dout, int64_t n, DTy
 
 namespace {
 
-// One thread per block of four elements: one Philox call gives their four words (philox_u32's
-// layout), so u equals philox_uniform(seed, offset, i) bit for bit, as on the CPU. With Vector the
-// block's four elements move in one load and one store (8 bytes for 16-bit types, 16 for f32):
-// the scalar form's four 2-byte accesses per thread ran the kernel at ~40% of the bandwidth
-// (39 µs for GPT-2's 16,384 × 768 bf16 activations on an H100, against ~15 µs for its bytes).
+// One thread per block of eight elements: one Philox call gives their eight 16-bit draws (core/rng.h's
+// element rule, as on the CPU). With Vector the block's eight elements move in one 16-byte load and
+// store (two for f32). At four elements per call the kernel was bound by Philox's multiplies: 25 µs
+// for GPT-2's 16,384 × 768 bf16 activations on an H200, against ~11 µs for their bytes.
 template <typename T, bool Vector>
-__global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, float scale, uint64_t seed,
+__global__ void dropout_kernel(T* out, const T* inp, int64_t n, uint32_t threshold, float scale, uint64_t seed,
                                uint64_t offset_value, const uint64_t* offset_base) {
   const uint64_t offset = offset_value + (offset_base ? *offset_base : 0);
-  const int64_t num_blocks = (n + 3) / 4;
+  const int64_t num_blocks = (n + 7) / 8;
   WW_GRID_STRIDE(block, num_blocks) {
     const Philox4 r = philox_block(seed, offset, uint64_t(block));
-    const int64_t first = block * 4, count = n - first < 4 ? n - first : 4;
-    if (Vector && count == 4) {
-      float x[4];
-      load_floats<4>(inp + first, x);
+    const int64_t first = block * 8, count = n - first < 8 ? n - first : 8;
+    if (Vector && count == 8) {
+      float x[8];
+      load_floats<8>(inp + first, x);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) x[j] = uniform_from_word(r.v[j]) >= p ? x[j] * scale : 0.0f;
-      store_floats<4>(out + first, x);
+      for (int j = 0; j < 8; ++j) x[j] = element_dropout_keeps(r, j, threshold) ? x[j] * scale : 0.0f;
+      store_floats<8>(out + first, x);
       continue;
     }
-    for (int64_t j = 0; j < count; ++j) {
-      const float u = uniform_from_word(r.v[j]);
-      out[first + j] = store_float<T>(u >= p ? load_float(inp[first + j]) * scale : 0.0f);
-    }
+    for (int64_t j = 0; j < count; ++j)
+      out[first + j] = store_float<T>(element_dropout_keeps(r, int(j), threshold) ? load_float(inp[first + j]) * scale
+                                                                                  : 0.0f);
   }
 }
 
@@ -980,14 +978,16 @@ void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, floa
             "cudaMemcpyAsync (dropout p = 0)");
     return;
   }
-  const float scale = 1.0f / (1.0f - p);
+  const uint32_t threshold = element_dropout_threshold(p);
+  const float scale = element_dropout_keep_scale(p);
   dispatch_activation(dtype, "dropout", [&](auto tag) {
     using E = decltype(tag);
-    // Every block of four starts 4·sizeof(E) bytes past the tensor's start: aligned when both are.
-    const bool vector = aligned_to(out, 4 * sizeof(E)) && aligned_to(inp, 4 * sizeof(E));
+    // Every block of eight starts a multiple of 16 bytes past the tensor's start (of 32 for f32,
+    // whose two 16-byte halves need 16): aligned when both tensors are 16-byte aligned.
+    const bool vector = aligned_to(out, 16) && aligned_to(inp, 16);
     const auto kernel = vector ? dropout_kernel<E, true> : dropout_kernel<E, false>;
-    kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(inp), n, p,
-                                                            scale, seed, offset, offset_base);
+    kernel<<<grid_for((n + 7) / 8), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(inp), n,
+                                                            threshold, scale, seed, offset, offset_base);
   });
   check_launch("dropout_kernel");
 }
