@@ -260,6 +260,40 @@ TEST(CudaGemm, AutotunedLmHeadGemmMatchesHeuristicChoiceAndCaptures) {
   EXPECT_TRUE(ops::gemm_autotuning());
 }
 
+// The LM head's weight gradient, an accumulating GEMM (dweight += doutᵀ·inp, f32 out, 158 GFLOP):
+// autotuning times its candidates on a scratch D, so dweight is added to exactly once and ends up
+// where the heuristic choice puts it (the f32 sums of different kernels differ in rounding only).
+TEST(CudaGemm, AutotunedAccumulatingGemmAddsOnce) {
+  WW_REQUIRE_CUDA();
+  const int64_t N = 2048, IC = 768, OC = 50257, L = 50304;
+  const Device gpu = Device::cuda(0);
+  auto bf16 = [&](const std::vector<float>& values, const Shape& shape) {
+    Tensor narrow = Tensor::empty(shape, DType::BF16, gpu);
+    ops::cast(narrow, cpu_tensor(values, shape).to(gpu));
+    return narrow;
+  };
+  Tensor inp = bf16(random_normals(N * IC, 41), {N, IC});
+  Tensor weight = bf16(random_normals(OC * IC, 42, 0.05f), {OC, IC});
+  Tensor dout = bf16(random_normals(N * L, 43, 0.01f), {N, L});
+  const std::vector<float> start = random_normals(OC * IC, 44);
+  auto dweight_after = [&](bool tuned) {
+    Tensor dweight = cpu_tensor(start, {OC, IC}).to(gpu);
+    ops::set_gemm_autotuning(tuned);
+    ops::linear_backward_padded(Tensor(), dweight, dout, inp, weight);
+    ops::set_gemm_autotuning(true);
+    return read_back(dweight);
+  };
+  const std::vector<float> heuristic = dweight_after(false), tuned = dweight_after(true);
+  std::vector<float> added(heuristic.size());
+  for (size_t i = 0; i < added.size(); ++i) added[i] = heuristic[i] - start[i];
+  double scale = 0.0;
+  for (float a : added) scale = std::max(scale, double(std::fabs(a)));
+  ASSERT_GT(scale, 0.01);  // the product is not lost in the starting values
+  int64_t off = 0;
+  for (size_t i = 0; i < tuned.size(); ++i) off += !(std::fabs(tuned[i] - heuristic[i]) <= 1e-4 * scale);
+  EXPECT_EQ(off, 0) << "dweight entries off the heuristic choice's by more than 1e-4 of the largest update";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear + GELU (tanh form) with the GELU in cuBLASLt's epilogue.
 

@@ -52,8 +52,9 @@ bool fused_gemm_epilogues();
 
 // Process-wide switch (default true): on CUDA, GEMMs of at least 1e11 FLOPs (a language model's
 // head: 316 GFLOP per 4,096-row GPT-2 chunk) time cuBLASLt's first eight candidate algorithms once
-// per problem shape, outside CUDA-graph capture, and keep the fastest; smaller GEMMs take its
-// heuristic's first choice. The tuned choice can differ between processes, so a tuned GEMM's
+// per problem shape, outside CUDA-graph capture, and keep the fastest (a GEMM that accumulates into
+// its output, a weight gradient, is timed on a scratch output); smaller GEMMs take its heuristic's
+// first choice. The tuned choice can differ between processes, so a tuned GEMM's
 // last bits can too; false makes every choice the heuristic's (run-to-run identical).
 void set_gemm_autotuning(bool on);
 bool gemm_autotuning();

@@ -69,8 +69,9 @@ struct GemmKey {
 };
 
 // GEMMs of at least this many FLOPs are timed (autotuning): GPT-2's LM head (316 GFLOP per
-// 4,096-row chunk), where cuBLASLt's first choice for the logits is an sm80 kernel at 480 TFLOP/s
-// on an H200 while its sm90 kernels run the head's other two GEMMs at 750–850. Smaller GEMMs keep
+// 4,096-row chunk and GEMM), where cuBLASLt's first choice for the f32 weight gradient is an sm80
+// kernel at 480 TFLOP/s on an H100 and H200 while its sm90 kernels run the head's other two GEMMs at
+// 750–850. Smaller GEMMs keep
 // the heuristic's first choice: tuning them would trade run-to-run identical algorithm choices for
 // little.
 constexpr double kTuneMinFlops = 1e11;
@@ -95,13 +96,15 @@ bool stream_is_capturing() {
   return status != cudaStreamCaptureStatusNone;
 }
 
-// Milliseconds for kTuneRepeats runs after one warm-up, or +inf when the algorithm fails to run.
+// Milliseconds for kTuneRepeats runs (into `target`) after one warm-up, or +inf when the algorithm
+// fails to run.
 template <typename Run>
-float time_algorithm(const Run& run, const cublasLtMatmulAlgo_t& algo, cudaEvent_t start, cudaEvent_t stop) {
-  if (run(algo) != CUBLAS_STATUS_SUCCESS) return INFINITY;
+float time_algorithm(const Run& run, const cublasLtMatmulAlgo_t& algo, void* target, cudaEvent_t start,
+                     cudaEvent_t stop) {
+  if (run(algo, target) != CUBLAS_STATUS_SUCCESS) return INFINITY;
   check(cudaEventRecord(start, stream()), "cudaEventRecord");
   for (int r = 0; r < kTuneRepeats; ++r)
-    if (run(algo) != CUBLAS_STATUS_SUCCESS) return INFINITY;
+    if (run(algo, target) != CUBLAS_STATUS_SUCCESS) return INFINITY;
   check(cudaEventRecord(stop, stream()), "cudaEventRecord");
   check(cudaEventSynchronize(stop), "cudaEventSynchronize (GEMM autotuning)");
   float ms = INFINITY;
@@ -114,10 +117,13 @@ float time_algorithm(const Run& run, const cublasLtMatmulAlgo_t& algo, cudaEvent
 // capture, the fastest of its first kTuneCandidates (a later candidate must beat the best so far by
 // 3%, so near-ties keep the heuristic's order). While a stream is being captured nothing is timed
 // and an untuned choice is not remembered; wattwise runs each recorded step once eagerly first.
+// Candidates run into D itself when the GEMM overwrites it (scratch_bytes = 0); a GEMM that adds
+// to D (β ≠ 0: gradient accumulation) is timed on a zeroed scratch D of scratch_bytes instead, so
+// D is written once; without memory for the scratch it keeps the heuristic's choice, untimed.
 // nullopt when cuBLASLt has no algorithm.
 template <typename Run>
 std::optional<cublasLtMatmulAlgo_t> find_algorithm(const BlasContext& ctx, const LtCall& call, const GemmKey& key,
-                                                   bool tunable, const Run& run) {
+                                                   bool tunable, const Run& run, void* D, size_t scratch_bytes) {
   static std::mutex mutex;
   static std::map<GemmKey, cublasLtMatmulAlgo_t> chosen;
   {
@@ -125,7 +131,17 @@ std::optional<cublasLtMatmulAlgo_t> find_algorithm(const BlasContext& ctx, const
     auto it = chosen.find(key);
     if (it != chosen.end()) return it->second;
   }
-  const bool tune = tunable && !stream_is_capturing();
+  bool tune = tunable && !stream_is_capturing();
+  void* target = D;
+  if (tune && scratch_bytes > 0) {
+    if (cudaMalloc(&target, scratch_bytes) != cudaSuccess) {
+      cudaGetLastError();  // out of memory is not sticky: carry on untimed
+      target = nullptr;
+      tune = false;
+    } else {
+      check(cudaMemsetAsync(target, 0, scratch_bytes, stream()), "cudaMemsetAsync (GEMM autotuning scratch)");
+    }
+  }
   cublasLtMatmulHeuristicResult_t results[kTuneCandidates] = {};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
@@ -140,12 +156,13 @@ std::optional<cublasLtMatmulAlgo_t> find_algorithm(const BlasContext& ctx, const
     check(cudaEventCreate(&stop), "cudaEventCreate");
     float best_ms = INFINITY;
     for (int i = 0; i < found; ++i) {
-      const float ms = time_algorithm(run, results[i].algo, start, stop);
+      const float ms = time_algorithm(run, results[i].algo, target, start, stop);
       if (ms < best_ms * 0.97f) best = i, best_ms = ms;
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
   }
+  if (target != D && target) check(cudaFree(target), "cudaFree (GEMM autotuning scratch)");
   if (!tunable || tune) {
     std::lock_guard<std::mutex> lock(mutex);
     chosen.emplace(key, results[best].algo);
@@ -236,10 +253,10 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                                                     &align_d, sizeof(align_d)),
                "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT_D_BYTES)");
 
-  // Timing candidates writes D (and reads A, B) a few times: only for problems that overwrite D
-  // and write nothing else, with D apart from A and B.
+  // Timing candidates writes D (or a scratch D, for β ≠ 0) a few times: only for problems that
+  // write nothing else, with D apart from A and B.
   const size_t ab_bytes = dtype_size(ab_type), d_bytes = dtype_size(cd_type) * size_t(ldd) * size_t(n);
-  const bool tunable = gemm_autotuning() && beta == 0.0f && !epilogue.aux &&
+  const bool tunable = gemm_autotuning() && !epilogue.aux &&
                        2.0 * double(m) * double(n) * double(k) >= kTuneMinFlops &&
                        !overlaps(D, d_bytes, A, ab_bytes * size_t(lda) * a_cols) &&
                        !overlaps(D, d_bytes, B, ab_bytes * size_t(ldb) * b_cols);
@@ -247,17 +264,18 @@ bool lt_matmul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                     epilogue.bias != nullptr, epilogue.aux != nullptr, epilogue.aux_ld, int(ab_type), int(cd_type),
                     int(compute), align_a, align_b, align_d, beta == 0.0f, tunable};
   const float alpha = 1.0f;
-  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
-    return cublasLtMatmul(ctx.lt_handle, call.desc, &alpha, A, call.a, B, call.b, &beta, D, call.c, D, call.c,
-                          &algo, ctx.lt_workspace, ctx.lt_workspace_bytes, stream());
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo, void* target) {
+    return cublasLtMatmul(ctx.lt_handle, call.desc, &alpha, A, call.a, B, call.b, &beta, target, call.c, target,
+                          call.c, &algo, ctx.lt_workspace, ctx.lt_workspace_bytes, stream());
   };
-  const std::optional<cublasLtMatmulAlgo_t> algo = find_algorithm(ctx, call, key, tunable, run);
+  const std::optional<cublasLtMatmulAlgo_t> algo =
+      find_algorithm(ctx, call, key, tunable, run, D, beta == 0.0f ? 0 : d_bytes);
   if (!algo) {
     if (fused) return false;
     fail("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM (column-major, transa ", transpose_a,
          ", transb ", transpose_b, ", A/B ", dtype_name(ab_type), ", C/D ", dtype_name(cd_type), ")");
   }
-  check_cublas(run(*algo), "cublasLtMatmul");
+  check_cublas(run(*algo, D), "cublasLtMatmul");
   return true;
 }
 
