@@ -241,8 +241,10 @@ Fused run_fused(const std::vector<float>& qkv, const std::vector<float>& dout, c
   return f;
 }
 
-// Fused against the reference on given inputs (rounded to dtype here).
-void check_case_on(const Case& c, DType dtype, std::vector<float> qkv, std::vector<float> dout) {
+// Fused against the reference on given inputs (rounded to dtype here). bf16_grad_tol: dqkv's bound
+// in bf16 (relative to its largest element).
+void check_case_on(const Case& c, DType dtype, std::vector<float> qkv, std::vector<float> dout,
+                   double bf16_grad_tol = 1e-2) {
   SCOPED_TRACE(name(c, dtype));
   const int64_t C = c.H * c.D;
   qkv = rounded(std::move(qkv), dtype);
@@ -252,7 +254,8 @@ void check_case_on(const Case& c, DType dtype, std::vector<float> qkv, std::vect
 
   const Fused fused = run_fused(qkv, dout, mask, c, dtype);
   const bool f32 = dtype == DType::F32;
-  const double out_tol = f32 ? 1e-5 : 1e-2, lse_tol = f32 ? 1e-5 : 1e-4, grad_tol = f32 ? 1e-4 : 1e-2;
+  const double out_tol = f32 ? 1e-5 : 1e-2, lse_tol = f32 ? 1e-5 : 1e-4;
+  const double grad_tol = f32 ? 1e-4 : dtype == DType::BF16 ? bf16_grad_tol : 1e-2;
   for (bool on_gpu : {true, false}) {
     if (!on_gpu && !f32) continue;  // the 16-bit comparison is against the CUDA reference only
     SCOPED_TRACE(on_gpu ? "against the CUDA reference" : "against the CPU reference");
@@ -328,7 +331,11 @@ TEST(FlashAttention, BertLikeStatisticsMatchTheReference) {
     for (int64_t n = 0; n < B * T; ++n)
       if (mask[size_t(n)] == 0)
         for (int64_t col = 0; col < C; ++col) dout[size_t(n * C + col)] = 0.0f;
-    for (DType dtype : {DType::BF16, DType::F16}) check_case_on(c, dtype, qkv, dout);
+    // bf16 at 2%: dK_j = Σ_i dS_ij·Q_i multiplies bf16-rounded dS (2⁻⁹ relative) by these queries
+    // (bias 3 + N(0, 1.5)), ~√T·|dS|·|Q|·2⁻⁹ ≈ 1.3e-4 against 1% of max|dK| = 1.5e-4 at D = 64: on an
+    // H100 (2026-12-06, delta summed in 16-byte vectors) 3 of 3.3M elements reached 1.56%, f32 (1e-4)
+    // and f16 (1%) passing on the same kernels. The bug this data was built for was off by far more.
+    for (DType dtype : {DType::BF16, DType::F16}) check_case_on(c, dtype, qkv, dout, 2e-2);
   }
 }
 

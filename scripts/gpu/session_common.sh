@@ -41,12 +41,12 @@ unpack_data() {
   done
 }
 
-# Run the test programs named (from build/tests), each with a timeout; one summary line per
-# program and its failure lines. Logs in $OUT/<name>.log.
+# Run the test programs named (from WW_TEST_DIR, default build/tests), each with a timeout; one
+# summary line per program and its failure lines. Logs in $OUT/<name>.log.
 run_tests() {  # names...
   local t rc
   for t in "$@"; do
-    timeout ${WW_TEST_TIMEOUT:-180} build/tests/$t > $OUT/$t.log 2>&1; rc=$?
+    timeout ${WW_TEST_TIMEOUT:-180} ${WW_TEST_DIR:-build/tests}/$t > $OUT/$t.log 2>&1; rc=$?
     say "$t: rc $rc, $(grep -cE '^\[       OK' $OUT/$t.log) ok, $(grep -cE '^\[  FAILED' $OUT/$t.log) failed lines"
     grep -E "^\[  FAILED|Failure|error:|Expected|Which is|actual" $OUT/$t.log | head -20 | tee -a "$summary"
   done
