@@ -142,7 +142,8 @@ void run_backward(const LinearCall& c, const Tensor& dinp, const Tensor& dweight
                                           dweight.defined() ? dweight.data<float>() : nullptr,
                                           dbias.defined() ? dbias.data<float>() : nullptr, dout.raw(), inp.raw(),
                                           weight.raw(), inp.dtype(), c.N, c.IC, c.OC, c.ld,
-                                          gemm_precision(inp.dtype()));
+                                          gemm_precision(inp.dtype()),
+                                          /*bias_epilogue=*/inp.dtype() != DType::F32 && fused_gemm_epilogues());
 #else
     cuda_not_implemented(op);
 #endif
