@@ -9,6 +9,8 @@
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
 bin=.gpu-carry/prebuilt
+# Packed to fit the carry: tar -C .gpu-carry -cJf .gpu-carry/packed/prebuilt.tar.xz prebuilt
+[ -f .gpu-carry/packed/prebuilt.tar.xz ] && tar -C .gpu-carry -xJf .gpu-carry/packed/prebuilt.tar.xz
 say "prebuilt: $(cat $bin/COMMIT)"
 WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
 python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases gpt2-train-bf16 \
