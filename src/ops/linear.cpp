@@ -142,8 +142,7 @@ void run_backward(const LinearCall& c, const Tensor& dinp, const Tensor& dweight
                                           dweight.defined() ? dweight.data<float>() : nullptr,
                                           dbias.defined() ? dbias.data<float>() : nullptr, dout.raw(), inp.raw(),
                                           weight.raw(), inp.dtype(), c.N, c.IC, c.OC, c.ld,
-                                          gemm_precision(inp.dtype()),
-                                          /*bias_epilogue=*/inp.dtype() != DType::F32 && fused_gemm_epilogues());
+                                          gemm_precision(inp.dtype()));
 #else
     cuda_not_implemented(op);
 #endif

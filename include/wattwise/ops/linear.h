@@ -46,9 +46,7 @@ void linear_backward_gelu_tanh(const Tensor& dpre, const Tensor& dweight, const 
                                const Tensor& act, const Tensor& weight, const Tensor& pre);
 
 // Process-wide switch (default true): whether the CUDA linear_*_gelu_tanh ops use cuBLASLt's GELU
-// epilogues (false: a GEMM and an elementwise kernel, as on the CPU), and whether 16-bit
-// linear_backward takes the bias gradient from the weight-gradient GEMM's epilogue (an f32
-// reduction; false: a separate column-sum pass in double). For tests and A/B timing.
+// epilogues (false: a GEMM and an elementwise kernel, as on the CPU). For tests and A/B timing.
 void set_fused_gemm_epilogues(bool fused);
 bool fused_gemm_epilogues();
 

@@ -359,12 +359,6 @@ __global__ void add_chunk_sums_kernel(float* sums, const double* partial, int64_
   sums[c] = float(double(sums[c]) + sum);
 }
 
-// dst[i] += src[i].
-__global__ void add_vector_kernel(float* dst, const float* src, int64_t n) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) dst[i] += src[i];
-}
-
 }  // namespace
 
 void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C, int64_t ld) {
@@ -427,7 +421,7 @@ void linear_forward(void* out, const void* inp, const void* weight, const void* 
 
 void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
                      const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
-                     GemmPrecision precision, bool bias_epilogue) {
+                     GemmPrecision precision) {
   WW_CHECK(ld_dout >= OC, "linear_backward: row stride ", ld_dout, " < ", OC, " output features");
   if (N == 0 || OC == 0) {
     if (dinp && N * IC > 0)
@@ -437,27 +431,10 @@ void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout,
   // dWᵀ[IC,OC] += inpᵀ[IC,N] · dout[N,OC]: dweight's buffer read column-major is dWᵀ (ld IC);
   // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld ld_dout), hence transb.
   // dweight is f32 for every dtype: 16-bit A/B, f32 C/D, accumulated (beta = 1).
-  // With bias_epilogue, Σ_n dout[n,:] comes out of the same GEMM (BGRADB: B's reduction over k,
-  // f32 like D) into a scratch vector, then is added to dbias: no second pass over dout (the column
-  // sums were 48 kernels and ~1.2 ms of a GPT-2 step on an H100). cuBLASLt may offer no such kernel:
-  // then the plain GEMM and the column sums.
-  bool bias_done = false;
-  if (dweight && dbias && IC > 0 && bias_epilogue) {
-    float* scratch = nullptr;
-    check(cudaMallocAsync(reinterpret_cast<void**>(&scratch), size_t(OC) * sizeof(float), stream()),
-          "cudaMallocAsync (bias gradient)");
-    bias_done = lt_matmul(false, true, IC, OC, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC,
-                          Epilogue{CUBLASLT_EPILOGUE_BGRADB, scratch, nullptr, 0}, dtype, DType::F32, precision);
-    if (bias_done) {
-      add_vector_kernel<<<blocks_for(OC, kThreads), kThreads, 0, stream()>>>(dbias, scratch, OC);
-      check_launch("add_vector_kernel");
-    }
-    check(cudaFreeAsync(scratch, stream()), "cudaFreeAsync (bias gradient)");
-  }
-  if (dweight && IC > 0 && !bias_done)
+  if (dweight && IC > 0)
     lt_matmul(false, true, IC, OC, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, Epilogue{}, dtype, DType::F32,
               precision);
-  if (dbias && !bias_done) add_column_sums(dbias, dout, dtype, N, OC, ld_dout);
+  if (dbias) add_column_sums(dbias, dout, dtype, N, OC, ld_dout);
   // dinpᵀ[IC,N] = Wᵀ[IC,OC] · doutᵀ[OC,N]: weight's buffer read column-major is Wᵀ (ld IC),
   // dout's is doutᵀ (ld ld_dout). Written last: dinp may share memory with inp.
   if (dinp && IC > 0)

@@ -20,12 +20,11 @@ void linear_forward(void* out, const void* inp, const void* weight, const void* 
 
 // dweight[OC,IC] += doutᵀ · inp;  dbias[OC] += Σ_n dout[n,:];  then dinp[N,IC] = dout · weight.
 // dweight and dbias are f32 whatever `dtype` is (16-bit A/B with an f32 C/D GEMM; column sums in
-// double, or with bias_epilogue and both dweight and dbias wanted, the dweight GEMM's own f32
-// reduction of dout where cuBLASLt offers it). Any of dinp, dweight, dbias may be null. dinp is
-// written last, so it may share memory with inp. dout's rows are ld_dout >= OC elements apart.
+// double). Any of dinp, dweight, dbias may be null. dinp is written last, so it may share memory
+// with inp. dout's rows are ld_dout >= OC elements apart.
 void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
                      const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
-                     GemmPrecision precision = GemmPrecision::Fp32, bool bias_epilogue = false);
+                     GemmPrecision precision = GemmPrecision::Fp32);
 
 // out[N,OC] = gelu_tanh(inp · weightᵀ + bias) in one cuBLASLt GEMM (GELU epilogue); pre (may be
 // null) gets inp · weightᵀ + bias, the GELU input a backward pass needs. Rows are OC elements
