@@ -520,6 +520,56 @@ TEST(CudaElementwise, DropoutMaskEqualsCpuBitForBit) {
   }
 }
 
+// Dropout inside residual_forward and residual_layernorm_forward on the GPU: the bits of
+// dropout_forward into b followed by the plain op, in f32, bf16 and f16, on the 16-byte vector path
+// (C = 768) and the scalar one (C = 100, and views one element in), with the step counter in a
+// device offset_base; b is not written.
+TEST(CudaElementwise, DropoutInsideTheResidualOpsEqualsDropoutThenTheOp) {
+  WW_REQUIRE_CUDA();
+  const uint64_t seed = 77, offset = (uint64_t(2) << 32) + 9;
+  Tensor step = Tensor::empty({1}, DType::I64);
+  step.data<int64_t>()[0] = int64_t(5) << 16;
+  const Tensor step_gpu = step.to(Device::cuda(0));
+  for (const auto& [N, C, shift] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {64, 768, 0}, {7, 100, 0}, {9, 768, 1}}) {
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+      SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C) + " shift=" + std::to_string(shift) + " " +
+                   std::string(dtype_name(dtype)));
+      // Operands `shift` elements into their buffers (shift 1: not 16-byte aligned).
+      auto operand = [&](uint64_t data_seed, Tensor& owner) {
+        owner = gpu_as(random_cpu({N * C + shift}, data_seed), dtype);
+        return Tensor::view(static_cast<char*>(owner.raw()) + shift * dtype_size(dtype), {N, C}, dtype,
+                            Device::cuda(0));
+      };
+      Tensor a_owner, b_owner;
+      const Tensor a = operand(21, a_owner), b = operand(22, b_owner);
+      const Tensor weight = to_gpu(random_cpu({C}, 23)), bias = to_gpu(random_cpu({C}, 24));
+      const ops::ElementDropout drop{0.1f, seed, offset, step_gpu};
+      Tensor dropped = Tensor::empty({N, C}, dtype, Device::cuda(0));
+      ops::dropout_forward(dropped, b, 0.1f, seed, offset, step_gpu);
+      const std::vector<float> b_before = from_gpu(b);
+
+      Tensor want = Tensor::empty({N, C}, dtype, Device::cuda(0)), got = Tensor::empty({N, C}, dtype, Device::cuda(0));
+      ops::residual_forward(want, a, dropped);
+      ops::residual_forward(got, a, b, drop);
+      expect_same_bits(got, Tensor::from_vector(from_gpu(want), {N, C}), "residual + dropout");
+
+      auto f32 = [&](const Shape& shape) { return Tensor::empty(shape, DType::F32, Device::cuda(0)); };
+      Tensor out_want = Tensor::empty({N, C}, dtype, Device::cuda(0)), sum_want = Tensor::empty({N, C}, dtype, Device::cuda(0));
+      Tensor mean_want = f32({N}), rstd_want = f32({N});
+      ops::residual_layernorm_forward(out_want, sum_want, mean_want, rstd_want, a, dropped, weight, bias, 1e-5f);
+      Tensor out = Tensor::empty({N, C}, dtype, Device::cuda(0)), sum = Tensor::empty({N, C}, dtype, Device::cuda(0));
+      Tensor mean = f32({N}), rstd = f32({N});
+      ops::residual_layernorm_forward(out, sum, mean, rstd, a, b, weight, bias, 1e-5f, drop);
+      expect_same_bits(sum, Tensor::from_vector(from_gpu(sum_want), {N, C}), "residual LayerNorm + dropout: sum");
+      expect_same_bits(out, Tensor::from_vector(from_gpu(out_want), {N, C}), "residual LayerNorm + dropout: out");
+      expect_same_bits(mean, Tensor::from_vector(from_gpu(mean_want), {N}), "mean");
+      expect_same_bits(rstd, Tensor::from_vector(from_gpu(rstd_want), {N}), "rstd");
+      EXPECT_EQ(from_gpu(b), b_before) << "b must not be written";
+    }
+  }
+}
+
 TEST(CudaElementwise, ResidualAddScaleAndTokenSelectionMatchCpu) {
   WW_REQUIRE_CUDA();
   for (int64_t n : {int64_t(1), int64_t(257), int64_t(70001)}) {

@@ -795,6 +795,55 @@ TEST(KernelsCpu, DropoutKeepsAnElementWhoseDrawEqualsTheThreshold) {
   }
 }
 
+// Dropout applied inside residual_forward and residual_layernorm_forward: the bits of dropout_forward
+// into b followed by the plain op, b left as it was, in place (out = a), with a step counter in
+// offset_base, and a bad p named.
+TEST(KernelsCpu, DropoutInsideTheResidualOpsEqualsDropoutThenTheOp) {
+  const int64_t N = 7, C = 100;  // 700 elements: not a multiple of Philox's eight
+  const uint64_t seed = 31, offset = 5;
+  const float p = 0.1f;
+  Tensor a = random_tensor({N, C}, 11), b = random_tensor({N, C}, 12);
+  Tensor weight = random_tensor({C}, 13), bias = random_tensor({C}, 14);
+  Tensor base = Tensor::from_vector(std::vector<int32_t>{0}, {1}).to(Device::cpu());
+  Tensor step = Tensor::empty({1}, DType::I64);
+  step.data<int64_t>()[0] = 3 << 16;
+  for (const Tensor& offset_base : {Tensor(), step}) {
+    SCOPED_TRACE(offset_base.defined() ? "offset_base" : "no offset_base");
+    const ops::ElementDropout drop{p, seed, offset, offset_base};
+    Tensor dropped = Tensor::empty({N, C}, DType::F32);
+    ops::dropout_forward(dropped, b, p, seed, offset, offset_base);
+
+    Tensor want = Tensor::empty({N, C}, DType::F32), got = Tensor::empty({N, C}, DType::F32);
+    ops::residual_forward(want, a, dropped);
+    const Tensor b_before = b.to(Device::cpu());
+    ops::residual_forward(got, a, b, drop);
+    EXPECT_TRUE(same_bits(got, want));
+    EXPECT_TRUE(same_bits(b, b_before)) << "b must not be written";
+    Tensor in_place = a.to(Device::cpu());
+    ops::residual_forward(in_place, in_place, b, drop);
+    EXPECT_TRUE(same_bits(in_place, want));
+
+    Tensor out_want = Tensor::empty({N, C}, DType::F32), sum_want = Tensor::empty({N, C}, DType::F32);
+    Tensor mean_want = Tensor::empty({N}, DType::F32), rstd_want = Tensor::empty({N}, DType::F32);
+    ops::residual_layernorm_forward(out_want, sum_want, mean_want, rstd_want, a, dropped, weight, bias, 1e-5f);
+    Tensor out = Tensor::empty({N, C}, DType::F32), sum = Tensor::empty({N, C}, DType::F32);
+    Tensor mean = Tensor::empty({N}, DType::F32), rstd = Tensor::empty({N}, DType::F32);
+    ops::residual_layernorm_forward(out, sum, mean, rstd, a, b, weight, bias, 1e-5f, drop);
+    EXPECT_TRUE(same_bits(sum, sum_want));
+    EXPECT_TRUE(same_bits(out, out_want));
+    EXPECT_TRUE(same_bits(mean, mean_want));
+    EXPECT_TRUE(same_bits(rstd, rstd_want));
+    EXPECT_TRUE(same_bits(b, b_before)) << "b must not be written";
+  }
+  Tensor out = Tensor::empty({N, C}, DType::F32);
+  expect_error([&] { ops::residual_forward(out, a, b, ops::ElementDropout{1.0f, seed, offset, Tensor()}); },
+               {"residual_forward", "dropout probability", "[0, 1)"});
+  Tensor m = Tensor::empty({N}, DType::F32), r = Tensor::empty({N}, DType::F32), sm = Tensor::empty({N, C}, DType::F32);
+  expect_error(
+      [&] { ops::residual_layernorm_forward(out, sm, m, r, a, b, weight, bias, 1e-5f, {0.1f, seed, offset, base}); },
+      {"residual_layernorm_forward", "offset_base must be an i64 tensor of one element"});
+}
+
 TEST(KernelsCpu, DropoutKeepsAboutOneMinusP) {
   const int64_t n = 200000;
   Tensor ones = Tensor::from_vector(std::vector<float>(static_cast<size_t>(n), 1.0f), {n}), out = Tensor::empty({n}, DType::F32);

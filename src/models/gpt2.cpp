@@ -520,17 +520,17 @@ void Gpt2LMHeadModel::layer_forward(int64_t l, const Tensor& x_in, LayerActivati
     ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.n_head, /*causal=*/true, p_attn, seed,
                            dropout_offset(site_attention_probs(l)), dropout_base_);
   ops::linear_forward(proj, s.context.reshape({N, C}), gemm_weight(n.attn_proj_w), gemm_weight(n.attn_proj_b));
-  ops::dropout_forward(proj, proj, p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_);
-  // res1 = x + attention branch, ln2_out = LayerNorm(res1).
+  // res1 = x + dropout(attention branch), ln2_out = LayerNorm(res1): the dropout inside the kernel.
   ops::residual_layernorm_forward(s.ln2_out, s.res1, s.ln2_mean, s.ln2_rstd, x, proj, f32_weight(n.ln2_w),
-                                  f32_weight(n.ln2_b), config_.layer_norm_epsilon);
+                                  f32_weight(n.ln2_b), config_.layer_norm_epsilon,
+                                  {p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_});
   // fc_act = GELU(fc_pre), fc_pre = ln2_out · W_fcᵀ + b_fc: one GEMM with GELU in its epilogue.
   const Tensor& mlp_hidden = s.fc_act.defined() ? s.fc_act : s.fc_pre;
   ops::linear_gelu_tanh_forward(mlp_hidden, s.fc_act.defined() ? s.fc_pre : Tensor(), s.ln2_out, gemm_weight(n.fc_w),
                                 gemm_weight(n.fc_b));
   ops::linear_forward(proj, mlp_hidden, gemm_weight(n.mlp_proj_w), gemm_weight(n.mlp_proj_b));
-  ops::dropout_forward(proj, proj, p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_);
-  ops::residual_forward(out.reshape({N, C}), s.res1, proj);
+  ops::residual_forward(out.reshape({N, C}), s.res1, proj,
+                        {p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_});
 }
 
 void Gpt2LMHeadModel::trunk_forward(const Batch& batch, bool training) {

@@ -775,16 +775,17 @@ void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActiv
     ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn, seed,
                            dropout_offset(site_attention_probs(l)), dropout_base_);
   encoder_linear(l, kAttentionOut, proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_b));
-  ops::dropout_forward(proj, proj, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
+  // The output dropouts run inside the residual + LayerNorm kernels.
   ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, f32_weight(n.ln1_w),
-                                  f32_weight(n.ln1_b), config_.layer_norm_eps);
+                                  f32_weight(n.ln1_b), config_.layer_norm_eps,
+                                  {p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_});
   encoder_linear(l, kFfnIn, s.ffn_pre, s.h1, gemm_weight(n.ffn_in_b));
   if (config_.activation == Activation::Gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
   else ops::relu_forward(a.ffn_act, s.ffn_pre);
   encoder_linear(l, kFfnOut, proj, a.ffn_act, gemm_weight(n.ffn_out_b));
-  ops::dropout_forward(proj, proj, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   ops::residual_layernorm_forward(out.reshape({N, C}), s.res2, s.ln2_mean, s.ln2_rstd, s.h1, proj,
-                                  f32_weight(n.ln2_w), f32_weight(n.ln2_b), config_.layer_norm_eps);
+                                  f32_weight(n.ln2_w), f32_weight(n.ln2_b), config_.layer_norm_eps,
+                                  {p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_});
 }
 
 void SequenceClassifier::compute_logits(const Batch& batch, bool training) {

@@ -32,6 +32,12 @@ const uint64_t* dropout_offset_base(const Tensor& base, const Tensor& like, cons
   return reinterpret_cast<const uint64_t*>(base.raw());
 }
 
+const uint64_t* checked_dropout_base(const ElementDropout& dropout, const Tensor& like, const char* op) {
+  if (!(dropout.p >= 0.0f && dropout.p < 1.0f))
+    fail(op, ": dropout probability p must be in [0, 1), got ", dropout.p);
+  return dropout_offset_base(dropout.offset_base, like, op);
+}
+
 void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed, uint64_t offset,
                      const Tensor& offset_base) {
   const char* op = "dropout_forward";

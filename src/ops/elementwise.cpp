@@ -1,5 +1,6 @@
 #include "wattwise/ops/elementwise.h"
 
+#include "kernels/cpu/dropout.h"
 #include "kernels/cpu/elementwise.h"
 #ifdef WW_HAVE_CUDA
 #include "kernels/cuda/elementwise.h"
@@ -19,7 +20,7 @@ void require_btc(const Tensor& t, const char* op, const char* arg) {
 
 }  // namespace
 
-void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
+void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, const ElementDropout& b_dropout) {
   const char* op = "residual_forward";
   require_activation(a, op, "a");
   require_activation_like(b, a, op, "b", "a");
@@ -30,15 +31,21 @@ void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
   require_same_device(out, a, op);
   if (out.raw() != a.raw()) require_no_overlap(out, a, op, "out", "a");
   if (out.raw() != b.raw()) require_no_overlap(out, b, op, "out", "b");
+  const uint64_t* base = checked_dropout_base(b_dropout, a, op);
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::residual_forward(out.raw(), a.raw(), b.raw(), a.numel(), a.dtype());
+    kernels::cuda::residual_forward(out.raw(), a.raw(), b.raw(), a.numel(), a.dtype(),
+                                    {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
     return;
 #else
     cuda_not_implemented(op);
 #endif
   }
-  kernels::cpu::residual_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
+  if (b_dropout.p > 0.0f)
+    kernels::cpu::residual_dropout_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
+                                           b_dropout.p, b_dropout.seed, b_dropout.offset + (base ? *base : 0));
+  else
+    kernels::cpu::residual_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
 }
 
 void add_inplace(const Tensor& acc, const Tensor& x) {

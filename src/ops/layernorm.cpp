@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu/dropout.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/layernorm.h"
 #ifdef WW_HAVE_CUDA
@@ -70,7 +71,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 
 void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean, const Tensor& rstd,
                                 const Tensor& a, const Tensor& b, const Tensor& weight, const Tensor& bias,
-                                float eps) {
+                                float eps, const ElementDropout& b_dropout) {
   const char* op = "residual_layernorm_forward";
   const int64_t N = layernorm_rows(a, weight, op, "a"), C = weight.numel();
   require_activation_like(b, a, op, "b", "a");
@@ -88,18 +89,23 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
   require_no_overlap(out, sum, op, "out", "sum");
   require_no_overlap(out, a, op, "out", "a");
   require_no_overlap(out, b, op, "out", "b");
+  const uint64_t* base = checked_dropout_base(b_dropout, a, op);
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
     kernels::cuda::residual_layernorm_forward(out.raw(), sum.raw(), mean.data<float>(), rstd.data<float>(), a.raw(),
                                               b.raw(), a.dtype(), weight.data<float>(), bias.data<float>(), N, C,
-                                              eps);
+                                              eps, {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
     return;
 #else
     cuda_not_implemented(op);
 #endif
   }
   // The CPU runs the two kernels: the same results as residual_forward then layernorm_forward.
-  kernels::cpu::residual_forward(sum.data<float>(), a.data<float>(), b.data<float>(), N * C);
+  if (b_dropout.p > 0.0f)
+    kernels::cpu::residual_dropout_forward(sum.data<float>(), a.data<float>(), b.data<float>(), N * C, b_dropout.p,
+                                           b_dropout.seed, b_dropout.offset + (base ? *base : 0));
+  else
+    kernels::cpu::residual_forward(sum.data<float>(), a.data<float>(), b.data<float>(), N * C);
   kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), sum.data<float>(),
                                   weight.data<float>(), bias.data<float>(), N, C, eps);
 }

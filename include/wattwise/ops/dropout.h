@@ -18,8 +18,20 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset,
                       const Tensor& offset_base = Tensor());
 
+// Element dropout that another op applies to one of its inputs as it reads it (residual_forward,
+// residual_layernorm_forward): the values dropout_forward(x, x, p, seed, offset, offset_base) would
+// have left in that input, bit for bit, without writing them. p = 0: none.
+struct ElementDropout {
+  float p = 0.0f;
+  uint64_t seed = 0, offset = 0;
+  Tensor offset_base;
+};
+
 // The offset_base argument's pointer (null when undefined), after checking it; for the other ops
 // that draw dropout masks (attention).
 const uint64_t* dropout_offset_base(const Tensor& offset_base, const Tensor& like, const char* op);
+
+// An op's ElementDropout argument checked (p in [0, 1), offset_base as above): its offset_base pointer.
+const uint64_t* checked_dropout_base(const ElementDropout& dropout, const Tensor& like, const char* op);
 
 }  // namespace ww::ops

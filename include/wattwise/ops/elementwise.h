@@ -1,5 +1,6 @@
 #pragma once
 #include "wattwise/core/tensor.h"
+#include "wattwise/ops/dropout.h"
 
 namespace ww::ops {
 
@@ -7,7 +8,9 @@ namespace ww::ops {
 // bf16; all of one call share one dtype (the math is fp32 inside every kernel).
 
 // out = a + b (same element count). out may alias a or b.
-void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b);
+// With b_dropout: out = a + dropout(b), one pass, the bits of dropout_forward into b then the add
+// (b itself is not written).
+void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, const ElementDropout& b_dropout = {});
 // acc += x
 void add_inplace(const Tensor& acc, const Tensor& x);
 // x *= factor

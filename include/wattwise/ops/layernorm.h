@@ -1,5 +1,6 @@
 #pragma once
 #include "wattwise/core/tensor.h"
+#include "wattwise/ops/dropout.h"
 
 namespace ww::ops {
 
@@ -17,9 +18,12 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 // kernel (one warp per row); on the CPU residual_forward's and layernorm_forward's kernels. In f32
 // the results are those of residual_forward followed by layernorm_forward (same statistics code).
 // sum may be a or b itself; out must not overlap a, b or sum.
+// With b_dropout, sum = a + dropout(b) (the bits of dropout_forward into b, then this op; b itself
+// is not written).
 void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean,
                                 const Tensor& rstd, const Tensor& a, const Tensor& b,
-                                const Tensor& weight, const Tensor& bias, float eps);
+                                const Tensor& weight, const Tensor& bias, float eps,
+                                const ElementDropout& b_dropout = {});
 
 // dinp overwritten (may not alias dout), or, with accumulate = true, added to (dinp += ...: folds a
 // residual branch's gradient into the LayerNorm backward); dweight, dbias accumulated.

@@ -12,4 +12,9 @@ void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t 
 // Regenerates the same mask: dinp = mask · dout · keep scale. dinp may alias dout.
 void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t seed, uint64_t offset);
 
+// out = a + dropout(b) with the same mask and values as dropout_forward into b followed by the add
+// (b is not written). out may alias a or b.
+void residual_dropout_forward(float* out, const float* a, const float* b, int64_t n, float p, uint64_t seed,
+                              uint64_t offset);
+
 }  // namespace ww::kernels::cpu

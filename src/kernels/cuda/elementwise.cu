@@ -358,9 +358,43 @@ __device__ __forceinline__ float warp_sum(float value) {
 // then squared deviations: no cancellation for rows far from 0). kResidual: the row is a + b, stored
 // rounded to T into `sum` and normalised as stored. Every element is read and written by the same
 // lane, after the warp reductions: out may alias the input; sum may alias a or b.
+// Element dropout as the fused kernels apply it to an operand they read: the rule's parameters, the
+// stream offset resolved on the device (offset_base is read there: CUDA graphs).
+struct DropoutRule {
+  bool on;
+  uint32_t threshold;
+  float scale;
+  uint64_t seed, offset;
+  __host__ static DropoutRule from(const ElementDropoutArgs& d) {
+    return {d.p > 0.0f, element_dropout_threshold(d.p), element_dropout_keep_scale(d.p), d.seed, d.offset};
+  }
+};
+__device__ __forceinline__ uint64_t dropout_stream(const DropoutRule& d, const uint64_t* offset_base) {
+  return d.offset + (offset_base ? *offset_base : 0);
+}
+
+// Elements e0.. of the operand (values v) as dropout_forward leaves them: kept ones times the keep
+// scale rounded to T, dropped ones 0; so a fused kernel adds exactly what dropout followed by the add
+// did. One Philox call per block of eight elements (V <= 8 elements from e0 share one block when
+// e0 % 8 + V <= 8, always so for the kernels' aligned vectors).
+template <typename T, int V>
+__device__ __forceinline__ void drop_as_stored(float (&v)[V], int64_t e0, const DropoutRule& d, uint64_t stream) {
+  const auto apply = [&](int k, const Philox4& r, int half) {
+    v[k] = element_dropout_keeps(r, half, d.threshold) ? load_float(store_float<T>(v[k] * d.scale)) : 0.0f;
+  };
+  if ((e0 & 7) + V <= 8) {
+    const Philox4 r = philox_block(d.seed, stream, uint64_t(e0) >> 3);
+#pragma unroll
+    for (int k = 0; k < V; ++k) apply(k, r, int((e0 + k) & 7));
+  } else {
+    for (int k = 0; k < V; ++k) apply(k, philox_block(d.seed, stream, uint64_t(e0 + k) >> 3), int((e0 + k) & 7));
+  }
+}
+
 template <int V, typename T, bool kResidual>
 __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
-                                         const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
+                                         const float* weight, const float* bias, int64_t N, int64_t C, float eps,
+                                         DropoutRule b_dropout, const uint64_t* offset_base) {
   constexpr int kCache = kLaneFloats / V;
   const int lane = int(threadIdx.x & 31);
   const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
@@ -373,6 +407,7 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
       float vb[V];
       load_floats<V>(a + offset + i * V, v);
       load_floats<V>(b + offset + i * V, vb);
+      if (b_dropout.on) drop_as_stored<T, V>(vb, offset + i * V, b_dropout, dropout_stream(b_dropout, offset_base));
 #pragma unroll
       for (int k = 0; k < V; ++k) v[k] += vb[k];
       store_floats<V>(sum + offset + i * V, v);
@@ -682,19 +717,21 @@ void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, DTy
     auto x = static_cast<const E*>(inp);
     if (layernorm_vectors<E>(C, {out, inp, weight, bias}))
       layernorm_forward_kernel<V, E, false><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          o, nullptr, mean, rstd, x, nullptr, weight, bias, N, C, eps);
+          o, nullptr, mean, rstd, x, nullptr, weight, bias, N, C, eps, DropoutRule{}, nullptr);
     else
       layernorm_forward_kernel<1, E, false><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          o, nullptr, mean, rstd, x, nullptr, weight, bias, N, C, eps);
+          o, nullptr, mean, rstd, x, nullptr, weight, bias, N, C, eps, DropoutRule{}, nullptr);
   });
   check_launch("layernorm_forward_kernel");
 }
 
 void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, const void* a, const void* b,
                                 DType dtype, const float* weight, const float* bias, int64_t N, int64_t C,
-                                float eps) {
+                                float eps, const ElementDropoutArgs& b_dropout) {
   if (N == 0 || C == 0) return;
   require_grid_rows(N, "residual_layernorm_forward");
+  WW_CHECK(b_dropout.p >= 0.0f && b_dropout.p < 1.0f, "dropout probability ", b_dropout.p, " outside [0, 1)");
+  const DropoutRule rule = DropoutRule::from(b_dropout);
   dispatch_activation(dtype, "residual_layernorm_forward", [&](auto tag) {
     using E = decltype(tag);
     constexpr int V = 16 / int(sizeof(E));
@@ -704,10 +741,10 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
     auto y = static_cast<const E*>(b);
     if (layernorm_vectors<E>(C, {out, sum, a, b, weight, bias}))
       layernorm_forward_kernel<V, E, true><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          o, s, mean, rstd, x, y, weight, bias, N, C, eps);
+          o, s, mean, rstd, x, y, weight, bias, N, C, eps, rule, b_dropout.offset_base);
     else
       layernorm_forward_kernel<1, E, true><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          o, s, mean, rstd, x, y, weight, bias, N, C, eps);
+          o, s, mean, rstd, x, y, weight, bias, N, C, eps, rule, b_dropout.offset_base);
   });
   check_launch("residual_layernorm_forward_kernel");
 }
@@ -1012,6 +1049,32 @@ struct Add {
   __device__ float operator()(float a, float b) const { return a + b; }
 };
 
+// out = a + dropout(b), a thread per block of eight elements (one Philox call), 16-byte accesses with
+// Vector: the residual add and the dropout kernel before it in one pass (b is not written).
+template <typename T, bool Vector>
+__global__ void residual_dropout_kernel(T* out, const T* a, const T* b, int64_t n, DropoutRule d,
+                                        const uint64_t* offset_base) {
+  const uint64_t stream = dropout_stream(d, offset_base);
+  WW_GRID_STRIDE(block, (n + 7) / 8) {
+    const int64_t first = block * 8, count = n - first < 8 ? n - first : 8;
+    if (Vector && count == 8) {
+      float x[8], y[8];
+      load_floats<8>(a + first, x);
+      load_floats<8>(b + first, y);
+      drop_as_stored<T, 8>(y, first, d, stream);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) x[j] += y[j];
+      store_floats<8>(out + first, x);
+      continue;
+    }
+    for (int64_t j = 0; j < count; ++j) {
+      float y[1] = {load_float(b[first + j])};
+      drop_as_stored<T, 1>(y, first + j, d, stream);
+      out[first + j] = store_float<T>(load_float(a[first + j]) + y[0]);
+    }
+  }
+}
+
 template <typename T>
 __global__ void scale_kernel(T* x, float factor, int64_t n) {
   WW_GRID_STRIDE(i, n) x[i] = store_float<T>(load_float(x[i]) * factor);
@@ -1038,8 +1101,21 @@ __global__ void select_token_backward_kernel(T* dinp, const T* dout, int64_t B, 
 
 }  // namespace
 
-void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype) {
-  launch_binary(out, a, b, n, dtype, Add{}, "residual_kernel");
+void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype,
+                      const ElementDropoutArgs& b_dropout) {
+  WW_CHECK(b_dropout.p >= 0.0f && b_dropout.p < 1.0f, "dropout probability ", b_dropout.p, " outside [0, 1)");
+  if (b_dropout.p == 0.0f) return launch_binary(out, a, b, n, dtype, Add{}, "residual_kernel");
+  if (n == 0) return;
+  const DropoutRule rule = DropoutRule::from(b_dropout);
+  dispatch_activation(dtype, "residual_forward (dropout)", [&](auto tag) {
+    using E = decltype(tag);
+    const bool vector = aligned_to(out, 16) && aligned_to(a, 16) && aligned_to(b, 16);
+    const auto kernel = vector ? residual_dropout_kernel<E, true> : residual_dropout_kernel<E, false>;
+    kernel<<<grid_for((n + 7) / 8), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(a),
+                                                            static_cast<const E*>(b), n, rule,
+                                                            b_dropout.offset_base);
+  });
+  check_launch("residual_dropout_kernel");
 }
 void add_inplace(void* acc, const void* x, int64_t n, DType dtype) {
   launch_binary(acc, acc, x, n, dtype, Add{}, "residual_kernel (add_inplace)");

@@ -54,11 +54,20 @@ void embeddings_backward(const DeviceEmbeddingTables& grads, const void* dout, D
 // mean, rstd float.
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, DType dtype, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps);
-// sum = a + b (rounded to `dtype`), out = LayerNorm(sum): one kernel, the code of layernorm_forward.
-// sum may alias a or b exactly; out must not overlap them.
+// Element dropout applied to an operand as it is read (core/rng.h's element rule over the operand's
+// flat index): the fused kernels see the values dropout_forward would have written into it, without
+// writing them. p = 0: none. offset_base: null, or a device u64 added to offset (CUDA graphs).
+struct ElementDropoutArgs {
+  float p = 0.0f;
+  uint64_t seed = 0, offset = 0;
+  const uint64_t* offset_base = nullptr;
+};
+
+// sum = a + dropout(b) (rounded to `dtype`), out = LayerNorm(sum): one kernel, the code of
+// layernorm_forward. sum may alias a or b exactly; out must not overlap them. b is not written.
 void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, const void* a, const void* b,
                                 DType dtype, const float* weight, const float* bias, int64_t N, int64_t C,
-                                float eps);
+                                float eps, const ElementDropoutArgs& b_dropout = {});
 // dinp: one warp per row; overwritten, or added to when accumulate. dweight/dbias: per-(32-row chunk,
 // column) partial sums in float, then a second kernel adds the chunks in order (deterministic, no
 // float atomics). dinp/dweight/dbias may each be null. dinp, dout, inp in `dtype`.
@@ -83,7 +92,9 @@ void dropout_forward(void* out, const void* inp, int64_t n, DType dtype, float p
 void dropout_backward(void* dinp, const void* dout, int64_t n, DType dtype, float p, uint64_t seed,
                       uint64_t offset, const uint64_t* offset_base = nullptr);
 
-void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype);
+// out = a + dropout(b); b is not written (out may alias a or b).
+void residual_forward(void* out, const void* a, const void* b, int64_t n, DType dtype,
+                      const ElementDropoutArgs& b_dropout = {});
 void add_inplace(void* acc, const void* x, int64_t n, DType dtype);
 void scale_inplace(void* x, float factor, int64_t n, DType dtype);
 
