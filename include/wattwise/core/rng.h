@@ -62,9 +62,14 @@ WW_HOST_DEVICE inline uint32_t element_dropout_threshold(float p) {
 WW_HOST_DEVICE inline float element_dropout_keep_scale(float p) {
   return 65536.0f / float(65536u - element_dropout_threshold(p));
 }
+// Word i (0..3) of a block by selection, not by indexing the array with a run-time index (a GPU
+// kernel would put the block in local memory for that).
+WW_HOST_DEVICE inline uint32_t philox_word(const Philox4& words, int i) {
+  return i == 0 ? words.v[0] : i == 1 ? words.v[1] : i == 2 ? words.v[2] : words.v[3];
+}
 // Half `j` (0..7) of a block's words against the threshold.
 WW_HOST_DEVICE inline bool element_dropout_keeps(const Philox4& words, int j, uint32_t threshold) {
-  return ((words.v[j >> 1] >> (16 * (j & 1))) & 0xFFFFu) >= threshold;
+  return ((philox_word(words, j >> 1) >> (16 * (j & 1))) & 0xFFFFu) >= threshold;
 }
 WW_HOST_DEVICE inline bool element_dropout_keep(uint64_t seed, uint64_t offset, uint64_t i, uint32_t threshold) {
   return element_dropout_keeps(philox_block(seed, offset, i >> 3), int(i & 7), threshold);
