@@ -4,7 +4,7 @@
 # bench it next to the working tree's build in the same call (scripts/gpu/session_attention_check.sh):
 # before/after on one GPU. A second argument puts the build elsewhere (DEST/wattwise, plus the test
 # programs named after it, stripped): a prebuilt binary for a short GPU call that cannot spend
-# minutes building (scripts/gpu/session_prebuilt_gpt2.sh).
+# minutes building (scripts/gpu/session_prebuilt.sh).
 #   bash scripts/gpu/build_baseline.sh [COMMIT [DEST [TEST_TARGET...]]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A GPU call that builds nothing (the build takes 100-160 s of a call): the test programs and wattwise
+# prebuilt on the CPU machine and packed,
+#   bash scripts/gpu/build_baseline.sh HEAD .gpu-carry/prebuilt test_cuda_gemm test_cuda_elementwise ...
+#   tar -C .gpu-carry -cJf .gpu-carry/packed/prebuilt.tar.xz prebuilt && rm -r .gpu-carry/prebuilt
+# then the named tests (WW_TEST_TARGETS), the harness (WW_HARNESS_CASES, default every case; GPT-2
+# alone takes ~2 minutes on an H100, every case ~4.5), and the per-kernel profiles named in
+# WW_PROFILE_CASES ("case:skip:count ...") while WW_DEADLINE_S lasts. Carry .deps and .gpu-carry
+# (64 MiB per call: move .gpu-carry/base aside). Results as session_check_harness.sh's.
+set -uo pipefail
+source "$(dirname "$0")/session_common.sh"
+bin=.gpu-carry/prebuilt
+# Packed to fit the carry: tar -C .gpu-carry -cJf .gpu-carry/packed/prebuilt.tar.xz prebuilt
+[ -f .gpu-carry/packed/prebuilt.tar.xz ] && tar -C .gpu-carry -xJf .gpu-carry/packed/prebuilt.tar.xz
+say "prebuilt: $(cat $bin/COMMIT)"
+WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
+all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
+python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases "${WW_HARNESS_CASES:-$all_cases}" \
+  --compile-cases gpt2-train-bf16,distilbert-train-bf16 --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds 2 \
+  --budget-s "${WW_HARNESS_BUDGET_S:-330}" 2> "$OUT/harness.log" | tail -80 >> "$summary"
+say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
+# WW_PROFILE_CASES="case:skip:count ...": per-kernel profiles after the harness, while time lasts.
+for spec in ${WW_PROFILE_CASES:-}; do
+  IFS=: read -r c skip count <<< "$spec"
+  WW_BIN=$bin profile_bench_case "$c" "$skip" "$count" $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
+done
+say "total: $(( $(date +%s) - start )) s"
+pack_outputs
