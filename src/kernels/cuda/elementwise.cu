@@ -401,13 +401,14 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   if (n >= N) return;  // uniform over the warp
   const int64_t vectors = C / V, offset = n * C;
   const T* row = kResidual ? sum + offset : a + offset;  // what passes 2 and 3 re-read
+  const uint64_t b_stream = kResidual && b_dropout.on ? dropout_stream(b_dropout, offset_base) : 0;
   // Pass 1: load (for the residual: add and store the sum), keep the first kCache vectors, sum.
   auto first_load = [&](int64_t i, float (&v)[V]) {
     if constexpr (kResidual) {
       float vb[V];
       load_floats<V>(a + offset + i * V, v);
       load_floats<V>(b + offset + i * V, vb);
-      if (b_dropout.on) drop_as_stored<T, V>(vb, offset + i * V, b_dropout, dropout_stream(b_dropout, offset_base));
+      if (b_dropout.on) drop_as_stored<T, V>(vb, offset + i * V, b_dropout, b_stream);
 #pragma unroll
       for (int k = 0; k < V; ++k) v[k] += vb[k];
       store_floats<V>(sum + offset + i * V, v);

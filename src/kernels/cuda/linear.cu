@@ -132,16 +132,30 @@ std::optional<cublasLtMatmulAlgo_t> find_algorithm(const BlasContext& ctx, const
     if (it != chosen.end()) return it->second;
   }
   bool tune = tunable && !stream_is_capturing();
-  void* target = D;
+  // Freed on every way out (a failed query or check throws).
+  struct Scratch {
+    void* p = nullptr;
+    ~Scratch() {
+      if (p) cudaFree(p);
+    }
+  } scratch;
+  struct Events {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    ~Events() {
+      if (start) cudaEventDestroy(start);
+      if (stop) cudaEventDestroy(stop);
+    }
+  } events;
   if (tune && scratch_bytes > 0) {
-    if (cudaMalloc(&target, scratch_bytes) != cudaSuccess) {
+    if (cudaMalloc(&scratch.p, scratch_bytes) != cudaSuccess) {
       cudaGetLastError();  // out of memory is not sticky: carry on untimed
-      target = nullptr;
+      scratch.p = nullptr;
       tune = false;
     } else {
-      check(cudaMemsetAsync(target, 0, scratch_bytes, stream()), "cudaMemsetAsync (GEMM autotuning scratch)");
+      check(cudaMemsetAsync(scratch.p, 0, scratch_bytes, stream()), "cudaMemsetAsync (GEMM autotuning scratch)");
     }
   }
+  void* target = scratch.p ? scratch.p : D;
   cublasLtMatmulHeuristicResult_t results[kTuneCandidates] = {};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
@@ -151,18 +165,14 @@ std::optional<cublasLtMatmulAlgo_t> find_algorithm(const BlasContext& ctx, const
   check_cublas(status, "cublasLtMatmulAlgoGetHeuristic");
   int best = 0;
   if (tune && found > 1) {
-    cudaEvent_t start = nullptr, stop = nullptr;
-    check(cudaEventCreate(&start), "cudaEventCreate");
-    check(cudaEventCreate(&stop), "cudaEventCreate");
+    check(cudaEventCreate(&events.start), "cudaEventCreate");
+    check(cudaEventCreate(&events.stop), "cudaEventCreate");
     float best_ms = INFINITY;
     for (int i = 0; i < found; ++i) {
-      const float ms = time_algorithm(run, results[i].algo, target, start, stop);
+      const float ms = time_algorithm(run, results[i].algo, target, events.start, events.stop);
       if (ms < best_ms * 0.97f) best = i, best_ms = ms;
     }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
   }
-  if (target != D && target) check(cudaFree(target), "cudaFree (GEMM autotuning scratch)");
   if (!tunable || tune) {
     std::lock_guard<std::mutex> lock(mutex);
     chosen.emplace(key, results[best].algo);
