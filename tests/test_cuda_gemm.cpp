@@ -44,6 +44,15 @@ Tensor gpu_shifted_copy(const Tensor& cpu, int64_t shift, Tensor& owner) {
   return view;
 }
 
+// `values` on the GPU in `dtype` (16-bit: rounded to nearest even by ops::cast).
+Tensor gpu_in(const std::vector<float>& values, const Shape& shape, DType dtype) {
+  Tensor wide = cpu_tensor(values, shape).to(Device::cuda(0));
+  if (dtype == DType::F32) return wide;
+  Tensor narrow = Tensor::empty(shape, dtype, Device::cuda(0));
+  ops::cast(narrow, wide);
+  return narrow;
+}
+
 struct Case {
   int64_t N, IC, OC;
   bool bias;
@@ -157,13 +166,7 @@ TEST(CudaGemm, PaddedLmHeadAtGpt2VocabMatchesContiguous) {
   const Device gpu = Device::cuda(0);
   for (DType dtype : {DType::F32, DType::BF16}) {
     SCOPED_TRACE(dtype_name(dtype));
-    auto upload = [&](const std::vector<float>& values, const Shape& shape) {
-      Tensor wide = cpu_tensor(values, shape).to(gpu);
-      if (dtype == DType::F32) return wide;
-      Tensor narrow = Tensor::empty(shape, dtype, gpu);
-      ops::cast(narrow, wide);
-      return narrow;
-    };
+    auto upload = [&](const std::vector<float>& values, const Shape& shape) { return gpu_in(values, shape, dtype); };
     auto padded_layout = [&](const std::vector<float>& rows) {  // [N, OC] → [N, L], NaN padding
       std::vector<float> out(size_t(N * L), std::numeric_limits<float>::quiet_NaN());
       for (int64_t n = 0; n < N; ++n)
@@ -224,11 +227,7 @@ TEST(CudaGemm, AutotunedLmHeadGemmMatchesHeuristicChoiceAndCaptures) {
   WW_REQUIRE_CUDA();
   const int64_t IC = 768, OC = 50257, L = 50304;
   const Device gpu = Device::cuda(0);
-  auto bf16 = [&](const std::vector<float>& values, const Shape& shape) {
-    Tensor narrow = Tensor::empty(shape, DType::BF16, gpu);
-    ops::cast(narrow, cpu_tensor(values, shape).to(gpu));
-    return narrow;
-  };
+  auto bf16 = [](const std::vector<float>& values, const Shape& shape) { return gpu_in(values, shape, DType::BF16); };
   Tensor weight = bf16(random_normals(OC * IC, 31, 0.05f), {OC, IC});
   auto logits = [&](int64_t N, bool tuned, bool captured) {
     Tensor inp = bf16(random_normals(N * IC, 32), {N, IC});
@@ -267,11 +266,7 @@ TEST(CudaGemm, AutotunedAccumulatingGemmAddsOnce) {
   WW_REQUIRE_CUDA();
   const int64_t N = 2048, IC = 768, OC = 50257, L = 50304;
   const Device gpu = Device::cuda(0);
-  auto bf16 = [&](const std::vector<float>& values, const Shape& shape) {
-    Tensor narrow = Tensor::empty(shape, DType::BF16, gpu);
-    ops::cast(narrow, cpu_tensor(values, shape).to(gpu));
-    return narrow;
-  };
+  auto bf16 = [](const std::vector<float>& values, const Shape& shape) { return gpu_in(values, shape, DType::BF16); };
   Tensor inp = bf16(random_normals(N * IC, 41), {N, IC});
   Tensor weight = bf16(random_normals(OC * IC, 42, 0.05f), {OC, IC});
   Tensor dout = bf16(random_normals(N * L, 43, 0.01f), {N, L});

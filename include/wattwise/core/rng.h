@@ -48,6 +48,12 @@ WW_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t offset, uint6
   return uniform_from_word(philox_u32(seed, offset, index));
 }
 
+// Word i (0..3) of a block by selection, not by indexing the array with a run-time index (a GPU
+// kernel would put the block in local memory for that).
+WW_HOST_DEVICE inline uint32_t philox_word(const Philox4& words, int i) {
+  return i == 0 ? words.v[0] : i == 1 ? words.v[1] : i == 2 ? words.v[2] : words.v[3];
+}
+
 // Element dropout (ops::dropout_forward/backward: hidden states, embeddings, classifier inputs), one
 // rule for the CPU and CUDA kernels. Element i survives iff 16-bit half i % 8 of Philox block i/8
 // (halves in word order, the low half of each word first) is ≥ threshold = round(p·65536), at most
@@ -61,11 +67,6 @@ WW_HOST_DEVICE inline uint32_t element_dropout_threshold(float p) {
 }
 WW_HOST_DEVICE inline float element_dropout_keep_scale(float p) {
   return 65536.0f / float(65536u - element_dropout_threshold(p));
-}
-// Word i (0..3) of a block by selection, not by indexing the array with a run-time index (a GPU
-// kernel would put the block in local memory for that).
-WW_HOST_DEVICE inline uint32_t philox_word(const Philox4& words, int i) {
-  return i == 0 ? words.v[0] : i == 1 ? words.v[1] : i == 2 ? words.v[2] : words.v[3];
 }
 // Half `j` (0..7) of a block's words against the threshold.
 WW_HOST_DEVICE inline bool element_dropout_keeps(const Philox4& words, int j, uint32_t threshold) {
@@ -95,7 +96,7 @@ WW_HOST_DEVICE inline uint64_t attention_dropout_block(uint64_t row, int64_t seq
 // Byte `key % 16` of a block's words against the threshold.
 WW_HOST_DEVICE inline bool attention_dropout_keeps(const Philox4& words, int64_t key, uint32_t threshold) {
   const int byte = int(key & 15);
-  return ((words.v[byte >> 2] >> (8 * (byte & 3))) & 0xFFu) >= threshold;
+  return ((philox_word(words, byte >> 2) >> (8 * (byte & 3))) & 0xFFu) >= threshold;
 }
 WW_HOST_DEVICE inline bool attention_dropout_keep(uint64_t seed, uint64_t offset, uint64_t row, int64_t seq_len,
                                                   int64_t key, uint32_t threshold) {

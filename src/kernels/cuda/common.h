@@ -3,6 +3,7 @@
 // CUDA message, the stream every kernel launches on, and grid sizing.
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "wattwise/core/error.h"
@@ -19,5 +20,8 @@ void check_launch(const char* kernel);
 cudaStream_t stream();
 
 inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+// Whether p is a multiple of `bytes` (vector loads and stores need their width).
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 }  // namespace ww::kernels::cuda

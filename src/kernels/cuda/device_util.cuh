@@ -87,8 +87,6 @@ __device__ __forceinline__ void store_floats(T* p, const float (&in)[V]) {
   }
 }
 
-inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-
 // Calls f(T{}) with T the element type of an activation dtype (f32, f16, bf16); anything else is
 // an error naming `what`. Host code: f launches kernel<T>.
 template <typename F>

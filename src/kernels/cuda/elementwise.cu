@@ -353,11 +353,6 @@ __device__ __forceinline__ float warp_sum(float value) {
   return value;
 }
 
-// LayerNorm forward, one warp per row, V elements per access (16-byte vectors where C and the
-// pointers allow, else V = 1). Statistics in float, two passes over the register-resident row (mean,
-// then squared deviations: no cancellation for rows far from 0). kResidual: the row is a + b, stored
-// rounded to T into `sum` and normalised as stored. Every element is read and written by the same
-// lane, after the warp reductions: out may alias the input; sum may alias a or b.
 // Element dropout as the fused kernels apply it to an operand they read: the rule's parameters, the
 // stream offset resolved on the device (offset_base is read there: CUDA graphs).
 struct DropoutRule {
@@ -391,6 +386,11 @@ __device__ __forceinline__ void drop_as_stored(float (&v)[V], int64_t e0, const 
   }
 }
 
+// LayerNorm forward, one warp per row, V elements per access (16-byte vectors where C and the
+// pointers allow, else V = 1). Statistics in float, two passes over the register-resident row (mean,
+// then squared deviations: no cancellation for rows far from 0). kResidual: the row is a + b, stored
+// rounded to T into `sum` and normalised as stored. Every element is read and written by the same
+// lane, after the warp reductions: out may alias the input; sum may alias a or b.
 template <int V, typename T, bool kResidual>
 __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
                                          const float* weight, const float* bias, int64_t N, int64_t C, float eps,
@@ -980,30 +980,51 @@ void tanh_backward(void* dinp, const void* out, const void* dout, int64_t n, DTy
 
 namespace {
 
-// One thread per block of eight elements: one Philox call gives their eight 16-bit draws (core/rng.h's
-// element rule, as on the CPU). With Vector the block's eight elements move in one 16-byte load and
-// store (two for f32). At four elements per call the kernel was bound by Philox's multiplies: 25 µs
-// for GPT-2's 16,384 × 768 bf16 activations on an H200, against ~11 µs for their bytes.
+// out = base + dropout(x), or dropout(x) with base null (dropout itself; base may alias out or x):
+// a thread per block of eight elements, one Philox call (core/rng.h's element rule, as on the
+// CPU), one 16-byte load and store per operand with Vector (two for f32). At four elements per call
+// dropout was bound by Philox's multiplies: 25 µs for GPT-2's 16,384 × 768 bf16 activations on an
+// H200, against ~11 µs for their bytes.
 template <typename T, bool Vector>
-__global__ void dropout_kernel(T* out, const T* inp, int64_t n, uint32_t threshold, float scale, uint64_t seed,
-                               uint64_t offset_value, const uint64_t* offset_base) {
-  const uint64_t offset = offset_value + (offset_base ? *offset_base : 0);
-  const int64_t num_blocks = (n + 7) / 8;
-  WW_GRID_STRIDE(block, num_blocks) {
-    const Philox4 r = philox_block(seed, offset, uint64_t(block));
+__global__ void dropout_map_kernel(T* out, const T* base, const T* x, int64_t n, DropoutRule d,
+                                   const uint64_t* offset_base) {
+  const uint64_t stream = dropout_stream(d, offset_base);
+  WW_GRID_STRIDE(block, (n + 7) / 8) {
     const int64_t first = block * 8, count = n - first < 8 ? n - first : 8;
     if (Vector && count == 8) {
-      float x[8];
-      load_floats<8>(inp + first, x);
+      float y[8];
+      load_floats<8>(x + first, y);
+      drop_as_stored<T, 8>(y, first, d, stream);
+      if (base) {
+        float b[8];
+        load_floats<8>(base + first, b);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) x[j] = element_dropout_keeps(r, j, threshold) ? x[j] * scale : 0.0f;
-      store_floats<8>(out + first, x);
+        for (int j = 0; j < 8; ++j) y[j] += b[j];
+      }
+      store_floats<8>(out + first, y);
       continue;
     }
-    for (int64_t j = 0; j < count; ++j)
-      out[first + j] = store_float<T>(element_dropout_keeps(r, int(j), threshold) ? load_float(inp[first + j]) * scale
-                                                                                  : 0.0f);
+    for (int64_t j = 0; j < count; ++j) {
+      float y[1] = {load_float(x[first + j])};
+      drop_as_stored<T, 1>(y, first + j, d, stream);
+      out[first + j] = store_float<T>(base ? load_float(base[first + j]) + y[0] : y[0]);
+    }
   }
+}
+
+void launch_dropout_map(void* out, const void* base, const void* x, int64_t n, DType dtype,
+                        const ElementDropoutArgs& dropout, const char* what) {
+  const DropoutRule rule = DropoutRule::from(dropout);
+  dispatch_activation(dtype, what, [&](auto tag) {
+    using E = decltype(tag);
+    // Every block of eight starts a multiple of 16 bytes past the tensor's start (of 32 for f32,
+    // whose two 16-byte halves need 16): aligned when the tensors are 16-byte aligned.
+    const bool vector = aligned_to(out, 16) && aligned_to(x, 16) && (!base || aligned_to(base, 16));
+    const auto kernel = vector ? dropout_map_kernel<E, true> : dropout_map_kernel<E, false>;
+    kernel<<<grid_for((n + 7) / 8), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(base),
+                                                            static_cast<const E*>(x), n, rule, dropout.offset_base);
+  });
+  check_launch(what);
 }
 
 void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, float p, uint64_t seed,
@@ -1016,18 +1037,7 @@ void apply_dropout_mask(void* out, const void* inp, int64_t n, DType dtype, floa
             "cudaMemcpyAsync (dropout p = 0)");
     return;
   }
-  const uint32_t threshold = element_dropout_threshold(p);
-  const float scale = element_dropout_keep_scale(p);
-  dispatch_activation(dtype, "dropout", [&](auto tag) {
-    using E = decltype(tag);
-    // Every block of eight starts a multiple of 16 bytes past the tensor's start (of 32 for f32,
-    // whose two 16-byte halves need 16): aligned when both tensors are 16-byte aligned.
-    const bool vector = aligned_to(out, 16) && aligned_to(inp, 16);
-    const auto kernel = vector ? dropout_kernel<E, true> : dropout_kernel<E, false>;
-    kernel<<<grid_for((n + 7) / 8), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(inp), n,
-                                                            threshold, scale, seed, offset, offset_base);
-  });
-  check_launch("dropout_kernel");
+  launch_dropout_map(out, nullptr, inp, n, dtype, {p, seed, offset, offset_base}, "dropout_kernel");
 }
 
 }  // namespace
@@ -1049,32 +1059,6 @@ namespace {
 struct Add {
   __device__ float operator()(float a, float b) const { return a + b; }
 };
-
-// out = a + dropout(b), a thread per block of eight elements (one Philox call), 16-byte accesses with
-// Vector: the residual add and the dropout kernel before it in one pass (b is not written).
-template <typename T, bool Vector>
-__global__ void residual_dropout_kernel(T* out, const T* a, const T* b, int64_t n, DropoutRule d,
-                                        const uint64_t* offset_base) {
-  const uint64_t stream = dropout_stream(d, offset_base);
-  WW_GRID_STRIDE(block, (n + 7) / 8) {
-    const int64_t first = block * 8, count = n - first < 8 ? n - first : 8;
-    if (Vector && count == 8) {
-      float x[8], y[8];
-      load_floats<8>(a + first, x);
-      load_floats<8>(b + first, y);
-      drop_as_stored<T, 8>(y, first, d, stream);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) x[j] += y[j];
-      store_floats<8>(out + first, x);
-      continue;
-    }
-    for (int64_t j = 0; j < count; ++j) {
-      float y[1] = {load_float(b[first + j])};
-      drop_as_stored<T, 1>(y, first + j, d, stream);
-      out[first + j] = store_float<T>(load_float(a[first + j]) + y[0]);
-    }
-  }
-}
 
 template <typename T>
 __global__ void scale_kernel(T* x, float factor, int64_t n) {
@@ -1106,17 +1090,7 @@ void residual_forward(void* out, const void* a, const void* b, int64_t n, DType 
                       const ElementDropoutArgs& b_dropout) {
   WW_CHECK(b_dropout.p >= 0.0f && b_dropout.p < 1.0f, "dropout probability ", b_dropout.p, " outside [0, 1)");
   if (b_dropout.p == 0.0f) return launch_binary(out, a, b, n, dtype, Add{}, "residual_kernel");
-  if (n == 0) return;
-  const DropoutRule rule = DropoutRule::from(b_dropout);
-  dispatch_activation(dtype, "residual_forward (dropout)", [&](auto tag) {
-    using E = decltype(tag);
-    const bool vector = aligned_to(out, 16) && aligned_to(a, 16) && aligned_to(b, 16);
-    const auto kernel = vector ? residual_dropout_kernel<E, true> : residual_dropout_kernel<E, false>;
-    kernel<<<grid_for((n + 7) / 8), kThreads, 0, stream()>>>(static_cast<E*>(out), static_cast<const E*>(a),
-                                                            static_cast<const E*>(b), n, rule,
-                                                            b_dropout.offset_base);
-  });
-  check_launch("residual_dropout_kernel");
+  if (n > 0) launch_dropout_map(out, a, b, n, dtype, b_dropout, "residual_forward (dropout)");
 }
 void add_inplace(void* acc, const void* x, int64_t n, DType dtype) {
   launch_binary(acc, acc, x, n, dtype, Add{}, "residual_kernel (add_inplace)");

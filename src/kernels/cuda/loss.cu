@@ -76,12 +76,33 @@ __device__ __forceinline__ int64_t scalar_element(RowParts parts, int64_t K) {
   return -1;
 }
 
+// A block's row n = blockIdx.x: its label, logits x, gradient row d (null without kGrad), its split
+// into vectors and the scalar element this thread owns.
+template <typename T>
+struct BlockRow {
+  int64_t n;
+  int32_t label;
+  const T* x;
+  T* d;
+  RowParts parts;
+  int64_t mine;
+};
+
+template <int V, typename T, bool kGrad>
+__device__ __forceinline__ BlockRow<T> block_row(T* dlogits, const T* logits, const int32_t* labels, int64_t K,
+                                                 int64_t ld) {
+  const int64_t n = blockIdx.x;
+  const T* x = logits + n * ld;
+  const RowParts parts = row_parts<V>(x, K);
+  return {n, labels[n], x, kGrad ? dlogits + n * ld : nullptr, parts, scalar_element(parts, K)};
+}
+
 // Ignored rows (label −100) and bad labels: a loss of 0 (NaN for a bad label, which is also
 // recorded) and a gradient row of 0 (NaN). Returns whether the row was one of these; the label is
 // the same for the whole block, so the callers' early returns are uniform.
 template <int V, typename T, bool kLoss, bool kGrad>
-__device__ bool skip_row(float* losses, T* d, int64_t n, int32_t label, int64_t K, RowParts parts, int64_t mine,
-                         int* error) {
+__device__ bool skip_row(float* losses, const BlockRow<T>& row, int64_t K, int* error) {
+  const auto [n, label, x, d, parts, mine] = row;
   const bool ignored = label == kIgnoreIndex, bad = !ignored && (label < 0 || label >= K);
   if (!ignored && !bad) return false;
   if (bad && threadIdx.x == 0) record_input_error(error, kBadLabel, n, 0, label, K);
@@ -128,13 +149,9 @@ template <int V, typename T, bool kLoss, bool kGrad>
 __global__ void __launch_bounds__(kWideThreads)
     cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int64_t K, int64_t ld,
                          float eps, float scale, int* error) {
-  const int64_t n = blockIdx.x;
-  const int32_t label = labels[n];
-  T* d = kGrad ? dlogits + n * ld : nullptr;
-  const T* x = logits + n * ld;
-  const RowParts parts = row_parts<V>(x, K);
-  const int64_t mine = scalar_element(parts, K);
-  if (skip_row<V, T, kLoss, kGrad>(losses, d, n, label, K, parts, mine, error)) return;
+  const BlockRow<T> block = block_row<V, T, kGrad>(dlogits, logits, labels, K, ld);
+  if (skip_row<V, T, kLoss, kGrad>(losses, block, K, error)) return;
+  const auto [n, label, x, d, parts, mine] = block;
   // x[label] is read before the block's first write (block_combine synchronises).
   const float x_label = kLoss && threadIdx.x == 0 ? load_float(x[label]) : 0.0f;
   OnlineSoftmax state;
@@ -216,13 +233,9 @@ __global__ void __launch_bounds__(kStagedThreads, 2)
     cross_entropy_staged_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int64_t K,
                                 int64_t ld, float eps, float scale, int* error) {
   extern __shared__ __align__(16) unsigned char staged_bytes[];
-  const int64_t n = blockIdx.x;
-  const int32_t label = labels[n];
-  T* d = kGrad ? dlogits + n * ld : nullptr;
-  const T* x = logits + n * ld;
-  const RowParts parts = row_parts<V>(x, K);
-  const int64_t mine = scalar_element(parts, K);
-  if (skip_row<V, T, kLoss, kGrad>(losses, d, n, label, K, parts, mine, error)) return;
+  const BlockRow<T> block = block_row<V, T, kGrad>(dlogits, logits, labels, K, ld);
+  if (skip_row<V, T, kLoss, kGrad>(losses, block, K, error)) return;
+  const auto [n, label, x, d, parts, mine] = block;
   T* row = reinterpret_cast<T*>(staged_bytes) + (V - parts.head % V) % V;
   const int64_t stride = int64_t(blockDim.x) * V, first = parts.head + int64_t(threadIdx.x) * V;
   for (int64_t k = first; k < parts.body_end; k += stride) cp_async16(row + k, x + k, true);

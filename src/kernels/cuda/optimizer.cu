@@ -14,16 +14,23 @@ constexpr int64_t kMaxBlocks = 4096;
 
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>(blocks_for(n, kThreads), kMaxBlocks)); }
 
-// Whether element i lies in one of the sorted, non-overlapping [begin, end) ranges.
-__device__ bool in_decay_ranges(int64_t i, const int64_t* ranges, int64_t num_ranges) {
-  if (num_ranges < 0) return true;
-  int64_t lo = 0, hi = num_ranges;  // first range whose end lies past i
+// The first of the sorted, non-overlapping [begin, end) ranges whose end lies past i (num_ranges
+// when none does).
+__device__ int64_t first_range_past(int64_t i, const int64_t* ranges, int64_t num_ranges) {
+  int64_t lo = 0, hi = num_ranges;
   while (lo < hi) {
     const int64_t mid = (lo + hi) / 2;
     if (ranges[2 * mid + 1] <= i) lo = mid + 1;
     else hi = mid;
   }
-  return lo < num_ranges && ranges[2 * lo] <= i;
+  return lo;
+}
+
+// Whether element i lies in one of the ranges (num_ranges < 0: every element does).
+__device__ bool in_decay_ranges(int64_t i, const int64_t* ranges, int64_t num_ranges) {
+  if (num_ranges < 0) return true;
+  const int64_t r = first_range_past(i, ranges, num_ranges);
+  return r < num_ranges && ranges[2 * r] <= i;
 }
 
 template <bool kSmallLerpWeight>
@@ -42,20 +49,13 @@ __device__ void decay_flags4(int64_t i, const int64_t* ranges, int64_t num_range
     decay[0] = decay[1] = decay[2] = decay[3] = true;
     return;
   }
-  int64_t lo = 0, hi = num_ranges;  // first range whose end lies past i
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (ranges[2 * mid + 1] <= i) lo = mid + 1;
-    else hi = mid;
-  }
+  int64_t lo = first_range_past(i, ranges, num_ranges);
 #pragma unroll
   for (int v = 0; v < 4; ++v) {
     while (lo < num_ranges && ranges[2 * lo + 1] <= i + v) ++lo;
     decay[v] = lo < num_ranges && ranges[2 * lo] <= i + v;
   }
 }
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // The grid-stride loops over the flat buffers, shared by the host-scalar kernels and the
 // device-decided ones (which read the scalars from a StepControl). Adam moves 28 bytes per
@@ -177,7 +177,8 @@ template <typename Kernel>
 Kernel adam_instance(bool small_lerp_weight, const float* params, const float* grads, const float* exp_avg,
                      const float* exp_avg_sq, Kernel small_vector, Kernel small_scalar, Kernel vector,
                      Kernel scalar) {
-  const bool aligned = aligned16(params) && aligned16(grads) && aligned16(exp_avg) && aligned16(exp_avg_sq);
+  const bool aligned =
+      aligned_to(params, 16) && aligned_to(grads, 16) && aligned_to(exp_avg, 16) && aligned_to(exp_avg_sq, 16);
   if (small_lerp_weight) return aligned ? small_vector : small_scalar;
   return aligned ? vector : scalar;
 }
