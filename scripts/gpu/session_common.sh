@@ -89,15 +89,15 @@ profile_attention_kernels() {  # seconds-left
 }
 
 # Before/after on one GPU: `wattwise bench` for each case of WW_BENCH_CASES (default GPT-2,
-# DistilBERT and BERT-base training, bf16), ours (build/wattwise) and the baseline binary carried in
-# .gpu-carry/base/wattwise (scripts/gpu/build_baseline.sh) alternating, `rounds` rounds; one summary
-# line per run, every run appended to $OUT/bench.jsonl.
+# DistilBERT and BERT-base training, bf16), ours (WW_NEW_BIN, default build/wattwise) and the
+# baseline binary (WW_BASE_BIN, default .gpu-carry/base/wattwise from scripts/gpu/build_baseline.sh)
+# alternating, `rounds` rounds; one summary line per run, every run appended to $OUT/bench.jsonl.
 bench_before_after() {  # rounds
-  local base=.gpu-carry/base/wattwise round c tool name
-  [ -x "$base" ] && say "baseline: $(cat .gpu-carry/base/COMMIT 2>/dev/null)"
+  local new=${WW_NEW_BIN:-build/wattwise} base=${WW_BASE_BIN:-.gpu-carry/base/wattwise} round c tool name
+  [ -x "$base" ] && say "baseline: $(cat "$(dirname "$base")/COMMIT" 2>/dev/null)"
   for round in $(seq 1 "${1:-2}"); do
     for c in ${WW_BENCH_CASES:-gpt2-train-bf16 distilbert-train-bf16 bert-train-bf16}; do
-      for tool in build/wattwise $base; do
+      for tool in $new $base; do
         [ -x "$tool" ] || continue
         name=$([ "$tool" = "$base" ] && echo base || echo new)
         timeout 120 $tool bench --case $c --device cuda --min-seconds 2 --json $OUT/bench.jsonl > $OUT/bench_${c}_$name.log 2>&1

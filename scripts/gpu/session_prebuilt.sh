@@ -19,6 +19,15 @@ python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda
   --compile-cases gpt2-train-bf16,distilbert-train-bf16 --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds 2 \
   --budget-s "${WW_HARNESS_BUDGET_S:-330}" 2> "$OUT/harness.log" | tail -80 >> "$summary"
 say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
+# A variant (another commit's binaries, packed as .gpu-carry/packed/variant.tar.xz from
+# .gpu-carry/variant the same way): its tests (WW_VARIANT_TESTS), then before/after against the
+# prebuilt binary on WW_BENCH_CASES, WW_VARIANT_ROUNDS rounds.
+if [ -f .gpu-carry/packed/variant.tar.xz ]; then
+  tar -C .gpu-carry -xJf .gpu-carry/packed/variant.tar.xz
+  say "variant: $(cat .gpu-carry/variant/COMMIT)"
+  WW_TEST_DIR=.gpu-carry/variant WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_VARIANT_TESTS:-}
+  WW_NEW_BIN=.gpu-carry/variant/wattwise WW_BASE_BIN=$bin/wattwise bench_before_after "${WW_VARIANT_ROUNDS:-2}"
+fi
 # WW_PROFILE_CASES="case:skip:count ...": per-kernel profiles after the harness, while time lasts.
 for spec in ${WW_PROFILE_CASES:-}; do
   IFS=: read -r c skip count <<< "$spec"
