@@ -35,8 +35,11 @@ void* g_workspace;
 const size_t kWorkspace = size_t(32) << 20;
 
 // Column-major D[m,n] = op(A)·op(B) + beta·D, A/B bf16, D in d_type, fp32 compute.
+// With candidates > 1: every one of cuBLASLt's first `candidates` heuristic algorithms is timed and
+// printed (tile and stages ids), and the fastest one's time returned.
 float matmul_ms(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda, const void* B,
-                int64_t ldb, float beta, void* D, int64_t ldd, cudaDataType_t d_type, int repeats) {
+                int64_t ldb, float beta, void* D, int64_t ldd, cudaDataType_t d_type, int repeats,
+                int candidates = 1) {
   cublasLtMatmulDesc_t desc;
   check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
   cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -50,9 +53,10 @@ float matmul_ms(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A
   check(cublasLtMatmulPreferenceCreate(&pref), "pref");
   check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspace,
                                              sizeof kWorkspace), "pref workspace");
-  cublasLtMatmulHeuristicResult_t h{};
+  std::vector<cublasLtMatmulHeuristicResult_t> h(size_t(std::max(candidates, 1)));
   int found = 0;
-  check(cublasLtMatmulAlgoGetHeuristic(g_handle, desc, la, lb, ld, ld, pref, 1, &h, &found), "heuristic");
+  check(cublasLtMatmulAlgoGetHeuristic(g_handle, desc, la, lb, ld, ld, pref, int(h.size()), h.data(), &found),
+        "heuristic");
   if (!found) {
     std::fprintf(stderr, "no algorithm\n");
     std::exit(1);
@@ -61,25 +65,42 @@ float matmul_ms(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A
   cudaEvent_t start, stop;
   check(cudaEventCreate(&start), "event");
   check(cudaEventCreate(&stop), "event");
-  std::vector<float> times;
-  for (int r = 0; r < repeats + 1; ++r) {  // the first call warms up
-    check(cudaEventRecord(start), "record");
-    check(cublasLtMatmul(g_handle, desc, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &h.algo, g_workspace, kWorkspace,
-                         nullptr), "matmul");
-    check(cudaEventRecord(stop), "record");
-    check(cudaEventSynchronize(stop), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    if (r > 0) times.push_back(ms);
+  float best = 0;
+  for (int c = 0; c < found; ++c) {
+    std::vector<float> times;
+    bool ok = true;
+    for (int r = 0; r < repeats + 1 && ok; ++r) {  // the first call warms up
+      check(cudaEventRecord(start), "record");
+      ok = cublasLtMatmul(g_handle, desc, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &h[size_t(c)].algo, g_workspace,
+                          kWorkspace, nullptr) == CUBLAS_STATUS_SUCCESS;
+      check(cudaEventRecord(stop), "record");
+      check(cudaEventSynchronize(stop), "sync");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+      if (r > 0) times.push_back(ms);
+    }
+    if (!ok || times.empty()) continue;
+    std::sort(times.begin(), times.end());
+    const float ms = times[times.size() / 2];
+    if (candidates > 1) {
+      int id = 0, tile = 0, stages = 0;
+      size_t written = 0;
+      cublasLtMatmulAlgoConfigGetAttribute(&h[size_t(c)].algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &written);
+      cublasLtMatmulAlgoConfigGetAttribute(&h[size_t(c)].algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile,
+                                           &written);
+      cublasLtMatmulAlgoConfigGetAttribute(&h[size_t(c)].algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages,
+                                           sizeof stages, &written);
+      std::printf("|   candidate %d: algo %d, tile %d, stages %d, waves %.2f | | %.3f | %.0f |\n", c, id, tile, stages,
+                  double(h[size_t(c)].wavesCount), double(ms), 2.0 * double(m) * double(n) * double(k) / (ms * 1e9));
+    }
+    if (best == 0 || ms < best) best = ms;
   }
   cublasLtMatmulPreferenceDestroy(pref);
   cublasLtMatrixLayoutDestroy(la);
   cublasLtMatrixLayoutDestroy(lb);
   cublasLtMatrixLayoutDestroy(ld);
   cublasLtMatmulDescDestroy(desc);
-  if (times.empty()) return 0;
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return best;
 }
 
 }  // namespace
@@ -119,6 +140,26 @@ int main(int argc, char** argv) {
     const float ms[] = {fwd, dwt, dxt};
     for (int g = 0; g < 3; ++g)
       std::printf("| %s | %s | %.3f | %.0f |\n", v.name, names[g], ms[g], ms[g] > 0 ? flops / (ms[g] * 1e9) : 0.0);
+  }
+  // The weight gradient's other forms at the padded stride (each line the best of up to 32 of
+  // cuBLASLt's candidates, every candidate listed): f32 accumulating (what wattwise runs), f32
+  // overwriting, and bf16 overwriting (what PyTorch's autocast computes before adding to .grad).
+  void* dw16;
+  check(cudaMalloc(&dw16, size_t(Vp * C) * 2), "dw16");
+  const double flops = 2.0 * double(N) * double(V) * double(C);
+  struct Form {
+    const char* name;
+    float beta;
+    void* d;
+    cudaDataType_t type;
+  };
+  const Form forms[] = {{"dW f32, beta 1", 1.0f, dw, CUDA_R_32F},
+                        {"dW f32, beta 0", 0.0f, dw, CUDA_R_32F},
+                        {"dW bf16, beta 0", 0.0f, dw16, CUDA_R_16BF}};
+  for (const Form& f : forms) {
+    std::printf("| %s, every candidate | | | |\n", f.name);
+    const float ms = matmul_ms(false, true, C, V, N, x, C, logits, Vp, f.beta, f.d, C, f.type, repeats, 32);
+    std::printf("| %s | best | %.3f | %.0f |\n", f.name, ms, ms > 0 ? flops / (ms * 1e9) : 0.0);
   }
   return 0;
 }

@@ -53,7 +53,7 @@ run_tests() {  # names...
 }
 
 # Where GPT-2 124M's training step goes: kernel durations under Nsight Compute (clocks untouched)
-# for WW_GPT2_PROFILE_COUNT kernels after skipping the first WW_GPT2_PROFILE_SKIP (set-up and the
+# (WW_BIN, default build/wattwise) for WW_GPT2_PROFILE_COUNT kernels after skipping the first WW_GPT2_PROFILE_SKIP (set-up and the
 # first steps), summed per kernel name into the summary. Skipped when fewer than 60 s are left.
 profile_gpt2_step() {  # seconds-left
   local left=$1
@@ -63,7 +63,7 @@ profile_gpt2_step() {  # seconds-left
   rm -rf $g; mkdir -p $g
   timeout $(( left + 20 )) "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv \
     --print-units base --launch-skip ${WW_GPT2_PROFILE_SKIP:-1500} --launch-count ${WW_GPT2_PROFILE_COUNT:-600} \
-    build/wattwise train --model.arch gpt2 --model.preset small --model.tokenizer $data/tokenizers/gpt2 \
+    ${WW_BIN:-build/wattwise} train --model.arch gpt2 --model.preset small --model.tokenizer $data/tokenizers/gpt2 \
     --data.path $data/tinyshakespeare/input.txt --data.block_size 1024 --train.batch_size 16 --train.tokens_per_step 16384 \
     --train.precision bf16 --train.lr 6e-4 --train.warmup_steps 1 --train.max_steps 12 --train.weight_decay 0.1 \
     --data.cache_dir $g/cache --run.device cuda --run.output_dir $g/runs --run.progress lines > $OUT/ncu_gpt2.csv 2> $OUT/ncu_gpt2.err

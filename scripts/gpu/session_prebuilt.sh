@@ -31,7 +31,7 @@ fi
 # WW_PROFILE_CASES="case:skip:count ...": per-kernel profiles after the harness, while time lasts.
 for spec in ${WW_PROFILE_CASES:-}; do
   IFS=: read -r c skip count <<< "$spec"
-  WW_BIN=$bin profile_bench_case "$c" "$skip" "$count" $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
+  WW_BIN=$bin/wattwise profile_bench_case "$c" "$skip" "$count" $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
 done
 say "total: $(( $(date +%s) - start )) s"
 pack_outputs

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# A short diagnostic call on prebuilt binaries (.gpu-carry/packed/prebuilt.tar.xz, see
+# session_prebuilt.sh): every cuBLASLt candidate for GPT-2's LM-head weight gradient
+# (bench/cuda/lm_head_gemm.cu), where one GPT-2 training step goes (Nsight Compute, kernel
+# durations) and the batch-1 BERT inference graph's kernels. Carry .deps and .gpu-carry.
+set -uo pipefail
+source "$(dirname "$0")/session_common.sh"
+bin=.gpu-carry/prebuilt
+tar -C .gpu-carry -xJf .gpu-carry/packed/prebuilt.tar.xz
+say "prebuilt: $(cat $bin/COMMIT)"
+nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
+  > $OUT/lm_head_build.log 2>&1 && timeout 120 /tmp/lm_head_gemm 10 > $OUT/lm_head_gemm.md 2>&1
+say "lm_head_gemm: rc $?"; tee -a "$summary" < $OUT/lm_head_gemm.md
+WW_BIN=$bin/wattwise profile_gpt2_step $(( start + ${WW_DEADLINE_S:-400} - $(date +%s) ))
+WW_BIN=$bin/wattwise profile_bench_case bert-infer-fp16-b1 300 140 $(( start + ${WW_DEADLINE_S:-400} - $(date +%s) ))
+say "total: $(( $(date +%s) - start )) s"
+pack_outputs
