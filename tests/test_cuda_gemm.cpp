@@ -70,6 +70,8 @@ const std::vector<Case> kCases = {
     {0, 12, 8, true, 0},     {9, 12, 0, true, 0},
     // Bias gradients over several 256-row chunks, 16-byte column loads, a part-filled column tile.
     {600, 32, 520, true, 0},
+    // A weight gradient in two GEMMs (OC >= 1024, not a multiple of 128: 1024 + 76 columns).
+    {300, 64, 1100, true, 0}, {300, 64, 1100, false, 2},
 };
 
 TEST(CudaGemm, LinearForwardMatchesCpu) {

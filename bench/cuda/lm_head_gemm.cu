@@ -161,5 +161,15 @@ int main(int argc, char** argv) {
     const float ms = matmul_ms(false, true, C, V, N, x, C, logits, Vp, f.beta, f.d, C, f.type, repeats, 32);
     std::printf("| %s | best | %.3f | %.0f |\n", f.name, ms, ms > 0 ? flops / (ms * 1e9) : 0.0);
   }
+  // What linear_backward runs (src/kernels/cuda/linear.cu): the f32 accumulating weight gradient
+  // in two GEMMs, the vocabulary rounded down to 128 columns and then the rest, each the
+  // heuristic's first choice.
+  const int64_t whole = V / 128 * 128;
+  const float main_ms = matmul_ms(false, true, C, whole, N, x, C, logits, Vp, 1.0f, dw, C, CUDA_R_32F, repeats);
+  const float rest_ms = matmul_ms(false, true, C, V - whole, N, x, C, static_cast<char*>(logits) + whole * 2, Vp,
+                                  1.0f, static_cast<float*>(dw) + whole * C, C, CUDA_R_32F, repeats);
+  std::printf("| dW f32, beta 1, %lld + %lld columns | split | %.3f (%.3f + %.3f) | %.0f |\n", (long long)whole,
+              (long long)(V - whole), double(main_ms + rest_ms), double(main_ms), double(rest_ms),
+              flops / (double(main_ms + rest_ms) * 1e9));
   return 0;
 }

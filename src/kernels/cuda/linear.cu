@@ -429,6 +429,9 @@ void linear_forward(void* out, const void* inp, const void* weight, const void* 
   lt_matmul(true, false, OC, N, IC, weight, IC, inp, IC, beta, out, ld_out, Epilogue{}, dtype, dtype, precision);
 }
 
+// linear_backward splits weight gradients with at least this many output features (below).
+constexpr int64_t kSplitMinColumns = 1024;
+
 void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
                      const void* weight, DType dtype, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout,
                      GemmPrecision precision) {
@@ -441,9 +444,19 @@ void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout,
   // dWᵀ[IC,OC] += inpᵀ[IC,N] · dout[N,OC]: dweight's buffer read column-major is dWᵀ (ld IC);
   // inp's is inpᵀ [IC,N] (ld IC); dout's is doutᵀ [OC,N] (ld ld_dout), hence transb.
   // dweight is f32 for every dtype: 16-bit A/B, f32 C/D, accumulated (beta = 1).
-  if (dweight && IC > 0)
-    lt_matmul(false, true, IC, OC, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, Epilogue{}, dtype, DType::F32,
+  // A large OC that is not a multiple of 128 (GPT-2's vocabulary, 50,257) goes in two GEMMs: the
+  // first OC rounded down to 128 columns, then the rest. cuBLASLt offers only an sm80 kernel for the
+  // whole (652 µs per 4,096-row LM-head chunk on an H100, 485 TFLOP/s) but its sm90 kernels for a
+  // multiple of 128 (431 µs at 50,304; bench/cuda/lm_head_gemm.cu). Each entry is the same f32
+  // sum either way.
+  if (dweight && IC > 0) {
+    const int64_t whole = OC >= kSplitMinColumns && OC % 128 != 0 ? OC / 128 * 128 : OC;
+    lt_matmul(false, true, IC, whole, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, Epilogue{}, dtype, DType::F32,
               precision);
+    if (whole < OC)
+      lt_matmul(false, true, IC, OC - whole, N, inp, IC, static_cast<const char*>(dout) + whole * dtype_size(dtype),
+                ld_dout, 1.0f, dweight + whole * IC, IC, Epilogue{}, dtype, DType::F32, precision);
+  }
   if (dbias) add_column_sums(dbias, dout, dtype, N, OC, ld_dout);
   // dinpᵀ[IC,N] = Wᵀ[IC,OC] · doutᵀ[OC,N]: weight's buffer read column-major is Wᵀ (ld IC),
   // dout's is doutᵀ (ld ld_dout). Written last: dinp may share memory with inp.
