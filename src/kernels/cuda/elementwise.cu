@@ -494,10 +494,14 @@ __device__ __forceinline__ int param_slot(int64_t i, int k) {
 // param_weight/param_bias (the row's share of dweight and dbias; slots by param_slot, each lane
 // touching only its own): only for rows the lane's cache holds whole (C / V <= 32·kCache). The sums
 // live in shared memory, not registers, so the fused kernel fits more warps per SM.
+// dropped (optional) also gets dropout_backward of the row as stored in dinp (mask `drop`, stream
+// drop_stream): the next residual branch's gradient, without a dropout kernel re-reading dinp. It
+// may alias dout exactly: each element is written by the lane that read it, after the read.
 template <int V, typename T, bool kParams>
 __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, const T* inp, const float* weight,
                                                        const float* mean, const float* rstd, int64_t n, int64_t C,
-                                                       bool accumulate, float* param_weight, float* param_bias) {
+                                                       bool accumulate, float* param_weight, float* param_bias,
+                                                       T* dropped, const DropoutRule& drop, uint64_t drop_stream) {
   constexpr int kCache = kLaneFloats / V;
   const int lane = int(threadIdx.x & 31);
   const int64_t vectors = C / V, offset = n * C;
@@ -555,6 +559,12 @@ __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, c
       if (accumulate) value[k] = __fadd_rn(before[k], value[k]);
     }
     store_floats<V>(dinp + offset + i * V, value);
+    if (dropped) {
+#pragma unroll
+      for (int k = 0; k < V; ++k) value[k] = load_float(store_float<T>(value[k]));  // as stored in dinp
+      if (drop.on) drop_as_stored<T, V>(value, offset + i * V, drop, drop_stream);
+      store_floats<V>(dropped + offset + i * V, value);
+    }
   };
 #pragma unroll
   for (int j = 0; j < kCache; ++j) {
@@ -573,10 +583,13 @@ __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, c
 template <int V, typename T>
 __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
                                                 const float* mean, const float* rstd, int64_t N, int64_t C,
-                                                bool accumulate) {
+                                                bool accumulate, T* dropped, DropoutRule drop,
+                                                const uint64_t* offset_base) {
   const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
   if (n >= N) return;  // uniform over the warp
-  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, nullptr, nullptr);
+  const uint64_t drop_stream = dropped && drop.on ? dropout_stream(drop, offset_base) : 0;
+  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, nullptr, nullptr,
+                                      dropped, drop, drop_stream);
 }
 
 // dinp and the dweight/dbias partials of one chunk of kLayerNormRowsPerChunk rows in one pass over
@@ -589,14 +602,15 @@ template <int V, typename T>
 __global__ void __launch_bounds__(32 * kLayerNormWarps, 5)
     layernorm_backward_fused_kernel(T* dinp, float* partial_weight, float* partial_bias, const T* dout, const T* inp,
                                     const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                                    bool accumulate) {
+                                    bool accumulate, T* dropped, DropoutRule drop, const uint64_t* offset_base) {
   __shared__ float warp_weight[kLayerNormWarps][32 * kLaneFloats], warp_bias[kLayerNormWarps][32 * kLaneFloats];
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t chunk = blockIdx.x, n0 = chunk * kLayerNormRowsPerChunk;
   for (int e = lane; e < 32 * kLaneFloats; e += 32) warp_weight[warp][e] = warp_bias[warp][e] = 0.0f;
+  const uint64_t drop_stream = dropped && drop.on ? dropout_stream(drop, offset_base) : 0;
   for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
     layernorm_backward_row<V, T, true>(dinp, dout, inp, weight, mean, rstd, n0 + r, C, accumulate,
-                                       warp_weight[warp], warp_bias[warp]);
+                                       warp_weight[warp], warp_bias[warp], dropped, drop, drop_stream);
   __syncthreads();
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     const int slot = param_slot<V>(c / V, int(c % V));
@@ -752,7 +766,7 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
 
 void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate, float* workspace) {
+                        bool accumulate, float* workspace, void* dropped, const ElementDropoutArgs& dropout) {
   if (N == 0 || C == 0) return;
   require_grid_rows(N, "layernorm_backward");
   static_assert(kLayerNormRowsPerChunk == 32, "ops::layernorm_backward_workspace_bytes assumes 32 rows per chunk");
@@ -772,25 +786,18 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     float* partial_bias = params ? partials + num_chunks * C : nullptr;
     // One pass for dinp and the partials where whole rows fit the lanes' registers (C <= 1024 in
     // 16-byte vectors: GPT-2, BERT, DistilBERT); else the two kernels below.
+    E* drop_out = static_cast<E*>(dropped);
+    const DropoutRule rule = DropoutRule::from(dropout);
     const bool fused = dinp && params && C / V <= 32 * (kLaneFloats / V) &&
-                       layernorm_vectors<E>(C, {dinp, dout, inp, weight, partials, partial_bias});
+                       layernorm_vectors<E>(C, {dinp, dout, inp, weight, partials, partial_bias, dropped});
     if (fused) {
       layernorm_backward_fused_kernel<V, E><<<unsigned(num_chunks), 32 * kLayerNormWarps, 0, stream()>>>(
-          static_cast<E*>(dinp), partials, partial_bias, d, x, weight, mean, rstd, N, C, accumulate);
+          static_cast<E*>(dinp), partials, partial_bias, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule,
+          dropout.offset_base);
       check_launch("layernorm_backward_fused_kernel");
     }
-    if (dinp && !fused) {
-      auto di = static_cast<E*>(dinp);
-      if (layernorm_vectors<E>(C, {dinp, dout, inp, weight}))
-        layernorm_backward_input_kernel<V, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-            di, d, x, weight, mean, rstd, N, C, accumulate);
-      else
-        layernorm_backward_input_kernel<1, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-            di, d, x, weight, mean, rstd, N, C, accumulate);
-      check_launch("layernorm_backward_input_kernel");
-    }
-    if (!params) return;
-    if (!fused) {
+    // Unfused, the partials go first: they read dout, which `dropped` may overwrite.
+    if (params && !fused) {
       if (layernorm_vectors<E>(C, {dout, inp, partials, partial_bias})) {
         const int64_t lanes = C / V;
         const int threads = int(std::min<int64_t>((lanes + 31) / 32 * 32, kThreads));
@@ -804,6 +811,17 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
       }
       check_launch("layernorm_param_partials_kernel");
     }
+    if (dinp && !fused) {
+      auto di = static_cast<E*>(dinp);
+      if (layernorm_vectors<E>(C, {dinp, dout, inp, weight, dropped}))
+        layernorm_backward_input_kernel<V, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+            di, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule, dropout.offset_base);
+      else
+        layernorm_backward_input_kernel<1, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+            di, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule, dropout.offset_base);
+      check_launch("layernorm_backward_input_kernel");
+    }
+    if (!params) return;
     layernorm_param_reduce_kernel<<<blocks_for(C, 32), dim3(32, kReduceGroups), 0, stream()>>>(
         dweight, dbias, partials, partial_bias, num_chunks, C);
     check_launch("layernorm_param_reduce_kernel");
