@@ -100,6 +100,7 @@ bench_before_after() {  # rounds
       for tool in $new $base; do
         [ -x "$tool" ] || continue
         name=$([ "$tool" = "$base" ] && echo base || echo new)
+        [ -f "$(dirname "$tool")/COMMIT" ] && name=$name-$(cut -c1-7 "$(dirname "$tool")/COMMIT")
         timeout 120 $tool bench --case $c --device cuda --min-seconds 2 --json $OUT/bench.jsonl > $OUT/bench_${c}_$name.log 2>&1
         say "round $round $c $name: rc $? $(grep -E '^wattwise' $OUT/bench_${c}_$name.log | tr -s ' ')"
       done

@@ -13,6 +13,12 @@ bin=.gpu-carry/prebuilt
 # Packed to fit the carry: tar -C .gpu-carry -cJf .gpu-carry/packed/prebuilt.tar.xz prebuilt
 [ -f .gpu-carry/packed/prebuilt.tar.xz ] && tar -C .gpu-carry -xJf .gpu-carry/packed/prebuilt.tar.xz
 say "prebuilt: $(cat $bin/COMMIT)"
+# WW_LM_HEAD_GEMM=1: bench/cuda/lm_head_gemm.cu first (nvcc + cuBLASLt only, ~15 s).
+if [ "${WW_LM_HEAD_GEMM:-0}" = 1 ]; then
+  nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
+    > $OUT/lm_head_build.log 2>&1 && timeout 120 /tmp/lm_head_gemm 10 > $OUT/lm_head_gemm.md 2>&1
+  say "lm_head_gemm: rc $?"; grep -v "candidate" $OUT/lm_head_gemm.md | tee -a "$summary"
+fi
 WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases "${WW_HARNESS_CASES:-$all_cases}" \
@@ -21,13 +27,20 @@ python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda
 say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
 # A variant (another commit's binaries, packed as .gpu-carry/packed/variant.tar.xz from
 # .gpu-carry/variant the same way): its tests (WW_VARIANT_TESTS), then before/after against the
-# prebuilt binary on WW_BENCH_CASES, WW_VARIANT_ROUNDS rounds.
+# prebuilt binary on WW_BENCH_CASES, WW_VARIANT_ROUNDS rounds; the variant is the "new" side, or the
+# baseline with WW_VARIANT_IS_BASE=1 (an earlier commit).
 if [ -f .gpu-carry/packed/variant.tar.xz ]; then
   tar -C .gpu-carry -xJf .gpu-carry/packed/variant.tar.xz
   say "variant: $(cat .gpu-carry/variant/COMMIT)"
   WW_TEST_DIR=.gpu-carry/variant WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_VARIANT_TESTS:-}
-  WW_NEW_BIN=.gpu-carry/variant/wattwise WW_BASE_BIN=$bin/wattwise bench_before_after "${WW_VARIANT_ROUNDS:-2}"
+  if [ "${WW_VARIANT_IS_BASE:-0}" = 1 ]; then
+    WW_NEW_BIN=$bin/wattwise WW_BASE_BIN=.gpu-carry/variant/wattwise bench_before_after "${WW_VARIANT_ROUNDS:-2}"
+  else
+    WW_NEW_BIN=.gpu-carry/variant/wattwise WW_BASE_BIN=$bin/wattwise bench_before_after "${WW_VARIANT_ROUNDS:-2}"
+  fi
 fi
+# WW_PROFILE_GPT2=1: where one GPT-2 training step goes (Nsight Compute), while time lasts.
+[ "${WW_PROFILE_GPT2:-0}" = 1 ] && WW_BIN=$bin/wattwise profile_gpt2_step $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
 # WW_PROFILE_CASES="case:skip:count ...": per-kernel profiles after the harness, while time lasts.
 for spec in ${WW_PROFILE_CASES:-}; do
   IFS=: read -r c skip count <<< "$spec"
