@@ -13,6 +13,9 @@ bin=.gpu-carry/prebuilt
 # Packed to fit the carry: tar -C .gpu-carry -cJf .gpu-carry/packed/prebuilt.tar.xz prebuilt
 [ -f .gpu-carry/packed/prebuilt.tar.xz ] && tar -C .gpu-carry -xJf .gpu-carry/packed/prebuilt.tar.xz
 say "prebuilt: $(cat $bin/COMMIT)"
+# The test programs look for committed fixtures under the source folder they were built from
+# (build_baseline.sh's worktree): point it at this checkout.
+[ -e /tmp/ww-baseline ] || ln -s "$PWD" /tmp/ww-baseline
 # WW_LM_HEAD_GEMM=1: bench/cuda/lm_head_gemm.cu first (nvcc + cuBLASLt only, ~15 s).
 if [ "${WW_LM_HEAD_GEMM:-0}" = 1 ]; then
   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \

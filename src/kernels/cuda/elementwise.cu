@@ -494,14 +494,10 @@ __device__ __forceinline__ int param_slot(int64_t i, int k) {
 // param_weight/param_bias (the row's share of dweight and dbias; slots by param_slot, each lane
 // touching only its own): only for rows the lane's cache holds whole (C / V <= 32·kCache). The sums
 // live in shared memory, not registers, so the fused kernel fits more warps per SM.
-// dropped (optional) also gets dropout_backward of the row as stored in dinp (mask `drop`, stream
-// drop_stream): the next residual branch's gradient, without a dropout kernel re-reading dinp. It
-// may alias dout exactly: each element is written by the lane that read it, after the read.
 template <int V, typename T, bool kParams>
 __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, const T* inp, const float* weight,
                                                        const float* mean, const float* rstd, int64_t n, int64_t C,
-                                                       bool accumulate, float* param_weight, float* param_bias,
-                                                       T* dropped, const DropoutRule& drop, uint64_t drop_stream) {
+                                                       bool accumulate, float* param_weight, float* param_bias) {
   constexpr int kCache = kLaneFloats / V;
   const int lane = int(threadIdx.x & 31);
   const int64_t vectors = C / V, offset = n * C;
@@ -559,12 +555,6 @@ __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, c
       if (accumulate) value[k] = __fadd_rn(before[k], value[k]);
     }
     store_floats<V>(dinp + offset + i * V, value);
-    if (dropped) {
-#pragma unroll
-      for (int k = 0; k < V; ++k) value[k] = load_float(store_float<T>(value[k]));  // as stored in dinp
-      if (drop.on) drop_as_stored<T, V>(value, offset + i * V, drop, drop_stream);
-      store_floats<V>(dropped + offset + i * V, value);
-    }
   };
 #pragma unroll
   for (int j = 0; j < kCache; ++j) {
@@ -579,17 +569,31 @@ __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, c
     }
 }
 
-// dinp of LayerNorm alone, one warp per row.
+// The `dropped` pass of row n, by the warp that wrote the row's dinp: each lane re-reads the
+// vectors it wrote (its own stores) and writes them through the dropout mask.
 template <int V, typename T>
+__device__ __forceinline__ void layernorm_backward_dropped_row(T* dropped, const T* dinp, int64_t n, int64_t C,
+                                                               const DropoutRule& drop, uint64_t drop_stream) {
+  const int64_t vectors = C / V, offset = n * C;
+  for (int64_t i = int64_t(threadIdx.x & 31); i < vectors; i += 32) {
+    float value[V];
+    load_floats<V>(dinp + offset + i * V, value);
+    if (drop.on) drop_as_stored<T, V>(value, offset + i * V, drop, drop_stream);
+    store_floats<V>(dropped + offset + i * V, value);
+  }
+}
+
+// dinp of LayerNorm alone, one warp per row.
+template <int V, typename T, bool kDropped>
 __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
                                                 const float* mean, const float* rstd, int64_t N, int64_t C,
                                                 bool accumulate, T* dropped, DropoutRule drop,
                                                 const uint64_t* offset_base) {
   const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
   if (n >= N) return;  // uniform over the warp
-  const uint64_t drop_stream = dropped && drop.on ? dropout_stream(drop, offset_base) : 0;
-  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, nullptr, nullptr,
-                                      dropped, drop, drop_stream);
+  layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, nullptr, nullptr);
+  if constexpr (kDropped)
+    layernorm_backward_dropped_row<V, T>(dropped, dinp, n, C, drop, drop.on ? dropout_stream(drop, offset_base) : 0);
 }
 
 // dinp and the dweight/dbias partials of one chunk of kLayerNormRowsPerChunk rows in one pass over
@@ -598,7 +602,7 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
 // columns' sums in its shared-memory slice (in registers they took the kernel to 168 registers, 12
 // warps per SM, latency-bound at 3× DRAM time for GPT-2); the warps' sums are added in order of w
 // into partial[chunk][c], the layout layernorm_param_reduce_kernel reads. Rows must fit the lanes' caches (C / V <= 32·kCache).
-template <int V, typename T>
+template <int V, typename T, bool kDropped>
 __global__ void __launch_bounds__(32 * kLayerNormWarps, 5)
     layernorm_backward_fused_kernel(T* dinp, float* partial_weight, float* partial_bias, const T* dout, const T* inp,
                                     const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
@@ -607,10 +611,16 @@ __global__ void __launch_bounds__(32 * kLayerNormWarps, 5)
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t chunk = blockIdx.x, n0 = chunk * kLayerNormRowsPerChunk;
   for (int e = lane; e < 32 * kLaneFloats; e += 32) warp_weight[warp][e] = warp_bias[warp][e] = 0.0f;
-  const uint64_t drop_stream = dropped && drop.on ? dropout_stream(drop, offset_base) : 0;
   for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
     layernorm_backward_row<V, T, true>(dinp, dout, inp, weight, mean, rstd, n0 + r, C, accumulate,
-                                       warp_weight[warp], warp_bias[warp], dropped, drop, drop_stream);
+                                       warp_weight[warp], warp_bias[warp]);
+  // kDropped: the warp's rows again, through the dropout mask, once the row state above is dead
+  // (inside the row loop the Philox state spilled ~100 bytes a thread at the 96-register bound).
+  if constexpr (kDropped) {
+    const uint64_t drop_stream = drop.on ? dropout_stream(drop, offset_base) : 0;
+    for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
+      layernorm_backward_dropped_row<V, T>(dropped, dinp, n0 + r, C, drop, drop_stream);
+  }
   __syncthreads();
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     const int slot = param_slot<V>(c / V, int(c % V));
@@ -791,7 +801,8 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     const bool fused = dinp && params && C / V <= 32 * (kLaneFloats / V) &&
                        layernorm_vectors<E>(C, {dinp, dout, inp, weight, partials, partial_bias, dropped});
     if (fused) {
-      layernorm_backward_fused_kernel<V, E><<<unsigned(num_chunks), 32 * kLayerNormWarps, 0, stream()>>>(
+      auto kernel = drop_out ? layernorm_backward_fused_kernel<V, E, true> : layernorm_backward_fused_kernel<V, E, false>;
+      kernel<<<unsigned(num_chunks), 32 * kLayerNormWarps, 0, stream()>>>(
           static_cast<E*>(dinp), partials, partial_bias, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule,
           dropout.offset_base);
       check_launch("layernorm_backward_fused_kernel");
@@ -813,12 +824,13 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     }
     if (dinp && !fused) {
       auto di = static_cast<E*>(dinp);
-      if (layernorm_vectors<E>(C, {dinp, dout, inp, weight, dropped}))
-        layernorm_backward_input_kernel<V, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-            di, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule, dropout.offset_base);
-      else
-        layernorm_backward_input_kernel<1, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-            di, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule, dropout.offset_base);
+      const bool vectors = layernorm_vectors<E>(C, {dinp, dout, inp, weight, dropped});
+      auto kernel = vectors ? (drop_out ? layernorm_backward_input_kernel<V, E, true>
+                                        : layernorm_backward_input_kernel<V, E, false>)
+                            : (drop_out ? layernorm_backward_input_kernel<1, E, true>
+                                        : layernorm_backward_input_kernel<1, E, false>);
+      kernel<<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+          di, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule, dropout.offset_base);
       check_launch("layernorm_backward_input_kernel");
     }
     if (!params) return;
