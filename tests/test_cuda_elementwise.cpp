@@ -570,67 +570,6 @@ TEST(CudaElementwise, DropoutInsideTheResidualOpsEqualsDropoutThenTheOp) {
   }
 }
 
-// layernorm_backward's `dropped` output equals dropout_backward run on its dinp afterwards, bit for
-// bit: fused kernel (C <= 1024 with parameter gradients), the input-only kernel (no parameter
-// gradients), the unfused pair (C = 1056, where the partials must run before dropped overwrites
-// dout), unaligned rows (shift 1), accumulate on and off, p = 0.1 and p = 0 (a copy), and dropped
-// being dout itself (as GPT-2 and BERT call it) or a separate tensor. The parameter gradients and
-// dinp are those of the call without `dropped`.
-TEST(CudaElementwise, LayerNormBackwardDroppedEqualsBackwardThenDropout) {
-  WW_REQUIRE_CUDA();
-  const uint64_t seed = 91, offset = (uint64_t(7) << 32) + 3;
-  Tensor step = Tensor::empty({1}, DType::I64);
-  step.data<int64_t>()[0] = int64_t(3) << 16;
-  const Tensor step_gpu = step.to(Device::cuda(0));
-  const Device gpu = Device::cuda(0);
-  for (const auto& [N, C, shift, params] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
-           {70, 768, 0, true}, {70, 768, 0, false}, {33, 1056, 0, true}, {9, 768, 1, true}, {5, 100, 0, true}}) {
-    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
-      for (const bool accumulate : {false, true}) {
-        for (const float p : {0.1f, 0.0f}) {
-          for (const bool into_dout : {true, false}) {
-            SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C) + " shift=" + std::to_string(shift) +
-                         (params ? " params " : " no params ") + std::string(dtype_name(dtype)) +
-                         (accumulate ? " accumulate" : "") + " p=" + std::to_string(p) +
-                         (into_dout ? " into dout" : " separate"));
-            auto operand = [&](uint64_t data_seed, Tensor& owner) {  // `shift` elements into its buffer
-              owner = gpu_as(random_cpu({N * C + shift}, data_seed), dtype);
-              return Tensor::view(static_cast<char*>(owner.raw()) + shift * dtype_size(dtype), {N, C}, dtype, gpu);
-            };
-            Tensor x_owner, dout_owner, dinp_owner, dout2_owner, dinp2_owner, sep_owner;
-            const Tensor x = operand(31, x_owner), dout = operand(32, dout_owner), dinp = operand(33, dinp_owner);
-            const Tensor dout2 = operand(32, dout2_owner), dinp2 = operand(33, dinp2_owner);
-            const Tensor separate = operand(34, sep_owner);
-            const Tensor weight = to_gpu(random_cpu({C}, 35)), bias = to_gpu(random_cpu({C}, 36));
-            auto f32 = [&](const Shape& shape) { return Tensor::empty(shape, DType::F32, gpu); };
-            Tensor out = Tensor::empty({N, C}, dtype, gpu), mean = f32({N}), rstd = f32({N});
-            ops::layernorm_forward(out, mean, rstd, x, weight, bias, 1e-5f);
-            const std::vector<float> grads_start = random_cpu({C}, 37).to_float_vector();
-            auto grad = [&] { return to_gpu(Tensor::from_vector(grads_start, {C})); };
-            Tensor dw_want = grad(), db_want = grad(), dw = grad(), db = grad();
-
-            // Reference: the backward, then dropout_backward of its dinp.
-            ops::layernorm_backward(dinp, params ? dw_want : Tensor(), params ? db_want : Tensor(), dout, x, weight,
-                                    mean, rstd, accumulate);
-            Tensor want = Tensor::empty({N, C}, dtype, gpu);
-            ops::dropout_backward(want, dinp, p, seed, offset, step_gpu);
-
-            const Tensor& dropped = into_dout ? dout2 : separate;
-            ops::layernorm_backward(dinp2, params ? dw : Tensor(), params ? db : Tensor(), dout2, x, weight, mean,
-                                    rstd, accumulate, Tensor(), dropped, {p, seed, offset, step_gpu});
-            expect_same_bits(dinp2, Tensor::from_vector(from_gpu(dinp), {N, C}), "dinp");
-            expect_same_bits(dropped, Tensor::from_vector(from_gpu(want), {N, C}), "dropped");
-            if (params) {
-              expect_same_bits(dw, Tensor::from_vector(from_gpu(dw_want), {C}), "dweight");
-              expect_same_bits(db, Tensor::from_vector(from_gpu(db_want), {C}), "dbias");
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
 TEST(CudaElementwise, ResidualAddScaleAndTokenSelectionMatchCpu) {
   WW_REQUIRE_CUDA();
   for (int64_t n : {int64_t(1), int64_t(257), int64_t(70001)}) {

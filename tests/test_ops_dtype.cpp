@@ -186,48 +186,6 @@ TEST(OpsDtype, LayerNormBackwardAccumulateAddsToDinp) {
   expect_same_bits(dbias_acc, dbias_plain, "dbias");
 }
 
-// `dropped`: dropout_backward of the final dinp in the same call, into dout itself or apart; the
-// other outputs as without it. Bad arguments name the op and the tensor.
-TEST(OpsDtype, LayerNormBackwardDroppedIsDropoutOfDinp) {
-  const int64_t N = 9, C = 130;
-  const uint64_t seed = 4, offset = 17;
-  Tensor inp = random_cpu({N, C}, 30, 2.0f, 1.0f), weight = random_cpu({C}, 32, 0.2f, 1.0f);
-  Tensor out = Tensor::empty({N, C}, DType::F32), mean = Tensor::empty({N}, DType::F32), rstd = Tensor::empty({N}, DType::F32);
-  ops::layernorm_forward(out, mean, rstd, inp, weight, random_cpu({C}, 33), 1e-5f);
-  for (const float p : {0.25f, 0.0f}) {
-    for (const bool into_dout : {true, false}) {
-      SCOPED_TRACE("p=" + std::to_string(p) + (into_dout ? " into dout" : " separate"));
-      Tensor dout = random_cpu({N, C}, 31), dinp_want = random_cpu({N, C}, 34), dinp = random_cpu({N, C}, 34);
-      Tensor dw_want = random_cpu({C}, 35), dw = random_cpu({C}, 35);
-      ops::layernorm_backward(dinp_want, dw_want, Tensor(), dout, inp, weight, mean, rstd, /*accumulate=*/true);
-      Tensor want = Tensor::empty({N, C}, DType::F32);
-      ops::dropout_backward(want, dinp_want, p, seed, offset);
-      Tensor dropped = into_dout ? dout : Tensor::empty({N, C}, DType::F32);
-      ops::layernorm_backward(dinp, dw, Tensor(), dout, inp, weight, mean, rstd, /*accumulate=*/true, Tensor(), dropped,
-                              {p, seed, offset, Tensor()});
-      expect_same_bits(dinp, dinp_want, "dinp");
-      expect_same_bits(dw, dw_want, "dweight");
-      expect_same_bits(dropped, want, "dropped");
-    }
-  }
-  Tensor dout = random_cpu({N, C}, 31), dinp = Tensor::empty({N, C}, DType::F32);
-  const ops::ElementDropout drop{0.1f, seed, offset, Tensor()};
-  expect_error([&] { ops::layernorm_backward(Tensor(), Tensor(), Tensor(), dout, inp, weight, mean, rstd, false, Tensor(), dout, drop); },
-               {"layernorm_backward", "'dropped'", "needs dinp"});
-  expect_error([&] { ops::layernorm_backward(dinp, Tensor(), Tensor(), dout, inp, weight, mean, rstd, false, Tensor(), dinp, drop); },
-               {"layernorm_backward", "'dropped'", "'dinp'"});
-  // A part of dout (one element on): not allowed, unlike dout itself.
-  Tensor buffer = random_cpu({N * C + 1}, 36);
-  const Tensor dout_view = Tensor::view(buffer.data<float>(), {N, C}, DType::F32);
-  const Tensor shifted = Tensor::view(buffer.data<float>() + 1, {N, C}, DType::F32);
-  expect_error([&] { ops::layernorm_backward(dinp, Tensor(), Tensor(), dout_view, inp, weight, mean, rstd, false, Tensor(),
-                                             shifted, drop); },
-               {"layernorm_backward", "'dropped'", "'dout'"});
-  expect_error([&] { ops::layernorm_backward(dinp, Tensor(), Tensor(), dout, inp, weight, mean, rstd, false, Tensor(),
-                                             Tensor::empty({N, C}, DType::F32), {1.5f, seed, offset, Tensor()}); },
-               {"layernorm_backward", "[0, 1)"});
-}
-
 TEST(OpsDtype, Tf32SwitchDefaultsOffAndDoesNotChangeTheCpu) {
   EXPECT_FALSE(ops::allow_tf32());
   Tensor inp = random_cpu({5, 33}, 30), weight = random_cpu({7, 33}, 31), bias = random_cpu({7}, 32);

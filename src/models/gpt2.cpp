@@ -619,16 +619,14 @@ void Gpt2LMHeadModel::layer_backward(int64_t l, const Tensor& x_in, LayerActivat
   const Tensor x = x_in.reshape({N, C});
 
   // d_a: gradient of the layer's output on entry (= of res1 through the residual), of x on exit.
-  // d_b on entry: the MLP branch's share, dropout_backward of d_a, which the LayerNorm backward
-  // that wrote d_a also wrote (ln_f's, or the next layer's first).
+  ops::dropout_backward(a.d_b, a.d_a, p_resid, seed, dropout_offset(site_mlp_output(l)), dropout_base_);
   // d_fc = gradient of fc_pre: the projection's input gradient times GELU' in one GEMM.
   ops::linear_backward_gelu_tanh(a.d_fc, P.grad(n.mlp_proj_w), P.grad(n.mlp_proj_b), a.d_b, s.fc_act,
                                  gemm_weight(n.mlp_proj_w), s.fc_pre);
   ops::linear_backward(a.d_b, P.grad(n.fc_w), P.grad(n.fc_b), a.d_fc, s.ln2_out, gemm_weight(n.fc_w));
-  // d res1 total into d_a, and the attention branch's share (through its dropout) into d_b.
   ops::layernorm_backward(a.d_a, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_b, s.res1, P.value(n.ln2_w), s.ln2_mean,
-                          s.ln2_rstd, /*accumulate=*/true, a.ln_workspace, a.d_b,
-                          {p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_});
+                          s.ln2_rstd, /*accumulate=*/true, a.ln_workspace);  // d res1 total
+  ops::dropout_backward(a.d_b, a.d_a, p_resid, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   ops::linear_backward(a.d_c, P.grad(n.attn_proj_w), P.grad(n.attn_proj_b), a.d_b, s.context.reshape({N, C}),
                        gemm_weight(n.attn_proj_w));
   if (a.attention == AttentionKernel::Fused)
@@ -641,13 +639,8 @@ void Gpt2LMHeadModel::layer_backward(int64_t l, const Tensor& x_in, LayerActivat
                             dropout_base_);
   ops::linear_backward(a.d_b, P.grad(n.attn_w), P.grad(n.attn_b), a.d_qkv.reshape({N, 3 * C}), s.ln1_out,
                        gemm_weight(n.attn_w));
-  // d x total into d_a, and into d_b its share in the branch below: the previous layer's MLP output
-  // (through its dropout) or, for the first layer, the embeddings (through theirs).
-  const ops::ElementDropout below =
-      l > 0 ? ops::ElementDropout{p_resid, seed, dropout_offset(site_mlp_output(l - 1)), dropout_base_}
-            : ops::ElementDropout{config_.embd_pdrop, seed, dropout_offset(kSiteEmbeddings), dropout_base_};
   ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, x, P.value(n.ln1_w), s.ln1_mean,
-                          s.ln1_rstd, /*accumulate=*/true, a.ln_workspace, a.d_b, below);
+                          s.ln1_rstd, /*accumulate=*/true, a.ln_workspace);  // d x total
 }
 
 void Gpt2LMHeadModel::backward_kernels(float loss_scale, bool head_done) {
@@ -658,11 +651,8 @@ void Gpt2LMHeadModel::backward_kernels(float loss_scale, bool head_done) {
   const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
 
   if (!head_done) head_loss(shifted_labels_, /*with_grad=*/true, scale);
-  // d_a: the last layer's output gradient; d_b: its MLP branch's share (through its dropout).
   ops::layernorm_backward(a.d_a, P.grad(lnf_w_), P.grad(lnf_b_), a.d_lnf, layer_output(layers - 1).reshape({N, C}),
-                          P.value(lnf_w_), a.lnf_mean, a.lnf_rstd, /*accumulate=*/false, a.ln_workspace, a.d_b,
-                          {config_.resid_pdrop, dropout_seed_, dropout_offset(site_mlp_output(layers - 1)),
-                           dropout_base_});
+                          P.value(lnf_w_), a.lnf_mean, a.lnf_rstd, /*accumulate=*/false, a.ln_workspace);
   // Layers, last to first, one checkpoint segment at a time (an earlier one recomputed first).
   const int64_t segments = (layers + a.segment - 1) / a.segment;
   for (int64_t seg = segments - 1; seg >= 0; --seg) {
@@ -672,7 +662,8 @@ void Gpt2LMHeadModel::backward_kernels(float loss_scale, bool head_done) {
         layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), /*training=*/true, batch.attention_mask);
     for (int64_t l = last; l >= first; --l) layer_backward(l, layer_input(l), layer_slot(l), batch.attention_mask);
   }
-  // d_b: the embeddings' gradient through their dropout (the first layer's LayerNorm backward).
+  ops::dropout_backward(a.d_b, a.d_a, config_.embd_pdrop, dropout_seed_, dropout_offset(kSiteEmbeddings),
+                        dropout_base_);
   ops::embeddings_backward(P.grad(wte_), P.grad(wpe_), Tensor(), a.d_b.reshape({B, T, C}), batch.input_ids,
                            Tensor());
 }

@@ -973,10 +973,9 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
   const Tensor x = x_in.reshape({N, C});
 
   // d_a holds the gradient of the layer's output on entry, of its input on exit.
-  // d res2 into d_b, and the FFN branch's share (through its dropout) into d_c, in one pass.
   ops::layernorm_backward(a.d_b, P.grad(n.ln2_w), P.grad(n.ln2_b), a.d_a, s.res2, P.value(n.ln2_w), s.ln2_mean,
-                          s.ln2_rstd, /*accumulate=*/false, a.ln_workspace, a.d_c,
-                          {p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_});
+                          s.ln2_rstd, /*accumulate=*/false, a.ln_workspace);
+  ops::dropout_backward(a.d_c, a.d_b, p_hidden, seed, dropout_offset(site_ffn_output(l)), dropout_base_);
   // The activation's output is not kept: recompute it (one elementwise pass) for the weight gradient.
   const bool gelu = config_.activation == Activation::Gelu;
   if (gelu) ops::gelu_forward(a.ffn_act, s.ffn_pre);
@@ -986,10 +985,9 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
   else ops::relu_backward(a.d_ffn, s.ffn_pre, a.d_ffn);
   ops::linear_backward(a.d_c, P.grad(n.ffn_in_w), P.grad(n.ffn_in_b), a.d_ffn, s.h1, gemm_weight(n.ffn_in_w));
   ops::add_inplace(a.d_b, a.d_c);  // residual: d h1 = d res2 + d(ffn input)
-  // d res1 into d_a, and the attention branch's share (through its dropout; p = 0 copies) into d_b.
   ops::layernorm_backward(a.d_a, P.grad(n.ln1_w), P.grad(n.ln1_b), a.d_b, s.res1, P.value(n.ln1_w), s.ln1_mean,
-                          s.ln1_rstd, /*accumulate=*/false, a.ln_workspace, a.d_b,
-                          {p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_});
+                          s.ln1_rstd, /*accumulate=*/false, a.ln_workspace);
+  ops::dropout_backward(a.d_b, a.d_a, p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_);
   ops::linear_backward(a.d_c, P.grad(n.attn_out_w), P.grad(n.attn_out_b), a.d_b, s.context.reshape({N, C}),
                        gemm_weight(n.attn_out_w));
   if (a.attention == AttentionKernel::Fused)

@@ -112,8 +112,7 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
 
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd, bool accumulate, const Tensor& workspace,
-                        const Tensor& dropped, const ElementDropout& dropout) {
+                        const Tensor& mean, const Tensor& rstd, bool accumulate, const Tensor& workspace) {
   const char* op = "layernorm_backward";
   const int64_t N = layernorm_rows(inp, weight, op), C = weight.numel();
   require_activation_like(dout, inp, op, "dout", "inp");
@@ -136,18 +135,6 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
     require_numel(*grad, C, op, name);
     require_same_device(*grad, inp, op);
   }
-  const uint64_t* base = checked_dropout_base(dropout, inp, op);
-  if (dropped.defined()) {
-    if (!dinp.defined()) fail(op, ": 'dropped' is dropout_backward of dinp, so it needs dinp");
-    require_activation_like(dropped, inp, op, "dropped", "inp");
-    require_numel(dropped, N * C, op, "dropped");
-    require_same_device(dropped, inp, op);
-    // Each element of dropped is written after that element of dout is read (and never read):
-    // dout itself may take it, not a part of it.
-    if (dropped.raw() != dout.raw()) require_no_overlap(dropped, dout, op, "dropped", "dout");
-    require_no_overlap(dropped, dinp, op, "dropped", "dinp");
-    require_no_overlap(dropped, inp, op, "dropped", "inp");
-  }
   float* dweight_data = dweight.defined() ? dweight.data<float>() : nullptr;
   float* dbias_data = dbias.defined() ? dbias.data<float>() : nullptr;
   if (dout.device().is_cuda()) {
@@ -162,9 +149,7 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
     }
     kernels::cuda::layernorm_backward(dinp.defined() ? dinp.raw() : nullptr, dweight_data, dbias_data, dout.raw(),
                                       inp.raw(), inp.dtype(), weight.data<float>(), mean.data<float>(),
-                                      rstd.data<float>(), N, C, accumulate, static_cast<float*>(scratch),
-                                      dropped.defined() ? dropped.raw() : nullptr,
-                                      {dropout.p, dropout.seed, dropout.offset, base});
+                                      rstd.data<float>(), N, C, accumulate, static_cast<float*>(scratch));
     return;
 #else
     cuda_not_implemented(op);
@@ -173,9 +158,6 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
   kernels::cpu::layernorm_backward(dinp.defined() ? dinp.data<float>() : nullptr, dweight_data, dbias_data,
                                    dout.data<float>(), inp.data<float>(), weight.data<float>(), mean.data<float>(),
                                    rstd.data<float>(), N, C, accumulate);
-  if (dropped.defined())  // after the whole backward: dropped may be dout
-    kernels::cpu::dropout_backward(dropped.data<float>(), dinp.data<float>(), N * C, dropout.p, dropout.seed,
-                                   dropout.offset + (base ? *base : 0));
 }
 
 int64_t layernorm_backward_workspace_bytes(int64_t N, int64_t C) {

@@ -27,15 +27,10 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
 
 // dinp overwritten (may not alias dout), or, with accumulate = true, added to (dinp += ...: folds a
 // residual branch's gradient into the LayerNorm backward); dweight, dbias accumulated.
-// dropped (optional, needs dinp): also gets dropout_backward(dropped, dinp, dropout.p, .seed,
-// .offset, .offset_base) of the final dinp, bit for bit (p = 0: a copy), in the same pass on CUDA:
-// the gradient of the residual branch that entered through dropout. It may be dout itself (not a
-// part of it); not dinp or inp.
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
                         const Tensor& mean, const Tensor& rstd, bool accumulate = false,
-                        const Tensor& workspace = Tensor(), const Tensor& dropped = Tensor(),
-                        const ElementDropout& dropout = {});
+                        const Tensor& workspace = Tensor());
 
 // Bytes of `workspace` layernorm_backward uses on a cuda device for N rows of C (the per-chunk
 // partial sums of dweight/dbias). Given a workspace at least this large, the call allocates

@@ -569,31 +569,14 @@ __device__ __forceinline__ void layernorm_backward_row(T* dinp, const T* dout, c
     }
 }
 
-// The `dropped` pass of row n, by the warp that wrote the row's dinp: each lane re-reads the
-// vectors it wrote (its own stores) and writes them through the dropout mask.
-template <int V, typename T>
-__device__ __forceinline__ void layernorm_backward_dropped_row(T* dropped, const T* dinp, int64_t n, int64_t C,
-                                                               const DropoutRule& drop, uint64_t drop_stream) {
-  const int64_t vectors = C / V, offset = n * C;
-  for (int64_t i = int64_t(threadIdx.x & 31); i < vectors; i += 32) {
-    float value[V];
-    load_floats<V>(dinp + offset + i * V, value);
-    if (drop.on) drop_as_stored<T, V>(value, offset + i * V, drop, drop_stream);
-    store_floats<V>(dropped + offset + i * V, value);
-  }
-}
-
 // dinp of LayerNorm alone, one warp per row.
-template <int V, typename T, bool kDropped>
+template <int V, typename T>
 __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const float* weight,
                                                 const float* mean, const float* rstd, int64_t N, int64_t C,
-                                                bool accumulate, T* dropped, DropoutRule drop,
-                                                const uint64_t* offset_base) {
+                                                bool accumulate) {
   const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
   if (n >= N) return;  // uniform over the warp
   layernorm_backward_row<V, T, false>(dinp, dout, inp, weight, mean, rstd, n, C, accumulate, nullptr, nullptr);
-  if constexpr (kDropped)
-    layernorm_backward_dropped_row<V, T>(dropped, dinp, n, C, drop, drop.on ? dropout_stream(drop, offset_base) : 0);
 }
 
 // dinp and the dweight/dbias partials of one chunk of kLayerNormRowsPerChunk rows in one pass over
@@ -602,11 +585,11 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
 // columns' sums in its shared-memory slice (in registers they took the kernel to 168 registers, 12
 // warps per SM, latency-bound at 3× DRAM time for GPT-2); the warps' sums are added in order of w
 // into partial[chunk][c], the layout layernorm_param_reduce_kernel reads. Rows must fit the lanes' caches (C / V <= 32·kCache).
-template <int V, typename T, bool kDropped>
+template <int V, typename T>
 __global__ void __launch_bounds__(32 * kLayerNormWarps, 5)
     layernorm_backward_fused_kernel(T* dinp, float* partial_weight, float* partial_bias, const T* dout, const T* inp,
                                     const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                                    bool accumulate, T* dropped, DropoutRule drop, const uint64_t* offset_base) {
+                                    bool accumulate) {
   __shared__ float warp_weight[kLayerNormWarps][32 * kLaneFloats], warp_bias[kLayerNormWarps][32 * kLaneFloats];
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t chunk = blockIdx.x, n0 = chunk * kLayerNormRowsPerChunk;
@@ -614,13 +597,6 @@ __global__ void __launch_bounds__(32 * kLayerNormWarps, 5)
   for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
     layernorm_backward_row<V, T, true>(dinp, dout, inp, weight, mean, rstd, n0 + r, C, accumulate,
                                        warp_weight[warp], warp_bias[warp]);
-  // kDropped: the warp's rows again, through the dropout mask, once the row state above is dead
-  // (inside the row loop the Philox state spilled ~100 bytes a thread at the 96-register bound).
-  if constexpr (kDropped) {
-    const uint64_t drop_stream = drop.on ? dropout_stream(drop, offset_base) : 0;
-    for (int64_t r = warp; r < kLayerNormRowsPerChunk && n0 + r < N; r += kLayerNormWarps)
-      layernorm_backward_dropped_row<V, T>(dropped, dinp, n0 + r, C, drop, drop_stream);
-  }
   __syncthreads();
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     const int slot = param_slot<V>(c / V, int(c % V));
@@ -776,7 +752,7 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
 
 void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate, float* workspace, void* dropped, const ElementDropoutArgs& dropout) {
+                        bool accumulate, float* workspace) {
   if (N == 0 || C == 0) return;
   require_grid_rows(N, "layernorm_backward");
   static_assert(kLayerNormRowsPerChunk == 32, "ops::layernorm_backward_workspace_bytes assumes 32 rows per chunk");
@@ -796,19 +772,25 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
     float* partial_bias = params ? partials + num_chunks * C : nullptr;
     // One pass for dinp and the partials where whole rows fit the lanes' registers (C <= 1024 in
     // 16-byte vectors: GPT-2, BERT, DistilBERT); else the two kernels below.
-    E* drop_out = static_cast<E*>(dropped);
-    const DropoutRule rule = DropoutRule::from(dropout);
     const bool fused = dinp && params && C / V <= 32 * (kLaneFloats / V) &&
-                       layernorm_vectors<E>(C, {dinp, dout, inp, weight, partials, partial_bias, dropped});
+                       layernorm_vectors<E>(C, {dinp, dout, inp, weight, partials, partial_bias});
     if (fused) {
-      auto kernel = drop_out ? layernorm_backward_fused_kernel<V, E, true> : layernorm_backward_fused_kernel<V, E, false>;
-      kernel<<<unsigned(num_chunks), 32 * kLayerNormWarps, 0, stream()>>>(
-          static_cast<E*>(dinp), partials, partial_bias, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule,
-          dropout.offset_base);
+      layernorm_backward_fused_kernel<V, E><<<unsigned(num_chunks), 32 * kLayerNormWarps, 0, stream()>>>(
+          static_cast<E*>(dinp), partials, partial_bias, d, x, weight, mean, rstd, N, C, accumulate);
       check_launch("layernorm_backward_fused_kernel");
     }
-    // Unfused, the partials go first: they read dout, which `dropped` may overwrite.
-    if (params && !fused) {
+    if (dinp && !fused) {
+      auto di = static_cast<E*>(dinp);
+      if (layernorm_vectors<E>(C, {dinp, dout, inp, weight}))
+        layernorm_backward_input_kernel<V, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+            di, d, x, weight, mean, rstd, N, C, accumulate);
+      else
+        layernorm_backward_input_kernel<1, E><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
+            di, d, x, weight, mean, rstd, N, C, accumulate);
+      check_launch("layernorm_backward_input_kernel");
+    }
+    if (!params) return;
+    if (!fused) {
       if (layernorm_vectors<E>(C, {dout, inp, partials, partial_bias})) {
         const int64_t lanes = C / V;
         const int threads = int(std::min<int64_t>((lanes + 31) / 32 * 32, kThreads));
@@ -822,18 +804,6 @@ void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* do
       }
       check_launch("layernorm_param_partials_kernel");
     }
-    if (dinp && !fused) {
-      auto di = static_cast<E*>(dinp);
-      const bool vectors = layernorm_vectors<E>(C, {dinp, dout, inp, weight, dropped});
-      auto kernel = vectors ? (drop_out ? layernorm_backward_input_kernel<V, E, true>
-                                        : layernorm_backward_input_kernel<V, E, false>)
-                            : (drop_out ? layernorm_backward_input_kernel<1, E, true>
-                                        : layernorm_backward_input_kernel<1, E, false>);
-      kernel<<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          di, d, x, weight, mean, rstd, N, C, accumulate, drop_out, rule, dropout.offset_base);
-      check_launch("layernorm_backward_input_kernel");
-    }
-    if (!params) return;
     layernorm_param_reduce_kernel<<<blocks_for(C, 32), dim3(32, kReduceGroups), 0, stream()>>>(
         dweight, dbias, partials, partial_bias, num_chunks, C);
     check_launch("layernorm_param_reduce_kernel");

@@ -72,12 +72,9 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
 // column) partial sums in float, then a second kernel adds the chunks in order (deterministic, no
 // float atomics). dinp/dweight/dbias may each be null. dinp, dout, inp in `dtype`.
 // workspace: null (a stream-ordered temporary is taken) or 2·ceil(N/32)·C floats.
-// dropped (with dinp): also dropout_backward of dinp as stored, by `dropout` (p = 0: a copy); may
-// alias dout exactly, not dinp or inp.
 void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp, DType dtype,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        bool accumulate, float* workspace = nullptr, void* dropped = nullptr,
-                        const ElementDropoutArgs& dropout = {});
+                        bool accumulate, float* workspace = nullptr);
 
 void gelu_forward(void* out, const void* inp, int64_t n, DType dtype);
 void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t n, DType dtype);
