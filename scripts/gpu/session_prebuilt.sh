@@ -25,7 +25,7 @@ fi
 WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases "${WW_HARNESS_CASES:-$all_cases}" \
-  --compile-cases gpt2-train-bf16,distilbert-train-bf16 --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds 2 \
+  --compile-cases gpt2-train-bf16,distilbert-train-bf16 --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds "${WW_MIN_SECONDS:-2}" \
   --budget-s "${WW_HARNESS_BUDGET_S:-330}" 2> "$OUT/harness.log" | tail -80 >> "$summary"
 say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
 # A variant (another commit's binaries, packed as .gpu-carry/packed/variant.tar.xz from
