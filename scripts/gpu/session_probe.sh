@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A short diagnostic call on prebuilt binaries (.gpu-carry/packed/prebuilt.tar.xz, see
 # session_prebuilt.sh): every cuBLASLt candidate for GPT-2's LM-head weight gradient
-# (bench/cuda/lm_head_gemm.cu), where one GPT-2 training step goes (Nsight Compute, kernel
-# durations) and the batch-1 BERT inference graph's kernels. Carry .deps and .gpu-carry.
+# (bench/cuda/lm_head_gemm.cu) and for its MLP's epilogue GEMMs (bench/cuda/mlp_epilogue_gemm.cu),
+# where one GPT-2 training step goes (Nsight Compute, kernel durations), then the per-kernel
+# profiles of WW_PROFILE_CASES ("case:skip:count ...", default the batch-1, 32 and 256 BERT
+# inference graphs and MiniLM training) while WW_DEADLINE_S lasts. Carry .deps and .gpu-carry.
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
 bin=.gpu-carry/prebuilt
@@ -11,7 +13,13 @@ say "prebuilt: $(cat $bin/COMMIT)"
 nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
   > $OUT/lm_head_build.log 2>&1 && timeout 120 /tmp/lm_head_gemm 10 > $OUT/lm_head_gemm.md 2>&1
 say "lm_head_gemm: rc $?"; tee -a "$summary" < $OUT/lm_head_gemm.md
+nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/mlp_epilogue_gemm.cu -lcublasLt \
+  -o /tmp/mlp_epilogue_gemm > $OUT/mlp_epilogue_build.log 2>&1 && timeout 120 /tmp/mlp_epilogue_gemm 10 > $OUT/mlp_epilogue_gemm.md 2>&1
+say "mlp_epilogue_gemm: rc $?"; tee -a "$summary" < $OUT/mlp_epilogue_gemm.md
 WW_BIN=$bin/wattwise profile_gpt2_step $(( start + ${WW_DEADLINE_S:-400} - $(date +%s) ))
-WW_BIN=$bin/wattwise profile_bench_case bert-infer-fp16-b1 300 140 $(( start + ${WW_DEADLINE_S:-400} - $(date +%s) ))
+for spec in ${WW_PROFILE_CASES:-bert-infer-fp16-b1:300:140 bert-infer-fp16-b256:300:140 bert-infer-fp16-b32:300:140 minilm-train-bf16:1200:400}; do
+  IFS=: read -r c skip count <<< "$spec"
+  WW_BIN=$bin/wattwise profile_bench_case "$c" "$skip" "$count" $(( start + ${WW_DEADLINE_S:-400} - $(date +%s) ))
+done
 say "total: $(( $(date +%s) - start )) s"
 pack_outputs
