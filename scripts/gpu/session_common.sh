@@ -118,13 +118,15 @@ pack_outputs() {
 # Where a bench case's training step goes: kernel durations under Nsight Compute (clocks untouched)
 # for `count` kernels after skipping `skip` (initialisation and the warm-up step), summed per
 # kernel name into the summary. Skipped when fewer than 60 s are left. WW_BIN: the wattwise binary
-# (default build/wattwise).
+# (default build/wattwise). WW_NCU_CACHE=none keeps the caches warm between kernels (Nsight
+# Compute flushes them by default, which inflates the small latency-bound kernels of batch-1
+# inference, whose weights otherwise partly sit in L2 between graph replays).
 profile_bench_case() {  # case skip count seconds-left
   local c=$1 skip=$2 count=$3 left=$4 ncu_bin
   [ "$left" -gt 60 ] || { say "profile $c: no time left"; return 0; }
   ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  timeout $(( left + 10 )) "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-    --launch-skip "$skip" --launch-count "$count" \
+  timeout $(( left + 10 )) "$ncu_bin" --clock-control none --cache-control "${WW_NCU_CACHE:-all}" \
+    --metrics gpu__time_duration.sum --csv --print-units base --launch-skip "$skip" --launch-count "$count" \
     ${WW_BIN:-build/wattwise} bench --case "$c" --device cuda --steps 4 --warmup 2 --min-seconds 0 > "$OUT/ncu_$c.csv" 2> "$OUT/ncu_$c.err"
   say "profile $c: rc $?"
   python3 scripts/gpu/ncu_summary.py "$OUT/ncu_$c.csv" --top 25 | tee -a "$summary"
