@@ -36,6 +36,8 @@ flops = 6 * P * B * T + 12 * L * C * T * B * T
 assert abs(x["model_flops_per_step"] - flops) < 1e-9 * flops, (x["model_flops_per_step"], flops)
 assert x["params"] == P + 64 * C, x["params"]  # plus the position embeddings (n_positions 64)
 assert r["lm_cases"] == ["gpt2-train-bf16"]
+assert "logical cores" in r["host_cpu"], r.get("host_cpu")  # the peers' speed depends on the host
+assert f"Host: {r['host_cpu']}" in open(f"{w}/table.md").read()
 s = r["summary"]["gpt2-train-bf16"]["wattwise"]
 assert s["tokens_per_s"]["n"] == 1 and s["j_per_token"]["n"] == 1 and "mfu" in s
 targets = {t["target"]: t for t in r["targets"] if t["case"] == "gpt2-train-bf16"}
