@@ -11,10 +11,7 @@
 
 #include "lt_bench.h"
 
-using lt_bench::Gemm;
-using lt_bench::row;
-using lt_bench::time_gemm;
-using lt_bench::zeros;
+using namespace lt_bench;
 
 int main(int argc, char** argv) {
   const int repeats = argc > 1 ? std::atoi(argv[1]) : 20;

@@ -108,6 +108,17 @@ bench_before_after() {  # rounds
   done
 }
 
+# A standalone GPU probe of bench/cuda (nvcc + cuBLASLt only, built in seconds): NAME.cu built
+# into /tmp/NAME and run with its arguments; its Markdown table into $OUT/NAME.md and the summary
+# (rows matching WW_PROBE_HIDE, e.g. "candidate", left out of the summary only).
+run_cuda_probe() {  # name args...
+  local name=$1; shift
+  nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/$name.cu -lcublasLt -o /tmp/$name \
+    > $OUT/${name}_build.log 2>&1 && timeout 120 /tmp/$name "$@" > $OUT/$name.md 2>&1
+  say "$name: rc $?"
+  grep -v "${WW_PROBE_HIDE:-^\$}" $OUT/$name.md | tee -a "$summary"
+}
+
 # A call brings back at most 8 files: everything in $OUT but the summary, the JSON lines and the
 # harness's bench_*.json/.md goes into one $OUT/logs.tar.gz.
 pack_outputs() {

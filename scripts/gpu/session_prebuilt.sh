@@ -17,11 +17,7 @@ say "prebuilt: $(cat $bin/COMMIT)"
 # (build_baseline.sh's worktree): point it at this checkout.
 [ -e /tmp/ww-baseline ] || ln -s "$PWD" /tmp/ww-baseline
 # WW_LM_HEAD_GEMM=1: bench/cuda/lm_head_gemm.cu first (nvcc + cuBLASLt only, ~15 s).
-if [ "${WW_LM_HEAD_GEMM:-0}" = 1 ]; then
-  nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
-    > $OUT/lm_head_build.log 2>&1 && timeout 120 /tmp/lm_head_gemm 10 > $OUT/lm_head_gemm.md 2>&1
-  say "lm_head_gemm: rc $?"; grep -v "candidate" $OUT/lm_head_gemm.md | tee -a "$summary"
-fi
+[ "${WW_LM_HEAD_GEMM:-0}" = 1 ] && WW_PROBE_HIDE=candidate run_cuda_probe lm_head_gemm 10
 WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases "${WW_HARNESS_CASES:-$all_cases}" \

@@ -10,12 +10,8 @@ source "$(dirname "$0")/session_common.sh"
 bin=.gpu-carry/prebuilt
 tar -C .gpu-carry -xJf .gpu-carry/packed/prebuilt.tar.xz
 say "prebuilt: $(cat $bin/COMMIT)"
-nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
-  > $OUT/lm_head_build.log 2>&1 && timeout 120 /tmp/lm_head_gemm 10 > $OUT/lm_head_gemm.md 2>&1
-say "lm_head_gemm: rc $?"; tee -a "$summary" < $OUT/lm_head_gemm.md
-nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/mlp_epilogue_gemm.cu -lcublasLt \
-  -o /tmp/mlp_epilogue_gemm > $OUT/mlp_epilogue_build.log 2>&1 && timeout 120 /tmp/mlp_epilogue_gemm 10 > $OUT/mlp_epilogue_gemm.md 2>&1
-say "mlp_epilogue_gemm: rc $?"; tee -a "$summary" < $OUT/mlp_epilogue_gemm.md
+run_cuda_probe lm_head_gemm 10
+run_cuda_probe mlp_epilogue_gemm 10
 WW_BIN=$bin/wattwise profile_gpt2_step $(( start + ${WW_DEADLINE_S:-400} - $(date +%s) ))
 for spec in ${WW_PROFILE_CASES:-bert-infer-fp16-b1:300:140 bert-infer-fp16-b256:300:140 bert-infer-fp16-b32:300:140 minilm-train-bf16:1200:400}; do
   IFS=: read -r c skip count <<< "$spec"

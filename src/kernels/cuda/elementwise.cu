@@ -1285,8 +1285,7 @@ void cast(void* out, DType out_dtype, const void* inp, DType inp_dtype, int64_t 
       using I = decltype(inp_tag);
       auto* o = static_cast<O*>(out);
       const auto* x = static_cast<const I*>(inp);
-      const bool aligned = reinterpret_cast<uintptr_t>(o) % (4 * sizeof(O)) == 0 &&
-                           reinterpret_cast<uintptr_t>(x) % (4 * sizeof(I)) == 0;
+      const bool aligned = aligned_to(o, 4 * sizeof(O)) && aligned_to(x, 4 * sizeof(I));
       const int64_t quads = aligned ? n / 4 : 0, rest = n - 4 * quads;
       if (quads > 0) cast4_kernel<O, I><<<grid_for(quads), kThreads, 0, stream()>>>(o, x, quads);
       if (rest > 0) cast_kernel<O, I><<<grid_for(rest), kThreads, 0, stream()>>>(o + 4 * quads, x + 4 * quads, rest);
