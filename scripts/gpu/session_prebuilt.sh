@@ -18,12 +18,17 @@ say "prebuilt: $(cat $bin/COMMIT)"
 [ -e /tmp/ww-baseline ] || ln -s "$PWD" /tmp/ww-baseline
 # WW_LM_HEAD_GEMM=1: bench/cuda/lm_head_gemm.cu first (nvcc + cuBLASLt only, ~15 s).
 [ "${WW_LM_HEAD_GEMM:-0}" = 1 ] && WW_PROBE_HIDE=candidate run_cuda_probe lm_head_gemm 10
+# WW_CUDA_PROBES="name ...": other bench/cuda probes the same way (e.g. mlp_epilogue_gemm).
+for p in ${WW_CUDA_PROBES:-}; do WW_PROBE_HIDE=candidate run_cuda_probe "$p" 10; done
 WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
-python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases "${WW_HARNESS_CASES:-$all_cases}" \
-  --compile-cases gpt2-train-bf16,distilbert-train-bf16 --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds "${WW_MIN_SECONDS:-2}" \
-  --budget-s "${WW_HARNESS_BUDGET_S:-330}" 2> "$OUT/harness.log" | tail -80 >> "$summary"
-say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
+# WW_HARNESS_CASES=none: no harness run (a call of tests, variants and profiles only).
+if [ "${WW_HARNESS_CASES:-}" != none ]; then
+  python3 bench/run_harness.py --wattwise $bin/wattwise --out "$OUT" --device cuda --cases "${WW_HARNESS_CASES:-$all_cases}" \
+    --compile-cases gpt2-train-bf16,distilbert-train-bf16 --rounds "${WW_BENCH_ROUNDS:-3}" --min-seconds "${WW_MIN_SECONDS:-2}" \
+    --budget-s "${WW_HARNESS_BUDGET_S:-330}" 2> "$OUT/harness.log" | tail -80 >> "$summary"
+  say "harness: rc ${PIPESTATUS[0]}; $(tail -1 "$OUT/harness.log")"
+fi
 # A variant (another commit's binaries, packed as .gpu-carry/packed/variant.tar.xz from
 # .gpu-carry/variant the same way): its tests (WW_VARIANT_TESTS), then before/after against the
 # prebuilt binary on WW_BENCH_CASES, WW_VARIANT_ROUNDS rounds; the variant is the "new" side, or the
