@@ -570,6 +570,37 @@ TEST(CudaElementwise, DropoutInsideTheResidualOpsEqualsDropoutThenTheOp) {
   }
 }
 
+// Inference's residual LayerNorm keeps no sum (sum undefined): the same out, mean and rstd bits as
+// with the sum stored, with and without dropout, on the vector path, the scalar one (C = 100) and
+// rows longer than a lane's register cache (C = 1,536 on the vector path, 2,001 on the scalar
+// one), which recompute a + b where the kept-sum kernel re-reads it.
+TEST(CudaElementwise, ResidualLayerNormWithoutTheSumMatchesTheKeptSum) {
+  WW_REQUIRE_CUDA();
+  Tensor step = Tensor::empty({1}, DType::I64);
+  step.data<int64_t>()[0] = int64_t(3) << 16;
+  const Tensor step_gpu = step.to(Device::cuda(0));
+  for (const auto& [N, C] : std::vector<std::pair<int64_t, int64_t>>{{33, 768}, {5, 100}, {6, 1536}, {3, 2001}}) {
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+      for (float p : {0.0f, 0.1f}) {
+        SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C) + " " + std::string(dtype_name(dtype)) +
+                     " p=" + std::to_string(p));
+        const Tensor a = gpu_as(random_cpu({N, C}, 31), dtype), b = gpu_as(random_cpu({N, C}, 32), dtype);
+        const Tensor weight = to_gpu(random_cpu({C}, 33)), bias = to_gpu(random_cpu({C}, 34));
+        const ops::ElementDropout drop{p, 99, 7, step_gpu};
+        auto f32 = [&](const Shape& shape) { return Tensor::empty(shape, DType::F32, Device::cuda(0)); };
+        Tensor out_want = Tensor::empty({N, C}, dtype, Device::cuda(0)), sum = Tensor::empty({N, C}, dtype, Device::cuda(0));
+        Tensor mean_want = f32({N}), rstd_want = f32({N});
+        ops::residual_layernorm_forward(out_want, sum, mean_want, rstd_want, a, b, weight, bias, 1e-5f, drop);
+        Tensor out = Tensor::empty({N, C}, dtype, Device::cuda(0)), mean = f32({N}), rstd = f32({N});
+        ops::residual_layernorm_forward(out, Tensor(), mean, rstd, a, b, weight, bias, 1e-5f, drop);
+        expect_same_bits(out, Tensor::from_vector(from_gpu(out_want), {N, C}), "out without the sum");
+        expect_same_bits(mean, Tensor::from_vector(from_gpu(mean_want), {N}), "mean without the sum");
+        expect_same_bits(rstd, Tensor::from_vector(from_gpu(rstd_want), {N}), "rstd without the sum");
+      }
+    }
+  }
+}
+
 TEST(CudaElementwise, ResidualAddScaleAndTokenSelectionMatchCpu) {
   WW_REQUIRE_CUDA();
   for (int64_t n : {int64_t(1), int64_t(257), int64_t(70001)}) {

@@ -834,6 +834,13 @@ TEST(KernelsCpu, DropoutInsideTheResidualOpsEqualsDropoutThenTheOp) {
     EXPECT_TRUE(same_bits(mean, mean_want));
     EXPECT_TRUE(same_bits(rstd, rstd_want));
     EXPECT_TRUE(same_bits(b, b_before)) << "b must not be written";
+    // Without a sum to keep (inference): the same out and statistics.
+    Tensor out_only = Tensor::empty({N, C}, DType::F32);
+    ops::residual_layernorm_forward(out_only, Tensor(), mean, rstd, a, b, weight, bias, 1e-5f, drop);
+    EXPECT_TRUE(same_bits(out_only, out_want));
+    EXPECT_TRUE(same_bits(mean, mean_want));
+    EXPECT_TRUE(same_bits(rstd, rstd_want));
+    EXPECT_TRUE(same_bits(b, b_before)) << "b must not be written";
   }
   Tensor out = Tensor::empty({N, C}, DType::F32);
   expect_error([&] { ops::residual_forward(out, a, b, ops::ElementDropout{1.0f, seed, offset, Tensor()}); },

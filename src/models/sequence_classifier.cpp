@@ -567,14 +567,14 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
     if (fused) l.lse = f32({B, H, T});
     else l.probs = act({B, H, T, T});
     l.context = act({B, T, C});
-    l.res1 = training ? act({N, C}) : a.proj;
+    l.res1 = training ? act({N, C}) : Tensor();  // the residual sums: backward's LayerNorm inputs
     l.ln1_mean = f32({N});
     l.ln1_rstd = f32({N});
     // Inference: the first LayerNorm's output goes over the attention context, which the output
     // projection has read by then (BERT-base at batch 256 × 128: 48 MiB less peak memory).
     l.h1 = training ? act({N, C}) : l.context;
     l.ffn_pre = act({N, I});
-    l.res2 = training ? act({N, C}) : a.proj;
+    l.res2 = training ? act({N, C}) : Tensor();
     l.ln2_mean = f32({N});
     l.ln2_rstd = f32({N});
     l.out = act({B, T, C});
@@ -775,7 +775,8 @@ void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActiv
     ops::attention_forward(s.context, s.probs, s.qkv, key_mask, config_.num_heads, /*causal=*/false, p_attn, seed,
                            dropout_offset(site_attention_probs(l)), dropout_base_);
   encoder_linear(l, kAttentionOut, proj, s.context.reshape({N, C}), gemm_weight(n.attn_out_b));
-  // The output dropouts run inside the residual + LayerNorm kernels.
+  // The output dropouts run inside the residual + LayerNorm kernels. Inference keeps no sums (res1,
+  // res2 undefined): only backward reads them.
   ops::residual_layernorm_forward(s.h1, s.res1, s.ln1_mean, s.ln1_rstd, x, proj, f32_weight(n.ln1_w),
                                   f32_weight(n.ln1_b), config_.layer_norm_eps,
                                   {p_attn_out, seed, dropout_offset(site_attention_output(l)), dropout_base_});

@@ -74,25 +74,32 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
                                 float eps, const ElementDropout& b_dropout) {
   const char* op = "residual_layernorm_forward";
   const int64_t N = layernorm_rows(a, weight, op, "a"), C = weight.numel();
+  const bool keep_sum = sum.defined();
   require_activation_like(b, a, op, "b", "a");
-  require_activation_like(sum, a, op, "sum", "a");
   require_activation_like(out, a, op, "out", "a");
-  for (const auto& [t, name] : {std::pair{&b, "b"}, std::pair{&sum, "sum"}, std::pair{&out, "out"}}) {
+  for (const auto& [t, name] : {std::pair{&b, "b"}, std::pair{&out, "out"}}) {
     require_numel(*t, N * C, op, name);
     require_same_device(*t, a, op);
+  }
+  if (keep_sum) {
+    require_activation_like(sum, a, op, "sum", "a");
+    require_numel(sum, N * C, op, "sum");
+    require_same_device(sum, a, op);
   }
   check_forward_params(mean, rstd, weight, bias, N, a, eps, op);
   // sum may be a or b itself (each element is read before it is written); out is written after
   // the whole row of sum is read, so it must not overlap any of them.
-  if (sum.raw() != a.raw()) require_no_overlap(sum, a, op, "sum", "a");
-  if (sum.raw() != b.raw()) require_no_overlap(sum, b, op, "sum", "b");
-  require_no_overlap(out, sum, op, "out", "sum");
+  if (keep_sum) {
+    if (sum.raw() != a.raw()) require_no_overlap(sum, a, op, "sum", "a");
+    if (sum.raw() != b.raw()) require_no_overlap(sum, b, op, "sum", "b");
+    require_no_overlap(out, sum, op, "out", "sum");
+  }
   require_no_overlap(out, a, op, "out", "a");
   require_no_overlap(out, b, op, "out", "b");
   const uint64_t* base = checked_dropout_base(b_dropout, a, op);
   if (out.device().is_cuda()) {
 #ifdef WW_HAVE_CUDA
-    kernels::cuda::residual_layernorm_forward(out.raw(), sum.raw(), mean.data<float>(), rstd.data<float>(), a.raw(),
+    kernels::cuda::residual_layernorm_forward(out.raw(), keep_sum ? sum.raw() : nullptr, mean.data<float>(), rstd.data<float>(), a.raw(),
                                               b.raw(), a.dtype(), weight.data<float>(), bias.data<float>(), N, C,
                                               eps, {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
     return;
@@ -101,12 +108,14 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
 #endif
   }
   // The CPU runs the two kernels: the same results as residual_forward then layernorm_forward.
+  // Without a sum to keep, the sum goes into out and is normalised in place.
+  float* sum_data = keep_sum ? sum.data<float>() : out.data<float>();
   if (b_dropout.p > 0.0f)
-    kernels::cpu::residual_dropout_forward(sum.data<float>(), a.data<float>(), b.data<float>(), N * C, b_dropout.p,
+    kernels::cpu::residual_dropout_forward(sum_data, a.data<float>(), b.data<float>(), N * C, b_dropout.p,
                                            b_dropout.seed, b_dropout.offset + (base ? *base : 0));
   else
-    kernels::cpu::residual_forward(sum.data<float>(), a.data<float>(), b.data<float>(), N * C);
-  kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), sum.data<float>(),
+    kernels::cpu::residual_forward(sum_data, a.data<float>(), b.data<float>(), N * C);
+  kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), sum_data,
                                   weight.data<float>(), bias.data<float>(), N, C, eps);
 }
 

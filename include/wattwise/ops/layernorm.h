@@ -17,7 +17,8 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 // sum = a + b (saved for backward, in the activation dtype), out = LayerNorm(sum). On CUDA one
 // kernel (one warp per row); on the CPU residual_forward's and layernorm_forward's kernels. In f32
 // the results are those of residual_forward followed by layernorm_forward (same statistics code).
-// sum may be a or b itself; out must not overlap a, b or sum.
+// sum may be a or b itself; out must not overlap a, b or sum. sum may be undefined (Tensor()): the sum
+// is not kept (inference; on CUDA the kernel then writes a quarter fewer bytes), out the same bits.
 // With b_dropout, sum = a + dropout(b) (the bits of dropout_forward into b, then this op; b itself
 // is not written).
 void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean,

@@ -390,7 +390,9 @@ __device__ __forceinline__ void drop_as_stored(float (&v)[V], int64_t e0, const 
 // pointers allow, else V = 1). Statistics in float, two passes over the register-resident row (mean,
 // then squared deviations: no cancellation for rows far from 0). kResidual: the row is a + b, stored
 // rounded to T into `sum` and normalised as stored. Every element is read and written by the same
-// lane, after the warp reductions: out may alias the input; sum may alias a or b.
+// lane, after the warp reductions: out may alias the input; sum may alias a or b. sum null (kResidual,
+// inference: nothing keeps the sum for a backward pass): the sum is not stored, a quarter of the
+// bytes, and a row longer than the register cache recomputes it from a and b where it would re-read.
 template <int V, typename T, bool kResidual>
 __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
                                          const float* weight, const float* bias, int64_t N, int64_t C, float eps,
@@ -400,7 +402,7 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   const int64_t n = int64_t(blockIdx.x) * kLayerNormWarps + (threadIdx.x >> 5);
   if (n >= N) return;  // uniform over the warp
   const int64_t vectors = C / V, offset = n * C;
-  const T* row = kResidual ? sum + offset : a + offset;  // what passes 2 and 3 re-read
+  const T* row = kResidual ? (sum ? sum + offset : nullptr) : a + offset;  // what passes 2 and 3 re-read
   const uint64_t b_stream = kResidual && b_dropout.on ? dropout_stream(b_dropout, offset_base) : 0;
   // Pass 1: load (for the residual: add and store the sum), keep the first kCache vectors, sum.
   auto first_load = [&](int64_t i, float (&v)[V]) {
@@ -411,12 +413,17 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
       if (b_dropout.on) drop_as_stored<T, V>(vb, offset + i * V, b_dropout, b_stream);
 #pragma unroll
       for (int k = 0; k < V; ++k) v[k] += vb[k];
-      store_floats<V>(sum + offset + i * V, v);
+      if (sum) store_floats<V>(sum + offset + i * V, v);
 #pragma unroll
       for (int k = 0; k < V; ++k) v[k] = load_float(store_float<T>(v[k]));  // the value as stored
     } else {
       load_floats<V>(row + i * V, v);
     }
+  };
+  // The row again past the register cache: re-read, or recomputed when the sum is not stored.
+  auto reload = [&](int64_t i, float (&v)[V]) {
+    if (kResidual && !sum) first_load(i, v);
+    else load_floats<V>(row + i * V, v);
   };
   float cache[kCache][V];
   float total = 0.0f;
@@ -449,7 +456,7 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   }
   for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
     float v[V];
-    load_floats<V>(row + i * V, v);
+    reload(i, v);
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       const float d = v[k] - row_mean;
@@ -476,7 +483,7 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   }
   for (int64_t i = lane + 32 * kCache; i < vectors; i += 32) {
     float v[V];
-    load_floats<V>(row + i * V, v);
+    reload(i, v);
     normalise(i, v);
   }
 }

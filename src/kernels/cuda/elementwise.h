@@ -65,6 +65,7 @@ struct ElementDropoutArgs {
 
 // sum = a + dropout(b) (rounded to `dtype`), out = LayerNorm(sum): one kernel, the code of
 // layernorm_forward. sum may alias a or b exactly; out must not overlap them. b is not written.
+// sum null: not stored (inference), out the same bits.
 void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, const void* a, const void* b,
                                 DType dtype, const float* weight, const float* bias, int64_t N, int64_t C,
                                 float eps, const ElementDropoutArgs& b_dropout = {});
