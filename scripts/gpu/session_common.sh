@@ -142,3 +142,20 @@ profile_bench_case() {  # case skip count seconds-left
   say "profile $c: rc $?"
   python3 scripts/gpu/ncu_summary.py "$OUT/ncu_$c.csv" --top 25 | tee -a "$summary"
 }
+
+# What limits one kernel of a bench case: Nsight Compute's speed-of-light, memory-workload,
+# occupancy and launch sections for `count` launches of kernels matching `regex` after skipping
+# `skip` of them (warm caches), averaged per kernel name into the summary. WW_BIN as above.
+# Skipped when fewer than 60 s are left.
+profile_kernel_details() {  # case regex skip count seconds-left
+  local c=$1 regex=$2 skip=$3 count=$4 left=$5 ncu_bin
+  [ "$left" -gt 60 ] || { say "details $c: no time left"; return 0; }
+  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout $(( left + 10 )) "$ncu_bin" --clock-control none --cache-control none --csv --page details \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+    --section WarpStateStats -k "regex:$regex" --launch-skip "$skip" --launch-count "$count" \
+    ${WW_BIN:-build/wattwise} bench --case "$c" --device cuda --steps 4 --warmup 2 --min-seconds 0 \
+    > "$OUT/ncu_details_$c.csv" 2> "$OUT/ncu_details_$c.err"
+  say "details $c ($regex): rc $?"
+  python3 scripts/gpu/ncu_summary.py "$OUT/ncu_details_$c.csv" --details | tee -a "$summary"
+}

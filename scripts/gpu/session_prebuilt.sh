@@ -50,5 +50,10 @@ for spec in ${WW_PROFILE_CASES:-}; do
   IFS=: read -r c skip count <<< "$spec"
   WW_BIN=$bin/wattwise profile_bench_case "$c" "$skip" "$count" $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
 done
+# WW_KERNEL_DETAILS="case:regex:skip:count ...": Nsight Compute's sections for those kernels.
+for spec in ${WW_KERNEL_DETAILS:-}; do
+  IFS=: read -r c regex skip count <<< "$spec"
+  WW_BIN=$bin/wattwise profile_kernel_details "$c" "$regex" "$skip" "$count" $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
+done
 say "total: $(( $(date +%s) - start )) s"
 pack_outputs
