@@ -393,7 +393,9 @@ __device__ __forceinline__ void drop_as_stored(float (&v)[V], int64_t e0, const 
 // lane, after the warp reductions: out may alias the input; sum may alias a or b. sum null (kResidual,
 // inference: nothing keeps the sum for a backward pass): the sum is not stored, a quarter of the
 // bytes, and a row longer than the register cache recomputes it from a and b where it would re-read.
-template <int V, typename T, bool kResidual>
+// kDropout: b's dropout is compiled in only where a launch has one (its Philox state costs registers,
+// hence occupancy, on the bandwidth-bound path without it).
+template <int V, typename T, bool kResidual, bool kDropout = false>
 __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rstd, const T* a, const T* b,
                                          const float* weight, const float* bias, int64_t N, int64_t C, float eps,
                                          DropoutRule b_dropout, const uint64_t* offset_base) {
@@ -403,14 +405,14 @@ __global__ void layernorm_forward_kernel(T* out, T* sum, float* mean, float* rst
   if (n >= N) return;  // uniform over the warp
   const int64_t vectors = C / V, offset = n * C;
   const T* row = kResidual ? (sum ? sum + offset : nullptr) : a + offset;  // what passes 2 and 3 re-read
-  const uint64_t b_stream = kResidual && b_dropout.on ? dropout_stream(b_dropout, offset_base) : 0;
+  const uint64_t b_stream = kResidual && kDropout ? dropout_stream(b_dropout, offset_base) : 0;
   // Pass 1: load (for the residual: add and store the sum), keep the first kCache vectors, sum.
   auto first_load = [&](int64_t i, float (&v)[V]) {
     if constexpr (kResidual) {
       float vb[V];
       load_floats<V>(a + offset + i * V, v);
       load_floats<V>(b + offset + i * V, vb);
-      if (b_dropout.on) drop_as_stored<T, V>(vb, offset + i * V, b_dropout, b_stream);
+      if constexpr (kDropout) drop_as_stored<T, V>(vb, offset + i * V, b_dropout, b_stream);
 #pragma unroll
       for (int k = 0; k < V; ++k) v[k] += vb[k];
       if (sum) store_floats<V>(sum + offset + i * V, v);
@@ -747,12 +749,15 @@ void residual_layernorm_forward(void* out, void* sum, float* mean, float* rstd, 
     auto s = static_cast<E*>(sum);
     auto x = static_cast<const E*>(a);
     auto y = static_cast<const E*>(b);
-    if (layernorm_vectors<E>(C, {out, sum, a, b, weight, bias}))
-      layernorm_forward_kernel<V, E, true><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          o, s, mean, rstd, x, y, weight, bias, N, C, eps, rule, b_dropout.offset_base);
-    else
-      layernorm_forward_kernel<1, E, true><<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(
-          o, s, mean, rstd, x, y, weight, bias, N, C, eps, rule, b_dropout.offset_base);
+    const auto launch = [&](auto kernel) {
+      kernel<<<layernorm_row_blocks(N), 32 * kLayerNormWarps, 0, stream()>>>(o, s, mean, rstd, x, y, weight, bias, N,
+                                                                            C, eps, rule, b_dropout.offset_base);
+    };
+    const bool vectors = layernorm_vectors<E>(C, {out, sum, a, b, weight, bias});
+    if (vectors && rule.on) launch(layernorm_forward_kernel<V, E, true, true>);
+    else if (vectors) launch(layernorm_forward_kernel<V, E, true, false>);
+    else if (rule.on) launch(layernorm_forward_kernel<1, E, true, true>);
+    else launch(layernorm_forward_kernel<1, E, true, false>);
   });
   check_launch("residual_layernorm_forward_kernel");
 }

@@ -899,9 +899,11 @@ __device__ inline CtaCoords cta_coords(const Params& p, bool row_side) {
 
 // Grid (query blocks of 16·WARPS, H, B); warp w owns 16 query rows.
 // Three 4-warp CTAs per SM (≤ 168 registers, no spills at D = 64) hide each other's tile loads; the
-// two backward kernels keep all registers (capping them spills there).
-template <typename T, int D, int WARPS>
-__global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
+// two backward kernels keep all registers (capping them spills there). Without dropout (kDropout
+// false: inference, p = 0) the Philox code is compiled out and four CTAs fit (≤ 128 registers):
+// BERT's 128-key inference attention is latency-bound at 12 warps per SM (H100 profile, batch 256).
+template <typename T, int D, int WARPS, bool kDropout>
+__global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? (kDropout ? 3 : 4) : 1)
     flash_forward_mma_kernel(T* out, float* lse, const T* qkv, Params p) {
   using G = MmaTiles<D>;
   constexpr int kRows = 16 * WARPS;
@@ -973,8 +975,8 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 1)
       m[r] = m_new;
       l[r] *= alpha[r];
     }
-    const unsigned keep32[2] = {keep_bits_rows32(p, prob_row[0], prob_row[1], k0, lane),
-                                keep_bits_rows32(p, prob_row[0], prob_row[1], k0 + 32, lane)};
+    const unsigned keep32[2] = {kDropout ? keep_bits_rows32(p, prob_row[0], prob_row[1], k0, lane) : 0xFFFFu,
+                                kDropout ? keep_bits_rows32(p, prob_row[0], prob_row[1], k0 + 32, lane) : 0xFFFFu};
 #pragma unroll
     for (int n = 0; n < G::kCols / 8; ++n) {
 #pragma unroll
@@ -1322,10 +1324,11 @@ int mma_warps(const cpu::AttentionConfig& config) {
 template <typename T, int D, int WARPS>
 void forward_mma(void* out, float* lse, const void* qkv, const int32_t* key_mask, const cpu::AttentionConfig& config) {
   const size_t bytes = MmaRowSmem<T, D, WARPS>(0, false).bytes;
-  auto kernel = flash_forward_mma_kernel<T, D, WARPS>;
+  const Params p = make_params(key_mask, config);
+  auto kernel = p.use_dropout ? flash_forward_mma_kernel<T, D, WARPS, true> : flash_forward_mma_kernel<T, D, WARPS, false>;
   allow_shared_memory(kernel, bytes, "cudaFuncSetAttribute (flash_forward_mma_kernel)");
-  kernel<<<mma_grid(16 * WARPS, config), 32 * WARPS, bytes, stream()>>>(
-      static_cast<T*>(out), lse, static_cast<const T*>(qkv), make_params(key_mask, config));
+  kernel<<<mma_grid(16 * WARPS, config), 32 * WARPS, bytes, stream()>>>(static_cast<T*>(out), lse,
+                                                                       static_cast<const T*>(qkv), p);
   check_launch("flash_forward_mma_kernel");
 }
 
