@@ -139,7 +139,8 @@ TEST(CudaElementwise, EmbeddingsForwardAndBackwardMatchCpu) {
     bool with_type_ids;
   };
   for (const Case k : {Case{2, 5, 7, 11, 9, 2, 1, true}, Case{3, 17, 130, 6, 20, 0, 0, false},
-                       Case{1, 1, 1, 3, 1, 1, 0, false}, Case{4, 33, 300, 40, 40, 2, 2, true}}) {
+                       Case{1, 1, 1, 3, 1, 1, 0, false}, Case{4, 33, 300, 40, 40, 2, 2, true},
+                       Case{2, 128, 768, 500, 130, 2, 0, true}}) {
     SCOPED_TRACE("B=" + std::to_string(k.B) + " T=" + std::to_string(k.T) + " C=" + std::to_string(k.C));
     const uint64_t seed = uint64_t(k.B * 1000 + k.C);
     Tensor ids = ints_cpu(random_ids(k.B * k.T, k.V, seed), {k.B, k.T});  // few ids: many repeats
@@ -170,31 +171,35 @@ TEST(CudaElementwise, EmbeddingsForwardAndBackwardMatchCpu) {
   }
 }
 
+// C = 5: the scalar kernel; C = 8: four columns per thread.
 TEST(CudaElementwise, EmbeddingIdsOutsideTheTableAreReported) {
   WW_REQUIRE_CUDA();
-  const int64_t B = 2, T = 4, C = 5, V = 10;
-  std::vector<int32_t> values = random_ids(B * T, V, 1);
-  values[size_t(1 * T + 2)] = 99;
-  Tensor ids = to_gpu(ints_cpu(values, {B, T}));
-  Tensor word = to_gpu(random_cpu({V, C}, 2)), position = to_gpu(random_cpu({T, C}, 3));
-  Tensor out = poisoned_gpu({B, T, C});
-  expect_error(
-      [&] {
-        ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{});
-        ops::check_device_input_errors();
-      },
-      {"input id 99", "batch row 1", "position 2", "vocab size 10"});
-  ops::check_device_input_errors();  // the record was cleared
-  Tensor dword = to_gpu(random_cpu({V, C}, 4));
-  expect_error(
-      [&] {
-        ops::embeddings_backward(dword, Tensor{}, Tensor{}, to_gpu(random_cpu({B, T, C}, 5)), ids, Tensor{});
-        ops::check_device_input_errors();
-      },
-      {"input id 99", "batch row 1", "position 2"});
-  // The position range is host data: checked before the launch, as on the CPU.
-  expect_error([&] { ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{}, 1); },
-               {"positions 1..4", "outside the position table"});
+  for (const int64_t C : {int64_t(5), int64_t(8)}) {
+    SCOPED_TRACE("C=" + std::to_string(C));
+    const int64_t B = 2, T = 4, V = 10;
+    std::vector<int32_t> values = random_ids(B * T, V, 1);
+    values[size_t(1 * T + 2)] = 99;
+    Tensor ids = to_gpu(ints_cpu(values, {B, T}));
+    Tensor word = to_gpu(random_cpu({V, C}, 2)), position = to_gpu(random_cpu({T, C}, 3));
+    Tensor out = poisoned_gpu({B, T, C});
+    expect_error(
+        [&] {
+          ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{});
+          ops::check_device_input_errors();
+        },
+        {"input id 99", "batch row 1", "position 2", "vocab size 10"});
+    ops::check_device_input_errors();  // the record was cleared
+    Tensor dword = to_gpu(random_cpu({V, C}, 4));
+    expect_error(
+        [&] {
+          ops::embeddings_backward(dword, Tensor{}, Tensor{}, to_gpu(random_cpu({B, T, C}, 5)), ids, Tensor{});
+          ops::check_device_input_errors();
+        },
+        {"input id 99", "batch row 1", "position 2"});
+    // The position range is host data: checked before the launch, as on the CPU.
+    expect_error([&] { ops::embeddings_forward(out, ids, Tensor{}, word, position, Tensor{}, 1); },
+                 {"positions 1..4", "outside the position table"});
+  }
 }
 
 // A GPU copy of `cpu` in `dtype` (rounded to nearest even).

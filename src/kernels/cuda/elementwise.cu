@@ -67,12 +67,15 @@ void raise_input_errors() {
 
 namespace {
 
-template <typename T>
+// V columns per thread (16-byte loads from the f32 tables where C and the pointers allow, else 1):
+// the scalar form ran BERT's batch-256 embeddings at ~0.6 TB/s on an H100 (177 µs per call).
+template <int V, typename T>
 __global__ void embeddings_forward_kernel(T* out, const int32_t* input_ids, const int32_t* token_type_ids,
                                           DeviceEmbeddingTables tables, int64_t N, int64_t T_len, int64_t C,
                                           int64_t position_offset, int* error) {
-  WW_GRID_STRIDE(i, N * C) {
-    const int64_t n = i / C, c = i % C, t = n % T_len;
+  const int64_t vectors_per_row = C / V;
+  WW_GRID_STRIDE(v, N * vectors_per_row) {
+    const int64_t n = v / vectors_per_row, c = (v % vectors_per_row) * V, t = n % T_len, i = n * C + c;
     const int32_t id = input_ids[n];
     const int32_t type = token_type_ids ? token_type_ids[n] : 0;
     bool valid = true;
@@ -84,15 +87,27 @@ __global__ void embeddings_forward_kernel(T* out, const int32_t* input_ids, cons
       if (c == 0) record_input_error(error, kBadTokenType, n / T_len, t, type, tables.num_token_types);
       valid = false;
     }
+    float value[V];
     if (!valid) {  // never read outside a table; the recorded error reports it
-      out[i] = store_float<T>(0.0f);
+#pragma unroll
+      for (int k = 0; k < V; ++k) value[k] = 0.0f;
+      store_floats<V>(out + i, value);
       continue;
     }
     // Hugging Face's order, as the CPU reference: (word + token_type) + position.
-    float value = tables.word[int64_t(id) * C + c];
-    if (tables.token_type) value += tables.token_type[int64_t(type) * C + c];
-    if (tables.position) value += tables.position[(position_offset + t) * C + c];
-    out[i] = store_float<T>(value);
+    load_floats<V>(tables.word + int64_t(id) * C + c, value);
+    float part[V];
+    if (tables.token_type) {
+      load_floats<V>(tables.token_type + int64_t(type) * C + c, part);
+#pragma unroll
+      for (int k = 0; k < V; ++k) value[k] += part[k];
+    }
+    if (tables.position) {
+      load_floats<V>(tables.position + (position_offset + t) * C + c, part);
+#pragma unroll
+      for (int k = 0; k < V; ++k) value[k] += part[k];
+    }
+    store_floats<V>(out + i, value);
   }
 }
 
@@ -231,8 +246,16 @@ void embeddings_forward(void* out, DType dtype, const int32_t* input_ids, const 
   if (N * C == 0) return;
   dispatch_activation(dtype, "embeddings_forward", [&](auto tag) {
     using E = decltype(tag);
-    embeddings_forward_kernel<E><<<grid_for(N * C), kThreads, 0, stream()>>>(
-        static_cast<E*>(out), input_ids, token_type_ids, tables, N, T, C, position_offset, input_error_record());
+    constexpr int V = 4;  // 16 bytes of each f32 table
+    const bool vectors = C % V == 0 && aligned_to(out, V * sizeof(E)) && aligned_to(tables.word, 16) &&
+                         (!tables.token_type || aligned_to(tables.token_type, 16)) &&
+                         (!tables.position || aligned_to(tables.position, 16));
+    if (vectors)
+      embeddings_forward_kernel<V, E><<<grid_for(N * C / V), kThreads, 0, stream()>>>(
+          static_cast<E*>(out), input_ids, token_type_ids, tables, N, T, C, position_offset, input_error_record());
+    else
+      embeddings_forward_kernel<1, E><<<grid_for(N * C), kThreads, 0, stream()>>>(
+          static_cast<E*>(out), input_ids, token_type_ids, tables, N, T, C, position_offset, input_error_record());
   });
   check_launch_and_inputs("embeddings_forward_kernel");
 }
