@@ -285,7 +285,9 @@ TEST(CudaMixedPrecision, SoftmaxMatchesCpu) {
     }
 }
 
-const std::vector<std::pair<int64_t, int64_t>> kLayerNormShapes = {{1, 1}, {3, 7}, {5, 768}, {70, 300}, {33, 1025}};
+// 1,100 rows: past the residual LayerNorm's parameter-prefetch limit (1,024), the many-row kernel.
+const std::vector<std::pair<int64_t, int64_t>> kLayerNormShapes = {{1, 1},    {3, 7},      {5, 768},
+                                                                   {70, 300}, {33, 1025}, {1100, 768}};
 
 TEST(CudaMixedPrecision, LayerNormMatchesCpu) {
   WW_REQUIRE_CUDA();

@@ -840,12 +840,15 @@ Batch SequenceClassifier::stage_inputs(const Batch& batch) {
     if (batch.token_type_ids.defined()) copies.emplace_back(fixed.token_type_ids = a.in_types, batch.token_type_ids);
     if (batch.labels.defined()) copies.emplace_back(fixed.labels = a.in_labels, batch.labels);
   }
-  // One upload group: the step's dropout offset and, from the host, the batch.
-  uploader_.begin();
-  uploader_.upload(dropout_base_, base_host);
-  if (from_host)
-    for (const auto& [dst, src] : copies) uploader_.upload(dst, src);
-  uploader_.end();
+  // One upload group: the step's dropout offset (training only: an inference forward has no
+  // dropout) and, from the host, the batch. An inference batch already on the GPU uploads nothing.
+  if (a.training || from_host) {
+    uploader_.begin();
+    if (a.training) uploader_.upload(dropout_base_, base_host);
+    if (from_host)
+      for (const auto& [dst, src] : copies) uploader_.upload(dst, src);
+    uploader_.end();
+  }
   if (!from_host)
     for (const auto& [dst, src] : copies) dst.copy_from(src);
   return fixed;
