@@ -134,16 +134,16 @@ TEST(InferenceOnly, LogitsAreBitIdenticalToATrainingModel) {
 }
 
 TEST(InferenceOnly, InferencePlanHoldsNoTrainingBuffers) {
-  // Per token, BERT-tiny inference in f32 holds: embeddings (C), q/k/v (3C), context (C), the
-  // first LayerNorm's output (C), the layer output (C), the projection scratch (C), the feed-forward
-  // activation (I) and six f32 LayerNorm statistics; plus the [B, H, T, T] attention probabilities
-  // of the reference kernel and small per-example buffers. Nothing else: a separate embeddings
-  // output, the two residual sums kept for backward and a second I-wide buffer (N·(3C + I) more
-  // floats, what the inference plan held before) do not fit under the bound.
+  // Per token, BERT-tiny inference in f32 holds: the hidden state (C: the embeddings, which every
+  // layer overwrites in place), q/k/v (3C), context (C, later the first LayerNorm's output), the
+  // projection scratch (C), the feed-forward activation (I) and six f32 LayerNorm statistics; plus
+  // the [B, H, T, T] attention probabilities of the reference kernel and small per-example
+  // buffers. Nothing else: a separate layer output (C more floats), a separate embeddings output,
+  // the two residual sums kept for backward or a second I-wide buffer do not fit under the bound.
   const ModelConfig config = classifier_config(Architecture::Bert);
   SequenceClassifier model(config, Device::cpu(), ModelPurpose::Inference);
   const int64_t B = 8, T = 64, N = B * T, C = config.hidden_size, I = config.intermediate_size, H = config.num_heads;
-  const size_t per_token = size_t(8 * C + I + 6) * sizeof(float);
+  const size_t per_token = size_t(6 * C + I + 6) * sizeof(float);
   const size_t probs = size_t(B * H * T * T) * sizeof(float);
   const size_t small = 64 * 1024;  // inputs, pooled vectors, logits, losses, 256-byte alignment
   const size_t bound = size_t(N) * per_token + probs + small;

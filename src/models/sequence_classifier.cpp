@@ -554,8 +554,8 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   a.emb_mean = f32({N});
   a.emb_rstd = f32({N});
   // Inference keeps nothing for a backward pass: the embeddings' LayerNorm writes over its input,
-  // the residual sums go into the projection scratch (the fused residual + LayerNorm allows it) and
-  // the activation overwrites the feed-forward input.
+  // the residual sums are not stored (the fused residual + LayerNorm allows it) and the activation
+  // overwrites the feed-forward input.
   a.emb_out = training ? act({B, T, C}) : a.emb_sum;
   if (!training) a.proj = act({N, C});
   // Training keeps every layer's activations for backward (or a segment's, when checkpointing);
@@ -577,7 +577,10 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
     l.res2 = training ? act({N, C}) : Tensor();
     l.ln2_mean = f32({N});
     l.ln2_rstd = f32({N});
-    l.out = act({B, T, C});
+    // Inference: every layer works in place on the hidden state (the embeddings' buffer): its input
+    // is last read by the first LayerNorm, before the second one writes the output (BERT-base at
+    // batch 256 × 128: 48 MiB less peak memory).
+    l.out = training ? act({B, T, C}) : a.emb_out;
   }
   a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
   for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
