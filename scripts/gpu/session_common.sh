@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by the GPU session scripts: the preamble they share. Leaves the shell in the repository
 # root with the carried Debian packages unpacked (setup-deps.sh), $OUT and $summary set, the GPU's
-# name, driver, max SM clock and power limit logged, and $start set for elapsed times.
+# name, driver, max SM clock and power limit logged, $start set for elapsed times and $ncu_bin to
+# Nsight Compute.
 #   source "$(dirname "$0")/session_common.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
@@ -10,6 +11,8 @@ say() { echo "$*" | tee -a "$summary"; }
 source scripts/gpu/setup-deps.sh
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv | tee -a "$summary"
 start=$(date +%s)
+# Nsight Compute, for the profile functions below (on PATH or in its default install folder).
+ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 
 # The MiniLM checkpoint travels in .gpu-carry/minilm; build/carry keeps it on a warm machine for a
 # chained call that carries something else. Sets $model; fails when neither has it.
@@ -58,8 +61,7 @@ run_tests() {  # names...
 profile_gpt2_step() {  # seconds-left
   local left=$1
   [ "$left" -gt 60 ] || { say "profile gpt2: no time left"; return 0; }
-  local ncu_bin data=$PWD/.gpu-carry/data g=/tmp/ww-gpt2-prof
-  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  local data=$PWD/.gpu-carry/data g=/tmp/ww-gpt2-prof
   rm -rf $g; mkdir -p $g
   timeout $(( left + 20 )) "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv \
     --print-units base --launch-skip ${WW_GPT2_PROFILE_SKIP:-1500} --launch-count ${WW_GPT2_PROFILE_COUNT:-600} \
@@ -76,9 +78,8 @@ profile_gpt2_step() {  # seconds-left
 # step (causal, T = 1024, dropout 0.1: the second step's 36 launches), averaged per kernel.
 # Skipped when fewer than 60 s are left.
 profile_attention_kernels() {  # seconds-left
-  local left=$1 ncu_bin
+  local left=$1
   [ "$left" -gt 60 ] || { say "profile attention: no time left"; return 0; }
-  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   timeout $(( left + 10 )) "$ncu_bin" --clock-control none --csv --page details \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
     -k regex:'flash_(forward|dkdv|dq)_mma' --launch-skip 36 --launch-count 36 \
@@ -133,9 +134,8 @@ pack_outputs() {
 # Compute flushes them by default, which inflates the small latency-bound kernels of batch-1
 # inference, whose weights otherwise partly sit in L2 between graph replays).
 profile_bench_case() {  # case skip count seconds-left
-  local c=$1 skip=$2 count=$3 left=$4 ncu_bin
+  local c=$1 skip=$2 count=$3 left=$4
   [ "$left" -gt 60 ] || { say "profile $c: no time left"; return 0; }
-  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   timeout $(( left + 10 )) "$ncu_bin" --clock-control none --cache-control "${WW_NCU_CACHE:-all}" \
     --metrics gpu__time_duration.sum --csv --print-units base --launch-skip "$skip" --launch-count "$count" \
     ${WW_BIN:-build/wattwise} bench --case "$c" --device cuda --steps 4 --warmup 2 --min-seconds 0 > "$OUT/ncu_$c.csv" 2> "$OUT/ncu_$c.err"
@@ -148,9 +148,8 @@ profile_bench_case() {  # case skip count seconds-left
 # `skip` of them (warm caches), averaged per kernel name into the summary. WW_BIN as above.
 # Skipped when fewer than 60 s are left.
 profile_kernel_details() {  # case regex skip count seconds-left
-  local c=$1 regex=$2 skip=$3 count=$4 left=$5 ncu_bin
+  local c=$1 regex=$2 skip=$3 count=$4 left=$5
   [ "$left" -gt 60 ] || { say "details $c: no time left"; return 0; }
-  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   timeout $(( left + 10 )) "$ncu_bin" --clock-control none --cache-control none --csv --page details \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section WarpStateStats -k "regex:$regex" --launch-skip "$skip" --launch-count "$count" \

@@ -17,7 +17,6 @@ left() { echo $(( deadline - $(date +%s) )); }
 nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o /tmp/lm_head_gemm \
   > $OUT/lm_head_build.log 2>&1 && /tmp/lm_head_gemm 20 > $OUT/lm_head_gemm.md 2>&1
 say "lm_head_gemm: rc $?"; cat $OUT/lm_head_gemm.md | tee -a "$summary"
-ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base /tmp/lm_head_gemm 1 \
   > $OUT/ncu_lm_head.csv 2> $OUT/ncu_lm_head.err
 python3 - $OUT/ncu_lm_head.csv <<'PY' | tee -a "$summary"

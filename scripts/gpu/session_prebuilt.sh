@@ -16,10 +16,11 @@ say "prebuilt: $(cat $bin/COMMIT)"
 # The test programs look for committed fixtures under the source folder they were built from
 # (build_baseline.sh's worktree): point it at this checkout.
 [ -e /tmp/ww-baseline ] || ln -s "$PWD" /tmp/ww-baseline
-# WW_LM_HEAD_GEMM=1: bench/cuda/lm_head_gemm.cu first (nvcc + cuBLASLt only, ~15 s).
-[ "${WW_LM_HEAD_GEMM:-0}" = 1 ] && WW_PROBE_HIDE=candidate run_cuda_probe lm_head_gemm 10
-# WW_CUDA_PROBES="name ...": other bench/cuda probes the same way (e.g. mlp_epilogue_gemm).
-for p in ${WW_CUDA_PROBES:-}; do WW_PROBE_HIDE=candidate run_cuda_probe "$p" 10; done
+# WW_CUDA_PROBES="name ...": bench/cuda probes first (nvcc + cuBLASLt only, ~15 s each, e.g.
+# mlp_epilogue_gemm); WW_LM_HEAD_GEMM=1 adds lm_head_gemm before them.
+probes=${WW_CUDA_PROBES:-}
+[ "${WW_LM_HEAD_GEMM:-0}" = 1 ] && probes="lm_head_gemm $probes"
+for p in $probes; do WW_PROBE_HIDE=candidate run_cuda_probe "$p" 10; done
 WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 # WW_HARNESS_CASES=none: no harness run (a call of tests, variants and profiles only).
@@ -37,11 +38,9 @@ if [ -f .gpu-carry/packed/variant.tar.xz ]; then
   tar -C .gpu-carry -xJf .gpu-carry/packed/variant.tar.xz
   say "variant: $(cat .gpu-carry/variant/COMMIT)"
   WW_TEST_DIR=.gpu-carry/variant WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_VARIANT_TESTS:-}
-  if [ "${WW_VARIANT_IS_BASE:-0}" = 1 ]; then
-    WW_NEW_BIN=$bin/wattwise WW_BASE_BIN=.gpu-carry/variant/wattwise bench_before_after "${WW_VARIANT_ROUNDS:-2}"
-  else
-    WW_NEW_BIN=.gpu-carry/variant/wattwise WW_BASE_BIN=$bin/wattwise bench_before_after "${WW_VARIANT_ROUNDS:-2}"
-  fi
+  new_bin=.gpu-carry/variant/wattwise base_bin=$bin/wattwise
+  [ "${WW_VARIANT_IS_BASE:-0}" = 1 ] && { new_bin=$bin/wattwise; base_bin=.gpu-carry/variant/wattwise; }
+  WW_NEW_BIN=$new_bin WW_BASE_BIN=$base_bin bench_before_after "${WW_VARIANT_ROUNDS:-2}"
 fi
 # WW_PROFILE_GPT2=1: where one GPT-2 training step goes (Nsight Compute), while time lasts.
 [ "${WW_PROFILE_GPT2:-0}" = 1 ] && WW_BIN=$bin/wattwise profile_gpt2_step $(( start + ${WW_DEADLINE_S:-560} - $(date +%s) ))
