@@ -3,6 +3,8 @@ MAKEFLAGS += --no-print-directory
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Extra ctest arguments, e.g. CTEST_FLAGS='-LE fuzz' (.ci/run's second, CPU-only configuration).
+CTEST_FLAGS ?=
 
 .PHONY: demo test build deps configure clean
 
@@ -23,7 +25,7 @@ test:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@# Passive OpenMP waits: ctest runs tests side by side, and spinning threads starve each other.
-	@cd $(BUILD) && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j $(JOBS) --timeout 1200
+	@cd $(BUILD) && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j $(JOBS) --timeout 1200 $(CTEST_FLAGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -23,6 +23,19 @@ inline std::string cuda_unavailable_reason() {
 #endif
 }
 
+// The current GPU's streaming multiprocessor count (0 without a CUDA backend or a GPU), for tests
+// that size a grid past the point where kernels change shape.
+inline int cuda_multiprocessor_count() {
+#ifndef WW_HAVE_CUDA
+  return 0;
+#else
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) return 0;
+  return count;
+#endif
+}
+
 }  // namespace ww::testing
 
 #define WW_REQUIRE_CUDA()                                                              \

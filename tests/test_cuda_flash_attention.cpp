@@ -293,9 +293,8 @@ TEST(FlashAttention, BF16MatchesReference) {
 // and not, with and without dropout.
 TEST(FlashAttention, FourWarpMmaKernelsMatchTheReference) {
   WW_REQUIRE_CUDA();
-  int device = 0, sms = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  const int sms = ::ww::testing::cuda_multiprocessor_count();
+  ASSERT_GT(sms, 0);
   for (int64_t D : {32, 64})
     for (int64_t T : {256, 90})
       for (float p : {0.0f, 0.1f}) {
@@ -312,9 +311,8 @@ TEST(FlashAttention, FourWarpMmaKernelsMatchTheReference) {
 // mma backward at head dim 32; this is the data side of that difference, on the 4-warp kernels.
 TEST(FlashAttention, BertLikeStatisticsMatchTheReference) {
   WW_REQUIRE_CUDA();
-  int device = 0, sms = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  const int sms = ::ww::testing::cuda_multiprocessor_count();
+  ASSERT_GT(sms, 0);
   for (int64_t D : {32, 64}) {
     const int64_t T = 256, H = 4, C = H * D, B = (2 * sms + 4 * H - 1) / (4 * H);
     const Case c{B, T, H, D, false, true, 0.1f};

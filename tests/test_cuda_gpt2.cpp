@@ -169,8 +169,9 @@ TEST(CudaGpt2, InferenceOnlyModelMatchesATrainingModelAndHoldsNoMasters) {
     EXPECT_LE(inference.inference_weight_bytes(), weights + inference.parameters().all().size() * 128 * 6);
     EXPECT_TRUE(inference.prepared_for_inference());
     EXPECT_FALSE(inference.parameters().has_grads());
-    if (d != DType::F32)
+    if (d != DType::F32) {
       EXPECT_LT(inference.inference_weight_bytes(), size_t(4 * P)) << "the f32 masters are held beside the 16-bit copy";
+    }
     ww::testing::expect_error([&] { inference.forward(scored, true); }, {"inference only"});
   }
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <mutex>
 
 #include "test_energy_util.h"
 #include "wattwise/core/error.h"
@@ -23,6 +24,8 @@ struct FakeNvml {
   std::vector<std::string> names;
   TempDir dir;
   std::string proc = dir.path + "/proc";
+  // Written by the sampler thread through on_warning, read by the test.
+  mutable std::mutex warnings_mutex;
   std::vector<std::string> warnings;
 
   FakeNvml() {
@@ -42,10 +45,14 @@ struct FakeNvml {
     options.nvml_library = WW_FAKE_NVML;
     options.use_rapl = false;
     options.proc_root = proc;
-    options.on_warning = [this](const std::string& text) { warnings.push_back(text); };
+    options.on_warning = [this](const std::string& text) {
+      std::lock_guard<std::mutex> lock(warnings_mutex);
+      warnings.push_back(text);
+    };
     return options;
   }
   int count_warnings(const std::string& part) const {
+    std::lock_guard<std::mutex> lock(warnings_mutex);
     int n = 0;
     for (const auto& warning : warnings) n += warning.find(part) != std::string::npos;
     return n;
@@ -82,7 +89,7 @@ TEST(EnergyNvml, EnergyCounterIsReadDirectly) {
   EXPECT_TRUE(gpu0(result).measured);
   // Counter resolution is 1 mJ; the two clocks are the same CLOCK_MONOTONIC.
   EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 0.01 * kPower * result.duration_s);
-  EXPECT_TRUE(fake.warnings.empty());
+  EXPECT_EQ(fake.count_warnings(""), 0);
 
   // The trace carries the GPU's power, energy and state.
   std::ifstream in(options.trace_path);
@@ -132,14 +139,30 @@ TEST(EnergyNvml, CounterFailingMidRunFallsBackToPowerWithOneWarning) {
 
 TEST(EnergyNvml, LostGpuStopsCountingWithAWarningAndNoCrash) {
   FakeNvml fake;
-  fake.set("WW_FAKE_NVML_LOST_AFTER_S", "0.08");
+  const std::string lost_flag = fake.dir.path + "/gpu_lost";
+  fake.set("WW_FAKE_NVML_LOST_WHEN", lost_flag);
   EnergyMonitor monitor(fake.options());
-  const WindowResult result = measure_for(monitor, 250);
+  monitor.start();
+  const auto begun = std::chrono::steady_clock::now();
+  monitor.begin_window("w");
+  auto seconds_since_begun = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count();
+  };
+  // The sampler counts at least 50 ms while the GPU answers, then it stops answering.
+  ASSERT_TRUE(wait_until([&] { return seconds_since_begun() >= 0.05; }));
+  ASSERT_TRUE(wait_for_fresh_sample(monitor));
+  const double lost_after_s = seconds_since_begun();
+  write_file(lost_flag, "");
+  ASSERT_TRUE(wait_until([&] { return fake.count_warnings("stopped answering NVML") > 0; }));
+  ASSERT_TRUE(wait_for_fresh_sample(monitor));
+  const WindowResult result = monitor.end_window("w");
+  monitor.stop();
   EXPECT_EQ(fake.count_warnings("stopped answering NVML"), 1);
   EXPECT_NE(gpu0(result).provenance.find("GPU lost at"), std::string::npos);
-  // About 0.08 s of energy (plus at most one interval), nothing after.
-  EXPECT_GT(result.gpu_joules, kPower * 0.02);  // generous: a loaded CI box may delay ticks
-  EXPECT_LT(result.gpu_joules, kPower * 0.12);
+  // The energy up to the last answer (at least 50 ms of it), nothing after the loss.
+  EXPECT_GE(result.gpu_joules, kPower * 0.05 * 0.99);
+  EXPECT_LE(result.gpu_joules, kPower * lost_after_s * 1.01);
+  EXPECT_LT(lost_after_s, result.duration_s);
 }
 
 TEST(EnergyNvml, NvmlMissingOrFailingMeansNoGpuFigure) {

@@ -64,4 +64,24 @@ inline void set_rapl_energy(const std::string& powercap_root, const std::string&
 
 inline void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+// Waits until `ready()` holds, polling; a loaded machine may starve the sampler thread for a long
+// time, so the limit only stops a broken test from hanging. False when it timed out.
+template <typename Ready>
+bool wait_until(Ready ready, double limit_s = 60) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    sleep_ms(1);
+  }
+  return true;
+}
+
+// Waits until the sampler has completed a whole tick that began after this call: the tick that
+// completes first may have read the meters before the call, so two must complete.
+template <typename Monitor>
+bool wait_for_fresh_sample(const Monitor& monitor) {
+  const int64_t target = monitor.samples_taken() + 2;
+  return wait_until([&] { return monitor.samples_taken() >= target; });
+}
+
 }  // namespace ww::energy::testing

@@ -202,7 +202,10 @@ void Source::sample(const Tick& tick, const WarnFn& warn, bool force_counter) {
     double watts = 0;
     if (read_power(Mode::integrate, tick, &watts, &error)) {
       // Trapezoid between the last sample and this one (continuous with any counter history).
-      if (primed_) next.cumulative_j += 0.5 * (last_.power_w + watts) * dt;
+      // When the counter has just failed, the last power may be a counter delta over the interval
+      // before the last reading, which says nothing about the gap since: the gap takes the
+      // fallback's power alone.
+      if (primed_) next.cumulative_j += (counter_error.empty() ? 0.5 * (last_.power_w + watts) : watts) * dt;
       next.power_w = watts;
       integrated_.store(true, std::memory_order_relaxed);
       if (!counter_error.empty()) warn(counter_failed_message(tick.t_s, counter_error));

@@ -10,8 +10,11 @@
 //   WW_FAKE_NVML_POWER_W=W               power of every GPU (default 250)
 //   WW_FAKE_NVML_ENERGY=unsupported      no total-energy counter (NOT_SUPPORTED)
 //   WW_FAKE_NVML_ENERGY_FAIL_AFTER_S=T   the energy counter fails T s after nvmlInit
-//   WW_FAKE_NVML_LOST_AFTER_S=T          every device call answers GPU_IS_LOST T s after nvmlInit
+//   WW_FAKE_NVML_LOST_WHEN=PATH          every device call answers GPU_IS_LOST once PATH exists
+//                                        (a test decides the moment, whatever the machine's load)
 //   WW_FAKE_NVML_ENERGY_OFFSET_MJ=X      counter value at monotonic time 0 (test 2^64 wrap-around)
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -30,7 +33,7 @@ int g_gpu_count = 1;
 double g_power_w = 250;
 bool g_energy_supported = true;
 double g_energy_fail_after_s = -1;
-double g_lost_after_s = -1;
+char g_lost_when[4096] = "";
 unsigned long long g_offset_mj = 0;
 double g_init_time_s = 0;
 
@@ -45,7 +48,7 @@ double env_double(const char* name, double fallback) {
   return text != nullptr && *text != '\0' ? std::strtod(text, nullptr) : fallback;
 }
 
-bool lost() { return g_lost_after_s >= 0 && monotonic_s() - g_init_time_s >= g_lost_after_s; }
+bool lost() { return g_lost_when[0] != '\0' && access(g_lost_when, F_OK) == 0; }
 
 int check(FakeDevice* device) {
   if (device == nullptr) return kInvalidArgument;
@@ -67,7 +70,8 @@ int nvmlInit_v2() {
   const char* energy = std::getenv("WW_FAKE_NVML_ENERGY");
   g_energy_supported = energy == nullptr || std::strcmp(energy, "unsupported") != 0;
   g_energy_fail_after_s = env_double("WW_FAKE_NVML_ENERGY_FAIL_AFTER_S", -1);
-  g_lost_after_s = env_double("WW_FAKE_NVML_LOST_AFTER_S", -1);
+  const char* lost_when = std::getenv("WW_FAKE_NVML_LOST_WHEN");
+  std::strncpy(g_lost_when, lost_when != nullptr ? lost_when : "", sizeof(g_lost_when) - 1);
   const char* offset = std::getenv("WW_FAKE_NVML_ENERGY_OFFSET_MJ");
   g_offset_mj = offset != nullptr ? std::strtoull(offset, nullptr, 10) : 0;
   g_init_time_s = monotonic_s();
