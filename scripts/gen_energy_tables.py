@@ -3,7 +3,7 @@
 src/energy/embedded_tables.cpp, so the wattwise binary needs no data files at run time.
 
 Run after editing either table:  python3 scripts/gen_energy_tables.py
-(tests/test_energy_tables.cpp fails while the compiled copy differs from the files.)
+(tests/energy/math_test.cpp fails while the compiled copy differs from the files.)
 """
 import pathlib
 

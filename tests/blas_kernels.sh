@@ -7,9 +7,17 @@
 # Usage: blas_kernels.sh <build>/tests
 set -uo pipefail
 tests_dir=${1:?usage: blas_kernels.sh BUILD/tests}
-binaries=(test_trainer test_training_parity test_models test_gpt2 test_kernels_cpu test_attention_cpu
-          test_attention_fused_cpu test_layer_reduction test_optimizer test_quantized
-          test_inference_only test_execution test_ops_dtype test_pretrained)
+# The numerical programs: every one of the kernels, ops, models and train layers (tests/<layer>/),
+# plus those not yet moved into a layer folder.
+binaries=()
+for program in "$tests_dir"/{kernels,ops,models,train}_*_test; do
+  [ -x "$program" ] && binaries+=("$(basename "$program")")
+done
+for program in test_trainer test_training_parity test_models test_gpt2 test_kernels_cpu test_attention_cpu \
+                test_attention_fused_cpu test_layer_reduction test_optimizer test_quantized \
+                test_inference_only test_execution test_ops_dtype test_pretrained; do
+  [ -x "$tests_dir/$program" ] && binaries+=("$program")
+done
 
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
 has() { [[ " $flags " == *" $1 "* ]]; }

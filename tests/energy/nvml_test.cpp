@@ -7,7 +7,7 @@
 #include <ctime>
 #include <mutex>
 
-#include "test_energy_util.h"
+#include "energy/energy_test_util.h"
 #include "wattwise/core/error.h"
 #include "wattwise/energy/monitor.h"
 #include "wattwise/energy/tables.h"

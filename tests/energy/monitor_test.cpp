@@ -5,7 +5,7 @@
 #include <cmath>
 #include <mutex>
 
-#include "test_energy_util.h"
+#include "energy/energy_test_util.h"
 #include "wattwise/core/error.h"
 #include "wattwise/energy/emissions.h"
 #include "wattwise/energy/monitor.h"
