@@ -6,7 +6,7 @@ only, all wrong, no positive prediction, a class that never occurs) are scored w
 accuracy_score, precision/recall/f1_score (average="binary" for two classes, "macro" always),
 matthews_corrcoef and confusion_matrix, all with their default zero_division. Regression cases
 (with ties, and a constant prediction) are scored with scipy's pearsonr and spearmanr and the mean
-squared error. tests/test_metrics.cpp recomputes them and compares within 1e-12.
+squared error. tests/train/metrics_test.cpp recomputes them and compares within 1e-12.
 
 Needs scikit-learn and scipy (pip install scikit-learn scipy); only to regenerate the fixture.
 Usage: python3 scripts/make_metrics_fixtures.py [--out tests/fixtures/metrics/reference.json]
