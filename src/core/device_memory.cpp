@@ -28,6 +28,19 @@ int cuda_device_count() {
 #endif
 }
 
+void synchronize(Device device) {
+  if (device.is_cpu()) return;
+#ifdef WW_HAVE_CUDA
+  int current = 0;
+  if (cudaGetDevice(&current) == cudaSuccess && current != device.index) cudaSetDevice(device.index);
+  const cudaError_t status = cudaDeviceSynchronize();
+  if (current != device.index) cudaSetDevice(current);
+  if (status != cudaSuccess) fail(device.str(), ": ", cudaGetErrorString(status));
+#else
+  fail(device.str(), ": this build has no CUDA backend");
+#endif
+}
+
 void check_cuda_device_supported(int index) {
 #ifdef WW_HAVE_CUDA
   cudaDeviceProp prop{};

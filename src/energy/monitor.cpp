@@ -56,6 +56,12 @@ std::string format_watts(double watts) {
   return text;
 }
 
+std::string format_milliseconds(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g ms", seconds * 1e3);
+  return text;
+}
+
 HostInfo probe_host(const std::string& proc_root) {
   HostInfo host;
   struct utsname names {};
@@ -99,6 +105,7 @@ struct EnergyMonitor::Impl {
     double t_s = 0;
     std::vector<double> joules;
     std::vector<Mode> modes;
+    std::vector<double> watts;  // power read directly at the edge (NaN where the source has none)
   };
   struct Warning {
     double t_s;
@@ -446,6 +453,15 @@ struct EnergyMonitor::Impl {
     }
   }
 
+  std::vector<double> read_powers() const {
+    std::vector<double> watts(sources.size(), detail::kNaN);
+    for (size_t i = 0; i < sources.size(); ++i) {
+      double w = 0;
+      if (sources[i]->read_power_now(&w)) watts[i] = w;
+    }
+    return watts;
+  }
+
   std::vector<double> read_all(double t_s, std::vector<Mode>* modes) const {
     std::vector<double> joules(sources.size());
     modes->resize(sources.size());
@@ -498,6 +514,14 @@ void EnergyMonitor::start() {
     std::fwrite(header.data(), 1, header.size(), m.trace);
   }
   m.tick_all();  // the starting point of every integral and counter delta
+  // How often each GPU's energy counter changes, all GPUs at once (each takes a few steps).
+  {
+    std::vector<std::thread> probes;
+    for (auto& source : m.sources)
+      if (source->kind == DeviceKind::gpu && source->snapshot().mode == Mode::counter)
+        probes.emplace_back([&source, &m] { source->probe_counter_period(m.options.counter_probe_limit_s); });
+    for (auto& probe : probes) probe.join();
+  }
   m.started = true;
   m.sampler = std::thread([&m] { m.sampler_loop(); });
   if (m.options.idle_baseline_s > 0) {
@@ -535,9 +559,11 @@ void EnergyMonitor::stop() {
 void EnergyMonitor::begin_window(const std::string& name) {
   Impl& m = *impl_;
   if (!m.started) fail("energy window '", name, "': begin_window() before the monitor's start()");
+  if (m.options.synchronize) m.options.synchronize();
   Impl::WindowStart start;
   start.t_s = m.now_s();
   start.joules = m.read_all(start.t_s, &start.modes);
+  start.watts = m.read_powers();
   std::lock_guard<std::mutex> lock(m.windows_mutex);
   if (!m.windows.emplace(name, std::move(start)).second)
     fail("energy window '", name, "' is already open (end it before beginning it again)");
@@ -550,9 +576,11 @@ bool EnergyMonitor::window_open(const std::string& name) const {
 
 WindowResult EnergyMonitor::end_window(const std::string& name) {
   Impl& m = *impl_;
+  if (m.options.synchronize) m.options.synchronize();
   const double t_end = m.now_s();  // read the meters first: the bookkeeping below is not measured
   std::vector<Mode> end_modes;
   const std::vector<double> end_joules = m.read_all(t_end, &end_modes);
+  const std::vector<double> end_watts = m.read_powers();
   Impl::WindowStart start;
   {
     std::lock_guard<std::mutex> lock(m.windows_mutex);
@@ -589,6 +617,27 @@ WindowResult EnergyMonitor::end_window(const std::string& name) {
       if (!energy.provenance.empty()) energy.provenance += "; then ";
       energy.provenance += source.describe(static_cast<Mode>(mode));
     }
+    const double step = source.counter_update_period_s();
+    if (step > 0 && duration < kShortWindowSteps * step && start.modes[i] == Mode::counter &&
+        end_modes[i] == Mode::counter && std::isfinite(start.watts[i]) && std::isfinite(end_watts[i])) {
+      energy.joules = 0.5 * (start.watts[i] + end_watts[i]) * duration;
+      energy.measured = false;
+      energy.provenance = "estimated: short window (" + format_milliseconds(duration) + " < " +
+                          format_watts(kShortWindowSteps) + " x the energy counter's " +
+                          format_milliseconds(step) + " step): power at both edges x duration";
+    }
+    const double limit = source.power_limit_w();
+    if (std::isfinite(limit) && energy.joules > limit * duration) {
+      const std::string note =
+          source.id + ": " + format_watts(energy.joules / std::max(duration, 1e-12)) + " W average over " +
+          format_milliseconds(duration) + " exceeds the " + format_watts(limit) +
+          " W power limit (not physical): capped at the limit";
+      energy.joules = limit * duration;
+      energy.measured = false;
+      energy.provenance += "; capped at the " + format_watts(limit) + " W power limit";
+      result.notes.push_back(note);
+    }
+    energy.avg_watts = duration > 0 ? energy.joules / duration : 0;
     switch (source.kind) {
       case DeviceKind::gpu: result.gpu_joules += energy.joules; break;
       case DeviceKind::cpu: result.cpu_joules += energy.joules; break;
@@ -663,6 +712,13 @@ int64_t EnergyMonitor::samples_taken() const { return impl_->samples.load(); }
 double EnergyMonitor::sampler_cpu_seconds() const { return double(impl_->sampler_cpu_ns.load()) * 1e-9; }
 bool EnergyMonitor::gpu_present() const { return impl_->host.gpu_count > 0; }
 std::string EnergyMonitor::gpu_absent_reason() const { return impl_->gpu_absent_reason; }
+
+std::map<std::string, double> EnergyMonitor::counter_update_periods() const {
+  std::map<std::string, double> periods;
+  for (const auto& source : impl_->sources)
+    if (source->counter_update_period_s() > 0) periods[source->id] = source->counter_update_period_s();
+  return periods;
+}
 
 std::vector<std::string> EnergyMonitor::warnings() const {
   std::lock_guard<std::mutex> lock(impl_->warnings_mutex);

@@ -51,6 +51,7 @@ std::unique_ptr<Api> load(const std::string& path, std::string* why_not) {
   bind(handle, "nvmlDeviceGetMemoryInfo", api->device_get_memory_info);
   bind(handle, "nvmlDeviceGetClockInfo", api->device_get_clock_info);
   bind(handle, "nvmlDeviceGetTemperature", api->device_get_temperature);
+  bind(handle, "nvmlDeviceGetEnforcedPowerLimit", api->device_get_enforced_power_limit);
   Return (*shutdown_fn)() = nullptr;
   bind(handle, "nvmlShutdown", shutdown_fn);
   if (api->init == nullptr || shutdown_fn == nullptr || api->device_get_count == nullptr ||

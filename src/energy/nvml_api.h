@@ -42,6 +42,7 @@ struct Api {
   Return (*device_get_memory_info)(Device, Memory*) = nullptr;
   Return (*device_get_clock_info)(Device, unsigned, unsigned*) = nullptr;  // MHz
   Return (*device_get_temperature)(Device, unsigned, unsigned*) = nullptr;  // deg C
+  Return (*device_get_enforced_power_limit)(Device, unsigned*) = nullptr;   // mW
 
   ~Api();  // nvmlShutdown and dlclose
   std::string describe(Return code) const;  // "GPU is lost (15)"

@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
+#include <thread>
 
 #include "wattwise/energy/integrate.h"
 
@@ -229,6 +232,32 @@ void Source::sample(const Tick& tick, const WarnFn& warn, bool force_counter) {
   cell_.store(next);
 }
 
+void Source::probe_counter_period(double limit_s) {
+  if (snapshot().mode != Mode::counter) return;
+  std::string error;
+  uint64_t last = 0;
+  if (!read_counter(&last, &error)) return;  // the sampler reports a failing counter
+  using clock = std::chrono::steady_clock;
+  const auto begin = clock::now();
+  auto seconds_since_begin = [&] { return std::chrono::duration<double>(clock::now() - begin).count(); };
+  double last_change_s = -1, shortest = limit_s;
+  int changes = 0;
+  while (changes < 4) {
+    const double t = seconds_since_begin();
+    if (t >= limit_s) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    uint64_t raw = 0;
+    if (!read_counter(&raw, &error)) return;
+    if (raw == last) continue;
+    const double changed_s = seconds_since_begin();
+    if (last_change_s >= 0) shortest = std::min(shortest, changed_s - last_change_s);
+    last_change_s = changed_s;
+    last = raw;
+    ++changes;
+  }
+  counter_period_s_.store(shortest, std::memory_order_relaxed);
+}
+
 double Source::joules_at(double t_s) const {
   const Snapshot snapshot = cell_.load();
   switch (snapshot.mode) {
@@ -259,7 +288,21 @@ NvmlGpuSource::NvmlGpuSource(std::shared_ptr<nvml::Api> api, nvml::Device device
       api_(std::move(api)),
       device_(device),
       had_energy_counter_(has_energy_counter),
-      interval_ms_(interval_ms) {}
+      interval_ms_(interval_ms) {
+  unsigned milliwatts = 0;
+  if (api_->device_get_enforced_power_limit != nullptr &&
+      api_->device_get_enforced_power_limit(device_, &milliwatts) == nvml::kSuccess && milliwatts > 0)
+    power_limit_w_ = milliwatts / 1000.0;
+}
+
+bool NvmlGpuSource::read_power_now(double* watts) const {
+  unsigned milliwatts = 0;
+  if (api_->device_get_power_usage == nullptr ||
+      api_->device_get_power_usage(device_, &milliwatts) != nvml::kSuccess)
+    return false;
+  *watts = milliwatts / 1000.0;
+  return true;
+}
 
 bool NvmlGpuSource::read_counter(uint64_t* raw, std::string* error) const {
   if (api_->device_get_total_energy_consumption == nullptr) {

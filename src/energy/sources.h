@@ -87,6 +87,20 @@ class Source {
   // H100, nvmlDeviceGetTotalEnergyConsumption costs ~3.8 ms of CPU per call, the others ~1 us.
   void set_counter_every(int n) { counter_every_ = n < 1 ? 1 : n; }
 
+  // How often the energy counter actually changes. NVML's updates in steps some tens of ms apart,
+  // so a window shorter than a few steps cannot be read off it. probe_counter_period() polls the
+  // counter (at most `limit_s`) and keeps the shortest interval between two changes it saw; when it
+  // sees fewer than two changes the step is at least `limit_s`, which is kept. 0: never probed.
+  void probe_counter_period(double limit_s);
+  double counter_update_period_s() const { return counter_period_s_.load(std::memory_order_relaxed); }
+  // Power right now, read directly (any thread); false when the device gives no power reading.
+  virtual bool read_power_now(double* watts) const {
+    (void)watts;
+    return false;
+  }
+  // The device's power limit in W (NaN when unknown): no window's average can physically exceed it.
+  virtual double power_limit_w() const { return kNaN; }
+
  protected:
   // Thread-safe direct read of the energy counter (counter mode). false + error on failure.
   virtual bool read_counter(uint64_t* raw, std::string* error) const;
@@ -109,6 +123,7 @@ class Source {
   int64_t ticks_ = 0;
   std::atomic<double> lost_at_s_{kNaN};
   std::atomic<bool> integrated_{false};
+  std::atomic<double> counter_period_s_{0};
 };
 
 // One GPU through NVML: total-energy counter when supported, else trapezoid over sampled power.
@@ -119,6 +134,8 @@ class NvmlGpuSource : public Source {
   std::string describe(Mode mode) const override;
   bool measured(Mode) const override { return true; }
   std::vector<std::string> extra_columns() const override;
+  bool read_power_now(double* watts) const override;
+  double power_limit_w() const override { return power_limit_w_; }
 
  protected:
   bool read_counter(uint64_t* raw, std::string* error) const override;
@@ -132,6 +149,7 @@ class NvmlGpuSource : public Source {
   nvml::Device device_;
   bool had_energy_counter_;
   int interval_ms_;
+  double power_limit_w_ = kNaN;
   mutable std::atomic<double> counter_failed_at_s_{kNaN};
 };
 

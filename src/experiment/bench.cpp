@@ -143,7 +143,7 @@ std::filesystem::path find_peer_script(const std::string& given) {
     }
   }
   std::string list;
-  for (const auto& p : tried) list += " " + p.string();
+  for (const auto& p : tried) list.append(" ").append(p.string());
   fail("bench/peer_pytorch.py not found (looked at:", list, "); pass --peer-script PATH");
 }
 

@@ -100,7 +100,7 @@ nlohmann::json run_lm_eval(const EvalOptions& o) {
   const text::LmSplit& split = corpus.split(o.split);
 
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
-  RunEnergy energy(run_dir, EnergySettings{}, "eval");
+  RunEnergy energy(run_dir, energy_settings_for(o.device), "eval");
   energy.begin("evaluation");
   nlohmann::json metrics = evaluate_lm(model, split.tokens, block_size, o.batch_size, o.max_sequences, corpus.separator_id);
   // Energy per sample is per scored token here (J/token).
@@ -173,7 +173,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
       quantize_for_precision(model, o.precision, o.calibration, *tokenizer, encoded->items, max_length, o.batch_size);
 
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
-  RunEnergy energy(run_dir, EnergySettings{}, "eval");
+  RunEnergy energy(run_dir, energy_settings_for(o.device), "eval");
   energy.begin("evaluation");
   nlohmann::json metrics = evaluate_encoded(model, encoded, o.batch_size, max_length);
   nlohmann::json phase = energy.end("evaluation", int64_t(encoded->items.size()));

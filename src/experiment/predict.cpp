@@ -71,7 +71,7 @@ PredictSummary run_predict(const PredictOptions& options) {
 
   PredictSummary summary;
   summary.run_dir = create_run_dir(options.runs_dir, "predict");
-  RunEnergy energy(summary.run_dir, EnergySettings{}, "predict");
+  RunEnergy energy(summary.run_dir, energy_settings_for(options.device), "predict");
   energy.begin("inference");
   const bool token_types = config.type_vocab_size > 0;
   const int64_t L = config.num_labels;

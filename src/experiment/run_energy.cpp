@@ -16,6 +16,7 @@ RunEnergy::RunEnergy(const std::filesystem::path& run_dir, const EnergySettings&
   if (settings.carbon_intensity >= 0) o.intensity_g_per_kwh = settings.carbon_intensity;
   o.idle_baseline_s = settings.idle_baseline_s;
   o.on_warning = [](const std::string& w) { std::fprintf(stderr, "wattwise: energy: %s\n", w.c_str()); };
+  if (settings.device.is_cuda()) o.synchronize = [device = settings.device] { ww::synchronize(device); };
   monitor_ = std::make_unique<energy::EnergyMonitor>(o);
   monitor_->start();
   monitor_->begin_window("run");

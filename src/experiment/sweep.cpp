@@ -257,7 +257,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
     encodings[n] = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, examples, int(n)));
 
   const std::filesystem::path run_dir = create_run_dir(o.runs_dir, o.name);
-  RunEnergy energy(run_dir, EnergySettings{}, o.name);
+  RunEnergy energy(run_dir, energy_settings_for(o.device), o.name);
   std::optional<models::SequenceClassifier> model;
   int64_t model_layers = -1;
   bool model_modified = false;

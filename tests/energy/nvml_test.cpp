@@ -218,3 +218,102 @@ TEST(EnergyNvml, CounterWrapAt64BitsIsSeamless) {
   const WindowResult result = measure_for(monitor, 250);
   EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 0.01 * kPower * result.duration_s);
 }
+
+// ---- short windows and the power limit ---------------------------------------------------------
+
+TEST(EnergyNvml, CounterStepIsProbedAtStart) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_COUNTER_STEP_MS", "40");
+  EnergyMonitor monitor(fake.options());
+  EXPECT_TRUE(monitor.counter_update_periods().empty());  // not probed before start()
+  monitor.start();
+  const auto periods = monitor.counter_update_periods();
+  ASSERT_EQ(periods.count("gpu0"), 1u);
+  // Polling every ~0.5 ms sees each change up to one poll late: the step, never less, a little more.
+  EXPECT_GE(periods.at("gpu0"), 0.040 - 0.002);
+  EXPECT_LE(periods.at("gpu0"), 0.080);
+  monitor.stop();
+}
+
+TEST(EnergyNvml, ShortWindowIsEstimatedFromEdgePower) {
+  // The counter moves every 250 ms: a window of a few ms would read 0 J or one whole step (50 J,
+  // ~10 kW over 5 ms) off it. It is estimated from the power at both edges instead.
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_COUNTER_STEP_MS", "250");
+  EnergyMonitor monitor(fake.options());
+  monitor.start();
+  monitor.begin_window("short");
+  sleep_ms(5);
+  const WindowResult result = monitor.end_window("short");
+  monitor.stop();
+  ASSERT_LT(result.duration_s, kShortWindowSteps * 0.25);
+  EXPECT_FALSE(gpu0(result).measured);
+  EXPECT_NE(gpu0(result).provenance.find("estimated: short window ("), std::string::npos)
+      << gpu0(result).provenance;
+  EXPECT_NE(gpu0(result).provenance.find("power at both edges x duration"), std::string::npos);
+  // Constant power: the estimate is exact.
+  EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, 1e-9 * kPower);
+  EXPECT_NEAR(gpu0(result).avg_watts, kPower, 1e-6);
+  EXPECT_TRUE(result.notes.empty());
+}
+
+TEST(EnergyNvml, WindowOfManyStepsIsReadOffTheCounterWithinOneStep) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_COUNTER_STEP_MS", "20");
+  EnergyMonitor monitor(fake.options());
+  monitor.start();
+  monitor.begin_window("long");
+  sleep_ms(300);
+  const WindowResult result = monitor.end_window("long");
+  monitor.stop();
+  const double step = monitor.counter_update_periods().at("gpu0");
+  ASSERT_GE(result.duration_s, kShortWindowSteps * step);
+  EXPECT_TRUE(gpu0(result).measured);
+  EXPECT_EQ(gpu0(result).provenance, "measured: nvml total energy counter");
+  // Each edge's reading lags the truth by less than one 20 ms step.
+  EXPECT_NEAR(result.gpu_joules, kPower * result.duration_s, kPower * 0.020 + 1e-3);
+}
+
+TEST(EnergyNvml, NoWindowAveragesAboveThePowerLimit) {
+  // A GPU that (impossibly) reports 900 W against a 700 W limit: every figure is capped at the
+  // limit, says so in its provenance and in the window's notes; short windows too.
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_POWER_W", "900");
+  fake.set("WW_FAKE_NVML_POWER_LIMIT_W", "700");
+  EnergyMonitor monitor(fake.options());
+  monitor.start();
+  monitor.begin_window("long");
+  monitor.begin_window("short");
+  const WindowResult short_window = monitor.end_window("short");
+  sleep_ms(100);
+  const WindowResult long_window = monitor.end_window("long");
+  monitor.stop();
+  for (const WindowResult* result : {&short_window, &long_window}) {
+    EXPECT_LE(gpu0(*result).avg_watts, 700.0 * (1 + 1e-12)) << result->name;
+    EXPECT_NEAR(result->gpu_joules, 700.0 * result->duration_s, 1e-9) << result->name;
+    EXPECT_FALSE(gpu0(*result).measured);
+    EXPECT_NE(gpu0(*result).provenance.find("; capped at the 700 W power limit"), std::string::npos)
+        << gpu0(*result).provenance;
+    ASSERT_EQ(result->notes.size(), 1u) << result->name;
+    EXPECT_NE(result->notes[0].find("exceeds the 700 W power limit (not physical): capped at the limit"),
+              std::string::npos)
+        << result->notes[0];
+  }
+}
+
+TEST(EnergyNvml, WindowEdgesSynchroniseTheDevice) {
+  FakeNvml fake;
+  EnergyOptions options = fake.options();
+  int synchronised = 0;
+  options.synchronize = [&synchronised] { ++synchronised; };
+  EnergyMonitor monitor(options);
+  monitor.start();
+  EXPECT_EQ(synchronised, 0);
+  monitor.begin_window("outer");
+  EXPECT_EQ(synchronised, 1);
+  monitor.begin_window("inner");
+  monitor.end_window("inner");
+  monitor.end_window("outer");
+  EXPECT_EQ(synchronised, 4);
+  monitor.stop();
+}

@@ -13,6 +13,9 @@
 //   WW_FAKE_NVML_LOST_WHEN=PATH          every device call answers GPU_IS_LOST once PATH exists
 //                                        (a test decides the moment, whatever the machine's load)
 //   WW_FAKE_NVML_ENERGY_OFFSET_MJ=X      counter value at monotonic time 0 (test 2^64 wrap-around)
+//   WW_FAKE_NVML_COUNTER_STEP_MS=T       the counter changes every T ms only, like a real one (it
+//                                        shows the energy up to the last multiple of T)
+//   WW_FAKE_NVML_POWER_LIMIT_W=W         the enforced power limit (default 700)
 #include <unistd.h>
 
 #include <cstdlib>
@@ -35,6 +38,8 @@ bool g_energy_supported = true;
 double g_energy_fail_after_s = -1;
 char g_lost_when[4096] = "";
 unsigned long long g_offset_mj = 0;
+double g_counter_step_s = 0;
+double g_power_limit_w = 700;
 double g_init_time_s = 0;
 
 double monotonic_s() {
@@ -74,6 +79,8 @@ int nvmlInit_v2() {
   std::strncpy(g_lost_when, lost_when != nullptr ? lost_when : "", sizeof(g_lost_when) - 1);
   const char* offset = std::getenv("WW_FAKE_NVML_ENERGY_OFFSET_MJ");
   g_offset_mj = offset != nullptr ? std::strtoull(offset, nullptr, 10) : 0;
+  g_counter_step_s = env_double("WW_FAKE_NVML_COUNTER_STEP_MS", 0) / 1000.0;
+  g_power_limit_w = env_double("WW_FAKE_NVML_POWER_LIMIT_W", 700);
   g_init_time_s = monotonic_s();
   return kSuccess;
 }
@@ -117,8 +124,9 @@ int nvmlDeviceGetName(FakeDevice* device, char* name, unsigned length) {
 int nvmlDeviceGetTotalEnergyConsumption(FakeDevice* device, unsigned long long* millijoules) {
   if (int status = check(device)) return status;
   if (!g_energy_supported) return kNotSupported;
-  const double now = monotonic_s();
+  double now = monotonic_s();
   if (g_energy_fail_after_s >= 0 && now - g_init_time_s >= g_energy_fail_after_s) return kUnknown;
+  if (g_counter_step_s > 0) now = static_cast<double>(static_cast<long long>(now / g_counter_step_s)) * g_counter_step_s;
   // Unsigned addition wraps modulo 2^64 like a real 64-bit counter would.
   *millijoules = g_offset_mj + static_cast<unsigned long long>(g_power_w * now * 1000.0);
   return kSuccess;
@@ -150,6 +158,12 @@ int nvmlDeviceGetMemoryInfo(FakeDevice* device, Memory* memory) {
 int nvmlDeviceGetClockInfo(FakeDevice* device, unsigned, unsigned* mhz) {
   if (int status = check(device)) return status;
   *mhz = 1980;
+  return kSuccess;
+}
+
+int nvmlDeviceGetEnforcedPowerLimit(FakeDevice* device, unsigned* milliwatts) {
+  if (int status = check(device)) return status;
+  *milliwatts = static_cast<unsigned>(g_power_limit_w * 1000.0);
   return kSuccess;
 }
 

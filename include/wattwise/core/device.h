@@ -25,6 +25,10 @@ Device parse_device(std::string_view text);
 // GPUs this process can use (0 when the build has no CUDA or no driver/GPU is present).
 int cuda_device_count();
 
+// Waits until every piece of work queued on `device` has finished (nothing to wait for on the CPU);
+// throws ww::Error naming the device when the GPU reports a failure.
+void synchronize(Device device);
+
 // Throws ww::Error when GPU `index` cannot run this build's kernels (compute capability below 8.0:
 // the build carries sm_90a code and compute_80 PTX), naming the GPU and its capability.
 void check_cuda_device_supported(int index);

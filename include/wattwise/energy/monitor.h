@@ -20,8 +20,18 @@
 // integral plus the last sampled power times the time since that sample). Every figure says how it
 // was obtained ("measured: ..." or "estimated: ..."). Meter failures never throw: a failing NVML or
 // RAPL call degrades to the next source with one warning.
+//
+// Short windows, as Zeus treats them: NVML's energy counter changes in steps some tens of ms apart
+// (probed at start()), so a counter delta over d seconds covers anywhere between d - step and
+// d + step of real time. A window shorter than kShortWindowSteps steps is instead estimated from the
+// GPU's power read at its two edges (trapezoid x duration), flagged "estimated: short window".
+// Whatever the source, no GPU figure exceeds the device's power limit x duration: a figure above
+// it is not physical, so it is capped there and the window's notes say so. With
+// EnergyOptions::synchronize set, both edges first wait for queued device work, so work is counted
+// in the window that launched it.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -53,7 +63,16 @@ struct EnergyOptions {
   std::string proc_root = "/proc";
   // Where warnings go; default prints "wattwise: warning: ..." to stderr. Also kept in warnings().
   std::function<void(const std::string&)> on_warning;
+  // Called at both edges of every window before the meters are read (Zeus's sync_execution): waits
+  // for the device work queued so far. Empty: no synchronisation (CPU work is synchronous anyway).
+  std::function<void()> synchronize;
+  // Longest time start() spends finding how often each GPU's energy counter changes.
+  double counter_probe_limit_s = 1.0;
 };
+
+// Below this many counter steps a window's GPU figure comes from edge power samples (the counter's
+// error, up to one step, would exceed a quarter of the figure).
+constexpr double kShortWindowSteps = 4.0;
 
 // CodeCarbon v2's memory model: 3 W per 8 GB of RAM (from Crucial's "How much power does memory
 // use?"), applied here to the memory in use (MemTotal - MemAvailable), in GiB as CodeCarbon counts.
@@ -143,6 +162,9 @@ class EnergyMonitor {
   double sampler_cpu_seconds() const;              // sampler ticks (rows of power_trace.csv)
   bool gpu_present() const;
   std::string gpu_absent_reason() const;
+  // Per metered source with a stepping energy counter ("gpu0", ...): its step in seconds, as
+  // probed at start() (absent before start or for sources without such a counter).
+  std::map<std::string, double> counter_update_periods() const;
 
   struct Impl;
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wattwise/core/device.h"
 #include "wattwise/energy/monitor.h"
 
 namespace ww::experiment {
@@ -19,7 +20,15 @@ struct EnergySettings {
   double pue = 1.0;
   double carbon_intensity = -1;  // < 0: from the shipped table
   double idle_baseline_s = 0;    // > 0: measure idle power first, report net energy too
+  Device device = Device::cpu();  // a GPU's queued work is waited for at every phase's edges
 };
+
+// The defaults on `device` (whose queued work each phase's edges wait for).
+inline EnergySettings energy_settings_for(Device device) {
+  EnergySettings settings;
+  settings.device = device;
+  return settings;
+}
 
 class RunEnergy {
  public:
