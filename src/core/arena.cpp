@@ -17,7 +17,7 @@ Arena Arena::counting(Device device) {
 }
 
 Tensor Arena::alloc(const Shape& shape, DType dtype) {
-  size_t bytes = aligned(size_t(shape_numel(shape)) * dtype_size(dtype));
+  size_t bytes = aligned(shape_bytes(shape, dtype));
   if (counting_) {
     used_ += bytes;
     peak_ = std::max(peak_, used_);

@@ -1,12 +1,16 @@
 #include "core/device_memory.h"
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
 
+#include "wattwise/core/checked.h"
+#include "wattwise/core/device.h"
 #include "wattwise/core/error.h"
 
 #ifdef WW_HAVE_CUDA
@@ -25,6 +29,39 @@ int cuda_device_count() {
   return count;
 #else
   return 0;
+#endif
+}
+
+size_t available_memory(Device device) {
+  if (device.is_cpu()) {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (f == nullptr) return SIZE_MAX;
+    char line[256];
+    size_t kib = SIZE_MAX;
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      unsigned long long value = 0;
+      if (std::sscanf(line, "MemAvailable: %llu kB", &value) == 1) {
+        kib = size_t(value);
+        break;
+      }
+    }
+    std::fclose(f);
+    return kib == SIZE_MAX ? SIZE_MAX : kib * 1024;
+  }
+#ifdef WW_HAVE_CUDA
+  int current = 0;
+  if (cudaGetDevice(&current) != cudaSuccess) return SIZE_MAX;
+  if (current != device.index) cudaSetDevice(device.index);
+  size_t free_bytes = 0, total = 0;
+  const bool ok = cudaMemGetInfo(&free_bytes, &total) == cudaSuccess;
+  if (current != device.index) cudaSetDevice(current);
+  if (!ok) {
+    cudaGetLastError();
+    return SIZE_MAX;
+  }
+  return free_bytes;
+#else
+  return SIZE_MAX;
 #endif
 }
 
@@ -113,9 +150,9 @@ void check_cuda(cudaError_t status, const char* what, size_t bytes = 0) {
   if (status == cudaSuccess) return;
   if (status == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    throw OutOfMemoryError(detail::concat("out of GPU memory allocating ", bytes, " bytes (",
-                                          bytes / double(1 << 20), " MiB); try a smaller batch, "
-                                          "activation checkpointing or a lower precision"), bytes);
+    throw OutOfMemoryError(detail::concat("out of GPU memory allocating ", format_bytes(double(bytes)),
+                                          "; try a smaller batch, activation checkpointing or a lower "
+                                          "precision"), bytes);
   }
   fail("CUDA error in ", what, ": ", cudaGetErrorString(status));
 }
@@ -132,7 +169,10 @@ void* device_alloc(size_t bytes, Device device) {
   if (device.is_cpu()) {
     size_t rounded = (bytes + 255) / 256 * 256;  // matches Arena::kAlignment
     void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
-    if (!p) throw OutOfMemoryError(detail::concat("out of host memory allocating ", bytes, " bytes"), bytes);
+    if (!p)
+      throw OutOfMemoryError(detail::concat("out of host memory allocating ", format_bytes(double(bytes)), " (",
+                                            bytes, " bytes)"),
+                             bytes);
     record_alloc(p, rounded, device);
     return p;
   }

@@ -1,7 +1,10 @@
 #include "wattwise/core/tensor.h"
 
+#include <cstdio>
 #include <cstring>
 #include <sstream>
+
+#include "wattwise/core/checked.h"
 
 #include "core/device_memory.h"
 
@@ -57,18 +60,34 @@ std::string shape_str(const Shape& shape) {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d < 0) fail("tensor shape ", shape_str(shape), " has a negative dimension");
+    if (__builtin_mul_overflow(n, d, &n))
+      fail("tensor shape ", shape_str(shape), " has more elements than fit in 64 bits");
+  }
   return n;
 }
 
+size_t shape_bytes(const Shape& shape, DType dtype) {
+  return size_t(checked_mul(shape_numel(shape), int64_t(dtype_size(dtype)),
+                            "bytes of a tensor of shape " + shape_str(shape)));
+}
+
+std::string format_bytes(double bytes) {
+  char text[64];
+  if (bytes >= double(int64_t(1) << 30)) std::snprintf(text, sizeof(text), "%.3g GiB", bytes / double(int64_t(1) << 30));
+  else if (bytes >= double(1 << 20)) std::snprintf(text, sizeof(text), "%.3g MiB", bytes / double(1 << 20));
+  else if (bytes >= 1024) std::snprintf(text, sizeof(text), "%.3g KiB", bytes / 1024.0);
+  else std::snprintf(text, sizeof(text), "%.0f bytes", bytes);
+  return text;
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape)
-    if (d < 0) fail("cannot create a tensor with negative dimension: ", shape_str(shape));
+  const size_t bytes = shape_bytes(shape, dtype);
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
   t.device_ = device;
-  size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
   void* p = detail::device_alloc(bytes, device);
   t.data_ = p;
   t.owner_ = std::shared_ptr<void>(p, [device](void* q) { detail::device_free(q, device); });

@@ -240,22 +240,46 @@ void Source::probe_counter_period(double limit_s) {
   using clock = std::chrono::steady_clock;
   const auto begin = clock::now();
   auto seconds_since_begin = [&] { return std::chrono::duration<double>(clock::now() - begin).count(); };
-  double last_change_s = -1, shortest = limit_s;
-  int changes = 0;
-  while (changes < 4) {
-    const double t = seconds_since_begin();
-    if (t >= limit_s) break;
+  // Each change happened between the last poll that saw the old value and the first that saw the
+  // new one. A starved poll widens that bracket; intervals between two narrow brackets are exact
+  // within the bracket widths, so those decide when there are any.
+  constexpr double kNarrow = 0.002;
+  struct Change {
+    double after_s, seen_s;
+  };
+  std::vector<Change> changes;
+  double previous_poll_s = seconds_since_begin();
+  int narrow_intervals = 0;
+  while (narrow_intervals < 3 && seconds_since_begin() < limit_s) {
     std::this_thread::sleep_for(std::chrono::microseconds(500));
     uint64_t raw = 0;
     if (!read_counter(&raw, &error)) return;
-    if (raw == last) continue;
-    const double changed_s = seconds_since_begin();
-    if (last_change_s >= 0) shortest = std::min(shortest, changed_s - last_change_s);
-    last_change_s = changed_s;
-    last = raw;
-    ++changes;
+    const double poll_s = seconds_since_begin();
+    if (raw != last) {
+      changes.push_back({previous_poll_s, poll_s});
+      last = raw;
+      const size_t n = changes.size();
+      if (n >= 2 && changes[n - 1].seen_s - changes[n - 1].after_s <= kNarrow &&
+          changes[n - 2].seen_s - changes[n - 2].after_s <= kNarrow)
+        ++narrow_intervals;
+    }
+    previous_poll_s = poll_s;
   }
-  counter_period_s_.store(shortest, std::memory_order_relaxed);
+  std::vector<double> narrow, all;
+  for (size_t k = 1; k < changes.size(); ++k) {
+    const double interval = 0.5 * (changes[k].after_s + changes[k].seen_s) -
+                            0.5 * (changes[k - 1].after_s + changes[k - 1].seen_s);
+    all.push_back(interval);
+    if (changes[k].seen_s - changes[k].after_s <= kNarrow && changes[k - 1].seen_s - changes[k - 1].after_s <= kNarrow)
+      narrow.push_back(interval);
+  }
+  std::vector<double>& use = narrow.empty() ? all : narrow;
+  double step = limit_s;  // fewer than two changes seen: the step is at least the whole probe
+  if (!use.empty()) {
+    std::nth_element(use.begin(), use.begin() + use.size() / 2, use.end());
+    step = use[use.size() / 2];
+  }
+  counter_period_s_.store(step, std::memory_order_relaxed);
 }
 
 double Source::joules_at(double t_s) const {

@@ -89,8 +89,9 @@ class Source {
 
   // How often the energy counter actually changes. NVML's updates in steps some tens of ms apart,
   // so a window shorter than a few steps cannot be read off it. probe_counter_period() polls the
-  // counter (at most `limit_s`) and keeps the shortest interval between two changes it saw; when it
-  // sees fewer than two changes the step is at least `limit_s`, which is kept. 0: never probed.
+  // counter (at most `limit_s`) and keeps the median interval between changes it saw promptly;
+  // when it sees fewer than two changes the step is at least `limit_s`, which is kept. 0: never
+  // probed.
   void probe_counter_period(double limit_s);
   double counter_update_period_s() const { return counter_period_s_.load(std::memory_order_relaxed); }
   // Power right now, read directly (any thread); false when the device gives no power reading.

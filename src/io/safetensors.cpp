@@ -1,5 +1,7 @@
 #include "wattwise/io/safetensors.h"
 
+#include "wattwise/core/checked.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -540,6 +542,18 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
     checkpoint.shard_of_[tensor] = it->second;
   }
   return checkpoint;
+}
+
+std::string SafetensorsCheckpoint::description() const {
+  if (shards_.size() == 1) return shards_.front().path().string();
+  return "the " + std::to_string(shards_.size()) + " shards of " + path_.string();
+}
+
+int64_t SafetensorsCheckpoint::total_elements() const {
+  int64_t total = 0;
+  for (const std::string& name : names_)
+    total = checked_add(total, shape_numel(find(name)->shape), path_.string() + ": the tensors' element count");
+  return total;
 }
 
 const SafetensorsFile& SafetensorsCheckpoint::file_of(std::string_view name) const {

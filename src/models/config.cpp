@@ -1,10 +1,14 @@
 #include "wattwise/models/config.h"
 
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <set>
 
+#include "wattwise/core/checked.h"
 #include "wattwise/core/error.h"
 #include "wattwise/io/file.h"
 
@@ -21,25 +25,107 @@ std::string ModelConfig::label_name(int64_t id) const {
   return "LABEL_" + std::to_string(id);
 }
 
+const char* ModelConfig::key_of(const int64_t& field) const {
+  const bool distil = arch == Architecture::DistilBert;
+  if (&field == &vocab_size) return "vocab_size";
+  if (&field == &hidden_size) return distil ? "dim" : "hidden_size";
+  if (&field == &num_layers) return distil ? "n_layers" : "num_hidden_layers";
+  if (&field == &num_heads) return distil ? "n_heads" : "num_attention_heads";
+  if (&field == &intermediate_size) return distil ? "hidden_dim" : "intermediate_size";
+  if (&field == &max_position_embeddings) return "max_position_embeddings";
+  if (&field == &type_vocab_size) return "type_vocab_size";
+  if (&field == &num_labels) return "num_labels";
+  return "?";
+}
+
 void ModelConfig::validate(const std::string& origin) const {
-  auto positive = [&](int64_t v, const char* key) {
-    if (v <= 0) fail(origin, ": ", key, " must be positive, got ", v);
+  // Every size indexes int32 token/position ids or is passed to kernels as int.
+  constexpr int64_t kMaxSize = INT32_MAX;
+  auto in_range = [&](const int64_t& field, int64_t least) {
+    if (field < least || field > kMaxSize)
+      fail(origin, ": ", key_of(field), " ", field, " is out of range (", least, "..", kMaxSize, ")");
   };
-  positive(vocab_size, "vocab_size");
-  positive(hidden_size, "hidden_size");
-  positive(num_layers, "num_hidden_layers");
-  positive(num_heads, "num_attention_heads");
-  positive(intermediate_size, "intermediate_size");
-  positive(max_position_embeddings, "max_position_embeddings");
-  positive(num_labels, "num_labels");
+  in_range(vocab_size, 1);
+  in_range(hidden_size, 1);
+  in_range(num_layers, 1);
+  in_range(num_heads, 1);
+  in_range(intermediate_size, 1);
+  in_range(max_position_embeddings, 1);
+  in_range(num_labels, 1);
+  in_range(type_vocab_size, 0);
   if (hidden_size % num_heads != 0)
     fail(origin, ": hidden size ", hidden_size, " is not a multiple of the number of heads ", num_heads);
-  if (type_vocab_size < 0) fail(origin, ": type_vocab_size must not be negative");
   if (pad_token_id < 0 || pad_token_id >= vocab_size)
     fail(origin, ": pad_token_id ", pad_token_id, " is outside the vocabulary of ", vocab_size);
   for (float p : {hidden_dropout, attention_dropout, classifier_dropout})
     if (!(p >= 0.0f && p < 1.0f)) fail(origin, ": dropout probabilities must be in [0, 1), got ", p);
   if (!(layer_norm_eps > 0.0f)) fail(origin, ": layer_norm_eps must be positive");
+  try {
+    parameter_count();
+  } catch (const Error& e) {
+    fail(origin, ": ", e.what());
+  }
+}
+
+int64_t ModelConfig::parameter_count() const {
+  const int64_t C = hidden_size, I = intermediate_size;
+  const std::string embeddings = std::string(key_of(vocab_size)) + " and " + key_of(max_position_embeddings) +
+                                 " x " + key_of(hidden_size);
+  int64_t total = checked_mul(checked_add(checked_add(vocab_size, max_position_embeddings, embeddings),
+                                          checked_add(type_vocab_size, 2, embeddings), embeddings),
+                              C, embeddings);
+  // Per layer: Q, K, V and the attention output (4 C x C + 4 C), two LayerNorms (4 C), the FFN
+  // (2 C x I + I + C).
+  const std::string layer = std::string(key_of(hidden_size)) + " and " + key_of(intermediate_size) + " (one layer)";
+  const int64_t per_layer =
+      checked_add(checked_add(checked_mul(checked_mul(4, C, layer), C, layer),
+                              checked_mul(checked_mul(2, C, layer), I, layer), layer),
+                  checked_add(checked_mul(9, C, layer), I, layer), layer);
+  total = checked_add(total, checked_mul(num_layers, per_layer, std::string(key_of(num_layers)) + " x one layer's parameters"),
+                      "the model's parameters");
+  if (pooling == Pooling::ClsPooler) total = checked_add(total, checked_mul(C, C + 1, "the pooler"), "the model's parameters");
+  return checked_add(total, checked_mul(num_labels, C + 1, std::string(key_of(num_labels)) + " x " + key_of(hidden_size)),
+                     "the model's parameters");
+}
+
+std::string ModelConfig::sizes() const {
+  std::string text;
+  for (const int64_t* field : {&num_layers, &hidden_size, &num_heads, &intermediate_size, &vocab_size,
+                               &max_position_embeddings, &type_vocab_size, &num_labels})
+    text += (text.empty() ? "" : ", ") + std::string(key_of(*field)) + " " + std::to_string(*field);
+  return text;
+}
+
+void check_config_matches_checkpoint(int64_t config_parameters, const std::string& config_sizes,
+                                     int64_t checkpoint_elements, const std::string& config_path,
+                                     const std::string& checkpoint_path) {
+  if (config_parameters - checkpoint_elements <= checkpoint_elements) return;  // at most twice
+  fail(config_path, ": describes a model of ", config_parameters, " parameters (", config_sizes, "), but ",
+       checkpoint_path, " holds only ", checkpoint_elements,
+       " values: this config.json does not describe that checkpoint; check those keys");
+}
+
+void ModelConfig::check_fits(Device device, int64_t bytes_per_parameter, const std::string& origin) const {
+  const int64_t parameters = parameter_count();
+  const size_t available = available_memory(device);
+  const double needed = double(parameters) * double(bytes_per_parameter);
+  if (available == SIZE_MAX || needed <= double(available)) return;
+  // Name the largest term: the embedding tables or the layers.
+  const double C = double(hidden_size), I = double(intermediate_size);
+  const double layers = double(num_layers) * (4 * C * C + 2 * C * I);
+  const double vocab = double(vocab_size) * C, positions = double(max_position_embeddings) * C;
+  std::string culprit;
+  if (layers >= vocab && layers >= positions)
+    culprit = std::string(key_of(num_layers)) + " " + std::to_string(num_layers) + " x " + key_of(hidden_size) + " " +
+              std::to_string(hidden_size) + " / " + key_of(intermediate_size) + " " + std::to_string(intermediate_size);
+  else if (vocab >= positions)
+    culprit = "vocab_size " + std::to_string(vocab_size) + " x " + key_of(hidden_size) + " " + std::to_string(hidden_size);
+  else
+    culprit = "max_position_embeddings " + std::to_string(max_position_embeddings) + " x " + key_of(hidden_size) +
+              " " + std::to_string(hidden_size);
+  fail(origin, ": the model has ", parameters, " parameters (mostly ", culprit, "), at least ",
+       format_bytes(needed), " on ", device.str(), ", but only ", format_bytes(double(available)),
+       " is available; check those keys");
 }
 
 namespace {
@@ -55,10 +141,19 @@ T get_or(const json& j, const char* key, T fallback, const std::string& origin) 
       return it->get<float>();
     } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
       if (!it->is_number_integer()) throw std::runtime_error("not an integer");
-      return T(it->get<int64_t>());
+      if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(std::numeric_limits<T>::max()))
+        fail(origin, ": key '", key, "' = ", it->dump(), " is out of range (", std::numeric_limits<T>::min(), "..",
+             std::numeric_limits<T>::max(), ")");
+      const int64_t value = it->get<int64_t>();
+      if (value < int64_t(std::numeric_limits<T>::min()) || value > int64_t(std::numeric_limits<T>::max()))
+        fail(origin, ": key '", key, "' = ", value, " is out of range (", std::numeric_limits<T>::min(), "..",
+             std::numeric_limits<T>::max(), ")");
+      return T(value);
     } else {
       return it->get<T>();
     }
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception&) {
     fail(origin, ": key '", key, "' has an invalid value ", it->dump());
   }

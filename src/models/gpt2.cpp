@@ -58,6 +58,8 @@ Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& mas
 Gpt2LMHeadModel::Gpt2LMHeadModel(const Gpt2Config& config, Device device, ModelPurpose purpose)
     : config_(config), device_(device), purpose_(purpose) {
   config_.validate("GPT-2 config");
+  // f32 masters, plus their gradients when training: refused before any allocation.
+  config_.check_fits(inference_only() ? Device::cpu() : device_, inference_only() ? 4 : 8, "GPT-2 config");
   register_parameters();
   // An inference-only model loads into host memory: the device only ever gets what the forward reads.
   params_.allocate(inference_only() ? Device::cpu() : device_);
@@ -127,6 +129,11 @@ Gpt2LMHeadModel Gpt2LMHeadModel::from_pretrained(const std::filesystem::path& di
                                                  ModelPurpose purpose) {
   Gpt2Config config = Gpt2Config::load(dir);
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  const std::string config_path = (std::filesystem::is_directory(dir) ? dir / "config.json" : dir).string();
+  check_config_matches_checkpoint(config.parameter_count(), config.sizes(), checkpoint.total_elements(),
+                                  config_path, checkpoint.description());
+  config.check_fits(purpose == ModelPurpose::Inference ? Device::cpu() : device,
+                    purpose == ModelPurpose::Inference ? 4 : 8, config_path);
   Gpt2LMHeadModel model(config, device, purpose);
   const std::string where = checkpoint.path().string();
   const std::string prefix = "transformer.";

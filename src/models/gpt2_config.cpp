@@ -1,9 +1,14 @@
 // Gpt2Config: Hugging Face GPT-2 config.json <-> struct, and the named presets.
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <set>
+#include <type_traits>
 
+#include "wattwise/core/checked.h"
 #include "wattwise/core/error.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/gpt2.h"
@@ -17,10 +22,21 @@ template <typename T>
 T get_or(const json& j, const char* key, T fallback, const std::string& origin) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const std::exception&) {
-    fail(origin, ": key '", key, "' has an invalid value ", it->dump());
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // Range-checked into T: nlohmann's get<> would wrap 2^40 into an int32.
+    if (!it->is_number_integer()) fail(origin, ": key '", key, "' has an invalid value ", it->dump());
+    const bool too_big = it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(std::numeric_limits<T>::max())
+                                                  : it->get<int64_t>() > int64_t(std::numeric_limits<T>::max());
+    if (too_big || (!it->is_number_unsigned() && it->get<int64_t>() < int64_t(std::numeric_limits<T>::min())))
+      fail(origin, ": key '", key, "' = ", it->dump(), " is out of range (", std::numeric_limits<T>::min(), "..",
+           std::numeric_limits<T>::max(), ")");
+    return T(it->get<int64_t>());
+  } else {
+    try {
+      return it->get<T>();
+    } catch (const std::exception&) {
+      fail(origin, ": key '", key, "' has an invalid value ", it->dump());
+    }
   }
 }
 
@@ -33,20 +49,63 @@ const std::set<std::string> kKnownKeys = {
 }  // namespace
 
 void Gpt2Config::validate(const std::string& origin) const {
-  auto positive = [&](int64_t v, const char* key) {
-    if (v <= 0) fail(origin, ": ", key, " must be positive, got ", v);
+  // Every size indexes int32 token/position ids or is passed to kernels as int (n_embd also as the
+  // MLP's 4 x n_embd).
+  auto in_range = [&](int64_t v, const char* key, int64_t most) {
+    if (v < 1 || v > most) fail(origin, ": ", key, " ", v, " is out of range (1..", most, ")");
   };
-  positive(vocab_size, "vocab_size");
-  positive(n_positions, "n_positions");
-  positive(n_embd, "n_embd");
-  positive(n_layer, "n_layer");
-  positive(n_head, "n_head");
+  in_range(vocab_size, "vocab_size", INT32_MAX);
+  in_range(n_positions, "n_positions", INT32_MAX);
+  in_range(n_embd, "n_embd", INT32_MAX / 4);
+  in_range(n_layer, "n_layer", INT32_MAX);
+  in_range(n_head, "n_head", INT32_MAX);
   if (n_embd % n_head != 0) fail(origin, ": n_embd ", n_embd, " is not a multiple of n_head ", n_head);
+  try {
+    parameter_count();
+  } catch (const Error& e) {
+    fail(origin, ": ", e.what());
+  }
   for (auto [v, key] : {std::pair{resid_pdrop, "resid_pdrop"}, std::pair{embd_pdrop, "embd_pdrop"},
                         std::pair{attn_pdrop, "attn_pdrop"}})
     if (!(v >= 0.0f && v < 1.0f)) fail(origin, ": ", key, " must be in [0, 1), got ", v);
   if (!(layer_norm_epsilon > 0.0f)) fail(origin, ": layer_norm_epsilon must be positive, got ", layer_norm_epsilon);
   if (!(initializer_range >= 0.0f)) fail(origin, ": initializer_range must be >= 0, got ", initializer_range);
+}
+
+int64_t Gpt2Config::parameter_count() const {
+  const int64_t C = n_embd;
+  const int64_t embeddings = checked_mul(checked_add(vocab_size, n_positions, "vocab_size + n_positions"), C,
+                                         "(vocab_size + n_positions) x n_embd");
+  // Per layer: two LayerNorms (4 C), attention (4 C x C + 4 C), MLP (8 C x C + 5 C).
+  const int64_t per_layer = checked_add(checked_mul(checked_mul(12, C, "n_embd (one layer)"), C, "n_embd (one layer)"),
+                                        checked_mul(13, C, "n_embd (one layer)"), "n_embd (one layer)");
+  return checked_add(checked_add(embeddings, checked_mul(n_layer, per_layer, "n_layer x one layer's parameters"),
+                                 "the model's parameters"),
+                     checked_mul(2, C, "n_embd"), "the model's parameters");
+}
+
+std::string Gpt2Config::sizes() const {
+  return "n_layer " + std::to_string(n_layer) + ", n_embd " + std::to_string(n_embd) + ", n_head " +
+         std::to_string(n_head) + ", vocab_size " + std::to_string(vocab_size) + ", n_positions " +
+         std::to_string(n_positions);
+}
+
+void Gpt2Config::check_fits(Device device, int64_t bytes_per_parameter, const std::string& origin) const {
+  const int64_t parameters = parameter_count();
+  const size_t available = available_memory(device);
+  const double needed = double(parameters) * double(bytes_per_parameter);
+  if (available == SIZE_MAX || needed <= double(available)) return;
+  const double C = double(n_embd);
+  const double layers = double(n_layer) * 12 * C * C, vocab = double(vocab_size) * C, positions = double(n_positions) * C;
+  std::string culprit;
+  if (layers >= vocab && layers >= positions)
+    culprit = "n_layer " + std::to_string(n_layer) + " x n_embd " + std::to_string(n_embd);
+  else if (vocab >= positions)
+    culprit = "vocab_size " + std::to_string(vocab_size) + " x n_embd " + std::to_string(n_embd);
+  else
+    culprit = "n_positions " + std::to_string(n_positions) + " x n_embd " + std::to_string(n_embd);
+  fail(origin, ": the model has ", parameters, " parameters (mostly ", culprit, "), at least ", format_bytes(needed),
+       " on ", device.str(), ", but only ", format_bytes(double(available)), " is available; check those keys");
 }
 
 Gpt2Config Gpt2Config::from_json(const json& j, const std::string& origin) {
@@ -67,6 +126,8 @@ Gpt2Config Gpt2Config::from_json(const json& j, const std::string& origin) {
   c.bos_token_id = get_or<int32_t>(j, "bos_token_id", c.bos_token_id, origin);
   c.eos_token_id = get_or<int32_t>(j, "eos_token_id", c.eos_token_id, origin);
 
+  c.validate(origin);  // before the checks below compute with the sizes
+
   // What wattwise's GPT-2 computes; anything else would silently be another function.
   const int64_t inner = get_or<int64_t>(j, "n_inner", 4 * c.n_embd, origin);
   if (inner != 4 * c.n_embd) fail(origin, ": n_inner ", inner, " is not supported (wattwise's GPT-2 uses 4·n_embd = ", 4 * c.n_embd, ")");
@@ -83,7 +144,6 @@ Gpt2Config Gpt2Config::from_json(const json& j, const std::string& origin) {
     fail(origin, ": add_cross_attention true is not supported (no encoder-decoder GPT-2)");
   for (auto& [key, value] : j.items())
     if (!kKnownKeys.count(key)) c.extra[key] = value;
-  c.validate(origin);
   return c;
 }
 

@@ -47,6 +47,8 @@ std::string SequenceClassifier::prefix() const {
 SequenceClassifier::SequenceClassifier(const ModelConfig& config, Device device, ModelPurpose purpose)
     : config_(config), device_(device), purpose_(purpose) {
   config_.validate("model config");
+  // f32 masters, plus their gradients when training: refused before any allocation.
+  config_.check_fits(inference_only() ? Device::cpu() : device_, inference_only() ? 4 : 8, "model config");
   register_parameters();
   // An inference-only model loads into host memory: the device only ever gets what the forward reads.
   params_.allocate(inference_only() ? Device::cpu() : device_);
@@ -157,6 +159,11 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
   ModelConfig config = load_model_config(dir);
   if (options.pooling) config.pooling = *options.pooling;
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  const std::string config_path = (std::filesystem::is_directory(dir) ? dir / "config.json" : dir).string();
+  check_config_matches_checkpoint(config.parameter_count(), config.sizes(), checkpoint.total_elements(),
+                                  config_path, checkpoint.description());
+  config.check_fits(options.purpose == ModelPurpose::Inference ? Device::cpu() : device,
+                    options.purpose == ModelPurpose::Inference ? 4 : 8, config_path);
   SequenceClassifier model(config, device, options.purpose);
   const std::string where = checkpoint.path().string();
 

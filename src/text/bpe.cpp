@@ -429,14 +429,16 @@ BpeTokenizer::BpeTokenizer(BpeConfig config, std::string source) : impl_(std::ma
   if (c.vocab.empty()) fail(m.source, ": the vocabulary is empty");
 
   int32_t max_id = -1;
+  std::string_view max_id_token;
   for (const auto& [token, id] : c.vocab) {
     if (id < 0) fail(m.source, ": token \"", token, "\" has negative id ", id);
-    max_id = std::max(max_id, id);
+    if (id > max_id) max_id = id, max_id_token = token;
   }
   for (const BpeAddedToken& token : c.added_tokens) {
     if (token.id < 0) fail(m.source, ": added token \"", token.content, "\" has negative id ", token.id);
-    max_id = std::max(max_id, token.id);
+    if (token.id > max_id) max_id = token.id, max_id_token = token.content;
   }
+  check_token_ids_dense(max_id, max_id_token, c.vocab.size() + c.added_tokens.size(), m.source);
   m.id_to_token.assign(size_t(max_id) + 1, std::string());
   m.id_used.assign(size_t(max_id) + 1, false);
   m.id_bytes.assign(size_t(max_id) + 1, std::string());

@@ -9,6 +9,14 @@
 
 namespace ww::text {
 
+void check_token_ids_dense(int32_t max_id, std::string_view max_id_token, size_t tokens,
+                           const std::string& source) {
+  if (int64_t(max_id) < int64_t(tokens) + kMaxTokenIdGap) return;
+  fail(source, ": token \"", max_id_token, "\" has id ", max_id, ", but the vocabulary holds only ", tokens,
+       " tokens: ids must lie below ", int64_t(tokens) + kMaxTokenIdGap, " (the token count + ", kMaxTokenIdGap,
+       "), or the id tables would be mostly empty");
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t>&) const {
   fail("this tokenizer cannot decode token ids (decode is implemented for WordPiece and byte-level BPE)");
 }

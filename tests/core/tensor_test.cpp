@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "wattwise/core/arena.h"
+#include "wattwise/core/checked.h"
 #include "wattwise/core/dtype.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/core/tensor.h"
@@ -64,4 +65,16 @@ TEST(Device, Parse) {
   }
   EXPECT_THROW(parse_device("gpu"), Error);
   EXPECT_THROW(parse_device("cuda:x"), Error);
+}
+
+TEST(Tensor, SizesThatOverflowAreErrorsNotWraps) {
+  ww::testing::expect_error([] { shape_numel({int64_t(1) << 40, int64_t(1) << 40}); },
+                            {"[1099511627776, 1099511627776]", "more elements than fit in 64 bits"});
+  ww::testing::expect_error([] { shape_numel({4, -1}); }, {"[4, -1]", "negative dimension"});
+  // Elements fit, bytes do not: 2^62 elements of 4 bytes.
+  ww::testing::expect_error([] { Tensor::empty({int64_t(1) << 31, int64_t(1) << 31}, DType::F32); },
+                            {"bytes of a tensor of shape [2147483648, 2147483648]", "does not fit in 64 bits"});
+  EXPECT_EQ(shape_bytes({3, 5}, DType::BF16), 30u);
+  EXPECT_EQ(checked_mul(int64_t(1) << 31, int64_t(1) << 31, "x"), int64_t(1) << 62);
+  ww::testing::expect_error([] { checked_add(INT64_MAX, 1, "the sum"); }, {"the sum", "does not fit in 64 bits"});
 }

@@ -229,9 +229,10 @@ TEST(EnergyNvml, CounterStepIsProbedAtStart) {
   monitor.start();
   const auto periods = monitor.counter_update_periods();
   ASSERT_EQ(periods.count("gpu0"), 1u);
-  // Polling every ~0.5 ms sees each change up to one poll late: the step, never less, a little more.
-  EXPECT_GE(periods.at("gpu0"), 0.040 - 0.002);
-  EXPECT_LE(periods.at("gpu0"), 0.080);
+  // Polling every ~0.5 ms brackets each change within a few ms (a loaded machine may widen some
+  // brackets, which the probe then leaves out): 40 ms, not the poll interval nor the probe's limit.
+  EXPECT_GE(periods.at("gpu0"), 0.030);
+  EXPECT_LE(periods.at("gpu0"), 0.060);
   monitor.stop();
 }
 

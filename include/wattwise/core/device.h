@@ -1,4 +1,5 @@
 #pragma once
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,10 @@ Device parse_device(std::string_view text);
 
 // GPUs this process can use (0 when the build has no CUDA or no driver/GPU is present).
 int cuda_device_count();
+
+// Bytes that can still be allocated on `device` now: the host's MemAvailable (/proc/meminfo), or
+// the GPU's free memory. SIZE_MAX when it cannot be told.
+size_t available_memory(Device device);
 
 // Waits until every piece of work queued on `device` has finished (nothing to wait for on the CPU);
 // throws ww::Error naming the device when the GPU reports a failure.

@@ -16,7 +16,8 @@ namespace ww {
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);  // "[2, 3, 4]"
-int64_t shape_numel(const Shape& shape);
+int64_t shape_numel(const Shape& shape);  // throws ww::Error for a negative dimension or overflow
+size_t shape_bytes(const Shape& shape, DType dtype);  // numel x element size, overflow-checked
 
 template <typename T>
 constexpr DType dtype_of();

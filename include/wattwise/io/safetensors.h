@@ -89,6 +89,10 @@ class SafetensorsCheckpoint {
   const std::vector<SafetensorsFile>& shards() const { return shards_; }
   // The shard holding `name` (throws, naming the checkpoint, when absent).
   const SafetensorsFile& file_of(std::string_view name) const;
+  // Values in all its tensors (their headers' shapes, summed; validated not to overflow on open).
+  int64_t total_elements() const;
+  // For messages: the file ("m/model.safetensors") or "the N shards of m/model.safetensors.index.json".
+  std::string description() const;
 
  private:
   std::filesystem::path path_;

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wattwise/core/device.h"
+
 namespace ww::models {
 
 enum class Architecture { Bert, DistilBert };
@@ -53,8 +55,29 @@ struct ModelConfig {
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   std::string label_name(int64_t id) const;  // id2label entry, or "LABEL_<id>"
-  void validate(const std::string& origin) const;  // throws naming origin and the bad value
+  // Throws naming origin, the config.json key and the bad value: sizes must be positive and fit
+  // the int32 the kernels and token ids use, and the parameter count must fit in 64 bits.
+  void validate(const std::string& origin) const;
+  // The config.json key of a size in this architecture ("num_hidden_layers" or DistilBERT's
+  // "n_layers"), for messages.
+  const char* key_of(const int64_t& field) const;
+  // Parameters the model holds (embeddings, layers, pooler, classifier), overflow-checked; the
+  // exact count of the model built from this config.
+  int64_t parameter_count() const;
+  // Throws ww::Error before anything is allocated when `bytes_per_parameter` x the parameter count
+  // cannot fit in the memory `device` has available, naming the config keys of the largest term.
+  void check_fits(Device device, int64_t bytes_per_parameter, const std::string& origin) const;
+  // "num_hidden_layers 12, hidden_size 768, ...": the sizes, for messages.
+  std::string sizes() const;
 };
+
+// Before a model is built from `config_path` for a checkpoint of `checkpoint_elements` values:
+// throws ww::Error when the config describes more than twice as many parameters as the checkpoint
+// holds (a fresh classification head, missing from a base checkpoint, is far smaller than that):
+// such a config.json does not describe the checkpoint, and building it first could exhaust memory.
+void check_config_matches_checkpoint(int64_t config_parameters, const std::string& config_sizes,
+                                     int64_t checkpoint_elements, const std::string& config_path,
+                                     const std::string& checkpoint_path);
 
 ModelConfig parse_model_config(const nlohmann::json& json, const std::string& origin);
 ModelConfig load_model_config(const std::filesystem::path& path);  // a config.json or its folder

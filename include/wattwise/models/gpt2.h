@@ -48,7 +48,14 @@ struct Gpt2Config {
 
   int64_t head_dim() const { return n_embd / n_head; }
   int64_t inner_size() const { return 4 * n_embd; }
-  void validate(const std::string& origin) const;  // throws naming origin and the bad value
+  // Throws naming origin, the key and the bad value: sizes must be positive and fit the int32 the
+  // kernels and token ids use, and the parameter count must fit in 64 bits.
+  void validate(const std::string& origin) const;
+  int64_t parameter_count() const;  // overflow-checked; the exact count of the model built from it
+  // Throws ww::Error before anything is allocated when `bytes_per_parameter` x the parameter count
+  // cannot fit in the memory `device` has available, naming the keys of the largest term.
+  void check_fits(Device device, int64_t bytes_per_parameter, const std::string& origin) const;
+  std::string sizes() const;  // "n_layer 12, n_embd 768, ...": the sizes, for messages
 
   // `origin` (a file name) goes into error messages.
   static Gpt2Config from_json(const nlohmann::json& json, const std::string& origin = "config.json");

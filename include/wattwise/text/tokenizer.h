@@ -44,6 +44,13 @@ class Tokenizer {
   virtual void save(const std::filesystem::path& dir) const = 0;
 };
 
+// Tokenizers keep tables indexed by id, sized by the largest id: an id far above the number of
+// tokens makes a table mostly empty (2^31 - 1 would ask for 64 GiB). Throws ww::Error naming
+// `source` and the token when the largest id is not below the number of tokens + kMaxTokenIdGap.
+constexpr int64_t kMaxTokenIdGap = 65536;
+void check_token_ids_dense(int32_t max_id, std::string_view max_id_token, size_t tokens,
+                           const std::string& source);
+
 // Loads a tokenizer from a model or tokenizer directory (tokenizer.json, vocab.txt, vocab.json +
 // merges.txt and tokenizer_config.json, whichever exist) or from a single vocab.txt /
 // tokenizer.json file. A tokenizer.json whose model is BPE gives the byte-level BPE tokenizer
