@@ -22,7 +22,7 @@ Steps (default: build,test):
                  without a GPU, so every program runs anywhere); --ctest: through ctest instead
   timing         the kernel timing reports: the disabled *Timing* tests of every test program
   ab             before/after on one GPU: `wattwise bench` of --ab-cases, the new binary and the
-                 --base binary alternating, --ab-rounds rounds
+                 --base binary alternating (which goes first swaps every round), --ab-rounds rounds
   harness        bench/run_harness.py: wattwise, PyTorch eager and torch.compile alternating
   bench          `wattwise bench` of --bench-cases, ours alone
   profile        Nsight Compute (clocks untouched) for each --profile item
@@ -52,7 +52,7 @@ Tests:
   --tests GLOBS        test programs (names, shell globs, comma or space separated; default '*':
                        all, CPU tests too), e.g. '*cuda* kernels_* ops_* models_*'
   --test-filter F      gtest filter (default: every test)
-  --test-timeout S     per program (default 180)
+  --test-timeout S     per program (default 300)
   --test-jobs N        programs run side by side (default 4)
   --ctest              run ctest -LE 'fuzz|data' in build/ (command-line tests included)
   --timing-filter F    gtest filter of the timing step (default '*Timing*')
@@ -68,7 +68,9 @@ Harness:
   The harness starts no case that would end after the deadline and lists those left out.
 
 ab and bench:
-  --ab-cases LIST      (default gpt2-train-bf16,distilbert-train-bf16,bert-train-bf16)
+  --ab-cases LIST      (default gpt2-train-bf16,distilbert-train-bf16,bert-train-bf16; all: the
+                       harness's --cases). Every run goes to $OUT/ab.jsonl with its side, and a
+                       table gives each side's median rate, its spread, and new/base
   --ab-rounds N        (default 2)
   --ab-min-seconds S   each run's timed window (default 2)
   --bench-cases LIST   (default gpt2-train-bf16)
@@ -115,7 +117,7 @@ words() { echo "$1" | tr ',' ' '; }
 commas() { echo "$1" | tr -s ' ,' ',' | sed 's/^,//; s/,$//'; }
 
 steps=build,test prebuilt="" new_bin="" base_bin=.gpu-carry/base/wattwise
-tests='*' test_filter='*' test_timeout=180 test_jobs=4 use_ctest=0 timing_filter='*Timing*'
+tests='*' test_filter='*' test_timeout=300 test_jobs=4 use_ctest=0 timing_filter='*Timing*'
 cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 compile_cases=gpt2-train-bf16,distilbert-train-bf16 rounds=3 min_seconds="" harness_args=""
 ab_cases=gpt2-train-bf16,distilbert-train-bf16,bert-train-bf16 ab_rounds=2 ab_min_seconds=2
@@ -356,19 +358,61 @@ side_name() {  # binary role
 step_ab() {
   [ -x "$base_bin" ] || { say "ab: no baseline binary $base_bin (scripts/gpu/prepare_carry.sh --base COMMIT)"; return 1; }
   [ -x "$ab_new" ] || { say "ab: no binary $ab_new"; return 1; }
-  local round c tool name
+  local round c tool side name order list=$ab_cases
+  [ "$ab_cases" = all ] && list=$cases
   say "ab: new $(side_name "$ab_new" new), base $(side_name "$base_bin" base)"
+  rm -f "$logs/ab_new.jsonl" "$logs/ab_base.jsonl"
   for round in $(seq 1 "$ab_rounds"); do
-    for c in $(words "$ab_cases"); do
-      for tool in "$ab_new" "$base_bin"; do
-        [ "$(left)" -gt 30 ] || { say "ab: no time left"; return 0; }
-        if [ "$tool" = "$base_bin" ]; then name=$(side_name "$tool" base); else name=$(side_name "$tool" new); fi
+    # New first in odd rounds, base first in even ones, so a drift in clocks or temperature
+    # during the call does not favour one side.
+    order=("$ab_new" "$base_bin")
+    [ $(( round % 2 )) = 0 ] && order=("$base_bin" "$ab_new")
+    for c in $(words "$list"); do
+      for tool in "${order[@]}"; do
+        [ "$(left)" -gt 30 ] || { say "ab: no time left"; break 3; }
+        if [ "$tool" = "$base_bin" ]; then side=base; else side=new; fi
+        name=$(side_name "$tool" "$side")
         timeout "$(cap 120)" "$tool" bench --case "$c" --device cuda --min-seconds "$ab_min_seconds" \
-          --json "$OUT/bench.jsonl" > "$logs/ab_${c}_${name}_$round.log" 2>&1
+          --json "$logs/ab_$side.jsonl" > "$logs/ab_${c}_${name}_$round.log" 2>&1
         say "round $round $c $name: rc $? $(grep -E '^wattwise' "$logs/ab_${c}_${name}_$round.log" | tr -s ' ')"
       done
     done
   done
+  # Per case: each side's median and spread, and new/base, so "the same within run-to-run noise"
+  # can be read off directly. Every run, with its side, in $OUT/ab.jsonl.
+  python3 - "$logs" "$OUT/ab.jsonl" <<'PY' 2>&1 | tee -a "$summary"
+import json, os, statistics, sys
+logs, out = sys.argv[1], sys.argv[2]
+runs = {}
+with open(out, "w") as f:
+    for side in ("new", "base"):
+        path = os.path.join(logs, f"ab_{side}.jsonl")
+        for line in open(path) if os.path.exists(path) else []:
+            r = json.loads(line); r["side"] = side
+            f.write(json.dumps(r) + "\n")
+            runs.setdefault(r["case"], {}).setdefault(side, []).append(r)
+def stat(rs, key):
+    v = [r[key] for r in rs if r.get(key) is not None]
+    if not v: return None, None
+    m = statistics.median(v)
+    return m, (max(v) - min(v)) / m * 100 if m else 0.0
+def energy(r):
+    per = r.get("tokens") if r["case"].startswith("gpt2") else r.get("samples")
+    return r["energy_j"] / per if r.get("energy_j") is not None and per else None
+print("| case | rate new (spread) | rate base (spread) | new/base | J new/base | peak new/base |")
+print("| --- | --- | --- | --- | --- | --- |")
+for case, sides in runs.items():
+    if set(sides) != {"new", "base"}: continue
+    key = "tokens_per_s" if case.startswith("gpt2") else "samples_per_s"
+    for rs in sides.values():
+        for r in rs: r["_j"] = energy(r)
+    (rn, sn), (rb, sb) = stat(sides["new"], key), stat(sides["base"], key)
+    jn, jb = stat(sides["new"], "_j")[0], stat(sides["base"], "_j")[0]
+    pn, pb = stat(sides["new"], "peak_memory_bytes")[0], stat(sides["base"], "peak_memory_bytes")[0]
+    ratio = lambda a, b: f"{a / b:.3f}" if a and b else "-"
+    print(f"| {case} | {rn:,.1f} ({sn:.1f}%) | {rb:,.1f} ({sb:.1f}%) | {ratio(rn, rb)} | {ratio(jn, jb)} | {ratio(pn, pb)} |")
+PY
+  return 0
 }
 
 step_harness() {
@@ -379,7 +423,7 @@ step_harness() {
   timeout "$(cap $(( budget + 60 )))" python3 bench/run_harness.py --wattwise "$bin" --out "$dir" --device cuda \
     --cases "$(commas "$cases")" --compile-cases "$(commas "$compile_cases")" --rounds "$rounds" \
     ${min_seconds:+--min-seconds "$min_seconds"} --budget-s "$budget" $harness_args \
-    2> "$dir/harness.log" | tail -80 >> "$summary"
+    2> "$dir/harness.log" | tail -80 | tee -a "$summary"
   local rc=${PIPESTATUS[0]}
   say "harness: rc $rc; $(tail -1 "$dir/harness.log")"
   cp "$dir"/bench_*.json "$dir"/bench_*.md "$OUT/" 2>/dev/null
