@@ -6,7 +6,8 @@
 #   .gpu-carry/data   the tokenizers and tiny shakespeare from ../shared/data (the bench cases need
 #                     no data; the GPT-2 profile, gpt2-converge and the tests read these)
 # Options:
-#   --base COMMIT       that commit's wattwise in .gpu-carry/base: the ab step's "before"
+#   --base COMMIT       that commit's wattwise, packed as .gpu-carry/packed/base.tar.xz (run.sh
+#                       unpacks it into .gpu-carry/base, the ab step's default "before")
 #   --prebuilt COMMIT   that commit's wattwise and the --tests programs, packed as
 #                       .gpu-carry/packed/prebuilt.tar.xz (run.sh --prebuilt .gpu-carry/prebuilt)
 #   --tests GLOBS       test programs for --prebuilt (names or globs, e.g. '*cuda* kernels_*')
@@ -48,7 +49,7 @@ for w in "${with[@]}"; do
     *) echo "prepare_carry: --with glue, imdb or minilm" >&2; exit 2 ;;
   esac
 done
-[ -z "$base" ] || bash scripts/gpu/build_commit.sh "$base" .gpu-carry/base
+[ -z "$base" ] || bash scripts/gpu/build_commit.sh --pack "$base" .gpu-carry/base
 [ -z "$prebuilt" ] || bash scripts/gpu/build_commit.sh --pack "$prebuilt" .gpu-carry/prebuilt "${tests[@]}"
 du -sh .deps .gpu-carry
 total=$(du -scb .deps .gpu-carry | tail -1 | cut -f1)
