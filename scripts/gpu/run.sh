@@ -200,6 +200,8 @@ export PYTHONUNBUFFERED=1
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader | tee -a "$summary"
 fi
+# The peers' speed follows the host CPU's (their Python launch rate): name it beside the GPU.
+say "host: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) logical cores"
 for f in .gpu-carry/packed/*.tar.xz; do
   [ -f "$f" ] && tar -C .gpu-carry -xJf "$f" && say "unpacked $f"
 done
