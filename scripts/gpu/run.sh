@@ -11,9 +11,9 @@ One call on the GPU machine: the steps named, in the order named, inside one dea
 call may run 10 minutes). Works from the repository root whatever the current folder; unpacks the
 Debian packages carried in .deps (scripts/gpu/setup-deps.sh) and every .gpu-carry/packed/*.tar.xz
 into .gpu-carry/ (scripts/gpu/prepare_carry.sh fills both on the CPU machine). Results in $OUT
-(default /tmp/ww-out): summary.txt (one line per result; also printed), bench.jsonl (every
-`wattwise bench` run), the harness's bench_<gpu>_<date>.json/.md, a step's own result files, and
-every log in logs.tar.gz (a device call returns at most 8 files).
+(default /tmp/ww-out): summary.txt (one line per result; also printed), ab.jsonl and bench.jsonl
+(the ab and bench steps' `wattwise bench` runs), the harness's bench_<gpu>_<date>.json/.md, a
+step's own result files, and every log in logs.tar.gz (a device call returns at most 8 files).
 
 Steps (default: build,test):
   build          Release CUDA build in build/: wattwise, plus the test programs --tests selects
