@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Replays a wattwise GPT-2 training run in PyTorch + Hugging Face transformers and compares the
-validation-loss curves (issue 8: "tracks PyTorch's from the same initial weights and data order
-within 2%").
+validation-loss curves (the target: wattwise's curve tracks PyTorch's from the same initial
+weights and data order within 2%).
 
 Input: a wattwise run folder made with `--run.export_plan true` on a GPT-2 run. It holds config.toml
 (every hyperparameter), metrics.json (our evaluation history) and plan/: initial_model/ (the

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Replays a wattwise fine-tuning run in PyTorch + Hugging Face transformers, for the side-by-side
-comparison of issue 9 (docs/RESULTS.md).
+comparison of docs/RESULTS.md.
 
 Input: a wattwise run folder made with `--run.export_plan true`. It holds config.toml (every
 hyperparameter of the run) and plan/: initial_model/ (the checkpoint with the freshly initialised

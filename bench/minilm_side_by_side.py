@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fine-tunes all-MiniLM-L6-v2 with wattwise and with PyTorch + transformers from the same start,
-side by side on one GPU (issue 9; results in docs/RESULTS.md).
+side by side on one GPU (results in docs/RESULTS.md).
 
 For each seed: wattwise trains with the recipe (examples/minilm_<task>.toml) and exports its plan
 (initial model with the seeded head, examples, batch order); then bench/minilm_pytorch.py replays

@@ -22,7 +22,7 @@ per case and round over stdin, the case built (and compiled) once (serve() below
   python3 bench/peer_pytorch.py --task infer --arch bert --preset tiny --batch 4 --seq-len 16 \
       --precision fp32 --device cpu            # CPU smoke test
   python3 bench/peer_pytorch.py --task train --arch gpt2 --preset small --batch 16 --seq-len 1024 \
-      --precision bf16 --mode compile --json out.json    # issue 8's case
+      --precision bf16 --mode compile --json out.json    # gpt2-train-bf16
   echo '{"args": ["--task", "infer", "--preset", "tiny", "--device", "cpu"]}' | \
       python3 bench/peer_pytorch.py --serve               # a worker answering one request
 """

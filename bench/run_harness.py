@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issues 6 and 8's side-by-side harness: wattwise against PyTorch eager and torch.compile on one GPU.
+"""The side-by-side harness: wattwise against PyTorch eager and torch.compile on one GPU.
 
 Builds nothing. For each case it runs `wattwise bench` (A), bench/peer_pytorch.py --mode eager (B)
 and --mode compile (C) alternately, A B C A B C ..., for --rounds rounds, on the same shapes,
@@ -20,7 +20,7 @@ rate once (8192³ matmuls, best of 10) for MFU, then writes
 
 with medians and spread (min–max) per case and tool, the ratios ours/eager and ours/compile for
 samples/s, J/sample and peak memory (language-model cases, gpt2-*: tokens/s and J/token), MFU against
-the measured matmul rate, and the issues' targets with met/missed per row. Its log (stderr) times
+the measured matmul rate, and the targets (TARGETS below) with met/missed per row. Its log (stderr) times
 the worker starts, each run (a worker's: build, warm-up with any compilation, timed region) and each
 case, and ends with the total seconds.
 
@@ -29,7 +29,7 @@ case, and ends with the total seconds.
       --compile-cases distilbert-train-bf16,gpt2-train-bf16 --out results      # compile where targeted
   python3 bench/run_harness.py --wattwise build/wattwise --device cpu --preset tiny --batch 4 \
       --seq-len 16 --precision fp32 --quick --rounds 1 --no-compile --matmul-tflops 1   # smoke test
-  python3 bench/run_harness.py --wattwise build/wattwise --cases gpt2-train-bf16 --out results  # issue 8
+  python3 bench/run_harness.py --wattwise build/wattwise --cases gpt2-train-bf16 --out results  # GPT-2 alone
 """
 import argparse
 import datetime
@@ -46,7 +46,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "peer_pytorch.py")
 
-# Issue 6's targets (and issue 8's for GPT-2). A check: (label, metric, against, op, bound). against "eager"/"compile" compares
+# The targets each case is held to (docs/PERFORMANCE.md). A check: (label, metric, against, op, bound). against "eager"/"compile" compares
 # the ratio ours/peer of the medians; None compares our median itself.
 TARGETS = {
     "distilbert-train-bf16": [("samples/s >= 2.0x eager", "samples_per_s", "eager", ">=", 2.0),
@@ -62,7 +62,7 @@ TARGETS = {
     "bert-infer-fp16-b256": [("throughput >= 1.2x eager", "samples_per_s", "eager", ">=", 1.2),
                              ("J/example <= 0.8x eager", "j_per_sample", "eager", "<=", 0.8)],
     "distilbert-infer-fp16-b32": [("throughput >= 1.5x eager", "samples_per_s", "eager", ">=", 1.5)],
-    # Issue 9 measures whole IMDB fine-tuning runs (bench/minilm_side_by_side.py); this is their step.
+    # Whole IMDB fine-tuning runs are measured by bench/minilm_side_by_side.py; this is their step.
     "minilm-train-bf16": [("samples/s >= 2.0x eager", "samples_per_s", "eager", ">=", 2.0),
                           ("J/sample <= 0.5x eager", "j_per_sample", "eager", "<=", 0.5)],
     "gpt2-train-bf16": [("tokens/s >= 400,000", "tokens_per_s", None, ">=", 400000.0),
@@ -462,7 +462,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wattwise", help="the built wattwise binary (e.g. build/wattwise)")
     ap.add_argument("--cases", default="all", help="comma-separated case names, or all")
-    ap.add_argument("--rounds", type=int, default=3, help="A B C rounds per case (issue 6: at least 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="A B C rounds per case (at least 3 for a median with a spread)")
     ap.add_argument("--out", default="results", help="folder for the JSON and Markdown files")
     ap.add_argument("--quick", action="store_true", help="few steps, no minimum duration (a smoke run)")
     ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")

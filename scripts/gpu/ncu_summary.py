@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Sums the kernel durations of an `ncu --csv --metrics gpu__time_duration.sum` listing per kernel
-name and prints the top kernels with their share of the total (the GPU sessions' profile step).
+name and prints the top kernels with their share of the total (scripts/gpu/run.sh's profile step).
 With --details it reads an `ncu --csv --page details --section ...` listing instead and prints
 every section metric, averaged over the launches, one column per kernel name.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GPU validation of wattwise's energy measurement (docs/ENERGY.md, "GPU validation").
 
-Three checks, each against a threshold from issue 4:
+Three checks, each against a threshold docs/ENERGY.md states:
   1. counter vs integral: during a steady bf16 matmul load, the NVML energy counter's delta and the
      trapezoid integral of the power wattwise sampled every 100 ms agree within 5%;
   2. measure vs self: `wattwise measure -- python3 energy_load.py` reports GPU energy within 2% of

@@ -212,9 +212,9 @@ const std::vector<BenchCase>& bench_cases() {
       make_case("bert-infer-fp16-b32", "bert", "base", "infer", 32, 128, "fp16", 200, 20),
       make_case("bert-infer-fp16-b256", "bert", "base", "infer", 256, 128, "fp16", 50, 10),
       make_case("distilbert-infer-fp16-b32", "distilbert", "base", "infer", 32, 128, "fp16", 300, 30),
-      // Issue 9's IMDB fine-tuning step: all-MiniLM-L6-v2's shape (6 × 384, 12 heads), 32 × 256.
+      // The MiniLM fine-tuning step on IMDB: all-MiniLM-L6-v2's shape (6 × 384, 12 heads), 32 × 256.
       make_case("minilm-train-bf16", "bert", "minilm", "train", 32, 256, "bf16", 80, 10),
-      // Issue 8: GPT-2 124M from scratch, 16 × 1024 tokens per step (a step is ~14 TFLOP).
+      // GPT-2 124M from scratch, 16 × 1024 tokens per step (a step is ~14 TFLOP).
       make_case("gpt2-train-bf16", "gpt2", "small", "train", 16, 1024, "bf16", 20, 5),
   };
   return cases;
@@ -333,7 +333,7 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
 }
 
 // AdamW with a constant learning rate; bert/distilbert with torch.optim.AdamW's defaults (lr 5e-5
-// as the peer sets it, weight decay 0.01, no clipping), gpt2 with issue 8's GPT-2 recipe (lr 6e-4,
+// as the peer sets it, weight decay 0.01, no clipping), gpt2 with the GPT-2 pretraining recipe (lr 6e-4,
 // weight decay 0.1, betas 0.9/0.95, clipping at global norm 1.0, what `wattwise train` defaults to).
 // fp16 with dynamic loss scaling as torch.amp.GradScaler's defaults.
 train::TrainerOptions bench_trainer_options(const BenchCase& c, int64_t total_steps, uint64_t seed) {

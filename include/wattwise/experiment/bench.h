@@ -2,8 +2,8 @@
 // `wattwise bench`: throughput, energy, peak memory and model-FLOPs utilisation of one training or
 // inference shape, from random-init weights, random token ids and full-length sequences, so the
 // figures compare one-to-one with bench/peer_pytorch.py (PyTorch + transformers) on the same GPU.
-// The named cases are issue 6's table plus issue 8's GPT-2 training case; bench/run_harness.py runs
-// them against the peers.
+// The named cases are the side-by-side table of docs/PERFORMANCE.md (BERT, DistilBERT and MiniLM
+// training and inference, GPT-2 training); bench/run_harness.py runs them against the peers.
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
@@ -34,7 +34,7 @@ struct BenchCase {
   int64_t warmup = 5;   // untimed steps first (allocation, CUDA graph capture, loss-scale settling)
 };
 
-// The cases of issue 6, in its order, then issue 8's gpt2-train-bf16.
+// The classifier cases, then minilm-train-bf16 and gpt2-train-bf16, in the order of the harness's table.
 const std::vector<BenchCase>& bench_cases();
 // The case called `name`; an error lists every case name otherwise.
 const BenchCase& find_bench_case(const std::string& name);

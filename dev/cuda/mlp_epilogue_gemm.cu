@@ -6,7 +6,7 @@
 // no epilogue. Each line is the best of up to 32 of cuBLASLt's candidates, every candidate listed:
 // whether a faster kernel than the heuristic's first choice exists (these GEMMs are below
 // wattwise's 1e11-FLOP autotuning threshold, and aux epilogues are never tuned). Standalone:
-//   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/mlp_epilogue_gemm.cu -lcublasLt -o mlp_epilogue_gemm
+//   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a dev/cuda/mlp_epilogue_gemm.cu -lcublasLt -o mlp_epilogue_gemm
 //   ./mlp_epilogue_gemm [repeats]
 #include <cstdlib>
 

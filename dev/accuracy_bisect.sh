@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
-# One GPU call to find why wattwise's IMDB accuracy fell (2026-12-03, H200, seed 42: test 0.881
-# against PyTorch's 0.9078 from the same start and batches; the H100 run of 2026-11-23 gave
-# 0.9098). It builds wattwise and the CUDA tests that cover the suspects (flash attention at head
-# dim 32 with dropout over several tiles and at lengths not a multiple of 4; a bf16 model step at
-# head dim 32 against the f32 reference attention), runs them, then fine-tunes MiniLM for
-# WW_EPOCHS (1) epoch(s) per variant (default; run.cuda_graphs false; model.attention reference;
-# train.attention_dropout 0; train.precision fp32) and prints each variant's evaluation accuracy, and replays the
-# default variant's plan in PyTorch for the reference accuracy.
-#   WW_TASK=sst2 (default): carry .deps, .gpu-carry/minilm and .gpu-carry/data/glue (or
-#   .gpu-carry/packed/glue.tar.xz: tar -C .gpu-carry/data -cJf .gpu-carry/packed/glue.tar.xz glue).
-#   WW_TASK=imdb: carry .deps and .gpu-carry/data (aclImdb.tar.gz) after an sst2 call on the same
-#   warm machine (the checkpoint waits in build/carry/minilm).
+# A one-off bisect (2026-12-03, H200; docs/journal/2026-12-03.md): why wattwise's IMDB accuracy
+# fell (seed 42: test 0.881 against PyTorch's 0.9078 from the same start and batches; the H100 run
+# of 2026-11-23 gave 0.9098). It builds wattwise and the CUDA tests that cover the suspects (flash
+# attention at head dim 32 with dropout over several tiles and at lengths not a multiple of 4; a
+# bf16 model step at head dim 32 against the f32 reference attention), runs them, then fine-tunes
+# MiniLM for WW_EPOCHS (1) epoch(s) per variant (default; run.cuda_graphs false; model.attention
+# reference; train.attention_dropout 0; train.precision fp32) and prints each variant's evaluation
+# accuracy, and replays the default variant's plan in PyTorch for the reference accuracy. Kept as
+# it ran (test program names of that time); the cause was found, see the journal.
+#   WW_TASK=sst2 (default): carry .deps, .gpu-carry/minilm and .gpu-carry/packed/glue.tar.xz
+#   (scripts/gpu/prepare_carry.sh --with minilm --with glue).
+#   WW_TASK=imdb: carry .deps and .gpu-carry (--with imdb) after an sst2 call on the same warm
+#   machine (the checkpoint waits in build/carry/minilm).
 # Results: $OUT/summary.txt and the logs beside it.
 set -uo pipefail
 task=${WW_TASK:-sst2}
-source "$(dirname "$0")/session_common.sh"
-keep_minilm || exit 3
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-/tmp/ww-out}; mkdir -p "$OUT"
+summary=$OUT/summary.txt
+say() { echo "$*" | tee -a "$summary"; }
+source scripts/gpu/setup-deps.sh
+start=$(date +%s)
+for f in .gpu-carry/packed/*.tar.xz; do [ -f "$f" ] && tar -C .gpu-carry -xJf "$f"; done
+model=build/carry/minilm
+if [ -f .gpu-carry/minilm/model.safetensors ]; then
+  rm -rf "$model"; mkdir -p build/carry; cp -r .gpu-carry/minilm "$model"
+fi
+[ -f "$model/model.safetensors" ] || { say "no checkpoint: carry .gpu-carry/minilm"; exit 3; }
 targets="test_cuda_flash_attention test_cuda_model"
-build_wattwise $targets || exit 1
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON -DWW_SHARED_DATA="$PWD/.gpu-carry/data" > "$OUT/build.log" 2>&1 &&
+  cmake --build build -j 16 --target wattwise $targets >> "$OUT/build.log" 2>&1 ||
+  { grep -E "error" -A3 "$OUT/build.log" | head -40 | tee -a "$summary"; exit 1; }
 if [ "$task" = sst2 ]; then
   # Kernel tests with the default backward, then with the mma backward at head dim 32 too (the
   # padding-key race fixed on 2026-12-03 has to pass there before it becomes the default again).
@@ -47,7 +60,6 @@ if [ "$task" = sst2 ]; then
   done
   # WW_TESTS_ONLY=1 stops here (the cause is known; the fine-tuning variants are for a new suspect).
   [ -n "${WW_TESTS_ONLY:-}" ] && { say "total: $(( $(date +%s) - start )) s"; exit 0; }
-  unpack_data  # SST-2 may travel packed (.gpu-carry/packed/glue.tar.xz) to fit 64 MiB with MiniLM
   data=.gpu-carry/data/glue/SST-2
 else
   data=.gpu-carry/data/aclImdb.tar.gz

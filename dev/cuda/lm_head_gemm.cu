@@ -4,8 +4,8 @@
 // 50,304, and with the vocabulary itself padded to 50,304 (zero rows in the weight); then the weight
 // gradient's forms with every candidate, and the split linear_backward runs. It prints
 // milliseconds (median of the timed repeats) and TFLOP/s per variant. Standalone (nvcc + cuBLASLt
-// only), so a GPU call can build it in seconds (CMake also builds it as bench_cuda_lm_head_gemm):
-//   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/cuda/lm_head_gemm.cu -lcublasLt -o lm_head_gemm
+// only), so a GPU call can build it in seconds:
+//   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a dev/cuda/lm_head_gemm.cu -lcublasLt -o lm_head_gemm
 //   ./lm_head_gemm [repeats]        (repeats = 1 under Nsight Compute to read the kernel names)
 #include <cstdlib>
 

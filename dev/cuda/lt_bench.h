@@ -1,5 +1,5 @@
 // Timing cuBLASLt GEMMs as src/kernels/cuda/linear.cu calls them (column-major, fp32 accumulation),
-// for the standalone GPU probes in bench/cuda (nvcc + cuBLASLt only, so a GPU call can build one in
+// for the standalone GPU probes in dev/cuda (nvcc + cuBLASLt only, so a GPU call can build one in
 // seconds): one heuristic algorithm, or every one of its first N candidates with its ids.
 #pragma once
 #include <cublasLt.h>
