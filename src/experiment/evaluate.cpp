@@ -126,6 +126,14 @@ nlohmann::json run_lm_eval(const EvalOptions& o) {
 
 }  // namespace
 
+void check_finite_logits(const std::vector<float>& logits, int64_t row_size, const std::string& what,
+                         int64_t first_example) {
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (!std::isfinite(logits[i]))
+      fail(what, " ", first_example + int64_t(i) / row_size + 1, ": the model's logits are not finite (",
+           logits[i], "); its weights or its arithmetic overflow (a 16-bit precision may: try fp32)");
+}
+
 nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
                                 const std::shared_ptr<const text::EncodedExamples>& encoded,
                                 int64_t batch_size, int max_length) {
@@ -137,9 +145,12 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
   options.length_bucketing = false;
   text::BatchLoader loader(encoded, options, /*epoch=*/0);
   train::EvalAccumulator acc(config.num_labels, config.regression);
+  int64_t seen = 0;
   while (auto b = loader.next()) {
     models::Batch batch = to_model_batch(*b, config.type_vocab_size > 0, config.regression);
     std::vector<float> logits = model.forward(batch, /*training=*/false).to_float_vector();
+    check_finite_logits(logits, config.num_labels, "evaluation example", seen);
+    seen += b->batch;
     acc.add(logits, b->labels, b->targets, model.loss(), b->batch);
   }
   return acc.metrics();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/quantize.h"
 #include "wattwise/experiment/run_dir.h"
@@ -98,6 +99,7 @@ PredictSummary run_predict(const PredictOptions& options) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<float> logits = model.forward(batch, /*training=*/false).to_float_vector();
     summary.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    check_finite_logits(logits, L, options.input.string() + ": example", int64_t(start));
     for (int64_t b = 0; b < B; ++b) {
       const float* row = logits.data() + b * L;
       nlohmann::json line;

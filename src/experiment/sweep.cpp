@@ -340,6 +340,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
           // The copy to the host waits for the device: the time covers the whole forward pass.
           std::vector<float> logits = model->forward(batches_in[bi], false).to_float_vector();
           const double ms = seconds_since(t0) * 1e3;
+          if (r == 0) check_finite_logits(logits, model_config.num_labels, "sweep example", int64_t(bi) * c.batch_size);
           batch_ms.push_back(ms);
           per_example_ms.push_back(ms / double(host_batches[bi].batch));
           if (r == 0)

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -441,11 +443,49 @@ std::string_view SafetensorsFile::raw_bytes(const TensorInfo& info) const {
   return std::string_view(storage_->data + header_.data_start + info.begin, size_t(info.nbytes()));
 }
 
+namespace {
+// Element i of a float dtype as a float; the file's bytes need not be aligned for the type.
+float float_element(const void* data, DType dtype, size_t i) {
+  const char* bytes = static_cast<const char*>(data);
+  if (dtype == DType::F32) {
+    float value;
+    std::memcpy(&value, bytes + 4 * i, 4);
+    return value;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, bytes + 2 * i, 2);
+  return dtype == DType::F16 ? half_to_float(bits) : bf16_to_float(bits);
+}
+}  // namespace
+
+int64_t count_nonfinite(const void* data, DType dtype, size_t n, size_t* first) {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) return 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(float_element(data, dtype, i)) && count++ == 0 && first != nullptr) *first = i;
+  return count;
+}
+
+void SafetensorsFile::check_finite(const TensorInfo& info, const void* data, DType dtype, size_t n) const {
+  size_t first = 0;
+  const int64_t bad = count_nonfinite(data, dtype, n, &first);
+  if (bad == 0) return;
+  const float value = float_element(data, dtype, first);
+  const std::string what = path_.string() + ": tensor '" + info.name + "' holds " + std::to_string(bad) +
+                           " non-finite value" + (bad == 1 ? "" : "s") + " (the first, " +
+                           (std::isnan(value) ? "nan" : value > 0 ? "inf" : "-inf") + ", at element " +
+                           std::to_string(first) + " of " + std::to_string(n) + ")";
+  if (nonfinite_ == NonFinite::refuse)
+    fail(what, ": such weights make every output NaN; pass --allow-nonfinite to load them anyway");
+  std::fprintf(stderr, "wattwise: warning: %s; loaded anyway (--allow-nonfinite)\n", what.c_str());
+}
+
 Tensor SafetensorsFile::read(std::string_view name) const {
   const TensorInfo& info = info_or_fail(name);
   Tensor t = Tensor::empty(info.shape, info.dtype);
   std::string_view bytes = raw_bytes(info);
   if (!bytes.empty()) std::memcpy(t.raw(), bytes.data(), bytes.size());
+  check_finite(info, t.raw(), info.dtype, size_t(t.numel()));
   return t;
 }
 
@@ -467,6 +507,8 @@ void SafetensorsFile::read_into(std::string_view name, const Tensor& dst) const 
   Tensor host = dst.device().is_cpu() ? dst : Tensor::empty(dst.shape(), dst.dtype());
   convert_elements(raw_bytes(info).data(), info.dtype, static_cast<char*>(host.raw()), dst.dtype(),
                    size_t(dst.numel()));
+  // The file's own values: a conversion to a narrower dtype could only add overflows to Inf.
+  check_finite(info, raw_bytes(info).data(), info.dtype, size_t(dst.numel()));
   if (!dst.device().is_cpu()) dst.copy_from(host);
 }
 
@@ -542,6 +584,10 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
     checkpoint.shard_of_[tensor] = it->second;
   }
   return checkpoint;
+}
+
+void SafetensorsCheckpoint::set_nonfinite(NonFinite policy) {
+  for (SafetensorsFile& shard : shards_) shard.set_nonfinite(policy);
 }
 
 std::string SafetensorsCheckpoint::description() const {
@@ -642,6 +688,21 @@ void save_safetensors(const fs::path& path,
       size_t count = std::min(kConvertChunk, n - done);
       convert_elements(data + done * dtype_size(tensor.dtype()), tensor.dtype(), converted.data(),
                        stored[i], count);
+      // A finite value beyond the narrower dtype's range would be stored as Inf, and the file then
+      // refused when read: refuse it now, before the (atomic) file is committed.
+      size_t first = 0;
+      if (count_nonfinite(converted.data(), stored[i], count, &first) >
+          count_nonfinite(data + done * dtype_size(tensor.dtype()), tensor.dtype(), count)) {
+        size_t at = 0;
+        for (at = 0; at < count; ++at)
+          if (!std::isfinite(float_element(converted.data(), stored[i], at)) &&
+              std::isfinite(float_element(data + done * dtype_size(tensor.dtype()), tensor.dtype(), at)))
+            break;
+        fail(label, ": tensor '", tensors[i].first, "' holds ",
+             float_element(data + done * dtype_size(tensor.dtype()), tensor.dtype(), at), " at element ", done + at,
+             ", beyond ", safetensors_dtype_name(stored[i]), "'s range: stored as ",
+             safetensors_dtype_name(stored[i]), " it would become Inf; store in BF16 or F32");
+      }
       out.write(converted.data(), count * dtype_size(stored[i]));
     }
   }

@@ -53,6 +53,10 @@ namespace {
 
 // Picks the next token from one row of f32 logits; `rng` draws the sampling uniform.
 int32_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, Rng& rng) {
+  for (int64_t v = 0; v < V; ++v)
+    if (!std::isfinite(logits[v]))
+      fail("generate: the model's next-token logits are not finite (", logits[v], " for token ", v,
+           "); its weights or its arithmetic overflow (a 16-bit precision may: try fp32)");
   if (o.greedy || o.top_k == 1) return int32_t(std::max_element(logits, logits + V) - logits);
   std::vector<int32_t> order(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);

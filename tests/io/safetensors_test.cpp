@@ -192,8 +192,15 @@ TEST(Safetensors, StoreDtypeConvertsFloatsOnly) {
   Tensor ids = make_tensor({3}, DType::I64, 1);
   Tensor already_half = make_tensor({5}, DType::F16, 2);
 
+  // 70000 is beyond F16's range: stored as F16 it would be Inf, a file then refused on load. The
+  // save is refused instead, and nothing is written.
+  expect_error([&] { save_safetensors(dir / "overflow.safetensors", {{"w", weights}}, {}, DType::F16); },
+               {"overflow.safetensors", "tensor 'w' holds 70000 at element 5, beyond F16's range"});
+  EXPECT_FALSE(fs::exists(dir / "overflow.safetensors"));
   for (DType store : {DType::F16, DType::BF16}) {
     fs::path file = dir / ("stored_" + std::string(dtype_name(store)) + ".safetensors");
+    if (store == DType::F16) values[5] = 60000.0f;  // in range
+    weights = Tensor::from_vector(values, {2, 4});
     save_safetensors(file, {{"w", weights}, {"ids", ids}, {"h", already_half}}, {{"format", "pt"}},
                      store);
     SafetensorsFile f = SafetensorsFile::open(file);
@@ -699,4 +706,34 @@ TEST(AtomicFile, UncommittedWriterDiscards) {
   EXPECT_FALSE(streamed.is_open());
   EXPECT_EQ(read_file(file), "chunk0;chunk1;chunk2;");
   expect_error([&] { streamed.write("more"); }, {file.string(), "not open"});
+}
+
+// NaN or Inf in a float tensor is refused at load (naming the file, the tensor, how many and where
+// the first is) unless the caller allows it, in every float dtype and through every read path; other
+// dtypes are not floats and never checked. The checkpoint's total size counts every tensor.
+TEST(SafetensorsCheckpoint, NonFiniteWeightsAreRefusedUnlessAllowed) {
+  TempDir dir;
+  Tensor clean = Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2});
+  Tensor bad = Tensor::from_vector(std::vector<float>{1, std::nanf(""), INFINITY, 4}, {4});
+  Tensor ids = Tensor::from_vector(std::vector<int32_t>{-1, 7}, {2});
+  for (DType store : {DType::F32, DType::F16, DType::BF16}) {
+    save_safetensors(dir / "model.safetensors", {{"clean", clean}, {"bad", bad}, {"ids", ids}}, {{"format", "pt"}}, store);
+    SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(dir.path());
+    EXPECT_EQ(checkpoint.total_elements(), 10);
+    Tensor into = Tensor::empty({4}, DType::F32);
+    expect_error([&] { checkpoint.read_into("bad", into); },
+                 {(dir / "model.safetensors").string(), "tensor 'bad' holds 2 non-finite values",
+                  "the first, nan, at element 1 of 4", "--allow-nonfinite"});
+    expect_error([&] { checkpoint.read("bad"); }, {"tensor 'bad' holds 2 non-finite values"});
+    EXPECT_NO_THROW(checkpoint.read_into("clean", Tensor::empty({2, 2}, DType::F32)));
+    EXPECT_NO_THROW(checkpoint.read("ids"));
+    checkpoint.set_nonfinite(NonFinite::warn);
+    checkpoint.read_into("bad", into);  // a warning on stderr, and the values as they are
+    EXPECT_TRUE(std::isnan(into.data<float>()[1]));
+    EXPECT_TRUE(std::isinf(into.data<float>()[2]));
+  }
+  float values[3] = {0, -INFINITY, 0};
+  size_t first = 99;
+  EXPECT_EQ(count_nonfinite(values, DType::F32, 3, &first), 1);
+  EXPECT_EQ(first, 1u);
 }

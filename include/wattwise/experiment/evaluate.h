@@ -21,6 +21,12 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
                                 const std::shared_ptr<const text::EncodedExamples>& encoded,
                                 int64_t batch_size, int max_length);
 
+// Throws ww::Error when a row of `logits` (rows of `row_size`) holds NaN or Inf, naming `what`
+// ("input.jsonl: example") with the example's 1-based number (first_example + the row): a prediction
+// or an accuracy computed from them would be garbage presented as a result.
+void check_finite_logits(const std::vector<float>& logits, int64_t row_size, const std::string& what,
+                         int64_t first_example);
+
 // Host batch → host tensors for the model (a GPU model uploads them asynchronously itself).
 models::Batch to_model_batch(const text::HostBatch& batch, bool token_types, bool regression);
 models::Batch to_model_batch(const text::LmBatch& batch);

@@ -37,6 +37,15 @@ struct SafetensorsHeader {
   uint64_t data_start = 0;
 };
 
+// What reading a float tensor does when it holds NaN or Inf: refuse (the default: such weights make
+// every prediction garbage without a word), or warn once per tensor on stderr and load it anyway
+// (the CLI's --allow-nonfinite).
+enum class NonFinite { refuse, warn };
+
+// Non-finite values among `n` elements of a float dtype at `data` (0 for other dtypes); *first gets
+// the index of the first one.
+int64_t count_nonfinite(const void* data, DType dtype, size_t n, size_t* first = nullptr);
+
 class SafetensorsFile {
  public:
   // Maps the file read-only and validates its header. Throws ww::Error naming the file (and the
@@ -63,10 +72,15 @@ class SafetensorsFile {
   // The tensor's raw little-endian bytes inside the mapping; valid while this object (or a copy)
   // lives.
   std::string_view raw_bytes(const TensorInfo& info) const;
+  // What read() and read_into() do with NaN or Inf in a float tensor (default: refuse, naming the
+  // file, the tensor, how many and where the first is).
+  void set_nonfinite(NonFinite policy) { nonfinite_ = policy; }
 
  private:
   struct Storage;
   const TensorInfo& info_or_fail(std::string_view name) const;
+  void check_finite(const TensorInfo& info, const void* data, DType dtype, size_t n) const;
+  NonFinite nonfinite_ = NonFinite::refuse;
 
   std::filesystem::path path_;
   SafetensorsHeader header_;
@@ -93,6 +107,7 @@ class SafetensorsCheckpoint {
   int64_t total_elements() const;
   // For messages: the file ("m/model.safetensors") or "the N shards of m/model.safetensors.index.json".
   std::string description() const;
+  void set_nonfinite(NonFinite policy);  // every shard's (SafetensorsFile::set_nonfinite)
 
  private:
   std::filesystem::path path_;
