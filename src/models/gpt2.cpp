@@ -1,9 +1,9 @@
 // GPT2LMHeadModel: parameters, loading and saving (Conv1D layout), forward, chunked LM loss,
-// backward and the CUDA-graph training step. Generation lives in gpt2_generate.cpp.
+// backward and the CUDA-graph training step. Generation lives in gpt2_generate.cpp; the shared
+// machinery (execution options, working weights, arena, graphs, checkpoint segments) in runtime.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 #include <set>
 
 #include "wattwise/core/rng.h"
