@@ -9,7 +9,7 @@ the file's Conv1D layout, lm_head tied so not listed) computed in fp32 with drop
 continuation of a prompt from model.generate ("greedy_prompt", "greedy_tokens").
 
   python3 scripts/make_gpt2_fixtures.py --out tests/fixtures      # writes tests/fixtures/gpt2_tiny
-  python3 scripts/make_gpt2_fixtures.py --check-saved DIR         # used by tests/test_gpt2.cpp
+  python3 scripts/make_gpt2_fixtures.py --check-saved DIR         # used by tests/models/gpt2_test.cpp
 
 --check-saved loads a folder that wattwise saved with transformers' GPT2LMHeadModel.from_pretrained
 (unchanged: no conversion) and compares its logits on the batch in DIR/wattwise_check.safetensors

@@ -12,7 +12,7 @@ The fixture holds the initial parameters and gradients (flattened in registratio
 ww::models::ParameterStore lays them out), and per case the learning rate and pre-clip gradient
 norm of every step, the final parameters and the final optimizer state. It also holds learning-rate
 curves of transformers' linear, cosine and constant-with-warmup schedules.
-tests/test_optimizer.cpp replays the same steps and compares within 1e-6 relative.
+tests/train/optimizer_test.cpp replays the same steps and compares within 1e-6 relative.
 
 Usage: python3 scripts/make_optimizer_fixtures.py [--out tests/fixtures/optimizer/reference.json]
 """

@@ -1,6 +1,6 @@
 #pragma once
 // GPT-2 parity with Hugging Face transformers on tests/fixtures/gpt2_tiny (written by
-// scripts/make_gpt2_fixtures.py): shared by the CPU (test_gpt2) and GPU (test_cuda_gpt2) tests.
+// scripts/make_gpt2_fixtures.py), for tests/models/gpt2_test.cpp on every device.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 #pragma once
 // Parity with Hugging Face transformers on a fixture folder (an HF model + expected.safetensors
-// written by scripts/make_parity_fixtures.py): shared by the CPU (test_models) and GPU
-// (test_cuda_parity) tests.
+// written by scripts/make_parity_fixtures.py): shared by the tests of every device
+// (tests/models/sequence_classifier_test.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -473,16 +473,10 @@ TEST(CudaMixedPrecision, LinearMatchesCpu) {
     }
 }
 
-// Resets the process-wide switch even when an assertion returns early.
-struct Tf32Scope {
-  Tf32Scope() { ops::set_allow_tf32(true); }
-  ~Tf32Scope() { ops::set_allow_tf32(false); }
-};
-
 TEST(CudaMixedPrecision, Tf32LinearAndAttentionStayNearF32) {
   WW_REQUIRE_CUDA();
   ASSERT_FALSE(ops::allow_tf32()) << "TF32 must default to off";
-  Tf32Scope tf32;
+  const ops::Tf32Scope tf32(true);  // ends with the test, even when an assertion returns early
   for (const LinearCase& c : kLinearCases) {
     Tensor inp = random_cpu({c.N, c.IC}, 46), weight = random_cpu({c.OC, c.IC}, 47, 0.1f);
     Tensor bias = c.bias ? random_cpu({c.OC}, 48) : Tensor();

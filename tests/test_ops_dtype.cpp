@@ -191,10 +191,11 @@ TEST(OpsDtype, Tf32SwitchDefaultsOffAndDoesNotChangeTheCpu) {
   Tensor inp = random_cpu({5, 33}, 30), weight = random_cpu({7, 33}, 31), bias = random_cpu({7}, 32);
   Tensor out_off = Tensor::empty({5, 7}, DType::F32), out_on = Tensor::empty({5, 7}, DType::F32);
   ops::linear_forward(out_off, inp, weight, bias);
-  ops::set_allow_tf32(true);
-  EXPECT_TRUE(ops::allow_tf32());
-  ops::linear_forward(out_on, inp, weight, bias);
-  ops::set_allow_tf32(false);
+  {
+    const ops::Tf32Scope tf32(true);
+    EXPECT_TRUE(ops::allow_tf32());
+    ops::linear_forward(out_on, inp, weight, bias);
+  }
   EXPECT_FALSE(ops::allow_tf32());
   expect_same_bits(out_on, out_off, "linear out with TF32 allowed (CPU)");
 }

@@ -4,7 +4,6 @@
 #include <cstdlib>
 
 #include "wattwise/core/error.h"
-#include "wattwise/ops/linear.h"
 
 namespace ww::experiment {
 
@@ -39,31 +38,24 @@ void apply_inference_execution(models::SequenceClassifier& model, const Executio
   options.checkpointing = models::parse_checkpointing(choice.checkpointing);
   options.cuda_graphs = choice.cuda_graphs;
   model.set_execution(options);
-  ops::set_allow_tf32(false);
 }
 
 models::ExecutionOptions execution_options_of(const ExecutionChoice& choice) {
   models::ExecutionOptions options;
   options.compute_dtype = compute_dtype_of(choice.precision);
+  options.allow_tf32 = choice.precision == "tf32";
   options.attention = models::parse_attention_kernel(choice.attention);
   options.checkpointing = models::parse_checkpointing(choice.checkpointing);
   options.cuda_graphs = choice.cuda_graphs;
   return options;
 }
 
-namespace {
-template <typename Model>
-void apply_to(Model& model, const ExecutionChoice& choice) {
-  models::ExecutionOptions options = execution_options_of(choice);
-  if (choice.precision != "fp32" && model.device().is_cpu())
+void apply_execution(models::ModelRuntime& model, const ExecutionChoice& choice) {
+  const models::ExecutionOptions options = execution_options_of(choice);
+  if (model.device().is_cpu() && models::gpu_only_part(options) == models::GpuOnlyPart::Precision)
     fail("precision ", choice.precision, " needs a GPU (the CPU computes in fp32); use --precision fp32 with the cpu");
   model.set_execution(options);
-  ops::set_allow_tf32(choice.precision == "tf32");
 }
-}  // namespace
-
-void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice) { apply_to(model, choice); }
-void apply_execution(models::Gpt2LMHeadModel& model, const ExecutionChoice& choice) { apply_to(model, choice); }
 
 std::optional<float> parse_loss_scale(const std::string& text) {
   if (text == "dynamic") return std::nullopt;

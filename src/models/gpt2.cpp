@@ -1,14 +1,15 @@
 // GPT2LMHeadModel: parameters, loading and saving (Conv1D layout), forward, chunked LM loss,
-// backward and the CUDA-graph training step. Generation lives in gpt2_generate.cpp.
+// backward and the CUDA-graph training step. Generation lives in gpt2_generate.cpp; the shared
+// machinery (execution options, working weights, arena, graphs, checkpoint segments) in runtime.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 #include <set>
 
 #include "wattwise/core/rng.h"
 #include "wattwise/io/safetensors.h"
 #include "wattwise/models/gpt2.h"
+#include "wattwise/models/config.h"
 #include "wattwise/ops/ops.h"
 
 namespace ww::models {
@@ -46,25 +47,15 @@ void transpose_into(void* dst, const void* src, int64_t rows, int64_t cols, size
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) std::memcpy(d + size_t(c * rows + r) * size, s + size_t(r * cols + c) * size, size);
 }
-
-// Same elements as `master` (a view into the f32 flat buffer) in the 16-bit working copy.
-Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& master) {
-  const int64_t offset = master.data<float>() - flat.data<float>();
-  char* base = static_cast<char*>(working.raw()) + size_t(offset) * dtype_size(working.dtype());
-  return Tensor::view(base, master.shape(), working.dtype(), working.device());
-}
 }  // namespace
 
 Gpt2LMHeadModel::Gpt2LMHeadModel(const Gpt2Config& config, Device device, ModelPurpose purpose)
-    : config_(config), device_(device), purpose_(purpose) {
+    : ModelRuntime(device, purpose), config_(config) {
   config_.validate("GPT-2 config");
   // f32 masters, plus their gradients when training: refused before any allocation.
   config_.check_fits(inference_only() ? Device::cpu() : device_, inference_only() ? 4 : 8, "GPT-2 config");
   register_parameters();
-  // An inference-only model loads into host memory: the device only ever gets what the forward reads.
-  params_.allocate(inference_only() ? Device::cpu() : device_);
-  if (inference_only()) params_.set_inference_only();
-  dropout_base_ = Tensor::zeros({1}, DType::I64, device_);
+  allocate_parameters();
 }
 
 void Gpt2LMHeadModel::register_parameters() {
@@ -179,22 +170,13 @@ Gpt2LMHeadModel Gpt2LMHeadModel::from_pretrained(const std::filesystem::path& di
 }
 
 void Gpt2LMHeadModel::save(const std::filesystem::path& dir, DType store_dtype) const {
-  if (store_dtype != DType::F32 && store_dtype != DType::F16 && store_dtype != DType::BF16)
-    fail("cannot save weights as ", dtype_name(store_dtype), " (expected f32, f16 or bf16)");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
+  prepare_save(dir, store_dtype);
   // The f32 masters, or (an inference-only model that released them) the copies its forward reads.
   Tensor host;
-  if (!params_.values_released()) {
-    const Tensor& flat = params_.flat_values();
-    host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
-  }
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (size_t i = 0; i < params_.all().size(); ++i) {
     const Parameter& p = params_.all()[i];
-    Tensor value = host.defined() ? Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32)
-                                  : inference_.tensor_to_save(i, params_, store_dtype);
+    Tensor value = value_to_save(i, store_dtype, host);
     if (is_conv1d_weight(p.name)) {
       const Tensor src = value.device().is_cpu() ? value : value.to(Device::cpu());
       const int64_t out = p.shape[0], in = p.shape[1];
@@ -207,7 +189,7 @@ void Gpt2LMHeadModel::save(const std::filesystem::path& dir, DType store_dtype) 
   }
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
   Gpt2Config out = config_;
-  out.extra["dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
+  out.extra["dtype"] = torch_dtype_name(store_dtype);
   out.save(dir / "config.json");
 }
 
@@ -222,60 +204,11 @@ void Gpt2LMHeadModel::set_dropout(float hidden, float attention) {
 void Gpt2LMHeadModel::set_loss_chunk_rows(int64_t rows) {
   if (rows < 1) fail("loss chunk rows must be at least 1, got ", rows);
   loss_chunk_rows_ = rows;
-  act_.batch = 0;  // re-plan
-  train_graphs_.clear();
+  replan_activations();
+  drop_graphs();
 }
 
-void Gpt2LMHeadModel::set_execution(const ExecutionOptions& options) {
-  const DType d = options.compute_dtype;
-  if (d != DType::F32 && d != DType::F16 && d != DType::BF16)
-    fail("compute dtype ", dtype_name(d), " is not supported (expected f32, f16 or bf16)");
-  if (d != DType::F32 && device_.is_cpu())
-    fail(dtype_name(d), " compute needs a GPU (the CPU kernels compute in f32); use precision fp32 on the cpu");
-  if (options.attention == AttentionKernel::Fused && device_.is_cpu())
-    fail("fused attention needs a GPU; the CPU runs the reference attention (attention = reference or auto)");
-  if (options.checkpointing.mode == Checkpointing::Mode::EveryK && options.checkpointing.k < 1)
-    fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
-  if (prepared_for_inference() && d != inference_dtype_)
-    fail("compute dtype ", dtype_name(d), ": this inference-only model was prepared for ", dtype_name(inference_dtype_),
-         " and released its f32 master weights; load it again to run in another precision");
-  exec_ = options;
-  act_.batch = 0;
-  train_graphs_.clear();
-}
-
-AttentionKernel Gpt2LMHeadModel::attention_kernel() const { return resolve_attention_kernel(exec_.attention, device_); }
-
-void Gpt2LMHeadModel::refresh_working_weights() {
-  if (exec_.compute_dtype == DType::F32) {
-    working_ = Tensor();
-    return;
-  }
-  if (working_.defined() && working_.dtype() == exec_.compute_dtype && working_version_ == params_.version()) return;
-  if (!working_.defined() || working_.dtype() != exec_.compute_dtype) {
-    train_graphs_.clear();
-    working_ = Tensor::empty({params_.numel()}, exec_.compute_dtype, device_);
-  }
-  ops::cast(working_, params_.flat_values());
-  working_version_ = params_.version();
-}
-
-Tensor Gpt2LMHeadModel::gemm_weight(const std::string& name) const {
-  if (inference_.built()) {
-    const size_t i = params_.index_of(name);
-    return exec_.compute_dtype == DType::F32 ? inference_.f32(i, params_) : inference_.working(i, params_);
-  }
-  const Tensor& master = params_.value(name);
-  if (exec_.compute_dtype == DType::F32) return master;
-  return working_view(working_, params_.flat_values(), master);
-}
-
-Tensor Gpt2LMHeadModel::f32_weight(const std::string& name) const {
-  if (inference_.built()) return inference_.f32(params_.index_of(name), params_);
-  return params_.value(name);
-}
-
-std::vector<WeightUse> Gpt2LMHeadModel::inference_uses() const {
+std::vector<WeightUse> Gpt2LMHeadModel::weight_uses() const {
   std::set<std::string> f32_read = {wte_, wpe_, lnf_w_, lnf_b_};
   for (const LayerNames& n : layer_names_)
     for (const std::string* name : {&n.ln1_w, &n.ln1_b, &n.ln2_w, &n.ln2_b}) f32_read.insert(*name);
@@ -288,31 +221,6 @@ std::vector<WeightUse> Gpt2LMHeadModel::inference_uses() const {
     uses[i].working = !f32_compute && (!f32_read.count(name) || name == wte_);
   }
   return uses;
-}
-
-void Gpt2LMHeadModel::prepare_for_inference() {
-  if (!inference_only())
-    fail("prepare_for_inference(): the model was built for training; build it with ModelPurpose::Inference to run "
-         "it without gradients and f32 masters");
-  if (inference_.built() && inference_dtype_ == exec_.compute_dtype) return;
-  if (prepared_for_inference())
-    fail("this inference-only model was prepared for ", dtype_name(inference_dtype_),
-         " and released its f32 master weights; load it again to run it in ", dtype_name(exec_.compute_dtype));
-  train_graphs_.clear();
-  inference_.build(params_, inference_uses(), exec_.compute_dtype, device_);
-  inference_dtype_ = exec_.compute_dtype;
-  params_.release_values();
-}
-
-void Gpt2LMHeadModel::prepare_weights_for_forward() {
-  if (inference_only()) prepare_for_inference();
-  else refresh_working_weights();
-}
-
-void Gpt2LMHeadModel::check_trainable(const char* what) const {
-  if (inference_only())
-    fail(what, ": the model was built for inference only (ModelPurpose::Inference): it has no gradient buffer and "
-               "releases its f32 master weights; build it for training to train it");
 }
 
 void Gpt2LMHeadModel::check_batch(const Batch& batch) const {
@@ -332,12 +240,7 @@ void Gpt2LMHeadModel::check_batch(const Batch& batch) const {
     check_shape(batch.labels, {B, T}, "batch labels (causal LM: aligned with input_ids)");
     check_dtype(batch.labels, DType::I32, "batch labels");
   }
-  const Device where = ids.device();
-  if (!(where == device_) && !where.is_cpu())
-    fail("batch tensor on ", where.str(), " but the model is on ", device_.str());
-  for (const Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.labels})
-    if (t->defined() && !(t->device() == where))
-      fail("batch tensors on different devices (", t->device().str(), " and ", where.str(), ")");
+  check_batch_devices(batch);
 }
 
 void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t B, int64_t T, bool training,
@@ -347,10 +250,8 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
   a.batch = B, a.seq_len = T, a.training = training, a.full_logits = full_logits;
   a.dtype = exec_.compute_dtype;
   a.attention = attention_kernel();
-  a.segment = training ? exec_.checkpointing.segment_layers(layers) : layers;
   a.chunk = std::min(N, loss_chunk_rows_);
   const bool fused = a.attention == AttentionKernel::Fused;
-  const bool recompute = training && a.segment < layers;
   auto act = [&](const Shape& s) { return arena.alloc(s, a.dtype); };
   auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
   if (device_.is_cuda()) {
@@ -362,9 +263,9 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
     a.in_labels = arena.alloc({N}, DType::I32);  // the shifted labels
   }
   a.emb = act({B, T, C});
-  const int64_t slots = !training ? 1 : recompute ? a.segment : layers;
-  a.layers.assign(size_t(slots), {});
-  for (auto& l : a.layers) {
+  a.stack.plan(layers, training, exec_.checkpointing);
+  a.stack.input = a.emb;
+  for (auto& l : a.stack.slots) {
     l.ln1_out = act({N, C});
     l.ln1_mean = f32({N});
     l.ln1_rstd = f32({N});
@@ -385,8 +286,7 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
     l.fc_act = training ? act({N, I}) : Tensor();
     l.out = act({B, T, C});
   }
-  a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
-  for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
+  for (size_t s = 1; s < a.stack.boundaries.size(); ++s) a.stack.boundaries[s] = act({B, T, C});
   a.proj = act({N, C});
   a.lnf_out = act({N, C});
   a.lnf_mean = f32({N});
@@ -410,11 +310,15 @@ void Gpt2LMHeadModel::allocate_activations(Arena& arena, Activations& a, int64_t
   }
 }
 
-size_t Gpt2LMHeadModel::planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const {
+size_t Gpt2LMHeadModel::activation_bytes_for(int64_t batch, int64_t seq_len, bool training, bool full_logits) const {
   Arena counter = Arena::counting(device_);
   Activations plan;
-  allocate_activations(counter, plan, batch, seq_len, training, /*full_logits=*/!training);
+  allocate_activations(counter, plan, batch, seq_len, training, full_logits);
   return counter.peak();
+}
+
+size_t Gpt2LMHeadModel::planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const {
+  return activation_bytes_for(batch, seq_len, training, /*full_logits=*/!training);
 }
 
 void Gpt2LMHeadModel::ensure_head_weight() {
@@ -422,42 +326,18 @@ void Gpt2LMHeadModel::ensure_head_weight() {
   if (head_weight_.defined() && head_weight_.dtype() == exec_.compute_dtype && head_weight_.device() == device_ &&
       head_weight_.size(0) == Vp && head_weight_.size(1) == C)
     return;
-  train_graphs_.clear();  // recordings hold the old buffer's address
+  drop_graphs();  // recordings hold the old buffer's address
   head_weight_ = Tensor();
   head_weight_ = Tensor::zeros({Vp, C}, exec_.compute_dtype, device_);  // rows V.. stay zero
 }
 
 void Gpt2LMHeadModel::plan_activations(int64_t B, int64_t T, bool training, bool full_logits) {
   ensure_head_weight();  // outside any graph recording: it may allocate
-  if (arena_.capacity() && act_.batch == B && act_.seq_len == T && act_.training == training &&
-      act_.full_logits == full_logits)
-    return;
-  Arena counter = Arena::counting(device_);
-  Activations plan;
-  allocate_activations(counter, plan, B, T, training, full_logits);
-  const size_t needed = counter.peak();
-  if (needed > arena_.capacity()) {
-    train_graphs_.clear();  // recordings hold addresses in the old buffer
-    arena_ = Arena();
-    arena_ = Arena(needed, device_);
-  }
-  arena_.reset();
-  allocate_activations(arena_, act_, B, T, training, full_logits);
+  const StepKey key{B, T, training, full_logits};
+  if (activations_planned(key)) return;
+  allocate_activations(activation_arena(key, activation_bytes_for(B, T, training, full_logits)), act_, B, T, training,
+                       full_logits);
 }
-
-Gpt2LMHeadModel::LayerActivations& Gpt2LMHeadModel::layer_slot(int64_t l) {
-  if (!act_.training) return act_.layers[0];
-  return act_.layers[size_t(l % int64_t(act_.layers.size()))];
-}
-
-Tensor Gpt2LMHeadModel::layer_output(int64_t l) {
-  const bool segment_end = (l + 1) % act_.segment == 0;
-  if (!act_.boundaries.empty() && segment_end && l + 1 < config_.n_layer)
-    return act_.boundaries[size_t((l + 1) / act_.segment)];
-  return layer_slot(l).out;
-}
-
-Tensor Gpt2LMHeadModel::layer_input(int64_t l) { return l == 0 ? act_.emb : layer_output(l - 1); }
 
 Batch Gpt2LMHeadModel::stage_inputs(const Batch& batch) {
   Activations& a = act_;
@@ -475,7 +355,7 @@ Batch Gpt2LMHeadModel::stage_inputs(const Batch& batch) {
         num_valid_ += l[b * T + t + 1] != -100;
       }
   }
-  const int64_t base_value = int64_t(dropout_step_ << 16);
+  const int64_t base_value = dropout_base_value();
   Batch fixed = batch;
   if (device_.is_cpu()) {
     *dropout_base_.data<int64_t>() = base_value;
@@ -546,9 +426,10 @@ void Gpt2LMHeadModel::trunk_forward(const Batch& batch, bool training) {
   ops::embeddings_forward(a.emb, batch.input_ids, Tensor(), f32_weight(wte_), f32_weight(wpe_), Tensor());
   ops::dropout_forward(a.emb, a.emb, training ? config_.embd_pdrop : 0.0f, dropout_seed_,
                        dropout_offset(kSiteEmbeddings), dropout_base_);
+  LayerStack<LayerActivations>& stack = a.stack;
   for (int64_t l = 0; l < config_.n_layer; ++l)
-    layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
-  ops::layernorm_forward(a.lnf_out, a.lnf_mean, a.lnf_rstd, layer_output(config_.n_layer - 1).reshape({N, C}),
+    layer_forward(l, stack.input_of(l), stack.slot(l), stack.output(l), training, batch.attention_mask);
+  ops::layernorm_forward(a.lnf_out, a.lnf_mean, a.lnf_rstd, stack.output(config_.n_layer - 1).reshape({N, C}),
                          f32_weight(lnf_w_), f32_weight(lnf_b_), config_.layer_norm_epsilon);
 }
 
@@ -579,15 +460,10 @@ void Gpt2LMHeadModel::head_loss(const Tensor& shifted_labels, bool with_grad, fl
   }
 }
 
-void Gpt2LMHeadModel::read_loss() {
-  std::vector<float> losses = act_.losses.to_float_vector();
-  const double sum = std::accumulate(losses.begin(), losses.end(), 0.0);
-  loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
-}
-
 Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
   check_batch(batch);
   if (training) check_trainable("forward(training=true)");
+  const auto tf32 = tf32_scope();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   const bool with_labels = batch.labels.defined();
   plan_activations(B, T, training, /*full_logits=*/!with_labels);
@@ -603,17 +479,8 @@ Tensor Gpt2LMHeadModel::forward(const Batch& batch, bool training) {
     return act_.logits.reshape({B, T, config_.vocab_size});
   }
   head_loss(shifted_labels_, /*with_grad=*/false, 0.0f);
-  read_loss();
+  read_mean_loss(act_.losses);
   return Tensor();
-}
-
-void Gpt2LMHeadModel::backward(float loss_scale) {
-  check_trainable("backward()");
-  if (!can_backward_) fail("backward() needs a preceding forward(batch with labels, training=true)");
-  if (!(std::isfinite(loss_scale) && loss_scale > 0))
-    fail("backward: loss_scale ", loss_scale, " is not a finite value > 0");
-  backward_kernels(loss_scale, /*head_done=*/false);
-  can_backward_ = false;
 }
 
 void Gpt2LMHeadModel::layer_backward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& key_mask) {
@@ -650,71 +517,53 @@ void Gpt2LMHeadModel::layer_backward(int64_t l, const Tensor& x_in, LayerActivat
                           s.ln1_rstd, /*accumulate=*/true, a.ln_workspace);  // d x total
 }
 
-void Gpt2LMHeadModel::backward_kernels(float loss_scale, bool head_done) {
+void Gpt2LMHeadModel::backward_kernels(float loss_scale) {
+  const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
+  head_loss(shifted_labels_, /*with_grad=*/true, scale);
+  trunk_backward();
+}
+
+void Gpt2LMHeadModel::trunk_backward() {
   Activations& a = act_;
   const ParameterStore& P = params_;
   const Batch& batch = last_batch_;
   const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.n_embd, layers = config_.n_layer;
-  const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
+  LayerStack<LayerActivations>& stack = a.stack;
 
-  if (!head_done) head_loss(shifted_labels_, /*with_grad=*/true, scale);
-  ops::layernorm_backward(a.d_a, P.grad(lnf_w_), P.grad(lnf_b_), a.d_lnf, layer_output(layers - 1).reshape({N, C}),
+  ops::layernorm_backward(a.d_a, P.grad(lnf_w_), P.grad(lnf_b_), a.d_lnf, stack.output(layers - 1).reshape({N, C}),
                           P.value(lnf_w_), a.lnf_mean, a.lnf_rstd, /*accumulate=*/false, a.ln_workspace);
   // Layers, last to first, one checkpoint segment at a time (an earlier one recomputed first).
-  const int64_t segments = (layers + a.segment - 1) / a.segment;
-  for (int64_t seg = segments - 1; seg >= 0; --seg) {
-    const int64_t first = seg * a.segment, last = std::min(layers, first + a.segment) - 1;
-    if (seg != segments - 1)
-      for (int64_t l = first; l <= last; ++l)
-        layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), /*training=*/true, batch.attention_mask);
-    for (int64_t l = last; l >= first; --l) layer_backward(l, layer_input(l), layer_slot(l), batch.attention_mask);
-  }
+  stack.backward(
+      [&](int64_t l) {
+        layer_forward(l, stack.input_of(l), stack.slot(l), stack.output(l), /*training=*/true, batch.attention_mask);
+      },
+      [&](int64_t l) { layer_backward(l, stack.input_of(l), stack.slot(l), batch.attention_mask); });
   ops::dropout_backward(a.d_b, a.d_a, config_.embd_pdrop, dropout_seed_, dropout_offset(kSiteEmbeddings),
                         dropout_base_);
   ops::embeddings_backward(P.grad(wte_), P.grad(wpe_), Tensor(), a.d_b.reshape({B, T, C}), batch.input_ids,
                            Tensor());
 }
 
-bool Gpt2LMHeadModel::can_graph_training(const Batch& batch) const {
-  return device_.is_cuda() && exec_.cuda_graphs && !inference_only() && batch.input_ids.defined() &&
-         batch.input_ids.device().is_cpu() && batch.labels.defined();
-}
-
 void Gpt2LMHeadModel::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
   check_batch(batch);
   check_trainable("train_step_graphed");
-  if (!can_graph_training(batch))
-    fail("train_step_graphed needs a GPU model with CUDA graphs on and a host batch with labels");
-  if (!(std::isfinite(loss_scale) && loss_scale > 0))
-    fail("train_step_graphed: loss_scale ", loss_scale, " is not a finite value > 0");
+  check_graphed_step(batch, loss_scale);
+  const auto tf32 = tf32_scope();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   plan_activations(B, T, /*training=*/true, /*full_logits=*/false);
-  if (exec_.compute_dtype != DType::F32 && (!working_.defined() || working_.dtype() != exec_.compute_dtype))
-    refresh_working_weights();
+  allocate_working_weights();
   ++dropout_step_;
   const Batch fixed = stage_inputs(batch);  // counts the scored tokens on the host
   last_batch_ = fixed;
   const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
-  auto work = [&] {
-    if (working_.defined()) ops::cast(working_, params_.flat_values());
-    trunk_forward(fixed, /*training=*/true);
-    head_loss(shifted_labels_, /*with_grad=*/true, scale);  // loss and its gradient in one pass
-    backward_kernels(loss_scale, /*head_done=*/true);
-    tail();
-  };
   uint32_t scale_bits = 0;
   std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
-  const TrainGraphKey key{B, T, fixed.attention_mask.defined(), num_valid_, scale_bits};
-  auto it = train_graphs_.find(key);
-  if (it != train_graphs_.end()) {
-    it->second.replay();
-  } else {
-    work();
-    train_graphs_.emplace(key, ops::CapturedWork::capture(device_, work));
-  }
-  working_version_ = params_.version();
-  can_backward_ = false;
-  read_loss();
+  run_training_step_graph({B, T, fixed.attention_mask.defined(), num_valid_, scale_bits}, [&] {
+    trunk_forward(fixed, /*training=*/true);
+    head_loss(shifted_labels_, /*with_grad=*/true, scale);  // loss and its gradient in one pass
+    trunk_backward();
+  }, tail);
+  read_mean_loss(act_.losses);
 }
 
 }  // namespace ww::models

@@ -19,6 +19,7 @@ namespace ww::models {
 Tensor Gpt2LMHeadModel::last_token_logits(const Batch& batch) {
   if (batch.labels.defined()) fail("last_token_logits: the batch must not carry labels");
   check_batch(batch);
+  const auto tf32 = tf32_scope();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1), C = config_.n_embd;
   plan_activations(B, T, /*training=*/false, /*full_logits=*/true);
   prepare_weights_for_forward();
@@ -113,6 +114,7 @@ std::vector<int32_t> Gpt2LMHeadModel::generate(const std::vector<int32_t>& promp
     if (id < 0 || id >= config_.vocab_size)
       fail("generate: prompt token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")");
 
+  const auto tf32 = tf32_scope();
   Rng rng(o.seed, /*stream=*/0x6e6e);
   const int64_t V = config_.vocab_size;
   std::vector<int32_t> sequence = prompt_ids, generated;

@@ -1,15 +1,15 @@
+// SequenceClassifier (BERT, DistilBERT): parameters, loading and saving, layer_forward and
+// layer_backward, the pooling head and its loss, and the CUDA-graph training step. Quantization of
+// the encoder linears lives in sequence_classifier_quantize.cpp; the shared machinery in runtime.cpp.
 #include "wattwise/models/sequence_classifier.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <numeric>
 #include <set>
 
 #include "wattwise/core/rng.h"
 #include "wattwise/io/safetensors.h"
-#include "wattwise/ops/graph.h"
 #include "wattwise/ops/ops.h"
 
 namespace ww::models {
@@ -45,15 +45,13 @@ std::string SequenceClassifier::prefix() const {
 }
 
 SequenceClassifier::SequenceClassifier(const ModelConfig& config, Device device, ModelPurpose purpose)
-    : config_(config), device_(device), purpose_(purpose) {
+    : ModelRuntime(device, purpose, {"fine-tune it", "ModelPurpose::Inference (or LoadOptions::purpose)"}),
+      config_(config) {
   config_.validate("model config");
   // f32 masters, plus their gradients when training: refused before any allocation.
   config_.check_fits(inference_only() ? Device::cpu() : device_, inference_only() ? 4 : 8, "model config");
   register_parameters();
-  // An inference-only model loads into host memory: the device only ever gets what the forward reads.
-  params_.allocate(inference_only() ? Device::cpu() : device_);
-  if (inference_only()) params_.set_inference_only();
-  dropout_base_ = Tensor::zeros({1}, DType::I64, device_);
+  allocate_parameters();
 }
 
 void SequenceClassifier::register_parameters() {
@@ -232,8 +230,8 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
     for (const auto& p : model.params_.all()) {
       if (std::find(missing_head.begin(), missing_head.end(), p.name) == missing_head.end()) continue;
       Tensor host = Tensor::empty(p.shape, DType::F32);
-      // Sequential draws from one stream, as before fill_normal existed: a head is small, and a
-      // seed keeps giving the head it gave (the documented MiniLM runs start from it).
+      // Sequential draws from one stream, not fill_normal's per-parameter streams: a head is small,
+      // and a seed keeps giving the head it gave (the documented MiniLM runs start from it).
       model.init_parameter(p, host.data<float>(), [&](float* w, int64_t n, float std) {
         for (int64_t i = 0; i < n; ++i) w[i] = rng.normal() * std;
       });
@@ -249,25 +247,12 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
 }
 
 void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtype) const {
-  if (store_dtype != DType::F32 && store_dtype != DType::F16 && store_dtype != DType::BF16)
-    fail("cannot save weights as ", dtype_name(store_dtype), " (expected f32, f16 or bf16)");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) fail(dir.string(), ": cannot create folder (", ec.message(), ")");
+  prepare_save(dir, store_dtype);
   std::vector<std::pair<std::string, Tensor>> tensors;
   Tensor host;  // the host copy the views below point into: alive until the file is written
-  if (params_.values_released()) {
-    // An inference-only model after its first forward: what the forward reads (or an error saying why not).
-    for (size_t i = 0; i < params_.all().size(); ++i)
-      if (!dropped_parameters_.count(params_.all()[i].name))
-        tensors.emplace_back(params_.all()[i].name, inference_.tensor_to_save(i, params_, store_dtype));
-  } else {
-    const Tensor& flat = params_.flat_values();
-    host = flat.device().is_cpu() ? flat : flat.to(Device::cpu());
-    for (const auto& p : params_.all())
-      if (!dropped_parameters_.count(p.name))
-        tensors.emplace_back(p.name, Tensor::view(host.data<float>() + p.offset, p.shape, DType::F32));
-  }
+  for (size_t i = 0; i < params_.all().size(); ++i)
+    if (!dropped_parameters_.count(params_.all()[i].name))
+      tensors.emplace_back(params_.all()[i].name, value_to_save(i, store_dtype, host));
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
   if (!has_dense_head())
     std::fprintf(stderr,
@@ -277,7 +262,7 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
                  dir.string().c_str(), pooling_name(config_.pooling),
                  config_.arch == Architecture::Bert ? "Bert" : "DistilBert");
   ModelConfig out = config_;
-  out.extra["dtype"] = store_dtype == DType::F32 ? "float32" : store_dtype == DType::F16 ? "float16" : "bfloat16";
+  out.extra["dtype"] = torch_dtype_name(store_dtype);
   save_model_config(out, dir / "config.json");
 }
 
@@ -316,88 +301,7 @@ void SequenceClassifier::check_batch(const Batch& batch) const {
     check_shape(batch.labels, {B}, "batch labels");
     check_dtype(batch.labels, config_.regression ? DType::F32 : DType::I32, "batch labels");
   }
-  // All on the model's device, or all on the CPU (a GPU model uploads them).
-  const Device where = ids.device();
-  if (!(where == device_) && !where.is_cpu())
-    fail("batch tensor on ", where.str(), " but the model is on ", device_.str());
-  for (const Tensor* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels})
-    if (t->defined() && !(t->device() == where))
-      fail("batch tensors on different devices (", t->device().str(), " and ", where.str(), ")");
-}
-
-int64_t Checkpointing::segment_layers(int64_t num_layers) const {
-  switch (mode) {
-    case Mode::None: return std::max<int64_t>(num_layers, 1);
-    case Mode::Every: return 1;
-    case Mode::EveryK: return std::max<int64_t>(1, std::min(k, num_layers));
-    case Mode::Sqrt: return std::max<int64_t>(1, int64_t(std::ceil(std::sqrt(double(num_layers)))));
-  }
-  return num_layers;
-}
-
-std::string Checkpointing::str() const {
-  switch (mode) {
-    case Mode::None: return "none";
-    case Mode::Every: return "every";
-    case Mode::EveryK: return "every-" + std::to_string(k);
-    case Mode::Sqrt: return "sqrt";
-  }
-  return "none";
-}
-
-Checkpointing parse_checkpointing(const std::string& text) {
-  Checkpointing c;
-  if (text == "none" || text.empty()) return c;
-  if (text == "every") {
-    c.mode = Checkpointing::Mode::Every;
-    return c;
-  }
-  if (text == "sqrt") {
-    c.mode = Checkpointing::Mode::Sqrt;
-    return c;
-  }
-  if (text.rfind("every-", 0) == 0 && text.size() > 6 && text.size() < 12 &&
-      text.find_first_not_of("0123456789", 6) == std::string::npos) {
-    c.mode = Checkpointing::Mode::EveryK;
-    c.k = std::stoll(text.substr(6));
-    if (c.k >= 1) return c;
-  }
-  fail("activation checkpointing '", text, "': expected none, every, every-K (K >= 1 layers per segment) or sqrt");
-}
-
-AttentionKernel parse_attention_kernel(const std::string& text) {
-  if (text == "auto") return AttentionKernel::Auto;
-  if (text == "fused") return AttentionKernel::Fused;
-  if (text == "reference") return AttentionKernel::Reference;
-  fail("attention kernel '", text, "': expected auto, fused or reference");
-}
-
-const char* attention_kernel_name(AttentionKernel kernel) {
-  switch (kernel) {
-    case AttentionKernel::Auto: return "auto";
-    case AttentionKernel::Fused: return "fused";
-    case AttentionKernel::Reference: return "reference";
-  }
-  return "auto";
-}
-
-void SequenceClassifier::set_execution(const ExecutionOptions& options) {
-  const DType d = options.compute_dtype;
-  if (d != DType::F32 && d != DType::F16 && d != DType::BF16)
-    fail("compute dtype ", dtype_name(d), " is not supported (expected f32, f16 or bf16)");
-  if (d != DType::F32 && device_.is_cpu())
-    fail(dtype_name(d), " compute needs a GPU (the CPU kernels compute in f32); use precision fp32 on the cpu");
-  if (options.attention == AttentionKernel::Fused && device_.is_cpu())
-    fail("fused attention needs a GPU; the CPU runs the reference attention (attention = reference or auto)");
-  if (options.checkpointing.mode == Checkpointing::Mode::EveryK && options.checkpointing.k < 1)
-    fail("activation checkpointing every-", options.checkpointing.k, ": K must be at least 1");
-  if (prepared_for_inference() && d != inference_dtype_)
-    fail("compute dtype ", dtype_name(d), ": this inference-only model was prepared for ", dtype_name(inference_dtype_),
-         " and released its f32 master weights; load it again to run in another precision");
-  exec_ = options;
-  act_.batch = 0;  // re-plan the activations at the next forward
-  graphs_.clear();
-  train_graphs_.clear();
+  check_batch_devices(batch);
 }
 
 void SequenceClassifier::keep_first_layers(int64_t k) {
@@ -410,70 +314,11 @@ void SequenceClassifier::keep_first_layers(int64_t k) {
       if (param.name.rfind(p + std::to_string(l) + ".", 0) == 0) dropped_parameters_.insert(param.name);
   config_.num_layers = k;
   layer_names_.resize(size_t(k));
-  act_.batch = 0;  // re-plan the activations (and re-record graphs) for fewer layers
-  arena_ = Arena();
-  graphs_.clear();
-  train_graphs_.clear();
+  release_activations();  // re-plan the activations (and re-record graphs) for fewer layers
+  drop_graphs();
 }
 
-AttentionKernel resolve_attention_kernel(AttentionKernel requested, Device device) {
-  if (requested != AttentionKernel::Auto) return requested;
-  return device.is_cuda() ? AttentionKernel::Fused : AttentionKernel::Reference;
-}
-
-AttentionKernel SequenceClassifier::attention_kernel() const { return resolve_attention_kernel(exec_.attention, device_); }
-
-void SequenceClassifier::refresh_working_weights() {
-  if (exec_.compute_dtype == DType::F32) {
-    working_ = Tensor();
-    return;
-  }
-  if (working_.defined() && working_.dtype() == exec_.compute_dtype && working_version_ == params_.version()) return;
-  if (!working_.defined() || working_.dtype() != exec_.compute_dtype) {
-    graphs_.clear();  // recordings read the old working copy
-    train_graphs_.clear();
-    working_ = Tensor::empty({params_.numel()}, exec_.compute_dtype, device_);
-  }
-  ops::cast(working_, params_.flat_values());
-  working_version_ = params_.version();
-}
-
-namespace {
-// The same elements as `master` (a view into the f32 flat buffer) in the working copy.
-Tensor working_view(const Tensor& working, const Tensor& flat, const Tensor& master, const Shape& shape) {
-  const int64_t offset = master.data<float>() - flat.data<float>();
-  char* base = static_cast<char*>(working.raw()) + size_t(offset) * dtype_size(working.dtype());
-  return Tensor::view(base, shape, working.dtype(), working.device());
-}
-}  // namespace
-
-Tensor SequenceClassifier::gemm_weight(const std::string& name) const {
-  if (inference_.built()) {
-    const size_t i = params_.index_of(name);
-    return exec_.compute_dtype == DType::F32 ? inference_.f32(i, params_) : inference_.working(i, params_);
-  }
-  const Tensor& master = params_.value(name);
-  if (exec_.compute_dtype == DType::F32) return master;
-  return working_view(working_, params_.flat_values(), master, master.shape());
-}
-
-Tensor SequenceClassifier::gemm_weight_span(const std::string& first, const std::string& last, const Shape& shape) const {
-  if (inference_.built()) {
-    const size_t a = params_.index_of(first), b = params_.index_of(last);
-    return exec_.compute_dtype == DType::F32 ? inference_.f32_span(a, b, shape, params_)
-                                             : inference_.working_span(a, b, shape, params_);
-  }
-  Tensor master = params_.span(first, last, shape, false);
-  if (exec_.compute_dtype == DType::F32) return master;
-  return working_view(working_, params_.flat_values(), master, shape);
-}
-
-Tensor SequenceClassifier::f32_weight(const std::string& name) const {
-  if (inference_.built()) return inference_.f32(params_.index_of(name), params_);
-  return params_.value(name);
-}
-
-std::vector<WeightUse> SequenceClassifier::inference_uses() const {
+std::vector<WeightUse> SequenceClassifier::weight_uses() const {
   std::set<std::string> f32_read = {word_emb_, pos_emb_, emb_ln_w_, emb_ln_b_};
   if (!type_emb_.empty()) f32_read.insert(type_emb_);
   std::set<size_t> quantized;
@@ -494,46 +339,6 @@ std::vector<WeightUse> SequenceClassifier::inference_uses() const {
   return uses;
 }
 
-void SequenceClassifier::ensure_inference_weights() {
-  const bool quantized = !quantized_.empty();
-  if (inference_.built() && inference_dtype_ == exec_.compute_dtype && inference_quantized_ == quantized &&
-      (prepared_for_inference() || inference_version_ == params_.version()))
-    return;
-  if (prepared_for_inference())
-    fail("this inference-only model was prepared for ", dtype_name(inference_dtype_),
-         inference_quantized_ ? " with quantized linears" : "", " and released its f32 master weights; load it "
-         "again to run it another way");
-  graphs_.clear();  // recordings read the old weights
-  inference_.build(params_, inference_uses(), exec_.compute_dtype, device_);
-  inference_dtype_ = exec_.compute_dtype;
-  inference_quantized_ = quantized;
-  inference_version_ = params_.version();
-}
-
-void SequenceClassifier::prepare_for_inference() {
-  if (!inference_only())
-    fail("prepare_for_inference(): the model was built for training; build it with ModelPurpose::Inference (or "
-         "LoadOptions::purpose) to run it without gradients and f32 masters");
-  if (quant_method_ && quantized_version_ != params_.version())
-    fail("the weights changed after quantization (", ops::quant_method_name(*quant_method_),
-         "): quantize the model again");
-  ensure_inference_weights();
-  if (!prepared_for_inference()) params_.release_values();
-}
-
-void SequenceClassifier::prepare_weights_for_forward() {
-  if (!inference_only()) return refresh_working_weights();
-  // Calibration forwards run before quantizing, which still needs the masters.
-  if (!observers_.empty()) return ensure_inference_weights();
-  prepare_for_inference();
-}
-
-void SequenceClassifier::check_trainable(const char* what) const {
-  if (inference_only())
-    fail(what, ": the model was built for inference only (ModelPurpose::Inference): it has no gradient buffer and "
-               "releases its f32 master weights; build it for training to fine-tune it");
-}
-
 void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int64_t B, int64_t T,
                                               bool training) const {
   const int64_t N = B * T, C = config_.hidden_size, I = config_.intermediate_size,
@@ -541,9 +346,7 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   a.batch = B, a.seq_len = T, a.training = training;
   a.dtype = exec_.compute_dtype;
   a.attention = attention_kernel();
-  a.segment = training ? exec_.checkpointing.segment_layers(layers) : layers;
   const bool fused = a.attention == AttentionKernel::Fused;
-  const bool recompute = training && a.segment < layers;
   auto act = [&](const Shape& s) { return arena.alloc(s, a.dtype); };
   auto f32 = [&](const Shape& s) { return arena.alloc(s, DType::F32); };
   // On a GPU the inputs live in fixed buffers (uploaded without a host wait), which is also what
@@ -567,9 +370,9 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
   if (!training) a.proj = act({N, C});
   // Training keeps every layer's activations for backward (or a segment's, when checkpointing);
   // inference reuses one set (a layer reads its input before it overwrites `out`).
-  const int64_t slots = !training ? 1 : recompute ? a.segment : layers;
-  a.layers.assign(size_t(slots), {});
-  for (auto& l : a.layers) {
+  a.stack.plan(layers, training, exec_.checkpointing);
+  a.stack.input = a.emb_out;
+  for (auto& l : a.stack.slots) {
     l.qkv = act({B, T, 3 * C});
     if (fused) l.lse = f32({B, H, T});
     else l.probs = act({B, H, T, T});
@@ -589,10 +392,9 @@ void SequenceClassifier::allocate_activations(Arena& arena, Activations& a, int6
     // batch 256 × 128: 48 MiB less peak memory).
     l.out = training ? act({B, T, C}) : a.emb_out;
   }
-  a.boundaries.assign(recompute ? size_t((layers + a.segment - 1) / a.segment) : 0, Tensor());
-  for (size_t s = 1; s < a.boundaries.size(); ++s) a.boundaries[s] = act({B, T, C});
+  for (size_t s = 1; s < a.stack.boundaries.size(); ++s) a.stack.boundaries[s] = act({B, T, C});
   if (training) a.proj = act({N, C});
-  a.ffn_act = training ? act({N, I}) : a.layers.front().ffn_pre;
+  a.ffn_act = training ? act({N, I}) : a.stack.slots.front().ffn_pre;
   a.cls = act({B, C});
   a.head_pre = act({B, C});
   a.head_act = act({B, C});
@@ -632,137 +434,21 @@ size_t SequenceClassifier::planned_activation_bytes(int64_t batch, int64_t seq_l
 }
 
 void SequenceClassifier::plan_activations(int64_t B, int64_t T, bool training) {
-  if (arena_.capacity() && act_.batch == B && act_.seq_len == T && act_.training == training) return;
-  const size_t needed = planned_activation_bytes(B, T, training);
-  // Grow only: a smaller later batch reuses the buffer; no allocation inside a steady loop.
-  if (needed > arena_.capacity()) {
-    graphs_.clear();  // recordings hold addresses in the old buffer
-    train_graphs_.clear();
-    arena_ = Arena();  // free the old buffer before asking for the larger one
-    arena_ = Arena(needed, device_);
-  }
-  arena_.reset();
-  allocate_activations(arena_, act_, B, T, training);
-}
-
-// A site's offset; the step's share, dropout_step_ << 16, lives in dropout_base_ (on the model's
-// device), which every dropout and attention op adds when it runs: a CUDA graph recorded at one
-// step then draws the next step's masks. Effective offset = (step << 16) | site, as before.
-uint64_t SequenceClassifier::dropout_offset(int site) const { return uint64_t(site); }
-
-SequenceClassifier::LayerActivations& SequenceClassifier::layer_slot(int64_t l) {
-  if (!act_.training) return act_.layers[0];
-  return act_.layers[size_t(l % int64_t(act_.layers.size()))];
-}
-
-Tensor SequenceClassifier::layer_output(int64_t l) {
-  const bool segment_end = (l + 1) % act_.segment == 0;
-  if (!act_.boundaries.empty() && segment_end && l + 1 < config_.num_layers)
-    return act_.boundaries[size_t((l + 1) / act_.segment)];
-  return layer_slot(l).out;
+  const StepKey key{B, T, training};
+  if (activations_planned(key)) return;
+  allocate_activations(activation_arena(key, planned_activation_bytes(B, T, training)), act_, B, T, training);
 }
 
 SequenceClassifier::AttentionTensors SequenceClassifier::attention_tensors_for_testing(int64_t layer) const {
-  if (!act_.training || act_.layers.empty() || !last_batch_.input_ids.defined())
+  const LayerStack<LayerActivations>& stack = act_.stack;
+  if (!act_.training || stack.slots.empty() || !last_batch_.input_ids.defined())
     fail("attention_tensors_for_testing: needs a training forward first");
   if (layer < 0 || layer >= config_.num_layers)
     fail("attention_tensors_for_testing: layer ", layer, " is outside 0..", config_.num_layers - 1);
-  if (int64_t(act_.layers.size()) != config_.num_layers)
+  if (int64_t(stack.slots.size()) != config_.num_layers)
     fail("attention_tensors_for_testing: activation checkpointing keeps only some layers' tensors");
-  const LayerActivations& s = act_.layers[size_t(layer)];
+  const LayerActivations& s = stack.slots[size_t(layer)];
   return {s.qkv, s.context, s.lse, last_batch_.attention_mask};
-}
-
-Tensor SequenceClassifier::layer_input(int64_t l) { return l == 0 ? act_.emb_out : layer_output(l - 1); }
-
-Tensor SequenceClassifier::encoder_linear_weight(int64_t l, EncoderLinear which) const {
-  const LayerNames& n = layer_names_[size_t(l)];
-  const int64_t C = config_.hidden_size;
-  switch (which) {
-    case kQkv: return gemm_weight_span(n.qkv_first_w, n.qkv_last_w, {3 * C, C});
-    case kAttentionOut: return gemm_weight(n.attn_out_w);
-    case kFfnIn: return gemm_weight(n.ffn_in_w);
-    case kFfnOut: return gemm_weight(n.ffn_out_w);
-    default: break;
-  }
-  fail("encoder linear ", int(which), " does not exist");
-}
-
-void SequenceClassifier::encoder_linear(int64_t l, EncoderLinear which, const Tensor& out, const Tensor& inp,
-                                        const Tensor& b) {
-  const size_t index = size_t(l * kLinearsPerLayer + which);
-  if (!quantized_.empty() && !act_.training) {
-    // The dense weight is not looked up: an inference-only model no longer has it.
-    ops::quantized_linear_forward(out, inp, quantized_[index], b, act_.quant_workspace);
-    return;
-  }
-  if (!observers_.empty()) observers_[index].observe(inp);
-  ops::linear_forward(out, inp, encoder_linear_weight(l, which), b);
-}
-
-void SequenceClassifier::clear_quantization() {
-  if (quant_method_ && prepared_for_inference())
-    fail("clear_quantization(): this inference-only model released its f32 master weights, so the quantized "
-         "linears (", ops::quant_method_name(*quant_method_), ") are all it has; load the model again");
-  quant_method_.reset();
-  quantized_.clear();
-  observers_.clear();
-  act_.batch = 0;  // re-plan (the quantized GEMMs' workspace) and re-record graphs
-  graphs_.clear();
-}
-
-void SequenceClassifier::quantize_for_inference(const QuantizationOptions& options) {
-  if (prepared_for_inference())
-    fail("quantize_for_inference(): this inference-only model already ran (or was prepared) and released the f32 "
-         "master weights quantization starts from; quantize it before its first forward");
-  clear_quantization();
-  const ops::QuantMethod method = options.method;
-  const char* name = ops::quant_method_name(method);
-  ops::check_quantization_supported(method, device_);
-  const int64_t layers = config_.num_layers, C = config_.hidden_size;
-  std::vector<float> input_absmax(size_t(layers * kLinearsPerLayer), 0.0f);
-  if (method != ops::QuantMethod::Int8Weight) {
-    if (options.calibration.empty())
-      fail("quantization ", name, ": needs calibration batches (its input scales are static, from max |x| over them)");
-    // Calibrate on the unquantized model, without CUDA graphs (observing is per call).
-    for (int64_t i = 0; i < layers * kLinearsPerLayer; ++i) observers_.emplace_back(device_);
-    const bool graphs_on = exec_.cuda_graphs;
-    exec_.cuda_graphs = false;
-    act_.batch = 0;
-    try {
-      for (const Batch& batch : options.calibration) forward(batch, /*training=*/false);
-    } catch (...) {
-      exec_.cuda_graphs = graphs_on;
-      observers_.clear();
-      act_.batch = 0;
-      throw;
-    }
-    exec_.cuda_graphs = graphs_on;
-    act_.batch = 0;
-    for (size_t i = 0; i < observers_.size(); ++i) input_absmax[i] = observers_[i].absmax();
-    observers_.clear();
-  }
-  std::vector<ops::QuantizedLinear> quantized;
-  for (int64_t l = 0; l < layers; ++l) {
-    const LayerNames& n = layer_names_[size_t(l)];
-    const Tensor masters[kLinearsPerLayer] = {params_.span(n.qkv_first_w, n.qkv_last_w, {3 * C, C}, false),
-                                              params_.value(n.attn_out_w), params_.value(n.ffn_in_w),
-                                              params_.value(n.ffn_out_w)};
-    for (int which = 0; which < kLinearsPerLayer; ++which) {
-      const float absmax = input_absmax[size_t(l * kLinearsPerLayer + which)];
-      try {
-        // An inference-only GPU model's masters are in host memory; the quantized copy goes to the device.
-        quantized.push_back(ops::quantize_linear(masters[which], method, absmax, device_));
-      } catch (const Error& e) {
-        fail("quantization ", name, ", layer ", l, " linear ", which, ": ", e.what());
-      }
-    }
-  }
-  quantized_ = std::move(quantized);
-  quant_method_ = method;
-  quantized_version_ = params_.version();
-  act_.batch = 0;
-  graphs_.clear();
 }
 
 void SequenceClassifier::layer_forward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& out,
@@ -812,9 +498,10 @@ void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
                          f32_weight(emb_ln_b_), config_.layer_norm_eps);
   ops::dropout_forward(a.emb_out, a.emb_out, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);
 
+  LayerStack<LayerActivations>& stack = a.stack;
   for (int64_t l = 0; l < config_.num_layers; ++l)
-    layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), training, batch.attention_mask);
-  const Tensor x = layer_output(config_.num_layers - 1);
+    layer_forward(l, stack.input_of(l), stack.slot(l), stack.output(l), training, batch.attention_mask);
+  const Tensor x = stack.output(config_.num_layers - 1);
 
   // Head: pool ([CLS] or the masked mean), the dense head when the pooling has one, dropout, classifier.
   if (config_.pooling == Pooling::Mean) ops::masked_mean_forward(a.cls, x, batch.attention_mask);
@@ -831,7 +518,7 @@ void SequenceClassifier::compute_logits(const Batch& batch, bool training) {
 }
 
 Batch SequenceClassifier::stage_inputs(const Batch& batch) {
-  const int64_t base_value = int64_t(dropout_step_ << 16);
+  const int64_t base_value = dropout_base_value();
   if (device_.is_cpu()) {
     *dropout_base_.data<int64_t>() = base_value;
     return batch;
@@ -864,40 +551,26 @@ Batch SequenceClassifier::stage_inputs(const Batch& batch) {
   return fixed;
 }
 
-void SequenceClassifier::compute_logits_graphed(const Batch& fixed) {
-  // The recording reads the fixed input buffers (stage_inputs filled them).
-  Activations& a = act_;
-  const GraphKey key{a.batch, a.seq_len, fixed.token_type_ids.defined()};
-  auto it = graphs_.find(key);
-  if (it != graphs_.end()) {
-    it->second.replay();
-    return;
-  }
-  // First batch of this shape: run it (which also lets cuBLASLt and lazy module loading set up
-  // outside the recording), then record the same launches for the next batches of this shape.
-  compute_logits(fixed, /*training=*/false);
-  graphs_.emplace(key, ops::CapturedWork::capture(device_, [&] { compute_logits(fixed, false); }));
-}
-
 Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   check_batch(batch);
   if (training) check_trainable("forward(training=true)");
-  if (quant_method_) {
-    if (training)
-      fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
-           "): training needs the unquantized model (load it again, or clear_quantization())");
-    if (quantized_version_ != params_.version())
-      fail("the weights changed after quantization (", ops::quant_method_name(*quant_method_),
-           "): quantize the model again");
-  }
+  if (quant_method_ && training)
+    fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
+         "): training needs the unquantized model (load it again, or clear_quantization())");
+  check_quantized_weights();
+  const auto tf32 = tf32_scope();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   plan_activations(B, T, training);
   prepare_weights_for_forward();
   if (training) ++dropout_step_;
   Activations& a = act_;
   const Batch staged = stage_inputs(batch);
-  if (a.graphed) compute_logits_graphed(staged);
-  else compute_logits(staged, training);
+  // Inference on a GPU: recorded per shape (and token types) over the fixed input buffers, which
+  // stage_inputs filled.
+  if (a.graphed)
+    run_forward_graph({B, T, staged.token_type_ids.defined()}, [&] { compute_logits(staged, /*training=*/false); });
+  else
+    compute_logits(staged, training);
 
   last_batch_ = staged;
   can_backward_ = training && staged.labels.defined();
@@ -905,7 +578,7 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   if (staged.labels.defined()) {
     loss_kernels(staged);
     num_valid_ = config_.regression ? B : ops::count_valid_labels(staged.labels);
-    read_loss();
+    read_mean_loss(a.losses);
   }
   return a.logits;
 }
@@ -916,31 +589,17 @@ void SequenceClassifier::loss_kernels(const Batch& batch) {
   else ops::cross_entropy_forward(a.losses, a.logits, batch.labels, label_smoothing_);
 }
 
-void SequenceClassifier::read_loss() {
-  std::vector<float> losses = act_.losses.to_float_vector();
-  double sum = std::accumulate(losses.begin(), losses.end(), 0.0);
-  loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
-}
-
-bool SequenceClassifier::can_graph_training(const Batch& batch) const {
-  return device_.is_cuda() && exec_.cuda_graphs && !inference_only() && batch.input_ids.defined() &&
-         batch.input_ids.device().is_cpu() && batch.labels.defined();
-}
-
 void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
   check_batch(batch);
   check_trainable("train_step_graphed");
   if (quant_method_)
     fail("the model is quantized for inference (", ops::quant_method_name(*quant_method_),
          "): training needs the unquantized model");
-  if (!can_graph_training(batch)) fail("train_step_graphed needs a GPU model with CUDA graphs on and a host batch with labels");
-  if (!(std::isfinite(loss_scale) && loss_scale > 0))
-    fail("train_step_graphed: loss_scale ", loss_scale, " is not a finite value > 0");
+  check_graphed_step(batch, loss_scale);
+  const auto tf32 = tf32_scope();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   plan_activations(B, T, /*training=*/true);
-  // Allocate the working copy before any recording (the step itself refreshes its contents).
-  if (exec_.compute_dtype != DType::F32 && (!working_.defined() || working_.dtype() != exec_.compute_dtype))
-    refresh_working_weights();
+  allocate_working_weights();
   ++dropout_step_;
   const Batch fixed = stage_inputs(batch);
   // Valid labels counted on the host (the batch is there): no read-back inside the step.
@@ -952,27 +611,14 @@ void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale
     for (int64_t i = 0; i < B; ++i) num_valid_ += labels[i] != -100;
   }
   last_batch_ = fixed;
-  auto work = [&] {
-    // The optimizer moved the master weights in place: refresh the 16-bit working copy inside the step.
-    if (working_.defined()) ops::cast(working_, params_.flat_values());
+  uint32_t scale_bits = 0;
+  std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
+  run_training_step_graph({B, T, fixed.token_type_ids.defined(), num_valid_, scale_bits}, [&] {
     compute_logits(fixed, /*training=*/true);
     loss_kernels(fixed);
     backward_kernels(loss_scale);
-    tail();
-  };
-  uint32_t scale_bits = 0;
-  std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
-  const TrainGraphKey key{B, T, fixed.token_type_ids.defined(), num_valid_, scale_bits};
-  auto it = train_graphs_.find(key);
-  if (it != train_graphs_.end()) {
-    it->second.replay();
-  } else {
-    work();  // this step, run directly; the recording serves the next steps of this shape
-    train_graphs_.emplace(key, ops::CapturedWork::capture(device_, work));
-  }
-  working_version_ = params_.version();
-  can_backward_ = false;
-  read_loss();
+  }, tail);
+  read_mean_loss(act_.losses);
 }
 
 void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& key_mask) {
@@ -1017,21 +663,11 @@ void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActi
   ops::add_inplace(a.d_a, a.d_b);  // residual: d x = d res1 + d(attention input)
 }
 
-void SequenceClassifier::backward(float loss_scale) {
-  check_trainable("backward()");
-  if (!can_backward_)
-    fail("backward() needs a preceding forward(batch with labels, training=true)");
-  if (!(std::isfinite(loss_scale) && loss_scale > 0))
-    fail("backward: loss_scale ", loss_scale, " is not a finite value > 0");
-  backward_kernels(loss_scale);
-  can_backward_ = false;
-}
-
 void SequenceClassifier::backward_kernels(float loss_scale) {
   Activations& a = act_;
   const ParameterStore& P = params_;
   const Batch& batch = last_batch_;
-  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size, layers = config_.num_layers;
+  const int64_t B = a.batch, T = a.seq_len, N = B * T, C = config_.hidden_size;
   const float p_hidden = config_.hidden_dropout;
   const float p_cls = config_.classifier_dropout;
   const uint64_t seed = dropout_seed_;
@@ -1055,16 +691,13 @@ void SequenceClassifier::backward_kernels(float loss_scale) {
     ops::select_token_backward(a.d_a.reshape({B, T, C}), a.d_cls, 0);
   }
 
-  // Layers, last to first, one checkpoint segment at a time. The last segment's activations are
-  // still in place; an earlier one is recomputed from its saved input first.
-  const int64_t segments = (layers + a.segment - 1) / a.segment;
-  for (int64_t seg = segments - 1; seg >= 0; --seg) {
-    const int64_t first = seg * a.segment, last = std::min(layers, first + a.segment) - 1;
-    if (seg != segments - 1)
-      for (int64_t l = first; l <= last; ++l)
-        layer_forward(l, layer_input(l), layer_slot(l), layer_output(l), /*training=*/true, batch.attention_mask);
-    for (int64_t l = last; l >= first; --l) layer_backward(l, layer_input(l), layer_slot(l), batch.attention_mask);
-  }
+  // Layers, last to first, one checkpoint segment at a time (an earlier one recomputed first).
+  LayerStack<LayerActivations>& stack = a.stack;
+  stack.backward(
+      [&](int64_t l) {
+        layer_forward(l, stack.input_of(l), stack.slot(l), stack.output(l), /*training=*/true, batch.attention_mask);
+      },
+      [&](int64_t l) { layer_backward(l, stack.input_of(l), stack.slot(l), batch.attention_mask); });
 
   // Embeddings.
   ops::dropout_backward(a.d_b, a.d_a, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);

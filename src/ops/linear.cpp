@@ -14,7 +14,8 @@ namespace ww::ops {
 
 namespace {
 
-std::atomic<bool> g_allow_tf32{false};
+// The innermost Tf32Scope of this thread (see linear.h): a per-call choice, not a process setting.
+thread_local bool t_allow_tf32 = false;
 std::atomic<bool> g_fused_gemm_epilogues{true};
 
 #ifdef WW_HAVE_CUDA
@@ -48,8 +49,9 @@ LinearSizes linear_sizes(const Tensor& inp, const Tensor& weight, const char* op
 
 }  // namespace
 
-void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
-bool allow_tf32() { return g_allow_tf32.load(); }
+Tf32Scope::Tf32Scope(bool allow) : previous_(t_allow_tf32) { t_allow_tf32 = allow; }
+Tf32Scope::~Tf32Scope() { t_allow_tf32 = previous_; }
+bool allow_tf32() { return t_allow_tf32; }
 
 namespace {
 

@@ -18,7 +18,7 @@ std::vector<Objective> goals(const std::string& text) { return parse_objectives(
 
 std::vector<std::string> names_for(size_t n) {
   std::vector<std::string> names;
-  for (size_t i = 0; i < n; ++i) names.push_back("p" + std::to_string(i));
+  for (size_t i = 0; i < n; ++i) names.push_back(std::string("p").append(std::to_string(i)));
   return names;
 }
 
@@ -94,7 +94,7 @@ TEST(Pareto, MatchesBruteForceOnRandomPoints) {
   for (int trial = 0; trial < 300; ++trial) {
     const size_t k = 2 + size_t(trial % 4), n = size_t(rng() % 60);
     std::vector<Objective> obj;
-    for (size_t j = 0; j < k; ++j) obj.push_back({"m" + std::to_string(j), rng() % 2 ? Goal::Maximize : Goal::Minimize});
+    for (size_t j = 0; j < k; ++j) obj.push_back({std::string("m").append(std::to_string(j)), rng() % 2 ? Goal::Maximize : Goal::Minimize});
     // Few distinct values so ties and duplicates are common.
     std::vector<std::vector<double>> v(n, std::vector<double>(k));
     for (auto& p : v)

@@ -4,7 +4,8 @@
 #include <optional>
 #include <string>
 
-#include "wattwise/models/gpt2.h"
+#include "wattwise/models/execution.h"
+#include "wattwise/models/runtime.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/ops/quantized.h"
 
@@ -24,10 +25,10 @@ DType compute_dtype_of(const std::string& precision);
 // The post-training quantization a precision name stands for (int8-weight, int8, fp8), or nullopt.
 std::optional<ops::QuantMethod> quantization_of(const std::string& precision);
 
-// Sets the model's execution options and the process-wide TF32 switch; errors (16-bit or fused
-// attention on a CPU, unknown names, a quantized precision) say which knob is at fault.
-void apply_execution(models::SequenceClassifier& model, const ExecutionChoice& choice);
-void apply_execution(models::Gpt2LMHeadModel& model, const ExecutionChoice& choice);
+// Sets the model's execution options (TF32 included: tf32 is f32 with TF32 matmuls); errors
+// (16-bit, TF32 or fused attention on a CPU, unknown names, a quantized precision) say which knob
+// is at fault.
+void apply_execution(models::ModelRuntime& model, const ExecutionChoice& choice);
 // The model options a choice names (no device checks).
 models::ExecutionOptions execution_options_of(const ExecutionChoice& choice);
 

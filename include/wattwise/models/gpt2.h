@@ -3,7 +3,8 @@
 // passes: learned token and position embeddings, pre-LayerNorm blocks with causal self-attention
 // and a tanh-GELU MLP, a final LayerNorm and a language-model head tied to the token embeddings.
 // Like SequenceClassifier, the model code only calls ops::, so one implementation serves the CPU
-// and CUDA devices; it shares its ExecutionOptions (precision, attention kernel, checkpointing).
+// and CUDA devices, and it runs on the same ModelRuntime (runtime.h: execution options, working
+// weights, activation arena, CUDA graphs, checkpoint segments, inference preparation).
 //
 // Weight layout: Hugging Face stores GPT-2's projections as Conv1D weights [in, out]; wattwise
 // keeps them as nn.Linear weights [out, in] (what ops::linear_* take) under the same names and
@@ -11,20 +12,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "wattwise/core/arena.h"
 #include "wattwise/core/tensor.h"
-#include "wattwise/core/upload.h"
+#include "wattwise/models/execution.h"
 #include "wattwise/models/model.h"
 #include "wattwise/models/parameters.h"
-#include "wattwise/models/sequence_classifier.h"  // ExecutionOptions, AttentionKernel, Checkpointing
-#include "wattwise/ops/graph.h"
+#include "wattwise/models/runtime.h"
 
 namespace ww::models {
 
@@ -88,7 +85,7 @@ struct GenerateOptions {
   std::function<bool(int32_t)> on_token;
 };
 
-class Gpt2LMHeadModel : public TrainableModel {
+class Gpt2LMHeadModel : public ModelRuntime {
  public:
   Gpt2LMHeadModel(const Gpt2Config& config, Device device, ModelPurpose purpose = ModelPurpose::Training);
 
@@ -122,18 +119,9 @@ class Gpt2LMHeadModel : public TrainableModel {
   // logits chunk (one extra [rows, C]·[C, V] GEMM) before its gradient; train_step_graphed knows
   // the loss scale up front and does loss and gradient in one pass.
   Tensor forward(const Batch& batch, bool training) override;
-  float loss() const override { return loss_; }
   // Number of scored tokens in the last forward's labels (after the shift).
   int64_t scored_tokens() const { return num_valid_; }
-  void backward(float loss_scale = 1.0f) override;
-  bool can_graph_training(const Batch& batch) const override;
   void train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) override;
-  ParameterStore& parameters() override { return params_; }
-  const ParameterStore& parameters() const { return params_; }
-  void zero_grad() override { params_.zero_grad(); }
-  void set_dropout_seed(uint64_t seed) override { dropout_seed_ = seed; }
-  void set_label_smoothing(float epsilon) override { label_smoothing_ = epsilon; }
-  Device device() const override { return device_; }
 
   // Logits f32 [B,V] (on the CPU) of each row's last real token (the attention mask's last 1;
   // the last position without a mask): what a sampler needs.
@@ -143,27 +131,11 @@ class Gpt2LMHeadModel : public TrainableModel {
   // tokens only (the prompt is not repeated), stopping after eos_token_id when set.
   std::vector<int32_t> generate(const std::vector<int32_t>& prompt_ids, const GenerateOptions& options);
 
-  // Precision, attention kernel and checkpointing; checked against the device (16-bit and fused
-  // attention need a GPU). An inference-only model that released its masters keeps the compute
-  // dtype it was prepared for (another one is an error).
-  void set_execution(const ExecutionOptions& options);
-  const ExecutionOptions& execution() const { return exec_; }
-  AttentionKernel attention_kernel() const;  // Auto resolved for the device
   // Dropout overrides (residual/embedding, attention); 0 turns one off.
   void set_dropout(float hidden, float attention);
-  void set_dropout_step_for_testing(uint64_t step) { dropout_step_ = step; }
   // Rows of the language-model head processed at once (logits chunk [rows, V]); default 4096.
   void set_loss_chunk_rows(int64_t rows);
   const Gpt2Config& config() const { return config_; }
-  ModelPurpose purpose() const { return purpose_; }
-  bool inference_only() const { return purpose_ == ModelPurpose::Inference; }
-  // Inference-only models: puts on the device what the forward reads (f32 embedding and LayerNorm
-  // tables, the compute-dtype GEMM weights and tied head) and releases the f32 masters. Every
-  // forward, last_token_logits and generate do it when needed. An error for a training model.
-  void prepare_for_inference();
-  bool prepared_for_inference() const { return params_.values_released(); }
-  size_t inference_weight_bytes() const { return inference_.bytes(); }
-  size_t activation_bytes() const { return arena_.capacity(); }
   size_t planned_activation_bytes(int64_t batch, int64_t seq_len, bool training) const;
 
  private:
@@ -180,11 +152,9 @@ class Gpt2LMHeadModel : public TrainableModel {
     bool training = false, full_logits = false;
     DType dtype = DType::F32;
     AttentionKernel attention = AttentionKernel::Reference;
-    int64_t segment = 0;
     Tensor in_ids, in_mask, in_labels;  // fixed device input buffers (GPU)
     Tensor emb;                         // embeddings output (after dropout): layer 0's input
-    std::vector<LayerActivations> layers;
-    std::vector<Tensor> boundaries;
+    LayerStack<LayerActivations> stack; // the blocks' activations and checkpoint segments
     Tensor proj;                        // per-layer scratch
     Tensor lnf_out, lnf_mean, lnf_rstd;
     Tensor logits;                      // [chunk, padded V] (or [N, V] for inference without labels)
@@ -193,23 +163,13 @@ class Gpt2LMHeadModel : public TrainableModel {
   };
 
   void register_parameters();
-  Tensor gemm_weight(const std::string& name) const;
-  // A parameter the kernels read in f32 (embedding tables, LayerNorm): the master, or an
-  // inference-only model's f32 copy.
-  Tensor f32_weight(const std::string& name) const;
-  void refresh_working_weights();
-  // refresh_working_weights() for a training model, prepare_for_inference() for an inference-only one.
-  void prepare_weights_for_forward();
-  std::vector<WeightUse> inference_uses() const;
-  void check_trainable(const char* what) const;
+  std::vector<WeightUse> weight_uses() const override;
   void check_batch(const Batch& batch) const;
   void allocate_activations(Arena& arena, Activations& a, int64_t batch, int64_t seq_len, bool training,
                             bool full_logits) const;
+  size_t activation_bytes_for(int64_t batch, int64_t seq_len, bool training, bool full_logits) const;
   void plan_activations(int64_t batch, int64_t seq_len, bool training, bool full_logits);
   Batch stage_inputs(const Batch& batch);
-  LayerActivations& layer_slot(int64_t l);
-  Tensor layer_output(int64_t l);
-  Tensor layer_input(int64_t l);
   void layer_forward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& out, bool training,
                      const Tensor& key_mask);
   void layer_backward(int64_t l, const Tensor& x, LayerActivations& s, const Tensor& key_mask);
@@ -219,40 +179,23 @@ class Gpt2LMHeadModel : public TrainableModel {
   void head_loss(const Tensor& shifted_labels, bool with_grad, float scale);
   // The row length of the loss chunks' logits buffer: vocab_size rounded up to a multiple of 64.
   int64_t padded_vocab_size() const { return (config_.vocab_size + 63) / 64 * 64; }
-  void backward_kernels(float loss_scale, bool head_done);
-  void read_loss();
-  uint64_t dropout_offset(int site) const { return uint64_t(site); }
+  // The head's loss and gradient, then trunk_backward.
+  void backward_kernels(float loss_scale) override;
+  // Backward from d_lnf (the head's gradient, already computed) through ln_f, the blocks and the
+  // embeddings.
+  void trunk_backward();
 
   Gpt2Config config_;
-  Device device_;
-  ModelPurpose purpose_ = ModelPurpose::Training;
-  ParameterStore params_;
   std::vector<LayerNames> layer_names_;
   std::string wte_, wpe_, lnf_w_, lnf_b_;
-  ExecutionOptions exec_;
-  Tensor working_;  // training models computing in 16-bit
   // The LM head's GEMM weight with the vocabulary padded to padded_vocab_size() rows: wte's GEMM
   // copy (refreshed by head_loss) over zero rows. cuBLASLt runs the head's forward and dX GEMMs
   // 8× faster with a vocabulary of a multiple of 64 than with 50,257 (bench/cuda/lm_head_gemm.cu).
   Tensor head_weight_;
   void ensure_head_weight();
-  uint64_t working_version_ = 0;
-  InferenceWeights inference_;  // inference-only models
-  DType inference_dtype_ = DType::F32;
-  Arena arena_;
   Activations act_;
-  using TrainGraphKey = std::tuple<int64_t, int64_t, bool, int64_t, uint32_t>;
-  std::map<TrainGraphKey, ops::CapturedWork> train_graphs_;
-  HostToDevice uploader_;
-  Tensor dropout_base_;
-  Batch last_batch_;
   Tensor shifted_labels_;  // i32 [N] on the device: labels[t+1], -100 at each row's end
-  bool can_backward_ = false;
-  float loss_ = 0.0f;
-  float label_smoothing_ = 0.0f;
-  int64_t num_valid_ = 0;
   int64_t loss_chunk_rows_ = 4096;
-  uint64_t dropout_seed_ = 0, dropout_step_ = 0;
 };
 
 }  // namespace ww::models

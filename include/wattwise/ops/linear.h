@@ -59,11 +59,23 @@ bool fused_gemm_epilogues();
 void set_gemm_autotuning(bool on);
 bool gemm_autotuning();
 
-// Process-wide switch (default false): when true, f32 GEMMs on CUDA devices (linear_* and the
-// reference attention's) let tensor cores round their inputs to TF32
-// (CUBLAS_COMPUTE_32F_FAST_TF32; about 1e-3 relative error, much faster). 16-bit GEMMs and the
-// CPU are unaffected. Read at every call, so it may change between steps.
-void set_allow_tf32(bool allow);
-bool allow_tf32();
+// TF32 for f32 GEMMs on CUDA devices (linear_* and the reference attention's): when allowed, tensor
+// cores round their inputs to TF32 (CUBLAS_COMPUTE_32F_FAST_TF32; about 1e-3 relative error, much
+// faster). 16-bit GEMMs and the CPU are unaffected. The caller chooses it per call, not the process:
+// a Tf32Scope allows (or forbids) it for the GEMMs launched on its thread while it lives, the
+// innermost scope winning, and outside every scope it is off. A model opens one from its
+// ExecutionOptions around the work it launches, so two models in one process may differ; a CUDA
+// graph keeps the choice of the scope it was recorded in.
+class Tf32Scope {
+ public:
+  explicit Tf32Scope(bool allow);
+  ~Tf32Scope();
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
+
+ private:
+  bool previous_;
+};
+bool allow_tf32();  // what this thread's innermost Tf32Scope says (false outside any)
 
 }  // namespace ww::ops

@@ -2,7 +2,7 @@
 // One optimizer step at a time: micro-batches are fed one by one (gradient accumulation), and every
 // `grad_accum`-th call clips the global gradient norm, applies the learning-rate schedule and steps
 // the optimizer. Knows nothing about files, devices or data sets: the same code trains on the CPU
-// and on a GPU (experiment/train_run.cpp drives it).
+// and on a GPU (experiment/train_run.cpp, the one training driver, runs it).
 #include <cstdint>
 #include <optional>
 #include <string>

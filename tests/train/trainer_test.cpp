@@ -1,0 +1,371 @@
+// train::Trainer: gradient accumulation, loss scaling, and 20 steps against PyTorch.
+//
+// Gradient accumulation: one optimizer step over a batch of 8 equals one step over the same 8
+// examples fed as two micro-batches of 4 with grad_accum 2 (dropout off, fp32), because each
+// micro-batch's gradient is of its mean loss and the trainer scales the sum by 1/grad_accum.
+//
+// What is compared is each tensor's *update* (parameters after the step minus before), in units of
+// the step's typical size (the RMS update over the whole model), not relative to the tensor itself:
+// the two runs sum the same fp32 products in another order (and another CPU's BLAS kernels in
+// another order again), so each gradient element differs by rounding of the order of
+// u = 2^-24 times the gradient's scale, accumulated along the backward pass. A tensor whose exact
+// gradient is zero (the attention key bias: softmax ignores a shift shared by all keys) moves only
+// by that noise, so relative to itself the noise is all there is; relative to the step it is tiny.
+// The worst-case rounding of a K-term fp32 sum is K * u of its terms' scale (K <= 128 in tiny BERT:
+// ~8e-6), and a gradient passes a few such sums in the backward pass: the bound is 1e-4 steps. Seen
+// on OpenBLAS's Prescott, Nehalem, Sandybridge, Haswell, Zen and SkylakeX kernels: at most 5e-6
+// (OPENBLAS_CORETYPE picks them). A step on only half the batch differs by ~1 step and must fail it.
+//
+// Loss scaling: a power-of-two scale is exact in f32, so a scaled step equals an unscaled one; a
+// non-finite step is skipped and backs the scale off (dynamic), or is an error (fixed scale).
+//
+// Parity: 20 optimizer steps from the same weights and batches as PyTorch + transformers (dropout
+// off, fp32): the loss of every step and every final parameter within 1e-4 relative, for AdamW
+// (warmup + cosine, clipping), Adam (L2 decay, warmup + linear) and SGD (Nesterov momentum, constant).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string>
+
+#include "test_util.h"
+#include "wattwise/io/safetensors.h"
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/train/trainer.h"
+
+using namespace ww;
+
+// ---- gradient accumulation ----
+
+namespace {
+
+constexpr int64_t kVocab = 50, kSeq = 12, kBatch = 8;
+
+struct Examples {
+  std::vector<int32_t> ids, mask, types, labels;
+};
+
+// Eight examples of different lengths (padded with 0 to kSeq), two classes, both segments used.
+Examples make_examples() {
+  Examples e;
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  for (int64_t b = 0; b < kBatch; ++b) {
+    int64_t length = 4 + b % 7;
+    for (int64_t t = 0; t < kSeq; ++t) {
+      bool real = t < length;
+      e.ids.push_back(real ? int32_t(5 + next() % (kVocab - 5)) : 0);
+      e.mask.push_back(real ? 1 : 0);
+      e.types.push_back(real && t >= length / 2 ? 1 : 0);
+    }
+    e.labels.push_back(int32_t(next() >> 16) % 2);
+  }
+  return e;
+}
+
+// Rows [begin, end) of the examples as a model batch.
+models::Batch rows(const Examples& e, int64_t begin, int64_t end) {
+  auto cut = [&](const std::vector<int32_t>& v, int64_t width) {
+    return std::vector<int32_t>(v.begin() + begin * width, v.begin() + end * width);
+  };
+  const int64_t n = end - begin;
+  models::Batch batch;
+  batch.input_ids = Tensor::from_vector(cut(e.ids, kSeq), {n, kSeq});
+  batch.attention_mask = Tensor::from_vector(cut(e.mask, kSeq), {n, kSeq});
+  batch.token_type_ids = Tensor::from_vector(cut(e.types, kSeq), {n, kSeq});
+  batch.labels = Tensor::from_vector(cut(e.labels, 1), {n});
+  return batch;
+}
+
+// A fresh tiny BERT with the weights every run starts from (no step taken).
+models::SequenceClassifier initial_model() {
+  models::ModelConfig config = models::preset_config(models::Architecture::Bert, "tiny", kVocab);
+  config.max_position_embeddings = 32;
+  models::SequenceClassifier model(config, Device::cpu());
+  model.init_weights(7);
+  return model;
+}
+
+// A fresh tiny BERT (same seed every time, dropout off) after one optimizer step over `micro_batches`.
+models::SequenceClassifier step_with(const std::vector<models::Batch>& micro_batches, int64_t grad_accum,
+                                     train::OptimizerKind kind) {
+  models::SequenceClassifier model = initial_model();
+  model.set_dropout(0, 0, 0);
+  train::TrainerOptions o;
+  o.optimizer.kind = kind;
+  o.optimizer.weight_decay = 0.01;
+  // Adam's first step is lr * g / (|g| + eps) per element: with the default eps 1e-8 a gradient that
+  // is zero in exact arithmetic (the attention key bias) or nearly so turns its rounding noise into
+  // a step of up to lr. At 1e-6 such elements move by lr * g / eps, so noise stays noise, while the
+  // gradients that carry signal (>> 1e-6 here) still take Adam's normalised steps.
+  o.optimizer.eps = 1e-6;
+  o.optimizer.max_grad_norm = 0.5;  // clipping sees the accumulated gradient's norm
+  if (kind == train::OptimizerKind::SGD) o.optimizer.momentum = 0.9;
+  o.schedule.kind = train::ScheduleKind::Constant;
+  o.schedule.learning_rate = kind == train::OptimizerKind::SGD ? 0.5 : 1e-3;
+  o.schedule.total_steps = 1;
+  o.grad_accum = grad_accum;
+  o.label_smoothing = 0.1f;
+  train::Trainer trainer(model, o);
+  for (size_t i = 0; i < micro_batches.size(); ++i) {
+    std::optional<train::StepResult> r = trainer.train_micro_batch(micro_batches[i]);
+    EXPECT_EQ(r.has_value(), i + 1 == micro_batches.size()) << "micro-batch " << i;
+  }
+  EXPECT_EQ(trainer.steps(), 1);
+  return model;
+}
+
+std::vector<double> update_of(const Tensor& after, const Tensor& before) {
+  std::vector<float> a = after.to_float_vector(), b = before.to_float_vector();
+  std::vector<double> update(a.size());
+  for (size_t i = 0; i < a.size(); ++i) update[i] = double(a[i]) - double(b[i]);
+  return update;
+}
+
+// The largest per-tensor RMS difference between the updates of `a` and `reference`, divided by the
+// RMS of `reference`'s update over all parameters (the step's typical size).
+double worst_update_difference(const models::SequenceClassifier& a, const models::SequenceClassifier& reference,
+                               const models::SequenceClassifier& before, std::string* worst_name) {
+  const auto& params = reference.parameters().all();
+  double reference_square_sum = 0;
+  size_t elements = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    for (double u : update_of(params[i].value, before.parameters().all()[i].value)) reference_square_sum += u * u;
+    elements += size_t(params[i].value.numel());
+  }
+  const double step_rms = std::sqrt(reference_square_sum / double(elements));
+  EXPECT_GT(step_rms, 0) << "the reference step moved nothing";
+  double worst = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::vector<double> x = update_of(a.parameters().all()[i].value, before.parameters().all()[i].value);
+    const std::vector<double> y = update_of(params[i].value, before.parameters().all()[i].value);
+    double square_sum = 0;
+    for (size_t j = 0; j < x.size(); ++j) square_sum += (x[j] - y[j]) * (x[j] - y[j]);
+    const double d = std::sqrt(square_sum / double(x.size())) / std::max(step_rms, 1e-30);
+    if (d > worst) worst = d, *worst_name = params[i].name;
+  }
+  return worst;
+}
+
+class GradientAccumulation : public ::testing::TestWithParam<train::OptimizerKind> {};
+
+}  // namespace
+
+TEST_P(GradientAccumulation, TwoHalvesEqualOneBatch) {
+  const train::OptimizerKind kind = GetParam();
+  Examples e = make_examples();
+  models::SequenceClassifier whole = step_with({rows(e, 0, 8)}, 1, kind);
+  models::SequenceClassifier halves = step_with({rows(e, 0, 4), rows(e, 4, 8)}, 2, kind);
+  models::SequenceClassifier first_half_only = step_with({rows(e, 0, 4)}, 1, kind);
+
+  const models::SequenceClassifier before = initial_model();
+
+  std::string name;
+  const double accumulated = worst_update_difference(halves, whole, before, &name);
+  std::printf("batch 8 x 1 vs batch 4 x 2: worst update difference %.3g steps (%s)\n", accumulated, name.c_str());
+  EXPECT_LE(accumulated, 1e-4) << name;
+
+  const double control = worst_update_difference(first_half_only, whole, before, &name);
+  std::printf("batch 8 x 1 vs batch 4 x 1 (first half): %.3g steps (%s)\n", control, name.c_str());
+  EXPECT_GT(control, 0.1) << "a step on half the batch should differ clearly; the comparison is blind";
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, GradientAccumulation,
+                         ::testing::Values(train::OptimizerKind::SGD, train::OptimizerKind::AdamW),
+                         [](const auto& info) { return info.param == train::OptimizerKind::SGD ? "SGD" : "AdamW"; });
+
+// ---- loss scaling ----
+
+namespace loss_scaling {
+
+using namespace ww::models;
+using ww::testing::expect_error;
+
+namespace {
+
+ModelConfig small_config(Architecture arch, int64_t layers) {
+  ModelConfig c = preset_config(arch, "tiny", 60);
+  c.num_layers = layers;
+  c.hidden_size = 32, c.num_heads = 4, c.intermediate_size = 48, c.max_position_embeddings = 32;
+  c.hidden_dropout = 0.1f, c.attention_dropout = 0.1f, c.classifier_dropout = 0.1f;
+  return c;
+}
+
+Batch ragged_batch(bool token_types) {
+  const int64_t B = 3, T = 9;
+  std::vector<int32_t> ids, mask, types, labels = {1, 0, 1};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      bool real = t < 4 + 2 * b;
+      ids.push_back(real ? int32_t(3 + (b * 17 + t * 5) % 55) : 0);
+      mask.push_back(real ? 1 : 0);
+      types.push_back(real && t > 3 ? 1 : 0);
+    }
+  Batch batch;
+  batch.input_ids = Tensor::from_vector(ids, {B, T});
+  batch.attention_mask = Tensor::from_vector(mask, {B, T});
+  if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T});
+  batch.labels = Tensor::from_vector(labels, {B});
+  return batch;
+}
+
+train::TrainerOptions loss_scale_options(bool dynamic, float scale) {
+  train::TrainerOptions o;
+  o.optimizer.kind = train::OptimizerKind::AdamW;
+  o.optimizer.max_grad_norm = 1.0;
+  o.schedule.kind = train::ScheduleKind::Constant;
+  o.schedule.learning_rate = 1e-3;
+  o.schedule.total_steps = 10;
+  o.dynamic_loss_scaling = dynamic;
+  o.initial_loss_scale = scale;
+  o.growth_interval = 2;
+  return o;
+}
+
+}  // namespace
+
+TEST(LossScaling, PowerOfTwoScaleGivesTheSameStep) {
+  const ModelConfig config = small_config(Architecture::Bert, 2);
+  const Batch batch = ragged_batch(true);
+  auto params_after = [&](float scale) {
+    SequenceClassifier model(config, Device::cpu());
+    model.init_weights(1);
+    train::Trainer trainer(model, loss_scale_options(false, scale));
+    for (int i = 0; i < 2; ++i) EXPECT_TRUE(trainer.train_micro_batch(batch)->applied);
+    return model.parameters().flat_values().to_float_vector();
+  };
+  const std::vector<float> plain = params_after(1.0f), scaled = params_after(1024.0f);
+  ASSERT_EQ(plain.size(), scaled.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < plain.size(); ++i) differing += plain[i] != scaled[i];
+  EXPECT_EQ(differing, 0u);
+}
+
+TEST(LossScaling, NonFiniteStepsAreSkippedAndTheScaleBacksOffThenGrows) {
+  const ModelConfig config = small_config(Architecture::Bert, 2);
+  const Batch batch = ragged_batch(true);
+  SequenceClassifier model(config, Device::cpu());
+  model.init_weights(1);
+  train::Trainer trainer(model, loss_scale_options(true, 65536.0f));
+  // A NaN weight makes every gradient non-finite: steps are skipped, nothing else changes.
+  float* values = model.parameters().flat_values().data<float>();
+  const int64_t poisoned = model.parameters().all()[3].offset;
+  const float saved = values[poisoned];
+  values[poisoned] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> before = model.parameters().flat_values().to_float_vector();
+  for (int i = 0; i < 3; ++i) {
+    std::optional<train::StepResult> r = trainer.train_micro_batch(batch);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_FALSE(r->applied);
+    EXPECT_EQ(r->loss_scale, 65536.0f / float(1 << i));
+  }
+  EXPECT_EQ(trainer.skipped_steps(), 3);
+  EXPECT_EQ(trainer.loss_scale(), 8192.0f);
+  const std::vector<float> after = model.parameters().flat_values().to_float_vector();
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (int64_t(i) != poisoned) ASSERT_EQ(after[i], before[i]) << "parameter element " << i << " moved";
+  }
+  // Repaired: steps apply again and after growth_interval (2) good steps the scale doubles.
+  values[poisoned] = saved;
+  EXPECT_TRUE(trainer.train_micro_batch(batch)->applied);
+  EXPECT_EQ(trainer.loss_scale(), 8192.0f);
+  EXPECT_TRUE(trainer.train_micro_batch(batch)->applied);
+  EXPECT_EQ(trainer.loss_scale(), 16384.0f);
+  EXPECT_EQ(trainer.steps(), 5);
+  EXPECT_EQ(trainer.skipped_steps(), 3);
+}
+
+TEST(LossScaling, WithoutDynamicScalingANonFiniteStepIsAnError) {
+  const ModelConfig config = small_config(Architecture::Bert, 2);
+  SequenceClassifier model(config, Device::cpu());
+  model.init_weights(1);
+  train::Trainer trainer(model, loss_scale_options(false, 1.0f));
+  model.parameters().flat_values().data<float>()[model.parameters().all()[3].offset] = std::numeric_limits<float>::infinity();
+  expect_error([&] { trainer.train_micro_batch(ragged_batch(true)); }, {"not finite"});
+}
+
+}  // namespace loss_scaling
+
+// ---- parity with PyTorch ----
+
+namespace parity {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Case {
+  const char* name;
+  train::OptimizerKind kind;
+  double lr, weight_decay, clip;
+  train::ScheduleKind schedule;
+  int64_t warmup;
+};
+
+class TrainingParity : public ::testing::TestWithParam<Case> {};
+
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(b[i]) * b[i];
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+}  // namespace
+
+TEST_P(TrainingParity, MatchesPyTorchStepByStep) {
+  const Case c = GetParam();
+  fs::path fixtures = fs::path(WW_SOURCE_DIR) / "tests" / "fixtures";
+  auto model = models::SequenceClassifier::from_pretrained(fixtures / "bert_tiny", Device::cpu());
+  model.set_dropout(0, 0, 0);
+  io::SafetensorsFile expected = io::SafetensorsFile::open(fixtures / "training" / (std::string(c.name) + ".safetensors"));
+  std::vector<float> ref_losses = expected.read("losses").to_float_vector();
+  std::vector<float> ref_lrs = expected.read("lrs").to_float_vector();
+  const int64_t steps = int64_t(ref_losses.size());
+
+  train::TrainerOptions o;
+  o.optimizer.kind = c.kind;
+  o.optimizer.weight_decay = c.weight_decay;
+  o.optimizer.max_grad_norm = c.clip;
+  if (c.kind == train::OptimizerKind::SGD) o.optimizer.momentum = 0.9, o.optimizer.nesterov = true;
+  o.schedule.kind = c.schedule;
+  o.schedule.learning_rate = c.lr;
+  o.schedule.total_steps = steps;
+  o.schedule.warmup_steps = c.warmup;
+  train::Trainer trainer(model, o);
+
+  for (int64_t s = 0; s < steps; ++s) {
+    std::string b = "batch" + std::to_string(s) + ".";
+    models::Batch batch;
+    batch.input_ids = expected.read(b + "input_ids");
+    batch.attention_mask = expected.read(b + "attention_mask");
+    batch.token_type_ids = expected.read(b + "token_type_ids");
+    batch.labels = expected.read(b + "labels");
+    auto r = trainer.train_micro_batch(batch);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_NEAR(r->lr, ref_lrs[size_t(s)], 1e-7 + 1e-6 * ref_lrs[size_t(s)]) << "step " << s;
+    EXPECT_LE(std::abs(r->loss - ref_losses[size_t(s)]), 1e-4 * std::abs(ref_losses[size_t(s)])) << "step " << s;
+  }
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& p : model.parameters().all()) {
+    // The key bias cannot change any output (softmax ignores a shift shared by all keys), so its
+    // exact gradient is 0 and both sides see only rounding noise, which Adam normalises into
+    // full-size, random-sign steps: its final value is noise on both sides, not a parity signal.
+    if (p.name.find("attention.self.key.bias") != std::string::npos) continue;
+    double e = rel_error(p.value.to_float_vector(), expected.read("final." + p.name).to_float_vector());
+    if (e > worst) worst = e, worst_name = p.name;
+  }
+  std::printf("%s: worst final-parameter relative error %.3g (%s)\n", c.name, worst, worst_name.c_str());
+  EXPECT_LE(worst, 1e-4) << worst_name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Optimizers, TrainingParity,
+    ::testing::Values(Case{"adamw", train::OptimizerKind::AdamW, 3e-3, 0.01, 1.0, train::ScheduleKind::Cosine, 4},
+                      Case{"adam", train::OptimizerKind::Adam, 2e-3, 0.01, 0.5, train::ScheduleKind::Linear, 4},
+                      Case{"sgd", train::OptimizerKind::SGD, 5e-2, 0.01, 1.0, train::ScheduleKind::Constant, 0}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace parity
