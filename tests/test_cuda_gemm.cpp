@@ -20,7 +20,7 @@
 #include "wattwise/ops/graph.h"
 #include "wattwise/ops/linear.h"
 #ifdef WW_HAVE_CUDA
-#include "kernels/cuda/linear.h"
+#include "kernels/linear.h"
 #endif
 
 using namespace ww;

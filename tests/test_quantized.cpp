@@ -14,7 +14,7 @@
 #include <cblas.h>
 #include <omp.h>
 
-#include "kernels/cpu/quantized.h"
+#include "kernels/quantized.h"
 #include "test_util.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/experiment/evaluate.h"

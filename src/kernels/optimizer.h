@@ -1,15 +1,32 @@
 #pragma once
-// CUDA optimizer kernels over flat fp32 device buffers: one fused pass per step, the per-element
-// formulas of kernels/optimizer_math.h (shared with the CPU kernels). decay_ranges is a device
-// array of num_ranges [begin, end) pairs, sorted and non-overlapping; null with num_ranges < 0
-// means "every element decays". The ranges are not validated on the host (that would need a copy
-// back every step); a bad range can only change which elements decay, never index out of bounds.
+// Optimizer steps (AdamW/Adam, SGD) and the gradient norm over flat fp32 buffers (see
+// include/wattwise/ops/optimizer.h for the contract), one kernel file per device
+// (cpu/optimizer.cpp, cuda/optimizer.cu), both running the per-element formulas of
+// kernels/optimizer_math.h. decay_ranges holds num_ranges [begin, end) pairs, sorted and
+// non-overlapping; null with num_ranges < 0 means "every element decays".
 #include <cstdint>
 
 #include "kernels/optimizer_math.h"
 
+namespace ww::kernels::cpu {
+
+void adamw_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                const int64_t* decay_ranges, int64_t num_ranges, const AdamScalars& scalars);
+
+void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
+              const int64_t* decay_ranges, int64_t num_ranges, const SgdScalars& scalars);
+
+// Σ g² in double over fixed-size chunks summed in order: deterministic for any thread count.
+double sum_of_squares(const float* values, int64_t n);
+
+}  // namespace ww::kernels::cpu
+
+#ifdef WW_HAVE_CUDA
 namespace ww::kernels::cuda {
 
+// One fused pass per step on device buffers. decay_ranges is a device array; the ranges are not
+// validated on the host (that would need a copy back every step); a bad range can only change
+// which elements decay, never index out of bounds.
 void adamw_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                 const int64_t* decay_ranges, int64_t num_ranges, const AdamScalars& scalars);
 
@@ -33,3 +50,4 @@ void sgd_step_controlled(float* params, const float* grads, float* momentum_buff
 double sum_of_squares(const float* values, int64_t n);
 
 }  // namespace ww::kernels::cuda
+#endif

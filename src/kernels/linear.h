@@ -1,15 +1,38 @@
 #pragma once
-// CUDA fully connected layer (Hugging Face nn.Linear layout: weight [OC, IC]) through cuBLASLt,
-// on device pointers, launched on kernels::cuda::stream(). Same contract as kernels/cpu/linear.h.
+// The fully connected layer (Hugging Face nn.Linear layout: weight [OC, IC]), forward and backward,
+// one kernel file per device (cpu/linear.cpp through OpenBLAS, cuda/linear.cu through cuBLASLt).
 #include <cstdint>
 
-#include "kernels/cuda/blas.h"
 #include "wattwise/core/dtype.h"
+#ifdef WW_HAVE_CUDA
+#include "kernels/cuda/blas.h"
+#endif
 
+namespace ww::kernels::cpu {
+
+// out[N,OC] = inp[N,IC] · weight[OC,IC]ᵀ + bias[OC] (bias may be null). out must not alias inp/weight.
+// out's rows are ld_out >= OC floats apart; only their first OC columns are written.
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                    int64_t IC, int64_t OC, int64_t ld_out);
+
+// dweight[OC,IC] += doutᵀ · inp;  dbias[OC] += Σ_n dout[n,:];  then dinp[N,IC] = dout · weight.
+// Any of dinp, dweight, dbias may be null (skipped). Because dinp is written last it may share memory
+// with inp, never with dout or weight. dout's rows are ld_dout >= OC floats apart.
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t IC, int64_t OC, int64_t ld_dout);
+
+// sums[c] += Σ_n x[n,c] for x [N,C] (rows ld >= C floats apart), accumulated in double per column
+// (deterministic).
+void add_column_sums(float* sums, const float* x, int64_t N, int64_t C, int64_t ld);
+
+}  // namespace ww::kernels::cpu
+
+#ifdef WW_HAVE_CUDA
 namespace ww::kernels::cuda {
 
-// Activations, weight and bias share `dtype` (f32, f16 or bf16); GEMMs accumulate in fp32
-// (CUBLAS_COMPUTE_32F; CUBLAS_COMPUTE_32F_FAST_TF32 for f32 with GemmPrecision::Tf32).
+// Device pointers, launched on kernels::cuda::stream(). Activations, weight and bias share `dtype`
+// (f32, f16 or bf16); GEMMs accumulate in fp32 (CUBLAS_COMPUTE_32F; CUBLAS_COMPUTE_32F_FAST_TF32 for
+// f32 with GemmPrecision::Tf32).
 
 // out[N,OC] = inp[N,IC] · weight[OC,IC]ᵀ + bias[OC] (bias may be null; added as the GEMM's
 // epilogue when cuBLASLt allows it). out must not alias inp/weight. out's rows are ld_out >= OC
@@ -52,3 +75,4 @@ bool gemm_autotuning();
 void add_column_sums(float* sums, const void* x, DType dtype, int64_t N, int64_t C, int64_t ld);
 
 }  // namespace ww::kernels::cuda
+#endif
