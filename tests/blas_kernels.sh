@@ -13,9 +13,8 @@ binaries=()
 for program in "$tests_dir"/{kernels,ops,models,train}_*_test; do
   [ -x "$program" ] && binaries+=("$(basename "$program")")
 done
-for program in test_trainer test_training_parity test_models test_gpt2 test_kernels_cpu test_attention_cpu \
-                test_attention_fused_cpu test_layer_reduction test_optimizer test_quantized \
-                test_inference_only test_execution test_ops_dtype test_pretrained; do
+for program in test_trainer test_training_parity test_models test_gpt2 test_layer_reduction test_optimizer \
+                test_quantized test_inference_only test_execution test_pretrained; do
   [ -x "$tests_dir/$program" ] && binaries+=("$program")
 done
 

@@ -1,27 +1,30 @@
-// CPU attention and softmax against double-precision references written as explicit loops.
-// Tolerances (fp32 against exact double):
-//   attention forward: |got − ref| ≤ 1e-5·(1 + |ref|) for out, ≤ 1e-6 for probs (which lie in [0,1]);
-//   attention backward: |got − ref| ≤ 1e-5·max(1, max|ref|) against central finite differences
-//     (step 1e-5, in double) of the scalar loss Σ out ⊙ R;
-//   softmax forward/backward: ≤ 1e-6 absolute (values and gradients are O(1)).
-// Masking and determinism are checked bitwise.
+// ops::attention_forward / attention_backward, the reference path (GEMM, masked softmax, dropout,
+// GEMM): the CPU reference against a double-precision definition (Hugging Face's semantics on
+// padded batches, the attention dropout rule of core/rng.h) and finite differences, and every
+// device × dtype against the CPU reference. Tolerances beyond tests/ops/op_test_util.h: an f32 GPU's
+// dqkv within 3e-5 (the backward chains three GEMMs and a softmax backward whose row sums are added
+// in a different order); dropout masks match bit for bit (checked exactly with one-hot values).
+// The fused kernels are in attention_fused_test.cpp.
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "ops/op_test_util.h"
 #include "wattwise/core/rng.h"
 #include "wattwise/core/tensor.h"
 #include "wattwise/ops/attention.h"
-#include "wattwise/ops/softmax.h"
-#include "test_util.h"
 
 using namespace ww;
+using namespace ww::testing;
 
 namespace {
+
+// ---- the CPU reference ------------------------------------------------------------------------
 
 struct AttentionCase {
   int64_t batch, seq_len, heads, head_dim;
@@ -146,8 +149,8 @@ std::string describe(const AttentionCase& c, bool causal, const char* mask_kind,
 }
 
 // Every element within atol + rtol·|ref|; reports the worst one.
-void expect_close(const std::vector<float>& got, const std::vector<double>& ref, double atol,
-                  double rtol, const std::string& what) {
+void expect_within(const std::vector<float>& got, const std::vector<double>& ref, double atol,
+                   double rtol, const std::string& what) {
   ASSERT_EQ(got.size(), ref.size()) << what;
   double worst_excess = -1.0;
   size_t worst = 0;
@@ -179,8 +182,6 @@ const AttentionCase kForwardCases[] = {
     {1, 1, 1, 1}, {2, 1, 2, 3}, {2, 7, 3, 5}, {3, 16, 2, 8}, {4, 33, 4, 16}, {2, 128, 12, 64},
 };
 
-}  // namespace
-
 TEST(AttentionCpu, ForwardMatchesDoubleReference) {
   uint64_t seed = 1;
   for (const AttentionCase& c : kForwardCases) {
@@ -198,8 +199,8 @@ TEST(AttentionCpu, ForwardMatchesDoubleReference) {
           std::string what = describe(c, causal, m.name, p);
           ForwardResult got = run_forward(qkv, m.mask, c, causal, p, 42, 7);
           ReferenceResult ref = reference_attention(to_double(qkv), m.mask, c, causal, p, 42, 7);
-          expect_close(got.out, ref.out, 1e-5, 1e-5, what + " out");
-          expect_close(got.probs, ref.probs, 1e-6, 0.0, what + " probs");
+          expect_within(got.out, ref.out, 1e-5, 1e-5, what + " out");
+          expect_within(got.probs, ref.probs, 1e-6, 0.0, what + " probs");
           expect_masked_probs_zero(got.probs, m.mask, c, causal, what);
         }
   }
@@ -232,7 +233,7 @@ TEST(AttentionCpu, QueryWithoutRealKeyOutputsZeros) {
     std::vector<int32_t> left = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     ForwardResult left_got = run_forward(qkv, &left, c, causal, 0.0f, 0, 0);
     ReferenceResult ref = reference_attention(to_double(qkv), &left, c, causal, 0.0f, 0, 0);
-    expect_close(left_got.out, ref.out, 1e-5, 1e-5, causal ? "left padding causal" : "left");
+    expect_within(left_got.out, ref.out, 1e-5, 1e-5, causal ? "left padding causal" : "left");
     if (causal) {
       for (int64_t k = 0; k < c.channels(); ++k) EXPECT_EQ(left_got.out[size_t(k)], 0.0f);
     }
@@ -304,7 +305,7 @@ TEST(AttentionCpu, BackwardMatchesFiniteDifferences) {
             numeric[k] = (up - down) / (2.0 * step);
             max_abs = std::max(max_abs, std::fabs(numeric[k]));
           }
-          expect_close(got, numeric, 1e-5 * max_abs, 0.0, what + " dqkv");
+          expect_within(got, numeric, 1e-5 * max_abs, 0.0, what + " dqkv");
         }
   }
 }
@@ -395,72 +396,145 @@ TEST(AttentionCpu, RejectsBadArgumentsByName) {
   });
 }
 
-// ---- softmax ----------------------------------------------------------------------------------
+// ---- every device and dtype against the CPU reference ---------------------------------------
 
-namespace {
+struct Case {
+  int64_t B, T, H, D;
+  bool causal;
+  bool masked;  // ragged padding, the last sequence fully padded
+  float dropout_p;
+};
 
-std::vector<double> reference_softmax(const std::vector<float>& x, int64_t rows, int64_t cols) {
-  std::vector<double> y(x.size());
-  for (int64_t r = 0; r < rows; ++r) {
-    double max_value = -INFINITY, sum = 0.0;
-    for (int64_t j = 0; j < cols; ++j) max_value = std::max(max_value, double(x[size_t(r * cols + j)]));
-    for (int64_t j = 0; j < cols; ++j) sum += std::exp(double(x[size_t(r * cols + j)]) - max_value);
-    for (int64_t j = 0; j < cols; ++j)
-      y[size_t(r * cols + j)] = std::exp(double(x[size_t(r * cols + j)]) - max_value) / sum;
+std::string name(const Case& c) {
+  return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
+         " D=" + std::to_string(c.D) + (c.causal ? " causal" : "") + (c.masked ? " masked" : "") +
+         " p=" + std::to_string(c.dropout_p);
+}
+
+// Sequence b has a different real length; the last one (when B > 1) has none at all, so its rows
+// must come out as zeros.
+std::vector<int32_t> last_sequence_padded_mask(int64_t B, int64_t T) {
+  std::vector<int32_t> mask(size_t(B * T), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t length = (B > 1 && b == B - 1) ? 0 : T - (b * 3) % T;
+    for (int64_t t = 0; t < length; ++t) mask[size_t(b * T + t)] = 1;
   }
-  return y;
+  return mask;
+}
+
+const std::vector<Case> kCases = {
+    {1, 1, 1, 1, false, false, 0.0f},  {2, 5, 2, 3, false, true, 0.0f},   {3, 17, 4, 8, true, true, 0.0f},
+    {2, 130, 3, 16, false, true, 0.1f}, {2, 33, 2, 64, true, false, 0.1f}, {4, 64, 12, 64, false, true, 0.0f},
+    {3, 9, 2, 5, true, true, 0.25f},
+};
+
+constexpr uint64_t kSeed = 1234, kOffset = 77;
+
+class AttentionTest : public DeviceDtypeTest {};
+
+// Each parameter's backward reads its own saved probabilities.
+TEST_P(AttentionTest, MatchesTheCpuReference) {
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(what("attention", {c.B, c.T, 3 * c.H * c.D}) + " " + name(c));
+    const int64_t C = c.H * c.D;
+    const float scale = is_16bit() ? 0.5f : 1.0f;
+    Tensor qkv = reference_input(cpu_tensor(random_normals(c.B * c.T * 3 * C, 1, scale), {c.B, c.T, 3 * C}));
+    Tensor dout = reference_input(cpu_tensor(random_normals(c.B * c.T * C, 2), {c.B, c.T, C}));
+    const std::vector<int32_t> mask_values = last_sequence_padded_mask(c.B, c.T);
+    Tensor mask = c.masked ? Tensor::from_vector(mask_values, {c.B, c.T}) : Tensor();
+    Tensor mask_p = c.masked ? put_ints(mask_values, {c.B, c.T}) : Tensor();
+    const Shape probs_shape = {c.B, c.H, c.T, c.T};
+
+    Tensor out = Tensor::empty({c.B, c.T, C}, DType::F32), probs = Tensor::empty(probs_shape, DType::F32);
+    ops::attention_forward(out, probs, qkv, mask, c.H, c.causal, c.dropout_p, kSeed, kOffset);
+    Tensor dqkv = Tensor::empty(qkv.shape(), DType::F32), scratch = Tensor::empty(probs_shape, DType::F32);
+    ops::attention_backward(dqkv, scratch, dout, qkv, probs, mask, c.H, c.causal, c.dropout_p, kSeed, kOffset);
+
+    const Tensor qkv_p = put(qkv);
+    Tensor got_out = nan_tensor({c.B, c.T, C}), got_probs = nan_tensor(probs_shape);
+    ops::attention_forward(got_out, got_probs, qkv_p, mask_p, c.H, c.causal, c.dropout_p, kSeed, kOffset);
+    expect_matches(got_probs, probs, "probs", rtol());
+    expect_matches(got_out, out, "out", rtol());
+    Tensor got_dqkv = nan_tensor(qkv.shape()), got_scratch = nan_tensor(probs_shape);
+    ops::attention_backward(got_dqkv, got_scratch, put(dout), qkv_p, got_probs, mask_p, c.H, c.causal, c.dropout_p,
+                            kSeed, kOffset);
+    expect_matches(got_dqkv, dqkv, "dqkv", is_16bit() ? kRtol16 : 3e-5);
+  }
+}
+
+WW_INSTANTIATE_DEVICE_DTYPE_TEST(AttentionTest, all_devices_and_dtypes());
+
+// ---- CUDA ---------------------------------------------------------------------------------------
+
+TEST(AttentionCuda, FullyPaddedSequenceOutputsZeros) {
+  WW_REQUIRE_CUDA();
+  const int64_t B = 2, T = 6, H = 2, D = 4, C = H * D;
+  Tensor qkv = cpu_tensor(random_normals(B * T * 3 * C, 3), {B, T, 3 * C});
+  std::vector<int32_t> mask_values(size_t(B * T), 1);
+  for (int64_t t = 0; t < T; ++t) mask_values[size_t(T + t)] = 0;  // sequence 1: all padding
+  Tensor g_out = gpu_poisoned({B, T, C}), g_probs = gpu_poisoned({B, H, T, T});
+  ops::attention_forward(g_out, g_probs, gpu_copy(qkv), gpu_copy(Tensor::from_vector(mask_values, {B, T})), H,
+                         false, 0.0f, 0, 0);
+  std::vector<float> out = read_back(g_out), probs = read_back(g_probs);
+  for (int64_t i = T * C; i < 2 * T * C; ++i) ASSERT_EQ(out[size_t(i)], 0.0f) << "out element " << i;
+  for (int64_t i = H * T * T; i < 2 * H * T * T; ++i) ASSERT_EQ(probs[size_t(i)], 0.0f) << "probs element " << i;
+}
+
+// With V one-hot (value row t of every head is e_t), out[b, i, h·D + j] = dropout(P)[b, h, i, j]
+// exactly (one product by 1, the rest by 0), so the GPU's dropout mask is read off directly and
+// compared bit for bit with the attention rule (test_util.h's attention_keeps for row (b·H+h)·T+i,
+// key j), which is the CPU's; the CPU kernel is checked the same way so the two agree too.
+TEST(AttentionCuda, DropoutMaskMatchesCpuBitForBit) {
+  WW_REQUIRE_CUDA();
+  const int64_t B = 2, T = 7, H = 3, D = 8, C = H * D;
+  const float p = 0.5f, keep_scale = float(ww::testing::attention_keep_scale(p));
+  std::vector<float> values = random_normals(B * T * 3 * C, 4);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t col = 0; col < C; ++col)
+        values[size_t((b * T + t) * 3 * C + 2 * C + col)] = (col % D == t) ? 1.0f : 0.0f;
+  Tensor qkv = cpu_tensor(values, {B, T, 3 * C});
+
+  Tensor out = Tensor::empty({B, T, C}, DType::F32), probs = Tensor::empty({B, H, T, T}, DType::F32);
+  ops::attention_forward(out, probs, qkv, Tensor(), H, false, p, kSeed, kOffset);
+  Tensor g_out = gpu_poisoned({B, T, C}), g_probs = gpu_poisoned({B, H, T, T});
+  ops::attention_forward(g_out, g_probs, gpu_copy(qkv), Tensor(), H, false, p, kSeed, kOffset);
+
+  const std::vector<float> gpu_out = read_back(g_out), gpu_probs = read_back(g_probs);
+  const std::vector<float> cpu_out = out.to_float_vector(), cpu_probs = probs.to_float_vector();
+  int64_t kept = 0, dropped = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < T; ++i)
+        for (int64_t j = 0; j < T; ++j) {
+          const uint64_t index = uint64_t(((b * H + h) * T + i) * T + j);
+          const bool keep = ww::testing::attention_keeps(kSeed, kOffset, uint64_t((b * H + h) * T + i), T, j, p);
+          const size_t o = size_t((b * T + i) * C + h * D + j);
+          const float want_gpu = keep ? gpu_probs[index] * keep_scale : 0.0f;
+          const float want_cpu = keep ? cpu_probs[index] * keep_scale : 0.0f;
+          ASSERT_EQ(gpu_out[o], want_gpu) << "GPU, element (b,h,i,j) = " << b << "," << h << "," << i << "," << j;
+          ASSERT_EQ(cpu_out[o], want_cpu) << "CPU, element (b,h,i,j) = " << b << "," << h << "," << i << "," << j;
+          (keep ? kept : dropped)++;
+        }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(dropped, 0);
+}
+
+TEST(AttentionCuda, ResultsAreDeterministic) {
+  WW_REQUIRE_CUDA();
+  const int64_t B = 2, T = 40, H = 4, D = 16, C = H * D;
+  Tensor g_qkv = gpu_copy(cpu_tensor(random_normals(B * T * 3 * C, 5), {B, T, 3 * C}));
+  Tensor g_dout = gpu_copy(cpu_tensor(random_normals(B * T * C, 6), {B, T, C}));
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    Tensor g_out = gpu_poisoned({B, T, C}), g_probs = gpu_poisoned({B, H, T, T});
+    ops::attention_forward(g_out, g_probs, g_qkv, Tensor(), H, true, 0.1f, 9, 1);
+    Tensor g_dqkv = gpu_poisoned({B, T, 3 * C}), g_scratch = gpu_poisoned({B, H, T, T});
+    ops::attention_backward(g_dqkv, g_scratch, g_dout, g_qkv, g_probs, Tensor(), H, true, 0.1f, 9, 1);
+    std::vector<float> got = read_back(g_dqkv);
+    if (run == 0) first = got;
+    else EXPECT_EQ(got, first) << "dqkv differs bitwise between runs";
+  }
 }
 
 }  // namespace
-
-TEST(SoftmaxCpu, ForwardAndBackwardMatchReference) {
-  struct Case {
-    int64_t rows, cols;
-    float shift;  // large shifts check the max subtraction
-  };
-  uint64_t seed = 300;
-  for (Case c : {Case{1, 1, 0.0f}, Case{3, 7, 0.0f}, Case{5, 128, 1000.0f}, Case{64, 33, -500.0f}}) {
-    const std::string what = std::to_string(c.rows) + "x" + std::to_string(c.cols);
-    std::vector<float> x = random_normal(size_t(c.rows * c.cols), seed++, 3.0f);
-    for (float& v : x) v += c.shift;
-    Tensor inp = Tensor::from_vector(x, {c.rows, c.cols});
-    Tensor out = Tensor::empty(inp.shape(), DType::F32);
-    ops::softmax_forward(out, inp);
-    std::vector<double> ref = reference_softmax(x, c.rows, c.cols);
-    std::vector<float> y = out.to_float_vector();
-    expect_close(y, ref, 1e-6, 0.0, what + " forward");
-
-    ops::softmax_forward(inp, inp);  // in place
-    std::vector<float> y_in_place = inp.to_float_vector();
-    EXPECT_EQ(0, std::memcmp(y.data(), y_in_place.data(), y.size() * sizeof(float))) << what;
-
-    std::vector<float> dy = random_normal(y.size(), seed++);
-    std::vector<double> dx_ref(y.size());
-    for (int64_t r = 0; r < c.rows; ++r) {
-      double dot = 0.0;
-      for (int64_t j = 0; j < c.cols; ++j) dot += double(dy[size_t(r * c.cols + j)]) * y[size_t(r * c.cols + j)];
-      for (int64_t j = 0; j < c.cols; ++j) {
-        size_t k = size_t(r * c.cols + j);
-        dx_ref[k] = double(y[k]) * (double(dy[k]) - dot);
-      }
-    }
-    Tensor dout = Tensor::from_vector(dy, out.shape());
-    Tensor dinp = Tensor::empty(out.shape(), DType::F32);
-    ops::softmax_backward(dinp, out, dout);
-    expect_close(dinp.to_float_vector(), dx_ref, 1e-6, 0.0, what + " backward");
-    ops::softmax_backward(dout, out, dout);  // dinp aliasing dout
-    expect_close(dout.to_float_vector(), dx_ref, 1e-6, 0.0, what + " backward in place");
-  }
-}
-
-TEST(SoftmaxCpu, RejectsMismatchedSizes) {
-  Tensor inp = Tensor::zeros({2, 3}, DType::F32);
-  try {
-    ops::softmax_forward(Tensor::empty({7}, DType::F32), inp);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("softmax_forward: argument 'out'"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(ops::softmax_backward(inp, inp, Tensor::zeros({3}, DType::F32)), Error);
-  EXPECT_THROW(ops::softmax_forward(inp, Tensor::zeros({2, 3}, DType::I32)), Error);
-}

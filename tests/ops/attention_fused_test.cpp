@@ -1,5 +1,6 @@
-// attention_forward_fused / attention_backward_fused (CUDA flash attention) against the reference
-// path (attention_forward / attention_backward) on the same inputs.
+// attention_forward_fused / attention_backward_fused: their argument checks (on every machine), and
+// the CUDA flash attention against the reference path (attention_forward / attention_backward) on
+// the same inputs.
 // Tolerances, as |got − want| <= rtol·|want| + rtol·max|want| per tensor:
 //   f32:        out and lse 1e-5, dqkv 1e-4 (against the CUDA reference and the CPU reference);
 //   f16, bf16:  inputs rounded to 16 bits, reference run in f32 on the rounded values; out and
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "cuda_compare.h"
+#include "ops/op_test_util.h"
 #include "cuda_test_util.h"
 #include "test_util.h"
 #include "wattwise/core/rng.h"
@@ -35,6 +37,135 @@ using ww::testing::random_normals;
 using ww::testing::read_back;
 
 namespace {
+
+// ---- argument checks (every machine) -----------------------------------------------------------
+
+namespace fused_args {
+
+using ww::testing::expect_error;
+
+constexpr int64_t B = 2, T = 5, H = 2, D = 32, C = H * D;
+
+struct Args {
+  Tensor qkv = Tensor::zeros({B, T, 3 * C}, DType::BF16);
+  Tensor out = Tensor::zeros({B, T, C}, DType::BF16);
+  Tensor lse = Tensor::zeros({B, H, T}, DType::F32);
+  Tensor mask = Tensor::from_vector(std::vector<int32_t>(size_t(B * T), 1), {B, T});
+  Tensor dqkv = Tensor::zeros({B, T, 3 * C}, DType::BF16);
+  Tensor dout = Tensor::zeros({B, T, C}, DType::BF16);
+  Tensor workspace = Tensor::zeros({B, H, T}, DType::F32);
+  int64_t heads = H;
+  float dropout_p = 0.1f;
+
+  void forward() const { ops::attention_forward_fused(out, lse, qkv, mask, heads, true, dropout_p, 1, 2); }
+  void backward() const {
+    ops::attention_backward_fused(dqkv, workspace, dout, qkv, out, lse, mask, heads, true, dropout_p, 1, 2);
+  }
+};
+
+TEST(FusedAttentionArgs, CpuTensorsNeedCuda) {
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    Args a;
+    a.qkv = Tensor::zeros({B, T, 3 * C}, dtype);
+    a.out = Tensor::zeros({B, T, C}, dtype);
+    a.dqkv = Tensor::zeros({B, T, 3 * C}, dtype);
+    a.dout = Tensor::zeros({B, T, C}, dtype);
+    expect_error([&] { a.forward(); }, {"attention_forward_fused", "needs a cuda device", "reference path"});
+    expect_error([&] { a.backward(); }, {"attention_backward_fused", "needs a cuda device"});
+  }
+}
+
+TEST(FusedAttentionArgs, UnsupportedHeadDims) {
+  // C = 40 with 2 heads: D = 20 is not a multiple of 8; C = 272 with 2 heads: D = 136 > 128.
+  for (int64_t channels : {40, 272}) {
+    Args a;
+    a.qkv = Tensor::zeros({B, T, 3 * channels}, DType::BF16);
+    a.out = Tensor::zeros({B, T, channels}, DType::BF16);
+    a.dqkv = Tensor::zeros({B, T, 3 * channels}, DType::BF16);
+    a.dout = Tensor::zeros({B, T, channels}, DType::BF16);
+    const std::string dim = "head dim " + std::to_string(channels / 2);
+    expect_error([&] { a.forward(); }, {"attention_forward_fused", dim, "multiple of 8 up to 128"});
+    expect_error([&] { a.backward(); }, {"attention_backward_fused", dim});
+  }
+}
+
+TEST(FusedAttentionArgs, ShapeAndTypeErrorsNameTheArgument) {
+  {
+    Args a;
+    a.lse = Tensor::zeros({B, H, T + 1}, DType::F32);
+    expect_error([&] { a.forward(); }, {"'lse'", std::to_string(B * H * T) + " elements"});
+  }
+  {
+    Args a;
+    a.lse = Tensor::zeros({B, H, T}, DType::F16);
+    expect_error([&] { a.forward(); }, {"'lse' must be f32"});
+  }
+  {
+    Args a;
+    a.out = Tensor::zeros({B, T, C}, DType::F32);  // qkv is bf16
+    expect_error([&] { a.forward(); }, {"'out' must be bf16"});
+  }
+  {
+    Args a;
+    a.qkv = Tensor::zeros({B, T, 3 * C}, DType::I32);
+    expect_error([&] { a.forward(); }, {"qkv must be f32, f16 or bf16"});
+  }
+  {
+    Args a;
+    a.qkv = Tensor::zeros({B, T, 3 * C + 1}, DType::BF16);
+    expect_error([&] { a.forward(); }, {"[B, T, 3C]"});
+  }
+  {
+    Args a;
+    a.heads = 3;
+    expect_error([&] { a.forward(); }, {"num_heads 3"});
+  }
+  {
+    Args a;
+    a.dropout_p = 1.0f;
+    expect_error([&] { a.forward(); }, {"dropout_p"});
+  }
+  {
+    Args a;
+    a.mask = Tensor::zeros({B, T}, DType::F32);
+    expect_error([&] { a.forward(); }, {"key_mask must be i32"});
+  }
+  {
+    Args a;
+    a.out = Tensor::view(a.qkv.raw(), {B, T, C}, DType::BF16);
+    expect_error([&] { a.forward(); }, {"out must not alias qkv"});
+  }
+  {
+    Args a;
+    a.workspace = Tensor::zeros({B, H, T, T}, DType::F32);
+    expect_error([&] { a.backward(); }, {"'workspace'", "elements"});
+  }
+  {
+    Args a;
+    a.dout = Tensor::zeros({B, T, C}, DType::F16);
+    expect_error([&] { a.backward(); }, {"'dout' must be bf16"});
+  }
+  {
+    Args a;
+    a.dqkv = a.qkv;
+    expect_error([&] { a.backward(); }, {"dqkv must not alias"});
+  }
+  {
+    Args a;
+    a.workspace = a.lse;
+    expect_error([&] { a.backward(); }, {"workspace must not alias lse"});
+  }
+  {
+    Args a;
+    Tensor padded = Tensor::zeros({B * T * 3 * C + 1}, DType::BF16);
+    a.qkv = Tensor::view(static_cast<uint16_t*>(padded.raw()) + 1, {B, T, 3 * C}, DType::BF16);
+    expect_error([&] { a.forward(); }, {"'qkv' must be 16-byte aligned"});
+  }
+}
+
+}  // namespace fused_args
+
+// ---- the CUDA kernels against the reference path -------------------------------------------------
 
 struct Case {
   int64_t B, T, H, D;
@@ -271,20 +402,13 @@ void check_case(const Case& c, DType dtype) {
   check_case_on(c, dtype, random_normals(c.B * c.T * 3 * C, 21), random_normals(c.B * c.T * C, 22));
 }
 
-TEST(FlashAttention, F32MatchesReference) {
-  WW_REQUIRE_CUDA();
-  for (const Case& c : kCases) check_case(c, DType::F32);
+class FlashAttentionTest : public ww::testing::DeviceDtypeTest {};
+
+TEST_P(FlashAttentionTest, MatchesTheReference) {
+  for (const Case& c : kCases) check_case(c, dtype());
 }
 
-TEST(FlashAttention, F16MatchesReference) {
-  WW_REQUIRE_CUDA();
-  for (const Case& c : kCases) check_case(c, DType::F16);
-}
-
-TEST(FlashAttention, BF16MatchesReference) {
-  WW_REQUIRE_CUDA();
-  for (const Case& c : kCases) check_case(c, DType::BF16);
-}
+WW_INSTANTIATE_DEVICE_DTYPE_TEST(FlashAttentionTest, ww::testing::cuda_dtypes());
 
 // The mma kernels run 4 warps per CTA once the grid has at least one CTA of 64 rows per SM
 // (training batches); the cases above are small enough to take the 1-warp kernels. This test
