@@ -16,15 +16,15 @@ set -uo pipefail
 task=${WW_TASK:-sst2}
 source "$(dirname "$0")/session_common.sh"
 keep_minilm || exit 3
-targets="test_cuda_flash_attention test_cuda_model"
+targets="ops_attention_fused_test test_cuda_model"
 build_wattwise $targets || exit 1
 if [ "$task" = sst2 ]; then
   # Kernel tests with the default backward, then with the mma backward at head dim 32 too (the
   # padding-key race fixed on 2026-12-03 has to pass there before it becomes the default again).
   for mma in "" 1; do
-    log=$OUT/test_cuda_flash_attention${mma:+_mma}.log
-    WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/test_cuda_flash_attention > $log 2>&1
-    say "test_cuda_flash_attention${mma:+ (mma backward)}: rc $?, $(grep -cE '^\[       OK' $log) ok"
+    log=$OUT/ops_attention_fused_test${mma:+_mma}.log
+    WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/ops_attention_fused_test > $log 2>&1
+    say "ops_attention_fused_test${mma:+ (mma backward)}: rc $?, $(grep -cE '^\[       OK' $log) ok"
     grep -E "^\[  FAILED|Failure" -A6 $log | head -40 | tee -a "$summary"
   done
   timeout 150 build/tests/test_cuda_model --gtest_filter='ModelOnGpuHeadDim32.*:*SixteenBit*:*Graphed*' \

@@ -8,12 +8,12 @@
 # GPU. Carry .deps and .gpu-carry. Results: $OUT/summary.txt, $OUT/*.log, $OUT/bench.jsonl.
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
-first=test_cuda_flash_attention
-others=${WW_TEST_TARGETS:-test_cuda_attention test_cuda_model test_cuda_gpt2 test_cuda_mixed_precision test_cuda_parity}
+first=ops_attention_fused_test
+others=${WW_TEST_TARGETS:-ops_attention_test test_cuda_model test_cuda_gpt2 ops_layernorm_test ops_linear_test test_cuda_parity}
 build_wattwise $first $others || exit 1
 run_tests $first
 
-timeout 180 build/tests/test_cuda_flash_attention --gtest_also_run_disabled_tests --gtest_filter='*Timing*' \
+timeout 180 build/tests/ops_attention_fused_test --gtest_also_run_disabled_tests --gtest_filter='*Timing*' \
   > $OUT/timing.log 2>&1
 say "attention timing: rc $?"
 grep -E "fused|reference" $OUT/timing.log | tee -a "$summary"

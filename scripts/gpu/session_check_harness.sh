@@ -9,7 +9,7 @@
 # GPT-2's per-kernel profile after the harness (give the harness WW_DEADLINE_S=480 then).
 set -uo pipefail
 source "$(dirname "$0")/session_common.sh"
-tests=${WW_TEST_TARGETS:-test_cuda_gemm test_cuda_elementwise test_cuda_gpt2 test_cuda_model test_cuda_mixed_precision test_cuda_parity}
+tests=${WW_TEST_TARGETS:-ops_linear_test ops_layernorm_test ops_embedding_test ops_activation_test ops_dropout_test ops_elementwise_test ops_softmax_test ops_cross_entropy_test test_cuda_gpt2 test_cuda_model test_cuda_parity}
 # Issue 8's case first: a harness that runs out of time leaves out the last cases.
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 build_wattwise $tests || { pack_outputs; exit 1; }

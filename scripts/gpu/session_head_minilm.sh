@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU call after the LM-head padding and the MiniLM bench case:
-#   1. build wattwise and test_cuda_gemm, run the test;
+#   1. build wattwise and ops_linear_test, run the test;
 #   2. bench/cuda/lm_head_gemm.cu (standalone nvcc + cuBLASLt): GPT-2's three head GEMMs with the
 #      vocabulary as is, with padded logit rows and with a padded vocabulary, timed and then under
 #      Nsight Compute for the kernel names;
@@ -27,12 +27,12 @@ for row in csv.DictReader(io.StringIO(text)):
         print(f'{float(row["Metric Value"]) / 1e6:8.3f} ms  {row["Kernel Name"][:110]}')
 PY
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON > $OUT/build.log 2>&1 &&
-  cmake --build build -j 16 --target wattwise test_cuda_gemm >> $OUT/build.log 2>&1 ||
+  cmake --build build -j 16 --target wattwise ops_linear_test >> $OUT/build.log 2>&1 ||
   { grep -E "error" -A3 $OUT/build.log | head -40 | tee -a "$summary"; exit 1; }
 say "build: $(( $(date +%s) - start )) s"
-timeout 120 build/tests/test_cuda_gemm > $OUT/test_cuda_gemm.log 2>&1
-say "test_cuda_gemm: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_gemm.log) ok"
-grep -E "^\[  FAILED|Failure" -A4 $OUT/test_cuda_gemm.log | head -30 | tee -a "$summary"
+timeout 120 build/tests/ops_linear_test > $OUT/ops_linear_test.log 2>&1
+say "ops_linear_test: rc $?, $(grep -cE '^\[       OK' $OUT/ops_linear_test.log) ok"
+grep -E "^\[  FAILED|Failure" -A4 $OUT/ops_linear_test.log | head -30 | tee -a "$summary"
 mkdir -p $OUT/minilm
 timeout $(( $(left) - 40 )) python3 bench/run_harness.py --wattwise build/wattwise --out $OUT/minilm --device cuda \
   --cases minilm-train-bf16 --rounds 3 --min-seconds 2 --no-compile --budget-s $(( $(left) - 60 )) 2> $OUT/minilm/harness.log

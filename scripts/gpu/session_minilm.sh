@@ -8,7 +8,7 @@
 # WW_SEEDS (default "42 43 44"), WW_LR_SWEEP (e.g. "3e-5 5e-5 1e-4"; empty: the recipe's lr),
 # WW_EXTRA (more wattwise overrides), WW_SKIP_PYTORCH=1 (wattwise only: a kernel change's accuracy
 # against an earlier PyTorch run of the same seeds), WW_TEST_TARGETS (CUDA tests to build and run first, e.g.
-# "test_cuda_flash_attention test_cuda_model"). Everything lands under $OUT.
+# "ops_attention_fused_test test_cuda_model"). Everything lands under $OUT.
 set -uo pipefail
 task=${WW_TASK:-sst2}
 source "$(dirname "$0")/session_common.sh"

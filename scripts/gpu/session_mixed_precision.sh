@@ -27,7 +27,7 @@ if [ "${WW_SKIP_TESTS:-0}" != 1 ]; then
   fi
   build/tests/test_cuda_model > "$OUT/test_cuda_model.log" 2>&1
   grep -E "error\)|mean loss|skipped steps|OK|FAILED" "$OUT/test_cuda_model.log" | head -40
-  build/tests/test_cuda_flash_attention --gtest_also_run_disabled_tests --gtest_filter='*Timing*' > "$OUT/flash_timing.log" 2>&1
+  build/tests/ops_attention_fused_test --gtest_also_run_disabled_tests --gtest_filter='*Timing*' > "$OUT/flash_timing.log" 2>&1
   grep -vE "^\[|^$" "$OUT/flash_timing.log" | head -20
 fi
 

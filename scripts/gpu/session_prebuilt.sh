@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A GPU call that builds nothing (the build takes 100-160 s of a call): the test programs and wattwise
 # prebuilt on the CPU machine and packed,
-#   bash scripts/gpu/build_baseline.sh HEAD .gpu-carry/prebuilt test_cuda_gemm test_cuda_elementwise ...
+#   bash scripts/gpu/build_baseline.sh HEAD .gpu-carry/prebuilt ops_linear_test ops_layernorm_test ...
 #   tar -C .gpu-carry -cJf .gpu-carry/packed/prebuilt.tar.xz prebuilt && rm -r .gpu-carry/prebuilt
 # then the named tests (WW_TEST_TARGETS), the harness (WW_HARNESS_CASES, default every case; GPT-2
 # alone takes ~2 minutes on an H100, every case ~4.5), and the per-kernel profiles named in
@@ -21,7 +21,7 @@ say "prebuilt: $(cat $bin/COMMIT)"
 probes=${WW_CUDA_PROBES:-}
 [ "${WW_LM_HEAD_GEMM:-0}" = 1 ] && probes="lm_head_gemm $probes"
 for p in $probes; do WW_PROBE_HIDE=candidate run_cuda_probe "$p" 10; done
-WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-test_cuda_gemm}
+WW_TEST_DIR=$bin WW_TEST_TIMEOUT=${WW_TEST_TIMEOUT:-90} run_tests ${WW_TEST_TARGETS:-ops_linear_test}
 all_cases=gpt2-train-bf16,distilbert-train-bf16,distilbert-train-fp16,distilbert-train-fp32,bert-train-bf16,bert-infer-fp16-b1,bert-infer-fp16-b32,bert-infer-fp16-b256,distilbert-infer-fp16-b32,minilm-train-bf16
 # WW_HARNESS_CASES=none: no harness run (a call of tests, variants and profiles only).
 if [ "${WW_HARNESS_CASES:-}" != none ]; then

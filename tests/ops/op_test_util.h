@@ -160,7 +160,7 @@ inline Tensor gpu_as(const Tensor& cpu, DType dtype) {
 
 // A tensor's values as floats, after every queued kernel finished.
 inline std::vector<float> read(const Tensor& t) {
-  sync_device();
+  if (t.device().is_cuda()) sync_device();
   return t.to_float_vector();
 }
 inline std::vector<float> from_gpu(const Tensor& gpu) { return read(gpu); }

@@ -94,10 +94,10 @@ TEST_P(OptimizerTest, AdamStepMatchesTheCpuReference) {
             ops::adamw_step(cpu.params, cpu.grads, cpu.a, cpu.b, ranges, args);
             ops::adamw_step(got.params, got.grads, got.a, got.b, g_ranges, args);
           }
-          const std::vector<float> p = read_back(got.params), want = cpu.params.to_float_vector();
+          const std::vector<float> p = read(got.params), want = cpu.params.to_float_vector();
           expect_close(p, want, "params", optimizer_rtol());
-          expect_close(read_back(got.a), cpu.a.to_float_vector(), "exp_avg", optimizer_rtol());
-          expect_close(read_back(got.b), cpu.b.to_float_vector(), "exp_avg_sq", optimizer_rtol());
+          expect_close(read(got.a), cpu.a.to_float_vector(), "exp_avg", optimizer_rtol());
+          expect_close(read(got.b), cpu.b.to_float_vector(), "exp_avg_sq", optimizer_rtol());
           RecordProperty("params_bitwise_differences", int(count_bitwise_differences(p, want)));
         }
 }
@@ -126,8 +126,8 @@ TEST_P(OptimizerTest, SgdStepMatchesTheCpuReference) {
         ops::sgd_step(cpu.params, cpu.grads, buf_cpu, ranges, args);
         ops::sgd_step(got.params, got.grads, buf_got, g_ranges, args);
       }
-      expect_close(read_back(got.params), cpu.params.to_float_vector(), "params", optimizer_rtol());
-      if (v.momentum != 0) expect_close(read_back(got.a), cpu.a.to_float_vector(), "momentum_buffer", optimizer_rtol());
+      expect_close(read(got.params), cpu.params.to_float_vector(), "params", optimizer_rtol());
+      if (v.momentum != 0) expect_close(read(got.a), cpu.a.to_float_vector(), "momentum_buffer", optimizer_rtol());
     }
 }
 
