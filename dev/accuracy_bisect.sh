@@ -27,7 +27,7 @@ if [ -f .gpu-carry/minilm/model.safetensors ]; then
   rm -rf "$model"; mkdir -p build/carry; cp -r .gpu-carry/minilm "$model"
 fi
 [ -f "$model/model.safetensors" ] || { say "no checkpoint: carry .gpu-carry/minilm"; exit 3; }
-targets="test_cuda_flash_attention test_cuda_model"
+targets="ops_attention_fused_test models_execution_test models_runtime_test models_sequence_classifier_test"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWW_CUDA=ON -DWW_SHARED_DATA="$PWD/.gpu-carry/data" > "$OUT/build.log" 2>&1 &&
   cmake --build build -j 16 --target wattwise $targets >> "$OUT/build.log" 2>&1 ||
   { grep -E "error" -A3 "$OUT/build.log" | head -40 | tee -a "$summary"; exit 1; }
@@ -35,19 +35,19 @@ if [ "$task" = sst2 ]; then
   # Kernel tests with the default backward, then with the mma backward at head dim 32 too (the
   # padding-key race fixed on 2026-12-03 has to pass there before it becomes the default again).
   for mma in "" 1; do
-    log=$OUT/test_cuda_flash_attention${mma:+_mma}.log
-    WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/test_cuda_flash_attention > $log 2>&1
-    say "test_cuda_flash_attention${mma:+ (mma backward)}: rc $?, $(grep -cE '^\[       OK' $log) ok"
+    log=$OUT/ops_attention_fused_test${mma:+_mma}.log
+    WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/ops_attention_fused_test > $log 2>&1
+    say "ops_attention_fused_test${mma:+ (mma backward)}: rc $?, $(grep -cE '^\[       OK' $log) ok"
     grep -E "^\[  FAILED|Failure" -A6 $log | head -40 | tee -a "$summary"
   done
-  timeout 150 build/tests/test_cuda_model --gtest_filter='ModelOnGpuHeadDim32.*:*SixteenBit*:*Graphed*' \
-    > $OUT/test_cuda_model.log 2>&1
-  say "test_cuda_model: rc $?, $(grep -cE '^\[       OK' $OUT/test_cuda_model.log) ok"
-  grep -E "head dim 32|^\[  FAILED|Failure" -A3 $OUT/test_cuda_model.log | head -30 | tee -a "$summary"
+  timeout 150 build/tests/models_execution_test --gtest_filter='ModelOnGpuHeadDim32.*:*SixteenBit*:*Graphed*' \
+    > $OUT/models_execution_test.log 2>&1
+  say "models_execution_test: rc $?, $(grep -cE '^\[       OK' $OUT/models_execution_test.log) ok"
+  grep -E "head dim 32|^\[  FAILED|Failure" -A3 $OUT/models_execution_test.log | head -30 | tee -a "$summary"
   # The real checkpoint's step and per-layer attention replay: the default (WMMA backward at head
   # dim 32), then the mma backward (wrong dK at padding keys until the 2026-12-03 barrier fix).
   for mma in "" 1; do
-    WW_MINILM_DIR=$PWD/$model WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/test_cuda_model \
+    WW_MINILM_DIR=$PWD/$model WW_FLASH_MMA_BACKWARD_HEAD_DIM_32=$mma timeout 150 build/tests/models_execution_test \
       --gtest_filter='*RealCheckpoint*' > $OUT/real_checkpoint${mma:+_mma}.log 2>&1
     say "real checkpoint tests${mma:+ (mma backward)}: rc $?"
     grep -E "^layer|  b |whole gradient|<--|FAILED  \]" $OUT/real_checkpoint${mma:+_mma}.log | grep -v ": fused" | head -60 | tee -a "$summary"

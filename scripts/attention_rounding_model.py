@@ -2,7 +2,7 @@
 """How far the fused bf16 attention backward may fall from the exact one on a real checkpoint.
 
 Runs all-MiniLM-L6-v2's forward in numpy (f32) on an IMDB-shaped batch of random vocabulary ids
-(the shape and lengths of tests/test_cuda_model.cpp's real-checkpoint tests), takes layer L's
+(the shape and lengths of tests/models/execution_test.cpp's real-checkpoint tests), takes layer L's
 queries, keys and values rounded to bf16, and models what the mma kernels round: the forward's
 unnormalised probabilities and its output in bf16, delta = dO . O from that output, then dQ, dK
 and dV against the exact backward (delta = sum_j P dP) for a random output gradient that is zero

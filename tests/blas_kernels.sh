@@ -7,15 +7,10 @@
 # Usage: blas_kernels.sh <build>/tests
 set -uo pipefail
 tests_dir=${1:?usage: blas_kernels.sh BUILD/tests}
-# The numerical programs: every one of the kernels, ops, models and train layers (tests/<layer>/),
-# plus those not yet moved into a layer folder.
+# The numerical programs: every one of the kernels, ops, models and train layers (tests/<layer>/).
 binaries=()
 for program in "$tests_dir"/{kernels,ops,models,train}_*_test; do
   [ -x "$program" ] && binaries+=("$(basename "$program")")
-done
-for program in test_gpt2 test_kernels_cpu test_attention_cpu test_attention_fused_cpu test_optimizer \
-                test_quantized test_ops_dtype; do
-  [ -x "$tests_dir/$program" ] && binaries+=("$program")
 done
 
 flags=$(grep -m1 '^flags' /proc/cpuinfo)

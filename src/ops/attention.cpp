@@ -3,12 +3,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/cpu/attention.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/attention.h"
-#include "kernels/cuda/flash_attention.h"
-#endif
+#include "kernels/attention.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "wattwise/ops/dropout.h"
 #include "wattwise/ops/linear.h"
 
@@ -17,7 +14,7 @@ namespace {
 
 // Reads B, T, H, D from qkv [B, T, 3C] and checks what every attention op shares (not qkv's
 // dtype or device: each path has its own rule for those).
-kernels::cpu::AttentionConfig qkv_config(const char* op, const Tensor& qkv, const Tensor& key_mask,
+kernels::AttentionConfig qkv_config(const char* op, const Tensor& qkv, const Tensor& key_mask,
                                          int64_t num_heads, bool causal, float dropout_p, uint64_t seed,
                                          uint64_t offset) {
   if (qkv.dim() != 3 || qkv.size(2) == 0 || qkv.size(2) % 3 != 0)
@@ -36,7 +33,7 @@ kernels::cpu::AttentionConfig qkv_config(const char* op, const Tensor& qkv, cons
     require_numel(key_mask, batch * seq_len, op, "key_mask");
     require_same_device(key_mask, qkv, op);
   }
-  kernels::cpu::AttentionConfig config;
+  kernels::AttentionConfig config;
   config.batch = batch;
   config.seq_len = seq_len;
   config.num_heads = num_heads;
@@ -49,7 +46,7 @@ kernels::cpu::AttentionConfig qkv_config(const char* op, const Tensor& qkv, cons
 }
 
 // The reference path: qkv an activation (f32 on the CPU; f32/f16/bf16 on a GPU).
-kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv,
+kernels::AttentionConfig attention_config(const char* op, const Tensor& qkv,
                                                const Tensor& key_mask, int64_t num_heads,
                                                bool causal, float dropout_p, uint64_t seed,
                                                uint64_t offset) {
@@ -58,7 +55,7 @@ kernels::cpu::AttentionConfig attention_config(const char* op, const Tensor& qkv
 }
 
 // The dropout offset base: a device pointer for the CUDA kernels; folded into the offset on the CPU.
-void apply_offset_base(kernels::cpu::AttentionConfig& config, const Tensor& offset_base, const Tensor& qkv,
+void apply_offset_base(kernels::AttentionConfig& config, const Tensor& offset_base, const Tensor& qkv,
                        const char* op) {
   const uint64_t* base = dropout_offset_base(offset_base, qkv, op);
   if (!base) return;
@@ -66,7 +63,7 @@ void apply_offset_base(kernels::cpu::AttentionConfig& config, const Tensor& offs
   else config.offset += *base;
 }
 
-int64_t probs_numel(const kernels::cpu::AttentionConfig& c) {
+int64_t probs_numel(const kernels::AttentionConfig& c) {
   return c.batch * c.num_heads * c.seq_len * c.seq_len;
 }
 
@@ -115,14 +112,14 @@ void require_aligned(const Tensor& t, const char* op, const char* arg) {
 
 // B, T, H, D from qkv [B, T, 3C] and the checks both fused directions share (everything but the
 // device, so argument errors read the same on every machine).
-kernels::cpu::AttentionConfig fused_attention_config(const char* op, const Tensor& qkv,
+kernels::AttentionConfig fused_attention_config(const char* op, const Tensor& qkv,
                                                      const Tensor& key_mask, int64_t num_heads,
                                                      bool causal, float dropout_p, uint64_t seed,
                                                      uint64_t offset) {
   if (!qkv.defined()) fail(op, ": argument 'qkv' is undefined (expected [B, T, 3C] f32, f16 or bf16)");
   if (!is_fused_element_type(qkv.dtype()))
     fail(op, ": qkv must be f32, f16 or bf16, got ", qkv.describe());
-  kernels::cpu::AttentionConfig config = qkv_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
+  kernels::AttentionConfig config = qkv_config(op, qkv, key_mask, num_heads, causal, dropout_p, seed, offset);
   if (!fused_head_dim_supported(config.head_dim))
     fail(op, ": head dim ", config.head_dim, " (C = ", qkv.size(2) / 3, ", num_heads = ", num_heads,
          ") is not supported by fused attention: it needs a multiple of 8 up to 128; use the "
@@ -130,14 +127,16 @@ kernels::cpu::AttentionConfig fused_attention_config(const char* op, const Tenso
   return config;
 }
 
-// The last check: where the fused kernels can run.
+// The last check: where the fused kernels can run (there is no CPU kernel).
 void require_cuda_for_fused(const Tensor& qkv, const char* op) {
   if (!qkv.device().is_cuda())
     fail(op, ": fused attention needs a cuda device, got qkv ", qkv.describe(),
          "; the reference path (attention_forward / attention_backward) runs on the CPU");
-#ifndef WW_HAVE_CUDA
-  fail(op, ": this build has no CUDA backend (configure with WW_CUDA=ON)");
-#endif
+}
+
+// What a build without the CUDA backend says for the fused ops.
+auto no_fused_backend(const char* op) {
+  return [op] { fail(op, ": this build has no CUDA backend (configure with WW_CUDA=ON)"); };
 }
 
 }  // namespace
@@ -156,16 +155,16 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& qkv
   require_same_device(probs, qkv, op);
   if (out.raw() == qkv.raw()) fail(op, ": out must not alias qkv");
 
-  if (qkv.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return kernels::cuda::attention_forward(out.raw(), probs.raw(), qkv.raw(), mask_data(key_mask), qkv.dtype(),
-                                            config, gemm_precision(qkv.dtype()));
-#else
-    fail(op, ": the CUDA backend does not implement this yet");
-#endif
-  }
-  kernels::cpu::attention_forward(out.data<float>(), probs.data<float>(), qkv.data<float>(),
-                                  mask_data(key_mask), config);
+  dispatch(
+      op, qkv.device(),
+      [&] {
+        kernels::cpu::attention_forward(out.data<float>(), probs.data<float>(), qkv.data<float>(),
+                                        mask_data(key_mask), config);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::attention_forward(out.raw(), probs.raw(), qkv.raw(), mask_data(key_mask), qkv.dtype(), config,
+                                         gemm_precision(qkv.dtype()));
+      }));
 }
 
 void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor& dout,
@@ -188,18 +187,16 @@ void attention_backward(const Tensor& dqkv, const Tensor& scratch, const Tensor&
     fail(op, ": dqkv must not alias qkv or dout");
   if (scratch.raw() == probs.raw()) fail(op, ": scratch must not alias probs");
 
-  if (qkv.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return kernels::cuda::attention_backward(dqkv.raw(), scratch.raw(), dout.raw(), qkv.raw(), probs.raw(),
-                                             mask_data(key_mask), qkv.dtype(), config,
-                                             gemm_precision(qkv.dtype()));
-#else
-    fail(op, ": the CUDA backend does not implement this yet");
-#endif
-  }
-  kernels::cpu::attention_backward(dqkv.data<float>(), scratch.data<float>(), dout.data<float>(),
-                                   qkv.data<float>(), probs.data<float>(), mask_data(key_mask),
-                                   config);
+  dispatch(
+      op, qkv.device(),
+      [&] {
+        kernels::cpu::attention_backward(dqkv.data<float>(), scratch.data<float>(), dout.data<float>(),
+                                         qkv.data<float>(), probs.data<float>(), mask_data(key_mask), config);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::attention_backward(dqkv.raw(), scratch.raw(), dout.raw(), qkv.raw(), probs.raw(),
+                                          mask_data(key_mask), qkv.dtype(), config, gemm_precision(qkv.dtype()));
+      }));
 }
 
 void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor& qkv,
@@ -215,10 +212,13 @@ void attention_forward_fused(const Tensor& out, const Tensor& lse, const Tensor&
   require_aligned(qkv, op, "qkv");
   require_aligned(out, op, "out");
   require_cuda_for_fused(qkv, op);
-#ifdef WW_HAVE_CUDA
-  kernels::cuda::flash_attention_forward(out.raw(), lse.data<float>(), qkv.raw(), mask_data(key_mask), config,
-                                         qkv.dtype());
-#endif
+  dispatch(
+      qkv.device(), [] {},
+      WW_CUDA([&] {
+        kernels::cuda::flash_attention_forward(out.raw(), lse.data<float>(), qkv.raw(), mask_data(key_mask), config,
+                                               qkv.dtype());
+      }),
+      no_fused_backend(op));
 }
 
 void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const Tensor& dout,
@@ -242,10 +242,13 @@ void attention_backward_fused(const Tensor& dqkv, const Tensor& workspace, const
   require_aligned(dout, op, "dout");
   require_aligned(out, op, "out");
   require_cuda_for_fused(qkv, op);
-#ifdef WW_HAVE_CUDA
-  kernels::cuda::flash_attention_backward(dqkv.raw(), workspace.data<float>(), dout.raw(), qkv.raw(), out.raw(),
-                                          lse.data<float>(), mask_data(key_mask), config, qkv.dtype());
-#endif
+  dispatch(
+      qkv.device(), [] {},
+      WW_CUDA([&] {
+        kernels::cuda::flash_attention_backward(dqkv.raw(), workspace.data<float>(), dout.raw(), qkv.raw(), out.raw(),
+                                                lse.data<float>(), mask_data(key_mask), config, qkv.dtype());
+      }),
+      no_fused_backend(op));
 }
 
 }  // namespace ww::ops

@@ -2,11 +2,9 @@
 
 #include <cmath>
 
-#include "kernels/cpu/cross_entropy.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/loss.h"
-#endif
+#include "kernels/cross_entropy.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -58,17 +56,16 @@ void cross_entropy_forward_impl(const Tensor& losses, const Tensor& logits, int6
   require_numel(losses, N, op, "losses");
   require_same_device(losses, logits, op);
   require_no_overlap(losses, logits, op, "losses", "logits");
-  if (logits.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::cross_entropy_forward(losses.data<float>(), logits.raw(), logits.dtype(), labels.data<int32_t>(),
-                                         N, K, ld, label_smoothing);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K, ld,
-                                      label_smoothing);
+  dispatch(
+      op, logits.device(),
+      [&] {
+        kernels::cpu::cross_entropy_forward(losses.data<float>(), logits.data<float>(), labels.data<int32_t>(), N, K,
+                                            ld, label_smoothing);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::cross_entropy_forward(losses.data<float>(), logits.raw(), logits.dtype(),
+                                             labels.data<int32_t>(), N, K, ld, label_smoothing);
+      }));
 }
 
 void cross_entropy_forward_backward_impl(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
@@ -85,17 +82,17 @@ void cross_entropy_forward_backward_impl(const Tensor& losses, const Tensor& dlo
   if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
   require_no_overlap(losses, dlogits, op, "losses", "dlogits");
   if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
-  if (logits.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::cross_entropy_forward_backward(losses.data<float>(), dlogits.raw(), logits.raw(), logits.dtype(),
-                                                  labels.data<int32_t>(), N, K, ld, label_smoothing, scale);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::cross_entropy_forward_backward(losses.data<float>(), dlogits.data<float>(), logits.data<float>(),
-                                               labels.data<int32_t>(), N, K, ld, label_smoothing, scale);
+  dispatch(
+      op, logits.device(),
+      [&] {
+        kernels::cpu::cross_entropy_forward_backward(losses.data<float>(), dlogits.data<float>(), logits.data<float>(),
+                                                     labels.data<int32_t>(), N, K, ld, label_smoothing, scale);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::cross_entropy_forward_backward(losses.data<float>(), dlogits.raw(), logits.raw(),
+                                                      logits.dtype(), labels.data<int32_t>(), N, K, ld,
+                                                      label_smoothing, scale);
+      }));
 }
 
 }  // namespace
@@ -119,17 +116,16 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   require_same_device(dlogits, logits, op);
   if (dlogits.raw() != logits.raw()) require_no_overlap(dlogits, logits, op, "dlogits", "logits");
   if (!std::isfinite(scale)) fail(op, ": scale must be finite, got ", scale);
-  if (logits.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::cross_entropy_backward(dlogits.raw(), logits.raw(), logits.dtype(), labels.data<int32_t>(), N,
-                                          K, ld, label_smoothing, scale);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
-                                       K, ld, label_smoothing, scale);
+  dispatch(
+      op, logits.device(),
+      [&] {
+        kernels::cpu::cross_entropy_backward(dlogits.data<float>(), logits.data<float>(), labels.data<int32_t>(), N,
+                                             K, ld, label_smoothing, scale);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::cross_entropy_backward(dlogits.raw(), logits.raw(), logits.dtype(), labels.data<int32_t>(), N,
+                                              K, ld, label_smoothing, scale);
+      }));
 }
 
 void cross_entropy_forward_backward(const Tensor& losses, const Tensor& dlogits, const Tensor& logits,
@@ -148,14 +144,9 @@ void cross_entropy_forward_backward_padded(const Tensor& losses, const Tensor& d
 int64_t count_valid_labels(const Tensor& labels) {
   const char* op = "count_valid_labels";
   require_i32(labels, op, "labels");
-  if (labels.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return kernels::cuda::count_valid_labels(labels.data<int32_t>(), labels.numel());
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  return kernels::cpu::count_valid_labels(labels.data<int32_t>(), labels.numel());
+  return dispatch(
+      op, labels.device(), [&] { return kernels::cpu::count_valid_labels(labels.data<int32_t>(), labels.numel()); },
+      WW_CUDA([&] { return kernels::cuda::count_valid_labels(labels.data<int32_t>(), labels.numel()); }));
 }
 
 void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target) {
@@ -164,15 +155,12 @@ void mse_forward(const Tensor& losses, const Tensor& pred, const Tensor& target)
   require_f32_cpu_or_cuda(losses, op, "losses");
   require_numel(losses, N, op, "losses");
   require_same_device(losses, pred, op);
-  if (pred.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::mse_forward(losses.data<float>(), pred.raw(), pred.dtype(), target.data<float>(), N);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::mse_forward(losses.data<float>(), pred.data<float>(), target.data<float>(), N);
+  dispatch(
+      op, pred.device(),
+      [&] { kernels::cpu::mse_forward(losses.data<float>(), pred.data<float>(), target.data<float>(), N); },
+      WW_CUDA([&] {
+        kernels::cuda::mse_forward(losses.data<float>(), pred.raw(), pred.dtype(), target.data<float>(), N);
+      }));
 }
 
 void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target, float scale) {
@@ -181,15 +169,12 @@ void mse_backward(const Tensor& dpred, const Tensor& pred, const Tensor& target,
   require_activation_like(dpred, pred, op, "dpred", "pred");
   require_numel(dpred, N, op, "dpred");
   require_same_device(dpred, pred, op);
-  if (pred.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::mse_backward(dpred.raw(), pred.raw(), pred.dtype(), target.data<float>(), N, scale);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::mse_backward(dpred.data<float>(), pred.data<float>(), target.data<float>(), N, scale);
+  dispatch(
+      op, pred.device(),
+      [&] { kernels::cpu::mse_backward(dpred.data<float>(), pred.data<float>(), target.data<float>(), N, scale); },
+      WW_CUDA([&] {
+        kernels::cuda::mse_backward(dpred.raw(), pred.raw(), pred.dtype(), target.data<float>(), N, scale);
+      }));
 }
 
 }  // namespace ww::ops

@@ -1,10 +1,8 @@
 #include "wattwise/ops/dropout.h"
 
-#include "kernels/cpu/dropout.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/elementwise.h"
-#endif
+#include "kernels/dropout.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -43,16 +41,15 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
   const char* op = "dropout_forward";
   check_dropout(out, inp, p, op, "out", "inp");
   const uint64_t* base = dropout_offset_base(offset_base, inp, op);
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::dropout_forward(out.raw(), inp.raw(), inp.numel(), inp.dtype(), p, seed, offset, base);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, seed,
-                                offset + (base ? *base : 0));
+  dispatch(
+      op, out.device(),
+      [&] {
+        kernels::cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, seed,
+                                      offset + (base ? *base : 0));
+      },
+      WW_CUDA([&] {
+        kernels::cuda::dropout_forward(out.raw(), inp.raw(), inp.numel(), inp.dtype(), p, seed, offset, base);
+      }));
 }
 
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed, uint64_t offset,
@@ -60,16 +57,15 @@ void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t 
   const char* op = "dropout_backward";
   check_dropout(dinp, dout, p, op, "dinp", "dout");
   const uint64_t* base = dropout_offset_base(offset_base, dout, op);
-  if (dout.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::dropout_backward(dinp.raw(), dout.raw(), dout.numel(), dout.dtype(), p, seed, offset, base);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, seed,
-                                 offset + (base ? *base : 0));
+  dispatch(
+      op, dout.device(),
+      [&] {
+        kernels::cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, seed,
+                                       offset + (base ? *base : 0));
+      },
+      WW_CUDA([&] {
+        kernels::cuda::dropout_backward(dinp.raw(), dout.raw(), dout.numel(), dout.dtype(), p, seed, offset, base);
+      }));
 }
 
 }  // namespace ww::ops

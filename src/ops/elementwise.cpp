@@ -1,11 +1,12 @@
 #include "wattwise/ops/elementwise.h"
 
-#include "kernels/cpu/dropout.h"
-#include "kernels/cpu/elementwise.h"
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
 #ifdef WW_HAVE_CUDA
-#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/input_errors.h"
 #endif
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -32,20 +33,19 @@ void residual_forward(const Tensor& out, const Tensor& a, const Tensor& b, const
   if (out.raw() != a.raw()) require_no_overlap(out, a, op, "out", "a");
   if (out.raw() != b.raw()) require_no_overlap(out, b, op, "out", "b");
   const uint64_t* base = checked_dropout_base(b_dropout, a, op);
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::residual_forward(out.raw(), a.raw(), b.raw(), a.numel(), a.dtype(),
-                                    {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  if (b_dropout.p > 0.0f)
-    kernels::cpu::residual_dropout_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
-                                           b_dropout.p, b_dropout.seed, b_dropout.offset + (base ? *base : 0));
-  else
-    kernels::cpu::residual_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
+  dispatch(
+      op, out.device(),
+      [&] {
+        if (b_dropout.p > 0.0f)
+          kernels::cpu::residual_dropout_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
+                                                 b_dropout.p, b_dropout.seed, b_dropout.offset + (base ? *base : 0));
+        else
+          kernels::cpu::residual_forward(out.data<float>(), a.data<float>(), b.data<float>(), a.numel());
+      },
+      WW_CUDA([&] {
+        kernels::cuda::residual_forward(out.raw(), a.raw(), b.raw(), a.numel(), a.dtype(),
+                                        {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
+      }));
 }
 
 void add_inplace(const Tensor& acc, const Tensor& x) {
@@ -55,29 +55,17 @@ void add_inplace(const Tensor& acc, const Tensor& x) {
   require_numel(x, acc.numel(), op, "x");
   require_same_device(acc, x, op);
   if (acc.raw() != x.raw()) require_no_overlap(acc, x, op, "acc", "x");
-  if (acc.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::add_inplace(acc.raw(), x.raw(), acc.numel(), acc.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::add_inplace(acc.data<float>(), x.data<float>(), acc.numel());
+  dispatch(
+      op, acc.device(), [&] { kernels::cpu::add_inplace(acc.data<float>(), x.data<float>(), acc.numel()); },
+      WW_CUDA([&] { kernels::cuda::add_inplace(acc.raw(), x.raw(), acc.numel(), acc.dtype()); }));
 }
 
 void scale_inplace(const Tensor& x, float factor) {
   const char* op = "scale_inplace";
   require_activation(x, op, "x");
-  if (x.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::scale_inplace(x.raw(), factor, x.numel(), x.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::scale_inplace(x.data<float>(), factor, x.numel());
+  dispatch(
+      op, x.device(), [&] { kernels::cpu::scale_inplace(x.data<float>(), factor, x.numel()); },
+      WW_CUDA([&] { kernels::cuda::scale_inplace(x.raw(), factor, x.numel(), x.dtype()); }));
 }
 
 void select_token_forward(const Tensor& out, const Tensor& inp, int64_t index) {
@@ -89,15 +77,10 @@ void select_token_forward(const Tensor& out, const Tensor& inp, int64_t index) {
   require_numel(out, B * C, op, "out");
   require_same_device(out, inp, op);
   require_no_overlap(out, inp, op, "out", "inp");
-  if (inp.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::select_token_forward(out.raw(), inp.raw(), B, T, C, index, inp.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::select_token_forward(out.data<float>(), inp.data<float>(), B, T, C, index);
+  dispatch(
+      op, inp.device(),
+      [&] { kernels::cpu::select_token_forward(out.data<float>(), inp.data<float>(), B, T, C, index); },
+      WW_CUDA([&] { kernels::cuda::select_token_forward(out.raw(), inp.raw(), B, T, C, index, inp.dtype()); }));
 }
 
 void select_token_backward(const Tensor& dinp, const Tensor& dout, int64_t index) {
@@ -110,15 +93,10 @@ void select_token_backward(const Tensor& dinp, const Tensor& dout, int64_t index
   require_numel(dout, B * C, op, "dout");
   require_same_device(dout, dinp, op);
   require_no_overlap(dinp, dout, op, "dinp", "dout");
-  if (dinp.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::select_token_backward(dinp.raw(), dout.raw(), B, T, C, index, dinp.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::select_token_backward(dinp.data<float>(), dout.data<float>(), B, T, C, index);
+  dispatch(
+      op, dinp.device(),
+      [&] { kernels::cpu::select_token_backward(dinp.data<float>(), dout.data<float>(), B, T, C, index); },
+      WW_CUDA([&] { kernels::cuda::select_token_backward(dinp.raw(), dout.raw(), B, T, C, index, dinp.dtype()); }));
 }
 
 namespace {
@@ -139,15 +117,12 @@ void masked_mean_forward(const Tensor& out, const Tensor& inp, const Tensor& mas
   require_numel(out, B * C, op, "out");
   require_same_device(out, inp, op);
   require_no_overlap(out, inp, op, "out", "inp");
-  if (inp.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::masked_mean_forward(out.raw(), inp.raw(), mask.data<int32_t>(), B, T, C, inp.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::masked_mean_forward(out.data<float>(), inp.data<float>(), mask.data<int32_t>(), B, T, C);
+  dispatch(
+      op, inp.device(),
+      [&] { kernels::cpu::masked_mean_forward(out.data<float>(), inp.data<float>(), mask.data<int32_t>(), B, T, C); },
+      WW_CUDA([&] {
+        kernels::cuda::masked_mean_forward(out.raw(), inp.raw(), mask.data<int32_t>(), B, T, C, inp.dtype());
+      }));
 }
 
 void masked_mean_backward(const Tensor& dinp, const Tensor& dout, const Tensor& mask) {
@@ -159,37 +134,18 @@ void masked_mean_backward(const Tensor& dinp, const Tensor& dout, const Tensor& 
   require_numel(dout, B * C, op, "dout");
   require_same_device(dout, dinp, op);
   require_no_overlap(dinp, dout, op, "dinp", "dout");
-  if (dinp.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::masked_mean_backward(dinp.raw(), dout.raw(), mask.data<int32_t>(), B, T, C, dinp.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::masked_mean_backward(dinp.data<float>(), dout.data<float>(), mask.data<int32_t>(), B, T, C);
+  dispatch(
+      op, dinp.device(),
+      [&] {
+        kernels::cpu::masked_mean_backward(dinp.data<float>(), dout.data<float>(), mask.data<int32_t>(), B, T, C);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::masked_mean_backward(dinp.raw(), dout.raw(), mask.data<int32_t>(), B, T, C, dinp.dtype());
+      }));
 }
 
 namespace {
-
 bool castable(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
-
-// One element of a CPU cast through float (exact from 16-bit; rounded to nearest even to 16-bit).
-float load_as_float(const void* data, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::F16: return half_to_float(static_cast<const uint16_t*>(data)[i]);
-    case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(data)[i]);
-    default: return static_cast<const float*>(data)[i];
-  }
-}
-void store_from_float(void* data, DType dtype, int64_t i, float value) {
-  switch (dtype) {
-    case DType::F16: static_cast<uint16_t*>(data)[i] = float_to_half(value); break;
-    case DType::BF16: static_cast<uint16_t*>(data)[i] = float_to_bf16(value); break;
-    default: static_cast<float*>(data)[i] = value; break;
-  }
-}
-
 }  // namespace
 
 void cast(const Tensor& out, const Tensor& inp) {
@@ -204,16 +160,9 @@ void cast(const Tensor& out, const Tensor& inp) {
   require_same_device(out, inp, op);
   if (!(out.raw() == inp.raw() && out.dtype() == inp.dtype())) require_no_overlap(out, inp, op, "out", "inp");
   const int64_t n = inp.numel();
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::cast(out.raw(), out.dtype(), inp.raw(), inp.dtype(), n);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  if (out.raw() == inp.raw()) return;  // same dtype and memory
-  for (int64_t i = 0; i < n; ++i) store_from_float(out.raw(), out.dtype(), i, load_as_float(inp.raw(), inp.dtype(), i));
+  dispatch(
+      op, out.device(), [&] { kernels::cpu::cast(out.raw(), out.dtype(), inp.raw(), inp.dtype(), n); },
+      WW_CUDA([&] { kernels::cuda::cast(out.raw(), out.dtype(), inp.raw(), inp.dtype(), n); }));
 }
 
 void check_device_input_errors() {

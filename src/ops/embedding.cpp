@@ -1,10 +1,8 @@
 #include "wattwise/ops/embedding.h"
 
-#include "kernels/cpu/embedding.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/elementwise.h"
-#endif
+#include "kernels/embedding.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -32,27 +30,14 @@ void check_ids(const Tensor& input_ids, const Tensor& token_type_ids, const char
   }
 }
 
-#ifdef WW_HAVE_CUDA
-kernels::cuda::DeviceEmbeddingTables to_device_tables(const kernels::cpu::EmbeddingTables& tables) {
-  kernels::cuda::DeviceEmbeddingTables device;
-  device.word = tables.word;
-  device.vocab_size = tables.vocab_size;
-  device.position = tables.position;
-  device.num_positions = tables.num_positions;
-  device.token_type = tables.token_type;
-  device.num_token_types = tables.num_token_types;
-  return device;
-}
-
-// The position range is host data, so CUDA checks it here as the CPU does; ids are checked on the
-// device (see kernels/cuda/elementwise.h: a bad id is recorded and reported by
+// The position range is host data, so CUDA checks it here as the CPU kernel does; ids are checked
+// on the device (see kernels/cuda/input_errors.h: a bad id is recorded and reported by
 // check_device_input_errors, and in debug builds right after the launch).
-void check_positions(const kernels::cpu::EmbeddingTables& tables, int64_t T, int64_t position_offset) {
+[[maybe_unused]] void check_positions(const kernels::EmbeddingTables& tables, int64_t T, int64_t position_offset) {
   if (tables.position && position_offset + T > tables.num_positions)
     fail("embeddings: positions ", position_offset, "..", position_offset + T - 1,
          " are outside the position table (", tables.num_positions, " positions)");
 }
-#endif
 
 }  // namespace
 
@@ -75,7 +60,7 @@ void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor
   if (position_offset < 0) fail(op, ": position_offset must be >= 0, got ", position_offset);
   for (const Tensor* table : {&word, &position, &token_type})
     require_no_overlap(out, *table, op, "out", "an embedding table");
-  kernels::cpu::EmbeddingTables tables;
+  kernels::EmbeddingTables tables;
   tables.word = word.data<float>();
   tables.vocab_size = word.size(0);
   if (position.defined()) {
@@ -87,18 +72,17 @@ void embeddings_forward(const Tensor& out, const Tensor& input_ids, const Tensor
     tables.num_token_types = token_type.size(0);
   }
   const int32_t* type_ids = token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr;
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    check_positions(tables, T, position_offset);
-    kernels::cuda::embeddings_forward(out.raw(), out.dtype(), input_ids.data<int32_t>(), type_ids,
-                                      to_device_tables(tables), B, T, C, position_offset);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::embeddings_forward(out.data<float>(), input_ids.data<int32_t>(), type_ids, tables, B, T, C,
-                                   position_offset);
+  dispatch(
+      op, out.device(),
+      [&] {
+        kernels::cpu::embeddings_forward(out.data<float>(), input_ids.data<int32_t>(), type_ids, tables, B, T, C,
+                                         position_offset);
+      },
+      WW_CUDA([&] {
+        check_positions(tables, T, position_offset);
+        kernels::cuda::embeddings_forward(out.raw(), out.dtype(), input_ids.data<int32_t>(), type_ids, tables, B, T,
+                                          C, position_offset);
+      }));
 }
 
 void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Tensor& dtoken_type,
@@ -120,7 +104,7 @@ void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Ten
   if (position_offset < 0) fail(op, ": position_offset must be >= 0, got ", position_offset);
   for (const Tensor* table : {&dword, &dposition, &dtoken_type})
     require_no_overlap(*table, dout, op, "an embedding gradient", "dout");
-  kernels::cpu::EmbeddingTables grads;
+  kernels::EmbeddingTables grads;
   if (dword.defined()) {
     grads.word = dword.data<float>();
     grads.vocab_size = dword.size(0);
@@ -133,20 +117,18 @@ void embeddings_backward(const Tensor& dword, const Tensor& dposition, const Ten
     grads.token_type = dtoken_type.data<float>();
     grads.num_token_types = dtoken_type.size(0);
   }
-  if (dout.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    check_positions(grads, T, position_offset);
-    kernels::cuda::embeddings_backward(to_device_tables(grads), dout.raw(), dout.dtype(), input_ids.data<int32_t>(),
-                                       token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr, B,
-                                       T, C, position_offset);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::embeddings_backward(grads, dout.data<float>(), input_ids.data<int32_t>(),
-                                    token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr, B, T,
-                                    C, position_offset);
+  const int32_t* type_ids = token_type_ids.defined() ? token_type_ids.data<int32_t>() : nullptr;
+  dispatch(
+      op, dout.device(),
+      [&] {
+        kernels::cpu::embeddings_backward(grads, dout.data<float>(), input_ids.data<int32_t>(), type_ids, B, T, C,
+                                          position_offset);
+      },
+      WW_CUDA([&] {
+        check_positions(grads, T, position_offset);
+        kernels::cuda::embeddings_backward(grads, dout.raw(), dout.dtype(), input_ids.data<int32_t>(), type_ids, B, T,
+                                           C, position_offset);
+      }));
 }
 
 }  // namespace ww::ops

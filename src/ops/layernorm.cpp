@@ -2,13 +2,11 @@
 
 #include <cmath>
 
-#include "kernels/cpu/dropout.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cpu/layernorm.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/elementwise.h"
-#endif
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
+#include "kernels/layernorm.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -56,17 +54,16 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
   require_same_device(out, inp, op);
   check_forward_params(mean, rstd, weight, bias, N, inp, eps, op);
   if (out.raw() != inp.raw()) require_no_overlap(out, inp, op, "out", "inp");
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::layernorm_forward(out.raw(), mean.data<float>(), rstd.data<float>(), inp.raw(), inp.dtype(),
-                                     weight.data<float>(), bias.data<float>(), N, C, eps);
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), inp.data<float>(),
-                                  weight.data<float>(), bias.data<float>(), N, C, eps);
+  dispatch(
+      op, out.device(),
+      [&] {
+        kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), inp.data<float>(),
+                                        weight.data<float>(), bias.data<float>(), N, C, eps);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::layernorm_forward(out.raw(), mean.data<float>(), rstd.data<float>(), inp.raw(), inp.dtype(),
+                                         weight.data<float>(), bias.data<float>(), N, C, eps);
+      }));
 }
 
 void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tensor& mean, const Tensor& rstd,
@@ -97,31 +94,32 @@ void residual_layernorm_forward(const Tensor& out, const Tensor& sum, const Tens
   require_no_overlap(out, a, op, "out", "a");
   require_no_overlap(out, b, op, "out", "b");
   const uint64_t* base = checked_dropout_base(b_dropout, a, op);
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::residual_layernorm_forward(out.raw(), keep_sum ? sum.raw() : nullptr, mean.data<float>(), rstd.data<float>(), a.raw(),
-                                              b.raw(), a.dtype(), weight.data<float>(), bias.data<float>(), N, C,
-                                              eps, {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  // The CPU runs the two kernels: the same results as residual_forward then layernorm_forward.
-  // Without a sum to keep, the sum goes into out and is normalised in place.
-  float* sum_data = keep_sum ? sum.data<float>() : out.data<float>();
-  if (b_dropout.p > 0.0f)
-    kernels::cpu::residual_dropout_forward(sum_data, a.data<float>(), b.data<float>(), N * C, b_dropout.p,
-                                           b_dropout.seed, b_dropout.offset + (base ? *base : 0));
-  else
-    kernels::cpu::residual_forward(sum_data, a.data<float>(), b.data<float>(), N * C);
-  kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), sum_data,
-                                  weight.data<float>(), bias.data<float>(), N, C, eps);
+  dispatch(
+      op, out.device(),
+      [&] {
+        // The CPU runs the two kernels: the same results as residual_forward then layernorm_forward.
+        // Without a sum to keep, the sum goes into out and is normalised in place.
+        float* sum_data = keep_sum ? sum.data<float>() : out.data<float>();
+        if (b_dropout.p > 0.0f)
+          kernels::cpu::residual_dropout_forward(sum_data, a.data<float>(), b.data<float>(), N * C, b_dropout.p,
+                                                 b_dropout.seed, b_dropout.offset + (base ? *base : 0));
+        else
+          kernels::cpu::residual_forward(sum_data, a.data<float>(), b.data<float>(), N * C);
+        kernels::cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), sum_data,
+                                        weight.data<float>(), bias.data<float>(), N, C, eps);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::residual_layernorm_forward(out.raw(), keep_sum ? sum.raw() : nullptr, mean.data<float>(),
+                                                  rstd.data<float>(), a.raw(), b.raw(), a.dtype(), weight.data<float>(),
+                                                  bias.data<float>(), N, C, eps,
+                                                  {b_dropout.p, b_dropout.seed, b_dropout.offset, base});
+      }));
 }
 
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd, bool accumulate, const Tensor& workspace) {
+                        const Tensor& mean, const Tensor& rstd, bool accumulate,
+                        [[maybe_unused]] const Tensor& workspace) {
   const char* op = "layernorm_backward";
   const int64_t N = layernorm_rows(inp, weight, op), C = weight.numel();
   require_activation_like(dout, inp, op, "dout", "inp");
@@ -146,27 +144,27 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
   }
   float* dweight_data = dweight.defined() ? dweight.data<float>() : nullptr;
   float* dbias_data = dbias.defined() ? dbias.data<float>() : nullptr;
-  if (dout.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    void* scratch = nullptr;
-    if (workspace.defined()) {
-      require_same_device(workspace, inp, op);
-      if (int64_t(workspace.nbytes()) < layernorm_backward_workspace_bytes(N, C))
-        fail(op, ": workspace ", workspace.describe(), " is smaller than the ", layernorm_backward_workspace_bytes(N, C),
-             " bytes ", N, " rows of ", C, " need");
-      scratch = workspace.raw();
-    }
-    kernels::cuda::layernorm_backward(dinp.defined() ? dinp.raw() : nullptr, dweight_data, dbias_data, dout.raw(),
-                                      inp.raw(), inp.dtype(), weight.data<float>(), mean.data<float>(),
-                                      rstd.data<float>(), N, C, accumulate, static_cast<float*>(scratch));
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::layernorm_backward(dinp.defined() ? dinp.data<float>() : nullptr, dweight_data, dbias_data,
-                                   dout.data<float>(), inp.data<float>(), weight.data<float>(), mean.data<float>(),
-                                   rstd.data<float>(), N, C, accumulate);
+  dispatch(
+      op, dout.device(),
+      [&] {
+        kernels::cpu::layernorm_backward(dinp.defined() ? dinp.data<float>() : nullptr, dweight_data, dbias_data,
+                                         dout.data<float>(), inp.data<float>(), weight.data<float>(),
+                                         mean.data<float>(), rstd.data<float>(), N, C, accumulate);
+      },
+      WW_CUDA([&] {
+        void* scratch = nullptr;
+        if (workspace.defined()) {
+          require_same_device(workspace, inp, op);
+          if (int64_t(workspace.nbytes()) < layernorm_backward_workspace_bytes(N, C))
+            fail(op, ": workspace ", workspace.describe(), " is smaller than the ",
+                 layernorm_backward_workspace_bytes(N, C), " bytes ", N, " rows of ", C, " need");
+          scratch = workspace.raw();
+        }
+        kernels::cuda::layernorm_backward(dinp.defined() ? dinp.raw() : nullptr, dweight_data, dbias_data,
+                                          dout.raw(), inp.raw(), inp.dtype(), weight.data<float>(),
+                                          mean.data<float>(), rstd.data<float>(), N, C, accumulate,
+                                          static_cast<float*>(scratch));
+      }));
 }
 
 int64_t layernorm_backward_workspace_bytes(int64_t N, int64_t C) {

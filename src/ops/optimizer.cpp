@@ -2,11 +2,9 @@
 
 #include <cmath>
 
-#include "kernels/cpu/optimizer.h"
+#include "kernels/optimizer.h"
 #include "kernels/optimizer_math.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/optimizer.h"
-#endif
+#include "ops/dispatch.h"
 
 namespace ww::ops {
 namespace {
@@ -120,17 +118,18 @@ void adamw_step(const Tensor& params, const Tensor& grads, const Tensor& exp_avg
   int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
   const kernels::AdamScalars s = adam_scalars(a, op);
 
-  if (params.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return kernels::cuda::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
-                                     exp_avg_sq.data<float>(), params.numel(),
-                                     num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
-#endif
-  }
-  if (!params.device().is_cpu()) no_kernel(op, params);
-  kernels::cpu::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
-                           exp_avg_sq.data<float>(), params.numel(),
-                           num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
+  const int64_t* ranges = num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>();
+  dispatch(
+      params.device(),
+      [&] {
+        kernels::cpu::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
+                                 exp_avg_sq.data<float>(), params.numel(), ranges, num_ranges, s);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::adamw_step(params.data<float>(), grads.data<float>(), exp_avg.data<float>(),
+                                  exp_avg_sq.data<float>(), params.numel(), ranges, num_ranges, s);
+      }),
+      [&] { no_kernel(op, params); });
 }
 
 void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
@@ -143,41 +142,44 @@ void sgd_step(const Tensor& params, const Tensor& grads, const Tensor& momentum_
   int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
   const kernels::SgdScalars s = sgd_scalars(a, op);
 
-  if (params.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return kernels::cuda::sgd_step(params.data<float>(), grads.data<float>(),
-                                   use_momentum ? momentum_buffer.data<float>() : nullptr, params.numel(),
-                                   num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
-#endif
-  }
-  if (!params.device().is_cpu()) no_kernel(op, params);
-  kernels::cpu::sgd_step(params.data<float>(), grads.data<float>(),
-                         use_momentum ? momentum_buffer.data<float>() : nullptr, params.numel(),
-                         num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges, s);
+  const int64_t* ranges = num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>();
+  float* momentum = use_momentum ? momentum_buffer.data<float>() : nullptr;
+  dispatch(
+      params.device(),
+      [&] {
+        kernels::cpu::sgd_step(params.data<float>(), grads.data<float>(), momentum, params.numel(), ranges,
+                               num_ranges, s);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::sgd_step(params.data<float>(), grads.data<float>(), momentum, params.numel(), ranges,
+                                num_ranges, s);
+      }),
+      [&] { no_kernel(op, params); });
 }
 
 float global_grad_norm(const Tensor& grads) {
   if (!grads.defined()) fail("global_grad_norm: grads is missing");
   if (grads.dtype() != DType::F32) fail("global_grad_norm: grads must be f32, got ", grads.describe());
-  if (grads.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return float(std::sqrt(kernels::cuda::sum_of_squares(grads.data<float>(), grads.numel())));
-#endif
-  }
-  if (!grads.device().is_cpu()) no_kernel("global_grad_norm", grads);
-  return float(std::sqrt(kernels::cpu::sum_of_squares(grads.data<float>(), grads.numel())));
+  const double sum_of_squares = dispatch(
+      grads.device(), [&] { return kernels::cpu::sum_of_squares(grads.data<float>(), grads.numel()); },
+      WW_CUDA([&] { return kernels::cuda::sum_of_squares(grads.data<float>(), grads.numel()); }),
+      [&] { no_kernel("global_grad_norm", grads); });
+  return float(std::sqrt(sum_of_squares));
 }
 
 DeviceStepBuffers make_device_step_buffers(const Tensor& params) {
   if (!params.device().is_cuda()) fail("device-decided optimizer steps need a cuda device, got ", params.describe());
-#ifdef WW_HAVE_CUDA
-  DeviceStepBuffers b;
-  b.control = Tensor::zeros({int64_t(sizeof(kernels::StepControl))}, DType::U8, params.device());
-  b.partials = Tensor::zeros({int64_t(kernels::cuda::norm_partials_count(params.numel()))}, DType::I64, params.device());
-  return b;
-#else
-  no_kernel("make_device_step_buffers", params);
-#endif
+  const auto cpu_has_none = [&]() -> DeviceStepBuffers { no_kernel("make_device_step_buffers", params); };
+  return dispatch(
+      params.device(), cpu_has_none,
+      WW_CUDA([&] {
+        DeviceStepBuffers b;
+        b.control = Tensor::zeros({int64_t(sizeof(kernels::StepControl))}, DType::U8, params.device());
+        b.partials = Tensor::zeros({int64_t(kernels::cuda::norm_partials_count(params.numel()))}, DType::I64,
+                                   params.device());
+        return b;
+      }),
+      cpu_has_none);
 }
 
 namespace {
@@ -216,42 +218,45 @@ void prepare_sgd_on_device(const DeviceStepBuffers& buffers, const SgdStepArgs& 
 }
 
 void adamw_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                          const Tensor& decay_ranges, const DeviceStepBuffers& buffers, double beta1) {
+                          const Tensor& decay_ranges, [[maybe_unused]] const DeviceStepBuffers& buffers,
+                          [[maybe_unused]] double beta1) {
   const char* op = "adamw_step_on_device";
   check_buffer(params, params, op, "params");
   check_buffer(grads, params, op, "grads");
   check_buffer(exp_avg, params, op, "exp_avg");
   check_buffer(exp_avg_sq, params, op, "exp_avg_sq");
-  const int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
-#ifdef WW_HAVE_CUDA
-  if (params.device().is_cuda())
-    return kernels::cuda::adamw_step_controlled(
-        params.data<float>(), grads.data<float>(), exp_avg.data<float>(), exp_avg_sq.data<float>(), params.numel(),
-        num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
-        static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()),
-        kernels::lerp_weight_is_small(float(1.0 - beta1)));
-#endif
-  (void)num_ranges;
-  (void)beta1;
-  no_kernel(op, params);
+  [[maybe_unused]] const int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+  const auto no_device_step = [&] { no_kernel(op, params); };  // the CPU steps decide on the host
+  dispatch(
+      params.device(), no_device_step,
+      WW_CUDA([&] {
+        kernels::cuda::adamw_step_controlled(
+            params.data<float>(), grads.data<float>(), exp_avg.data<float>(), exp_avg_sq.data<float>(),
+            params.numel(), num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
+            static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()),
+            kernels::lerp_weight_is_small(float(1.0 - beta1)));
+      }),
+      no_device_step);
 }
 
 void sgd_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
-                        const Tensor& decay_ranges, const DeviceStepBuffers& buffers) {
+                        const Tensor& decay_ranges, [[maybe_unused]] const DeviceStepBuffers& buffers) {
   const char* op = "sgd_step_on_device";
   check_buffer(params, params, op, "params");
   check_buffer(grads, params, op, "grads");
   if (momentum_buffer.defined()) check_buffer(momentum_buffer, params, op, "momentum_buffer");
-  const int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
-#ifdef WW_HAVE_CUDA
-  if (params.device().is_cuda())
-    return kernels::cuda::sgd_step_controlled(
-        params.data<float>(), grads.data<float>(), momentum_buffer.defined() ? momentum_buffer.data<float>() : nullptr,
-        params.numel(), num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
-        static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()));
-#endif
-  (void)num_ranges;
-  no_kernel(op, params);
+  [[maybe_unused]] const int64_t num_ranges = check_decay_ranges(decay_ranges, params, op);
+  const auto no_device_step = [&] { no_kernel(op, params); };  // the CPU steps decide on the host
+  dispatch(
+      params.device(), no_device_step,
+      WW_CUDA([&] {
+        kernels::cuda::sgd_step_controlled(
+            params.data<float>(), grads.data<float>(),
+            momentum_buffer.defined() ? momentum_buffer.data<float>() : nullptr, params.numel(),
+            num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
+            static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()));
+      }),
+      no_device_step);
 }
 
 DeviceStepStatus read_step_status(const DeviceStepBuffers& buffers) {

@@ -2,12 +2,10 @@
 
 #include <cmath>
 
-#include "kernels/cpu/quantized.h"
 #include "kernels/quant_math.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/quantized.h"
-#endif
+#include "kernels/quantized.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -40,11 +38,7 @@ void check_quantization_supported(QuantMethod method, Device device) {
   if (device.is_cpu())
     fail("fp8 needs compute capability 8.9+ (a GPU; the cpu's fp8 emulation is a test reference, not an "
          "inference path): use int8 or int8-weight on the cpu");
-#ifdef WW_HAVE_CUDA
-  kernels::cuda::check_fp8_supported();
-#else
-  cuda_not_implemented("fp8");
-#endif
+  dispatch("fp8", device, [] {}, WW_CUDA([] { kernels::cuda::check_fp8_supported(); }));
 }
 
 QuantizedLinear quantize_linear(const Tensor& weight, QuantMethod method, float input_absmax,
@@ -148,46 +142,47 @@ void quantized_linear_forward(const Tensor& out, const Tensor& inp, const Quanti
   char* ws = workspace.defined() ? static_cast<char*>(workspace.raw()) : nullptr;
   const size_t quantized_inputs_bytes = aligned(size_t(N) * size_t(IC));
 
-  if (inp.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    const void* b = bias.defined() ? bias.raw() : nullptr;
-    switch (q.method) {
-      case QuantMethod::Int8Weight:
-        return kernels::cuda::int8_weight_linear_forward(out.raw(), inp.raw(), q.weight.data<int8_t>(),
-                                                         q.weight_scale.data<float>(), b, inp.dtype(), N, IC, OC, ws);
-      case QuantMethod::Int8:
-        return kernels::cuda::int8_linear_forward(out.raw(), inp.raw(), q.weight.data<int8_t>(),
-                                                  q.weight_scale.data<float>(), q.input_scale_value, b, inp.dtype(),
-                                                  N, IC, OC, reinterpret_cast<int8_t*>(ws),
-                                                  reinterpret_cast<int32_t*>(ws + quantized_inputs_bytes));
-      case QuantMethod::Fp8:
-        kernels::cuda::check_fp8_supported();
-        return kernels::cuda::fp8_linear_forward(out.raw(), inp.raw(), static_cast<const uint8_t*>(q.weight.raw()),
-                                                 q.weight_scale.data<float>(), q.input_scale.data<float>(),
-                                                 q.input_scale_value, b, inp.dtype(), N, IC, OC,
-                                                 reinterpret_cast<uint8_t*>(ws));
-    }
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  const float* b = bias.defined() ? bias.data<float>() : nullptr;
-  switch (q.method) {
-    case QuantMethod::Int8Weight:
-      return kernels::cpu::int8_weight_linear_forward(out.data<float>(), inp.data<float>(), q.weight.data<int8_t>(),
-                                                      q.weight_scale.data<float>(), b, N, IC, OC,
-                                                      reinterpret_cast<float*>(ws));
-    case QuantMethod::Int8:
-      return kernels::cpu::int8_linear_forward(out.data<float>(), inp.data<float>(), q.weight.data<int8_t>(),
-                                               q.weight_scale.data<float>(), q.input_scale_value, b, N, IC, OC,
-                                               reinterpret_cast<int8_t*>(ws),
-                                               reinterpret_cast<int32_t*>(ws + quantized_inputs_bytes));
-    case QuantMethod::Fp8:
-      return kernels::cpu::fp8_linear_forward(out.data<float>(), inp.data<float>(),
-                                              static_cast<const uint8_t*>(q.weight.raw()),
-                                              q.weight_scale.data<float>()[0], q.input_scale_value, b, N, IC, OC,
-                                              reinterpret_cast<float*>(ws));
-  }
+  dispatch(
+      op, inp.device(),
+      [&] {
+        const float* b = bias.defined() ? bias.data<float>() : nullptr;
+        switch (q.method) {
+          case QuantMethod::Int8Weight:
+            return kernels::cpu::int8_weight_linear_forward(out.data<float>(), inp.data<float>(),
+                                                            q.weight.data<int8_t>(), q.weight_scale.data<float>(), b,
+                                                            N, IC, OC, reinterpret_cast<float*>(ws));
+          case QuantMethod::Int8:
+            return kernels::cpu::int8_linear_forward(out.data<float>(), inp.data<float>(), q.weight.data<int8_t>(),
+                                                     q.weight_scale.data<float>(), q.input_scale_value, b, N, IC, OC,
+                                                     reinterpret_cast<int8_t*>(ws),
+                                                     reinterpret_cast<int32_t*>(ws + quantized_inputs_bytes));
+          case QuantMethod::Fp8:
+            return kernels::cpu::fp8_linear_forward(out.data<float>(), inp.data<float>(),
+                                                    static_cast<const uint8_t*>(q.weight.raw()),
+                                                    q.weight_scale.data<float>()[0], q.input_scale_value, b, N, IC,
+                                                    OC, reinterpret_cast<float*>(ws));
+        }
+      },
+      WW_CUDA([&] {
+        const void* b = bias.defined() ? bias.raw() : nullptr;
+        switch (q.method) {
+          case QuantMethod::Int8Weight:
+            return kernels::cuda::int8_weight_linear_forward(out.raw(), inp.raw(), q.weight.data<int8_t>(),
+                                                             q.weight_scale.data<float>(), b, inp.dtype(), N, IC, OC,
+                                                             ws);
+          case QuantMethod::Int8:
+            return kernels::cuda::int8_linear_forward(out.raw(), inp.raw(), q.weight.data<int8_t>(),
+                                                      q.weight_scale.data<float>(), q.input_scale_value, b,
+                                                      inp.dtype(), N, IC, OC, reinterpret_cast<int8_t*>(ws),
+                                                      reinterpret_cast<int32_t*>(ws + quantized_inputs_bytes));
+          case QuantMethod::Fp8:
+            kernels::cuda::check_fp8_supported();
+            return kernels::cuda::fp8_linear_forward(out.raw(), inp.raw(), static_cast<const uint8_t*>(q.weight.raw()),
+                                                     q.weight_scale.data<float>(), q.input_scale.data<float>(),
+                                                     q.input_scale_value, b, inp.dtype(), N, IC, OC,
+                                                     reinterpret_cast<uint8_t*>(ws));
+        }
+      }));
 }
 
 void fp8_round(const Tensor& out, const Tensor& x, float scale) {
@@ -207,16 +202,14 @@ void AbsMaxObserver::observe(const Tensor& x) {
   require_activation(x, op, "x");
   require_same_device(x, value_, op);
   ++count_;
-  if (x.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    return kernels::cuda::absmax_accumulate(value_.data<float>(), x.raw(), x.dtype(), x.numel());
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  float& running = value_.data<float>()[0];
-  const float m = kernels::cpu::absmax(x.data<float>(), x.numel());
-  running = std::isnan(m) || std::isnan(running) ? NAN : std::fmax(running, m);
+  dispatch(
+      op, x.device(),
+      [&] {
+        float& running = value_.data<float>()[0];
+        const float m = kernels::cpu::absmax(x.data<float>(), x.numel());
+        running = std::isnan(m) || std::isnan(running) ? NAN : std::fmax(running, m);
+      },
+      WW_CUDA([&] { kernels::cuda::absmax_accumulate(value_.data<float>(), x.raw(), x.dtype(), x.numel()); }));
 }
 
 float AbsMaxObserver::absmax() const { return value_.to_float_vector()[0]; }

@@ -1,10 +1,8 @@
 #include "wattwise/ops/softmax.h"
 
-#include "kernels/cpu/softmax.h"
-#ifdef WW_HAVE_CUDA
-#include "kernels/cuda/elementwise.h"
-#endif
+#include "kernels/softmax.h"
 #include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/extra_checks.h"
 
 namespace ww::ops {
@@ -19,15 +17,10 @@ void softmax_forward(const Tensor& out, const Tensor& inp) {
   const int64_t cols = inp.size(-1);
   if (inp.numel() == 0) return;
 
-  if (inp.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::softmax_forward(out.raw(), inp.raw(), inp.numel() / cols, cols, inp.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::softmax_forward(out.data<float>(), inp.data<float>(), inp.numel() / cols, cols);
+  dispatch(
+      op, inp.device(),
+      [&] { kernels::cpu::softmax_forward(out.data<float>(), inp.data<float>(), inp.numel() / cols, cols); },
+      WW_CUDA([&] { kernels::cuda::softmax_forward(out.raw(), inp.raw(), inp.numel() / cols, cols, inp.dtype()); }));
 }
 
 void softmax_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout) {
@@ -43,16 +36,15 @@ void softmax_backward(const Tensor& dinp, const Tensor& out, const Tensor& dout)
   const int64_t cols = out.size(-1);
   if (out.numel() == 0) return;
 
-  if (out.device().is_cuda()) {
-#ifdef WW_HAVE_CUDA
-    kernels::cuda::softmax_backward(dinp.raw(), out.raw(), dout.raw(), out.numel() / cols, cols, out.dtype());
-    return;
-#else
-    cuda_not_implemented(op);
-#endif
-  }
-  kernels::cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(),
-                                 out.numel() / cols, cols);
+  dispatch(
+      op, out.device(),
+      [&] {
+        kernels::cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), out.numel() / cols,
+                                       cols);
+      },
+      WW_CUDA([&] {
+        kernels::cuda::softmax_backward(dinp.raw(), out.raw(), dout.raw(), out.numel() / cols, cols, out.dtype());
+      }));
 }
 
 }  // namespace ww::ops

@@ -1,4 +1,4 @@
-#include "kernels/cpu/activation.h"
+#include "kernels/activation.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/attention.h"
+#include "kernels/attention.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/softmax.h"
+#include "kernels/softmax.h"
 #include "kernels/cpu/vector_math.h"
 #include "wattwise/core/rng.h"
 

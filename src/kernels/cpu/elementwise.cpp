@@ -1,6 +1,7 @@
-#include "kernels/cpu/elementwise.h"
+#include "kernels/elementwise.h"
 
 #include "kernels/cpu/parallel.h"
+#include "wattwise/core/dtype.h"
 #include "wattwise/core/error.h"
 
 namespace ww::kernels::cpu {
@@ -81,6 +82,31 @@ void masked_mean_backward(float* dinp, const float* dout, const int32_t* mask, i
       for (int64_t c = 0; c < C; ++c) row[c] = real ? dout[b * C + c] / float(count) : 0.0f;
     }
   }
+}
+
+namespace {
+
+// One element of a CPU cast through float (exact from 16-bit; rounded to nearest even to 16-bit).
+float load_as_float(const void* data, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::F16: return half_to_float(static_cast<const uint16_t*>(data)[i]);
+    case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(data)[i]);
+    default: return static_cast<const float*>(data)[i];
+  }
+}
+void store_from_float(void* data, DType dtype, int64_t i, float value) {
+  switch (dtype) {
+    case DType::F16: static_cast<uint16_t*>(data)[i] = float_to_half(value); break;
+    case DType::BF16: static_cast<uint16_t*>(data)[i] = float_to_bf16(value); break;
+    default: static_cast<float*>(data)[i] = value; break;
+  }
+}
+
+}  // namespace
+
+void cast(void* out, DType out_dtype, const void* inp, DType inp_dtype, int64_t n) {
+  if (out == inp) return;  // same dtype and memory
+  for (int64_t i = 0; i < n; ++i) store_from_float(out, out_dtype, i, load_as_float(inp, inp_dtype, i));
 }
 
 }  // namespace ww::kernels::cpu

@@ -1,4 +1,4 @@
-#include "kernels/cpu/layernorm.h"
+#include "kernels/layernorm.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/linear.h"
+#include "kernels/linear.h"
 
 #include <cblas.h>
 

@@ -1,6 +1,6 @@
 // Built with -fno-math-errno (CMakeLists.txt): sqrt would set errno only for negative inputs,
 // which v = β2·v + (1−β2)·g² never is, and the errno path keeps the Adam loop from vectorizing.
-#include "kernels/cpu/optimizer.h"
+#include "kernels/optimizer.h"
 
 #include <algorithm>
 #include <vector>

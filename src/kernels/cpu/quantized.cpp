@@ -1,11 +1,11 @@
-#include "kernels/cpu/quantized.h"
+#include "kernels/quantized.h"
 
 #include <cblas.h>
 
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/linear.h"
+#include "kernels/linear.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/quant_math.h"
 #include "wattwise/core/error.h"

@@ -7,7 +7,7 @@
 //     2 ulp over the float range; 0 below −87.3, and inputs above 88.3 saturate at e^88.3.
 //   erf_approx: Abramowitz & Stegun 7.1.26, absolute error 1.5e-7 plus float rounding (4.3e-7
 //     measured): what GELU's 1 + erf needs, though not erf's relative accuracy near 0.
-// tests/test_kernels_cpu.cpp bounds both against the library functions over their whole range.
+// tests/kernels/vector_math_test.cpp bounds both against the library functions over their whole range.
 #include <cstdint>
 #include <cstring>
 

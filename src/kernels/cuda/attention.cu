@@ -5,7 +5,7 @@
 // cuBLAS's strided batch has one stride per operand, which cannot step over both batch rows (T·3C)
 // and heads (D) of the packed qkv: each GEMM loops over batch rows b with a batch of the H heads
 // (per-head offsets h·D in qkv and out, h·T·T in probs).
-#include "kernels/cuda/attention.h"
+#include "kernels/attention.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 #pragma once
 // Device-side helpers shared by the CUDA kernel files: grid-stride loops, deterministic block
-// reductions, the input-error record (see elementwise.h), and the element types of activations
+// reductions, the input-error record (see input_errors.h), and the element types of activations
 // (float, __half, __nv_bfloat16: loaded as float, stored with round-to-nearest-even).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -11,7 +11,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.h"
-#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/input_errors.h"
 #include "wattwise/core/dtype.h"
 
 namespace ww::kernels::cuda {
@@ -160,14 +160,8 @@ __device__ inline float block_max(float value) {
   return result;
 }
 
-// The input-error record: [kind, row, position, value, limit]; kind 0 = no error.
-enum InputErrorKind : int { kNoError = 0, kBadWordId = 1, kBadTokenType = 2, kBadMaskValue = 3, kBadLabel = 4 };
-constexpr int kInputErrorFields = 5;
-
-// The current device's record (device memory, zeroed on creation).
-int* input_error_record();
-
-// Keeps the first error only.
+// Writes the first error into the input-error record (input_errors.h) and keeps it: later ones are
+// dropped.
 __device__ inline void record_input_error(int* record, int kind, int64_t row, int64_t position, int value,
                                           int64_t limit) {
   if (atomicCAS(record, 0, kind) == 0) {

@@ -1,7 +1,7 @@
 #pragma once
-// The per-lane arithmetic of the mma flash-attention kernels (flash_attention.cu) that decides which
+// The per-lane arithmetic of the mma flash-attention kernels (flash_attention_mma.cu) that decides which
 // of a lane's elements dropout keeps and which the masks allow, free of warp intrinsics: the kernels
-// wrap these in their shuffles and ballots, and tests/test_flash_lanes.cpp runs a simulated warp on
+// wrap these in their shuffles and ballots, and tests/kernels/flash_lanes_test.cpp runs a simulated warp on
 // the CPU through the same functions and checks every element against the stated rules (core/rng.h's
 // attention dropout rule; key padding and causal masks).
 //

@@ -1,7 +1,7 @@
 // Row-major ↔ column-major: cuBLASLt is column-major, our tensors row-major. A row-major [R, C]
 // buffer read column-major is its transpose [C, R] with leading dimension C, so every product is
 // computed transposed: out[N,OC] = inp·Wᵀ becomes outᵀ[OC,N] = W·inpᵀ, and so on (see each call).
-#include "kernels/cuda/linear.h"
+#include "kernels/linear.h"
 
 #include <algorithm>
 #include <atomic>
@@ -69,8 +69,8 @@ struct GemmKey {
 };
 
 // GEMMs of at least this many FLOPs are timed (autotuning): GPT-2's LM head (316 GFLOP per
-// 4,096-row chunk and GEMM), where timing picked a 176×128 logits kernel at 390 µs over the
-// heuristic's 425 on an H100. (The head's f32 weight gradient was slow for another reason: every
+// 4,096-row chunk and GEMM), where timing finds a faster logits kernel than the heuristic's first
+// choice. (The head's f32 weight gradient was slow for another reason: every
 // candidate over 50,257 columns is an sm80 kernel; linear_backward splits off a multiple of 128.)
 // Smaller GEMMs keep the heuristic's first choice: tuning them would trade run-to-run identical
 // algorithm choices for little.
@@ -311,7 +311,7 @@ void broadcast_bias(void* out, const void* bias, DType dtype, int64_t N, int64_t
 
 // Column sums in two deterministic passes (no atomics; every sum in a fixed order), because one
 // pass with a block per 32 columns gave only C/32 blocks (24 for C = 768) each walking all N rows:
-// ~40 µs per bias gradient at N = 8,192 where the bytes need ~3 µs.
+// over ten times what the bytes need at N = 8,192.
 //   1. grid (column tiles, row chunks of kRowsPerChunk): thread (x, y) sums rows y, y + kRowGroups,
 //      … of its chunk for its V columns tile·32·V + x·V + v in double; the kRowGroups partials are
 //      added in order of y into partial[chunk][c];
@@ -352,8 +352,8 @@ __global__ void column_chunk_sums_kernel(double* partial, const T* x, int64_t N,
 
 // Block (32 columns, kRowGroups chunk groups): thread (x, y) adds chunks y, y + kRowGroups, … of
 // its column (independent loads, in flight together), then y = 0 adds the group sums in order of y:
-// a fixed order (deterministic). A thread per column walking all chunks gave C = 768 three blocks
-// and ~12 µs per call (48 calls in a GPT-2 step).
+// a fixed order (deterministic). A thread per column walking all chunks gave C = 768 three blocks,
+// far too little parallelism for the 48 calls of a GPT-2 step.
 __global__ void add_chunk_sums_kernel(float* sums, const double* partial, int64_t chunks, int64_t C) {
   __shared__ double groups[kRowGroups][kColumnThreads];
   const int64_t c = int64_t(blockIdx.x) * kColumnThreads + threadIdx.x;
@@ -446,9 +446,8 @@ void linear_backward(void* dinp, float* dweight, float* dbias, const void* dout,
   // dweight is f32 for every dtype: 16-bit A/B, f32 C/D, accumulated (beta = 1).
   // A large OC that is not a multiple of 128 (GPT-2's vocabulary, 50,257) goes in two GEMMs: the
   // first OC rounded down to 128 columns, then the rest. cuBLASLt offers only an sm80 kernel for the
-  // whole (652 µs per 4,096-row LM-head chunk on an H100, 485 TFLOP/s) but its sm90 kernels for a
-  // multiple of 128 (431 µs at 50,304; bench/cuda/lm_head_gemm.cu). Each entry is the same f32
-  // sum either way.
+  // whole but its faster sm90 kernels for a multiple of 128 (bench/cuda/lm_head_gemm.cu compares
+  // them). Each entry is the same f32 sum either way.
   if (dweight && IC > 0) {
     const int64_t whole = OC >= kSplitMinColumns && OC % 128 != 0 ? OC / 128 * 128 : OC;
     lt_matmul(false, true, IC, whole, N, inp, IC, dout, ld_dout, 1.0f, dweight, IC, Epilogue{}, dtype, DType::F32,

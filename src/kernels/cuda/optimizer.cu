@@ -1,6 +1,6 @@
 // Built with -fmad=false (CMakeLists.txt): without it nvcc would fuse the multiply-adds of
 // optimizer_math.h into FMAs, which round differently from the CPU's separate operations.
-#include "kernels/cuda/optimizer.h"
+#include "kernels/optimizer.h"
 
 #include <algorithm>
 

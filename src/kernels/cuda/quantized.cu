@@ -2,7 +2,7 @@
 // out[N,OC] = inp·Wᵀ is computed as outᵀ[OC,N] = W·inpᵀ with the weight's row-major buffer read
 // column-major as Wᵀ [IC,OC] (transposed) and inp's as inpᵀ [IC,N]: the "TN" layout that cuBLASLt's
 // int8 and FP8 kernels require.
-#include "kernels/cuda/quantized.h"
+#include "kernels/quantized.h"
 
 #include <cuda_runtime.h>
 
@@ -14,7 +14,7 @@
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/device_util.cuh"
-#include "kernels/cuda/linear.h"
+#include "kernels/linear.h"
 #include "kernels/quant_math.h"
 
 namespace ww::kernels::cuda {
