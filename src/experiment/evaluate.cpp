@@ -100,6 +100,7 @@ nlohmann::json run_lm_eval(const EvalOptions& o) {
   const text::LmSplit& split = corpus.split(o.split);
 
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
+  RunDirGuard run_dir_guard(run_dir);  // a failed evaluation leaves no folder behind
   RunEnergy energy(run_dir, energy_settings_for(o.device), "eval");
   energy.begin("evaluation");
   nlohmann::json metrics = evaluate_lm(model, split.tokens, block_size, o.batch_size, o.max_sequences, corpus.separator_id);
@@ -117,6 +118,7 @@ nlohmann::json run_lm_eval(const EvalOptions& o) {
   report["energy"] = energy.finish(metrics["num_tokens"].get<int64_t>());
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");
+  run_dir_guard.keep();
   std::fprintf(stderr, "eval: %s loss %.4f, perplexity %.3f over %lld tokens, %.0f tokens/s\nenergy: %s\nrun folder: %s\n",
                split.name.c_str(), metrics["loss"].get<double>(), metrics["perplexity"].get<double>(),
                (long long)metrics["num_tokens"].get<int64_t>(), metrics["tokens_per_s"].get<double>(),
@@ -147,6 +149,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 
 nlohmann::json run_eval(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("--batch-size must be positive");
+  if (!o.output.empty()) check_output_is_not_input(o.data, "--data", o.output, "--output");
   if (is_gpt2_model_folder(o.model_dir)) return run_lm_eval(o);
   models::LoadOptions load;
   load.purpose = models::ModelPurpose::Inference;
@@ -173,6 +176,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
       quantize_for_precision(model, o.precision, o.calibration, *tokenizer, encoded->items, max_length, o.batch_size);
 
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
+  RunDirGuard run_dir_guard(run_dir);  // a failed evaluation leaves no folder behind
   RunEnergy energy(run_dir, energy_settings_for(o.device), "eval");
   energy.begin("evaluation");
   nlohmann::json metrics = evaluate_encoded(model, encoded, o.batch_size, max_length);
@@ -189,6 +193,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
   report["energy"] = energy.finish(int64_t(encoded->items.size()));
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");
+  run_dir_guard.keep();
   std::fprintf(stderr, "eval: %s\nenergy: %s\nrun folder: %s\n", metrics.dump().c_str(),
                energy_summary_line(phase).c_str(), run_dir.c_str());
   return report;

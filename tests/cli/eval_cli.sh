@@ -116,7 +116,15 @@ eval_error "empty data file" "empty.csv: empty file" --model "$model" --data emp
 printf 'text,sentiment\ngood,1\n' > nolabel.csv
 eval_error "missing label column" "nolabel.csv:1: missing column 'label'" --model "$model" --data nolabel.csv
 eval_error "max length beyond the model" "max_position_embeddings" --model "$model" --data train.tsv --max-length 100000
-eval_error "batch size 0" "batch-size must be positive" --model "$model" --data train.tsv --batch-size 0
+# Numeric flags out of range are usage errors (exit 2) naming the flag, what it means and its range.
+for flag in "--batch-size 0" "--batch-size 99999999999999999999" "--calibration 0" "--max-length -1"; do
+  "$bin" eval --output existing.json --runs-dir "$work/runs" --model "$model" --data train.tsv $flag >/dev/null 2>"$work/err"
+  check "$flag: exit 2 naming the flag and its range" \
+    '[ $? -eq 2 ] && grep -q -- "^${flag% *}: ${flag#* } is out of range (" "$work/err"'
+done
+"$bin" eval --model "$model" --data train.tsv --calibration 0 >/dev/null 2>"$work/err"
+check "--calibration 0 says what the flag means" \
+  'grep -qx -- "--calibration: 0 is out of range (1..1000000): the number of examples that calibrate the int8/fp8 input scales" "$work/err"'
 check "existing --output untouched by every error" '[ "$(cat existing.json)" = "keep me" ]'
 check "no eval run folder for bad input" '[ "$(eval_runs)" -eq "$runs_before" ]'
 
