@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       if (!command.app->parsed()) continue;
       // A file-size limit (ulimit -f) would kill us with SIGXFSZ mid-write, leaving a temporary
       // file and no message; ignored, the write fails with EFBIG and the atomic writers clean up and
-      // report it like a full disk. Not for `measure`: its command inherits our dispositions.
+      // report it like a full disk. `measure` does this itself, keeping the default for its command.
       if (command.app->get_name() != "measure") std::signal(SIGXFSZ, SIG_IGN);
       // Ctrl-C or a kill mid-run removes the run folder being written (`measure` forwards signals
       // to its command instead; `train` keeps its own handling).
