@@ -21,6 +21,10 @@ Command eval_command(CLI::App& app) {
       ->capture_default_str()
       ->check(integer_in(experiment::limits::kBatchSize, "examples per forward pass"));
   cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)");
+  cmd->add_option("--label-names", o->label_names,
+                  "The data's label set in class-id order, e.g. neg,pos (labels are these names or their indices; "
+                  "default: the model's id2label, else inferred from the data)")
+      ->delimiter(',');
   cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
   cmd->add_option("--precision", o->precision, "fp32, tf32, bf16, fp16 (16-bit: GPU only); quantized: int8-weight, int8, fp8 (fp8: GPU 8.9+)")
       ->capture_default_str()

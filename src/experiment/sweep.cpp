@@ -224,12 +224,8 @@ std::filesystem::path run_sweep(SweepOptions o) {
   data_options.collapse_whitespace = o.clean_html;
   // A stratified sample (both labels kept in proportion), never just the first N of a sorted file.
   data_options.max_examples = size_t(o.max_examples);
-  text::Dataset dataset = text::load_dataset(o.data, data_options);
+  text::Dataset dataset = load_dataset_for_model(o.data, data_options, model_config);
   const std::string split = dataset.resolve_split(o.split);
-  if (dataset.regression != model_config.regression ||
-      (!model_config.regression && dataset.num_labels() != model_config.num_labels))
-    fail(o.data.string(), ": the data set has ", dataset.num_labels(), " labels", dataset.regression ? " (regression)" : "",
-         " but the model has ", model_config.num_labels);
   const std::vector<text::Example>& examples = dataset.split(split);
   if (examples.empty()) fail(o.data.string(), ": split ", split, " has no examples");
 
