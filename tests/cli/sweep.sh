@@ -140,6 +140,26 @@ check "--layers beyond the model: exit 1, no run folder" '[ $? -eq 1 ] && grep -
 "$bin" sweep --model model --data data.tsv --device cpu --seq-lens 64 --runs-dir runs5 >/dev/null 2>err.txt
 check "--seq-lens beyond the positions: exit 1" '[ $? -eq 1 ] && grep -q "max_position_embeddings 32" err.txt'
 
+# --- interrupted (SIGTERM, SIGHUP; Ctrl-C is SIGINT, which a script's background job ignores)
+# mid-measurement: the run folder goes, nothing half-written. 2,000 examples at batch 1 keep
+# --min-seconds 60 measuring long after the folder appears. ---
+python3 -c "
+import random; r = random.Random(4)
+w = 'a the film movie was is very really plot acting good great fine bad awful poor'.split()
+print('text\tlabel'); [print(' '.join(r.choice(w) for _ in range(6)) + '\t%d' % (i % 2)) for i in range(2000)]" > long.tsv
+for sig in TERM HUP; do
+  "$bin" sweep --model model --data long.tsv --split train --batch-sizes 1 --device cpu --repeats 1 --warmup 0 \
+    --min-seconds 60 --runs-dir runs9 --quiet >/dev/null 2>err.txt &
+  pid=$!
+  for _ in $(seq 400); do ls runs9/*_sweep/power_trace.csv >/dev/null 2>&1 && break; sleep 0.05; done
+  check "SIG$sig: the sweep started (its run folder exists)" 'ls runs9/*_sweep/power_trace.csv >/dev/null 2>&1'
+  kill -$sig $pid
+  wait $pid
+  rc=$?
+  check "SIG$sig mid-sweep: ends as the signal would ($((128 + $(kill -l $sig)))) and removes its run folder" \
+    '[ $rc -eq $((128 + $(kill -l $sig))) ] && [ -z "$(ls runs9)" ]'
+done
+
 # --- integers out of range, from the file or a flag: named with the range, nothing runs ---
 printf 'model = "model"\ndata = "data.tsv"\ndevice = "cpu"\nwarmup = 99999999999\n' > big.toml
 "$bin" sweep --config big.toml --runs-dir runs8 >/dev/null 2>err.txt
