@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/validators.h"
+#include "wattwise/experiment/run_dir.h"
 #include "wattwise/text/tokenize_file.h"
 
 namespace ww::cli {
@@ -24,6 +25,7 @@ Command tokenize_command(CLI::App& app) {
                   "Truncate each example to N ids including special tokens (0: no truncation)")
       ->check(integer_in({0, 1 << 24}, "ids per example, special tokens included (0: no truncation)"));
   return {sub, [options] {
+            experiment::check_output_is_not_input(options->input, "--input", options->output, "--output");
             ww::text::TokenizeSummary s = ww::text::tokenize_file(*options);
             double mb = double(s.text_bytes) / 1e6;
             std::printf(
