@@ -148,6 +148,25 @@ class RunFolder {
   bool kept_ = false;
 };
 
+// A signal ignored for the lifetime of the object, then restored.
+class IgnoredSignal {
+ public:
+  explicit IgnoredSignal(int signal_number) : signal_number_(signal_number) {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(signal_number, &ignore, &previous_);
+  }
+  ~IgnoredSignal() { ::sigaction(signal_number_, &previous_, nullptr); }
+  IgnoredSignal(const IgnoredSignal&) = delete;
+  IgnoredSignal& operator=(const IgnoredSignal&) = delete;
+  bool was_default() const { return previous_.sa_handler == SIG_DFL; }
+
+ private:
+  int signal_number_;
+  struct sigaction previous_ {};
+};
+
 // The terminal wattwise was started in the foreground of, with stdin on it (-1: none): the
 // command's process group then gets the terminal while it runs, as a shell gives it to a job, so it
 // can read from it and Ctrl-C / Ctrl-Z reach it; wattwise takes it back afterwards.
@@ -311,27 +330,23 @@ int run_measure(const MeasureOptions& options) {
   energy.intensity_g_per_kwh = options.intensity_g_per_kwh;
   energy.idle_baseline_s = options.idle_baseline_s;
   energy.cpu_tdp_w = options.cpu_tdp_w;
-  EnergyMonitor monitor(energy);  // bad options throw here, before the command runs
-  monitor.start();
-  const std::string started_at = utc_timestamp_now();
-
-  // Our own dispositions while the command runs; the command starts with the ones wattwise was
-  // started with (ignored stays ignored, default stays default) and an empty signal mask.
-  // SIGXFSZ ignored: a file-size limit (ulimit -f) makes our writes fail with EFBIG, reported,
-  // instead of killing us before the command's exit code comes back. SIGTTOU ignored: with the
-  // terminal handed to the command we are a background job, and a warning on stderr must not stop
-  // us under `stty tostop`.
-  const int terminal = foreground_terminal();
+  // Our own dispositions while we run; the command starts with the forwarded signals at their
+  // default, the two below as wattwise was started with, and an empty signal mask. SIGXFSZ
+  // ignored: a file-size limit (ulimit -f) makes our writes (the trace, from the sampler thread on)
+  // fail with EFBIG, reported, instead of killing us before the command's exit code comes back.
+  // SIGTTOU ignored: with the terminal handed to the command we are a background job, and a warning
+  // on stderr must not stop us under `stty tostop`.
+  IgnoredSignal xfsz(SIGXFSZ), ttou(SIGTTOU);
   sigset_t to_default;
   sigemptyset(&to_default);
   for (int signal_number : kForwardedSignals) sigaddset(&to_default, signal_number);
-  struct sigaction ignore {}, old_xfsz {}, old_ttou {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  sigaction(SIGXFSZ, &ignore, &old_xfsz);
-  sigaction(SIGTTOU, &ignore, &old_ttou);
-  if (old_xfsz.sa_handler == SIG_DFL) sigaddset(&to_default, SIGXFSZ);
-  if (old_ttou.sa_handler == SIG_DFL) sigaddset(&to_default, SIGTTOU);
+  if (xfsz.was_default()) sigaddset(&to_default, SIGXFSZ);
+  if (ttou.was_default()) sigaddset(&to_default, SIGTTOU);
+  const int terminal = foreground_terminal();
+
+  EnergyMonitor monitor(energy);  // bad options throw here, before the command runs
+  monitor.start();
+  const std::string started_at = utc_timestamp_now();
 
   // Block the forwarded signals until the command's group is known, so none is lost in between.
   sigset_t forwarded, previous;
@@ -382,7 +397,6 @@ int run_measure(const MeasureOptions& options) {
   }
   g_child_group = 0;
   for (int i = 0; i < 4; ++i) sigaction(kForwardedSignals[i], &old_actions[i], nullptr);
-  sigaction(SIGTTOU, &old_ttou, nullptr);
   const int exit_code = outcome.exit_code;
   const int killed_by = outcome.killed_by;
   if (spawn_error != 0) {
@@ -392,7 +406,6 @@ int run_measure(const MeasureOptions& options) {
     } catch (const std::exception&) {
       // Nothing was measured; the folder goes (RunFolder) and the exit code says why.
     }
-    sigaction(SIGXFSZ, &old_xfsz, nullptr);
     return exit_code;
   }
 
@@ -435,7 +448,6 @@ int run_measure(const MeasureOptions& options) {
     std::fprintf(stderr, "wattwise measure: error: cannot write the results to %s (removed as incomplete): %s\n",
                  run_dir.c_str(), e.what());
   }
-  sigaction(SIGXFSZ, &old_xfsz, nullptr);
   return exit_code;
 }
 
