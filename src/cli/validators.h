@@ -1,6 +1,7 @@
 #pragma once
 // Checks of numeric flags with our own messages (CLI11's read "Value 0 not in range 0.000000 to
-// 1.79e308" and said nothing of what the flag means). CLI11 prints "--flag: <message>" and exits 2.
+// 1.79e308" and said nothing of what the flag means). CLI11 prints "--flag: <message>" and exits 2;
+// --help shows each range after the type ("--batch-size INT:1..1048576").
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cmath>
@@ -18,7 +19,7 @@ inline CLI::Validator integer_in(experiment::IntRange range, const std::string& 
         auto error = experiment::integer_text_error(text, range);
         return error ? *error + ": " + meaning : std::string();
       },
-      "INT in " + std::to_string(range.min) + ".." + std::to_string(range.max), "integer_in");
+      std::to_string(range.min) + ".." + std::to_string(range.max), "integer_in");
 }
 
 // A finite number within [min, max] (either end open when asked): "--min-seconds: -1 is out of range
@@ -42,7 +43,7 @@ inline CLI::Validator number_in(double min, double max, const std::string& meani
           return text + " is out of range " + interval + ": " + meaning;
         return std::string();
       },
-      "NUMBER in " + interval, "number_in");
+      interval, "number_in");
 }
 
 }  // namespace ww::cli
