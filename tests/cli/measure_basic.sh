@@ -103,23 +103,28 @@ rc=${PIPESTATUS[0]}
 [ -z "$(find . -name '*.tmp')" ] || fail "temporary files left: $(find . -name '*.tmp')"
 
 # Two runs started together on the same --out: exactly one claims it, the other is refused (the
-# folder is claimed with an exclusive create, not checked and then written).
-for trial in 1 2 3 4; do
-  "$bin" measure --out race$trial -- sh -c 'echo a > /dev/null; sleep 0.2' 2>err_a.txt &
+# folder is claimed with an exclusive create, not checked and then written). Both wait on a FIFO
+# the test holds open and start when it writes a line for each: together, without sleeps.
+mkfifo gate
+exec 3<>gate
+for trial in $(seq 40); do
+  (read -r _ < gate; exec "$bin" measure --out race$trial -- sh -c 'echo a > /dev/null') 2>err_a.txt &
   a=$!
-  "$bin" measure --out race$trial -- sh -c 'echo b > /dev/null; sleep 0.2' 2>err_b.txt &
+  (read -r _ < gate; exec "$bin" measure --out race$trial -- sh -c 'echo b > /dev/null') 2>err_b.txt &
   b=$!
+  printf 'go\ngo\n' >&3
   wait $a; rc_a=$?
   wait $b; rc_b=$?
   [ "$((rc_a + rc_b))" = 1 ] && [ "$rc_a" = 0 -o "$rc_b" = 0 ] ||
     fail "race $trial: exit codes $rc_a and $rc_b, expected one 0 and one 1"
-  cat err_a.txt err_b.txt | grep -q "already holds a run (power_trace.csv); refusing to overwrite it" ||
+  cat err_a.txt err_b.txt | grep -q "already holds a run (.*); refusing to overwrite it" ||
     fail "race $trial: the loser gave no refusal"
   winner=$([ "$rc_a" = 0 ] && echo a || echo b)
-  python3 -c "import json,sys; m=json.load(open('race$trial/metrics.json')); sys.exit(m['command'][2] != 'echo $winner > /dev/null; sleep 0.2')" ||
+  python3 -c "import json,sys; m=json.load(open('race$trial/metrics.json')); sys.exit(m['command'][2] != 'echo $winner > /dev/null')" ||
     fail "race $trial: metrics.json is not the winner's"
   [ "$(wc -l < race$trial/emissions.csv)" = 2 ] || fail "race $trial: emissions.csv has other than one row"
 done
+exec 3>&-
 # The measured command gets the user's environment: wattwise re-executes itself with
 # OMP_WAIT_POLICY (and perhaps OPENBLAS_CORETYPE) set for its own libraries, and takes them out
 # again before it starts anything; a value the user set passes through unchanged.
