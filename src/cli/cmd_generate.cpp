@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "wattwise/experiment/generate.h"
 
 namespace ww::cli {
@@ -13,13 +14,19 @@ Command generate_command(CLI::App& app) {
   cmd->add_option("--model", o->model_dir, "GPT-2 model folder (config.json, model.safetensors, vocab.json, merges.txt)")
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue")->required();
-  cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")->capture_default_str();
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
+      ->capture_default_str()
+      ->check(integer_in(experiment::limits::kNewTokens, "tokens to generate at most"));
   cmd->add_flag("--greedy", o->greedy, "Always take the most likely token (ignores temperature, top-k, top-p, seed)");
   cmd->add_option("--temperature", o->temperature, "Sampling temperature (> 0)")->capture_default_str();
-  cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0: all)")->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(experiment::limits::kTopK, "the number of most likely tokens to sample among (0: all)"));
   cmd->add_option("--top-p", o->top_p, "Sample within the smallest set of tokens reaching this probability (1: all)")
       ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Sampling seed (the same seed gives the same text)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Sampling seed (the same seed gives the same text)")
+      ->capture_default_str()
+      ->check(integer_in(experiment::limits::kSeed, "the sampling seed"));
   cmd->add_flag("--no-eos-stop", *no_eos_stop, "Keep generating after <|endoftext|>");
   cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
   cmd->add_option("--precision", o->precision, "fp32, tf32, bf16 or fp16 (16-bit: GPU only)")

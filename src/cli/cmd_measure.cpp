@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "wattwise/energy/measure.h"
 
 namespace ww::cli {
@@ -15,7 +16,7 @@ Command measure_command(CLI::App& app) {
   auto gpus = std::make_shared<std::string>("all");
   sub->add_option("--interval", options->interval_ms, "sampling interval in ms")
       ->capture_default_str()
-      ->check(CLI::Range(1, 3600000));
+      ->check(integer_in({1, experiment::limits::kIntervalMs.max}, "the power sampling interval in milliseconds"));
   sub->add_option("--out", options->out_dir,
                   "run folder (default: runs/<UTC time>_measure, never an existing one)");
   sub->add_option("--gpus", *gpus, "GPU indices to meter, e.g. 0,1; 'all' or 'none'")

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "wattwise/experiment/predict.h"
 
 namespace ww::cli {
@@ -13,8 +14,11 @@ Command predict_command(CLI::App& app) {
   cmd->add_option("--input", options->input, "Texts: .jsonl (text, text_pair), .tsv (sentence) or plain lines")->required();
   cmd->add_option("--output", options->output, "Predictions, JSONL in input order")->required();
   cmd->add_option("--tokenizer", options->tokenizer, "Tokenizer folder (default: the model folder)");
-  cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)");
-  cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")->capture_default_str();
+  cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)")
+      ->check(integer_in(experiment::limits::kOptionalLength, "tokens per example (0: the model's limit, at most 512)"));
+  cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")
+      ->capture_default_str()
+      ->check(integer_in(experiment::limits::kBatchSize, "examples per forward pass"));
   cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str();
   cmd->add_option("--precision", options->precision, "fp32, tf32, bf16, fp16 (16-bit: GPU only); quantized: int8-weight, int8, fp8 (fp8: GPU 8.9+)")
       ->capture_default_str()
@@ -22,7 +26,7 @@ Command predict_command(CLI::App& app) {
   cmd->add_option("--calibration", options->calibration.examples,
                   "int8/fp8: examples that calibrate the static input scales (max-abs)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(experiment::limits::kCalibration, "the number of examples that calibrate the int8/fp8 input scales"));
   cmd->add_option("--calibration-data", options->calibration.data,
                   "int8/fp8: calibration texts (JSONL, TSV or plain lines; default: the data being run)");
   cmd->add_option("--attention", options->attention, "Attention kernel: auto (fused on a GPU), fused or reference")

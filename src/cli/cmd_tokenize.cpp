@@ -3,6 +3,8 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
+#include "wattwise/experiment/run_dir.h"
 #include "wattwise/text/tokenize_file.h"
 
 namespace ww::cli {
@@ -21,8 +23,9 @@ Command tokenize_command(CLI::App& app) {
   sub->add_option("--output", options->output, "Output JSON Lines file (written atomically)")->required();
   sub->add_option("--max-length", options->max_length,
                   "Truncate each example to N ids including special tokens (0: no truncation)")
-      ->check(CLI::Range(0, 1 << 24));
+      ->check(integer_in({0, 1 << 24}, "ids per example, special tokens included (0: no truncation)"));
   return {sub, [options] {
+            experiment::check_output_is_not_input(options->input, "--input", options->output, "--output");
             ww::text::TokenizeSummary s = ww::text::tokenize_file(*options);
             double mb = double(s.text_bytes) / 1e6;
             std::printf(

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "kernels/cpu/blas_setup.h"
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/run_dir.h"
 
 int main(int argc, char** argv) {
   ww::kernels::cpu::reexec_with_fast_runtime_if_needed(argv);
@@ -38,8 +39,12 @@ int main(int argc, char** argv) {
       if (!command.app->parsed()) continue;
       // A file-size limit (ulimit -f) would kill us with SIGXFSZ mid-write, leaving a temporary
       // file and no message; ignored, the write fails with EFBIG and the atomic writers clean up and
-      // report it like a full disk. Not for `measure`: its command inherits our dispositions.
+      // report it like a full disk. `measure` does this itself, keeping the default for its command.
       if (command.app->get_name() != "measure") std::signal(SIGXFSZ, SIG_IGN);
+      // Ctrl-C or a kill mid-run removes the run folder being written (`measure` forwards signals
+      // to its command instead; `train` keeps its own handling).
+      if (command.app->get_name() != "measure" && command.app->get_name() != "train")
+        ww::experiment::install_interrupt_cleanup();
       return command.run();
     }
   } catch (const ww::Error& e) {

@@ -1,4 +1,5 @@
 #include "wattwise/experiment/bench.h"
+#include "wattwise/experiment/run_dir.h"
 
 #include <unistd.h>
 
@@ -163,6 +164,7 @@ std::optional<nlohmann::json> run_peer(const BenchCase& c, const nlohmann::json&
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("wattwise-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
+  RunDirGuard remove_on_return(dir);  // the scratch folder goes whether the peer succeeds or fails
   const std::filesystem::path config = dir / "config.json", result = dir / "peer.json";
   io::write_file_atomic(config, ours.at("model_config").dump(2) + "\n");
   std::filesystem::remove(result);
@@ -182,7 +184,6 @@ std::optional<nlohmann::json> run_peer(const BenchCase& c, const nlohmann::json&
   std::ifstream in(result);
   nlohmann::json peer = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (peer.is_discarded() || !peer.is_object()) fail(result.string(), ": the peer wrote no JSON object");
-  std::filesystem::remove_all(dir);
   return peer;
 }
 

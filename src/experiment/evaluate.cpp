@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/execution.h"
@@ -80,6 +81,56 @@ bool is_gpt2_model_folder(const std::filesystem::path& dir) {
   }
 }
 
+text::Dataset load_dataset_for_model(const std::filesystem::path& data, text::DataOptions options,
+                                     const models::ModelConfig& config, const std::vector<std::string>& label_names) {
+  auto check_classes = [&](const text::Dataset& dataset) {
+    if (dataset.regression != config.regression || (!config.regression && dataset.num_labels() != config.num_labels))
+      fail(data.string(), ": the data set has ", dataset.num_labels(), " labels", dataset.regression ? " (regression)" : "",
+           " but the model has ", config.num_labels,
+           config.regression ? "" : " (--label-names NAME,... gives the model's classes in id order)");
+    return dataset;
+  };
+  if (!label_names.empty()) {
+    if (config.regression) fail("--label-names: the model is a regression model (no classes to name)");
+    if (int64_t(label_names.size()) != config.num_labels)
+      fail("--label-names: ", label_names.size(), " names but the model has ", config.num_labels, " classes");
+    options.label_names = label_names;
+    return check_classes(text::load_dataset(data, options));
+  }
+  if (config.regression) {
+    options.label_kind = text::LabelKind::regression;
+    return check_classes(text::load_dataset(data, options));
+  }
+  const bool names_every_class =
+      int64_t(config.id2label.size()) == config.num_labels &&
+      std::none_of(config.id2label.begin(), config.id2label.end(), [](const std::string& n) { return n.empty(); });
+  if (names_every_class) {
+    text::DataOptions with_names = options;
+    with_names.label_names = config.id2label;
+    try {
+      text::Dataset dataset = text::load_dataset(data, with_names);
+      if (dataset.num_labels() == config.num_labels && !dataset.regression) {
+        // A subset of the classes is fine (a held-out file of one class), but worth saying: a model
+        // for another task would pass this way too.
+        std::set<int32_t> present;
+        for (const auto& [name, examples] : dataset.splits)
+          for (const auto& example : examples) present.insert(example.label);
+        std::string missing;
+        for (int64_t id = 0; id < config.num_labels; ++id)
+          if (!present.count(int32_t(id))) missing += (missing.empty() ? "" : ", ") + config.label_name(id);
+        if (!missing.empty() && !present.empty())
+          std::fprintf(stderr, "note: %s holds labels of %zu of the model's %lld classes (none of: %s)\n",
+                       data.string().c_str(), present.size(), (long long)config.num_labels, missing.c_str());
+        return dataset;
+      }
+    } catch (const Error&) {
+      // The data's labels are not the model's names (say "pos"/"neg" against LABEL_0/LABEL_1):
+      // infer them from the data as before.
+    }
+  }
+  return check_classes(text::load_dataset(data, options));
+}
+
 namespace {
 
 nlohmann::json run_lm_eval(const EvalOptions& o) {
@@ -100,6 +151,7 @@ nlohmann::json run_lm_eval(const EvalOptions& o) {
   const text::LmSplit& split = corpus.split(o.split);
 
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
+  RunDirGuard run_dir_guard(run_dir);  // a failed evaluation leaves no folder behind
   RunEnergy energy(run_dir, energy_settings_for(o.device), "eval");
   energy.begin("evaluation");
   nlohmann::json metrics = evaluate_lm(model, split.tokens, block_size, o.batch_size, o.max_sequences, corpus.separator_id);
@@ -117,6 +169,7 @@ nlohmann::json run_lm_eval(const EvalOptions& o) {
   report["energy"] = energy.finish(metrics["num_tokens"].get<int64_t>());
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");
+  run_dir_guard.keep();
   std::fprintf(stderr, "eval: %s loss %.4f, perplexity %.3f over %lld tokens, %.0f tokens/s\nenergy: %s\nrun folder: %s\n",
                split.name.c_str(), metrics["loss"].get<double>(), metrics["perplexity"].get<double>(),
                (long long)metrics["num_tokens"].get<int64_t>(), metrics["tokens_per_s"].get<double>(),
@@ -158,6 +211,7 @@ nlohmann::json evaluate_encoded(models::SequenceClassifier& model,
 
 nlohmann::json run_eval(const EvalOptions& o) {
   if (o.batch_size <= 0) fail("--batch-size must be positive");
+  if (!o.output.empty()) check_output_is_not_input(o.data, "--data", o.output, "--output");
   if (is_gpt2_model_folder(o.model_dir)) return run_lm_eval(o);
   models::LoadOptions load;
   load.purpose = models::ModelPurpose::Inference;
@@ -168,11 +222,8 @@ nlohmann::json run_eval(const EvalOptions& o) {
   text::DataOptions data_options;
   data_options.clean_html = o.clean_html;
   data_options.collapse_whitespace = o.clean_html;
-  text::Dataset dataset = text::load_dataset(o.data, data_options);
+  text::Dataset dataset = load_dataset_for_model(o.data, data_options, config, o.label_names);
   const std::string split = dataset.resolve_split(o.split);
-  if (dataset.regression != config.regression || (!config.regression && dataset.num_labels() != config.num_labels))
-    fail(o.data.string(), ": the data set has ", dataset.num_labels(), " labels", dataset.regression ? " (regression)" : "",
-         " but the model has ", config.num_labels);
   int max_length = o.max_length ? o.max_length : int(std::min<int64_t>(512, config.max_position_embeddings));
   if (max_length > config.max_position_embeddings)
     fail("--max-length ", max_length, " exceeds the model's max_position_embeddings ", config.max_position_embeddings);
@@ -184,6 +235,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
       quantize_for_precision(model, o.precision, o.calibration, *tokenizer, encoded->items, max_length, o.batch_size);
 
   std::filesystem::path run_dir = create_run_dir(o.runs_dir, "eval");
+  RunDirGuard run_dir_guard(run_dir);  // a failed evaluation leaves no folder behind
   RunEnergy energy(run_dir, energy_settings_for(o.device), "eval");
   energy.begin("evaluation");
   nlohmann::json metrics = evaluate_encoded(model, encoded, o.batch_size, max_length);
@@ -200,6 +252,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
   report["energy"] = energy.finish(int64_t(encoded->items.size()));
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
   if (!o.output.empty()) io::write_file_atomic(o.output, report.dump(2) + "\n");
+  run_dir_guard.keep();
   std::fprintf(stderr, "eval: %s\nenergy: %s\nrun folder: %s\n", metrics.dump().c_str(),
                energy_summary_line(phase).c_str(), run_dir.c_str());
   return report;

@@ -1,6 +1,7 @@
 #include "wattwise/experiment/init_model.h"
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/run_dir.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/tokenizer.h"
 
@@ -25,8 +26,21 @@ void init_model(const InitModelOptions& options) {
   config.validate("init-model");
   models::SequenceClassifier model(config, Device::cpu());
   model.init_weights(options.seed);
-  model.save(options.output);
-  tokenizer->save(options.output);
+  // A failed write (full disk, interruption) leaves no half-written model: a folder made here is
+  // removed, one that was empty is emptied again (a non-empty one under --force keeps what it had).
+  const bool created = !std::filesystem::exists(options.output, ec);
+  const bool was_empty = !created && std::filesystem::is_empty(options.output, ec);
+  RunDirGuard guard(created ? options.output : std::filesystem::path());
+  try {
+    model.save(options.output);
+    tokenizer->save(options.output);
+  } catch (...) {
+    if (was_empty)
+      for (const auto& entry : std::filesystem::directory_iterator(options.output, ec))
+        std::filesystem::remove_all(entry.path(), ec);
+    throw;
+  }
+  guard.keep();
 }
 
 }  // namespace ww::experiment

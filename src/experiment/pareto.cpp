@@ -378,7 +378,9 @@ std::filesystem::path run_pareto(const ParetoOptions& o) {
     }
   mark_frontier(all, objectives);
   std::filesystem::path out = create_run_dir(o.runs_dir, "pareto");
+  RunDirGuard out_guard(out);  // a failed write leaves no empty folder
   write_pareto_csv(all, out / "pareto.csv");
+  out_guard.keep();
   std::vector<const ConfigRow*> frontier;
   for (const ConfigRow& r : all.rows)
     if (r.on_frontier) frontier.push_back(&r);

@@ -34,6 +34,7 @@ std::vector<float> softmax(const float* logits, int64_t n) {
 PredictSummary run_predict(const PredictOptions& options) {
   if (options.batch_size <= 0) fail("--batch-size must be positive, got ", options.batch_size);
   if (options.max_length < 0) fail("--max-length must not be negative, got ", options.max_length);
+  check_output_is_not_input(options.input, "--input", options.output, "--output");
   models::LoadOptions load;
   load.purpose = models::ModelPurpose::Inference;
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device, load);
@@ -72,6 +73,7 @@ PredictSummary run_predict(const PredictOptions& options) {
 
   PredictSummary summary;
   summary.run_dir = create_run_dir(options.runs_dir, "predict");
+  RunDirGuard run_dir_guard(summary.run_dir);  // a failed prediction leaves no folder behind
   RunEnergy energy(summary.run_dir, energy_settings_for(options.device), "predict");
   energy.begin("inference");
   const bool token_types = config.type_vocab_size > 0;
@@ -120,7 +122,6 @@ PredictSummary run_predict(const PredictOptions& options) {
   summary.examples = int64_t(examples.size());
   nlohmann::json phase = energy.end("inference", summary.examples);
   summary.energy_line = energy_summary_line(phase);
-  io::write_file_atomic(options.output, out.str());
   nlohmann::json metrics;
   metrics["model"] = options.model_dir.string();
   metrics["input"] = options.input.string();
@@ -139,6 +140,9 @@ PredictSummary run_predict(const PredictOptions& options) {
   metrics["examples_per_s"] = summary.seconds > 0 ? double(summary.examples) / summary.seconds : 0.0;
   metrics["energy"] = energy.finish(summary.examples);
   io::write_file_atomic(summary.run_dir / "metrics.json", metrics.dump(2) + "\n");
+  // The predictions last: an error before them leaves neither the output nor the run folder.
+  io::write_file_atomic(options.output, out.str());
+  run_dir_guard.keep();
   return summary;
 }
 

@@ -220,8 +220,16 @@ std::filesystem::path run_report(const ReportOptions& o) {
   if (o.run_dirs.empty()) fail("wattwise report: give one or more run folders");
   ResultTable table = load_runs(o.run_dirs);
   std::filesystem::path out = o.output;
-  if (out.empty())
-    out = o.run_dirs.size() == 1 ? o.run_dirs[0] / "report.html" : create_run_dir(o.runs_dir, "report") / "report.html";
+  std::optional<RunDirGuard> new_folder;  // the folder made for several runs' report, removed if writing fails
+  if (out.empty()) {
+    if (o.run_dirs.size() == 1) {
+      out = o.run_dirs[0] / "report.html";
+    } else {
+      std::filesystem::path dir = create_run_dir(o.runs_dir, "report");
+      new_folder.emplace(dir);
+      out = dir / "report.html";
+    }
+  }
   std::string title = "wattwise report: ";
   for (size_t i = 0; i < o.run_dirs.size(); ++i) {
     std::filesystem::path p = std::filesystem::absolute(o.run_dirs[i]).lexically_normal();
@@ -229,6 +237,7 @@ std::filesystem::path run_report(const ReportOptions& o) {
     title += (i ? ", " : "") + p.filename().string();
   }
   io::write_file_atomic(out, render_report(table, title));
+  if (new_folder) new_folder->keep();
   std::printf("report: %s\n", out.c_str());
   return out;
 }

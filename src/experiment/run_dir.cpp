@@ -1,9 +1,17 @@
 #include "wattwise/experiment/run_dir.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <ctime>
-#include <sys/stat.h>
 
 #include "wattwise/core/error.h"
 
@@ -18,7 +26,15 @@ std::string utc_timestamp() {
   return buffer;
 }
 
+void check_run_name(const std::string& name, const std::string& what) {
+  bool control = false;
+  for (unsigned char c : name) control |= c < 0x20 || c == 0x7f;
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." || control)
+    fail(what, " '", name, "' must be a plain folder-name suffix (not empty, no '/', not '.' or '..')");
+}
+
 std::filesystem::path create_run_dir(const std::filesystem::path& base, const std::string& name) {
+  check_run_name(name, "run name");
   std::error_code ec;
   std::filesystem::create_directories(base, ec);
   if (ec) fail(base.string(), ": cannot create the runs folder (", ec.message(), ")");
@@ -30,6 +46,124 @@ std::filesystem::path create_run_dir(const std::filesystem::path& base, const st
     if (errno != EEXIST) fail(dir.string(), ": cannot create the run folder (", std::strerror(errno), ")");
   }
   fail(base.string(), ": too many runs named ", stem);
+}
+
+void check_output_is_not_input(const std::filesystem::path& input, const std::string& input_flag,
+                               const std::filesystem::path& output, const std::string& output_flag) {
+  std::error_code input_error, output_error;
+  const std::filesystem::path a = std::filesystem::weakly_canonical(input, input_error);
+  const std::filesystem::path b = std::filesystem::weakly_canonical(output, output_error);
+  bool same = !input_error && !output_error && a == b;
+  struct stat in {}, out {};
+  if (!same && ::stat(input.c_str(), &in) == 0 && ::stat(output.c_str(), &out) == 0)
+    same = in.st_dev == out.st_dev && in.st_ino == out.st_ino;
+  if (same)
+    fail(output_flag, " ", output.string(), " is the ", input_flag, " file ", input.string(),
+         ": writing it would destroy the input (choose another ", output_flag, ")");
+}
+
+namespace {
+
+// The folders that an interrupting signal removes: fixed slots of absolute paths, because the
+// handler may neither allocate nor take a lock. A slot's path is written before `used` is set
+// (release), so a handler that sees `used` reads a whole path. Guards live on the main thread.
+struct GuardSlot {
+  std::atomic<bool> used{false};
+  char path[PATH_MAX];
+};
+constexpr int kSlots = 8;
+GuardSlot g_slots[kSlots];
+
+std::string absolute_text(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(dir, ec);
+  return ec ? dir.string() : absolute.string();
+}
+
+void claim_slot(const std::string& path) {
+  if (path.size() >= PATH_MAX) return;
+  for (auto& slot : g_slots)
+    if (!slot.used.load(std::memory_order_acquire)) {
+      std::memcpy(slot.path, path.c_str(), path.size() + 1);
+      slot.used.store(true, std::memory_order_release);
+      return;
+    }
+}
+
+void release_slot(const std::string& path) {
+  for (auto& slot : g_slots)
+    if (slot.used.load(std::memory_order_acquire) && path == slot.path) {
+      slot.used.store(false, std::memory_order_release);
+      return;
+    }
+}
+
+// Async-signal-safe: open, getdents64, unlinkat, close and rmdir only. Subfolders are left (none of
+// the commands that install this writes one).
+void remove_folder_from_handler(const char* path) {
+  const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    alignas(8) char buffer[4096];
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buffer, sizeof buffer);
+      if (n <= 0) break;
+      for (long offset = 0; offset < n;) {
+        struct Entry {
+          uint64_t ino;
+          int64_t off;
+          unsigned short reclen;
+          unsigned char type;
+          char name[1];
+        };
+        const auto* entry = reinterpret_cast<const Entry*>(buffer + offset);
+        offset += entry->reclen;
+        const char* name = entry->name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+        if (entry->type != DT_DIR) ::unlinkat(fd, name, 0);
+      }
+    }
+    ::close(fd);
+  }
+  ::rmdir(path);
+}
+
+void cleanup_and_reraise(int signal_number) {
+  for (auto& slot : g_slots)
+    if (slot.used.load()) remove_folder_from_handler(slot.path);
+  // SA_RESETHAND restored the default action; the signal is blocked while this handler runs and is
+  // delivered (ending the process as it would have) when it returns.
+  ::raise(signal_number);
+}
+
+}  // namespace
+
+RunDirGuard::RunDirGuard(std::filesystem::path dir) : dir_(std::move(dir)), armed_(!dir_.empty()) {
+  if (armed_) claim_slot(absolute_text(dir_));
+}
+
+RunDirGuard::~RunDirGuard() {
+  if (!armed_) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+  release_slot(absolute_text(dir_));
+}
+
+void RunDirGuard::keep() {
+  if (armed_) release_slot(absolute_text(dir_));
+  armed_ = false;
+}
+
+void install_interrupt_cleanup() {
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction current {};
+    if (::sigaction(signal_number, nullptr, &current) != 0) continue;
+    if (current.sa_handler == SIG_IGN) continue;  // e.g. nohup: the user asked to ignore it
+    struct sigaction action {};
+    action.sa_handler = cleanup_and_reraise;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(signal_number, &action, nullptr);
+  }
 }
 
 }  // namespace ww::experiment

@@ -14,6 +14,7 @@
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/experiment/limits.h"
 #include "wattwise/experiment/pareto.h"
 #include "wattwise/experiment/plot.h"
 #include "wattwise/experiment/quantize.h"
@@ -39,10 +40,13 @@ const std::vector<std::string>& sweep_axis_names() {
 namespace {
 
 constexpr int kMaxPasses = 1000;  // bound of the passes min_seconds may add
+constexpr double kMaxMinSeconds = 86400;
 const char* kDefaultObjectives = "accuracy:max,joules_per_example:min,latency_p50_ms:min";
 
+// Lists of integers are range-checked as they are read: `range` is ignored for strings.
 template <typename T>
-std::vector<T> toml_list(const toml::node& node, const std::string& where, const std::string& key) {
+std::vector<T> toml_list(const toml::node& node, const std::string& where, const std::string& key,
+                         IntRange range = {INT64_MIN, INT64_MAX}) {
   std::vector<T> out;
   auto read_one = [&](const toml::node& n) {
     if constexpr (std::is_same_v<T, std::string>) {
@@ -50,7 +54,7 @@ std::vector<T> toml_list(const toml::node& node, const std::string& where, const
       if (auto b = n.as_boolean()) return out.push_back(b->get() ? "on" : "off");
       fail(where, ": ", key, " must hold strings");
     } else {
-      if (auto i = n.as_integer()) return out.push_back(T(i->get()));
+      if (auto i = n.as_integer()) return out.push_back(T(check_range(i->get(), range, where + ": " + key)));
       fail(where, ": ", key, " must hold integers");
     }
   };
@@ -68,8 +72,9 @@ std::string toml_string(const toml::node& node, const std::string& where, const 
   fail(where, ": ", key, " must be a string (in quotes)");
 }
 
-int64_t toml_integer(const toml::node& node, const std::string& where, const std::string& key) {
-  if (auto i = node.as_integer()) return i->get();
+// An integer key, within `range` ("sweep.toml:3: warmup 99999999999 is out of range (0..1000)").
+int64_t toml_integer(const toml::node& node, const std::string& where, const std::string& key, IntRange range) {
+  if (auto i = node.as_integer()) return check_range(i->get(), range, where + ": " + key);
   fail(where, ": ", key, " must be an integer");
 }
 
@@ -126,18 +131,19 @@ void check_axes(const SweepOptions& o, const models::ModelConfig& config) {
   for (int64_t n : o.max_lengths)
     if (n < 3 || n > config.max_position_embeddings)
       fail("--seq-lens ", n, ": expected 3 to the model's max_position_embeddings ", config.max_position_embeddings);
-  for (int64_t b : o.batch_sizes)
-    if (b < 1) fail("--batch-sizes ", b, ": must be positive");
+  for (int64_t k : o.layers) check_range(k, limits::kLayers, "--layers");
+  for (int64_t b : o.batch_sizes) check_range(b, limits::kBatchSize, "--batch-sizes");
   for (const auto& a : o.attention)
     if (a != "auto" && a != "fused" && a != "reference") fail("--attention ", a, ": expected auto, fused or reference");
   for (const auto& d : o.dynamic_padding)
     if (d != "on" && d != "off") fail("--dynamic-padding ", d, ": expected on or off");
   for (const auto& p : o.precisions)
     if (p.empty()) fail("--precisions: an empty precision name");
-  if (o.repeats < 1) fail("--repeats must be at least 1");
-  if (o.warmup < 0) fail("--warmup must be 0 or more");
-  if (!(o.min_seconds >= 0)) fail("--min-seconds must be 0 or more");
-  if (o.max_examples < 0) fail("--max-examples must be 0 (all) or more");
+  check_range(o.repeats, limits::kRepeats, "--repeats");
+  check_range(o.warmup, limits::kWarmupPasses, "--warmup");
+  if (!(o.min_seconds >= 0 && o.min_seconds <= kMaxMinSeconds))
+    fail("--min-seconds ", o.min_seconds, " is out of range [0, ", kMaxMinSeconds, "]");
+  check_range(o.max_examples, limits::kExampleCount, "--max-examples");
 }
 
 }  // namespace
@@ -160,11 +166,11 @@ void load_sweep_config(const std::filesystem::path& path, SweepOptions& o) {
         const std::string axis(ak.str());
         const std::string w = path.string() + ":" + std::to_string(an.source().begin.line);
         if (!take(axis)) continue;
-        if (axis == "layers") o.layers = toml_list<int64_t>(an, w, "axes.layers");
-        else if (axis == "max_length") o.max_lengths = toml_list<int64_t>(an, w, "axes.max_length");
+        if (axis == "layers") o.layers = toml_list<int64_t>(an, w, "axes.layers", limits::kLayers);
+        else if (axis == "max_length") o.max_lengths = toml_list<int64_t>(an, w, "axes.max_length", limits::kSequenceLength);
         else if (axis == "precision") o.precisions = toml_list<std::string>(an, w, "axes.precision");
         else if (axis == "attention") o.attention = toml_list<std::string>(an, w, "axes.attention");
-        else if (axis == "batch_size") o.batch_sizes = toml_list<int64_t>(an, w, "axes.batch_size");
+        else if (axis == "batch_size") o.batch_sizes = toml_list<int64_t>(an, w, "axes.batch_size", limits::kBatchSize);
         else if (axis == "dynamic_padding") o.dynamic_padding = toml_list<std::string>(an, w, "axes.dynamic_padding");
         else fail(w, ": unknown axis axes.", axis, " (expected layers, max_length, precision, attention, batch_size, dynamic_padding)");
       }
@@ -175,18 +181,23 @@ void load_sweep_config(const std::filesystem::path& path, SweepOptions& o) {
     else if (key == "data") o.data = toml_string(node, where, key);
     else if (key == "split") o.split = toml_string(node, where, key);
     else if (key == "device") o.device = parse_device(toml_string(node, where, key));
-    else if (key == "repeats") o.repeats = int(toml_integer(node, where, key));
-    else if (key == "warmup") o.warmup = int(toml_integer(node, where, key));
+    else if (key == "repeats") o.repeats = int(toml_integer(node, where, key, limits::kRepeats));
+    else if (key == "warmup") o.warmup = int(toml_integer(node, where, key, limits::kWarmupPasses));
     else if (key == "min_seconds") {
       if (auto f = node.as_floating_point()) o.min_seconds = f->get();
-      else o.min_seconds = double(toml_integer(node, where, key));
+      else o.min_seconds = double(toml_integer(node, where, key, {0, int64_t(kMaxMinSeconds)}));
+      if (!(o.min_seconds >= 0 && o.min_seconds <= kMaxMinSeconds))
+        fail(where, ": min_seconds ", o.min_seconds, " is out of range [0, ", kMaxMinSeconds, "]");
     }
-    else if (key == "max_examples") o.max_examples = toml_integer(node, where, key);
+    else if (key == "max_examples") o.max_examples = toml_integer(node, where, key, limits::kExampleCount);
     else if (key == "skip_failed") o.skip_failed = toml_bool(node, where, key);
     else if (key == "clean_html") o.clean_html = toml_bool(node, where, key);
     else if (key == "objectives") o.objectives = toml_string(node, where, key);
     else if (key == "runs_dir") o.runs_dir = toml_string(node, where, key);
-    else if (key == "name") o.name = toml_string(node, where, key);
+    else if (key == "name") {
+      o.name = toml_string(node, where, key);
+      check_run_name(o.name, where + ": name");
+    }
     else
       fail(where, ": unknown key '", key, "' (expected model, data, split, device, repeats, warmup, max_examples, "
            "skip_failed, clean_html, objectives, runs_dir, name and an [axes] table)");
@@ -197,6 +208,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
   if (!o.config.empty()) load_sweep_config(o.config, o);
   if (o.model_dir.empty()) fail("sweep: --model is required (or model in the --config file)");
   if (o.data.empty()) fail("sweep: --data is required (or data in the --config file)");
+  check_run_name(o.name, "--name");
   const models::ModelConfig model_config = models::load_model_config(o.model_dir);
   check_axes(o, model_config);
   const std::string objective_text = !o.objectives.empty() ? o.objectives
@@ -212,12 +224,8 @@ std::filesystem::path run_sweep(SweepOptions o) {
   data_options.collapse_whitespace = o.clean_html;
   // A stratified sample (both labels kept in proportion), never just the first N of a sorted file.
   data_options.max_examples = size_t(o.max_examples);
-  text::Dataset dataset = text::load_dataset(o.data, data_options);
+  text::Dataset dataset = load_dataset_for_model(o.data, data_options, model_config);
   const std::string split = dataset.resolve_split(o.split);
-  if (dataset.regression != model_config.regression ||
-      (!model_config.regression && dataset.num_labels() != model_config.num_labels))
-    fail(o.data.string(), ": the data set has ", dataset.num_labels(), " labels", dataset.regression ? " (regression)" : "",
-         " but the model has ", model_config.num_labels);
   const std::vector<text::Example>& examples = dataset.split(split);
   if (examples.empty()) fail(o.data.string(), ": split ", split, " has no examples");
 
@@ -257,6 +265,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
     encodings[n] = std::make_shared<const text::EncodedExamples>(text::encode_examples(*tokenizer, examples, int(n)));
 
   const std::filesystem::path run_dir = create_run_dir(o.runs_dir, o.name);
+  RunDirGuard run_dir_guard(run_dir);  // a failed sweep leaves no folder behind
   RunEnergy energy(run_dir, energy_settings_for(o.device), o.name);
   std::optional<models::SequenceClassifier> model;
   int64_t model_layers = -1;
@@ -446,6 +455,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
   report["configs"] = config_json;
   report["energy"] = energy.finish(0);
   io::write_file_atomic(run_dir / "metrics.json", report.dump(2) + "\n");
+  run_dir_guard.keep();
 
   // The terminal: the frontier and the energy of the whole sweep.
   std::vector<const ConfigRow*> frontier_rows;

@@ -10,14 +10,19 @@
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/experiment/run_dir.h"
 
 namespace ww::experiment {
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+}  // namespace
 
 const std::vector<ConfigKey>& train_config_schema() {
   static const std::vector<ConfigKey> schema = {
       {"run.name", "string", "run", "Run name, the suffix of runs/<UTC timestamp>_<name>/", {}},
       {"run.output_dir", "path", "runs", "Folder that receives the run folder", {}},
-      {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}},
+      {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}, limits::kSeed, {}},
       {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (the first GPU when one is visible, else the CPU)", {}},
       {"run.cuda_graphs", "bool", "true",
        "On a GPU, record each step shape once as a CUDA graph and replay it (false: launch every kernel each step)",
@@ -42,7 +47,7 @@ const std::vector<ConfigKey>& train_config_schema() {
        {"tiny", "mini", "small", "minilm", "base"}},
       {"model.tokenizer", "path", "", "Tokenizer folder (default: the model folder)", {}},
       {"model.max_positions", "int", "512",
-       "max_position_embeddings of a new model (gpt2: n_positions, the preset's unless given)", {}},
+       "max_position_embeddings of a new model (gpt2: n_positions, the preset's unless given)", {}, limits::kPositions, {}},
       {"model.pooling", "string", "auto",
        "Classifier pooling: auto (the model's: config.json's wattwise_pooling, else cls-pooler), cls-pooler ([CLS] "
        "through BERT's tanh pooler / DistilBERT's pre_classifier), cls ([CLS] straight into the classifier) or mean "
@@ -59,11 +64,11 @@ const std::vector<ConfigKey>& train_config_schema() {
        "Language-modelling data: text (files; the last data.valid_fraction of the tokens is validation), wikitext "
        "(its train/valid/test files, articles split at ' = Title = ') or auto (wikitext when wiki.train.raw exists)",
        {"auto", "text", "wikitext"}},
-      {"data.block_size", "int", "0", "Language modelling: tokens per sequence T (0: the model's n_positions)", {}},
-      {"data.valid_fraction", "float", "0.1", "Language modelling, text format: share of the tokens (at the end) held out for validation", {}},
+      {"data.block_size", "int", "0", "Language modelling: tokens per sequence T (0: the model's n_positions)", {}, limits::kOptionalLength, {}},
+      {"data.valid_fraction", "float", "0.1", "Language modelling, text format: share of the tokens (at the end) held out for validation", {}, {}, {0, 1, false, true}},
       {"data.cache_dir", "path", "",
        "Language modelling: folder of the tokenised-corpus cache (empty: $WATTWISE_CACHE, else ~/.cache/wattwise/tokens)", {}},
-      {"data.max_length", "int", "128", "Truncate examples to this many tokens", {}},
+      {"data.max_length", "int", "128", "Truncate examples to this many tokens", {}, limits::kSequenceLength, {}},
       {"data.padding", "string", "dynamic", "Pad to the batch's longest (dynamic) or to max_length (max)",
        {"dynamic", "max"}},
       {"data.length_bucketing", "bool", "false", "Batch examples of similar length together", {}},
@@ -78,57 +83,57 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"data.text_column", "string", "text", "Text column of a generic CSV/TSV/JSONL file", {}},
       {"data.text_pair_column", "string", "", "Second-text column of a generic file (empty: none)", {}},
       {"data.label_column", "string", "label", "Label column of a generic file", {}},
-      {"data.max_train_examples", "int", "0", "Use at most this many training examples (0: all; language modelling: sequences of block_size)", {}},
-      {"data.max_eval_examples", "int", "0", "Use at most this many examples of the evaluation split, and of the test split (0: all; language modelling: sequences)", {}},
+      {"data.max_train_examples", "int", "0", "Use at most this many training examples (0: all; language modelling: sequences of block_size)", {}, limits::kExampleCount, {}},
+      {"data.max_eval_examples", "int", "0", "Use at most this many examples of the evaluation split, and of the test split (0: all; language modelling: sequences)", {}, limits::kExampleCount, {}},
 
-      {"train.epochs", "float", "3", "Epochs (fractions allowed; 0 with max_steps)", {}},
-      {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}},
-      {"train.batch_size", "int", "32", "Examples per micro-batch", {}},
-      {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}},
+      {"train.epochs", "float", "3", "Epochs (fractions allowed; 0 with max_steps)", {}, {}, {0, 1e6}},
+      {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}, limits::kStepCount, {}},
+      {"train.batch_size", "int", "32", "Examples per micro-batch", {}, limits::kBatchSize, {}},
+      {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}, limits::kGradAccum, {}},
       {"train.tokens_per_step", "int", "0",
        "Language modelling: tokens per optimizer step; sets grad_accum = tokens_per_step / (batch_size x block_size), "
        "which must come out whole (0: use grad_accum)",
-       {}},
+       {}, limits::kTokenCount, {}},
       {"train.optimizer", "string", "adamw", "Optimizer", {"adamw", "adam", "sgd"}},
-      {"train.lr", "float", "5e-5", "Peak learning rate", {}},
-      {"train.weight_decay", "float", "0.0", "Weight decay (never on biases and LayerNorm weights)", {}},
-      {"train.beta1", "float", "0.9", "Adam beta1", {}},
-      {"train.beta2", "float", "0.999", "Adam beta2", {}},
-      {"train.eps", "float", "1e-8", "Adam epsilon", {}},
-      {"train.momentum", "float", "0.9", "SGD momentum", {}},
+      {"train.lr", "float", "5e-5", "Peak learning rate", {}, {}, {0, kInf, true}},
+      {"train.weight_decay", "float", "0.0", "Weight decay (never on biases and LayerNorm weights)", {}, {}, {0, kInf}},
+      {"train.beta1", "float", "0.9", "Adam beta1", {}, {}, {0, 1, false, true}},
+      {"train.beta2", "float", "0.999", "Adam beta2", {}, {}, {0, 1, false, true}},
+      {"train.eps", "float", "1e-8", "Adam epsilon", {}, {}, {0, kInf, true}},
+      {"train.momentum", "float", "0.9", "SGD momentum", {}, {}, {0, 1, false, true}},
       {"train.nesterov", "bool", "false", "SGD Nesterov momentum", {}},
-      {"train.max_grad_norm", "float", "1.0", "Clip gradients to this global norm (0: off)", {}},
+      {"train.max_grad_norm", "float", "1.0", "Clip gradients to this global norm (0: off)", {}, {}, {0, kInf}},
       {"train.schedule", "string", "linear", "LR schedule", {"constant", "linear", "cosine"}},
-      {"train.warmup_ratio", "float", "0.0", "Warmup as a fraction of the total steps", {}},
-      {"train.warmup_steps", "int", "0", "Warmup in steps (instead of warmup_ratio)", {}},
-      {"train.label_smoothing", "float", "0.0", "Cross-entropy label smoothing", {}},
-      {"train.hidden_dropout", "float", "-1", "Override the model's hidden dropout (-1: keep)", {}},
-      {"train.attention_dropout", "float", "-1", "Override the attention dropout (-1: keep)", {}},
-      {"train.classifier_dropout", "float", "-1", "Override the classifier dropout (-1: keep)", {}},
-      {"train.eval_every", "int", "0", "Evaluate every N optimizer steps (0: at each epoch end only)", {}},
-      {"train.log_every", "int", "10", "Write a train_log.csv row every N optimizer steps", {}},
+      {"train.warmup_ratio", "float", "0.0", "Warmup as a fraction of the total steps", {}, {}, {0, 1, false, true}},
+      {"train.warmup_steps", "int", "0", "Warmup in steps (instead of warmup_ratio)", {}, limits::kStepCount, {}},
+      {"train.label_smoothing", "float", "0.0", "Cross-entropy label smoothing", {}, {}, {0, 1, false, true}},
+      {"train.hidden_dropout", "float", "-1", "Override the model's hidden dropout (-1: keep)", {}, {}, {0, 1, false, true, -1, "to keep the model's"}},
+      {"train.attention_dropout", "float", "-1", "Override the attention dropout (-1: keep)", {}, {}, {0, 1, false, true, -1, "to keep the model's"}},
+      {"train.classifier_dropout", "float", "-1", "Override the classifier dropout (-1: keep)", {}, {}, {0, 1, false, true, -1, "to keep the model's"}},
+      {"train.eval_every", "int", "0", "Evaluate every N optimizer steps (0: at each epoch end only)", {}, limits::kStepCount, {}},
+      {"train.log_every", "int", "10", "Write a train_log.csv row every N optimizer steps", {}, {1, limits::kStepCount.max}, {}},
       {"train.metric", "string", "accuracy",
        "Metric that picks the best checkpoint and drives early stopping (language modelling: loss unless perplexity is given)",
        {"accuracy", "f1", "f1_macro", "matthews_correlation", "loss", "precision", "recall", "pearson", "spearman",
         "perplexity"}},
-      {"train.early_stopping_patience", "int", "0", "Stop after N evaluations without improvement (0: off)", {}},
+      {"train.early_stopping_patience", "int", "0", "Stop after N evaluations without improvement (0: off)", {}, limits::kPatience, {}},
       {"train.precision", "string", "fp32",
        "Compute precision: fp32, tf32 (f32 with TF32 matmuls), bf16 or fp16 (16-bit activations, f32 master weights; GPU only)",
        {"fp32", "tf32", "bf16", "fp16"}},
       {"train.loss_scale", "string", "dynamic",
        "fp16 loss scaling: dynamic (start at 65536, halve on overflow, double after train.loss_scale_growth_interval good steps) or a fixed number",
        {}},
-      {"train.loss_scale_growth_interval", "int", "2000", "Applied steps in a row before the dynamic loss scale doubles", {}},
+      {"train.loss_scale_growth_interval", "int", "2000", "Applied steps in a row before the dynamic loss scale doubles", {}, {1, limits::kStepCount.max}, {}},
       {"train.checkpointing", "string", "none",
        "Activation checkpointing: none, every (each layer), every-K (segments of K layers) or sqrt (segments of ceil(sqrt(L)) layers)",
        {}},
       {"train.save_dtype", "string", "f32", "Dtype of saved weights", {"f32", "f16", "bf16"}},
 
-      {"energy.interval_ms", "int", "100", "Power sampling interval", {}},
+      {"energy.interval_ms", "int", "100", "Power sampling interval", {}, limits::kIntervalMs, {}},
       {"energy.country", "string", "", "ISO country/region code for carbon intensity (empty: world average)", {}},
-      {"energy.pue", "float", "1.0", "Data-centre power usage effectiveness", {}},
-      {"energy.carbon_intensity", "float", "-1", "Override grid intensity in gCO2e/kWh (-1: from the table)", {}},
-      {"energy.idle_baseline_s", "float", "0", "Measure idle power this long first; metrics then add net energy", {}},
+      {"energy.pue", "float", "1.0", "Data-centre power usage effectiveness", {}, {}, {1, kInf}},
+      {"energy.carbon_intensity", "float", "-1", "Override grid intensity in gCO2e/kWh (-1: from the table)", {}, {}, {0, kInf, false, false, -1, "for the table's"}},
+      {"energy.idle_baseline_s", "float", "0", "Measure idle power this long first; metrics then add net energy", {}, {}, {0, 600}},
   };
   return schema;
 }
@@ -165,25 +170,48 @@ std::string lower(std::string s) {
   return s;
 }
 
-// Checks `value` against the key's type and returns its canonical text.
+// A bound as people write it: 1000000 rather than 1e+06.
+std::string bound_text(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(int64_t(v));
+  return shortest(v);
+}
+
+// "[0, 1)", "> 0", ">= 1", "[0, 600]" (no "or -1").
+std::string interval_text(const FloatRange& r) {
+  if (std::isinf(r.max)) return (r.min_open ? "> " : ">= ") + bound_text(r.min);
+  return (r.min_open ? "(" : "[") + bound_text(r.min) + ", " + bound_text(r.max) + (r.max_open ? ")" : "]");
+}
+
+// The rule a float key breaks, in the words validate() used before ranges moved into the schema.
+std::string float_rule(const ConfigKey& k) {
+  const FloatRange& r = k.float_range;
+  std::string rule;
+  if (std::isinf(r.max) && r.min == 0) rule = r.min_open ? "be positive" : "not be negative";
+  else if (std::isinf(r.max)) rule = "be at least " + bound_text(r.min);
+  else rule = "be in " + interval_text(r);
+  if (r.unset) rule += " (or " + shortest(*r.unset) + " " + r.unset_meaning + ")";
+  return rule;
+}
+
+// Checks `value` against the key's type and range and returns its canonical text.
 std::string canonical(const ConfigKey& k, const std::string& value, const std::string& origin) {
   auto bad = [&](const std::string& why) -> std::string {
     fail(origin, ": invalid value '", value, "' for ", k.key, " (", why, ")");
   };
   if (k.type == "int") {
-    try {
-      size_t used = 0;
-      long long v = std::stoll(value, &used);
-      if (used != value.size()) bad("expected an integer");
-      return std::to_string(v);
-    } catch (const std::exception&) {
-      return bad("expected an integer");
+    if (auto error = integer_text_error(value, k.int_range)) {
+      if (error->find("is out of range") == std::string::npos) bad("expected an integer");
+      fail(origin, ": ", k.key, " ", *error);
     }
+    return std::to_string(std::stoll(value[0] == '+' ? value.substr(1) : value));
   }
   if (k.type == "float") {
     double v = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
     if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(v)) bad("expected a finite number");
+    const FloatRange& r = k.float_range;
+    const bool inside = v >= r.min && v <= r.max && !(r.min_open && v == r.min) && !(r.max_open && v == r.max);
+    if (!inside && !(r.unset && v == *r.unset)) fail(origin, ": ", k.key, " must ", float_rule(k), ", got ", shortest(v));
     return shortest(v);
   }
   if (k.type == "bool") {
@@ -206,6 +234,14 @@ void unknown_key(const std::string& key, const std::string& origin) {
 }
 
 }  // namespace
+
+std::string range_text(const ConfigKey& key) {
+  if (key.type == "int") return std::to_string(key.int_range.min) + ".." + std::to_string(key.int_range.max);
+  if (key.type != "float") return "";
+  std::string text = interval_text(key.float_range);
+  if (key.float_range.unset) text += " or " + shortest(*key.float_range.unset);
+  return text;
+}
 
 std::string nearest_key(const std::string& key) {
   std::string best;
@@ -292,18 +328,10 @@ bool TrainConfig::differs_from_default(const std::string& key) const {
 }
 
 void TrainConfig::validate() const {
-  auto positive = [&](const char* key) {
-    if (get_int(key) <= 0) fail("config: ", key, " must be positive, got ", get_int(key));
-  };
-  positive("train.batch_size");
-  positive("train.grad_accum");
-  positive("train.log_every");
-  if (get_int("data.max_length") < 2) fail("config: data.max_length must be at least 2");
-  if (get_int("data.block_size") != 0 && get_int("data.block_size") < 2)
+  // Each key's own range was checked when it was set (the schema's int_range / float_range); what
+  // is left are rules over several keys.
+  if (get_int("data.block_size") == 1)
     fail("config: data.block_size must be at least 2 (or 0 for the model's n_positions)");
-  if (get_float("data.valid_fraction") < 0 || get_float("data.valid_fraction") >= 1)
-    fail("config: data.valid_fraction must be in [0, 1)");
-  if (get_int("train.tokens_per_step") < 0) fail("config: train.tokens_per_step must not be negative");
   if (get_int("train.tokens_per_step") > 0 && differs_from_default("train.grad_accum"))
     fail("config: give train.tokens_per_step or train.grad_accum, not both");
   try {
@@ -312,40 +340,15 @@ void TrainConfig::validate() const {
     fail("config: train.checkpointing: ", e.what());
   }
   parse_loss_scale(get_string("train.loss_scale"));
-  if (get_int("train.loss_scale_growth_interval") <= 0) fail("config: train.loss_scale_growth_interval must be positive");
-  if (get_float("train.epochs") < 0) fail("config: train.epochs must not be negative");
-  if (get_int("train.max_steps") < 0) fail("config: train.max_steps must not be negative");
   if (get_float("train.epochs") == 0 && get_int("train.max_steps") == 0)
     fail("config: set train.epochs or train.max_steps");
-  if (!(get_float("train.lr") > 0)) fail("config: train.lr must be positive");
-  if (get_float("train.weight_decay") < 0) fail("config: train.weight_decay must not be negative");
   double ratio = get_float("train.warmup_ratio");
-  if (ratio < 0 || ratio >= 1) fail("config: train.warmup_ratio must be in [0, 1)");
-  if (get_int("train.warmup_steps") < 0) fail("config: train.warmup_steps must not be negative");
   if (is_set("train.warmup_ratio") && is_set("train.warmup_steps") && ratio > 0 && get_int("train.warmup_steps") > 0)
     fail("config: give train.warmup_ratio or train.warmup_steps, not both");
-  double ls = get_float("train.label_smoothing");
-  if (ls < 0 || ls >= 1) fail("config: train.label_smoothing must be in [0, 1)");
-  for (const char* key : {"train.hidden_dropout", "train.attention_dropout", "train.classifier_dropout"}) {
-    double p = get_float(key);
-    if (p != -1 && (p < 0 || p >= 1)) fail("config: ", key, " must be in [0, 1) (or -1 to keep the model's)");
-  }
-  for (const char* key : {"train.beta1", "train.beta2"}) {
-    double b = get_float(key);
-    if (b < 0 || b >= 1) fail("config: ", key, " must be in [0, 1)");
-  }
-  if (get_float("train.max_grad_norm") < 0) fail("config: train.max_grad_norm must not be negative");
-  if (get_int("train.early_stopping_patience") < 0) fail("config: train.early_stopping_patience must not be negative");
-  if (get_int("energy.interval_ms") < 10) fail("config: energy.interval_ms must be at least 10");
-  if (get_float("energy.pue") < 1.0) fail("config: energy.pue must be at least 1.0");
-  if (get_float("energy.idle_baseline_s") < 0 || get_float("energy.idle_baseline_s") > 600)
-    fail("config: energy.idle_baseline_s must be in [0, 600]");
   if (get_path("data.path").empty()) fail("config: data.path is required (a data set to train on)");
   if (get_path("model.path").empty() && get_path("model.tokenizer").empty())
     fail("config: a new model (no model.path) needs model.tokenizer");
-  std::string name = get_string("run.name");
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-    fail("config: run.name '", name, "' must be a plain folder-name suffix");
+  check_run_name(get_string("run.name"), "config: run.name");
 }
 
 std::string TrainConfig::to_toml() const {

@@ -50,4 +50,13 @@ check "unknown case: exit 1 with the list of cases" '[ $rc -eq 1 ] && grep -q "u
 "$bin" bench --case bert-train-bf16 --device cpu > /dev/null 2> err.txt
 check "bf16 on the CPU: a clear error" '[ $? -eq 1 ] && grep -qi "bf16\|16-bit\|gpu\|cuda" err.txt'
 
+# A PyTorch peer that fails: the error names it, and its scratch folder is removed all the same.
+mkdir scratch
+printf '#!/bin/sh\ncase "$*" in *"import torch"*) exit 0;; esac\necho "peer broke" >&2\nexit 3\n' > fakepython
+chmod +x fakepython
+TMPDIR="$work/scratch" "$bin" bench --arch bert --preset tiny --mode infer --batch 2 --seq-len 8 --steps 1 --warmup 0 \
+  --device cpu --peer pytorch --peer-script "$src/bench/peer_pytorch.py" --python "$work/fakepython" > /dev/null 2> err.txt
+check "failing peer: exit 1 naming it, no scratch folder left" \
+  '[ $? -eq 1 ] && grep -q "PyTorch peer failed (exit status" err.txt && [ -z "$(ls scratch)" ]'
+
 [ $fails -eq 0 ]

@@ -94,6 +94,57 @@ check "TSV, CSV, JSONL and GLUE folders give the same metrics" \
 "$bin" eval --model "$model" --data jsonl/dev.jsonl --split train --output file.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
 check "a single file's train split" '[ $? -eq 0 ] && [ "$(json file.json "m[\"split\"]")" = "train" ]'
 
+# --- a held-out file with one class: the label set comes from the model (config.json's id2label) ---
+python3 - <<'PY'
+import csv
+rows = list(csv.DictReader(open("tsv/dev.tsv"), delimiter="\t"))
+with open("ones.tsv", "w") as f:
+    f.write("text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows if r["label"] == "1"))
+with open("named.tsv", "w") as f:  # the same dev split, labels as names
+    f.write("text\tlabel\n" + "".join(f"{r['text']}\t{'pos' if r['label'] == '1' else 'neg'}\n" for r in rows))
+with open("named_pos.tsv", "w") as f:
+    f.write("text\tlabel\n" + "".join(f"{r['text']}\tpos\n" for r in rows if r["label"] == "1"))
+PY
+# all_class_1 FILE: every example of the metrics JSON is in class 1 (row 0 of the confusion matrix empty)
+all_class_1() { [ "$(json "$1" "m[\"confusion_matrix\"][0] == [0, 0] and sum(m[\"confusion_matrix\"][1]) == m[\"num_examples\"] > 0")" = True ]; }
+"$bin" eval --model "$model" --data ones.tsv --split train --output ones.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "single-class file (integer labels): scored as class 1 of the model's 2" \
+  '[ $? -eq 0 ] && all_class_1 ones.json'
+# The model's classes named neg/pos in config.json: names map by name, a one-class file too.
+cp -r "$model" named_model
+python3 - <<'PY'
+import json
+c = json.load(open("named_model/config.json"))
+c["id2label"], c["label2id"] = {"0": "neg", "1": "pos"}, {"neg": 0, "pos": 1}
+json.dump(c, open("named_model/config.json", "w"), indent=2)
+PY
+"$bin" eval --model named_model --data named.tsv --split train --output named.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+"$bin" eval --model "$model" --data tsv/dev.tsv --split train --output numbered.json --runs-dir "$work/runs" >/dev/null 2>>"$work/err"
+check "labels given as the model's names score as their indices" '[ -s named.json ] && same_metrics named.json numbered.json'
+"$bin" eval --model named_model --data named_pos.tsv --split train --output named_pos.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "single-class file (label names): exit 0, all in the model's class 'pos'" \
+  '[ $? -eq 0 ] && all_class_1 named_pos.json'
+# The model's names are LABEL_0/LABEL_1 (as init-model and transformers write them): --label-names
+# says which data label is which class.
+cp -r "$model" plain_model
+python3 -c "
+import json; c = json.load(open('plain_model/config.json'))
+c['id2label'], c['label2id'] = {'0': 'LABEL_0', '1': 'LABEL_1'}, {'LABEL_0': 0, 'LABEL_1': 1}
+json.dump(c, open('plain_model/config.json', 'w'))"
+"$bin" eval --model plain_model --data named_pos.tsv --split train --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "single-class file the model cannot name: exit 1 suggesting --label-names" \
+  '[ $? -eq 1 ] && grep -q "has 1 labels but the model has 2 (--label-names NAME,... gives the model.s classes in id order)" "$work/err"'
+"$bin" eval --model plain_model --data named_pos.tsv --split train --label-names neg,pos --output plain.json \
+  --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "--label-names neg,pos: the one-class file is class 1" \
+  '[ $? -eq 0 ] && all_class_1 plain.json'
+"$bin" eval --model plain_model --data named.tsv --split train --output plain_inferred.json --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "labels that are not the model's names are still inferred from the data (neg, pos sorted)" \
+  '[ $? -eq 0 ] && same_metrics plain_inferred.json numbered.json'
+"$bin" eval --model plain_model --data named.tsv --split train --label-names neg,pos,other --runs-dir "$work/runs" >/dev/null 2>"$work/err"
+check "--label-names of the wrong length: exit 1 naming both counts" \
+  '[ $? -eq 1 ] && grep -q -- "--label-names: 3 names but the model has 2 classes" "$work/err"'
+
 # --- bad input: exit 1, one line naming the culprit, --output untouched, no run folder ---
 echo "keep me" > existing.json
 runs_before=$(eval_runs)
@@ -106,7 +157,12 @@ eval_error() {  # eval_error <description> <pattern> <eval args...>
 }
 eval_error "missing model folder" "$work/nomodel" --model "$work/nomodel" --data train.tsv
 "$bin" init-model --arch bert --preset tiny --tokenizer tok --num-labels 3 -o three >/dev/null 2>&1
-eval_error "model with 3 labels on 2-label data" "has 2 labels but the model has 3" --model three --data train.tsv
+printf 'text\tlabel\ngood\t0\nbad\t1\nfilm\t2\n' > three.tsv
+eval_error "model with 2 labels on 3-label data" "has 3 labels but the model has 2" --model "$model" --data three.tsv --split train
+# Fewer classes in the data than the model has is fine (the model's id2label names them), with a note.
+"$bin" eval --model three --data train.tsv --runs-dir "$work/runs3" >/dev/null 2>"$work/err"
+check "model with 3 labels on 2-label data: exit 0 with a note naming the class not in the data" \
+  '[ $? -eq 0 ] && grep -q "note: train.tsv holds labels of 2 of the model.s 3 classes (none of: LABEL_2)" "$work/err"'
 eval_error "split the data set lacks" "has no split 'test'" --model "$model" --data SST-2 --split test
 eval_error "unknown split name" "has no split 'holdout'" --model "$model" --data train.tsv --split holdout
 printf 'text\tlabel\ngood\t1\nbad \xff\t0\n' > latin.tsv
@@ -116,7 +172,15 @@ eval_error "empty data file" "empty.csv: empty file" --model "$model" --data emp
 printf 'text,sentiment\ngood,1\n' > nolabel.csv
 eval_error "missing label column" "nolabel.csv:1: missing column 'label'" --model "$model" --data nolabel.csv
 eval_error "max length beyond the model" "max_position_embeddings" --model "$model" --data train.tsv --max-length 100000
-eval_error "batch size 0" "batch-size must be positive" --model "$model" --data train.tsv --batch-size 0
+# Numeric flags out of range are usage errors (exit 2) naming the flag, what it means and its range.
+for flag in "--batch-size 0" "--batch-size 99999999999999999999" "--calibration 0" "--max-length -1"; do
+  "$bin" eval --output existing.json --runs-dir "$work/runs" --model "$model" --data train.tsv $flag >/dev/null 2>"$work/err"
+  check "$flag: exit 2 naming the flag and its range" \
+    '[ $? -eq 2 ] && grep -q -- "^${flag% *}: ${flag#* } is out of range (" "$work/err"'
+done
+"$bin" eval --model "$model" --data train.tsv --calibration 0 >/dev/null 2>"$work/err"
+check "--calibration 0 says what the flag means" \
+  'grep -qx -- "--calibration: 0 is out of range (1..1000000): the number of examples that calibrate the int8/fp8 input scales" "$work/err"'
 check "existing --output untouched by every error" '[ "$(cat existing.json)" = "keep me" ]'
 check "no eval run folder for bad input" '[ "$(eval_runs)" -eq "$runs_before" ]'
 

@@ -61,12 +61,70 @@ rc=$?
 [ "$rc" = 1 ] || fail "reusing --out gave $rc, expected 1"
 grep -q "refusing to overwrite" err.txt || fail "no refusal message: $(cat err.txt)"
 
-# A command that cannot be started: 127, and a bad country is refused before anything runs.
+# A command that cannot be started: 127 when there is none, 126 when it is not executable (as a
+# shell says); a bad country is refused before anything runs. None of these leaves a run folder.
+runs_before=$(ls runs | wc -l)
 "$bin" measure -- /nonexistent/command 2>err.txt
 [ $? = 127 ] || fail "a missing command should give 127"
+printf '#!/bin/sh\nexit 0\n' > not-executable
+chmod -x not-executable
+"$bin" measure -- ./not-executable 2>err.txt
+rc=$?
+[ "$rc" = 126 ] || fail "a non-executable command gave $rc, expected 126 (127 is for 'not found')"
+grep -q "cannot run './not-executable': Permission denied" err.txt || fail "unclear error: $(cat err.txt)"
+"$bin" measure -- "$work" 2>err.txt
+rc=$?
+[ "$rc" = 126 ] || fail "a folder as the command gave $rc, expected 126"
 "$bin" measure --country Narnia -- touch should_not_exist 2>err.txt
 [ $? = 1 ] && [ ! -e should_not_exist ] || fail "bad --country must fail before running"
 grep -q "unknown country or region 'Narnia'" err.txt || fail "unclear error: $(cat err.txt)"
+[ "$(ls runs | wc -l)" = "$runs_before" ] || fail "a command that did not run left a run folder: $(ls runs)"
+"$bin" measure --out never -- ./not-executable 2>/dev/null
+[ ! -e never ] || fail "--out folder made for a command that could not start was left behind"
+
+# A full disk (EFBIG under ulimit -f; SIGXFSZ must not kill us): the command's exit code wins, our
+# failure is one line on stderr, and no half-written run is left (no *.tmp, no folder made for it;
+# a given folder keeps only what it had).
+# (stderr goes through a pipe: the file-size limit would stop our messages to a file too)
+for limit_kib in 0 1; do
+  (ulimit -f $limit_kib; exec "$bin" measure --out full$limit_kib -- sh -c 'exit 3') 2>&1 | cat > err.txt
+  rc=${PIPESTATUS[0]}
+  [ "$rc" = 3 ] || fail "full disk ($limit_kib KiB): got $rc, expected the command's 3"
+  grep -q "wattwise measure: error: cannot write the results to full$limit_kib" err.txt ||
+    fail "full disk ($limit_kib KiB): no error on stderr: $(cat err.txt)"
+  [ ! -e full$limit_kib ] || fail "full disk ($limit_kib KiB): left $(ls -la full$limit_kib)"
+done
+mkdir given && echo "keep me" > given/notes.txt
+(ulimit -f 1; exec "$bin" measure --out given -- sh -c 'exit 3') 2>&1 | cat > err.txt
+rc=${PIPESTATUS[0]}
+[ "$rc" = 3 ] || fail "full disk into a given folder: got $rc, expected 3"
+[ "$(ls given)" = notes.txt ] && [ "$(cat given/notes.txt)" = "keep me" ] ||
+  fail "full disk into a given folder: left $(ls given)"
+[ -z "$(find . -name '*.tmp')" ] || fail "temporary files left: $(find . -name '*.tmp')"
+
+# Two runs started together on the same --out: exactly one claims it, the other is refused (the
+# folder is claimed with an exclusive create, not checked and then written). Both wait on a FIFO
+# the test holds open and start when it writes a line for each: together, without sleeps.
+mkfifo gate
+exec 3<>gate
+for trial in $(seq 40); do
+  (read -r _ < gate; exec "$bin" measure --out race$trial -- sh -c 'echo a > /dev/null') 2>err_a.txt &
+  a=$!
+  (read -r _ < gate; exec "$bin" measure --out race$trial -- sh -c 'echo b > /dev/null') 2>err_b.txt &
+  b=$!
+  printf 'go\ngo\n' >&3
+  wait $a; rc_a=$?
+  wait $b; rc_b=$?
+  [ "$((rc_a + rc_b))" = 1 ] && [ "$rc_a" = 0 -o "$rc_b" = 0 ] ||
+    fail "race $trial: exit codes $rc_a and $rc_b, expected one 0 and one 1"
+  cat err_a.txt err_b.txt | grep -q "already holds a run (.*); refusing to overwrite it" ||
+    fail "race $trial: the loser gave no refusal"
+  winner=$([ "$rc_a" = 0 ] && echo a || echo b)
+  python3 -c "import json,sys; m=json.load(open('race$trial/metrics.json')); sys.exit(m['command'][2] != 'echo $winner > /dev/null')" ||
+    fail "race $trial: metrics.json is not the winner's"
+  [ "$(wc -l < race$trial/emissions.csv)" = 2 ] || fail "race $trial: emissions.csv has other than one row"
+done
+exec 3>&-
 # The measured command gets the user's environment: wattwise re-executes itself with
 # OMP_WAIT_POLICY (and perhaps OPENBLAS_CORETYPE) set for its own libraries, and takes them out
 # again before it starts anything; a value the user set passes through unchanged.

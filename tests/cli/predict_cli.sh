@@ -57,5 +57,33 @@ check "max length beyond the model: exit 1" '[ $? -eq 1 ] && grep -q "max_positi
 "$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.txt" 2>"$work/err"
 check "missing --output: usage error exit 2" '[ $? -eq 2 ]'
 
+# --- --output must not be the --input: not by the same path, nor through a symlink or hard link ---
+printf 'a good film\nthe bad film\n' > "$work/texts.txt"
+cp "$work/texts.txt" "$work/texts.orig"
+ln -s "$work/texts.txt" "$work/texts_link.jsonl"
+ln "$work/texts.txt" "$work/texts_hard.jsonl"
+runs_before=$(ls "$work/runs" | wc -l)
+for out in "$work/texts.txt" "$work/./texts.txt" "$work/texts_link.jsonl" "$work/texts_hard.jsonl"; do
+  "$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/texts.txt" --output "$out" 2>"$work/err"
+  rc=$?
+  check "--output ${out#$work/} is the input: exit 1, input untouched" \
+    '[ $rc -eq 1 ] && grep -q -- "--output .* is the --input file .*: writing it would destroy the input" "$work/err" && cmp -s "$work/texts.txt" "$work/texts.orig"'
+done
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/texts_link.jsonl" --output "$work/texts.txt" 2>"$work/err"
+check "--input a symlink to the --output file: exit 1" '[ $? -eq 1 ] && cmp -s "$work/texts.txt" "$work/texts.orig"'
+check "no run folder for a refused output" '[ "$(ls "$work/runs" | wc -l)" -eq "$runs_before" ]'
+
+# --- a failed run leaves no debris: a full disk (EFBIG under ulimit -f) removes the run folder, and
+# writes no output; init-model removes the model folder it made (an empty folder given stays empty) ---
+(ulimit -f 2; exec "$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in.txt" --output "$work/full.jsonl") 2>"$work/err"
+check "predict on a full disk: exit 1, no output, no new run folder" \
+  '[ $? -eq 1 ] && grep -q "File too large" "$work/err" && [ ! -e "$work/full.jsonl" ] && [ "$(ls "$work/runs" | wc -l)" -eq "$runs_before" ]'
+(ulimit -f 8; exec "$bin" init-model --arch bert --preset tiny --tokenizer "$tok" -o "$work/m_full") 2>"$work/err"
+check "init-model on a full disk: exit 1, no half-written model folder" '[ $? -eq 1 ] && [ ! -e "$work/m_full" ]'
+mkdir "$work/m_empty"
+(ulimit -f 8; exec "$bin" init-model --arch bert --preset tiny --tokenizer "$tok" -o "$work/m_empty") 2>"$work/err"
+check "init-model on a full disk into an empty folder: it stays, empty" '[ $? -eq 1 ] && [ -d "$work/m_empty" ] && [ -z "$(ls -A "$work/m_empty")" ]'
+check "no temporary files left" '[ -z "$(find "$work" -name ".*.tmp-*")" ]'
+
 echo "$fails failed"
 [ $fails -eq 0 ]

@@ -85,6 +85,7 @@ check "the frontier table is printed" 'grep -q "Pareto frontier over accuracy:ma
 "$bin" sweep --model model --data data.tsv --device cpu --precisions fp32 fp16 --repeats 1 --runs-dir runs2 >/dev/null 2>err.txt
 check "fp16 on the CPU without --skip-failed: exit 1 naming the config and --skip-failed" \
   '[ $? -eq 1 ] && grep -q "c001 (precision=fp16).*needs a GPU.*--skip-failed" err.txt'
+check "a failed sweep removes its run folder (no power_trace.csv without metrics.json)" '[ -d runs2 ] && [ -z "$(ls runs2)" ]'
 
 # --- quantized precisions: int8-weight and int8 quantize (calibrated) on the CPU; fp8 is skipped ---
 "$bin" sweep --model model --data data.tsv --device cpu --precisions fp32 int8-weight int8 fp8 --skip-failed \
@@ -138,6 +139,51 @@ check "unknown key in the config file: exit 1 naming file and key" '[ $? -eq 1 ]
 check "--layers beyond the model: exit 1, no run folder" '[ $? -eq 1 ] && grep -q "the model has 2 encoder layers" err.txt && [ ! -d runs5 ]'
 "$bin" sweep --model model --data data.tsv --device cpu --seq-lens 64 --runs-dir runs5 >/dev/null 2>err.txt
 check "--seq-lens beyond the positions: exit 1" '[ $? -eq 1 ] && grep -q "max_position_embeddings 32" err.txt'
+
+# --- interrupted (SIGTERM, SIGHUP; Ctrl-C is SIGINT, which a script's background job ignores)
+# mid-measurement: the run folder goes, nothing half-written. 2,000 examples at batch 1 keep
+# --min-seconds 60 measuring long after the folder appears. ---
+python3 -c "
+import random; r = random.Random(4)
+w = 'a the film movie was is very really plot acting good great fine bad awful poor'.split()
+print('text\tlabel'); [print(' '.join(r.choice(w) for _ in range(6)) + '\t%d' % (i % 2)) for i in range(2000)]" > long.tsv
+for sig in TERM HUP; do
+  "$bin" sweep --model model --data long.tsv --split train --batch-sizes 1 --device cpu --repeats 1 --warmup 0 \
+    --min-seconds 60 --runs-dir runs9 --quiet >/dev/null 2>err.txt &
+  pid=$!
+  for _ in $(seq 400); do ls runs9/*_sweep/power_trace.csv >/dev/null 2>&1 && break; sleep 0.05; done
+  check "SIG$sig: the sweep started (its run folder exists)" 'ls runs9/*_sweep/power_trace.csv >/dev/null 2>&1'
+  kill -$sig $pid
+  wait $pid
+  rc=$?
+  check "SIG$sig mid-sweep: ends as the signal would ($((128 + $(kill -l $sig)))) and removes its run folder" \
+    '[ $rc -eq $((128 + $(kill -l $sig))) ] && [ -z "$(ls runs9)" ]'
+done
+
+# --- integers out of range, from the file or a flag: named with the range, nothing runs ---
+printf 'model = "model"\ndata = "data.tsv"\ndevice = "cpu"\nwarmup = 99999999999\n' > big.toml
+"$bin" sweep --config big.toml --runs-dir runs8 >/dev/null 2>err.txt
+check "warmup = 99999999999 in the file: exit 1 naming file, line, key and range; no run folder" \
+  '[ $? -eq 1 ] && grep -q "big.toml:4: warmup 99999999999 is out of range (0..1000)" err.txt && [ ! -e runs8 ]'
+printf 'model = "model"\ndata = "data.tsv"\n[axes]\nbatch_size = [4, 9223372036854775807]\n' > big.toml
+"$bin" sweep --config big.toml --runs-dir runs8 >/dev/null 2>err.txt
+check "an axis value out of range in the file: exit 1 naming it" \
+  '[ $? -eq 1 ] && grep -q "big.toml:4: axes.batch_size 9223372036854775807 is out of range (1..1048576)" err.txt && [ ! -e runs8 ]'
+for flag in "--repeats 0" "--repeats 99999999999" "--warmup -1" "--batch-sizes 0" "--max-examples -1"; do
+  "$bin" sweep --model model --data data.tsv --device cpu $flag --runs-dir runs8 >/dev/null 2>err.txt
+  check "$flag: usage error naming the flag and its range" \
+    '[ $? -eq 2 ] && grep -q -- "^${flag% *}: ${flag#* } is out of range (" err.txt && [ ! -e runs8 ]'
+done
+
+# --- --name is a folder-name suffix: nothing is written outside --runs-dir ---
+"$bin" sweep --model model --data data.tsv --device cpu --repeats 1 --warmup 0 --runs-dir deep/a/b \
+  --name 'x/../../../escaped' >/dev/null 2>err.txt
+check "--name with '/': exit 1 naming it, nothing written" \
+  '[ $? -eq 1 ] && grep -q "name .x/../../../escaped. must be a plain folder-name suffix" err.txt && [ ! -e deep ] && [ -z "$(find . -name "*escaped*")" ]'
+printf 'model = "model"\ndata = "data.tsv"\nname = ".."\n' > name.toml
+"$bin" sweep --config name.toml --runs-dir runs8 >/dev/null 2>err.txt
+check "name = \"..\" in the file: exit 1 naming file and line" \
+  '[ $? -eq 1 ] && grep -q "name.toml:3: name .\.\.. must be a plain folder-name suffix" err.txt && [ ! -e runs8 ]'
 
 echo "$fails failed"
 [ $fails -eq 0 ]

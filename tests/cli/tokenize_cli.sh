@@ -78,6 +78,16 @@ expect_error 1 "cannot write" "$tmp/no-such-dir/out" --tokenizer "$tmp/tok" --in
 expect_error 2 "--output" "$tmp/o9" --tokenizer "$tmp/tok" --input "$tmp/in.txt"
 expect_error 2 "max-length" "$tmp/o10" --tokenizer "$tmp/tok" --input "$tmp/in.txt" --output "$tmp/o10" --max-length -1
 
+# --output that is the --input (same path, or a link to it) is refused; the input is untouched.
+cp "$tmp/in.txt" "$tmp/same.txt"
+ln -s "$tmp/same.txt" "$tmp/same_link.jsonl"
+for out in "$tmp/same.txt" "$tmp/same_link.jsonl"; do
+  "$ww" tokenize --tokenizer "$tmp/tok" --input "$tmp/same.txt" --output "$out" 2> "$tmp/err"
+  rc=$?
+  [ $rc -eq 1 ] && grep -q -- "--output .* is the --input file" "$tmp/err" && cmp -s "$tmp/same.txt" "$tmp/in.txt" ||
+    fail "--output $out (the input): exit $rc, $(cat "$tmp/err")"
+done
+
 # A failed run leaves an existing output file untouched and no temporary files behind.
 cp "$tmp/out.jsonl" "$tmp/keep.jsonl"
 "$ww" tokenize --tokenizer "$tmp/tok" --input "$tmp/bad.jsonl" --output "$tmp/keep.jsonl" 2> /dev/null \

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <map>
+
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/train_config.h"
 
@@ -92,8 +95,90 @@ TEST(TrainConfig, CrossChecks) {
   none.set("train.epochs=0");
   EXPECT_NE(error_of([&] { none.validate(); }).find("train.max_steps"), std::string::npos);
   TrainConfig dropout = c;
-  dropout.set("train.hidden_dropout=1.5");
-  EXPECT_NE(error_of([&] { dropout.validate(); }).find("train.hidden_dropout"), std::string::npos);
+  EXPECT_NE(error_of([&] { dropout.set("train.hidden_dropout=1.5"); }).find("train.hidden_dropout"), std::string::npos);
   TrainConfig no_data;
   EXPECT_NE(error_of([&] { no_data.validate(); }).find("data.path"), std::string::npos);
+}
+
+// Every number is checked against its key's range as it is set, from a flag, --set or the file; the
+// error names the origin, the key, the value and the range, and the value is not taken.
+TEST(TrainConfig, EveryNumericKeyHasARange) {
+  int ints = 0, floats = 0;
+  for (const auto& k : train_config_schema()) {
+    if (k.type == "int") {
+      ++ints;
+      EXPECT_GT(k.int_range.max, k.int_range.min) << k.key;
+      EXPECT_GT(k.int_range.min, INT64_MIN) << k.key << ": no documented limit";
+      const std::string above = k.int_range.max == INT64_MAX ? "9223372036854775808" : std::to_string(k.int_range.max + 1);
+      for (const std::string& bad : {std::to_string(k.int_range.min - 1), above}) {
+        TrainConfig c;
+        const std::string before = c.get_string(k.key);
+        const std::string e = error_of([&] { c.set(k.key, bad, "--" + k.key); });
+        EXPECT_NE(e.find("--" + k.key + ": " + k.key + " " + bad + " is out of range (" +
+                         std::to_string(k.int_range.min) + ".." + std::to_string(k.int_range.max) + ")"),
+                  std::string::npos)
+            << e;
+        EXPECT_EQ(c.get_string(k.key), before) << k.key;
+      }
+      TrainConfig c;
+      EXPECT_NO_THROW(c.set(k.key, std::to_string(k.int_range.min), "--set")) << k.key;
+      EXPECT_NO_THROW(c.set(k.key, std::to_string(k.int_range.max), "--set")) << k.key;
+    } else if (k.type == "float") {
+      ++floats;
+      const FloatRange& r = k.float_range;
+      std::vector<double> bad;
+      if (std::isfinite(r.min)) bad.push_back(r.min_open ? r.min : r.min - 0.5);
+      if (std::isfinite(r.max)) bad.push_back(r.max_open ? r.max : r.max + 0.5);
+      EXPECT_FALSE(bad.empty()) << k.key << " has no range";
+      for (double v : bad) {
+        if (r.unset && v == *r.unset) continue;
+        TrainConfig c;
+        const std::string e = error_of([&] { c.set(k.key, std::to_string(v), "--" + k.key); });
+        EXPECT_NE(e.find("--" + k.key + ": " + k.key + " must "), std::string::npos) << k.key << " " << v << ": " << e;
+      }
+    }
+  }
+  EXPECT_GE(ints, 16);
+  EXPECT_GE(floats, 17);
+}
+
+TEST(TrainConfig, OutOfRangeIntegersNameTheKeyAndRange) {
+  TrainConfig c;
+  std::string e = error_of([&] { c.set("train.batch_size", "9223372036854775807", "--train.batch_size"); });
+  EXPECT_NE(e.find("train.batch_size 9223372036854775807 is out of range (1..1048576)"), std::string::npos) << e;
+  // Beyond int64: still "out of range", not "not an integer".
+  e = error_of([&] { c.set("train.batch_size", "99999999999999999999", "--train.batch_size"); });
+  EXPECT_NE(e.find("train.batch_size 99999999999999999999 is out of range (1..1048576)"), std::string::npos) << e;
+  e = error_of([&] { c.set("train.batch_size", "12x", "--train.batch_size"); });
+  EXPECT_NE(e.find("invalid value '12x' for train.batch_size (expected an integer)"), std::string::npos) << e;
+  e = error_of([&] { c.merge_toml_text("[train]\neval_every = -1\n", "run.toml"); });
+  EXPECT_NE(e.find("run.toml:2: train.eval_every -1 is out of range (0..1000000000)"), std::string::npos) << e;
+  e = error_of([&] { c.merge_toml_text("[data]\nmax_train_examples = -1\n", "run.toml"); });
+  EXPECT_NE(e.find("run.toml:2: data.max_train_examples -1 is out of range"), std::string::npos) << e;
+  e = error_of([&] { c.merge_toml_text("[train]\nmomentum = -1\n", "run.toml"); });
+  EXPECT_NE(e.find("run.toml:2: train.momentum must be in [0, 1), got -1"), std::string::npos) << e;
+  e = error_of([&] { c.set("train.warmup_ratio=1.5"); });
+  EXPECT_NE(e.find("--set: train.warmup_ratio must be in [0, 1), got 1.5"), std::string::npos) << e;
+  // -1 keeps the model's dropout; other negatives do not.
+  EXPECT_NO_THROW(c.set("train.hidden_dropout=-1"));
+  e = error_of([&] { c.set("train.hidden_dropout=-0.5"); });
+  EXPECT_NE(e.find("train.hidden_dropout must be in [0, 1) (or -1 to keep the model's), got -0.5"), std::string::npos) << e;
+  EXPECT_EQ(c.get_int("train.batch_size"), 32);
+}
+
+TEST(TrainConfig, RangeTextForTheDocs) {
+  const std::map<std::string, std::string> expected = {{"train.batch_size", "1..1048576"},
+                                                       {"train.lr", "> 0"},
+                                                       {"train.beta1", "[0, 1)"},
+                                                       {"train.hidden_dropout", "[0, 1) or -1"},
+                                                       {"energy.idle_baseline_s", "[0, 600]"}};
+  for (const auto& k : train_config_schema()) {
+    auto it = expected.find(k.key);
+    if (it != expected.end()) {
+      EXPECT_EQ(range_text(k), it->second);
+    }
+    if (k.type == "string" || k.type == "bool" || k.type == "path") {
+      EXPECT_EQ(range_text(k), "") << k.key;
+    }
+  }
 }

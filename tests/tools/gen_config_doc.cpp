@@ -1,5 +1,6 @@
 // Writes the key tables of docs/CONFIG.md from the training-config schema (train_config_schema()),
-// between the BEGIN/END markers, so the page lists every key with its type, default and help.
+// between the BEGIN/END markers, so the page lists every key with its type, default, accepted range
+// and help.
 //
 //   gen_config_doc docs/CONFIG.md           rewrite the generated part in place
 //   gen_config_doc docs/CONFIG.md --check   exit 1 (saying how to fix it) when the page is stale
@@ -44,15 +45,16 @@ std::string generated_tables() {
     std::string sec = key.key.substr(0, key.key.find('.'));
     if (sec != section) {
       section = sec;
-      os << "\n### [" << sec << "]\n\n| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
+      os << "\n### [" << sec << "]\n\n| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";
     }
     std::string help = cell(key.help);
     if (!key.choices.empty()) {
       help += ". One of";
       for (size_t i = 0; i < key.choices.size(); ++i) help += std::string(i ? ", " : " ") + "`" + key.choices[i] + "`";
     }
+    const std::string range = ww::experiment::range_text(key);
     os << "| `" << key.key << "` | " << key.type << " | " << toml_value(key, defaults.get_string(key.key)) << " | "
-       << help << " |\n";
+       << (range.empty() ? "" : "`" + range + "`") << " | " << help << " |\n";
   }
   os << "\n";
   return os.str();

@@ -1,7 +1,7 @@
 #pragma once
 // `wattwise measure -- COMMAND [ARGS...]`: runs any process under an EnergyMonitor, forwards
-// SIGINT/SIGTERM/SIGHUP/SIGQUIT to it, prints a summary and writes power_trace.csv, emissions.csv
-// and metrics.json into the run folder.
+// SIGINT/SIGTERM/SIGHUP/SIGQUIT to its process group, prints a summary and writes power_trace.csv,
+// emissions.csv and metrics.json into the run folder.
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,8 +25,12 @@ struct MeasureOptions {
 // Parses "0,2,3" into GPU indices; throws ww::Error naming the bad item.
 std::vector<int> parse_gpu_list(const std::string& text);
 
-// Runs the command and returns its exit code (128 + signal number if it was killed by a signal,
-// 127 if it could not be started). Throws ww::Error only for bad options, before the command runs.
+// Runs the command in a process group of its own (signals forwarded to the group; from a
+// terminal's foreground the group gets the terminal while it runs) and returns its exit code
+// (128 + signal number if it was killed by a signal; 127 if it was not found, 126 if it could not
+// be run). Throws ww::Error only for bad options or an --out folder it may not use, before the
+// command runs; a failure to write the results is reported on stderr, and the run folder is
+// removed, without changing the exit code.
 int run_measure(const MeasureOptions& options);
 
 }  // namespace ww::energy

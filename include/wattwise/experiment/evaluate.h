@@ -12,6 +12,7 @@
 #include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/batching.h"
+#include "wattwise/text/dataset.h"
 #include "wattwise/text/lm_data.h"
 
 namespace ww::experiment {
@@ -37,6 +38,21 @@ models::Batch to_model_batch(const text::LmBatch& batch);
 nlohmann::json evaluate_lm(models::Gpt2LMHeadModel& model, const std::shared_ptr<const std::vector<int32_t>>& tokens,
                            int64_t block_size, int64_t batch_size, int64_t max_sequences, int32_t pad_id);
 
+// A labelled data set to score a classifier on, its labels read as the model's classes:
+//  - `label_names` given (eval --label-names): they are the label set, in class-id order (as many as
+//    the model has classes); a data label is one of them or its index;
+//  - else a regression model: every label is a number;
+//  - else a model whose config.json names every class (id2label): those names, in id order, so a
+//    file holding only some classes (a held-out file with one class) still lines up, and labels
+//    given as names map by name; if the data's labels are neither those names nor class indices,
+//    the set is inferred from the data as below;
+//  - else inferred from the data (integers 0..K-1, or sorted distinct strings).
+// Fixed label sets (GLUE tasks, IMDB) are always their own. Checks that the data set has the
+// model's number of classes (or both are regression).
+text::Dataset load_dataset_for_model(const std::filesystem::path& data, text::DataOptions options,
+                                     const models::ModelConfig& config,
+                                     const std::vector<std::string>& label_names = {});
+
 // Whether a folder holds a GPT-2 model (config.json's model_type is "gpt2").
 bool is_gpt2_model_folder(const std::filesystem::path& dir);
 
@@ -53,6 +69,7 @@ struct EvalOptions {
   std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only), int8-weight, int8, fp8 (GPU)
   std::string attention = "auto";  // auto, fused, reference
   CalibrationOptions calibration;  // int8 and fp8: the calibration sample (default: the split's first 128)
+  std::vector<std::string> label_names;  // the data's label set in class-id order (default: the model's id2label)
   // GPT-2 models (language modelling): the data is text (see text/lm_data.h); split train, dev
   // (= valid) or test; perplexity over windows of block_size tokens (0: the model's n_positions).
   std::string data_format = "auto";  // auto, text, wikitext

@@ -2,22 +2,52 @@
 // The training run's configuration: every key with its type, default and help in one schema, read
 // from a TOML file (sections [run] [model] [data] [train] [energy]) and overridden by
 // `--set section.key=value` or `--section.key value` flags. Unknown keys and invalid values are
-// errors that name the key (and suggest the nearest valid one) before any work starts.
+// errors that name the key (and suggest the nearest valid one) before any work starts; every number
+// is checked against its key's range as it is set.
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "wattwise/experiment/limits.h"
 
 namespace ww::experiment {
 
+// The values a "float" key accepts: min..max, either end open, plus one value outside them that
+// means "not set" (-1: keep the model's dropout).
+struct FloatRange {
+  FloatRange(double min = -std::numeric_limits<double>::infinity(),
+             double max = std::numeric_limits<double>::infinity(), bool min_open = false, bool max_open = false,
+             std::optional<double> unset = std::nullopt, std::string unset_meaning = "")
+      : min(min), max(max), min_open(min_open), max_open(max_open), unset(unset), unset_meaning(std::move(unset_meaning)) {}
+  double min, max;
+  bool min_open, max_open;
+  std::optional<double> unset;
+  std::string unset_meaning;  // "to keep the model's"
+};
+
 struct ConfigKey {
+  ConfigKey(std::string key, std::string type, std::string default_value, std::string help,
+            std::vector<std::string> choices = {}, IntRange int_range = {INT64_MIN, INT64_MAX},
+            FloatRange float_range = {})
+      : key(std::move(key)), type(std::move(type)), default_value(std::move(default_value)), help(std::move(help)),
+        choices(std::move(choices)), int_range(int_range), float_range(std::move(float_range)) {}
   std::string key;    // "train.lr"
   std::string type;   // "int", "float", "bool", "string", "path"
   std::string default_value;
   std::string help;
   std::vector<std::string> choices;  // for strings with a fixed set of values
+  IntRange int_range;                // "int" keys (limits.h): checked whenever a value is set
+  FloatRange float_range;            // "float" keys: checked whenever a value is set
 };
+
+// The key's accepted values as docs/CONFIG.md shows them: "1..1048576", "[0, 1)", "> 0",
+// "[0, 1) or -1"; "" for other types.
+std::string range_text(const ConfigKey& key);
 
 // The schema, in documentation order.
 const std::vector<ConfigKey>& train_config_schema();
