@@ -20,6 +20,7 @@ Command eval_command(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "Examples per forward pass")
       ->capture_default_str()
       ->check(integer_in(experiment::limits::kBatchSize, "examples per forward pass"));
+  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or Inf weights anyway (with a warning per tensor); refused by default");
   cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)");
   cmd->add_option("--label-names", o->label_names,
                   "The data's label set in class-id order, e.g. neg,pos (labels are these names or their indices; "

@@ -17,6 +17,7 @@ Command generate_command(CLI::App& app) {
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
       ->capture_default_str()
       ->check(integer_in(experiment::limits::kNewTokens, "tokens to generate at most"));
+  cmd->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or Inf weights anyway (with a warning per tensor); refused by default");
   cmd->add_flag("--greedy", o->greedy, "Always take the most likely token (ignores temperature, top-k, top-p, seed)");
   cmd->add_option("--temperature", o->temperature, "Sampling temperature (> 0)")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0: all)")

@@ -32,6 +32,7 @@ Command predict_command(CLI::App& app) {
   cmd->add_option("--attention", options->attention, "Attention kernel: auto (fused on a GPU), fused or reference")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fused", "reference"}));
+  cmd->add_flag("--allow-nonfinite", options->allow_nonfinite, "Load a checkpoint holding NaN or Inf weights anyway (with a warning per tensor); refused by default");
   cmd->add_option("--runs-dir", options->runs_dir, "Folder that receives the run folder (metrics.json, energy files)")
       ->capture_default_str();
   return {cmd, [options, device] {

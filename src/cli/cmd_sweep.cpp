@@ -43,6 +43,7 @@ Command sweep_command(CLI::App& app) {
           ->capture_default_str()
           ->check(integer_in(experiment::limits::kExampleCount, "examples to score (0: all)")),
       "max_examples");
+  key(cmd->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or Inf weights anyway (with a warning per tensor); refused by default"), "allow_nonfinite");
   key(cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)"), "clean_html");
   key(cmd->add_option("--device", *device, "cpu, cuda[:N] or auto (a GPU when one is visible)")->capture_default_str(), "device");
   key(cmd->add_option("--objectives", o->objectives,

@@ -135,7 +135,7 @@ namespace {
 
 nlohmann::json run_lm_eval(const EvalOptions& o) {
   models::Gpt2LMHeadModel model =
-      models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device, models::ModelPurpose::Inference);
+      models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device, models::ModelPurpose::Inference, o.allow_nonfinite);
   apply_execution(model, {o.precision, o.attention, "none"});
   auto tokenizer = text::load_tokenizer(o.model_dir);
   const int64_t block_size = o.block_size ? o.block_size : model.config().n_positions;
@@ -215,6 +215,7 @@ nlohmann::json run_eval(const EvalOptions& o) {
   if (is_gpt2_model_folder(o.model_dir)) return run_lm_eval(o);
   models::LoadOptions load;
   load.purpose = models::ModelPurpose::Inference;
+  load.allow_nonfinite = o.allow_nonfinite;
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(o.model_dir, o.device, load);
   apply_inference_execution(model, {o.precision, o.attention, "none"});
   const models::ModelConfig& config = model.config();

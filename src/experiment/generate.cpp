@@ -23,7 +23,7 @@ GenerateRunResult run_generate(const GenerateRunOptions& o) {
     fail(o.model_dir.string(), ": not a GPT-2 model folder (config.json with model_type gpt2); generate needs a causal "
          "language model");
   models::Gpt2LMHeadModel model =
-      models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device, models::ModelPurpose::Inference);
+      models::Gpt2LMHeadModel::from_pretrained(o.model_dir, o.device, models::ModelPurpose::Inference, o.allow_nonfinite);
   apply_execution(model, {o.precision, "auto", "none"});
   std::unique_ptr<text::Tokenizer> tokenizer = text::load_tokenizer(o.model_dir);
 

@@ -37,6 +37,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   check_output_is_not_input(options.input, "--input", options.output, "--output");
   models::LoadOptions load;
   load.purpose = models::ModelPurpose::Inference;
+  load.allow_nonfinite = options.allow_nonfinite;
   models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device, load);
   apply_inference_execution(model, {options.precision, options.attention, "none"});
   const models::ModelConfig& config = model.config();

@@ -192,6 +192,7 @@ void load_sweep_config(const std::filesystem::path& path, SweepOptions& o) {
     else if (key == "max_examples") o.max_examples = toml_integer(node, where, key, limits::kExampleCount);
     else if (key == "skip_failed") o.skip_failed = toml_bool(node, where, key);
     else if (key == "clean_html") o.clean_html = toml_bool(node, where, key);
+    else if (key == "allow_nonfinite") o.allow_nonfinite = toml_bool(node, where, key);
     else if (key == "objectives") o.objectives = toml_string(node, where, key);
     else if (key == "runs_dir") o.runs_dir = toml_string(node, where, key);
     else if (key == "name") {
@@ -200,7 +201,7 @@ void load_sweep_config(const std::filesystem::path& path, SweepOptions& o) {
     }
     else
       fail(where, ": unknown key '", key, "' (expected model, data, split, device, repeats, warmup, max_examples, "
-           "skip_failed, clean_html, objectives, runs_dir, name and an [axes] table)");
+           "skip_failed, clean_html, allow_nonfinite, objectives, runs_dir, name and an [axes] table)");
   }
 }
 
@@ -307,6 +308,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
         model.reset();  // free the previous copy first
         models::LoadOptions load;
         load.purpose = models::ModelPurpose::Inference;
+        load.allow_nonfinite = o.allow_nonfinite;
         model.emplace(models::SequenceClassifier::from_pretrained(o.model_dir, o.device, load));
         if (c.layers < model->config().num_layers) model->keep_first_layers(c.layers);
         model_layers = c.layers;

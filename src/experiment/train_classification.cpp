@@ -214,6 +214,7 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg) : cfg_(cfg) {
     models::LoadOptions load;
     load.allow_new_head = true;
     load.head_seed = seed;
+    load.allow_nonfinite = cfg.get_bool("model.allow_nonfinite");
     if (cfg.get_string("model.pooling") != "auto") load.pooling = models::parse_pooling(cfg.get_string("model.pooling"));
     model_ = std::make_unique<models::SequenceClassifier>(models::SequenceClassifier::from_pretrained(model_path_, device, load));
     if (model_->config().regression != dataset.regression ||

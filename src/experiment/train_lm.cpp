@@ -217,7 +217,8 @@ LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg) : cfg_(cfg)
   separator_ = text::end_of_text_id(*tokenizer_);
 
   if (!model_path_.empty()) {
-    model_ = std::make_unique<models::Gpt2LMHeadModel>(models::Gpt2LMHeadModel::from_pretrained(model_path_, device));
+    model_ = std::make_unique<models::Gpt2LMHeadModel>(models::Gpt2LMHeadModel::from_pretrained(
+        model_path_, device, models::ModelPurpose::Training, cfg.get_bool("model.allow_nonfinite")));
   } else {
     models::Gpt2Config config = models::Gpt2Config::preset(cfg.get_string("model.preset"), tokenizer_->vocab_size());
     if (cfg.is_set("model.max_positions")) config.n_positions = cfg.get_int("model.max_positions");

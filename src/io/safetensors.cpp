@@ -476,7 +476,8 @@ void SafetensorsFile::check_finite(const TensorInfo& info, const void* data, DTy
                            (std::isnan(value) ? "nan" : value > 0 ? "inf" : "-inf") + ", at element " +
                            std::to_string(first) + " of " + std::to_string(n) + ")";
   if (nonfinite_ == NonFinite::refuse)
-    fail(what, ": such weights make every output NaN; pass --allow-nonfinite to load them anyway");
+    fail(what, ": such weights make every output NaN; pass --allow-nonfinite (train: model.allow_nonfinite) to load "
+               "them anyway");
   std::fprintf(stderr, "wattwise: warning: %s; loaded anyway (--allow-nonfinite)\n", what.c_str());
 }
 

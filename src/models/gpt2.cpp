@@ -117,9 +117,10 @@ void Gpt2LMHeadModel::init_weights(uint64_t seed) {
 }
 
 Gpt2LMHeadModel Gpt2LMHeadModel::from_pretrained(const std::filesystem::path& dir, Device device,
-                                                 ModelPurpose purpose) {
+                                                 ModelPurpose purpose, bool allow_nonfinite) {
   Gpt2Config config = Gpt2Config::load(dir);
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  if (allow_nonfinite) checkpoint.set_nonfinite(io::NonFinite::warn);
   const std::string config_path = (std::filesystem::is_directory(dir) ? dir / "config.json" : dir).string();
   check_config_matches_checkpoint(config.parameter_count(), config.sizes(), checkpoint.total_elements(),
                                   config_path, checkpoint.description());

@@ -157,6 +157,7 @@ SequenceClassifier SequenceClassifier::from_pretrained(const std::filesystem::pa
   ModelConfig config = load_model_config(dir);
   if (options.pooling) config.pooling = *options.pooling;
   io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(dir);
+  if (options.allow_nonfinite) checkpoint.set_nonfinite(io::NonFinite::warn);
   const std::string config_path = (std::filesystem::is_directory(dir) ? dir / "config.json" : dir).string();
   check_config_matches_checkpoint(config.parameter_count(), config.sizes(), checkpoint.total_elements(),
                                   config_path, checkpoint.description());

@@ -265,7 +265,9 @@ TEST(LossScaling, NonFiniteStepsAreSkippedAndTheScaleBacksOffThenGrows) {
   EXPECT_EQ(trainer.loss_scale(), 8192.0f);
   const std::vector<float> after = model.parameters().flat_values().to_float_vector();
   for (size_t i = 0; i < after.size(); ++i) {
-    if (int64_t(i) != poisoned) ASSERT_EQ(after[i], before[i]) << "parameter element " << i << " moved";
+    if (int64_t(i) != poisoned) {
+      ASSERT_EQ(after[i], before[i]) << "parameter element " << i << " moved";
+    }
   }
   // Repaired: steps apply again and after growth_interval (2) good steps the scale doubles.
   values[poisoned] = saved;

@@ -77,6 +77,7 @@ struct EvalOptions {
   double valid_fraction = 0.1;
   std::filesystem::path cache_dir;   // empty: text::default_lm_cache_dir()
   int64_t max_sequences = 0;         // 0: all
+  bool allow_nonfinite = false;  // load NaN/Inf weights with a warning instead of refusing them
 };
 
 // `wattwise eval`: metrics on a split, with the energy of the pass; writes runs/<ts>_eval/. A GPT-2

@@ -25,6 +25,7 @@ struct GenerateRunOptions {
   std::string precision = "fp32";  // fp32, tf32, bf16, fp16 (16-bit: GPU only)
   // Called with the text of each new token as it is chosen (streaming); may be empty.
   std::function<void(const std::string&)> on_text;
+  bool allow_nonfinite = false;  // load NaN/Inf weights with a warning instead of refusing them
 };
 
 struct GenerateRunResult {

@@ -21,6 +21,7 @@ struct PredictOptions {
   std::string attention = "auto";  // auto, fused, reference
   CalibrationOptions calibration;  // int8 and fp8: the calibration sample (default: the input's first 128)
   std::filesystem::path runs_dir = "runs";  // receives runs/<UTC>_predict/ (metrics.json, energy files)
+  bool allow_nonfinite = false;  // load NaN/Inf weights with a warning instead of refusing them
 };
 
 struct PredictSummary {

@@ -43,6 +43,7 @@ struct SweepOptions {
   std::filesystem::path config;
   std::set<std::string> given;
   bool quiet = false;  // no per-configuration progress lines
+  bool allow_nonfinite = false;  // load NaN/Inf weights with a warning instead of refusing them
 };
 
 // The axis names as pareto.csv columns, in product order (outermost first).

@@ -94,8 +94,10 @@ class Gpt2LMHeadModel : public ModelRuntime {
   // "transformer." prefix; lm_head.weight may be absent (tied) or must equal wte; attention mask
   // buffers (attn.bias, attn.masked_bias) are ignored. A missing tensor or a wrong shape is an
   // error naming the tensor, the file and the expected shape. `purpose`: see ModelPurpose (model.h).
+  // NaN or Inf in a weight is refused unless `allow_nonfinite` (then a warning).
   static Gpt2LMHeadModel from_pretrained(const std::filesystem::path& dir, Device device,
-                                         ModelPurpose purpose = ModelPurpose::Training);
+                                         ModelPurpose purpose = ModelPurpose::Training,
+                                         bool allow_nonfinite = false);
   // Hugging Face's initialisation: N(0, initializer_range) for weights and embeddings, the
   // residual output projections (attn.c_proj, mlp.c_proj) scaled by 1/√(2·n_layer), zero biases,
   // unit LayerNorm.

@@ -33,6 +33,9 @@ struct LoadOptions {
   // Inference: the loaded model never allocates gradients and releases its f32 masters at its
   // first forward (see ModelPurpose in model.h).
   ModelPurpose purpose = ModelPurpose::Training;
+  // NaN or Inf in a weight is refused (naming the tensor) unless this is set: then it loads with
+  // a warning (the CLI's --allow-nonfinite).
+  bool allow_nonfinite = false;
 };
 
 // Post-training quantization of the encoder's linear layers (query/key/value, attention output,
