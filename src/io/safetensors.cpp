@@ -467,6 +467,7 @@ int64_t count_nonfinite(const void* data, DType dtype, size_t n, size_t* first) 
 }
 
 void SafetensorsFile::check_finite(const TensorInfo& info, const void* data, DType dtype, size_t n) const {
+  if (nonfinite_ == NonFinite::allow) return;
   size_t first = 0;
   const int64_t bad = count_nonfinite(data, dtype, n, &first);
   if (bad == 0) return;
@@ -628,7 +629,7 @@ void SafetensorsCheckpoint::read_into(std::string_view name, const Tensor& dst) 
 void save_safetensors(const fs::path& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata,
-                      std::optional<DType> store_dtype) {
+                      std::optional<DType> store_dtype, NonFinite overflow) {
   std::string label = "cannot save " + path.string();
   if (store_dtype && !is_float_dtype(*store_dtype))
     fail(label, ": store dtype ", dtype_name(*store_dtype), " is not one of f32, f16, bf16");
@@ -692,17 +693,20 @@ void save_safetensors(const fs::path& path,
       // A finite value beyond the narrower dtype's range would be stored as Inf, and the file then
       // refused when read: refuse it now, before the (atomic) file is committed.
       size_t first = 0;
-      if (count_nonfinite(converted.data(), stored[i], count, &first) >
+      if (overflow != NonFinite::allow && count_nonfinite(converted.data(), stored[i], count, &first) >
           count_nonfinite(data + done * dtype_size(tensor.dtype()), tensor.dtype(), count)) {
         size_t at = 0;
         for (at = 0; at < count; ++at)
           if (!std::isfinite(float_element(converted.data(), stored[i], at)) &&
               std::isfinite(float_element(data + done * dtype_size(tensor.dtype()), tensor.dtype(), at)))
             break;
-        fail(label, ": tensor '", tensors[i].first, "' holds ",
-             float_element(data + done * dtype_size(tensor.dtype()), tensor.dtype(), at), " at element ", done + at,
-             ", beyond ", safetensors_dtype_name(stored[i]), "'s range: stored as ",
-             safetensors_dtype_name(stored[i]), " it would become Inf; store in BF16 or F32");
+        const std::string what = detail::concat(
+            path.string(), ": tensor '", tensors[i].first, "' holds ",
+            float_element(data + done * dtype_size(tensor.dtype()), tensor.dtype(), at), " at element ", done + at,
+            ", beyond ", safetensors_dtype_name(stored[i]), "'s range: stored as ", safetensors_dtype_name(stored[i]),
+            " it becomes Inf");
+        if (overflow == NonFinite::refuse) fail("cannot save ", what, "; store in BF16 or F32");
+        std::fprintf(stderr, "wattwise: warning: %s\n", what.c_str());
       }
       out.write(converted.data(), count * dtype_size(stored[i]));
     }

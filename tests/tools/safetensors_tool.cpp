@@ -49,6 +49,7 @@ std::string from_hex(const std::string& hex) {
 
 int dump(const std::string& path) {
   io::SafetensorsFile file = io::SafetensorsFile::open(path);
+  file.set_nonfinite(io::NonFinite::allow);  // the bits as they are: NaN and Inf included
   Json out = {{"metadata", file.metadata()}, {"tensors", Json::array()}};
   for (const io::TensorInfo& info : file.tensors()) {
     Json t = {{"name", info.name},
@@ -89,7 +90,8 @@ int write(const std::string& spec_path, const std::string& out_path, const std::
       spec.at("metadata").get<std::map<std::string, std::string>>();
   std::optional<DType> store_dtype;
   if (!store.empty()) store_dtype = parse_dtype(store);
-  io::save_safetensors(out_path, tensors, metadata, store_dtype);
+  // IEEE rounding as it is: values past F16's range become Inf, as numpy rounds them.
+  io::save_safetensors(out_path, tensors, metadata, store_dtype, io::NonFinite::allow);
   return 0;
 }
 

@@ -38,9 +38,10 @@ struct SafetensorsHeader {
 };
 
 // What reading a float tensor does when it holds NaN or Inf: refuse (the default: such weights make
-// every prediction garbage without a word), or warn once per tensor on stderr and load it anyway
-// (the CLI's --allow-nonfinite).
-enum class NonFinite { refuse, warn };
+// every prediction garbage without a word), warn once per tensor on stderr and load it anyway (the
+// CLI's --allow-nonfinite), or read the values as they are without a word (tools that inspect a
+// file's bits, not weights to run).
+enum class NonFinite { refuse, warn, allow };
 
 // Non-finite values among `n` elements of a float dtype at `data` (0 for other dtypes); *first gets
 // the index of the first one.
@@ -119,10 +120,14 @@ class SafetensorsCheckpoint {
 // Writes a safetensors file atomically. Tensors in the order given (CPU or CUDA). store_dtype
 // (F32, F16 or BF16) converts F32/F16/BF16 tensors on the way (round to nearest even); other
 // tensors are written as they are. The header is padded with spaces to a multiple of 8 bytes like
-// the reference writer; metadata defaults to {"format": "pt"}, which transformers expects.
+// the reference writer; metadata defaults to {"format": "pt"}, which transformers expects. A finite
+// value beyond store_dtype's range would be stored as Inf: `overflow` refuse (the default: the file
+// would then be refused on load) fails before anything is written; warn stores the Inf with a
+// warning; allow stores it silently (IEEE rounding, for tools that test the format itself).
 void save_safetensors(const std::filesystem::path& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
-                      std::optional<DType> store_dtype = std::nullopt);
+                      std::optional<DType> store_dtype = std::nullopt,
+                      NonFinite overflow = NonFinite::refuse);
 
 }  // namespace ww::io
