@@ -446,7 +446,7 @@ def markdown(report):
     if lms:
         tables(report, lms, PER_TOKEN, lines)
     floor_table(report, lines)
-    lines.append("| case | target (issues 6, 8) | measured | status |")
+    lines.append("| case | target | measured | status |")
     lines.append("| --- | --- | --- | --- |")
     for t in report["targets"]:
         lines.append(f"| {t['case']} | {t['target']} | {fmt_value(t['value'])} | {t['status']} |")

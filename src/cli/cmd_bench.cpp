@@ -19,7 +19,7 @@ Command bench_command(CLI::App& app) {
   auto options = std::make_shared<experiment::BenchOptions>();
   auto flags = std::make_shared<ShapeFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "bench", "Benchmark training or inference: samples/s, tokens/s, J per sample, peak memory, MFU (issues 6 and 8)");
+      "bench", "Benchmark training or inference: samples/s, tokens/s, J per sample, peak memory, MFU");
   cmd->add_option("--case", options->case_name, "A named case, 'all' or 'list' (flags below replace its fields)");
   auto* arch = cmd->add_option("--arch", flags->arch, "bert, distilbert (sequence classification) or gpt2 (causal LM)")
                    ->check(CLI::IsMember({"bert", "distilbert", "gpt2"}));

@@ -358,7 +358,7 @@ ModelConfig preset_config(Architecture arch, const std::string& preset, int64_t 
     c.hidden_size = 256, c.num_layers = 4, c.num_heads = 4, c.intermediate_size = 1024;
   } else if (preset == "small") {
     c.hidden_size = 512, c.num_layers = 4, c.num_heads = 8, c.intermediate_size = 2048;
-  } else if (preset == "minilm") {  // all-MiniLM-L6-v2's shape (issue 9's fine-tuning runs)
+  } else if (preset == "minilm") {  // all-MiniLM-L6-v2's shape (the pretrained model we fine-tune)
     c.hidden_size = 384, c.num_layers = 6, c.num_heads = 12, c.intermediate_size = 1536;
   } else if (preset == "base") {
     c.hidden_size = 768, c.num_layers = arch == Architecture::Bert ? 12 : 6, c.num_heads = 12,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `wattwise bench` on the CPU with tiny shapes: the JSON fields and their arithmetic, a GPT-2 training
-# step (issue 8's case at a tiny size), the case list, and bad names and shapes (one-line errors,
+# step (the GPT-2 training case at a tiny size), the case list, and bad names and shapes (one-line errors,
 # non-zero exit).
 source "$(dirname "$0")/../cli_common.sh"
 

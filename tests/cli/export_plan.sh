@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `--run.export_plan true` writes a replayable plan (issue 9's PyTorch side-by-side): the initial
+# `--run.export_plan true` writes a replayable plan (for the PyTorch side-by-side): the initial
 # model, the examples and every micro-batch's indices. Checks the plan covers each epoch exactly once,
 # that bench/minilm_pytorch.py replays it (when torch/transformers are installed: same number of
 # optimizer steps, a sane accuracy), and that bench/check_saved_model.py finds transformers and

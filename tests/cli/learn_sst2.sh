@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Learning on real data (issue 3): a tiny BERT (2 layers x 64) trained from scratch on the full SST-2
+# Learning on real data: a tiny BERT (2 layers x 64) trained from scratch on the full SST-2
 # train split (67,349 sentences, max length 64, one epoch) reaches at least 0.77 dev accuracy, within
 # 15 minutes on 2 CPU cores. Prints the accuracy and the time. Skips when the shared data is absent.
 # Run it alone with: ctest -L data   (or leave it out: ctest -LE data)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `wattwise train` on small generated data (no shared data needed): the run folder and its files,
 # re-running the resolved config, never overwriting a run, seed determinism, --set/--section.key
-# overrides and their errors, the bad-input list of issue 3 (missing columns, labels outside the label
+# overrides and their errors, bad input (missing columns, labels outside the label
 # set, empty and non-UTF-8 files, an unwritable run folder, a full disk), early stopping, eval_every
 # and gradient accumulation step counts. Each run takes well under a second.
 # Usage (ctest): bash train_cli.sh <wattwise-binary> <source-dir> <shared-data-dir>

@@ -98,7 +98,7 @@ TEST(BenchCases, TableHoldsIssueSixAndEightCases) {
   EXPECT_EQ(b256.precision, "fp16");
   EXPECT_EQ(find_bench_case("bert-train-bf16").seq_len, 128);
   EXPECT_EQ(find_bench_case("bert-infer-fp16-b1").batch, 1);
-  // Issue 9's IMDB step: all-MiniLM-L6-v2's shape.
+  // The IMDB fine-tuning step: all-MiniLM-L6-v2's shape.
   const BenchCase& minilm = find_bench_case("minilm-train-bf16");
   EXPECT_EQ(minilm.preset, "minilm");
   EXPECT_EQ(minilm.batch, 32);

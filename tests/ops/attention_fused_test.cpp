@@ -455,7 +455,7 @@ TEST(FlashAttention, BertLikeStatisticsMatchTheReference) {
         for (int64_t col = 0; col < C; ++col) dout[size_t(n * C + col)] = 0.0f;
     // bf16 at 2%: dK_j = Σ_i dS_ij·Q_i multiplies bf16-rounded dS (2⁻⁹ relative) by these queries
     // (bias 3 + N(0, 1.5)), ~√T·|dS|·|Q|·2⁻⁹ ≈ 1.3e-4 against 1% of max|dK| = 1.5e-4 at D = 64: on an
-    // H100 (2026-12-06, delta summed in 16-byte vectors) 3 of 3.3M elements reached 1.56%, f32 (1e-4)
+    // H100 (delta summed in 16-byte vectors): 3 of 3.3M elements reached 1.56%, f32 (1e-4)
     // and f16 (1%) passing on the same kernels. The bug this data was built for was off by far more.
     for (DType dtype : {DType::BF16, DType::F16}) check_case_on(c, dtype, qkv, dout, 2e-2);
   }
