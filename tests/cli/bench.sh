@@ -31,7 +31,9 @@ check "gpt2: a GPT-2 config, a finite LM loss near ln(50257)" 'json h "m[\"model
 check "gpt2: table printed" 'grep -q "mJ/token" out.txt && grep -q "wattwise" out.txt'
 
 "$bin" bench --arch gpt2 --preset tiny --mode infer --batch 2 --seq-len 16 --device cpu > /dev/null 2> err.txt
-check "gpt2 infer: an error naming --mode" '[ $? -eq 1 ] && grep -q "mode infer is not supported for --arch gpt2" err.txt'
+rc=$?
+check "gpt2 infer: an error naming --mode" '[ $rc -eq 1 ] && grep -q "mode infer is not supported for --arch gpt2" err.txt'
+[ "$rc" -eq 1 ] || { echo "   rc $rc, stderr:"; cat err.txt; }
 "$bin" bench --arch gpt2 --preset base --batch 2 --seq-len 16 --device cpu > /dev/null 2> err.txt
 check "gpt2 preset base: an error naming --preset" '[ $? -eq 1 ] && grep -q -- "--preset: GPT-2 preset .base." err.txt'
 "$bin" bench --arch gpt2 --preset tiny --batch 2 --seq-len 65 --device cpu > /dev/null 2> err.txt
