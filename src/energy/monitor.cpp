@@ -574,7 +574,11 @@ bool EnergyMonitor::window_open(const std::string& name) const {
   return impl_->windows.count(name) != 0;
 }
 
-WindowResult EnergyMonitor::end_window(const std::string& name) {
+WindowResult EnergyMonitor::end_window(const std::string& name) { return measure_window(name, /*close=*/true); }
+
+WindowResult EnergyMonitor::window_so_far(const std::string& name) { return measure_window(name, /*close=*/false); }
+
+WindowResult EnergyMonitor::measure_window(const std::string& name, bool close) {
   Impl& m = *impl_;
   if (m.options.synchronize) m.options.synchronize();
   const double t_end = m.now_s();  // read the meters first: the bookkeeping below is not measured
@@ -591,8 +595,12 @@ WindowResult EnergyMonitor::end_window(const std::string& name) {
       fail("energy window '", name, "' was never begun (open windows: ",
            open.empty() ? "none" : open, ")");
     }
-    start = std::move(it->second);
-    m.windows.erase(it);
+    if (close) {
+      start = std::move(it->second);
+      m.windows.erase(it);
+    } else {
+      start = it->second;
+    }
   }
   WindowResult result;
   result.name = name;

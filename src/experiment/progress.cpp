@@ -33,7 +33,7 @@ void Progress::update(double epoch, int64_t step, double loss, double samples_pe
   if (mode_ == Mode::None) return;
   auto now = std::chrono::steady_clock::now();
   double elapsed = std::chrono::duration<double>(now - start_).count();
-  double eta = step > 0 ? elapsed / double(step) * double(total_ - step) : -1;
+  double eta = step > first_step_ ? elapsed / double(step - first_step_) * double(total_ - step) : -1;
   if (mode_ == Mode::Bar) {
     const int width = 24;
     int filled = total_ > 0 ? int(double(width) * double(step) / double(total_)) : 0;

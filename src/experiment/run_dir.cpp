@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -151,6 +153,122 @@ RunDirGuard::~RunDirGuard() {
 void RunDirGuard::keep() {
   if (armed_) release_slot(absolute_text(dir_));
   armed_ = false;
+}
+
+namespace {
+
+// The graceful handler's state: plain globals, as a signal handler may touch nothing else.
+constexpr int kGracefulSignals[] = {SIGINT, SIGTERM, SIGHUP};
+std::atomic<int> g_interrupt_signal{0};
+std::atomic<bool> g_graceful_active{false};
+struct sigaction g_previous[3];
+bool g_installed[3] = {false, false, false};
+// Messages built before the handler is installed (it may only write(2) them).
+char g_first_message[3][192];
+char g_second_message[3][128];
+
+int graceful_index(int signal_number) {
+  for (int i = 0; i < 3; ++i)
+    if (kGracefulSignals[i] == signal_number) return i;
+  return -1;
+}
+
+void write_stderr(const char* text) {
+  size_t length = std::strlen(text);
+  while (length > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, text, length);
+    if (n <= 0) return;
+    text += n, length -= size_t(n);
+  }
+}
+
+void graceful_handler(int signal_number) {
+  const int saved_errno = errno;
+  const int index = graceful_index(signal_number);
+  int expected = 0;
+  if (g_interrupt_signal.compare_exchange_strong(expected, signal_number)) {
+    if (index >= 0) write_stderr(g_first_message[index]);
+    errno = saved_errno;
+    return;
+  }
+  // A second signal: stop at once, as the signal would have without us.
+  if (index >= 0) write_stderr(g_second_message[index]);
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  sigemptyset(&default_action.sa_mask);
+  ::sigaction(signal_number, &default_action, nullptr);
+  // Blocked while this handler runs; delivered (with the default action) when it returns.
+  ::raise(signal_number);
+  errno = saved_errno;
+}
+
+}  // namespace
+
+std::string signal_name(int signal_number) {
+  switch (signal_number) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "signal " + std::to_string(signal_number);
+  }
+}
+
+GracefulInterrupt::GracefulInterrupt() {
+  WW_CHECK(!g_graceful_active.exchange(true), "only one GracefulInterrupt at a time");
+  g_interrupt_signal.store(0);
+  for (int i = 0; i < 3; ++i) {
+    const int signal_number = kGracefulSignals[i];
+    const std::string name = signal_name(signal_number);
+    std::snprintf(g_first_message[i], sizeof g_first_message[i],
+                  "\nwattwise: %s received: finishing the current step, then saving a checkpoint, the logs and "
+                  "metrics.json (a second signal stops at once)\n",
+                  name.c_str());
+    std::snprintf(g_second_message[i], sizeof g_second_message[i],
+                  "\nwattwise: second signal (%s): stopping at once\n", name.c_str());
+    g_installed[i] = false;
+    if (::sigaction(signal_number, nullptr, &g_previous[i]) != 0) continue;
+    if (g_previous[i].sa_handler == SIG_IGN) continue;  // e.g. nohup: the user asked to ignore it
+    struct sigaction action {};
+    action.sa_handler = graceful_handler;
+    action.sa_flags = SA_RESTART;  // file I/O and waits carry on: the loop polls the flag
+    sigemptyset(&action.sa_mask);
+    for (int other : kGracefulSignals) sigaddset(&action.sa_mask, other);  // one handler at a time
+    g_installed[i] = ::sigaction(signal_number, &action, nullptr) == 0;
+  }
+}
+
+GracefulInterrupt::~GracefulInterrupt() {
+  for (int i = 0; i < 3; ++i)
+    if (g_installed[i]) ::sigaction(kGracefulSignals[i], &g_previous[i], nullptr);
+  g_graceful_active.store(false);
+}
+
+int GracefulInterrupt::signal() const { return g_interrupt_signal.load(); }
+
+RunDirLock::RunDirLock(const std::filesystem::path& dir) {
+  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0) fail(dir.string(), ": cannot open the run folder (", std::strerror(errno), ")");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (error == EWOULDBLOCK)
+      fail(dir.string(), ": another wattwise process is training in this run folder (wait for it to end, or stop it)");
+    fail(dir.string(), ": cannot lock the run folder (", std::strerror(error), ")");
+  }
+}
+
+RunDirLock::~RunDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+RunDirLock& RunDirLock::operator=(RunDirLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
 }
 
 void install_interrupt_cleanup() {

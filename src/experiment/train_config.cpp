@@ -131,6 +131,13 @@ const std::vector<ConfigKey>& train_config_schema() {
        "Activation checkpointing: none, every (each layer), every-K (segments of K layers) or sqrt (segments of ceil(sqrt(L)) layers)",
        {}},
       {"train.save_dtype", "string", "f32", "Dtype of saved weights", {"f32", "f16", "bf16"}},
+      {"train.checkpoint_every", "int", "0",
+       "Write a resumable training checkpoint (checkpoints/step_N/: weights, optimizer, RNG and data position) "
+       "every N optimizer steps and at the end (0: only when interrupted by a signal); `wattwise train --resume` "
+       "continues from the newest",
+       {}, limits::kStepCount, {}},
+      {"train.checkpoint_keep", "int", "2", "Training checkpoints kept (the newest; older ones are removed)", {},
+       {1, 1000000}, {}},
 
       {"energy.interval_ms", "int", "100", "Power sampling interval", {}, limits::kIntervalMs, {}},
       {"energy.country", "string", "", "ISO country/region code for carbon intensity (empty: world average)", {}},

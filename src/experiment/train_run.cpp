@@ -1,5 +1,8 @@
 #include "wattwise/experiment/train_run.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +13,7 @@
 #include "wattwise/experiment/progress.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
+#include "wattwise/experiment/train_checkpoint.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/execution.h"
 #include "wattwise/train/trainer.h"
@@ -109,6 +113,7 @@ std::string csv_number(double v) {
 // The per-step bookkeeping both training loops share: the progress display, a train_log.csv row
 // every log_every optimizer steps (and at the last) with the rate over the window since the last
 // row, and the file rewritten at most every 30 s (atomically: a crash leaves the previous version).
+// A resumed run starts from the log as its checkpoint saw it and its elapsed time.
 class StepLog {
  public:
   StepLog(fs::path file, const std::string& rate_column, Progress& progress, int64_t log_every, int64_t total_steps)
@@ -117,6 +122,10 @@ class StepLog {
         progress_(progress),
         log_every_(log_every),
         total_steps_(total_steps) {}
+  void resume(std::string csv, double elapsed_before) {
+    csv_ = std::move(csv);
+    elapsed_before_ = elapsed_before;
+  }
   void add_items(double n) { window_items_ += n; }  // examples or tokens processed
   void on_step(double epoch, const train::StepResult& r) {
     const double window_s = seconds(window_start_);
@@ -133,7 +142,9 @@ class StepLog {
     io::write_file_atomic(file_, csv_);
     last_flush_ = Clock::now();
   }
-  double elapsed() const { return seconds(started_); }
+  const std::string& text() const { return csv_; }
+  // Time since training started, earlier sessions of a resumed run included.
+  double elapsed() const { return elapsed_before_ + seconds(started_); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -143,10 +154,11 @@ class StepLog {
   Progress& progress_;
   int64_t log_every_, total_steps_;
   Clock::time_point started_ = Clock::now(), last_flush_ = started_, window_start_ = started_;
-  double window_items_ = 0;
+  double window_items_ = 0, elapsed_before_ = 0;
 };
 
-// What a finished training loop reports into metrics.json.
+// What a training loop reports into metrics.json, and (with the data position and the trainer's
+// state) what a checkpoint keeps.
 struct RunOutcome {
   int64_t steps = 0, examples = 0, tokens = 0;
   double epochs = 0, seconds = 0, final_loss = 0;
@@ -157,15 +169,42 @@ struct RunOutcome {
   int64_t best_step = -1;
   json history = json::array();
   json test = nullptr;
+  int64_t evaluations = 0, evals_without_improvement = 0;
+  // Data position: micro-batches of epoch `epoch` consumed (an optimizer step ends there).
+  uint64_t epoch = 0;
+  int64_t batch_in_epoch = 0;
+};
+
+// Thrown inside run_task when a signal came before the first step of a fresh run.
+struct NothingToKeep {
+  int signal = 0;
+};
+
+// How a run (or this session of it) ended, for metrics.json, status.json and the exit code.
+struct Ending {
+  std::string status = "completed";  // or "interrupted"
+  int signal = 0;
+  fs::path checkpoint;  // the newest checkpoint written (empty: none)
+  int64_t resumes = 0;  // sessions before this one
 };
 
 // metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
 // the task's "model" and "data" objects and its entries of "train".
 json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcome& r, const train::Trainer& trainer,
-                 models::ModelRuntime& m, json energy) {
+                 models::ModelRuntime& m, json energy, const Ending& ending) {
   const TaskSettings& s = task.settings();
   json metrics;
-  metrics["run"] = {{"name", s.name}, {"dir", run_dir.string()}, {"device", s.device.str()}, {"seed", s.seed}};
+  metrics["run"] = {{"name", s.name},
+                    {"dir", run_dir.string()},
+                    {"device", s.device.str()},
+                    {"seed", s.seed},
+                    {"status", ending.status},
+                    {"resumes", ending.resumes},
+                    {"checkpoint", ending.checkpoint.empty() ? json(nullptr) : json(ending.checkpoint.string())},
+                    {"interruption", ending.signal == 0 ? json(nullptr)
+                                                        : json{{"signal", signal_name(ending.signal)},
+                                                               {"signal_number", ending.signal},
+                                                               {"step", r.steps}}}};
   metrics["model"] = task.model_metrics();
   metrics["data"] = task.data_metrics();
   json train = {{"steps", r.steps},
@@ -194,7 +233,75 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
   return metrics;
 }
 
-TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task) {
+// status.json: how the run folder's last session stands (docs/METRICS.md). Written atomically; a
+// failure to write it never hides the error being reported.
+void write_status(const fs::path& run_dir, json status) {
+  status["updated"] = utc_timestamp();
+  io::write_file_atomic(run_dir / "status.json", status.dump(2) + "\n");
+}
+
+// trainer_state.json of a checkpoint: everything but the tensors.
+json checkpoint_state(const RunOutcome& r, const train::Trainer& trainer, bool done, double seconds, json energy,
+                      int64_t sessions, uint64_t seed) {
+  return {{"step", r.steps},
+          {"done", done},
+          {"data", {{"epoch", r.epoch}, {"batch_in_epoch", r.batch_in_epoch}, {"epochs", r.epochs},
+                    {"examples", r.examples}, {"tokens", r.tokens}}},
+          {"trainer", train::to_json(trainer.state())},
+          {"rng", {{"seed", seed}, {"dropout_step", trainer.state().dropout_step}}},
+          {"final_loss", r.final_loss},
+          {"evaluation",
+           {{"count", r.evaluations},
+            {"without_improvement", r.evals_without_improvement},
+            {"stopped_early", r.stopped_early},
+            {"best", r.best_step < 0 ? json(nullptr)
+                                     : json{{"value", r.best_value}, {"step", r.best_step}, {"metrics", r.best_metrics}}},
+            {"history", r.history}}},
+          {"seconds", seconds},
+          {"peak_memory_bytes", r.peak_memory_bytes},
+          {"sessions", sessions},
+          {"energy", std::move(energy)}};
+}
+
+// Reads checkpoint_state() back into `r`; errors name the file.
+void restore_outcome(const json& state, const fs::path& file, RunOutcome& r) {
+  try {
+    const json& data = state.at("data");
+    const json& evaluation = state.at("evaluation");
+    r.steps = state.at("step").get<int64_t>();
+    r.epoch = data.at("epoch").get<uint64_t>();
+    r.batch_in_epoch = data.at("batch_in_epoch").get<int64_t>();
+    r.epochs = data.at("epochs").get<double>();
+    r.examples = data.at("examples").get<int64_t>();
+    r.tokens = data.at("tokens").get<int64_t>();
+    r.final_loss = state.at("final_loss").get<double>();
+    r.evaluations = evaluation.at("count").get<int64_t>();
+    r.evals_without_improvement = evaluation.at("without_improvement").get<int64_t>();
+    r.stopped_early = evaluation.at("stopped_early").get<bool>();
+    r.history = evaluation.at("history");
+    const json& best = evaluation.at("best");
+    if (!best.is_null()) {
+      r.best_value = best.at("value").get<double>();
+      r.best_step = best.at("step").get<int64_t>();
+      r.best_metrics = best.at("metrics");
+    }
+    r.peak_memory_bytes = state.at("peak_memory_bytes").get<size_t>();
+    if (!r.history.is_array() || r.batch_in_epoch < 0 || r.steps < 0) throw std::out_of_range("bad value");
+  } catch (const json::exception& e) {
+    fail(file.string(), ": ", e.what());
+  } catch (const std::out_of_range&) {
+    fail(file.string(), ": a value is out of range");
+  }
+}
+
+// A resumption: the run folder, held locked, and its newest checkpoint, verified.
+struct ResumeFrom {
+  fs::path run_dir;
+  RunDirLock lock;
+  LoadedCheckpoint checkpoint;
+};
+
+TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* resume) {
   const TaskSettings& s = task.settings();
   models::ModelRuntime& m = task.model();
   const int64_t steps_per_epoch = std::max<int64_t>(1, s.batches_per_epoch / s.grad_accum);
@@ -204,116 +311,293 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task) {
           : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_float("train.epochs") * double(steps_per_epoch))));
   train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision));
   const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
+  const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
+  const int64_t checkpoint_keep = cfg.get_int("train.checkpoint_keep");
+  const std::string task_kind = s.per_token ? "language_modelling" : "classification";
+  // The configuration as config.toml holds it (a task resolves some keys): what checkpoints record.
+  const std::string config_text = task.config_toml();
+  TrainConfig written_config;
+  written_config.merge_toml_text(config_text, "config.toml");
 
-  // The run folder: from here on, results are written.
-  TrainRunResult result;
-  result.run_dir = create_run_dir(cfg.get_path("run.output_dir"), s.name);
-  const fs::path& run_dir = result.run_dir;
-  io::write_file_atomic(run_dir / "config.toml", task.config_toml());
-  EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
-                                 cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
-                                 cfg.get_float("energy.idle_baseline_s"), s.device};
-  RunEnergy energy(run_dir, energy_settings, s.name);
-  Progress progress(Progress::parse_mode(cfg.get_string("run.progress")), total_steps, 10.0,
-                    s.per_token ? "tokens/s" : "samples/s");
-  progress.message("run folder: " + run_dir.string());
-  for (const std::string& line : task.start_messages(total_steps, steps_per_epoch)) progress.message(line);
-
-  // The replay plan (run.export_plan): the initial model and the task's data, written before
-  // training starts, and after it every micro-batch's examples, so another framework can train from
-  // the same start on the same data in the same order.
-  const bool export_plan = cfg.get_bool("run.export_plan");
-  std::string plan_batches;
-  if (export_plan) {
-    const fs::path plan = run_dir / "plan";
-    fs::create_directories(plan);
-    task.save_model(plan / "initial_model", DType::F32);
-    task.write_plan(plan, total_steps);
-  }
-
-  StepLog step_log(run_dir / "train_log.csv", s.per_token ? "tokens_per_s" : "samples_per_s", progress,
-                   cfg.get_int("train.log_every"), total_steps);
-
+  // ---- a resumption: everything restored before anything in the run folder changes
   RunOutcome r;
-  int64_t evals_without_improvement = 0, evaluations = 0;
-  bool stop = false;
-  const int64_t patience = cfg.get_int("train.early_stopping_patience");
-  const int64_t eval_every = cfg.get_int("train.eval_every");
-  // What throughput and energy per sample count: tokens (language modelling) or examples.
-  auto samples_seen = [&] { return s.per_token ? r.tokens : r.examples; };
-
-  auto evaluate_now = [&](double epoch) {
-    if (!task.has_eval()) return;
-    std::string phase = "evaluation_" + std::to_string(++evaluations);
-    energy.begin(phase);
-    json metrics = task.evaluate();
-    json e = energy.end(phase, task.evaluated_samples(metrics, EvalSplit::Eval));
-    const double value = train::metric_value(metrics, s.metric);
-    json row = metrics;
-    row["step"] = r.steps;
-    row["epoch"] = epoch;
-    row["energy_j"] = e["energy_j"];
-    r.history.push_back(row);
-    const bool improved = r.best_step < 0 || (s.higher_is_better ? value > r.best_value : value < r.best_value);
-    if (improved) {
-      r.best_value = value, r.best_step = r.steps, r.best_metrics = metrics, evals_without_improvement = 0;
-      task.save_model(run_dir / "best_model", save_dtype);
-    } else if (patience > 0 && ++evals_without_improvement >= patience) {
-      stop = r.stopped_early = true;
-    }
-    progress.message(task.eval_line(r.steps, epoch, value, metrics, improved));
-  };
-
-  energy.begin("training");
-  for (uint64_t epoch = 0; !stop; ++epoch) {
-    std::unique_ptr<EpochBatches> batches = task.epoch(epoch, export_plan);
-    int64_t batch_index = 0;
-    while (auto b = batches->next()) {
-      if (export_plan) plan_batches += b->plan_line;
-      auto step = trainer.train_micro_batch(b->batch);
-      r.examples += b->examples;
-      r.tokens += b->tokens;
-      step_log.add_items(double(s.per_token ? b->tokens : b->examples));
-      ++batch_index;
-      r.epochs = double(epoch) + double(batch_index) / double(s.batches_per_epoch);
-      if (!step) continue;
-      r.steps = step->step;
-      r.final_loss = step->loss;
-      step_log.on_step(r.epochs, *step);
-      if (eval_every > 0 && r.steps % eval_every == 0) evaluate_now(r.epochs);
-      if (r.steps >= total_steps) stop = true;
-      if (stop) break;
-    }
-    if (!stop || r.steps >= total_steps) {
-      // Epoch end (also when the last step closes the epoch): evaluate unless this step just did.
-      if (r.history.empty() || r.history.back()["step"] != r.steps) evaluate_now(r.epochs);
-    }
+  json energy_before;
+  double seconds_before = 0;
+  int64_t sessions_before = 0;
+  std::string log_before, plan_batches;
+  if (resume) {
+    const LoadedCheckpoint& c = resume->checkpoint;
+    const fs::path state_file = c.dir / "trainer_state.json";
+    restore_outcome(c.state, state_file, r);
+    load_checkpoint_tensors(c, m.parameters(), trainer.optimizer());
+    trainer.restore(train::trainer_state_from_json(c.state.value("trainer", json()), state_file.string()));
+    seconds_before = c.state.value("seconds", 0.0);
+    sessions_before = c.state.value("sessions", int64_t(1));
+    energy_before = c.state.value("energy", json());
+    log_before = c.train_log;
+    if (c.plan_batches) plan_batches = *c.plan_batches;
+    if (trainer.steps() != r.steps)
+      fail(state_file.string(), ": step ", r.steps, " but the optimizer state holds ", trainer.steps(), " steps");
+    if (r.stopped_early)
+      fail(resume->run_dir.string(), ": the run stopped early at step ", r.steps,
+           " (train.early_stopping_patience); there is nothing to continue");
+    if (r.steps > total_steps)
+      fail("train.max_steps: the run is at step ", r.steps, ", past the ", total_steps,
+           " steps this configuration trains for (give more to continue it)");
+    if (r.steps == total_steps && c.state.value("done", false))
+      fail(resume->run_dir.string(), ": the run completed its ", total_steps,
+           " steps; give a larger --train.max_steps (or --train.epochs) to continue it");
   }
-  progress.finish();
-  r.seconds = step_log.elapsed();
-  if (export_plan) io::write_file_atomic(run_dir / "plan" / "batches.jsonl", plan_batches);
-  // Peak of everything wattwise allocated on the device during training (weights, gradients,
-  // optimizer state, activations), as torch.cuda.max_memory_allocated counts.
-  r.peak_memory_bytes = memory_stats(s.device).peak;
-  // Energy per sample of the training phase is per example, or per token (J/token).
-  json training_energy = energy.end("training", samples_seen());
-  step_log.flush();
-  if (!task.has_eval()) task.save_model(run_dir / "best_model", save_dtype);
+  const bool export_plan = cfg.get_bool("run.export_plan");
+  const int64_t start_step = r.steps;
+  const int64_t samples_at_start = s.per_token ? r.tokens : r.examples;
 
-  if (task.has_test()) {
-    ExecutionChoice inference = s.execution;
-    inference.checkpointing = "none";
-    task.load_test_model(run_dir / "best_model", inference);
-    energy.begin("test");
-    r.test = task.evaluate_test();
-    energy.end("test", task.evaluated_samples(r.test, EvalSplit::Test));
-    r.test["split"] = task.test_split();
-    progress.message(task.test_line(r.test));
+  // ---- the run folder: from here on, results are written
+  TrainRunResult result;
+  RunDirLock lock;
+  if (resume) {
+    result.run_dir = resume->run_dir;
+  } else {
+    result.run_dir = create_run_dir(cfg.get_path("run.output_dir"), s.name);
+    lock = RunDirLock(result.run_dir);
+  }
+  const fs::path& run_dir = result.run_dir;
+  Ending ending;
+  ending.resumes = sessions_before;  // a fresh run has had no session before this one
+  const std::string started = utc_timestamp();
+  json status = {{"status", "running"}, {"pid", int64_t(::getpid())}, {"started", started}, {"step", r.steps},
+                 {"resumes", ending.resumes}};
+  // A signal from here on stops the loop at a step boundary (see GracefulInterrupt).
+  GracefulInterrupt interrupt;
+  try {
+    if (resume) {
+      // Back to the state of the checkpoint: what a killed session wrote after it is undone.
+      remove_write_debris(run_dir);
+      restore_best_model(resume->checkpoint, run_dir);
+      io::write_file_atomic(run_dir / "train_log.csv", log_before);
+      if (io::read_file(run_dir / "config.toml") != config_text) io::write_file_atomic(run_dir / "config.toml", config_text);
+      ending.checkpoint = resume->checkpoint.dir;
+      status["checkpoint"] = ending.checkpoint.string();
+    } else {
+      io::write_file_atomic(run_dir / "config.toml", config_text);
+    }
+    write_status(run_dir, status);
+
+    EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
+                                   cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
+                                   cfg.get_float("energy.idle_baseline_s"), s.device};
+    if (resume) {
+      // Each session's power trace starts its clock at 0: a resumed session writes its own file.
+      for (int n = 2;; ++n) {
+        energy_settings.trace_file = "power_trace_" + std::to_string(n) + ".csv";
+        if (!fs::exists(run_dir / energy_settings.trace_file)) break;
+      }
+    }
+    RunEnergy energy(run_dir, energy_settings, s.name);
+    if (resume) energy.add_earlier(energy_before);
+    Progress progress(Progress::parse_mode(cfg.get_string("run.progress")), total_steps, 10.0,
+                      s.per_token ? "tokens/s" : "samples/s");
+    progress.start_at(start_step);
+    if (resume) {
+      char position[96];
+      std::snprintf(position, sizeof position, ": step %lld of %lld, epoch %.2f", (long long)r.steps,
+                    (long long)total_steps, r.epochs);
+      progress.message("resuming " + run_dir.string() + " from " + resume->checkpoint.dir.filename().string() + position);
+    } else {
+      progress.message("run folder: " + run_dir.string());
+    }
+    for (const std::string& line : task.start_messages(total_steps, steps_per_epoch)) progress.message(line);
+
+    // The replay plan (run.export_plan): the initial model and the task's data, written before
+    // training starts, and after it every micro-batch's examples, so another framework can train
+    // from the same start on the same data in the same order.
+    if (export_plan && !resume) {
+      const fs::path plan = run_dir / "plan";
+      fs::create_directories(plan);
+      task.save_model(plan / "initial_model", DType::F32);
+      task.write_plan(plan, total_steps);
+    }
+
+    StepLog step_log(run_dir / "train_log.csv", s.per_token ? "tokens_per_s" : "samples_per_s", progress,
+                     cfg.get_int("train.log_every"), total_steps);
+    if (resume) step_log.resume(log_before, seconds_before);
+
+    bool stop = false, interrupted = false;
+    const int64_t patience = cfg.get_int("train.early_stopping_patience");
+    const int64_t eval_every = cfg.get_int("train.eval_every");
+    // What throughput and energy per sample count: tokens (language modelling) or examples.
+    auto samples_seen = [&] { return s.per_token ? r.tokens : r.examples; };
+    auto session_samples = [&] { return samples_seen() - samples_at_start; };
+
+    auto evaluate_now = [&](double epoch) {
+      if (!task.has_eval()) return;
+      std::string phase = "evaluation_" + std::to_string(++r.evaluations);
+      energy.begin(phase);
+      json metrics = task.evaluate();
+      json e = energy.end(phase, task.evaluated_samples(metrics, EvalSplit::Eval));
+      const double value = train::metric_value(metrics, s.metric);
+      json row = metrics;
+      row["step"] = r.steps;
+      row["epoch"] = epoch;
+      row["energy_j"] = e["energy_j"];
+      r.history.push_back(row);
+      const bool improved = r.best_step < 0 || (s.higher_is_better ? value > r.best_value : value < r.best_value);
+      if (improved) {
+        r.best_value = value, r.best_step = r.steps, r.best_metrics = metrics, r.evals_without_improvement = 0;
+        task.save_model(run_dir / "best_model", save_dtype);
+      } else if (patience > 0 && ++r.evals_without_improvement >= patience) {
+        stop = r.stopped_early = true;
+      }
+      progress.message(task.eval_line(r.steps, epoch, value, metrics, improved));
+    };
+
+    // A checkpoint of the state now (a step boundary). Skipped when the last one holds this state.
+    int64_t last_checkpoint_step = resume ? r.steps : -1;
+    size_t last_checkpoint_evals = resume ? r.history.size() : 0;
+    auto checkpoint = [&](bool done, const json& energy_so_far) {
+      if (r.steps == last_checkpoint_step && r.history.size() == last_checkpoint_evals) return;
+      r.peak_memory_bytes = std::max(r.peak_memory_bytes, memory_stats(s.device).peak);
+      CheckpointWrite w;
+      w.step = r.steps;
+      w.task = task_kind;
+      w.config = &written_config;
+      w.parameters = &m.parameters();
+      w.optimizer = &trainer.optimizer();
+      w.state = checkpoint_state(r, trainer, done, step_log.elapsed(), energy_so_far, sessions_before + 1, s.seed);
+      w.train_log = step_log.text();
+      w.plan_batches = export_plan ? &plan_batches : nullptr;
+      ending.checkpoint = write_checkpoint(run_dir, w, checkpoint_keep);
+      last_checkpoint_step = r.steps;
+      last_checkpoint_evals = r.history.size();
+      step_log.flush();  // the log on disk is never behind the newest checkpoint
+      status["step"] = r.steps;
+      status["checkpoint"] = ending.checkpoint.string();
+      write_status(run_dir, status);
+    };
+
+    energy.begin("training");
+    // A resumed run starts inside the epoch it stopped in: the epoch's batches (the same order:
+    // shuffled by seed and epoch) are drawn and dropped up to the position it had reached.
+    int64_t skip = r.batch_in_epoch;
+    stop = r.steps >= total_steps;  // resumed after its last step: only the final evaluation is left
+    for (uint64_t epoch = r.epoch; !stop; ++epoch) {
+      if (interrupt.requested() && trainer.at_step_boundary()) {
+        interrupted = true;
+        break;
+      }
+      std::unique_ptr<EpochBatches> batches = task.epoch(epoch, export_plan);
+      int64_t batch_index = 0;
+      for (; batch_index < skip && batches->next(); ++batch_index) {
+      }
+      skip = 0;
+      while (auto b = batches->next()) {
+        if (export_plan) plan_batches += b->plan_line;
+        auto step = trainer.train_micro_batch(b->batch);
+        r.examples += b->examples;
+        r.tokens += b->tokens;
+        step_log.add_items(double(s.per_token ? b->tokens : b->examples));
+        ++batch_index;
+        r.epochs = double(epoch) + double(batch_index) / double(s.batches_per_epoch);
+        if (!step) continue;
+        r.steps = step->step;
+        r.final_loss = step->loss;
+        r.epoch = epoch;
+        r.batch_in_epoch = batch_index;
+        step_log.on_step(r.epochs, *step);
+        if (eval_every > 0 && r.steps % eval_every == 0) evaluate_now(r.epochs);
+        if (r.steps >= total_steps) stop = true;
+        if (stop) break;
+        if (checkpoint_every > 0 && r.steps % checkpoint_every == 0) checkpoint(false, energy.so_far(session_samples()));
+        if (interrupt.requested()) {
+          interrupted = true;
+          break;
+        }
+      }
+      if (interrupted) break;
+      if (!stop || r.steps >= total_steps) {
+        // Epoch end (also when the last step closes the epoch): evaluate unless this step just did.
+        if (r.history.empty() || r.history.back()["step"] != r.steps) evaluate_now(r.epochs);
+      }
+    }
+    // Resumed after its last step: the final evaluation, unless it happened before the interruption.
+    if (!interrupted && !r.stopped_early && r.steps >= total_steps &&
+        (r.history.empty() || r.history.back()["step"] != r.steps))
+      evaluate_now(r.epochs);
+    progress.finish();
+    r.seconds = step_log.elapsed();
+    if (export_plan) io::write_file_atomic(run_dir / "plan" / "batches.jsonl", plan_batches);
+    // Peak of everything wattwise allocated on the device during training (weights, gradients,
+    // optimizer state, activations), as torch.cuda.max_memory_allocated counts.
+    r.peak_memory_bytes = std::max(r.peak_memory_bytes, memory_stats(s.device).peak);
+    // Energy per sample of the training phase is per example, or per token (J/token).
+    json training_energy = energy.end("training", session_samples());
+    step_log.flush();
+
+    if (interrupted && r.steps == 0 && !resume) throw NothingToKeep{interrupt.signal()};  // nothing to keep
+    // Without an evaluation split best_model/ is the final model, or the model when interrupted.
+    if (!task.has_eval()) task.save_model(run_dir / "best_model", save_dtype);
+    if (interrupted || checkpoint_every > 0) checkpoint(!interrupted, energy.so_far(session_samples()));
+
+    if (interrupted) {
+      ending.status = "interrupted";
+      ending.signal = interrupt.signal();
+    } else if (task.has_test()) {
+      ExecutionChoice inference = s.execution;
+      inference.checkpointing = "none";
+      task.load_test_model(run_dir / "best_model", inference);
+      energy.begin("test");
+      r.test = task.evaluate_test();
+      energy.end("test", task.evaluated_samples(r.test, EvalSplit::Test));
+      r.test["split"] = task.test_split();
+      progress.message(task.test_line(r.test));
+    }
+
+    result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(session_samples()), ending);
+    io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
+    progress.message("training energy: " + energy_summary_line(training_energy));
+  } catch (const NothingToKeep& nothing) {
+    std::error_code ignored;
+    fs::remove_all(run_dir, ignored);
+    std::fprintf(stderr, "wattwise: interrupted by %s before the first step: removed %s (nothing to resume)\n",
+                 signal_name(nothing.signal).c_str(), run_dir.c_str());
+    result.status = "interrupted";
+    result.signal = nothing.signal;
+    result.removed = true;
+    return result;
+  } catch (const std::exception& e) {
+    // A failure after the run folder exists. Before the first step of a fresh run there is nothing
+    // worth keeping (config.toml and a power trace): the folder goes. Otherwise everything written
+    // stays (logs, best_model/, checkpoints) and status.json says what failed.
+    if (!resume && r.steps == 0) {
+      std::error_code ignored;
+      fs::remove_all(run_dir, ignored);
+    } else {
+      try {
+        status["status"] = "failed";
+        status["error"] = e.what();
+        status["step"] = r.steps;
+        write_status(run_dir, status);
+      } catch (...) {
+      }
+    }
+    throw;
   }
 
-  result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(samples_seen()));
-  io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
-  progress.message("training energy: " + energy_summary_line(training_energy));
+  result.status = ending.status;
+  result.signal = ending.signal;
+  result.checkpoint = ending.checkpoint;
+  status["status"] = ending.status;
+  status["step"] = r.steps;
+  if (ending.signal) status["signal"] = signal_name(ending.signal);
+  if (!ending.checkpoint.empty()) status["checkpoint"] = ending.checkpoint.string();
+  write_status(run_dir, status);
+  if (ending.signal) {
+    std::fprintf(stderr, "wattwise: interrupted by %s at step %lld of %lld (epoch %.2f)\n",
+                 signal_name(ending.signal).c_str(), (long long)r.steps, (long long)total_steps, r.epochs);
+    std::fprintf(stderr, "wattwise: run folder: %s (metrics.json marked interrupted)\n", run_dir.c_str());
+    std::fprintf(stderr, "wattwise: checkpoint: %s\n", ending.checkpoint.c_str());
+    std::fprintf(stderr, "wattwise: to continue: wattwise train --resume %s\n", run_dir.c_str());
+  }
   return result;
 }
 
@@ -333,7 +617,34 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
   const std::unique_ptr<TrainTask> task =
       is_language_modelling(cfg) ? make_language_modelling_task(cfg) : make_classification_task(cfg);
-  return run_task(cfg, *task);
+  return run_task(cfg, *task, nullptr);
+}
+
+TrainRunResult resume_training(const fs::path& run_dir, const std::vector<ConfigOverride>& overrides) {
+  std::error_code ec;
+  if (!fs::is_directory(run_dir, ec)) fail("--resume ", run_dir.string(), ": no such run folder");
+  const fs::path config_path = run_dir / "config.toml";
+  if (!fs::exists(config_path, ec))
+    fail("--resume ", run_dir.string(), ": not a training run folder (no config.toml)");
+  const auto& allowed = resume_overridable_keys();
+  for (const ConfigOverride& o : overrides) {
+    TrainConfig probe;
+    probe.set(o.key, o.value, o.origin);  // an unknown key or a bad value: the usual error
+  }
+  for (const ConfigOverride& o : overrides)
+    if (std::find(allowed.begin(), allowed.end(), o.key) == allowed.end())
+      fail(o.origin, ": ", o.key, " cannot change when resuming (the run's configuration is ", config_path.string(),
+           "; only train.max_steps, train.epochs, train.checkpoint_every, train.checkpoint_keep and run.progress may)");
+  // Held from before the checkpoint is read until the session ends: no other process writes here.
+  ResumeFrom resume{run_dir, RunDirLock(run_dir), {}};
+  TrainConfig cfg;
+  cfg.merge_toml_file(config_path);
+  for (const ConfigOverride& o : overrides) cfg.set(o.key, o.value, o.origin);
+  cfg.validate();
+  const bool lm = is_language_modelling(cfg);
+  resume.checkpoint = open_newest_checkpoint(run_dir, cfg, lm ? "language_modelling" : "classification");
+  const std::unique_ptr<TrainTask> task = lm ? make_language_modelling_task(cfg) : make_classification_task(cfg);
+  return run_task(cfg, *task, &resume);
 }
 
 }  // namespace ww::experiment

@@ -21,6 +21,50 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
   model_.zero_grad();
 }
 
+nlohmann::json to_json(const TrainerState& state) {
+  return {{"skipped_steps", state.skipped_steps},
+          {"loss_scale", state.loss_scale},
+          {"good_steps", state.good_steps},
+          {"dropout_step", state.dropout_step}};
+}
+
+TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& origin) {
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_number())
+      fail(origin, ": trainer state has no number '", key, "'");
+    return j[key];
+  };
+  TrainerState state;
+  state.skipped_steps = field("skipped_steps").get<int64_t>();
+  state.loss_scale = field("loss_scale").get<float>();
+  state.good_steps = field("good_steps").get<int64_t>();
+  state.dropout_step = field("dropout_step").get<uint64_t>();
+  if (state.skipped_steps < 0 || state.good_steps < 0 || !(std::isfinite(state.loss_scale) && state.loss_scale > 0))
+    fail(origin, ": trainer state out of range (", to_json(state).dump(), ")");
+  return state;
+}
+
+TrainerState Trainer::state() const {
+  WW_CHECK(micro_ == 0, "trainer state asked for in the middle of an optimizer step (", micro_, " micro-batches in)");
+  TrainerState state;
+  state.skipped_steps = skipped_;
+  state.loss_scale = loss_scale_;
+  state.good_steps = good_steps_;
+  state.dropout_step = model_.dropout_step();
+  return state;
+}
+
+void Trainer::restore(const TrainerState& state) {
+  WW_CHECK(micro_ == 0, "trainer state restored in the middle of an optimizer step");
+  skipped_ = state.skipped_steps;
+  loss_scale_ = state.loss_scale;
+  good_steps_ = state.good_steps;
+  model_.set_dropout_step(state.dropout_step);
+  model_.zero_grad();
+  step_loss_ = 0;
+  step_examples_ = 0;
+}
+
 std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch) {
   if (!batch.labels.defined()) fail("training batch has no labels");
   if (options_.grad_accum == 1 && model_.can_graph_training(batch)) return train_step_graphed(batch);

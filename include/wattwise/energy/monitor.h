@@ -148,6 +148,9 @@ class EnergyMonitor {
   // window's end would be extrapolated from the last sample.
   void begin_window(const std::string& name);         // throws if `name` is already open
   WindowResult end_window(const std::string& name);   // throws if `name` was never begun
+  // What end_window would return now, leaving the window open (a training checkpoint records the
+  // energy so far of the phases still running).
+  WindowResult window_so_far(const std::string& name);
   bool window_open(const std::string& name) const;
 
   // Appends one CodeCarbon-style row for `result` (see emissions.h).
@@ -169,6 +172,7 @@ class EnergyMonitor {
   struct Impl;
 
  private:
+  WindowResult measure_window(const std::string& name, bool close);
   std::unique_ptr<Impl> impl_;
 };
 

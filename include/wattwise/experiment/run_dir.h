@@ -47,4 +47,42 @@ void check_output_is_not_input(const std::filesystem::path& input, const std::st
 // (their files; subfolders are left) and then end the process as the signal would have.
 void install_interrupt_cleanup();
 
+// Graceful interruption of a long loop (`train`): while one lives, the first SIGINT, SIGTERM or
+// SIGHUP only records the signal (and says on stderr that the work stops at the next safe point,
+// and that a second signal stops at once); the loop polls requested() and winds down. A second
+// signal restores the default action and re-raises, ending the process at once. A signal the
+// process ignores (nohup) stays ignored. The previous actions come back when it is destroyed. One
+// at a time per process.
+class GracefulInterrupt {
+ public:
+  GracefulInterrupt();
+  ~GracefulInterrupt();
+  GracefulInterrupt(const GracefulInterrupt&) = delete;
+  GracefulInterrupt& operator=(const GracefulInterrupt&) = delete;
+
+  bool requested() const { return signal() != 0; }
+  int signal() const;  // the first signal received (0: none yet)
+
+};
+
+// "SIGINT", "SIGTERM", "SIGHUP", else "signal N".
+std::string signal_name(int signal_number);
+
+// An exclusive lock on a run folder for as long as the object lives (flock on the folder itself,
+// released by the kernel if the process dies), so two processes never train in one folder.
+class RunDirLock {
+ public:
+  RunDirLock() = default;
+  // Throws ww::Error naming the folder when another process holds it (or it cannot be opened).
+  explicit RunDirLock(const std::filesystem::path& dir);
+  ~RunDirLock();
+  RunDirLock(RunDirLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  RunDirLock& operator=(RunDirLock&& other) noexcept;
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace ww::experiment

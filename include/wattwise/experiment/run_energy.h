@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,9 @@ struct EnergySettings {
   double carbon_intensity = -1;  // < 0: from the shipped table
   double idle_baseline_s = 0;    // > 0: measure idle power first, report net energy too
   Device device = Device::cpu();  // a GPU's queued work is waited for at every phase's edges
+  // The power trace's file name in the run folder (a resumed training run writes power_trace_2.csv,
+  // ...: each session's trace starts its clock and cumulative columns at 0).
+  std::string trace_file = "power_trace.csv";
 };
 
 // The defaults on `device` (whose queued work each phase's edges wait for).
@@ -33,10 +37,20 @@ inline EnergySettings energy_settings_for(Device device) {
 class RunEnergy {
  public:
   RunEnergy(const std::filesystem::path& run_dir, const EnergySettings& settings, const std::string& run_name);
+  // A resumed run: `energy` ({"phases", "total"}, as finish() or so_far() gave them) is what earlier
+  // sessions measured. A phase of the same name and the total then report the sum of before and
+  // now; emissions.csv still gets this session's own row.
+  void add_earlier(const nlohmann::json& energy);
   void begin(const std::string& phase);
-  // Ends a phase; `samples` (examples processed) adds J per sample. Returns the phase's JSON.
+  // Ends a phase; `samples` (examples processed in it, this session) adds J per sample. Returns the
+  // phase's JSON (summed with an earlier session's phase of that name).
   nlohmann::json end(const std::string& phase, int64_t samples);
-  // Ends the whole-run window, stops the sampler, appends emissions.csv. {"phases": {...}, "total": {...}}
+  // {"phases", "total"} up to now without ending anything: the ended phases, every open one so far
+  // (with `samples` of this session) and the whole run so far (`samples` too), summed with earlier
+  // sessions. What a training checkpoint records.
+  nlohmann::json so_far(int64_t samples);
+  // Ends the whole-run window, stops the sampler, appends this session's row to emissions.csv.
+  // {"phases": {...}, "total": {...}}, summed with earlier sessions; `samples` of this session.
   nlohmann::json finish(int64_t samples);
   const energy::EnergyMonitor& monitor() const { return *monitor_; }
   // For windows that are not phases of metrics.json (a sweep's per-pass windows).
@@ -47,8 +61,17 @@ class RunEnergy {
   std::string run_name_;
   std::unique_ptr<energy::EnergyMonitor> monitor_;
   nlohmann::json phases_ = nlohmann::json::object();
+  std::vector<std::string> open_;  // phases begun and not ended, in order
+  nlohmann::json earlier_;         // earlier sessions' {"phases", "total"} (null: none)
   bool finished_ = false;
 };
+
+// The sum of two energy windows of metrics.json (to_json's form) measured one after the other: a
+// session before a resumption and the one after it. Durations, joules, kWh, gCO2e and samples add;
+// averages are recomputed; sources are matched by id (measured only when both were; provenances
+// joined when they differ); notes are concatenated; name, carbon factors and baseline power are
+// the later window's. A null `before` gives `after`.
+nlohmann::json add_energy_windows(const nlohmann::json& before, const nlohmann::json& after);
 
 // One-line summary for the terminal: "energy: 12.3 J (GPU 10.1 measured, CPU 2.0 estimated, RAM 0.2 estimated), 3.4e-06 kWh, 0.0015 gCO2e".
 std::string energy_summary_line(const nlohmann::json& phase);

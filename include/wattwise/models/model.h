@@ -50,6 +50,11 @@ class TrainableModel {
   virtual ParameterStore& parameters() = 0;
   virtual void zero_grad() = 0;
   virtual void set_dropout_seed(uint64_t seed) = 0;
+  // The dropout stream's position: training forwards since the seed was set (each draws its own
+  // masks). A training checkpoint saves it and a resumed run restores it, so the masks go on as
+  // they would have.
+  virtual uint64_t dropout_step() const = 0;
+  virtual void set_dropout_step(uint64_t step) = 0;
   virtual void set_label_smoothing(float epsilon) = 0;
   virtual Device device() const = 0;
 };

@@ -113,6 +113,8 @@ class ModelRuntime : public TrainableModel {
   void zero_grad() override { params_.zero_grad(); }
   // Seeds dropout; each training forward advances the stream so masks differ step to step.
   void set_dropout_seed(uint64_t seed) override { dropout_seed_ = seed; }
+  uint64_t dropout_step() const override { return dropout_step_; }
+  void set_dropout_step(uint64_t step) override { dropout_step_ = step; }
   // Label smoothing of the cross-entropy loss (a trainer option; Hugging Face models have none).
   void set_label_smoothing(float epsilon) override { label_smoothing_ = epsilon; }
   Device device() const override { return device_; }

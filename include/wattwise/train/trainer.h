@@ -42,6 +42,20 @@ struct StepResult {
   float loss_scale = 1;    // the scale this step's backward used
 };
 
+// What a training checkpoint keeps of a Trainer beyond the model's parameters and the optimizer's
+// state (Optimizer::state(), which holds the count of applied steps): with both restored into a
+// Trainer built with the same options, the next steps are the ones the first Trainer would have
+// taken, bit for bit.
+struct TrainerState {
+  int64_t skipped_steps = 0;   // steps skipped for non-finite gradients (fp16 dynamic loss scaling)
+  float loss_scale = 1.0f;     // the loss scale of the next step
+  int64_t good_steps = 0;      // applied steps in a row since the dynamic loss scale last changed
+  uint64_t dropout_step = 0;   // the model's dropout stream position (TrainableModel::dropout_step)
+};
+nlohmann::json to_json(const TrainerState& state);
+// Throws ww::Error naming `origin` and the key when a field is missing or of the wrong type.
+TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& origin);
+
 class Trainer {
  public:
   Trainer(models::TrainableModel& model, const TrainerOptions& options);
@@ -54,7 +68,15 @@ class Trainer {
   int64_t skipped_steps() const { return skipped_; }
   float loss_scale() const { return loss_scale_; }
   Optimizer& optimizer() { return optimizer_; }
+  const Optimizer& optimizer() const { return optimizer_; }
   const LrSchedule& schedule() const { return schedule_; }
+  // No micro-batch of an unfinished optimizer step is pending: the place to stop or checkpoint.
+  bool at_step_boundary() const { return micro_ == 0; }
+  // Only at a step boundary (else an error): mid-accumulation gradients are not part of the state.
+  TrainerState state() const;
+  // Restores state() into this trainer (at a step boundary); the optimizer's state is restored
+  // separately (optimizer().load_state()).
+  void restore(const TrainerState& state);
 
  private:
   std::optional<StepResult> train_step_graphed(const models::Batch& batch);

@@ -1,0 +1,93 @@
+#pragma once
+// Resumable training checkpoints of a run folder: <run>/checkpoints/step_<N>/, written by `wattwise
+// train` every train.checkpoint_every steps, at the end, and when a signal interrupts it; read by
+// `wattwise train --resume <run>`. Layout (format 1):
+//
+//   manifest.json          format, format_version, wattwise_version, step, task, world_size,
+//                          config_fingerprint, the parameter and optimizer files (the optimizer as a
+//                          list of shards: one today), and every file's size and CRC-32
+//   config.toml            the run's configuration when it was written
+//   parameters.safetensors the f32 master weights, by parameter name (train/checkpoint.h)
+//   optimizer.safetensors  the optimizer's state, one shard covering the flat buffers
+//   trainer_state.json     everything else the run needs to go on as if never stopped: step, data
+//                          position, trainer state (loss scale, skipped steps, dropout stream),
+//                          evaluations, best metric, early-stopping count, time and energy so far
+//   train_log.csv          the log as of this step (a resumed run continues from it)
+//   plan_batches.jsonl     run.export_plan only: plan/batches.jsonl so far
+//   best_model/            best_model/ as of this step, as hard links (no extra space), when one exists
+//
+// A checkpoint is written into a sibling temporary folder and renamed into place, so a crash or a
+// full disk never leaves a half-written one; the newest train.checkpoint_keep are kept.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "wattwise/experiment/train_config.h"
+#include "wattwise/models/parameters.h"
+#include "wattwise/train/optimizer.h"
+
+namespace ww::experiment {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+inline constexpr const char* kCheckpointFormat = "wattwise-training-checkpoint";
+
+// The keys `wattwise train --resume` may change (they change neither the steps taken so far nor
+// what the checkpoint holds): train.max_steps, train.epochs, train.checkpoint_every,
+// train.checkpoint_keep, run.progress.
+const std::vector<std::string>& resume_overridable_keys();
+// "crc32:<8 hex digits>" of the configuration as TOML with the resume-overridable keys at their
+// defaults: equal for a run and its resumption, different when anything else changed.
+std::string config_fingerprint(const TrainConfig& cfg);
+
+// What the driver hands over to be written.
+struct CheckpointWrite {
+  int64_t step = 0;
+  std::string task;  // "classification" or "language_modelling"
+  const TrainConfig* config = nullptr;
+  const models::ParameterStore* parameters = nullptr;
+  const train::Optimizer* optimizer = nullptr;
+  nlohmann::json state;                       // trainer_state.json
+  std::string train_log;                      // train_log.csv as of this step
+  const std::string* plan_batches = nullptr;  // run.export_plan: plan/batches.jsonl so far
+};
+
+// Writes <run_dir>/checkpoints/step_<step>/ atomically (replacing a checkpoint of the same step),
+// then removes all but the newest `keep`. Returns the new folder.
+std::filesystem::path write_checkpoint(const std::filesystem::path& run_dir, const CheckpointWrite& w, int64_t keep);
+
+// The complete checkpoints of a run (step_<N> folders; a temporary folder of an interrupted write
+// is not one), by step, oldest first.
+std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& run_dir);
+
+// A checkpoint read back and verified.
+struct LoadedCheckpoint {
+  std::filesystem::path dir;
+  int64_t step = 0;
+  nlohmann::json manifest, state;
+  std::string train_log;
+  std::optional<std::string> plan_batches;
+};
+
+// Opens the newest checkpoint of `run_dir` and verifies it before anything is loaded: the manifest
+// (format and version, single process), the task, the configuration (config_fingerprint(cfg) must
+// match; otherwise the error lists the keys that differ), and every file's size and CRC-32. Any
+// problem is one ww::Error naming the file (and an older checkpoint to fall back on, if any).
+LoadedCheckpoint open_newest_checkpoint(const std::filesystem::path& run_dir, const TrainConfig& cfg,
+                                        const std::string& task);
+// Loads its parameters and optimizer state (errors name the file and tensor; nothing is changed
+// when a check fails).
+void load_checkpoint_tensors(const LoadedCheckpoint& checkpoint, models::ParameterStore& parameters,
+                             train::Optimizer& optimizer);
+// Puts <run_dir>/best_model/ back as it was when the checkpoint was written: a best model saved
+// after it (by the work a kill lost) is replaced, or removed when the checkpoint had none.
+void restore_best_model(const LoadedCheckpoint& checkpoint, const std::filesystem::path& run_dir);
+// Removes what an interrupted write leaves in a run folder: checkpoints/*.partial and *.old,
+// best_model.partial and best_model.old, and temporary files of atomic writes.
+void remove_write_debris(const std::filesystem::path& run_dir);
+
+}  // namespace ww::experiment
