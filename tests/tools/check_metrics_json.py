@@ -125,7 +125,8 @@ def check_energy(path, energy, phase_pattern):
 
 def check_train(m):
     sections = {
-        "run": {"name": str, "dir": str, "device": str, "seed": int},
+        "run": {"name": str, "dir": str, "device": str, "seed": int, "status": str, "resumes": int,
+                "checkpoint": (str, type(None)), "interruption": None},
         "model": {"arch": str, "layers": int, "hidden_size": int, "parameters": int, "from": str},
         "data": {"path": str, "train_split": str, "train_examples": int, "eval_split": str,
                  "eval_examples": int, "test_split": str, "derived_splits": list},
@@ -148,6 +149,18 @@ def check_train(m):
     for section, spec in sections.items():
         if section in m:
             check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")
+    run = m.get("run", {})
+    if isinstance(run, dict):
+        status, interruption = run.get("status"), run.get("interruption")
+        if status not in ("completed", "interrupted"):
+            problems.append(f"run.status: expected completed or interrupted, got {json.dumps(status)}")
+        if (status == "interrupted") != (interruption is not None):
+            problems.append("run.interruption must be an object exactly when run.status is interrupted")
+        if interruption is not None:
+            check_object("run.interruption", interruption, {"signal": str, "signal_number": int, "step": int},
+                         name=lambda k: f"run.interruption.{k}")
+        if status == "interrupted" and m.get("test") is not None:
+            problems.append("test: an interrupted run has no test pass (expected null)")
     if m.get("best") is not None:
         check_object("best", m["best"], {"metric": str, "value": NUM, "step": int}, name=lambda k: f"best.{k}")
     if m.get("eval") is not None:
