@@ -133,7 +133,7 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.save_dtype", "string", "f32", "Dtype of saved weights", {"f32", "f16", "bf16"}},
       {"train.checkpoint_every", "int", "0",
        "Write a resumable training checkpoint (checkpoints/step_N/: weights, optimizer, RNG and data position) "
-       "every N optimizer steps and at the end (0: only when interrupted by a signal); `wattwise train --resume` "
+       "every N optimizer steps and at the end (0: only when interrupted by a signal); wattwise train --resume RUN_DIR "
        "continues from the newest",
        {}, limits::kStepCount, {}},
       {"train.checkpoint_keep", "int", "2", "Training checkpoints kept (the newest; older ones are removed)", {},
