@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
 
 #include <filesystem>
 #include <fstream>
@@ -106,4 +110,66 @@ TEST(Limits, IntegerTextIsWholeAndInRange) {
   EXPECT_EQ(check_range(5, limits::kRepeats, "--repeats"), 5);
   EXPECT_EQ(error_of([] { check_range(99999999999, limits::kWarmupPasses, "sweep.toml:4: warmup"); }),
             "sweep.toml:4: warmup 99999999999 is out of range (0..1000)");
+}
+
+// ---- GracefulInterrupt: the first signal is a request, the second ends the process ----
+
+namespace {
+// Runs `child` in a forked process and returns its wait status (signals must not touch the test
+// runner itself).
+int in_child(const std::function<int()>& child) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(child());
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+}  // namespace
+
+TEST(GracefulInterrupt, FirstSignalIsARequestSecondEndsTheProcess) {
+  const int status = in_child([] {
+    GracefulInterrupt interrupt;
+    if (interrupt.requested()) return 10;
+    ::raise(SIGTERM);
+    if (!interrupt.requested() || interrupt.signal() != SIGTERM) return 11;
+    ::raise(SIGINT);  // the second: default action, the process ends by it
+    return 12;
+  });
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+}
+
+TEST(GracefulInterrupt, IgnoredSignalsStayIgnoredAndPreviousActionsComeBack) {
+  const int status = in_child([] {
+    std::signal(SIGHUP, SIG_IGN);
+    {
+      GracefulInterrupt interrupt;
+      ::raise(SIGHUP);  // nohup: ignored, no request
+      if (interrupt.requested()) return 20;
+      struct sigaction now {};
+      ::sigaction(SIGTERM, nullptr, &now);
+      if (now.sa_handler == SIG_DFL) return 21;  // ours while it lives
+    }
+    struct sigaction after {};
+    ::sigaction(SIGTERM, nullptr, &after);
+    if (after.sa_handler != SIG_DFL) return 22;  // the default again
+    ::sigaction(SIGHUP, nullptr, &after);
+    if (after.sa_handler != SIG_IGN) return 23;
+    GracefulInterrupt again;  // a second one later starts with no request
+    return again.requested() ? 24 : 0;
+  });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(RunDirLock, OneHolderAtATime) {
+  TempDir t;
+  {
+    RunDirLock first(t.path);
+    EXPECT_NE(error_of([&] { RunDirLock second(t.path); }).find("another wattwise process is training in this run folder"),
+              std::string::npos);
+  }
+  EXPECT_NO_THROW(RunDirLock again(t.path));  // released with the first
+  EXPECT_NE(error_of([&] { RunDirLock missing(t.path / "nowhere"); }).find("cannot open the run folder"), std::string::npos);
 }

@@ -1,0 +1,240 @@
+// experiment/train_checkpoint.h: the checkpoint folders of a run (written atomically, listed,
+// pruned to train.checkpoint_keep), their verification before a resume (manifest, configuration
+// fingerprint, sizes and CRC-32s: each problem one error naming the file, and the older checkpoint
+// to fall back on), best_model/ put back as a checkpoint saw it, and what an interrupted write
+// leaves cleaned up.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+#include "wattwise/experiment/run_energy.h"
+#include "wattwise/experiment/train_checkpoint.h"
+#include "wattwise/io/file.h"
+#include "wattwise/models/sequence_classifier.h"
+#include "wattwise/train/trainer.h"
+
+using namespace ww;
+using namespace ww::experiment;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "ww_train_checkpoint_test_XXXXXX").string();
+    path = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+TrainConfig config() {
+  TrainConfig c;
+  c.set("data.path", "data.tsv", "test");
+  c.set("model.tokenizer", "tok", "test");
+  return c;
+}
+
+// A tiny model and its optimizer, and a checkpoint writer for them.
+struct Fixture {
+  TempDir dir;
+  TrainConfig cfg = config();
+  models::SequenceClassifier model;
+  train::Optimizer optimizer;
+  Fixture() : model(make_model()), optimizer(model.parameters(), train::OptimizerOptions{}) {}
+  static models::SequenceClassifier make_model() {
+    models::ModelConfig c = models::preset_config(models::Architecture::Bert, "tiny", 30);
+    c.num_layers = 1;
+    c.max_position_embeddings = 8;
+    models::SequenceClassifier m(c, Device::cpu());
+    m.init_weights(3);
+    return m;
+  }
+  fs::path write(int64_t step, int64_t keep) {
+    CheckpointWrite w;
+    w.step = step;
+    w.task = "classification";
+    w.config = &cfg;
+    w.parameters = &model.parameters();
+    w.optimizer = &optimizer;
+    w.state = {{"step", step}};
+    w.train_log = "step,loss\n1,0.5\n";
+    return write_checkpoint(dir.path, w, keep);
+  }
+};
+
+std::vector<int64_t> steps_of(const fs::path& run_dir) {
+  std::vector<int64_t> steps;
+  for (const auto& [step, path] : list_checkpoints(run_dir)) steps.push_back(step);
+  return steps;
+}
+
+void flip_byte(const fs::path& file, size_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(std::streamoff(offset));
+  char c = 0;
+  f.get(c);
+  f.seekp(std::streamoff(offset));
+  f.put(char(c ^ 0x5a));
+}
+
+}  // namespace
+
+TEST(TrainCheckpoint, FingerprintIgnoresOnlyTheKeysResumeMayChange) {
+  const TrainConfig base = config();
+  for (const std::string& key : resume_overridable_keys()) {
+    TrainConfig changed = base;
+    changed.set(key, key == "run.progress" ? "lines" : key == "train.epochs" ? "7.5" : "17", "test");
+    EXPECT_EQ(config_fingerprint(changed), config_fingerprint(base)) << key;
+  }
+  TrainConfig other = base;
+  other.set("train.lr", "0.001", "test");
+  EXPECT_NE(config_fingerprint(other), config_fingerprint(base));
+  EXPECT_EQ(config_fingerprint(base).rfind("crc32:", 0), 0u);
+}
+
+TEST(TrainCheckpoint, WritesCompleteFoldersAndKeepsTheNewest) {
+  Fixture f;
+  for (int64_t step : {2, 4, 6}) f.write(step, 2);
+  EXPECT_EQ(steps_of(f.dir.path), (std::vector<int64_t>{4, 6}));
+  const fs::path six = f.dir.path / "checkpoints" / "step_6";
+  for (const char* file : {"manifest.json", "config.toml", "parameters.safetensors", "optimizer.safetensors",
+                           "trainer_state.json", "train_log.csv"})
+    EXPECT_TRUE(fs::exists(six / file)) << file;
+  EXPECT_FALSE(fs::exists(six / "best_model"));  // the run had none yet
+  // Leftovers of an interrupted write and foreign folders are not checkpoints.
+  fs::create_directories(f.dir.path / "checkpoints" / "step_8.partial");
+  fs::create_directories(f.dir.path / "checkpoints" / "step_x");
+  EXPECT_EQ(steps_of(f.dir.path), (std::vector<int64_t>{4, 6}));
+  // Keep 1 leaves only the newest; rewriting a step replaces it.
+  f.write(6, 1);
+  EXPECT_EQ(steps_of(f.dir.path), (std::vector<int64_t>{6}));
+  remove_write_debris(f.dir.path);
+  EXPECT_FALSE(fs::exists(f.dir.path / "checkpoints" / "step_8.partial"));
+  EXPECT_TRUE(fs::exists(f.dir.path / "checkpoints" / "step_x"));
+}
+
+TEST(TrainCheckpoint, OpensTheNewestAfterVerifyingIt) {
+  Fixture f;
+  f.write(4, 2);
+  f.write(6, 2);
+  LoadedCheckpoint c = open_newest_checkpoint(f.dir.path, f.cfg, "classification");
+  EXPECT_EQ(c.step, 6);
+  EXPECT_EQ(c.state["step"], 6);
+  EXPECT_EQ(c.train_log, "step,loss\n1,0.5\n");
+  EXPECT_EQ(c.manifest["format"], kCheckpointFormat);
+  EXPECT_EQ(c.manifest["world_size"], 1);
+  EXPECT_EQ(c.manifest["optimizer"]["shards"].size(), 1u);
+
+  // Another configuration: the keys that differ are named.
+  TrainConfig other = f.cfg;
+  other.set("train.lr", "0.125", "test");
+  other.set("train.max_steps", "99", "test");  // allowed to differ
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, other, "classification"); },
+                        {"config.toml: not the configuration checkpoint step_6 was written with",
+                         "train.lr was '5e-05', is '0.125'"});
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "language_modelling"); },
+                        {"manifest.json", "a classification run"});
+
+  // A damaged file: named, with the older checkpoint to fall back on.
+  const fs::path params = f.dir.path / "checkpoints" / "step_6" / "parameters.safetensors";
+  flip_byte(params, fs::file_size(params) - 3);
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                        {"step_6/parameters.safetensors: damaged (CRC-32", "step_4 remains"});
+  flip_byte(params, fs::file_size(params) - 3);  // back as it was
+  fs::resize_file(f.dir.path / "checkpoints" / "step_6" / "train_log.csv", 3);
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                        {"step_6/train_log.csv: damaged or truncated (3 bytes"});
+  fs::remove(f.dir.path / "checkpoints" / "step_6" / "manifest.json");
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                        {"step_6/manifest.json: missing (an incomplete checkpoint)"});
+  fs::remove_all(f.dir.path / "checkpoints");
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                        {"no training checkpoint to resume from"});
+}
+
+TEST(TrainCheckpoint, NewerFormatsAreRefused) {
+  Fixture f;
+  const fs::path dir = f.write(2, 1);
+  nlohmann::json manifest = nlohmann::json::parse(io::read_file(dir / "manifest.json"));
+  manifest["format_version"] = kCheckpointFormatVersion + 1;
+  io::write_file_atomic(dir / "manifest.json", manifest.dump());
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                        {"manifest.json: checkpoint format 2", "newer than this wattwise reads (1)"});
+  manifest["format_version"] = kCheckpointFormatVersion;
+  manifest["world_size"] = 4;
+  io::write_file_atomic(dir / "manifest.json", manifest.dump());
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                        {"written by 4 processes"});
+}
+
+TEST(TrainCheckpoint, BestModelIsLinkedAndPutBackAsTheCheckpointSawIt) {
+  Fixture f;
+  const fs::path best = f.dir.path / "best_model";
+  fs::create_directories(best);
+  io::write_file_atomic(best / "model.safetensors", "first best");
+  const fs::path dir = f.write(3, 2);
+  EXPECT_TRUE(fs::equivalent(dir / "best_model" / "model.safetensors", best / "model.safetensors"));  // a link
+  // A later best model (saved after the checkpoint by work a kill then lost) is replaced.
+  fs::remove_all(best);
+  fs::create_directories(best);
+  io::write_file_atomic(best / "model.safetensors", "a later best");
+  io::write_file_atomic(best / "extra.json", "{}");
+  LoadedCheckpoint c = open_newest_checkpoint(f.dir.path, f.cfg, "classification");
+  restore_best_model(c, f.dir.path);
+  EXPECT_EQ(io::read_file(best / "model.safetensors"), "first best");
+  EXPECT_FALSE(fs::exists(best / "extra.json"));
+  // A checkpoint from before any best model: one saved since is removed.
+  fs::remove_all(f.dir.path / "checkpoints");
+  fs::remove_all(best);
+  f.write(1, 2);
+  fs::create_directories(best);
+  io::write_file_atomic(best / "model.safetensors", "after the checkpoint");
+  restore_best_model(open_newest_checkpoint(f.dir.path, f.cfg, "classification"), f.dir.path);
+  EXPECT_FALSE(fs::exists(best));
+}
+
+TEST(RunEnergy, WindowsOfTwoSessionsAdd) {
+  const nlohmann::json before = {
+      {"name", "training"}, {"duration_s", 10.0}, {"energy_j", 100.0}, {"gpu_j", nullptr}, {"cpu_j", 80.0},
+      {"ram_j", 20.0}, {"kwh", 100.0 / 3.6e6}, {"gco2e", 0.01}, {"avg_w", 10.0}, {"gpu_present", false},
+      {"gpu_absent_reason", "no NVML"}, {"samples", 40}, {"j_per_sample", 2.5},
+      {"sources", {{{"source", "cpu"}, {"energy_j", 80.0}, {"avg_w", 8.0}, {"measured", false}, {"provenance", "estimated: TDP"}},
+                   {{"source", "ram"}, {"energy_j", 20.0}, {"avg_w", 2.0}, {"measured", false}, {"provenance", "estimated: RAM"}}}},
+      {"carbon", {{"pue", 1.0}}}, {"notes", {"first"}}, {"baseline", nullptr}};
+  nlohmann::json after = before;
+  after["duration_s"] = 30.0;
+  after["energy_j"] = 300.0;
+  after["cpu_j"] = 240.0;
+  after["ram_j"] = 60.0;
+  after["kwh"] = 300.0 / 3.6e6;
+  after["gco2e"] = 0.03;
+  after["samples"] = 60;
+  after["sources"][0]["energy_j"] = 240.0;
+  after["sources"][0]["measured"] = true;
+  after["sources"][0]["provenance"] = "measured: RAPL";
+  after["sources"][1]["energy_j"] = 60.0;
+  after["notes"] = {"second"};
+  const nlohmann::json sum = add_energy_windows(before, after);
+  EXPECT_DOUBLE_EQ(sum["duration_s"], 40.0);
+  EXPECT_DOUBLE_EQ(sum["energy_j"], 400.0);
+  EXPECT_DOUBLE_EQ(sum["cpu_j"], 320.0);
+  EXPECT_DOUBLE_EQ(sum["ram_j"], 80.0);
+  EXPECT_DOUBLE_EQ(sum["kwh"], 400.0 / 3.6e6);
+  EXPECT_DOUBLE_EQ(sum["gco2e"], 0.04);
+  EXPECT_DOUBLE_EQ(sum["avg_w"], 10.0);
+  EXPECT_TRUE(sum["gpu_j"].is_null());
+  EXPECT_EQ(sum["samples"], 100);
+  EXPECT_DOUBLE_EQ(sum["j_per_sample"], 4.0);
+  ASSERT_EQ(sum["sources"].size(), 2u);
+  EXPECT_DOUBLE_EQ(sum["sources"][0]["energy_j"], 320.0);
+  EXPECT_DOUBLE_EQ(sum["sources"][0]["avg_w"], 8.0);
+  EXPECT_FALSE(sum["sources"][0]["measured"]);  // measured only when both parts were
+  EXPECT_EQ(sum["sources"][0]["provenance"], "estimated: TDP; then measured: RAPL");
+  EXPECT_EQ(sum["sources"][1]["provenance"], "estimated: RAM");
+  EXPECT_EQ(sum["notes"], nlohmann::json({"first", "second"}));
+  EXPECT_EQ(add_energy_windows(nullptr, after), after);
+}
