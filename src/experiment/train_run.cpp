@@ -429,6 +429,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     auto samples_seen = [&] { return s.per_token ? r.tokens : r.examples; };
     auto session_samples = [&] { return samples_seen() - samples_at_start; };
 
+    bool best_model_saved = false;  // since the last checkpoint
     auto evaluate_now = [&](double epoch) {
       if (!task.has_eval()) return;
       std::string phase = "evaluation_" + std::to_string(++r.evaluations);
@@ -445,6 +446,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       if (improved) {
         r.best_value = value, r.best_step = r.steps, r.best_metrics = metrics, r.evals_without_improvement = 0;
         task.save_model(run_dir / "best_model", save_dtype);
+        best_model_saved = true;
       } else if (patience > 0 && ++r.evals_without_improvement >= patience) {
         stop = r.stopped_early = true;
       }
@@ -455,7 +457,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     int64_t last_checkpoint_step = resume ? r.steps : -1;
     size_t last_checkpoint_evals = resume ? r.history.size() : 0;
     auto checkpoint = [&](bool done, const json& energy_so_far) {
-      if (r.steps == last_checkpoint_step && r.history.size() == last_checkpoint_evals) return;
+      if (r.steps == last_checkpoint_step && r.history.size() == last_checkpoint_evals && !best_model_saved) return;
       r.peak_memory_bytes = std::max(r.peak_memory_bytes, memory_stats(s.device).peak);
       CheckpointWrite w;
       w.step = r.steps;
@@ -469,6 +471,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       ending.checkpoint = write_checkpoint(run_dir, w, checkpoint_keep);
       last_checkpoint_step = r.steps;
       last_checkpoint_evals = r.history.size();
+      best_model_saved = false;
       step_log.flush();  // the log on disk is never behind the newest checkpoint
       status["step"] = r.steps;
       status["checkpoint"] = ending.checkpoint.string();
@@ -535,7 +538,10 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
 
     if (interrupted && r.steps == 0 && !resume) throw NothingToKeep{interrupt.signal()};  // nothing to keep
     // Without an evaluation split best_model/ is the final model, or the model when interrupted.
-    if (!task.has_eval()) task.save_model(run_dir / "best_model", save_dtype);
+    if (!task.has_eval()) {
+      task.save_model(run_dir / "best_model", save_dtype);
+      best_model_saved = true;
+    }
     if (interrupted || checkpoint_every > 0) checkpoint(!interrupted, energy.so_far(session_samples()));
 
     if (interrupted) {

@@ -14,14 +14,16 @@ namespace fs = std::filesystem;
 void save_parameters(const fs::path& path, const models::ParameterStore& store) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const models::Parameter& p : store.all()) tensors.emplace_back(p.name, p.value);
-  io::save_safetensors(path, tensors, {{"format", "pt"}, {"wattwise", "training-checkpoint parameters"}}, DType::F32);
+  // Whatever the run holds is saved as it is (a checkpoint is state, not a model to run).
+  io::save_safetensors(path, tensors, {{"format", "pt"}, {"wattwise", "training-checkpoint parameters"}}, DType::F32,
+                       io::NonFinite::allow);
 }
 
 void load_parameters(const fs::path& path, models::ParameterStore& store) {
   io::SafetensorsFile file = io::SafetensorsFile::open(path);
   // Bit-exact restore: whatever the run held is what it resumes with (the file's checksum, checked
   // by the caller, stands for its integrity).
-  file.set_nonfinite(io::NonFinite::warn);
+  file.set_nonfinite(io::NonFinite::allow);
   std::set<std::string> expected;
   for (const models::Parameter& p : store.all()) {
     expected.insert(p.name);
@@ -50,12 +52,13 @@ void save_optimizer_state(const fs::path& path, const Optimizer& optimizer) {
                         {"optimizer", std::string(optimizer_kind_name(optimizer.options().kind))},
                         {"shard_begin", "0"},
                         {"shard_end", std::to_string(numel)},
-                        {"shards", "1"}});
+                        {"shards", "1"}},
+                       std::nullopt, io::NonFinite::allow);
 }
 
 void load_optimizer_state(const fs::path& path, Optimizer& optimizer, int64_t numel) {
   io::SafetensorsFile file = io::SafetensorsFile::open(path);
-  file.set_nonfinite(io::NonFinite::warn);
+  file.set_nonfinite(io::NonFinite::allow);
   auto meta = [&](const char* key) {
     auto it = file.metadata().find(key);
     return it == file.metadata().end() ? std::string() : it->second;
