@@ -14,7 +14,8 @@ Command train_command(CLI::App& app) {
     std::map<std::string, std::string> flags;  // --section.key value, one per schema key
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("train", "Fine-tune a classifier (config keys: see docs/CONFIG.md)");
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Fine-tune a classifier or train GPT-2 (config keys: see docs/CONFIG.md); --resume RUN_DIR continues a run");
   cmd->add_option("--config", args->config, "TOML run configuration");
   cmd->add_option("--set", args->sets, "Override a key: --set train.lr=3e-5 (repeatable)");
   cmd->add_option("--resume", args->resume,

@@ -252,6 +252,9 @@ check "resume from a checkpoint without its manifest: refused, naming it" \
   'one_line_error $? "step_7/manifest.json: missing (an incomplete checkpoint)"'
 mv "$work/saved_manifest" "$D/checkpoints/step_7/manifest.json"
 check "none of these errors changed the folder" '[ "$(snapshot "$D")" = "$before" ]'
+"$bin" train --resume "$D" --train.max_steps 5 2>"$work/err"
+check "resume with train.max_steps below the checkpoint's step: refused" \
+  'one_line_error $? "train.max_steps: the run is at step 7, past the 5 steps"'
 flock -n "$D" "$bin" train --resume "$D" --train.max_steps 9 2>"$work/err"
 check "resume while another process holds the folder: refused" \
   'one_line_error $? "another wattwise process is training in this run folder"'
