@@ -522,6 +522,9 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
         if (r.history.empty() || r.history.back()["step"] != r.steps) evaluate_now(r.epochs);
       }
     }
+    if (!interrupted && interrupt.requested())
+      std::fprintf(stderr, "wattwise: %s came after the last step: finishing the run (a second signal stops at once)\n",
+                   signal_name(interrupt.signal()).c_str());
     // Resumed after its last step: the final evaluation, unless it happened before the interruption.
     if (!interrupted && !r.stopped_early && r.steps >= total_steps &&
         (r.history.empty() || r.history.back()["step"] != r.steps))
