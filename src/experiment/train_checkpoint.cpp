@@ -70,7 +70,7 @@ std::pair<uint64_t, uint32_t> size_and_crc32(const fs::path& path) {
 }
 
 // step_<N> -> N (nullopt for anything else: step_3.partial, .step_3.tmp, step_x).
-std::optional<int64_t> step_of_folder_name(const std::string& name) {
+std::optional<int64_t> step_of_folder_name(std::string name) {
   if (name.rfind("step_", 0) != 0 || name.size() == 5) return std::nullopt;
   int64_t step = 0;
   const char* begin = name.data() + 5;
@@ -186,9 +186,17 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& run_d
   const fs::path folder = run_dir / "checkpoints";
   std::error_code ec;
   if (!fs::is_directory(folder, ec)) return found;
+  std::vector<std::pair<int64_t, fs::path>> moved_aside;
   for (const auto& entry : fs::directory_iterator(folder, ec)) {
     if (!entry.is_directory()) continue;
-    if (auto step = step_of_folder_name(entry.path().filename().string())) found.emplace_back(*step, entry.path());
+    std::string name = entry.path().filename().string();
+    const bool old = name.size() > 4 && name.compare(name.size() - 4, 4, ".old") == 0;
+    if (old) name.resize(name.size() - 4);
+    if (auto step = step_of_folder_name(name)) (old ? moved_aside : found).emplace_back(*step, entry.path());
+  }
+  for (const auto& [step, path] : moved_aside) {
+    const bool replaced = std::any_of(found.begin(), found.end(), [&](const auto& f) { return f.first == step; });
+    if (!replaced && fs::exists(path / kManifestFile)) found.emplace_back(step, path);
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -256,7 +264,7 @@ LoadedCheckpoint open_newest_checkpoint(const fs::path& run_dir, const TrainConf
       fail(manifest_path.string(), ": checkpoint format ", version, " (written by wattwise ",
            m.value("wattwise_version", "?"), ") is newer than this wattwise reads (", kCheckpointFormatVersion, ")");
     if (m.value("step", int64_t(-1)) != c.step)
-      fail(manifest_path.string(), ": says step ", m.value("step", int64_t(-1)), " but the folder is step_", c.step);
+      fail(manifest_path.string(), ": says step ", m.value("step", int64_t(-1)), " but the folder is of step ", c.step);
     if (m.value("world_size", 0) != 1)
       fail(manifest_path.string(), ": written by ", m.value("world_size", 0),
            " processes; this wattwise resumes single-process checkpoints only");
@@ -290,6 +298,15 @@ LoadedCheckpoint open_newest_checkpoint(const fs::path& run_dir, const TrainConf
     fail(e.what(), fallback);
   }
   return c;
+}
+
+void recover_checkpoint(LoadedCheckpoint& checkpoint) {
+  const fs::path dir = checkpoint.dir.parent_path() / ("step_" + std::to_string(checkpoint.step));
+  if (checkpoint.dir == dir) return;
+  std::error_code ec;
+  fs::rename(checkpoint.dir, dir, ec);
+  if (ec) fail(checkpoint.dir.string(), ": cannot move the checkpoint back to ", dir.string(), " (", ec.message(), ")");
+  checkpoint.dir = dir;
 }
 
 void load_checkpoint_tensors(const LoadedCheckpoint& checkpoint, models::ParameterStore& parameters,

@@ -371,7 +371,9 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   GracefulInterrupt interrupt;
   try {
     if (resume) {
-      // Back to the state of the checkpoint: what a killed session wrote after it is undone.
+      // Back to the state of the checkpoint: what a killed session wrote after it is undone. A
+      // checkpoint found moved aside by a replacement that a crash cut short goes back first.
+      recover_checkpoint(resume->checkpoint);
       remove_write_debris(run_dir);
       restore_best_model(resume->checkpoint, run_dir);
       io::write_file_atomic(run_dir / "train_log.csv", log_before);
@@ -510,7 +512,9 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
         if (eval_every > 0 && r.steps % eval_every == 0) evaluate_now(r.epochs);
         if (r.steps >= total_steps) stop = true;
         if (stop) break;
-        if (checkpoint_every > 0 && r.steps % checkpoint_every == 0) checkpoint(false, energy.so_far(session_samples()));
+        // (Interrupted: the checkpoint written on the way out has the time and energy up to it.)
+        if (checkpoint_every > 0 && r.steps % checkpoint_every == 0 && !interrupt.requested())
+          checkpoint(false, energy.so_far(session_samples()));
         if (interrupt.requested()) {
           interrupted = true;
           break;

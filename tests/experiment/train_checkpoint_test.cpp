@@ -156,6 +156,28 @@ TEST(TrainCheckpoint, OpensTheNewestAfterVerifyingIt) {
                         {"no training checkpoint to resume from"});
 }
 
+TEST(TrainCheckpoint, ACheckpointMovedAsideByACutShortReplacementCounts) {
+  Fixture f;
+  f.write(2, 2);
+  const fs::path dir = f.write(4, 2);
+  // A replacement of step_4 interrupted between its two renames: step_4.old and step_4.partial.
+  fs::rename(dir, dir.string() + ".old");
+  fs::create_directories(dir.string() + ".partial");
+  EXPECT_EQ(steps_of(f.dir.path), (std::vector<int64_t>{2, 4}));
+  LoadedCheckpoint c = open_newest_checkpoint(f.dir.path, f.cfg, "classification");
+  EXPECT_EQ(c.step, 4);
+  recover_checkpoint(c);
+  EXPECT_EQ(c.dir, dir);
+  EXPECT_TRUE(fs::exists(dir / "manifest.json"));
+  remove_write_debris(f.dir.path);
+  EXPECT_FALSE(fs::exists(dir.string() + ".partial"));
+  // With step_4 in place, a step_4.old beside it is debris, not a second checkpoint.
+  fs::create_directories(dir.string() + ".old");
+  io::write_file_atomic(fs::path(dir.string() + ".old") / "manifest.json", "{}");
+  EXPECT_EQ(steps_of(f.dir.path), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(open_newest_checkpoint(f.dir.path, f.cfg, "classification").dir, dir);
+}
+
 TEST(TrainCheckpoint, NewerFormatsAreRefused) {
   Fixture f;
   const fs::path dir = f.write(2, 1);

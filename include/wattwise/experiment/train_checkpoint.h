@@ -61,7 +61,8 @@ struct CheckpointWrite {
 std::filesystem::path write_checkpoint(const std::filesystem::path& run_dir, const CheckpointWrite& w, int64_t keep);
 
 // The complete checkpoints of a run (step_<N> folders; a temporary folder of an interrupted write
-// is not one), by step, oldest first.
+// is not one), by step, oldest first. A checkpoint being replaced by one of the same step is moved
+// to step_<N>.old for a moment: when a crash leaves it there without a step_<N>, it counts.
 std::vector<std::pair<int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& run_dir);
 
 // A checkpoint read back and verified.
@@ -79,6 +80,8 @@ struct LoadedCheckpoint {
 // problem is one ww::Error naming the file (and an older checkpoint to fall back on, if any).
 LoadedCheckpoint open_newest_checkpoint(const std::filesystem::path& run_dir, const TrainConfig& cfg,
                                         const std::string& task);
+// Renames a checkpoint found as step_<N>.old back to step_<N> (and updates checkpoint.dir).
+void recover_checkpoint(LoadedCheckpoint& checkpoint);
 // Loads its parameters and optimizer state (errors name the file and tensor; nothing is changed
 // when a check fails).
 void load_checkpoint_tensors(const LoadedCheckpoint& checkpoint, models::ParameterStore& parameters,
