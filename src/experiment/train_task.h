@@ -1,11 +1,14 @@
 #pragma once
 // The training tasks behind `wattwise train`. One driver (train_run.cpp) owns a run: the run
 // folder, the training loop over micro-batches, the periodic evaluation, best-model checkpoints and
-// early stopping, the energy phases, train_log.csv and metrics.json. A task brings what differs
-// between kinds of learning: the model and its data, how a batch is made, how an evaluation scores
-// and reads, its replay plan and its own entries of metrics.json. Sequence classification
-// (train_classification.cpp) and causal language modelling (train_lm.cpp) are the tasks today; an
-// image task (a ResNet on image batches) implements the same interface.
+// early stopping, the energy phases, train_log.csv and metrics.json, and interruption and resumption
+// (training checkpoints: train_checkpoint.h). A resumed run asks a task for the same epochs again
+// and skips the micro-batches already trained on, so a task's epoch order must depend only on the
+// seed and the epoch. A task brings what differs between kinds of learning: the model and its data,
+// how a batch is made, how an evaluation scores and reads, its replay plan and its own entries of
+// metrics.json. Sequence classification (train_classification.cpp) and causal language modelling
+// (train_lm.cpp) are the tasks today; an image task (a ResNet on image batches) implements the same
+// interface.
 //
 // A task's constructor does everything that can fail on bad input, in the order the user's errors
 // have always come, before the driver creates the run folder.
