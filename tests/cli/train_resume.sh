@@ -133,7 +133,8 @@ check "SIGTERM with checkpoint_every 0: exactly one checkpoint, at the step it s
 check "SIGTERM: train_log.csv rows up to that step, emissions.csv row" \
   '[ "$(tail -1 "$T/train_log.csv" | cut -d, -f1)" = "$step" ] && [ "$(wc -l < "$T/emissions.csv")" -eq 2 ]'
 
-# --- a second signal stops at once (both delivered while the process is stopped: deterministic) ---
+# --- a second signal stops at once (both delivered while the process is stopped; which one comes
+# first is up to the kernel: any thread of the process may take either) ---
 start "${bert[@]}" --run.name twice --train.max_steps 1000000 --train.checkpoint_every 2
 wait_until 'has_checkpoint twice'
 kill -STOP "$pid"
@@ -143,8 +144,10 @@ kill -CONT "$pid"
 finish
 rc=$?
 W=$(run_of twice)
-check "second signal: the process ends at once by it (SIGTERM after SIGINT: 143)" \
-  '[ $rc -eq 143 ] && grep -q "SIGINT received" "$work/bg_err" && grep -q "second signal (SIGTERM): stopping at once" "$work/bg_err"'
+check "second signal: the process ends at once by it (SIGTERM after SIGINT: 143, SIGINT after SIGTERM: 130)" \
+  '{ [ $rc -eq 143 ] && grep -q "SIGINT received" "$work/bg_err" && grep -q "second signal (SIGTERM): stopping at once" "$work/bg_err"; } ||
+   { [ $rc -eq 130 ] && grep -q "SIGTERM received" "$work/bg_err" && grep -q "second signal (SIGINT): stopping at once" "$work/bg_err"; } ||
+   { echo "exit $rc; stderr:"; cat "$work/bg_err"; false; }'
 check "second signal: no metrics.json, status.json still says running, checkpoints intact" \
   '[ ! -e "$W/metrics.json" ] && [ "$(json "$W/status.json" "m[\"status\"]")" = running ] &&
    [ -f "$W/checkpoints/step_$(newest_checkpoint "$W")/manifest.json" ]'
