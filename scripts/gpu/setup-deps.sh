@@ -12,7 +12,8 @@ fi
 lib=$deps/usr/lib/x86_64-linux-gnu
 # OpenBLAS's Debian .so names come from update-alternatives, which dpkg -x does not run.
 ln -sf "$lib/openblas-pthread/libopenblas.so.0" "$lib/libopenblas.so.0" 2>/dev/null || true
-export LD_LIBRARY_PATH=$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# (Gloo installs into usr/lib.)
+export LD_LIBRARY_PATH=$lib:$lib/openblas-pthread:$deps/usr/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PKG_CONFIG_PATH=$lib/openblas-pthread/pkgconfig:$lib/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=$deps
 if ! command -v pkg-config >/dev/null; then

@@ -62,7 +62,7 @@ Command train_command(CLI::App& app) {
             }
             // Interrupted: the library said where everything is; the exit code says which signal.
             if (r.signal != 0) return 128 + r.signal;
-            std::fprintf(stderr, "run folder: %s\n", r.run_dir.c_str());
+            if (!r.worker) std::fprintf(stderr, "run folder: %s\n", r.run_dir.c_str());
             return 0;
           }};
 }

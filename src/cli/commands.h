@@ -15,6 +15,7 @@ Command bench_command(CLI::App& app);
 Command eval_command(CLI::App& app);
 Command generate_command(CLI::App& app);
 Command init_model_command(CLI::App& app);
+Command launch_command(CLI::App& app);
 Command measure_command(CLI::App& app);
 Command pareto_command(CLI::App& app);
 Command predict_command(CLI::App& app);

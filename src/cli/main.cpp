@@ -4,11 +4,29 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "kernels/cpu/blas_setup.h"
 #include "wattwise/core/error.h"
+#include "wattwise/dist/world.h"
 #include "wattwise/experiment/run_dir.h"
+
+namespace {
+
+// "wattwise: error" and, in a distributed job (where every rank reports its own), the rank
+// unless the message starts with it.
+std::string error_prefix(const char* message) {
+  if (std::string_view(message).starts_with("rank ")) return "wattwise: error";
+  try {
+    const ww::dist::World world = ww::dist::world_from_environment();
+    if (world.distributed()) return "wattwise: error (rank " + std::to_string(world.rank) + ")";
+  } catch (const ww::Error&) {
+  }
+  return "wattwise: error";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   ww::kernels::cpu::reexec_with_fast_runtime_if_needed(argv);
@@ -21,6 +39,7 @@ int main(int argc, char** argv) {
       ww::cli::eval_command(app),
       ww::cli::generate_command(app),
       ww::cli::init_model_command(app),
+      ww::cli::launch_command(app),
       ww::cli::measure_command(app),
       ww::cli::pareto_command(app),
       ww::cli::predict_command(app),
@@ -43,12 +62,13 @@ int main(int argc, char** argv) {
       if (command.app->get_name() != "measure") std::signal(SIGXFSZ, SIG_IGN);
       // Ctrl-C or a kill mid-run removes the run folder being written (`measure` forwards signals
       // to its command instead; `train` keeps its own handling).
-      if (command.app->get_name() != "measure" && command.app->get_name() != "train")
+      if (command.app->get_name() != "measure" && command.app->get_name() != "train" &&
+          command.app->get_name() != "launch")
         ww::experiment::install_interrupt_cleanup();
       return command.run();
     }
   } catch (const ww::Error& e) {
-    std::fprintf(stderr, "wattwise: error: %s\n", e.what());
+    std::fprintf(stderr, "%s: %s\n", error_prefix(e.what()).c_str(), e.what());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattwise: unexpected error: %s\n", e.what());

@@ -122,6 +122,8 @@ const std::vector<std::string>& resume_overridable_keys() {
   return keys;
 }
 
+std::string wattwise_version() { return WW_VERSION; }
+
 std::string config_fingerprint(const TrainConfig& cfg) {
   TrainConfig normalised = cfg;
   const TrainConfig defaults;
@@ -160,7 +162,7 @@ fs::path write_checkpoint(const fs::path& run_dir, const CheckpointWrite& w, int
             {"created", utc_timestamp()},
             {"step", w.step},
             {"task", w.task},
-            {"world_size", 1},
+            {"world_size", w.world_size},
             {"config_fingerprint", config_fingerprint(*w.config)},
             {"parameters", {{"file", kParametersFile}, {"count", w.parameters->all().size()}, {"numel", numel}}},
             {"optimizer",
@@ -265,9 +267,15 @@ LoadedCheckpoint open_newest_checkpoint(const fs::path& run_dir, const TrainConf
            m.value("wattwise_version", "?"), ") is newer than this wattwise reads (", kCheckpointFormatVersion, ")");
     if (m.value("step", int64_t(-1)) != c.step)
       fail(manifest_path.string(), ": says step ", m.value("step", int64_t(-1)), " but the folder is of step ", c.step);
-    if (m.value("world_size", 0) != 1)
-      fail(manifest_path.string(), ": written by ", m.value("world_size", 0),
-           " processes; this wattwise resumes single-process checkpoints only");
+    // Data-parallel ranks hold the same state: a checkpoint of any number of ranks resumes on any
+    // number, as long as its optimizer state is one shard (sharded state is not written yet).
+    const json world_size = m.value("world_size", json());
+    if (!world_size.is_number_integer() || world_size.get<int64_t>() < 1)
+      fail(manifest_path.string(), ": world_size ", world_size.dump(), " is not a number of processes >= 1");
+    const json shards = m.value("optimizer", json::object()).value("shards", json::array());
+    if (!shards.is_array() || shards.size() != 1)
+      fail(manifest_path.string(), ": the optimizer state is in ", shards.is_array() ? shards.size() : 0,
+           " shards; this wattwise resumes unsharded optimizer state only");
     if (m.value("task", "") != task)
       fail(manifest_path.string(), ": a ", m.value("task", "?"), " run, but the configuration trains ", task);
     if (m.value("config_fingerprint", "") != config_fingerprint(cfg))

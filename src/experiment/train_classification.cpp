@@ -84,7 +84,7 @@ class ClassificationBatches final : public EpochBatches {
 
 class ClassificationTask final : public TrainTask {
  public:
-  explicit ClassificationTask(const TrainConfig& cfg);
+  ClassificationTask(const TrainConfig& cfg, Device device);
 
   models::ModelRuntime& model() override { return *model_; }
   void save_model(const fs::path& dir, DType dtype) const override {
@@ -169,13 +169,13 @@ class ClassificationTask final : public TrainTask {
   text::BatchOptions batch_options_;
 };
 
-ClassificationTask::ClassificationTask(const TrainConfig& cfg) : cfg_(cfg) {
+ClassificationTask::ClassificationTask(const TrainConfig& cfg, Device device) : cfg_(cfg) {
   for (const char* key : {"data.format", "data.block_size", "data.valid_fraction", "data.cache_dir", "train.tokens_per_step"})
     if (cfg.differs_from_default(key)) fail(key, " applies to language modelling only (model.arch gpt2)");
   if (cfg.get_string("train.metric") == "perplexity")
     fail("train.metric perplexity applies to language modelling only (model.arch gpt2)");
   TaskSettings& s = settings_;
-  s.device = parse_device(cfg.get_string("run.device"));
+  s.device = device;
   s.seed = uint64_t(cfg.get_int("run.seed"));
   s.name = cfg.get_string("run.name");
   max_length_ = int(cfg.get_int("data.max_length"));
@@ -184,7 +184,6 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg) : cfg_(cfg) {
   s.higher_is_better = train::higher_is_better(s.metric);
   s.execution = training_execution(cfg, s.device);
   parse_loss_scale(cfg.get_string("train.loss_scale"));  // an error before any work
-  const Device device = s.device;
   const uint64_t seed = s.seed;
   const std::string& metric = s.metric;
 
@@ -284,8 +283,8 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg) : cfg_(cfg) {
 
 }  // namespace
 
-std::unique_ptr<TrainTask> make_classification_task(const TrainConfig& cfg) {
-  return std::make_unique<ClassificationTask>(cfg);
+std::unique_ptr<TrainTask> make_classification_task(const TrainConfig& cfg, Device device) {
+  return std::make_unique<ClassificationTask>(cfg, device);
 }
 
 }  // namespace ww::experiment

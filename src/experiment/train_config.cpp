@@ -35,6 +35,10 @@ const std::vector<ConfigKey>& train_config_schema() {
        {}},
       {"run.progress", "string", "auto", "Progress display: auto (bar on a terminal), bar, lines or none",
        {"auto", "bar", "lines", "none"}},
+      {"run.dist_timeout_s", "float", "1800",
+       "Distributed training: seconds a rank waits for the others (the rendezvous, each collective) before it stops "
+       "with an error; rank 0's evaluations must fit in it",
+       {}, {}, {1, 86400}},
 
       {"model.path", "path", "", "Hugging Face model folder to fine-tune (empty: init a new one)", {}},
       {"model.arch", "string", "bert",

@@ -57,7 +57,7 @@ class LmBatches final : public EpochBatches {
 
 class LanguageModellingTask final : public TrainTask {
  public:
-  explicit LanguageModellingTask(const TrainConfig& cfg);
+  LanguageModellingTask(const TrainConfig& cfg, Device device);
 
   models::ModelRuntime& model() override { return *model_; }
   void save_model(const fs::path& dir, DType dtype) const override {
@@ -190,10 +190,10 @@ class LanguageModellingTask final : public TrainTask {
   text::LmLoaderOptions loader_options_;
 };
 
-LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg) : cfg_(cfg) {
+LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg, Device device) : cfg_(cfg) {
   TaskSettings& s = settings_;
   s.per_token = true;
-  s.device = parse_device(cfg.get_string("run.device"));
+  s.device = device;
   s.seed = uint64_t(cfg.get_int("run.seed"));
   s.name = cfg.get_string("run.name");
   s.batch_size = cfg.get_int("train.batch_size");
@@ -208,7 +208,6 @@ LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg) : cfg_(cfg)
                           "data.text_column", "data.text_pair_column", "data.label_column", "data.max_length",
                           "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train"})
     if (cfg.differs_from_default(key)) fail(key, " does not apply to language modelling (gpt2)");
-  const Device device = s.device;
   const int64_t batch_size = s.batch_size;
 
   model_path_ = cfg.get_path("model.path");
@@ -280,8 +279,8 @@ LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg) : cfg_(cfg)
 
 }  // namespace
 
-std::unique_ptr<TrainTask> make_language_modelling_task(const TrainConfig& cfg) {
-  return std::make_unique<LanguageModellingTask>(cfg);
+std::unique_ptr<TrainTask> make_language_modelling_task(const TrainConfig& cfg, Device device) {
+  return std::make_unique<LanguageModellingTask>(cfg, device);
 }
 
 }  // namespace ww::experiment

@@ -9,6 +9,7 @@
 
 #include "train_task.h"
 #include "wattwise/core/error.h"
+#include "wattwise/dist/process_group.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/progress.h"
 #include "wattwise/experiment/run_dir.h"
@@ -74,8 +75,9 @@ namespace {
 
 // The optimizer, schedule, accumulation and loss-scaling options of a run.
 train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_steps, int64_t grad_accum,
-                                         const std::string& precision) {
+                                         const std::string& precision, dist::ProcessGroup* group) {
   train::TrainerOptions t;
+  t.group = group;
   t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
   t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
   t.optimizer.beta1 = cfg.get_float("train.beta1");
@@ -191,7 +193,7 @@ struct Ending {
 // metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
 // the task's "model" and "data" objects and its entries of "train".
 json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcome& r, const train::Trainer& trainer,
-                 models::ModelRuntime& m, json energy, const Ending& ending) {
+                 models::ModelRuntime& m, json energy, const Ending& ending, const dist::ProcessGroup* group) {
   const TaskSettings& s = task.settings();
   json metrics;
   metrics["run"] = {{"name", s.name},
@@ -230,6 +232,19 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
   metrics["eval_history"] = r.history;
   metrics["test"] = r.test;
   metrics["energy"] = std::move(energy);
+  if (group && group->size() > 1) {
+    json rows = json::array();
+    for (int64_t rank = 0; rank < group->size(); ++rank)
+      rows.push_back(s.batch_size * (rank + 1) / group->size() - s.batch_size * rank / group->size());
+    metrics["distributed"] = {
+        {"ranks", group->size()},
+        {"backend", group->backend()},
+        {"launcher", dist::world_from_environment().launcher},
+        {"rows_per_rank", rows},
+        {"communication_s", group->communication_seconds()},
+        {"energy_scope", "rank 0's machine: its GPU (GPU training) and the CPU and RAM meters, which see every rank "
+                         "running there"}};
+  }
   return metrics;
 }
 
@@ -294,6 +309,128 @@ void restore_outcome(const json& state, const fs::path& file, RunOutcome& r) {
   }
 }
 
+// Optimizer steps of the run: train.max_steps, else train.epochs over the task's data.
+int64_t total_steps_of(const TrainConfig& cfg, const TaskSettings& s) {
+  const int64_t steps_per_epoch = std::max<int64_t>(1, s.batches_per_epoch / s.grad_accum);
+  return cfg.get_int("train.max_steps") > 0
+             ? cfg.get_int("train.max_steps")
+             : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_float("train.epochs") * double(steps_per_epoch))));
+}
+
+// Data parallel: rank 0's starting point (parameters, optimizer state, the trainer's state, the
+// data position, the run folder) copied to every rank, so the replicas start equal whatever each
+// built, and a resumed run reads its checkpoint on rank 0 only.
+void share_start_state(dist::ProcessGroup& group, models::ModelRuntime& m, train::Trainer& trainer, RunOutcome& r,
+                       fs::path& run_dir) {
+  models::ParameterStore& parameters = m.parameters();
+  group.broadcast(parameters.flat_values(), 0);
+  parameters.mark_updated();  // 16-bit working copies re-cast from the new masters
+  for (const auto& [name, tensor] : trainer.optimizer().state())
+    if (name != "step") group.broadcast(tensor, 0);
+  std::string text;
+  if (group.rank() == 0)
+    text = json{{"outcome", checkpoint_state(r, trainer, false, 0, json(), 0, 0)},
+                {"optimizer_steps", trainer.optimizer().steps_taken()},
+                {"run_dir", run_dir.string()}}
+               .dump();
+  group.broadcast_text(text, 0);
+  if (group.rank() == 0) return;
+  const json state = json::parse(text);
+  const std::string origin = "rank 0's training state";
+  restore_outcome(state.at("outcome"), origin, r);
+  trainer.optimizer().set_steps_taken(state.at("optimizer_steps").get<int64_t>());
+  trainer.restore(train::trainer_state_from_json(state.at("outcome").at("trainer"), origin));
+  run_dir = state.at("run_dir").get<std::string>();
+}
+
+// What the training loop hands back to the run around it.
+struct LoopHooks {
+  std::function<void(const MicroBatch&)> micro_batch = [](const MicroBatch&) {};
+  // After each optimizer step (the log, evaluations); may set the loop's `stop` (early stopping).
+  std::function<void(const train::StepResult&)> step = [](const train::StepResult&) {};
+  std::function<void()> epoch_end = [] {};  // the evaluation at an epoch's end
+  std::function<void()> checkpoint = [] {};  // every train.checkpoint_every steps
+};
+
+// This rank's rows of a micro-batch: the balanced split torch's DistributedSampler gives (the
+// first B mod N ranks one more), so every row is trained on once.
+std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const models::Batch& batch,
+                                               dist::ProcessGroup* group) {
+  if (!group || group->size() == 1) return trainer.train_micro_batch(batch);
+  const int64_t rows = batch.input_ids.size(0), n = group->size(), rank = group->rank();
+  const int64_t begin = rows * rank / n, end = rows * (rank + 1) / n;
+  const int64_t terms = models::loss_terms(batch);
+  if (begin == end || terms == 0) return trainer.train_micro_batch_shard({}, 0.0, rows);
+  const models::Batch mine = models::slice_rows(batch, begin, end);
+  return trainer.train_micro_batch_shard(mine, double(models::loss_terms(mine)) / double(terms), rows);
+}
+
+// The epochs from the position in `r` to the end of the run, the same on every rank: the
+// micro-batches (this rank's rows of each), the optimizer steps, and the hooks (rank 0's: logs,
+// evaluations, checkpoints; the other ranks have none). With several ranks they agree after every
+// step and every epoch whether to stop (early stopping is rank 0's decision, a signal may reach
+// any rank), so all leave the loop together. Returns whether a signal interrupted it.
+bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64_t total_steps,
+                  int64_t checkpoint_every, bool record_plan, const GracefulInterrupt& interrupt,
+                  dist::ProcessGroup* group, bool& stop, const LoopHooks& hooks) {
+  const TaskSettings& s = task.settings();
+  bool interrupted = false, interrupt_agreed = false;
+  auto agree = [&] {
+    if (!group || group->size() == 1) {
+      interrupt_agreed = interrupt.requested();
+      return;
+    }
+    std::vector<double> flags = {stop ? 1.0 : 0.0, interrupt.requested() ? 1.0 : 0.0};
+    group->all_reduce_sum(flags);
+    stop = flags[0] > 0;
+    interrupt_agreed = flags[1] > 0;
+  };
+  // A resumed run starts inside the epoch it stopped in: the epoch's batches (the same order:
+  // shuffled by seed and epoch) are drawn and dropped up to the position it had reached.
+  int64_t skip = r.batch_in_epoch;
+  stop = r.steps >= total_steps;  // resumed after its last step: only the final evaluation is left
+  agree();  // a signal during the set-up stops the run before its first step
+  for (uint64_t epoch = r.epoch; !stop; ++epoch) {
+    if (interrupt_agreed && trainer.at_step_boundary()) {
+      interrupted = true;
+      break;
+    }
+    std::unique_ptr<EpochBatches> batches = task.epoch(epoch, record_plan);
+    int64_t batch_index = 0;
+    for (; batch_index < skip && batches->next(); ++batch_index) {
+    }
+    skip = 0;
+    while (auto b = batches->next()) {
+      hooks.micro_batch(*b);
+      auto step = train_on_rows(trainer, b->batch, group);
+      r.examples += b->examples;
+      r.tokens += b->tokens;
+      ++batch_index;
+      r.epochs = double(epoch) + double(batch_index) / double(s.batches_per_epoch);
+      if (!step) continue;
+      r.steps = step->step;
+      r.final_loss = step->loss;
+      r.epoch = epoch;
+      r.batch_in_epoch = batch_index;
+      hooks.step(*step);
+      if (r.steps >= total_steps) stop = true;
+      agree();
+      if (stop) break;
+      // (Interrupted: the checkpoint written on the way out has the time and energy up to it.)
+      if (checkpoint_every > 0 && r.steps % checkpoint_every == 0 && !interrupt_agreed) hooks.checkpoint();
+      if (interrupt_agreed) {
+        interrupted = true;
+        break;
+      }
+    }
+    if (interrupted) break;
+    // Epoch end (also when the last step closes the epoch): evaluate unless this step just did.
+    if (!stop || r.steps >= total_steps) hooks.epoch_end();
+    agree();
+  }
+  return interrupted;
+}
+
 // A resumption: the run folder, held locked, and its newest checkpoint, verified.
 struct ResumeFrom {
   fs::path run_dir;
@@ -301,15 +438,12 @@ struct ResumeFrom {
   LoadedCheckpoint checkpoint;
 };
 
-TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* resume) {
+TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* resume, dist::ProcessGroup* group) {
   const TaskSettings& s = task.settings();
   models::ModelRuntime& m = task.model();
   const int64_t steps_per_epoch = std::max<int64_t>(1, s.batches_per_epoch / s.grad_accum);
-  const int64_t total_steps =
-      cfg.get_int("train.max_steps") > 0
-          ? cfg.get_int("train.max_steps")
-          : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_float("train.epochs") * double(steps_per_epoch))));
-  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision));
+  const int64_t total_steps = total_steps_of(cfg, s);
+  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision, group));
   const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
   const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
   const int64_t checkpoint_keep = cfg.get_int("train.checkpoint_keep");
@@ -370,6 +504,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   // A signal from here on stops the loop at a step boundary (see GracefulInterrupt).
   GracefulInterrupt interrupt;
   try {
+    if (group) share_start_state(*group, m, trainer, r, result.run_dir);
     if (resume) {
       // Back to the state of the checkpoint: what a killed session wrote after it is undone. A
       // checkpoint found moved aside by a replacement that a crash cut short goes back first.
@@ -424,7 +559,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
                      cfg.get_int("train.log_every"), total_steps);
     if (resume) step_log.resume(log_before, seconds_before);
 
-    bool stop = false, interrupted = false;
+    bool stop = false;
     const int64_t patience = cfg.get_int("train.early_stopping_patience");
     const int64_t eval_every = cfg.get_int("train.eval_every");
     // What throughput and energy per sample count: tokens (language modelling) or examples.
@@ -470,6 +605,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       w.state = checkpoint_state(r, trainer, done, step_log.elapsed(), energy_so_far, sessions_before + 1, s.seed);
       w.train_log = step_log.text();
       w.plan_batches = export_plan ? &plan_batches : nullptr;
+      w.world_size = group ? group->size() : 1;
       ending.checkpoint = write_checkpoint(run_dir, w, checkpoint_keep);
       last_checkpoint_step = r.steps;
       last_checkpoint_evals = r.history.size();
@@ -481,51 +617,21 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     };
 
     energy.begin("training");
-    // A resumed run starts inside the epoch it stopped in: the epoch's batches (the same order:
-    // shuffled by seed and epoch) are drawn and dropped up to the position it had reached.
-    int64_t skip = r.batch_in_epoch;
-    stop = r.steps >= total_steps;  // resumed after its last step: only the final evaluation is left
-    for (uint64_t epoch = r.epoch; !stop; ++epoch) {
-      if (interrupt.requested() && trainer.at_step_boundary()) {
-        interrupted = true;
-        break;
-      }
-      std::unique_ptr<EpochBatches> batches = task.epoch(epoch, export_plan);
-      int64_t batch_index = 0;
-      for (; batch_index < skip && batches->next(); ++batch_index) {
-      }
-      skip = 0;
-      while (auto b = batches->next()) {
-        if (export_plan) plan_batches += b->plan_line;
-        auto step = trainer.train_micro_batch(b->batch);
-        r.examples += b->examples;
-        r.tokens += b->tokens;
-        step_log.add_items(double(s.per_token ? b->tokens : b->examples));
-        ++batch_index;
-        r.epochs = double(epoch) + double(batch_index) / double(s.batches_per_epoch);
-        if (!step) continue;
-        r.steps = step->step;
-        r.final_loss = step->loss;
-        r.epoch = epoch;
-        r.batch_in_epoch = batch_index;
-        step_log.on_step(r.epochs, *step);
-        if (eval_every > 0 && r.steps % eval_every == 0) evaluate_now(r.epochs);
-        if (r.steps >= total_steps) stop = true;
-        if (stop) break;
-        // (Interrupted: the checkpoint written on the way out has the time and energy up to it.)
-        if (checkpoint_every > 0 && r.steps % checkpoint_every == 0 && !interrupt.requested())
-          checkpoint(false, energy.so_far(session_samples()));
-        if (interrupt.requested()) {
-          interrupted = true;
-          break;
-        }
-      }
-      if (interrupted) break;
-      if (!stop || r.steps >= total_steps) {
-        // Epoch end (also when the last step closes the epoch): evaluate unless this step just did.
-        if (r.history.empty() || r.history.back()["step"] != r.steps) evaluate_now(r.epochs);
-      }
-    }
+    LoopHooks hooks;
+    hooks.micro_batch = [&](const MicroBatch& b) {
+      if (export_plan) plan_batches += b.plan_line;
+      step_log.add_items(double(s.per_token ? b.tokens : b.examples));
+    };
+    hooks.step = [&](const train::StepResult& step) {
+      step_log.on_step(r.epochs, step);
+      if (eval_every > 0 && r.steps % eval_every == 0) evaluate_now(r.epochs);
+    };
+    hooks.epoch_end = [&] {
+      if (r.history.empty() || r.history.back()["step"] != r.steps) evaluate_now(r.epochs);
+    };
+    hooks.checkpoint = [&] { checkpoint(false, energy.so_far(session_samples())); };
+    const bool interrupted =
+        train_epochs(task, trainer, r, total_steps, checkpoint_every, export_plan, interrupt, group, stop, hooks);
     if (!interrupted && interrupt.requested())
       std::fprintf(stderr, "wattwise: %s came after the last step: finishing the run (a second signal stops at once)\n",
                    signal_name(interrupt.signal()).c_str());
@@ -565,7 +671,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       progress.message(task.test_line(r.test));
     }
 
-    result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(session_samples()), ending);
+    result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(session_samples()), ending, group);
     io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
     progress.message("training energy: " + energy_summary_line(training_energy));
   } catch (const NothingToKeep& nothing) {
@@ -624,13 +730,71 @@ bool is_language_modelling(const TrainConfig& cfg) {
   return gpt2;
 }
 
+// A rank other than 0 of a data-parallel run: the same training loop on its rows of every
+// micro-batch, writing nothing (rank 0 writes the run folder: logs, evaluations, checkpoints,
+// metrics.json). It starts from rank 0's state, so only rank 0 reads a checkpoint to resume.
+TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::ProcessGroup& group) {
+  const TaskSettings& s = task.settings();
+  models::ModelRuntime& m = task.model();
+  const int64_t total_steps = total_steps_of(cfg, s);
+  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision, &group));
+  TrainRunResult result;
+  RunOutcome r;
+  GracefulInterrupt interrupt;
+  share_start_state(group, m, trainer, r, result.run_dir);
+  bool stop = false;
+  const bool interrupted = train_epochs(task, trainer, r, total_steps, cfg.get_int("train.checkpoint_every"),
+                                        /*record_plan=*/false, interrupt, &group, stop, LoopHooks{});
+  if (interrupted) {
+    result.status = "interrupted";
+    result.signal = interrupt.signal();  // 0 when the signal reached another rank only
+  }
+  result.worker = true;
+  return result;
+}
+
+// The device this process trains on: run.device, except that each rank of a data-parallel job on
+// GPUs takes the GPU of its LOCAL_RANK (run.device cuda or auto).
+Device training_device(const TrainConfig& cfg, const dist::World& world) {
+  const std::string text = cfg.get_string("run.device");
+  const Device device = parse_device(text);
+  if (!world.distributed() || device.is_cpu()) return device;
+  if (text != "cuda" && text != "auto" && world.local_size > 1)
+    fail("run.device ", text, " names one GPU for all ", world.local_size,
+         " ranks on this machine: give cuda (each rank takes the GPU of its LOCAL_RANK)");
+  if (text != "cuda" && text != "auto") return device;
+  const int gpus = cuda_device_count();
+  if (world.local_rank >= gpus)
+    fail("rank ", world.rank, " has LOCAL_RANK ", world.local_rank, " but this machine shows ", gpus,
+         " GPU", gpus == 1 ? "" : "s", " (start at most one rank per GPU)");
+  return Device::cuda(world.local_rank);
+}
+
+// Joins the job this process was started in (torchrun, mpirun, srun, wattwise launch): nothing
+// for a single process. Every rank must run the same configuration and wattwise version.
+std::unique_ptr<dist::ProcessGroup> join_job(const TrainConfig& cfg, const dist::World& world, Device device) {
+  if (!world.distributed()) return nullptr;
+  dist::JoinOptions options;
+  options.timeout = std::chrono::milliseconds(int64_t(cfg.get_float("run.dist_timeout_s") * 1000));
+  options.fingerprint = "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg);
+  return dist::join(world, device, options);
+}
+
+std::unique_ptr<TrainTask> make_task(const TrainConfig& cfg, Device device) {
+  return is_language_modelling(cfg) ? make_language_modelling_task(cfg, device) : make_classification_task(cfg, device);
+}
+
 }  // namespace
 
 TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
-  const std::unique_ptr<TrainTask> task =
-      is_language_modelling(cfg) ? make_language_modelling_task(cfg) : make_classification_task(cfg);
-  return run_task(cfg, *task, nullptr);
+  const dist::World world = dist::world_from_environment();
+  const Device device = training_device(cfg, world);
+  const std::unique_ptr<TrainTask> task = make_task(cfg, device);
+  // Joined once the task is built: a configuration error stops every rank before any waiting.
+  const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
+  if (group && group->rank() != 0) return run_worker(cfg, *task, *group);
+  return run_task(cfg, *task, nullptr, group.get());
 }
 
 TrainRunResult resume_training(const fs::path& run_dir, const std::vector<ConfigOverride>& overrides) {
@@ -648,16 +812,25 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
     if (std::find(allowed.begin(), allowed.end(), o.key) == allowed.end())
       fail(o.origin, ": ", o.key, " cannot change when resuming (the run's configuration is ", config_path.string(),
            "; only train.max_steps, train.epochs, train.checkpoint_every, train.checkpoint_keep and run.progress may)");
-  // Held from before the checkpoint is read until the session ends: no other process writes here.
-  ResumeFrom resume{run_dir, RunDirLock(run_dir), {}};
   TrainConfig cfg;
   cfg.merge_toml_file(config_path);
   for (const ConfigOverride& o : overrides) cfg.set(o.key, o.value, o.origin);
   cfg.validate();
+  const dist::World world = dist::world_from_environment();
+  const Device device = training_device(cfg, world);
+  if (world.distributed() && world.rank != 0) {
+    // Rank 0 reads the checkpoint and sends its state; this rank needs only the configuration.
+    const std::unique_ptr<TrainTask> task = make_task(cfg, device);
+    const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
+    return run_worker(cfg, *task, *group);
+  }
+  // Held from before the checkpoint is read until the session ends: no other process writes here.
+  ResumeFrom resume{run_dir, RunDirLock(run_dir), {}};
   const bool lm = is_language_modelling(cfg);
   resume.checkpoint = open_newest_checkpoint(run_dir, cfg, lm ? "language_modelling" : "classification");
-  const std::unique_ptr<TrainTask> task = lm ? make_language_modelling_task(cfg) : make_classification_task(cfg);
-  return run_task(cfg, *task, &resume);
+  const std::unique_ptr<TrainTask> task = make_task(cfg, device);
+  const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
+  return run_task(cfg, *task, &resume, group.get());
 }
 
 }  // namespace ww::experiment

@@ -118,8 +118,10 @@ class TrainTask {
   TaskSettings settings_;
 };
 
-std::unique_ptr<TrainTask> make_classification_task(const TrainConfig& cfg);
-std::unique_ptr<TrainTask> make_language_modelling_task(const TrainConfig& cfg);
+// `device`: run.device as this process resolves it (in data-parallel training on GPUs, the GPU of
+// its LOCAL_RANK).
+std::unique_ptr<TrainTask> make_classification_task(const TrainConfig& cfg, Device device);
+std::unique_ptr<TrainTask> make_language_modelling_task(const TrainConfig& cfg, Device device);
 
 // ---- shared by the tasks
 // train.precision, model.attention, train.checkpointing and run.cuda_graphs, with the error a

@@ -67,19 +67,34 @@ void Trainer::restore(const TrainerState& state) {
 
 std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch) {
   if (!batch.labels.defined()) fail("training batch has no labels");
-  if (options_.grad_accum == 1 && model_.can_graph_training(batch)) return train_step_graphed(batch);
-  model_.forward(batch, /*training=*/true);
-  float loss = model_.loss();
-  // With loss scaling an overflowing forward is one skipped step, not an error.
-  if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
-    fail("training loss is not finite (", loss, ") at step ", steps() + 1,
-         "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
-  model_.backward(loss_scale_);
-  const int64_t B = batch.input_ids.size(0);
-  step_loss_ += double(loss) * double(B);
-  step_examples_ += B;
+  if (options_.grad_accum == 1 && !distributed() && model_.can_graph_training(batch)) return train_step_graphed(batch);
+  return train_micro_batch_shard(batch, 1.0, batch.input_ids.size(0));
+}
+
+std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& rows, double share,
+                                                          int64_t global_examples) {
+  if (share > 0) {
+    if (!rows.labels.defined()) fail("training batch has no labels");
+    model_.forward(rows, /*training=*/true);
+    const float loss = model_.loss();
+    // With loss scaling an overflowing forward is one skipped step, not an error.
+    if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
+      fail("training loss is not finite (", loss, ") at step ", steps() + 1,
+           "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
+    // This rank's part of the whole micro-batch's mean loss: its gradient weighs `share`.
+    model_.backward(share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share));
+    step_loss_ += double(loss) * share * double(global_examples);
+  }
+  step_examples_ += global_examples;
   if (++micro_ < options_.grad_accum) return std::nullopt;
 
+  if (distributed()) {
+    // The ranks' gradients (each already weighted by its share) and losses summed: the same on every rank.
+    options_.group->all_reduce_sum(model_.parameters().flat_grads());
+    std::vector<double> loss_sum = {step_loss_};
+    options_.group->all_reduce_sum(loss_sum);
+    step_loss_ = loss_sum[0];
+  }
   // Each micro-batch's gradient is of its mean loss: averaging over micro-batches is 1/accum.
   const int64_t step = steps();
   StepResult r;

@@ -19,26 +19,7 @@ checker=$src/tests/tools/check_metrics_json.py
 metrics_doc=$src/docs/METRICS.md
 
 # --- data: the sentiment task of train_cli.sh, and English-like text for GPT-2 ---
-mkdir tok
-printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' a the film movie was is very really plot acting \
-  good great fine bad awful poor > tok/vocab.txt
-python3 - <<'EOF'
-import random
-r = random.Random(1)
-filler = "a the film movie was is very really plot acting".split()
-words = {1: "good great fine".split(), 0: "bad awful poor".split()}
-with open("train.tsv", "w") as f:
-    f.write("text\tlabel\n")
-    for i in range(96):
-        label = i % 2
-        w = [r.choice(filler) for _ in range(r.randint(3, 8))]
-        w.insert(r.randint(0, len(w)), r.choice(words[label]))
-        f.write(" ".join(w) + "\t" + str(label) + "\n")
-vocab = "the king and queen of a castle said unto thee my lord what is this night day sword love".split()
-with open("text.txt", "w") as f:
-    for line in range(400):
-        f.write(" ".join(r.choice(vocab) for _ in range(r.randint(4, 12))).capitalize() + ".\n")
-EOF
+python3 "$src/tests/tools/make_cli_data.py" 96
 
 runs=$work/runs
 # Dropout on, 2 micro-batches per step, a warmup over the first steps (the schedule position is

@@ -187,10 +187,19 @@ TEST(TrainCheckpoint, NewerFormatsAreRefused) {
   ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
                         {"manifest.json: checkpoint format 2", "newer than this wattwise reads (1)"});
   manifest["format_version"] = kCheckpointFormatVersion;
-  manifest["world_size"] = 4;
+  manifest["world_size"] = 0;
   io::write_file_atomic(dir / "manifest.json", manifest.dump());
   ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
-                        {"written by 4 processes"});
+                        {"manifest.json: world_size 0 is not a number of processes >= 1"});
+  // A data-parallel job's checkpoint (its ranks' states are equal) resumes on any number of ranks...
+  manifest["world_size"] = 4;
+  io::write_file_atomic(dir / "manifest.json", manifest.dump());
+  EXPECT_NO_THROW(open_newest_checkpoint(f.dir.path, f.cfg, "classification"));
+  // ...but sharded optimizer state is not read yet.
+  manifest["optimizer"]["shards"].push_back(manifest["optimizer"]["shards"][0]);
+  io::write_file_atomic(dir / "manifest.json", manifest.dump());
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                            {"the optimizer state is in 2 shards; this wattwise resumes unsharded optimizer state only"});
 }
 
 TEST(TrainCheckpoint, BestModelIsLinkedAndPutBackAsTheCheckpointSawIt) {

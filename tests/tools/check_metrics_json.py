@@ -144,8 +144,14 @@ def check_train(m):
     top = set(sections) | {"best", "eval", "eval_history", "test", "energy"}
     for key in top - set(m):
         problems.append(f"missing top-level key '{key}'")
-    for key in set(m) - top:
+    for key in set(m) - top - {"distributed"}:
         problems.append(f"top-level key '{key}' is not in the schema")
+    # Data-parallel runs (several ranks) add this.
+    if "distributed" in m:
+        check_object("distributed", m["distributed"],
+                     {"ranks": int, "backend": str, "launcher": str, "rows_per_rank": list, "communication_s": NUM,
+                      "energy_scope": str},
+                     name=lambda k: f"distributed.{k}")
     for section, spec in sections.items():
         if section in m:
             check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")

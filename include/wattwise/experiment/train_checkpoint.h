@@ -43,6 +43,8 @@ const std::vector<std::string>& resume_overridable_keys();
 // "crc32:<8 hex digits>" of the configuration as TOML with the resume-overridable keys at their
 // defaults: equal for a run and its resumption, different when anything else changed.
 std::string config_fingerprint(const TrainConfig& cfg);
+// The version training checkpoints record ("0.1.0").
+std::string wattwise_version();
 
 // What the driver hands over to be written.
 struct CheckpointWrite {
@@ -54,6 +56,7 @@ struct CheckpointWrite {
   nlohmann::json state;                       // trainer_state.json
   std::string train_log;                      // train_log.csv as of this step
   const std::string* plan_batches = nullptr;  // run.export_plan: plan/batches.jsonl so far
+  int64_t world_size = 1;                     // ranks of the job that wrote it (their states are equal)
 };
 
 // Writes <run_dir>/checkpoints/step_<step>/ atomically (replacing a checkpoint of the same step),

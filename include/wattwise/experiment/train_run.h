@@ -25,6 +25,7 @@ struct TrainRunResult {
   int signal = 0;                      // the interrupting signal (0: none)
   std::filesystem::path checkpoint;    // the newest training checkpoint (empty: none)
   bool removed = false;                // interrupted before its first step: the folder was removed
+  bool worker = false;                 // a rank other than 0 of a data-parallel run (it writes nothing)
 };
 
 TrainRunResult run_training(const TrainConfig& config);

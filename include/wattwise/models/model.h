@@ -32,6 +32,12 @@ struct Batch {
   Tensor labels;
 };
 
+// Rows [begin, end) of every tensor of `batch` (views, no copy): one rank's part of a micro-batch.
+Batch slice_rows(const Batch& batch, int64_t begin, int64_t end);
+// How many terms the batch's mean loss averages: its examples (sequence classification), or its
+// scored positions (language modelling: labels[:, 1:] other than -100).
+int64_t loss_terms(const Batch& batch);
+
 class TrainableModel {
  public:
   virtual ~TrainableModel() = default;

@@ -75,6 +75,11 @@ class Optimizer {
   void mark_launched();
 
   int64_t steps_taken() const { return step_; }
+  // Another replica's count of applied steps (data parallel: rank 0's, with its state tensors).
+  void set_steps_taken(int64_t steps) {
+    WW_CHECK(steps >= 0 && phase_ == Phase::Idle, "optimizer step count ", steps);
+    step_ = steps;
+  }
   const OptimizerOptions& options() const { return options_; }
 
   // Checkpoint state: "exp_avg" and "exp_avg_sq" for Adam/AdamW, "momentum_buffer" for SGD with

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wattwise/dist/process_group.h"
 #include "wattwise/models/model.h"
 #include "wattwise/train/metrics.h"
 #include "wattwise/train/optimizer.h"
@@ -30,6 +31,10 @@ struct TrainerOptions {
   bool dynamic_loss_scaling = false;
   float initial_loss_scale = 1.0f;
   int64_t growth_interval = 2000;
+  // Data-parallel training (DDP semantics): the ranks' gradients are summed before each optimizer
+  // step (not on the micro-steps of an accumulation), so every rank takes the same step. Null or a
+  // group of one: one process.
+  dist::ProcessGroup* group = nullptr;
 };
 
 struct StepResult {
@@ -64,6 +69,10 @@ class Trainer {
   // micro-batch completed an optimizer step. Non-finite loss or gradients are an error unless
   // the step can be skipped (reported in StepResult.applied).
   std::optional<StepResult> train_micro_batch(const models::Batch& batch);
+  // Data parallel: this rank's rows of a micro-batch of `global_examples` examples, holding
+  // `share` of the terms its mean loss averages (0: no rows here, nothing to compute). The
+  // gradients and the step's loss then come out as those of the whole micro-batch in one process.
+  std::optional<StepResult> train_micro_batch_shard(const models::Batch& rows, double share, int64_t global_examples);
   int64_t steps() const { return optimizer_.steps_taken() + skipped_; }
   int64_t skipped_steps() const { return skipped_; }
   float loss_scale() const { return loss_scale_; }
@@ -80,6 +89,7 @@ class Trainer {
 
  private:
   std::optional<StepResult> train_step_graphed(const models::Batch& batch);
+  bool distributed() const { return options_.group && options_.group->size() > 1; }
   // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
   StepResult finish_step(StepResult r, const StepReport& report);
 

@@ -1,0 +1,54 @@
+#pragma once
+// Collectives between the ranks of a distributed job, from existing engines: Gloo over TCP on the
+// CPU (CPU training and every test of the distributed path), NCCL on GPUs. wattwise writes no
+// networking of its own beyond the rendezvous (store.h).
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wattwise/core/device.h"
+#include "wattwise/core/tensor.h"
+#include "wattwise/dist/world.h"
+
+namespace ww::dist {
+
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  virtual std::string backend() const = 0;  // "gloo" or "nccl"
+  // Every rank's `values` (f32, on this group's device) summed, in place. The result is the same
+  // bits on every rank (each element is reduced once and then copied), so replicas stay identical.
+  virtual void all_reduce_sum(const Tensor& values) = 0;
+  // The same for a few host numbers (losses, counts, flags).
+  virtual void all_reduce_sum(std::vector<double>& values) = 0;
+  // Rank `root`'s `values` copied to every rank, in place.
+  virtual void broadcast(const Tensor& values, int root) = 0;
+  // Host bytes from rank `root` to every rank, in place (all ranks pass the same size).
+  virtual void broadcast_bytes(void* data, size_t bytes, int root) = 0;
+  // Rank `root`'s text to every rank (the others' `text` is replaced; its size may differ).
+  void broadcast_text(std::string& text, int root);
+  virtual void barrier() = 0;
+  // Seconds spent in collectives so far (host wall time, waits for slower ranks included).
+  double communication_seconds() const { return communication_seconds_; }
+
+ protected:
+  int rank_ = 0, size_ = 1;
+  double communication_seconds_ = 0;
+};
+
+struct JoinOptions {
+  // How long a collective (or the rendezvous) may wait for the other ranks before this rank gives
+  // up with an error naming what it waited for: a rank that died or hangs stops the job.
+  std::chrono::milliseconds timeout = std::chrono::minutes(30);
+  // What every rank must agree on (configuration, wattwise version): a rank whose fingerprint
+  // differs from rank 0's makes every rank refuse to start, naming it.
+  std::string fingerprint;
+};
+
+// Joins the job `world` describes, with Gloo when `device` is the CPU and NCCL when it is a GPU.
+std::unique_ptr<ProcessGroup> join(const World& world, Device device, const JoinOptions& options);
+
+}  // namespace ww::dist

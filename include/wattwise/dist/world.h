@@ -1,0 +1,31 @@
+#pragma once
+// Who this process is in a distributed job, read from the environment its launcher set, so the
+// launchers users already have drive wattwise unchanged: torchrun (and `wattwise launch`) set
+// WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT; Open MPI's mpirun
+// sets OMPI_COMM_WORLD_SIZE / _RANK / _LOCAL_RANK / _LOCAL_SIZE; Slurm's srun sets
+// SLURM_STEP_NUM_TASKS, SLURM_PROCID, SLURM_LOCALID and SLURM_STEP_TASKS_PER_NODE. Under mpirun
+// and srun the rendezvous address still comes from MASTER_ADDR / MASTER_PORT (default
+// 127.0.0.1:29500, torchrun's port: one machine needs nothing more).
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace ww::dist {
+
+struct World {
+  int rank = 0, size = 1;              // this process among all of the job's processes
+  int local_rank = 0, local_size = 1;  // among those on this machine (picks the GPU)
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::string launcher;  // "torchrun" (WORLD_SIZE...), "mpirun", "srun", or "" (one process)
+  bool distributed() const { return size > 1; }
+  std::string describe() const;  // "rank 1 of 3 (local 1 of 3), rendezvous 127.0.0.1:29500"
+};
+
+// The world this process belongs to; a single process (size 1) when no launcher variable is set.
+// Bad values throw ww::Error naming the variable ("RANK=3 is not below WORLD_SIZE=2").
+World world_from_environment();
+// The same from any lookup (tests): `lookup(name)` returns the value or nullptr.
+World world_from(const std::function<const char*(const char*)>& lookup);
+
+}  // namespace ww::dist

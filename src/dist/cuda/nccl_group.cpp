@@ -1,0 +1,211 @@
+// The GPU process group: NCCL on wattwise's stream, so collectives queue behind the backward pass
+// that produced the gradients without a host wait. NCCL's unique id travels through the rendezvous.
+// libnccl.so.2 is opened when a GPU job starts (as NVML is), so wattwise runs where NCCL is not
+// installed until someone trains on several GPUs; nccl.h gives the types only.
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <type_traits>
+#include <thread>
+
+#include "../../kernels/cuda/common.h"
+#include "../dist_internal.h"
+#include "wattwise/core/error.h"
+
+namespace ww::dist {
+namespace {
+
+// The NCCL functions wattwise calls, from libnccl.so.2.
+struct NcclApi {
+  decltype(&::ncclGetUniqueId) ncclGetUniqueId;
+  decltype(&::ncclCommInitRankConfig) ncclCommInitRankConfig;
+  decltype(&::ncclCommDestroy) ncclCommDestroy;
+  decltype(&::ncclCommAbort) ncclCommAbort;
+  decltype(&::ncclCommGetAsyncError) ncclCommGetAsyncError;
+  decltype(&::ncclGetErrorString) ncclGetErrorString;
+  decltype(&::ncclGetLastError) ncclGetLastError;
+  decltype(&::ncclAllReduce) ncclAllReduce;
+  decltype(&::ncclBroadcast) ncclBroadcast;
+};
+
+const NcclApi& nccl() {
+  static const NcclApi api = [] {
+    void* library = ::dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!library)
+      fail("distributed training on GPUs needs NCCL, and libnccl.so.2 cannot be opened (", ::dlerror(),
+           "): install NCCL (it comes with the CUDA toolkit, or pip install nvidia-nccl-cu13) or put its folder "
+           "on LD_LIBRARY_PATH");
+    auto load = [&](auto& function, const char* name) {
+      function = reinterpret_cast<std::remove_reference_t<decltype(function)>>(::dlsym(library, name));
+      if (!function) fail("libnccl.so.2 has no ", name, " (NCCL 2.18 or newer is needed)");
+    };
+    NcclApi a{};
+    load(a.ncclGetUniqueId, "ncclGetUniqueId");
+    load(a.ncclCommInitRankConfig, "ncclCommInitRankConfig");
+    load(a.ncclCommDestroy, "ncclCommDestroy");
+    load(a.ncclCommAbort, "ncclCommAbort");
+    load(a.ncclCommGetAsyncError, "ncclCommGetAsyncError");
+    load(a.ncclGetErrorString, "ncclGetErrorString");
+    load(a.ncclGetLastError, "ncclGetLastError");
+    load(a.ncclAllReduce, "ncclAllReduce");
+    load(a.ncclBroadcast, "ncclBroadcast");
+    return a;
+  }();
+  return api;
+}
+
+class NcclGroup : public ProcessGroup {
+ public:
+  NcclGroup(const World& world, Device device, std::unique_ptr<TcpStore> store, std::chrono::milliseconds timeout)
+      : store_(std::move(store)), device_(device), timeout_(timeout) {
+    rank_ = world.rank;
+    size_ = world.size;
+    kernels::cuda::check(cudaSetDevice(device.index), "cudaSetDevice");
+    ncclUniqueId id{};
+    if (rank_ == 0) {
+      check(nccl().ncclGetUniqueId(&id), "ncclGetUniqueId");
+      store_->set("nccl/id", std::vector<char>(id.internal, id.internal + sizeof id.internal));
+    } else {
+      const std::vector<char> bytes = store_->get("nccl/id");
+      if (bytes.size() != sizeof id.internal) fail("rank ", rank_, ": the NCCL id from rank 0 has the wrong size");
+      std::copy(bytes.begin(), bytes.end(), id.internal);
+    }
+    // Non-blocking initialisation, polled against the timeout: a missing rank is an error, not a hang.
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    check(nccl().ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), "ncclCommInitRankConfig");
+    wait_for_comm("initialisation");
+    kernels::cuda::check(cudaMalloc(&scratch_, kScratchDoubles * sizeof(double)), "cudaMalloc (NCCL scratch)");
+  }
+
+  ~NcclGroup() override {
+    if (comm_) nccl().ncclCommDestroy(comm_);
+    if (scratch_) cudaFree(scratch_);
+  }
+
+  std::string backend() const override { return "nccl"; }
+
+  void all_reduce_sum(const Tensor& values) override {
+    if (values.device() != device_ || values.dtype() != DType::F32)
+      fail("nccl all-reduce: expected f32 values on ", device_.str(), ", got ", values.describe());
+    if (values.numel() == 0) return;
+    timed([&] {
+      check(nccl().ncclAllReduce(values.raw(), values.raw(), size_t(values.numel()), ncclFloat32, ncclSum, comm_,
+                          kernels::cuda::stream()),
+            "ncclAllReduce");
+      wait_for_comm("all-reduce");
+    });
+  }
+
+  void all_reduce_sum(std::vector<double>& values) override {
+    if (values.empty()) return;
+    if (values.size() > kScratchDoubles) fail("nccl all-reduce of ", values.size(), " host numbers: at most ", kScratchDoubles);
+    timed([&] {
+      cudaStream_t stream = kernels::cuda::stream();
+      const size_t bytes = values.size() * sizeof(double);
+      kernels::cuda::check(cudaMemcpyAsync(scratch_, values.data(), bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
+      check(nccl().ncclAllReduce(scratch_, scratch_, values.size(), ncclFloat64, ncclSum, comm_, stream), "ncclAllReduce");
+      kernels::cuda::check(cudaMemcpyAsync(values.data(), scratch_, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync");
+      wait_for_stream("all-reduce");
+    });
+  }
+
+  void broadcast(const Tensor& values, int root) override {
+    if (values.device() != device_) fail("nccl broadcast: expected values on ", device_.str(), ", got ", values.describe());
+    if (values.numel() == 0) return;
+    timed([&] {
+      check(nccl().ncclBroadcast(values.raw(), values.raw(), values.nbytes(), ncclUint8, root, comm_, kernels::cuda::stream()),
+            "ncclBroadcast");
+      wait_for_comm("broadcast");
+    });
+  }
+
+  void broadcast_bytes(void* data, size_t bytes, int root) override {
+    if (bytes == 0) return;
+    timed([&] {
+      cudaStream_t stream = kernels::cuda::stream();
+      void* device_copy = nullptr;
+      kernels::cuda::check(cudaMallocAsync(&device_copy, bytes, stream), "cudaMallocAsync (NCCL broadcast)");
+      kernels::cuda::check(cudaMemcpyAsync(device_copy, data, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
+      check(nccl().ncclBroadcast(device_copy, device_copy, bytes, ncclUint8, root, comm_, stream), "ncclBroadcast");
+      kernels::cuda::check(cudaMemcpyAsync(data, device_copy, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync");
+      kernels::cuda::check(cudaFreeAsync(device_copy, stream), "cudaFreeAsync");
+      wait_for_stream("broadcast");
+    });
+  }
+
+  void barrier() override {
+    std::vector<double> one = {1.0};
+    all_reduce_sum(one);
+  }
+
+ private:
+  static constexpr size_t kScratchDoubles = 64;
+
+  void check(ncclResult_t result, const char* what) {
+    if (result == ncclSuccess || result == ncclInProgress) return;
+    const char* last = comm_ ? nccl().ncclGetLastError(comm_) : nullptr;
+    fail("rank ", rank_, ": ", what, " failed: ", nccl().ncclGetErrorString(result), last && *last ? std::string(" (") + last + ")" : "");
+  }
+
+  // Polls the communicator until it is idle or reports an error, at most the timeout; on timeout
+  // the communicator is aborted so this rank exits instead of hanging behind a dead peer.
+  void wait_for_comm(const char* what) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    for (;;) {
+      ncclResult_t state = ncclSuccess;
+      nccl().ncclCommGetAsyncError(comm_, &state);
+      if (state == ncclSuccess) break;
+      if (state != ncclInProgress) check(state, what);
+      if (std::chrono::steady_clock::now() > deadline) abort_after(what);
+      std::this_thread::yield();
+    }
+    wait_for_stream(what);
+  }
+
+  void wait_for_stream(const char* what) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    cudaStream_t stream = kernels::cuda::stream();
+    for (;;) {
+      const cudaError_t done = cudaStreamQuery(stream);
+      if (done == cudaSuccess) return;
+      if (done != cudaErrorNotReady) kernels::cuda::check(done, what);
+      ncclResult_t state = ncclSuccess;
+      nccl().ncclCommGetAsyncError(comm_, &state);
+      if (state != ncclSuccess && state != ncclInProgress) check(state, what);
+      if (std::chrono::steady_clock::now() > deadline) abort_after(what);
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  [[noreturn]] void abort_after(const char* what) {
+    nccl().ncclCommAbort(comm_);
+    comm_ = nullptr;
+    fail("rank ", rank_, ": NCCL ", what, " timed out after ", timeout_.count() / 1000,
+         " s waiting for another rank (one has hung or died; run.dist_timeout_s sets the wait)");
+  }
+
+  template <typename F>
+  void timed(F&& collective) {
+    const auto start = std::chrono::steady_clock::now();
+    collective();
+    communication_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  std::unique_ptr<TcpStore> store_;
+  Device device_;
+  std::chrono::milliseconds timeout_;
+  ncclComm_t comm_ = nullptr;
+  double* scratch_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<ProcessGroup> make_nccl_group(const World& world, Device device, std::unique_ptr<TcpStore> store,
+                                              std::chrono::milliseconds timeout) {
+  return std::make_unique<NcclGroup>(world, device, std::move(store), timeout);
+}
+
+}  // namespace ww::dist

@@ -1,0 +1,136 @@
+// The CPU process group: Gloo's TCP transport, its ring all-reduce and broadcast.
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/common/error.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/prefix_store.h>
+#include <gloo/transport/tcp/device.h>
+
+#include <chrono>
+
+#include "dist_internal.h"
+#include "wattwise/core/error.h"
+
+namespace ww::dist {
+namespace {
+
+// Gloo's rendezvous interface over our TCP store.
+class GlooStore : public gloo::rendezvous::Store {
+ public:
+  explicit GlooStore(TcpStore& store) : store_(store) {}
+  void set(const std::string& key, const std::vector<char>& data) override { store_.set(key, data); }
+  std::vector<char> get(const std::string& key) override { return store_.get(key); }
+  void wait(const std::vector<std::string>& keys) override {
+    for (const std::string& key : keys) store_.get(key);
+  }
+  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds&) override { wait(keys); }
+
+ private:
+  TcpStore& store_;
+};
+
+class GlooGroup : public ProcessGroup {
+ public:
+  GlooGroup(const World& world, std::unique_ptr<TcpStore> store, std::chrono::milliseconds timeout)
+      : store_(std::move(store)), timeout_(timeout) {
+    rank_ = world.rank;
+    size_ = world.size;
+    gloo::transport::tcp::attr attr;
+    // GLOO_SOCKET_IFNAME picks the interface, as in PyTorch; else the address rank 0 is reached
+    // by decides: loopback for one machine, this host's name for several.
+    if (const char* iface = std::getenv("GLOO_SOCKET_IFNAME")) attr.iface = iface;
+    else attr.hostname = is_loopback(world.master_addr) ? "127.0.0.1" : host_name();
+    try {
+      device_ = gloo::transport::tcp::CreateDevice(attr);
+      context_ = std::make_shared<gloo::rendezvous::Context>(rank_, size_);
+      context_->setTimeout(timeout_);
+      GlooStore gloo_store(*store_);
+      gloo::rendezvous::PrefixStore prefixed("gloo", gloo_store);
+      context_->connectFullMesh(prefixed, device_);
+    } catch (const std::exception& e) {
+      fail("rank ", rank_, ": cannot connect to the other ranks over Gloo (", first_line(e.what()), ")");
+    }
+  }
+
+  std::string backend() const override { return "gloo"; }
+
+  void all_reduce_sum(const Tensor& values) override {
+    if (!values.device().is_cpu() || values.dtype() != DType::F32)
+      fail("gloo all-reduce: expected f32 values on the CPU, got ", values.describe());
+    if (values.numel() == 0) return;
+    run("all-reduce", [&] {
+      gloo::AllreduceOptions opts(context_);
+      opts.setOutput(values.data<float>(), size_t(values.numel()));
+      opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+      opts.setTimeout(timeout_);
+      gloo::allreduce(opts);
+    });
+  }
+
+  void all_reduce_sum(std::vector<double>& values) override {
+    if (values.empty()) return;
+    run("all-reduce", [&] {
+      gloo::AllreduceOptions opts(context_);
+      opts.setOutput(values.data(), values.size());
+      opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<double>));
+      opts.setTimeout(timeout_);
+      gloo::allreduce(opts);
+    });
+  }
+
+  void broadcast(const Tensor& values, int root) override {
+    if (!values.device().is_cpu()) fail("gloo broadcast: expected values on the CPU, got ", values.describe());
+    broadcast_bytes(values.raw(), values.nbytes(), root);
+  }
+
+  void broadcast_bytes(void* data, size_t bytes, int root) override {
+    if (bytes == 0) return;
+    run("broadcast", [&] {
+      gloo::BroadcastOptions opts(context_);
+      opts.setOutput(static_cast<uint8_t*>(data), bytes);
+      opts.setRoot(root);
+      opts.setTimeout(timeout_);
+      gloo::broadcast(opts);
+    });
+  }
+
+  void barrier() override {
+    run("barrier", [&] {
+      gloo::BarrierOptions opts(context_);
+      opts.setTimeout(timeout_);
+      gloo::barrier(opts);
+    });
+  }
+
+ private:
+  template <typename F>
+  void run(const char* what, F&& collective) {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      collective();
+    } catch (const gloo::Exception& e) {
+      const std::string message = first_line(e.what());
+      if (message.find("imed out") != std::string::npos)  // Gloo says "Timed out" for a peer that hangs
+        fail("rank ", rank_, ": ", what, " timed out after ", timeout_.count() / 1000,
+             " s waiting for another rank (one has hung or died; run.dist_timeout_s sets the wait)");
+      fail("rank ", rank_, ": ", what, " failed: another rank stopped or cannot be reached (", message, ")");
+    }
+    communication_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  std::unique_ptr<TcpStore> store_;
+  std::chrono::milliseconds timeout_;
+  std::shared_ptr<gloo::transport::Device> device_;
+  std::shared_ptr<gloo::rendezvous::Context> context_;
+};
+
+}  // namespace
+
+std::unique_ptr<ProcessGroup> make_gloo_group(const World& world, std::unique_ptr<TcpStore> store,
+                                              std::chrono::milliseconds timeout) {
+  return std::make_unique<GlooGroup>(world, std::move(store), timeout);
+}
+
+}  // namespace ww::dist

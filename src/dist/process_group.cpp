@@ -1,0 +1,69 @@
+#include "wattwise/dist/process_group.h"
+
+#include <unistd.h>
+
+#include "dist_internal.h"
+#include "wattwise/core/error.h"
+
+namespace ww::dist {
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "127.0.0.1";
+  return name;
+}
+
+std::string first_line(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+}
+
+void ProcessGroup::broadcast_text(std::string& text, int root) {
+  std::vector<double> size = {rank_ == root ? double(text.size()) : 0.0};
+  all_reduce_sum(size);  // only the root adds its size
+  text.resize(size_t(size[0]));
+  if (!text.empty()) broadcast_bytes(text.data(), text.size(), root);
+}
+
+std::unique_ptr<ProcessGroup> join(const World& world, Device device, const JoinOptions& options) {
+  if (options.timeout.count() <= 0) fail("distributed timeout must be positive");
+  auto store = std::make_unique<TcpStore>(world.master_addr, world.master_port, world.rank == 0, options.timeout);
+
+  // Every rank publishes its fingerprint and reads everyone's: all refuse together, naming who differs.
+  const std::vector<char> mine(options.fingerprint.begin(), options.fingerprint.end());
+  store->set("fingerprint/" + std::to_string(world.rank), mine);
+  std::vector<int> differing;
+  std::string theirs;
+  for (int r = 0; r < world.size; ++r) {
+    const std::vector<char> value = store->get("fingerprint/" + std::to_string(r));
+    if (value != mine) {
+      differing.push_back(r);
+      if (theirs.empty()) theirs.assign(value.begin(), value.end());
+    }
+  }
+  // Rank 0 serves the rendezvous: it waits until every rank has read the fingerprints, so that a
+  // refusal reaches all of them (not "rank 0 has gone away").
+  store->set("fingerprint_read/" + std::to_string(world.rank), {});
+  if (world.rank == 0)
+    for (int r = 1; r < world.size; ++r) store->get("fingerprint_read/" + std::to_string(r));
+  if (!differing.empty()) {
+    std::string ranks;
+    for (int r : differing) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    fail("rank ", world.rank, ": rank", differing.size() > 1 ? "s " : " ", ranks,
+         " started with a different configuration or wattwise version (", first_line(theirs), " against this rank's ",
+         first_line(options.fingerprint), "): start every rank with the same command and binary");
+  }
+
+  if (device.is_cpu()) return make_gloo_group(world, std::move(store), options.timeout);
+#ifdef WW_HAVE_CUDA
+  return make_nccl_group(world, device, std::move(store), options.timeout);
+#else
+  fail("distributed training on ", device.str(), " needs a build with CUDA (NCCL)");
+#endif
+}
+
+}  // namespace ww::dist

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Data-parallel `wattwise train` on CPU ranks (Gloo over loopback), end to end on generated data:
+# - 2 and 3 ranks (train.batch_size is the global micro-batch, split over the ranks) give the
+#   losses and gradient norms of one process within 1e-5 relative at each of 20 fp32 steps, and its
+#   final parameters within 1e-4 of the training's movement per tensor (tools/compare_safetensors.py
+#   says why that unit; seen: up to 1.1e-5), for tiny BERT, tiny DistilBERT and tiny GPT-2, with and
+#   without gradient accumulation and with a batch the ranks split unevenly;
+# - started by `wattwise launch`, by hand with torchrun's variables, and with Open MPI's;
+# - only rank 0 writes the run folder, and metrics.json says how the job ran;
+# - SIGINT to the job stops every rank at the same step (exit 130, a checkpoint); kill -9 and
+#   --resume continue it bit for bit (same ranks) or within 1e-5 on another number of ranks;
+# - a killed rank makes the others exit non-zero promptly; ranks with different configurations,
+#   a missing rank and a port in use are one clear error each.
+# No sleep stands in for synchronisation: the tests wait for files with a deadline.
+# Usage (ctest): bash train_distributed.sh <wattwise-binary> <source-dir> <shared-data-dir>
+source "$(dirname "$0")/../cli_common.sh"
+checker=$src/tests/tools/check_metrics_json.py
+metrics_doc=$src/docs/METRICS.md
+compare=$src/tests/tools/compare_safetensors.py
+
+python3 "$src/tests/tools/make_cli_data.py" 160
+
+runs=$work/runs
+# Dropout off (each rank draws its own masks), fp32, a constant schedule after a short warmup, a
+# final checkpoint with the f32 masters (compared below).
+common=(--train.hidden_dropout 0 --train.attention_dropout 0 --train.log_every 1 --run.progress none
+        --run.output_dir "$runs" --run.device cpu
+        --train.warmup_steps 2 --train.schedule constant --train.eval_every 10 --train.lr 1e-3)
+bert=(--data.path "$work/train.tsv" --model.tokenizer "$work/tok" --data.max_length 16 --train.classifier_dropout 0 "${common[@]}")
+distilbert=(--model.arch distilbert "${bert[@]}")
+gpt2=(--model.arch gpt2 --model.preset tiny --model.tokenizer "$src/tests/fixtures/bpe/tiny" --data.path "$work/text.txt"
+      --data.block_size 32 --data.cache_dir "$work/cache" --data.max_eval_examples 8 "${common[@]}")
+run_of() { ls -d "$runs/"*_"$1" 2>/dev/null | head -1; }
+newest_checkpoint() { ls "$1/checkpoints" 2>/dev/null | grep -E '^step_[0-9]+$' | sed 's/^step_//' | sort -n | tail -1; }
+final_parameters() { echo "$1/checkpoints/step_$(newest_checkpoint "$1")/parameters.safetensors"; }
+final_parameters_at() { echo "$1/checkpoints/step_$2/parameters.safetensors"; }
+# Whether two runs' train_log.csv agree within a relative bound on loss and grad_norm, step by step.
+same_log() {  # run-a run-b bound
+  python3 - "$1/train_log.csv" "$2/train_log.csv" "$3" <<'PY'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+bound = float(sys.argv[3])
+if [r["step"] for r in a] != [r["step"] for r in b]:
+    sys.exit(f"steps differ: {[r['step'] for r in a]} against {[r['step'] for r in b]}")
+worst = 0.0
+for x, y in zip(a, b):
+    for key in ("loss", "grad_norm"):
+        u, v = float(x[key]), float(y[key])
+        worst = max(worst, abs(u - v) / max(abs(u), 1e-30))
+print(f"  worst relative difference of loss and grad_norm over {len(a)} steps: {worst:.3g}")
+sys.exit(0 if worst <= bound else 1)
+PY
+}
+wait_until() {  # condition, pid
+  local deadline=$((SECONDS + 300))
+  until eval "$1"; do
+    if [ $SECONDS -ge $deadline ] || ! kill -0 "$2" 2>/dev/null; then
+      echo "FAIL: gave up waiting for: $1"; fails=$((fails + 1)); return 1
+    fi
+    sleep 0.05
+  done
+}
+
+# --- equivalence: 1, 2 and 3 ranks, three models, with and without accumulation, uneven splits ---
+equivalent() {  # label, model args..., then "--" and extra args
+  local label=$1; shift
+  local args=() extra=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && extra=("$@" "${steps20[@]}")
+  "$bin" train "${args[@]}" "${extra[@]}" --run.name "${label}_1" --run.export_plan true 2> "$work/err_${label}_1" ||
+    { echo "FAIL: $label: one process failed"; cat "$work/err_${label}_1"; fails=$((fails + 1)); return; }
+  for n in 2 3; do
+    "$bin" launch --nproc $n -- train "${args[@]}" "${extra[@]}" --run.name "${label}_$n" 2> "$work/err_${label}_$n"
+    local rc=$?
+    local one; one=$(run_of "${label}_1") many=$(run_of "${label}_$n")
+    check "$label: $n ranks exit 0, one run folder" \
+      '[ $rc -eq 0 ] && [ -d "$many" ] && [ "$(ls -d "$runs/"*_"${label}_$n" | wc -l)" -eq 1 ] || { cat "$work/err_${label}_$n"; false; }'
+    check "$label: $n ranks: losses and gradient norms of one process within 1e-5" 'same_log "$one" "$many" 1e-5'
+    check "$label: $n ranks: final parameters of one process within 1e-4 of the training's movement" \
+      'python3 "$compare" "$(final_parameters "$one")" "$(final_parameters "$many")" 1e-4 --moved-from "$one/plan/initial_model/model.safetensors"'
+  done
+}
+steps20=(--train.max_steps 20 --train.checkpoint_every 20)
+equivalent bert "${bert[@]}" -- --train.batch_size 6
+equivalent bert_accum "${bert[@]}" -- --train.batch_size 6 --train.grad_accum 2
+equivalent bert_uneven "${bert[@]}" -- --train.batch_size 5
+equivalent distilbert "${distilbert[@]}" -- --train.batch_size 6
+equivalent gpt2 "${gpt2[@]}" -- --train.batch_size 6
+equivalent gpt2_accum "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2
+
+B=$(run_of bert_2)
+check "only rank 0 prints the run folder and writes it; metrics.json valid with the job's ranks" \
+  '[ "$(grep -c "^run folder:" "$work/err_bert_2")" -eq "$(grep -c "^run folder:" "$work/err_bert_1")" ] &&
+   [ "$(json "$B/metrics.json" "m[\"distributed\"][\"ranks\"], m[\"distributed\"][\"backend\"]")" = "2 gloo" ] &&
+   python3 "$checker" train "$B/metrics.json" "$metrics_doc"'
+check "metrics.json: communication time and per-rank batch reported" \
+  'python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[\"distributed\"]; sys.exit(0 if d[\"communication_s\"] >= 0 and d[\"rows_per_rank\"] == [3, 3] else 1)" "$B/metrics.json"'
+
+# --- the launchers' variables by hand: torchrun's and Open MPI's ---
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Starts ranks 0 and 1 of a job with the variables `vars` names (torchrun or mpirun) and the train
+# arguments after it, stderr into $work/<name>_<rank>; sets rc0 and rc1.
+two_ranks() {  # vars name train-args...
+  local vars=$1 name=$2 r; shift 2
+  local port; port=$(free_port)
+  for r in 0 1; do
+    if [ "$vars" = torchrun ]; then
+      WORLD_SIZE=2 RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bin" train "$@" 2> "$work/${name}_$r" &
+    else
+      OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=$r OMPI_COMM_WORLD_LOCAL_RANK=$r OMPI_COMM_WORLD_LOCAL_SIZE=2 \
+        MASTER_PORT=$port "$bin" train "$@" 2> "$work/${name}_$r" &
+    fi
+    pids[$r]=$!
+  done
+  wait "${pids[0]}"; rc0=$?; wait "${pids[1]}"; rc1=$?
+}
+two_ranks torchrun tr "${bert[@]}" --train.batch_size 6 "${steps20[@]}" --run.name torchrun_vars
+check "torchrun's variables by hand: both ranks exit 0, same run as launch's" \
+  '[ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] && same_log "$(run_of bert_2)" "$(run_of torchrun_vars)" 0 || { cat "$work/tr_0" "$work/tr_1"; false; }'
+two_ranks mpirun mpi "${bert[@]}" --train.batch_size 6 "${steps20[@]}" --run.name mpi_vars
+check "Open MPI's variables: both ranks exit 0, same run" \
+  '[ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] && same_log "$(run_of bert_2)" "$(run_of mpi_vars)" 0 || { cat "$work/mpi_0" "$work/mpi_1"; false; }'
+
+# --- errors: different configurations, a missing rank, a port in use ---
+port=$(free_port)
+for r in 0 1; do
+  WORLD_SIZE=2 RANK=$r MASTER_PORT=$port "$bin" train "${bert[@]}" --train.batch_size 6 --train.weight_decay "0.0$r" \
+    --run.name mismatch 2> "$work/mm_$r" &
+  pids[$r]=$!
+done
+wait "${pids[0]}"; rc0=$?; wait "${pids[1]}"; rc1=$?
+check "ranks with different configurations: both refuse (exit 1) in one line naming the other rank, no run folder" \
+  '[ $rc0 -eq 1 ] && [ $rc1 -eq 1 ] && grep -q "^wattwise: error: rank 0: rank 1 started with a different configuration" "$work/mm_0" &&
+   grep -q "rank 1: rank 0 started with a different configuration" "$work/mm_1" && [ "$(wc -l < "$work/mm_0")" -eq 1 ] &&
+   [ -z "$(run_of mismatch)" ] || { cat "$work/mm_0" "$work/mm_1"; false; }'
+WORLD_SIZE=2 RANK=0 MASTER_PORT=$port "$bin" train "${bert[@]}" --train.batch_size 6 --run.dist_timeout_s 2 \
+  --run.name missing 2> "$work/missing"
+rc=$?
+check "a missing rank: rank 0 gives up after run.dist_timeout_s with one line, no run folder" \
+  '[ $rc -eq 1 ] && grep -q "no rank set .fingerprint/1. within 2 s" "$work/missing" && [ -z "$(run_of missing)" ] ||
+   { cat "$work/missing"; false; }'
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("0.0.0.0", 0)); s.listen(1); print(s.getsockname()[1], flush=True); time.sleep(120)' > "$work/busy_port" &
+holder=$!
+wait_until '[ -s "$work/busy_port" ]' $holder
+busy=$(cat "$work/busy_port")
+WORLD_SIZE=2 RANK=0 MASTER_PORT=$busy "$bin" train "${bert[@]}" --train.batch_size 6 --run.name busy 2> "$work/busy"
+rc=$?
+kill $holder 2>/dev/null
+check "a port in use: one line naming it" \
+  '[ $rc -eq 1 ] && grep -q "MASTER_PORT $busy is in use on this machine" "$work/busy" || { cat "$work/busy"; false; }'
+
+# --- a killed rank stops the others promptly ---
+set -m
+"$bin" launch --nproc 2 --grace 60 -- train "${bert[@]}" --train.batch_size 6 --train.max_steps 1000000 \
+  --train.checkpoint_every 2 --run.name killed 2> "$work/killed" &
+launcher=$!
+set +m
+wait_until '[ -n "$(newest_checkpoint "$(run_of killed)")" ]' $launcher
+rank1=$(pgrep -P $launcher | sed -n 2p)
+started=$SECONDS
+kill -9 "$rank1"
+wait $launcher
+rc=$?
+check "a killed rank: the job exits non-zero within 60 s, rank 0 saying another rank stopped" \
+  '[ $rc -ne 0 ] && [ $((SECONDS - started)) -lt 60 ] && grep -q "another rank stopped or cannot be reached" "$work/killed" ||
+   { echo "rc $rc after $((SECONDS - started)) s"; cat "$work/killed"; false; }'
+check "a killed rank: status.json failed, checkpoints kept" \
+  '[ "$(json "$(run_of killed)/status.json" "m[\"status\"]")" = failed ]'
+
+# --- SIGINT to the job: every rank stops at the same step ---
+set -m
+"$bin" launch --nproc 2 -- train "${bert[@]}" --train.batch_size 6 --train.max_steps 1000000 \
+  --train.checkpoint_every 2 --run.name sigint 2> "$work/sigint" &
+launcher=$!
+set +m
+wait_until '[ -n "$(newest_checkpoint "$(run_of sigint)")" ]' $launcher
+kill -INT $launcher
+wait $launcher
+rc=$?
+I=$(run_of sigint)
+step=$(json "$I/metrics.json" 'm["train"]["steps"]')
+check "SIGINT to the job: exit 130, metrics.json interrupted, a checkpoint at the step it stopped" \
+  '[ $rc -eq 130 ] && [ "$(json "$I/metrics.json" "m[\"run\"][\"status\"]")" = interrupted ] &&
+   [ "$(newest_checkpoint "$I")" = "$step" ] || { echo "rc $rc"; cat "$work/sigint"; false; }'
+
+# --- kill -9 and resume: the same ranks bit for bit, other ranks within 1e-5 ---
+# (a constant schedule: the step count given does not change the numbers)
+resume_args=(--train.batch_size 6 --train.checkpoint_every 3 --train.checkpoint_keep 10)
+"$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" --train.max_steps 12 --run.name whole 2> "$work/whole"
+set -m
+"$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" --train.max_steps 1000000 --run.name cut 2> "$work/cut" &
+launcher=$!
+set +m
+wait_until '[ -n "$(newest_checkpoint "$(run_of cut)")" ]' $launcher
+pkill -9 -P $launcher; kill -9 $launcher
+wait $launcher 2>/dev/null
+C=$(run_of cut)
+cp -r "$C" "$work/cut_copy"
+"$bin" launch --nproc 2 -- train --resume "$C" --train.max_steps 12 2> "$work/resume2"
+rc=$?
+W=$(run_of whole)
+check "kill -9, resume on 2 ranks: exit 0, losses and final parameters identical to the uninterrupted run" \
+  '[ $rc -eq 0 ] && same_log "$W" "$C" 0 && cmp -s "$(final_parameters "$W")" "$(final_parameters "$C")" ||
+   { cat "$work/resume2"; false; }'
+rm -rf "$C"; mv "$work/cut_copy" "$C"
+"$bin" launch --nproc 3 -- train --resume "$C" --train.max_steps 12 2> "$work/resume3"
+rc=$?
+check "the same checkpoint resumed on 3 ranks: losses within 1e-5, parameters within 1e-4 of the movement" \
+  '[ $rc -eq 0 ] && same_log "$W" "$C" 1e-5 &&
+   python3 "$compare" "$(final_parameters "$W")" "$(final_parameters "$C")" 1e-4 --moved-from "$(final_parameters_at "$W" 3)" ||
+   { cat "$work/resume3"; false; }'
+"$bin" train --resume "$C" --train.max_steps 14 2> "$work/resume1"
+check "and continued by one process" '[ $? -eq 0 ] && [ "$(json "$C/metrics.json" "m[\"train\"][\"steps\"]")" = 14 ]'
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]

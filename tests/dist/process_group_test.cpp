@@ -1,0 +1,233 @@
+// The Gloo process group, with every rank a thread of this test: sums, broadcasts, the
+// fingerprint check, and the errors a job gets when a rank is missing, dies or hangs.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wattwise/core/error.h"
+#include "wattwise/dist/process_group.h"
+
+namespace ww::dist {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A socket bound to a port the kernel picks on `address` (listening when asked); sets *port.
+int bound_socket(in_addr_t address, bool listening, int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(address);
+  socklen_t length = sizeof addr;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  if (listening) EXPECT_EQ(::listen(fd, 1), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// A port nobody listens on now.
+int free_port() {
+  int port = 0;
+  ::close(bound_socket(INADDR_LOOPBACK, false, &port));
+  return port;
+}
+
+World world_of(int rank, int size, int port) {
+  World w;
+  w.rank = rank, w.size = size, w.local_rank = rank, w.local_size = size;
+  w.master_addr = "127.0.0.1";
+  w.master_port = port;
+  w.launcher = "test";
+  return w;
+}
+
+// Runs body(rank) on `size` threads; returns each rank's error message ("" when none).
+std::vector<std::string> run_ranks(int size, const std::function<void(int)>& body) {
+  std::vector<std::string> errors(size);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < size; ++rank)
+    threads.emplace_back([&, rank] {
+      try {
+        body(rank);
+      } catch (const std::exception& e) {
+        errors[rank] = e.what();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  return errors;
+}
+
+JoinOptions options(std::chrono::milliseconds timeout = 60s, std::string fingerprint = "same") {
+  JoinOptions o;
+  o.timeout = timeout;
+  o.fingerprint = std::move(fingerprint);
+  return o;
+}
+
+TEST(GlooGroup, SumsAreCorrectAndTheSameBitsOnEveryRank) {
+  const int size = 3, port = free_port();
+  const int64_t n = 100003;  // not a multiple of the ranks or of Gloo's segments
+  std::vector<std::vector<float>> inputs(size), outputs(size);
+  for (int r = 0; r < size; ++r) {
+    std::mt19937 rng(r + 1);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (int64_t i = 0; i < n; ++i) inputs[r].push_back(normal(rng));
+  }
+  std::vector<std::vector<double>> scalars(size);
+  const auto errors = run_ranks(size, [&](int rank) {
+    auto group = join(world_of(rank, size, port), Device::cpu(), options());
+    EXPECT_EQ(group->rank(), rank);
+    EXPECT_EQ(group->size(), size);
+    EXPECT_EQ(group->backend(), "gloo");
+    Tensor values = Tensor::from_vector(inputs[rank], {n});
+    group->all_reduce_sum(values);
+    outputs[rank] = values.to_float_vector();
+    scalars[rank] = {double(rank), 0.5};
+    group->all_reduce_sum(scalars[rank]);
+    EXPECT_GE(group->communication_seconds(), 0.0);
+  });
+  for (int r = 0; r < size; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+  for (int64_t i = 0; i < n; ++i) {
+    const double expected = double(inputs[0][i]) + double(inputs[1][i]) + double(inputs[2][i]);
+    // Three terms summed in float in some order: within two roundings of the largest partial sum.
+    const double bound = 2 * 6e-8 * (std::abs(inputs[0][i]) + std::abs(inputs[1][i]) + std::abs(inputs[2][i]));
+    ASSERT_NEAR(outputs[0][i], expected, bound) << "element " << i;
+  }
+  for (int r = 1; r < size; ++r) {
+    EXPECT_EQ(std::memcmp(outputs[0].data(), outputs[r].data(), n * sizeof(float)), 0) << "rank " << r << " differs";
+    EXPECT_EQ(scalars[r], (std::vector<double>{3.0, 1.5}));
+  }
+}
+
+TEST(GlooGroup, BroadcastsCopyTheRootsValuesAndText) {
+  const int size = 2, port = free_port();
+  std::vector<std::vector<float>> got(size);
+  std::vector<std::string> text(size);
+  const auto errors = run_ranks(size, [&](int rank) {
+    auto group = join(world_of(rank, size, port), Device::cpu(), options());
+    Tensor values = Tensor::from_vector(std::vector<float>{float(rank), float(rank) + 0.5f, -1.0f}, {3});
+    group->broadcast(values, 1);
+    got[rank] = values.to_float_vector();
+    text[rank] = rank == 0 ? std::string(100000, 'x') + "end" : "short";
+    group->broadcast_text(text[rank], 0);
+    group->barrier();
+  });
+  ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
+  for (int r = 0; r < size; ++r) {
+    EXPECT_EQ(got[r], (std::vector<float>{1.0f, 1.5f, -1.0f}));
+    EXPECT_EQ(text[r], std::string(100000, 'x') + "end");
+  }
+}
+
+TEST(GlooGroup, ADifferentConfigurationIsRefusedOnEveryRankNamingTheRank) {
+  const int size = 3, port = free_port();
+  const auto errors = run_ranks(size, [&](int rank) {
+    join(world_of(rank, size, port), Device::cpu(), options(60s, rank == 1 ? "config B" : "config A"));
+  });
+  EXPECT_EQ(errors[0],
+            "rank 0: rank 1 started with a different configuration or wattwise version (config B against this rank's "
+            "config A): start every rank with the same command and binary");
+  EXPECT_NE(errors[1].find("rank 1: ranks 0, 2 started with a different configuration"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("rank 2: rank 1 started with a different configuration"), std::string::npos) << errors[2];
+}
+
+TEST(GlooGroup, APortInUseIsOneClearError) {
+  int port = 0;
+  const int fd = bound_socket(INADDR_ANY, true, &port);
+  try {
+    join(world_of(0, 2, port), Device::cpu(), options(5s));
+    ADD_FAILURE() << "joined on a port in use";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "MASTER_PORT " + std::to_string(port) +
+                                         " is in use on this machine (another job?): choose a free one with MASTER_PORT");
+  }
+  ::close(fd);
+}
+
+TEST(GlooGroup, AMissingRankIsAnErrorAfterTheTimeoutNotAHang) {
+  const int port = free_port();
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    join(world_of(0, 2, port), Device::cpu(), options(1500ms));  // rank 1 never starts
+    ADD_FAILURE() << "joined without rank 1";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no rank set 'fingerprint/1' within 1 s: a rank has not started or has failed"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+}
+
+TEST(GlooGroup, ARankThatIsNotThereIsAnErrorForTheOthers) {
+  const int port = free_port();
+  try {
+    join(world_of(1, 2, port), Device::cpu(), options(1500ms));  // rank 0 never starts
+    ADD_FAILURE() << "joined without rank 0";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rendezvous: cannot reach rank 0 at 127.0.0.1:" + std::to_string(port)),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(GlooGroup, ARankThatDiesMakesTheOthersFailPromptly) {
+  const int size = 2, port = free_port();
+  std::chrono::steady_clock::duration waited{};
+  const auto errors = run_ranks(size, [&](int rank) {
+    auto group = join(world_of(rank, size, port), Device::cpu(), options(120s));
+    group->barrier();
+    if (rank == 1) {
+      group.reset();  // dies: its connections close
+      return;
+    }
+    std::this_thread::sleep_for(100ms);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      Tensor values = Tensor::from_vector(std::vector<float>(1000, 1.0f), {1000});
+      group->all_reduce_sum(values);
+    } catch (...) {
+      waited = std::chrono::steady_clock::now() - start;
+      throw;
+    }
+  });
+  EXPECT_NE(errors[0].find("rank 0: all-reduce failed: another rank stopped or cannot be reached"), std::string::npos)
+      << errors[0];
+  EXPECT_LT(waited, 60s);  // the peer's closed connection, not the 120 s timeout
+}
+
+TEST(GlooGroup, ARankThatHangsMakesTheOthersTimeOut) {
+  const int size = 2, port = free_port();
+  std::atomic<bool> done{false};
+  const auto errors = run_ranks(size, [&](int rank) {
+    auto group = join(world_of(rank, size, port), Device::cpu(), options(2s));
+    group->barrier();
+    if (rank == 1) {  // alive, connected, but never joins the next collective
+      while (!done) std::this_thread::sleep_for(10ms);
+      return;
+    }
+    try {
+      Tensor values = Tensor::from_vector(std::vector<float>(10, 1.0f), {10});
+      group->all_reduce_sum(values);
+    } catch (...) {
+      done = true;
+      throw;
+    }
+    done = true;
+  });
+  EXPECT_NE(errors[0].find("rank 0: all-reduce timed out after 2 s waiting for another rank"), std::string::npos)
+      << errors[0];
+}
+
+}  // namespace
+}  // namespace ww::dist
