@@ -363,7 +363,7 @@ step_ab() {
   local round c tool side name order list=$ab_cases
   [ "$ab_cases" = all ] && list=$cases
   say "ab: new $(side_name "$ab_new" new), base $(side_name "$base_bin" base)"
-  rm -f "$logs/ab_new.jsonl" "$logs/ab_base.jsonl"
+  rm -f "$logs"/ab_new_*.json "$logs"/ab_base_*.json
   for round in $(seq 1 "$ab_rounds"); do
     # New first in odd rounds, base first in even ones, so a drift in clocks or temperature
     # during the call does not favour one side.
@@ -374,8 +374,9 @@ step_ab() {
         [ "$(left)" -gt 30 ] || { say "ab: no time left"; break 3; }
         if [ "$tool" = "$base_bin" ]; then side=base; else side=new; fi
         name=$(side_name "$tool" "$side")
+        # One JSON file per run: `bench --json` writes its file anew.
         timeout "$(cap 120)" "$tool" bench --case "$c" --device cuda --min-seconds "$ab_min_seconds" \
-          --json "$logs/ab_$side.jsonl" > "$logs/ab_${c}_${name}_$round.log" 2>&1
+          --json "$logs/ab_${side}_${c}_$round.json" > "$logs/ab_${c}_${name}_$round.log" 2>&1
         say "round $round $c $name: rc $? $(grep -E '^wattwise' "$logs/ab_${c}_${name}_$round.log" | tr -s ' ')"
       done
     done
@@ -383,16 +384,17 @@ step_ab() {
   # Per case: each side's median and spread, and new/base, so "the same within run-to-run noise"
   # can be read off directly. Every run, with its side, in $OUT/ab.jsonl.
   python3 - "$logs" "$OUT/ab.jsonl" <<'PY' 2>&1 | tee -a "$summary"
-import json, os, statistics, sys
+import glob, json, os, statistics, sys
 logs, out = sys.argv[1], sys.argv[2]
 runs = {}
 with open(out, "w") as f:
     for side in ("new", "base"):
-        path = os.path.join(logs, f"ab_{side}.jsonl")
-        for line in open(path) if os.path.exists(path) else []:
-            r = json.loads(line); r["side"] = side
-            f.write(json.dumps(r) + "\n")
-            runs.setdefault(r["case"], {}).setdefault(side, []).append(r)
+        for path in sorted(glob.glob(os.path.join(logs, f"ab_{side}_*.json"))):
+            for line in open(path):
+                if not line.strip(): continue
+                r = json.loads(line); r["side"] = side
+                f.write(json.dumps(r) + "\n")
+                runs.setdefault(r["case"], {}).setdefault(side, []).append(r)
 def stat(rs, key):
     v = [r[key] for r in rs if r.get(key) is not None]
     if not v: return None, None
