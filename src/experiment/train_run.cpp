@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "train_loop.h"
 #include "train_task.h"
 #include "wattwise/core/error.h"
 #include "wattwise/dist/process_group.h"
@@ -157,24 +158,6 @@ class StepLog {
   int64_t log_every_, total_steps_;
   Clock::time_point started_ = Clock::now(), last_flush_ = started_, window_start_ = started_;
   double window_items_ = 0, elapsed_before_ = 0;
-};
-
-// What a training loop reports into metrics.json, and (with the data position and the trainer's
-// state) what a checkpoint keeps.
-struct RunOutcome {
-  int64_t steps = 0, examples = 0, tokens = 0;
-  double epochs = 0, seconds = 0, final_loss = 0;
-  bool stopped_early = false;
-  size_t peak_memory_bytes = 0;
-  json best_metrics;
-  double best_value = 0;
-  int64_t best_step = -1;
-  json history = json::array();
-  json test = nullptr;
-  int64_t evaluations = 0, evals_without_improvement = 0;
-  // Data position: micro-batches of epoch `epoch` consumed (an optimizer step ends there).
-  uint64_t epoch = 0;
-  int64_t batch_in_epoch = 0;
 };
 
 // Thrown inside run_task when a signal came before the first step of a fresh run.
@@ -341,94 +324,6 @@ void share_start_state(dist::ProcessGroup& group, models::ModelRuntime& m, train
   trainer.optimizer().set_steps_taken(state.at("optimizer_steps").get<int64_t>());
   trainer.restore(train::trainer_state_from_json(state.at("outcome").at("trainer"), origin));
   run_dir = state.at("run_dir").get<std::string>();
-}
-
-// What the training loop hands back to the run around it.
-struct LoopHooks {
-  std::function<void(const MicroBatch&)> micro_batch = [](const MicroBatch&) {};
-  // After each optimizer step (the log, evaluations); may set the loop's `stop` (early stopping).
-  std::function<void(const train::StepResult&)> step = [](const train::StepResult&) {};
-  std::function<void()> epoch_end = [] {};  // the evaluation at an epoch's end
-  std::function<void()> checkpoint = [] {};  // every train.checkpoint_every steps
-};
-
-// This rank's rows of a micro-batch: the balanced split torch's DistributedSampler gives (the
-// first B mod N ranks one more), so every row is trained on once.
-std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const models::Batch& batch,
-                                               dist::ProcessGroup* group) {
-  if (!group || group->size() == 1) return trainer.train_micro_batch(batch);
-  const int64_t rows = batch.input_ids.size(0), n = group->size(), rank = group->rank();
-  const int64_t begin = rows * rank / n, end = rows * (rank + 1) / n;
-  const int64_t terms = models::loss_terms(batch);
-  if (begin == end || terms == 0) return trainer.train_micro_batch_shard({}, 0.0, rows);
-  const models::Batch mine = models::slice_rows(batch, begin, end);
-  return trainer.train_micro_batch_shard(mine, double(models::loss_terms(mine)) / double(terms), rows);
-}
-
-// The epochs from the position in `r` to the end of the run, the same on every rank: the
-// micro-batches (this rank's rows of each), the optimizer steps, and the hooks (rank 0's: logs,
-// evaluations, checkpoints; the other ranks have none). With several ranks they agree after every
-// step and every epoch whether to stop (early stopping is rank 0's decision, a signal may reach
-// any rank), so all leave the loop together. Returns whether a signal interrupted it.
-bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64_t total_steps,
-                  int64_t checkpoint_every, bool record_plan, const GracefulInterrupt& interrupt,
-                  dist::ProcessGroup* group, bool& stop, const LoopHooks& hooks) {
-  const TaskSettings& s = task.settings();
-  bool interrupted = false, interrupt_agreed = false;
-  auto agree = [&] {
-    if (!group || group->size() == 1) {
-      interrupt_agreed = interrupt.requested();
-      return;
-    }
-    std::vector<double> flags = {stop ? 1.0 : 0.0, interrupt.requested() ? 1.0 : 0.0};
-    group->all_reduce_sum(flags);
-    stop = flags[0] > 0;
-    interrupt_agreed = flags[1] > 0;
-  };
-  // A resumed run starts inside the epoch it stopped in: the epoch's batches (the same order:
-  // shuffled by seed and epoch) are drawn and dropped up to the position it had reached.
-  int64_t skip = r.batch_in_epoch;
-  stop = r.steps >= total_steps;  // resumed after its last step: only the final evaluation is left
-  agree();  // a signal during the set-up stops the run before its first step
-  for (uint64_t epoch = r.epoch; !stop; ++epoch) {
-    if (interrupt_agreed && trainer.at_step_boundary()) {
-      interrupted = true;
-      break;
-    }
-    std::unique_ptr<EpochBatches> batches = task.epoch(epoch, record_plan);
-    int64_t batch_index = 0;
-    for (; batch_index < skip && batches->next(); ++batch_index) {
-    }
-    skip = 0;
-    while (auto b = batches->next()) {
-      hooks.micro_batch(*b);
-      auto step = train_on_rows(trainer, b->batch, group);
-      r.examples += b->examples;
-      r.tokens += b->tokens;
-      ++batch_index;
-      r.epochs = double(epoch) + double(batch_index) / double(s.batches_per_epoch);
-      if (!step) continue;
-      r.steps = step->step;
-      r.final_loss = step->loss;
-      r.epoch = epoch;
-      r.batch_in_epoch = batch_index;
-      hooks.step(*step);
-      if (r.steps >= total_steps) stop = true;
-      agree();
-      if (stop) break;
-      // (Interrupted: the checkpoint written on the way out has the time and energy up to it.)
-      if (checkpoint_every > 0 && r.steps % checkpoint_every == 0 && !interrupt_agreed) hooks.checkpoint();
-      if (interrupt_agreed) {
-        interrupted = true;
-        break;
-      }
-    }
-    if (interrupted) break;
-    // Epoch end (also when the last step closes the epoch): evaluate unless this step just did.
-    if (!stop || r.steps >= total_steps) hooks.epoch_end();
-    agree();
-  }
-  return interrupted;
 }
 
 // A resumption: the run folder, held locked, and its newest checkpoint, verified.

@@ -1,0 +1,53 @@
+#pragma once
+// The training loop of `wattwise train` (train_run.cpp owns the run around it): the epochs, the
+// micro-batches (in data-parallel training, this rank's rows of each), the optimizer steps, and the
+// points where the run evaluates, checkpoints and stops. Every rank of a job runs it the same way.
+#include <cstdint>
+#include <functional>
+
+#include <nlohmann/json.hpp>
+
+#include "train_task.h"
+#include "wattwise/dist/process_group.h"
+#include "wattwise/experiment/run_dir.h"
+#include "wattwise/train/trainer.h"
+
+namespace ww::experiment {
+
+// What a training loop reports into metrics.json, and (with the data position and the trainer's
+// state) what a checkpoint keeps.
+struct RunOutcome {
+  int64_t steps = 0, examples = 0, tokens = 0;
+  double epochs = 0, seconds = 0, final_loss = 0;
+  bool stopped_early = false;
+  size_t peak_memory_bytes = 0;
+  nlohmann::json best_metrics;
+  double best_value = 0;
+  int64_t best_step = -1;
+  nlohmann::json history = nlohmann::json::array();
+  nlohmann::json test = nullptr;
+  int64_t evaluations = 0, evals_without_improvement = 0;
+  // Data position: micro-batches of epoch `epoch` consumed (an optimizer step ends there).
+  uint64_t epoch = 0;
+  int64_t batch_in_epoch = 0;
+};
+
+// What the training loop hands back to the run around it.
+struct LoopHooks {
+  std::function<void(const MicroBatch&)> micro_batch = [](const MicroBatch&) {};
+  // After each optimizer step (the log, evaluations); may set the loop's `stop` (early stopping).
+  std::function<void(const train::StepResult&)> step = [](const train::StepResult&) {};
+  std::function<void()> epoch_end = [] {};  // the evaluation at an epoch's end
+  std::function<void()> checkpoint = [] {};  // every train.checkpoint_every steps
+};
+
+// The epochs from the position in `r` to the end of the run, the same on every rank: the
+// micro-batches (this rank's rows of each), the optimizer steps, and the hooks (rank 0's: logs,
+// evaluations, checkpoints; the other ranks have none). With several ranks they agree after every
+// step and every epoch whether to stop (early stopping is rank 0's decision, a signal may reach
+// any rank), so all leave the loop together. Returns whether a signal interrupted it.
+bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64_t total_steps,
+                  int64_t checkpoint_every, bool record_plan, const GracefulInterrupt& interrupt,
+                  dist::ProcessGroup* group, bool& stop, const LoopHooks& hooks);
+
+}  // namespace ww::experiment
