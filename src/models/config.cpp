@@ -279,7 +279,7 @@ ModelConfig load_model_config(const std::filesystem::path& path) {
   json j;
   try {
     in >> j;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
     fail(file.string(), ": malformed JSON: ", e.what());
   }
   return parse_model_config(j, file.string());

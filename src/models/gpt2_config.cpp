@@ -177,7 +177,7 @@ Gpt2Config Gpt2Config::load(const std::filesystem::path& path) {
   json j;
   try {
     in >> j;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
     fail(file.string(), ": malformed JSON: ", e.what());
   }
   return from_json(j, file.string());

@@ -254,7 +254,7 @@ static std::vector<RawExample> read_jsonl(std::string_view body, const std::stri
     nlohmann::json object;
     try {
       object = nlohmann::json::parse(line.text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
       fail(where, ": malformed JSON: ", short_json_error(e));
     }
     if (!object.is_object())

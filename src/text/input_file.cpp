@@ -61,7 +61,7 @@ std::vector<TextExample> read_jsonl(const std::string& text, const std::string& 
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
       fail(file, ":", number, ": invalid JSON: ", e.what());
     }
     if (!j.is_object()) {

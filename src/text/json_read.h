@@ -27,7 +27,7 @@ inline std::string read_whole_file(const std::filesystem::path& path, const char
 inline nlohmann::json parse_json_file(const std::filesystem::path& path, const std::string& text) {
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
     fail(path.string(), ": invalid JSON: ", e.what());
   }
 }

@@ -3,7 +3,11 @@
 // does not match) refused before anything is allocated.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 
 #include "test_util.h"
 #include "wattwise/models/config.h"
@@ -101,4 +105,24 @@ TEST(ModelConfig, AConfigMuchLargerThanItsCheckpointIsRefused) {
   expect_error([] { check_config_matches_checkpoint(1001, "num_hidden_layers 40", 500, "m/config.json", "m/model.safetensors"); },
                {"m/config.json: describes a model of 1001 parameters (num_hidden_layers 40)",
                 "m/model.safetensors holds only 500 values"});
+}
+
+// A number JSON cannot hold (1e400) is nlohmann's out_of_range, not a parse_error: it too must be
+// one error naming the file (it was "unexpected error" with no file; found by fuzz_model_folder).
+TEST(ModelConfig, ANumberOutOfJsonsRangeNamesTheFile) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("wattwise_config_overflow_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream out(dir / "config.json");
+    out << R"({"model_type": "bert", "hidden_size": 1e400})";
+  }
+  const std::string file = (dir / "config.json").string();
+  expect_error([&] { load_model_config(dir); }, {file + ": malformed JSON", "number overflow"});
+  {
+    std::ofstream out(dir / "config.json");
+    out << R"({"model_type": "gpt2", "n_embd": -1e400})";
+  }
+  expect_error([&] { Gpt2Config::load(dir); }, {file + ": malformed JSON", "number overflow"});
+  std::filesystem::remove_all(dir);
 }
