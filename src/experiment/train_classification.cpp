@@ -88,10 +88,7 @@ class ClassificationTask final : public TrainTask {
 
   models::ModelRuntime& model() override { return *model_; }
   void save_model(const fs::path& dir, DType dtype) const override {
-    save_model_folder([&](const fs::path& folder) {
-      model_->save(folder, dtype);
-      tokenizer_->save(folder);
-    }, dir);
+    save_model_and_tokenizer(*model_, *tokenizer_, dir, dtype);
   }
   std::string config_toml() const override { return cfg_.to_toml(); }
   std::vector<std::string> start_messages(int64_t total_steps, int64_t steps_per_epoch) const override {

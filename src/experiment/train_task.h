@@ -131,5 +131,14 @@ ExecutionChoice training_execution(const TrainConfig& cfg, Device device);
 // sibling temporary folder, so a crash never leaves a half-written folder (best_model/).
 void save_model_folder(const std::function<void(const std::filesystem::path&)>& write,
                        const std::filesystem::path& dir);
+// A task's save_model(): the model and its tokenizer into one folder, that way.
+template <typename Model, typename Tokenizer>
+void save_model_and_tokenizer(const Model& model, const Tokenizer& tokenizer, const std::filesystem::path& dir,
+                              DType dtype) {
+  save_model_folder([&](const std::filesystem::path& folder) {
+    model.save(folder, dtype);
+    tokenizer.save(folder);
+  }, dir);
+}
 
 }  // namespace ww::experiment
