@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Data-parallel `wattwise train` on CPU ranks (Gloo over loopback), end to end on generated data:
 # - 2 and 3 ranks (train.batch_size is the global micro-batch, split over the ranks) give the
-#   losses and gradient norms of one process within 1e-5 relative at each of 20 fp32 steps, and its
-#   final parameters within 1e-4 of the training's movement per tensor (tools/compare_safetensors.py
-#   says why that unit; seen: up to 1.1e-5), for tiny BERT, tiny DistilBERT and tiny GPT-2, with and
-#   without gradient accumulation and with a batch the ranks split unevenly;
+#   losses and gradient norms of one process within 1e-5 relative (plus train_log.csv's printing
+#   unit) at each of 20 fp32 steps, and its final parameters within 1e-4 of the training's movement
+#   per tensor (tools/compare_safetensors.py says why that unit; seen: up to 2.4e-5), for tiny BERT,
+#   tiny DistilBERT and tiny GPT-2, with and without gradient accumulation, with a batch the ranks
+#   split unevenly and with fewer rows than ranks;
 # - started by `wattwise launch`, by hand with torchrun's variables, and with Open MPI's;
 # - only rank 0 writes the run folder, and metrics.json says how the job ran;
 # - SIGINT to the job stops every rank at the same step (exit 130, a checkpoint); kill -9 and
@@ -42,13 +43,18 @@ a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
 bound = float(sys.argv[3])
 if [r["step"] for r in a] != [r["step"] for r in b]:
     sys.exit(f"steps differ: {[r['step'] for r in a]} against {[r['step'] for r in b]}")
-worst = 0.0
+# train_log.csv prints 6 significant digits: two values a rounding apart may differ by one unit of
+# the sixth digit (up to 1e-5 relative) however close they were. That unit is allowed on top.
+import math
+worst, ok = 0.0, True
 for x, y in zip(a, b):
     for key in ("loss", "grad_norm"):
         u, v = float(x[key]), float(y[key])
+        unit = 10.0 ** (math.floor(math.log10(abs(u))) - 5) if u else 0.0
         worst = max(worst, abs(u - v) / max(abs(u), 1e-30))
-print(f"  worst relative difference of loss and grad_norm over {len(a)} steps: {worst:.3g}")
-sys.exit(0 if worst <= bound else 1)
+        ok = ok and abs(u - v) <= bound * abs(u) + unit
+print(f"  worst relative difference of loss and grad_norm over {len(a)} steps: {worst:.3g} (printed to 6 digits)")
+sys.exit(0 if ok else 1)
 PY
 }
 wait_until() {  # condition, pid
@@ -84,6 +90,7 @@ steps20=(--train.max_steps 20 --train.checkpoint_every 20)
 equivalent bert "${bert[@]}" -- --train.batch_size 6
 equivalent bert_accum "${bert[@]}" -- --train.batch_size 6 --train.grad_accum 2
 equivalent bert_uneven "${bert[@]}" -- --train.batch_size 5
+equivalent bert_fewer_rows "${bert[@]}" -- --train.batch_size 2  # on 3 ranks one has no rows
 equivalent distilbert "${distilbert[@]}" -- --train.batch_size 6
 equivalent gpt2 "${gpt2[@]}" -- --train.batch_size 6
 equivalent gpt2_accum "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2
