@@ -39,7 +39,14 @@ std::unique_ptr<ProcessGroup> join(const World& world, Device device, const Join
   std::vector<int> differing;
   std::string theirs;
   for (int r = 0; r < world.size; ++r) {
-    const std::vector<char> value = store->get("fingerprint/" + std::to_string(r));
+    auto waiting = [&](double seconds) {
+      if (world.rank == 0 && options.waiting)
+        options.waiting("rank 0: waiting for rank " + std::to_string(r) + " of " + std::to_string(world.size) +
+                        " to join at " + world.master_addr + ":" + std::to_string(world.master_port) + " (" +
+                        std::to_string(int64_t(seconds)) + " s so far; it gives up after " +
+                        std::to_string(options.timeout.count() / 1000) + " s)");
+    };
+    const std::vector<char> value = store->get("fingerprint/" + std::to_string(r), waiting, options.report_every);
     if (value != mine) {
       differing.push_back(r);
       if (theirs.empty()) theirs.assign(value.begin(), value.end());

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -208,11 +209,28 @@ void TcpStore::set(const std::string& key, const std::vector<char>& value) {
          "): rank 0 has gone away");
 }
 
-std::vector<char> TcpStore::get(const std::string& key) {
+std::vector<char> TcpStore::get(const std::string& key, const std::function<void(double)>& waiting,
+                                std::chrono::milliseconds report_every) {
   std::string message(1, kGet);
   append_field(message, key.data(), key.size());
+  if (!send_all(client_fd_, message.data(), message.size()))
+    fail("rendezvous at ", where(host_, port_), ": asking for '", key, "' failed (", std::strerror(errno),
+         "): rank 0 has gone away");
+  // The answer comes when some rank sets the key: wait for it in slices, saying so between them.
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const auto waited = std::chrono::steady_clock::now() - start;
+    const auto left = timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(waited);
+    if (left.count() <= 0)
+      fail("rendezvous at ", where(host_, port_), ": no rank set '", key, "' within ", timeout_.count() / 1000,
+           " s: a rank has not started or has failed (is WORLD_SIZE the number of processes started?)");
+    pollfd fd{client_fd_, POLLIN, 0};
+    const int ready = ::poll(&fd, 1, int(std::min(left, report_every).count()));
+    if (ready != 0) break;  // an answer, a closed connection or an error: recv_all tells which
+    if (waiting) waiting(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   uint32_t n = 0;
-  if (!send_all(client_fd_, message.data(), message.size()) || !recv_all(client_fd_, &n, 4)) {
+  if (!recv_all(client_fd_, &n, 4)) {
     if (errno == EAGAIN || errno == EWOULDBLOCK)
       fail("rendezvous at ", where(host_, port_), ": no rank set '", key, "' within ", timeout_.count() / 1000,
            " s: a rank has not started or has failed (is WORLD_SIZE the number of processes started?)");

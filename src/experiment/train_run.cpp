@@ -672,6 +672,7 @@ std::unique_ptr<dist::ProcessGroup> join_job(const TrainConfig& cfg, const dist:
   dist::JoinOptions options;
   options.timeout = std::chrono::milliseconds(int64_t(cfg.get_float("run.dist_timeout_s") * 1000));
   options.fingerprint = "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg);
+  options.waiting = [](const std::string& line) { std::fprintf(stderr, "wattwise: %s\n", line.c_str()); };
   return dist::join(world, device, options);
 }
 

@@ -30,7 +30,9 @@ int bound_socket(in_addr_t address, bool listening, int* port) {
   addr.sin_addr.s_addr = htonl(address);
   socklen_t length = sizeof addr;
   EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  if (listening) EXPECT_EQ(::listen(fd, 1), 0);
+  if (listening) {
+    EXPECT_EQ(::listen(fd, 1), 0);
+  }
   EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length), 0);
   *port = ntohs(addr.sin_port);
   return fd;
@@ -158,8 +160,12 @@ TEST(GlooGroup, APortInUseIsOneClearError) {
 TEST(GlooGroup, AMissingRankIsAnErrorAfterTheTimeoutNotAHang) {
   const int port = free_port();
   const auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> lines;
+  JoinOptions o = options(1500ms);
+  o.report_every = 400ms;
+  o.waiting = [&](const std::string& line) { lines.push_back(line); };
   try {
-    join(world_of(0, 2, port), Device::cpu(), options(1500ms));  // rank 1 never starts
+    join(world_of(0, 2, port), Device::cpu(), o);  // rank 1 never starts
     ADD_FAILURE() << "joined without rank 1";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no rank set 'fingerprint/1' within 1 s: a rank has not started or has failed"),
@@ -167,6 +173,11 @@ TEST(GlooGroup, AMissingRankIsAnErrorAfterTheTimeoutNotAHang) {
         << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+  // Meanwhile rank 0 said whom it waits for (a wrong WORLD_SIZE shows before the timeout).
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_EQ(lines.front().rfind("rank 0: waiting for rank 1 of 2 to join at 127.0.0.1:" + std::to_string(port), 0), 0u)
+      << lines.front();
+  EXPECT_NE(lines.front().find("it gives up after 1 s"), std::string::npos) << lines.front();
 }
 
 TEST(GlooGroup, ARankThatIsNotThereIsAnErrorForTheOthers) {

@@ -3,6 +3,7 @@
 // CPU (CPU training and every test of the distributed path), NCCL on GPUs. wattwise writes no
 // networking of its own beyond the rendezvous (store.h).
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,10 @@ struct JoinOptions {
   // What every rank must agree on (configuration, wattwise version): a rank whose fingerprint
   // differs from rank 0's makes every rank refuse to start, naming it.
   std::string fingerprint;
+  // Called with a line to show while rank 0 waits for ranks that have not joined yet (every
+  // `report_every`): a wrong WORLD_SIZE or a rank that never started is visible before the timeout.
+  std::function<void(const std::string&)> waiting;
+  std::chrono::milliseconds report_every = std::chrono::seconds(30);
 };
 
 // Joins the job `world` describes, with Gloo when `device` is the CPU and NCCL when it is a GPU.

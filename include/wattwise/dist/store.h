@@ -5,6 +5,7 @@
 // unique id); wattwise also uses it to check that every rank runs the same configuration. All data
 // moves through Gloo or NCCL, never through the store.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,7 +24,9 @@ class TcpStore {
 
   void set(const std::string& key, const std::vector<char>& value);
   // Waits until the key is set (by any rank), at most the timeout; then an error naming the key.
-  std::vector<char> get(const std::string& key);
+  // While it waits, `waiting` (if given) is called every `report_every` with the seconds so far.
+  std::vector<char> get(const std::string& key, const std::function<void(double)>& waiting = {},
+                        std::chrono::milliseconds report_every = std::chrono::seconds(30));
   std::chrono::milliseconds timeout() const { return timeout_; }
 
  private:
