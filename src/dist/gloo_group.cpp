@@ -1,4 +1,5 @@
 // The CPU process group: Gloo's TCP transport, its ring all-reduce and broadcast.
+#include <gloo/allgatherv.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
@@ -83,6 +84,23 @@ class GlooGroup : public ProcessGroup {
   void broadcast(const Tensor& values, int root) override {
     if (!values.device().is_cpu()) fail("gloo broadcast: expected values on the CPU, got ", values.describe());
     broadcast_bytes(values.raw(), values.nbytes(), root);
+  }
+
+  void all_gather(const Tensor& full, const std::vector<int64_t>& counts) override {
+    if (!full.device().is_cpu() || full.dtype() != DType::F32)
+      fail("gloo all-gather: expected f32 values on the CPU, got ", full.describe());
+    const std::vector<size_t> elements = checked_parts(full, counts, size_);
+    size_t offset = 0;
+    for (int r = 0; r < rank_; ++r) offset += elements[r];
+    // Gloo reads this rank's part from its own buffer: a copy, not an alias of the output.
+    std::vector<float> mine(full.data<float>() + offset, full.data<float>() + offset + elements[rank_]);
+    run("all-gather", [&] {
+      gloo::AllgathervOptions opts(context_);
+      opts.setInput(mine.data(), mine.size());
+      opts.setOutput(full.data<float>(), elements);
+      opts.setTimeout(timeout_);
+      gloo::allgatherv(opts);
+    });
   }
 
   void broadcast_bytes(void* data, size_t bytes, int root) override {

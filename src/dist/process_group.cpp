@@ -22,6 +22,19 @@ std::string first_line(const std::string& text) {
   return line.size() > 300 ? line.substr(0, 300) + "..." : line;
 }
 
+std::vector<size_t> checked_parts(const Tensor& full, const std::vector<int64_t>& counts, int ranks) {
+  WW_CHECK(int(counts.size()) == ranks, "all-gather of ", counts.size(), " parts among ", ranks, " ranks");
+  std::vector<size_t> elements;
+  int64_t total = 0;
+  for (int64_t c : counts) {
+    WW_CHECK(c >= 0, "all-gather part of ", c, " elements");
+    elements.push_back(size_t(c));
+    total += c;
+  }
+  WW_CHECK(total == full.numel(), "all-gather parts of ", total, " elements into ", full.describe());
+  return elements;
+}
+
 void ProcessGroup::broadcast_text(std::string& text, int root) {
   std::vector<double> size = {rank_ == root ? double(text.size()) : 0.0};
   all_reduce_sum(size);  // only the root adds its size

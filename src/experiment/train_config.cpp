@@ -97,6 +97,10 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}, limits::kStepCount, {}},
       {"train.batch_size", "int", "32", "Examples per micro-batch", {}, limits::kBatchSize, {}},
       {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}, limits::kGradAccum, {}},
+      {"train.zero", "int", "0",
+       "Data-parallel runs: 0, every rank holds the whole optimizer state; 1, each of N ranks holds 1/N of it "
+       "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); CPU ranks so far",
+       {}, limits::kZeroStage, {}},
       {"train.tokens_per_step", "int", "0",
        "Language modelling: tokens per optimizer step; sets grad_accum = tokens_per_step / (batch_size x block_size), "
        "which must come out whole (0: use grad_accum)",

@@ -79,6 +79,7 @@ train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_s
                                          const std::string& precision, dist::ProcessGroup* group) {
   train::TrainerOptions t;
   t.group = group;
+  t.zero = int(cfg.get_int("train.zero"));
   t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
   t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
   t.optimizer.beta1 = cfg.get_float("train.beta1");
@@ -225,6 +226,8 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
         {"launcher", dist::world_from_environment().launcher},
         {"rows_per_rank", rows},
         {"communication_s", group->communication_seconds()},
+        {"zero", trainer.optimizer().sharded() ? 1 : 0},
+        {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
         {"energy_scope", "rank 0's machine: its GPU (GPU training) and the CPU and RAM meters, which see every rank "
                          "running there"}};
   }
@@ -308,8 +311,7 @@ void share_start_state(dist::ProcessGroup& group, models::ModelRuntime& m, train
   models::ParameterStore& parameters = m.parameters();
   group.broadcast(parameters.flat_values(), 0);
   parameters.mark_updated();  // 16-bit working copies re-cast from the new masters
-  for (const auto& [name, tensor] : trainer.optimizer().state())
-    if (name != "step") group.broadcast(tensor, 0);
+  trainer.optimizer().share_state(group);
   std::string text;
   if (group.rank() == 0)
     text = json{{"outcome", checkpoint_state(r, trainer, false, 0, json(), 0, 0)},

@@ -74,22 +74,65 @@ Tensor decay_ranges(const models::ParameterStore& store) {
   return ranges;
 }
 
+OptimizerShard shard_of(dist::ProcessGroup* group, int64_t numel) {
+  OptimizerShard shard;
+  shard.group = group;
+  shard.end = numel;
+  if (!shard.active()) return shard;
+  const int64_t n = group->size(), r = group->rank();
+  shard.begin = numel * r / n;
+  shard.end = numel * (r + 1) / n;
+  return shard;
+}
+
+namespace {
+
+// Weight-decay ranges of the flat buffers, clipped to [begin, end) and counted from `begin`.
+Tensor ranges_within(const Tensor& ranges, int64_t begin, int64_t end) {
+  std::vector<int64_t> flat;
+  for (int64_t i = 0; i < ranges.size(0); ++i) {
+    const int64_t lo = std::max(ranges.data<int64_t>()[2 * i], begin);
+    const int64_t hi = std::min(ranges.data<int64_t>()[2 * i + 1], end);
+    if (lo >= hi) continue;
+    flat.push_back(lo - begin);
+    flat.push_back(hi - begin);
+  }
+  Tensor out = Tensor::empty({int64_t(flat.size() / 2), 2}, DType::I64);
+  std::copy(flat.begin(), flat.end(), out.data<int64_t>());
+  return out;
+}
+
+// Element counts of the ranks' parts of `numel` (as shard_of splits it).
+std::vector<int64_t> part_counts(int64_t numel, int ranks) {
+  std::vector<int64_t> counts;
+  for (int64_t r = 0; r < ranks; ++r) counts.push_back(numel * (r + 1) / ranks - numel * r / ranks);
+  return counts;
+}
+
+}  // namespace
+
 float clip_coefficient(float total_norm, double max_norm) {
   // clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32.
   float coef = float(max_norm) / (total_norm + 1e-6f);
   return std::min(coef, 1.0f);
 }
 
-Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& options)
-    : store_(store), options_(options) {
+Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& options, OptimizerShard shard)
+    : store_(store), options_(options), shard_(shard) {
   validate(options_);
   if (!store_.allocated()) fail("optimizer: the parameter store is not allocated yet");
   if (store_.inference_only())
     fail("optimizer: the model was built for inference only (ModelPurpose::Inference): it has no gradients and "
          "releases its f32 master weights once it runs; build it for training to train it");
   Device device = store_.flat_values().device();
-  int64_t n = store_.numel();
-  decay_ranges_ = decay_ranges(store_).to(device);
+  if (!shard_.active()) shard_ = OptimizerShard{nullptr, 0, store_.numel()};
+  if (shard_.active() && device.is_cuda())
+    fail("train.zero 1 (sharded optimizer state) runs on CPU ranks so far; on GPUs use train.zero 0");
+  WW_CHECK(0 <= shard_.begin && shard_.begin <= shard_.end && shard_.end <= store_.numel(), "optimizer shard [",
+           shard_.begin, ", ", shard_.end, ") of ", store_.numel());
+  const int64_t n = shard_.end - shard_.begin;
+  decay_ranges_ = (shard_.active() ? ranges_within(decay_ranges(store_), shard_.begin, shard_.end)
+                                   : decay_ranges(store_)).to(device);
   if (uses_adam(options_.kind)) {
     exp_avg_ = Tensor::zeros({n}, DType::F32, device);
     exp_avg_sq_ = Tensor::zeros({n}, DType::F32, device);
@@ -170,16 +213,29 @@ void Optimizer::launch() {
     enqueue();
     return;
   }
+  // Sharded: this rank's part of the buffers; the norm is of every part (the ranks' sums of
+  // squares added up), so every rank clips, skips and steps alike.
+  const Tensor my_params = shard_.active() ? params.slice(shard_.begin, shard_.end) : params;
+  const Tensor my_grads = shard_.active() ? grads.slice(shard_.begin, shard_.end) : grads;
   StepReport report;
-  report.grad_norm = ops::global_grad_norm(grads) * grad_scale_;
+  if (shard_.active()) {
+    whole_state_.clear();  // a gathered state is of the step before
+    const double part = ops::global_grad_norm(my_grads);
+    std::vector<double> sum_of_squares = {part * part};
+    shard_.group->all_reduce_sum(sum_of_squares);
+    report.grad_norm = float(std::sqrt(sum_of_squares[0])) * grad_scale_;
+  } else {
+    report.grad_norm = ops::global_grad_norm(grads) * grad_scale_;
+  }
   host_report_ = report;  // applied = false
   if (!std::isfinite(report.grad_norm)) return;
   if (options_.max_grad_norm > 0) report.clip_coef = clip_coefficient(report.grad_norm, options_.max_grad_norm);
   const float scale = grad_scale_ * report.clip_coef;
   if (uses_adam(options_.kind))
-    ops::adamw_step(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, adam_args(lr_, scale, step_ + 1));
+    ops::adamw_step(my_params, my_grads, exp_avg_, exp_avg_sq_, decay_ranges_, adam_args(lr_, scale, step_ + 1));
   else
-    ops::sgd_step(params, grads, momentum_buffer_, decay_ranges_, sgd_args(lr_, scale, step_ + 1));
+    ops::sgd_step(my_params, my_grads, momentum_buffer_, decay_ranges_, sgd_args(lr_, scale, step_ + 1));
+  if (shard_.active()) shard_.group->all_gather(params, part_counts(store_.numel(), shard_.group->size()));
   report.applied = true;
   host_report_ = report;
 }
@@ -201,42 +257,111 @@ StepReport Optimizer::finish() {
   return report;
 }
 
-std::vector<std::pair<std::string, Tensor>> Optimizer::state() const {
+std::vector<std::pair<std::string, Tensor>> Optimizer::live_state() const {
   std::vector<std::pair<std::string, Tensor>> out;
   if (exp_avg_.defined()) {
     out.emplace_back("exp_avg", exp_avg_);
     out.emplace_back("exp_avg_sq", exp_avg_sq_);
   }
   if (momentum_buffer_.defined()) out.emplace_back("momentum_buffer", momentum_buffer_);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::state() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (shard_.active()) {
+    WW_CHECK(whole_state_step_ == step_ && whole_state_.size() == live_state().size(),
+             "the sharded optimizer state was not gathered at step ", step_, " (gather_state() on every rank first)");
+    out = whole_state_;
+  } else {
+    out = live_state();
+  }
   Tensor step = Tensor::empty({1}, DType::I64);
   step.data<int64_t>()[0] = step_;
   out.emplace_back("step", step);
   return out;
 }
 
+size_t Optimizer::state_bytes() const {
+  size_t bytes = 0;
+  for (const auto& [name, tensor] : live_state()) bytes += tensor.nbytes();
+  return bytes;
+}
+
+void Optimizer::gather_state() {
+  if (!shard_.active()) return;
+  const int64_t n = store_.numel();
+  whole_state_.clear();
+  for (const auto& [name, part] : live_state()) {
+    Tensor whole = Tensor::zeros({n}, DType::F32, part.device());
+    whole.slice(shard_.begin, shard_.end).copy_from(part);
+    shard_.group->all_gather(whole, part_counts(n, shard_.group->size()));
+    whole_state_.emplace_back(name, whole);
+  }
+  whole_state_step_ = step_;
+}
+
+void Optimizer::share_state(dist::ProcessGroup& group) {
+  if (!shard_.active()) {
+    for (const auto& [name, tensor] : live_state()) group.broadcast(tensor, 0);
+    return;
+  }
+  // Rank 0 has the whole state when it loaded a checkpoint; a fresh run's is its zeros.
+  const int64_t n = store_.numel();
+  const bool have_whole = whole_state_.size() == live_state().size();
+  std::vector<std::pair<std::string, Tensor>> whole;
+  for (const auto& [name, part] : live_state()) {
+    Tensor t = Tensor::zeros({n}, DType::F32, part.device());
+    if (group.rank() == 0 && have_whole) {
+      for (const auto& [whole_name, loaded] : whole_state_)
+        if (whole_name == name) t.copy_from(loaded);
+    }
+    group.broadcast(t, 0);
+    part.copy_from(t.slice(shard_.begin, shard_.end));
+    whole.emplace_back(name, t);
+  }
+  whole_state_ = std::move(whole);
+  whole_state_step_ = step_;
+}
+
 void Optimizer::load_state(const std::map<std::string, Tensor>& tensors) {
-  std::vector<std::pair<std::string, Tensor>> expected = state();
+  std::vector<std::pair<std::string, Tensor>> expected = live_state();
   for (const auto& [name, tensor] : tensors) {
-    bool known = std::any_of(expected.begin(), expected.end(),
-                             [&](const auto& e) { return e.first == name; });
+    bool known = name == "step" || std::any_of(expected.begin(), expected.end(),
+                                               [&](const auto& e) { return e.first == name; });
     if (!known)
       fail("optimizer state: unexpected tensor '", name, "' for a ",
            optimizer_kind_name(options_.kind), " optimizer");
   }
   // Check everything before changing anything, so a bad checkpoint leaves the state as it was.
+  // A checkpoint holds the whole state whether or not this optimizer is sharded.
+  const int64_t whole = store_.numel();
+  auto step_it = tensors.find("step");
+  if (step_it == tensors.end()) fail("optimizer state: tensor 'step' is missing");
+  if (step_it->second.dtype() != DType::I64 || step_it->second.numel() != 1)
+    fail("optimizer state: tensor 'step' is ", step_it->second.describe(), ", expected i64[1]");
   for (const auto& [name, target] : expected) {
     auto it = tensors.find(name);
     if (it == tensors.end()) fail("optimizer state: tensor '", name, "' is missing");
     const Tensor& t = it->second;
-    if (t.dtype() != target.dtype() || t.numel() != target.numel())
-      fail("optimizer state: tensor '", name, "' is ", t.describe(), ", expected ",
-           target.describe());
+    if (t.dtype() != DType::F32 || t.numel() != whole)
+      fail("optimizer state: tensor '", name, "' is ", t.describe(), ", expected f32[", whole, "]");
   }
-  int64_t step = tensors.at("step").to(Device::cpu()).data<int64_t>()[0];
+  int64_t step = step_it->second.to(Device::cpu()).data<int64_t>()[0];
   if (step < 0) fail("optimizer state: tensor 'step' holds ", step, ", expected a count >= 0");
-  for (const auto& [name, target] : expected)
-    if (name != "step") target.copy_from(tensors.at(name));
+  whole_state_.clear();
+  for (const auto& [name, target] : expected) {
+    const Tensor& t = tensors.at(name);
+    if (!shard_.active()) {
+      target.copy_from(t);
+      continue;
+    }
+    const Tensor on_device = t.to(target.device());
+    target.copy_from(on_device.slice(shard_.begin, shard_.end));
+    whole_state_.emplace_back(name, on_device);  // for share_state()
+  }
   step_ = step;
+  whole_state_step_ = step_;
 }
 
 }  // namespace ww::train

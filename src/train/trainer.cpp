@@ -9,9 +9,11 @@ namespace ww::train {
 Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
     : model_(model),
       options_(options),
-      optimizer_(model.parameters(), options.optimizer),
+      optimizer_(model.parameters(), options.optimizer,
+                 options.zero > 0 ? shard_of(options.group, model.parameters().numel()) : OptimizerShard{}),
       schedule_(options.schedule) {
   if (options.grad_accum <= 0) fail("train.grad_accum must be positive");
+  if (options.zero < 0 || options.zero > 1) fail("train.zero ", options.zero, ": expected 0 or 1");
   if (!(std::isfinite(options.initial_loss_scale) && options.initial_loss_scale > 0))
     fail("loss scale ", options.initial_loss_scale, " must be a finite value > 0");
   if (options.growth_interval <= 0) fail("loss-scale growth interval must be positive");

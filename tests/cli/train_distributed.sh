@@ -8,8 +8,10 @@
 #   split unevenly and with fewer rows than ranks;
 # - started by `wattwise launch`, by hand with torchrun's variables, and with Open MPI's;
 # - only rank 0 writes the run folder, and metrics.json says how the job ran;
+# - ZeRO stage 1 (train.zero 1) gives the same, with rank 0 holding 1/N of the optimizer state;
 # - SIGINT to the job stops every rank at the same step (exit 130, a checkpoint); kill -9 and
-#   --resume continue it bit for bit (same ranks) or within 1e-5 on another number of ranks;
+#   --resume continue it bit for bit (same ranks) or within 1e-5 on another number of ranks, with
+#   ZeRO 0 and 1;
 # - a killed rank makes the others exit non-zero promptly; ranks with different configurations,
 #   a missing rank and a port in use are one clear error each.
 # No sleep stands in for synchronisation: the tests wait for files with a deadline.
@@ -94,12 +96,21 @@ equivalent bert_fewer_rows "${bert[@]}" -- --train.batch_size 2  # on 3 ranks on
 equivalent distilbert "${distilbert[@]}" -- --train.batch_size 6
 equivalent gpt2 "${gpt2[@]}" -- --train.batch_size 6
 equivalent gpt2_accum "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2
+# ZeRO stage 1: each rank updates its part of the parameters (one process: nothing to shard)
+equivalent bert_zero1 "${bert[@]}" -- --train.batch_size 6 --train.zero 1
+equivalent gpt2_accum_zero1 "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.zero 1
 
 B=$(run_of bert_2)
 check "only rank 0 prints the run folder and writes it; metrics.json valid with the job's ranks" \
   '[ "$(grep -c "^run folder:" "$work/err_bert_2")" -eq "$(grep -c "^run folder:" "$work/err_bert_1")" ] &&
    [ "$(json "$B/metrics.json" "m[\"distributed\"][\"ranks\"], m[\"distributed\"][\"backend\"]")" = "2 gloo" ] &&
    python3 "$checker" train "$B/metrics.json" "$metrics_doc"'
+state_bytes() { json "$1/metrics.json" 'm["distributed"]["optimizer_state_bytes"]'; }
+Z=$(run_of bert_zero1_2)
+check "ZeRO 1 on 2 ranks: metrics.json says so, and rank 0 holds half the optimizer state of ZeRO 0" \
+  '[ "$(json "$Z/metrics.json" "m[\"distributed\"][\"zero\"]")" = 1 ] && [ "$(json "$B/metrics.json" "m[\"distributed\"][\"zero\"]")" = 0 ] &&
+   python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); sys.exit(0 if abs(2 * a - b) <= 8 else 1)" "$(state_bytes "$Z")" "$(state_bytes "$B")" ||
+   { echo "zero 1: $(state_bytes "$Z") bytes, zero 0: $(state_bytes "$B")"; false; }'
 check "metrics.json: communication time and per-rank batch reported" \
   'python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[\"distributed\"]; sys.exit(0 if d[\"communication_s\"] >= 0 and d[\"rows_per_rank\"] == [3, 3] else 1)" "$B/metrics.json"'
 
@@ -194,31 +205,42 @@ check "SIGINT to the job: exit 130, metrics.json interrupted, a checkpoint at th
 # --- kill -9 and resume: the same ranks bit for bit, other ranks within 1e-5 ---
 # (a constant schedule: the step count given does not change the numbers)
 resume_args=(--train.batch_size 6 --train.checkpoint_every 3 --train.checkpoint_keep 10)
-"$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" --train.max_steps 12 --run.name whole 2> "$work/whole"
-set -m
-"$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" --train.max_steps 1000000 --run.name cut 2> "$work/cut" &
-launcher=$!
-set +m
-wait_until '[ -n "$(newest_checkpoint "$(run_of cut)")" ]' $launcher
-pkill -9 -P $launcher; kill -9 $launcher
-wait $launcher 2>/dev/null
-C=$(run_of cut)
-cp -r "$C" "$work/cut_copy"
-"$bin" launch --nproc 2 -- train --resume "$C" --train.max_steps 12 2> "$work/resume2"
-rc=$?
-W=$(run_of whole)
-check "kill -9, resume on 2 ranks: exit 0, losses and final parameters identical to the uninterrupted run" \
-  '[ $rc -eq 0 ] && same_log "$W" "$C" 0 && cmp -s "$(final_parameters "$W")" "$(final_parameters "$C")" ||
-   { cat "$work/resume2"; false; }'
-rm -rf "$C"; mv "$work/cut_copy" "$C"
-"$bin" launch --nproc 3 -- train --resume "$C" --train.max_steps 12 2> "$work/resume3"
-rc=$?
-check "the same checkpoint resumed on 3 ranks: losses within 1e-5, parameters within 1e-4 of the movement" \
-  '[ $rc -eq 0 ] && same_log "$W" "$C" 1e-5 &&
-   python3 "$compare" "$(final_parameters "$W")" "$(final_parameters "$C")" 1e-4 --moved-from "$(final_parameters_at "$W" 3)" ||
-   { cat "$work/resume3"; false; }'
+# kill -9 a 2-rank job after its first checkpoint, then resume it on 2 ranks (against an
+# uninterrupted job: losses and final checkpoint bit for bit) and, from the same checkpoint, on 3.
+# Sets C to the resumed run.
+kill_and_resume() {  # label extra-train-args...
+  local label=$1; shift
+  "$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" "$@" --train.max_steps 12 --run.name "whole_$label" \
+    2> "$work/whole_$label"
+  set -m
+  "$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" "$@" --train.max_steps 1000000 --run.name "cut_$label" \
+    2> "$work/cut_$label" &
+  launcher=$!
+  set +m
+  wait_until '[ -n "$(newest_checkpoint "$(run_of "cut_$label")")" ]' $launcher
+  pkill -9 -P $launcher; kill -9 $launcher
+  wait $launcher 2>/dev/null
+  C=$(run_of "cut_$label") W=$(run_of "whole_$label")
+  cp -r "$C" "$work/cut_copy"
+  "$bin" launch --nproc 2 -- train --resume "$C" --train.max_steps 12 2> "$work/resume2"
+  rc=$?
+  check "$label: kill -9, resume on 2 ranks: losses and final checkpoint (parameters, optimizer state) bit for bit" \
+    '[ $rc -eq 0 ] && same_log "$W" "$C" 0 && cmp -s "$(final_parameters "$W")" "$(final_parameters "$C")" &&
+     cmp -s "$W/checkpoints/step_12/optimizer.safetensors" "$C/checkpoints/step_12/optimizer.safetensors" ||
+     { cat "$work/resume2"; false; }'
+  rm -rf "$C"; mv "$work/cut_copy" "$C"
+  "$bin" launch --nproc 3 -- train --resume "$C" --train.max_steps 12 2> "$work/resume3"
+  rc=$?
+  check "$label: the same checkpoint resumed on 3 ranks: losses within 1e-5, parameters within 1e-4 of the movement" \
+    '[ $rc -eq 0 ] && same_log "$W" "$C" 1e-5 &&
+     python3 "$compare" "$(final_parameters "$W")" "$(final_parameters "$C")" 1e-4 --moved-from "$(final_parameters_at "$W" 3)" ||
+     { cat "$work/resume3"; false; }'
+}
+kill_and_resume zero0
 "$bin" train --resume "$C" --train.max_steps 14 2> "$work/resume1"
 check "and continued by one process" '[ $? -eq 0 ] && [ "$(json "$C/metrics.json" "m[\"train\"][\"steps\"]")" = 14 ]'
+# ZeRO 1: each rank's part of the optimizer state is gathered into the checkpoint
+kill_and_resume zero1 --train.zero 1
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cuda_compare.h"
+#include "dist_test_util.h"
 #include "cuda_test_util.h"
 #include "wattwise/models/parameters.h"
 #include "wattwise/train/optimizer.h"
@@ -302,6 +303,66 @@ TEST(OptimizerClass, ClipCoefficientAsTorch) {
   EXPECT_FLOAT_EQ(train::clip_coefficient(2.0f, 1.0), 1.0f / (2.0f + 1e-6f));
   EXPECT_EQ(train::clip_coefficient(0.5f, 1.0), 1.0f);
   EXPECT_EQ(train::clip_coefficient(0.0f, 1.0), 1.0f);
+}
+
+// ZeRO stage 1: three ranks (threads with a Gloo group), each updating its part of the flat
+// buffers, against one unsharded optimizer on the torch fixture's 20 steps with clipping and decay.
+// The update of each element is the same arithmetic either way; only the norm's sum is split, so
+// the parameters agree to rounding. The gathered state is the unsharded one; a whole state loads
+// into the parts and gathers back bit for bit.
+TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
+  const json& f = fixture();
+  const json& c = f["cases"][0];  // AdamW
+  const int ranks = 3, port = ww::testing::free_port();
+  const int64_t steps = f["steps"].get<int64_t>();
+
+  models::ParameterStore reference_store = fixture_store();
+  train::Optimizer reference(reference_store, case_options(c));
+  train::LrSchedule schedule = fixture_schedule(c["lr"].get<double>());
+  for (int64_t step = 0; step < steps; ++step) {
+    copy_into(reference_store.flat_grads(), floats(f["grads"][step]));
+    reference.step(schedule.lr(step));
+  }
+  const std::vector<float> expected_params = reference_store.flat_values().to_float_vector();
+  const std::vector<float> expected_avg = state_values(reference, "exp_avg");
+
+  std::vector<std::vector<float>> params(ranks), gathered_avg(ranks), reloaded_avg(ranks);
+  std::vector<size_t> bytes(ranks);
+  const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
+    dist::JoinOptions join_options;
+    join_options.timeout = std::chrono::seconds(60);
+    auto group = dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join_options);
+    models::ParameterStore store = fixture_store();
+    train::Optimizer optimizer(store, case_options(c), train::shard_of(group.get(), store.numel()));
+    EXPECT_TRUE(optimizer.sharded());
+    bytes[rank] = optimizer.state_bytes();
+    for (int64_t step = 0; step < steps; ++step) {
+      copy_into(store.flat_grads(), floats(f["grads"][step]));  // as summed over the ranks
+      const train::StepReport report = optimizer.step(schedule.lr(step));
+      EXPECT_TRUE(report.applied);
+    }
+    params[rank] = store.flat_values().to_float_vector();
+    EXPECT_THROW(optimizer.state(), Error);  // not gathered at this step
+    optimizer.gather_state();
+    gathered_avg[rank] = state_values(optimizer, "exp_avg");
+    // A checkpoint's whole state into the parts, and gathered back.
+    std::map<std::string, Tensor> whole;
+    for (const auto& [name, t] : optimizer.state()) whole[name] = t.to(Device::cpu());
+    train::Optimizer restored(store, case_options(c), train::shard_of(group.get(), store.numel()));
+    restored.load_state(whole);
+    restored.gather_state();
+    reloaded_avg[rank] = state_values(restored, "exp_avg");
+  });
+  for (int r = 0; r < ranks; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+  const size_t whole_bytes = 2 * sizeof(float) * expected_params.size();
+  for (int r = 0; r < ranks; ++r) {
+    SCOPED_TRACE("rank " + std::to_string(r));
+    expect_close(params[r], expected_params, 1e-6, "parameters");
+    EXPECT_EQ(params[r], params[0]);  // replicas stay identical
+    expect_close(gathered_avg[r], expected_avg, 1e-6, "exp_avg");
+    EXPECT_EQ(reloaded_avg[r], gathered_avg[r]);
+    EXPECT_LE(bytes[r], whole_bytes / ranks + 8);  // a third of the state each
+  }
 }
 
 // ---- on a GPU ---------------------------------------------------------------------------------

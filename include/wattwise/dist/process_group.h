@@ -27,6 +27,9 @@ class ProcessGroup {
   virtual void all_reduce_sum(std::vector<double>& values) = 0;
   // Rank `root`'s `values` copied to every rank, in place.
   virtual void broadcast(const Tensor& values, int root) = 0;
+  // `full` (f32, on this group's device) is laid out as consecutive parts, counts[r] elements for
+  // rank r; each rank has written its own part, and afterwards every rank holds all of them.
+  virtual void all_gather(const Tensor& full, const std::vector<int64_t>& counts) = 0;
   // Host bytes from rank `root` to every rank, in place (all ranks pass the same size).
   virtual void broadcast_bytes(void* data, size_t bytes, int root) = 0;
   // Rank `root`'s text to every rank (the others' `text` is replaced; its size may differ).

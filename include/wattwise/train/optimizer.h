@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "wattwise/core/tensor.h"
+#include "wattwise/dist/process_group.h"
 #include "wattwise/models/parameters.h"
 #include "wattwise/core/upload.h"
 #include "wattwise/ops/optimizer.h"
@@ -48,11 +49,22 @@ struct StepReport {
   bool applied = false;  // false when grad_norm was NaN/Inf and the update was skipped
 };
 
+// ZeRO stage 1: the ranks of `group` share the optimizer state, each holding and updating the
+// elements [begin, end) of the flat buffers (shard_of gives the balanced split), then all-gathering
+// the parameters. No group (or a group of one): the whole state here.
+struct OptimizerShard {
+  dist::ProcessGroup* group = nullptr;
+  int64_t begin = 0, end = 0;
+  bool active() const { return group && group->size() > 1; }
+};
+// This rank's part of `numel` elements among the group's ranks (contiguous, balanced).
+OptimizerShard shard_of(dist::ProcessGroup* group, int64_t numel);
+
 class Optimizer {
  public:
   // `store` must be allocated and must outlive the optimizer. State is zero-initialised on the
   // store's device. Throws for invalid options (see validate()).
-  Optimizer(models::ParameterStore& store, const OptimizerOptions& options);
+  Optimizer(models::ParameterStore& store, const OptimizerOptions& options, OptimizerShard shard = {});
 
   // One update with learning rate `lr` (from an LrSchedule). The gradients are multiplied by
   // `grad_scale` first (1/loss scale, 1/accumulation steps), then clipped to max_grad_norm, both
@@ -85,11 +97,22 @@ class Optimizer {
   // Checkpoint state: "exp_avg" and "exp_avg_sq" for Adam/AdamW, "momentum_buffer" for SGD with
   // momentum (f32 [numel] on the parameters' device, laid out as the flat buffers, so a
   // parameter's slice starts at its offset), and "step" (i64 [1] on the CPU, updates taken so
-  // far). The f32 tensors share memory with the live state: copy them to keep a snapshot.
+  // far). The f32 tensors share memory with the live state: copy them to keep a snapshot. Sharded
+  // (ZeRO 1): the whole state as gather_state() last assembled it at this step (an error otherwise).
   std::vector<std::pair<std::string, Tensor>> state() const;
-  // Restores what state() gave (from any device). Every expected name must be present with the
-  // right dtype and element count; errors name the tensor. Names not ours are an error too.
+  // Restores what state() gave (from any device): the whole state, also when sharded (each rank
+  // keeps its part). Every expected name must be present with the right dtype and element count;
+  // errors name the tensor. Names not ours are an error too.
   void load_state(const std::map<std::string, Tensor>& tensors);
+  // Sharded: every rank assembles the whole state from the ranks' parts, for a checkpoint (a
+  // collective: all ranks call it at the same point). Unsharded: nothing to do.
+  void gather_state();
+  // Rank 0's state to every rank (a collective): the whole state broadcast, each rank keeping its
+  // part when sharded. How a data-parallel run starts from the same state everywhere.
+  void share_state(dist::ProcessGroup& group);
+  bool sharded() const { return shard_.active(); }
+  // Bytes of optimizer state this rank holds (its part when sharded).
+  size_t state_bytes() const;
 
  private:
   ops::AdamStepArgs adam_args(double lr, float grad_scale, int64_t step) const;
@@ -98,8 +121,14 @@ class Optimizer {
   models::ParameterStore& store_;
   OptimizerOptions options_;
   Tensor decay_ranges_;  // on the parameters' device
-  Tensor exp_avg_, exp_avg_sq_, momentum_buffer_;
+  Tensor exp_avg_, exp_avg_sq_, momentum_buffer_;  // sharded: this rank's part
   int64_t step_ = 0;
+  OptimizerShard shard_;
+  // Sharded: the whole state gather_state() or load_state() assembled, and at which step.
+  std::vector<std::pair<std::string, Tensor>> whole_state_;
+  int64_t whole_state_step_ = -1;
+  // The live state tensors by name ("exp_avg", ...), without "step".
+  std::vector<std::pair<std::string, Tensor>> live_state() const;
   // Step in flight: prepare() → launch() → finish().
   enum class Phase { Idle, Prepared, Launched } phase_ = Phase::Idle;
   double lr_ = 0;

@@ -35,6 +35,9 @@ struct TrainerOptions {
   // step (not on the micro-steps of an accumulation), so every rank takes the same step. Null or a
   // group of one: one process.
   dist::ProcessGroup* group = nullptr;
+  // ZeRO stage: 0, every rank holds the whole optimizer state; 1, each holds its part of it
+  // (OptimizerShard) and the updated parameters are all-gathered.
+  int zero = 0;
 };
 
 struct StepResult {

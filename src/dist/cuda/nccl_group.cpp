@@ -28,6 +28,8 @@ struct NcclApi {
   decltype(&::ncclGetLastError) ncclGetLastError;
   decltype(&::ncclAllReduce) ncclAllReduce;
   decltype(&::ncclBroadcast) ncclBroadcast;
+  decltype(&::ncclGroupStart) ncclGroupStart;
+  decltype(&::ncclGroupEnd) ncclGroupEnd;
 };
 
 const NcclApi& nccl() {
@@ -51,6 +53,8 @@ const NcclApi& nccl() {
     load(a.ncclGetLastError, "ncclGetLastError");
     load(a.ncclAllReduce, "ncclAllReduce");
     load(a.ncclBroadcast, "ncclBroadcast");
+    load(a.ncclGroupStart, "ncclGroupStart");
+    load(a.ncclGroupEnd, "ncclGroupEnd");
     return a;
   }();
   return api;
@@ -119,6 +123,27 @@ class NcclGroup : public ProcessGroup {
       check(nccl().ncclBroadcast(values.raw(), values.raw(), values.nbytes(), ncclUint8, root, comm_, kernels::cuda::stream()),
             "ncclBroadcast");
       wait_for_comm("broadcast");
+    });
+  }
+
+  // NCCL's all-gather wants equal parts: one broadcast per rank instead, issued as a group.
+  void all_gather(const Tensor& full, const std::vector<int64_t>& counts) override {
+    if (full.device() != device_ || full.dtype() != DType::F32)
+      fail("nccl all-gather: expected f32 values on ", device_.str(), ", got ", full.describe());
+    const std::vector<size_t> elements = checked_parts(full, counts, size_);
+    timed([&] {
+      float* base = static_cast<float*>(full.raw());
+      check(nccl().ncclGroupStart(), "ncclGroupStart");
+      size_t offset = 0;
+      for (int r = 0; r < size_; ++r) {
+        if (elements[r] > 0)
+          check(nccl().ncclBroadcast(base + offset, base + offset, elements[r], ncclFloat32, r, comm_,
+                                     kernels::cuda::stream()),
+                "ncclBroadcast");
+        offset += elements[r];
+      }
+      check(nccl().ncclGroupEnd(), "ncclGroupEnd");
+      wait_for_comm("all-gather");
     });
   }
 
