@@ -228,6 +228,9 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
         {"communication_s", group->communication_seconds()},
         {"zero", trainer.optimizer().sharded() ? 1 : 0},
         {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
+        // Per rank, as rank 0 holds them: f32 masters and gradients (whole on every rank so far).
+        {"parameter_bytes", m.parameters().numel() * int64_t(sizeof(float))},
+        {"gradient_bytes", m.parameters().numel() * int64_t(sizeof(float))},
         {"energy_scope", "rank 0's machine: its GPU (GPU training) and the CPU and RAM meters, which see every rank "
                          "running there"}};
   }

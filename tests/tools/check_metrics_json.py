@@ -150,7 +150,8 @@ def check_train(m):
     if "distributed" in m:
         check_object("distributed", m["distributed"],
                      {"ranks": int, "backend": str, "launcher": str, "rows_per_rank": list, "communication_s": NUM,
-                      "zero": int, "optimizer_state_bytes": int, "energy_scope": str},
+                      "zero": int, "optimizer_state_bytes": int, "parameter_bytes": int, "gradient_bytes": int,
+                      "energy_scope": str},
                      name=lambda k: f"distributed.{k}")
     for section, spec in sections.items():
         if section in m:
