@@ -168,6 +168,13 @@ kill $holder 2>/dev/null
 check "a port in use: one line naming it" \
   '[ $rc -eq 1 ] && grep -q "MASTER_PORT $busy is in use on this machine" "$work/busy" || { cat "$work/busy"; false; }'
 
+# --- launch's own errors: one line, no rank started ---
+"$bin" launch --nproc 2 -- predict --input x 2> "$work/launch_err"; rc=$?
+check "launch runs train only: exit 1, one line" \
+  '[ $rc -eq 1 ] && [ "$(wc -l < "$work/launch_err")" -eq 1 ] && grep -q "only .train. runs distributed (got .predict.)" "$work/launch_err"'
+"$bin" launch --nproc 0 -- train 2> "$work/launch_err"; rc=$?
+check "launch --nproc 0: a usage error (exit 2) naming the range" '[ $rc -eq 2 ] && grep -q "nproc: Value 0 not in range 1 to 1024" "$work/launch_err"'
+
 # --- a killed rank stops the others promptly ---
 set -m
 "$bin" launch --nproc 2 --grace 60 -- train "${bert[@]}" --train.batch_size 6 --train.max_steps 1000000 \
