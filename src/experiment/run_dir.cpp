@@ -213,7 +213,7 @@ std::string signal_name(int signal_number) {
   }
 }
 
-GracefulInterrupt::GracefulInterrupt() {
+GracefulInterrupt::GracefulInterrupt(bool announce) {
   WW_CHECK(!g_graceful_active.exchange(true), "only one GracefulInterrupt at a time");
   g_interrupt_signal.store(0);
   for (int i = 0; i < 3; ++i) {
@@ -223,6 +223,7 @@ GracefulInterrupt::GracefulInterrupt() {
                   "\nwattwise: %s received: finishing the current step, then saving a checkpoint, the logs and "
                   "metrics.json (a second signal stops at once)\n",
                   name.c_str());
+    if (!announce) g_first_message[i][0] = '\0';
     std::snprintf(g_second_message[i], sizeof g_second_message[i],
                   "\nwattwise: second signal (%s): stopping at once\n", name.c_str());
     g_installed[i] = false;

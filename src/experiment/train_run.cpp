@@ -640,7 +640,7 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision, &group));
   TrainRunResult result;
   RunOutcome r;
-  GracefulInterrupt interrupt;
+  GracefulInterrupt interrupt(/*announce=*/false);  // rank 0 says what the job does
   share_start_state(group, m, trainer, r, result.run_dir);
   bool stop = false;
   const bool interrupted = train_epochs(task, trainer, r, total_steps, cfg.get_int("train.checkpoint_every"),

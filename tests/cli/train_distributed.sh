@@ -205,8 +205,9 @@ wait $launcher
 rc=$?
 I=$(run_of sigint)
 step=$(json "$I/metrics.json" 'm["train"]["steps"]')
-check "SIGINT to the job: exit 130, metrics.json interrupted, a checkpoint at the step it stopped" \
+check "SIGINT to the job: exit 130, metrics.json interrupted, a checkpoint at the step it stopped, said once" \
   '[ $rc -eq 130 ] && [ "$(json "$I/metrics.json" "m[\"run\"][\"status\"]")" = interrupted ] &&
+   [ "$(grep -c "SIGINT received" "$work/sigint")" -eq 1 ] &&
    [ "$(newest_checkpoint "$I")" = "$step" ] || { echo "rc $rc"; cat "$work/sigint"; false; }'
 
 # --- kill -9 and resume: the same ranks bit for bit, other ranks within 1e-5 ---

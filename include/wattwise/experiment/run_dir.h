@@ -55,7 +55,9 @@ void install_interrupt_cleanup();
 // at a time per process.
 class GracefulInterrupt {
  public:
-  GracefulInterrupt();
+  // `announce`: say on stderr that the signal came and what happens now (rank 0 of a distributed
+  // job, or a single process); the other ranks stop as quietly as they ran.
+  explicit GracefulInterrupt(bool announce = true);
   ~GracefulInterrupt();
   GracefulInterrupt(const GracefulInterrupt&) = delete;
   GracefulInterrupt& operator=(const GracefulInterrupt&) = delete;
