@@ -44,7 +44,15 @@ void ProcessGroup::broadcast_text(std::string& text, int root) {
 
 std::unique_ptr<ProcessGroup> join(const World& world, Device device, const JoinOptions& options) {
   if (options.timeout.count() <= 0) fail("distributed timeout must be positive");
-  auto store = std::make_unique<TcpStore>(world.master_addr, world.master_port, world.rank == 0, options.timeout);
+  const std::string rendezvous = world.master_addr + ":" + std::to_string(world.master_port);
+  const std::string gives_up = "it gives up after " + std::to_string(options.timeout.count() / 1000) + " s";
+  auto waiting_for_rank_0 = [&](double seconds) {
+    if (options.waiting)
+      options.waiting("rank " + std::to_string(world.rank) + ": waiting for rank 0 at " + rendezvous + " (" +
+                      std::to_string(int64_t(seconds)) + " s so far; " + gives_up + ")");
+  };
+  auto store = std::make_unique<TcpStore>(world.master_addr, world.master_port, world.rank == 0, options.timeout,
+                                          waiting_for_rank_0, options.report_every);
 
   // Every rank publishes its fingerprint and reads everyone's: all refuse together, naming who differs.
   const std::vector<char> mine(options.fingerprint.begin(), options.fingerprint.end());
@@ -55,9 +63,8 @@ std::unique_ptr<ProcessGroup> join(const World& world, Device device, const Join
     auto waiting = [&](double seconds) {
       if (world.rank == 0 && options.waiting)
         options.waiting("rank 0: waiting for rank " + std::to_string(r) + " of " + std::to_string(world.size) +
-                        " to join at " + world.master_addr + ":" + std::to_string(world.master_port) + " (" +
-                        std::to_string(int64_t(seconds)) + " s so far; it gives up after " +
-                        std::to_string(options.timeout.count() / 1000) + " s)");
+                        " to join at " + rendezvous + " (" + std::to_string(int64_t(seconds)) + " s so far; " +
+                        gives_up + ")");
     };
     const std::vector<char> value = store->get("fingerprint/" + std::to_string(r), waiting, options.report_every);
     if (value != mine) {

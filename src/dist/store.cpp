@@ -117,7 +117,8 @@ bool serve_message(Peer& peer, std::map<std::string, std::vector<char>>& values,
 
 }  // namespace
 
-TcpStore::TcpStore(const std::string& host, int port, bool serve, std::chrono::milliseconds timeout)
+TcpStore::TcpStore(const std::string& host, int port, bool serve, std::chrono::milliseconds timeout,
+                   const std::function<void(double)>& waiting, std::chrono::milliseconds report_every)
     : host_(host), port_(port), timeout_(timeout) {
   if (serve) {
     // Every interface, as torch's TCPStore: MASTER_ADDR names this machine as the others reach it.
@@ -144,7 +145,9 @@ TcpStore::TcpStore(const std::string& host, int port, bool serve, std::chrono::m
   }
 
   // Connect, retrying until the deadline: rank 0 may not be listening yet.
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout_;
+  auto next_report = start + report_every;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -172,6 +175,10 @@ TcpStore::TcpStore(const std::string& host, int port, bool serve, std::chrono::m
       close_all();  // stops the server thread this constructor may have started
       fail("rendezvous: cannot reach rank 0 at ", where(host, port), " within ", timeout_.count() / 1000,
            " s (", last_error, "): is rank 0 running, and are MASTER_ADDR and MASTER_PORT the same for every rank?");
+    }
+    if (waiting && std::chrono::steady_clock::now() >= next_report) {
+      waiting(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      next_report += report_every;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -140,14 +140,20 @@ TEST(GlooGroup, AMissingRankIsAnErrorAfterTheTimeoutNotAHang) {
 
 TEST(GlooGroup, ARankThatIsNotThereIsAnErrorForTheOthers) {
   const int port = free_port();
+  std::vector<std::string> lines;
+  JoinOptions o = options(1500ms);
+  o.report_every = 400ms;
+  o.waiting = [&](const std::string& line) { lines.push_back(line); };
   try {
-    join(world_of(1, 2, port), Device::cpu(), options(1500ms));  // rank 0 never starts
+    join(world_of(1, 2, port), Device::cpu(), o);  // rank 0 never starts
     ADD_FAILURE() << "joined without rank 0";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("rendezvous: cannot reach rank 0 at 127.0.0.1:" + std::to_string(port)),
               std::string::npos)
         << e.what();
   }
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_EQ(lines.front().rfind("rank 1: waiting for rank 0 at 127.0.0.1:" + std::to_string(port), 0), 0u) << lines.front();
 }
 
 TEST(GlooGroup, ARankThatDiesMakesTheOthersFailPromptly) {

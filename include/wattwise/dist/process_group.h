@@ -50,8 +50,9 @@ struct JoinOptions {
   // What every rank must agree on (configuration, wattwise version): a rank whose fingerprint
   // differs from rank 0's makes every rank refuse to start, naming it.
   std::string fingerprint;
-  // Called with a line to show while rank 0 waits for ranks that have not joined yet (every
-  // `report_every`): a wrong WORLD_SIZE or a rank that never started is visible before the timeout.
+  // Called with a line to show while rank 0 waits for ranks that have not joined yet, or another
+  // rank for rank 0 (every `report_every`): a wrong WORLD_SIZE, a wrong MASTER_ADDR or a rank that
+  // never started is visible before the timeout.
   std::function<void(const std::string&)> waiting;
   std::chrono::milliseconds report_every = std::chrono::seconds(30);
 };

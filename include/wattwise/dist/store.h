@@ -16,8 +16,11 @@ namespace ww::dist {
 class TcpStore {
  public:
   // Rank 0 (`serve`) listens on `host`:`port` first (a port in use is an error naming it); then
-  // every rank connects, retrying until `timeout` (rank 0 may start last).
-  TcpStore(const std::string& host, int port, bool serve, std::chrono::milliseconds timeout);
+  // every rank connects, retrying until `timeout` (rank 0 may start last); meanwhile `waiting` (if
+  // given) is called every `report_every` with the seconds so far.
+  TcpStore(const std::string& host, int port, bool serve, std::chrono::milliseconds timeout,
+           const std::function<void(double)>& waiting = {},
+           std::chrono::milliseconds report_every = std::chrono::seconds(30));
   ~TcpStore();
   TcpStore(const TcpStore&) = delete;
   TcpStore& operator=(const TcpStore&) = delete;
