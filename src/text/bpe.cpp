@@ -14,16 +14,9 @@
 #include "wattwise/io/file.h"
 #include "wattwise/text/utf8.h"
 #include "wattwise/text/wordpiece.h"  // truncate_longest_first
-#include "text/json_read.h"
 
 namespace ww::text {
 
-using detail::get_bool;
-using detail::get_optional_bool;
-using detail::get_string;
-using detail::json_type_name;
-using detail::parse_json_file;
-using detail::read_whole_file;
 namespace {
 
 struct BpeClassRange {

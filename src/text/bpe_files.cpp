@@ -21,16 +21,12 @@
 namespace ww::text {
 
 using detail::get_bool;
-using detail::get_optional_bool;
-using detail::get_string;
 using detail::json_type_name;
 using detail::parse_json_file;
 using detail::read_whole_file;
 // ---- loading ---------------------------------------------------------------------------------
 
 namespace {
-
-
 
 int32_t get_id(const nlohmann::json& value, const std::string& where) {
   if (!value.is_number_integer()) fail(where, " must be an integer id, not ", json_type_name(value));

@@ -14,17 +14,10 @@
 #include "wattwise/io/file.h"
 #include "wattwise/core/error.h"
 #include "wattwise/text/utf8.h"
-#include "text/json_read.h"
 #include "text/wordpiece_files.h"
 
 namespace ww::text {
 
-using detail::get_bool;
-using detail::get_optional_bool;
-using detail::get_string;
-using detail::json_type_name;
-using detail::parse_json_file;
-using detail::read_whole_file;
 namespace {
 
 struct CodepointRange {

@@ -37,6 +37,7 @@
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/ops/attention.h"
 #include "wattwise/ops/elementwise.h"
+#include "model_test_util.h"
 #include "wattwise/ops/linear.h"
 #include "wattwise/train/trainer.h"
 
@@ -46,31 +47,8 @@ using ww::testing::expect_error;
 
 namespace {
 
-ModelConfig small_config(Architecture arch, int64_t layers) {
-  ModelConfig c = preset_config(arch, "tiny", 60);
-  c.num_layers = layers;
-  c.hidden_size = 32, c.num_heads = 4, c.intermediate_size = 48, c.max_position_embeddings = 32;
-  c.hidden_dropout = 0.1f, c.attention_dropout = 0.1f, c.classifier_dropout = 0.1f;
-  return c;
-}
-
-Batch ragged_batch(bool token_types) {
-  const int64_t B = 3, T = 9;
-  std::vector<int32_t> ids, mask, types, labels = {1, 0, 1};
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      bool real = t < 4 + 2 * b;
-      ids.push_back(real ? int32_t(3 + (b * 17 + t * 5) % 55) : 0);
-      mask.push_back(real ? 1 : 0);
-      types.push_back(real && t > 3 ? 1 : 0);
-    }
-  Batch batch;
-  batch.input_ids = Tensor::from_vector(ids, {B, T});
-  batch.attention_mask = Tensor::from_vector(mask, {B, T});
-  if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T});
-  batch.labels = Tensor::from_vector(labels, {B});
-  return batch;
-}
+using ww::testing::ragged_batch;
+using ww::testing::small_config;
 
 struct StepOutcome {
   float loss;
@@ -213,38 +191,8 @@ TEST(Execution, Tf32ScopesNestAndEndWithTheirCall) {
 
 namespace {
 
-ModelConfig test_config(Architecture arch, int64_t heads = 2) {
-  ModelConfig c = preset_config(arch, "mini", 100);
-  c.num_layers = 3;
-  c.hidden_size = 128, c.num_heads = heads, c.intermediate_size = 256, c.max_position_embeddings = 128;
-  return c;
-}
-
-Batch make_batch(int64_t B, int64_t T, uint64_t seed, bool token_types, Device device) {
-  Rng rng(seed);
-  std::vector<int32_t> ids, mask, types, labels;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t length = b == 0 ? T : std::max<int64_t>(2, T - int64_t(rng.next_u32() % uint32_t(T)));
-    const bool positive = rng.next_u32() % 2 == 0;
-    const int64_t marker = 1 + int64_t(rng.next_u32() % uint32_t(std::max<int64_t>(1, length - 1)));
-    for (int64_t t = 0; t < T; ++t) {
-      const bool real = t < length;
-      int32_t id = int32_t(6 + rng.next_u32() % 94);
-      if (positive && t == marker) id = 5;
-      ids.push_back(real ? id : 0);
-      mask.push_back(real ? 1 : 0);
-      types.push_back(real && t >= length / 2 ? 1 : 0);
-    }
-    const bool noisy = rng.uniform() < 0.15f;
-    labels.push_back((positive != noisy) ? 1 : 0);
-  }
-  Batch batch;
-  batch.input_ids = Tensor::from_vector(ids, {B, T}).to(device);
-  batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(device);
-  if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(device);
-  batch.labels = Tensor::from_vector(labels, {B}).to(device);
-  return batch;
-}
+using ww::testing::make_batch;
+using ww::testing::test_config;
 
 struct Outcome {
   std::vector<float> logits, grads;

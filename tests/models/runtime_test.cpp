@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "model_test_util.h"
 #include "test_util.h"
 #include "wattwise/core/device.h"
 #include "wattwise/core/rng.h"
@@ -447,38 +448,8 @@ TEST(LayerStack, SlotsBoundariesAndBackwardOrderFollowTheCheckpointing) {
 namespace gpu {
 namespace {
 
-ModelConfig test_config(Architecture arch, int64_t heads = 2) {
-  ModelConfig c = preset_config(arch, "mini", 100);
-  c.num_layers = 3;
-  c.hidden_size = 128, c.num_heads = heads, c.intermediate_size = 256, c.max_position_embeddings = 128;
-  return c;
-}
-
-Batch make_batch(int64_t B, int64_t T, uint64_t seed, bool token_types, Device device) {
-  Rng rng(seed);
-  std::vector<int32_t> ids, mask, types, labels;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t length = b == 0 ? T : std::max<int64_t>(2, T - int64_t(rng.next_u32() % uint32_t(T)));
-    const bool positive = rng.next_u32() % 2 == 0;
-    const int64_t marker = 1 + int64_t(rng.next_u32() % uint32_t(std::max<int64_t>(1, length - 1)));
-    for (int64_t t = 0; t < T; ++t) {
-      const bool real = t < length;
-      int32_t id = int32_t(6 + rng.next_u32() % 94);
-      if (positive && t == marker) id = 5;
-      ids.push_back(real ? id : 0);
-      mask.push_back(real ? 1 : 0);
-      types.push_back(real && t >= length / 2 ? 1 : 0);
-    }
-    const bool noisy = rng.uniform() < 0.15f;
-    labels.push_back((positive != noisy) ? 1 : 0);
-  }
-  Batch batch;
-  batch.input_ids = Tensor::from_vector(ids, {B, T}).to(device);
-  batch.attention_mask = Tensor::from_vector(mask, {B, T}).to(device);
-  if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T}).to(device);
-  batch.labels = Tensor::from_vector(labels, {B}).to(device);
-  return batch;
-}
+using ww::testing::make_batch;
+using ww::testing::test_config;
 
 // max |a − b| / max |b|
 double scaled_error(const std::vector<float>& a, const std::vector<float>& b) {

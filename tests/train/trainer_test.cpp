@@ -30,6 +30,7 @@
 #include <limits>
 #include <string>
 
+#include "model_test_util.h"
 #include "test_util.h"
 #include "wattwise/io/safetensors.h"
 #include "wattwise/models/sequence_classifier.h"
@@ -185,31 +186,8 @@ using ww::testing::expect_error;
 
 namespace {
 
-ModelConfig small_config(Architecture arch, int64_t layers) {
-  ModelConfig c = preset_config(arch, "tiny", 60);
-  c.num_layers = layers;
-  c.hidden_size = 32, c.num_heads = 4, c.intermediate_size = 48, c.max_position_embeddings = 32;
-  c.hidden_dropout = 0.1f, c.attention_dropout = 0.1f, c.classifier_dropout = 0.1f;
-  return c;
-}
-
-Batch ragged_batch(bool token_types) {
-  const int64_t B = 3, T = 9;
-  std::vector<int32_t> ids, mask, types, labels = {1, 0, 1};
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      bool real = t < 4 + 2 * b;
-      ids.push_back(real ? int32_t(3 + (b * 17 + t * 5) % 55) : 0);
-      mask.push_back(real ? 1 : 0);
-      types.push_back(real && t > 3 ? 1 : 0);
-    }
-  Batch batch;
-  batch.input_ids = Tensor::from_vector(ids, {B, T});
-  batch.attention_mask = Tensor::from_vector(mask, {B, T});
-  if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T});
-  batch.labels = Tensor::from_vector(labels, {B});
-  return batch;
-}
+using ww::testing::ragged_batch;
+using ww::testing::small_config;
 
 train::TrainerOptions loss_scale_options(bool dynamic, float scale) {
   train::TrainerOptions o;
