@@ -4,14 +4,26 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "wattwise/core/error.h"
 #include "wattwise/core/rng.h"
 
 namespace ww::testing {
+
+// A committed JSON fixture, tests/fixtures/<relative> (callers keep it in a function-local static).
+inline nlohmann::json read_json_fixture(const std::string& relative) {
+  const std::string path = std::string(WW_SOURCE_DIR) + "/tests/fixtures/" + relative;
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(in);
+}
 
 // Runs fn and expects a ww::Error whose message contains every piece.
 inline void expect_error(const std::function<void()>& fn, const std::vector<std::string>& pieces) {

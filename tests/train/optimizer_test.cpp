@@ -6,6 +6,8 @@
 // kernels themselves are tested in tests/test_optimizer.cpp and tests/test_cuda_optimizer.cpp.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -27,12 +29,7 @@ using nlohmann::json;
 namespace {
 
 const json& fixture() {
-  static const json data = [] {
-    std::string path = std::string(WW_SOURCE_DIR) + "/tests/fixtures/optimizer/reference.json";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return json::parse(in);
-  }();
+  static const json data = ww::testing::read_json_fixture("optimizer/reference.json");
   return data;
 }
 

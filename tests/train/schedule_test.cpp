@@ -2,6 +2,8 @@
 // (tests/fixtures/optimizer/reference.json), hand-computed values, and the errors for bad options.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -18,12 +20,7 @@ using nlohmann::json;
 namespace {
 
 const json& fixture() {
-  static const json data = [] {
-    std::string path = std::string(WW_SOURCE_DIR) + "/tests/fixtures/optimizer/reference.json";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return json::parse(in);
-  }();
+  static const json data = ww::testing::read_json_fixture("optimizer/reference.json");
   return data;
 }
 
