@@ -272,8 +272,8 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   return c;
 }
 
-ModelConfig load_model_config(const std::filesystem::path& path) {
-  std::filesystem::path file = std::filesystem::is_directory(path) ? path / "config.json" : path;
+json read_config_json(const std::filesystem::path& path, std::filesystem::path& file) {
+  file = std::filesystem::is_directory(path) ? path / "config.json" : path;
   std::ifstream in(file);
   if (!in) fail(file.string(), ": cannot open (", std::strerror(errno), ")");
   json j;
@@ -282,6 +282,12 @@ ModelConfig load_model_config(const std::filesystem::path& path) {
   } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
     fail(file.string(), ": malformed JSON: ", e.what());
   }
+  return j;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& path) {
+  std::filesystem::path file;
+  const json j = read_config_json(path, file);
   return parse_model_config(j, file.string());
 }
 

@@ -1,9 +1,6 @@
 // Gpt2Config: Hugging Face GPT-2 config.json <-> struct, and the named presets.
-#include <cerrno>
 #include <climits>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <type_traits>
@@ -11,6 +8,7 @@
 #include "wattwise/core/checked.h"
 #include "wattwise/core/error.h"
 #include "wattwise/io/file.h"
+#include "wattwise/models/config.h"
 #include "wattwise/models/gpt2.h"
 
 namespace ww::models {
@@ -171,15 +169,8 @@ json Gpt2Config::to_json() const {
 }
 
 Gpt2Config Gpt2Config::load(const std::filesystem::path& path) {
-  const std::filesystem::path file = std::filesystem::is_directory(path) ? path / "config.json" : path;
-  std::ifstream in(file);
-  if (!in) fail(file.string(), ": cannot open (", std::strerror(errno), ")");
-  json j;
-  try {
-    in >> j;
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
-    fail(file.string(), ": malformed JSON: ", e.what());
-  }
+  std::filesystem::path file;
+  const json j = read_config_json(path, file);
   return from_json(j, file.string());
 }
 

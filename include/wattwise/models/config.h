@@ -81,6 +81,9 @@ void check_config_matches_checkpoint(int64_t config_parameters, const std::strin
 
 ModelConfig parse_model_config(const nlohmann::json& json, const std::string& origin);
 ModelConfig load_model_config(const std::filesystem::path& path);  // a config.json or its folder
+// The JSON of a config.json (or of the one in folder `path`), with the file it read; an unreadable
+// or malformed file is an error naming it.
+nlohmann::json read_config_json(const std::filesystem::path& path, std::filesystem::path& file);
 nlohmann::json model_config_to_json(const ModelConfig& config);  // in HF key names
 void save_model_config(const ModelConfig& config, const std::filesystem::path& path);
 
