@@ -13,7 +13,7 @@ namespace ww::dist {
 bool is_loopback(const std::string& host);  // "127.0.0.1", "localhost", "::1"
 std::string host_name();                      // gethostname()
 std::string first_line(const std::string& text);
-// all_gather's part sizes, checked against the group and the tensor.
+// all_gather and reduce_scatter_sum part sizes, checked against the group and the tensor.
 std::vector<size_t> checked_parts(const Tensor& full, const std::vector<int64_t>& counts, int ranks);
 
 // Each takes the joined rendezvous and keeps it for its lifetime (rank 0 serves it).

@@ -5,11 +5,15 @@
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
 #include <gloo/math.h>
+#include <gloo/reduce_scatter.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <limits>
 
 #include "dist_internal.h"
 #include "wattwise/core/error.h"
@@ -103,6 +107,36 @@ class GlooGroup : public ProcessGroup {
     });
   }
 
+  // Gloo's halving-doubling reduce-scatter, which leaves this rank's sums at the start of the
+  // buffer: moved to the rank's part afterwards. Built once per buffer (it registers the buffer
+  // with every peer and sizes its receive space), then rerun every step.
+  void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) override {
+    if (!full.device().is_cpu() || full.dtype() != DType::F32)
+      fail("gloo reduce-scatter: expected f32 values on the CPU, got ", full.describe());
+    const std::vector<size_t> elements = checked_parts(full, counts, size_);
+    if (full.numel() == 0 || size_ == 1) return;
+    if (full.numel() > std::numeric_limits<int>::max())
+      fail("gloo reduce-scatter of ", full.numel(), " elements: Gloo counts them in an int");
+    // Gloo's algorithm waits forever for a rank whose part is empty (fewer elements than ranks):
+    // the whole sum on every rank is the same result there.
+    if (std::find(elements.begin(), elements.end(), size_t(0)) != elements.end()) return all_reduce_sum(full);
+    std::vector<int> receive(elements.begin(), elements.end());
+    float* data = full.data<float>();
+    if (!reduce_scatter_ || reduce_scatter_data_ != data || reduce_scatter_counts_ != receive) {
+      reduce_scatter_.reset();
+      run("reduce-scatter setup", [&] {
+        reduce_scatter_ = std::make_unique<gloo::ReduceScatterHalvingDoubling<float>>(
+            context_, std::vector<float*>{data}, int(full.numel()), receive);
+      });
+      reduce_scatter_data_ = data;
+      reduce_scatter_counts_ = receive;
+    }
+    run("reduce-scatter", [&] { reduce_scatter_->run(); });
+    size_t offset = 0;
+    for (int r = 0; r < rank_; ++r) offset += elements[r];
+    if (offset > 0) std::memmove(data + offset, data, elements[rank_] * sizeof(float));
+  }
+
   void broadcast_bytes(void* data, size_t bytes, int root) override {
     if (bytes == 0) return;
     run("broadcast", [&] {
@@ -142,6 +176,9 @@ class GlooGroup : public ProcessGroup {
   std::chrono::milliseconds timeout_;
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::rendezvous::Context> context_;
+  std::unique_ptr<gloo::ReduceScatterHalvingDoubling<float>> reduce_scatter_;
+  float* reduce_scatter_data_ = nullptr;
+  std::vector<int> reduce_scatter_counts_;
 };
 
 }  // namespace

@@ -23,15 +23,15 @@ std::string first_line(const std::string& text) {
 }
 
 std::vector<size_t> checked_parts(const Tensor& full, const std::vector<int64_t>& counts, int ranks) {
-  WW_CHECK(int(counts.size()) == ranks, "all-gather of ", counts.size(), " parts among ", ranks, " ranks");
+  WW_CHECK(int(counts.size()) == ranks, "collective of ", counts.size(), " parts among ", ranks, " ranks");
   std::vector<size_t> elements;
   int64_t total = 0;
   for (int64_t c : counts) {
-    WW_CHECK(c >= 0, "all-gather part of ", c, " elements");
+    WW_CHECK(c >= 0, "collective part of ", c, " elements");
     elements.push_back(size_t(c));
     total += c;
   }
-  WW_CHECK(total == full.numel(), "all-gather parts of ", total, " elements into ", full.describe());
+  WW_CHECK(total == full.numel(), "collective parts of ", total, " elements over ", full.describe());
   return elements;
 }
 

@@ -99,7 +99,8 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}, limits::kGradAccum, {}},
       {"train.zero", "int", "0",
        "Data-parallel runs: 0, every rank holds the whole optimizer state; 1, each of N ranks holds 1/N of it "
-       "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); CPU ranks so far",
+       "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); 2, also the summed "
+       "gradients are reduce-scattered, each rank receiving only its part (ZeRO stage 2); CPU ranks so far",
        {}, limits::kZeroStage, {}},
       {"train.tokens_per_step", "int", "0",
        "Language modelling: tokens per optimizer step; sets grad_accum = tokens_per_step / (batch_size x block_size), "

@@ -176,8 +176,33 @@ struct Ending {
 
 // metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
 // the task's "model" and "data" objects and its entries of "train".
+// Data parallel: what every rank holds, in bytes, collected from all ranks (a collective: every rank
+// calls it right after its training loop). ZeRO 1 and 2 cut the optimizer state to about 1/N; the
+// gradient buffer stays whole on every rank, as backward writes it (ZeRO 2 sums only a rank's part
+// of it).
+json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, models::ModelRuntime& m, Device device) {
+  const char* keys[] = {"parameter_bytes", "gradient_bytes", "optimizer_state_bytes", "activation_bytes",
+                        "peak_memory_bytes"};
+  constexpr size_t kKeys = std::size(keys);
+  const models::ParameterStore& p = m.parameters();
+  const double mine[kKeys] = {double(p.numel()) * sizeof(float), p.has_grads() ? double(p.numel()) * sizeof(float) : 0.0,
+                              double(trainer.optimizer().state_bytes()), double(m.activation_bytes()),
+                              double(memory_stats(device).peak)};
+  std::vector<double> all(kKeys * size_t(group.size()), 0.0);
+  std::copy(mine, mine + kKeys, all.begin() + std::ptrdiff_t(kKeys * size_t(group.rank())));
+  group.all_reduce_sum(all);  // each rank adds its own row to zeros
+  json rows = json::array();
+  for (int rank = 0; rank < group.size(); ++rank) {
+    json row = {{"rank", rank}};
+    for (size_t k = 0; k < kKeys; ++k) row[keys[k]] = int64_t(all[kKeys * size_t(rank) + k]);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcome& r, const train::Trainer& trainer,
-                 models::ModelRuntime& m, json energy, const Ending& ending, const dist::ProcessGroup* group) {
+                 models::ModelRuntime& m, json energy, const Ending& ending, const dist::ProcessGroup* group,
+                 const json& memory_per_rank) {
   const TaskSettings& s = task.settings();
   json metrics;
   metrics["run"] = {{"name", s.name},
@@ -226,11 +251,9 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
         {"launcher", dist::world_from_environment().launcher},
         {"rows_per_rank", rows},
         {"communication_s", group->communication_seconds()},
-        {"zero", trainer.optimizer().sharded() ? 1 : 0},
+        {"zero", trainer.options().zero},
         {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
-        // Per rank, as rank 0 holds them: f32 masters and gradients (whole on every rank so far).
-        {"parameter_bytes", m.parameters().numel() * int64_t(sizeof(float))},
-        {"gradient_bytes", m.parameters().numel() * int64_t(sizeof(float))},
+        {"memory_per_rank", memory_per_rank},
         {"energy_scope", "rank 0's machine: its GPU (GPU training) and the CPU and RAM meters, which see every rank "
                          "running there"}};
   }
@@ -532,6 +555,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     hooks.checkpoint = [&] { checkpoint(false, energy.so_far(session_samples())); };
     const bool interrupted =
         train_epochs(task, trainer, r, total_steps, checkpoint_every, export_plan, interrupt, group, stop, hooks);
+    const json memory_per_rank = group ? rank_memory(*group, trainer, m, s.device) : json(nullptr);
     if (!interrupted && interrupt.requested())
       std::fprintf(stderr, "wattwise: %s came after the last step: finishing the run (a second signal stops at once)\n",
                    signal_name(interrupt.signal()).c_str());
@@ -571,7 +595,8 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       progress.message(task.test_line(r.test));
     }
 
-    result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(session_samples()), ending, group);
+    result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(session_samples()), ending, group,
+                                 memory_per_rank);
     io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
     progress.message("training energy: " + energy_summary_line(training_energy));
   } catch (const NothingToKeep& nothing) {
@@ -645,6 +670,7 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   bool stop = false;
   const bool interrupted = train_epochs(task, trainer, r, total_steps, cfg.get_int("train.checkpoint_every"),
                                         /*record_plan=*/false, interrupt, &group, stop, LoopHooks{});
+  rank_memory(group, trainer, m, s.device);  // rank 0 reports them
   if (interrupted) {
     result.status = "interrupted";
     result.signal = interrupt.signal();  // 0 when the signal reached another rank only

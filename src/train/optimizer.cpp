@@ -74,6 +74,12 @@ Tensor decay_ranges(const models::ParameterStore& store) {
   return ranges;
 }
 
+std::vector<int64_t> shard_counts(int64_t numel, int ranks) {
+  std::vector<int64_t> counts;
+  for (int64_t r = 0; r < ranks; ++r) counts.push_back(numel * (r + 1) / ranks - numel * r / ranks);
+  return counts;
+}
+
 OptimizerShard shard_of(dist::ProcessGroup* group, int64_t numel) {
   OptimizerShard shard;
   shard.group = group;
@@ -102,13 +108,6 @@ Tensor ranges_within(const Tensor& ranges, int64_t begin, int64_t end) {
   return out;
 }
 
-// Element counts of the ranks' parts of `numel` (as shard_of splits it).
-std::vector<int64_t> part_counts(int64_t numel, int ranks) {
-  std::vector<int64_t> counts;
-  for (int64_t r = 0; r < ranks; ++r) counts.push_back(numel * (r + 1) / ranks - numel * r / ranks);
-  return counts;
-}
-
 }  // namespace
 
 float clip_coefficient(float total_norm, double max_norm) {
@@ -127,7 +126,7 @@ Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& opti
   Device device = store_.flat_values().device();
   if (!shard_.active()) shard_ = OptimizerShard{nullptr, 0, store_.numel()};
   if (shard_.active() && device.is_cuda())
-    fail("train.zero 1 (sharded optimizer state) runs on CPU ranks so far; on GPUs use train.zero 0");
+    fail("train.zero 1 and 2 (sharded optimizer state) run on CPU ranks so far; on GPUs use train.zero 0");
   WW_CHECK(0 <= shard_.begin && shard_.begin <= shard_.end && shard_.end <= store_.numel(), "optimizer shard [",
            shard_.begin, ", ", shard_.end, ") of ", store_.numel());
   const int64_t n = shard_.end - shard_.begin;
@@ -235,7 +234,7 @@ void Optimizer::launch() {
     ops::adamw_step(my_params, my_grads, exp_avg_, exp_avg_sq_, decay_ranges_, adam_args(lr_, scale, step_ + 1));
   else
     ops::sgd_step(my_params, my_grads, momentum_buffer_, decay_ranges_, sgd_args(lr_, scale, step_ + 1));
-  if (shard_.active()) shard_.group->all_gather(params, part_counts(store_.numel(), shard_.group->size()));
+  if (shard_.active()) shard_.group->all_gather(params, shard_counts(store_.numel(), shard_.group->size()));
   report.applied = true;
   host_report_ = report;
 }
@@ -295,7 +294,7 @@ void Optimizer::gather_state() {
   for (const auto& [name, part] : live_state()) {
     Tensor whole = Tensor::zeros({n}, DType::F32, part.device());
     whole.slice(shard_.begin, shard_.end).copy_from(part);
-    shard_.group->all_gather(whole, part_counts(n, shard_.group->size()));
+    shard_.group->all_gather(whole, shard_counts(n, shard_.group->size()));
     whole_state_.emplace_back(name, whole);
   }
   whole_state_step_ = step_;

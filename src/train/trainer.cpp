@@ -13,7 +13,7 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
                  options.zero > 0 ? shard_of(options.group, model.parameters().numel()) : OptimizerShard{}),
       schedule_(options.schedule) {
   if (options.grad_accum <= 0) fail("train.grad_accum must be positive");
-  if (options.zero < 0 || options.zero > 1) fail("train.zero ", options.zero, ": expected 0 or 1");
+  if (options.zero < 0 || options.zero > 2) fail("train.zero ", options.zero, ": expected 0, 1 or 2");
   if (!(std::isfinite(options.initial_loss_scale) && options.initial_loss_scale > 0))
     fail("loss scale ", options.initial_loss_scale, " must be a finite value > 0");
   if (options.growth_interval <= 0) fail("loss-scale growth interval must be positive");
@@ -91,8 +91,11 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
   if (++micro_ < options_.grad_accum) return std::nullopt;
 
   if (distributed()) {
-    // The ranks' gradients (each already weighted by its share) and losses summed: the same on every rank.
-    options_.group->all_reduce_sum(model_.parameters().flat_grads());
+    // The ranks' gradients (each already weighted by its share) and losses summed: the same on every
+    // rank, or under ZeRO 2 each rank's part only (the part its optimizer shard updates).
+    const Tensor& grads = model_.parameters().flat_grads();
+    if (options_.zero == 2) options_.group->reduce_scatter_sum(grads, shard_counts(grads.numel(), options_.group->size()));
+    else options_.group->all_reduce_sum(grads);
     std::vector<double> loss_sum = {step_loss_};
     options_.group->all_reduce_sum(loss_sum);
     step_loss_ = loss_sum[0];

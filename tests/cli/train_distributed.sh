@@ -8,10 +8,10 @@
 #   split unevenly and with fewer rows than ranks;
 # - started by `wattwise launch`, by hand with torchrun's variables, and with Open MPI's;
 # - only rank 0 writes the run folder, and metrics.json says how the job ran;
-# - ZeRO stage 1 (train.zero 1) gives the same, with rank 0 holding 1/N of the optimizer state;
+# - ZeRO stages 1 and 2 (train.zero) give the same, with rank 0 holding 1/N of the optimizer state;
 # - SIGINT to the job stops every rank at the same step (exit 130, a checkpoint); kill -9 and
 #   --resume continue it bit for bit (same ranks) or within 1e-5 on another number of ranks, with
-#   ZeRO 0 and 1;
+#   ZeRO 0, 1 and 2;
 # - a killed rank makes the others exit non-zero promptly; ranks with different configurations,
 #   a missing rank and a port in use are one clear error each.
 # No sleep stands in for synchronisation: the tests wait for files with a deadline.
@@ -99,6 +99,9 @@ equivalent gpt2_accum "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2
 # ZeRO stage 1: each rank updates its part of the parameters (one process: nothing to shard)
 equivalent bert_zero1 "${bert[@]}" -- --train.batch_size 6 --train.zero 1
 equivalent gpt2_accum_zero1 "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.zero 1
+# ZeRO stage 2: the gradients reduce-scattered, each rank summing only its part
+equivalent distilbert_zero2 "${distilbert[@]}" -- --train.batch_size 6 --train.zero 2
+equivalent gpt2_accum_zero2 "${gpt2[@]}" -- --train.batch_size 5 --train.grad_accum 2 --train.zero 2
 
 B=$(run_of bert_2)
 check "only rank 0 prints the run folder and writes it; metrics.json valid with the job's ranks" \
@@ -111,6 +114,21 @@ check "ZeRO 1 on 2 ranks: metrics.json says so, and rank 0 holds half the optimi
   '[ "$(json "$Z/metrics.json" "m[\"distributed\"][\"zero\"]")" = 1 ] && [ "$(json "$B/metrics.json" "m[\"distributed\"][\"zero\"]")" = 0 ] &&
    python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); sys.exit(0 if abs(2 * a - b) <= 8 else 1)" "$(state_bytes "$Z")" "$(state_bytes "$B")" ||
    { echo "zero 1: $(state_bytes "$Z") bytes, zero 0: $(state_bytes "$B")"; false; }'
+Z2=$(run_of distilbert_zero2_3)
+check "ZeRO 2 on 3 ranks: metrics.json says so; each rank holds a third of the optimizer state of ZeRO 0, the whole weights" \
+  'python3 - "$Z2/metrics.json" "$(run_of distilbert_3)/metrics.json" <<'"'"'PY'"'"'
+import json, sys
+z2, z0 = (json.load(open(p))["distributed"] for p in sys.argv[1:3])
+assert z2["zero"] == 2 and z0["zero"] == 0, (z2["zero"], z0["zero"])
+rows2, rows0 = z2["memory_per_rank"], z0["memory_per_rank"]
+assert [r["rank"] for r in rows2] == [0, 1, 2], rows2
+for a, b in zip(rows2, rows0):
+    assert abs(3 * a["optimizer_state_bytes"] - b["optimizer_state_bytes"]) <= 12, (a, b)
+    assert a["parameter_bytes"] == b["parameter_bytes"] > 0 and a["activation_bytes"] > 0, (a, b)
+    assert a["peak_memory_bytes"] >= a["parameter_bytes"] + a["gradient_bytes"] + a["optimizer_state_bytes"], a
+print("  optimizer state per rank, ZeRO 0 -> 2:", [r["optimizer_state_bytes"] for r in rows0], "->",
+      [r["optimizer_state_bytes"] for r in rows2])
+PY'
 check "metrics.json: communication time and per-rank batch reported" \
   'python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[\"distributed\"]; sys.exit(0 if d[\"communication_s\"] >= 0 and d[\"rows_per_rank\"] == [3, 3] else 1)" "$B/metrics.json"'
 
@@ -249,6 +267,7 @@ kill_and_resume zero0
 check "and continued by one process" '[ $? -eq 0 ] && [ "$(json "$C/metrics.json" "m[\"train\"][\"steps\"]")" = 14 ]'
 # ZeRO 1: each rank's part of the optimizer state is gathered into the checkpoint
 kill_and_resume zero1 --train.zero 1
+kill_and_resume zero2 --train.zero 2
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

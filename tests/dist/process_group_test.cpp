@@ -70,6 +70,43 @@ TEST(GlooGroup, SumsAreCorrectAndTheSameBitsOnEveryRank) {
   }
 }
 
+// ZeRO's pair: reduce-scatter leaves each rank the sums of its part, all-gather gives every rank all
+// the parts. Uneven parts (one empty), odd and power-of-two rank counts, and a second round on
+// the same buffer (Gloo's algorithm is built once per buffer) with new values.
+TEST(GlooGroup, ReduceScatterSumsEachRanksPartAndAllGatherJoinsThem) {
+  for (const int size : {2, 3, 4}) {
+    const int port = free_port();
+    std::vector<int64_t> counts;
+    for (int r = 0; r < size; ++r) counts.push_back(r == 1 ? 0 : 1000 + 37 * r);
+    int64_t n = 0;
+    for (int64_t c : counts) n += c;
+    auto input = [&](int rank, int round, int64_t i) { return float((rank + 1) * (i % 97)) * 0.25f + float(round); };
+    std::vector<std::vector<float>> scattered(size), gathered(size);
+    const auto errors = run_ranks(size, [&](int rank) {
+      auto group = join(world_of(rank, size, port), Device::cpu(), options());
+      Tensor values = Tensor::empty({n}, DType::F32);
+      for (int round = 0; round < 2; ++round) {
+        for (int64_t i = 0; i < n; ++i) values.data<float>()[i] = input(rank, round, i);
+        group->reduce_scatter_sum(values, counts);
+        scattered[rank] = values.to_float_vector();
+      }
+      group->all_gather(values, counts);
+      gathered[rank] = values.to_float_vector();
+    });
+    for (int r = 0; r < size; ++r) ASSERT_EQ(errors[r], "") << size << " ranks, rank " << r;
+    int64_t offset = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int64_t i = offset; i < offset + counts[r]; ++i) {
+        float expected = 0;  // small integers times 0.25: exact in float in any order
+        for (int k = 0; k < size; ++k) expected += input(k, 1, i);
+        ASSERT_EQ(scattered[r][i], expected) << size << " ranks: rank " << r << " element " << i;
+        for (int k = 0; k < size; ++k) ASSERT_EQ(gathered[k][i], expected) << "rank " << k << " element " << i;
+      }
+      offset += counts[r];
+    }
+  }
+}
+
 TEST(GlooGroup, BroadcastsCopyTheRootsValuesAndText) {
   const int size = 2, port = free_port();
   std::vector<std::vector<float>> got(size);

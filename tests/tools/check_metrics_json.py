@@ -150,9 +150,17 @@ def check_train(m):
     if "distributed" in m:
         check_object("distributed", m["distributed"],
                      {"ranks": int, "backend": str, "launcher": str, "rows_per_rank": list, "communication_s": NUM,
-                      "zero": int, "optimizer_state_bytes": int, "parameter_bytes": int, "gradient_bytes": int,
-                      "energy_scope": str},
+                      "zero": int, "optimizer_state_bytes": int, "memory_per_rank": list, "energy_scope": str},
                      name=lambda k: f"distributed.{k}")
+        rows = m["distributed"].get("memory_per_rank")
+        if isinstance(rows, list):
+            if len(rows) != m["distributed"].get("ranks"):
+                problems.append(f"distributed.memory_per_rank has {len(rows)} rows for {m['distributed'].get('ranks')} ranks")
+            for i, row in enumerate(rows):
+                check_object(f"distributed.memory_per_rank[{i}]", row,
+                             {key: int for key in ("rank", "parameter_bytes", "gradient_bytes", "optimizer_state_bytes",
+                                                   "activation_bytes", "peak_memory_bytes")},
+                             name=lambda k: f"distributed.memory_per_rank[].{k}")
     for section, spec in sections.items():
         if section in m:
             check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")

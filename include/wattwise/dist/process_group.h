@@ -30,6 +30,10 @@ class ProcessGroup {
   // `full` (f32, on this group's device) is laid out as consecutive parts, counts[r] elements for
   // rank r; each rank has written its own part, and afterwards every rank holds all of them.
   virtual void all_gather(const Tensor& full, const std::vector<int64_t>& counts) = 0;
+  // The reverse (ZeRO 2's gradients): `full` (f32, on this group's device) laid out as all_gather's
+  // parts; afterwards this rank's part holds the sum of every rank's values of it, in place. The
+  // other parts are left unspecified (the buffer is the collective's workspace).
+  virtual void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) = 0;
   // Host bytes from rank `root` to every rank, in place (all ranks pass the same size).
   virtual void broadcast_bytes(void* data, size_t bytes, int root) = 0;
   // Rank `root`'s text to every rank (the others' `text` is replaced; its size may differ).

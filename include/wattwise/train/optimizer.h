@@ -59,6 +59,9 @@ struct OptimizerShard {
 };
 // This rank's part of `numel` elements among the group's ranks (contiguous, balanced).
 OptimizerShard shard_of(dist::ProcessGroup* group, int64_t numel);
+// Element counts of every rank's part of `numel` (as shard_of splits it), for all_gather and
+// reduce_scatter_sum.
+std::vector<int64_t> shard_counts(int64_t numel, int ranks);
 
 class Optimizer {
  public:

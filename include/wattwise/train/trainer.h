@@ -36,7 +36,8 @@ struct TrainerOptions {
   // group of one: one process.
   dist::ProcessGroup* group = nullptr;
   // ZeRO stage: 0, every rank holds the whole optimizer state; 1, each holds its part of it
-  // (OptimizerShard) and the updated parameters are all-gathered.
+  // (OptimizerShard) and the updated parameters are all-gathered; 2, also the gradients are
+  // reduce-scattered rather than all-reduced: each rank receives the sums of its part only.
   int zero = 0;
 };
 
@@ -79,6 +80,7 @@ class Trainer {
   int64_t steps() const { return optimizer_.steps_taken() + skipped_; }
   int64_t skipped_steps() const { return skipped_; }
   float loss_scale() const { return loss_scale_; }
+  const TrainerOptions& options() const { return options_; }
   Optimizer& optimizer() { return optimizer_; }
   const Optimizer& optimizer() const { return optimizer_; }
   const LrSchedule& schedule() const { return schedule_; }

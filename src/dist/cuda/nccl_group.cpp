@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <type_traits>
 #include <thread>
@@ -28,6 +29,7 @@ struct NcclApi {
   decltype(&::ncclGetLastError) ncclGetLastError;
   decltype(&::ncclAllReduce) ncclAllReduce;
   decltype(&::ncclBroadcast) ncclBroadcast;
+  decltype(&::ncclReduce) ncclReduce;
   decltype(&::ncclGroupStart) ncclGroupStart;
   decltype(&::ncclGroupEnd) ncclGroupEnd;
 };
@@ -53,6 +55,7 @@ const NcclApi& nccl() {
     load(a.ncclGetLastError, "ncclGetLastError");
     load(a.ncclAllReduce, "ncclAllReduce");
     load(a.ncclBroadcast, "ncclBroadcast");
+    load(a.ncclReduce, "ncclReduce");
     load(a.ncclGroupStart, "ncclGroupStart");
     load(a.ncclGroupEnd, "ncclGroupEnd");
     return a;
@@ -105,14 +108,17 @@ class NcclGroup : public ProcessGroup {
 
   void all_reduce_sum(std::vector<double>& values) override {
     if (values.empty()) return;
-    if (values.size() > kScratchDoubles) fail("nccl all-reduce of ", values.size(), " host numbers: at most ", kScratchDoubles);
     timed([&] {
       cudaStream_t stream = kernels::cuda::stream();
-      const size_t bytes = values.size() * sizeof(double);
-      kernels::cuda::check(cudaMemcpyAsync(scratch_, values.data(), bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
-      check(nccl().ncclAllReduce(scratch_, scratch_, values.size(), ncclFloat64, ncclSum, comm_, stream), "ncclAllReduce");
-      kernels::cuda::check(cudaMemcpyAsync(values.data(), scratch_, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync");
-      wait_for_stream("all-reduce");
+      for (size_t first = 0; first < values.size(); first += kScratchDoubles) {  // through the scratch in pieces
+        const size_t count = std::min(kScratchDoubles, values.size() - first), bytes = count * sizeof(double);
+        kernels::cuda::check(cudaMemcpyAsync(scratch_, values.data() + first, bytes, cudaMemcpyHostToDevice, stream),
+                             "cudaMemcpyAsync");
+        check(nccl().ncclAllReduce(scratch_, scratch_, count, ncclFloat64, ncclSum, comm_, stream), "ncclAllReduce");
+        kernels::cuda::check(cudaMemcpyAsync(values.data() + first, scratch_, bytes, cudaMemcpyDeviceToHost, stream),
+                             "cudaMemcpyAsync");
+        wait_for_stream("all-reduce");
+      }
     });
   }
 
@@ -144,6 +150,27 @@ class NcclGroup : public ProcessGroup {
       }
       check(nccl().ncclGroupEnd(), "ncclGroupEnd");
       wait_for_comm("all-gather");
+    });
+  }
+
+  // Likewise ncclReduceScatter wants equal parts: one in-place reduce to each part's rank, grouped.
+  void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) override {
+    if (full.device() != device_ || full.dtype() != DType::F32)
+      fail("nccl reduce-scatter: expected f32 values on ", device_.str(), ", got ", full.describe());
+    const std::vector<size_t> elements = checked_parts(full, counts, size_);
+    timed([&] {
+      float* base = static_cast<float*>(full.raw());
+      check(nccl().ncclGroupStart(), "ncclGroupStart");
+      size_t offset = 0;
+      for (int r = 0; r < size_; ++r) {
+        if (elements[r] > 0)
+          check(nccl().ncclReduce(base + offset, base + offset, elements[r], ncclFloat32, ncclSum, r, comm_,
+                                  kernels::cuda::stream()),
+                "ncclReduce");
+        offset += elements[r];
+      }
+      check(nccl().ncclGroupEnd(), "ncclGroupEnd");
+      wait_for_comm("reduce-scatter");
     });
   }
 
