@@ -73,8 +73,8 @@ Command launch_command(CLI::App& app) {
   cmd->add_option("command", args->command, "The wattwise command each rank runs (after --), e.g. train --config run.toml")
       ->required();
   return {cmd, [args] {
-            if (args->command.front() != "train")
-              fail("launch: only `train` runs distributed (got '", args->command.front(), "')");
+            if (args->command.front() != "train" && args->command.front() != "bench")
+              fail("launch: only `train` and `bench` run distributed (got '", args->command.front(), "')");
             const int port = args->master_port ? args->master_port : free_port();
             const std::string self = "/proc/self/exe";
             char exe[4096] = {};

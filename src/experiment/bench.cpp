@@ -16,8 +16,11 @@
 
 #include "wattwise/core/device.h"
 #include "wattwise/core/error.h"
+#include "wattwise/dist/process_group.h"
+#include "wattwise/dist/world.h"
 #include "wattwise/energy/monitor.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/experiment/train_checkpoint.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/gpt2.h"
 #include "wattwise/models/sequence_classifier.h"
@@ -302,7 +305,7 @@ struct Timed {
 
 // `warmup` untimed steps, then at least `steps` timed ones (and at least min_seconds) inside one
 // energy window; `wait_for_device` marks the end of queued work on both sides of the timed region.
-Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min_seconds,
+Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min_seconds, dist::ProcessGroup* group,
                  const std::function<void()>& step, const std::function<void()>& wait_for_device) {
   for (int64_t i = 0; i < warmup; ++i) step();
   wait_for_device();
@@ -321,7 +324,15 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
   monitor.begin_window("bench");
   const auto start = std::chrono::steady_clock::now();
   Timed t;
-  while (t.steps < steps || seconds_since(start) < min_seconds) {
+  // Data parallel: rank 0's clock decides, so every rank takes the same number of steps.
+  auto more = [&] {
+    const bool here = t.steps < steps || seconds_since(start) < min_seconds;
+    if (!group) return here;
+    std::vector<double> flag = {group->rank() == 0 && here ? 1.0 : 0.0};
+    group->all_reduce_sum(flag);
+    return flag[0] > 0;
+  };
+  while (more()) {
     step();
     ++t.steps;
   }
@@ -337,8 +348,10 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
 // as the peer sets it, weight decay 0.01, no clipping), gpt2 with the GPT-2 pretraining recipe (lr 6e-4,
 // weight decay 0.1, betas 0.9/0.95, clipping at global norm 1.0, what `wattwise train` defaults to).
 // fp16 with dynamic loss scaling as torch.amp.GradScaler's defaults.
-train::TrainerOptions bench_trainer_options(const BenchCase& c, int64_t total_steps, uint64_t seed) {
+train::TrainerOptions bench_trainer_options(const BenchCase& c, int64_t total_steps, uint64_t seed,
+                                            dist::ProcessGroup* group) {
   train::TrainerOptions t;
+  t.group = group;
   t.optimizer.kind = train::OptimizerKind::AdamW;
   t.schedule.kind = train::ScheduleKind::Constant;
   t.schedule.total_steps = total_steps;
@@ -362,12 +375,23 @@ train::TrainerOptions bench_trainer_options(const BenchCase& c, int64_t total_st
   return t;
 }
 
+// One micro-batch: data parallel, this rank's batch is 1/N of the job's (its gradient weighs 1/N,
+// the ranks' gradients are summed: the mean over the job's batch, as DDP averages).
+std::optional<train::StepResult> train_step(train::Trainer& trainer, const models::Batch& batch,
+                                            dist::ProcessGroup* group) {
+  if (!group) return trainer.train_micro_batch(batch);
+  const int64_t rows = batch.input_ids.size(0);
+  return trainer.train_micro_batch_shard(batch, 1.0 / group->size(), rows * group->size());
+}
+
 // The fields every case reports; the caller has set the model's own (params, model_config,
 // attention, final_loss, skipped_steps).
 void add_common_fields(nlohmann::json& j, const BenchCase& c, const BenchOptions& o, const Device& device,
                        int64_t warmup, const Timed& t, double flops) {
-  const int64_t samples = t.steps * c.batch, tokens = samples * c.seq_len;
-  const double achieved = flops * double(t.steps) / t.elapsed_s / 1e12;
+  // A data-parallel job: every rank ran `batch` rows per step; rates and energy per sample are the job's.
+  const int64_t ranks = o.group ? o.group->size() : 1;
+  const int64_t samples = t.steps * c.batch * ranks, tokens = samples * c.seq_len;
+  const double achieved = flops * double(t.steps) * double(ranks) / t.elapsed_s / 1e12;
   j["schema"] = "wattwise-bench/1";
   j["tool"] = "wattwise";
   j["case"] = c.name;
@@ -394,6 +418,11 @@ void add_common_fields(nlohmann::json& j, const BenchCase& c, const BenchOptions
   add_energy(j, t.window, samples);
   j["peak_memory_bytes"] = memory_stats(device).peak;
   j["peak_memory_counts"] = "wattwise tensors, arenas and parameters (library workspaces not included)";
+  if (o.group)
+    j["distributed"] = {{"ranks", ranks},
+                        {"backend", o.group->backend()},
+                        {"communication_s", o.group->communication_seconds()},
+                        {"energy_scope", "rank 0's device only"}};
   j["model_flops_per_step"] = flops;
   j["model_flops_per_sample"] = flops / double(c.batch);
   j["achieved_tflops"] = achieved;
@@ -416,7 +445,8 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
                                    training ? models::ModelPurpose::Training : models::ModelPurpose::Inference);
   model.init_weights(o.seed);
   apply_execution(model, {c.precision, c.attention, c.checkpointing});
-  models::Batch batch = random_batch(config, c.batch, c.seq_len, o.seed + 1);
+  const uint64_t rank = o.group ? uint64_t(o.group->rank()) : 0;  // each rank its own rows
+  models::Batch batch = random_batch(config, c.batch, c.seq_len, o.seed + 1 + rank);
   if (!training) {
     // Inference times what the PyTorch peer times: logits from a batch already on the device, no
     // loss and no read-back per batch (the loss's read-back waited for every batch, which left the
@@ -428,12 +458,12 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
   }
 
   std::optional<train::Trainer> trainer;
-  if (training) trainer.emplace(model, bench_trainer_options(c, warmup + steps, o.seed));
+  if (training) trainer.emplace(model, bench_trainer_options(c, warmup + steps, o.seed, o.group));
   Tensor logits;
   double last_loss = std::nan("");
   auto step = [&] {
     if (training) {
-      if (auto r = trainer->train_micro_batch(batch)) last_loss = r->loss;
+      if (auto r = train_step(*trainer, batch, o.group)) last_loss = r->loss;
     } else {
       logits = model.forward(batch, /*training=*/false);
     }
@@ -443,7 +473,7 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
     if (training) model.parameters().flat_values().slice(0, 1).to_float_vector();
     else if (logits.defined()) logits.to_float_vector();  // undefined before the first step
   };
-  const Timed t = time_steps(device, warmup, steps, o.min_seconds, step, wait_for_device);
+  const Timed t = time_steps(device, warmup, steps, o.min_seconds, o.group, step, wait_for_device);
 
   nlohmann::json j;
   add_common_fields(j, c, o, device, warmup, t, model_flops_per_step(config, c.batch, c.seq_len, training));
@@ -466,14 +496,15 @@ nlohmann::json run_gpt2_case(const BenchCase& c, const BenchOptions& o, int64_t 
   models::Gpt2LMHeadModel model(config, device);
   model.init_weights(o.seed);
   apply_execution(model, {c.precision, c.attention, c.checkpointing});
-  const models::Batch batch = random_lm_batch(config, c.batch, c.seq_len, o.seed + 1);
-  train::Trainer trainer(model, bench_trainer_options(c, warmup + steps, o.seed));
+  const uint64_t rank = o.group ? uint64_t(o.group->rank()) : 0;  // each rank its own rows
+  const models::Batch batch = random_lm_batch(config, c.batch, c.seq_len, o.seed + 1 + rank);
+  train::Trainer trainer(model, bench_trainer_options(c, warmup + steps, o.seed, o.group));
   double last_loss = std::nan("");
   auto step = [&] {
-    if (auto r = trainer.train_micro_batch(batch)) last_loss = r->loss;
+    if (auto r = train_step(trainer, batch, o.group)) last_loss = r->loss;
   };
   auto wait_for_device = [&] { model.parameters().flat_values().slice(0, 1).to_float_vector(); };
-  const Timed t = time_steps(device, warmup, steps, o.min_seconds, step, wait_for_device);
+  const Timed t = time_steps(device, warmup, steps, o.min_seconds, o.group, step, wait_for_device);
 
   nlohmann::json j;
   add_common_fields(j, c, o, device, warmup, t, gpt2_train_flops_per_step(config, c.batch, c.seq_len));
@@ -590,11 +621,39 @@ int run_bench(const BenchOptions& o, std::ostream& out) {
     return 0;
   }
 
+  // Started by a launcher (`wattwise launch --nproc N -- bench ...`, torchrun): the training cases
+  // run data-parallel, one rank per GPU (each takes its LOCAL_RANK's), and rank 0 reports.
+  const dist::World world = dist::world_from_environment();
+  std::unique_ptr<dist::ProcessGroup> group;
+  BenchOptions options = o;
+  if (world.joins()) {
+    if (!o.peer.empty()) fail("bench --peer runs in one process: start the peer comparison without a launcher");
+    for (const auto& c : cases)
+      if (c.mode != "train") fail("bench case ", c.name, " is ", c.mode, ": only training cases run data-parallel");
+    Device device = parse_device(o.device);
+    if (device.is_cuda() && (o.device == "auto" || o.device == "cuda")) device = Device::cuda(world.local_rank);
+    options.device = device.str();
+    nlohmann::json what = nlohmann::json::array();
+    for (const auto& c : cases) what.push_back({c.name, c.arch, c.preset, c.batch, c.seq_len, c.precision, c.attention, c.checkpointing});
+    dist::JoinOptions join;
+    join.timeout = std::chrono::minutes(10);
+    join.fingerprint = "wattwise " + wattwise_version() + ", bench " + what.dump() + " steps " +
+                       std::to_string(o.steps.value_or(-1)) + " warmup " + std::to_string(o.warmup.value_or(-1)) +
+                       " seed " + std::to_string(o.seed);
+    join.waiting = [](const std::string& line) { std::fprintf(stderr, "wattwise: %s\n", line.c_str()); };
+    group = dist::join(world, device, join);
+    options.group = group.get();
+  }
+  const bool reports = !group || group->rank() == 0;
   std::vector<nlohmann::json> results;
   for (const auto& c : cases) {
+    if (!reports) {
+      run_bench_case(c, options);
+      continue;
+    }
     std::fprintf(stderr, "bench: %s (%s %s %s, batch %lld, len %lld, %s) ...\n", c.name.c_str(), c.arch.c_str(),
                  c.preset.c_str(), c.mode.c_str(), (long long)c.batch, (long long)c.seq_len, c.precision.c_str());
-    nlohmann::json ours = run_bench_case(c, o);
+    nlohmann::json ours = run_bench_case(c, options);
     results.push_back(ours);
     json_lines += ours.dump() + "\n";
     if (!o.peer.empty()) {
@@ -606,6 +665,7 @@ int run_bench(const BenchOptions& o, std::ostream& out) {
     // Written after every case, so an interrupted `--case all` keeps what it measured.
     if (!o.json_path.empty()) io::write_file_atomic(o.json_path, json_lines);
   }
+  if (!reports) return 0;
   out << bench_table(results);
   for (const auto& r : results) {
     if (r.value("tool", "") != "wattwise") continue;

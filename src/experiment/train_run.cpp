@@ -241,7 +241,7 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
   metrics["eval_history"] = r.history;
   metrics["test"] = r.test;
   metrics["energy"] = std::move(energy);
-  if (group && group->size() > 1) {
+  if (group) {
     json rows = json::array();
     for (int64_t rank = 0; rank < group->size(); ++rank)
       rows.push_back(s.batch_size * (rank + 1) / group->size() - s.batch_size * rank / group->size());
@@ -684,7 +684,7 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
 Device training_device(const TrainConfig& cfg, const dist::World& world) {
   const std::string text = cfg.get_string("run.device");
   const Device device = parse_device(text);
-  if (!world.distributed() || device.is_cpu()) return device;
+  if (!world.joins() || device.is_cpu()) return device;
   if (text != "cuda" && text != "auto" && world.local_size > 1)
     fail("run.device ", text, " names one GPU for all ", world.local_size,
          " ranks on this machine: give cuda (each rank takes the GPU of its LOCAL_RANK)");
@@ -699,7 +699,7 @@ Device training_device(const TrainConfig& cfg, const dist::World& world) {
 // Joins the job this process was started in (torchrun, mpirun, srun, wattwise launch): nothing
 // for a single process. Every rank must run the same configuration and wattwise version.
 std::unique_ptr<dist::ProcessGroup> join_job(const TrainConfig& cfg, const dist::World& world, Device device) {
-  if (!world.distributed()) return nullptr;
+  if (!world.joins()) return nullptr;
   dist::JoinOptions options;
   options.timeout = std::chrono::milliseconds(int64_t(cfg.get_float("run.dist_timeout_s") * 1000));
   options.fingerprint = "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg);
@@ -745,7 +745,7 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
   cfg.validate();
   const dist::World world = dist::world_from_environment();
   const Device device = training_device(cfg, world);
-  if (world.distributed() && world.rank != 0) {
+  if (world.joins() && world.rank != 0) {
     // Rank 0 reads the checkpoint and sends its state; this rank needs only the configuration.
     const std::unique_ptr<TrainTask> task = make_task(cfg, device);
     const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `wattwise bench` on the CPU with tiny shapes: the JSON fields and their arithmetic, a GPT-2 training
 # step (the GPT-2 training case at a tiny size), the case list, and bad names and shapes (one-line errors,
-# non-zero exit).
+# non-zero exit), and data-parallel benches under `wattwise launch` and WORLD_SIZE=1.
 source "$(dirname "$0")/../cli_common.sh"
 
 "$bin" bench --arch bert --preset tiny --mode train --batch 4 --seq-len 16 --steps 3 --warmup 1 --device cpu \
@@ -60,5 +60,20 @@ TMPDIR="$work/scratch" "$bin" bench --arch bert --preset tiny --mode infer --bat
   --device cpu --peer pytorch --peer-script "$src/bench/peer_pytorch.py" --python "$work/fakepython" > /dev/null 2> err.txt
 check "failing peer: exit 1 naming it, no scratch folder left" \
   '[ $? -eq 1 ] && grep -q "PyTorch peer failed (exit status" err.txt && [ -z "$(ls scratch)" ]'
+
+# Data parallel: `launch --nproc N -- bench` trains each rank on its own batch (weak scaling), rank 0 reports.
+bench_tiny=(bench --arch bert --preset tiny --mode train --batch 4 --seq-len 16 --steps 3 --warmup 1 --device cpu)
+"$bin" launch --nproc 2 -- "${bench_tiny[@]}" --json dp > dp_out.txt 2> dp_err.txt
+check "launch --nproc 2 -- bench: exit 0, one table and one JSON line (rank 0's)" \
+  '[ $? -eq 0 ] && [ "$(wc -l < dp)" -eq 1 ] && [ "$(grep -c "samples/s" dp_out.txt)" -eq 1 ] || cat dp_err.txt'
+check "2 ranks: the job's samples (2 x 3 steps x 4), Gloo, a mean loss like one process's" \
+  'json dp "m[\"samples\"] == 24 and m[\"distributed\"][\"ranks\"] == 2 and m[\"distributed\"][\"backend\"] == \"gloo\" and 0.5 < m[\"final_loss\"] < 0.9" | grep -q True'
+WORLD_SIZE=1 RANK=0 MASTER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+  "$bin" "${bench_tiny[@]}" --json one > /dev/null 2> one_err.txt
+check "WORLD_SIZE=1: the data-parallel path on one rank, the same loss as one process" \
+  'json one "m[\"distributed\"][\"ranks\"] == 1 and m[\"final_loss\"] == $(json f "m[\"final_loss\"]")" | grep -q True || cat one_err.txt'
+"$bin" launch --nproc 2 -- bench --arch bert --preset tiny --mode infer --batch 2 --seq-len 8 --steps 1 --device cpu 2> dp_err.txt
+check "an inference case under launch: exit 1, one line per rank naming the case" \
+  '[ $? -ne 0 ] && grep -q "only training cases run data-parallel" dp_err.txt'
 
 [ $fails -eq 0 ]

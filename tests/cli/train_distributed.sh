@@ -103,6 +103,14 @@ equivalent gpt2_accum_zero1 "${gpt2[@]}" -- --train.batch_size 4 --train.grad_ac
 equivalent distilbert_zero2 "${distilbert[@]}" -- --train.batch_size 6 --train.zero 2
 equivalent gpt2_accum_zero2 "${gpt2[@]}" -- --train.batch_size 5 --train.grad_accum 2 --train.zero 2
 
+# One rank through the data-parallel path (launch --nproc 1: torchrun-style, the collectives run):
+# the same bits as one process.
+"$bin" launch --nproc 1 -- train "${bert[@]}" --train.batch_size 6 "${steps20[@]}" --run.name bert_launch1 2> "$work/err_launch1"
+check "launch --nproc 1: one process's losses and final parameters bit for bit, metrics.json says 1 rank" \
+  '[ $? -eq 0 ] && same_log "$(run_of bert_1)" "$(run_of bert_launch1)" 0 &&
+   cmp -s "$(final_parameters "$(run_of bert_1)")" "$(final_parameters "$(run_of bert_launch1)")" &&
+   [ "$(json "$(run_of bert_launch1)/metrics.json" "m[\"distributed\"][\"ranks\"]")" = 1 ] || { cat "$work/err_launch1"; false; }'
+
 B=$(run_of bert_2)
 check "only rank 0 prints the run folder and writes it; metrics.json valid with the job's ranks" \
   '[ "$(grep -c "^run folder:" "$work/err_bert_2")" -eq "$(grep -c "^run folder:" "$work/err_bert_1")" ] &&
@@ -188,8 +196,8 @@ check "a port in use: one line naming it" \
 
 # --- launch's own errors: one line, no rank started ---
 "$bin" launch --nproc 2 -- predict --input x 2> "$work/launch_err"; rc=$?
-check "launch runs train only: exit 1, one line" \
-  '[ $rc -eq 1 ] && [ "$(wc -l < "$work/launch_err")" -eq 1 ] && grep -q "only .train. runs distributed (got .predict.)" "$work/launch_err"'
+check "launch runs train and bench only: exit 1, one line" \
+  '[ $rc -eq 1 ] && [ "$(wc -l < "$work/launch_err")" -eq 1 ] && grep -q "only .train. and .bench. run distributed (got .predict.)" "$work/launch_err"'
 "$bin" launch --nproc 0 -- train 2> "$work/launch_err"; rc=$?
 check "launch --nproc 0: a usage error (exit 2) naming the range" '[ $rc -eq 2 ] && grep -q "nproc: Value 0 not in range 1 to 1024" "$work/launch_err"'
 

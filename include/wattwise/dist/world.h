@@ -19,6 +19,11 @@ struct World {
   int master_port = 29500;
   std::string launcher;  // "torchrun" (WORLD_SIZE...), "mpirun", "srun", or "" (one process)
   bool distributed() const { return size > 1; }
+  // Whether this process joins a job: several ranks, or torchrun-style variables even for one
+  // (`wattwise launch --nproc 1`, `torchrun --nproc-per-node 1`: the data-parallel path over one
+  // rank, as DDP runs it, which is how its overhead is measured). One task of mpirun or srun stays
+  // a plain process: a single-task Slurm job must not need a free rendezvous port.
+  bool joins() const { return size > 1 || launcher == "torchrun"; }
   std::string describe() const;  // "rank 1 of 3 (local 1 of 3), rendezvous 127.0.0.1:29500"
 };
 

@@ -15,6 +15,10 @@
 #include "wattwise/models/config.h"
 #include "wattwise/models/gpt2.h"
 
+namespace ww::dist {
+class ProcessGroup;
+}
+
 namespace ww::experiment {
 
 // One benchmark shape: the model, what is timed (train: forward + backward + AdamW step; infer:
@@ -89,6 +93,10 @@ struct BenchOptions {
   std::string python = "python3";
   uint64_t seed = 1234;
   int64_t vocab_size = 30522;  // bert-base-uncased's (bert/distilbert; gpt2 keeps GPT-2's 50,257)
+  // Data parallel (run_bench sets it when a launcher started this process): every rank trains on
+  // its own batch of the case's size (weak scaling), the gradients all-reduced each step; rank 0
+  // decides when the timed loop ends and reports the job's samples.
+  dist::ProcessGroup* group = nullptr;
 };
 
 // Runs one case on `device` and returns its JSON object (schema in docs/PERFORMANCE.md):

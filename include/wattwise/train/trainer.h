@@ -94,7 +94,8 @@ class Trainer {
 
  private:
   std::optional<StepResult> train_step_graphed(const models::Batch& batch);
-  bool distributed() const { return options_.group && options_.group->size() > 1; }
+  // A job of one rank too: its collectives run (through NCCL or Gloo), as DDP's do.
+  bool distributed() const { return options_.group != nullptr; }
   // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
   StepResult finish_step(StepResult r, const StepReport& report);
 
