@@ -21,6 +21,8 @@ Steps (default: build,test):
   test           the test programs --tests selects, each under --test-timeout (GPU tests skip
                  without a GPU, so every program runs anywhere); --ctest: through ctest instead
   timing         the kernel timing reports: the disabled *Timing* tests of every test program
+  dp1            the data-parallel path over one rank (NCCL, WORLD_SIZE=1) against a plain
+                 process, same binary, alternating: `wattwise bench` of --ab-cases, --ab-rounds
   ab             before/after on one GPU: `wattwise bench` of --ab-cases, the new binary and the
                  --base binary alternating (which goes first swaps every round), --ab-rounds rounds
   harness        bench/run_harness.py: wattwise, PyTorch eager and torch.compile alternating
@@ -173,7 +175,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#profiles[@]} -gt 0 ] || profiles=(gpt2-step)
-all_steps=" build test timing ab harness bench profile energy parity cpu-bench e2e memory imdb sweep gpt2-converge minilm "
+all_steps=" build test timing dp1 ab harness bench profile energy parity cpu-bench e2e memory imdb sweep gpt2-converge minilm "
 for s in $(words "$steps"); do
   [[ $all_steps == *" $s "* ]] || die "unknown step '$s' (steps:$all_steps)"
 done
@@ -205,6 +207,12 @@ say "host: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(npro
 for f in .gpu-carry/packed/*.tar.xz; do
   [ -f "$f" ] && tar -C .gpu-carry -xJf "$f" && say "unpacked $f"
 done
+# NCCL (dlopen'd by GPU data-parallel runs): the system's, else the one PyTorch's wheels bring.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnccl.so.2 '; then
+  nccl_dir=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)
+  [ -f "$nccl_dir/libnccl.so.2" ] && export LD_LIBRARY_PATH=$nccl_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+say "nccl: $( (ldconfig -p 2>/dev/null | grep -o '/[^ ]*libnccl.so.2$' | head -1; ls "${nccl_dir:-/nonexistent}"/libnccl.so.2 2>/dev/null) | head -1)"
 ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 data=$(realpath -m "$data")
 
@@ -383,13 +391,20 @@ step_ab() {
   done
   # Per case: each side's median and spread, and new/base, so "the same within run-to-run noise"
   # can be read off directly. Every run, with its side, in $OUT/ab.jsonl.
-  python3 - "$logs" "$OUT/ab.jsonl" <<'PY' 2>&1 | tee -a "$summary"
+  compare_sides ab new base "$OUT/ab.jsonl"
+  return 0
+}
+
+# The table of two sides' `bench --json` files $logs/<prefix>_<side>_<case>_<round>.json: per case
+# each side's median rate and spread, and the ratios; every run, with its side, into <out>.
+compare_sides() {  # prefix new-side base-side out
+  python3 - "$logs" "$1" "$2" "$3" "$4" <<'PY' 2>&1 | tee -a "$summary"
 import glob, json, os, statistics, sys
-logs, out = sys.argv[1], sys.argv[2]
+logs, prefix, new, base, out = sys.argv[1:6]
 runs = {}
 with open(out, "w") as f:
-    for side in ("new", "base"):
-        for path in sorted(glob.glob(os.path.join(logs, f"ab_{side}_*.json"))):
+    for side in (new, base):
+        for path in sorted(glob.glob(os.path.join(logs, f"{prefix}_{side}_*.json"))):
             for line in open(path):
                 if not line.strip(): continue
                 r = json.loads(line); r["side"] = side
@@ -403,20 +418,46 @@ def stat(rs, key):
 def energy(r):
     per = r.get("tokens") if r["case"].startswith("gpt2") else r.get("samples")
     return r["energy_j"] / per if r.get("energy_j") is not None and per else None
-print("| case | rate new (spread) | rate base (spread) | new/base | J new/base | peak new/base |")
+print(f"| case | rate {new} (spread) | rate {base} (spread) | {new}/{base} | J {new}/{base} | peak {new}/{base} |")
 print("| --- | --- | --- | --- | --- | --- |")
 for case, sides in runs.items():
-    if set(sides) != {"new", "base"}: continue
+    if set(sides) != {new, base}: continue
     key = "tokens_per_s" if case.startswith("gpt2") else "samples_per_s"
     for rs in sides.values():
         for r in rs: r["_j"] = energy(r)
-    (rn, sn), (rb, sb) = stat(sides["new"], key), stat(sides["base"], key)
-    jn, jb = stat(sides["new"], "_j")[0], stat(sides["base"], "_j")[0]
-    pn, pb = stat(sides["new"], "peak_memory_bytes")[0], stat(sides["base"], "peak_memory_bytes")[0]
+    (rn, sn), (rb, sb) = stat(sides[new], key), stat(sides[base], key)
+    jn, jb = stat(sides[new], "_j")[0], stat(sides[base], "_j")[0]
+    pn, pb = stat(sides[new], "peak_memory_bytes")[0], stat(sides[base], "peak_memory_bytes")[0]
     ratio = lambda a, b: f"{a / b:.3f}" if a and b else "-"
     print(f"| {case} | {rn:,.1f} ({sn:.1f}%) | {rb:,.1f} ({sb:.1f}%) | {ratio(rn, rb)} | {ratio(jn, jb)} | {ratio(pn, pb)} |")
 PY
-  return 0
+}
+
+# Data parallel over one rank against one plain process, same binary, alternating: the
+# world-size-1 overhead of the collectives (NCCL all-reduce of the gradients, the loss and the
+# loop's agreement each step; no CUDA graph with a group).
+step_dp1() {
+  local round c side port list=$ab_cases
+  [ "$ab_cases" = all ] && list=$cases
+  rm -f "$logs"/dp1_*.json
+  for round in $(seq 1 "$ab_rounds"); do
+    for c in $(words "$list"); do
+      for side in $([ $(( round % 2 )) = 1 ] && echo "nccl1 plain" || echo "plain nccl1"); do
+        [ "$(left)" -gt 30 ] || { say "dp1: no time left"; break 3; }
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        if [ "$side" = nccl1 ]; then
+          WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port timeout "$(cap 120)" "$bin" bench \
+            --case "$c" --device cuda --min-seconds "$ab_min_seconds" --json "$logs/dp1_${side}_${c}_$round.json" \
+            > "$logs/dp1_${c}_${side}_$round.log" 2>&1
+        else
+          timeout "$(cap 120)" "$bin" bench --case "$c" --device cuda --min-seconds "$ab_min_seconds" \
+            --json "$logs/dp1_${side}_${c}_$round.json" > "$logs/dp1_${c}_${side}_$round.log" 2>&1
+        fi
+        say "round $round $c $side: rc $? $(grep -E '^wattwise' "$logs/dp1_${c}_${side}_$round.log" | tr -s ' ')"
+      done
+    done
+  done
+  compare_sides dp1 nccl1 plain "$OUT/dp1.jsonl"
 }
 
 step_harness() {

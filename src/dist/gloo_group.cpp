@@ -74,11 +74,13 @@ class GlooGroup : public ProcessGroup {
     });
   }
 
-  void all_reduce_sum(std::vector<double>& values) override {
-    if (values.empty()) return;
+  void all_reduce_sum(std::vector<double>& values) override { all_reduce_sum_f64(values.data(), values.size()); }
+
+  void all_reduce_sum_f64(double* values, size_t count) override {
+    if (count == 0) return;
     run("all-reduce", [&] {
       gloo::AllreduceOptions opts(context_);
-      opts.setOutput(values.data(), values.size());
+      opts.setOutput(values, count);
       opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<double>));
       opts.setTimeout(timeout_);
       gloo::allreduce(opts);

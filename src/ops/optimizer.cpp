@@ -219,7 +219,7 @@ void prepare_sgd_on_device(const DeviceStepBuffers& buffers, const SgdStepArgs& 
 
 void adamw_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                           const Tensor& decay_ranges, [[maybe_unused]] const DeviceStepBuffers& buffers,
-                          [[maybe_unused]] double beta1) {
+                          [[maybe_unused]] double beta1, [[maybe_unused]] bool norm_summed) {
   const char* op = "adamw_step_on_device";
   check_buffer(params, params, op, "params");
   check_buffer(grads, params, op, "grads");
@@ -234,13 +234,14 @@ void adamw_step_on_device(const Tensor& params, const Tensor& grads, const Tenso
             params.data<float>(), grads.data<float>(), exp_avg.data<float>(), exp_avg_sq.data<float>(),
             params.numel(), num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
             static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()),
-            kernels::lerp_weight_is_small(float(1.0 - beta1)));
+            kernels::lerp_weight_is_small(float(1.0 - beta1)), norm_summed);
       }),
       no_device_step);
 }
 
 void sgd_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
-                        const Tensor& decay_ranges, [[maybe_unused]] const DeviceStepBuffers& buffers) {
+                        const Tensor& decay_ranges, [[maybe_unused]] const DeviceStepBuffers& buffers,
+                        [[maybe_unused]] bool norm_summed) {
   const char* op = "sgd_step_on_device";
   check_buffer(params, params, op, "params");
   check_buffer(grads, params, op, "grads");
@@ -254,9 +255,32 @@ void sgd_step_on_device(const Tensor& params, const Tensor& grads, const Tensor&
             params.data<float>(), grads.data<float>(),
             momentum_buffer.defined() ? momentum_buffer.data<float>() : nullptr, params.numel(),
             num_ranges < 0 ? nullptr : decay_ranges.data<int64_t>(), num_ranges,
-            static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()));
+            static_cast<kernels::StepControl*>(buffers.control.raw()), static_cast<double*>(buffers.partials.raw()),
+            norm_summed);
       }),
       no_device_step);
+}
+
+void sum_of_squares_on_device(const DeviceStepBuffers& buffers, const Tensor& grads) {
+  const char* op = "sum_of_squares_on_device";
+  if (!buffers.partials.defined()) fail(op, ": buffers not made by make_device_step_buffers");
+  if (grads.dtype() != DType::F32 || grads.device() != buffers.partials.device())
+    fail(op, ": grads must be f32 on ", buffers.partials.device().str(), ", got ", grads.describe());
+  const auto no_device_step = [&] { no_kernel(op, grads); };
+  dispatch(
+      grads.device(), no_device_step,
+      WW_CUDA([&] {
+        WW_CHECK(int64_t(kernels::cuda::norm_partials_count(grads.numel())) <= buffers.partials.numel(),
+                 op, ": ", grads.numel(), " gradients need more partials than the buffers hold");
+        kernels::cuda::sum_of_squares_into(static_cast<double*>(buffers.partials.raw()), grads.data<float>(),
+                                           grads.numel());
+      }),
+      no_device_step);
+}
+
+double* step_sum_of_squares(const DeviceStepBuffers& buffers) {
+  WW_CHECK(buffers.partials.defined(), "step_sum_of_squares: buffers not made");
+  return static_cast<double*>(buffers.partials.raw());
 }
 
 DeviceStepStatus read_step_status(const DeviceStepBuffers& buffers) {

@@ -125,8 +125,6 @@ Optimizer::Optimizer(models::ParameterStore& store, const OptimizerOptions& opti
          "releases its f32 master weights once it runs; build it for training to train it");
   Device device = store_.flat_values().device();
   if (!shard_.active()) shard_ = OptimizerShard{nullptr, 0, store_.numel()};
-  if (shard_.active() && device.is_cuda())
-    fail("train.zero 1 and 2 (sharded optimizer state) run on CPU ranks so far; on GPUs use train.zero 0");
   WW_CHECK(0 <= shard_.begin && shard_.begin <= shard_.end && shard_.end <= store_.numel(), "optimizer shard [",
            shard_.begin, ", ", shard_.end, ") of ", store_.numel());
   const int64_t n = shard_.end - shard_.begin;
@@ -192,6 +190,21 @@ void Optimizer::enqueue() {
   const Tensor& params = store_.flat_values();
   const Tensor& grads = store_.flat_grads();
   WW_CHECK(params.device().is_cuda() && device_step_.control.defined(), "optimizer enqueue() needs a prepared GPU step");
+  if (shard_.active()) {
+    // ZeRO on GPUs: this rank's part of Σg², the ranks' parts added up on the device, then this
+    // part's update from that norm and the parameters all-gathered (a skipped step gathers the
+    // unchanged values). The collectives wait for the stream: a sharded step is never recorded.
+    const Tensor my_params = params.slice(shard_.begin, shard_.end), my_grads = grads.slice(shard_.begin, shard_.end);
+    ops::sum_of_squares_on_device(device_step_, my_grads);
+    shard_.group->all_reduce_sum_f64(ops::step_sum_of_squares(device_step_), 1);
+    if (uses_adam(options_.kind))
+      ops::adamw_step_on_device(my_params, my_grads, exp_avg_, exp_avg_sq_, decay_ranges_, device_step_, options_.beta1,
+                                /*norm_summed=*/true);
+    else
+      ops::sgd_step_on_device(my_params, my_grads, momentum_buffer_, decay_ranges_, device_step_, /*norm_summed=*/true);
+    shard_.group->all_gather(params, shard_counts(store_.numel(), shard_.group->size()));
+    return;
+  }
   if (uses_adam(options_.kind))
     ops::adamw_step_on_device(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, device_step_, options_.beta1);
   else
@@ -208,6 +221,7 @@ void Optimizer::launch() {
   phase_ = Phase::Launched;
   const Tensor& params = store_.flat_values();
   const Tensor& grads = store_.flat_grads();
+  if (shard_.active()) whole_state_.clear();  // a gathered state is of the step before
   if (params.device().is_cuda()) {
     enqueue();
     return;
@@ -218,7 +232,6 @@ void Optimizer::launch() {
   const Tensor my_grads = shard_.active() ? grads.slice(shard_.begin, shard_.end) : grads;
   StepReport report;
   if (shard_.active()) {
-    whole_state_.clear();  // a gathered state is of the step before
     const double part = ops::global_grad_norm(my_grads);
     std::vector<double> sum_of_squares = {part * part};
     shard_.group->all_reduce_sum(sum_of_squares);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -421,6 +422,124 @@ TEST(CudaOptimizer, OptimizerClassRunsOnGpuParameters) {
     const std::vector<float> before = read_back(gpu.flat_values());
     EXPECT_FALSE(gpu_optimizer.step(1e-2).applied);
     EXPECT_EQ(read_back(gpu.flat_values()), before);
+  }
+}
+
+// A process group over GPU tensors for thread ranks sharing one GPU (NCCL refuses two ranks on one
+// device): every collective copies to the host, runs Gloo's, and copies back.
+class HostBridgeGroup : public dist::ProcessGroup {
+ public:
+  HostBridgeGroup(std::unique_ptr<dist::ProcessGroup> host, Device device) : host_(std::move(host)), device_(device) {
+    rank_ = host_->rank();
+    size_ = host_->size();
+  }
+  std::string backend() const override { return "gloo (host copies)"; }
+  void all_reduce_sum(const Tensor& values) override {
+    bridge(values, [&](const Tensor& h) { host_->all_reduce_sum(h); });
+  }
+  void all_reduce_sum(std::vector<double>& values) override { host_->all_reduce_sum(values); }
+  void all_reduce_sum_f64(double* values, size_t count) override {
+    const Tensor on_device = Tensor::view(values, {int64_t(count)}, DType::I64, device_);  // 8-byte elements
+    const Tensor h = on_device.to(Device::cpu());
+    host_->all_reduce_sum_f64(static_cast<double*>(h.raw()), count);
+    on_device.copy_from(h);
+  }
+  void broadcast(const Tensor& values, int root) override {
+    bridge(values, [&](const Tensor& h) { host_->broadcast(h, root); });
+  }
+  void all_gather(const Tensor& full, const std::vector<int64_t>& counts) override {
+    bridge(full, [&](const Tensor& h) { host_->all_gather(h, counts); });
+  }
+  void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) override {
+    bridge(full, [&](const Tensor& h) { host_->reduce_scatter_sum(h, counts); });
+  }
+  void broadcast_bytes(void* data, size_t bytes, int root) override { host_->broadcast_bytes(data, bytes, root); }
+  void barrier() override { host_->barrier(); }
+
+ private:
+  template <typename F>
+  void bridge(const Tensor& values, F&& collective) {
+    const Tensor h = values.to(Device::cpu());
+    collective(h);
+    values.copy_from(h);
+  }
+  std::unique_ptr<dist::ProcessGroup> host_;
+  Device device_;
+};
+
+// ZeRO on GPU parameters: 2 ranks, each holding half the state and reading only its part of the
+// gradients (the rest is NaN here, as a reduce-scatter leaves it undefined), take the unsharded
+// steps: the norm is of both parts (summed on the device), the clipping and the NaN skip the job's.
+TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
+  WW_REQUIRE_CUDA();
+  const int ranks = 2;
+  for (train::OptimizerKind kind : {train::OptimizerKind::AdamW, train::OptimizerKind::SGD}) {
+    SCOPED_TRACE(std::string(train::optimizer_kind_name(kind)));
+    train::OptimizerOptions options;
+    options.kind = kind;
+    options.weight_decay = 0.01;
+    options.momentum = kind == train::OptimizerKind::SGD ? 0.9 : 0.0;
+    options.max_grad_norm = 1.0;
+    const int steps = 3;
+    models::ParameterStore reference = make_store(Device::cuda(0));
+    train::Optimizer reference_optimizer(reference, options);
+    std::vector<train::StepReport> expected;
+    for (int step = 0; step < steps; ++step) {
+      reference.flat_grads().copy_from(cpu_tensor(random_normals(reference.numel(), 6 + uint64_t(step)), {reference.numel()}));
+      expected.push_back(reference_optimizer.step(1e-2, 0.5f));
+    }
+    const std::vector<float> expected_params = read_back(reference.flat_values());
+    std::map<std::string, std::vector<float>> expected_state;
+    for (const auto& [name, t] : reference_optimizer.state())
+      if (name != "step") expected_state[name] = read_back(t);
+
+    const int port = ww::testing::free_port();
+    std::vector<std::vector<float>> params(ranks);
+    std::vector<std::map<std::string, std::vector<float>>> state(ranks);
+    std::vector<std::vector<train::StepReport>> reports(ranks);
+    std::vector<bool> skipped(ranks, false), unchanged(ranks, false);
+    const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
+      dist::JoinOptions join;
+      join.timeout = std::chrono::seconds(60);
+      HostBridgeGroup group(dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join), Device::cuda(0));
+      models::ParameterStore store = make_store(Device::cuda(0));
+      const train::OptimizerShard shard = train::shard_of(&group, store.numel());
+      train::Optimizer optimizer(store, options, shard);
+      auto grads_with_nan_elsewhere = [&](uint64_t seed) {
+        std::vector<float> g = random_normals(store.numel(), seed);
+        for (int64_t i = 0; i < store.numel(); ++i)
+          if (i < shard.begin || i >= shard.end) g[size_t(i)] = std::numeric_limits<float>::quiet_NaN();
+        return g;
+      };
+      for (int step = 0; step < steps; ++step) {
+        store.flat_grads().copy_from(cpu_tensor(grads_with_nan_elsewhere(6 + uint64_t(step)), {store.numel()}));
+        reports[rank].push_back(optimizer.step(1e-2, 0.5f));
+      }
+      params[rank] = read_back(store.flat_values());
+      optimizer.gather_state();
+      for (const auto& [name, t] : optimizer.state())
+        if (name != "step") state[rank][name] = read_back(t);
+      // A NaN in one rank's part skips the step on both.
+      std::vector<float> g = grads_with_nan_elsewhere(99);
+      if (rank == 1) g[size_t(shard.begin)] = std::numeric_limits<float>::quiet_NaN();
+      store.flat_grads().copy_from(cpu_tensor(g, {store.numel()}));
+      skipped[rank] = !optimizer.step(1e-2).applied;
+      unchanged[rank] = read_back(store.flat_values()) == params[rank];
+    });
+    for (int r = 0; r < ranks; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+    for (int r = 0; r < ranks; ++r) {
+      SCOPED_TRACE("rank " + std::to_string(r));
+      for (int step = 0; step < steps; ++step) {
+        EXPECT_TRUE(reports[r][step].applied);
+        EXPECT_NEAR(reports[r][step].grad_norm, expected[step].grad_norm, 1e-6 * expected[step].grad_norm);
+        EXPECT_NEAR(reports[r][step].clip_coef, expected[step].clip_coef, 1e-6);
+      }
+      expect_close(params[r], expected_params, "params", kRtol);
+      EXPECT_EQ(params[r], params[0]);  // replicas identical
+      for (const auto& [name, values] : expected_state) expect_close(state[r][name], values, name.c_str(), kRtol);
+      EXPECT_TRUE(skipped[r]);
+      EXPECT_TRUE(unchanged[r]);
+    }
   }
 }
 

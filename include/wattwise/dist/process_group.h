@@ -25,6 +25,9 @@ class ProcessGroup {
   virtual void all_reduce_sum(const Tensor& values) = 0;
   // The same for a few host numbers (losses, counts, flags).
   virtual void all_reduce_sum(std::vector<double>& values) = 0;
+  // The same for `count` doubles in this group's device memory (a GPU group: on its GPU, queued on
+  // wattwise's stream; a CPU group: host memory): a sharded optimizer step's sum of squares.
+  virtual void all_reduce_sum_f64(double* values, size_t count) = 0;
   // Rank `root`'s `values` copied to every rank, in place.
   virtual void broadcast(const Tensor& values, int root) = 0;
   // `full` (f32, on this group's device) is laid out as consecutive parts, counts[r] elements for

@@ -74,10 +74,16 @@ void prepare_adamw_on_device(const DeviceStepBuffers& buffers, const AdamStepArg
                              HostToDevice& uploader);
 void prepare_sgd_on_device(const DeviceStepBuffers& buffers, const SgdStepArgs& args, double max_grad_norm,
                            HostToDevice& uploader);
+// `norm_summed`: a sharded step (ZeRO), whose norm is of every rank's part: sum_of_squares_on_device
+// left this part's Σg² at step_sum_of_squares(buffers), the ranks' sums were added up there
+// (ProcessGroup::all_reduce_sum_f64), and the step takes that sum instead of computing its own.
 void adamw_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                          const Tensor& decay_ranges, const DeviceStepBuffers& buffers, double beta1);
+                          const Tensor& decay_ranges, const DeviceStepBuffers& buffers, double beta1,
+                          bool norm_summed = false);
 void sgd_step_on_device(const Tensor& params, const Tensor& grads, const Tensor& momentum_buffer,
-                        const Tensor& decay_ranges, const DeviceStepBuffers& buffers);
+                        const Tensor& decay_ranges, const DeviceStepBuffers& buffers, bool norm_summed = false);
+void sum_of_squares_on_device(const DeviceStepBuffers& buffers, const Tensor& grads);
+double* step_sum_of_squares(const DeviceStepBuffers& buffers);  // one double in device memory
 struct DeviceStepStatus {
   float grad_norm = 0, clip_coef = 1;
   bool applied = false;

@@ -122,6 +122,15 @@ class NcclGroup : public ProcessGroup {
     });
   }
 
+  void all_reduce_sum_f64(double* values, size_t count) override {
+    if (count == 0) return;
+    timed([&] {
+      check(nccl().ncclAllReduce(values, values, count, ncclFloat64, ncclSum, comm_, kernels::cuda::stream()),
+            "ncclAllReduce");
+      wait_for_comm("all-reduce");
+    });
+  }
+
   void broadcast(const Tensor& values, int root) override {
     if (values.device() != device_) fail("nccl broadcast: expected values on ", device_.str(), ", got ", values.describe());
     if (values.numel() == 0) return;

@@ -198,15 +198,35 @@ void norm_into_control(StepControl* control, double* partials, const float* grad
   check_launch("finish_norm_kernel");
 }
 
+// The outcome from a Σg² already in partials[0].
+void finish_summed_norm(StepControl* control, const double* partials) {
+  finish_norm_kernel<<<1, kThreads, 0, stream()>>>(control, partials, 1);
+  check_launch("finish_norm_kernel");
+}
+
 }  // namespace
 
 unsigned norm_partials_count(int64_t n) { return std::max(1u, grid_for(n)); }
 
+void sum_of_squares_into(double* partials, const float* grads, int64_t n) {
+  if (n == 0) {
+    check(cudaMemsetAsync(partials, 0, sizeof(double), stream()), "cudaMemsetAsync (empty sum of squares)");
+    return;
+  }
+  const unsigned blocks = grid_for(n);
+  sum_of_squares_partials_kernel<<<blocks, kThreads, 0, stream()>>>(partials, grads, n);
+  check_launch("sum_of_squares_partials_kernel");
+  // One block reads every partial before thread 0 writes the total over the first.
+  sum_partials_kernel<<<1, kThreads, 0, stream()>>>(partials, partials, int(blocks));
+  check_launch("sum_partials_kernel");
+}
+
 void adamw_step_controlled(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                            const int64_t* decay_ranges, int64_t num_ranges, StepControl* control,
-                           double* partials, bool small_lerp_weight) {
+                           double* partials, bool small_lerp_weight, bool norm_summed) {
+  if (norm_summed) finish_summed_norm(control, partials);  // also for an empty part: the outcome is the job's
   if (n == 0) return;
-  norm_into_control(control, partials, grads, n);
+  if (!norm_summed) norm_into_control(control, partials, grads, n);
   const auto kernel = adam_instance(small_lerp_weight, params, grads, exp_avg, exp_avg_sq,
                                     adam_controlled_kernel<true, true>, adam_controlled_kernel<true, false>,
                                     adam_controlled_kernel<false, true>, adam_controlled_kernel<false, false>);
@@ -217,9 +237,10 @@ void adamw_step_controlled(float* params, const float* grads, float* exp_avg, fl
 
 void sgd_step_controlled(float* params, const float* grads, float* momentum_buffer, int64_t n,
                          const int64_t* decay_ranges, int64_t num_ranges, StepControl* control,
-                         double* partials) {
+                         double* partials, bool norm_summed) {
+  if (norm_summed) finish_summed_norm(control, partials);
   if (n == 0) return;
-  norm_into_control(control, partials, grads, n);
+  if (!norm_summed) norm_into_control(control, partials, grads, n);
   sgd_controlled_kernel<<<grid_for(n), kThreads, 0, stream()>>>(params, grads, momentum_buffer, n, decay_ranges,
                                                                 num_ranges, control);
   check_launch("sgd_controlled_kernel");
