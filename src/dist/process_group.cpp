@@ -35,6 +35,10 @@ std::vector<size_t> checked_parts(const Tensor& full, const std::vector<int64_t>
   return elements;
 }
 
+void ProcessGroup::all_reduce_sum_recorded(const Tensor& values) {
+  fail(backend(), " cannot record an all-reduce in a CUDA graph (", values.describe(), ")");
+}
+
 void ProcessGroup::broadcast_text(std::string& text, int root) {
   std::vector<double> size = {rank_ == root ? double(text.size()) : 0.0};
   all_reduce_sum(size);  // only the root adds its size

@@ -69,12 +69,23 @@ void Trainer::restore(const TrainerState& state) {
 
 std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch) {
   if (!batch.labels.defined()) fail("training batch has no labels");
-  if (options_.grad_accum == 1 && !distributed() && model_.can_graph_training(batch)) return train_step_graphed(batch);
-  return train_micro_batch_shard(batch, 1.0, batch.input_ids.size(0));
+  const int64_t rows = batch.input_ids.size(0);
+  if (options_.grad_accum == 1 && !distributed() && model_.can_graph_training(batch))
+    return train_step_graphed(batch, 1.0, rows);
+  return train_micro_batch_shard(batch, 1.0, rows);
+}
+
+bool Trainer::can_graph_shard(const models::Batch& rows, int64_t global_examples) const {
+  const int ranks = options_.group->size();
+  return options_.grad_accum == 1 && options_.zero == 0 && options_.group->can_record() &&
+         global_examples % ranks == 0 && rows.input_ids.defined() && rows.input_ids.size(0) == global_examples / ranks &&
+         model_.can_graph_training(rows);
 }
 
 std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& rows, double share,
                                                           int64_t global_examples) {
+  if (distributed() && share > 0 && can_graph_shard(rows, global_examples))
+    return train_step_graphed(rows, share, global_examples);
   if (share > 0) {
     if (!rows.labels.defined()) fail("training batch has no labels");
     model_.forward(rows, /*training=*/true);
@@ -141,22 +152,34 @@ StepResult Trainer::finish_step(StepResult r, const StepReport& report) {
 // The whole step (forward, backward, optimizer) as one CUDA-graph replay: the scalars the host knows
 // go up first (prepare), the recorded kernels decide clipping and skipping on the GPU, and the
 // outcome comes back once (finish).
-std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch) {
+std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch, double share,
+                                                     int64_t global_examples) {
   const int64_t step = steps();
   StepResult r;
   r.lr = schedule_.lr(step);
   r.loss_scale = loss_scale_;
   optimizer_.prepare(r.lr, 1.0f / loss_scale_);
-  model_.train_step_graphed(batch, loss_scale_, [&] { optimizer_.enqueue(); });
+  // Data parallel: this rank's gradient weighs its share, and the recorded tail sums the ranks'.
+  const float backward_scale = share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
+  const Tensor& grads = model_.parameters().flat_grads();
+  model_.train_step_graphed(batch, backward_scale, [&] {
+    if (distributed()) options_.group->all_reduce_sum_recorded(grads);
+    optimizer_.enqueue();
+  });
   optimizer_.mark_launched();
+  if (distributed()) options_.group->wait("training step");
   const StepReport report = optimizer_.finish();
   const float loss = model_.loss();
   if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
     fail("training loss is not finite (", loss, ") at step ", step + 1,
          "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
-  const int64_t B = batch.input_ids.size(0);
-  step_loss_ = double(loss) * double(B);
-  step_examples_ = B;
+  step_loss_ = double(loss) * share * double(global_examples);
+  if (distributed()) {
+    std::vector<double> loss_sum = {step_loss_};
+    options_.group->all_reduce_sum(loss_sum);
+    step_loss_ = loss_sum[0];
+  }
+  step_examples_ = global_examples;
   micro_ = options_.grad_accum;
   return finish_step(r, report);
 }

@@ -24,14 +24,18 @@
 // (warmup + cosine, clipping), Adam (L2 decay, warmup + linear) and SGD (Nesterov momentum, constant).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <string>
 
+#include "cuda_test_util.h"
+#include "dist_test_util.h"
 #include "model_test_util.h"
 #include "test_util.h"
+#include "wattwise/dist/process_group.h"
 #include "wattwise/io/safetensors.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
@@ -349,3 +353,47 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace parity
+
+// ---- data parallel on a GPU -----------------------------------------------------------------------
+
+namespace ww {
+namespace {
+
+// A job of one rank on a GPU (NCCL): the step is recorded in a CUDA graph with the gradients'
+// all-reduce inside it, and the run gives one plain process's losses and parameters bit for bit.
+// (Several ranks need several GPUs; the CPU ranks' tests check the arithmetic of more.)
+TEST(DataParallelOnGpu, OneRankThroughNcclEqualsOneProcessBitForBit) {
+  WW_REQUIRE_CUDA();
+  const int64_t steps = 5, B = 4, T = 16;
+  auto run = [&](dist::ProcessGroup* group, std::vector<double>& losses) {
+    models::SequenceClassifier model(testing::test_config(models::Architecture::Bert), Device::cuda(0));
+    model.init_weights(7);
+    train::TrainerOptions options;
+    options.optimizer.max_grad_norm = 1.0;
+    options.schedule.kind = train::ScheduleKind::Constant;
+    options.schedule.learning_rate = 1e-3;
+    options.schedule.total_steps = steps;
+    options.group = group;
+    train::Trainer trainer(model, options);
+    for (int64_t step = 0; step < steps; ++step) {
+      const models::Batch batch = testing::make_batch(B, T, 100 + uint64_t(step), true, Device::cpu());
+      const auto r = group ? trainer.train_micro_batch_shard(batch, 1.0, B) : trainer.train_micro_batch(batch);
+      EXPECT_TRUE(r.has_value());
+      losses.push_back(r->loss);
+    }
+    return model.parameters().flat_values().to_float_vector();
+  };
+  std::vector<double> plain_losses, job_losses;
+  const std::vector<float> plain = run(nullptr, plain_losses);
+  dist::JoinOptions join;
+  join.timeout = std::chrono::seconds(60);
+  auto group = dist::join(ww::testing::world_of(0, 1, ww::testing::free_port()), Device::cuda(0), join);
+  ASSERT_TRUE(group->can_record());
+  const std::vector<float> job = run(group.get(), job_losses);
+  EXPECT_EQ(job_losses, plain_losses);
+  EXPECT_EQ(job, plain);
+  EXPECT_GT(group->communication_seconds(), 0.0);
+}
+
+}  // namespace
+}  // namespace ww

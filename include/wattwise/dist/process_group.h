@@ -42,6 +42,14 @@ class ProcessGroup {
   // Rank `root`'s text to every rank (the others' `text` is replaced; its size may differ).
   void broadcast_text(std::string& text, int root);
   virtual void barrier() = 0;
+  // For a training step recorded in a CUDA graph (GPU groups): whether all_reduce_sum_recorded is
+  // available, which queues the all-reduce on wattwise's stream and returns without waiting (a
+  // recording cannot wait), so it is captured with the kernels around it. Every rank must then
+  // record and replay alike (NCCL's rule for captured collectives). wait() afterwards waits for
+  // the stream under the group's timeout: a dead or hung peer is an error there, not a hang.
+  virtual bool can_record() const { return false; }
+  virtual void all_reduce_sum_recorded(const Tensor& values);
+  virtual void wait(const char* /*what*/) {}
   // Seconds spent in collectives so far (host wall time, waits for slower ranks included).
   double communication_seconds() const { return communication_seconds_; }
 

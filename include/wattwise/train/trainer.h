@@ -93,7 +93,12 @@ class Trainer {
   void restore(const TrainerState& state);
 
  private:
-  std::optional<StepResult> train_step_graphed(const models::Batch& batch);
+  // The whole step as one CUDA-graph replay; data parallel, this rank's rows with their `share`,
+  // the gradients' all-reduce recorded in the graph.
+  std::optional<StepResult> train_step_graphed(const models::Batch& batch, double share, int64_t global_examples);
+  // Whether a data-parallel step can be recorded: one micro-batch per step, ZeRO 0, a group that
+  // records (NCCL), the same rows on every rank (so every rank records and replays alike).
+  bool can_graph_shard(const models::Batch& rows, int64_t global_examples) const;
   // A job of one rank too: its collectives run (through NCCL or Gloo), as DDP's do.
   bool distributed() const { return options_.group != nullptr; }
   // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.

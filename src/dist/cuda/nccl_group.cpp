@@ -106,6 +106,22 @@ class NcclGroup : public ProcessGroup {
     });
   }
 
+  bool can_record() const override { return true; }
+
+  void all_reduce_sum_recorded(const Tensor& values) override {
+    if (values.device() != device_ || values.dtype() != DType::F32)
+      fail("nccl all-reduce: expected f32 values on ", device_.str(), ", got ", values.describe());
+    if (values.numel() == 0) return;
+    timed([&] {
+      check(nccl().ncclAllReduce(values.raw(), values.raw(), size_t(values.numel()), ncclFloat32, ncclSum, comm_,
+                                 kernels::cuda::stream()),
+            "ncclAllReduce");
+      wait_for_enqueue("all-reduce");  // host-side only: the stream is not touched while recording
+    });
+  }
+
+  void wait(const char* what) override { timed([&] { wait_for_stream(what); }); }
+
   void all_reduce_sum(std::vector<double>& values) override {
     if (values.empty()) return;
     timed([&] {
@@ -214,16 +230,21 @@ class NcclGroup : public ProcessGroup {
   // Polls the communicator until it is idle or reports an error, at most the timeout; on timeout
   // the communicator is aborted so this rank exits instead of hanging behind a dead peer.
   void wait_for_comm(const char* what) {
+    wait_for_enqueue(what);
+    wait_for_stream(what);
+  }
+
+  // A non-blocking communicator may still be queuing the operation when the call returns.
+  void wait_for_enqueue(const char* what) {
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
     for (;;) {
       ncclResult_t state = ncclSuccess;
       nccl().ncclCommGetAsyncError(comm_, &state);
-      if (state == ncclSuccess) break;
+      if (state == ncclSuccess) return;
       if (state != ncclInProgress) check(state, what);
       if (std::chrono::steady_clock::now() > deadline) abort_after(what);
       std::this_thread::yield();
     }
-    wait_for_stream(what);
   }
 
   void wait_for_stream(const char* what) {
