@@ -12,6 +12,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <utility>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <limits>
 
@@ -61,17 +67,39 @@ class GlooGroup : public ProcessGroup {
 
   std::string backend() const override { return "gloo"; }
 
+  ~GlooGroup() override {
+    if (!comm_thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    queued_cv_.notify_all();
+    comm_thread_.join();
+  }
+
   void all_reduce_sum(const Tensor& values) override {
-    if (!values.device().is_cpu() || values.dtype() != DType::F32)
-      fail("gloo all-reduce: expected f32 values on the CPU, got ", values.describe());
+    check_all_reduce(values);
+    if (values.numel() > 0) run("all-reduce", [&] { all_reduce_now(values); });
+  }
+
+  void all_reduce_sum_overlapped(const Tensor& values) override {
+    check_all_reduce(values);
     if (values.numel() == 0) return;
-    run("all-reduce", [&] {
-      gloo::AllreduceOptions opts(context_);
-      opts.setOutput(values.data<float>(), size_t(values.numel()));
-      opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
-      opts.setTimeout(timeout_);
-      gloo::allreduce(opts);
-    });
+    if (!comm_thread_.joinable()) comm_thread_ = std::thread([this] { communicate(); });
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(values);
+      ++pending_;
+    }
+    queued_cv_.notify_all();
+  }
+
+  void wait_overlapped() override {
+    const auto start = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    communication_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
   void all_reduce_sum(std::vector<double>& values) override { all_reduce_sum_f64(values.data(), values.size()); }
@@ -159,8 +187,51 @@ class GlooGroup : public ProcessGroup {
   }
 
  private:
+  static void check_all_reduce(const Tensor& values) {
+    if (!values.device().is_cpu() || values.dtype() != DType::F32)
+      fail("gloo all-reduce: expected f32 values on the CPU, got ", values.describe());
+  }
+
+  void all_reduce_now(const Tensor& values) {
+    gloo::AllreduceOptions opts(context_);
+    opts.setOutput(values.data<float>(), size_t(values.numel()));
+    opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+    opts.setTimeout(timeout_);
+    gloo::allreduce(opts);
+  }
+
+  // The communication thread: the overlapped sums, one at a time, in the order queued (the same on
+  // every rank). After a failure the rest are dropped: wait_overlapped() reports the first error.
+  void communicate() {
+    for (;;) {
+      Tensor values;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        queued_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;  // the group is going away: what is left is dropped
+        values = queue_.front();
+        queue_.pop_front();
+      }
+      std::exception_ptr error;
+      if (!failed_) {
+        try {
+          run("all-reduce", [&] { all_reduce_now(values); }, /*counted=*/false);
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (error && !error_) error_ = error;
+        if (error) failed_ = true;
+        --pending_;
+      }
+      done_cv_.notify_all();
+    }
+  }
+
   template <typename F>
-  void run(const char* what, F&& collective) {
+  void run(const char* what, F&& collective, bool counted = true) {
     const auto start = std::chrono::steady_clock::now();
     try {
       collective();
@@ -171,7 +242,8 @@ class GlooGroup : public ProcessGroup {
              " s waiting for another rank (one has hung or died; run.dist_timeout_s sets the wait)");
       fail("rank ", rank_, ": ", what, " failed: another rank stopped or cannot be reached (", message, ")");
     }
-    communication_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (counted)
+      communication_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   std::unique_ptr<TcpStore> store_;
@@ -181,6 +253,14 @@ class GlooGroup : public ProcessGroup {
   std::unique_ptr<gloo::ReduceScatterHalvingDoubling<float>> reduce_scatter_;
   float* reduce_scatter_data_ = nullptr;
   std::vector<int> reduce_scatter_counts_;
+  // The overlapped sums' queue and thread (started by the first one).
+  std::thread comm_thread_;
+  std::mutex mutex_;
+  std::condition_variable queued_cv_, done_cv_;
+  std::deque<Tensor> queue_;
+  size_t pending_ = 0;
+  bool stopping_ = false, failed_ = false;
+  std::exception_ptr error_;
 };
 
 }  // namespace

@@ -102,6 +102,10 @@ const std::vector<ConfigKey>& train_config_schema() {
        "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); 2, also the summed "
        "gradients are reduce-scattered, each rank receiving only its part (ZeRO stage 2); CPU ranks so far",
        {}, limits::kZeroStage, {}},
+      {"train.bucket_mb", "float", "25",
+       "Data-parallel runs (ZeRO 0 and 1): the gradients are summed over the ranks in buckets of about this many "
+       "MiB, each while backward goes on (PyTorch DDP's bucket_cap_mb); 0: one sum after backward",
+       {}, {}, {0, 1e6}},
       {"train.tokens_per_step", "int", "0",
        "Language modelling: tokens per optimizer step; sets grad_accum = tokens_per_step / (batch_size x block_size), "
        "which must come out whole (0: use grad_accum)",

@@ -80,6 +80,7 @@ train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_s
   train::TrainerOptions t;
   t.group = group;
   t.zero = int(cfg.get_int("train.zero"));
+  t.bucket_elements = int64_t(cfg.get_float("train.bucket_mb") * double(1 << 20) / double(sizeof(float)));
   t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
   t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
   t.optimizer.beta1 = cfg.get_float("train.beta1");
@@ -252,6 +253,7 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
         {"rows_per_rank", rows},
         {"communication_s", group->communication_seconds()},
         {"zero", trainer.options().zero},
+        {"gradient_buckets", trainer.gradient_buckets()},
         {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
         {"memory_per_rank", memory_per_rank},
         {"energy_scope", "rank 0's machine: its GPU (GPU training) and the CPU and RAM meters, which see every rank "

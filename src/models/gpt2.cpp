@@ -68,6 +68,7 @@ void Gpt2LMHeadModel::register_parameters() {
   add(wte_, {config_.vocab_size, C});
   add(wpe_, {config_.n_positions, C});
   for (int64_t l = 0; l < config_.n_layer; ++l) {
+    layer_offsets_.push_back(params_.numel());
     const std::string b = "transformer.h." + std::to_string(l) + ".";
     LayerNames n;
     n.ln1_w = b + "ln_1.weight", n.ln1_b = b + "ln_1.bias";
@@ -538,11 +539,16 @@ void Gpt2LMHeadModel::trunk_backward() {
       [&](int64_t l) {
         layer_forward(l, stack.input_of(l), stack.slot(l), stack.output(l), /*training=*/true, batch.attention_mask);
       },
-      [&](int64_t l) { layer_backward(l, stack.input_of(l), stack.slot(l), batch.attention_mask); });
+      [&](int64_t l) {
+        layer_backward(l, stack.input_of(l), stack.slot(l), batch.attention_mask);
+        gradients_final_from(layer_offsets_[size_t(l)]);
+      });
   ops::dropout_backward(a.d_b, a.d_a, config_.embd_pdrop, dropout_seed_, dropout_offset(kSiteEmbeddings),
                         dropout_base_);
+  // The token embedding is also the head's weight: its gradient is final only now.
   ops::embeddings_backward(P.grad(wte_), P.grad(wpe_), Tensor(), a.d_b.reshape({B, T, C}), batch.input_ids,
                            Tensor());
+  gradients_final_from(0);
 }
 
 void Gpt2LMHeadModel::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {

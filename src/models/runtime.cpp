@@ -218,6 +218,12 @@ void ModelRuntime::check_graphed_step(const Batch& batch, float loss_scale) cons
     fail("train_step_graphed: loss_scale ", loss_scale, " is not a finite value > 0");
 }
 
+std::vector<int64_t> ModelRuntime::gradient_boundaries() const {
+  std::vector<int64_t> boundaries(layer_offsets_.rbegin(), layer_offsets_.rend());
+  boundaries.push_back(0);
+  return boundaries;
+}
+
 void ModelRuntime::backward(float loss_scale) {
   check_trainable("backward()");
   if (!can_backward_) fail("backward() needs a preceding forward(batch with labels, training=true)");

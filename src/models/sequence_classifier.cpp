@@ -74,6 +74,7 @@ void SequenceClassifier::register_parameters() {
   add(emb_ln_b_, {C});
 
   for (int64_t l = 0; l < config_.num_layers; ++l) {
+    layer_offsets_.push_back(params_.numel());
     LayerNames n;
     std::string q, k, v;
     if (config_.arch == Architecture::Bert) {
@@ -698,7 +699,10 @@ void SequenceClassifier::backward_kernels(float loss_scale) {
       [&](int64_t l) {
         layer_forward(l, stack.input_of(l), stack.slot(l), stack.output(l), /*training=*/true, batch.attention_mask);
       },
-      [&](int64_t l) { layer_backward(l, stack.input_of(l), stack.slot(l), batch.attention_mask); });
+      [&](int64_t l) {
+        layer_backward(l, stack.input_of(l), stack.slot(l), batch.attention_mask);
+        gradients_final_from(layer_offsets_[size_t(l)]);
+      });
 
   // Embeddings.
   ops::dropout_backward(a.d_b, a.d_a, p_hidden, seed, dropout_offset(kSiteEmbeddings), dropout_base_);
@@ -706,6 +710,7 @@ void SequenceClassifier::backward_kernels(float loss_scale) {
                           P.value(emb_ln_w_), a.emb_mean, a.emb_rstd, /*accumulate=*/false, a.ln_workspace);
   ops::embeddings_backward(P.grad(word_emb_), P.grad(pos_emb_), type_emb_.empty() ? Tensor() : P.grad(type_emb_),
                            a.d_c.reshape({B, T, C}), batch.input_ids, batch.token_type_ids);
+  gradients_final_from(0);
 }
 
 }  // namespace ww::models

@@ -17,6 +17,9 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
   if (!(std::isfinite(options.initial_loss_scale) && options.initial_loss_scale > 0))
     fail("loss scale ", options.initial_loss_scale, " must be a finite value > 0");
   if (options.growth_interval <= 0) fail("loss-scale growth interval must be positive");
+  if (options.bucket_elements < 0) fail("gradient bucket size ", options.bucket_elements, " must not be negative");
+  if (options.group && options.bucket_elements > 0 && options.zero < 2)
+    buckets_.emplace(*options.group, model.gradient_boundaries(), model.parameters().numel(), options.bucket_elements);
   loss_scale_ = options.initial_loss_scale;
   model_.set_label_smoothing(options.label_smoothing);
   model_.set_dropout_seed(options.seed);
@@ -95,7 +98,10 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
       fail("training loss is not finite (", loss, ") at step ", steps() + 1,
            "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
     // This rank's part of the whole micro-batch's mean loss: its gradient weighs `share`.
-    model_.backward(share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share));
+    const float scale = share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
+    // The step's last micro-batch: its backward finishes the gradients, bucket by bucket.
+    if (buckets_ && micro_ + 1 == options_.grad_accum) backward_with_buckets(scale);
+    else model_.backward(scale);
     step_loss_ += double(loss) * share * double(global_examples);
   }
   step_examples_ += global_examples;
@@ -106,6 +112,7 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
     // rank, or under ZeRO 2 each rank's part only (the part its optimizer shard updates).
     const Tensor& grads = model_.parameters().flat_grads();
     if (options_.zero == 2) options_.group->reduce_scatter_sum(grads, shard_counts(grads.numel(), options_.group->size()));
+    else if (buckets_) buckets_->finish(grads);  // what backward has not started (all, on a rank without rows)
     else options_.group->all_reduce_sum(grads);
     std::vector<double> loss_sum = {step_loss_};
     options_.group->all_reduce_sum(loss_sum);
@@ -118,6 +125,18 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
   r.loss_scale = loss_scale_;
   StepReport report = optimizer_.step(r.lr, 1.0f / (float(options_.grad_accum) * loss_scale_));
   return finish_step(r, report);
+}
+
+void Trainer::backward_with_buckets(float scale) {
+  const Tensor& grads = model_.parameters().flat_grads();
+  model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
+  try {
+    model_.backward(scale);
+  } catch (...) {
+    model_.set_gradients_final_hook(nullptr);
+    throw;
+  }
+  model_.set_gradients_final_hook(nullptr);
 }
 
 StepResult Trainer::finish_step(StepResult r, const StepReport& report) {
@@ -162,10 +181,19 @@ std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch
   // Data parallel: this rank's gradient weighs its share, and the recorded tail sums the ranks'.
   const float backward_scale = share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
   const Tensor& grads = model_.parameters().flat_grads();
-  model_.train_step_graphed(batch, backward_scale, [&] {
-    if (distributed()) options_.group->all_reduce_sum_recorded(grads);
-    optimizer_.enqueue();
-  });
+  // Buckets: the sums start inside backward (on the communication stream, recorded with it).
+  if (buckets_) model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
+  try {
+    model_.train_step_graphed(batch, backward_scale, [&] {
+      if (buckets_) buckets_->finish(grads);
+      else if (distributed()) options_.group->all_reduce_sum_recorded(grads);
+      optimizer_.enqueue();
+    });
+  } catch (...) {
+    model_.set_gradients_final_hook(nullptr);
+    throw;
+  }
+  model_.set_gradients_final_hook(nullptr);
   optimizer_.mark_launched();
   if (distributed()) options_.group->wait("training step");
   const StepReport report = optimizer_.finish();

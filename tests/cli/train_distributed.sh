@@ -8,6 +8,7 @@
 #   split unevenly and with fewer rows than ranks;
 # - started by `wattwise launch`, by hand with torchrun's variables, and with Open MPI's;
 # - only rank 0 writes the run folder, and metrics.json says how the job ran;
+# - gradients summed in buckets while backward goes on (several, one, or after backward) give the same;
 # - ZeRO stages 1 and 2 (train.zero) give the same, with rank 0 holding 1/N of the optimizer state;
 # - SIGINT to the job stops every rank at the same step (exit 130, a checkpoint); kill -9 and
 #   --resume continue it bit for bit (same ranks) or within 1e-5 on another number of ranks, with
@@ -92,13 +93,17 @@ steps20=(--train.max_steps 20 --train.checkpoint_every 20)
 equivalent bert "${bert[@]}" -- --train.batch_size 6
 equivalent bert_accum "${bert[@]}" -- --train.batch_size 6 --train.grad_accum 2
 equivalent bert_uneven "${bert[@]}" -- --train.batch_size 5
-equivalent bert_fewer_rows "${bert[@]}" -- --train.batch_size 2  # on 3 ranks one has no rows
+equivalent bert_fewer_rows "${bert[@]}" -- --train.batch_size 2 --train.bucket_mb 0.02  # on 3 ranks one has no rows
 equivalent distilbert "${distilbert[@]}" -- --train.batch_size 6
 equivalent gpt2 "${gpt2[@]}" -- --train.batch_size 6
 equivalent gpt2_accum "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2
 # ZeRO stage 1: each rank updates its part of the parameters (one process: nothing to shard)
 equivalent bert_zero1 "${bert[@]}" -- --train.batch_size 6 --train.zero 1
 equivalent gpt2_accum_zero1 "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.zero 1
+# Gradient buckets summed while backward goes on: small buckets (several per step), and none
+equivalent bert_buckets "${bert[@]}" -- --train.batch_size 6 --train.bucket_mb 0.02
+equivalent gpt2_accum_buckets "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.bucket_mb 0.05
+equivalent distilbert_one_sum "${distilbert[@]}" -- --train.batch_size 5 --train.bucket_mb 0
 # ZeRO stage 2: the gradients reduce-scattered, each rank summing only its part
 equivalent distilbert_zero2 "${distilbert[@]}" -- --train.batch_size 6 --train.zero 2
 equivalent gpt2_accum_zero2 "${gpt2[@]}" -- --train.batch_size 5 --train.grad_accum 2 --train.zero 2
@@ -137,6 +142,10 @@ for a, b in zip(rows2, rows0):
 print("  optimizer state per rank, ZeRO 0 -> 2:", [r["optimizer_state_bytes"] for r in rows0], "->",
       [r["optimizer_state_bytes"] for r in rows2])
 PY'
+buckets() { json "$(run_of "$1")/metrics.json" 'm["distributed"]["gradient_buckets"]'; }
+check "gradient buckets: several with bucket_mb 0.02, one with the default 25 MiB, none with 0" \
+  '[ "$(buckets bert_buckets_2)" -gt 2 ] && [ "$(buckets bert_2)" = 1 ] && [ "$(buckets distilbert_one_sum_3)" = 0 ] ||
+   { echo "$(buckets bert_buckets_2) $(buckets bert_2) $(buckets distilbert_one_sum_3)"; false; }'
 check "metrics.json: communication time and per-rank batch reported" \
   'python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[\"distributed\"]; sys.exit(0 if d[\"communication_s\"] >= 0 and d[\"rows_per_rank\"] == [3, 3] else 1)" "$B/metrics.json"'
 

@@ -150,7 +150,7 @@ def check_train(m):
     if "distributed" in m:
         check_object("distributed", m["distributed"],
                      {"ranks": int, "backend": str, "launcher": str, "rows_per_rank": list, "communication_s": NUM,
-                      "zero": int, "optimizer_state_bytes": int, "memory_per_rank": list, "energy_scope": str},
+                      "zero": int, "gradient_buckets": int, "optimizer_state_bytes": int, "memory_per_rank": list, "energy_scope": str},
                      name=lambda k: f"distributed.{k}")
         rows = m["distributed"].get("memory_per_rank")
         if isinstance(rows, list):

@@ -360,12 +360,14 @@ namespace ww {
 namespace {
 
 // A job of one rank on a GPU (NCCL): the step is recorded in a CUDA graph with the gradients'
-// all-reduce inside it, and the run gives one plain process's losses and parameters bit for bit.
+// sums inside it (in buckets on the communication stream while backward goes on: one, several,
+// or one sum after backward), and the run gives one plain process's losses and parameters bit for
+// bit.
 // (Several ranks need several GPUs; the CPU ranks' tests check the arithmetic of more.)
 TEST(DataParallelOnGpu, OneRankThroughNcclEqualsOneProcessBitForBit) {
   WW_REQUIRE_CUDA();
   const int64_t steps = 5, B = 4, T = 16;
-  auto run = [&](dist::ProcessGroup* group, std::vector<double>& losses) {
+  auto run = [&](dist::ProcessGroup* group, std::vector<double>& losses, int64_t bucket_elements = 0) {
     models::SequenceClassifier model(testing::test_config(models::Architecture::Bert), Device::cuda(0));
     model.init_weights(7);
     train::TrainerOptions options;
@@ -374,6 +376,7 @@ TEST(DataParallelOnGpu, OneRankThroughNcclEqualsOneProcessBitForBit) {
     options.schedule.learning_rate = 1e-3;
     options.schedule.total_steps = steps;
     options.group = group;
+    options.bucket_elements = bucket_elements;
     train::Trainer trainer(model, options);
     for (int64_t step = 0; step < steps; ++step) {
       const models::Batch batch = testing::make_batch(B, T, 100 + uint64_t(step), true, Device::cpu());
@@ -389,9 +392,13 @@ TEST(DataParallelOnGpu, OneRankThroughNcclEqualsOneProcessBitForBit) {
   join.timeout = std::chrono::seconds(60);
   auto group = dist::join(ww::testing::world_of(0, 1, ww::testing::free_port()), Device::cuda(0), join);
   ASSERT_TRUE(group->can_record());
-  const std::vector<float> job = run(group.get(), job_losses);
-  EXPECT_EQ(job_losses, plain_losses);
-  EXPECT_EQ(job, plain);
+  for (int64_t bucket_elements : {train::kDefaultBucketBytes / 4, int64_t(20000), int64_t(0)}) {
+    SCOPED_TRACE("bucket elements " + std::to_string(bucket_elements));
+    job_losses.clear();
+    const std::vector<float> job = run(group.get(), job_losses, bucket_elements);
+    EXPECT_EQ(job_losses, plain_losses);
+    EXPECT_EQ(job, plain);
+  }
   EXPECT_GT(group->communication_seconds(), 0.0);
 }
 

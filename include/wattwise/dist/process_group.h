@@ -42,6 +42,15 @@ class ProcessGroup {
   // Rank `root`'s text to every rank (the others' `text` is replaced; its size may differ).
   void broadcast_text(std::string& text, int root);
   virtual void barrier() = 0;
+  // DDP's overlap: queues the sum of `values` (a part of the gradients backward has finished) and
+  // returns while it runs beside the computation that follows (CPU: on the group's communication
+  // thread; GPU: on its communication stream, after the work queued so far). `values` must be
+  // neither read nor written until wait_overlapped(), which waits for every queued sum (GPU: makes
+  // wattwise's stream wait for them; both steps can be recorded in a CUDA graph). The same result
+  // as all_reduce_sum; only the time waited in wait_overlapped() counts as communication time.
+  // The default runs the sum at once.
+  virtual void all_reduce_sum_overlapped(const Tensor& values) { all_reduce_sum(values); }
+  virtual void wait_overlapped() {}
   // For a training step recorded in a CUDA graph (GPU groups): whether all_reduce_sum_recorded is
   // available, which queues the all-reduce on wattwise's stream and returns without waiting (a
   // recording cannot wait), so it is captured with the kernels around it. Every rank must then

@@ -4,6 +4,7 @@
 // masters and f32 gradients in one ParameterStore), its activations and its loss.
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "wattwise/core/tensor.h"
 #include "wattwise/models/parameters.h"
@@ -63,6 +64,17 @@ class TrainableModel {
   virtual void set_dropout_step(uint64_t step) = 0;
   virtual void set_label_smoothing(float epsilon) = 0;
   virtual Device device() const = 0;
+  // Data parallel (DDP's bucketed all-reduce): a backward pass finishes the gradients from the end
+  // of the flat buffer down to its start, a part at a time (the head, each layer from the last, the
+  // embeddings). gradient_boundaries() lists where the parts begin, in the order backward finishes
+  // them (descending, ending with 0); while the hook is set, backward calls it with each boundary
+  // as soon as every gradient from there to the end is final, so their sums can start while it
+  // goes on. The default: one part, reported once backward is done.
+  virtual std::vector<int64_t> gradient_boundaries() const { return {0}; }
+  virtual void set_gradients_final_hook(std::function<void(int64_t boundary)> hook) { hook_ = std::move(hook); }
+
+ protected:
+  std::function<void(int64_t)> hook_;
 };
 
 }  // namespace ww::models

@@ -118,6 +118,8 @@ class ModelRuntime : public TrainableModel {
   // Label smoothing of the cross-entropy loss (a trainer option; Hugging Face models have none).
   void set_label_smoothing(float epsilon) override { label_smoothing_ = epsilon; }
   Device device() const override { return device_; }
+  // Each layer's first offset, last layer first, then 0 (the embeddings); see model.h.
+  std::vector<int64_t> gradient_boundaries() const override;
 
   // Precision (and TF32), attention kernel, checkpointing and CUDA graphs; checked against the
   // device (16-bit, TF32 and fused attention need a GPU). Takes effect at the next forward. An
@@ -143,6 +145,13 @@ class ModelRuntime : public TrainableModel {
   void set_dropout_step_for_testing(uint64_t step) { dropout_step_ = step; }
 
  protected:
+  // Data parallel: where each layer's parameters begin in the flat buffers (a family records them
+  // as it registers its layers, between its embeddings and its head), and the call a family makes
+  // after each layer's backward (and with 0 after the embeddings'): gradients_final_from(offset).
+  std::vector<int64_t> layer_offsets_;
+  void gradients_final_from(int64_t offset) const {
+    if (hook_) hook_(offset);
+  }
   ModelRuntime(Device device, ModelPurpose purpose, RuntimeWording wording = {});
 
   // ---- what each family provides

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/dist/process_group.h"
+#include "wattwise/train/gradient_buckets.h"
 #include "wattwise/models/model.h"
 #include "wattwise/train/metrics.h"
 #include "wattwise/train/optimizer.h"
@@ -39,6 +40,10 @@ struct TrainerOptions {
   // (OptimizerShard) and the updated parameters are all-gathered; 2, also the gradients are
   // reduce-scattered rather than all-reduced: each rank receives the sums of its part only.
   int zero = 0;
+  // Data parallel, ZeRO 0 and 1: the gradients are summed in buckets of about this many elements,
+  // each while backward goes on (gradient_buckets.h); 0: in one all-reduce after backward. ZeRO 2
+  // reduce-scatters after backward.
+  int64_t bucket_elements = kDefaultBucketBytes / int64_t(sizeof(float));
 };
 
 struct StepResult {
@@ -81,6 +86,8 @@ class Trainer {
   int64_t skipped_steps() const { return skipped_; }
   float loss_scale() const { return loss_scale_; }
   const TrainerOptions& options() const { return options_; }
+  // Data parallel: the buckets the gradients are summed in (0: one sum after backward, or ZeRO 2).
+  size_t gradient_buckets() const { return buckets_ ? buckets_->buckets().size() : 0; }
   Optimizer& optimizer() { return optimizer_; }
   const Optimizer& optimizer() const { return optimizer_; }
   const LrSchedule& schedule() const { return schedule_; }
@@ -108,6 +115,9 @@ class Trainer {
   TrainerOptions options_;
   Optimizer optimizer_;
   LrSchedule schedule_;
+  std::optional<GradientBuckets> buckets_;  // data parallel with buckets (see TrainerOptions)
+  // Backward with the buckets' hook set for its duration: the sums start as parts finish.
+  void backward_with_buckets(float loss_scale_times_share);
   int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0, good_steps_ = 0;
   float loss_scale_ = 1.0f;
   double step_loss_ = 0;
