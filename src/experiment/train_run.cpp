@@ -256,8 +256,8 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
         {"gradient_buckets", trainer.gradient_buckets()},
         {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
         {"memory_per_rank", memory_per_rank},
-        {"energy_scope", "rank 0's machine: its GPU (GPU training) and the CPU and RAM meters, which see every rank "
-                         "running there"}};
+        {"energy_scope", "rank 0's machine: every GPU its NVML sees (the job's GPUs there, and any idle ones) and "
+                         "the CPU and RAM meters, which see every rank running there; other machines are not metered"}};
   }
   return metrics;
 }
