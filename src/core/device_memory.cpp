@@ -32,6 +32,19 @@ int cuda_device_count() {
 #endif
 }
 
+std::string cuda_pci_bus_id([[maybe_unused]] int index) {
+#ifdef WW_HAVE_CUDA
+  char bus_id[32] = {};
+  if (cudaDeviceGetPCIBusId(bus_id, int(sizeof bus_id), index) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
+  return bus_id;
+#else
+  return "";
+#endif
+}
+
 size_t available_memory(Device device) {
   if (device.is_cpu()) {
     std::FILE* f = std::fopen("/proc/meminfo", "r");

@@ -11,7 +11,6 @@
 namespace ww::dist {
 
 bool is_loopback(const std::string& host);  // "127.0.0.1", "localhost", "::1"
-std::string host_name();                      // gethostname()
 std::string first_line(const std::string& text);
 // all_gather and reduce_scatter_sum part sizes, checked against the group and the tensor.
 std::vector<size_t> checked_parts(const Tensor& full, const std::vector<int64_t>& counts, int ranks);

@@ -189,6 +189,10 @@ struct EnergyMonitor::Impl {
         if (index < 0 || static_cast<unsigned>(index) >= count)
           fail("GPU index ", index, " does not exist: NVML sees ", count, " GPU(s) (indices 0..",
                static_cast<int>(count) - 1, ")");
+    } else if (!options.gpu_pci_bus_ids.empty()) {
+      indices = indices_of_bus_ids(options.gpu_pci_bus_ids);
+      if (indices.empty())
+        for (unsigned i = 0; i < count; ++i) indices.push_back(static_cast<int>(i));
     } else {
       for (unsigned i = 0; i < count; ++i) indices.push_back(static_cast<int>(i));
     }
@@ -229,6 +233,30 @@ struct EnergyMonitor::Impl {
     }
     if (host.gpu_count == 0 && gpu_absent_reason.empty())
       gpu_absent_reason = count == 0 ? "NVML sees no GPU" : "no GPU could be metered";
+  }
+
+  // NVML indices of the GPUs at these PCI bus ids, in order, without repeats; empty (after a
+  // warning) when any cannot be found.
+  std::vector<int> indices_of_bus_ids(const std::vector<std::string>& bus_ids) {
+    std::vector<int> indices;
+    if (nvml_api->device_get_handle_by_pci_bus_id == nullptr || nvml_api->device_get_index == nullptr) {
+      warn("NVML cannot look GPUs up by PCI bus id (no nvmlDeviceGetHandleByPciBusId_v2/nvmlDeviceGetIndex): "
+           "metering every GPU");
+      return {};
+    }
+    for (const std::string& bus_id : bus_ids) {
+      detail::nvml::Device device = nullptr;
+      unsigned index = 0;
+      detail::nvml::Return got = nvml_api->device_get_handle_by_pci_bus_id(bus_id.c_str(), &device);
+      if (got == detail::nvml::kSuccess) got = nvml_api->device_get_index(device, &index);
+      if (got != detail::nvml::kSuccess) {
+        warn("the GPU at PCI bus " + bus_id + " is not found by NVML (" + nvml_api->describe(got) +
+             "): metering every GPU");
+        return {};
+      }
+      if (std::find(indices.begin(), indices.end(), int(index)) == indices.end()) indices.push_back(int(index));
+    }
+    return indices;
   }
 
   std::vector<RaplZone> find_rapl_zones() {

@@ -52,6 +52,8 @@ std::unique_ptr<Api> load(const std::string& path, std::string* why_not) {
   bind(handle, "nvmlDeviceGetClockInfo", api->device_get_clock_info);
   bind(handle, "nvmlDeviceGetTemperature", api->device_get_temperature);
   bind(handle, "nvmlDeviceGetEnforcedPowerLimit", api->device_get_enforced_power_limit);
+  bind(handle, "nvmlDeviceGetHandleByPciBusId_v2", api->device_get_handle_by_pci_bus_id);
+  bind(handle, "nvmlDeviceGetIndex", api->device_get_index);
   Return (*shutdown_fn)() = nullptr;
   bind(handle, "nvmlShutdown", shutdown_fn);
   if (api->init == nullptr || shutdown_fn == nullptr || api->device_get_count == nullptr ||

@@ -43,6 +43,10 @@ struct Api {
   Return (*device_get_clock_info)(Device, unsigned, unsigned*) = nullptr;  // MHz
   Return (*device_get_temperature)(Device, unsigned, unsigned*) = nullptr;  // deg C
   Return (*device_get_enforced_power_limit)(Device, unsigned*) = nullptr;   // mW
+  // A GPU by its PCI bus id ("0000:3B:00.0", as CUDA names it) and its NVML index: how a CUDA
+  // device (numbered under CUDA_VISIBLE_DEVICES and CUDA's own order) is found among NVML's.
+  Return (*device_get_handle_by_pci_bus_id)(const char*, Device*) = nullptr;  // ..._v2
+  Return (*device_get_index)(Device, unsigned*) = nullptr;
 
   ~Api();  // nvmlShutdown and dlclose
   std::string describe(Return code) const;  // "GPU is lost (15)"

@@ -311,7 +311,11 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
   wait_for_device();
 
   energy::EnergyOptions eo;
-  eo.gpus = device.is_cuda() ? std::vector<int>{device.index} : std::vector<int>{};
+  // The GPU the case runs on, found by its PCI bus id (CUDA's index is not NVML's under
+  // CUDA_VISIBLE_DEVICES); none on the CPU.
+  const std::string bus_id = device.is_cuda() ? cuda_pci_bus_id(device.index) : "";
+  if (!bus_id.empty()) eo.gpu_pci_bus_ids = {bus_id};
+  else eo.gpus = device.is_cuda() ? std::vector<int>{device.index} : std::vector<int>{};
   if (device.is_cuda()) {
     // The window's edges read the GPU's counter directly; a quiet sampler keeps its CPU time (a
     // counter read costs ~4 ms on an H100) out of the timed loop, as the peers run none.

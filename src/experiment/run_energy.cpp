@@ -17,6 +17,11 @@ RunEnergy::RunEnergy(const std::filesystem::path& run_dir, const EnergySettings&
   o.idle_baseline_s = settings.idle_baseline_s;
   o.on_warning = [](const std::string& w) { std::fprintf(stderr, "wattwise: energy: %s\n", w.c_str()); };
   if (settings.device.is_cuda()) o.synchronize = [device = settings.device] { ww::synchronize(device); };
+  o.gpu_pci_bus_ids = settings.gpu_pci_bus_ids;
+  if (o.gpu_pci_bus_ids.empty() && settings.device.is_cuda()) {
+    const std::string bus_id = cuda_pci_bus_id(settings.device.index);
+    if (!bus_id.empty()) o.gpu_pci_bus_ids = {bus_id};
+  }
   monitor_ = std::make_unique<energy::EnergyMonitor>(o);
   monitor_->start();
   monitor_->begin_window("run");

@@ -256,8 +256,8 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
         {"gradient_buckets", trainer.gradient_buckets()},
         {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
         {"memory_per_rank", memory_per_rank},
-        {"energy_scope", "rank 0's machine: every GPU its NVML sees (the job's GPUs there, and any idle ones) and "
-                         "the CPU and RAM meters, which see every rank running there; other machines are not metered"}};
+        {"energy_scope", "rank 0's machine: the job's GPUs there (each rank's, found by PCI bus id) and the CPU "
+                         "and RAM meters, which see every rank running there; other machines are not metered"}};
   }
   return metrics;
 }
@@ -356,6 +356,23 @@ void share_start_state(dist::ProcessGroup& group, models::ModelRuntime& m, train
   run_dir = state.at("run_dir").get<std::string>();
 }
 
+// Data parallel on GPUs: the PCI bus ids of the job's GPUs on rank 0's machine (a collective), so
+// rank 0's meters take exactly those GPUs. Empty for CPU ranks.
+std::vector<std::string> job_gpus_on_rank0_machine(dist::ProcessGroup& group, Device device) {
+  const std::string mine = dist::host_name() + "\n" + (device.is_cuda() ? cuda_pci_bus_id(device.index) : "");
+  std::vector<std::string> bus_ids;
+  std::string host0;
+  for (int r = 0; r < group.size(); ++r) {
+    std::string text = mine;
+    group.broadcast_text(text, r);
+    const size_t newline = text.find('\n');
+    const std::string host = text.substr(0, newline), bus_id = text.substr(newline + 1);
+    if (r == 0) host0 = host;
+    if (host == host0 && !bus_id.empty()) bus_ids.push_back(bus_id);
+  }
+  return bus_ids;
+}
+
 // A resumption: the run folder, held locked, and its newest checkpoint, verified.
 struct ResumeFrom {
   fs::path run_dir;
@@ -429,7 +446,11 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   // A signal from here on stops the loop at a step boundary (see GracefulInterrupt).
   GracefulInterrupt interrupt;
   try {
-    if (group) share_start_state(*group, m, trainer, r, result.run_dir);
+    std::vector<std::string> job_gpus;
+    if (group) {
+      share_start_state(*group, m, trainer, r, result.run_dir);
+      job_gpus = job_gpus_on_rank0_machine(*group, s.device);
+    }
     if (resume) {
       // Back to the state of the checkpoint: what a killed session wrote after it is undone. A
       // checkpoint found moved aside by a replacement that a crash cut short goes back first.
@@ -448,6 +469,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
                                    cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
                                    cfg.get_float("energy.idle_baseline_s"), s.device};
+    energy_settings.gpu_pci_bus_ids = job_gpus;
     if (resume) {
       // Each session's power trace starts its clock at 0: a resumed session writes its own file.
       for (int n = 2;; ++n) {
@@ -669,6 +691,7 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   RunOutcome r;
   GracefulInterrupt interrupt(/*announce=*/false);  // rank 0 says what the job does
   share_start_state(group, m, trainer, r, result.run_dir);
+  job_gpus_on_rank0_machine(group, s.device);  // for rank 0's meters
   bool stop = false;
   const bool interrupted = train_epochs(task, trainer, r, total_steps, cfg.get_int("train.checkpoint_every"),
                                         /*record_plan=*/false, interrupt, &group, stop, LoopHooks{});

@@ -205,6 +205,33 @@ TEST(EnergyNvml, GpuSelection) {
   EXPECT_THROW(EnergyMonitor{options}, ww::Error);
 }
 
+// The GPUs a run uses, named by CUDA's PCI bus ids (CUDA_VISIBLE_DEVICES renumbers CUDA's devices,
+// NVML's indices do not move): only those are metered; one NVML cannot find is a warning and then
+// every GPU is metered.
+TEST(EnergyNvml, GpusChosenByPciBusId) {
+  FakeNvml fake;
+  fake.set("WW_FAKE_NVML_GPUS", "4");
+  EnergyOptions options = fake.options();
+  options.gpu_pci_bus_ids = {"0000:13:00.0", "00000000:11:00.0", "13:00.0"};  // GPU 3, GPU 1, GPU 3 again
+  EnergyMonitor chosen(options);
+  EXPECT_EQ(chosen.host().gpu_count, 2);
+  const WindowResult result = measure_for(chosen, 30);
+  std::vector<std::string> metered;
+  for (const auto& source : result.sources)
+    if (source.source.rfind("gpu", 0) == 0) metered.push_back(source.source);
+  EXPECT_EQ(metered, (std::vector<std::string>{"gpu3", "gpu1"}));
+  EXPECT_EQ(fake.count_warnings(""), 0) << (fake.warnings.empty() ? "" : fake.warnings.front());
+
+  options.gpu_pci_bus_ids = {"0000:11:00.0", "0000:3b:00.0"};  // no GPU at bus 0x3b
+  EnergyMonitor unknown(options);
+  EXPECT_EQ(unknown.host().gpu_count, 4);
+  EXPECT_EQ(fake.count_warnings("the GPU at PCI bus 0000:3b:00.0 is not found by NVML (Not Found"), 1);
+
+  options.gpus = std::vector<int>{2};  // explicit indices win
+  EnergyMonitor indices(options);
+  EXPECT_EQ(indices.host().gpu_count, 1);
+}
+
 TEST(EnergyNvml, CounterWrapAt64BitsIsSeamless) {
   FakeNvml fake;
   // Place the counter 20 J (20000 mJ) below 2^64 right now: at 200 W it wraps within 0.1 s.

@@ -16,15 +16,17 @@
 //   WW_FAKE_NVML_COUNTER_STEP_MS=T       the counter changes every T ms only, like a real one (it
 //                                        shows the energy up to the last multiple of T)
 //   WW_FAKE_NVML_POWER_LIMIT_W=W         the enforced power limit (default 700)
+// GPU i is found by the PCI bus id 0000:1i:00.0 (bus 0x10 + i), as nvmlDeviceGetHandleByPciBusId.
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 
 namespace {
 
-constexpr int kSuccess = 0, kInvalidArgument = 2, kNotSupported = 3, kDriverNotLoaded = 9,
+constexpr int kSuccess = 0, kInvalidArgument = 2, kNotSupported = 3, kNotFound = 6, kDriverNotLoaded = 9,
               kGpuIsLost = 15, kUnknown = 999;
 
 struct FakeDevice {
@@ -93,6 +95,7 @@ const char* nvmlErrorString(int result) {
     case kSuccess: return "Success";
     case kInvalidArgument: return "Invalid Argument";
     case kNotSupported: return "Not Supported";
+    case kNotFound: return "Not Found";
     case kDriverNotLoaded: return "Driver Not Loaded";
     case kGpuIsLost: return "GPU is lost";
     default: return "Unknown Error";
@@ -112,6 +115,26 @@ int nvmlDeviceGetHandleByIndex_v2(unsigned index, FakeDevice** device) {
 }
 int nvmlDeviceGetHandleByIndex(unsigned index, FakeDevice** device) {
   return nvmlDeviceGetHandleByIndex_v2(index, device);
+}
+
+// GPU i sits at PCI bus 0x10 + i of domain 0 (any of NVML's accepted spellings).
+int nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, FakeDevice** device) {
+  if (bus_id == nullptr || device == nullptr) return kInvalidArgument;
+  unsigned domain = 0, bus = 0, slot = 0, function = 0;
+  if (std::sscanf(bus_id, "%x:%x:%x.%x", &domain, &bus, &slot, &function) != 4) {
+    domain = 0;  // bus:device.function
+    if (std::sscanf(bus_id, "%x:%x.%x", &bus, &slot, &function) != 3) return kInvalidArgument;
+  }
+  const int index = int(bus) - 0x10;
+  if (domain != 0 || slot != 0 || function != 0 || index < 0 || index >= g_gpu_count) return kNotFound;
+  *device = &g_devices[index];
+  return kSuccess;
+}
+
+int nvmlDeviceGetIndex(FakeDevice* device, unsigned* index) {
+  if (device == nullptr || index == nullptr) return kInvalidArgument;
+  *index = unsigned(device->index);
+  return kSuccess;
 }
 
 int nvmlDeviceGetName(FakeDevice* device, char* name, unsigned length) {

@@ -25,6 +25,9 @@ Device parse_device(std::string_view text);
 
 // GPUs this process can use (0 when the build has no CUDA or no driver/GPU is present).
 int cuda_device_count();
+// The PCI bus id of CUDA device `index` ("0000:3B:00.0"): how NVML finds the GPU a run uses
+// whatever CUDA_VISIBLE_DEVICES renumbered. "" when it cannot be told.
+std::string cuda_pci_bus_id(int index);
 
 // Bytes that can still be allocated on `device` now: the host's MemAvailable (/proc/meminfo), or
 // the GPU's free memory. SIZE_MAX when it cannot be told.

@@ -32,5 +32,7 @@ struct World {
 World world_from_environment();
 // The same from any lookup (tests): `lookup(name)` returns the value or nullptr.
 World world_from(const std::function<const char*(const char*)>& lookup);
+// This machine's name (gethostname): which ranks share a machine.
+std::string host_name();
 
 }  // namespace ww::dist

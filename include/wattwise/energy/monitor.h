@@ -48,6 +48,10 @@ struct EnergyOptions {
   // always read the counter directly). The read costs ~3.8 ms of CPU on an H100, the power ~1 us.
   int counter_period_ms = 2000;
   std::optional<std::vector<int>> gpus;   // NVML indices to meter; nullopt = all, {} = none
+  // Or the GPUs to meter by PCI bus id (CUDA's cudaDeviceGetPCIBusId: the GPUs a run uses,
+  // whatever CUDA_VISIBLE_DEVICES renumbered); used when `gpus` is not set. A bus id NVML does not
+  // know is a warning, and then every GPU is metered (a figure too high rather than none).
+  std::vector<std::string> gpu_pci_bus_ids;
   std::string trace_path;                 // power_trace.csv to write; "" = no trace file
   std::string country;                    // grid intensity code/name; "" = World average
   std::optional<double> pue;              // default 1.0

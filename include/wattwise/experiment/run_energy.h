@@ -25,6 +25,10 @@ struct EnergySettings {
   // The power trace's file name in the run folder (a resumed training run writes power_trace_2.csv,
   // ...: each session's trace starts its clock and cumulative columns at 0).
   std::string trace_file = "power_trace.csv";
+  // The GPUs to meter, by PCI bus id (a data-parallel job's GPUs on this machine). Empty: the GPU
+  // `device` is, found by its bus id (CUDA_VISIBLE_DEVICES renumbers CUDA's devices, not NVML's);
+  // a CPU run meters every GPU NVML sees.
+  std::vector<std::string> gpu_pci_bus_ids;
 };
 
 // The defaults on `device` (whose queued work each phase's edges wait for).
