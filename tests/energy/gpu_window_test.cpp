@@ -14,6 +14,7 @@
 #include <cstdio>
 
 #include "cuda_test_util.h"
+#include "wattwise/core/device.h"
 #include "wattwise/energy/monitor.h"
 
 using namespace ww::energy;
@@ -111,4 +112,19 @@ TEST(EnergyOnGpu, ShortWindowsAreEstimatedFromEdgePowerAndPhysical) {
   monitor.stop();
   for (const std::string& warning : monitor.warnings()) std::printf("[ info ] warning: %s\n", warning.c_str());
 #endif
+}
+
+// The GPU this process runs on is found in NVML by its PCI bus id (what train, eval, predict and
+// bench meter): exactly one GPU, that one, without a warning.
+TEST(EnergyOnGpu, TheCudaDeviceIsFoundByItsPciBusId) {
+  WW_REQUIRE_CUDA();
+  const std::string bus_id = ww::cuda_pci_bus_id(0);
+  ASSERT_FALSE(bus_id.empty());
+  EnergyOptions options;
+  options.gpu_pci_bus_ids = {bus_id};
+  options.use_rapl = false;
+  EnergyMonitor monitor(options);
+  EXPECT_EQ(monitor.host().gpu_count, 1) << bus_id;
+  EXPECT_TRUE(monitor.warnings().empty()) << monitor.warnings().front();
+  std::printf("[ info ] CUDA device 0 is at PCI bus %s: %s\n", bus_id.c_str(), monitor.host().gpu_model.c_str());
 }
