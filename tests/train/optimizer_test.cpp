@@ -389,17 +389,24 @@ models::ParameterStore make_store(Device device) {
   return store;
 }
 
+// AdamW or SGD with momentum, weight decay, and clipping on (the tests' gradients have a norm well
+// above 1).
+train::OptimizerOptions gpu_test_options(train::OptimizerKind kind) {
+  train::OptimizerOptions options;
+  options.kind = kind;
+  options.weight_decay = 0.01;
+  options.momentum = kind == train::OptimizerKind::SGD ? 0.9 : 0.0;
+  options.max_grad_norm = 1.0;
+  return options;
+}
+
 }  // namespace
 
 TEST(CudaOptimizer, OptimizerClassRunsOnGpuParameters) {
   WW_REQUIRE_CUDA();
   for (train::OptimizerKind kind : {train::OptimizerKind::AdamW, train::OptimizerKind::SGD}) {
     SCOPED_TRACE(std::string(train::optimizer_kind_name(kind)));
-    train::OptimizerOptions options;
-    options.kind = kind;
-    options.weight_decay = 0.01;
-    options.momentum = kind == train::OptimizerKind::SGD ? 0.9 : 0.0;
-    options.max_grad_norm = 1.0;  // clipping on: the gradients below have a norm well above 1
+    const train::OptimizerOptions options = gpu_test_options(kind);
     models::ParameterStore cpu = make_store(Device::cpu()), gpu = make_store(Device::cuda(0));
     train::Optimizer cpu_optimizer(cpu, options), gpu_optimizer(gpu, options);
     for (int step = 0; step < 3; ++step) {
@@ -475,11 +482,7 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
   const int ranks = 2;
   for (train::OptimizerKind kind : {train::OptimizerKind::AdamW, train::OptimizerKind::SGD}) {
     SCOPED_TRACE(std::string(train::optimizer_kind_name(kind)));
-    train::OptimizerOptions options;
-    options.kind = kind;
-    options.weight_decay = 0.01;
-    options.momentum = kind == train::OptimizerKind::SGD ? 0.9 : 0.0;
-    options.max_grad_norm = 1.0;
+    const train::OptimizerOptions options = gpu_test_options(kind);
     const int steps = 3;
     models::ParameterStore reference = make_store(Device::cuda(0));
     train::Optimizer reference_optimizer(reference, options);

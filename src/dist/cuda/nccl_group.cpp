@@ -187,43 +187,15 @@ class NcclGroup : public ProcessGroup {
 
   // NCCL's all-gather wants equal parts: one broadcast per rank instead, issued as a group.
   void all_gather(const Tensor& full, const std::vector<int64_t>& counts) override {
-    if (full.device() != device_ || full.dtype() != DType::F32)
-      fail("nccl all-gather: expected f32 values on ", device_.str(), ", got ", full.describe());
-    const std::vector<size_t> elements = checked_parts(full, counts, size_);
-    timed([&] {
-      float* base = static_cast<float*>(full.raw());
-      check(nccl().ncclGroupStart(), "ncclGroupStart");
-      size_t offset = 0;
-      for (int r = 0; r < size_; ++r) {
-        if (elements[r] > 0)
-          check(nccl().ncclBroadcast(base + offset, base + offset, elements[r], ncclFloat32, r, comm_,
-                                     kernels::cuda::stream()),
-                "ncclBroadcast");
-        offset += elements[r];
-      }
-      check(nccl().ncclGroupEnd(), "ncclGroupEnd");
-      wait_for_comm("all-gather");
+    per_part("all-gather", full, counts, [&](float* part, size_t n, int owner) {
+      check(nccl().ncclBroadcast(part, part, n, ncclFloat32, owner, comm_, kernels::cuda::stream()), "ncclBroadcast");
     });
   }
 
   // Likewise ncclReduceScatter wants equal parts: one in-place reduce to each part's rank, grouped.
   void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) override {
-    if (full.device() != device_ || full.dtype() != DType::F32)
-      fail("nccl reduce-scatter: expected f32 values on ", device_.str(), ", got ", full.describe());
-    const std::vector<size_t> elements = checked_parts(full, counts, size_);
-    timed([&] {
-      float* base = static_cast<float*>(full.raw());
-      check(nccl().ncclGroupStart(), "ncclGroupStart");
-      size_t offset = 0;
-      for (int r = 0; r < size_; ++r) {
-        if (elements[r] > 0)
-          check(nccl().ncclReduce(base + offset, base + offset, elements[r], ncclFloat32, ncclSum, r, comm_,
-                                  kernels::cuda::stream()),
-                "ncclReduce");
-        offset += elements[r];
-      }
-      check(nccl().ncclGroupEnd(), "ncclGroupEnd");
-      wait_for_comm("reduce-scatter");
+    per_part("reduce-scatter", full, counts, [&](float* part, size_t n, int owner) {
+      check(nccl().ncclReduce(part, part, n, ncclFloat32, ncclSum, owner, comm_, kernels::cuda::stream()), "ncclReduce");
     });
   }
 
@@ -248,6 +220,25 @@ class NcclGroup : public ProcessGroup {
 
  private:
   static constexpr size_t kScratchDoubles = 64;
+
+  // One NCCL call per rank's part of `full` (call(part, elements, owner)), issued as one group.
+  template <typename PerPart>
+  void per_part(const char* what, const Tensor& full, const std::vector<int64_t>& counts, PerPart&& call) {
+    if (full.device() != device_ || full.dtype() != DType::F32)
+      fail("nccl ", what, ": expected f32 values on ", device_.str(), ", got ", full.describe());
+    const std::vector<size_t> elements = checked_parts(full, counts, size_);
+    timed([&] {
+      float* base = static_cast<float*>(full.raw());
+      check(nccl().ncclGroupStart(), "ncclGroupStart");
+      size_t offset = 0;
+      for (int r = 0; r < size_; ++r) {
+        if (elements[r] > 0) call(base + offset, elements[r], r);
+        offset += elements[r];
+      }
+      check(nccl().ncclGroupEnd(), "ncclGroupEnd");
+      wait_for_comm(what);
+    });
+  }
 
   void check(ncclResult_t result, const char* what) {
     if (result == ncclSuccess || result == ncclInProgress) return;
