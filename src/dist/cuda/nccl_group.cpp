@@ -101,29 +101,20 @@ class NcclGroup : public ProcessGroup {
   std::string backend() const override { return "nccl"; }
 
   void all_reduce_sum(const Tensor& values) override {
-    if (values.device() != device_ || values.dtype() != DType::F32)
-      fail("nccl all-reduce: expected f32 values on ", device_.str(), ", got ", values.describe());
-    if (values.numel() == 0) return;
+    if (!sum_values(values)) return;
     timed([&] {
-      check(nccl().ncclAllReduce(values.raw(), values.raw(), size_t(values.numel()), ncclFloat32, ncclSum, comm_,
-                          kernels::cuda::stream()),
-            "ncclAllReduce");
-      wait_for_comm("all-reduce");
+      queue_all_reduce(values, kernels::cuda::stream());
+      wait_for_stream("all-reduce");
     });
   }
 
   // On the communication stream, after the work queued so far on wattwise's stream (an event
   // between them, so a CUDA-graph recording takes both streams in).
   void all_reduce_sum_overlapped(const Tensor& values) override {
-    if (values.device() != device_ || values.dtype() != DType::F32)
-      fail("nccl all-reduce: expected f32 values on ", device_.str(), ", got ", values.describe());
-    if (values.numel() == 0) return;
+    if (!sum_values(values)) return;
     kernels::cuda::check(cudaEventRecord(ready_, kernels::cuda::stream()), "cudaEventRecord");
     kernels::cuda::check(cudaStreamWaitEvent(comm_stream_, ready_, 0), "cudaStreamWaitEvent");
-    check(nccl().ncclAllReduce(values.raw(), values.raw(), size_t(values.numel()), ncclFloat32, ncclSum, comm_,
-                               comm_stream_),
-          "ncclAllReduce");
-    wait_for_enqueue("all-reduce");
+    queue_all_reduce(values, comm_stream_);
     overlapped_ = true;
   }
 
@@ -136,16 +127,9 @@ class NcclGroup : public ProcessGroup {
 
   bool can_record() const override { return true; }
 
+  // Host-side waits only: the stream is not touched while recording.
   void all_reduce_sum_recorded(const Tensor& values) override {
-    if (values.device() != device_ || values.dtype() != DType::F32)
-      fail("nccl all-reduce: expected f32 values on ", device_.str(), ", got ", values.describe());
-    if (values.numel() == 0) return;
-    timed([&] {
-      check(nccl().ncclAllReduce(values.raw(), values.raw(), size_t(values.numel()), ncclFloat32, ncclSum, comm_,
-                                 kernels::cuda::stream()),
-            "ncclAllReduce");
-      wait_for_enqueue("all-reduce");  // host-side only: the stream is not touched while recording
-    });
+    if (sum_values(values)) timed([&] { queue_all_reduce(values, kernels::cuda::stream()); });
   }
 
   void wait(const char* what) override { timed([&] { wait_for_stream(what); }); }
@@ -220,6 +204,20 @@ class NcclGroup : public ProcessGroup {
 
  private:
   static constexpr size_t kScratchDoubles = 64;
+
+  // Whether `values` (f32 on this GPU, else an error) has anything to sum.
+  bool sum_values(const Tensor& values) const {
+    if (values.device() != device_ || values.dtype() != DType::F32)
+      fail("nccl all-reduce: expected f32 values on ", device_.str(), ", got ", values.describe());
+    return values.numel() > 0;
+  }
+
+  // The in-place sum of `values` queued on `stream`, without waiting for it to run.
+  void queue_all_reduce(const Tensor& values, cudaStream_t stream) {
+    check(nccl().ncclAllReduce(values.raw(), values.raw(), size_t(values.numel()), ncclFloat32, ncclSum, comm_, stream),
+          "ncclAllReduce");
+    wait_for_enqueue("all-reduce");
+  }
 
   // One NCCL call per rank's part of `full` (call(part, elements, owner)), issued as one group.
   template <typename PerPart>
