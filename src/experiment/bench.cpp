@@ -385,7 +385,9 @@ std::optional<train::StepResult> train_step(train::Trainer& trainer, const model
                                             dist::ProcessGroup* group) {
   if (!group) return trainer.train_micro_batch(batch);
   const int64_t rows = batch.input_ids.size(0);
-  return trainer.train_micro_batch_shard(batch, 1.0 / group->size(), rows * group->size());
+  // Every rank's batch has the case's shape and fully scored labels: the same share everywhere.
+  return trainer.train_micro_batch_shard(batch, 1.0 / group->size(), rows * group->size(),
+                                         /*same_on_every_rank=*/true);
 }
 
 // The fields every case reports; the caller has set the model's own (params, model_config,

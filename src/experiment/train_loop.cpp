@@ -18,7 +18,13 @@ std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const mo
   const int64_t terms = models::loss_terms(batch);
   if (begin == end || terms == 0) return trainer.train_micro_batch_shard({}, 0.0, rows);
   const models::Batch mine = models::slice_rows(batch, begin, end);
-  return trainer.train_micro_batch_shard(mine, double(models::loss_terms(mine)) / double(terms), rows);
+  const int64_t my_terms = models::loss_terms(mine);
+  // Whether every rank has the same rows and loss terms (so the same share): every rank knows the
+  // whole micro-batch, so all decide alike whether the step may be recorded in a CUDA graph.
+  bool same_everywhere = rows % n == 0;
+  for (int64_t q = 0; same_everywhere && q < n; ++q)
+    same_everywhere = models::loss_terms(models::slice_rows(batch, rows * q / n, rows * (q + 1) / n)) == my_terms;
+  return trainer.train_micro_batch_shard(mine, double(my_terms) / double(terms), rows, same_everywhere);
 }
 
 }  // namespace

@@ -78,16 +78,16 @@ std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch)
   return train_micro_batch_shard(batch, 1.0, rows);
 }
 
-bool Trainer::can_graph_shard(const models::Batch& rows, int64_t global_examples) const {
+bool Trainer::can_graph_shard(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const {
   const int ranks = options_.group->size();
-  return options_.grad_accum == 1 && options_.zero == 0 && options_.group->can_record() &&
-         global_examples % ranks == 0 && rows.input_ids.defined() && rows.input_ids.size(0) == global_examples / ranks &&
-         model_.can_graph_training(rows);
+  return (same_on_every_rank || ranks == 1) && options_.grad_accum == 1 && options_.zero == 0 &&
+         options_.group->can_record() && global_examples % ranks == 0 && rows.input_ids.defined() &&
+         rows.input_ids.size(0) == global_examples / ranks && model_.can_graph_training(rows);
 }
 
 std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& rows, double share,
-                                                          int64_t global_examples) {
-  if (distributed() && share > 0 && can_graph_shard(rows, global_examples))
+                                                          int64_t global_examples, bool same_on_every_rank) {
+  if (distributed() && share > 0 && can_graph_shard(rows, global_examples, same_on_every_rank))
     return train_step_graphed(rows, share, global_examples);
   if (share > 0) {
     if (!rows.labels.defined()) fail("training batch has no labels");

@@ -81,7 +81,11 @@ class Trainer {
   // Data parallel: this rank's rows of a micro-batch of `global_examples` examples, holding
   // `share` of the terms its mean loss averages (0: no rows here, nothing to compute). The
   // gradients and the step's loss then come out as those of the whole micro-batch in one process.
-  std::optional<StepResult> train_micro_batch_shard(const models::Batch& rows, double share, int64_t global_examples);
+  // `same_on_every_rank`: every rank's rows and share are the same as this rank's (the caller knows
+  // the whole micro-batch); only then may a GPU step be recorded in a CUDA graph, because every
+  // rank must record and replay alike.
+  std::optional<StepResult> train_micro_batch_shard(const models::Batch& rows, double share, int64_t global_examples,
+                                                    bool same_on_every_rank = false);
   int64_t steps() const { return optimizer_.steps_taken() + skipped_; }
   int64_t skipped_steps() const { return skipped_; }
   float loss_scale() const { return loss_scale_; }
@@ -104,8 +108,8 @@ class Trainer {
   // the gradients' all-reduce recorded in the graph.
   std::optional<StepResult> train_step_graphed(const models::Batch& batch, double share, int64_t global_examples);
   // Whether a data-parallel step can be recorded: one micro-batch per step, ZeRO 0, a group that
-  // records (NCCL), the same rows on every rank (so every rank records and replays alike).
-  bool can_graph_shard(const models::Batch& rows, int64_t global_examples) const;
+  // records (NCCL), the same rows and share on every rank (so every rank records and replays alike).
+  bool can_graph_shard(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const;
   // A job of one rank too: its collectives run (through NCCL or Gloo), as DDP's do.
   bool distributed() const { return options_.group != nullptr; }
   // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
