@@ -72,51 +72,62 @@ void Trainer::restore(const TrainerState& state) {
 
 std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch) {
   if (!batch.labels.defined()) fail("training batch has no labels");
-  const int64_t rows = batch.input_ids.size(0);
-  if (options_.grad_accum == 1 && !distributed() && model_.can_graph_training(batch))
-    return train_step_graphed(batch, 1.0, rows);
-  return train_micro_batch_shard(batch, 1.0, rows);
+  return train_micro_batch_shard(batch, 1.0, batch.input_ids.size(0));
 }
 
-bool Trainer::can_graph_shard(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const {
+bool Trainer::can_graph(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const {
+  if (options_.grad_accum != 1 || !model_.can_graph_training(rows)) return false;
+  if (!distributed()) return true;
   const int ranks = options_.group->size();
-  return (same_on_every_rank || ranks == 1) && options_.grad_accum == 1 && options_.zero == 0 &&
-         options_.group->can_record() && global_examples % ranks == 0 && rows.input_ids.defined() &&
-         rows.input_ids.size(0) == global_examples / ranks && model_.can_graph_training(rows);
+  return (same_on_every_rank || ranks == 1) && options_.zero == 0 && options_.group->can_record() &&
+         global_examples % ranks == 0 && rows.input_ids.size(0) == global_examples / ranks;
+}
+
+float Trainer::backward_scale(double share) const {
+  return share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
+}
+
+template <typename Work>
+void Trainer::with_buckets_hooked(Work&& work) {
+  if (!buckets_) return work();
+  const Tensor& grads = model_.parameters().flat_grads();
+  model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
+  try {
+    work();
+  } catch (...) {
+    model_.set_gradients_final_hook(nullptr);
+    throw;
+  }
+  model_.set_gradients_final_hook(nullptr);
 }
 
 std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& rows, double share,
                                                           int64_t global_examples, bool same_on_every_rank) {
-  if (distributed() && share > 0 && can_graph_shard(rows, global_examples, same_on_every_rank))
+  if (share > 0 && !rows.labels.defined()) fail("training batch has no labels");
+  if (share > 0 && can_graph(rows, global_examples, same_on_every_rank))
     return train_step_graphed(rows, share, global_examples);
   if (share > 0) {
-    if (!rows.labels.defined()) fail("training batch has no labels");
     model_.forward(rows, /*training=*/true);
     const float loss = model_.loss();
     // With loss scaling an overflowing forward is one skipped step, not an error.
     if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
       fail("training loss is not finite (", loss, ") at step ", steps() + 1,
            "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
-    // This rank's part of the whole micro-batch's mean loss: its gradient weighs `share`.
-    const float scale = share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
     // The step's last micro-batch: its backward finishes the gradients, bucket by bucket.
-    if (buckets_ && micro_ + 1 == options_.grad_accum) backward_with_buckets(scale);
-    else model_.backward(scale);
+    if (micro_ + 1 == options_.grad_accum) with_buckets_hooked([&] { model_.backward(backward_scale(share)); });
+    else model_.backward(backward_scale(share));
     step_loss_ += double(loss) * share * double(global_examples);
   }
   step_examples_ += global_examples;
   if (++micro_ < options_.grad_accum) return std::nullopt;
 
   if (distributed()) {
-    // The ranks' gradients (each already weighted by its share) and losses summed: the same on every
-    // rank, or under ZeRO 2 each rank's part only (the part its optimizer shard updates).
+    // The ranks' gradients (each already weighted by its share) summed: the same on every rank, or
+    // under ZeRO 2 each rank's part only (the part its optimizer shard updates).
     const Tensor& grads = model_.parameters().flat_grads();
     if (options_.zero == 2) options_.group->reduce_scatter_sum(grads, shard_counts(grads.numel(), options_.group->size()));
     else if (buckets_) buckets_->finish(grads);  // what backward has not started (all, on a rank without rows)
     else options_.group->all_reduce_sum(grads);
-    std::vector<double> loss_sum = {step_loss_};
-    options_.group->all_reduce_sum(loss_sum);
-    step_loss_ = loss_sum[0];
   }
   // Each micro-batch's gradient is of its mean loss: averaging over micro-batches is 1/accum.
   const int64_t step = steps();
@@ -127,19 +138,12 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
   return finish_step(r, report);
 }
 
-void Trainer::backward_with_buckets(float scale) {
-  const Tensor& grads = model_.parameters().flat_grads();
-  model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
-  try {
-    model_.backward(scale);
-  } catch (...) {
-    model_.set_gradients_final_hook(nullptr);
-    throw;
-  }
-  model_.set_gradients_final_hook(nullptr);
-}
-
 StepResult Trainer::finish_step(StepResult r, const StepReport& report) {
+  if (distributed()) {  // the ranks' parts of the step's loss
+    std::vector<double> loss_sum = {step_loss_};
+    options_.group->all_reduce_sum(loss_sum);
+    step_loss_ = loss_sum[0];
+  }
   if (!report.applied) ++skipped_;
   r.step = steps();
   r.loss = step_loss_ / double(step_examples_);
@@ -178,22 +182,16 @@ std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch
   r.lr = schedule_.lr(step);
   r.loss_scale = loss_scale_;
   optimizer_.prepare(r.lr, 1.0f / loss_scale_);
-  // Data parallel: this rank's gradient weighs its share, and the recorded tail sums the ranks'.
-  const float backward_scale = share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
+  // Data parallel: this rank's gradient weighs its share, and the recorded tail sums the ranks'
+  // (with buckets, the sums start inside backward, on the communication stream, recorded with it).
   const Tensor& grads = model_.parameters().flat_grads();
-  // Buckets: the sums start inside backward (on the communication stream, recorded with it).
-  if (buckets_) model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
-  try {
-    model_.train_step_graphed(batch, backward_scale, [&] {
+  with_buckets_hooked([&] {
+    model_.train_step_graphed(batch, backward_scale(share), [&] {
       if (buckets_) buckets_->finish(grads);
       else if (distributed()) options_.group->all_reduce_sum_recorded(grads);
       optimizer_.enqueue();
     });
-  } catch (...) {
-    model_.set_gradients_final_hook(nullptr);
-    throw;
-  }
-  model_.set_gradients_final_hook(nullptr);
+  });
   optimizer_.mark_launched();
   if (distributed()) options_.group->wait("training step");
   const StepReport report = optimizer_.finish();
@@ -202,11 +200,6 @@ std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch
     fail("training loss is not finite (", loss, ") at step ", step + 1,
          "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
   step_loss_ = double(loss) * share * double(global_examples);
-  if (distributed()) {
-    std::vector<double> loss_sum = {step_loss_};
-    options_.group->all_reduce_sum(loss_sum);
-    step_loss_ = loss_sum[0];
-  }
   step_examples_ = global_examples;
   micro_ = options_.grad_accum;
   return finish_step(r, report);

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "wattwise/dist/process_group.h"
-#include "wattwise/train/gradient_buckets.h"
 #include "wattwise/models/model.h"
+#include "wattwise/train/gradient_buckets.h"
 #include "wattwise/train/metrics.h"
 #include "wattwise/train/optimizer.h"
 #include "wattwise/train/schedule.h"
@@ -107,9 +107,15 @@ class Trainer {
   // The whole step as one CUDA-graph replay; data parallel, this rank's rows with their `share`,
   // the gradients' all-reduce recorded in the graph.
   std::optional<StepResult> train_step_graphed(const models::Batch& batch, double share, int64_t global_examples);
-  // Whether a data-parallel step can be recorded: one micro-batch per step, ZeRO 0, a group that
-  // records (NCCL), the same rows and share on every rank (so every rank records and replays alike).
-  bool can_graph_shard(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const;
+  // Whether the step can be recorded: one micro-batch per step on a model that records (a GPU with
+  // CUDA graphs); data parallel also ZeRO 0, a group that records (NCCL) and the same rows and share
+  // on every rank (so every rank records and replays alike).
+  bool can_graph(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const;
+  // The loss scale backward uses for a rank holding `share` of the loss terms.
+  float backward_scale(double share) const;
+  // Runs `work` (a backward) with the buckets' hook set, so their sums start as parts finish.
+  template <typename Work>
+  void with_buckets_hooked(Work&& work);
   // A job of one rank too: its collectives run (through NCCL or Gloo), as DDP's do.
   bool distributed() const { return options_.group != nullptr; }
   // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
@@ -120,8 +126,6 @@ class Trainer {
   Optimizer optimizer_;
   LrSchedule schedule_;
   std::optional<GradientBuckets> buckets_;  // data parallel with buckets (see TrainerOptions)
-  // Backward with the buckets' hook set for its duration: the sums start as parts finish.
-  void backward_with_buckets(float loss_scale_times_share);
   int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0, good_steps_ = 0;
   float loss_scale_ = 1.0f;
   double step_loss_ = 0;
