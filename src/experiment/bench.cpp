@@ -20,6 +20,7 @@
 #include "wattwise/dist/world.h"
 #include "wattwise/energy/monitor.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/experiment/job.h"
 #include "wattwise/experiment/train_checkpoint.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/gpt2.h"
@@ -636,18 +637,14 @@ int run_bench(const BenchOptions& o, std::ostream& out) {
     if (!o.peer.empty()) fail("bench --peer runs in one process: start the peer comparison without a launcher");
     for (const auto& c : cases)
       if (c.mode != "train") fail("bench case ", c.name, " is ", c.mode, ": only training cases run data-parallel");
-    Device device = parse_device(o.device);
-    if (device.is_cuda() && (o.device == "auto" || o.device == "cuda")) device = Device::cuda(world.local_rank);
+    const Device device = rank_device(o.device, world, "--device");
     options.device = device.str();
     nlohmann::json what = nlohmann::json::array();
     for (const auto& c : cases) what.push_back({c.name, c.arch, c.preset, c.batch, c.seq_len, c.precision, c.attention, c.checkpointing});
-    dist::JoinOptions join;
-    join.timeout = std::chrono::minutes(10);
-    join.fingerprint = "wattwise " + wattwise_version() + ", bench " + what.dump() + " steps " +
-                       std::to_string(o.steps.value_or(-1)) + " warmup " + std::to_string(o.warmup.value_or(-1)) +
-                       " seed " + std::to_string(o.seed);
-    join.waiting = [](const std::string& line) { std::fprintf(stderr, "wattwise: %s\n", line.c_str()); };
-    group = dist::join(world, device, join);
+    group = join_launched_job(world, device, std::chrono::minutes(10),
+                              "wattwise " + wattwise_version() + ", bench " + what.dump() + " steps " +
+                                  std::to_string(o.steps.value_or(-1)) + " warmup " +
+                                  std::to_string(o.warmup.value_or(-1)) + " seed " + std::to_string(o.seed));
     options.group = group.get();
   }
   const bool reports = !group || group->rank() == 0;

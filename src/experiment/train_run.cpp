@@ -11,6 +11,7 @@
 #include "train_task.h"
 #include "wattwise/core/error.h"
 #include "wattwise/dist/process_group.h"
+#include "wattwise/experiment/job.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/progress.h"
 #include "wattwise/experiment/run_dir.h"
@@ -175,8 +176,6 @@ struct Ending {
   int64_t resumes = 0;  // sessions before this one
 };
 
-// metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
-// the task's "model" and "data" objects and its entries of "train".
 // Data parallel: what every rank holds, in bytes, collected from all ranks (a collective: every rank
 // calls it right after its training loop). ZeRO 1 and 2 cut the optimizer state to about 1/N; the
 // gradient buffer stays whole on every rank, as backward writes it (ZeRO 2 sums only a rank's part
@@ -201,6 +200,8 @@ json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, model
   return rows;
 }
 
+// metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
+// the task's "model" and "data" objects and its entries of "train".
 json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcome& r, const train::Trainer& trainer,
                  models::ModelRuntime& m, json energy, const Ending& ending, const dist::ProcessGroup* group,
                  const json& memory_per_rank) {
@@ -704,32 +705,16 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   return result;
 }
 
-// The device this process trains on: run.device, except that each rank of a data-parallel job on
-// GPUs takes the GPU of its LOCAL_RANK (run.device cuda or auto).
+// The device this process trains on (run.device; each rank of a GPU job takes its LOCAL_RANK's).
 Device training_device(const TrainConfig& cfg, const dist::World& world) {
-  const std::string text = cfg.get_string("run.device");
-  const Device device = parse_device(text);
-  if (!world.joins() || device.is_cpu()) return device;
-  if (text != "cuda" && text != "auto" && world.local_size > 1)
-    fail("run.device ", text, " names one GPU for all ", world.local_size,
-         " ranks on this machine: give cuda (each rank takes the GPU of its LOCAL_RANK)");
-  if (text != "cuda" && text != "auto") return device;
-  const int gpus = cuda_device_count();
-  if (world.local_rank >= gpus)
-    fail("rank ", world.rank, " has LOCAL_RANK ", world.local_rank, " but this machine shows ", gpus,
-         " GPU", gpus == 1 ? "" : "s", " (start at most one rank per GPU)");
-  return Device::cuda(world.local_rank);
+  return rank_device(cfg.get_string("run.device"), world, "run.device");
 }
 
-// Joins the job this process was started in (torchrun, mpirun, srun, wattwise launch): nothing
-// for a single process. Every rank must run the same configuration and wattwise version.
+// Joins the job this process was started in: nothing for a single process. Every rank must run the
+// same configuration and wattwise version.
 std::unique_ptr<dist::ProcessGroup> join_job(const TrainConfig& cfg, const dist::World& world, Device device) {
-  if (!world.joins()) return nullptr;
-  dist::JoinOptions options;
-  options.timeout = std::chrono::milliseconds(int64_t(cfg.get_float("run.dist_timeout_s") * 1000));
-  options.fingerprint = "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg);
-  options.waiting = [](const std::string& line) { std::fprintf(stderr, "wattwise: %s\n", line.c_str()); };
-  return dist::join(world, device, options);
+  return join_launched_job(world, device, std::chrono::milliseconds(int64_t(cfg.get_float("run.dist_timeout_s") * 1000)),
+                           "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg));
 }
 
 std::unique_ptr<TrainTask> make_task(const TrainConfig& cfg, Device device) {
