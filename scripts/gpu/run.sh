@@ -365,6 +365,14 @@ side_name() {  # binary role
   echo "$n"
 }
 
+# One side's `wattwise bench` run of a case for ab and dp1, with the environment assignments given
+# after the log (one JSON file per run: `bench --json` writes its file anew).
+side_bench() {  # binary case json log [NAME=value...]
+  local tool=$1 c=$2 json=$3 log=$4; shift 4
+  env "$@" timeout "$(cap 120)" "$tool" bench --case "$c" --device cuda --min-seconds "$ab_min_seconds" \
+    --json "$json" > "$log" 2>&1
+}
+
 step_ab() {
   [ -x "$base_bin" ] || { say "ab: no baseline binary $base_bin (scripts/gpu/prepare_carry.sh --base COMMIT)"; return 1; }
   [ -x "$ab_new" ] || { say "ab: no binary $ab_new"; return 1; }
@@ -382,9 +390,7 @@ step_ab() {
         [ "$(left)" -gt 30 ] || { say "ab: no time left"; break 3; }
         if [ "$tool" = "$base_bin" ]; then side=base; else side=new; fi
         name=$(side_name "$tool" "$side")
-        # One JSON file per run: `bench --json` writes its file anew.
-        timeout "$(cap 120)" "$tool" bench --case "$c" --device cuda --min-seconds "$ab_min_seconds" \
-          --json "$logs/ab_${side}_${c}_$round.json" > "$logs/ab_${c}_${name}_$round.log" 2>&1
+        side_bench "$tool" "$c" "$logs/ab_${side}_${c}_$round.json" "$logs/ab_${c}_${name}_$round.log"
         say "round $round $c $name: rc $? $(grep -E '^wattwise' "$logs/ab_${c}_${name}_$round.log" | tr -s ' ')"
       done
     done
@@ -437,22 +443,17 @@ PY
 # world-size-1 overhead of the collectives (NCCL all-reduce of the gradients, the loss and the
 # loop's agreement each step; no CUDA graph with a group).
 step_dp1() {
-  local round c side port list=$ab_cases
+  local round c side list=$ab_cases world
   [ "$ab_cases" = all ] && list=$cases
   rm -f "$logs"/dp1_*.json
   for round in $(seq 1 "$ab_rounds"); do
     for c in $(words "$list"); do
       for side in $([ $(( round % 2 )) = 1 ] && echo "nccl1 plain" || echo "plain nccl1"); do
         [ "$(left)" -gt 30 ] || { say "dp1: no time left"; break 3; }
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        if [ "$side" = nccl1 ]; then
-          WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port timeout "$(cap 120)" "$bin" bench \
-            --case "$c" --device cuda --min-seconds "$ab_min_seconds" --json "$logs/dp1_${side}_${c}_$round.json" \
-            > "$logs/dp1_${c}_${side}_$round.log" 2>&1
-        else
-          timeout "$(cap 120)" "$bin" bench --case "$c" --device cuda --min-seconds "$ab_min_seconds" \
-            --json "$logs/dp1_${side}_${c}_$round.json" > "$logs/dp1_${c}_${side}_$round.log" 2>&1
-        fi
+        world=()
+        [ "$side" = nccl1 ] && world=(WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1
+          "MASTER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')")
+        side_bench "$bin" "$c" "$logs/dp1_${side}_${c}_$round.json" "$logs/dp1_${c}_${side}_$round.log" "${world[@]}"
         say "round $round $c $side: rc $? $(grep -E '^wattwise' "$logs/dp1_${c}_${side}_$round.log" | tr -s ' ')"
       done
     done
