@@ -1,5 +1,6 @@
 #include "train_loop.h"
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -14,17 +15,21 @@ std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const mo
                                                dist::ProcessGroup* group) {
   if (!group || group->size() == 1) return trainer.train_micro_batch(batch);
   const int64_t rows = batch.input_ids.size(0), n = group->size(), rank = group->rank();
+  // Every rank's loss terms (they add up over rows): every rank knows the whole micro-batch, so all
+  // decide alike whether the ranks' shares are equal (the step may then be recorded in a CUDA graph).
+  std::vector<int64_t> rank_terms;
+  int64_t terms = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    const int64_t b = rows * q / n, e = rows * (q + 1) / n;
+    rank_terms.push_back(b == e ? 0 : models::loss_terms(models::slice_rows(batch, b, e)));
+    terms += rank_terms.back();
+  }
   const int64_t begin = rows * rank / n, end = rows * (rank + 1) / n;
-  const int64_t terms = models::loss_terms(batch);
   if (begin == end || terms == 0) return trainer.train_micro_batch_shard({}, 0.0, rows);
-  const models::Batch mine = models::slice_rows(batch, begin, end);
-  const int64_t my_terms = models::loss_terms(mine);
-  // Whether every rank has the same rows and loss terms (so the same share): every rank knows the
-  // whole micro-batch, so all decide alike whether the step may be recorded in a CUDA graph.
-  bool same_everywhere = rows % n == 0;
-  for (int64_t q = 0; same_everywhere && q < n; ++q)
-    same_everywhere = models::loss_terms(models::slice_rows(batch, rows * q / n, rows * (q + 1) / n)) == my_terms;
-  return trainer.train_micro_batch_shard(mine, double(my_terms) / double(terms), rows, same_everywhere);
+  const bool same_everywhere =
+      rows % n == 0 && std::all_of(rank_terms.begin(), rank_terms.end(), [&](int64_t t) { return t == rank_terms[0]; });
+  return trainer.train_micro_batch_shard(models::slice_rows(batch, begin, end),
+                                         double(rank_terms[size_t(rank)]) / double(terms), rows, same_everywhere);
 }
 
 }  // namespace
