@@ -9,9 +9,11 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "train_task.h"
 #include "wattwise/core/error.h"
+#include "wattwise/dist/world.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/io/file.h"
 #include "wattwise/train/checkpoint.h"
@@ -114,7 +116,68 @@ std::vector<std::string> files_in(const fs::path& dir, const std::string& prefix
   return names;
 }
 
+// A rank's optimizer shard in a checkpoint of sharded state.
+std::string optimizer_shard_name(int rank) { return "optimizer.rank" + std::to_string(rank) + ".safetensors"; }
+
+// This rank's optimizer shard written into `folder`, and every rank's outcome, by rank: "<bytes>
+// <crc32>", or "error: <what went wrong>". A collective.
+std::vector<std::string> write_optimizer_shards(dist::ProcessGroup& group, const train::Optimizer& optimizer,
+                                                const fs::path& folder) {
+  std::string mine;
+  try {
+    const fs::path path = folder / optimizer_shard_name(group.rank());
+    std::error_code ec;
+    if (!fs::is_directory(folder, ec))
+      fail(folder.string(), ": not found by rank ", group.rank(), " on ", dist::host_name(), " (a sharded optimizer's checkpoint needs "
+           "the run folder on a file system every rank sees)");
+    train::save_optimizer_state(path, optimizer, group.size());
+    const auto [bytes, crc] = size_and_crc32(path);
+    mine = std::to_string(bytes) + " " + hex32(crc);
+  } catch (const std::exception& e) {
+    mine = std::string("error: ") + e.what();
+  }
+  std::vector<std::string> results;
+  for (int rank = 0; rank < group.size(); ++rank) {
+    std::string text = rank == group.rank() ? mine : std::string();
+    group.broadcast_text(text, rank);
+    results.push_back(text);
+  }
+  return results;
+}
+
+// A rank's "<bytes> <crc32>" (an error it reports fails the checkpoint, naming the rank).
+std::pair<uint64_t, std::string> parse_shard_result(const std::string& result, int rank, const fs::path& file) {
+  if (result.rfind("error: ", 0) == 0) fail("checkpoint: rank ", rank, " could not write its optimizer shard: ", result.substr(7));
+  unsigned long long bytes = 0;
+  char crc[9] = {0};
+  if (std::sscanf(result.c_str(), "%llu %8s", &bytes, crc) != 2 || std::strlen(crc) != 8)
+    fail("checkpoint: rank ", rank, " sent '", result, "' for ", file.string());
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  if (ec || size != bytes)
+    fail(file.string(), ": rank ", rank, " wrote ", bytes, " bytes, ",
+         ec ? "but the file is not found here (a sharded optimizer's checkpoint needs the run folder on a file system "
+              "every rank sees)"
+            : "but the file here has " + std::to_string(size));
+  return {uint64_t(bytes), crc};
+}
+
 }  // namespace
+
+void join_checkpoint_round(dist::ProcessGroup& group, const train::Optimizer& optimizer) {
+  WW_CHECK(group.rank() != 0, "rank 0 writes the checkpoint");
+  std::string folder;
+  group.broadcast_text(folder, 0);
+  if (folder.empty()) return;  // rank 0 writes none this time
+  const std::vector<std::string> results = write_optimizer_shards(group, optimizer, folder);
+  const std::string& mine = results[size_t(group.rank())];
+  if (mine.rfind("error: ", 0) == 0) fail("checkpoint: rank ", group.rank(), ": ", mine.substr(7));
+}
+
+void skip_checkpoint_round(dist::ProcessGroup& group) {
+  std::string none;
+  group.broadcast_text(none, 0);
+}
 
 const std::vector<std::string>& resume_overridable_keys() {
   static const std::vector<std::string> keys = {"train.max_steps", "train.epochs", "train.checkpoint_every",
@@ -134,16 +197,38 @@ std::string config_fingerprint(const TrainConfig& cfg) {
 
 fs::path write_checkpoint(const fs::path& run_dir, const CheckpointWrite& w, int64_t keep) {
   WW_CHECK(w.config && w.parameters && w.optimizer, "checkpoint without its parts");
+  WW_CHECK(!w.group || w.group->rank() == 0, "a checkpoint is written by rank 0");
   const fs::path folder = run_dir / "checkpoints";
   std::error_code ec;
   fs::create_directories(folder, ec);
   if (ec) fail(folder.string(), ": cannot create the checkpoints folder (", ec.message(), ")");
   const fs::path dir = folder / ("step_" + std::to_string(w.step));
+  const bool sharded = w.group && w.optimizer->sharded();
+  const int64_t numel = w.parameters->numel();
   save_model_folder(
       [&](const fs::path& tmp) {
         fs::create_directories(tmp);
+        json shards = json::array();
+        std::map<std::string, std::pair<uint64_t, std::string>> reported;  // shard file -> size, CRC-32
+        if (sharded) {
+          // Every rank writes its part of the optimizer state here, and says how it went.
+          std::string where = fs::absolute(tmp).string();
+          w.group->broadcast_text(where, 0);
+          const std::vector<std::string> results = write_optimizer_shards(*w.group, *w.optimizer, tmp);
+          const std::vector<int64_t> counts = train::shard_counts(numel, w.group->size());
+          int64_t begin = 0;
+          for (int rank = 0; rank < w.group->size(); ++rank) {
+            const std::string name = optimizer_shard_name(rank);
+            const auto [bytes, crc] = parse_shard_result(results[size_t(rank)], rank, tmp / name);
+            reported[name] = {bytes, crc};
+            shards.push_back({{"rank", rank}, {"file", name}, {"begin", begin}, {"end", begin + counts[size_t(rank)]}});
+            begin += counts[size_t(rank)];
+          }
+        } else {
+          train::save_optimizer_state(tmp / kOptimizerFile, *w.optimizer);
+          shards.push_back({{"rank", 0}, {"file", kOptimizerFile}, {"begin", 0}, {"end", numel}});
+        }
         train::save_parameters(tmp / kParametersFile, *w.parameters);
-        train::save_optimizer_state(tmp / kOptimizerFile, *w.optimizer);
         io::write_file_atomic(tmp / kStateFile, w.state.dump(1) + "\n");
         io::write_file_atomic(tmp / kLogFile, w.train_log);
         io::write_file_atomic(tmp / kConfigFile, w.config->to_toml());
@@ -151,10 +236,16 @@ fs::path write_checkpoint(const fs::path& run_dir, const CheckpointWrite& w, int
         if (fs::is_directory(run_dir / "best_model")) link_folder(run_dir / "best_model", tmp / "best_model");
         json files = json::object();
         for (const std::string& name : files_in(tmp)) {
+          auto it = reported.find(name);
+          if (it != reported.end()) {  // the rank that wrote it read it back
+            files[name] = {{"bytes", it->second.first}, {"crc32", it->second.second}};
+            continue;
+          }
           const auto [size, crc] = size_and_crc32(tmp / name);
           files[name] = {{"bytes", size}, {"crc32", hex32(crc)}};
         }
-        int64_t numel = w.parameters->numel();
+        for (const auto& [name, info] : reported)
+          if (!files.contains(name)) fail((tmp / name).string(), ": written by its rank but not found here");
         const json manifest = {
             {"format", kCheckpointFormat},
             {"format_version", kCheckpointFormatVersion},
@@ -167,7 +258,8 @@ fs::path write_checkpoint(const fs::path& run_dir, const CheckpointWrite& w, int
             {"parameters", {{"file", kParametersFile}, {"count", w.parameters->all().size()}, {"numel", numel}}},
             {"optimizer",
              {{"kind", std::string(train::optimizer_kind_name(w.optimizer->options().kind))},
-              {"shards", json::array({{{"rank", 0}, {"file", kOptimizerFile}, {"begin", 0}, {"end", numel}}})}}},
+              {"numel", numel},
+              {"shards", shards}}},
             {"files", files}};
         // Last: a folder with a manifest is complete.
         io::write_file_atomic(tmp / kManifestFile, manifest.dump(2) + "\n");
@@ -267,15 +359,9 @@ LoadedCheckpoint open_newest_checkpoint(const fs::path& run_dir, const TrainConf
            m.value("wattwise_version", "?"), ") is newer than this wattwise reads (", kCheckpointFormatVersion, ")");
     if (m.value("step", int64_t(-1)) != c.step)
       fail(manifest_path.string(), ": says step ", m.value("step", int64_t(-1)), " but the folder is of step ", c.step);
-    // Data-parallel ranks hold the same state: a checkpoint of any number of ranks resumes on any
-    // number, as long as its optimizer state is one shard (sharded state is not written yet).
     const json world_size = m.value("world_size", json());
     if (!world_size.is_number_integer() || world_size.get<int64_t>() < 1)
       fail(manifest_path.string(), ": world_size ", world_size.dump(), " is not a number of processes >= 1");
-    const json shards = m.value("optimizer", json::object()).value("shards", json::array());
-    if (!shards.is_array() || shards.size() != 1)
-      fail(manifest_path.string(), ": the optimizer state is in ", shards.is_array() ? shards.size() : 0,
-           " shards; this wattwise resumes unsharded optimizer state only");
     if (m.value("task", "") != task)
       fail(manifest_path.string(), ": a ", m.value("task", "?"), " run, but the configuration trains ", task);
     if (m.value("config_fingerprint", "") != config_fingerprint(cfg))
@@ -284,8 +370,21 @@ LoadedCheckpoint open_newest_checkpoint(const fs::path& run_dir, const TrainConf
            "); only train.max_steps, train.epochs, train.checkpoint_every, train.checkpoint_keep and run.progress may "
            "change on --resume");
     if (!m.contains("files") || !m["files"].is_object()) fail(manifest_path.string(), ": no file list");
-    for (const char* required : {kParametersFile, kOptimizerFile, kStateFile, kLogFile, kConfigFile})
+    for (const char* required : {kParametersFile, kStateFile, kLogFile, kConfigFile})
       if (!m["files"].contains(required)) fail(manifest_path.string(), ": lists no ", required);
+    // The optimizer's shards, by rank (their ranges are checked against the files' own when loaded).
+    const json shards = m.value("optimizer", json::object()).value("shards", json());
+    if (!shards.is_array() || shards.empty())
+      fail(manifest_path.string(), ": optimizer.shards is not a list of the optimizer state's files");
+    for (size_t rank = 0; rank < shards.size(); ++rank) {
+      const json& shard = shards[rank];
+      const json file = shard.is_object() ? shard.value("file", json()) : json();
+      if (!file.is_string() || shard.value("rank", json()) != json(rank))
+        fail(manifest_path.string(), ": optimizer.shards[", rank, "] is not {\"rank\": ", rank, ", \"file\": ...}");
+      if (!m["files"].contains(file.get<std::string>()))
+        fail(manifest_path.string(), ": optimizer.shards[", rank, "]'s file ", file.get<std::string>(), " is not listed");
+      c.optimizer_shards.push_back(c.dir / file.get<std::string>());
+    }
     for (const auto& [name, info] : m["files"].items()) {
       const fs::path file = c.dir / name;
       if (name.find("..") != std::string::npos || name.empty() || name[0] == '/')
@@ -315,12 +414,13 @@ void recover_checkpoint(LoadedCheckpoint& checkpoint) {
   fs::rename(checkpoint.dir, dir, ec);
   if (ec) fail(checkpoint.dir.string(), ": cannot move the checkpoint back to ", dir.string(), " (", ec.message(), ")");
   checkpoint.dir = dir;
+  for (fs::path& shard : checkpoint.optimizer_shards) shard = dir / shard.filename();
 }
 
 void load_checkpoint_tensors(const LoadedCheckpoint& checkpoint, models::ParameterStore& parameters,
                              train::Optimizer& optimizer) {
   train::load_parameters(checkpoint.dir / kParametersFile, parameters);
-  train::load_optimizer_state(checkpoint.dir / kOptimizerFile, optimizer, parameters.numel());
+  train::load_optimizer_state(checkpoint.optimizer_shards, optimizer, parameters.numel());
 }
 
 void restore_best_model(const LoadedCheckpoint& checkpoint, const fs::path& run_dir) {

@@ -100,7 +100,7 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.zero", "int", "0",
        "Data-parallel runs: 0, every rank holds the whole optimizer state; 1, each of N ranks holds 1/N of it "
        "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); 2, also the summed "
-       "gradients are reduce-scattered, each rank receiving only its part (ZeRO stage 2); CPU ranks so far",
+       "gradients are reduce-scattered, each rank receiving only its part (ZeRO stage 2). With 1 or 2 every rank writes its part of the optimizer state into checkpoints: the run folder must be on a file system every rank sees",
        {}, limits::kZeroStage, {}},
       {"train.bucket_mb", "float", "25",
        "Data-parallel runs (ZeRO 0 and 1): the gradients are summed over the ranks in buckets of about this many "

@@ -81,10 +81,7 @@ bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64
       agree();
       if (stop) break;
       // (Interrupted: the checkpoint written on the way out has the time and energy up to it.)
-      if (checkpoint_every > 0 && r.steps % checkpoint_every == 0 && !interrupt_agreed) {
-        trainer.optimizer().gather_state();  // sharded state: every rank takes part (a no-op otherwise)
-        hooks.checkpoint();
-      }
+      if (checkpoint_every > 0 && r.steps % checkpoint_every == 0 && !interrupt_agreed) hooks.checkpoint();
       if (interrupt_agreed) {
         interrupted = true;
         break;
@@ -95,8 +92,6 @@ bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64
     if (!stop || r.steps >= total_steps) hooks.epoch_end();
     agree();
   }
-  // For the checkpoint rank 0 may write next (at the end, or on an interruption).
-  trainer.optimizer().gather_state();
   return interrupted;
 }
 

@@ -38,12 +38,15 @@ struct LoopHooks {
   // After each optimizer step (the log, evaluations); may set the loop's `stop` (early stopping).
   std::function<void(const train::StepResult&)> step = [](const train::StepResult&) {};
   std::function<void()> epoch_end = [] {};  // the evaluation at an epoch's end
-  std::function<void()> checkpoint = [] {};  // every train.checkpoint_every steps
+  // Every train.checkpoint_every steps (rank 0 writes it; with sharded optimizer state the other
+  // ranks write their parts).
+  std::function<void()> checkpoint = [] {};
 };
 
 // The epochs from the position in `r` to the end of the run, the same on every rank: the
 // micro-batches (this rank's rows of each), the optimizer steps, and the hooks (rank 0's: logs,
-// evaluations, checkpoints; the other ranks have none). With several ranks they agree after every
+// evaluations, checkpoints; the other ranks' only one is their part of a checkpoint of sharded
+// optimizer state). With several ranks they agree after every
 // step and every epoch whether to stop (early stopping is rank 0's decision, a signal may reach
 // any rank), so all leave the loop together. Returns whether a signal interrupted it.
 bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64_t total_steps,

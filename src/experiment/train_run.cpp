@@ -19,6 +19,7 @@
 #include "wattwise/experiment/train_checkpoint.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/execution.h"
+#include "wattwise/train/checkpoint.h"
 #include "wattwise/train/trainer.h"
 
 // The one training driver: whatever the task (train_task.h), a run is set up, trained, evaluated,
@@ -334,25 +335,74 @@ int64_t total_steps_of(const TrainConfig& cfg, const TaskSettings& s) {
 
 // Data parallel: rank 0's starting point (parameters, optimizer state, the trainer's state, the
 // data position, the run folder) copied to every rank, so the replicas start equal whatever each
-// built, and a resumed run reads its checkpoint on rank 0 only.
+// built, and a resumed run reads its checkpoint on rank 0 only. Sharded optimizer state is the
+// exception: every rank reads (on resumption) and writes (in checkpoints) its own part in the run
+// folder, so every rank must see it; checked here, before anything in it changes.
 void share_start_state(dist::ProcessGroup& group, models::ModelRuntime& m, train::Trainer& trainer, RunOutcome& r,
-                       fs::path& run_dir) {
+                       fs::path& run_dir, const LoadedCheckpoint* resumed) {
   models::ParameterStore& parameters = m.parameters();
   group.broadcast(parameters.flat_values(), 0);
   parameters.mark_updated();  // 16-bit working copies re-cast from the new masters
-  trainer.optimizer().share_state(group);
+  train::Optimizer& optimizer = trainer.optimizer();
+  optimizer.share_state(group);
+  const bool sharded = optimizer.sharded();
+  fs::path probe;
   std::string text;
-  if (group.rank() == 0)
-    text = json{{"outcome", checkpoint_state(r, trainer, false, 0, json(), 0, 0)},
-                {"optimizer_steps", trainer.optimizer().steps_taken()},
-                {"run_dir", run_dir.string()}}
-               .dump();
+  if (group.rank() == 0) {
+    json state = {{"outcome", checkpoint_state(r, trainer, false, 0, json(), 0, 0)},
+                  {"optimizer_steps", optimizer.steps_taken()},
+                  {"run_dir", run_dir.string()}};
+    if (sharded) {
+      probe = fs::absolute(run_dir) / (".shared-folder-check-" + std::to_string(::getpid()));
+      io::write_file_atomic(probe, "every rank of the job must see this file\n");
+      state["probe"] = probe.string();
+      if (resumed) {
+        json shards = json::array();
+        for (const fs::path& shard : resumed->optimizer_shards) shards.push_back(fs::absolute(shard).string());
+        state["optimizer_shards"] = shards;
+      }
+    }
+    text = state.dump();
+  }
   group.broadcast_text(text, 0);
-  if (group.rank() == 0) return;
   const json state = json::parse(text);
+  // Sharded: each rank its part of a resumed run's optimizer state, from the checkpoint's shards.
+  std::vector<double> problems = {0.0, 0.0};  // ranks that cannot see the run folder, that cannot read their part
+  if (sharded && group.rank() != 0) {
+    std::error_code ec;
+    if (!fs::exists(state.at("probe").get<std::string>(), ec)) {
+      problems[0] = 1;
+      std::fprintf(stderr, "wattwise: rank %d on %s cannot see %s, the run folder rank 0 writes: training with "
+                   "train.zero %d needs it on a file system every rank sees (one machine, or a shared file system)\n",
+                   group.rank(), dist::host_name().c_str(), fs::path(state.at("run_dir").get<std::string>()).c_str(),
+                   trainer.options().zero);
+    } else if (state.contains("optimizer_shards")) {
+      try {
+        std::vector<fs::path> shards;
+        for (const json& shard : state.at("optimizer_shards")) shards.push_back(shard.get<std::string>());
+        train::load_optimizer_state(shards, optimizer, parameters.numel());
+      } catch (const Error& e) {
+        problems[1] = 1;
+        std::fprintf(stderr, "wattwise: rank %d: %s\n", group.rank(), e.what());
+      }
+    }
+  }
+  if (sharded) {
+    group.all_reduce_sum(problems);
+    if (group.rank() == 0) fs::remove(probe);
+    if (problems[0] > 0)
+      fail(int(problems[0]), " rank(s) of the job cannot see the run folder ", state.at("run_dir").get<std::string>(),
+           ": with train.zero ", trainer.options().zero,
+           " every rank reads and writes its part of the optimizer state there (put it on a shared file system, or "
+           "train with train.zero 0)");
+    if (problems[1] > 0)
+      fail(int(problems[1]), " rank(s) could not read their part of the checkpoint's optimizer state (their errors "
+                             "are above)");
+  }
+  if (group.rank() == 0) return;
   const std::string origin = "rank 0's training state";
   restore_outcome(state.at("outcome"), origin, r);
-  trainer.optimizer().set_steps_taken(state.at("optimizer_steps").get<int64_t>());
+  optimizer.set_steps_taken(state.at("optimizer_steps").get<int64_t>());
   trainer.restore(train::trainer_state_from_json(state.at("outcome").at("trainer"), origin));
   run_dir = state.at("run_dir").get<std::string>();
 }
@@ -449,7 +499,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   try {
     std::vector<std::string> job_gpus;
     if (group) {
-      share_start_state(*group, m, trainer, r, result.run_dir);
+      share_start_state(*group, m, trainer, r, result.run_dir, resume ? &resume->checkpoint : nullptr);
       job_gpus = job_gpus_on_rank0_machine(*group, s.device);
     }
     if (resume) {
@@ -541,8 +591,12 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     // A checkpoint of the state now (a step boundary). Skipped when the last one holds this state.
     int64_t last_checkpoint_step = resume ? r.steps : -1;
     size_t last_checkpoint_evals = resume ? r.history.size() : 0;
+    const bool sharded_round = group && trainer.optimizer().sharded();  // the other ranks write their parts
     auto checkpoint = [&](bool done, const json& energy_so_far) {
-      if (r.steps == last_checkpoint_step && r.history.size() == last_checkpoint_evals && !best_model_saved) return;
+      if (r.steps == last_checkpoint_step && r.history.size() == last_checkpoint_evals && !best_model_saved) {
+        if (sharded_round) skip_checkpoint_round(*group);
+        return;
+      }
       r.peak_memory_bytes = std::max(r.peak_memory_bytes, memory_stats(s.device).peak);
       CheckpointWrite w;
       w.step = r.steps;
@@ -554,6 +608,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       w.train_log = step_log.text();
       w.plan_batches = export_plan ? &plan_batches : nullptr;
       w.world_size = group ? group->size() : 1;
+      w.group = sharded_round ? group : nullptr;
       ending.checkpoint = write_checkpoint(run_dir, w, checkpoint_keep);
       last_checkpoint_step = r.steps;
       last_checkpoint_evals = r.history.size();
@@ -681,8 +736,9 @@ bool is_language_modelling(const TrainConfig& cfg) {
 }
 
 // A rank other than 0 of a data-parallel run: the same training loop on its rows of every
-// micro-batch, writing nothing (rank 0 writes the run folder: logs, evaluations, checkpoints,
-// metrics.json). It starts from rank 0's state, so only rank 0 reads a checkpoint to resume.
+// micro-batch, writing nothing but its part of a sharded optimizer's checkpoints (rank 0 writes the
+// run folder: logs, evaluations, checkpoints, metrics.json). It starts from rank 0's state (and its
+// own part of a sharded optimizer's state in the checkpoint rank 0 resumes from).
 TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::ProcessGroup& group) {
   const TaskSettings& s = task.settings();
   models::ModelRuntime& m = task.model();
@@ -691,12 +747,20 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   TrainRunResult result;
   RunOutcome r;
   GracefulInterrupt interrupt(/*announce=*/false);  // rank 0 says what the job does
-  share_start_state(group, m, trainer, r, result.run_dir);
+  share_start_state(group, m, trainer, r, result.run_dir, nullptr);
   job_gpus_on_rank0_machine(group, s.device);  // for rank 0's meters
   bool stop = false;
-  const bool interrupted = train_epochs(task, trainer, r, total_steps, cfg.get_int("train.checkpoint_every"),
-                                        /*record_plan=*/false, interrupt, &group, stop, LoopHooks{});
+  const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
+  // Sharded optimizer state: this rank writes its part of every checkpoint rank 0 writes.
+  const bool sharded = trainer.optimizer().sharded();
+  LoopHooks hooks;
+  if (sharded) hooks.checkpoint = [&] { join_checkpoint_round(group, trainer.optimizer()); };
+  const bool interrupted = train_epochs(task, trainer, r, total_steps, checkpoint_every, /*record_plan=*/false,
+                                        interrupt, &group, stop, hooks);
   rank_memory(group, trainer, m, s.device);  // rank 0 reports them
+  // Rank 0's checkpoint at the end (as run_task decides: none for a run interrupted before its
+  // first step).
+  if (sharded && (interrupted || checkpoint_every > 0) && r.steps > 0) join_checkpoint_round(group, trainer.optimizer());
   if (interrupted) {
     result.status = "interrupted";
     result.signal = interrupt.signal();  // 0 when the signal reached another rank only

@@ -1,5 +1,8 @@
 #include "wattwise/train/checkpoint.h"
 
+#include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -40,41 +43,120 @@ void load_parameters(const fs::path& path, models::ParameterStore& store) {
   store.mark_updated();
 }
 
-void save_optimizer_state(const fs::path& path, const Optimizer& optimizer) {
-  const int64_t numel = [&] {
-    for (const auto& [name, tensor] : optimizer.state())
-      if (name != "step") return tensor.numel();
-    return int64_t(0);
-  }();
+void save_optimizer_state(const fs::path& path, const Optimizer& optimizer, int64_t shards) {
+  const auto [begin, end] = optimizer.state_range();
   io::save_safetensors(path, optimizer.state(),
                        {{"format", "pt"},
                         {"wattwise", "training-checkpoint optimizer"},
                         {"optimizer", std::string(optimizer_kind_name(optimizer.options().kind))},
-                        {"shard_begin", "0"},
-                        {"shard_end", std::to_string(numel)},
-                        {"shards", "1"}},
+                        {"numel", std::to_string(optimizer.parameter_count())},
+                        {"shard_begin", std::to_string(begin)},
+                        {"shard_end", std::to_string(end)},
+                        {"shards", std::to_string(shards)}},
                        std::nullopt, io::NonFinite::allow);
 }
 
-void load_optimizer_state(const fs::path& path, Optimizer& optimizer, int64_t numel) {
-  io::SafetensorsFile file = io::SafetensorsFile::open(path);
-  file.set_nonfinite(io::NonFinite::allow);
-  auto meta = [&](const char* key) {
-    auto it = file.metadata().find(key);
-    return it == file.metadata().end() ? std::string() : it->second;
-  };
+namespace {
+
+// One shard file of a checkpoint's optimizer state, its header checked.
+struct OptimizerShardFile {
+  io::SafetensorsFile file;
+  int64_t begin = 0, end = 0, step = 0;
+};
+
+int64_t metadata_int(const io::SafetensorsFile& file, const char* key) {
+  auto it = file.metadata().find(key);
+  if (it == file.metadata().end()) fail(file.path().string(), ": metadata '", key, "' is missing");
+  int64_t value = 0;
+  const std::string& text = it->second;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size() || value < 0)
+    fail(file.path().string(), ": metadata '", key, "' is '", text, "', expected a count >= 0");
+  return value;
+}
+
+}  // namespace
+
+void load_optimizer_state(const std::vector<fs::path>& shard_paths, Optimizer& optimizer, int64_t numel) {
+  WW_CHECK(!shard_paths.empty(), "no optimizer state files");
   const std::string kind(optimizer_kind_name(optimizer.options().kind));
-  if (meta("optimizer") != kind)
-    fail(path.string(), ": holds the state of a '", meta("optimizer"), "' optimizer, this run's is ", kind);
-  if (meta("shards") != "1" || meta("shard_begin") != "0" || meta("shard_end") != std::to_string(numel))
-    fail(path.string(), ": a shard (elements ", meta("shard_begin"), "..", meta("shard_end"), " of ", meta("shards"),
-         " shards) of a multi-process run's optimizer state; this run resumes single-process checkpoints only");
+  std::vector<std::string> names;  // the state tensors this optimizer has, "step" aside
+  for (const auto& [name, tensor] : optimizer.state())
+    if (name != "step") names.push_back(name);
+  // Every file checked before anything is read: kind, range, tensors, step.
+  std::vector<OptimizerShardFile> shards;
+  for (const fs::path& path : shard_paths) {
+    OptimizerShardFile s{io::SafetensorsFile::open(path)};
+    const io::SafetensorsFile& file = s.file;
+    auto meta = [&](const char* key) {
+      auto it = file.metadata().find(key);
+      return it == file.metadata().end() ? std::string() : it->second;
+    };
+    if (meta("optimizer") != kind)
+      fail(path.string(), ": holds the state of a '", meta("optimizer"), "' optimizer, this run's is ", kind);
+    s.begin = metadata_int(file, "shard_begin");
+    s.end = metadata_int(file, "shard_end");
+    // Written before the whole count was recorded: one shard, covering everything.
+    const int64_t whole = meta("numel").empty() ? s.end : metadata_int(file, "numel");
+    if (whole != numel)
+      fail(path.string(), ": optimizer state of ", whole, " parameters, this model has ", numel);
+    if (metadata_int(file, "shards") != int64_t(shard_paths.size()))
+      fail(path.string(), ": one of ", meta("shards"), " shards, but the checkpoint lists ", shard_paths.size());
+    if (s.begin > s.end || s.end > numel)
+      fail(path.string(), ": shard range ", s.begin, "..", s.end, " is outside the ", numel, " parameters");
+    for (const std::string& name : names) {
+      const io::TensorInfo* info = file.find(name);
+      if (!info) fail(path.string(), ": tensor '", name, "' is missing");
+      if (info->dtype != DType::F32 || info->shape != Shape{s.end - s.begin})
+        fail(path.string(), ": tensor '", name, "' is ", safetensors_dtype_name(info->dtype), " ", shape_str(info->shape),
+             ", expected F32 [", s.end - s.begin, "] (elements ", s.begin, "..", s.end, ")");
+    }
+    for (const io::TensorInfo& info : file.tensors())
+      if (info.name != "step" && std::find(names.begin(), names.end(), info.name) == names.end())
+        fail(path.string(), ": unexpected tensor '", info.name, "' for a ", kind, " optimizer");
+    const io::TensorInfo* step = file.find("step");
+    if (!step) fail(path.string(), ": tensor 'step' is missing");
+    if (step->dtype != DType::I64 || step->nbytes() != sizeof(int64_t))
+      fail(path.string(), ": tensor 'step' is ", safetensors_dtype_name(step->dtype), " ", shape_str(step->shape),
+           ", expected I64 [1]");
+    std::memcpy(&s.step, file.raw_bytes(*step).data(), sizeof s.step);
+    shards.push_back(std::move(s));
+  }
+  std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  int64_t covered = 0;
+  for (const OptimizerShardFile& s : shards) {
+    if (s.begin != covered)
+      fail(s.file.path().string(), ": starts at element ", s.begin, " but the shards before it end at ", covered,
+           " (the shards must cover the parameters once, in order)");
+    if (s.step != shards.front().step)
+      fail(s.file.path().string(), ": at step ", s.step, ", but ", shards.front().file.path().string(), " at step ",
+           shards.front().step);
+    covered = s.end;
+  }
+  if (covered != numel)
+    fail(shards.back().file.path().string(), ": the shards end at element ", covered, " of ", numel);
+
+  // This optimizer's part, copied from the shards that overlap it.
+  const auto [begin, end] = optimizer.state_range();
   std::map<std::string, Tensor> tensors;
-  for (const io::TensorInfo& info : file.tensors()) tensors.emplace(info.name, file.read(info.name));
+  Tensor step = Tensor::empty({1}, DType::I64);
+  step.data<int64_t>()[0] = shards.front().step;
+  tensors.emplace("step", step);
+  for (const std::string& name : names) {
+    Tensor part = Tensor::empty({end - begin}, DType::F32);
+    for (const OptimizerShardFile& s : shards) {
+      const int64_t from = std::max(begin, s.begin), to = std::min(end, s.end);
+      if (from >= to) continue;
+      const std::string_view bytes = s.file.raw_bytes(*s.file.find(name));
+      std::memcpy(part.data<float>() + (from - begin), bytes.data() + (from - s.begin) * sizeof(float),
+                  size_t(to - from) * sizeof(float));
+    }
+    tensors.emplace(name, part);
+  }
   try {
     optimizer.load_state(tensors);
   } catch (const Error& e) {
-    fail(path.string(), ": ", e.what());
+    fail(shard_paths.front().string(), ": ", e.what());
   }
 }
 

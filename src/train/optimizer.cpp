@@ -221,7 +221,6 @@ void Optimizer::launch() {
   phase_ = Phase::Launched;
   const Tensor& params = store_.flat_values();
   const Tensor& grads = store_.flat_grads();
-  if (shard_.active()) whole_state_.clear();  // a gathered state is of the step before
   if (params.device().is_cuda()) {
     enqueue();
     return;
@@ -280,18 +279,16 @@ std::vector<std::pair<std::string, Tensor>> Optimizer::live_state() const {
 }
 
 std::vector<std::pair<std::string, Tensor>> Optimizer::state() const {
-  std::vector<std::pair<std::string, Tensor>> out;
-  if (shard_.active()) {
-    WW_CHECK(whole_state_step_ == step_ && whole_state_.size() == live_state().size(),
-             "the sharded optimizer state was not gathered at step ", step_, " (gather_state() on every rank first)");
-    out = whole_state_;
-  } else {
-    out = live_state();
-  }
+  std::vector<std::pair<std::string, Tensor>> out = live_state();
   Tensor step = Tensor::empty({1}, DType::I64);
   step.data<int64_t>()[0] = step_;
   out.emplace_back("step", step);
   return out;
+}
+
+std::pair<int64_t, int64_t> Optimizer::state_range() const {
+  if (shard_.active()) return {shard_.begin, shard_.end};
+  return {0, store_.numel()};
 }
 
 size_t Optimizer::state_bytes() const {
@@ -300,40 +297,9 @@ size_t Optimizer::state_bytes() const {
   return bytes;
 }
 
-void Optimizer::gather_state() {
-  if (!shard_.active()) return;
-  const int64_t n = store_.numel();
-  whole_state_.clear();
-  for (const auto& [name, part] : live_state()) {
-    Tensor whole = Tensor::zeros({n}, DType::F32, part.device());
-    whole.slice(shard_.begin, shard_.end).copy_from(part);
-    shard_.group->all_gather(whole, shard_counts(n, shard_.group->size()));
-    whole_state_.emplace_back(name, whole);
-  }
-  whole_state_step_ = step_;
-}
-
 void Optimizer::share_state(dist::ProcessGroup& group) {
-  if (!shard_.active()) {
-    for (const auto& [name, tensor] : live_state()) group.broadcast(tensor, 0);
-    return;
-  }
-  // Rank 0 has the whole state when it loaded a checkpoint; a fresh run's is its zeros.
-  const int64_t n = store_.numel();
-  const bool have_whole = whole_state_.size() == live_state().size();
-  std::vector<std::pair<std::string, Tensor>> whole;
-  for (const auto& [name, part] : live_state()) {
-    Tensor t = Tensor::zeros({n}, DType::F32, part.device());
-    if (group.rank() == 0 && have_whole) {
-      for (const auto& [whole_name, loaded] : whole_state_)
-        if (whole_name == name) t.copy_from(loaded);
-    }
-    group.broadcast(t, 0);
-    part.copy_from(t.slice(shard_.begin, shard_.end));
-    whole.emplace_back(name, t);
-  }
-  whole_state_ = std::move(whole);
-  whole_state_step_ = step_;
+  if (shard_.active()) return;
+  for (const auto& [name, tensor] : live_state()) group.broadcast(tensor, 0);
 }
 
 void Optimizer::load_state(const std::map<std::string, Tensor>& tensors) {
@@ -346,8 +312,8 @@ void Optimizer::load_state(const std::map<std::string, Tensor>& tensors) {
            optimizer_kind_name(options_.kind), " optimizer");
   }
   // Check everything before changing anything, so a bad checkpoint leaves the state as it was.
-  // A checkpoint holds the whole state whether or not this optimizer is sharded.
-  const int64_t whole = store_.numel();
+  const auto [begin, end] = state_range();
+  const int64_t count = end - begin;
   auto step_it = tensors.find("step");
   if (step_it == tensors.end()) fail("optimizer state: tensor 'step' is missing");
   if (step_it->second.dtype() != DType::I64 || step_it->second.numel() != 1)
@@ -356,24 +322,14 @@ void Optimizer::load_state(const std::map<std::string, Tensor>& tensors) {
     auto it = tensors.find(name);
     if (it == tensors.end()) fail("optimizer state: tensor '", name, "' is missing");
     const Tensor& t = it->second;
-    if (t.dtype() != DType::F32 || t.numel() != whole)
-      fail("optimizer state: tensor '", name, "' is ", t.describe(), ", expected f32[", whole, "]");
+    if (t.dtype() != DType::F32 || t.numel() != count)
+      fail("optimizer state: tensor '", name, "' is ", t.describe(), ", expected f32[", count, "] (elements ", begin,
+           "..", end, " of the flat buffers)");
   }
   int64_t step = step_it->second.to(Device::cpu()).data<int64_t>()[0];
   if (step < 0) fail("optimizer state: tensor 'step' holds ", step, ", expected a count >= 0");
-  whole_state_.clear();
-  for (const auto& [name, target] : expected) {
-    const Tensor& t = tensors.at(name);
-    if (!shard_.active()) {
-      target.copy_from(t);
-      continue;
-    }
-    const Tensor on_device = t.to(target.device());
-    target.copy_from(on_device.slice(shard_.begin, shard_.end));
-    whole_state_.emplace_back(name, on_device);  // for share_state()
-  }
+  for (const auto& [name, target] : expected) target.copy_from(tensors.at(name));
   step_ = step;
-  whole_state_step_ = step_;
 }
 
 }  // namespace ww::train

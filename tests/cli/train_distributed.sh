@@ -251,6 +251,13 @@ resume_args=(--train.batch_size 6 --train.checkpoint_every 3 --train.checkpoint_
 # kill -9 a 2-rank job after its first checkpoint, then resume it on 2 ranks (against an
 # uninterrupted job: losses and final checkpoint bit for bit) and, from the same checkpoint, on 3.
 # Sets C to the resumed run.
+# The optimizer state files of two checkpoints are the same files, byte for byte.
+same_optimizer_files() {  # checkpoint-a checkpoint-b
+  local f names_a names_b
+  names_a=$(cd "$1" && ls optimizer*.safetensors) names_b=$(cd "$2" && ls optimizer*.safetensors)
+  [ -n "$names_a" ] && [ "$names_a" = "$names_b" ] || { echo "optimizer files differ: $names_a / $names_b"; return 1; }
+  for f in $names_a; do cmp -s "$1/$f" "$2/$f" || { echo "$f differs"; return 1; }; done
+}
 kill_and_resume() {  # label extra-train-args...
   local label=$1; shift
   "$bin" launch --nproc 2 -- train "${bert[@]}" "${resume_args[@]}" "$@" --train.max_steps 12 --run.name "whole_$label" \
@@ -269,7 +276,7 @@ kill_and_resume() {  # label extra-train-args...
   rc=$?
   check "$label: kill -9, resume on 2 ranks: losses and final checkpoint (parameters, optimizer state) bit for bit" \
     '[ $rc -eq 0 ] && same_log "$W" "$C" 0 && cmp -s "$(final_parameters "$W")" "$(final_parameters "$C")" &&
-     cmp -s "$W/checkpoints/step_12/optimizer.safetensors" "$C/checkpoints/step_12/optimizer.safetensors" ||
+     same_optimizer_files "$W/checkpoints/step_12" "$C/checkpoints/step_12" ||
      { cat "$work/resume2"; false; }'
   rm -rf "$C"; mv "$work/cut_copy" "$C"
   "$bin" launch --nproc 3 -- train --resume "$C" --train.max_steps 12 2> "$work/resume3"
@@ -282,8 +289,20 @@ kill_and_resume() {  # label extra-train-args...
 kill_and_resume zero0
 "$bin" train --resume "$C" --train.max_steps 14 2> "$work/resume1"
 check "and continued by one process" '[ $? -eq 0 ] && [ "$(json "$C/metrics.json" "m[\"train\"][\"steps\"]")" = 14 ]'
-# ZeRO 1: each rank's part of the optimizer state is gathered into the checkpoint
+# ZeRO 1 and 2: each rank writes its part of the optimizer state; the parts are re-sharded when
+# another number of ranks (or one process) resumes.
 kill_and_resume zero1 --train.zero 1
+shards_of() { json "$1/manifest.json" '" ".join(s["file"] for s in m["optimizer"]["shards"])'; }
+check "zero1: the checkpoint holds one optimizer shard per rank, listed in its manifest" \
+  '[ "$(cd "$W/checkpoints/step_12" && echo optimizer*.safetensors)" = "optimizer.rank0.safetensors optimizer.rank1.safetensors" ] &&
+   [ "$(shards_of "$W/checkpoints/step_12")" = "optimizer.rank0.safetensors optimizer.rank1.safetensors" ]'
+check "zero1: resumed on 3 ranks, its last checkpoint has 3 shards" \
+  '[ "$(ls "$C/checkpoints/step_12"/optimizer.rank*.safetensors | wc -l)" -eq 3 ]'
+"$bin" train --resume "$C" --train.max_steps 14 2> "$work/resume1"
+rc=$?
+check "zero1: a 3-shard checkpoint continued by one process (one optimizer file again)" \
+  '[ $rc -eq 0 ] && [ "$(json "$C/metrics.json" "m[\"train\"][\"steps\"]")" = 14 ] &&
+   [ -f "$C/checkpoints/step_14/optimizer.safetensors" ] || { cat "$work/resume1"; false; }'
 kill_and_resume zero2 --train.zero 2
 
 echo "$fails failed"

@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "dist_test_util.h"
 #include "test_util.h"
+#include "wattwise/dist/process_group.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/experiment/train_checkpoint.h"
 #include "wattwise/io/file.h"
@@ -191,15 +193,116 @@ TEST(TrainCheckpoint, NewerFormatsAreRefused) {
   io::write_file_atomic(dir / "manifest.json", manifest.dump());
   ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
                         {"manifest.json: world_size 0 is not a number of processes >= 1"});
-  // A data-parallel job's checkpoint (its ranks' states are equal) resumes on any number of ranks...
+  // A data-parallel job's checkpoint resumes on any number of ranks.
   manifest["world_size"] = 4;
   io::write_file_atomic(dir / "manifest.json", manifest.dump());
   EXPECT_NO_THROW(open_newest_checkpoint(f.dir.path, f.cfg, "classification"));
-  // ...but sharded optimizer state is not read yet.
-  manifest["optimizer"]["shards"].push_back(manifest["optimizer"]["shards"][0]);
-  io::write_file_atomic(dir / "manifest.json", manifest.dump());
+  // The optimizer's shards must be listed by rank, with files the manifest lists.
+  nlohmann::json bad = manifest;
+  bad["optimizer"]["shards"].push_back(manifest["optimizer"]["shards"][0]);
+  io::write_file_atomic(dir / "manifest.json", bad.dump());
   ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
-                            {"the optimizer state is in 2 shards; this wattwise resumes unsharded optimizer state only"});
+                            {"manifest.json: optimizer.shards[1] is not {\"rank\": 1"});
+  bad = manifest;
+  bad["optimizer"]["shards"][0]["file"] = "optimizer.rank0.safetensors";
+  io::write_file_atomic(dir / "manifest.json", bad.dump());
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                            {"optimizer.shards[0]'s file optimizer.rank0.safetensors is not listed"});
+  bad = manifest;
+  bad["optimizer"].erase("shards");
+  io::write_file_atomic(dir / "manifest.json", bad.dump());
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                            {"optimizer.shards is not a list"});
+}
+
+// ZeRO: three ranks (threads joined through Gloo) each write their part of the optimizer state into
+// rank 0's checkpoint; the checkpoint lists the shards, and loads into two ranks, or one process,
+// bit for bit. A round rank 0 skips writes nothing.
+TEST(TrainCheckpoint, ShardedOptimizerStateIsWrittenByEveryRankAndReshardsOnLoad) {
+  Fixture f;  // rank 0's folder and configuration; its own model is the reference
+  const int64_t n = f.model.parameters().numel();
+  // The reference state: a few AdamW steps with made-up gradients, the same on every replica.
+  auto train_steps = [](models::SequenceClassifier& model, train::Optimizer& optimizer) {
+    for (int step = 0; step < 3; ++step) {
+      std::vector<float> g(size_t(model.parameters().numel()));
+      for (size_t i = 0; i < g.size(); ++i) g[i] = float(int((i * 7 + size_t(step) * 13) % 17) - 8) * 1e-2f;
+      model.parameters().flat_grads().copy_from(Tensor::from_vector(g, {int64_t(g.size())}));
+      optimizer.step(1e-2);
+    }
+  };
+  train_steps(f.model, f.optimizer);
+  auto state_of = [](const train::Optimizer& optimizer, const std::string& which) {
+    for (const auto& [name, t] : optimizer.state())
+      if (name == which) return t.to_float_vector();
+    return std::vector<float>();
+  };
+  const std::vector<float> expected = state_of(f.optimizer, "exp_avg_sq");
+
+  fs::path written;
+  int port = ww::testing::free_port();
+  auto errors = ww::testing::run_ranks(3, [&](int rank) {
+    dist::JoinOptions join;
+    join.timeout = std::chrono::seconds(60);
+    auto group = dist::join(ww::testing::world_of(rank, 3, port), Device::cpu(), join);
+    models::SequenceClassifier model = Fixture::make_model();
+    train::Optimizer optimizer(model.parameters(), train::OptimizerOptions{}, train::shard_of(group.get(), n));
+    train_steps(model, optimizer);
+    if (rank == 0) {
+      skip_checkpoint_round(*group);
+      CheckpointWrite w;
+      w.step = 3;
+      w.task = "classification";
+      w.config = &f.cfg;
+      w.parameters = &model.parameters();
+      w.optimizer = &optimizer;
+      w.state = {{"step", 3}};
+      w.world_size = 3;
+      w.group = group.get();
+      written = write_checkpoint(f.dir.path, w, 2);
+    } else {
+      join_checkpoint_round(*group, optimizer);  // skipped
+      join_checkpoint_round(*group, optimizer);
+    }
+  });
+  for (int r = 0; r < 3; ++r) ASSERT_EQ(errors[size_t(r)], "") << "rank " << r;
+  const nlohmann::json manifest = nlohmann::json::parse(io::read_file(written / "manifest.json"));
+  ASSERT_EQ(manifest["optimizer"]["shards"].size(), 3u);
+  const std::vector<int64_t> counts = train::shard_counts(n, 3);
+  EXPECT_EQ(manifest["optimizer"]["shards"][1],
+            (nlohmann::json{{"rank", 1}, {"file", "optimizer.rank1.safetensors"}, {"begin", counts[0]},
+                            {"end", counts[0] + counts[1]}}));
+  EXPECT_FALSE(fs::exists(written / "optimizer.safetensors"));
+  EXPECT_EQ(steps_of(f.dir.path), (std::vector<int64_t>{3}));  // the skipped round wrote nothing
+
+  // Into one process: the whole state.
+  LoadedCheckpoint c = open_newest_checkpoint(f.dir.path, f.cfg, "classification");
+  ASSERT_EQ(c.optimizer_shards.size(), 3u);
+  models::SequenceClassifier whole_model = Fixture::make_model();
+  train::Optimizer whole(whole_model.parameters(), train::OptimizerOptions{});
+  load_checkpoint_tensors(c, whole_model.parameters(), whole);
+  EXPECT_EQ(state_of(whole, "exp_avg_sq"), expected);
+  EXPECT_EQ(whole.steps_taken(), 3);
+  // Into two ranks: each its part.
+  std::vector<std::vector<float>> parts(2);
+  port = ww::testing::free_port();
+  errors = ww::testing::run_ranks(2, [&](int rank) {
+    dist::JoinOptions join;
+    join.timeout = std::chrono::seconds(60);
+    auto group = dist::join(ww::testing::world_of(rank, 2, port), Device::cpu(), join);
+    models::SequenceClassifier model = Fixture::make_model();
+    train::Optimizer optimizer(model.parameters(), train::OptimizerOptions{}, train::shard_of(group.get(), n));
+    load_checkpoint_tensors(c, model.parameters(), optimizer);
+    parts[size_t(rank)] = state_of(optimizer, "exp_avg_sq");
+  });
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(errors[size_t(r)], "") << "rank " << r;
+  std::vector<float> joined = parts[0];
+  joined.insert(joined.end(), parts[1].begin(), parts[1].end());
+  EXPECT_EQ(parts[0].size(), size_t(train::shard_counts(n, 2)[0]));
+  EXPECT_EQ(joined, expected);
+  // A damaged shard is found before anything loads.
+  flip_byte(written / "optimizer.rank2.safetensors", 200);
+  ww::testing::expect_error([&] { open_newest_checkpoint(f.dir.path, f.cfg, "classification"); },
+                            {"optimizer.rank2.safetensors: damaged (CRC-32"});
 }
 
 TEST(TrainCheckpoint, BestModelIsLinkedAndPutBackAsTheCheckpointSawIt) {

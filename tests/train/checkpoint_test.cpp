@@ -118,7 +118,7 @@ TEST(TrainingCheckpoint, RestoredRunContinuesBitForBit) {
   models::SequenceClassifier b = tiny_model(99);
   train::Trainer trainer_b(b, options());
   train::load_parameters(t.path / "parameters.safetensors", b.parameters());
-  train::load_optimizer_state(t.path / "optimizer.safetensors", trainer_b.optimizer(), b.parameters().numel());
+  train::load_optimizer_state({t.path / "optimizer.safetensors"}, trainer_b.optimizer(), b.parameters().numel());
   trainer_b.restore(train::trainer_state_from_json(state, "state"));
   EXPECT_EQ(trainer_b.steps(), 4);
   int64_t next_b = 8;  // the micro-batches consumed by 4 steps of 2
@@ -157,7 +157,7 @@ TEST(TrainingCheckpoint, WithoutTheDropoutStreamTheRunDiverges) {
   models::SequenceClassifier b = tiny_model(1);
   train::Trainer trainer_b(b, options());
   train::load_parameters(t.path / "p.safetensors", b.parameters());
-  train::load_optimizer_state(t.path / "o.safetensors", trainer_b.optimizer(), b.parameters().numel());
+  train::load_optimizer_state({t.path / "o.safetensors"}, trainer_b.optimizer(), b.parameters().numel());
   state.dropout_step = 0;
   trainer_b.restore(state);
   int64_t next_b = 8;
@@ -193,26 +193,112 @@ TEST(TrainingCheckpoint, ParametersOfAnotherModelAreRefusedNamingFileAndTensor) 
                         {"one.safetensors", "word_embeddings", "the model's is F32"});
 }
 
-TEST(TrainingCheckpoint, OptimizerStateOfAnotherKindOrAShardIsRefused) {
+Tensor step_tensor(int64_t value) {
+  Tensor t = Tensor::empty({1}, DType::I64);
+  t.data<int64_t>()[0] = value;
+  return t;
+}
+
+// Writes the optimizer's whole state as the shards [cuts[i], cuts[i+1]) would be written by ranks of
+// a sharded run (the same tensors and metadata save_optimizer_state gives each rank).
+std::vector<fs::path> write_as_shards(const fs::path& dir, const train::Optimizer& optimizer,
+                                      const std::vector<int64_t>& cuts, int64_t step_override = -1) {
+  std::vector<fs::path> paths;
+  const int64_t shards = int64_t(cuts.size()) - 1;
+  for (int64_t i = 0; i < shards; ++i) {
+    std::vector<std::pair<std::string, Tensor>> part;
+    for (const auto& [name, t] : optimizer.state()) {
+      if (name == "step" && step_override >= 0 && i == shards - 1) {
+        part.emplace_back(name, step_tensor(step_override));
+        continue;
+      }
+      part.emplace_back(name, name == "step" ? t : t.slice(cuts[size_t(i)], cuts[size_t(i) + 1]));
+    }
+    paths.push_back(dir / ("optimizer.rank" + std::to_string(i) + ".safetensors"));
+    io::save_safetensors(paths.back(), part,
+                         {{"format", "pt"}, {"optimizer", "adamw"}, {"numel", std::to_string(optimizer.parameter_count())},
+                          {"shard_begin", std::to_string(cuts[size_t(i)])},
+                          {"shard_end", std::to_string(cuts[size_t(i) + 1])}, {"shards", std::to_string(shards)}});
+  }
+  return paths;
+}
+
+std::vector<float> state_of(const train::Optimizer& optimizer, const std::string& which) {
+  for (const auto& [name, t] : optimizer.state())
+    if (name == which) return t.to_float_vector();
+  return {};
+}
+
+// A sharded run's files (here three shards, listed in any order) load into one optimizer bit for
+// bit: each optimizer takes its range from the shards that overlap it.
+TEST(TrainingCheckpoint, OptimizerShardsLoadIntoTheWholeState) {
+  TempDir t;
+  models::SequenceClassifier a = tiny_model(1);
+  train::Trainer trainer_a(a, options());
+  int64_t next = 0;
+  train_until(trainer_a, next, 3);
+  const int64_t n = a.parameters().numel();
+  std::vector<fs::path> shards = write_as_shards(t.path, trainer_a.optimizer(), {0, n / 3, n / 3 + 1, n});
+  std::swap(shards[0], shards[2]);
+  train::Trainer trainer_b(a, options());
+  train::load_optimizer_state(shards, trainer_b.optimizer(), n);
+  EXPECT_EQ(trainer_b.optimizer().steps_taken(), 3);
+  for (const char* name : {"exp_avg", "exp_avg_sq"})
+    EXPECT_EQ(state_of(trainer_b.optimizer(), name), state_of(trainer_a.optimizer(), name)) << name;
+}
+
+TEST(TrainingCheckpoint, BadOptimizerShardsAreRefusedNamingTheFile) {
   TempDir t;
   models::SequenceClassifier a = tiny_model(1);
   train::Trainer adam(a, options());
+  int64_t next = 0;
+  train_until(adam, next, 2);
+  const int64_t n = a.parameters().numel();
   train::save_optimizer_state(t.path / "adam.safetensors", adam.optimizer());
+  const std::vector<float> before = state_of(adam.optimizer(), "exp_avg");
+  auto refused = [&](const std::vector<fs::path>& files, std::vector<std::string> words) {
+    train::Trainer fresh(a, options());
+    ww::testing::expect_error([&] { train::load_optimizer_state(files, fresh.optimizer(), n); }, words);
+    EXPECT_EQ(fresh.optimizer().steps_taken(), 0);  // nothing changed
+    EXPECT_EQ(state_of(fresh.optimizer(), "exp_avg"), std::vector<float>(size_t(n), 0.0f));
+  };
+  // Another optimizer kind.
   train::TrainerOptions sgd_options = options();
   sgd_options.optimizer.kind = train::OptimizerKind::SGD;
   sgd_options.optimizer.momentum = 0.9;
   train::Trainer sgd(a, sgd_options);
   ww::testing::expect_error(
-      [&] { train::load_optimizer_state(t.path / "adam.safetensors", sgd.optimizer(), a.parameters().numel()); },
+      [&] { train::load_optimizer_state({t.path / "adam.safetensors"}, sgd.optimizer(), n); },
       {"adam.safetensors", "holds the state of a 'adamw' optimizer, this run's is sgd"});
-  // One shard of two (what a sharded run would write per rank).
-  const int64_t n = a.parameters().numel();
-  io::save_safetensors(t.path / "shard.safetensors", adam.optimizer().state(),
-                       {{"format", "pt"}, {"optimizer", "adamw"}, {"shard_begin", "0"},
-                        {"shard_end", std::to_string(n / 2)}, {"shards", "2"}});
+  // Another model's size.
   ww::testing::expect_error(
-      [&] { train::load_optimizer_state(t.path / "shard.safetensors", adam.optimizer(), n); },
-      {"shard.safetensors", "multi-process", "single-process checkpoints only"});
+      [&] { train::load_optimizer_state({t.path / "adam.safetensors"}, sgd.optimizer(), n + 1); },
+      {"adam.safetensors", "holds the state of a 'adamw' optimizer"});
+  train::Trainer other(a, options());
+  ww::testing::expect_error(
+      [&] { train::load_optimizer_state({t.path / "adam.safetensors"}, other.optimizer(), n + 1); },
+      {"adam.safetensors", "optimizer state of " + std::to_string(n) + " parameters, this model has " + std::to_string(n + 1)});
+  // A shard missing: a gap, or the end not reached.
+  const fs::path two = t.path / "two", three = t.path / "three", step = t.path / "step";
+  fs::create_directories(two), fs::create_directories(three), fs::create_directories(step);
+  const std::vector<fs::path> halves = write_as_shards(two, adam.optimizer(), {0, n / 2, n});
+  refused({halves[1]}, {"optimizer.rank1.safetensors", "one of 2 shards, but the checkpoint lists 1"});
+  const std::vector<fs::path> thirds = write_as_shards(three, adam.optimizer(), {0, 10, 20, n});
+  refused({thirds[0], thirds[2]}, {"one of 3 shards, but the checkpoint lists 2"});
+  const fs::path other_dir = t.path / "other";
+  fs::create_directories(other_dir);
+  const std::vector<fs::path> overlapping = write_as_shards(other_dir, adam.optimizer(), {0, 5, 20, n});
+  refused({thirds[0], thirds[2], overlapping[2]}, {"starts at element 20 but the shards before it end at 10"});
+  // Shards of different steps.
+  const std::vector<fs::path> stepped = write_as_shards(step, adam.optimizer(), {0, n / 2, n}, 7);
+  refused(stepped, {"optimizer.rank1.safetensors", "at step 7", "at step 2"});
+  // A tensor of the wrong size for its range.
+  io::save_safetensors(t.path / "short.safetensors",
+                       std::vector<std::pair<std::string, Tensor>>{{"exp_avg", Tensor::zeros({n - 1}, DType::F32)}, {"exp_avg_sq", Tensor::zeros({n}, DType::F32)},
+                        {"step", step_tensor(2)}},
+                       {{"optimizer", "adamw"}, {"shard_begin", "0"}, {"shard_end", std::to_string(n)}, {"shards", "1"}});
+  refused({t.path / "short.safetensors"}, {"short.safetensors", "'exp_avg'", "expected F32 [" + std::to_string(n) + "]"});
+  EXPECT_EQ(state_of(adam.optimizer(), "exp_avg"), before);
 }
 
 TEST(TrainingCheckpoint, TrainerStateJsonRoundTripsAndBadFieldsAreNamed) {

@@ -306,8 +306,8 @@ TEST(OptimizerClass, ClipCoefficientAsTorch) {
 // ZeRO stage 1: three ranks (threads with a Gloo group), each updating its part of the flat
 // buffers, against one unsharded optimizer on the torch fixture's 20 steps with clipping and decay.
 // The update of each element is the same arithmetic either way; only the norm's sum is split, so
-// the parameters agree to rounding. The gathered state is the unsharded one; a whole state loads
-// into the parts and gathers back bit for bit.
+// the parameters agree to rounding. Each rank's state is its part of the unsharded one, and loads
+// back bit for bit.
 TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
   const json& f = fixture();
   const json& c = f["cases"][0];  // AdamW
@@ -324,8 +324,9 @@ TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
   const std::vector<float> expected_params = reference_store.flat_values().to_float_vector();
   const std::vector<float> expected_avg = state_values(reference, "exp_avg");
 
-  std::vector<std::vector<float>> params(ranks), gathered_avg(ranks), reloaded_avg(ranks);
+  std::vector<std::vector<float>> params(ranks), part_avg(ranks), reloaded_avg(ranks);
   std::vector<size_t> bytes(ranks);
+  std::vector<int64_t> begins(ranks);
   const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
     dist::JoinOptions join_options;
     join_options.timeout = std::chrono::seconds(60);
@@ -340,16 +341,20 @@ TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
       EXPECT_TRUE(report.applied);
     }
     params[rank] = store.flat_values().to_float_vector();
-    EXPECT_THROW(optimizer.state(), Error);  // not gathered at this step
-    optimizer.gather_state();
-    gathered_avg[rank] = state_values(optimizer, "exp_avg");
-    // A checkpoint's whole state into the parts, and gathered back.
-    std::map<std::string, Tensor> whole;
-    for (const auto& [name, t] : optimizer.state()) whole[name] = t.to(Device::cpu());
+    const auto [begin, end] = optimizer.state_range();
+    EXPECT_EQ(begin, train::shard_of(group.get(), store.numel()).begin);
+    part_avg[rank] = state_values(optimizer, "exp_avg");
+    EXPECT_EQ(int64_t(part_avg[rank].size()), end - begin);
+    // The part into another optimizer of the same sharding; a part of another size is refused.
+    std::map<std::string, Tensor> part;
+    for (const auto& [name, t] : optimizer.state()) part[name] = t.to(Device::cpu());
     train::Optimizer restored(store, case_options(c), train::shard_of(group.get(), store.numel()));
-    restored.load_state(whole);
-    restored.gather_state();
+    restored.load_state(part);
     reloaded_avg[rank] = state_values(restored, "exp_avg");
+    EXPECT_EQ(restored.steps_taken(), steps);
+    train::Optimizer whole(store, case_options(c));
+    ww::testing::expect_error([&] { whole.load_state(part); }, {"'exp_avg'", "expected f32[" + std::to_string(store.numel())});
+    begins[rank] = begin;
   });
   for (int r = 0; r < ranks; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
   const size_t whole_bytes = 2 * sizeof(float) * expected_params.size();
@@ -357,8 +362,10 @@ TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
     SCOPED_TRACE("rank " + std::to_string(r));
     expect_close(params[r], expected_params, 1e-6, "parameters");
     EXPECT_EQ(params[r], params[0]);  // replicas stay identical
-    expect_close(gathered_avg[r], expected_avg, 1e-6, "exp_avg");
-    EXPECT_EQ(reloaded_avg[r], gathered_avg[r]);
+    const std::vector<float> expected_part(expected_avg.begin() + begins[r],
+                                           expected_avg.begin() + begins[r] + int64_t(part_avg[r].size()));
+    expect_close(part_avg[r], expected_part, 1e-6, "exp_avg");
+    EXPECT_EQ(reloaded_avg[r], part_avg[r]);
     EXPECT_LE(bytes[r], whole_bytes / ranks + 8);  // a third of the state each
   }
 }
@@ -501,6 +508,7 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
     std::vector<std::map<std::string, std::vector<float>>> state(ranks);
     std::vector<std::vector<train::StepReport>> reports(ranks);
     std::vector<bool> skipped(ranks, false), unchanged(ranks, false);
+    std::vector<int64_t> begins(ranks);
     const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
       dist::JoinOptions join;
       join.timeout = std::chrono::seconds(60);
@@ -519,9 +527,9 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
         reports[rank].push_back(optimizer.step(1e-2, 0.5f));
       }
       params[rank] = read_back(store.flat_values());
-      optimizer.gather_state();
+      begins[rank] = shard.begin;
       for (const auto& [name, t] : optimizer.state())
-        if (name != "step") state[rank][name] = read_back(t);
+        if (name != "step") state[rank][name] = read_back(t);  // this rank's part
       // A NaN in one rank's part skips the step on both.
       std::vector<float> g = grads_with_nan_elsewhere(99);
       if (rank == 1) g[size_t(shard.begin)] = std::numeric_limits<float>::quiet_NaN();
@@ -539,7 +547,10 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
       }
       expect_close(params[r], expected_params, "params", kRtol);
       EXPECT_EQ(params[r], params[0]);  // replicas identical
-      for (const auto& [name, values] : expected_state) expect_close(state[r][name], values, name.c_str(), kRtol);
+      for (const auto& [name, values] : expected_state) {
+        const std::vector<float> part(values.begin() + begins[r], values.begin() + begins[r] + int64_t(state[r][name].size()));
+        expect_close(state[r][name], part, name.c_str(), kRtol);
+      }
       EXPECT_TRUE(skipped[r]);
       EXPECT_TRUE(unchanged[r]);
     }

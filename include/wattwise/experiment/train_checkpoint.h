@@ -5,10 +5,12 @@
 //
 //   manifest.json          format, format_version, wattwise_version, step, task, world_size,
 //                          config_fingerprint, the parameter and optimizer files (the optimizer as a
-//                          list of shards: one today), and every file's size and CRC-32
+//                          list of shards: rank, file, element range), and every file's size and CRC-32
 //   config.toml            the run's configuration when it was written
 //   parameters.safetensors the f32 master weights, by parameter name (train/checkpoint.h)
-//   optimizer.safetensors  the optimizer's state, one shard covering the flat buffers
+//   optimizer.safetensors  the optimizer's state, one shard covering the flat buffers; or, when the
+//                          ranks of a data-parallel job shard it (ZeRO 1/2), one file per rank,
+//                          optimizer.rank<R>.safetensors, written by that rank (nothing is gathered)
 //   trainer_state.json     everything else the run needs to go on as if never stopped: step, data
 //                          position, trainer state (loss scale, skipped steps, dropout stream),
 //                          evaluations, best metric, early-stopping count, time and energy so far
@@ -17,7 +19,9 @@
 //   best_model/            best_model/ as of this step, as hard links (no extra space), when one exists
 //
 // A checkpoint is written into a sibling temporary folder and renamed into place, so a crash or a
-// full disk never leaves a half-written one; the newest train.checkpoint_keep are kept.
+// full disk never leaves a half-written one; the newest train.checkpoint_keep are kept. With sharded
+// optimizer state every rank writes its file into rank 0's temporary folder, so the run folder must
+// be one every rank sees (one machine, or a shared file system; checked when the job starts).
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -27,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wattwise/dist/process_group.h"
 #include "wattwise/experiment/train_config.h"
 #include "wattwise/models/parameters.h"
 #include "wattwise/train/optimizer.h"
@@ -56,12 +61,24 @@ struct CheckpointWrite {
   nlohmann::json state;                       // trainer_state.json
   std::string train_log;                      // train_log.csv as of this step
   const std::string* plan_batches = nullptr;  // run.export_plan: plan/batches.jsonl so far
-  int64_t world_size = 1;                     // ranks of the job that wrote it (their states are equal)
+  int64_t world_size = 1;                     // ranks of the job that wrote it
+  // The job's group when its optimizer state is sharded: every rank writes its part (the other
+  // ranks call join_checkpoint_round() at the same point).
+  dist::ProcessGroup* group = nullptr;
 };
 
 // Writes <run_dir>/checkpoints/step_<step>/ atomically (replacing a checkpoint of the same step),
 // then removes all but the newest `keep`. Returns the new folder.
 std::filesystem::path write_checkpoint(const std::filesystem::path& run_dir, const CheckpointWrite& w, int64_t keep);
+
+// Sharded optimizer state: what every rank other than 0 calls where rank 0 may write a checkpoint.
+// Rank 0 says whether it writes one (write_checkpoint) or not (skip_checkpoint_round); when it does,
+// this rank writes its optimizer shard into rank 0's temporary folder and reports its size and
+// CRC-32. A failure on any rank fails the checkpoint on rank 0, and this rank's own one here.
+void join_checkpoint_round(dist::ProcessGroup& group, const train::Optimizer& optimizer);
+// Rank 0, sharded optimizer state, at a point where it writes no checkpoint after all (nothing
+// changed since the last one): tells the other ranks.
+void skip_checkpoint_round(dist::ProcessGroup& group);
 
 // The complete checkpoints of a run (step_<N> folders; a temporary folder of an interrupted write
 // is not one), by step, oldest first. A checkpoint being replaced by one of the same step is moved
@@ -75,18 +92,20 @@ struct LoadedCheckpoint {
   nlohmann::json manifest, state;
   std::string train_log;
   std::optional<std::string> plan_batches;
+  std::vector<std::filesystem::path> optimizer_shards;  // the optimizer state's files, by rank
 };
 
 // Opens the newest checkpoint of `run_dir` and verifies it before anything is loaded: the manifest
-// (format and version, single process), the task, the configuration (config_fingerprint(cfg) must
+// (format and version, the optimizer's shards covering the parameters once), the task, the configuration (config_fingerprint(cfg) must
 // match; otherwise the error lists the keys that differ), and every file's size and CRC-32. Any
 // problem is one ww::Error naming the file (and an older checkpoint to fall back on, if any).
 LoadedCheckpoint open_newest_checkpoint(const std::filesystem::path& run_dir, const TrainConfig& cfg,
                                         const std::string& task);
 // Renames a checkpoint found as step_<N>.old back to step_<N> (and updates checkpoint.dir).
 void recover_checkpoint(LoadedCheckpoint& checkpoint);
-// Loads its parameters and optimizer state (errors name the file and tensor; nothing is changed
-// when a check fails).
+// Loads its parameters and optimizer state (this optimizer's part when sharded, from whichever of
+// the checkpoint's shards hold it: any number of ranks resumes any other). Errors name the file and
+// tensor; nothing is changed when a check fails.
 void load_checkpoint_tensors(const LoadedCheckpoint& checkpoint, models::ParameterStore& parameters,
                              train::Optimizer& optimizer);
 // Puts <run_dir>/best_model/ back as it was when the checkpoint was written: a best model saved

@@ -5,11 +5,13 @@
 // the optimizer's state. The folder around them (manifest, trainer state, logs) is the run driver's
 // (experiment/train_checkpoint.h).
 //
-// The optimizer file is one shard of the flat state buffers: its metadata names the element range
-// [shard_begin, shard_end) it covers and the number of shards, so an optimizer sharded over
-// several processes can write one such file per rank. A single process writes (and reads) one shard
-// covering everything.
+// The optimizer's state is one or more shards of the flat state buffers, one safetensors file each:
+// its metadata names the element range [shard_begin, shard_end) it covers, the number of shards and
+// the parameters' count (numel). A single process (or unsharded data parallel) writes one shard
+// covering everything; under ZeRO each rank writes its own part. Any set of shards loads into any
+// sharding: each optimizer reads its range from the shards that overlap it.
 #include <filesystem>
+#include <vector>
 
 #include "wattwise/models/parameters.h"
 #include "wattwise/train/optimizer.h"
@@ -22,11 +24,12 @@ void save_parameters(const std::filesystem::path& path, const models::ParameterS
 // tensor before any value changes; errors name the file and the tensor. Marks the store updated.
 void load_parameters(const std::filesystem::path& path, models::ParameterStore& store);
 
-// optimizer.state() as one shard covering the whole flat buffers.
-void save_optimizer_state(const std::filesystem::path& path, const Optimizer& optimizer);
-// Restores it (checked before anything changes; errors name the file, the tensor and the optimizer
-// kind expected). A file holding another range than the whole buffers (a shard of a multi-process
-// run) is refused: a single process resumes from single-process checkpoints only.
-void load_optimizer_state(const std::filesystem::path& path, Optimizer& optimizer, int64_t numel);
+// optimizer.state() (its state_range(): the whole buffers, or this rank's part) as one of `shards`.
+void save_optimizer_state(const std::filesystem::path& path, const Optimizer& optimizer, int64_t shards = 1);
+// Fills `optimizer`'s state_range() from the shard files of a checkpoint (any number, any order)
+// after checking all of them: the optimizer kind, that the shards cover the `numel` parameters
+// exactly once, every tensor's dtype and size, and the same step in each. Errors name the file and
+// the tensor; nothing changes when a check fails.
+void load_optimizer_state(const std::vector<std::filesystem::path>& shard_paths, Optimizer& optimizer, int64_t numel);
 
 }  // namespace ww::train

@@ -98,20 +98,21 @@ class Optimizer {
   const OptimizerOptions& options() const { return options_; }
 
   // Checkpoint state: "exp_avg" and "exp_avg_sq" for Adam/AdamW, "momentum_buffer" for SGD with
-  // momentum (f32 [numel] on the parameters' device, laid out as the flat buffers, so a
-  // parameter's slice starts at its offset), and "step" (i64 [1] on the CPU, updates taken so
-  // far). The f32 tensors share memory with the live state: copy them to keep a snapshot. Sharded
-  // (ZeRO 1): the whole state as gather_state() last assembled it at this step (an error otherwise).
+  // momentum (f32 on the parameters' device, laid out as the flat buffers), and "step" (i64 [1] on
+  // the CPU, updates taken so far). The f32 tensors are the live state (copy them to keep a
+  // snapshot) and cover state_range(): the whole buffers, or this rank's part when sharded (ZeRO),
+  // so each rank saves its own part and nothing is gathered.
   std::vector<std::pair<std::string, Tensor>> state() const;
-  // Restores what state() gave (from any device): the whole state, also when sharded (each rank
-  // keeps its part). Every expected name must be present with the right dtype and element count;
-  // errors name the tensor. Names not ours are an error too.
+  // The elements [begin, end) of the flat buffers that state() covers, of parameter_count().
+  std::pair<int64_t, int64_t> state_range() const;
+  int64_t parameter_count() const { return store_.numel(); }
+  // Restores what state() gave (from any device), for state_range(): every expected name must be
+  // present with the right dtype and element count (end - begin); errors name the tensor, and
+  // nothing changes when one is wrong. Names not ours are an error too.
   void load_state(const std::map<std::string, Tensor>& tensors);
-  // Sharded: every rank assembles the whole state from the ranks' parts, for a checkpoint (a
-  // collective: all ranks call it at the same point). Unsharded: nothing to do.
-  void gather_state();
-  // Rank 0's state to every rank (a collective): the whole state broadcast, each rank keeping its
-  // part when sharded. How a data-parallel run starts from the same state everywhere.
+  // Unsharded: rank 0's state to every rank (a collective), how a data-parallel run starts from the
+  // same state everywhere. Sharded: nothing to send (each rank's part is its own: zeros, or read
+  // from its checkpoint's shards).
   void share_state(dist::ProcessGroup& group);
   bool sharded() const { return shard_.active(); }
   // Bytes of optimizer state this rank holds (its part when sharded).
@@ -127,9 +128,6 @@ class Optimizer {
   Tensor exp_avg_, exp_avg_sq_, momentum_buffer_;  // sharded: this rank's part
   int64_t step_ = 0;
   OptimizerShard shard_;
-  // Sharded: the whole state gather_state() or load_state() assembled, and at which step.
-  std::vector<std::pair<std::string, Tensor>> whole_state_;
-  int64_t whole_state_step_ = -1;
   // The live state tensors by name ("exp_avg", ...), without "step".
   std::vector<std::pair<std::string, Tensor>> live_state() const;
   // Step in flight: prepare() → launch() → finish().
