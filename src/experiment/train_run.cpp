@@ -178,15 +178,15 @@ struct Ending {
 };
 
 // Data parallel: what every rank holds, in bytes, collected from all ranks (a collective: every rank
-// calls it right after its training loop). ZeRO 1 and 2 cut the optimizer state to about 1/N; the
-// gradient buffer stays whole on every rank, as backward writes it (ZeRO 2 sums only a rank's part
-// of it).
+// calls it right after its training loop). ZeRO 1 and 2 cut the optimizer state to about 1/N; ZeRO
+// 2 also the gradients (the layers' slots, the embeddings' and head's, and the rank's part of the
+// sums, instead of the whole buffer).
 json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, models::ModelRuntime& m, Device device) {
   const char* keys[] = {"parameter_bytes", "gradient_bytes", "optimizer_state_bytes", "activation_bytes",
                         "peak_memory_bytes"};
   constexpr size_t kKeys = std::size(keys);
   const models::ParameterStore& p = m.parameters();
-  const double mine[kKeys] = {double(p.numel()) * sizeof(float), p.has_grads() ? double(p.numel()) * sizeof(float) : 0.0,
+  const double mine[kKeys] = {double(p.numel()) * sizeof(float), double(trainer.gradient_bytes()),
                               double(trainer.optimizer().state_bytes()), double(m.activation_bytes()),
                               double(memory_stats(device).peak)};
   std::vector<double> all(kKeys * size_t(group.size()), 0.0);

@@ -92,6 +92,7 @@ void Gpt2LMHeadModel::register_parameters() {
     add(n.mlp_proj_b, {C});
     layer_names_.push_back(n);
   }
+  layers_end_ = params_.numel();
   lnf_w_ = "transformer.ln_f.weight", lnf_b_ = "transformer.ln_f.bias";
   add(lnf_w_, {C});
   add(lnf_b_, {C});

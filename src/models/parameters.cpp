@@ -1,5 +1,6 @@
 #include "wattwise/models/parameters.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "wattwise/ops/elementwise.h"
@@ -48,16 +49,99 @@ const Tensor& ParameterStore::flat_values() const {
 }
 
 void ParameterStore::ensure_grads() const {
-  if (grads_.defined()) return;
+  if (has_grads()) return;
   if (inference_only_)
     fail("gradients requested from a model built for inference only (ModelPurpose::Inference): it holds no "
          "gradient buffer and cannot be trained; build the model for training to fine-tune it");
   WW_CHECK(allocated() && !released_, "gradients requested before the parameters were allocated");
   const Device device = values_.device();
-  grads_ = Tensor::zeros({total_}, DType::F32, device);
   grad_views_.clear();
-  for (const auto& p : params_)
-    grad_views_.push_back(Tensor::view(grads_.data<float>() + p.offset, p.shape, DType::F32, device));
+  if (!gradients_in_slots()) {
+    grads_ = Tensor::zeros({total_}, DType::F32, device);
+    for (const auto& p : params_)
+      grad_views_.push_back(Tensor::view(grads_.data<float>() + p.offset, p.shape, DType::F32, device));
+    return;
+  }
+  const int64_t first = slot_layers_.front().first, last = slot_layers_.back().second;
+  int64_t largest = 0;
+  for (const auto& [b, e] : slot_layers_) largest = std::max(largest, e - b);
+  resident_ = Tensor::zeros({first + (total_ - last)}, DType::F32, device);
+  slots_.clear();
+  for (int64_t i = 0; i < slot_count_; ++i) slots_.push_back(Tensor::zeros({largest}, DType::F32, device));
+  for (const auto& p : params_) {
+    const auto [buffer, index] = slot_address(p.offset);
+    grad_views_.push_back(Tensor::view(buffer->data<float>() + index, p.shape, DType::F32, device));
+  }
+}
+
+std::pair<const Tensor*, int64_t> ParameterStore::slot_address(int64_t offset) const {
+  const int64_t first = slot_layers_.front().first, last = slot_layers_.back().second;
+  if (offset < first) return {&resident_, offset};
+  if (offset >= last) return {&resident_, first + (offset - last)};
+  auto it = std::upper_bound(slot_layers_.begin(), slot_layers_.end(), offset,
+                             [](int64_t o, const std::pair<int64_t, int64_t>& layer) { return o < layer.first; });
+  const size_t layer = size_t(it - slot_layers_.begin()) - 1;
+  return {&slots_[layer % size_t(slot_count_)], offset - slot_layers_[layer].first};
+}
+
+const Tensor& ParameterStore::flat_grads() const {
+  if (gradients_in_slots())
+    fail("the whole gradient buffer was asked for, but the gradients are kept per layer in reused slots (ZeRO "
+         "stage 2): read them by range");
+  ensure_grads();
+  return grads_;
+}
+
+void ParameterStore::zero_grad() const {
+  if (grads_.defined()) grads_.fill_zero();
+  if (resident_.defined()) resident_.fill_zero();
+  for (const Tensor& slot : slots_) slot.fill_zero();
+}
+
+void ParameterStore::keep_gradients_in_slots(const std::vector<std::pair<int64_t, int64_t>>& layers, int slots) {
+  WW_CHECK(!layers.empty() && slots >= 2, "gradient slots: ", layers.size(), " layers in ", slots, " slots");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    WW_CHECK(layers[i].first < layers[i].second && layers[i].second <= total_ &&
+                 (i == 0 || layers[i].first == layers[i - 1].second),
+             "gradient slots: layer ", i, " range ", layers[i].first, "..", layers[i].second);
+  }
+  // A layer's parameters must lie inside it (no parameter across a boundary).
+  for (const auto& p : params_) {
+    const int64_t end = p.offset + shape_numel(p.shape);
+    for (const auto& [b, e] : layers)
+      WW_CHECK(end <= b || p.offset >= e || (p.offset >= b && end <= e), "parameter ", p.name, " straddles a layer");
+  }
+  grads_ = Tensor();
+  resident_ = Tensor();
+  slots_.clear();
+  grad_views_.clear();
+  slot_layers_ = layers;
+  slot_count_ = slots;
+}
+
+Tensor ParameterStore::gradient_range(int64_t begin, int64_t end) const {
+  WW_CHECK(0 <= begin && begin <= end && end <= total_, "gradient range ", begin, "..", end, " of ", total_);
+  ensure_grads();
+  if (!gradients_in_slots()) return grads_.slice(begin, end);
+  if (begin == end) return resident_.slice(0, 0);
+  const auto [buffer, index] = slot_address(begin);
+  const auto [last_buffer, last_index] = slot_address(end - 1);
+  WW_CHECK(buffer == last_buffer && last_index - index == end - 1 - begin, "gradient range ", begin, "..", end,
+           " crosses a layer's slot");
+  return buffer->slice(index, index + (end - begin));
+}
+
+const Tensor& ParameterStore::gradient_slot(size_t layer) const {
+  WW_CHECK(gradients_in_slots() && layer < slot_layers_.size(), "gradient slot of layer ", layer);
+  ensure_grads();
+  return slots_[layer % size_t(slot_count_)];
+}
+
+int64_t ParameterStore::gradient_elements() const {
+  if (grads_.defined()) return total_;
+  int64_t held = resident_.defined() ? resident_.numel() : 0;
+  for (const Tensor& slot : slots_) held += slot.numel();
+  return held;
 }
 
 size_t ParameterStore::index_of(const std::string& name) const {
@@ -87,10 +171,9 @@ Tensor ParameterStore::span(const std::string& first, const std::string& last, c
   int64_t n = q.offset + shape_numel(q.shape) - p.offset;
   WW_CHECK(n == shape_numel(shape), "span ", first, "..", last, " holds ", n, " elements, not ",
            shape_str(shape));
-  if (grad) ensure_grads();
-  else check_values("parameters '" + first + "'..'" + last + "'");
-  const Tensor& base = grad ? grads_ : values_;
-  return Tensor::view(base.data<float>() + p.offset, shape, DType::F32, base.device());
+  if (grad) return gradient_range(p.offset, p.offset + n).reshape(shape);
+  check_values("parameters '" + first + "'..'" + last + "'");
+  return Tensor::view(values_.data<float>() + p.offset, shape, DType::F32, values_.device());
 }
 
 // ---------------------------------------------------------------------------------------------

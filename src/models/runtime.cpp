@@ -224,6 +224,13 @@ std::vector<int64_t> ModelRuntime::gradient_boundaries() const {
   return boundaries;
 }
 
+std::vector<std::pair<int64_t, int64_t>> ModelRuntime::layer_gradient_ranges() const {
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (size_t l = 0; l < layer_offsets_.size(); ++l)
+    ranges.emplace_back(layer_offsets_[l], l + 1 < layer_offsets_.size() ? layer_offsets_[l + 1] : layers_end_);
+  return ranges;
+}
+
 void ModelRuntime::backward(float loss_scale) {
   check_trainable("backward()");
   if (!can_backward_) fail("backward() needs a preceding forward(batch with labels, training=true)");

@@ -115,6 +115,7 @@ void SequenceClassifier::register_parameters() {
     add(n.ln2_b, {C});
     layer_names_.push_back(n);
   }
+  layers_end_ = params_.numel();
   if (config_.arch == Architecture::Bert) {
     head_w_ = p + "pooler.dense.weight", head_b_ = p + "pooler.dense.bias";
   } else {

@@ -186,15 +186,27 @@ ops::SgdStepArgs Optimizer::sgd_args(double lr, float grad_scale, int64_t step) 
   return a;
 }
 
+Tensor Optimizer::gradients_to_apply() const {
+  if (gradient_part_.defined()) return gradient_part_;
+  const Tensor& grads = store_.flat_grads();
+  return shard_.active() ? grads.slice(shard_.begin, shard_.end) : grads;
+}
+
+void Optimizer::set_gradient_part(const Tensor& part) {
+  WW_CHECK(shard_.active() && part.dtype() == DType::F32 && part.numel() == shard_.end - shard_.begin &&
+               part.device() == store_.flat_values().device(),
+           "optimizer gradient part ", part.describe(), " for the shard ", shard_.begin, "..", shard_.end);
+  gradient_part_ = part;
+}
+
 void Optimizer::enqueue() {
   const Tensor& params = store_.flat_values();
-  const Tensor& grads = store_.flat_grads();
   WW_CHECK(params.device().is_cuda() && device_step_.control.defined(), "optimizer enqueue() needs a prepared GPU step");
   if (shard_.active()) {
     // ZeRO on GPUs: this rank's part of Σg², the ranks' parts added up on the device, then this
     // part's update from that norm and the parameters all-gathered (a skipped step gathers the
     // unchanged values). The collectives wait for the stream: a sharded step is never recorded.
-    const Tensor my_params = params.slice(shard_.begin, shard_.end), my_grads = grads.slice(shard_.begin, shard_.end);
+    const Tensor my_params = params.slice(shard_.begin, shard_.end), my_grads = gradients_to_apply();
     ops::sum_of_squares_on_device(device_step_, my_grads);
     shard_.group->all_reduce_sum_f64(ops::step_sum_of_squares(device_step_), 1);
     if (uses_adam(options_.kind))
@@ -205,6 +217,7 @@ void Optimizer::enqueue() {
     shard_.group->all_gather(params, shard_counts(store_.numel(), shard_.group->size()));
     return;
   }
+  const Tensor& grads = store_.flat_grads();
   if (uses_adam(options_.kind))
     ops::adamw_step_on_device(params, grads, exp_avg_, exp_avg_sq_, decay_ranges_, device_step_, options_.beta1);
   else
@@ -220,7 +233,6 @@ void Optimizer::launch() {
   WW_CHECK(phase_ == Phase::Prepared, "optimizer launch() without prepare()");
   phase_ = Phase::Launched;
   const Tensor& params = store_.flat_values();
-  const Tensor& grads = store_.flat_grads();
   if (params.device().is_cuda()) {
     enqueue();
     return;
@@ -228,7 +240,7 @@ void Optimizer::launch() {
   // Sharded: this rank's part of the buffers; the norm is of every part (the ranks' sums of
   // squares added up), so every rank clips, skips and steps alike.
   const Tensor my_params = shard_.active() ? params.slice(shard_.begin, shard_.end) : params;
-  const Tensor my_grads = shard_.active() ? grads.slice(shard_.begin, shard_.end) : grads;
+  const Tensor my_grads = gradients_to_apply();
   StepReport report;
   if (shard_.active()) {
     const double part = ops::global_grad_norm(my_grads);
@@ -236,7 +248,7 @@ void Optimizer::launch() {
     shard_.group->all_reduce_sum(sum_of_squares);
     report.grad_norm = float(std::sqrt(sum_of_squares[0])) * grad_scale_;
   } else {
-    report.grad_norm = ops::global_grad_norm(grads) * grad_scale_;
+    report.grad_norm = ops::global_grad_norm(my_grads) * grad_scale_;
   }
   host_report_ = report;  // applied = false
   if (!std::isfinite(report.grad_norm)) return;

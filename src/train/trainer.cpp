@@ -20,6 +20,12 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
   if (options.bucket_elements < 0) fail("gradient bucket size ", options.bucket_elements, " must not be negative");
   if (options.group && options.bucket_elements > 0 && options.zero < 2)
     buckets_.emplace(*options.group, model.gradient_boundaries(), model.parameters().numel(), options.bucket_elements);
+  const OptimizerShard shard = shard_of(options.group, model.parameters().numel());
+  if (options.zero == 2 && optimizer_.sharded() &&
+      ShardedGradients::saves_memory(model.layer_gradient_ranges(), model.parameters().numel(), shard.end - shard.begin)) {
+    sharded_gradients_.emplace(*options.group, model.parameters(), model.layer_gradient_ranges(), shard);
+    optimizer_.set_gradient_part(sharded_gradients_->part());
+  }
   loss_scale_ = options.initial_loss_scale;
   model_.set_label_smoothing(options.label_smoothing);
   model_.set_dropout_seed(options.seed);
@@ -66,6 +72,7 @@ void Trainer::restore(const TrainerState& state) {
   good_steps_ = state.good_steps;
   model_.set_dropout_step(state.dropout_step);
   model_.zero_grad();
+  if (sharded_gradients_) sharded_gradients_->zero();
   step_loss_ = 0;
   step_examples_ = 0;
 }
@@ -87,11 +94,22 @@ float Trainer::backward_scale(double share) const {
   return share == 1.0 ? loss_scale_ : float(double(loss_scale_) * share);
 }
 
+size_t Trainer::gradient_bytes() const {
+  if (sharded_gradients_) return sharded_gradients_->bytes();
+  const models::ParameterStore& p = model_.parameters();
+  return p.has_grads() ? size_t(p.gradient_elements()) * sizeof(float) : 0;
+}
+
 template <typename Work>
 void Trainer::with_buckets_hooked(Work&& work) {
-  if (!buckets_) return work();
-  const Tensor& grads = model_.parameters().flat_grads();
-  model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
+  if (sharded_gradients_) {
+    model_.set_gradients_final_hook([&](int64_t boundary) { sharded_gradients_->final_from(boundary); });
+  } else if (buckets_) {
+    const Tensor& grads = model_.parameters().flat_grads();
+    model_.set_gradients_final_hook([&](int64_t boundary) { buckets_->final_from(grads, boundary); });
+  } else {
+    return work();
+  }
   try {
     work();
   } catch (...) {
@@ -113,17 +131,23 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
     if (!std::isfinite(loss) && !options_.dynamic_loss_scaling)
       fail("training loss is not finite (", loss, ") at step ", steps() + 1,
            "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
-    // The step's last micro-batch: its backward finishes the gradients, bucket by bucket.
-    if (micro_ + 1 == options_.grad_accum) with_buckets_hooked([&] { model_.backward(backward_scale(share)); });
-    else model_.backward(backward_scale(share));
+    // The step's last micro-batch: its backward finishes the gradients, bucket by bucket. Under
+    // ZeRO 2 every micro-batch's layers are summed as backward finishes them (their slots are
+    // reused).
+    if (micro_ + 1 == options_.grad_accum || sharded_gradients_)
+      with_buckets_hooked([&] { model_.backward(backward_scale(share)); });
+    else
+      model_.backward(backward_scale(share));
     step_loss_ += double(loss) * share * double(global_examples);
   }
+  const bool last_of_step = micro_ + 1 == options_.grad_accum;
+  if (sharded_gradients_) sharded_gradients_->finish_micro_batch(last_of_step);
   step_examples_ += global_examples;
   if (++micro_ < options_.grad_accum) return std::nullopt;
 
-  if (distributed()) {
+  if (distributed() && !sharded_gradients_) {
     // The ranks' gradients (each already weighted by its share) summed: the same on every rank, or
-    // under ZeRO 2 each rank's part only (the part its optimizer shard updates).
+    // under ZeRO 2 without layers each rank's part only (the part its optimizer shard updates).
     const Tensor& grads = model_.parameters().flat_grads();
     if (options_.zero == 2) options_.group->reduce_scatter_sum(grads, shard_counts(grads.numel(), options_.group->size()));
     else if (buckets_) buckets_->finish(grads);  // what backward has not started (all, on a rank without rows)
@@ -166,6 +190,7 @@ StepResult Trainer::finish_step(StepResult r, const StepReport& report) {
     }
   }
   model_.zero_grad();
+  if (sharded_gradients_) sharded_gradients_->zero();
   micro_ = 0;
   step_loss_ = 0;
   step_examples_ = 0;

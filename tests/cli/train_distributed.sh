@@ -32,18 +32,20 @@ common=(--train.hidden_dropout 0 --train.attention_dropout 0 --train.log_every 1
         --train.warmup_steps 2 --train.schedule constant --train.eval_every 10 --train.lr 1e-3)
 bert=(--data.path "$work/train.tsv" --model.tokenizer "$work/tok" --data.max_length 16 --train.classifier_dropout 0 "${common[@]}")
 distilbert=(--model.arch distilbert "${bert[@]}")
-gpt2=(--model.arch gpt2 --model.preset tiny --model.tokenizer "$src/tests/fixtures/bpe/tiny" --data.path "$work/text.txt"
-      --data.block_size 32 --data.cache_dir "$work/cache" --data.max_eval_examples 8 "${common[@]}")
+gpt2_data=(--model.tokenizer "$src/tests/fixtures/bpe/tiny" --data.path "$work/text.txt"
+           --data.block_size 32 --data.cache_dir "$work/cache" --data.max_eval_examples 8 "${common[@]}")
+gpt2=(--model.arch gpt2 --model.preset tiny "${gpt2_data[@]}")
+gpt2_mini=(--model.arch gpt2 --model.preset mini "${gpt2_data[@]}")
 run_of() { ls -d "$runs/"*_"$1" 2>/dev/null | head -1; }
 newest_checkpoint() { ls "$1/checkpoints" 2>/dev/null | grep -E '^step_[0-9]+$' | sed 's/^step_//' | sort -n | tail -1; }
 final_parameters() { echo "$1/checkpoints/step_$(newest_checkpoint "$1")/parameters.safetensors"; }
 final_parameters_at() { echo "$1/checkpoints/step_$2/parameters.safetensors"; }
 # Whether two runs' train_log.csv agree within a relative bound on loss and grad_norm, step by step.
-same_log() {  # run-a run-b bound
-  python3 - "$1/train_log.csv" "$2/train_log.csv" "$3" <<'PY'
+same_log() {  # run-a run-b bound [grad-norm-bound]
+  python3 - "$1/train_log.csv" "$2/train_log.csv" "$3" "${4:-$3}" <<'PY'
 import csv, sys
 a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
-bound = float(sys.argv[3])
+bounds = {"loss": float(sys.argv[3]), "grad_norm": float(sys.argv[4])}
 if [r["step"] for r in a] != [r["step"] for r in b]:
     sys.exit(f"steps differ: {[r['step'] for r in a]} against {[r['step'] for r in b]}")
 # train_log.csv prints 6 significant digits: two values a rounding apart may differ by one unit of
@@ -55,7 +57,7 @@ for x, y in zip(a, b):
         u, v = float(x[key]), float(y[key])
         unit = 10.0 ** (math.floor(math.log10(abs(u))) - 5) if u else 0.0
         worst = max(worst, abs(u - v) / max(abs(u), 1e-30))
-        ok = ok and abs(u - v) <= bound * abs(u) + unit
+        ok = ok and abs(u - v) <= bounds[key] * abs(u) + unit
 print(f"  worst relative difference of loss and grad_norm over {len(a)} steps: {worst:.3g} (printed to 6 digits)")
 sys.exit(0 if ok else 1)
 PY
@@ -84,7 +86,8 @@ equivalent() {  # label, model args..., then "--" and extra args
     local one; one=$(run_of "${label}_1") many=$(run_of "${label}_$n")
     check "$label: $n ranks exit 0, one run folder" \
       '[ $rc -eq 0 ] && [ -d "$many" ] && [ "$(ls -d "$runs/"*_"${label}_$n" | wc -l)" -eq 1 ] || { cat "$work/err_${label}_$n"; false; }'
-    check "$label: $n ranks: losses and gradient norms of one process within 1e-5" 'same_log "$one" "$many" 1e-5'
+    check "$label: $n ranks: losses within 1e-5 of one process, gradient norms within ${grad_norm_bound:-1e-5}" \
+      'same_log "$one" "$many" 1e-5 "${grad_norm_bound:-1e-5}"'
     check "$label: $n ranks: final parameters of one process within 1e-4 of the training's movement" \
       'python3 "$compare" "$(final_parameters "$one")" "$(final_parameters "$many")" 1e-4 --moved-from "$one/plan/initial_model/model.safetensors"'
   done
@@ -104,9 +107,17 @@ equivalent gpt2_accum_zero1 "${gpt2[@]}" -- --train.batch_size 4 --train.grad_ac
 equivalent bert_buckets "${bert[@]}" -- --train.batch_size 6 --train.bucket_mb 0.02
 equivalent gpt2_accum_buckets "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.bucket_mb 0.05
 equivalent distilbert_one_sum "${distilbert[@]}" -- --train.batch_size 5 --train.bucket_mb 0
-# ZeRO stage 2: the gradients reduce-scattered, each rank summing only its part
-equivalent distilbert_zero2 "${distilbert[@]}" -- --train.batch_size 6 --train.zero 2
-equivalent gpt2_accum_zero2 "${gpt2[@]}" -- --train.batch_size 5 --train.grad_accum 2 --train.zero 2
+# ZeRO stage 2: each layer's gradients reduce-scattered as backward finishes them, from reused
+# slots (4 layers: mini; GPT-2's tied embedding gradient written at both ends of backward; a rank
+# without rows), and with 2 layers (tiny) the whole buffer reduce-scattered after backward
+# (On the larger mini models the rounding of summation order grows to ~2e-5 in the gradient norm
+# over 20 steps, with ZeRO 0 alike; losses stay within 1e-5.)
+grad_norm_bound=1e-4
+equivalent distilbert_zero2 "${distilbert[@]}" --model.preset mini -- --train.batch_size 6 --train.zero 2
+equivalent gpt2_accum_zero2 "${gpt2_mini[@]}" -- --train.batch_size 5 --train.grad_accum 2 --train.zero 2
+equivalent distilbert_zero2_fewer_rows "${distilbert[@]}" --model.preset mini -- --train.batch_size 2 --train.zero 2
+grad_norm_bound=1e-5
+equivalent gpt2_tiny_zero2 "${gpt2[@]}" -- --train.batch_size 4 --train.zero 2
 
 # One rank through the data-parallel path (launch --nproc 1: torchrun-style, the collectives run):
 # the same bits as one process.
@@ -128,19 +139,32 @@ check "ZeRO 1 on 2 ranks: metrics.json says so, and rank 0 holds half the optimi
    python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); sys.exit(0 if abs(2 * a - b) <= 8 else 1)" "$(state_bytes "$Z")" "$(state_bytes "$B")" ||
    { echo "zero 1: $(state_bytes "$Z") bytes, zero 0: $(state_bytes "$B")"; false; }'
 Z2=$(run_of distilbert_zero2_3)
-check "ZeRO 2 on 3 ranks: metrics.json says so; each rank holds a third of the optimizer state of ZeRO 0, the whole weights" \
-  'python3 - "$Z2/metrics.json" "$(run_of distilbert_3)/metrics.json" <<'"'"'PY'"'"'
-import json, sys
-z2, z0 = (json.load(open(p))["distributed"] for p in sys.argv[1:3])
-assert z2["zero"] == 2 and z0["zero"] == 0, (z2["zero"], z0["zero"])
-rows2, rows0 = z2["memory_per_rank"], z0["memory_per_rank"]
-assert [r["rank"] for r in rows2] == [0, 1, 2], rows2
-for a, b in zip(rows2, rows0):
-    assert abs(3 * a["optimizer_state_bytes"] - b["optimizer_state_bytes"]) <= 12, (a, b)
-    assert a["parameter_bytes"] == b["parameter_bytes"] > 0 and a["activation_bytes"] > 0, (a, b)
+check "ZeRO 2 on 3 ranks: metrics.json says so; each rank holds a third of the optimizer state, the whole weights, and gradients of its part and two layers" \
+  'python3 - "$Z2/metrics.json" "$Z2/best_model/model.safetensors" <<'"'"'PY'"'"'
+import json, math, re, sys
+z2 = json.load(open(sys.argv[1]))["distributed"]
+assert z2["zero"] == 2, z2["zero"]
+rows = z2["memory_per_rank"]
+assert [r["rank"] for r in rows] == [0, 1, 2], rows
+# The layer sizes from the tensor names of the model (4 layers: mini).
+header = open(sys.argv[2], "rb")
+size = int.from_bytes(header.read(8), "little")
+tensors = {k: v for k, v in json.loads(header.read(size)).items() if k != "__metadata__"}
+numel = sum(math.prod(v["shape"]) for v in tensors.values())
+layers = {}
+for name, v in tensors.items():
+    m = re.search(r"\.layer\.(\d+)\.", name)
+    if m: layers[m.group(1)] = layers.get(m.group(1), 0) + math.prod(v["shape"])
+assert len(layers) == 4, layers
+counts = [numel * (r + 1) // 3 - numel * r // 3 for r in range(3)]
+for r, a in enumerate(rows):
+    assert a["parameter_bytes"] == 4 * numel and a["activation_bytes"] > 0, a
+    assert a["optimizer_state_bytes"] == 8 * counts[r], (a, counts)  # Adam: two moments of its part
+    # Gradients: those of the embeddings and the head, two slots of a layer each and its part of the sums.
+    assert a["gradient_bytes"] == 4 * (numel - sum(layers.values()) + 2 * max(layers.values()) + counts[r]), (a, layers)
     assert a["peak_memory_bytes"] >= a["parameter_bytes"] + a["gradient_bytes"] + a["optimizer_state_bytes"], a
-print("  optimizer state per rank, ZeRO 0 -> 2:", [r["optimizer_state_bytes"] for r in rows0], "->",
-      [r["optimizer_state_bytes"] for r in rows2])
+print("  per rank of", 4 * numel, "bytes of weights: optimizer state", 8 * numel, "->", [r["optimizer_state_bytes"] for r in rows],
+      "bytes, gradients", 4 * numel, "->", [r["gradient_bytes"] for r in rows])
 PY'
 buckets() { json "$(run_of "$1")/metrics.json" 'm["distributed"]["gradient_buckets"]'; }
 check "gradient buckets: several with bucket_mb 0.02, one with the default 25 MiB, none with 0" \

@@ -4,6 +4,7 @@
 // masters and f32 gradients in one ParameterStore), its activations and its loss.
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "wattwise/core/tensor.h"
@@ -71,6 +72,11 @@ class TrainableModel {
   // as soon as every gradient from there to the end is final, so their sums can start while it
   // goes on. The default: one part, reported once backward is done.
   virtual std::vector<int64_t> gradient_boundaries() const { return {0}; }
+  // The layers' element ranges [begin, end) in the flat buffers, ascending: each layer's
+  // gradients are written by its own backward only, once per backward pass, and reported final
+  // (the hook, with its begin) right after it, so ZeRO 2 can keep them in reused slots. Empty
+  // when the model has no such layers.
+  virtual std::vector<std::pair<int64_t, int64_t>> layer_gradient_ranges() const { return {}; }
   virtual void set_gradients_final_hook(std::function<void(int64_t boundary)> hook) { hook_ = std::move(hook); }
 
  protected:

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "wattwise/core/rng.h"
@@ -53,15 +54,28 @@ class ParameterStore {
   std::vector<Parameter>& all() { return params_; }
   const std::vector<Parameter>& all() const { return params_; }
   const Tensor& flat_values() const;  // throws once the values were released
-  const Tensor& flat_grads() const {
-    ensure_grads();
-    return grads_;
-  }
-  bool has_grads() const { return grads_.defined(); }
+  // The whole gradient buffer (an error while the gradients are kept in slots, below).
+  const Tensor& flat_grads() const;
+  bool has_grads() const { return grads_.defined() || resident_.defined(); }
   int64_t numel() const { return total_; }
-  void zero_grad() const {
-    if (grads_.defined()) grads_.fill_zero();
-  }
+  void zero_grad() const;
+
+  // ZeRO stage 2: no whole gradient buffer. The gradients of the layers' elements (`layers`: each
+  // layer's [begin, end), ascending and adjacent, written only by that layer's backward) live in
+  // `slots` buffers of the largest layer's size, reused in turn (layer l in slot l % slots), the
+  // other parameters' (embeddings, head) in one resident buffer; so a rank holds resident + slots ×
+  // layer gradients instead of all of them, and each layer's must be summed away and its slot
+  // zeroed before the layer `slots` below it runs backward. Replaces any gradients held (zeros).
+  void keep_gradients_in_slots(const std::vector<std::pair<int64_t, int64_t>>& layers, int slots);
+  bool gradients_in_slots() const { return !slot_layers_.empty(); }
+  // The gradients of the elements [begin, end) of the flat layout, as one view: within one layer,
+  // or within one resident range ([0, first layer) or [last layer's end, numel)) when in slots;
+  // anywhere otherwise.
+  Tensor gradient_range(int64_t begin, int64_t end) const;
+  // Layer l's slot (in slots), the whole buffer.
+  const Tensor& gradient_slot(size_t layer) const;
+  // Gradient elements held (numel(), or resident + slots in slots; 0 before any gradient exists).
+  int64_t gradient_elements() const;
   // Counts writes to the values (optimizer steps, loads, initialisation): a model keeping a 16-bit
   // working copy re-casts it when the version moved.
   void mark_updated() { ++version_; }
@@ -91,6 +105,14 @@ class ParameterStore {
   // Lazily allocated (see allocate()); mutable because reading a gradient is what first needs it.
   mutable Tensor grads_;
   mutable std::vector<Tensor> grad_views_;
+  // In slots (keep_gradients_in_slots): the layers' ranges, the resident buffer ([0, first layer)
+  // then [last layer's end, numel)) and the slots.
+  std::vector<std::pair<int64_t, int64_t>> slot_layers_;
+  int64_t slot_count_ = 0;
+  mutable Tensor resident_;
+  mutable std::vector<Tensor> slots_;
+  // Where element `offset` of the flat layout lives while in slots: the buffer and the index there.
+  std::pair<const Tensor*, int64_t> slot_address(int64_t offset) const;
 };
 
 // How an inference-only model's forward reads one parameter: in f32 (what the embedding and

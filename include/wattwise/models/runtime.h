@@ -120,6 +120,7 @@ class ModelRuntime : public TrainableModel {
   Device device() const override { return device_; }
   // Each layer's first offset, last layer first, then 0 (the embeddings); see model.h.
   std::vector<int64_t> gradient_boundaries() const override;
+  std::vector<std::pair<int64_t, int64_t>> layer_gradient_ranges() const override;
 
   // Precision (and TF32), attention kernel, checkpointing and CUDA graphs; checked against the
   // device (16-bit, TF32 and fused attention need a GPU). Takes effect at the next forward. An
@@ -149,6 +150,7 @@ class ModelRuntime : public TrainableModel {
   // as it registers its layers, between its embeddings and its head), and the call a family makes
   // after each layer's backward (and with 0 after the embeddings'): gradients_final_from(offset).
   std::vector<int64_t> layer_offsets_;
+  int64_t layers_end_ = 0;  // where the last layer's parameters end
   void gradients_final_from(int64_t offset) const {
     if (hook_) hook_(offset);
   }

@@ -115,11 +115,18 @@ class Optimizer {
   // from its checkpoint's shards).
   void share_state(dist::ProcessGroup& group);
   bool sharded() const { return shard_.active(); }
+  // ZeRO 2: this rank's summed gradients live in their own buffer (`part`: f32, the shard's
+  // elements, on the parameters' device) and the store holds no whole gradient buffer; the
+  // optimizer reads them from there instead of the store's gradients.
+  void set_gradient_part(const Tensor& part);
   // Bytes of optimizer state this rank holds (its part when sharded).
   size_t state_bytes() const;
 
  private:
   ops::AdamStepArgs adam_args(double lr, float grad_scale, int64_t step) const;
+  // The gradients this optimizer updates from: the part (set_gradient_part), or the store's (this
+  // rank's slice of them when sharded).
+  Tensor gradients_to_apply() const;
   ops::SgdStepArgs sgd_args(double lr, float grad_scale, int64_t step) const;
 
   models::ParameterStore& store_;
@@ -128,6 +135,7 @@ class Optimizer {
   Tensor exp_avg_, exp_avg_sq_, momentum_buffer_;  // sharded: this rank's part
   int64_t step_ = 0;
   OptimizerShard shard_;
+  Tensor gradient_part_;
   // The live state tensors by name ("exp_avg", ...), without "step".
   std::vector<std::pair<std::string, Tensor>> live_state() const;
   // Step in flight: prepare() → launch() → finish().

@@ -16,6 +16,7 @@
 #include "wattwise/train/metrics.h"
 #include "wattwise/train/optimizer.h"
 #include "wattwise/train/schedule.h"
+#include "wattwise/train/sharded_gradients.h"
 
 namespace ww::train {
 
@@ -37,12 +38,13 @@ struct TrainerOptions {
   // group of one: one process.
   dist::ProcessGroup* group = nullptr;
   // ZeRO stage: 0, every rank holds the whole optimizer state; 1, each holds its part of it
-  // (OptimizerShard) and the updated parameters are all-gathered; 2, also the gradients are
-  // reduce-scattered rather than all-reduced: each rank receives the sums of its part only.
+  // (OptimizerShard) and the updated parameters are all-gathered; 2, also the gradients: each
+  // layer's are reduce-scattered as soon as backward finishes them and each rank keeps only the
+  // sums of its part (sharded_gradients.h).
   int zero = 0;
   // Data parallel, ZeRO 0 and 1: the gradients are summed in buckets of about this many elements,
   // each while backward goes on (gradient_buckets.h); 0: in one all-reduce after backward. ZeRO 2
-  // reduce-scatters after backward.
+  // sums layer by layer instead.
   int64_t bucket_elements = kDefaultBucketBytes / int64_t(sizeof(float));
 };
 
@@ -92,6 +94,9 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
   // Data parallel: the buckets the gradients are summed in (0: one sum after backward, or ZeRO 2).
   size_t gradient_buckets() const { return buckets_ ? buckets_->buckets().size() : 0; }
+  // Bytes of gradients this process holds: the whole buffer, or under ZeRO 2 the layers' slots, the
+  // resident embeddings' and head's, and its part of the sums (0 before any backward).
+  size_t gradient_bytes() const;
   Optimizer& optimizer() { return optimizer_; }
   const Optimizer& optimizer() const { return optimizer_; }
   const LrSchedule& schedule() const { return schedule_; }
@@ -113,7 +118,8 @@ class Trainer {
   bool can_graph(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const;
   // The loss scale backward uses for a rank holding `share` of the loss terms.
   float backward_scale(double share) const;
-  // Runs `work` (a backward) with the buckets' hook set, so their sums start as parts finish.
+  // Runs `work` (a backward) with the buckets' (or ZeRO 2's) hook set, so the sums start as parts
+  // finish.
   template <typename Work>
   void with_buckets_hooked(Work&& work);
   // A job of one rank too: its collectives run (through NCCL or Gloo), as DDP's do.
@@ -126,6 +132,7 @@ class Trainer {
   Optimizer optimizer_;
   LrSchedule schedule_;
   std::optional<GradientBuckets> buckets_;  // data parallel with buckets (see TrainerOptions)
+  std::optional<ShardedGradients> sharded_gradients_;  // ZeRO 2 on more than one rank
   int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0, good_steps_ = 0;
   float loss_scale_ = 1.0f;
   double step_loss_ = 0;
