@@ -439,47 +439,6 @@ TEST(CudaOptimizer, OptimizerClassRunsOnGpuParameters) {
   }
 }
 
-// A process group over GPU tensors for thread ranks sharing one GPU (NCCL refuses two ranks on one
-// device): every collective copies to the host, runs Gloo's, and copies back.
-class HostBridgeGroup : public dist::ProcessGroup {
- public:
-  HostBridgeGroup(std::unique_ptr<dist::ProcessGroup> host, Device device) : host_(std::move(host)), device_(device) {
-    rank_ = host_->rank();
-    size_ = host_->size();
-  }
-  std::string backend() const override { return "gloo (host copies)"; }
-  void all_reduce_sum(const Tensor& values) override {
-    bridge(values, [&](const Tensor& h) { host_->all_reduce_sum(h); });
-  }
-  void all_reduce_sum(std::vector<double>& values) override { host_->all_reduce_sum(values); }
-  void all_reduce_sum_f64(double* values, size_t count) override {
-    const Tensor on_device = Tensor::view(values, {int64_t(count)}, DType::I64, device_);  // 8-byte elements
-    const Tensor h = on_device.to(Device::cpu());
-    host_->all_reduce_sum_f64(static_cast<double*>(h.raw()), count);
-    on_device.copy_from(h);
-  }
-  void broadcast(const Tensor& values, int root) override {
-    bridge(values, [&](const Tensor& h) { host_->broadcast(h, root); });
-  }
-  void all_gather(const Tensor& full, const std::vector<int64_t>& counts) override {
-    bridge(full, [&](const Tensor& h) { host_->all_gather(h, counts); });
-  }
-  void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) override {
-    bridge(full, [&](const Tensor& h) { host_->reduce_scatter_sum(h, counts); });
-  }
-  void broadcast_bytes(void* data, size_t bytes, int root) override { host_->broadcast_bytes(data, bytes, root); }
-  void barrier() override { host_->barrier(); }
-
- private:
-  template <typename F>
-  void bridge(const Tensor& values, F&& collective) {
-    const Tensor h = values.to(Device::cpu());
-    collective(h);
-    values.copy_from(h);
-  }
-  std::unique_ptr<dist::ProcessGroup> host_;
-  Device device_;
-};
 
 // ZeRO on GPU parameters: 2 ranks, each holding half the state and reading only its part of the
 // gradients (the rest is NaN here, as a reduce-scatter leaves it undefined), take the unsharded
@@ -512,7 +471,7 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
     const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
       dist::JoinOptions join;
       join.timeout = std::chrono::seconds(60);
-      HostBridgeGroup group(dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join), Device::cuda(0));
+      ww::testing::HostBridgeGroup group(dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join), Device::cuda(0));
       models::ParameterStore store = make_store(Device::cuda(0));
       const train::OptimizerShard shard = train::shard_of(&group, store.numel());
       train::Optimizer optimizer(store, options, shard);

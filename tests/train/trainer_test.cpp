@@ -402,5 +402,85 @@ TEST(DataParallelOnGpu, OneRankThroughNcclEqualsOneProcessBitForBit) {
   EXPECT_GT(group->communication_seconds(), 0.0);
 }
 
+// ZeRO 2 with the gradients in slots: 2 thread ranks, each on its half of every batch, keep only
+// their part of the gradients (two layers' slots, the embeddings' and head's, and their part of the
+// sums) and take one process's steps. On the CPU through Gloo; on a GPU the same with the ranks
+// sharing it through host copies (NCCL refuses two ranks on one device), so the slots, the part's
+// sums and the optimizer's reading of them run on the device.
+void zero2_in_slots_equals_one_process(Device device) {
+  const int64_t steps = 3, B = 4, T = 12, ranks = 2;
+  models::ModelConfig config = testing::test_config(models::Architecture::Bert);
+  config.num_layers = 6;
+  config.hidden_dropout = config.attention_dropout = config.classifier_dropout = 0;  // each rank draws its own masks
+  auto options_for = [&](dist::ProcessGroup* group) {
+    train::TrainerOptions options;
+    options.optimizer.max_grad_norm = 1.0;
+    options.schedule.kind = train::ScheduleKind::Constant;
+    options.schedule.learning_rate = 1e-3;
+    options.schedule.total_steps = steps;
+    options.grad_accum = 2;
+    options.group = group;
+    options.zero = group ? 2 : 0;
+    return options;
+  };
+  auto batch_of = [&](int64_t i) { return testing::make_batch(B, T, 300 + uint64_t(i), true, Device::cpu()); };
+  models::SequenceClassifier plain(config, device);
+  plain.init_weights(11);
+  train::Trainer plain_trainer(plain, options_for(nullptr));
+  std::vector<double> expected;
+  for (int64_t i = 0; i < steps * 2; ++i)
+    if (auto r = plain_trainer.train_micro_batch(batch_of(i))) expected.push_back(r->loss);
+  const std::vector<float> expected_params = plain.parameters().flat_values().to_float_vector();
+  const int64_t numel = plain.parameters().numel();
+
+  std::vector<std::vector<double>> losses(ranks);
+  std::vector<std::vector<float>> params(ranks);
+  std::vector<size_t> gradient_bytes(ranks);
+  const int port = ww::testing::free_port();
+  const auto errors = ww::testing::run_ranks(int(ranks), [&](int rank) {
+    dist::JoinOptions join;
+    join.timeout = std::chrono::seconds(60);
+    std::unique_ptr<dist::ProcessGroup> host = dist::join(ww::testing::world_of(rank, int(ranks), port), Device::cpu(), join);
+    std::unique_ptr<dist::ProcessGroup> group =
+        device.is_cuda() ? std::make_unique<ww::testing::HostBridgeGroup>(std::move(host), device) : std::move(host);
+    models::SequenceClassifier model(config, device);
+    model.init_weights(11);
+    train::Trainer trainer(model, options_for(group.get()));
+    for (int64_t i = 0; i < steps * 2; ++i) {
+      const models::Batch batch = batch_of(i);
+      const int64_t begin = B * rank / ranks, end = B * (rank + 1) / ranks;
+      if (auto r = trainer.train_micro_batch_shard(models::slice_rows(batch, begin, end), 0.5, B))
+        losses[size_t(rank)].push_back(r->loss);
+    }
+    params[size_t(rank)] = model.parameters().flat_values().to_float_vector();
+    gradient_bytes[size_t(rank)] = trainer.gradient_bytes();
+  });
+  for (int r = 0; r < ranks; ++r) ASSERT_EQ(errors[size_t(r)], "") << "rank " << r;
+  const std::vector<std::pair<int64_t, int64_t>> layers = plain.layer_gradient_ranges();
+  const int64_t layer = layers[0].second - layers[0].first;
+  for (int r = 0; r < ranks; ++r) {
+    SCOPED_TRACE("rank " + std::to_string(r));
+    ASSERT_EQ(losses[size_t(r)].size(), expected.size());
+    for (size_t s = 0; s < expected.size(); ++s) EXPECT_NEAR(losses[size_t(r)][s], expected[s], 1e-5 * std::abs(expected[s]));
+    EXPECT_EQ(params[size_t(r)], params[0]);  // replicas identical
+    float worst = 0;
+    for (size_t i = 0; i < expected_params.size(); ++i)
+      worst = std::max(worst, std::abs(params[size_t(r)][i] - expected_params[i]));
+    EXPECT_LT(worst, 2e-6f);
+    const int64_t part = numel * (r + 1) / ranks - numel * r / ranks;
+    EXPECT_EQ(gradient_bytes[size_t(r)], size_t(numel - 6 * layer + 2 * layer + part) * sizeof(float));
+    EXPECT_LT(gradient_bytes[size_t(r)], size_t(numel) * sizeof(float));
+  }
+}
+
+TEST(DataParallel, Zero2KeepsEachRanksPartOfTheGradientsAndTakesOneProcesssSteps) {
+  zero2_in_slots_equals_one_process(Device::cpu());
+}
+
+TEST(DataParallelOnGpu, Zero2KeepsEachRanksPartOfTheGradientsAndTakesOneProcesssSteps) {
+  WW_REQUIRE_CUDA();
+  zero2_in_slots_equals_one_process(Device::cuda(0));
+}
+
 }  // namespace
 }  // namespace ww
