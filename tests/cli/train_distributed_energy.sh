@@ -6,7 +6,8 @@
 # - 3 ranks, rank 2 on "nodeB": metrics.json's energy.total is the sum of energy_by_machine's parts,
 #   nodeB's part is there (ranks [2], its two GPUs by PCI bus id at 100 W x its duration, its CPU
 #   and RAM), its power trace is written by rank 0 as power_trace_nodeB.csv, kWh and CO2 follow from
-#   the total, emissions.csv's row is the job's, and a checkpoint's energy has nodeB's so far;
+#   the total, emissions.csv's row is the job's, and a checkpoint's energy has nodeB's so far, so a
+#   run resumed on 2 machines adds its session's parts to it;
 # - communication_share in [0, 1], throughput per rank x ranks = throughput, scaling efficiency
 #   from a one-process baseline made here (examples/s for BERT, tokens/s for GPT-2);
 # - a bad train.scaling_baseline (missing, not JSON, not a training metrics.json, multi-rank,
@@ -143,6 +144,21 @@ assert abs(d["scaling_efficiency"] - expected) <= 1e-9 * expected, (d["scaling_e
 print("  communication share %.3f, scaling efficiency %.3f" % (d["communication_share"], d["scaling_efficiency"]))
 PY'
 
+# Resumed on 2 ranks, one per machine: the total is the checkpoint's plus this session's machines.
+cp "$R/checkpoints/step_10/trainer_state.json" "$work/state_10.json"
+cp "$R/metrics.json" "$work/three_ranks.json"  # a baseline to refuse, below
+job resumed "nodeA nodeB" --resume "$R" --train.max_steps 15
+check "resumed on 2 machines: total = the checkpoint's + this session's parts; nodeB's second trace" \
+  '[ "$rcs" = "0 0" ] && [ -s "$R/power_trace_nodeB_2.csv" ] && python3 - "$R/metrics.json" "$work/state_10.json" <<'"'"'PY'"'"'
+import json, sys
+m, state = (json.load(open(p)) for p in sys.argv[1:3])
+machines = m["distributed"]["energy_by_machine"]
+assert [x["ranks"] for x in machines] == [[0], [1]] and machines[1]["power_trace"] == "power_trace_nodeB_2.csv", machines
+before, total = state["energy"]["total"]["energy_j"], m["energy"]["total"]["energy_j"]
+expected = before + sum(x["energy_j"] for x in machines)
+assert abs(total - expected) <= 1e-9 * expected, (total, expected)
+PY' || { echo "exit codes: $rcs"; cat "$work"/resumed_*; false; }
+
 # GPT-2 on 2 ranks, each its own machine: rates in tokens/s.
 job gpt2_2 "nodeA nodeB" "${gpt2[@]}" --run.name gpt2_2 --train.scaling_baseline "$gpt2_base"
 G=$(run_of gpt2_2)
@@ -182,7 +198,7 @@ rejected() {  # label, baseline file, expected text
 rejected "missing" "$work/missing.json" ": cannot read it"
 rejected "not JSON" "$work/garbage.json" " is not the metrics.json of a wattwise training run (not JSON)"
 rejected "not a training metrics.json" "$work/not_metrics.json" " is not the metrics.json of a wattwise training run (no run.device)"
-rejected "multi-rank" "$R/metrics.json" " is a run of 3 ranks (distributed.ranks)"
+rejected "multi-rank" "$work/three_ranks.json" " is a run of 3 ranks (distributed.ranks)"
 rejected "another model and task" "$gpt2_base" " trained another model: its model.arch is \"gpt2\""
 rejected "another precision" "$work/bf16.json" " ran execution.precision bf16, this run fp32"
 
