@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "dist_internal.h"
 #include "wattwise/core/error.h"
 
@@ -15,6 +17,11 @@ std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "127.0.0.1";
   return name;
+}
+
+std::string machine_name() {
+  const char* name = std::getenv("WW_HOST_NAME");
+  return name != nullptr && *name != '\0' ? name : host_name();
 }
 
 std::string first_line(const std::string& text) {

@@ -119,6 +119,7 @@ struct EnergyMonitor::Impl {
   std::shared_ptr<detail::nvml::Api> nvml_api;
   std::vector<std::unique_ptr<Source>> sources;
   std::string gpu_absent_reason;
+  std::map<std::string, std::string> gpu_bus_ids;  // source id ("gpu0") -> PCI bus id
 
   mutable std::mutex warnings_mutex;
   std::vector<Warning> warnings;
@@ -183,6 +184,7 @@ struct EnergyMonitor::Impl {
       return;
     }
     std::vector<int> indices;
+    std::map<int, std::string> bus_id_of;  // the bus ids the caller named, in its spelling
     if (options.gpus) {
       indices = *options.gpus;
       for (int index : indices)
@@ -190,7 +192,7 @@ struct EnergyMonitor::Impl {
           fail("GPU index ", index, " does not exist: NVML sees ", count, " GPU(s) (indices 0..",
                static_cast<int>(count) - 1, ")");
     } else if (!options.gpu_pci_bus_ids.empty()) {
-      indices = indices_of_bus_ids(options.gpu_pci_bus_ids);
+      indices = indices_of_bus_ids(options.gpu_pci_bus_ids, &bus_id_of);
       if (indices.empty())
         for (unsigned i = 0; i < count; ++i) indices.push_back(static_cast<int>(i));
     } else {
@@ -223,6 +225,16 @@ struct EnergyMonitor::Impl {
       }
       sources.push_back(std::make_unique<detail::NvmlGpuSource>(
           nvml_api, device, static_cast<unsigned>(index), name, has_counter, options.interval_ms));
+      // Which GPU a figure is, across machines and CUDA_VISIBLE_DEVICES: its PCI bus id.
+      std::string bus_id = bus_id_of.count(index) ? bus_id_of[index] : "";
+      detail::nvml::PciInfo pci{};
+      if (bus_id.empty() && nvml_api->device_get_pci_info != nullptr &&
+          nvml_api->device_get_pci_info(device, &pci) == detail::nvml::kSuccess) {
+        pci.bus_id_legacy[sizeof(pci.bus_id_legacy) - 1] = '\0';
+        pci.bus_id[sizeof(pci.bus_id) - 1] = '\0';
+        bus_id = pci.bus_id_legacy[0] != '\0' ? pci.bus_id_legacy : pci.bus_id;
+      }
+      if (!bus_id.empty()) gpu_bus_ids[sources.back()->id] = bus_id;
       sources.back()->set_counter_every(std::max(1, options.counter_period_ms / std::max(1, options.interval_ms)));
       ++model_counts[name];
     }
@@ -237,7 +249,7 @@ struct EnergyMonitor::Impl {
 
   // NVML indices of the GPUs at these PCI bus ids, in order, without repeats; empty (after a
   // warning) when any cannot be found.
-  std::vector<int> indices_of_bus_ids(const std::vector<std::string>& bus_ids) {
+  std::vector<int> indices_of_bus_ids(const std::vector<std::string>& bus_ids, std::map<int, std::string>* bus_id_of) {
     std::vector<int> indices;
     if (nvml_api->device_get_handle_by_pci_bus_id == nullptr || nvml_api->device_get_index == nullptr) {
       warn("NVML cannot look GPUs up by PCI bus id (no nvmlDeviceGetHandleByPciBusId_v2/nvmlDeviceGetIndex): "
@@ -255,6 +267,7 @@ struct EnergyMonitor::Impl {
         return {};
       }
       if (std::find(indices.begin(), indices.end(), int(index)) == indices.end()) indices.push_back(int(index));
+      bus_id_of->emplace(int(index), bus_id);
     }
     return indices;
   }
@@ -708,6 +721,7 @@ WindowResult EnergyMonitor::measure_window(const std::string& name, bool close) 
 void EnergyMonitor::append_emissions_csv(const std::string& path, const WindowResult& result,
                                          const RunInfo& run) const {
   const Impl& m = *impl_;
+  const HostInfo& host = run.host ? *run.host : m.host;
   const double duration = result.duration_s;
   const double kg = result.gco2e / 1000.0;
   auto per_second = [duration](double value) { return duration > 0 ? value / duration : 0.0; };
@@ -730,12 +744,12 @@ void EnergyMonitor::append_emissions_csv(const std::string& path, const WindowRe
       {"energy_consumed", format_number(result.kwh)},
       {"country_name", m.carbon.region_name},
       {"country_iso_code", iso3 ? m.carbon.region_code : ""},
-      {"os", m.host.os},
-      {"cpu_count", std::to_string(m.host.cpu_count)},
-      {"cpu_model", m.host.cpu_model},
-      {"gpu_count", std::to_string(m.host.gpu_count)},
-      {"gpu_model", m.host.gpu_model},
-      {"ram_total_size", format_number(m.host.ram_total_gib)},
+      {"os", host.os},
+      {"cpu_count", std::to_string(host.cpu_count)},
+      {"cpu_model", host.cpu_model},
+      {"gpu_count", std::to_string(host.gpu_count)},
+      {"gpu_model", host.gpu_model},
+      {"ram_total_size", format_number(host.ram_total_gib)},
       {"tracking_mode", "machine"},
       {"pue", format_number(m.carbon.pue)},
   };
@@ -748,6 +762,8 @@ int64_t EnergyMonitor::samples_taken() const { return impl_->samples.load(); }
 double EnergyMonitor::sampler_cpu_seconds() const { return double(impl_->sampler_cpu_ns.load()) * 1e-9; }
 bool EnergyMonitor::gpu_present() const { return impl_->host.gpu_count > 0; }
 std::string EnergyMonitor::gpu_absent_reason() const { return impl_->gpu_absent_reason; }
+
+std::map<std::string, std::string> EnergyMonitor::gpu_pci_bus_ids() const { return impl_->gpu_bus_ids; }
 
 std::map<std::string, double> EnergyMonitor::counter_update_periods() const {
   std::map<std::string, double> periods;

@@ -54,6 +54,7 @@ std::unique_ptr<Api> load(const std::string& path, std::string* why_not) {
   bind(handle, "nvmlDeviceGetEnforcedPowerLimit", api->device_get_enforced_power_limit);
   bind(handle, "nvmlDeviceGetHandleByPciBusId_v2", api->device_get_handle_by_pci_bus_id);
   bind(handle, "nvmlDeviceGetIndex", api->device_get_index);
+  bind(handle, "nvmlDeviceGetPciInfo_v3", api->device_get_pci_info);
   Return (*shutdown_fn)() = nullptr;
   bind(handle, "nvmlShutdown", shutdown_fn);
   if (api->init == nullptr || shutdown_fn == nullptr || api->device_get_count == nullptr ||

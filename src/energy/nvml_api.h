@@ -25,6 +25,11 @@ struct Memory {  // nvmlMemory_t (v1)
   unsigned long long free;
   unsigned long long used;
 };
+struct PciInfo {  // nvmlPciInfo_t (nvmlDeviceGetPciInfo_v3)
+  char bus_id_legacy[16];  // "0000:3B:00.0", CUDA's spelling
+  unsigned domain, bus, device, pci_device_id, pci_subsystem_id;
+  char bus_id[32];  // "00000000:3B:00.0"
+};
 
 // The loaded library: function pointers are null when a symbol is missing.
 struct Api {
@@ -47,6 +52,7 @@ struct Api {
   // device (numbered under CUDA_VISIBLE_DEVICES and CUDA's own order) is found among NVML's.
   Return (*device_get_handle_by_pci_bus_id)(const char*, Device*) = nullptr;  // ..._v2
   Return (*device_get_index)(Device, unsigned*) = nullptr;
+  Return (*device_get_pci_info)(Device, PciInfo*) = nullptr;  // ..._v3: a metered GPU's bus id
 
   ~Api();  // nvmlShutdown and dlclose
   std::string describe(Return code) const;  // "GPU is lost (15)"

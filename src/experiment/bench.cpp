@@ -300,6 +300,7 @@ namespace {
 struct Timed {
   int64_t steps = 0;
   double elapsed_s = 0;
+  double communication_s = 0;  // data parallel: rank 0's time in collectives during the timed steps
   energy::WindowResult window;
   std::string device_name;
 };
@@ -328,6 +329,7 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
   monitor.start();
   monitor.begin_window("bench");
   const auto start = std::chrono::steady_clock::now();
+  const double communication_before = group ? group->communication_seconds() : 0.0;
   Timed t;
   // Data parallel: rank 0's clock decides, so every rank takes the same number of steps.
   auto more = [&] {
@@ -343,6 +345,7 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
   }
   wait_for_device();
   t.elapsed_s = seconds_since(start);
+  if (group) t.communication_s = group->communication_seconds() - communication_before;
   t.window = monitor.end_window("bench");
   monitor.stop();
   t.device_name = device.is_cuda() ? monitor.host().gpu_model : monitor.host().cpu_model;
@@ -428,7 +431,10 @@ void add_common_fields(nlohmann::json& j, const BenchCase& c, const BenchOptions
   if (o.group)
     j["distributed"] = {{"ranks", ranks},
                         {"backend", o.group->backend()},
-                        {"communication_s", o.group->communication_seconds()},
+                        {"communication_s", t.communication_s},
+                        {"communication_share", t.communication_s / t.elapsed_s},
+                        {"samples_per_s_per_rank", double(samples) / t.elapsed_s / double(ranks)},
+                        {"tokens_per_s_per_rank", double(tokens) / t.elapsed_s / double(ranks)},
                         {"energy_scope", "rank 0's device only"}};
   j["model_flops_per_step"] = flops;
   j["model_flops_per_sample"] = flops / double(c.batch);

@@ -106,6 +106,11 @@ const std::vector<ConfigKey>& train_config_schema() {
        "Data-parallel runs (ZeRO 0 and 1): the gradients are summed over the ranks in buckets of about this many "
        "MiB, each while backward goes on (PyTorch DDP's bucket_cap_mb); 0: one sum after backward",
        {}, {}, {0, 1e6}},
+      {"train.scaling_baseline", "path", "",
+       "Data-parallel runs: the metrics.json of a one-process run of the same model, task and precision (e.g. this "
+       "configuration on one GPU); metrics.json then reports distributed.scaling_efficiency = this run's throughput / "
+       "(ranks x the baseline's), read before training starts (empty: none; one process ignores it)",
+       {}},
       {"train.tokens_per_step", "int", "0",
        "Language modelling: tokens per optimizer step; sets grad_accum = tokens_per_step / (batch_size x block_size), "
        "which must come out whole (0: use grad_accum)",

@@ -12,6 +12,7 @@
 #include "wattwise/core/error.h"
 #include "wattwise/dist/process_group.h"
 #include "wattwise/experiment/job.h"
+#include "wattwise/experiment/job_energy.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/progress.h"
 #include "wattwise/experiment/run_dir.h"
@@ -201,11 +202,20 @@ json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, model
   return rows;
 }
 
+// What a data-parallel run reports beyond one process's metrics, gathered from the ranks.
+struct JobReport {
+  json memory_per_rank;      // rank_memory()
+  json energy_by_machine;    // machine_energy_entry() per machine, rank 0's first
+  json scaling_baseline;     // scaling_baseline_of() (null: none given)
+  double loop_communication_s = 0;  // rank 0's time in collectives during this session's training loop
+  double loop_seconds = 0;          // the wall time of this session's training loop
+};
+
 // metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
 // the task's "model" and "data" objects and its entries of "train".
 json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcome& r, const train::Trainer& trainer,
                  models::ModelRuntime& m, json energy, const Ending& ending, const dist::ProcessGroup* group,
-                 const json& memory_per_rank) {
+                 const JobReport& job) {
   const TaskSettings& s = task.settings();
   json metrics;
   metrics["run"] = {{"name", s.name},
@@ -222,6 +232,7 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
   metrics["model"] = task.model_metrics();
   metrics["data"] = task.data_metrics();
   json train = {{"steps", r.steps},
+                {"batch_size", s.batch_size},
                 {"epochs", r.epochs},
                 {"examples", r.examples},
                 {"seconds", r.seconds},
@@ -248,18 +259,33 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
     json rows = json::array();
     for (int64_t rank = 0; rank < group->size(); ++rank)
       rows.push_back(s.batch_size * (rank + 1) / group->size() - s.batch_size * rank / group->size());
-    metrics["distributed"] = {
-        {"ranks", group->size()},
-        {"backend", group->backend()},
-        {"launcher", dist::world_from_environment().launcher},
-        {"rows_per_rank", rows},
-        {"communication_s", group->communication_seconds()},
-        {"zero", trainer.options().zero},
-        {"gradient_buckets", trainer.gradient_buckets()},
-        {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
-        {"memory_per_rank", memory_per_rank},
-        {"energy_scope", "rank 0's machine: the job's GPUs there (each rank's, found by PCI bus id) and the CPU "
-                         "and RAM meters, which see every rank running there; other machines are not metered"}};
+    const double ranks = double(group->size());
+    json d = {{"ranks", group->size()},
+              {"backend", group->backend()},
+              {"launcher", dist::world_from_environment().launcher},
+              {"rows_per_rank", rows},
+              {"communication_s", group->communication_seconds()},
+              {"communication_share", job.loop_seconds > 0 ? job.loop_communication_s / job.loop_seconds : 0.0},
+              {"samples_per_s_per_rank", train["samples_per_s"].get<double>() / ranks},
+              {"zero", trainer.options().zero},
+              {"gradient_buckets", trainer.gradient_buckets()},
+              {"optimizer_state_bytes", trainer.optimizer().state_bytes()},
+              {"memory_per_rank", job.memory_per_rank},
+              {"energy_by_machine", job.energy_by_machine},
+              {"energy_scope",
+               "every machine of the job, each metered by its lowest rank: the job's GPUs there (found by PCI bus id; "
+               "CPU ranks: every GPU NVML sees) and its CPU and RAM, which see every rank running there; the other "
+               "machines' sessions (the job's start to the end of the training loop) are in energy.total and "
+               "energy.phases.training, the evaluation and test phases are rank 0's machine (they run on rank 0)"}};
+    // Throughput in the run's own unit: tokens for language modelling, else examples.
+    const char* rate = s.per_token ? "tokens_per_s" : "samples_per_s";
+    if (s.per_token) d["tokens_per_s_per_rank"] = train[rate].get<double>() / ranks;
+    if (!job.scaling_baseline.is_null()) {
+      d["scaling_baseline"] = job.scaling_baseline;
+      // 1: the ranks together are that many times as fast as the one-process run.
+      d["scaling_efficiency"] = train[rate].get<double>() / (ranks * job.scaling_baseline[rate].get<double>());
+    }
+    metrics["distributed"] = d;
   }
   return metrics;
 }
@@ -407,21 +433,15 @@ void share_start_state(dist::ProcessGroup& group, models::ModelRuntime& m, train
   run_dir = state.at("run_dir").get<std::string>();
 }
 
-// Data parallel on GPUs: the PCI bus ids of the job's GPUs on rank 0's machine (a collective), so
-// rank 0's meters take exactly those GPUs. Empty for CPU ranks.
-std::vector<std::string> job_gpus_on_rank0_machine(dist::ProcessGroup& group, Device device) {
-  const std::string mine = dist::host_name() + "\n" + (device.is_cuda() ? cuda_pci_bus_id(device.index) : "");
-  std::vector<std::string> bus_ids;
-  std::string host0;
-  for (int r = 0; r < group.size(); ++r) {
-    std::string text = mine;
-    group.broadcast_text(text, r);
-    const size_t newline = text.find('\n');
-    const std::string host = text.substr(0, newline), bus_id = text.substr(newline + 1);
-    if (r == 0) host0 = host;
-    if (host == host0 && !bus_id.empty()) bus_ids.push_back(bus_id);
-  }
-  return bus_ids;
+// The energy settings of a run (the energy.* keys) on `device`.
+EnergySettings energy_settings_of(const TrainConfig& cfg, Device device) {
+  EnergySettings settings = energy_settings_for(device);
+  settings.interval_ms = int(cfg.get_int("energy.interval_ms"));
+  settings.country = cfg.get_string("energy.country");
+  settings.pue = cfg.get_float("energy.pue");
+  settings.carbon_intensity = cfg.get_float("energy.carbon_intensity");
+  settings.idle_baseline_s = cfg.get_float("energy.idle_baseline_s");
+  return settings;
 }
 
 // A resumption: the run folder, held locked, and its newest checkpoint, verified.
@@ -431,7 +451,8 @@ struct ResumeFrom {
   LoadedCheckpoint checkpoint;
 };
 
-TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* resume, dist::ProcessGroup* group) {
+TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* resume, dist::ProcessGroup* group,
+                        const json& scaling_baseline) {
   const TaskSettings& s = task.settings();
   models::ModelRuntime& m = task.model();
   const int64_t steps_per_epoch = std::max<int64_t>(1, s.batches_per_epoch / s.grad_accum);
@@ -497,10 +518,11 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   // A signal from here on stops the loop at a step boundary (see GracefulInterrupt).
   GracefulInterrupt interrupt;
   try {
-    std::vector<std::string> job_gpus;
+    // Data parallel: the job's machines; rank 0 meters its own (the job's GPUs there, by PCI bus id).
+    std::vector<JobMachine> machines;
     if (group) {
       share_start_state(*group, m, trainer, r, result.run_dir, resume ? &resume->checkpoint : nullptr);
-      job_gpus = job_gpus_on_rank0_machine(*group, s.device);
+      machines = job_machines(*group, s.device);
     }
     if (resume) {
       // Back to the state of the checkpoint: what a killed session wrote after it is undone. A
@@ -517,10 +539,8 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     }
     write_status(run_dir, status);
 
-    EnergySettings energy_settings{int(cfg.get_int("energy.interval_ms")), cfg.get_string("energy.country"),
-                                   cfg.get_float("energy.pue"), cfg.get_float("energy.carbon_intensity"),
-                                   cfg.get_float("energy.idle_baseline_s"), s.device};
-    energy_settings.gpu_pci_bus_ids = job_gpus;
+    EnergySettings energy_settings = energy_settings_of(cfg, s.device);
+    if (group) energy_settings.gpu_pci_bus_ids = machines.front().gpu_pci_bus_ids;
     if (resume) {
       // Each session's power trace starts its clock at 0: a resumed session writes its own file.
       for (int n = 2;; ++n) {
@@ -632,10 +652,35 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     hooks.epoch_end = [&] {
       if (r.history.empty() || r.history.back()["step"] != r.steps) evaluate_now(r.epochs);
     };
-    hooks.checkpoint = [&] { checkpoint(false, energy.so_far(session_samples())); };
+    hooks.checkpoint = [&] {
+      // The other machines' energy so far (every rank takes part), so that a resumed run's total has it.
+      if (group) energy.set_other_machines(gather_machine_reports(*group, machines, nullptr, false), "training");
+      checkpoint(false, energy.so_far(session_samples()));
+    };
+    const double communication_before = group ? group->communication_seconds() : 0.0;
     const bool interrupted =
         train_epochs(task, trainer, r, total_steps, checkpoint_every, export_plan, interrupt, group, stop, hooks);
-    const json memory_per_rank = group ? rank_memory(*group, trainer, m, s.device) : json(nullptr);
+    JobReport job;
+    job.scaling_baseline = scaling_baseline;
+    std::vector<json> other_machines;
+    if (group) {
+      job.memory_per_rank = rank_memory(*group, trainer, m, s.device);
+      // The other machines' session, final, and their power traces (written here: only rank 0 writes).
+      other_machines = gather_machine_reports(*group, machines, nullptr, true);
+      for (json& report : other_machines) {
+        const std::string file = machine_trace_file(energy.trace_file(), report.at("host").get<std::string>());
+        if (fs::exists(run_dir / file)) {
+          std::fprintf(stderr, "wattwise: energy: %s exists: the power trace of %s is not written\n", file.c_str(),
+                       report.at("host").get<std::string>().c_str());
+          report["power_trace_file"] = nullptr;
+        } else {
+          io::write_file_atomic(run_dir / file, report.at("power_trace").get<std::string>());
+          report["power_trace_file"] = file;
+        }
+        report.erase("power_trace");
+      }
+      energy.set_other_machines(other_machines, "training");
+    }
     if (!interrupted && interrupt.requested())
       std::fprintf(stderr, "wattwise: %s came after the last step: finishing the run (a second signal stops at once)\n",
                    signal_name(interrupt.signal()).c_str());
@@ -645,6 +690,8 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       evaluate_now(r.epochs);
     progress.finish();
     r.seconds = step_log.elapsed();
+    job.loop_seconds = r.seconds - seconds_before;
+    if (group) job.loop_communication_s = group->communication_seconds() - communication_before;
     if (export_plan) io::write_file_atomic(run_dir / "plan" / "batches.jsonl", plan_batches);
     // Peak of everything wattwise allocated on the device during training (weights, gradients,
     // optimizer state, activations), as torch.cuda.max_memory_allocated counts.
@@ -675,8 +722,25 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       progress.message(task.test_line(r.test));
     }
 
-    result.metrics = run_metrics(task, run_dir, r, trainer, m, energy.finish(session_samples()), ending, group,
-                                 memory_per_rank);
+    json energy_json = energy.finish(session_samples());
+    if (group) {
+      // This session's energy per machine: rank 0's, then the others' (they add up to energy.total
+      // of a run that was not resumed).
+      job.energy_by_machine = json::array({machine_energy_entry(machines.front().host, machines.front().ranks,
+                                                                energy.own_session_total(),
+                                                                energy.monitor().gpu_pci_bus_ids(), energy.trace_file())});
+      for (const json& report : other_machines) {
+        std::map<std::string, std::string> bus_ids;
+        for (const auto& [source, bus_id] : report.at("gpu_pci_bus_ids").items()) bus_ids[source] = bus_id.get<std::string>();
+        job.energy_by_machine.push_back(machine_energy_entry(report.at("host").get<std::string>(),
+                                                             report.at("ranks").get<std::vector<int>>(),
+                                                             report.at("window"), bus_ids,
+                                                             report.value("power_trace_file", json()).is_string()
+                                                                 ? report["power_trace_file"].get<std::string>()
+                                                                 : ""));
+      }
+    }
+    result.metrics = run_metrics(task, run_dir, r, trainer, m, std::move(energy_json), ending, group, job);
     io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
     progress.message("training energy: " + energy_summary_line(training_energy));
   } catch (const NothingToKeep& nothing) {
@@ -748,16 +812,24 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   RunOutcome r;
   GracefulInterrupt interrupt(/*announce=*/false);  // rank 0 says what the job does
   share_start_state(group, m, trainer, r, result.run_dir, nullptr);
-  job_gpus_on_rank0_machine(group, s.device);  // for rank 0's meters
-  bool stop = false;
+  const std::vector<JobMachine> machines = job_machines(group, s.device);
+  // The lowest rank of a machine other than rank 0's meters it and sends rank 0 what it measured.
+  std::unique_ptr<MachineMeter> meter;
+  if (const JobMachine* mine = machine_metered_here(machines, group.rank()))
+    meter = std::make_unique<MachineMeter>(*mine, energy_settings_of(cfg, s.device));
   const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
   // Sharded optimizer state: this rank writes its part of every checkpoint rank 0 writes.
   const bool sharded = trainer.optimizer().sharded();
   LoopHooks hooks;
-  if (sharded) hooks.checkpoint = [&] { join_checkpoint_round(group, trainer.optimizer()); };
+  hooks.checkpoint = [&] {
+    gather_machine_reports(group, machines, meter.get(), false);
+    if (sharded) join_checkpoint_round(group, trainer.optimizer());
+  };
+  bool stop = false;
   const bool interrupted = train_epochs(task, trainer, r, total_steps, checkpoint_every, /*record_plan=*/false,
                                         interrupt, &group, stop, hooks);
   rank_memory(group, trainer, m, s.device);  // rank 0 reports them
+  gather_machine_reports(group, machines, meter.get(), true);
   // Rank 0's checkpoint at the end (as run_task decides: none for a run interrupted before its
   // first step).
   if (sharded && (interrupted || checkpoint_every > 0) && r.steps > 0) join_checkpoint_round(group, trainer.optimizer());
@@ -781,6 +853,89 @@ std::unique_ptr<dist::ProcessGroup> join_job(const TrainConfig& cfg, const dist:
                            "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg));
 }
 
+// train.scaling_baseline's file, checked against this run: the metrics.json of a one-process (or
+// one-rank) training run of the same model, task and precision. Errors name the file and the key.
+json read_scaling_baseline(const fs::path& path, const TrainTask& task) {
+  const TaskSettings& s = task.settings();
+  const std::string where = "train.scaling_baseline: " + path.string();
+  std::string text;
+  try {
+    text = io::read_file(path);
+  } catch (const std::exception& e) {
+    fail(where, ": cannot read it (", e.what(), ")");
+  }
+  const json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto not_metrics = [&](const std::string& why) {
+    fail(where, " is not the metrics.json of a wattwise training run (", why, ")");
+  };
+  if (m.is_discarded()) not_metrics("not JSON");
+  if (!m.is_object()) not_metrics("not a JSON object");
+  // The keys compared or used below: numbers, else strings.
+  const std::pair<const char*, bool> needed[] = {{"/run/device", false},       {"/model/arch", false},
+                                                 {"/model/layers", true},      {"/model/hidden_size", true},
+                                                 {"/model/parameters", true},  {"/train/samples_per_s", true},
+                                                 {"/execution/precision", false}};
+  for (const auto& [pointer, number] : needed) {
+    const json::json_pointer p(pointer);
+    if (!m.contains(p) || (number ? !m.at(p).is_number() : !m.at(p).is_string())) {
+      std::string key = std::string(pointer).substr(1);
+      std::replace(key.begin(), key.end(), '/', '.');
+      not_metrics("no " + key);
+    }
+  }
+  const json ranks = m.contains("/distributed/ranks"_json_pointer) ? m.at("/distributed/ranks"_json_pointer) : json(1);
+  if (ranks.is_number() && ranks.get<double>() > 1)
+    fail(where, " is a run of ", ranks.dump(), " ranks (distributed.ranks): the baseline must be one process "
+         "(or one rank)");
+  const json model = task.model_metrics();
+  for (const char* key : {"arch", "layers", "hidden_size", "parameters"})
+    if (m["model"][key] != model[key])
+      fail(where, " trained another model: its model.", key, " is ", m["model"][key].dump(), ", this run's ",
+           model[key].dump());
+  const bool lm = m["train"].contains("tokens_per_s");
+  if (lm != s.per_token)
+    fail(where, " is a ", lm ? "language-modelling" : "classification", " run, this one ",
+         s.per_token ? "language modelling" : "classification");
+  if (m["execution"]["precision"] != s.execution.precision)
+    fail(where, " ran execution.precision ", m["execution"]["precision"].get<std::string>(), ", this run ",
+         s.execution.precision, " (train.precision)");
+  const bool gpu = m["run"]["device"].get<std::string>().rfind("cuda", 0) == 0;
+  if (gpu != s.device.is_cuda())
+    fail(where, " ran on run.device ", m["run"]["device"].get<std::string>(), ", this run on ", s.device.str());
+  const char* rate = lm ? "tokens_per_s" : "samples_per_s";
+  if (!m["train"].contains(rate) || !m["train"][rate].is_number() || !(m["train"][rate].get<double>() > 0))
+    fail(where, ": train.", rate, " is ", m["train"].value(rate, json()).dump(), " (no throughput to compare with)");
+  json baseline = {{"path", path.string()},
+                   {"samples_per_s", m["train"]["samples_per_s"]},
+                   {"batch_size", m["train"].value("batch_size", json())}};
+  if (lm) baseline["tokens_per_s"] = m["train"]["tokens_per_s"];
+  return baseline;
+}
+
+// train.scaling_baseline for this job: read and checked on rank 0 (whose machine holds the run
+// folder) before anything is written; a bad file stops every rank with rank 0's error. Null when not
+// given. One process has no scaling to report: it says so and ignores the key.
+json scaling_baseline_of(const TrainConfig& cfg, const TrainTask& task, dist::ProcessGroup* group) {
+  const fs::path path = cfg.get_path("train.scaling_baseline");
+  if (path.empty()) return nullptr;
+  if (!group) {
+    std::fprintf(stderr, "wattwise: train.scaling_baseline is for data-parallel runs: ignored by one process\n");
+    return nullptr;
+  }
+  json baseline;
+  std::string error;
+  if (group->rank() == 0) {
+    try {
+      baseline = read_scaling_baseline(path, task);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  group->broadcast_text(error, 0);
+  if (!error.empty()) fail(error);
+  return baseline;
+}
+
 std::unique_ptr<TrainTask> make_task(const TrainConfig& cfg, Device device) {
   return is_language_modelling(cfg) ? make_language_modelling_task(cfg, device) : make_classification_task(cfg, device);
 }
@@ -794,8 +949,9 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   const std::unique_ptr<TrainTask> task = make_task(cfg, device);
   // Joined once the task is built: a configuration error stops every rank before any waiting.
   const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
+  const json scaling_baseline = scaling_baseline_of(cfg, *task, group.get());
   if (group && group->rank() != 0) return run_worker(cfg, *task, *group);
-  return run_task(cfg, *task, nullptr, group.get());
+  return run_task(cfg, *task, nullptr, group.get(), scaling_baseline);
 }
 
 TrainRunResult resume_training(const fs::path& run_dir, const std::vector<ConfigOverride>& overrides) {
@@ -823,6 +979,7 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
     // Rank 0 reads the checkpoint and sends its state; this rank needs only the configuration.
     const std::unique_ptr<TrainTask> task = make_task(cfg, device);
     const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
+    scaling_baseline_of(cfg, *task, group.get());  // rank 0 checks it
     return run_worker(cfg, *task, *group);
   }
   // Held from before the checkpoint is read until the session ends: no other process writes here.
@@ -831,7 +988,8 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
   resume.checkpoint = open_newest_checkpoint(run_dir, cfg, lm ? "language_modelling" : "classification");
   const std::unique_ptr<TrainTask> task = make_task(cfg, device);
   const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
-  return run_task(cfg, *task, &resume, group.get());
+  const json scaling_baseline = scaling_baseline_of(cfg, *task, group.get());
+  return run_task(cfg, *task, &resume, group.get(), scaling_baseline);
 }
 
 }  // namespace ww::experiment

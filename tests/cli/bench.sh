@@ -68,6 +68,16 @@ check "launch --nproc 2 -- bench: exit 0, one table and one JSON line (rank 0's)
   '[ $? -eq 0 ] && [ "$(wc -l < dp)" -eq 1 ] && [ "$(grep -c "samples/s" dp_out.txt)" -eq 1 ] || cat dp_err.txt'
 check "2 ranks: the job's samples (2 x 3 steps x 4), Gloo, a mean loss like one process's" \
   'json dp "m[\"samples\"] == 24 and m[\"distributed\"][\"ranks\"] == 2 and m[\"distributed\"][\"backend\"] == \"gloo\" and 0.5 < m[\"final_loss\"] < 0.9" | grep -q True'
+check "2 ranks: throughput per rank x 2 = the job's, communication share of the timed steps in [0, 1]" \
+  'python3 - dp <<'"'"'PY'"'"'
+import json, sys
+m = json.load(open(sys.argv[1]))
+d = m["distributed"]
+assert abs(2 * d["samples_per_s_per_rank"] - m["samples_per_s"]) <= 1e-9 * m["samples_per_s"], (d, m["samples_per_s"])
+assert abs(2 * d["tokens_per_s_per_rank"] - m["tokens_per_s"]) <= 1e-9 * m["tokens_per_s"], (d, m["tokens_per_s"])
+assert 0 <= d["communication_share"] <= 1, d
+assert abs(d["communication_share"] * m["elapsed_s"] - d["communication_s"]) <= 1e-9, (d, m["elapsed_s"])
+PY'
 WORLD_SIZE=1 RANK=0 MASTER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
   "$bin" "${bench_tiny[@]}" --json one > /dev/null 2> one_err.txt
 check "WORLD_SIZE=1: the data-parallel path on one rank, the same loss as one process" \

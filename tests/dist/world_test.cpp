@@ -1,6 +1,7 @@
 // The distributed world read from each launcher's environment, and the errors for bad values.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 #include <string>
 
@@ -98,6 +99,21 @@ TEST(World, BadValuesNameTheVariable) {
   EXPECT_EQ(error_of({{"WORLD_SIZE", "4"}, {"RANK", "1"}, {"LOCAL_RANK", "2"}, {"LOCAL_WORLD_SIZE", "2"}}),
             "environment variable LOCAL_RANK=2 is not below the processes on this machine (2)");
   EXPECT_EQ(error_of({{"WORLD_SIZE", "-1"}, {"RANK", "0"}}), "environment variable WORLD_SIZE=-1 is out of range [1, 65536]");
+}
+
+// Ranks are grouped by machine_name(): WW_HOST_NAME when set and not empty, else the host name
+// (which stays the network address either way).
+TEST(World, TheMachineNameIsWwHostNameWhenSet) {
+  const char* before = std::getenv("WW_HOST_NAME");
+  const std::string saved = before ? before : "";
+  ::unsetenv("WW_HOST_NAME");
+  EXPECT_EQ(machine_name(), host_name());
+  ::setenv("WW_HOST_NAME", "", 1);
+  EXPECT_EQ(machine_name(), host_name());
+  ::setenv("WW_HOST_NAME", "node7", 1);
+  EXPECT_EQ(machine_name(), "node7");
+  if (before) ::setenv("WW_HOST_NAME", saved.c_str(), 1);
+  else ::unsetenv("WW_HOST_NAME");
 }
 
 }  // namespace

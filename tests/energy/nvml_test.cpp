@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <map>
 #include <mutex>
 
 #include "energy/energy_test_util.h"
@@ -191,6 +192,9 @@ TEST(EnergyNvml, GpuSelection) {
   EnergyMonitor all(fake.options());
   EXPECT_EQ(all.host().gpu_count, 2);
   EXPECT_EQ(all.host().gpu_model, "2 x Fake NVIDIA GPU");
+  // Each metered GPU's bus id, read back from NVML (nvmlDeviceGetPciInfo_v3).
+  EXPECT_EQ(all.gpu_pci_bus_ids(),
+            (std::map<std::string, std::string>{{"gpu0", "0000:10:00.0"}, {"gpu1", "0000:11:00.0"}}));
 
   EnergyOptions options = fake.options();
   options.gpus = std::vector<int>{1};
@@ -220,6 +224,9 @@ TEST(EnergyNvml, GpusChosenByPciBusId) {
   for (const auto& source : result.sources)
     if (source.source.rfind("gpu", 0) == 0) metered.push_back(source.source);
   EXPECT_EQ(metered, (std::vector<std::string>{"gpu3", "gpu1"}));
+  // Their bus ids as the caller spelled them (the first spelling of a GPU named twice).
+  EXPECT_EQ(chosen.gpu_pci_bus_ids(),
+            (std::map<std::string, std::string>{{"gpu1", "00000000:11:00.0"}, {"gpu3", "0000:13:00.0"}}));
   EXPECT_EQ(fake.count_warnings(""), 0) << (fake.warnings.empty() ? "" : fake.warnings.front());
 
   options.gpu_pci_bus_ids = {"0000:11:00.0", "0000:3b:00.0"};  // no GPU at bus 0x3b

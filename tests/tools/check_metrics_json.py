@@ -130,7 +130,7 @@ def check_train(m):
         "model": {"arch": str, "layers": int, "hidden_size": int, "parameters": int, "from": str},
         "data": {"path": str, "train_split": str, "train_examples": int, "eval_split": str,
                  "eval_examples": int, "test_split": str, "derived_splits": list},
-        "train": {"steps": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
+        "train": {"steps": int, "batch_size": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
                   "final_loss": NUM, "stopped_early": bool},
         "execution": {"precision": str, "attention": str, "checkpointing": str, "cuda_graphs": bool, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
@@ -150,8 +150,28 @@ def check_train(m):
     if "distributed" in m:
         check_object("distributed", m["distributed"],
                      {"ranks": int, "backend": str, "launcher": str, "rows_per_rank": list, "communication_s": NUM,
-                      "zero": int, "gradient_buckets": int, "optimizer_state_bytes": int, "memory_per_rank": list, "energy_scope": str},
+                      "communication_share": NUM, "samples_per_s_per_rank": NUM,
+                      "zero": int, "gradient_buckets": int, "optimizer_state_bytes": int, "memory_per_rank": list,
+                      "energy_by_machine": [{"host": str, "ranks": list, "duration_s": NUM, "energy_j": NUM,
+                                             "gpu_j": NULLABLE_NUM, "cpu_j": NUM, "ram_j": NUM, "measured": bool,
+                                             "gpus": list, "power_trace": str}],
+                      "energy_scope": str},
+                     # language modelling; with train.scaling_baseline
+                     {"tokens_per_s_per_rank": NUM, "scaling_efficiency": NUM, "scaling_baseline": dict},
                      name=lambda k: f"distributed.{k}")
+        for i, machine in enumerate(m["distributed"].get("energy_by_machine") or []):
+            for j, gpu in enumerate(machine.get("gpus") or []):
+                check_object(f"distributed.energy_by_machine[{i}].gpus[{j}]", gpu,
+                             {"pci_bus_id": (str, type(None)), "source": str, "name": str, "energy_j": NUM,
+                              "measured": bool, "provenance": str},
+                             name=lambda k: f"distributed.energy_by_machine[].gpus[].{k}")
+        baseline = m["distributed"].get("scaling_baseline")
+        if isinstance(baseline, dict):
+            check_object("distributed.scaling_baseline", baseline,
+                         {"path": str, "samples_per_s": NUM, "batch_size": (int, type(None))}, {"tokens_per_s": NUM},
+                         name=lambda k: f"distributed.scaling_baseline.{k}")
+        if ("scaling_baseline" in m["distributed"]) != ("scaling_efficiency" in m["distributed"]):
+            problems.append("distributed: scaling_efficiency and scaling_baseline go together")
         rows = m["distributed"].get("memory_per_rank")
         if isinstance(rows, list):
             if len(rows) != m["distributed"].get("ranks"):

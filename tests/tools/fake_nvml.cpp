@@ -16,7 +16,8 @@
 //   WW_FAKE_NVML_COUNTER_STEP_MS=T       the counter changes every T ms only, like a real one (it
 //                                        shows the energy up to the last multiple of T)
 //   WW_FAKE_NVML_POWER_LIMIT_W=W         the enforced power limit (default 700)
-// GPU i is found by the PCI bus id 0000:1i:00.0 (bus 0x10 + i), as nvmlDeviceGetHandleByPciBusId.
+// GPU i is found by the PCI bus id 0000:1i:00.0 (bus 0x10 + i), as nvmlDeviceGetHandleByPciBusId, and
+// nvmlDeviceGetPciInfo_v3 gives that id back.
 #include <unistd.h>
 
 #include <cstdio>
@@ -134,6 +135,21 @@ int nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, FakeDevice** device) {
 int nvmlDeviceGetIndex(FakeDevice* device, unsigned* index) {
   if (device == nullptr || index == nullptr) return kInvalidArgument;
   *index = unsigned(device->index);
+  return kSuccess;
+}
+
+struct PciInfo {
+  char bus_id_legacy[16];
+  unsigned domain, bus, device, pci_device_id, pci_subsystem_id;
+  char bus_id[32];
+};
+int nvmlDeviceGetPciInfo_v3(FakeDevice* device, PciInfo* pci) {
+  if (int status = check(device)) return status;
+  if (pci == nullptr) return kInvalidArgument;
+  *pci = PciInfo{};
+  pci->bus = unsigned(0x10 + device->index);
+  std::snprintf(pci->bus_id_legacy, sizeof pci->bus_id_legacy, "0000:%02X:00.0", pci->bus);
+  std::snprintf(pci->bus_id, sizeof pci->bus_id, "00000000:%02X:00.0", pci->bus);
   return kSuccess;
 }
 

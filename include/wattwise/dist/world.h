@@ -32,7 +32,12 @@ struct World {
 World world_from_environment();
 // The same from any lookup (tests): `lookup(name)` returns the value or nullptr.
 World world_from(const std::function<const char*(const char*)>& lookup);
-// This machine's name (gethostname): which ranks share a machine.
+// This machine's name (gethostname), the address peers reach it by when MASTER_ADDR is not loopback.
 std::string host_name();
+// Which machine this rank is on, for grouping the ranks by machine (whose meters count whose
+// energy): $WW_HOST_NAME when set, else host_name(). The override is for containers whose names
+// do not tell their machines apart (or apart from each other), and for tests that pose ranks of
+// one machine as several.
+std::string machine_name();
 
 }  // namespace ww::dist

@@ -121,12 +121,6 @@ struct WindowResult {
 // The metrics.json form of a window. samples > 0 adds "j_per_sample".
 nlohmann::json to_json(const WindowResult& result, int64_t samples = 0);
 
-// What emissions.csv needs beyond the window itself.
-struct RunInfo {
-  std::string project_name = "wattwise";
-  std::string run_id;  // "" = a fresh random UUID
-};
-
 // Static facts about the machine (also written to emissions.csv).
 struct HostInfo {
   std::string os;          // "Linux-6.1.0-x86_64"
@@ -136,6 +130,15 @@ struct HostInfo {
   int gpu_count = 0;       // GPUs metered
   std::string gpu_model;   // "1 x NVIDIA H100 80GB HBM3"
   double ram_total_gib = 0;
+};
+
+// What emissions.csv needs beyond the window itself.
+struct RunInfo {
+  std::string project_name = "wattwise";
+  std::string run_id;  // "" = a fresh random UUID
+  // The hardware the row covers when it is more than this monitor's machine (a job on several
+  // machines: their CPUs, GPUs and memory together); null: this monitor's.
+  const HostInfo* host = nullptr;
 };
 
 class EnergyMonitor {
@@ -172,6 +175,9 @@ class EnergyMonitor {
   // Per metered source with a stepping energy counter ("gpu0", ...): its step in seconds, as
   // probed at start() (absent before start or for sources without such a counter).
   std::map<std::string, double> counter_update_periods() const;
+  // Per metered GPU ("gpu0", ...): its PCI bus id (as EnergyOptions::gpu_pci_bus_ids named it,
+  // else NVML's), absent where NVML cannot say.
+  std::map<std::string, std::string> gpu_pci_bus_ids() const;
 
   struct Impl;
 

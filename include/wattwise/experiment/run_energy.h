@@ -38,6 +38,9 @@ inline EnergySettings energy_settings_for(Device device) {
   return settings;
 }
 
+// The monitor's options for `settings`, its power trace written to `trace_path`.
+energy::EnergyOptions energy_options_of(const EnergySettings& settings, const std::string& trace_path);
+
 class RunEnergy {
  public:
   RunEnergy(const std::filesystem::path& run_dir, const EnergySettings& settings, const std::string& run_name);
@@ -56,6 +59,14 @@ class RunEnergy {
   // Ends the whole-run window, stops the sampler, appends this session's row to emissions.csv.
   // {"phases": {...}, "total": {...}}, summed with earlier sessions; `samples` of this session.
   nlohmann::json finish(int64_t samples);
+  // A job on several machines: the other machines' reports (gather_machine_reports in
+  // job_energy.h), replacing the previous ones. Their energy is added to the total and to `phase`
+  // (the one their session spans: "training") in end(), so_far() and finish(), and their hardware
+  // to emissions.csv's row. Their sources are named "<host>/<source>" ("node1/gpu0").
+  void set_other_machines(std::vector<nlohmann::json> reports, const std::string& phase);
+  // This session's whole-run window of this machine alone (to_json's form), set by finish().
+  const nlohmann::json& own_session_total() const { return own_session_total_; }
+  const std::string& trace_file() const { return trace_file_; }
   const energy::EnergyMonitor& monitor() const { return *monitor_; }
   // For windows that are not phases of metrics.json (a sweep's per-pass windows).
   energy::EnergyMonitor& monitor() { return *monitor_; }
@@ -67,7 +78,13 @@ class RunEnergy {
   nlohmann::json phases_ = nlohmann::json::object();
   std::vector<std::string> open_;  // phases begun and not ended, in order
   nlohmann::json earlier_;         // earlier sessions' {"phases", "total"} (null: none)
+  std::vector<nlohmann::json> others_;  // the other machines' reports
+  std::string others_phase_;
+  nlohmann::json own_session_total_;
+  std::string trace_file_;
   bool finished_ = false;
+  // `window` (this machine's, of `phase`; "total" for the whole run) with the other machines' added.
+  nlohmann::json with_other_machines(nlohmann::json window, const std::string& phase) const;
 };
 
 // The sum of two energy windows of metrics.json (to_json's form) measured one after the other: a
@@ -76,6 +93,12 @@ class RunEnergy {
 // joined when they differ); notes are concatenated; name, carbon factors and baseline power are
 // the later window's. A null `before` gives `after`.
 nlohmann::json add_energy_windows(const nlohmann::json& before, const nlohmann::json& after);
+
+// The sum of two energy windows measured side by side on two machines: `own` (the run's machine)
+// and `other`'s on `host`. Joules add, kWh and gCO2e are recomputed from the sum with `own`'s carbon
+// factors, averages are over `own`'s duration; `other`'s sources join as "<host>/<source>" and its
+// notes as "<host>: <note>"; idle baselines (when both have one) add.
+nlohmann::json add_machine_window(const nlohmann::json& own, const nlohmann::json& other, const std::string& host);
 
 // One-line summary for the terminal: "energy: 12.3 J (GPU 10.1 measured, CPU 2.0 estimated, RAM 0.2 estimated), 3.4e-06 kWh, 0.0015 gCO2e".
 std::string energy_summary_line(const nlohmann::json& phase);
