@@ -55,13 +55,18 @@ check "one process with train.scaling_baseline: runs, says the key is ignored, n
   '[ $? -eq 0 ] && grep -q "train.scaling_baseline is for data-parallel runs" "$work/err_one" &&
    [ "$(json "$(run_of bert_one_baseline)/metrics.json" "\"distributed\" in m")" = False ] || { cat "$work/err_one"; false; }'
 
-# --- 3 ranks on two "machines": nodeA (ranks 0, 1) and nodeB (rank 2) ---
-job bert_3 "nodeA nodeA nodeB" "${bert[@]}" --run.name bert_3 --train.checkpoint_every 5 --train.scaling_baseline "$bert_base"
+# --- 3 ranks on two "machines": nodeA (ranks 0, 1) and nodeB (rank 2); ZeRO 1, so each checkpoint
+# also has every rank write its optimizer shard (after the energy exchange, on every rank alike) ---
+job bert_3 "nodeA nodeA nodeB" "${bert[@]}" --run.name bert_3 --train.checkpoint_every 5 --train.zero 1 \
+  --train.scaling_baseline "$bert_base"
 R=$(run_of bert_3)
 check "3 ranks on 2 machines: every rank exits 0, one run folder, metrics.json valid and documented" \
   '[ "$rcs" = "0 0 0" ] && [ -d "$R" ] && python3 "$checker" train "$R/metrics.json" "$metrics_doc" ||
    { echo "exit codes: $rcs"; cat "$work"/bert_3_*; false; }'
 check "only rank 0's folder: the other ranks wrote no run folder of their own" '[ "$(ls "$runs" | grep -c bert_3)" -eq 1 ]'
+check "ZeRO 1: each checkpoint holds the three ranks' optimizer shards" \
+  '[ "$(ls "$R/checkpoints/step_5"/optimizer.rank*.safetensors | wc -l)" -eq 3 ] &&
+   [ "$(ls "$R/checkpoints/step_10"/optimizer.rank*.safetensors | wc -l)" -eq 3 ]'
 check "energy: the total is the sum of the machines' parts; nodeB's part (rank 2, two GPUs at 100 W, CPU, RAM) is there" \
   'python3 - "$R" <<'"'"'PY'"'"'
 import json, sys
