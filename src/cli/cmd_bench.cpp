@@ -57,6 +57,10 @@ Command bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"pytorch", "pytorch-compile"}));
   cmd->add_option("--peer-script", options->peer_script, "Path of bench/peer_pytorch.py (default: found beside the binary)");
   cmd->add_option("--python", options->python, "Python interpreter for the peer")->capture_default_str();
+  cmd->add_option("--zero", options->zero,
+                  "Under a launcher: the ZeRO stage of the training cases (0, 1 or 2, as train.zero)")
+      ->check(CLI::Range(0, 2))
+      ->capture_default_str();
   cmd->add_option("--seed", options->seed, "Seed of the weights and inputs")
       ->capture_default_str()
       ->check(integer_in(experiment::limits::kSeed, "the seed of the weights and inputs"));

@@ -21,6 +21,7 @@
 #include "wattwise/energy/monitor.h"
 #include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/job.h"
+#include "wattwise/experiment/job_energy.h"
 #include "wattwise/experiment/train_checkpoint.h"
 #include "wattwise/io/file.h"
 #include "wattwise/models/gpt2.h"
@@ -308,15 +309,17 @@ struct Timed {
 // `warmup` untimed steps, then at least `steps` timed ones (and at least min_seconds) inside one
 // energy window; `wait_for_device` marks the end of queued work on both sides of the timed region.
 Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min_seconds, dist::ProcessGroup* group,
-                 const std::function<void()>& step, const std::function<void()>& wait_for_device) {
+                 const std::vector<std::string>& job_gpu_bus_ids, const std::function<void()>& step,
+                 const std::function<void()>& wait_for_device) {
   for (int64_t i = 0; i < warmup; ++i) step();
   wait_for_device();
 
   energy::EnergyOptions eo;
-  // The GPU the case runs on, found by its PCI bus id (CUDA's index is not NVML's under
-  // CUDA_VISIBLE_DEVICES); none on the CPU.
+  // The GPU the case runs on (a data-parallel job's rank 0: every GPU of the job on its machine),
+  // found by its PCI bus id (CUDA's index is not NVML's under CUDA_VISIBLE_DEVICES); none on the CPU.
   const std::string bus_id = device.is_cuda() ? cuda_pci_bus_id(device.index) : "";
-  if (!bus_id.empty()) eo.gpu_pci_bus_ids = {bus_id};
+  if (!job_gpu_bus_ids.empty()) eo.gpu_pci_bus_ids = job_gpu_bus_ids;
+  else if (!bus_id.empty()) eo.gpu_pci_bus_ids = {bus_id};
   else eo.gpus = device.is_cuda() ? std::vector<int>{device.index} : std::vector<int>{};
   if (device.is_cuda()) {
     // The window's edges read the GPU's counter directly; a quiet sampler keeps its CPU time (a
@@ -357,9 +360,10 @@ Timed time_steps(const Device& device, int64_t warmup, int64_t steps, double min
 // weight decay 0.1, betas 0.9/0.95, clipping at global norm 1.0, what `wattwise train` defaults to).
 // fp16 with dynamic loss scaling as torch.amp.GradScaler's defaults.
 train::TrainerOptions bench_trainer_options(const BenchCase& c, int64_t total_steps, uint64_t seed,
-                                            dist::ProcessGroup* group) {
+                                            dist::ProcessGroup* group, int zero) {
   train::TrainerOptions t;
   t.group = group;
+  t.zero = zero;
   t.optimizer.kind = train::OptimizerKind::AdamW;
   t.schedule.kind = train::ScheduleKind::Constant;
   t.schedule.total_steps = total_steps;
@@ -435,7 +439,10 @@ void add_common_fields(nlohmann::json& j, const BenchCase& c, const BenchOptions
                         {"communication_share", t.communication_s / t.elapsed_s},
                         {"samples_per_s_per_rank", double(samples) / t.elapsed_s / double(ranks)},
                         {"tokens_per_s_per_rank", double(tokens) / t.elapsed_s / double(ranks)},
-                        {"energy_scope", "rank 0's device only"}};
+                        {"zero", o.zero},
+                        {"energy_scope", o.job_gpu_bus_ids.empty()
+                                             ? "rank 0's device"
+                                             : "the job's GPUs on rank 0's machine, by PCI bus id, summed"}};
   j["model_flops_per_step"] = flops;
   j["model_flops_per_sample"] = flops / double(c.batch);
   j["achieved_tflops"] = achieved;
@@ -471,7 +478,7 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
   }
 
   std::optional<train::Trainer> trainer;
-  if (training) trainer.emplace(model, bench_trainer_options(c, warmup + steps, o.seed, o.group));
+  if (training) trainer.emplace(model, bench_trainer_options(c, warmup + steps, o.seed, o.group, o.zero));
   Tensor logits;
   double last_loss = std::nan("");
   auto step = [&] {
@@ -486,7 +493,7 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
     if (training) model.parameters().flat_values().slice(0, 1).to_float_vector();
     else if (logits.defined()) logits.to_float_vector();  // undefined before the first step
   };
-  const Timed t = time_steps(device, warmup, steps, o.min_seconds, o.group, step, wait_for_device);
+  const Timed t = time_steps(device, warmup, steps, o.min_seconds, o.group, o.job_gpu_bus_ids, step, wait_for_device);
 
   nlohmann::json j;
   add_common_fields(j, c, o, device, warmup, t, model_flops_per_step(config, c.batch, c.seq_len, training));
@@ -495,6 +502,7 @@ nlohmann::json run_classifier_case(const BenchCase& c, const BenchOptions& o, in
   j["model_config"] = models::model_config_to_json(config);
   j["final_loss"] = loss_json(last_loss);
   if (training) j["skipped_steps"] = trainer->skipped_steps();
+  if (o.group && training) j["distributed"]["memory_per_rank"] = rank_memory(*o.group, *trainer, model, device);
   return j;
 }
 
@@ -511,13 +519,13 @@ nlohmann::json run_gpt2_case(const BenchCase& c, const BenchOptions& o, int64_t 
   apply_execution(model, {c.precision, c.attention, c.checkpointing});
   const uint64_t rank = o.group ? uint64_t(o.group->rank()) : 0;  // each rank its own rows
   const models::Batch batch = random_lm_batch(config, c.batch, c.seq_len, o.seed + 1 + rank);
-  train::Trainer trainer(model, bench_trainer_options(c, warmup + steps, o.seed, o.group));
+  train::Trainer trainer(model, bench_trainer_options(c, warmup + steps, o.seed, o.group, o.zero));
   double last_loss = std::nan("");
   auto step = [&] {
     if (auto r = train_step(trainer, batch, o.group)) last_loss = r->loss;
   };
   auto wait_for_device = [&] { model.parameters().flat_values().slice(0, 1).to_float_vector(); };
-  const Timed t = time_steps(device, warmup, steps, o.min_seconds, o.group, step, wait_for_device);
+  const Timed t = time_steps(device, warmup, steps, o.min_seconds, o.group, o.job_gpu_bus_ids, step, wait_for_device);
 
   nlohmann::json j;
   add_common_fields(j, c, o, device, warmup, t, gpt2_train_flops_per_step(config, c.batch, c.seq_len));
@@ -526,6 +534,7 @@ nlohmann::json run_gpt2_case(const BenchCase& c, const BenchOptions& o, int64_t 
   j["model_config"] = config.to_json();
   j["final_loss"] = loss_json(last_loss);
   j["skipped_steps"] = trainer.skipped_steps();
+  if (o.group) j["distributed"]["memory_per_rank"] = rank_memory(*o.group, trainer, model, device);
   return j;
 }
 
@@ -650,8 +659,15 @@ int run_bench(const BenchOptions& o, std::ostream& out) {
     group = join_launched_job(world, device, std::chrono::minutes(10),
                               "wattwise " + wattwise_version() + ", bench " + what.dump() + " steps " +
                                   std::to_string(o.steps.value_or(-1)) + " warmup " +
-                                  std::to_string(o.warmup.value_or(-1)) + " seed " + std::to_string(o.seed));
+                                  std::to_string(o.warmup.value_or(-1)) + " seed " + std::to_string(o.seed) +
+                                  " zero " + std::to_string(o.zero));
     options.group = group.get();
+    // Rank 0 meters every GPU of the job on its machine: the job's energy, as the peers sum theirs.
+    const std::vector<JobMachine> machines = job_machines(*group, device);
+    if (group->rank() == 0) options.job_gpu_bus_ids = machines.front().gpu_pci_bus_ids;
+  } else if (o.zero != 0) {
+    fail("bench --zero ", o.zero, " shards the training cases over the ranks of a data-parallel job: start it with "
+         "`wattwise launch --nproc N -- bench ...` (or torchrun)");
   }
   const bool reports = !group || group->rank() == 0;
   std::vector<nlohmann::json> results;

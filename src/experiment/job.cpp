@@ -1,6 +1,9 @@
 #include "wattwise/experiment/job.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <iterator>
+#include <vector>
 
 #include "wattwise/core/error.h"
 
@@ -29,6 +32,28 @@ std::unique_ptr<dist::ProcessGroup> join_launched_job(const dist::World& world, 
   options.fingerprint = fingerprint;
   options.waiting = [](const std::string& line) { std::fprintf(stderr, "wattwise: %s\n", line.c_str()); };
   return dist::join(world, device, options);
+}
+
+nlohmann::json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, const models::ModelRuntime& model,
+                           Device device) {
+  const char* keys[] = {"parameter_bytes", "gradient_bytes", "optimizer_state_bytes", "activation_bytes",
+                        "peak_memory_bytes"};
+  constexpr size_t kKeys = std::size(keys);
+  const double mine[kKeys] = {double(model.parameters().numel()) * sizeof(float), double(trainer.gradient_bytes()),
+                              double(trainer.optimizer().state_bytes()), double(model.activation_bytes()),
+                              double(memory_stats(device).peak)};
+  std::vector<double> all(kKeys * size_t(group.size()), 0.0);
+  std::copy(mine, mine + kKeys, all.begin() + std::ptrdiff_t(kKeys * size_t(group.rank())));
+  group.all_reduce_sum(all);  // each rank adds its own row to zeros
+  nlohmann::json rows = nlohmann::json::array();
+  for (int rank = 0; rank < group.size(); ++rank) {
+    nlohmann::json row = {{"rank", rank}};
+    for (size_t k = 0; k < kKeys; ++k) row[keys[k]] = int64_t(all[kKeys * size_t(rank) + k]);
+    row["model_state_bytes"] = row["parameter_bytes"].get<int64_t>() + row["gradient_bytes"].get<int64_t>() +
+                               row["optimizer_state_bytes"].get<int64_t>();
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 }  // namespace ww::experiment

@@ -178,30 +178,6 @@ struct Ending {
   int64_t resumes = 0;  // sessions before this one
 };
 
-// Data parallel: what every rank holds, in bytes, collected from all ranks (a collective: every rank
-// calls it right after its training loop). ZeRO 1 and 2 cut the optimizer state to about 1/N; ZeRO
-// 2 also the gradients (the layers' slots, the embeddings' and head's, and the rank's part of the
-// sums, instead of the whole buffer).
-json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, models::ModelRuntime& m, Device device) {
-  const char* keys[] = {"parameter_bytes", "gradient_bytes", "optimizer_state_bytes", "activation_bytes",
-                        "peak_memory_bytes"};
-  constexpr size_t kKeys = std::size(keys);
-  const models::ParameterStore& p = m.parameters();
-  const double mine[kKeys] = {double(p.numel()) * sizeof(float), double(trainer.gradient_bytes()),
-                              double(trainer.optimizer().state_bytes()), double(m.activation_bytes()),
-                              double(memory_stats(device).peak)};
-  std::vector<double> all(kKeys * size_t(group.size()), 0.0);
-  std::copy(mine, mine + kKeys, all.begin() + std::ptrdiff_t(kKeys * size_t(group.rank())));
-  group.all_reduce_sum(all);  // each rank adds its own row to zeros
-  json rows = json::array();
-  for (int rank = 0; rank < group.size(); ++rank) {
-    json row = {{"rank", rank}};
-    for (size_t k = 0; k < kKeys; ++k) row[keys[k]] = int64_t(all[kKeys * size_t(rank) + k]);
-    rows.push_back(row);
-  }
-  return rows;
-}
-
 // What a data-parallel run reports beyond one process's metrics, gathered from the ranks.
 struct JobReport {
   json memory_per_rank;      // rank_memory()

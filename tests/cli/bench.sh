@@ -82,6 +82,24 @@ WORLD_SIZE=1 RANK=0 MASTER_PORT=$(python3 -c 'import socket; s=socket.socket(); 
   "$bin" "${bench_tiny[@]}" --json one > /dev/null 2> one_err.txt
 check "WORLD_SIZE=1: the data-parallel path on one rank, the same loss as one process" \
   'json one "m[\"distributed\"][\"ranks\"] == 1 and m[\"final_loss\"] == $(json f "m[\"final_loss\"]")" | grep -q True || cat one_err.txt'
+# ZeRO under the launcher: every rank's memory reported; ZeRO 2 holds half the optimizer state of ZeRO 0.
+"$bin" launch --nproc 2 -- "${bench_tiny[@]}" --zero 2 --json dp_zero2 > /dev/null 2> dp_err.txt
+check "launch --nproc 2 -- bench --zero 2: memory of every rank, half the optimizer state of ZeRO 0" \
+  'python3 - dp dp_zero2 <<'"'"'PY'"'"'
+import json, sys
+z0, z2 = (json.load(open(p))["distributed"] for p in sys.argv[1:3])
+assert z0["zero"] == 0 and z2["zero"] == 2, (z0["zero"], z2["zero"])
+for rows in (z0["memory_per_rank"], z2["memory_per_rank"]):
+    assert [r["rank"] for r in rows] == [0, 1], rows
+    for r in rows:
+        assert r["model_state_bytes"] == r["parameter_bytes"] + r["gradient_bytes"] + r["optimizer_state_bytes"], r
+for a, b in zip(z2["memory_per_rank"], z0["memory_per_rank"]):
+    assert abs(2 * a["optimizer_state_bytes"] - b["optimizer_state_bytes"]) <= 8, (a, b)
+    assert a["model_state_bytes"] < b["model_state_bytes"], (a, b)
+PY' || cat dp_err.txt
+"$bin" "${bench_tiny[@]}" --zero 1 2> zero_err.txt
+check "bench --zero without a launcher: exit 1, one line saying how to start a job" \
+  '[ $? -eq 1 ] && [ "$(wc -l < zero_err.txt)" -eq 1 ] && grep -q "start it with .wattwise launch --nproc N -- bench" zero_err.txt'
 "$bin" launch --nproc 2 -- bench --arch bert --preset tiny --mode infer --batch 2 --seq-len 8 --steps 1 --device cpu 2> dp_err.txt
 check "an inference case under launch: exit 1, one line per rank naming the case" \
   '[ $? -ne 0 ] && grep -q "only training cases run data-parallel" dp_err.txt'

@@ -103,6 +103,8 @@ equivalent gpt2_accum "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2
 # ZeRO stage 1: each rank updates its part of the parameters (one process: nothing to shard)
 equivalent bert_zero1 "${bert[@]}" -- --train.batch_size 6 --train.zero 1
 equivalent gpt2_accum_zero1 "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.zero 1
+equivalent distilbert_accum_zero1 "${distilbert[@]}" -- --train.batch_size 6 --train.grad_accum 2 --train.zero 1
+equivalent gpt2_zero1 "${gpt2[@]}" -- --train.batch_size 6 --train.zero 1
 # Gradient buckets summed while backward goes on: small buckets (several per step), and none
 equivalent bert_buckets "${bert[@]}" -- --train.batch_size 6 --train.bucket_mb 0.02
 equivalent gpt2_accum_buckets "${gpt2[@]}" -- --train.batch_size 4 --train.grad_accum 2 --train.bucket_mb 0.05
@@ -118,6 +120,7 @@ equivalent gpt2_accum_zero2 "${gpt2_mini[@]}" -- --train.batch_size 5 --train.gr
 equivalent distilbert_zero2_fewer_rows "${distilbert[@]}" --model.preset mini -- --train.batch_size 2 --train.zero 2
 grad_norm_bound=1e-5
 equivalent gpt2_tiny_zero2 "${gpt2[@]}" -- --train.batch_size 4 --train.zero 2
+equivalent bert_accum_zero2 "${bert[@]}" -- --train.batch_size 6 --train.grad_accum 2 --train.zero 2
 
 # One rank through the data-parallel path (launch --nproc 1: torchrun-style, the collectives run):
 # the same bits as one process.
@@ -328,6 +331,8 @@ check "zero1: a 3-shard checkpoint continued by one process (one optimizer file 
   '[ $rc -eq 0 ] && [ "$(json "$C/metrics.json" "m[\"train\"][\"steps\"]")" = 14 ] &&
    [ -f "$C/checkpoints/step_14/optimizer.safetensors" ] || { cat "$work/resume1"; false; }'
 kill_and_resume zero2 --train.zero 2
+# ZeRO 2 with the gradients in slots (4 layers)
+kill_and_resume zero2_slots --train.zero 2 --model.preset mini
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

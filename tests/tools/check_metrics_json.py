@@ -179,8 +179,12 @@ def check_train(m):
             for i, row in enumerate(rows):
                 check_object(f"distributed.memory_per_rank[{i}]", row,
                              {key: int for key in ("rank", "parameter_bytes", "gradient_bytes", "optimizer_state_bytes",
-                                                   "activation_bytes", "peak_memory_bytes")},
+                                                   "model_state_bytes", "activation_bytes", "peak_memory_bytes")},
                              name=lambda k: f"distributed.memory_per_rank[].{k}")
+                if isinstance(row, dict) and all(isinstance(row.get(k), int) for k in (
+                        "parameter_bytes", "gradient_bytes", "optimizer_state_bytes", "model_state_bytes")) and \
+                        row["model_state_bytes"] != row["parameter_bytes"] + row["gradient_bytes"] + row["optimizer_state_bytes"]:
+                    problems.append(f"distributed.memory_per_rank[{i}].model_state_bytes is not the sum of the three")
     for section, spec in sections.items():
         if section in m:
             check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")

@@ -97,6 +97,10 @@ struct BenchOptions {
   // its own batch of the case's size (weak scaling), the gradients all-reduced each step; rank 0
   // decides when the timed loop ends and reports the job's samples.
   dist::ProcessGroup* group = nullptr;
+  int zero = 0;  // data parallel: the ZeRO stage (train.zero) of the training cases
+  // Data parallel: the PCI bus ids of the job's GPUs on rank 0's machine, which rank 0 meters (so
+  // energy_j is the job's GPUs' sum there); empty: the case's own GPU.
+  std::vector<std::string> job_gpu_bus_ids;
 };
 
 // Runs one case on `device` and returns its JSON object (schema in docs/PERFORMANCE.md):

@@ -8,6 +8,10 @@
 #include "wattwise/core/device.h"
 #include "wattwise/dist/process_group.h"
 #include "wattwise/dist/world.h"
+#include "wattwise/models/runtime.h"
+#include "wattwise/train/trainer.h"
+
+#include <nlohmann/json.hpp>
 
 namespace ww::experiment {
 
@@ -20,5 +24,13 @@ Device rank_device(const std::string& text, const dist::World& world, const std:
 // `fingerprint`. While ranks are missing, who waits for whom goes to stderr.
 std::unique_ptr<dist::ProcessGroup> join_launched_job(const dist::World& world, Device device,
                                                       std::chrono::milliseconds timeout, const std::string& fingerprint);
+
+// What every rank holds, in bytes, collected from all ranks (a collective: every rank calls it at the
+// same point): [{rank, parameter_bytes, gradient_bytes, optimizer_state_bytes, model_state_bytes
+// (the three together), activation_bytes, peak_memory_bytes}]. ZeRO 1 and 2 cut the optimizer state
+// to about 1/N; ZeRO 2 also the gradients (the layers' slots, the embeddings' and head's, and the
+// rank's part of the sums, instead of the whole buffer).
+nlohmann::json rank_memory(dist::ProcessGroup& group, const train::Trainer& trainer, const models::ModelRuntime& model,
+                           Device device);
 
 }  // namespace ww::experiment
