@@ -466,7 +466,7 @@ void zero2_in_slots_equals_one_process(Device device) {
     float worst = 0;
     for (size_t i = 0; i < expected_params.size(); ++i)
       worst = std::max(worst, std::abs(params[size_t(r)][i] - expected_params[i]));
-    EXPECT_LT(worst, 2e-6f);
+    EXPECT_LT(worst, 1e-5f);  // against ~3e-3 of movement (3 Adam steps at 1e-3); BLAS kernels round apart
     const int64_t part = numel * (r + 1) / ranks - numel * r / ranks;
     EXPECT_EQ(gradient_bytes[size_t(r)], size_t(numel - 6 * layer + 2 * layer + part) * sizeof(float));
     EXPECT_LT(gradient_bytes[size_t(r)], size_t(numel) * sizeof(float));
