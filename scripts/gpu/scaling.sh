@@ -115,6 +115,9 @@ say() { echo "scaling: $*"; }
 export PYTHONUNBUFFERED=1
 # NVLink multicast stays off on shared multi-GPU hosts (NCCL, PyTorch, NVSHMEM), whatever the caller set.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# CPU ranks share the cores: one thread each (as torchrun sets for its ranks), or OpenMP threads
+# spinning against each other slow every side by an order of magnitude.
+if [ "$device" = cpu ]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}; fi
 
 # The loss part's model and shapes: GPT-2 124M, 16 x 1024 tokens a step, bf16 (tiny ones with --smoke).
 smoke_case=() loss_preset=small loss_block=1024 loss_batch=16 loss_precision=bf16
@@ -154,16 +157,17 @@ if [ "$device" = cuda ]; then
   present=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
   gpu_name=$(nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader 2>/dev/null | head -1 || true)
 else
-  present=$(nproc)
+  present=$(getconf _NPROCESSORS_ONLN)  # (nproc would follow OMP_NUM_THREADS)
   gpu_name="cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
 fi
 torch_version=$("$python" -c 'import torch, transformers; print(torch.__version__, "transformers", transformers.__version__)' 2>/dev/null || true)
 zero_flag=0
-"$ww" bench --help 2>/dev/null | grep -q -- '--zero' && zero_flag=1
+bench_help=$("$ww" bench --help 2>/dev/null || true)
+if [[ $bench_help == *--zero* ]]; then zero_flag=1; fi
 # The run's description first, so the table can name the GPU kind, the command and the peers.
 record - schema=wattwise-scaling-meta/1 "command=$command_line" "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   "host=$(hostname)" "device=$device" "gpu=$gpu_name" "gpus_present=$present" \
-  "host_cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) logical cores" \
+  "host_cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(getconf _NPROCESSORS_ONLN) logical cores" \
   "wattwise=$("$ww" --version 2>/dev/null | head -1)" "torch=${torch_version:-none}" \
   "min_seconds=$min_seconds" "rounds=$rounds" "loss_steps=$loss_steps" "smoke=$smoke"
 say "$gpu_name; $present present; torch ${torch_version:-missing}; bench --zero: $([ $zero_flag = 1 ] && echo yes || echo no)"
@@ -191,11 +195,13 @@ done < "$work/cases.txt"
 
 # ---------------------------------------------------------------------------------------------
 declare -A longest  # per side and case: the most seconds one run took (the estimate for the next)
-estimate() {  # side case default: that side's longest run of the case, else any side's, else the default
+# The estimate: that side's longest run of the case, else the longest of its tool's other sides
+# (wattwise-*, pytorch-*), else the default.
+estimate() {  # side case default
   local k s=${longest[$1/$2]:-}
   if [ -z "$s" ]; then
     for k in "${!longest[@]}"; do
-      if [[ $k == */$2 ]] && [ "${longest[$k]}" -gt "${s:-0}" ]; then s=${longest[$k]}; fi
+      if [[ $k == "${1%%-*}"*/$2 ]] && [ "${longest[$k]}" -gt "${s:-0}" ]; then s=${longest[$k]}; fi
     done
   fi
   echo "${s:-$3}"
