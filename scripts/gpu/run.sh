@@ -750,6 +750,8 @@ step_scaling() {
     --parts "$scaling_parts" --loss-steps "$scaling_loss_steps" --loss-gpus "${scaling_loss_gpus:-$scaling_gpus}" \
     --data "$data" --out "$OUT" --logs "$logs/scaling" --until $(( deadline - 10 )) > "$logs/scaling.log" 2>&1
   local rc=$?
+  # Each run's rate and seconds (what the next calls can plan with), then the table.
+  grep -E '^scaling: (round|loss) ' "$logs/scaling.log" | tee -a "$summary"
   say "scaling: rc $rc; $(grep -c '^scaling: not run' "$logs/scaling.log") run(s) left out (logs/scaling.log)"
   [ -f "$OUT/scaling_table.md" ] && tee -a "$summary" < "$OUT/scaling_table.md" | grep -v '^- \(bench\|loss\) '
   return "$rc"
