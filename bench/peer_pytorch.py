@@ -238,11 +238,9 @@ def parse_args(argv=None):
     return args
 
 
-def build(args):
-    """Everything of a case before its first step: model, optimizer, inputs, the step function."""
-    import torch
-    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, BertConfig,
-                              DistilBertConfig, GPT2Config)
+def model_config(args):
+    """(cfg_dict, transformers config, lm) of the case: --config (as wattwise wrote it) or the preset's numbers."""
+    from transformers import BertConfig, DistilBertConfig, GPT2Config
 
     if args.config:
         with open(args.config) as f:
@@ -254,66 +252,74 @@ def build(args):
     cfg_dict = {k: v for k, v in cfg_dict.items() if k not in ("architectures", "torch_dtype", "dtype")}
     lm = cfg_dict["model_type"] == "gpt2"
     if lm:
-        config = GPT2Config.from_dict(cfg_dict)
-        vocab = cfg_dict["vocab_size"]
         if args.seq_len > cfg_dict["n_positions"]:
             sys.exit(f"peer: --seq-len {args.seq_len} exceeds n_positions {cfg_dict['n_positions']}")
-    else:
-        config = (BertConfig if cfg_dict["model_type"] == "bert" else DistilBertConfig).from_dict(cfg_dict)
-        hidden, inter, layers, num_labels, vocab, token_types = config_numbers(cfg_dict)
+        return cfg_dict, GPT2Config.from_dict(cfg_dict), lm
+    return cfg_dict, (BertConfig if cfg_dict["model_type"] == "bert" else DistilBertConfig).from_dict(cfg_dict), lm
 
+
+def case_device(torch, args):
+    """The torch.device of --device; a GPU gets an index ("cuda" has none) and becomes the current one."""
     device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        # "cuda" has no index: torch.cuda.set_device wants one.
+    if device.type == "cuda":
         device = torch.device("cuda", 0 if device.index is None else device.index)
         torch.cuda.set_device(device)
-    training = args.task == "train"
-    # fp32 means IEEE fp32 matmuls (PyTorch's default); tf32 allows TensorFloat-32.
-    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
-    torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
-    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    return device
+
+
+def new_model(torch, args, config, lm, device):
+    """The model from scratch (seeded by --seed: the same weights in every process), in train or eval mode."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch.manual_seed(args.seed)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
     auto_class = AutoModelForCausalLM if lm else AutoModelForSequenceClassification
     model = auto_class.from_config(config, attn_implementation="sdpa").to(device)
-    params = sum(p.numel() for p in model.parameters())  # the tied lm_head is wte: counted once
-    if training:
-        model.train()
-        if lm:
-            # wattwise decays the matrices and embeddings, not biases or LayerNorm: the >= 2-D tensors.
-            groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
-                      {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
-            optimizer = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=cuda)
-        else:
-            optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01, fused=cuda)
-        scaler = torch.amp.GradScaler(device.type, init_scale=65536.0, growth_interval=2000) \
-            if args.precision == "fp16" else None
-    else:
-        model.eval()
-        if half is not None:
-            model = model.to(half)  # model.half() for fp16
-    run = torch.compile(model) if args.mode == "compile" else model
+    model.train(args.task == "train")
+    return model
 
-    g = torch.Generator().manual_seed(args.seed + 1)
+
+def new_optimizer(torch, named_params, lm, fused, decayed=None):
+    """AdamW as wattwise's bench sets it up. GPT-2: lr 6e-4, betas (0.9, 0.95), eps 1e-8, weight decay 0.1
+    on what `decayed(name, param)` picks (default: the >= 2-D tensors, the ones wattwise decays: matrices
+    and embeddings, not biases or LayerNorm); the classifiers: lr 5e-5, weight decay 0.01 on all."""
+    named_params = list(named_params)
+    if lm:
+        decayed = decayed or (lambda name, p: p.dim() >= 2)
+        groups = [{"params": [p for n, p in named_params if decayed(n, p)], "weight_decay": 0.1},
+                  {"params": [p for n, p in named_params if not decayed(n, p)], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+    return torch.optim.AdamW([p for _, p in named_params], lr=5e-5, weight_decay=0.01, fused=fused)
+
+
+def random_inputs(torch, args, cfg_dict, lm, device, stream=0):
+    """(inputs, labels) of one batch: random ids, full-length sequences. `stream` shifts the seed (a
+    data-parallel rank draws its own rows, as each wattwise rank does)."""
+    g = torch.Generator().manual_seed(args.seed + 1 + stream)
     if lm:
         # Labels are the inputs: HF shifts them (position t predicts token t+1), as wattwise does.
-        ids = torch.randint(0, vocab, (args.batch, args.seq_len), generator=g).to(device)
-        inputs = {"input_ids": ids, "use_cache": False}
-        labels = ids
-    else:
-        low = 1000 if vocab > 2000 else 1
-        inputs = {"input_ids": torch.randint(low, vocab, (args.batch, args.seq_len), generator=g),
-                  "attention_mask": torch.ones(args.batch, args.seq_len, dtype=torch.long)}
-        if token_types:
-            inputs["token_type_ids"] = torch.zeros(args.batch, args.seq_len, dtype=torch.long)
-        labels = torch.randint(0, num_labels, (args.batch,), generator=g).to(device)
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-    # GPT-2 clips the global gradient norm at 1.0 (wattwise's bench does the same); the classifiers do not.
-    clip = 1.0 if lm else None
-    last = {"loss": None}
+        ids = torch.randint(0, cfg_dict["vocab_size"], (args.batch, args.seq_len), generator=g).to(device)
+        return {"input_ids": ids, "use_cache": False}, ids
+    _, _, _, num_labels, vocab, token_types = config_numbers(cfg_dict)
+    low = 1000 if vocab > 2000 else 1
+    inputs = {"input_ids": torch.randint(low, vocab, (args.batch, args.seq_len), generator=g),
+              "attention_mask": torch.ones(args.batch, args.seq_len, dtype=torch.long)}
+    if token_types:
+        inputs["token_type_ids"] = torch.zeros(args.batch, args.seq_len, dtype=torch.long)
+    labels = torch.randint(0, num_labels, (args.batch,), generator=g).to(device)
+    return {k: v.to(device) for k, v in inputs.items()}, labels
+
+
+def case_flops(args, cfg_dict, lm):
+    """Model FLOPs of one step of one process (wattwise's counts)."""
+    if lm:
+        return gpt2_train_flops_per_step(cfg_dict, args.batch, args.seq_len)
+    hidden, inter, layers, num_labels, _, _ = config_numbers(cfg_dict)
+    return model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, args.task == "train")
+
+
+def train_step_function(torch, run, optimizer, inputs, labels, device, half, scaler, clip_grad_norm, last):
+    """One training step: forward under autocast (bf16/fp16), backward (scaled for fp16), gradient
+    clipping through `clip_grad_norm` (None: none), the optimizer step; the loss goes to last["loss"]."""
 
     def train_step():
         with torch.autocast(device.type, dtype=half, enabled=half is not None):
@@ -321,35 +327,114 @@ def build(args):
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
-            if clip is not None:
+            if clip_grad_norm is not None:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                clip_grad_norm()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if clip_grad_norm is not None:
+                clip_grad_norm()
             optimizer.step()
         last["loss"] = loss
+
+    return train_step
+
+
+def half_dtype(torch, precision):
+    """The 16-bit type of --precision (None: fp32/tf32); tf32 allows TensorFloat-32 matmuls, fp32 means
+    IEEE fp32 matmuls (PyTorch's default)."""
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def build(args):
+    """Everything of a case before its first step: model, optimizer, inputs, the step function."""
+    import torch
+
+    cfg_dict, config, lm = model_config(args)
+    device = case_device(torch, args)
+    cuda = device.type == "cuda"
+    training = args.task == "train"
+    half = half_dtype(torch, args.precision)
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    model = new_model(torch, args, config, lm, device)
+    params = sum(p.numel() for p in model.parameters())  # the tied lm_head is wte: counted once
+    if training:
+        optimizer = new_optimizer(torch, model.named_parameters(), lm, fused=cuda)
+        scaler = torch.amp.GradScaler(device.type, init_scale=65536.0, growth_interval=2000) \
+            if args.precision == "fp16" else None
+    elif half is not None:
+        model = model.to(half)  # model.half() for fp16
+    run = torch.compile(model) if args.mode == "compile" else model
+    inputs, labels = random_inputs(torch, args, cfg_dict, lm, device)
+    last = {"loss": None}
 
     def infer_step():
         with torch.inference_mode():
             last["loss"] = run(**inputs).logits
 
-    if lm:
-        flops = gpt2_train_flops_per_step(cfg_dict, args.batch, args.seq_len)
+    if training:
+        # GPT-2 clips the global gradient norm at 1.0 (wattwise's bench does the same); the classifiers do not.
+        clip = (lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) if lm else None
+        step = train_step_function(torch, run, optimizer, inputs, labels, device, half, scaler, clip, last)
     else:
-        flops = model_flops_per_step(hidden, inter, layers, num_labels, args.batch, args.seq_len, training)
-    return types.SimpleNamespace(step=train_step if training else infer_step, last=last, device=device, cuda=cuda,
-                                 training=training, cfg_dict=cfg_dict, params=params, flops=flops)
+        step = infer_step
+    return types.SimpleNamespace(step=step, last=last, device=device, cuda=cuda, training=training,
+                                 cfg_dict=cfg_dict, params=params, flops=case_flops(args, cfg_dict, lm))
+
+
+def result_object(case, args, tool, steps, elapsed, energy, energy_source, energy_provenance, peak_memory,
+                  ranks=1):
+    """The JSON object of `wattwise bench --json` (docs/PERFORMANCE.md) for `steps` timed steps of
+    `ranks` processes, each on its batch of args.batch: samples, tokens and rates are the job's."""
+    import torch
+    import transformers
+    device = case.device
+    samples, tokens = steps * args.batch * ranks, steps * args.batch * args.seq_len * ranks
+    training, flops = case.training, case.flops
+    achieved = flops * steps * ranks / elapsed / 1e12
+    final_loss = float(case.last["loss"].float().item()) if training and case.last["loss"] is not None else None
+    return {
+        "schema": "wattwise-bench/1", "tool": tool, "case": args.case,
+        "arch": case.cfg_dict["model_type"], "preset": args.preset, "mode": args.task,
+        "batch": args.batch, "seq_len": args.seq_len, "precision": args.precision, "attention": "sdpa",
+        "checkpointing": "none", "optimizer": "adamw (fused)" if training and case.cuda else ("adamw" if training else "none"),
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if case.cuda else cpu_name(),
+        "params": case.params, "model_config": case.cfg_dict, "seed": args.seed, "warmup_steps": args.warmup,
+        "steps": steps, "elapsed_s": elapsed, "samples": samples, "tokens": tokens, "samples_per_s": samples / elapsed,
+        "tokens_per_s": tokens / elapsed, "ms_per_step": 1e3 * elapsed / steps, "ms_per_sample": 1e3 * elapsed / samples,
+        "energy_source": energy_source, "energy_measured": energy is not None,
+        "energy_provenance": energy_provenance, "energy_j": energy,
+        "j_per_sample": energy / samples if energy is not None else None,
+        "avg_watts": energy / elapsed if energy is not None else None, "energy_window_s": elapsed,
+        "peak_memory_bytes": peak_memory,
+        "peak_memory_counts": "torch.cuda.max_memory_allocated" if case.cuda else "not measured on the CPU",
+        "model_flops_per_step": flops, "model_flops_per_sample": flops / args.batch,
+        "achieved_tflops": achieved, "peak_tflops": args.peak_tflops,
+        "mfu": achieved / args.peak_tflops if args.peak_tflops else None,
+        "final_loss": final_loss, "torch": torch.__version__, "transformers": transformers.__version__,
+    }
+
+
+def print_result(result):
+    energy = result["energy_j"]
+    print(f"{result['tool']} {result['case']}: {result['samples_per_s']:.1f} samples/s, "
+          f"{result['tokens_per_s']:.0f} tokens/s, "
+          f"{result['ms_per_sample']:.4f} ms/sample, "
+          f"{'-' if energy is None else '%.4f' % result['j_per_sample']} J/sample ({result['energy_source']}), "
+          f"peak {'-' if result['peak_memory_bytes'] is None else result['peak_memory_bytes'] >> 20} MiB",
+          file=sys.stderr)
 
 
 def measure(case, args):
     """One measurement of a built case: args.warmup untimed steps, then at least args.steps (and
     args.min_seconds) timed ones inside the energy counter. Returns the result object."""
     import torch
-    import transformers
     device, cuda = case.device, case.cuda
 
     def wait():
@@ -375,37 +460,19 @@ def measure(case, args):
     wait()
     elapsed = time.perf_counter() - start
     energy = meter.joules() - e0 if meter else None
-
-    samples, tokens = done * args.batch, done * args.batch * args.seq_len
-    training, flops = case.training, case.flops
-    final_loss = float(case.last["loss"].float().item()) if training and case.last["loss"] is not None else None
-    result = {
-        "schema": "wattwise-bench/1", "tool": f"pytorch-{args.mode}", "case": args.case,
-        "arch": case.cfg_dict["model_type"], "preset": args.preset, "mode": args.task,
-        "batch": args.batch, "seq_len": args.seq_len, "precision": args.precision, "attention": "sdpa",
-        "checkpointing": "none", "optimizer": "adamw (fused)" if training and cuda else ("adamw" if training else "none"),
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
-        "params": case.params, "model_config": case.cfg_dict, "seed": args.seed, "warmup_steps": args.warmup,
-        "steps": done, "elapsed_s": elapsed, "samples": samples, "tokens": tokens, "samples_per_s": samples / elapsed,
-        "tokens_per_s": tokens / elapsed, "ms_per_step": 1e3 * elapsed / done, "ms_per_sample": 1e3 * elapsed / samples,
-        "energy_source": source, "energy_measured": meter is not None,
-        "energy_provenance": meter.provenance if meter else note, "energy_j": energy,
-        "j_per_sample": energy / samples if energy is not None else None,
-        "avg_watts": energy / elapsed if energy is not None else None, "energy_window_s": elapsed,
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
-        "peak_memory_counts": "torch.cuda.max_memory_allocated" if cuda else "not measured on the CPU",
-        "model_flops_per_step": flops, "model_flops_per_sample": flops / args.batch,
-        "achieved_tflops": flops * done / elapsed / 1e12, "peak_tflops": args.peak_tflops,
-        "mfu": flops * done / elapsed / 1e12 / args.peak_tflops if args.peak_tflops else None,
-        "final_loss": final_loss, "torch": torch.__version__, "transformers": transformers.__version__,
-    }
-    print(f"{result['tool']} {args.case}: {result['samples_per_s']:.1f} samples/s, "
-          f"{result['tokens_per_s']:.0f} tokens/s, "
-          f"{result['ms_per_sample']:.4f} ms/sample, "
-          f"{'-' if energy is None else '%.4f' % result['j_per_sample']} J/sample ({source}), "
-          f"peak {'-' if result['peak_memory_bytes'] is None else result['peak_memory_bytes'] >> 20} MiB",
-          file=sys.stderr)
+    result = result_object(case, args, f"pytorch-{args.mode}", done, elapsed, energy, source,
+                           meter.provenance if meter else note,
+                           torch.cuda.max_memory_allocated(device) if cuda else None)
+    print_result(result)
     return result
+
+
+def write_json(path, result):
+    """One JSON object and a newline, written atomically."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
 
 
 # What a round may change without rebuilding the case: the rest of the arguments name the build.
@@ -483,10 +550,7 @@ def main(argv=None):
         return serve()
     result = measure(build(args), args)
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(result, f)
-            f.write("\n")
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, result)
     return 0
 
 

@@ -43,6 +43,9 @@ Steps (default: build,test):
                  transformers; the validation-loss curves compared (2% bound)
   minilm         all-MiniLM-L6-v2 fine-tuned by wattwise and replayed in PyTorch from the same
                  start (bench/minilm_side_by_side.py), then the saved model in transformers
+  scaling        weak scaling on --scaling-gpus GPUs (scripts/gpu/scaling.sh): wattwise ZeRO 0 and 2
+                 against PyTorch DDP and FSDP alternating, then GPT-2's loss with ZeRO 0 and 2 against
+                 one GPU; $OUT/scaling.jsonl and scaling_table.md (scripts/gpu/scaling_table.py)
 
 Binaries:
   --prebuilt DIR       take wattwise and the test programs from DIR (scripts/gpu/build_commit.sh
@@ -100,6 +103,15 @@ Other steps:
   --imdb-runs "LR:EPOCHS:SMOOTHING ..."  imdb runs (default 1e-4:3:0)
   --sweep-train N      sweep: SST-2 training sentences (default 24000)
 
+Scaling (scripts/gpu/scaling.sh --help says more):
+  --scaling-gpus LIST        GPU counts (default 1,2,4; more than present: skipped, saying so)
+  --scaling-cases LIST       (default gpt2-train-bf16,distilbert-train-bf16)
+  --scaling-rounds R         (default 2)
+  --scaling-min-seconds S    each timed window (default 4)
+  --scaling-parts LIST       bench,loss (default both)
+  --scaling-loss-steps N     (default 200)
+  --scaling-loss-gpus LIST   GPU counts of the loss check (default: --scaling-gpus)
+
 General:
   --deadline S         seconds after the start by which the call is done (default 570); each step
                        gets what is left, and one with under 30 s left is skipped
@@ -111,6 +123,7 @@ Examples (carry .deps and .gpu-carry):
   scripts/gpu/run.sh --prebuilt .gpu-carry/prebuilt --base .gpu-carry/base/wattwise --steps ab,harness
   scripts/gpu/run.sh --steps build,profile --profile gpt2-step --profile attention
   scripts/gpu/run.sh --steps build,minilm --task sst2
+  scripts/gpu/run.sh --steps build,scaling --scaling-gpus 1,2,4 --deadline 540
 EOF
 }
 
@@ -127,6 +140,8 @@ bench_cases=gpt2-train-bf16 bench_args=""
 profiles=() ncu_cache=all
 task=sst2 seeds="42 43 44" lr_sweep="" skip_pytorch=0 train_args="" gpt2_steps=500
 imdb_runs=1e-4:3:0 sweep_train=24000 deadline_s=570 data=.gpu-carry/data
+scaling_gpus=1,2,4 scaling_cases=gpt2-train-bf16,distilbert-train-bf16 scaling_rounds=2 scaling_min_seconds=4
+scaling_parts=bench,loss scaling_loss_steps=200 scaling_loss_gpus=""
 
 while [ $# -gt 0 ]; do
   arg=$1; shift
@@ -169,13 +184,20 @@ while [ $# -gt 0 ]; do
     --gpt2-steps) gpt2_steps=$val ;;
     --imdb-runs) imdb_runs=$val ;;
     --sweep-train) sweep_train=$val ;;
+    --scaling-gpus) scaling_gpus=$val ;;
+    --scaling-cases) scaling_cases=$val ;;
+    --scaling-rounds) scaling_rounds=$val ;;
+    --scaling-min-seconds) scaling_min_seconds=$val ;;
+    --scaling-parts) scaling_parts=$val ;;
+    --scaling-loss-steps) scaling_loss_steps=$val ;;
+    --scaling-loss-gpus) scaling_loss_gpus=$val ;;
     --deadline) deadline_s=$val ;;
     --data) data=$val ;;
     *) die "unknown option $arg (see --help)" ;;
   esac
 done
 [ ${#profiles[@]} -gt 0 ] || profiles=(gpt2-step)
-all_steps=" build test timing dp1 ab harness bench profile energy parity cpu-bench e2e memory imdb sweep gpt2-converge minilm "
+all_steps=" build test timing dp1 ab harness bench profile energy parity cpu-bench e2e memory imdb sweep gpt2-converge minilm scaling "
 for s in $(words "$steps"); do
   [[ $all_steps == *" $s "* ]] || die "unknown step '$s' (steps:$all_steps)"
 done
@@ -718,6 +740,21 @@ step_minilm() {
       --texts "$run/plan/eval.jsonl" --limit "$([ $d = cuda ] && echo 872 || echo 200)" --max-length "$len" \
       --device "$d" --work "/tmp/ww-check-$d" 2>&1 | tail -3 | tee -a "$summary"
   done
+}
+
+step_scaling() {
+  # scaling.sh keeps to the call's deadline itself (10 s kept for packing the outputs); its progress
+  # goes to the log, its table to the summary.
+  timeout "$(cap $(( $(left) - 5 )))" bash scripts/gpu/scaling.sh --wattwise "$bin" --gpus "$scaling_gpus" \
+    --cases "$scaling_cases" --rounds "$scaling_rounds" --min-seconds "$scaling_min_seconds" \
+    --parts "$scaling_parts" --loss-steps "$scaling_loss_steps" --loss-gpus "${scaling_loss_gpus:-$scaling_gpus}" \
+    --data "$data" --out "$OUT" --logs "$logs/scaling" --until $(( deadline - 10 )) > "$logs/scaling.log" 2>&1
+  local rc=$?
+  # Each run's rate and seconds (what the next calls can plan with), then the table.
+  grep -E '^scaling: (round|loss) ' "$logs/scaling.log" | tee -a "$summary"
+  say "scaling: rc $rc; $(grep -c '^scaling: not run' "$logs/scaling.log") run(s) left out (logs/scaling.log)"
+  [ -f "$OUT/scaling_table.md" ] && tee -a "$summary" < "$OUT/scaling_table.md" | grep -v '^- \(bench\|loss\) '
+  return "$rc"
 }
 
 # The device returns at most 8 files, each under 16 MiB: checkpoints and plans are dropped, the
