@@ -11,6 +11,7 @@
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/run_dir.h"
+#include "wattwise/train/target.h"
 
 namespace ww::experiment {
 
@@ -138,6 +139,14 @@ const std::vector<ConfigKey>& train_config_schema() {
        {"accuracy", "f1", "f1_macro", "matthews_correlation", "loss", "precision", "recall", "pearson", "spearman",
         "perplexity"}},
       {"train.early_stopping_patience", "int", "0", "Stop after N evaluations without improvement (0: off)", {}, limits::kPatience, {}},
+      {"train.target", "string", "",
+       "A quality target, <metric><op><number> (accuracy>=0.88, perplexity<=30): the first evaluation that meets it "
+       "gives the time, energy, samples and steps to target in metrics.json (empty: none)",
+       {}},
+      {"train.stop_at_target", "bool", "true",
+       "Stop training at the first evaluation that meets train.target (false: train on, the figures to target "
+       "are still reported)",
+       {}},
       {"train.precision", "string", "fp32",
        "Compute precision: fp32, tf32 (f32 with TF32 matmuls), bf16 or fp16 (16-bit activations, f32 master weights; GPU only)",
        {"fp32", "tf32", "bf16", "fp16"}},
@@ -377,6 +386,7 @@ void TrainConfig::validate() const {
   if (get_path("model.path").empty() && get_path("model.tokenizer").empty())
     fail("config: a new model (no model.path) needs model.tokenizer");
   check_run_name(get_string("run.name"), "config: run.name");
+  train::parse_training_target(get_string("train.target"), "config: train.target");
 }
 
 std::string TrainConfig::to_toml() const {

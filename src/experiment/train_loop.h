@@ -27,6 +27,10 @@ struct RunOutcome {
   nlohmann::json history = nlohmann::json::array();
   nlohmann::json test = nullptr;
   int64_t evaluations = 0, evals_without_improvement = 0;
+  // train.target: where the first evaluation that met it was (step, seconds, energy, samples so far;
+  // null: not met yet), and whether the run stopped there.
+  nlohmann::json target_reached = nullptr;
+  bool stopped_at_target = false;
   // Data position: micro-batches of epoch `epoch` consumed (an optimizer step ends there).
   uint64_t epoch = 0;
   int64_t batch_in_epoch = 0;

@@ -21,6 +21,7 @@
 #include "wattwise/io/file.h"
 #include "wattwise/models/execution.h"
 #include "wattwise/train/checkpoint.h"
+#include "wattwise/train/target.h"
 #include "wattwise/train/trainer.h"
 
 // The one training driver: whatever the task (train_task.h), a run is set up, trained, evaluated,
@@ -287,6 +288,8 @@ json checkpoint_state(const RunOutcome& r, const train::Trainer& trainer, bool d
            {{"count", r.evaluations},
             {"without_improvement", r.evals_without_improvement},
             {"stopped_early", r.stopped_early},
+            {"target_reached", r.target_reached},
+            {"stopped_at_target", r.stopped_at_target},
             {"best", r.best_step < 0 ? json(nullptr)
                                      : json{{"value", r.best_value}, {"step", r.best_step}, {"metrics", r.best_metrics}}},
             {"history", r.history}}},
@@ -311,6 +314,8 @@ void restore_outcome(const json& state, const fs::path& file, RunOutcome& r) {
     r.evaluations = evaluation.at("count").get<int64_t>();
     r.evals_without_improvement = evaluation.at("without_improvement").get<int64_t>();
     r.stopped_early = evaluation.at("stopped_early").get<bool>();
+    r.target_reached = evaluation.value("target_reached", json());
+    r.stopped_at_target = evaluation.value("stopped_at_target", false);
     r.history = evaluation.at("history");
     const json& best = evaluation.at("best");
     if (!best.is_null()) {
@@ -420,6 +425,28 @@ EnergySettings energy_settings_of(const TrainConfig& cfg, Device device) {
   return settings;
 }
 
+// train.target, checked against what the task's evaluations report (before anything is trained).
+std::optional<train::TrainingTarget> training_target_of(const TrainConfig& cfg, const TrainTask& task) {
+  std::optional<train::TrainingTarget> target = train::parse_training_target(cfg.get_string("train.target"), "train.target");
+  if (!target) return target;
+  const bool lm_metric = target->metric == "loss" || target->metric == "perplexity";
+  if (task.settings().per_token && !lm_metric)
+    fail("train.target ", target->text(), ": a language-modelling run's evaluations report loss and perplexity");
+  if (!task.settings().per_token && target->metric == "perplexity")
+    fail("train.target ", target->text(), ": a classification run's evaluations report no perplexity");
+  if (!task.has_eval())
+    fail("train.target ", target->text(), ": this run has no evaluation split to measure it on");
+  return target;
+}
+
+// metrics.json's "target": the condition and, when an evaluation met it, the figures to target.
+json target_metrics(const std::optional<train::TrainingTarget>& target, bool stop, const RunOutcome& r) {
+  if (!target) return nullptr;
+  json j = {{"condition", target->text()}, {"stop_at_target", stop}, {"reached", !r.target_reached.is_null()}};
+  if (!r.target_reached.is_null()) j.update(r.target_reached);
+  return j;
+}
+
 // A resumption: the run folder, held locked, and its newest checkpoint, verified.
 struct ResumeFrom {
   fs::path run_dir;
@@ -438,6 +465,8 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
   const int64_t checkpoint_keep = cfg.get_int("train.checkpoint_keep");
   const std::string task_kind = s.per_token ? "language_modelling" : "classification";
+  const std::optional<train::TrainingTarget> target = training_target_of(cfg, task);
+  const bool stop_at_target = cfg.get_bool("train.stop_at_target");
   // The configuration as config.toml holds it (a task resolves some keys): what checkpoints record.
   const std::string config_text = task.config_toml();
   TrainConfig written_config;
@@ -465,6 +494,9 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     if (r.stopped_early)
       fail(resume->run_dir.string(), ": the run stopped early at step ", r.steps,
            " (train.early_stopping_patience); there is nothing to continue");
+    if (r.stopped_at_target)
+      fail(resume->run_dir.string(), ": the run reached train.target ", cfg.get_string("train.target"), " at step ",
+           r.steps, " and stopped there; there is nothing to continue");
     if (r.steps > total_steps)
       fail("train.max_steps: the run is at step ", r.steps, ", past the ", total_steps,
            " steps this configuration trains for (give more to continue it)");
@@ -580,6 +612,23 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
         best_model_saved = true;
       } else if (patience > 0 && ++r.evals_without_improvement >= patience) {
         stop = r.stopped_early = true;
+      }
+      if (target && r.target_reached.is_null() && target->met_by(metrics)) {
+        // Everything up to here counts: the training, the evaluations, earlier sessions.
+        const json total = energy.so_far(session_samples()).at("total");
+        r.target_reached = {{"step", r.steps},
+                            {"epoch", epoch},
+                            {"evaluation", r.evaluations},
+                            {"value", train::metric_value(metrics, target->metric)},
+                            {"seconds", step_log.elapsed()},
+                            {"energy_j", total.at("energy_j")},
+                            {"kwh", total.at("kwh")},
+                            {"gco2e", total.at("gco2e")},
+                            {"examples", r.examples}};
+        if (s.per_token) r.target_reached["tokens"] = r.tokens;
+        progress.message("target " + target->text() + " met at step " + std::to_string(r.steps) +
+                         (stop_at_target ? ": training stops" : ""));
+        if (stop_at_target) stop = r.stopped_at_target = true;
       }
       progress.message(task.eval_line(r.steps, epoch, value, metrics, improved));
     };
@@ -717,6 +766,8 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       }
     }
     result.metrics = run_metrics(task, run_dir, r, trainer, m, std::move(energy_json), ending, group, job);
+    result.metrics["target"] = target_metrics(target, stop_at_target, r);
+    result.metrics["train"]["stopped_at_target"] = r.stopped_at_target;
     io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
     progress.message("training energy: " + energy_summary_line(training_energy));
   } catch (const NothingToKeep& nothing) {

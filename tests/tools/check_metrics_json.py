@@ -131,7 +131,7 @@ def check_train(m):
         "data": {"path": str, "train_split": str, "train_examples": int, "eval_split": str,
                  "eval_examples": int, "test_split": str, "derived_splits": list},
         "train": {"steps": int, "batch_size": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
-                  "final_loss": NUM, "stopped_early": bool},
+                  "final_loss": NUM, "stopped_early": bool, "stopped_at_target": bool},
         "execution": {"precision": str, "attention": str, "checkpointing": str, "cuda_graphs": bool, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
@@ -141,11 +141,19 @@ def check_train(m):
                  "token_cache": [{"file": str, "status": str}]},
         "train": {"tokens": int, "grad_accum": int, "tokens_per_step": int, "tokens_per_s": NUM},
     }
-    top = set(sections) | {"best", "eval", "eval_history", "test", "energy"}
+    top = set(sections) | {"best", "eval", "eval_history", "test", "energy", "target"}
     for key in top - set(m):
         problems.append(f"missing top-level key '{key}'")
     for key in set(m) - top - {"distributed"}:
         problems.append(f"top-level key '{key}' is not in the schema")
+    target = m.get("target")
+    if target is not None:
+        check_object("target", target, {"condition": str, "stop_at_target": bool, "reached": bool},
+                     {"step": int, "epoch": NUM, "evaluation": int, "value": NUM, "seconds": NUM, "energy_j": NUM,
+                      "kwh": NUM, "gco2e": NUM, "examples": int, "tokens": int},
+                     name=lambda k: f"target.{k}")
+        if target.get("reached") and "step" not in target:
+            problems.append("target: reached without the figures to target")
     # Data-parallel runs (several ranks) add this.
     if "distributed" in m:
         check_object("distributed", m["distributed"],
