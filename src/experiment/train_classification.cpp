@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "train_task.h"
+#include "wattwise/experiment/bench.h"
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/io/file.h"
@@ -134,6 +135,9 @@ class ClassificationTask final : public TrainTask {
     return "test (" + test_split_ + ", best model): " + metrics.dump();
   }
 
+  double training_flops(const models::Batch& batch) const override {
+    return model_flops_per_step(model_->config(), batch.input_ids.size(0), batch.input_ids.size(1), /*training=*/true);
+  }
   json model_metrics() const override {
     const models::ModelConfig& c = model_->config();
     return {{"arch", models::architecture_name(c.arch)},

@@ -143,6 +143,10 @@ const std::vector<ConfigKey>& train_config_schema() {
        "A quality target, <metric><op><number> (accuracy>=0.88, perplexity<=30): the first evaluation that meets it "
        "gives the time, energy, samples and steps to target in metrics.json (empty: none)",
        {}},
+      {"train.peak_tflops", "float", "0",
+       "The dense matmul rate of one device at the run's precision, for MFU in metrics.json (0: NVIDIA's datasheet "
+       "figure of a known GPU; none for other devices)",
+       {}, {}, {0, 1e6}},
       {"train.stop_at_target", "bool", "true",
        "Stop training at the first evaluation that meets train.target (false: train on, the figures to target "
        "are still reported)",

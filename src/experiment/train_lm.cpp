@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "train_task.h"
+#include "wattwise/experiment/bench.h"
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/io/file.h"
@@ -134,6 +135,9 @@ class LanguageModellingTask final : public TrainTask {
     return line;
   }
 
+  double training_flops(const models::Batch& batch) const override {
+    return gpt2_train_flops_per_step(model_->config(), batch.input_ids.size(0), batch.input_ids.size(1));
+  }
   json model_metrics() const override {
     return {{"arch", "gpt2"},
             {"layers", model_->config().n_layer},

@@ -34,6 +34,7 @@ struct RunOutcome {
   // Data position: micro-batches of epoch `epoch` consumed (an optimizer step ends there).
   uint64_t epoch = 0;
   int64_t batch_in_epoch = 0;
+  double model_flops = 0;  // of every training micro-batch so far (TrainTask::training_flops)
 };
 
 // What the training loop hands back to the run around it.

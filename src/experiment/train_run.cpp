@@ -12,6 +12,7 @@
 #include "wattwise/core/error.h"
 #include "wattwise/dist/process_group.h"
 #include "wattwise/experiment/job.h"
+#include "wattwise/experiment/peak_flops.h"
 #include "wattwise/experiment/job_energy.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/progress.h"
@@ -280,7 +281,7 @@ json checkpoint_state(const RunOutcome& r, const train::Trainer& trainer, bool d
   return {{"step", r.steps},
           {"done", done},
           {"data", {{"epoch", r.epoch}, {"batch_in_epoch", r.batch_in_epoch}, {"epochs", r.epochs},
-                    {"examples", r.examples}, {"tokens", r.tokens}}},
+                    {"examples", r.examples}, {"tokens", r.tokens}, {"model_flops", r.model_flops}}},
           {"trainer", train::to_json(trainer.state())},
           {"rng", {{"seed", seed}, {"dropout_step", trainer.state().dropout_step}}},
           {"final_loss", r.final_loss},
@@ -308,6 +309,7 @@ void restore_outcome(const json& state, const fs::path& file, RunOutcome& r) {
     r.epoch = data.at("epoch").get<uint64_t>();
     r.batch_in_epoch = data.at("batch_in_epoch").get<int64_t>();
     r.epochs = data.at("epochs").get<double>();
+    r.model_flops = data.value("model_flops", 0.0);
     r.examples = data.at("examples").get<int64_t>();
     r.tokens = data.at("tokens").get<int64_t>();
     r.final_loss = state.at("final_loss").get<double>();
@@ -445,6 +447,31 @@ json target_metrics(const std::optional<train::TrainingTarget>& target, bool sto
   json j = {{"condition", target->text()}, {"stop_at_target", stop}, {"reached", !r.target_reached.is_null()}};
   if (!r.target_reached.is_null()) j.update(r.target_reached);
   return j;
+}
+
+// MFU into metrics.json's "train": the model FLOPs of every micro-batch trained, their rate, and
+// over the devices' peak (train.peak_tflops, else the datasheet figure of a known GPU) when known.
+void add_utilisation(json& train, const RunOutcome& r, const TrainConfig& cfg, const TaskSettings& s,
+                     const energy::HostInfo& host, int devices) {
+  const double achieved = r.seconds > 0 ? r.model_flops / r.seconds / 1e12 : 0.0;
+  train["model_flops"] = r.model_flops;
+  train["model_flops_per_step"] = r.steps > 0 ? r.model_flops / double(r.steps) : 0.0;
+  train["achieved_tflops"] = achieved;
+  std::optional<PeakRate> peak;
+  if (cfg.get_float("train.peak_tflops") > 0)
+    peak = PeakRate{cfg.get_float("train.peak_tflops"), "train.peak_tflops"};
+  else if (s.device.is_cuda())
+    peak = known_peak_tflops(host.gpu_model, s.execution.precision);
+  const std::string device_name = s.device.is_cuda() ? host.gpu_model : host.cpu_model;
+  if (!peak) {
+    train["peak_tflops"] = nullptr;
+    train["peak_source"] = "no peak known for " + device_name + " (give train.peak_tflops)";
+    train["mfu"] = nullptr;
+    return;
+  }
+  train["peak_tflops"] = peak->tflops * devices;
+  train["peak_source"] = peak->source + (devices > 1 ? " x " + std::to_string(devices) + " devices" : "");
+  train["mfu"] = achieved / (peak->tflops * devices);
 }
 
 // A resumption: the run folder, held locked, and its newest checkpoint, verified.
@@ -667,6 +694,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     energy.begin("training");
     LoopHooks hooks;
     hooks.micro_batch = [&](const MicroBatch& b) {
+      r.model_flops += task.training_flops(b.batch);  // the job's whole micro-batch
       if (export_plan) plan_batches += b.plan_line;
       step_log.add_items(double(s.per_token ? b.tokens : b.examples));
     };
@@ -767,6 +795,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     }
     result.metrics = run_metrics(task, run_dir, r, trainer, m, std::move(energy_json), ending, group, job);
     result.metrics["target"] = target_metrics(target, stop_at_target, r);
+    add_utilisation(result.metrics["train"], r, cfg, s, energy.monitor().host(), group ? group->size() : 1);
     result.metrics["train"]["stopped_at_target"] = r.stopped_at_target;
     io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
     progress.message("training energy: " + energy_summary_line(training_energy));

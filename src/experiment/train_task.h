@@ -111,6 +111,9 @@ class TrainTask {
 
   // ---- metrics.json: the task's "model" and "data" objects and its entries of "train"
   virtual nlohmann::json model_metrics() const = 0;
+  // Model FLOPs of one training micro-batch of this shape (forward and backward, as bench counts
+  // them): what MFU divides by the device's peak.
+  virtual double training_flops(const models::Batch& batch) const = 0;
   virtual nlohmann::json data_metrics() const = 0;
   virtual void add_train_metrics(nlohmann::json& train, const TrainCounts& counts) const = 0;
 

@@ -131,7 +131,9 @@ def check_train(m):
         "data": {"path": str, "train_split": str, "train_examples": int, "eval_split": str,
                  "eval_examples": int, "test_split": str, "derived_splits": list},
         "train": {"steps": int, "batch_size": int, "epochs": NUM, "examples": int, "seconds": NUM, "samples_per_s": NUM,
-                  "final_loss": NUM, "stopped_early": bool, "stopped_at_target": bool},
+                  "final_loss": NUM, "stopped_early": bool, "stopped_at_target": bool, "model_flops": NUM,
+                  "model_flops_per_step": NUM, "achieved_tflops": NUM, "peak_tflops": NULLABLE_NUM,
+                  "peak_source": str, "mfu": NULLABLE_NUM},
         "execution": {"precision": str, "attention": str, "checkpointing": str, "cuda_graphs": bool, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
