@@ -278,8 +278,17 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg, Device device) : 
   batch_options_.length_bucketing = cfg.get_bool("data.length_bucketing");
   batch_options_.shuffle = true;
   batch_options_.seed = seed;
+  batch_options_.balance_classes = cfg.get_string("data.balance") == "classes";
+  if (batch_options_.balance_classes && dataset.regression)
+    fail("data.balance classes: ", cfg.get_path("data.path").string(), " is a regression data set (no classes to balance)");
+  int64_t epoch_examples = int64_t(train_examples_.size());
+  if (batch_options_.balance_classes) {
+    std::vector<int32_t> labels;
+    for (const text::Example& e : train_examples_) labels.push_back(e.label);
+    epoch_examples = text::balanced_epoch_examples(labels);
+  }
   s.grad_accum = cfg.get_int("train.grad_accum");
-  s.batches_per_epoch = (int64_t(train_examples_.size()) + s.batch_size - 1) / s.batch_size;
+  s.batches_per_epoch = (epoch_examples + s.batch_size - 1) / s.batch_size;
 }
 
 }  // namespace

@@ -80,6 +80,10 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"data.padding", "string", "dynamic", "Pad to the batch's longest (dynamic) or to max_length (max)",
        {"dynamic", "max"}},
       {"data.length_bucketing", "bool", "false", "Batch examples of similar length together", {}},
+      {"data.balance", "string", "none",
+       "Class-balanced training batches: classes (every class as often as the largest, its examples repeated and "
+       "reshuffled, the classes interleaved in each batch; an epoch is classes x largest count) or none",
+       {"none", "classes"}},
       {"data.clean_html", "bool", "false", "Strip HTML tags such as <br />", {}},
       {"data.collapse_whitespace", "bool", "false", "Collapse runs of whitespace", {}},
       {"data.split_ratios", "string", "0.8,0.1,0.1", "train,validation,test ratios when the data has no split", {}},
@@ -391,6 +395,9 @@ void TrainConfig::validate() const {
     fail("config: a new model (no model.path) needs model.tokenizer");
   check_run_name(get_string("run.name"), "config: run.name");
   train::parse_training_target(get_string("train.target"), "config: train.target");
+  if (get_string("data.balance") == "classes" && get_bool("data.length_bucketing"))
+    fail("config: data.balance classes and data.length_bucketing cannot be combined (bucketing regroups the "
+         "batches by length)");
 }
 
 std::string TrainConfig::to_toml() const {

@@ -192,6 +192,8 @@ class LanguageModellingTask final : public TrainTask {
 };
 
 LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg, Device device) : cfg_(cfg) {
+  if (cfg.get_string("data.balance") != "none")
+    fail("data.balance ", cfg.get_string("data.balance"), ": language modelling has no classes to balance");
   TaskSettings& s = settings_;
   s.per_token = true;
   s.device = device;

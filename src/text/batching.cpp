@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -87,18 +88,70 @@ EncodedExamples encode_examples(const Tokenizer& tokenizer, const std::vector<Ex
   return encoded;
 }
 
-std::vector<std::vector<size_t>> plan_batches(const std::vector<int64_t>& lengths,
-                                              const BatchOptions& options, uint64_t epoch) {
-  check_options(options);
-  const size_t n = lengths.size();
-  const size_t batch_size = size_t(options.batch_size);
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  // Two streams per epoch: one orders the examples, one the batches.
-  if (options.shuffle) {
-    Rng rng(options.seed, 2 * epoch);
-    for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+namespace {
+
+// The examples of each class present, by label, in example order.
+std::map<int32_t, std::vector<size_t>> examples_by_class(const std::vector<int32_t>& labels) {
+  std::map<int32_t, std::vector<size_t>> classes;
+  for (size_t i = 0; i < labels.size(); ++i) classes[labels[i]].push_back(i);
+  return classes;
+}
+
+// An epoch's order of class-balanced batches: each class's examples shuffled, repeated (each
+// repetition reshuffled) up to the largest class's count, then the classes interleaved.
+std::vector<size_t> balanced_order(const std::vector<int32_t>& labels, bool shuffle, Rng& rng) {
+  const auto classes = examples_by_class(labels);
+  size_t largest = 0;
+  for (const auto& [label, members] : classes) largest = std::max(largest, members.size());
+  std::vector<std::vector<size_t>> lists;
+  for (const auto& [label, members] : classes) {
+    std::vector<size_t> list;
+    while (list.size() < largest) {
+      std::vector<size_t> pass = members;
+      if (shuffle)
+        for (size_t i = pass.size(); i > 1; --i) std::swap(pass[i - 1], pass[rng.below(i)]);
+      list.insert(list.end(), pass.begin(), pass.begin() + std::ptrdiff_t(std::min(pass.size(), largest - list.size())));
+    }
+    lists.push_back(std::move(list));
   }
+  std::vector<size_t> order;
+  order.reserve(largest * lists.size());
+  for (size_t i = 0; i < largest; ++i)
+    for (const auto& list : lists) order.push_back(list[i]);
+  return order;
+}
+
+}  // namespace
+
+int64_t balanced_epoch_examples(const std::vector<int32_t>& labels) {
+  const auto classes = examples_by_class(labels);
+  size_t largest = 0;
+  for (const auto& [label, members] : classes) largest = std::max(largest, members.size());
+  return int64_t(classes.size() * largest);
+}
+
+std::vector<std::vector<size_t>> plan_batches(const std::vector<int64_t>& lengths,
+                                              const BatchOptions& options, uint64_t epoch,
+                                              const std::vector<int32_t>& labels) {
+  check_options(options);
+  const size_t batch_size = size_t(options.batch_size);
+  std::vector<size_t> order;
+  if (options.balance_classes) {
+    if (options.length_bucketing) fail("class-balanced batches cannot be length-bucketed (bucketing regroups them by length)");
+    if (labels.size() != lengths.size())
+      fail("class-balanced batches need a label for each of the ", lengths.size(), " examples (got ", labels.size(), ")");
+    Rng rng(options.seed, 2 * epoch);
+    order = balanced_order(labels, options.shuffle, rng);
+  } else {
+    order.resize(lengths.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    // Two streams per epoch: one orders the examples, one the batches.
+    if (options.shuffle) {
+      Rng rng(options.seed, 2 * epoch);
+      for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+    }
+  }
+  const size_t n = order.size();
 
   size_t chunk = options.length_bucketing ? batch_size * size_t(options.bucket_batches) : n;
   std::vector<std::vector<size_t>> batches;
@@ -212,8 +265,8 @@ struct BatchLoader::State {
     changed.notify_all();
   }
 
-  void start(const std::vector<int64_t>& lengths, uint64_t epoch) {
-    plan = plan_batches(lengths, options, epoch);
+  void start(const std::vector<int64_t>& lengths, const std::vector<int32_t>& labels, uint64_t epoch) {
+    plan = plan_batches(lengths, options, epoch, labels);
     for (const auto& indices : plan) num_examples += int64_t(indices.size());
     worker = std::thread([this] { run(); });
   }
@@ -227,10 +280,12 @@ BatchLoader::BatchLoader(const Tokenizer& tokenizer, const std::vector<Example>&
   state_->options = options;
   state_->pad_id = tokenizer.pad_id();
   std::vector<int64_t> lengths(examples.size());
-  for (size_t i = 0; i < examples.size(); ++i)
-    lengths[i] = int64_t(examples[i].text.size() +
-                         (examples[i].text_pair ? examples[i].text_pair->size() : 0));
-  state_->start(lengths, epoch);
+  std::vector<int32_t> labels(examples.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
+    lengths[i] = int64_t(examples[i].text.size() + (examples[i].text_pair ? examples[i].text_pair->size() : 0));
+    labels[i] = examples[i].label;
+  }
+  state_->start(lengths, labels, epoch);
 }
 
 BatchLoader::BatchLoader(std::shared_ptr<const EncodedExamples> encoded, const BatchOptions& options,
@@ -245,8 +300,12 @@ BatchLoader::BatchLoader(std::shared_ptr<const EncodedExamples> encoded, const B
   state_->pad_id = state_->encoded->pad_id;
   const auto& items = state_->encoded->items;
   std::vector<int64_t> lengths(items.size());
-  for (size_t i = 0; i < items.size(); ++i) lengths[i] = int64_t(items[i].input_ids.size());
-  state_->start(lengths, epoch);
+  std::vector<int32_t> labels(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    lengths[i] = int64_t(items[i].input_ids.size());
+    labels[i] = items[i].label;
+  }
+  state_->start(lengths, labels, epoch);
 }
 
 BatchLoader::~BatchLoader() {

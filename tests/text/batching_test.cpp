@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <thread>
@@ -98,6 +99,49 @@ TEST(Batching, PlanCoversEveryExampleOnceAndIsDeterministic) {
     for (const auto& b : dropped) EXPECT_EQ(b.size(), 10u);
     options.drop_last = false;
   }
+}
+
+// data.balance classes on an unbalanced set (70 / 20 / 10 of three classes): every class as often as
+// the largest, each example of a class used before any is repeated, every batch of 6 holding two of
+// each class; deterministic per seed and epoch; refused with length bucketing or without labels.
+TEST(Batching, ClassBalancedBatchesOnAnUnbalancedSet) {
+  std::vector<int32_t> labels;
+  for (int i = 0; i < 100; ++i) labels.push_back(i < 70 ? 0 : i < 90 ? 1 : 2);
+  const std::vector<int64_t> lengths(labels.size(), 8);
+  BatchOptions options;
+  options.batch_size = 6;
+  options.balance_classes = true;
+  EXPECT_EQ(balanced_epoch_examples(labels), 210);
+  const auto plan = plan_batches(lengths, options, 3, labels);
+  ASSERT_EQ(plan.size(), 35u);  // 210 / 6
+  std::map<size_t, int> uses;
+  for (const auto& batch : plan) {
+    ASSERT_EQ(batch.size(), 6u);
+    int per_class[3] = {0, 0, 0};
+    for (size_t i : batch) ++per_class[labels[i]], ++uses[i];
+    EXPECT_EQ(per_class[0], 2);
+    EXPECT_EQ(per_class[1], 2);
+    EXPECT_EQ(per_class[2], 2);
+  }
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const int expected = labels[i] == 0 ? 1 : labels[i] == 1 ? 3 : 7;  // 70/70, 70/20 = 3.5, 70/10
+    if (labels[i] == 1) {
+      EXPECT_TRUE(uses[i] == 3 || uses[i] == 4) << i;  // 3 whole passes and half of a fourth
+    } else {
+      EXPECT_EQ(uses[i], expected) << i;
+    }
+  }
+  // Class 1's fourth pass takes each example once before any is taken five times (a pass is a
+  // shuffled copy of the class): exactly 10 of its 20 examples are used 4 times.
+  int fourth = 0;
+  for (size_t i = 70; i < 90; ++i) fourth += uses[i] == 4;
+  EXPECT_EQ(fourth, 10);
+  EXPECT_EQ(plan, plan_batches(lengths, options, 3, labels));
+  EXPECT_NE(plan, plan_batches(lengths, options, 4, labels));
+  options.length_bucketing = true;
+  ww::testing::expect_error([&] { plan_batches(lengths, options, 3, labels); }, {"cannot be length-bucketed"});
+  options.length_bucketing = false;
+  ww::testing::expect_error([&] { plan_batches(lengths, options, 3, {}); }, {"need a label for each of the 100"});
 }
 
 TEST(Batching, DynamicVersusMaxLengthPadding) {

@@ -42,6 +42,11 @@ struct BatchOptions {
   bool length_bucketing = false;
   int64_t bucket_batches = 100;
   bool shuffle = true;
+  // Class-balanced batches (data.balance classes): every class as often as the largest, its
+  // examples repeated (reshuffled each time) to make up the count, the classes interleaved so every
+  // batch holds them in near-equal numbers. An epoch is then classes × largest count examples.
+  // Needs the labels; not with length_bucketing (it regroups by length).
+  bool balance_classes = false;
   uint64_t seed = 42;
   bool drop_last = false;          // drop a final batch smaller than batch_size
   int64_t prefetch_batches = 8;    // bound of the loader's queue
@@ -59,9 +64,14 @@ struct HostBatch {
 };
 
 // The batches of one epoch, as example indices. `lengths` are the examples' lengths (tokens, or a
-// proxy); only length_bucketing looks at them. Shuffling uses ww::Rng(seed, epoch).
+// proxy); only length_bucketing looks at them; `labels` (one per example) only balance_classes.
+// Shuffling uses ww::Rng(seed, epoch).
 std::vector<std::vector<size_t>> plan_batches(const std::vector<int64_t>& lengths,
-                                              const BatchOptions& options, uint64_t epoch);
+                                              const BatchOptions& options, uint64_t epoch,
+                                              const std::vector<int32_t>& labels = {});
+// Examples in an epoch of class-balanced batches: the number of classes present × the largest
+// class's count.
+int64_t balanced_epoch_examples(const std::vector<int32_t>& labels);
 
 // Pads encodings into one batch under the options' padding rules.
 HostBatch make_batch(const std::vector<const EncodedExample*>& encodings,
