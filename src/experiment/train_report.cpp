@@ -74,11 +74,45 @@ json read_scaling_baseline(const fs::path& path, const TrainTask& task) {
   return baseline;
 }
 
+// metrics.json's "target": the condition and, when an evaluation met it, the figures to target.
+json target_metrics(const std::optional<train::TrainingTarget>& target, bool stop, const RunOutcome& r) {
+  if (!target) return nullptr;
+  json j = {{"condition", target->text()}, {"stop_at_target", stop}, {"reached", !r.target_reached.is_null()}};
+  if (!r.target_reached.is_null()) j.update(r.target_reached);
+  return j;
+}
+
+// MFU into metrics.json's "train": the model FLOPs of every micro-batch trained, their rate, and
+// over the devices' peak (train.peak_tflops, else the datasheet figure of a known GPU) when known.
+void add_utilisation(json& train, const RunOutcome& r, const TrainConfig& cfg, const TaskSettings& s,
+                     const energy::HostInfo& host, int devices) {
+  const double achieved = r.seconds > 0 ? r.model_flops / r.seconds / 1e12 : 0.0;
+  train["model_flops"] = r.model_flops;
+  train["model_flops_per_step"] = r.steps > 0 ? r.model_flops / double(r.steps) : 0.0;
+  train["achieved_tflops"] = achieved;
+  std::optional<PeakRate> peak;
+  if (cfg.get_float("train.peak_tflops") > 0)
+    peak = PeakRate{cfg.get_float("train.peak_tflops"), "train.peak_tflops"};
+  else if (s.device.is_cuda())
+    peak = known_peak_tflops(host.gpu_model, s.execution.precision);
+  const std::string device_name = s.device.is_cuda() ? host.gpu_model : host.cpu_model;
+  if (!peak) {
+    train["peak_tflops"] = nullptr;
+    train["peak_source"] = "no peak known for " + device_name + " (give train.peak_tflops)";
+    train["mfu"] = nullptr;
+    return;
+  }
+  train["peak_tflops"] = peak->tflops * devices;
+  train["peak_source"] = peak->source + (devices > 1 ? " x " + std::to_string(devices) + " devices" : "");
+  train["mfu"] = achieved / (peak->tflops * devices);
+}
+
 }  // namespace
 
 json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcome& r, const train::Trainer& trainer,
                  models::ModelRuntime& m, json energy, const Ending& ending, const dist::ProcessGroup* group,
-                 const JobReport& job) {
+                 const JobReport& job, const TrainConfig& cfg, const std::optional<train::TrainingTarget>& target,
+                 const energy::HostInfo& host) {
   const TaskSettings& s = task.settings();
   json metrics;
   metrics["run"] = {{"name", s.name},
@@ -101,9 +135,12 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
                 {"seconds", r.seconds},
                 {"samples_per_s", r.seconds > 0 ? double(r.examples) / r.seconds : 0.0},
                 {"final_loss", r.final_loss},
-                {"stopped_early", r.stopped_early}};
+                {"stopped_early", r.stopped_early},
+                {"stopped_at_target", r.stopped_at_target}};
   task.add_train_metrics(train, {r.examples, r.tokens, r.seconds});
+  add_utilisation(train, r, cfg, s, host, group ? group->size() : 1);
   metrics["train"] = train;
+  metrics["target"] = target_metrics(target, cfg.get_bool("train.stop_at_target"), r);
   metrics["execution"] = {{"precision", s.execution.precision},
                           {"attention", models::attention_kernel_name(m.attention_kernel())},
                           {"checkpointing", m.execution().checkpointing.str()},
@@ -226,36 +263,6 @@ std::optional<train::TrainingTarget> training_target_of(const TrainConfig& cfg, 
   if (!task.has_eval())
     fail("train.target ", target->text(), ": this run has no evaluation split to measure it on");
   return target;
-}
-
-json target_metrics(const std::optional<train::TrainingTarget>& target, bool stop, const RunOutcome& r) {
-  if (!target) return nullptr;
-  json j = {{"condition", target->text()}, {"stop_at_target", stop}, {"reached", !r.target_reached.is_null()}};
-  if (!r.target_reached.is_null()) j.update(r.target_reached);
-  return j;
-}
-
-void add_utilisation(json& train, const RunOutcome& r, const TrainConfig& cfg, const TaskSettings& s,
-                     const energy::HostInfo& host, int devices) {
-  const double achieved = r.seconds > 0 ? r.model_flops / r.seconds / 1e12 : 0.0;
-  train["model_flops"] = r.model_flops;
-  train["model_flops_per_step"] = r.steps > 0 ? r.model_flops / double(r.steps) : 0.0;
-  train["achieved_tflops"] = achieved;
-  std::optional<PeakRate> peak;
-  if (cfg.get_float("train.peak_tflops") > 0)
-    peak = PeakRate{cfg.get_float("train.peak_tflops"), "train.peak_tflops"};
-  else if (s.device.is_cuda())
-    peak = known_peak_tflops(host.gpu_model, s.execution.precision);
-  const std::string device_name = s.device.is_cuda() ? host.gpu_model : host.cpu_model;
-  if (!peak) {
-    train["peak_tflops"] = nullptr;
-    train["peak_source"] = "no peak known for " + device_name + " (give train.peak_tflops)";
-    train["mfu"] = nullptr;
-    return;
-  }
-  train["peak_tflops"] = peak->tflops * devices;
-  train["peak_source"] = peak->source + (devices > 1 ? " x " + std::to_string(devices) + " devices" : "");
-  train["mfu"] = achieved / (peak->tflops * devices);
 }
 
 json scaling_baseline_of(const TrainConfig& cfg, const TrainTask& task, dist::ProcessGroup* group) {

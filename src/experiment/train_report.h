@@ -39,9 +39,12 @@ struct JobReport {
 
 // metrics.json, the same layout for every task (docs/METRICS.md): what the driver measured, with
 // the task's "model" and "data" objects and its entries of "train".
+// With train.target's figures ("target") and MFU against the peak of `host`'s devices ("train").
 nlohmann::json run_metrics(const TrainTask& task, const std::filesystem::path& run_dir, const RunOutcome& r,
                            const train::Trainer& trainer, models::ModelRuntime& m, nlohmann::json energy,
-                           const Ending& ending, const dist::ProcessGroup* group, const JobReport& job);
+                           const Ending& ending, const dist::ProcessGroup* group, const JobReport& job,
+                           const TrainConfig& cfg, const std::optional<train::TrainingTarget>& target,
+                           const energy::HostInfo& host);
 
 // status.json: how the run folder's last session stands (docs/METRICS.md). Written atomically; a
 // failure to write it never hides the error being reported.
@@ -55,13 +58,6 @@ void restore_outcome(const nlohmann::json& state, const std::filesystem::path& f
 
 // train.target, checked against what the task's evaluations report (before anything is trained).
 std::optional<train::TrainingTarget> training_target_of(const TrainConfig& cfg, const TrainTask& task);
-// metrics.json's "target": the condition and, when an evaluation met it, the figures to target.
-nlohmann::json target_metrics(const std::optional<train::TrainingTarget>& target, bool stop, const RunOutcome& r);
-// MFU into metrics.json's "train": the model FLOPs of every micro-batch trained, their rate, and
-// over the devices' peak (train.peak_tflops, else the datasheet figure of a known GPU) when known.
-void add_utilisation(nlohmann::json& train, const RunOutcome& r, const TrainConfig& cfg, const TaskSettings& s,
-                     const energy::HostInfo& host, int devices);
-
 // train.scaling_baseline for this job: read and checked on rank 0 (whose machine holds the run
 // folder) before anything is written; a bad file stops every rank with rank 0's error. Null when not
 // given. One process has no scaling to report: it says so and ignores the key.

@@ -584,10 +584,8 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
                                                                  : ""));
       }
     }
-    result.metrics = run_metrics(task, run_dir, r, trainer, m, std::move(energy_json), ending, group, job);
-    result.metrics["target"] = target_metrics(target, stop_at_target, r);
-    add_utilisation(result.metrics["train"], r, cfg, s, energy.monitor().host(), group ? group->size() : 1);
-    result.metrics["train"]["stopped_at_target"] = r.stopped_at_target;
+    result.metrics = run_metrics(task, run_dir, r, trainer, m, std::move(energy_json), ending, group, job, cfg, target,
+                                 energy.monitor().host());
     io::write_file_atomic(run_dir / "metrics.json", result.metrics.dump(2) + "\n");
     progress.message("training energy: " + energy_summary_line(training_energy));
   } catch (const NothingToKeep& nothing) {
