@@ -97,12 +97,17 @@ std::map<int32_t, std::vector<size_t>> examples_by_class(const std::vector<int32
   return classes;
 }
 
+size_t largest_class(const std::map<int32_t, std::vector<size_t>>& classes) {
+  size_t largest = 0;
+  for (const auto& [label, members] : classes) largest = std::max(largest, members.size());
+  return largest;
+}
+
 // An epoch's order of class-balanced batches: each class's examples shuffled, repeated (each
 // repetition reshuffled) up to the largest class's count, then the classes interleaved.
 std::vector<size_t> balanced_order(const std::vector<int32_t>& labels, bool shuffle, Rng& rng) {
   const auto classes = examples_by_class(labels);
-  size_t largest = 0;
-  for (const auto& [label, members] : classes) largest = std::max(largest, members.size());
+  const size_t largest = largest_class(classes);
   std::vector<std::vector<size_t>> lists;
   for (const auto& [label, members] : classes) {
     std::vector<size_t> list;
@@ -125,9 +130,7 @@ std::vector<size_t> balanced_order(const std::vector<int32_t>& labels, bool shuf
 
 int64_t balanced_epoch_examples(const std::vector<int32_t>& labels) {
   const auto classes = examples_by_class(labels);
-  size_t largest = 0;
-  for (const auto& [label, members] : classes) largest = std::max(largest, members.size());
-  return int64_t(classes.size() * largest);
+  return int64_t(classes.size() * largest_class(classes));
 }
 
 std::vector<std::vector<size_t>> plan_batches(const std::vector<int64_t>& lengths,

@@ -231,13 +231,24 @@ std::vector<float> state_of(const train::Optimizer& optimizer, const std::string
 
 // A sharded run's files (here three shards, listed in any order) load into one optimizer bit for
 // bit: each optimizer takes its range from the shards that overlap it.
-TEST(TrainingCheckpoint, OptimizerShardsLoadIntoTheWholeState) {
+// A tiny model and an AdamW trainer after `steps` optimizer steps, in a scratch folder.
+struct TrainedAdam {
   TempDir t;
-  models::SequenceClassifier a = tiny_model(1);
-  train::Trainer trainer_a(a, options());
-  int64_t next = 0;
-  train_until(trainer_a, next, 3);
-  const int64_t n = a.parameters().numel();
+  models::SequenceClassifier model = tiny_model(1);
+  train::Trainer trainer{model, options()};
+  int64_t n = model.parameters().numel();
+  explicit TrainedAdam(int64_t steps) {
+    int64_t next = 0;
+    train_until(trainer, next, steps);
+  }
+};
+
+TEST(TrainingCheckpoint, OptimizerShardsLoadIntoTheWholeState) {
+  TrainedAdam trained(3);
+  const TempDir& t = trained.t;
+  models::SequenceClassifier& a = trained.model;
+  train::Trainer& trainer_a = trained.trainer;
+  const int64_t n = trained.n;
   std::vector<fs::path> shards = write_as_shards(t.path, trainer_a.optimizer(), {0, n / 3, n / 3 + 1, n});
   std::swap(shards[0], shards[2]);
   train::Trainer trainer_b(a, options());
@@ -248,12 +259,11 @@ TEST(TrainingCheckpoint, OptimizerShardsLoadIntoTheWholeState) {
 }
 
 TEST(TrainingCheckpoint, BadOptimizerShardsAreRefusedNamingTheFile) {
-  TempDir t;
-  models::SequenceClassifier a = tiny_model(1);
-  train::Trainer adam(a, options());
-  int64_t next = 0;
-  train_until(adam, next, 2);
-  const int64_t n = a.parameters().numel();
+  TrainedAdam trained(2);
+  const TempDir& t = trained.t;
+  models::SequenceClassifier& a = trained.model;
+  train::Trainer& adam = trained.trainer;
+  const int64_t n = trained.n;
   train::save_optimizer_state(t.path / "adam.safetensors", adam.optimizer());
   const std::vector<float> before = state_of(adam.optimizer(), "exp_avg");
   auto refused = [&](const std::vector<fs::path>& files, std::vector<std::string> words) {
