@@ -287,7 +287,7 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg, Device device) : 
     for (const text::Example& e : train_examples_) labels.push_back(e.label);
     epoch_examples = text::balanced_epoch_examples(labels);
   }
-  s.grad_accum = cfg.get_int("train.grad_accum");
+  set_grad_accum(cfg, s);
   s.batches_per_epoch = (epoch_examples + s.batch_size - 1) / s.batch_size;
 }
 

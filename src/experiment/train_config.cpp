@@ -101,7 +101,24 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.epochs", "float", "3", "Epochs (fractions allowed; 0 with max_steps)", {}, {}, {0, 1e6}},
       {"train.max_steps", "int", "0", "Stop after this many optimizer steps (0: by epochs)", {}, limits::kStepCount, {}},
       {"train.batch_size", "int", "32", "Examples per micro-batch", {}, limits::kBatchSize, {}},
-      {"train.grad_accum", "int", "1", "Micro-batches per optimizer step", {}, limits::kGradAccum, {}},
+      {"train.grad_accum", "int or auto", "1",
+       "Micro-batches per optimizer step; auto: as many as the gradient noise scale asks for, between "
+       "train.grad_accum_min and train.grad_accum_max, re-estimated every step (needs train.max_steps)",
+       {}, limits::kGradAccum, {}},
+      {"train.grad_accum_min", "int", "2",
+       "train.grad_accum auto: the fewest micro-batches per step (at least 2: a step's first micro-batch and the whole "
+       "step are the two batch sizes the noise scale is estimated from); train.lr is the rate at this size",
+       {}, limits::kAdaptiveGradAccum, {}},
+      {"train.grad_accum_max", "int", "64", "train.grad_accum auto: the most micro-batches per step", {},
+       limits::kAdaptiveGradAccum, {}},
+      {"train.grad_accum_lr_scaling", "string", "sqrt",
+       "train.grad_accum auto: the learning rate follows the effective batch as (k / grad_accum_min)^p, p = 1 "
+       "(linear), 1/2 (sqrt) or 0 (none)",
+       {"none", "linear", "sqrt"}},
+      {"train.noise_scale_smoothing", "float", "0.9",
+       "train.grad_accum auto: the exponential moving average factor of the noise-scale estimates (0: the last "
+       "step's alone)",
+       {}, {}, {0, 1, false, true}},
       {"train.zero", "int", "0",
        "Data-parallel runs: 0, every rank holds the whole optimizer state; 1, each of N ranks holds 1/N of it "
        "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); 2, also the summed "
@@ -243,7 +260,8 @@ std::string canonical(const ConfigKey& k, const std::string& value, const std::s
   auto bad = [&](const std::string& why) -> std::string {
     fail(origin, ": invalid value '", value, "' for ", k.key, " (", why, ")");
   };
-  if (k.type == "int") {
+  if (k.type == "int or auto" && lower(value) == "auto") return "auto";
+  if (k.type == "int" || k.type == "int or auto") {
     if (auto error = integer_text_error(value, k.int_range)) {
       if (error->find("is out of range") == std::string::npos) bad("expected an integer");
       fail(origin, ": ", k.key, " ", *error);
@@ -282,6 +300,8 @@ void unknown_key(const std::string& key, const std::string& origin) {
 
 std::string range_text(const ConfigKey& key) {
   if (key.type == "int") return std::to_string(key.int_range.min) + ".." + std::to_string(key.int_range.max);
+  if (key.type == "int or auto")
+    return std::to_string(key.int_range.min) + ".." + std::to_string(key.int_range.max) + " or auto";
   if (key.type != "float") return "";
   std::string text = interval_text(key.float_range);
   if (key.float_range.unset) text += " or " + shortest(*key.float_range.unset);
@@ -362,7 +382,12 @@ std::string TrainConfig::get_string(const std::string& key) const {
   WW_CHECK(it != values_.end(), "config key ", key, " is not in the schema");
   return it->second;
 }
-int64_t TrainConfig::get_int(const std::string& key) const { return std::stoll(get_string(key)); }
+int64_t TrainConfig::get_int(const std::string& key) const {
+  const std::string& v = get_string(key);
+  WW_CHECK(v != "auto", "config key ", key, " is auto: ask is_auto() first");
+  return std::stoll(v);
+}
+bool TrainConfig::is_auto(const std::string& key) const { return get_string(key) == "auto"; }
 double TrainConfig::get_float(const std::string& key) const { return std::stod(get_string(key)); }
 bool TrainConfig::get_bool(const std::string& key) const { return get_string(key) == "true"; }
 std::filesystem::path TrainConfig::get_path(const std::string& key) const { return get_string(key); }
@@ -379,6 +404,21 @@ void TrainConfig::validate() const {
     fail("config: data.block_size must be at least 2 (or 0 for the model's n_positions)");
   if (get_int("train.tokens_per_step") > 0 && differs_from_default("train.grad_accum"))
     fail("config: give train.tokens_per_step or train.grad_accum, not both");
+  if (is_auto("train.grad_accum")) {
+    if (get_int("train.max_steps") == 0)
+      fail("config: train.grad_accum auto needs train.max_steps (steps of varying size make no fixed count per epoch "
+           "to end a run of train.epochs on)");
+    if (get_int("train.grad_accum_max") < get_int("train.grad_accum_min"))
+      fail("config: train.grad_accum_max ", get_int("train.grad_accum_max"), " is below train.grad_accum_min ",
+           get_int("train.grad_accum_min"));
+    if (get_bool("run.export_plan"))
+      fail("config: run.export_plan replays steps of a fixed train.grad_accum; it cannot be combined with "
+           "train.grad_accum auto");
+  } else {
+    for (const char* key : {"train.grad_accum_min", "train.grad_accum_max", "train.grad_accum_lr_scaling",
+                            "train.noise_scale_smoothing"})
+      if (differs_from_default(key)) fail("config: ", key, " applies only with train.grad_accum auto");
+  }
   try {
     models::parse_checkpointing(get_string("train.checkpointing"));
   } catch (const Error& e) {
@@ -412,7 +452,7 @@ std::string TrainConfig::to_toml() const {
     }
     const std::string& v = values_.at(k.key);
     os << k.key.substr(sec.size() + 1) << " = ";
-    if (k.type == "string" || k.type == "path") os << toml::value<std::string>(v);
+    if (k.type == "string" || k.type == "path" || v == "auto") os << toml::value<std::string>(v);
     else os << v;
     os << "\n";
   }

@@ -169,8 +169,13 @@ class LanguageModellingTask final : public TrainTask {
   }
   void add_train_metrics(json& train, const TrainCounts& counts) const override {
     train["tokens"] = counts.tokens;
-    train["grad_accum"] = settings_.grad_accum;
-    train["tokens_per_step"] = tokens_per_step();
+    if (settings_.adaptive_accumulation) {  // steps of varying size: their mean
+      train["grad_accum"] = "auto";
+      train["tokens_per_step"] = counts.steps > 0 ? counts.tokens / counts.steps : 0;
+    } else {
+      train["grad_accum"] = settings_.grad_accum;
+      train["tokens_per_step"] = tokens_per_step();
+    }
     train["tokens_per_s"] = counts.seconds > 0 ? double(counts.tokens) / counts.seconds : 0.0;
   }
 
@@ -268,7 +273,7 @@ LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg, Device devi
   train_windows_ = text::LmLoader(train_split_->tokens, loader_options_, 0, separator_).num_windows();
   if (train_windows_ == 0)
     fail(cfg.get_path("data.path").string(), ": the train split has too few tokens (", train_split_->tokens->size(), ")");
-  s.grad_accum = cfg.get_int("train.grad_accum");
+  set_grad_accum(cfg, s);
   const int64_t tokens_per_micro_batch = batch_size * block_size_;
   if (cfg.get_int("train.tokens_per_step") > 0) {
     const int64_t wanted = cfg.get_int("train.tokens_per_step");

@@ -74,6 +74,9 @@ bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64
       if (!step) continue;
       r.steps = step->step;
       r.final_loss = step->loss;
+      r.micro_batches += step->grad_accum;
+      const std::string k = std::to_string(step->grad_accum);
+      r.steps_by_grad_accum[k] = r.steps_by_grad_accum.value(k, int64_t(0)) + 1;
       r.epoch = epoch;
       r.batch_in_epoch = batch_index;
       hooks.step(*step);

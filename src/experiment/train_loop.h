@@ -35,6 +35,10 @@ struct RunOutcome {
   uint64_t epoch = 0;
   int64_t batch_in_epoch = 0;
   double model_flops = 0;  // of every training micro-batch so far (TrainTask::training_flops)
+  // Micro-batches of the finished optimizer steps, and the steps of each size {"4": 10, ...}
+  // (adaptive accumulation's record).
+  int64_t micro_batches = 0;
+  nlohmann::json steps_by_grad_accum = nlohmann::json::object();
 };
 
 // What the training loop hands back to the run around it.

@@ -1,6 +1,7 @@
 #include "train_report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "wattwise/core/error.h"
@@ -137,7 +138,23 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
                 {"final_loss", r.final_loss},
                 {"stopped_early", r.stopped_early},
                 {"stopped_at_target", r.stopped_at_target}};
-  task.add_train_metrics(train, {r.examples, r.tokens, r.seconds});
+  task.add_train_metrics(train, {r.examples, r.tokens, r.steps, r.seconds});
+  if (const train::AdaptiveAccumulation* adaptive = trainer.adaptive()) {
+    const train::AdaptiveAccumulationOptions& o = adaptive->options();
+    auto number_or_null = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+    train["adaptive_accumulation"] = {
+        {"min", o.min_micro_batches},
+        {"max", o.max_micro_batches},
+        {"lr_scaling", train::lr_scaling_name(o.lr_scaling)},
+        {"smoothing", o.smoothing},
+        {"measurements", adaptive->state().measurements},
+        {"noise_scale", number_or_null(adaptive->noise_scale())},
+        {"gradient_squared_norm", number_or_null(adaptive->gradient_squared_norm())},
+        {"noise_trace", number_or_null(adaptive->noise_trace())},
+        {"next_grad_accum", adaptive->micro_batches()},
+        {"mean_grad_accum", r.steps > 0 ? double(r.micro_batches) / double(r.steps) : 0.0},
+        {"steps_by_grad_accum", r.steps_by_grad_accum}};
+  }
   add_utilisation(train, r, cfg, s, host, group ? group->size() : 1);
   metrics["train"] = train;
   metrics["target"] = target_metrics(target, cfg.get_bool("train.stop_at_target"), r);
@@ -200,7 +217,8 @@ json checkpoint_state(const RunOutcome& r, const train::Trainer& trainer, bool d
   return {{"step", r.steps},
           {"done", done},
           {"data", {{"epoch", r.epoch}, {"batch_in_epoch", r.batch_in_epoch}, {"epochs", r.epochs},
-                    {"examples", r.examples}, {"tokens", r.tokens}, {"model_flops", r.model_flops}}},
+                    {"examples", r.examples}, {"tokens", r.tokens}, {"model_flops", r.model_flops},
+                    {"micro_batches", r.micro_batches}, {"steps_by_grad_accum", r.steps_by_grad_accum}}},
           {"trainer", train::to_json(trainer.state())},
           {"rng", {{"seed", seed}, {"dropout_step", trainer.state().dropout_step}}},
           {"final_loss", r.final_loss},
@@ -228,6 +246,8 @@ void restore_outcome(const json& state, const fs::path& file, RunOutcome& r) {
     r.batch_in_epoch = data.at("batch_in_epoch").get<int64_t>();
     r.epochs = data.at("epochs").get<double>();
     r.model_flops = data.value("model_flops", 0.0);
+    r.micro_batches = data.value("micro_batches", int64_t(0));
+    r.steps_by_grad_accum = data.value("steps_by_grad_accum", json::object());
     r.examples = data.at("examples").get<int64_t>();
     r.tokens = data.at("tokens").get<int64_t>();
     r.final_loss = state.at("final_loss").get<double>();

@@ -48,6 +48,11 @@ ExecutionChoice training_execution(const TrainConfig& cfg, Device device) {
   return execution;
 }
 
+void set_grad_accum(const TrainConfig& cfg, TaskSettings& s) {
+  s.adaptive_accumulation = cfg.is_auto("train.grad_accum");
+  s.grad_accum = s.adaptive_accumulation ? cfg.get_int("train.grad_accum_min") : cfg.get_int("train.grad_accum");
+}
+
 void save_model_folder(const std::function<void(const fs::path&)>& write, const fs::path& dir) {
   fs::path partial = dir.string() + ".partial";
   std::error_code ec;
@@ -80,8 +85,9 @@ void save_model_folder(const std::function<void(const fs::path&)>& write, const 
 namespace {
 
 // The optimizer, schedule, accumulation and loss-scaling options of a run.
-train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_steps, int64_t grad_accum,
-                                         const std::string& precision, dist::ProcessGroup* group) {
+train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_steps, const TaskSettings& s,
+                                         dist::ProcessGroup* group) {
+  const std::string& precision = s.execution.precision;
   train::TrainerOptions t;
   t.group = group;
   t.zero = int(cfg.get_int("train.zero"));
@@ -102,7 +108,16 @@ train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_s
   t.schedule.total_steps = total_steps;
   if (cfg.get_int("train.warmup_steps") > 0) t.schedule.warmup_steps = cfg.get_int("train.warmup_steps");
   else t.schedule.warmup_ratio = cfg.get_float("train.warmup_ratio");
-  t.grad_accum = grad_accum;
+  t.grad_accum = s.grad_accum;
+  if (s.adaptive_accumulation) {
+    train::AdaptiveAccumulationOptions a;
+    a.min_micro_batches = cfg.get_int("train.grad_accum_min");
+    a.max_micro_batches = cfg.get_int("train.grad_accum_max");
+    a.smoothing = cfg.get_float("train.noise_scale_smoothing");
+    a.lr_scaling = train::parse_lr_scaling(cfg.get_string("train.grad_accum_lr_scaling"));
+    t.adaptive = a;
+    t.micro_batch_examples = s.batch_size;
+  }
   t.label_smoothing = float(cfg.get_float("train.label_smoothing"));
   t.seed = uint64_t(cfg.get_int("run.seed"));
   if (precision == "fp16") {
@@ -123,12 +138,16 @@ std::string csv_number(double v) {
 // The per-step bookkeeping both training loops share: the progress display, a train_log.csv row
 // every log_every optimizer steps (and at the last) with the rate over the window since the last
 // row, and the file rewritten at most every 30 s (atomically: a crash leaves the previous version).
-// A resumed run starts from the log as its checkpoint saw it and its elapsed time.
+// A resumed run starts from the log as its checkpoint saw it and its elapsed time. With adaptive
+// accumulation each row also has the step's micro-batches, its examples and the noise scale after it.
 class StepLog {
  public:
-  StepLog(fs::path file, const std::string& rate_column, Progress& progress, int64_t log_every, int64_t total_steps)
+  StepLog(fs::path file, const std::string& rate_column, Progress& progress, int64_t log_every, int64_t total_steps,
+          bool adaptive)
       : file_(std::move(file)),
-        csv_("step,epoch,loss,lr,grad_norm," + rate_column + ",elapsed_s\n"),
+        csv_("step,epoch,loss,lr,grad_norm," + rate_column + ",elapsed_s" +
+             (adaptive ? ",grad_accum,effective_batch,noise_scale" : "") + "\n"),
+        adaptive_(adaptive),
         progress_(progress),
         log_every_(log_every),
         total_steps_(total_steps) {}
@@ -143,7 +162,11 @@ class StepLog {
     progress_.update(epoch, r.step, r.loss, rate);
     if (r.step % log_every_ != 0 && r.step != total_steps_) return;
     csv_ += std::to_string(r.step) + "," + csv_number(epoch) + "," + csv_number(r.loss) + "," + csv_number(r.lr) + "," +
-            csv_number(r.grad_norm) + "," + csv_number(rate) + "," + csv_number(elapsed()) + "\n";
+            csv_number(r.grad_norm) + "," + csv_number(rate) + "," + csv_number(elapsed()) +
+            (adaptive_ ? "," + std::to_string(r.grad_accum) + "," + std::to_string(r.examples) + "," +
+                             (std::isnan(r.noise_scale) ? std::string() : csv_number(r.noise_scale))
+                       : std::string()) +
+            "\n";
     window_items_ = 0;
     window_start_ = Clock::now();
     if (seconds(last_flush_) > 30) flush();
@@ -161,6 +184,7 @@ class StepLog {
   static double seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
   fs::path file_;
   std::string csv_;
+  bool adaptive_;
   Progress& progress_;
   int64_t log_every_, total_steps_;
   Clock::time_point started_ = Clock::now(), last_flush_ = started_, window_start_ = started_;
@@ -278,7 +302,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
   models::ModelRuntime& m = task.model();
   const int64_t steps_per_epoch = std::max<int64_t>(1, s.batches_per_epoch / s.grad_accum);
   const int64_t total_steps = total_steps_of(cfg, s);
-  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision, group));
+  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s, group));
   const DType save_dtype = parse_dtype(cfg.get_string("train.save_dtype"));
   const int64_t checkpoint_every = cfg.get_int("train.checkpoint_every");
   const int64_t checkpoint_keep = cfg.get_int("train.checkpoint_keep");
@@ -400,7 +424,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     }
 
     StepLog step_log(run_dir / "train_log.csv", s.per_token ? "tokens_per_s" : "samples_per_s", progress,
-                     cfg.get_int("train.log_every"), total_steps);
+                     cfg.get_int("train.log_every"), total_steps, s.adaptive_accumulation);
     if (resume) step_log.resume(log_before, seconds_before);
 
     bool stop = false;
@@ -652,7 +676,7 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
   const TaskSettings& s = task.settings();
   models::ModelRuntime& m = task.model();
   const int64_t total_steps = total_steps_of(cfg, s);
-  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s.grad_accum, s.execution.precision, &group));
+  train::Trainer trainer(m, trainer_options_of(cfg, total_steps, s, &group));
   TrainRunResult result;
   RunOutcome r;
   GracefulInterrupt interrupt(/*announce=*/false);  // rank 0 says what the job does

@@ -40,7 +40,8 @@ struct TaskSettings {
   std::string metric;             // picks the best model and drives early stopping
   bool higher_is_better = true;   // of `metric`
   int64_t batch_size = 0;         // sequences (or examples) per micro-batch
-  int64_t grad_accum = 1;         // micro-batches per optimizer step
+  int64_t grad_accum = 1;         // micro-batches per optimizer step (auto: the first step's)
+  bool adaptive_accumulation = false;  // train.grad_accum auto
   int64_t batches_per_epoch = 0;  // micro-batches of one pass over the train split
   ExecutionChoice execution;
   // Whether throughput and energy per sample count tokens (language modelling) or examples.
@@ -63,7 +64,7 @@ class EpochBatches {
 
 // Counts of a finished training loop, for a task's part of metrics.json's "train".
 struct TrainCounts {
-  int64_t examples = 0, tokens = 0;
+  int64_t examples = 0, tokens = 0, steps = 0;
   double seconds = 0;
 };
 
@@ -127,6 +128,9 @@ std::unique_ptr<TrainTask> make_classification_task(const TrainConfig& cfg, Devi
 std::unique_ptr<TrainTask> make_language_modelling_task(const TrainConfig& cfg, Device device);
 
 // ---- shared by the tasks
+// train.grad_accum into the settings: its number, or with auto train.grad_accum_min (the first
+// step's) and adaptive_accumulation set.
+void set_grad_accum(const TrainConfig& cfg, TaskSettings& s);
 // train.precision, model.attention, train.checkpointing and run.cuda_graphs, with the error a
 // training run gives when run.device cannot run them.
 ExecutionChoice training_execution(const TrainConfig& cfg, Device device);

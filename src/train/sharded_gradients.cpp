@@ -4,6 +4,7 @@
 
 #include "wattwise/core/error.h"
 #include "wattwise/ops/elementwise.h"
+#include "wattwise/ops/optimizer.h"
 
 namespace ww::train {
 
@@ -34,6 +35,12 @@ ShardedGradients::ShardedGradients(dist::ProcessGroup& group, models::ParameterS
   part_ = Tensor::zeros({shard_.end - shard_.begin}, DType::F32, store_.flat_values().device());
 }
 
+double ShardedGradients::squared_norm(const Tensor& view) {
+  if (view.numel() == 0) return 0;
+  const double norm = ops::global_grad_norm(view);
+  return norm * norm;
+}
+
 void ShardedGradients::sum_range(const Tensor& view, int64_t begin, int64_t end) {
   if (begin == end) return;
   // Each rank's share of [begin, end): consecutive, in rank order, as reduce_scatter_sum lays out.
@@ -48,6 +55,7 @@ void ShardedGradients::sum_range(const Tensor& view, int64_t begin, int64_t end)
 
 void ShardedGradients::sum_layer(size_t layer) {
   const auto [begin, end] = layers_[layer];
+  if (measuring_) local_sum_of_squares_ += squared_norm(store_.gradient_range(begin, end));
   sum_range(store_.gradient_range(begin, end), begin, end);
   store_.gradient_slot(layer).fill_zero();  // for the layer kGradientSlots below
 }
@@ -59,9 +67,13 @@ void ShardedGradients::final_from(int64_t boundary) {
 void ShardedGradients::finish_micro_batch(bool last_of_step) {
   while (unsummed_ > 0) sum_layer(--unsummed_);
   unsummed_ = layers_.size();
-  if (!last_of_step) return;
   // The resident gradients: the head's (after the layers) and the embeddings'.
   const int64_t first = layers_.front().first, last = layers_.back().second, numel = store_.numel();
+  if (measuring_) {  // they hold this micro-batch's alone only when it is the step's first
+    local_sum_of_squares_ += squared_norm(store_.gradient_range(last, numel)) + squared_norm(store_.gradient_range(0, first));
+    measuring_ = false;
+  }
+  if (!last_of_step) return;
   sum_range(store_.gradient_range(last, numel), last, numel);
   sum_range(store_.gradient_range(0, first), 0, first);
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "wattwise/core/error.h"
+#include "wattwise/ops/optimizer.h"
 
 namespace ww::train {
 
@@ -26,6 +27,11 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
     sharded_gradients_.emplace(*options.group, model.parameters(), model.layer_gradient_ranges(), shard);
     optimizer_.set_gradient_part(sharded_gradients_->part());
   }
+  accum_ = options.grad_accum;
+  if (options.adaptive) {
+    adaptive_.emplace(*options.adaptive, options.micro_batch_examples);
+    accum_ = adaptive_->micro_batches();
+  }
   loss_scale_ = options.initial_loss_scale;
   model_.set_label_smoothing(options.label_smoothing);
   model_.set_dropout_seed(options.seed);
@@ -33,10 +39,12 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
 }
 
 nlohmann::json to_json(const TrainerState& state) {
-  return {{"skipped_steps", state.skipped_steps},
-          {"loss_scale", state.loss_scale},
-          {"good_steps", state.good_steps},
-          {"dropout_step", state.dropout_step}};
+  nlohmann::json j = {{"skipped_steps", state.skipped_steps},
+                      {"loss_scale", state.loss_scale},
+                      {"good_steps", state.good_steps},
+                      {"dropout_step", state.dropout_step}};
+  if (state.adaptive) j["adaptive_accumulation"] = to_json(*state.adaptive);
+  return j;
 }
 
 TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& origin) {
@@ -50,6 +58,8 @@ TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string&
   state.loss_scale = field("loss_scale").get<float>();
   state.good_steps = field("good_steps").get<int64_t>();
   state.dropout_step = field("dropout_step").get<uint64_t>();
+  if (j.contains("adaptive_accumulation"))
+    state.adaptive = adaptive_state_from_json(j["adaptive_accumulation"], origin);
   if (state.skipped_steps < 0 || state.good_steps < 0 || !(std::isfinite(state.loss_scale) && state.loss_scale > 0))
     fail(origin, ": trainer state out of range (", to_json(state).dump(), ")");
   return state;
@@ -62,6 +72,7 @@ TrainerState Trainer::state() const {
   state.loss_scale = loss_scale_;
   state.good_steps = good_steps_;
   state.dropout_step = model_.dropout_step();
+  if (adaptive_) state.adaptive = adaptive_->state();
   return state;
 }
 
@@ -71,6 +82,11 @@ void Trainer::restore(const TrainerState& state) {
   loss_scale_ = state.loss_scale;
   good_steps_ = state.good_steps;
   model_.set_dropout_step(state.dropout_step);
+  if (adaptive_) {
+    if (!state.adaptive) fail("the checkpoint's trainer state has no adaptive accumulation state (train.grad_accum auto)");
+    adaptive_->restore(*state.adaptive);
+    accum_ = adaptive_->micro_batches();
+  }
   model_.zero_grad();
   if (sharded_gradients_) sharded_gradients_->zero();
   step_loss_ = 0;
@@ -83,7 +99,7 @@ std::optional<StepResult> Trainer::train_micro_batch(const models::Batch& batch)
 }
 
 bool Trainer::can_graph(const models::Batch& rows, int64_t global_examples, bool same_on_every_rank) const {
-  if (options_.grad_accum != 1 || !model_.can_graph_training(rows)) return false;
+  if (accum_ != 1 || !model_.can_graph_training(rows)) return false;
   if (!distributed()) return true;
   const int ranks = options_.group->size();
   return (same_on_every_rank || ranks == 1) && options_.zero == 0 && options_.group->can_record() &&
@@ -134,16 +150,20 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
     // The step's last micro-batch: its backward finishes the gradients, bucket by bucket. Under
     // ZeRO 2 every micro-batch's layers are summed as backward finishes them (their slots are
     // reused).
-    if (micro_ + 1 == options_.grad_accum || sharded_gradients_)
+    const bool measure = adaptive_ && micro_ == 0;
+    if (measure && sharded_gradients_) sharded_gradients_->measure_next_micro_batch();
+    if (micro_ + 1 == accum_ || sharded_gradients_)
       with_buckets_hooked([&] { model_.backward(backward_scale(share)); });
     else
       model_.backward(backward_scale(share));
     step_loss_ += double(loss) * share * double(global_examples);
+    if (sharded_gradients_) sharded_gradients_->finish_micro_batch(micro_ + 1 == accum_);
+    if (measure) measure_first_micro_batch(rows.input_ids.size(0), share);
+  } else if (sharded_gradients_) {
+    sharded_gradients_->finish_micro_batch(micro_ + 1 == accum_);
   }
-  const bool last_of_step = micro_ + 1 == options_.grad_accum;
-  if (sharded_gradients_) sharded_gradients_->finish_micro_batch(last_of_step);
   step_examples_ += global_examples;
-  if (++micro_ < options_.grad_accum) return std::nullopt;
+  if (++micro_ < accum_) return std::nullopt;
 
   if (distributed() && !sharded_gradients_) {
     // The ranks' gradients (each already weighted by its share) summed: the same on every rank, or
@@ -156,17 +176,49 @@ std::optional<StepResult> Trainer::train_micro_batch_shard(const models::Batch& 
   // Each micro-batch's gradient is of its mean loss: averaging over micro-batches is 1/accum.
   const int64_t step = steps();
   StepResult r;
-  r.lr = schedule_.lr(step);
+  r.lr = schedule_.lr(step) * (adaptive_ ? adaptive_->lr_multiplier(accum_) : 1.0);
   r.loss_scale = loss_scale_;
-  StepReport report = optimizer_.step(r.lr, 1.0f / (float(options_.grad_accum) * loss_scale_));
+  StepReport report = optimizer_.step(r.lr, 1.0f / (float(accum_) * loss_scale_));
   return finish_step(r, report);
 }
 
+void Trainer::measure_first_micro_batch(int64_t rows, double share) {
+  // The buffer holds share x loss scale x this rank's mean gradient (all of it, or under ZeRO 2 the
+  // squares were taken slot by slot before the sums).
+  const double squared = sharded_gradients_ ? sharded_gradients_->local_sum_of_squares()
+                                            : std::pow(double(ops::global_grad_norm(model_.parameters().flat_grads())), 2);
+  const double scale = share * double(loss_scale_);
+  first_squared_norm_ = squared / (scale * scale);
+  first_rows_ = rows;
+}
+
 StepResult Trainer::finish_step(StepResult r, const StepReport& report) {
-  if (distributed()) {  // the ranks' parts of the step's loss
-    std::vector<double> loss_sum = {step_loss_};
-    options_.group->all_reduce_sum(loss_sum);
-    step_loss_ = loss_sum[0];
+  // Adaptive accumulation: the ranks that had rows in the first micro-batch, their squared norms
+  // and rows (a rank without rows measured nothing).
+  const bool measured = first_rows_ > 0 && std::isfinite(first_squared_norm_);
+  std::vector<double> first = {measured ? first_squared_norm_ : 0.0, measured ? double(first_rows_) : 0.0,
+                               measured ? 1.0 : 0.0};
+  if (distributed()) {  // the ranks' parts of the step's loss (and of the first micro-batch's norms)
+    std::vector<double> sums = {step_loss_};
+    if (adaptive_) sums.insert(sums.end(), first.begin(), first.end());
+    options_.group->all_reduce_sum(sums);
+    step_loss_ = sums[0];
+    if (adaptive_) first.assign(sums.begin() + 1, sums.end());
+  }
+  r.grad_accum = accum_;
+  if (adaptive_) {
+    if (report.applied && first[2] > 0) {
+      NoiseMeasurement m;
+      m.small_squared_norm = first[0] / first[2];
+      m.small_examples = first[1] / first[2];
+      m.big_squared_norm = double(report.grad_norm) * double(report.grad_norm);
+      m.big_examples = double(step_examples_);
+      adaptive_->observe(m);
+    }
+    r.noise_scale = adaptive_->noise_scale();
+    accum_ = adaptive_->micro_batches();
+    first_squared_norm_ = 0;
+    first_rows_ = 0;
   }
   if (!report.applied) ++skipped_;
   r.step = steps();
@@ -226,7 +278,7 @@ std::optional<StepResult> Trainer::train_step_graphed(const models::Batch& batch
          "; try a lower learning rate or gradient clipping (train.max_grad_norm)");
   step_loss_ = double(loss) * share * double(global_examples);
   step_examples_ = global_examples;
-  micro_ = options_.grad_accum;
+  micro_ = accum_;
   return finish_step(r, report);
 }
 

@@ -141,7 +141,9 @@ def check_train(m):
     optional = {
         "data": {"format": str, "block_size": int, "train_tokens": int, "eval_tokens": int,
                  "token_cache": [{"file": str, "status": str}]},
-        "train": {"tokens": int, "grad_accum": int, "tokens_per_step": int, "tokens_per_s": NUM},
+        "train": {"tokens": int, "grad_accum": (int, str), "tokens_per_step": int, "tokens_per_s": NUM,
+                  # train.grad_accum auto (any task)
+                  "adaptive_accumulation": dict},
     }
     top = set(sections) | {"best", "eval", "eval_history", "test", "energy", "target"}
     for key in top - set(m):
@@ -198,6 +200,16 @@ def check_train(m):
     for section, spec in sections.items():
         if section in m:
             check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")
+    adaptive = m.get("train", {}).get("adaptive_accumulation")
+    if adaptive is not None:
+        check_object("train.adaptive_accumulation", adaptive,
+                     {"min": int, "max": int, "lr_scaling": str, "smoothing": NUM, "measurements": int,
+                      "noise_scale": NULLABLE_NUM, "gradient_squared_norm": NULLABLE_NUM, "noise_trace": NULLABLE_NUM,
+                      "next_grad_accum": int, "mean_grad_accum": NUM, "steps_by_grad_accum": dict},
+                     name=lambda k: f"train.adaptive_accumulation.{k}")
+        by_k = adaptive.get("steps_by_grad_accum", {})
+        if isinstance(by_k, dict) and sum(by_k.values()) != m["train"].get("steps"):
+            problems.append("train.adaptive_accumulation.steps_by_grad_accum does not add up to train.steps")
     run = m.get("run", {})
     if isinstance(run, dict):
         status, interruption = run.get("status"), run.get("interruption")

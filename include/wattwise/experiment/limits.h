@@ -18,6 +18,7 @@ struct IntRange {
 namespace limits {
 inline constexpr IntRange kBatchSize{1, 1 << 20};            // examples per (micro-)batch
 inline constexpr IntRange kGradAccum{1, 1 << 16};            // micro-batches per step
+inline constexpr IntRange kAdaptiveGradAccum{2, 1 << 16};    // adaptive accumulation's bounds
 inline constexpr IntRange kZeroStage{0, 2};                   // ZeRO stage (sharded optimizer state)
 inline constexpr IntRange kSequenceLength{2, 1 << 20};       // tokens per sequence
 inline constexpr IntRange kOptionalLength{0, 1 << 20};       // 0: the model's own

@@ -37,7 +37,7 @@ struct ConfigKey {
       : key(std::move(key)), type(std::move(type)), default_value(std::move(default_value)), help(std::move(help)),
         choices(std::move(choices)), int_range(int_range), float_range(std::move(float_range)) {}
   std::string key;    // "train.lr"
-  std::string type;   // "int", "float", "bool", "string", "path"
+  std::string type;   // "int", "int or auto", "float", "bool", "string", "path"
   std::string default_value;
   std::string help;
   std::vector<std::string> choices;  // for strings with a fixed set of values
@@ -64,7 +64,8 @@ class TrainConfig {
   void set(const std::string& key, const std::string& value, const std::string& origin);
 
   std::string get_string(const std::string& key) const;
-  int64_t get_int(const std::string& key) const;
+  int64_t get_int(const std::string& key) const;  // an "int or auto" key holding auto: a programming error
+  bool is_auto(const std::string& key) const;
   double get_float(const std::string& key) const;
   bool get_bool(const std::string& key) const;
   std::filesystem::path get_path(const std::string& key) const;

@@ -37,6 +37,11 @@ class ShardedGradients {
   // yet (all of them without a backward), and at the step's last micro-batch the resident
   // gradients too. Every rank sums the same ranges in the same order.
   void finish_micro_batch(bool last_of_step);
+  // Adaptive accumulation: the next micro-batch's squared gradient norm on this rank alone, taken
+  // from each layer's slot before its sum and from the resident gradients at the micro-batch's end
+  // (read with local_sum_of_squares() after finish_micro_batch).
+  void measure_next_micro_batch() { measuring_ = true, local_sum_of_squares_ = 0; }
+  double local_sum_of_squares() const { return local_sum_of_squares_; }
   // After the optimizer step (or a skipped one): the part back to zeros.
   void zero();
   // Bytes of gradients this rank holds: the store's slots and resident buffer, and the part.
@@ -47,6 +52,7 @@ class ShardedGradients {
   // rank's share of the result to the part.
   void sum_range(const Tensor& view, int64_t begin, int64_t end);
   void sum_layer(size_t layer);
+  static double squared_norm(const Tensor& view);
 
   dist::ProcessGroup& group_;
   models::ParameterStore& store_;
@@ -55,6 +61,8 @@ class ShardedGradients {
   std::vector<int64_t> shard_begins_;  // every rank's part begins here (and the last ends at numel)
   Tensor part_;
   size_t unsummed_;  // the layers [0, unsummed_) are not summed yet in this micro-batch
+  bool measuring_ = false;
+  double local_sum_of_squares_ = 0;
 };
 
 }  // namespace ww::train

@@ -3,6 +3,7 @@
 // `grad_accum`-th call clips the global gradient norm, applies the learning-rate schedule and steps
 // the optimizer. Knows nothing about files, devices or data sets: the same code trains on the CPU
 // and on a GPU (experiment/train_run.cpp, the one training driver, runs it).
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "wattwise/dist/process_group.h"
 #include "wattwise/models/model.h"
+#include "wattwise/train/adaptive_accumulation.h"
 #include "wattwise/train/gradient_buckets.h"
 #include "wattwise/train/metrics.h"
 #include "wattwise/train/optimizer.h"
@@ -24,6 +26,11 @@ struct TrainerOptions {
   OptimizerOptions optimizer;
   ScheduleOptions schedule;  // total_steps must be set
   int64_t grad_accum = 1;
+  // Adaptive accumulation (train.grad_accum auto): the micro-batches per step follow the gradient
+  // noise scale (adaptive_accumulation.h) and grad_accum is ignored. `micro_batch_examples`: the
+  // examples of one whole micro-batch (train.batch_size).
+  std::optional<AdaptiveAccumulationOptions> adaptive;
+  int64_t micro_batch_examples = 0;
   float label_smoothing = 0.0f;
   uint64_t seed = 42;  // dropout stream
   // Loss scaling for fp16: the loss is multiplied by the scale before backward and the gradients
@@ -56,6 +63,10 @@ struct StepResult {
   bool applied = true;     // false when the gradients were not finite (step skipped)
   int64_t examples = 0;    // examples in the step
   float loss_scale = 1;    // the scale this step's backward used
+  int64_t grad_accum = 1;  // micro-batches in the step
+  // Adaptive accumulation: the smoothed gradient noise scale (examples) after this step; NaN
+  // without adaptive accumulation or before its first measurement.
+  double noise_scale = std::nan("");
 };
 
 // What a training checkpoint keeps of a Trainer beyond the model's parameters and the optimizer's
@@ -67,6 +78,7 @@ struct TrainerState {
   float loss_scale = 1.0f;     // the loss scale of the next step
   int64_t good_steps = 0;      // applied steps in a row since the dynamic loss scale last changed
   uint64_t dropout_step = 0;   // the model's dropout stream position (TrainableModel::dropout_step)
+  std::optional<AdaptiveAccumulationState> adaptive;  // with adaptive accumulation
 };
 nlohmann::json to_json(const TrainerState& state);
 // Throws ww::Error naming `origin` and the key when a field is missing or of the wrong type.
@@ -92,6 +104,10 @@ class Trainer {
   int64_t skipped_steps() const { return skipped_; }
   float loss_scale() const { return loss_scale_; }
   const TrainerOptions& options() const { return options_; }
+  // Micro-batches the next optimizer step accumulates (grad_accum, or the adaptive policy's choice).
+  int64_t grad_accum() const { return accum_; }
+  // The adaptive policy (null without train.grad_accum auto).
+  const AdaptiveAccumulation* adaptive() const { return adaptive_ ? &*adaptive_ : nullptr; }
   // Data parallel: the buckets the gradients are summed in (0: one sum after backward, or ZeRO 2).
   size_t gradient_buckets() const { return buckets_ ? buckets_->buckets().size() : 0; }
   // Bytes of gradients this process holds: the whole buffer, or under ZeRO 2 the layers' slots, the
@@ -124,7 +140,11 @@ class Trainer {
   void with_buckets_hooked(Work&& work);
   // A job of one rank too: its collectives run (through NCCL or Gloo), as DDP's do.
   bool distributed() const { return options_.group != nullptr; }
-  // Bookkeeping after the optimizer: skipped steps, the loss scale, zeroed gradients.
+  // Adaptive accumulation: the squared norm of this rank's first micro-batch gradient (unscaled),
+  // taken after its backward.
+  void measure_first_micro_batch(int64_t rows, double share);
+  // Bookkeeping after the optimizer: skipped steps, the loss scale, the adaptive policy's next k,
+  // zeroed gradients.
   StepResult finish_step(StepResult r, const StepReport& report);
 
   models::TrainableModel& model_;
@@ -133,6 +153,11 @@ class Trainer {
   LrSchedule schedule_;
   std::optional<GradientBuckets> buckets_;  // data parallel with buckets (see TrainerOptions)
   std::optional<ShardedGradients> sharded_gradients_;  // ZeRO 2 on more than one rank
+  std::optional<AdaptiveAccumulation> adaptive_;
+  int64_t accum_ = 1;  // micro-batches of the current step
+  // This step's first micro-batch on this rank: its squared gradient norm and rows (0: none).
+  double first_squared_norm_ = 0;
+  int64_t first_rows_ = 0;
   int64_t micro_ = 0, skipped_ = 0, step_examples_ = 0, good_steps_ = 0;
   float loss_scale_ = 1.0f;
   double step_loss_ = 0;
