@@ -135,6 +135,9 @@ class ClassificationTask final : public TrainTask {
     return "test (" + test_split_ + ", best model): " + metrics.dump();
   }
 
+  size_t planned_activation_bytes() const override {
+    return model_->planned_activation_bytes(settings_.batch_size, max_length_, /*training=*/true);
+  }
   double training_flops(const models::Batch& batch) const override {
     return model_flops_per_step(model_->config(), batch.input_ids.size(0), batch.input_ids.size(1), /*training=*/true);
   }

@@ -180,8 +180,14 @@ const std::vector<ConfigKey>& train_config_schema() {
        {}},
       {"train.loss_scale_growth_interval", "int", "2000", "Applied steps in a row before the dynamic loss scale doubles", {}, {1, limits::kStepCount.max}, {}},
       {"train.checkpointing", "string", "none",
-       "Activation checkpointing: none, every (each layer), every-K (segments of K layers) or sqrt (segments of ceil(sqrt(L)) layers)",
+       "Activation checkpointing: none, every (each layer), every-K (segments of K layers), sqrt (segments of ceil(sqrt(L)) "
+       "layers) or auto (none when the largest micro-batch's predicted activations and the model state fit "
+       "train.memory_budget_mb, else sqrt, else every; the plan goes into metrics.json)",
        {}},
+      {"train.memory_budget_mb", "float", "0",
+       "train.checkpointing auto: the memory the run may use on its device, in MiB (0: 90% of the device's free memory "
+       "at start-up)",
+       {}, {}, {0, 1e9}},
       {"train.save_dtype", "string", "f32", "Dtype of saved weights", {"f32", "f16", "bf16"}},
       {"train.checkpoint_every", "int", "0",
        "Write a resumable training checkpoint (checkpoints/step_N/: weights, optimizer, RNG and data position) "
@@ -420,10 +426,12 @@ void TrainConfig::validate() const {
       if (differs_from_default(key)) fail("config: ", key, " applies only with train.grad_accum auto");
   }
   try {
-    models::parse_checkpointing(get_string("train.checkpointing"));
+    if (get_string("train.checkpointing") != "auto") models::parse_checkpointing(get_string("train.checkpointing"));
   } catch (const Error& e) {
     fail("config: train.checkpointing: ", e.what());
   }
+  if (differs_from_default("train.memory_budget_mb") && get_string("train.checkpointing") != "auto")
+    fail("config: train.memory_budget_mb applies only with train.checkpointing auto");
   parse_loss_scale(get_string("train.loss_scale"));
   if (get_float("train.epochs") == 0 && get_int("train.max_steps") == 0)
     fail("config: set train.epochs or train.max_steps");

@@ -135,6 +135,9 @@ class LanguageModellingTask final : public TrainTask {
     return line;
   }
 
+  size_t planned_activation_bytes() const override {
+    return model_->planned_activation_bytes(settings_.batch_size, block_size_, /*training=*/true);
+  }
   double training_flops(const models::Batch& batch) const override {
     return gpt2_train_flops_per_step(model_->config(), batch.input_ids.size(0), batch.input_ids.size(1));
   }

@@ -166,6 +166,7 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
                           {"final_loss_scale", trainer.loss_scale()},
                           {"activation_bytes", m.activation_bytes()},
                           {"peak_memory_bytes", r.peak_memory_bytes}};
+  if (!s.checkpointing_plan.is_null()) metrics["execution"]["checkpointing_plan"] = s.checkpointing_plan;
   metrics["best"] =
       r.best_step < 0 ? json(nullptr) : json{{"metric", s.metric}, {"value", r.best_value}, {"step", r.best_step}};
   metrics["eval"] = r.best_step < 0 ? json(nullptr) : r.best_metrics;

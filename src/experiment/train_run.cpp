@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 #include "train_loop.h"
@@ -16,6 +17,7 @@
 #include "wattwise/experiment/job_energy.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/progress.h"
+#include "wattwise/experiment/memory_plan.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/experiment/train_checkpoint.h"
@@ -37,6 +39,7 @@ ExecutionChoice training_execution(const TrainConfig& cfg, Device device) {
   execution.precision = cfg.get_string("train.precision");
   execution.attention = cfg.get_string("model.attention");
   execution.checkpointing = cfg.get_string("train.checkpointing");
+  if (execution.checkpointing == "auto") execution.checkpointing = "none";  // until the memory plan chooses
   execution.cuda_graphs = cfg.get_bool("run.cuda_graphs");
   if (device.is_cpu()) {
     const models::GpuOnlyPart gpu_only = models::gpu_only_part(execution_options_of(execution));
@@ -412,6 +415,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
       progress.message("run folder: " + run_dir.string());
     }
     for (const std::string& line : task.start_messages(total_steps, steps_per_epoch)) progress.message(line);
+    if (!s.checkpointing_plan.is_null()) progress.message(s.checkpointing_plan["reason"].get<std::string>());
 
     // The replay plan (run.export_plan): the initial model and the task's data, written before
     // training starts, and after it every micro-batch's examples, so another framework can train
@@ -722,8 +726,38 @@ std::unique_ptr<dist::ProcessGroup> join_job(const TrainConfig& cfg, const dist:
                            "wattwise " + wattwise_version() + ", configuration " + config_fingerprint(cfg));
 }
 
-std::unique_ptr<TrainTask> make_task(const TrainConfig& cfg, Device device) {
-  return is_language_modelling(cfg) ? make_language_modelling_task(cfg, device) : make_classification_task(cfg, device);
+// train.checkpointing auto: each choice's activations for the largest micro-batch, on this rank's
+// device, and the first that fits (memory_plan.h).
+void choose_checkpointing(const TrainConfig& cfg, TrainTask& task, const dist::World& world) {
+  const TaskSettings& s = task.settings();
+  std::vector<std::pair<std::string, size_t>> candidates;
+  for (const char* mode : {"none", "sqrt", "every"}) {
+    task.use_checkpointing(mode, nullptr);
+    candidates.emplace_back(mode, task.planned_activation_bytes());
+  }
+  size_t budget = 0;
+  std::string source;
+  if (cfg.get_float("train.memory_budget_mb") > 0) {
+    budget = size_t(cfg.get_float("train.memory_budget_mb") * double(1 << 20));
+    source = "train.memory_budget_mb";
+  } else {
+    const size_t available = available_memory(s.device);
+    budget = available == SIZE_MAX ? SIZE_MAX : available / 10 * 9;
+    source = "90% of the free memory of " + s.device.str();
+  }
+  const int ranks = world.joins() ? world.size : 1;
+  const size_t state = estimated_model_state_bytes(task.model().parameters().numel(), s.execution.precision == "bf16" ||
+                                                   s.execution.precision == "fp16",
+                                                   cfg.get_string("train.optimizer"), int(cfg.get_int("train.zero")), ranks);
+  const CheckpointingPlan plan = plan_checkpointing(budget, source, state, candidates);
+  task.use_checkpointing(plan.chosen, plan.to_json());
+}
+
+std::unique_ptr<TrainTask> make_task(const TrainConfig& cfg, Device device, const dist::World& world) {
+  std::unique_ptr<TrainTask> task =
+      is_language_modelling(cfg) ? make_language_modelling_task(cfg, device) : make_classification_task(cfg, device);
+  if (cfg.get_string("train.checkpointing") == "auto") choose_checkpointing(cfg, *task, world);
+  return task;
 }
 
 }  // namespace
@@ -732,7 +766,7 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
   const dist::World world = dist::world_from_environment();
   const Device device = training_device(cfg, world);
-  const std::unique_ptr<TrainTask> task = make_task(cfg, device);
+  const std::unique_ptr<TrainTask> task = make_task(cfg, device, world);
   // Joined once the task is built: a configuration error stops every rank before any waiting.
   const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
   const json scaling_baseline = scaling_baseline_of(cfg, *task, group.get());
@@ -763,7 +797,7 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
   const Device device = training_device(cfg, world);
   if (world.joins() && world.rank != 0) {
     // Rank 0 reads the checkpoint and sends its state; this rank needs only the configuration.
-    const std::unique_ptr<TrainTask> task = make_task(cfg, device);
+    const std::unique_ptr<TrainTask> task = make_task(cfg, device, world);
     const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
     scaling_baseline_of(cfg, *task, group.get());  // rank 0 checks it
     return run_worker(cfg, *task, *group);
@@ -772,7 +806,7 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
   ResumeFrom resume{run_dir, RunDirLock(run_dir), {}};
   const bool lm = is_language_modelling(cfg);
   resume.checkpoint = open_newest_checkpoint(run_dir, cfg, lm ? "language_modelling" : "classification");
-  const std::unique_ptr<TrainTask> task = make_task(cfg, device);
+  const std::unique_ptr<TrainTask> task = make_task(cfg, device, world);
   const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
   const json scaling_baseline = scaling_baseline_of(cfg, *task, group.get());
   return run_task(cfg, *task, &resume, group.get(), scaling_baseline);

@@ -44,6 +44,8 @@ struct TaskSettings {
   bool adaptive_accumulation = false;  // train.grad_accum auto
   int64_t batches_per_epoch = 0;  // micro-batches of one pass over the train split
   ExecutionChoice execution;
+  // train.checkpointing auto: the plan that chose (memory_plan.h); null otherwise.
+  nlohmann::json checkpointing_plan = nullptr;
   // Whether throughput and energy per sample count tokens (language modelling) or examples.
   bool per_token = false;
 };
@@ -115,6 +117,16 @@ class TrainTask {
   // Model FLOPs of one training micro-batch of this shape (forward and backward, as bench counts
   // them): what MFU divides by the device's peak.
   virtual double training_flops(const models::Batch& batch) const = 0;
+  // The activation arena of the largest training micro-batch (train.batch_size at the longest
+  // sequence) under the model's current execution.
+  virtual size_t planned_activation_bytes() const = 0;
+  // Runs the model with activation checkpointing `mode` from now on (train.checkpointing auto's
+  // choice, recorded with its `plan`).
+  void use_checkpointing(const std::string& mode, nlohmann::json plan) {
+    settings_.execution.checkpointing = mode;
+    settings_.checkpointing_plan = std::move(plan);
+    apply_execution(model(), settings_.execution);
+  }
   virtual nlohmann::json data_metrics() const = 0;
   virtual void add_train_metrics(nlohmann::json& train, const TrainCounts& counts) const = 0;
 

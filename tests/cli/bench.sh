@@ -65,7 +65,7 @@ check "failing peer: exit 1 naming it, no scratch folder left" \
 bench_tiny=(bench --arch bert --preset tiny --mode train --batch 4 --seq-len 16 --steps 3 --warmup 1 --device cpu)
 "$bin" launch --nproc 2 -- "${bench_tiny[@]}" --json dp > dp_out.txt 2> dp_err.txt
 check "launch --nproc 2 -- bench: exit 0, one table and one JSON line (rank 0's)" \
-  '[ $? -eq 0 ] && [ "$(wc -l < dp)" -eq 1 ] && [ "$(grep -c "samples/s" dp_out.txt)" -eq 1 ] || cat dp_err.txt'
+  '[ $? -eq 0 ] && [ "$(wc -l < dp)" -eq 1 ] && [ "$(grep -c "samples/s" dp_out.txt)" -eq 1 ] || { cat dp_err.txt; false; }'
 check "2 ranks: the job's samples (2 x 3 steps x 4), Gloo, a mean loss like one process's" \
   'json dp "m[\"samples\"] == 24 and m[\"distributed\"][\"ranks\"] == 2 and m[\"distributed\"][\"backend\"] == \"gloo\" and 0.5 < m[\"final_loss\"] < 0.9" | grep -q True'
 check "2 ranks: throughput per rank x 2 = the job's, communication share of the timed steps in [0, 1]" \
@@ -81,7 +81,7 @@ PY'
 WORLD_SIZE=1 RANK=0 MASTER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
   "$bin" "${bench_tiny[@]}" --json one > /dev/null 2> one_err.txt
 check "WORLD_SIZE=1: the data-parallel path on one rank, the same loss as one process" \
-  'json one "m[\"distributed\"][\"ranks\"] == 1 and m[\"final_loss\"] == $(json f "m[\"final_loss\"]")" | grep -q True || cat one_err.txt'
+  'json one "m[\"distributed\"][\"ranks\"] == 1 and m[\"final_loss\"] == $(json f "m[\"final_loss\"]")" | grep -q True || { cat one_err.txt; false; }'
 # ZeRO under the launcher: every rank's memory reported; ZeRO 2 holds half the optimizer state of ZeRO 0.
 "$bin" launch --nproc 2 -- "${bench_tiny[@]}" --zero 2 --json dp_zero2 > /dev/null 2> dp_err.txt
 check "launch --nproc 2 -- bench --zero 2: memory of every rank, half the optimizer state of ZeRO 0" \

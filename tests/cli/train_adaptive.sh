@@ -20,7 +20,7 @@ steps_of() { cut -d, -f1-5,8- "$(run_of "$1")/train_log.csv"; }
 
 "$bin" train "${bert[@]}" --train.max_steps 10 --run.name a 2> err_a
 check "an adaptive run completes; metrics.json valid and documented" \
-  '[ $? -eq 0 ] && python3 "$checker" train "$(run_of a)/metrics.json" "$metrics_doc" || cat err_a'
+  '[ $? -eq 0 ] && python3 "$checker" train "$(run_of a)/metrics.json" "$metrics_doc" || { cat err_a; false; }'
 check "train_log.csv: k within 2..6 every step, examples = 4 k, the noise scale from the first step on, lr x sqrt(k/2)" \
   'python3 - "$(run_of a)/train_log.csv" <<'"'"'PY'"'"'
 import csv, math, sys
@@ -50,7 +50,7 @@ assert 2 <= a["next_grad_accum"] <= 6, a
 PY'
 
 "$bin" train "${bert[@]}" --train.max_steps 10 --run.name again 2> err_again
-check "the same seed: the same steps, k and noise scale" '[ "$(steps_of a)" = "$(steps_of again)" ] || cat err_again'
+check "the same seed: the same steps, k and noise scale" '[ "$(steps_of a)" = "$(steps_of again)" ] || { cat err_again; false; }'
 
 # Resumed from the checkpoint written at step 6: steps 7..10 as the uninterrupted run took them.
 "$bin" train "${bert[@]}" --train.max_steps 6 --train.checkpoint_every 6 --run.name part 2> err_part
@@ -62,7 +62,7 @@ check "resumed at step 6: the uninterrupted run's 10 steps (k, noise scale and l
 "$bin" launch --nproc 2 -- train "${bert[@]}" --train.max_steps 6 --train.zero 2 --run.name ranks 2> err_ranks
 check "two ranks, ZeRO 2: completes, metrics.json valid, k logged within bounds" \
   '[ $? -eq 0 ] && python3 "$checker" train "$(run_of ranks)/metrics.json" "$metrics_doc" &&
-   [ "$(json "$(run_of ranks)/metrics.json" "m[\"distributed\"][\"ranks\"], m[\"train\"][\"adaptive_accumulation\"][\"measurements\"]")" = "2 6" ] || cat err_ranks'
+   [ "$(json "$(run_of ranks)/metrics.json" "m[\"distributed\"][\"ranks\"], m[\"train\"][\"adaptive_accumulation\"][\"measurements\"]")" = "2 6" ] || { cat err_ranks; false; }'
 
 # Bad combinations: one line naming the key, no run folder.
 bad() {
@@ -71,7 +71,7 @@ bad() {
   "$bin" train "$@" --run.name "$name" 2> "err_$name"
   local rc=$?
   check "$name: exit 1, one line naming $key, no run folder" \
-    '[ $rc -eq 1 ] && [ "$(wc -l < "err_$name")" -eq 1 ] && grep -q "$key" "err_$name" && [ -z "$(run_of "$name")" ] || cat "err_$name"'
+    '[ $rc -eq 1 ] && [ "$(wc -l < "err_$name")" -eq 1 ] && grep -q "$key" "err_$name" && [ -z "$(run_of "$name")" ] || { cat "err_$name"; false; }'
 }
 common=(--data.path "$work/train.tsv" --model.tokenizer "$work/tok" --data.max_length 16 --run.output_dir "$runs" --run.device cpu)
 bad by_epochs "train.grad_accum auto needs train.max_steps" "${common[@]}" --train.grad_accum auto --train.epochs 1

@@ -48,12 +48,12 @@ PY' || cat err_balanced
   --data.length_bucketing true --run.name bucketed 2> err_bucketed
 check "with length bucketing: exit 1, one line naming both keys, no run folder" \
   '[ $? -eq 1 ] && [ "$(wc -l < err_bucketed)" -eq 1 ] && grep -q "data.balance classes and data.length_bucketing" err_bucketed &&
-   [ -z "$(run_of bucketed)" ] || cat err_bucketed'
+   [ -z "$(run_of bucketed)" ] || { cat err_bucketed; false; }'
 "$bin" train --model.arch gpt2 --model.preset tiny --model.tokenizer "$src/tests/fixtures/bpe/tiny" --data.path "$work/text.txt" \
   --data.block_size 32 --data.cache_dir "$work/cache" --run.progress none --run.output_dir "$runs" --run.device cpu \
   --train.max_steps 2 --data.balance classes --run.name lm 2> err_lm
 check "on a language-modelling run: exit 1, saying there are no classes" \
-  '[ $? -eq 1 ] && grep -q "data.balance classes: language modelling has no classes to balance" err_lm && [ -z "$(run_of lm)" ] || cat err_lm'
+  '[ $? -eq 1 ] && grep -q "data.balance classes: language modelling has no classes to balance" err_lm && [ -z "$(run_of lm)" ] || { cat err_lm; false; }'
 "$bin" train --data.path unbalanced.tsv "${common[@]}" --train.max_steps 2 --data.balance weights --run.name bad 2> err_bad
 check "an unknown value: exit non-zero naming the choices" '[ $? -ne 0 ] && grep -q "data.balance" err_bad && grep -q "classes" err_bad'
 

@@ -37,11 +37,11 @@ check "metrics.json valid and documented" 'python3 "$checker" train "$P/metrics.
 
 "$bin" train "${gpt2[@]}" --train.peak_tflops 0.25 --run.name peak 2> err_peak
 check "train.peak_tflops: mfu = achieved / peak, the source named" \
-  'json "$(run_of peak)/metrics.json" "abs(m[\"train\"][\"mfu\"] - m[\"train\"][\"achieved_tflops\"] / 0.25) < 1e-12 and m[\"train\"][\"peak_source\"] == \"train.peak_tflops\"" | grep -q True || cat err_peak'
+  'json "$(run_of peak)/metrics.json" "abs(m[\"train\"][\"mfu\"] - m[\"train\"][\"achieved_tflops\"] / 0.25) < 1e-12 and m[\"train\"][\"peak_source\"] == \"train.peak_tflops\"" | grep -q True || { cat err_peak; false; }'
 
 "$bin" launch --nproc 2 -- train "${gpt2[@]}" --train.peak_tflops 0.25 --run.name two 2> err_two
 check "2 ranks: the same model FLOPs as one process (the job's micro-batches, once), the peak of 2 devices" \
-  'json "$(run_of two)/metrics.json" "m[\"train\"][\"model_flops\"] == $(json "$P/metrics.json" "m[\"train\"][\"model_flops\"]") and m[\"train\"][\"peak_tflops\"] == 0.5 and m[\"train\"][\"peak_source\"].endswith(\"x 2 devices\")" | grep -q True || cat err_two'
+  'json "$(run_of two)/metrics.json" "m[\"train\"][\"model_flops\"] == $(json "$P/metrics.json" "m[\"train\"][\"model_flops\"]") and m[\"train\"][\"peak_tflops\"] == 0.5 and m[\"train\"][\"peak_source\"].endswith(\"x 2 devices\")" | grep -q True || { cat err_two; false; }'
 
 "$bin" train "${gpt2[@]}" --train.peak_tflops -1 --run.name neg 2> err_neg
 check "a negative peak: exit 2 or 1, one line naming train.peak_tflops" \

@@ -141,6 +141,7 @@ def check_train(m):
     optional = {
         "data": {"format": str, "block_size": int, "train_tokens": int, "eval_tokens": int,
                  "token_cache": [{"file": str, "status": str}]},
+        "execution": {"checkpointing_plan": dict},  # train.checkpointing auto
         "train": {"tokens": int, "grad_accum": (int, str), "tokens_per_step": int, "tokens_per_s": NUM,
                   # train.grad_accum auto (any task)
                   "adaptive_accumulation": dict},
@@ -200,6 +201,12 @@ def check_train(m):
     for section, spec in sections.items():
         if section in m:
             check_object(section, m[section], spec, optional.get(section), name=lambda k, s=section: f"{s}.{k}")
+    plan = m.get("execution", {}).get("checkpointing_plan")
+    if plan is not None:
+        check_object("execution.checkpointing_plan", plan,
+                     {"requested": str, "chosen": str, "budget_bytes": int, "budget_source": str,
+                      "model_state_bytes": int, "predicted_activation_bytes": dict, "reason": str},
+                     name=lambda k: f"execution.checkpointing_plan.{k}")
     adaptive = m.get("train", {}).get("adaptive_accumulation")
     if adaptive is not None:
         check_object("train.adaptive_accumulation", adaptive,
