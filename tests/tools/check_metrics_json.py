@@ -285,7 +285,8 @@ def check_sweep(m):
              "dynamic_padding": bool}
     for i, c in enumerate(m.get("configs", [])):
         check_object(f"configs[{i}]", {k: v for k, v in c.items() if k != "energy"},
-                     {"config": str, "status": str, "baseline": bool, "knobs": knobs}, {"reason": str, "quantization": dict},
+                     {"config": str, "status": str, "baseline": bool, "knobs": knobs, "frontier": str},
+                     {"reason": str, "quantization": dict, "tied_with": list},
                      name=lambda k: f"configs[].{k}")
         if c.get("status") == "ok":
             if "energy" not in c:
@@ -295,6 +296,10 @@ def check_sweep(m):
                 check_window(f"configs[{i}].energy", c["energy"])
         elif "reason" not in c:
             problems.append(f"configs[{i}]: a skipped config without reason")
+        if c.get("frontier") not in ("yes", "tie", "no"):
+            problems.append(f"configs[{i}].frontier: expected yes, tie or no, got {json.dumps(c.get('frontier'))}")
+        if (c.get("frontier") == "tie") != bool(c.get("tied_with")):
+            problems.append(f"configs[{i}]: tied_with goes with frontier tie, and only with it")
     check_energy("energy", m.get("energy", {}), r"c[0-9]{3,}")
 
 
