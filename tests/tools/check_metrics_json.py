@@ -137,13 +137,15 @@ def check_train(m):
         "execution": {"precision": str, "attention": str, "checkpointing": str, "cuda_graphs": bool, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
-    # Language-modelling runs (model.arch gpt2) add these.
+    # Language-modelling runs (model.arch gpt2) add these; classification runs add train.class_weights.
     optional = {
         "data": {"format": str, "block_size": int, "train_tokens": int, "eval_tokens": int,
                  "token_cache": [{"file": str, "status": str}]},
         "train": {"tokens": int, "grad_accum": (int, str), "tokens_per_step": int, "tokens_per_s": NUM,
                   # train.grad_accum auto (any task)
-                  "adaptive_accumulation": dict},
+                  "adaptive_accumulation": dict,
+                  # classification
+                  "class_weights": (list, type(None))},
     }
     top = set(sections) | {"best", "eval", "eval_history", "test", "energy", "target"}
     for key in top - set(m):
