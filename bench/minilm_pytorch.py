@@ -8,7 +8,7 @@ head, so both sides start from the same weights), train.jsonl / eval.jsonl / tes
 examples, HTML already stripped) and batches.jsonl (every micro-batch's example indices, in order).
 This script trains on exactly those batches with the same optimizer (AdamW, fused on a GPU, weight
 decay off for biases and LayerNorm weights as in wattwise), the same schedule (linear or cosine with
-warmup), gradient clipping, label smoothing, dropout and precision (bf16/fp16 autocast), evaluates on
+warmup), gradient clipping, label smoothing, class weights, dropout and precision (bf16/fp16 autocast), evaluates on
 eval.jsonl after every epoch, keeps the best epoch's weights and scores test.jsonl with them.
 Dropout masks differ between the frameworks (their random streams differ): that is the seed-level
 noise the comparison is judged against.
@@ -172,6 +172,16 @@ def main(argv=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_for(train_cfg.get("schedule", "linear"), warmup, total_steps))
     max_grad_norm = float(train_cfg.get("max_grad_norm", 1.0))
     smoothing = float(train_cfg.get("label_smoothing", 0.0))
+    # train.class_weights as wattwise resolves it: balanced = n / (labels x count) over train.jsonl.
+    weights_spec = str(train_cfg.get("class_weights", "none"))
+    class_weights = None
+    if weights_spec == "balanced":
+        counts = torch.bincount(train_labels, minlength=model.config.num_labels).double()
+        class_weights = len(train_rows) / (model.config.num_labels * counts)
+    elif weights_spec != "none":
+        class_weights = torch.tensor([float(w) for w in weights_spec.split(",")])
+    if class_weights is not None:
+        class_weights = class_weights.float().to(device)
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
@@ -200,7 +210,7 @@ def main(argv=None):
         labels = train_labels[b["indices"]].to(device, non_blocking=True)
         with autocast():
             logits = logits_of(ids, mask)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=smoothing) / grad_accum
+        loss = F.cross_entropy(logits.float(), labels, weight=class_weights, label_smoothing=smoothing) / grad_accum
         (scaler.scale(loss) if scaler else loss).backward()
         if (i + 1) % grad_accum == 0:
             optimizer_step(torch, model, opt, sched, scaler, max_grad_norm)

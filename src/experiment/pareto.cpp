@@ -86,11 +86,72 @@ std::vector<bool> pareto_frontier(const std::vector<std::vector<double>>& values
   return on;
 }
 
+std::vector<FrontierPoint> pareto_frontier_within_spread(const std::vector<std::vector<Spread>>& values,
+                                                         const std::vector<Objective>& objectives,
+                                                         const std::vector<std::string>& names) {
+  const size_t n = values.size(), k = objectives.size();
+  if (names.size() != n) fail("pareto_frontier_within_spread: ", n, " points but ", names.size(), " names");
+  // Everything as "smaller is better": a maximised objective's interval [low, high] becomes
+  // [-high, -low].
+  std::vector<std::vector<Spread>> cost(n, std::vector<Spread>(k));
+  for (size_t i = 0; i < n; ++i) {
+    if (values[i].size() != k)
+      fail("config ", names[i], ": ", values[i].size(), " objective values, expected ", k);
+    for (size_t j = 0; j < k; ++j) {
+      const Spread& s = values[i][j];
+      if (std::isnan(s.value)) fail("config ", names[i], ": metric ", objectives[j].metric, " is NaN (not available)");
+      if (std::isnan(s.low) || std::isnan(s.high) || !(s.low <= s.value && s.value <= s.high))
+        fail("config ", names[i], ": metric ", objectives[j].metric, " ", s.value, " lies outside its spread [", s.low,
+             ", ", s.high, "]");
+      cost[i][j] = objectives[j].goal == Goal::Maximize ? Spread{-s.value, -s.high, -s.low} : s;
+    }
+  }
+  // O(n^2 k): unlike exact dominance, dominance beyond the spread is not transitive (a point can be
+  // within the spread of one that is itself clearly beaten), so every pair is compared.
+  enum class Relation { None, Exact, BeyondSpread };
+  auto relation = [&](size_t a, size_t b) {  // how a dominates b
+    bool strictly = false, clearly = true;
+    for (size_t j = 0; j < k; ++j) {
+      const Spread &x = cost[a][j], &y = cost[b][j];
+      if (x.value > y.value) return Relation::None;
+      if (x.value < y.value) {
+        strictly = true;
+        clearly = clearly && x.high < y.low;
+      }
+    }
+    return !strictly ? Relation::None : clearly ? Relation::BeyondSpread : Relation::Exact;
+  };
+  std::vector<FrontierPoint> out(n);
+  for (size_t b = 0; b < n; ++b) {
+    out[b].on = true;
+    for (size_t a = 0; a < n && out[b].on; ++a) {
+      const Relation r = a == b ? Relation::None : relation(a, b);
+      if (r == Relation::BeyondSpread) out[b].on = false;
+      else if (r == Relation::Exact) out[b].tied_with.push_back(a);
+    }
+    if (!out[b].on) out[b].tied_with.clear();
+  }
+  return out;
+}
+
 double ConfigRow::metric(const std::string& name) const {
   auto it = metrics.find(name);
   if (it == metrics.end()) fail("config ", label(), ": no metric ", name);
   return it->second;
 }
+
+Spread ConfigRow::spread(const std::string& name) const {
+  const double v = metric(name);
+  auto lo = metrics.find(name + "_min"), hi = metrics.find(name + "_max");
+  if (lo == metrics.end() || hi == metrics.end() || std::isnan(lo->second) || std::isnan(hi->second))
+    return Spread::exact(v);
+  // The value is not always inside the extremes of the repeats (a sweep's energy per example is one
+  // window over all passes, the spread its least and most energetic block of passes): the spread
+  // covers both.
+  return {v, std::min(lo->second, v), std::max(hi->second, v)};
+}
+
+std::string ConfigRow::frontier() const { return !on_frontier ? "no" : tied_with.empty() ? "yes" : "tie"; }
 
 std::string ConfigRow::knob(const std::string& axis) const {
   for (const auto& [a, v] : knobs)
@@ -109,27 +170,38 @@ std::string ConfigRow::label() const {
 }
 
 void mark_frontier(ResultTable& table, const std::vector<Objective>& objectives) {
-  std::vector<std::vector<double>> values;
+  std::vector<std::vector<Spread>> values;
   std::vector<std::string> names;
   std::vector<size_t> index;
+  std::set<std::string> runs;
+  for (const ConfigRow& row : table.rows) runs.insert(row.run);
   for (size_t i = 0; i < table.rows.size(); ++i) {
     ConfigRow& row = table.rows[i];
     row.on_frontier = false;
+    row.tied_with.clear();
     if (row.status != "ok") continue;
-    std::vector<double> v;
-    for (const Objective& o : objectives) v.push_back(row.metric(o.metric));
+    std::vector<Spread> v;
+    for (const Objective& o : objectives) v.push_back(row.spread(o.metric));
     values.push_back(v);
     names.push_back(row.label());
     index.push_back(i);
   }
-  std::vector<bool> on = pareto_frontier(values, objectives, names);
-  for (size_t i = 0; i < index.size(); ++i) table.rows[index[i]].on_frontier = on[i];
+  const std::vector<FrontierPoint> points = pareto_frontier_within_spread(values, objectives, names);
+  for (size_t i = 0; i < index.size(); ++i) {
+    ConfigRow& row = table.rows[index[i]];
+    row.on_frontier = points[i].on;
+    for (size_t t : points[i].tied_with) {
+      const ConfigRow& other = table.rows[index[t]];
+      row.tied_with.push_back(runs.size() > 1 ? std::filesystem::path(other.run).filename().string() + "/" + other.config
+                                              : other.config);
+    }
+  }
 }
 
 namespace {
 
 const std::vector<std::string> kLeading = {"run", "config"};
-const std::vector<std::string> kMiddle = {"baseline", "status", "on_frontier"};
+const std::vector<std::string> kMiddle = {"baseline", "status", "on_frontier", "tied_with"};
 const std::vector<std::string> kTrailing = {"energy_provenance", "reason"};
 
 std::string csv_field(const std::string& s) {
@@ -204,6 +276,20 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
+  return out;
+}
+
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string word;
+  while (in >> word) out.push_back(word);
+  return out;
+}
+
 }  // namespace
 
 void write_pareto_csv(const ResultTable& table, const std::filesystem::path& path) {
@@ -221,6 +307,7 @@ void write_pareto_csv(const ResultTable& table, const std::filesystem::path& pat
     cells.push_back(r.baseline ? "true" : "false");
     cells.push_back(r.status);
     cells.push_back(r.on_frontier ? "true" : "false");
+    cells.push_back(join(r.tied_with, " "));
     for (const std::string& m : table.metrics) {
       auto it = r.metrics.find(m);
       cells.push_back(it == r.metrics.end() ? "" : format_number(it->second));
@@ -244,9 +331,12 @@ ResultTable read_pareto_csv(const std::filesystem::path& path) {
   };
   const size_t config_col = column("config"), baseline_col = column("baseline");
   const size_t on_col = column("on_frontier"), provenance_col = column("energy_provenance");
+  // tied_with follows on_frontier; a pareto.csv written before it existed has none (and no ties).
+  const bool has_ties = on_col + 1 < header.size() && header[on_col + 1] == "tied_with";
+  const size_t first_metric = on_col + (has_ties ? 2 : 1);
   ResultTable table;
   for (size_t c = config_col + 1; c < baseline_col; ++c) table.axes.push_back(header[c]);
-  for (size_t c = on_col + 1; c < provenance_col; ++c) table.metrics.push_back(header[c]);
+  for (size_t c = first_metric; c < provenance_col; ++c) table.metrics.push_back(header[c]);
   const size_t run_col = column("run"), status_col = column("status"), reason_col = column("reason");
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& [line, cells] = records[r];
@@ -259,7 +349,8 @@ ResultTable read_pareto_csv(const std::filesystem::path& path) {
     row.baseline = cells[baseline_col] == "true";
     row.status = cells[status_col];
     row.on_frontier = cells[on_col] == "true";
-    for (size_t c = on_col + 1; c < provenance_col; ++c) {
+    if (has_ties) row.tied_with = split_words(cells[on_col + 1]);
+    for (size_t c = first_metric; c < provenance_col; ++c) {
       if (cells[c].empty()) continue;
       char* end = nullptr;
       const double v = std::strtod(cells[c].c_str(), &end);
@@ -276,12 +367,17 @@ ResultTable read_pareto_csv(const std::filesystem::path& path) {
 std::string format_table(const ResultTable& table, const std::vector<const ConfigRow*>& rows,
                          const std::vector<std::string>& metrics) {
   std::set<std::string> runs;
-  for (const ConfigRow* r : rows) runs.insert(r->run);
+  bool any_tie = false;
+  for (const ConfigRow* r : rows) {
+    runs.insert(r->run);
+    any_tie = any_tie || r->frontier() == "tie";
+  }
   std::vector<std::string> header;
   if (runs.size() > 1) header.push_back("run");
   header.push_back("config");
   header.insert(header.end(), table.axes.begin(), table.axes.end());
   header.insert(header.end(), metrics.begin(), metrics.end());
+  if (any_tie) header.push_back("frontier");
   std::vector<std::vector<std::string>> cells = {header};
   for (const ConfigRow* r : rows) {
     std::vector<std::string> line;
@@ -294,6 +390,7 @@ std::string format_table(const ResultTable& table, const std::vector<const Confi
       if (it != r->metrics.end() && !std::isnan(it->second)) std::snprintf(buffer, sizeof buffer, "%.4g", it->second);
       line.push_back(buffer);
     }
+    if (any_tie) line.push_back(r->frontier() == "tie" ? "tie with " + join(r->tied_with, " ") : r->frontier());
     cells.push_back(line);
   }
   std::vector<size_t> width(header.size(), 0);
@@ -306,6 +403,11 @@ std::string format_table(const ResultTable& table, const std::vector<const Confi
     os << "\n";
   }
   return os.str();
+}
+
+std::string tie_note(size_t ties) {
+  if (ties == 0) return "";
+  return ", " + std::to_string(ties) + (ties == 1 ? " of them a tie" : " of them ties") + " within the measured spread";
 }
 
 ResultTable load_run_results(const std::filesystem::path& run_dir) {
@@ -382,12 +484,15 @@ std::filesystem::path run_pareto(const ParetoOptions& o) {
   write_pareto_csv(all, out / "pareto.csv");
   out_guard.keep();
   std::vector<const ConfigRow*> frontier;
-  for (const ConfigRow& r : all.rows)
+  size_t ties = 0;
+  for (const ConfigRow& r : all.rows) {
     if (r.on_frontier) frontier.push_back(&r);
+    ties += r.frontier() == "tie";
+  }
   std::vector<std::string> shown;
   for (const Objective& ob : objectives) shown.push_back(ob.metric);
-  std::printf("Pareto frontier over %s (%zu of %zu configurations):\n%s", objective_text.c_str(), frontier.size(),
-              all.rows.size(), format_table(all, frontier, shown).c_str());
+  std::printf("Pareto frontier over %s (%zu of %zu configurations%s):\n%s", objective_text.c_str(), frontier.size(),
+              all.rows.size(), tie_note(ties).c_str(), format_table(all, frontier, shown).c_str());
   std::printf("pareto.csv: %s\n", (out / "pareto.csv").c_str());
   return out;
 }

@@ -239,8 +239,11 @@ void draw(const ScatterPlot& p, Canvas& c) {
   auto color_of = [&](const PlotPoint& q) { return kPalette[group_index[q.group] % 10]; };
 
   std::vector<const PlotPoint*> frontier;
-  for (const PlotPoint& q : p.points)
-    if (q.on_frontier) frontier.push_back(&q);
+  bool any_tie = false;
+  for (const PlotPoint& q : p.points) {
+    if (q.on_frontier && !q.tie) frontier.push_back(&q);
+    any_tie = any_tie || (q.on_frontier && q.tie);
+  }
   std::sort(frontier.begin(), frontier.end(), [](const PlotPoint* a, const PlotPoint* b) {
     return a->x != b->x ? a->x < b->x : a->y < b->y;
   });
@@ -257,8 +260,9 @@ void draw(const ScatterPlot& p, Canvas& c) {
       c.circle(x, y, 5, color_of(q), kBlack, 0.6);
     }
     if (q.on_frontier) {
-      c.circle(x, y, q.baseline ? 12 : 9, kWhite, kFrontier, 2, false);
-      if (!q.label.empty() && !q.baseline) c.text(x + 10, y + 14, q.label, 10, Anchor::Start, kFrontier);
+      c.circle(x, y, q.baseline ? 12 : 9, kWhite, kFrontier, q.tie ? 1 : 2, false);
+      if (!q.label.empty() && !q.baseline)
+        c.text(x + 10, y + 14, q.tie ? q.label + " (tie)" : q.label, 10, Anchor::Start, kFrontier);
     }
   }
 
@@ -279,6 +283,11 @@ void draw(const ScatterPlot& p, Canvas& c) {
   c.circle(lx + 6, ly - 4, 7, kWhite, kFrontier, 2, false);
   c.text(lx + 18, ly, "Pareto frontier", 11, Anchor::Start, kBlack);
   ly += 22;
+  if (any_tie) {
+    c.circle(lx + 6, ly - 4, 7, kWhite, kFrontier, 1, false);
+    c.text(lx + 18, ly, "tie (within the spread)", 11, Anchor::Start, kBlack);
+    ly += 22;
+  }
   c.polygon({{lx + 6, ly - 12}, {lx + 14, ly - 4}, {lx + 6, ly + 4}, {lx - 2, ly - 4}}, kWhite, kBlack, 1.5);
   c.text(lx + 18, ly, "baseline", 11, Anchor::Start, kBlack);
 }

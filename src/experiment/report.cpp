@@ -38,7 +38,7 @@ std::optional<ScatterPlot> make_plot(const ResultTable& table, const std::string
   plot.title = title;
   plot.x_label = x_label;
   plot.y_label = y_label;
-  std::vector<std::vector<double>> values;
+  std::vector<std::vector<Spread>> values;
   std::vector<std::string> names;
   for (const ConfigRow& r : table.rows) {
     if (!has(r, x_metric) || !has(r, y_metric)) continue;
@@ -49,12 +49,16 @@ std::optional<ScatterPlot> make_plot(const ResultTable& table, const std::string
     p.label = r.config;
     p.baseline = r.baseline;
     plot.points.push_back(p);
-    values.push_back({p.x, p.y});
+    values.push_back({r.spread(x_metric), r.spread(y_metric)});
     names.push_back(r.label());
   }
   if (plot.points.empty()) return std::nullopt;
-  std::vector<bool> on = pareto_frontier(values, {{x_metric, x_goal}, {y_metric, y_goal}}, names);
-  for (size_t i = 0; i < on.size(); ++i) plot.points[i].on_frontier = on[i];
+  const std::vector<FrontierPoint> on =
+      pareto_frontier_within_spread(values, {{x_metric, x_goal}, {y_metric, y_goal}}, names);
+  for (size_t i = 0; i < on.size(); ++i) {
+    plot.points[i].on_frontier = on[i].on;
+    plot.points[i].tie = on[i].tie();
+  }
   return plot;
 }
 
@@ -85,12 +89,13 @@ std::string render_report(const ResultTable& table, const std::string& title) {
   // Baselines per run: savings are against the baseline of the same run.
   std::map<std::string, const ConfigRow*> baseline_of;
   std::set<std::string> runs;
-  size_t ok = 0, frontier = 0;
+  size_t ok = 0, frontier = 0, ties = 0;
   for (const ConfigRow& r : table.rows) {
     runs.insert(r.run);
     if (r.baseline) baseline_of[r.run] = &r;
     ok += r.status == "ok";
     frontier += r.on_frontier;
+    ties += r.frontier() == "tie";
   }
   const bool many_runs = runs.size() > 1;
   const std::string quality = std::find(table.metrics.begin(), table.metrics.end(), "accuracy") != table.metrics.end()
@@ -103,7 +108,7 @@ std::string render_report(const ResultTable& table, const std::string& title) {
        "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\n"
        "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\n"
        "th{background:#f0f0f0}td.k,th.k{text-align:left}\n"
-       "tr.frontier td{background:#fdeaea}tr.baseline td{font-weight:bold}\n"
+       "tr.frontier td{background:#fdeaea}tr.tie td{background:#fdf5ea}tr.baseline td{font-weight:bold}\n"
        ".good{color:#1a7f37}.bad{color:#b42318}\n"
        "figure{display:inline-block;margin:0.5em;border:1px solid #ddd}\n"
        "figure svg{display:block;width:660px;height:auto}figcaption{font-size:12px;padding:4px;text-align:center}\n"
@@ -112,7 +117,12 @@ std::string render_report(const ResultTable& table, const std::string& title) {
   h << "<h1>" << markup_escape(title) << "</h1>\n";
   h << "<p id=\"summary\">" << table.rows.size() << " configurations from " << runs.size() << " run"
     << (runs.size() > 1 ? "s" : "") << ": " << ok << " measured, " << table.rows.size() - ok << " skipped, " << frontier
-    << " on the Pareto frontier (no other configuration is at least as good on every objective and better on one).</p>\n";
+    << " on the Pareto frontier (no other configuration is at least as good on every objective and better on one "
+       "by more than the spread measured over repeats)"
+    << (ties ? ", " + std::to_string(ties) + (ties == 1 ? " of them a tie" : " of them ties") +
+                   " (beaten on the exact values, but only within the measured spread)"
+             : std::string())
+    << ".</p>\n";
 
   std::vector<std::string> metric_cols;
   for (const char* m : {"accuracy", "f1", "matthews_correlation", "pearson", "joules_per_example", "latency_p50_ms",
@@ -131,16 +141,25 @@ std::string render_report(const ResultTable& table, const std::string& title) {
     if (many_runs) h << "<th class=\"k\">run</th>";
     h << "<th class=\"k\">config</th>";
     for (const auto& a : table.axes) h << "<th class=\"k\">" << markup_escape(a) << "</th>";
-    h << "<th class=\"k\">status</th><th>frontier</th>";
+    h << "<th class=\"k\">status</th><th class=\"k\">frontier</th>";
     for (const auto& m : metric_cols) h << "<th>" << markup_escape(heading.at(m)) << "</th>";
     if (savings) h << "<th>energy saving</th><th>latency saving</th><th>" << quality << " &Delta;</th>";
     h << "<th>J/example spread (min–max)</th></tr>\n";
     for (const ConfigRow* r : rows) {
-      h << "<tr class=\"" << (r->on_frontier ? "frontier" : "") << (r->baseline ? " baseline" : "") << "\">";
+      h << "<tr class=\"" << (r->on_frontier ? "frontier" : "") << (r->frontier() == "tie" ? " tie" : "")
+        << (r->baseline ? " baseline" : "") << "\">";
       if (many_runs) h << "<td class=\"k\">" << markup_escape(std::filesystem::path(r->run).filename().string()) << "</td>";
       h << "<td class=\"k\">" << markup_escape(r->config) << (r->baseline ? " (baseline)" : "") << "</td>";
       for (const auto& a : table.axes) h << "<td class=\"k\">" << markup_escape(r->knob(a)) << "</td>";
-      h << "<td class=\"k\">" << markup_escape(r->status) << "</td><td>" << (r->on_frontier ? "&#9733;" : "") << "</td>";
+      h << "<td class=\"k\">" << markup_escape(r->status) << "</td><td class=\"k\">";
+      if (r->frontier() == "tie") {
+        std::string with;
+        for (size_t i = 0; i < r->tied_with.size(); ++i) with += (i ? ", " : "") + r->tied_with[i];
+        h << "&#9734; tie with " << markup_escape(with) << " within the measured spread";
+      } else if (r->on_frontier) {
+        h << "&#9733;";
+      }
+      h << "</td>";
       for (const auto& m : metric_cols) {
         if (!has(*r, m)) {
           h << "<td>–</td>";
@@ -211,8 +230,10 @@ std::string render_report(const ResultTable& table, const std::string& title) {
   h << "<h2>Energy provenance</h2>\n<ul id=\"provenance\">\n";
   for (const auto& p : provenance) h << "<li>" << markup_escape(p) << "</li>\n";
   h << "</ul>\n<p class=\"note\">Each configuration's energy is one measurement window over its measured passes "
-       "(warm-up excluded); the spread column gives the lowest and highest pass. See docs/ENERGY.md for how each "
-       "figure is obtained and docs/SWEEPS.md for every column.</p>\n</body>\n</html>\n";
+       "(warm-up excluded); the spread column gives the lowest and highest pass. The frontier compares "
+       "energy, latency and throughput within that spread over passes (&#9734;: a tie, on the frontier although "
+       "another configuration is better on the exact values, by less than the spread). See docs/ENERGY.md for how "
+       "each figure is obtained and docs/SWEEPS.md for every column.</p>\n</body>\n</html>\n";
   return h.str();
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "wattwise/core/error.h"
+#include "wattwise/energy/monitor.h"
 #include "wattwise/experiment/evaluate.h"
 #include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/limits.h"
@@ -254,9 +256,13 @@ std::filesystem::path run_sweep(SweepOptions o) {
   const bool regression = model_config.regression;
   table.metrics = regression ? std::vector<std::string>{"pearson", "spearman", "mse"}
                              : std::vector<std::string>{"accuracy", "f1", "matthews_correlation"};
-  for (const char* m : {"examples", "passes", "latency_p50_ms", "latency_p95_ms", "batch_latency_p50_ms", "throughput_per_s",
-                        "pass_seconds_median", "pass_seconds_min", "pass_seconds_max", "joules_per_example",
-                        "joules_per_example_min", "joules_per_example_max"})
+  // <metric>_min and _max: the spread over blocks of measured passes (below), which the frontier
+  // compares within (ConfigRow::spread). Quality metrics have none: every pass makes the same
+  // predictions.
+  for (const char* m : {"examples", "passes", "latency_p50_ms", "latency_p50_ms_min", "latency_p50_ms_max",
+                        "latency_p95_ms", "batch_latency_p50_ms", "throughput_per_s", "throughput_per_s_min",
+                        "throughput_per_s_max", "pass_seconds_median", "pass_seconds_min", "pass_seconds_max",
+                        "joules_per_example", "joules_per_example_min", "joules_per_example_max", "spread_blocks"})
     table.metrics.push_back(m);
   if (!regression) table.metrics.push_back("joules_per_correct");
   for (const char* m : {"peak_memory_bytes", "gco2e_per_1000", "avg_power_w"}) table.metrics.push_back(m);
@@ -268,6 +274,14 @@ std::filesystem::path run_sweep(SweepOptions o) {
   const std::filesystem::path run_dir = create_run_dir(o.runs_dir, o.name);
   RunDirGuard run_dir_guard(run_dir);  // a failed sweep leaves no folder behind
   RunEnergy energy(run_dir, energy_settings_for(o.device), o.name);
+  // The spreads are read over blocks of consecutive passes, each at least kShortWindowSteps sampler
+  // ticks and steps of the slowest energy counter metered. A shorter energy window is an estimate
+  // from one or two power readings (from the power at its two edges on a GPU: docs/ENERGY.md), whose
+  // spread would be the estimate's, not the measurement's; and the extremes of hundreds of tiny
+  // passes would grow with their number, not with the noise of a measurement of this length.
+  double spread_block_s = energy::kShortWindowSteps * energy_settings_for(o.device).interval_ms / 1000.0;
+  for (const auto& [source, step] : energy.monitor().counter_update_periods())
+    spread_block_s = std::max(spread_block_s, energy::kShortWindowSteps * step);
   std::optional<models::SequenceClassifier> model;
   int64_t model_layers = -1;
   bool model_modified = false;
@@ -292,7 +306,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
     for (size_t a = 0; a < 6; ++a)
       if (swept[a]) row.knobs.emplace_back(sweep_axis_names()[a], knob_values[a]);
     const std::string window = row.config;
-    std::string pass_window;
+    std::string block_window;
     nlohmann::json phase, quantization;
     try {
       // A precision other than the plain ones may rewrite the weights (quantization): the next
@@ -336,15 +350,27 @@ std::filesystem::path run_sweep(SweepOptions o) {
         for (const auto& b : batches_in) (void)model->forward(b, false).to_float_vector();
 
       train::EvalAccumulator acc(model_config.num_labels, regression);
-      std::vector<double> per_example_ms, batch_ms, pass_seconds, pass_joules;
+      std::vector<double> per_example_ms, batch_ms, pass_seconds;
+      // The spreads: blocks of consecutive passes lasting at least spread_block_s (one pass per
+      // block when passes are that long), each with its own energy window.
+      struct Block {
+        double joules = 0, seconds = 0;
+        int passes = 0;
+        size_t first_batch = 0, end_batch = 0;  // its batches' range in per_example_ms
+      };
+      std::vector<Block> blocks;
+      Block block;
       energy.begin(window);
       // At least `repeats` passes, and more until min_seconds of measurement: a window much shorter
       // than the sampler's interval would rest on one or two power samples.
       double measured_seconds = 0;
       int passes = 0;
       for (int r = 0; r < o.repeats || (measured_seconds < o.min_seconds && r < kMaxPasses); ++r, ++passes) {
-        pass_window = window + "_pass" + std::to_string(r + 1);
-        energy.monitor().begin_window(pass_window);
+        if (block.passes == 0) {
+          block_window = window + "_block" + std::to_string(blocks.size() + 1);
+          energy.monitor().begin_window(block_window);
+          block.first_batch = per_example_ms.size();
+        }
         const auto pass_start = std::chrono::steady_clock::now();
         for (size_t bi = 0; bi < batches_in.size(); ++bi) {
           const auto t0 = std::chrono::steady_clock::now();
@@ -359,7 +385,24 @@ std::filesystem::path run_sweep(SweepOptions o) {
         }
         pass_seconds.push_back(seconds_since(pass_start));
         measured_seconds += pass_seconds.back();
-        pass_joules.push_back(energy.monitor().end_window(pass_window).total_joules);
+        ++block.passes;
+        block.seconds += pass_seconds.back();
+        block.end_batch = per_example_ms.size();
+        if (block.seconds >= spread_block_s) {
+          block.joules = energy.monitor().end_window(block_window).total_joules;
+          blocks.push_back(block);
+          block = Block{};
+        }
+      }
+      if (block.passes > 0) {  // a last block shorter than the rest: counted with the one before
+        block.joules = energy.monitor().end_window(block_window).total_joules;
+        if (blocks.empty()) {
+          blocks.push_back(block);
+        } else {
+          Block& last = blocks.back();
+          last.joules += block.joules, last.seconds += block.seconds, last.passes += block.passes;
+          last.end_batch = block.end_batch;
+        }
       }
       phase = energy.end(window, n_examples * passes);
       const nlohmann::json m = acc.metrics();
@@ -378,8 +421,20 @@ std::filesystem::path run_sweep(SweepOptions o) {
       row.metrics["pass_seconds_min"] = *std::min_element(pass_seconds.begin(), pass_seconds.end());
       row.metrics["pass_seconds_max"] = *std::max_element(pass_seconds.begin(), pass_seconds.end());
       row.metrics["joules_per_example"] = energy_j / total_examples;
-      row.metrics["joules_per_example_min"] = *std::min_element(pass_joules.begin(), pass_joules.end()) / double(n_examples);
-      row.metrics["joules_per_example_max"] = *std::max_element(pass_joules.begin(), pass_joules.end()) / double(n_examples);
+      // <metric>_min and _max: the extremes of the blocks' figures.
+      auto spread_of = [&](const std::string& metric, const std::function<double(const Block&)>& figure) {
+        std::vector<double> values;
+        for (const Block& b : blocks) values.push_back(figure(b));
+        row.metrics[metric + "_min"] = *std::min_element(values.begin(), values.end());
+        row.metrics[metric + "_max"] = *std::max_element(values.begin(), values.end());
+      };
+      spread_of("joules_per_example", [&](const Block& b) { return b.joules / double(int64_t(b.passes) * n_examples); });
+      spread_of("latency_p50_ms", [&](const Block& b) {
+        return percentile(std::vector<double>(per_example_ms.begin() + long(b.first_batch),
+                                              per_example_ms.begin() + long(b.end_batch)), 50);
+      });
+      spread_of("throughput_per_s", [&](const Block& b) { return double(int64_t(b.passes) * n_examples) / b.seconds; });
+      row.metrics["spread_blocks"] = double(blocks.size());
       if (!regression) {
         const double correct = row.metrics["accuracy"] * double(n_examples);
         // No correct prediction: infinitely many joules per correct one (JSON/CSV: empty).
@@ -392,7 +447,7 @@ std::filesystem::path run_sweep(SweepOptions o) {
     } catch (const Error& e) {
       // Close what the failure left open (not recorded as phases).
       if (energy.monitor().window_open(window)) energy.monitor().end_window(window);
-      if (energy.monitor().window_open(pass_window)) energy.monitor().end_window(pass_window);
+      if (energy.monitor().window_open(block_window)) energy.monitor().end_window(block_window);
       if (!o.skip_failed)
         fail("sweep: configuration ", row.label(), " failed: ", e.what(), " (--skip-failed records it and goes on)");
       row.status = "skipped";
@@ -450,8 +505,14 @@ std::filesystem::path run_sweep(SweepOptions o) {
                      {"ok", int64_t(ok)}, {"skipped", int64_t(configs.size() - ok)}, {"repeats", o.repeats},
                      {"min_seconds", o.min_seconds}, {"warmup", o.warmup}, {"objectives", objective_text}, {"seconds", sweep_seconds}};
   std::vector<std::string> frontier_ids;
-  for (const ConfigRow& r : table.rows)
+  size_t ties = 0;
+  for (size_t i = 0; i < table.rows.size(); ++i) {
+    const ConfigRow& r = table.rows[i];
     if (r.on_frontier) frontier_ids.push_back(r.config);
+    ties += r.frontier() == "tie";
+    config_json[i]["frontier"] = r.frontier();
+    if (!r.tied_with.empty()) config_json[i]["tied_with"] = r.tied_with;
+  }
   report["frontier"] = frontier_ids;
   report["baseline"] = table.rows[0].config;
   report["configs"] = config_json;
@@ -469,8 +530,9 @@ std::filesystem::path run_sweep(SweepOptions o) {
     if (std::find(shown.begin(), shown.end(), m) == shown.end() &&
         std::find(table.metrics.begin(), table.metrics.end(), m) != table.metrics.end())
       shown.push_back(m);
-  std::printf("\nPareto frontier over %s (%zu of %zu configurations on it; * = baseline, shown too):\n%s",
-              objective_text.c_str(), frontier_ids.size(), ok, format_table(table, frontier_rows, shown).c_str());
+  std::printf("\nPareto frontier over %s (%zu of %zu configurations on it%s; * = baseline, shown too):\n%s",
+              objective_text.c_str(), frontier_ids.size(), ok, tie_note(ties).c_str(),
+              format_table(table, frontier_rows, shown).c_str());
   if (ok < configs.size()) std::printf("skipped: %zu configurations (reasons in pareto.csv)\n", configs.size() - ok);
   std::printf("energy of the whole sweep: %s\n", energy_summary_line(report["energy"]["total"]).c_str());
   std::printf("run folder: %s (pareto.csv, metrics.json, report.html, plots)\n", run_dir.c_str());

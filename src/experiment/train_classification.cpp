@@ -1,6 +1,7 @@
 // The sequence-classification task of `wattwise train` (BERT, DistilBERT): a labelled text data set
 // (text/dataset.h) encoded once and batched by text::BatchLoader, scored by the classification
 // metrics (or pearson / spearman / mse for a regression data set). train_run.cpp drives it.
+#include <charconv>
 #include <cstdio>
 #include <sstream>
 
@@ -60,6 +61,13 @@ void write_examples_jsonl(const fs::path& path, const std::vector<text::Example>
   io::write_file_atomic(path, out);
 }
 
+// A class weight as its shortest decimal (0.6, not the 0.6000000238... of the float widened).
+json weight_json(float w) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, w);
+  return json::parse(std::string(buffer, end));
+}
+
 class ClassificationBatches final : public EpochBatches {
  public:
   ClassificationBatches(std::shared_ptr<const text::EncodedExamples> encoded, const text::BatchOptions& options,
@@ -91,7 +99,15 @@ class ClassificationTask final : public TrainTask {
   void save_model(const fs::path& dir, DType dtype) const override {
     save_model_and_tokenizer(*model_, *tokenizer_, dir, dtype);
   }
-  std::string config_toml() const override { return cfg_.to_toml(); }
+  // config.toml keeps train.class_weights as given (balanced is recomputed from the data when the
+  // file is run again) with the weights it resolved to beside it.
+  std::string config_toml() const override {
+    const std::vector<float>& w = model_->class_weights();
+    if (w.empty() || cfg_.get_string("train.class_weights") != "balanced") return cfg_.to_toml();
+    std::string text;
+    for (float v : w) text += (text.empty() ? "" : ",") + weight_json(v).dump();
+    return cfg_.to_toml({{"train.class_weights", "resolved to " + text + " from the training examples"}});
+  }
   std::vector<std::string> start_messages(int64_t total_steps, int64_t steps_per_epoch) const override {
     return {"training " + std::to_string(train_examples_.size()) + " examples of " + train_split_ + " for " +
             std::to_string(total_steps) + " steps (" + std::to_string(steps_per_epoch) + " per epoch) on " +
@@ -158,7 +174,12 @@ class ClassificationTask final : public TrainTask {
             {"test_split", test_split_},
             {"derived_splits", dataset_.derived_splits}};
   }
-  void add_train_metrics(json&, const TrainCounts&) const override {}
+  void add_train_metrics(json& train, const TrainCounts&) const override {
+    const std::vector<float>& w = model_->class_weights();
+    json weights = w.empty() ? json(nullptr) : json::array();
+    for (float v : w) weights.push_back(weight_json(v));
+    train["class_weights"] = weights;
+  }
 
  private:
   const TrainConfig& cfg_;
@@ -292,6 +313,14 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg, Device device) : 
   }
   set_grad_accum(cfg, s);
   s.batches_per_epoch = (epoch_examples + s.batch_size - 1) / s.batch_size;
+
+  const std::string class_weights = cfg.get_string("train.class_weights");
+  if (class_weights != "none" && dataset.regression)
+    fail("train.class_weights ", class_weights, ": ", cfg.get_path("data.path").string(),
+         " is a regression data set (no classes to weight)");
+  std::vector<int32_t> train_labels;
+  for (const text::Example& e : train_examples_) train_labels.push_back(e.label);
+  m.set_class_weights(resolve_class_weights(class_weights, train_labels, m.config().num_labels, m.config().id2label));
 }
 
 }  // namespace

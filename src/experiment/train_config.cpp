@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -150,6 +151,12 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"train.warmup_ratio", "float", "0.0", "Warmup as a fraction of the total steps", {}, {}, {0, 1, false, true}},
       {"train.warmup_steps", "int", "0", "Warmup in steps (instead of warmup_ratio)", {}, limits::kStepCount, {}},
       {"train.label_smoothing", "float", "0.0", "Cross-entropy label smoothing", {}, {}, {0, 1, false, true}},
+      {"train.class_weights", "string", "none",
+       "Class weights of the classification loss, as torch's CrossEntropyLoss(weight=...): none, balanced "
+       "(n_examples / (n_classes x the class's count) over the training examples, scikit-learn's rule) or one "
+       "number > 0 per label in label order, comma-separated (1,3.5); the loss is each batch's weighted mean "
+       "sum(w[y] x loss) / sum(w[y]), label smoothing weighted as torch weights it",
+       {}},
       {"train.hidden_dropout", "float", "-1", "Override the model's hidden dropout (-1: keep)", {}, {}, {0, 1, false, true, -1, "to keep the model's"}},
       {"train.attention_dropout", "float", "-1", "Override the attention dropout (-1: keep)", {}, {}, {0, 1, false, true, -1, "to keep the model's"}},
       {"train.classifier_dropout", "float", "-1", "Override the classifier dropout (-1: keep)", {}, {}, {0, 1, false, true, -1, "to keep the model's"}},
@@ -302,7 +309,60 @@ void unknown_key(const std::string& key, const std::string& origin) {
   fail(origin, ": unknown key '", key, "'", hint.empty() ? "" : " (did you mean '" + hint + "'?)");
 }
 
+// The explicit list of train.class_weights: finite numbers > 0, comma-separated.
+std::vector<float> parse_weight_list(const std::string& text, const std::string& where) {
+  std::vector<float> weights;
+  std::stringstream in(text);
+  std::string item;
+  size_t index = 0;
+  while (std::getline(in, item, ',')) {
+    ++index;
+    const size_t first = item.find_first_not_of(' '), last = item.find_last_not_of(' ');
+    const std::string number = first == std::string::npos ? "" : item.substr(first, last - first + 1);
+    double v = 0;
+    auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), v);
+    if (number.empty() || ec != std::errc() || end != number.data() + number.size())
+      fail(where, " '", text, "': item ", index, " '", item,
+           "' is not a number (expected none, balanced or one weight per label, e.g. 1,3.5)");
+    if (!(std::isfinite(v) && v > 0 && v <= std::numeric_limits<float>::max()))
+      fail(where, " '", text, "': weight ", index, " is ", number, " (every weight must be a finite number > 0)");
+    weights.push_back(float(v));
+  }
+  if (weights.empty() || text.back() == ',')
+    fail(where, " '", text, "': expected none, balanced or one weight per label, e.g. 1,3.5");
+  return weights;
+}
+
 }  // namespace
+
+std::vector<float> resolve_class_weights(const std::string& text, const std::vector<int32_t>& train_labels,
+                                         int64_t num_labels, const std::vector<std::string>& label_names) {
+  if (text == "none") return {};
+  if (text == "balanced") {
+    std::vector<int64_t> counts(size_t(std::max<int64_t>(num_labels, 0)), 0);
+    for (int32_t y : train_labels)
+      if (y >= 0 && y < num_labels) ++counts[size_t(y)];
+    std::vector<float> weights;
+    for (int64_t c = 0; c < num_labels; ++c) {
+      if (counts[size_t(c)] == 0)
+        fail("train.class_weights balanced: class ", c,
+             size_t(c) < label_names.size() ? " ('" + label_names[size_t(c)] + "')" : std::string(),
+             " has no example among the ", train_labels.size(),
+             " training examples (give the weights explicitly, one per label)");
+      weights.push_back(float(double(train_labels.size()) / (double(num_labels) * double(counts[size_t(c)]))));
+    }
+    return weights;
+  }
+  std::vector<float> weights = parse_weight_list(text, "train.class_weights");
+  if (int64_t(weights.size()) != num_labels) {
+    std::string names;
+    for (const std::string& n : label_names) names += (names.empty() ? "" : ", ") + n;
+    fail("train.class_weights '", text, "': ", weights.size(), weights.size() == 1 ? " weight" : " weights",
+         " for a model with ", num_labels, " labels (one per label, in label order",
+         names.empty() ? std::string() : ": " + names, ")");
+  }
+  return weights;
+}
 
 std::string range_text(const ConfigKey& key) {
   if (key.type == "int") return std::to_string(key.int_range.min) + ".." + std::to_string(key.int_range.max);
@@ -443,12 +503,14 @@ void TrainConfig::validate() const {
     fail("config: a new model (no model.path) needs model.tokenizer");
   check_run_name(get_string("run.name"), "config: run.name");
   train::parse_training_target(get_string("train.target"), "config: train.target");
+  const std::string class_weights = get_string("train.class_weights");
+  if (class_weights != "none" && class_weights != "balanced") parse_weight_list(class_weights, "config: train.class_weights");
   if (get_string("data.balance") == "classes" && get_bool("data.length_bucketing"))
     fail("config: data.balance classes and data.length_bucketing cannot be combined (bucketing regroups the "
          "batches by length)");
 }
 
-std::string TrainConfig::to_toml() const {
+std::string TrainConfig::to_toml(const std::map<std::string, std::string>& comments) const {
   std::ostringstream os;
   os << "# Resolved configuration of this run (every key; defaults included).\n";
   std::string section;
@@ -462,6 +524,7 @@ std::string TrainConfig::to_toml() const {
     os << k.key.substr(sec.size() + 1) << " = ";
     if (k.type == "string" || k.type == "path" || v == "auto") os << toml::value<std::string>(v);
     else os << v;
+    if (auto c = comments.find(k.key); c != comments.end()) os << "  # " << c->second;
     os << "\n";
   }
   return os.str();

@@ -217,7 +217,8 @@ LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg, Device devi
   s.execution = training_execution(cfg, s.device);
   for (const char* key : {"data.padding", "data.length_bucketing", "data.clean_html", "data.collapse_whitespace",
                           "data.text_column", "data.text_pair_column", "data.label_column", "data.max_length",
-                          "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train"})
+                          "model.pooling", "train.classifier_dropout", "data.split_ratios", "data.resplit_from_train",
+                          "train.class_weights"})
     if (cfg.differs_from_default(key)) fail(key, " does not apply to language modelling (gpt2)");
   const int64_t batch_size = s.batch_size;
 

@@ -250,10 +250,11 @@ void ModelRuntime::check_batch_devices(const Batch& batch) const {
       fail("batch tensors on different devices (", t->device().str(), " and ", where.str(), ")");
 }
 
-void ModelRuntime::read_mean_loss(const Tensor& losses) {
+void ModelRuntime::read_mean_loss(const Tensor& losses, const Tensor& divisor) {
   const std::vector<float> values = losses.to_float_vector();
   const double sum = std::accumulate(values.begin(), values.end(), 0.0);
-  loss_ = num_valid_ ? float(sum / double(num_valid_)) : 0.0f;
+  const double denominator = divisor.defined() ? double(divisor.to_float_vector()[0]) : double(num_valid_);
+  loss_ = num_valid_ ? float(sum / denominator) : 0.0f;
 }
 
 }  // namespace ww::models

@@ -4,6 +4,7 @@
 #include "wattwise/models/sequence_classifier.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -280,6 +281,21 @@ void SequenceClassifier::set_label_names(const std::vector<std::string>& names) 
   if (int64_t(names.size()) != config_.num_labels)
     fail("the model has ", config_.num_labels, " labels but ", names.size(), " label names were given");
   config_.id2label = names;
+}
+
+void SequenceClassifier::set_class_weights(const std::vector<float>& weights) {
+  if (!weights.empty()) {
+    if (config_.regression) fail("class weights: a regression model (one output) has no classes to weight");
+    if (int64_t(weights.size()) != config_.num_labels)
+      fail("class weights: ", weights.size(), " weights for a model with ", config_.num_labels, " labels");
+    for (size_t k = 0; k < weights.size(); ++k)
+      if (!(std::isfinite(weights[k]) && weights[k] > 0))
+        fail("class weights: the weight of class ", k, " is ", weights[k], " (expected a finite number > 0)");
+  }
+  class_weights_host_ = weights;
+  class_weights_ = weights.empty() ? Tensor() : Tensor::from_vector(weights, {int64_t(weights.size())}).to(device_);
+  class_weight_sum_ = weights.empty() ? Tensor() : Tensor::zeros({1}, DType::F32, device_);
+  drop_graphs();  // recorded steps ran the loss without (or with other) weights
 }
 
 void SequenceClassifier::check_batch(const Batch& batch) const {
@@ -581,15 +597,21 @@ Tensor SequenceClassifier::forward(const Batch& batch, bool training) {
   if (staged.labels.defined()) {
     loss_kernels(staged);
     num_valid_ = config_.regression ? B : ops::count_valid_labels(staged.labels);
-    read_mean_loss(a.losses);
+    read_mean_loss(a.losses, class_weight_sum_);
   }
   return a.logits;
 }
 
 void SequenceClassifier::loss_kernels(const Batch& batch) {
   Activations& a = act_;
-  if (config_.regression) ops::mse_forward(a.losses, a.logits.reshape({a.batch}), batch.labels);
-  else ops::cross_entropy_forward(a.losses, a.logits, batch.labels, label_smoothing_);
+  if (config_.regression) {
+    ops::mse_forward(a.losses, a.logits.reshape({a.batch}), batch.labels);
+    return;
+  }
+  // Weighted: the batch's Σ w[y] on the device, the denominator of the mean (read back with the
+  // losses, divided by in the backward).
+  if (class_weights_.defined()) ops::class_weight_sum(class_weight_sum_, batch.labels, class_weights_);
+  ops::cross_entropy_forward(a.losses, a.logits, batch.labels, label_smoothing_, class_weights_);
 }
 
 void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale, const std::function<void()>& tail) {
@@ -621,7 +643,7 @@ void SequenceClassifier::train_step_graphed(const Batch& batch, float loss_scale
     loss_kernels(fixed);
     backward_kernels(loss_scale);
   }, tail);
-  read_mean_loss(act_.losses);
+  read_mean_loss(act_.losses, class_weight_sum_);
 }
 
 void SequenceClassifier::layer_backward(int64_t l, const Tensor& x_in, LayerActivations& s, const Tensor& key_mask) {
@@ -676,8 +698,12 @@ void SequenceClassifier::backward_kernels(float loss_scale) {
   const uint64_t seed = dropout_seed_;
   const float scale = num_valid_ ? loss_scale / float(num_valid_) : 0.0f;
 
-  // Head.
+  // Head. Weighted: the mean's denominator is the batch's Σ w[y], which the loss kernels left on the
+  // device (a graph replays with each batch's own); with no valid label every row's gradient is 0.
   if (config_.regression) ops::mse_backward(a.d_logits.reshape({B}), a.logits.reshape({B}), batch.labels, scale);
+  else if (class_weights_.defined())
+    ops::cross_entropy_backward(a.d_logits, a.logits, batch.labels, label_smoothing_, loss_scale, class_weights_,
+                                class_weight_sum_);
   else ops::cross_entropy_backward(a.d_logits, a.logits, batch.labels, label_smoothing_, scale);
   ops::linear_backward(a.d_head, P.grad(cls_w_), P.grad(cls_b_), a.d_logits, a.head_drop, gemm_weight(cls_w_));
   ops::dropout_backward(a.d_cls, a.d_head, p_cls, seed, dropout_offset(site_attention_probs(config_.num_layers)), dropout_base_);

@@ -46,19 +46,38 @@ ok = [r for r in rows if r["status"] == "ok"]
 skipped = [r for r in rows if r["status"] == "skipped"]
 if {r["precision"] for r in skipped} != {"fp16"} or len(skipped) != 8: problems.append(f"skipped {len(skipped)}")
 if not all("needs a GPU" in r["reason"] for r in skipped): problems.append("skip reason lacks 'needs a GPU'")
-if any(r["on_frontier"] == "true" for r in skipped): problems.append("a skipped config on the frontier")
-# Frontier flags against the definition (accuracy max, J/example min, latency p50 min).
-key = lambda r: (-float(r["accuracy"]), float(r["joules_per_example"]), float(r["latency_p50_ms"]))
-def dominated(r):
-    a = key(r)
-    return any(all(x <= y for x, y in zip(key(q), a)) and key(q) != a for q in ok)
+if any(r["on_frontier"] == "true" or r["tied_with"] for r in skipped): problems.append("a skipped config on the frontier")
+# Frontier flags and ties against the definition (accuracy max, J/example min, latency p50 min, the
+# last two within their spread over passes, [<m>_min, <m>_max] widened to hold the value): q dominates
+# r when at least as good everywhere, better somewhere, and beyond the spread wherever it is better;
+# a row only exactly dominated is a tie with the rows that beat it.
+header = next(csv.reader(open(sys.argv[1])))
+if header[header.index("on_frontier") + 1] != "tied_with": problems.append(f"no tied_with after on_frontier: {header}")
+def key(r):
+    out = [(-float(r["accuracy"]),) * 3]
+    for m in ("joules_per_example", "latency_p50_ms"):
+        v = float(r[m])
+        out.append((v, min(v, float(r[m + "_min"])), max(v, float(r[m + "_max"]))))
+    return out
+def relation(q, r):
+    a, b = key(q), key(r)
+    if any(x[0] > y[0] for x, y in zip(a, b)) or a == b or all(x[0] == y[0] for x, y in zip(a, b)): return None
+    return "beyond" if all(x[2] < y[1] for x, y in zip(a, b) if x[0] < y[0]) else "exact"
 for r in ok:
-    if (r["on_frontier"] == "true") == dominated(r): problems.append(f"{r['config']}: on_frontier={r['on_frontier']}")
+    rel = {q["config"]: relation(q, r) for q in ok if q is not r}
+    on = "beyond" not in rel.values()
+    tied = sorted(c for c, x in rel.items() if x == "exact") if on else []
+    if (r["on_frontier"] == "true") != on: problems.append(f"{r['config']}: on_frontier={r['on_frontier']}")
+    if r["tied_with"].split() != tied: problems.append(f"{r['config']}: tied_with={r['tied_with']!r}, expected {tied}")
 for r in ok:
-    for m in ["accuracy", "latency_p50_ms", "latency_p95_ms", "throughput_per_s", "joules_per_example", "joules_per_example_min",
-              "joules_per_example_max", "peak_memory_bytes", "gco2e_per_1000", "examples"]:
+    for m in ["accuracy", "latency_p50_ms", "latency_p50_ms_min", "latency_p50_ms_max", "latency_p95_ms", "throughput_per_s",
+              "throughput_per_s_min", "throughput_per_s_max", "joules_per_example", "joules_per_example_min",
+              "joules_per_example_max", "spread_blocks", "peak_memory_bytes", "gco2e_per_1000", "examples"]:
         if r[m] == "" or float(r[m]) < 0: problems.append(f"{r['config']}: {m}={r[m]!r}")
-    if not (float(r["joules_per_example_min"]) <= float(r["joules_per_example_max"])): problems.append("spread inverted")
+    # Without a GPU energy counter every pass is its own energy block; with one, blocks group passes.
+    if not 1 <= float(r["spread_blocks"]) <= float(r["passes"]): problems.append(f"{r['config']}: {r['spread_blocks']} blocks, {r['passes']} passes")
+    for m in ["joules_per_example", "latency_p50_ms", "throughput_per_s"]:
+        if not (float(r[m + "_min"]) <= float(r[m + "_max"])): problems.append(f"{m} spread inverted")
     if float(r["latency_p50_ms"]) > float(r["latency_p95_ms"]): problems.append("p50 > p95")
     if not r["energy_provenance"]: problems.append("no energy provenance")
 print("\n".join(problems) if problems else "ok")
@@ -70,6 +89,20 @@ check "metrics.json matches the schema of docs/METRICS.md" \
   'python3 "$src/tests/tools/check_metrics_json.py" sweep "$S/metrics.json" "$src/docs/METRICS.md"'
 check "metrics.json: 16 configs, 8 skipped, the frontier listed" \
   '[ "$(json "$S/metrics.json" "m[\"sweep\"][\"configs\"], m[\"sweep\"][\"skipped\"], len(m[\"frontier\"]) > 0")" = "16 8 True" ]'
+python3 - "$S" > frontier_json.txt <<'PY'
+import csv, json, sys
+rows = {r["config"]: r for r in csv.DictReader(open(sys.argv[1] + "/pareto.csv"))}
+m = json.load(open(sys.argv[1] + "/metrics.json"))
+problems = []
+for c in m["configs"]:
+    r = rows[c["config"]]
+    want = "no" if r["on_frontier"] != "true" else "tie" if r["tied_with"] else "yes"
+    if c["frontier"] != want or c.get("tied_with", []) != r["tied_with"].split(): problems.append(f"{c['config']}: {c}")
+if sorted(m["frontier"]) != sorted(k for k, r in rows.items() if r["on_frontier"] == "true"): problems.append("frontier list")
+print("\n".join(problems) if problems else "ok")
+PY
+check "metrics.json: configs[].frontier and tied_with as pareto.csv says" '[ "$(cat frontier_json.txt)" = ok ]'
+[ "$(cat frontier_json.txt)" = ok ] || cat frontier_json.txt
 check "power_trace.csv and emissions.csv" '[ -s "$S/power_trace.csv" ] && [ -s "$S/emissions.csv" ]'
 for axis in layers max_length precision batch_size; do
   for kind in energy_accuracy energy_latency; do
@@ -107,6 +140,17 @@ check "int8-weight and int8 measured with their quantization recorded, fp8 skipp
 "$bin" pareto "$S" --objectives accuracy:max,throughput_per_s:max --runs-dir runs3 >pareto.txt 2>err.txt
 check "pareto exits 0 and writes a new pareto.csv" '[ $? -eq 0 ] && [ -s "$(ls -d runs3/*_pareto | head -1)/pareto.csv" ]'
 check "pareto prints the frontier over the objectives" 'grep -q "accuracy:max,throughput_per_s:max" pareto.txt'
+# A pareto.csv from before the tied_with column reads (and the new one written has it).
+mkdir old_run
+python3 - "$S/pareto.csv" old_run/pareto.csv <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+drop = rows[0].index("tied_with")
+csv.writer(open(sys.argv[2], "w", newline="")).writerows([r[:drop] + r[drop + 1:] for r in rows])
+PY
+"$bin" pareto old_run --runs-dir runs3b >pareto_old.txt 2>err.txt
+check "pareto reads a pareto.csv without tied_with and writes one with it" \
+  '[ $? -eq 0 ] && head -1 "$(ls -d runs3b/*_pareto | head -1)/pareto.csv" | grep -q ",on_frontier,tied_with," || cat err.txt'
 "$bin" pareto "$S" --objectives accuracy:max,watts:min --runs-dir runs3 >/dev/null 2>err.txt
 check "pareto with an unknown metric: exit 1 naming it" '[ $? -eq 1 ] && grep -q "objective watts: no such metric" err.txt'
 

@@ -77,6 +77,21 @@ TEST(Plot, OnePointAndEqualValuesStillDraw) {
   EXPECT_GT(render_png(p).size(), 1000u);
 }
 
+// A tie (on the frontier only within the spread) is ringed and labelled as one but not joined by
+// the frontier line; the legend explains it only when a plot has one.
+TEST(Plot, TiesAreRingedButNotJoined) {
+  ScatterPlot p = sample_plot();
+  EXPECT_EQ(render_svg(p).find("tie (within the spread)"), std::string::npos);
+  p.points[2].on_frontier = p.points[2].tie = true;
+  const std::string svg = render_svg(p);
+  EXPECT_NE(svg.find("tie (within the spread)"), std::string::npos);
+  EXPECT_NE(svg.find("c002 (tie)"), std::string::npos);
+  const size_t at = svg.find("class=\"frontier-line\"");
+  ASSERT_NE(at, std::string::npos);
+  const std::string points = svg.substr(svg.find("points=\"", at) + 8);
+  EXPECT_EQ(std::count(points.begin(), points.begin() + long(points.find('"')), ','), 3);  // still the 3 others
+}
+
 TEST(Plot, NonFiniteCoordinateIsAnError) {
   ScatterPlot p = sample_plot();
   p.points[2].x = std::nan("");

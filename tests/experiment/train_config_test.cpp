@@ -182,3 +182,35 @@ TEST(TrainConfig, RangeTextForTheDocs) {
     }
   }
 }
+
+// train.class_weights: none, balanced (scikit-learn's n / (K x count) over the training labels) or
+// one weight per label; its errors name the key (syntax at validate(), counts and classes when the
+// task resolves them against the data).
+TEST(TrainConfig, ClassWeightsResolve) {
+  EXPECT_TRUE(resolve_class_weights("none", {0, 1, 1}, 2).empty());
+  // 8 examples: 6 of class 0, 2 of class 1 -> 8 / (2 x 6) and 8 / (2 x 2).
+  const std::vector<float> balanced = resolve_class_weights("balanced", {0, 0, 1, 0, 0, 1, 0, 0}, 2);
+  ASSERT_EQ(balanced.size(), 2u);
+  EXPECT_FLOAT_EQ(balanced[0], 8.0f / 12.0f);
+  EXPECT_FLOAT_EQ(balanced[1], 2.0f);
+  EXPECT_EQ(resolve_class_weights("1, 3.5,0.25", {}, 3), (std::vector<float>{1.0f, 3.5f, 0.25f}));
+  EXPECT_NE(error_of([] { resolve_class_weights("balanced", {0, 0, 2}, 3, {"neg", "neutral", "pos"}); })
+                .find("train.class_weights balanced: class 1 ('neutral') has no example among the 3 training examples"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { resolve_class_weights("1,2", {}, 3, {"a", "b", "c"}); })
+                .find("train.class_weights '1,2': 2 weights for a model with 3 labels (one per label, in label order: a, b, c)"),
+            std::string::npos);
+  for (const char* bad : {"1,-2", "0,1", "1,inf", "1,nan", "1,,2", "1,", "x", "1e40,1"})
+    EXPECT_NE(error_of([&] { resolve_class_weights(bad, {}, 2); }).find("train.class_weights '"), std::string::npos) << bad;
+
+  TrainConfig c;
+  c.set("data.path=x");
+  c.set("model.tokenizer=t");
+  for (const char* ok : {"none", "balanced", "1,3.5"}) {
+    c.set("train.class_weights", ok, "test");
+    EXPECT_NO_THROW(c.validate()) << ok;
+  }
+  c.set("train.class_weights", "1,-1", "test");
+  EXPECT_EQ(error_of([&] { c.validate(); }),
+            "config: train.class_weights '1,-1': weight 2 is -1 (every weight must be a finite number > 0)");
+}

@@ -278,6 +278,84 @@ TEST(Model, DropoutIsSeededAndGradientsMatchFiniteDifferences) {
   EXPECT_GT(compared, 20);
 }
 
+// Class weights (torch's CrossEntropyLoss(weight=w)): the loss is Σ w[y]·nll / Σ w[y] of the logits;
+// equal weights change nothing; the gradient of the weighted, smoothed loss matches finite
+// differences; bad weights are errors naming the counts and the class.
+TEST(Model, ClassWeightsGiveTorchsWeightedMeanAndItsGradient) {
+  ModelConfig config = preset_config(Architecture::Bert, "tiny", 50);
+  config.hidden_size = 16, config.num_heads = 2, config.intermediate_size = 24, config.max_position_embeddings = 16;
+  config.initializer_range = 0.3f;
+  SequenceClassifier model(config, Device::cpu());
+  model.init_weights(3);
+  model.set_dropout(0, 0, 0);
+  Batch batch;
+  batch.input_ids = Tensor::from_vector(std::vector<int32_t>{5, 9, 13, 2, 7, 0, 3, 4, 11, 12, 0, 0, 8, 6, 2, 0, 0, 0}, {3, 6});
+  batch.attention_mask = Tensor::from_vector(std::vector<int32_t>{1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0}, {3, 6});
+  batch.labels = Tensor::from_vector(std::vector<int32_t>{1, 0, 1}, {3});
+
+  const std::vector<float> logits = model.forward(batch, false).to_float_vector();
+  const float plain_loss = model.loss();
+  model.set_class_weights({1.0f, 3.0f});
+  EXPECT_EQ(model.class_weights(), (std::vector<float>{1.0f, 3.0f}));
+  model.forward(batch, false);
+  double weighted = 0;
+  const int labels[3] = {1, 0, 1};
+  for (int n = 0; n < 3; ++n) {
+    const double a = logits[size_t(2 * n)], b = logits[size_t(2 * n + 1)], m = std::max(a, b);
+    const double lse = m + std::log(std::exp(a - m) + std::exp(b - m));
+    weighted += (labels[n] ? 3.0 : 1.0) * (lse - (labels[n] ? b : a));
+  }
+  EXPECT_NEAR(model.loss(), weighted / 7.0, 1e-5);  // Σ w[y] = 3 + 1 + 3
+
+  // Equal weights: the same mean and gradients as none.
+  model.zero_grad();
+  model.set_class_weights({});
+  model.forward(batch, true);
+  model.backward();
+  const std::vector<float> plain_grads = model.parameters().flat_grads().to_float_vector();
+  model.zero_grad();
+  model.set_class_weights({2.5f, 2.5f});
+  model.forward(batch, true);
+  EXPECT_NEAR(model.loss(), plain_loss, 1e-6);
+  model.backward();
+  const std::vector<float> equal_grads = model.parameters().flat_grads().to_float_vector();
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < plain_grads.size(); ++i) {
+    worst = std::max(worst, double(std::fabs(equal_grads[i] - plain_grads[i])));
+    scale = std::max(scale, double(std::fabs(plain_grads[i])));
+  }
+  EXPECT_LT(worst, 1e-5 * scale);
+
+  // Weighted and smoothed: finite differences of loss() on a few weights of every kind.
+  model.set_label_smoothing(0.2f);
+  model.set_class_weights({1.0f, 3.0f});
+  model.zero_grad();
+  model.forward(batch, true);
+  model.backward();
+  const std::vector<float> grads = model.parameters().flat_grads().to_float_vector();
+  float* values = model.parameters().flat_values().data<float>();
+  int compared = 0;
+  for (const auto& p : model.parameters().all()) {
+    if (p.name.find("word_embeddings") != std::string::npos) continue;
+    const int64_t i = p.offset + shape_numel(p.shape) / 3;
+    const float saved = values[i], h = 1e-2f;
+    double losses[2];
+    for (int side = 0; side < 2; ++side) {
+      values[i] = saved + (side ? -h : h);
+      model.forward(batch, true);
+      losses[side] = model.loss();
+    }
+    values[i] = saved;
+    const double numeric = (losses[0] - losses[1]) / (2 * h);
+    EXPECT_NEAR(grads[size_t(i)], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << p.name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 20);
+
+  ww::testing::expect_error([&] { model.set_class_weights({1.0f}); }, {"1 weights for a model with 2 labels"});
+  ww::testing::expect_error([&] { model.set_class_weights({1.0f, 0.0f}); }, {"class 1", "finite number > 0"});
+}
+
 // ---- bare encoders and poolings ----
 
 namespace ww::models {

@@ -1,6 +1,8 @@
-// ops::cross_entropy_* (label smoothing, ignored rows, the padded forms) and mse_*: the CPU reference
-// against double precision, finite differences and values worked by hand, and every device × dtype
-// against the CPU reference (tolerances: tests/ops/op_test_util.h; losses are f32 for every dtype).
+// ops::cross_entropy_* (label smoothing, ignored rows, class weights, the padded forms),
+// class_weight_sum and mse_*: the CPU reference against double precision, finite differences and
+// values worked by hand (torch's weighted, smoothed CrossEntropyLoss among them), and every device ×
+// dtype against the CPU reference (tolerances: tests/ops/op_test_util.h; losses are f32 for every
+// dtype).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -39,6 +41,137 @@ std::vector<double> cross_entropy_ref(const std::vector<double>& logits, const s
     losses[n] = (1.0 - eps) * nll + eps * smooth / double(K);
   }
   return losses;
+}
+
+// torch.nn.CrossEntropyLoss(weight=w, reduction='none', label_smoothing=eps, ignore_index=-100), in
+// double: (1 − ε)·w[y]·(−log p[y]) + (ε/K)·Σ_k w[k]·(−log p[k]) (aten's
+// cross_entropy_loss_label_smoothing: nll_loss with the weights, plus the smoothing term with each
+// class's weight).
+std::vector<double> weighted_cross_entropy_ref(const std::vector<double>& logits, const std::vector<int32_t>& labels,
+                                               const std::vector<double>& w, double eps) {
+  const size_t K = w.size();
+  std::vector<double> losses(labels.size(), 0.0);
+  for (size_t n = 0; n < labels.size(); ++n) {
+    if (labels[n] == -100) continue;
+    double mx = -INFINITY, s = 0.0;
+    for (size_t k = 0; k < K; ++k) mx = std::max(mx, logits[n * K + k]);
+    for (size_t k = 0; k < K; ++k) s += std::exp(logits[n * K + k] - mx);
+    const double lse = mx + std::log(s);
+    double smooth = 0.0;
+    for (size_t k = 0; k < K; ++k) smooth += w[k] * (lse - logits[n * K + k]);
+    const size_t y = size_t(labels[n]);
+    losses[n] = (1.0 - eps) * w[y] * (lse - logits[n * K + y]) + eps / double(K) * smooth;
+  }
+  return losses;
+}
+
+// Three classes weighted 1, 2, 4; ε = 0.3. Row 0: logits (0, ln 3, 0), p = (1/5, 3/5, 1/5), label 1.
+// Row 1 ignored. Row 2: logits (ln 2, 0, 0), p = (1/2, 1/4, 1/4), label 2. torch's mean divides the
+// rows' sum by Σ w[y] = 2 + 4 = 6.
+TEST(CrossEntropyCpu, WeightedByHandAsTorchDefinesIt) {
+  const float ln2 = float(std::log(2.0)), ln3 = float(std::log(3.0));
+  Tensor logits = Tensor::from_vector(std::vector<float>{0.0f, ln3, 0.0f, 9.0f, 9.0f, 9.0f, ln2, 0.0f, 0.0f}, {3, 3});
+  Tensor labels = Tensor::from_vector(std::vector<int32_t>{1, -100, 2}, {3});
+  Tensor weights = Tensor::from_vector(std::vector<float>{1.0f, 2.0f, 4.0f}, {3});
+  Tensor sum = Tensor::empty({1}, DType::F32);
+  ops::class_weight_sum(sum, labels, weights);
+  EXPECT_EQ(sum.to_float_vector()[0], 6.0f);
+
+  const double eps = 0.3;
+  Tensor losses = Tensor::empty({3}, DType::F32);
+  ops::cross_entropy_forward(losses, logits, labels, float(eps), weights);
+  // Row 0: −log p = (ln 5, ln 5/3, ln 5); 0.7·w[1]·ln(5/3) + 0.1·(1·ln 5 + 2·ln(5/3) + 4·ln 5).
+  const double row0 = 0.7 * 2 * std::log(5.0 / 3.0) + 0.1 * (5 * std::log(5.0) + 2 * std::log(5.0 / 3.0));
+  // Row 2: −log p = (ln 2, ln 4, ln 4); 0.7·w[2]·ln 4 + 0.1·(1·ln 2 + 2·ln 4 + 4·ln 4).
+  const double row2 = 0.7 * 4 * std::log(4.0) + 0.1 * (std::log(2.0) + 6 * std::log(4.0));
+  const std::vector<float> l = losses.to_float_vector();
+  EXPECT_NEAR(l[0], row0, 1e-6);
+  EXPECT_EQ(l[1], 0.0f);
+  EXPECT_NEAR(l[2], row2, 1e-6);
+  // torch's reduction='mean': 0.7·(2·ln(5/3) + 4·ln 4)/6 + 0.1·(5 ln 5 + 2 ln(5/3) + ln 2 + 6 ln 4)/6.
+  EXPECT_NEAR((l[0] + l[2]) / 6.0,
+              0.7 * (2 * std::log(5.0 / 3.0) + 4 * std::log(4.0)) / 6 +
+                  0.1 * (5 * std::log(5.0) + 2 * std::log(5.0 / 3.0) + std::log(2.0) + 6 * std::log(4.0)) / 6,
+              1e-6);
+
+  // The gradient of the mean: scale 1 divided on the device by Σ w[y] = 6. With W = Σ w = 7,
+  // d[k] = (((1−ε)·w[y] + ε·W/K)·p[k] − (1−ε)·w[y]·[k==y] − ε·w[k]/K) / 6:
+  //   row 0: (2.1·p − 1.4·[k==1] − 0.1·w) = (0.32, −0.34, 0.02);
+  //   row 2: (3.5·p − 2.8·[k==2] − 0.1·w) = (1.65, 0.675, −2.325).
+  Tensor dlogits = Tensor::empty({3, 3}, DType::F32);
+  ops::cross_entropy_backward(dlogits, logits, labels, float(eps), 1.0f, weights, sum);
+  const std::vector<float> g = dlogits.to_float_vector();
+  const double want[9] = {0.32 / 6, -0.34 / 6, 0.02 / 6, 0, 0, 0, 1.65 / 6, 0.675 / 6, -2.325 / 6};
+  for (size_t i = 0; i < 9; ++i) EXPECT_NEAR(g[i], want[i], 1e-7) << i;
+
+  // Without smoothing: w[y]·(−log p[y]), and the gradient w[y]·(p − onehot) / Σ w[y].
+  ops::cross_entropy_forward(losses, logits, labels, 0.0f, weights);
+  EXPECT_NEAR(losses.to_float_vector()[0], 2 * std::log(5.0 / 3.0), 1e-6);
+  EXPECT_NEAR(losses.to_float_vector()[2], 4 * std::log(4.0), 1e-6);
+  ops::cross_entropy_backward(dlogits, logits, labels, 0.0f, 1.0f, weights, sum);
+  const std::vector<float> g0 = dlogits.to_float_vector();
+  EXPECT_NEAR(g0[0], 2 * 0.2 / 6, 1e-7);
+  EXPECT_NEAR(g0[1], 2 * (0.6 - 1) / 6, 1e-7);
+  EXPECT_NEAR(g0[8], 4 * (0.25 - 1) / 6, 1e-7);
+
+  // Bad weights and divisors name the op and the argument; a bad label is an error here too.
+  expect_error([&] { ops::cross_entropy_forward(losses, logits, labels, 0.0f, Tensor::from_vector(std::vector<float>{1, 2}, {2})); },
+               {"cross_entropy_forward", "'class_weights'", "3 elements"});
+  expect_error([&] { ops::cross_entropy_backward(dlogits, logits, labels, 0.0f, 1.0f, weights, Tensor::empty({2}, DType::F32)); },
+               {"cross_entropy_backward", "'scale_divisor'", "1 elements"});
+  expect_error([&] { ops::class_weight_sum(sum, Tensor::from_vector(std::vector<int32_t>{0, 3}, {2}), weights); },
+               {"label 3", "row 1"});
+}
+
+TEST(CrossEntropyCpu, WeightedMatchesReferenceAndFiniteDifferences) {
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {9, 3}, {13, 257}}) {
+    for (float eps : {0.0f, 0.1f, 1.0f}) {
+      SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K) + " eps=" + std::to_string(eps));
+      Tensor logits = random_tensor({N, K}, 5, 3.0f);
+      std::vector<int32_t> labels = random_ids(N, K, 6);
+      if (N > 3) labels[2] = -100;
+      std::vector<float> w(static_cast<size_t>(K));
+      for (int64_t k = 0; k < K; ++k) w[size_t(k)] = 0.25f + float(k % 7) * 0.5f;
+      const std::vector<double> wd(w.begin(), w.end());
+      Tensor label_tensor = Tensor::from_vector(labels, {N}), weights = Tensor::from_vector(w, {K});
+      Tensor losses = Tensor::empty({N}, DType::F32), sum = Tensor::empty({1}, DType::F32);
+      ops::cross_entropy_forward(losses, logits, label_tensor, eps, weights);
+      const std::vector<double> x = as_double(logits);
+      expect_close(losses, weighted_cross_entropy_ref(x, labels, wd, eps), "losses");
+      ops::class_weight_sum(sum, label_tensor, weights);
+      double weight_sum = 0;
+      for (int32_t y : labels)
+        if (y != -100) weight_sum += wd[size_t(y)];
+      EXPECT_NEAR(sum.to_float_vector()[0], weight_sum, 1e-6 * weight_sum);
+
+      // The gradient of torch's mean, Σ loss / Σ w[y], against finite differences; the divisor on
+      // the device gives what scale = 1/Σ w[y] gives.
+      Tensor dlogits = random_tensor({N, K}, 7);
+      ops::cross_entropy_backward(dlogits, logits, label_tensor, eps, 1.0f, weights, sum);
+      const auto want = numeric_gradient(x, [&](const auto& v) {
+        double total = 0.0;
+        for (double l : weighted_cross_entropy_ref(v, labels, wd, eps)) total += l;
+        return total / weight_sum;
+      });
+      expect_close(dlogits, want, "dlogits", 1e-4);
+      Tensor scaled = Tensor::empty({N, K}, DType::F32);
+      ops::cross_entropy_backward(scaled, logits, label_tensor, eps, 1.0f / sum.to_float_vector()[0], weights);
+      expect_close(scaled, dlogits, "dlogits (scale instead of divisor)", 1e-6);
+      // Fused and in place: the separate calls' bits.
+      Tensor fused_losses = random_tensor({N}, 8), fused = random_tensor({N, K}, 9);
+      ops::cross_entropy_forward_backward(fused_losses, fused, logits, label_tensor, eps, 1.0f, weights, sum);
+      EXPECT_TRUE(same_bits(fused_losses, losses));
+      EXPECT_TRUE(same_bits(fused, dlogits));
+      Tensor in_place = logits.to(Device::cpu());
+      ops::cross_entropy_backward(in_place, in_place, label_tensor, eps, 1.0f, weights, sum);
+      EXPECT_TRUE(same_bits(in_place, dlogits));
+      // Every weight 1 is the unweighted loss.
+      Tensor ones = Tensor::from_vector(std::vector<float>(size_t(K), 1.0f), {K}), plain = Tensor::empty({N}, DType::F32);
+      ops::cross_entropy_forward(losses, logits, label_tensor, eps, ones);
+      ops::cross_entropy_forward(plain, logits, label_tensor, eps);
+      expect_close(losses, as_double(plain), "all-ones weights", 1e-6);
+    }
+  }
 }
 
 TEST(CrossEntropyCpu, MatchesReferenceAndFiniteDifferences) {
@@ -229,6 +362,44 @@ TEST_P(CrossEntropyTest, MatchesTheCpuReference) {
     ops::mse_backward(dpred, pred, target, 0.25f);
     ops::mse_backward(got_dpred, put(pred), put_f32(target), 0.25f);
     expect_matches(got_dpred, dpred, "mse dpred", rtol());
+  }
+}
+
+// Class weights (the global-memory kernel at every width, a vocabulary-wide row included: weighted
+// rows never take the staged kernel), with the weight sum computed on the device and dividing the
+// gradient there; fused and in place too.
+TEST_P(CrossEntropyTest, WeightedMatchesTheCpuReference) {
+  const std::vector<std::pair<int64_t, int64_t>> shapes =
+      is_16bit() ? std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {9, 3}, {64, 1000}}
+                 : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {5, 3}, {9, 1000}, {4, 30522}};
+  for (const auto& [N, K] : shapes) {
+    for (float smoothing : {0.0f, 0.1f}) {
+      SCOPED_TRACE(what("weighted cross_entropy", {N, K}) + " eps=" + std::to_string(smoothing));
+      Tensor logits = reference_input(random_cpu({N, K}, uint64_t(N * K + 1), is_16bit() ? 3.0f : 4.0f));
+      std::vector<int32_t> label_values = random_ids(N, K, uint64_t(N + K + 1));
+      if (N > 1) label_values[1] = -100;
+      std::vector<float> w(static_cast<size_t>(K));
+      for (int64_t k = 0; k < K; ++k) w[size_t(k)] = 0.5f + float((k * 7) % 11) * 0.25f;
+      Tensor labels = ints_cpu(label_values, {N}), labels_p = put_ints(label_values, {N});
+      Tensor weights = Tensor::from_vector(w, {K}), weights_p = put_f32(weights);
+      Tensor sum = poisoned_cpu({1}), sum_p = nan_f32({1});
+      ops::class_weight_sum(sum, labels, weights);
+      ops::class_weight_sum(sum_p, labels_p, weights_p);
+      expect_matches(sum_p, sum, "class_weight_sum", f32_rtol());
+      Tensor losses = poisoned_cpu({N}), got_losses = nan_f32({N}), logits_p = put(logits);
+      ops::cross_entropy_forward(losses, logits, labels, smoothing, weights);
+      ops::cross_entropy_forward(got_losses, logits_p, labels_p, smoothing, weights_p);
+      expect_matches(got_losses, losses, "weighted losses", f32_rtol());
+      Tensor dlogits = poisoned_cpu({N, K}), got_dlogits = nan_tensor({N, K});
+      ops::cross_entropy_backward(dlogits, logits, labels, smoothing, 1.0f, weights, sum);
+      ops::cross_entropy_backward(got_dlogits, logits_p, labels_p, smoothing, 1.0f, weights_p, sum_p);
+      expect_matches(got_dlogits, dlogits, "weighted dlogits", rtol());
+      Tensor fused_losses = nan_f32({N});
+      ops::cross_entropy_forward_backward(fused_losses, logits_p, logits_p, labels_p, smoothing, 1.0f, weights_p,
+                                          sum_p);  // in place
+      expect_matches(fused_losses, losses, "weighted fused losses", f32_rtol());
+      expect_matches(logits_p, dlogits, "weighted fused dlogits in place", rtol());
+    }
   }
 }
 

@@ -137,14 +137,16 @@ def check_train(m):
         "execution": {"precision": str, "attention": str, "checkpointing": str, "cuda_graphs": bool, "skipped_steps": int,
                       "final_loss_scale": NUM, "activation_bytes": int, "peak_memory_bytes": int},
     }
-    # Language-modelling runs (model.arch gpt2) add these.
+    # Language-modelling runs (model.arch gpt2) add these; classification runs add train.class_weights.
     optional = {
         "data": {"format": str, "block_size": int, "train_tokens": int, "eval_tokens": int,
                  "token_cache": [{"file": str, "status": str}]},
         "execution": {"checkpointing_plan": dict},  # train.checkpointing auto
         "train": {"tokens": int, "grad_accum": (int, str), "tokens_per_step": int, "tokens_per_s": NUM,
                   # train.grad_accum auto (any task)
-                  "adaptive_accumulation": dict},
+                  "adaptive_accumulation": dict,
+                  # classification
+                  "class_weights": (list, type(None))},
     }
     top = set(sections) | {"best", "eval", "eval_history", "test", "energy", "target"}
     for key in top - set(m):
@@ -292,7 +294,8 @@ def check_sweep(m):
              "dynamic_padding": bool}
     for i, c in enumerate(m.get("configs", [])):
         check_object(f"configs[{i}]", {k: v for k, v in c.items() if k != "energy"},
-                     {"config": str, "status": str, "baseline": bool, "knobs": knobs}, {"reason": str, "quantization": dict},
+                     {"config": str, "status": str, "baseline": bool, "knobs": knobs, "frontier": str},
+                     {"reason": str, "quantization": dict, "tied_with": list},
                      name=lambda k: f"configs[].{k}")
         if c.get("status") == "ok":
             if "energy" not in c:
@@ -302,6 +305,10 @@ def check_sweep(m):
                 check_window(f"configs[{i}].energy", c["energy"])
         elif "reason" not in c:
             problems.append(f"configs[{i}]: a skipped config without reason")
+        if c.get("frontier") not in ("yes", "tie", "no"):
+            problems.append(f"configs[{i}].frontier: expected yes, tie or no, got {json.dumps(c.get('frontier'))}")
+        if (c.get("frontier") == "tie") != bool(c.get("tied_with")):
+            problems.append(f"configs[{i}]: tied_with goes with frontier tie, and only with it")
     check_energy("energy", m.get("energy", {}), r"c[0-9]{3,}")
 
 

@@ -13,6 +13,7 @@ struct PlotPoint {
   std::string label;         // short tag drawn next to frontier points, e.g. "c003"
   bool baseline = false;     // drawn as a large diamond, annotated "baseline"
   bool on_frontier = false;  // ringed and connected (in x order) by the frontier line
+  bool tie = false;          // on the frontier only within the measured spread: ringed thinly, not connected
 };
 
 struct ScatterPlot {

@@ -76,8 +76,9 @@ class TrainConfig {
 
   // Cross-key checks (e.g. warmup ratio and steps both given; epochs and max_steps both 0).
   void validate() const;
-  // The resolved configuration as TOML, sections in schema order (written into the run folder).
-  std::string to_toml() const;
+  // The resolved configuration as TOML, sections in schema order (written into the run folder);
+  // `comments` (key → text) adds "  # text" after a key's value.
+  std::string to_toml(const std::map<std::string, std::string>& comments = {}) const;
 
  private:
   std::map<std::string, std::string> values_;
@@ -86,5 +87,14 @@ class TrainConfig {
 
 // Nearest key by edit distance, for "did you mean" hints ("" when nothing is close).
 std::string nearest_key(const std::string& key);
+
+// train.class_weights for a classifier of `num_labels` labels trained on examples with
+// `train_labels`: "none" → {} (no weights); "balanced" → n / (num_labels x count of the class) over
+// train_labels (scikit-learn's compute_class_weight("balanced")); else one weight per label, in label
+// order, comma-separated. Errors (one line naming train.class_weights): not a list of finite numbers
+// > 0, a count other than num_labels, balanced with a class that has no training example (named by
+// `label_names` when given).
+std::vector<float> resolve_class_weights(const std::string& text, const std::vector<int32_t>& train_labels,
+                                         int64_t num_labels, const std::vector<std::string>& label_names = {});
 
 }  // namespace ww::experiment

@@ -237,8 +237,9 @@ class ModelRuntime : public TrainableModel {
   int64_t dropout_base_value() const { return int64_t(dropout_step_ << 16); }
   // All of a batch on the model's device, or all on the CPU (a GPU model uploads it).
   void check_batch_devices(const Batch& batch) const;
-  // loss_ = Σ losses / num_valid_ (reads them back: waits for the stream).
-  void read_mean_loss(const Tensor& losses);
+  // loss_ = Σ losses / num_valid_ (reads them back: waits for the stream); with a divisor (f32 [1]
+  // on the device, e.g. a weighted loss's Σ w[y]), Σ losses / divisor instead (0 without a valid row).
+  void read_mean_loss(const Tensor& losses, const Tensor& divisor = Tensor());
 
   Device device_;
   ModelPurpose purpose_ = ModelPurpose::Training;

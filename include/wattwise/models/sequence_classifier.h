@@ -99,6 +99,13 @@ class SequenceClassifier : public ModelRuntime {
   void set_dropout(float hidden, float attention, float classifier);
   // Label names written as id2label when the model is saved (size must equal num_labels).
   void set_label_names(const std::vector<std::string>& names);
+  // Class weights of the cross-entropy loss, one per label (finite, > 0), as torch's
+  // CrossEntropyLoss(weight=w): the loss of a batch becomes Σ_n loss[n] / Σ_n w[y_n] with
+  // loss[n] = (1−ε)·w[y]·(−log p[y]) + (ε/K)·Σ_k w[k]·(−log p[k]) (ops/cross_entropy.h), in
+  // training and in the loss a forward with labels reports. Empty: none (every class 1). An error
+  // for a regression model or a count other than num_labels. Takes effect at the next forward.
+  void set_class_weights(const std::vector<float>& weights);
+  const std::vector<float>& class_weights() const { return class_weights_host_; }
   // What layer l's attention kept in the last training forward (qkv, context, the fused kernel's
   // lse; undefined under the reference kernel) and that batch's key mask, so a test can replay
   // the layer's attention backward on a real model's activations. Fails without a training forward.
@@ -186,6 +193,11 @@ class SequenceClassifier : public ModelRuntime {
   uint64_t quantized_version_ = 0;          // params_.version() they were made from
   std::vector<ops::AbsMaxObserver> observers_;  // non-empty while calibrating
   Activations act_;
+  // Class weights (set_class_weights): on the host, and f32 [num_labels] on the device with the
+  // batch's Σ w[y] beside it (f32 [1], written by the loss kernels, read by the backward: the same
+  // addresses for every step, so a recorded CUDA graph stays valid). Undefined without weights.
+  std::vector<float> class_weights_host_;
+  Tensor class_weights_, class_weight_sum_;
 };
 
 }  // namespace ww::models

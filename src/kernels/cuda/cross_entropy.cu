@@ -124,6 +124,21 @@ __device__ __forceinline__ float smoothed_loss(float lse, float x_label, float t
   return eps != 0.0f ? (1.0f - eps) * nll + eps * (lse - total_x / float(K)) : nll;
 }
 
+// The weighted row's loss (class weights w, as torch's CrossEntropyLoss(weight=w)):
+// (1−ε)·w[y]·(lse − x[y]) + (ε/K)·Σ_k w[k]·(lse − x[k]), the sum given as total_w = Σ w[k] and
+// total_wx = Σ w[k]·x[k].
+__device__ __forceinline__ float weighted_loss(float lse, float x_label, float w_label, float total_w,
+                                               float total_wx, float eps, int64_t K) {
+  const float nll = (1.0f - eps) * w_label * (lse - x_label);
+  return eps != 0.0f ? nll + eps / float(K) * (total_w * lse - total_wx) : nll;
+}
+
+// The scale of a row's gradient: scale / divisor[0] when a divisor is given (read on the device, so
+// a graph replays with the value of the batch it runs on).
+__device__ __forceinline__ float row_scale(float scale, const float* divisor) {
+  return divisor ? scale / *divisor : scale;
+}
+
 // dlogits[k] = scale · (softmax[k] − target[k]).
 struct GradientRule {
   float lse, scale, smooth_target, label_target;
@@ -133,11 +148,35 @@ struct GradientRule {
   }
 };
 
+// With class weights w, W = Σ w[k], s the scale:
+// dlogits[k] = s·((1−ε)·w[y] + ε·W/K)·softmax[k] − s·(1−ε)·w[y]·[k==y] − s·(ε/K)·w[k].
+struct WeightedGradientRule {
+  float lse, p_factor, label_target, smooth_factor;
+  const float* weights;
+  int32_t label;
+  __device__ __forceinline__ float operator()(int64_t k, float x) const {
+    return p_factor * expf(x - lse) - (k == label ? label_target : 0.0f) - smooth_factor * weights[k];
+  }
+};
+
+template <bool kWeighted>
+__device__ __forceinline__ auto gradient_rule(float lse, float scale, float eps, int64_t K, int32_t label,
+                                              const float* weights, float total_w) {
+  if constexpr (kWeighted) {
+    const float label_part = (1.0f - eps) * weights[label];
+    return WeightedGradientRule{lse, scale * (label_part + eps * total_w / float(K)), scale * label_part,
+                                scale * eps / float(K), weights, label};
+  } else {
+    return GradientRule{lse, scale, eps / float(K), eps / float(K) + (1.0f - eps), label};
+  }
+}
+
 // Softmax cross-entropy, one block per row: losses (kLoss) and/or dlogits (kGrad). One read pass
 // gives the row's max and Σ exp (and Σ x for label smoothing); the gradient pass reads the row again
 // (mostly from L2) and writes it. Every element the kernel needs is read before the first write, and
 // each thread reads x[k] before writing d[k]: dlogits may alias logits. The label is the same for
 // the whole block, so the early returns are uniform.
+// With class weights (kWeighted) the read pass also sums w[k] and w[k]·x[k] for the smoothing term.
 // Rows of at least kWideRow classes (a language model's vocabulary) get kWideThreads threads: one
 // 1,024-thread block per SM keeps ~132 rows (13 MB at GPT-2's 50,257 bf16 logits) in flight, so the
 // gradient pass re-reads its row from L2; 256-thread blocks kept ~800 rows (80 MB, more than an
@@ -145,20 +184,28 @@ struct GradientRule {
 constexpr int64_t kWideRow = 8192;
 constexpr int kWideThreads = 1024;
 
-template <int V, typename T, bool kLoss, bool kGrad>
+template <int V, typename T, bool kLoss, bool kGrad, bool kWeighted>
 __global__ void __launch_bounds__(kWideThreads)
     cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int64_t K, int64_t ld,
-                         float eps, float scale, int* error) {
+                         float eps, float scale, const float* weights, const float* divisor, int* error) {
   const BlockRow<T> block = block_row<V, T, kGrad>(dlogits, logits, labels, K, ld);
   if (skip_row<V, T, kLoss, kGrad>(losses, block, K, error)) return;
   const auto [n, label, x, d, parts, mine] = block;
   // x[label] is read before the block's first write (block_combine synchronises).
   const float x_label = kLoss && threadIdx.x == 0 ? load_float(x[label]) : 0.0f;
   OnlineSoftmax state;
-  float sum_x = 0.0f;
-  auto accumulate = [&](const float (&v)[V]) {
+  float sum_x = 0.0f;  // Σ x[k]; weighted: Σ w[k]·x[k]
+  float sum_w = 0.0f;  // weighted: Σ w[k]
+  auto accumulate = [&](const float (&v)[V], int64_t at) {
     state.add(v);
-    if constexpr (kLoss) {
+    if constexpr (kWeighted) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float w = weights[at + i];
+        sum_x += w * v[i];
+        sum_w += w;
+      }
+    } else if constexpr (kLoss) {
 #pragma unroll
       for (int i = 0; i < V; ++i) sum_x += v[i];
     }
@@ -170,27 +217,44 @@ __global__ void __launch_bounds__(kWideThreads)
     float v0[V], v1[V];
     load_floats<V>(x + k, v0);
     load_floats<V>(x + k + stride, v1);
-    accumulate(v0);
-    accumulate(v1);
+    accumulate(v0, k);
+    accumulate(v1, k + stride);
   }
   if (k < parts.body_end) {
     float v[V];
     load_floats<V>(x + k, v);
-    accumulate(v);
+    accumulate(v, k);
   }
   if (mine >= 0) {
     const float v[1] = {load_float(x[mine])};
     state.add(v);
-    sum_x += v[0];
+    if constexpr (kWeighted) {
+      sum_x += weights[mine] * v[0];
+      sum_w += weights[mine];
+    } else {
+      sum_x += v[0];
+    }
   }
   const OnlineSoftmax row = block_combine(state);
   const float lse = row.max + logf(row.sum);
+  // Weighted: Σ w[k] and Σ w[k]·x[k] of the row, for the smoothing term of the loss and gradient.
+  float total_w = 0.0f, total_wx = 0.0f;
+  if constexpr (kWeighted) {
+    if (eps != 0.0f) {
+      total_wx = block_sum(sum_x);
+      total_w = block_sum(sum_w);
+    }
+  }
   if constexpr (kLoss) {
-    const float total_x = eps != 0.0f ? block_sum(sum_x) : 0.0f;
-    if (threadIdx.x == 0) losses[n] = smoothed_loss(lse, x_label, total_x, eps, K);
+    if constexpr (kWeighted) {
+      if (threadIdx.x == 0) losses[n] = weighted_loss(lse, x_label, weights[label], total_w, total_wx, eps, K);
+    } else {
+      const float total_x = eps != 0.0f ? block_sum(sum_x) : 0.0f;
+      if (threadIdx.x == 0) losses[n] = smoothed_loss(lse, x_label, total_x, eps, K);
+    }
   }
   if constexpr (kGrad) {
-    const GradientRule rule{lse, scale, eps / float(K), eps / float(K) + (1.0f - eps), label};
+    const auto rule = gradient_rule<kWeighted>(lse, row_scale(scale, divisor), eps, K, label, weights, total_w);
     auto gradient = [&](int64_t at, float (&v)[V]) {
 #pragma unroll
       for (int i = 0; i < V; ++i) v[i] = rule(at + i, v[i]);
@@ -231,7 +295,7 @@ constexpr int kStagedThreads = 512;
 template <int V, typename T, bool kLoss, bool kGrad>
 __global__ void __launch_bounds__(kStagedThreads, 2)
     cross_entropy_staged_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int64_t K,
-                                int64_t ld, float eps, float scale, int* error) {
+                                int64_t ld, float eps, float scale, const float* divisor, int* error) {
   extern __shared__ __align__(16) unsigned char staged_bytes[];
   const BlockRow<T> block = block_row<V, T, kGrad>(dlogits, logits, labels, K, ld);
   if (skip_row<V, T, kLoss, kGrad>(losses, block, K, error)) return;
@@ -274,7 +338,7 @@ __global__ void __launch_bounds__(kStagedThreads, 2)
     if (threadIdx.x == 0) losses[n] = smoothed_loss(lse, load_float(row[label]), total_x, eps, K);
   }
   if constexpr (kGrad) {
-    const GradientRule rule{lse, scale, eps / float(K), eps / float(K) + (1.0f - eps), label};
+    const GradientRule rule = gradient_rule<false>(lse, row_scale(scale, divisor), eps, K, label, nullptr, 0.0f);
     for (int64_t k = first; k < parts.body_end; k += stride) {
       float v[V];
       load_floats<V>(row + k, v);
@@ -295,6 +359,18 @@ size_t staged_row_bytes(int64_t K, size_t element_bytes, int V) {
         "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
   const size_t bytes = size_t(K + V - 1) * element_bytes;
   return bytes <= size_t(limit) ? bytes : 0;
+}
+
+// One block: Σ w[y] over the rows, a fixed order (per-thread strides, then block_sum).
+__global__ void class_weight_sum_kernel(float* sum, const int32_t* labels, int64_t N, const float* weights,
+                                        int64_t K) {
+  float mine = 0.0f;
+  for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+    const int32_t y = labels[n];
+    if (y >= 0 && y < K) mine += weights[y];
+  }
+  const float total = block_sum(mine);
+  if (threadIdx.x == 0) sum[0] = total;
 }
 
 __global__ void count_valid_labels_kernel(unsigned long long* count, const int32_t* labels, int64_t N) {
@@ -320,11 +396,12 @@ __global__ void mse_backward_kernel(T* dpred, const T* pred, const float* target
 
 namespace {
 
-// Launches cross_entropy_kernel<V, E, kLoss, kGrad>: 16-byte vectors unless dlogits and logits sit at
-// different offsets modulo 16 bytes (then rows cannot share one split into vectors).
+// Launches cross_entropy_kernel<V, E, kLoss, kGrad, weighted>: 16-byte vectors unless dlogits and
+// logits sit at different offsets modulo 16 bytes (then rows cannot share one split into vectors).
 template <bool kLoss, bool kGrad>
 void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DType dtype, const int32_t* labels,
-                          int64_t N, int64_t K, int64_t ld, float label_smoothing, float scale, const char* what) {
+                          int64_t N, int64_t K, int64_t ld, float label_smoothing, float scale,
+                          const float* weights, const float* divisor, const char* what) {
   if (N == 0) return;
   WW_CHECK(K > 0 && ld >= K && N <= INT32_MAX, what, ": N = ", N, ", K = ", K, ", row stride ", ld);
   const bool vectors = !kGrad || (reinterpret_cast<uintptr_t>(dlogits) - reinterpret_cast<uintptr_t>(logits)) % 16 == 0;
@@ -333,22 +410,27 @@ void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DTyp
     constexpr int V = 16 / int(sizeof(E));
     const auto x = static_cast<const E*>(logits);
     const auto d = static_cast<E*>(dlogits);
-    const size_t staged = K >= kWideRow && vectors ? staged_row_bytes(K, sizeof(E), V) : 0;
+    const size_t staged = !weights && K >= kWideRow && vectors ? staged_row_bytes(K, sizeof(E), V) : 0;
     if (staged > 0) {
       auto kernel = cross_entropy_staged_kernel<V, E, kLoss, kGrad>;
       check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(staged)),
             "cudaFuncSetAttribute (cross_entropy_staged_kernel)");
       kernel<<<unsigned(N), kStagedThreads, staged, stream()>>>(losses, d, x, labels, K, ld, label_smoothing, scale,
-                                                               input_error_record());
+                                                               divisor, input_error_record());
       return;
     }
     const int threads = K >= kWideRow ? kWideThreads : kThreads;
-    if (vectors)
-      cross_entropy_kernel<V, E, kLoss, kGrad><<<unsigned(N), threads, 0, stream()>>>(
-          losses, d, x, labels, K, ld, label_smoothing, scale, input_error_record());
-    else
-      cross_entropy_kernel<1, E, kLoss, kGrad><<<unsigned(N), threads, 0, stream()>>>(
-          losses, d, x, labels, K, ld, label_smoothing, scale, input_error_record());
+    auto launch = [&](auto kernel) {
+      kernel<<<unsigned(N), threads, 0, stream()>>>(losses, d, x, labels, K, ld, label_smoothing, scale, weights,
+                                                    divisor, input_error_record());
+    };
+    if (weights) {
+      if (vectors) launch(cross_entropy_kernel<V, E, kLoss, kGrad, true>);
+      else launch(cross_entropy_kernel<1, E, kLoss, kGrad, true>);
+    } else {
+      if (vectors) launch(cross_entropy_kernel<V, E, kLoss, kGrad, false>);
+      else launch(cross_entropy_kernel<1, E, kLoss, kGrad, false>);
+    }
   });
   check_launch_and_inputs(what);
 }
@@ -356,22 +438,28 @@ void launch_cross_entropy(float* losses, void* dlogits, const void* logits, DTyp
 }  // namespace
 
 void cross_entropy_forward(float* losses, const void* logits, DType dtype, const int32_t* labels, int64_t N,
-                           int64_t K, int64_t ld, float label_smoothing) {
+                           int64_t K, int64_t ld, float label_smoothing, const float* class_weights) {
   launch_cross_entropy<true, false>(losses, nullptr, logits, dtype, labels, N, K, ld, label_smoothing, 0.0f,
-                                    "cross_entropy_forward");
+                                    class_weights, nullptr, "cross_entropy_forward");
 }
 
 void cross_entropy_backward(void* dlogits, const void* logits, DType dtype, const int32_t* labels, int64_t N,
-                            int64_t K, int64_t ld, float label_smoothing, float scale) {
+                            int64_t K, int64_t ld, float label_smoothing, float scale, const float* class_weights,
+                            const float* scale_divisor) {
   launch_cross_entropy<false, true>(nullptr, dlogits, logits, dtype, labels, N, K, ld, label_smoothing, scale,
-                                    "cross_entropy_backward");
+                                    class_weights, scale_divisor, "cross_entropy_backward");
 }
 
 void cross_entropy_forward_backward(float* losses, void* dlogits, const void* logits, DType dtype,
                                     const int32_t* labels, int64_t N, int64_t K, int64_t ld, float label_smoothing,
-                                    float scale) {
+                                    float scale, const float* class_weights, const float* scale_divisor) {
   launch_cross_entropy<true, true>(losses, dlogits, logits, dtype, labels, N, K, ld, label_smoothing, scale,
-                                   "cross_entropy_forward_backward");
+                                   class_weights, scale_divisor, "cross_entropy_forward_backward");
+}
+
+void class_weight_sum(float* sum, const int32_t* labels, int64_t N, const float* class_weights, int64_t K) {
+  class_weight_sum_kernel<<<1, kThreads, 0, stream()>>>(sum, labels, N, class_weights, K);
+  check_launch("class_weight_sum_kernel");
 }
 
 int64_t count_valid_labels(const int32_t* labels, int64_t N) {
