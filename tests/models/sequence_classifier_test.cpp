@@ -31,6 +31,40 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Forward and backward on `batch` (gradients accumulate onto what is there), then the gradient of
+// one weight of every kind against central differences of loss(); returns how many were compared.
+// `fixed_dropout`: every forward draws the same masks (seed 5, step 0), so dropout may be on.
+int check_gradients_by_finite_differences(SequenceClassifier& model, const Batch& batch, bool fixed_dropout) {
+  auto forward = [&] {
+    if (fixed_dropout) {
+      model.set_dropout_seed(5);
+      model.set_dropout_step_for_testing(0);
+    }
+    model.forward(batch, true);
+  };
+  forward();
+  model.backward();
+  const std::vector<float> grads = model.parameters().flat_grads().to_float_vector();
+  float* values = model.parameters().flat_values().data<float>();
+  int compared = 0;
+  for (const auto& p : model.parameters().all()) {
+    if (p.name.find("word_embeddings") != std::string::npos) continue;  // mostly unused rows
+    const int64_t i = p.offset + shape_numel(p.shape) / 3;
+    const float saved = values[i], h = 1e-2f;
+    double losses[2];
+    for (int side = 0; side < 2; ++side) {
+      values[i] = saved + (side ? -h : h);
+      forward();
+      losses[side] = model.loss();
+    }
+    values[i] = saved;
+    const double numeric = (losses[0] - losses[1]) / (2 * h);
+    EXPECT_NEAR(grads[size_t(i)], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << p.name;
+    ++compared;
+  }
+  return compared;
+}
+
 fs::path fixture(const std::string& name) { return fs::path(WW_SOURCE_DIR) / "tests" / "fixtures" / name; }
 
 fs::path temp_dir(const std::string& name) {
@@ -248,34 +282,7 @@ TEST(Model, DropoutIsSeededAndGradientsMatchFiniteDifferences) {
 
   // Finite differences on a few weights of every kind, dropout on (masks are fixed per step).
   model.zero_grad();
-  model.set_dropout_seed(5);
-  model.set_dropout_step_for_testing(0);
-  model.forward(batch, true);
-  model.backward();
-  std::vector<float> grads = model.parameters().flat_grads().to_float_vector();
-  float* values = model.parameters().flat_values().data<float>();
-  int compared = 0;
-  for (const auto& p : model.parameters().all()) {
-    if (p.name.find("word_embeddings") != std::string::npos) continue;  // mostly unused rows
-    int64_t i = p.offset + shape_numel(p.shape) / 3;
-    float saved = values[i];
-    const float h = 1e-2f;
-    double losses[2];
-    for (int side = 0; side < 2; ++side) {
-      values[i] = saved + (side ? -h : h);
-      SequenceClassifier& m = model;
-      m.set_dropout_seed(5);
-      // Rewind the dropout step so the same masks are drawn.
-      m.set_dropout_step_for_testing(0);
-      m.forward(batch, true);
-      losses[side] = m.loss();
-    }
-    values[i] = saved;
-    double numeric = (losses[0] - losses[1]) / (2 * h);
-    EXPECT_NEAR(grads[size_t(i)], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << p.name;
-    ++compared;
-  }
-  EXPECT_GT(compared, 20);
+  EXPECT_GT(check_gradients_by_finite_differences(model, batch, /*fixed_dropout=*/true), 20);
 }
 
 // Class weights (torch's CrossEntropyLoss(weight=w)): the loss is Σ w[y]·nll / Σ w[y] of the logits;
@@ -330,27 +337,7 @@ TEST(Model, ClassWeightsGiveTorchsWeightedMeanAndItsGradient) {
   model.set_label_smoothing(0.2f);
   model.set_class_weights({1.0f, 3.0f});
   model.zero_grad();
-  model.forward(batch, true);
-  model.backward();
-  const std::vector<float> grads = model.parameters().flat_grads().to_float_vector();
-  float* values = model.parameters().flat_values().data<float>();
-  int compared = 0;
-  for (const auto& p : model.parameters().all()) {
-    if (p.name.find("word_embeddings") != std::string::npos) continue;
-    const int64_t i = p.offset + shape_numel(p.shape) / 3;
-    const float saved = values[i], h = 1e-2f;
-    double losses[2];
-    for (int side = 0; side < 2; ++side) {
-      values[i] = saved + (side ? -h : h);
-      model.forward(batch, true);
-      losses[side] = model.loss();
-    }
-    values[i] = saved;
-    const double numeric = (losses[0] - losses[1]) / (2 * h);
-    EXPECT_NEAR(grads[size_t(i)], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << p.name;
-    ++compared;
-  }
-  EXPECT_GT(compared, 20);
+  EXPECT_GT(check_gradients_by_finite_differences(model, batch, /*fixed_dropout=*/false), 20);
 
   ww::testing::expect_error([&] { model.set_class_weights({1.0f}); }, {"1 weights for a model with 2 labels"});
   ww::testing::expect_error([&] { model.set_class_weights({1.0f, 0.0f}); }, {"class 1", "finite number > 0"});
@@ -508,31 +495,8 @@ TEST_P(PoolingTest, GradientsMatchFiniteDifferences) {
   model.init_weights(4);
   // Padding in the second example: mean pooling must route no gradient through it.
   Batch batch = make_batch({{5, 9, 13, 2, 7}, {3, 4, 11, 12}}, 6, {1, 0});
-  model.set_dropout_seed(5);
-  model.set_dropout_step_for_testing(0);
-  model.forward(batch, true);
-  model.backward();
-  std::vector<float> grads = model.parameters().flat_grads().to_float_vector();
-  float* values = model.parameters().flat_values().data<float>();
-  int compared = 0;
-  for (const auto& p : model.parameters().all()) {
-    if (p.name.find("word_embeddings") != std::string::npos) continue;  // mostly unused rows
-    const int64_t i = p.offset + shape_numel(p.shape) / 3;
-    const float saved = values[i], h = 1e-2f;
-    double losses[2];
-    for (int side = 0; side < 2; ++side) {
-      values[i] = saved + (side ? -h : h);
-      model.set_dropout_seed(5);
-      model.set_dropout_step_for_testing(0);  // the same dropout masks
-      model.forward(batch, true);
-      losses[side] = model.loss();
-    }
-    values[i] = saved;
-    const double numeric = (losses[0] - losses[1]) / (2 * h);
-    EXPECT_NEAR(grads[size_t(i)], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << p.name;
-    ++compared;
-  }
-  EXPECT_GT(compared, 20);
+  EXPECT_GT(check_gradients_by_finite_differences(model, batch, /*fixed_dropout=*/true), 20);
+  const std::vector<float> grads = model.parameters().flat_grads().to_float_vector();
   // The gradient reaches a padded position's embedding input only through attention keys, which
   // are masked: the position embedding row used only by padding gets no gradient.
   const Parameter* pos = nullptr;
