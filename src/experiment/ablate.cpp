@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <sstream>
 
 #include "wattwise/core/error.h"
@@ -229,19 +230,23 @@ void write_outputs(const AblationSpec& spec, const std::vector<AblationRun>& run
   io::write_file_atomic(dir / "runs.csv", r.str());
 
   std::ostringstream a;
-  a << "name,baseline,sets,seeds,on_frontier,rank";
+  a << "name,baseline,sets,seeds,on_frontier,tied_with,rank";
   for (const auto& c : summary.columns) a << "," << c;
   a << "\n";
   json changes = json::array(), frontier = json::array(), ranked = json::array();
   for (size_t i = 0; i < summary.arms.size(); ++i) {
     const ArmSummary& s = summary.arms[i];
+    std::string tied;
+    for (const auto& t : s.tied_with) tied += (tied.empty() ? "" : " ") + t;
     a << csv_field(s.name) << "," << (s.baseline ? "true" : "false") << "," << csv_field(s.sets) << "," << s.seeds
-      << "," << (s.on_frontier ? "true" : "false") << "," << (s.rank > 0 ? std::to_string(s.rank) : "");
+      << "," << (s.on_frontier ? "true" : "false") << "," << csv_field(tied) << ","
+      << (s.rank > 0 ? std::to_string(s.rank) : "");
     for (const auto& c : summary.columns) a << "," << csv_number(s.columns, c);
     a << "\n";
     const AblationArm& arm = spec.arms[i];
     changes.push_back({{"name", s.name}, {"baseline", s.baseline}, {"sets", arm.sets}, {"recipe", arm.recipe},
-                       {"seeds", s.seeds}, {"on_frontier", s.on_frontier}, {"rank", s.rank > 0 ? json(s.rank) : json()},
+                       {"seeds", s.seeds}, {"on_frontier", s.on_frontier}, {"frontier", s.frontier()},
+                       {"tied_with", s.tied_with}, {"rank", s.rank > 0 ? json(s.rank) : json()},
                        {"metrics", finite_json(s.columns)}});
     if (s.on_frontier) frontier.push_back(s.name);
   }
@@ -261,6 +266,12 @@ void write_outputs(const AblationSpec& spec, const std::vector<AblationRun>& run
       {"runs", runs_json},
       {"energy", {{"energy_j", energy_j}, {"kwh", kwh}, {"gco2e", gco2e}}}};
   io::write_file_atomic(dir / "metrics.json", metrics.dump(2) + "\n");
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 std::string fmt(double v, const char* format) {
@@ -287,7 +298,7 @@ void print_summary(const AblationSpec& spec, const AblationSummary& summary, con
     rows.push_back({s.name + (s.baseline ? " *" : ""), std::to_string(s.seeds), fmt(column(s, spec.metric + "_mean"), "%.4f"),
                     s.baseline ? "" : ci, s.baseline ? "" : fmt(100 * column(s, "delta_energy_j_rel"), "%+.1f%%"),
                     s.baseline ? "" : fmt(100 * column(s, "delta_time_to_target_s_rel"), "%+.1f%%"),
-                    s.on_frontier ? "yes" : ""});
+                    s.frontier() == "tie" ? "tie with " + join_names(s.tied_with) : s.on_frontier ? "yes" : ""});
   }
   // Widths in characters, not bytes: the headings hold a Δ.
   auto length = [](const std::string& s) {
@@ -331,6 +342,26 @@ AblationRun read_run(const AblationArm& arm, int64_t seed, const fs::path& run_d
   return run;
 }
 
+// Seed by seed (every arm with the first seed, then with the next): the runs compared with each
+// other, paired by seed, run close together, so a drift of the machine over the ablation (other
+// load, clocks, temperature) falls on every arm alike rather than on the arms that run last. Within
+// a seed the arms run in an order shuffled by the seed (the same every time), so that neither an
+// arm's position nor the run before it is the same for every seed: in one process a run can pay for
+// what the previous one left (memory to fault in again, caches), and that cost must not always fall
+// on the same arm.
+std::vector<std::pair<size_t, int64_t>> run_order(const AblationSpec& spec) {
+  std::vector<std::pair<size_t, int64_t>> order;
+  for (int64_t seed : spec.seeds) {
+    std::vector<size_t> arms(spec.arms.size());
+    for (size_t i = 0; i < arms.size(); ++i) arms[i] = i;
+    // Fisher-Yates on mt19937_64's raw output, which the standard fixes (std::shuffle's is not).
+    std::mt19937_64 engine{static_cast<uint64_t>(seed)};
+    for (size_t i = arms.size() - 1; i > 0; --i) std::swap(arms[i], arms[size_t(engine() % (i + 1))]);
+    for (size_t arm : arms) order.emplace_back(arm, seed);
+  }
+  return order;
+}
+
 void describe_plan(const AblationSpec& spec) {
   for (const AblationArm& a : spec.arms)
     std::fprintf(stderr, "ablate: %-*s %s\n", 12, a.name.c_str(), a.describe().empty() ? "(as configured)" : a.describe().c_str());
@@ -346,18 +377,17 @@ AblateResult run_ablation(const AblateOptions& o) {
   AblationSpec spec = resuming ? read_plan(o.resume) : load_ablation_spec(o);
   const size_t total = spec.arms.size() * spec.seeds.size();
   if (o.dry_run) {
-    std::fprintf(stderr, "ablate: %s: %zu arms x %zu seeds = %zu training runs (dry run: nothing is written)\n",
-                 spec.name.c_str(), spec.arms.size(), spec.seeds.size(), total);
+    std::fprintf(stderr, "ablate: %s: %zu arms x %zu seed%s = %zu training runs (dry run: nothing is written)\n",
+                 spec.name.c_str(), spec.arms.size(), spec.seeds.size(), spec.seeds.size() > 1 ? "s" : "", total);
     describe_plan(spec);
     if (resuming) {
-      for (int64_t seed : spec.seeds)
-        for (const AblationArm& arm : spec.arms) {
-          const RunState s = inspect(o.resume / "runs", run_config(arm, seed, o.resume));
-          std::fprintf(stderr, "ablate: %s seed %lld: %s\n", arm.name.c_str(), (long long)seed,
-                       s.action == Action::Skip ? "would skip (completed)"
-                       : s.action == Action::Resume ? "would resume from its checkpoint"
-                                                    : "would run");
-        }
+      for (const auto& [arm_at, seed] : run_order(spec)) {
+        const RunState s = inspect(o.resume / "runs", run_config(spec.arms[arm_at], seed, o.resume));
+        std::fprintf(stderr, "ablate: %s seed %lld: %s\n", spec.arms[arm_at].name.c_str(), (long long)seed,
+                     s.action == Action::Skip     ? "would skip (completed)"
+                     : s.action == Action::Resume ? "would resume from its checkpoint"
+                                                  : "would run");
+      }
     }
     return {resuming ? o.resume : fs::path(), 0};
   }
@@ -382,61 +412,57 @@ AblateResult run_ablation(const AblateOptions& o) {
                spec.seeds.size(), spec.seeds.size() > 1 ? "s" : "", dir.c_str());
   if (!resuming) describe_plan(spec);
 
-  // Seed by seed (every arm of the first seed, then of the next): the runs that are compared, paired
-  // by seed, run close together, so a drift of the machine over the ablation (other load, clocks,
-  // temperature) falls on every arm alike rather than on the arms that happen to run last.
   std::vector<AblationRun> runs;
   size_t index = 0;
-  for (int64_t seed : spec.seeds) {
-    for (const AblationArm& arm : spec.arms) {
-      ++index;
-      const TrainConfig cfg = run_config(arm, seed, dir);
-      char head[160];
-      std::snprintf(head, sizeof head, "ablate: [%zu/%zu] %s seed %lld", index, total, arm.name.c_str(), (long long)seed);
-      const RunState state = inspect(dir / "runs", cfg);
-      for (const auto& [stale, why] : state.stale) {
-        RunDirLock check(stale);  // never remove a folder a live process is training in
-        std::fprintf(stderr, "%s: removing %s (%s)\n", head, stale.c_str(), why.c_str());
-        std::error_code ec;
-        fs::remove_all(stale, ec);
-        if (ec) fail(stale.string(), ": cannot remove this unfinished run (", ec.message(), ")");
-      }
-      fs::path run_dir = state.dir;
-      if (state.action == Action::Skip) {
-        std::fprintf(stderr, "%s: skipped (%s)\n", head, state.why.c_str());
-      } else {
-        TrainRunResult result;
-        try {
-          if (state.action == Action::Resume) {
-            std::fprintf(stderr, "%s: resuming %s (%s)\n", head, state.dir.c_str(), state.why.c_str());
-            result = resume_training(state.dir);
-          } else {
-            std::fprintf(stderr, "%s: training\n", head);
-            result = run_training(cfg);
-          }
-        } catch (const Error& e) {
-          fail(arm.name, " seed ", seed, ": ", e.what(), " (the ablation stopped; finished runs are kept: wattwise ablate "
-               "--resume ", dir.string(), " continues)");
-        }
-        if (result.signal != 0) {
-          std::fprintf(stderr, "ablate: interrupted by %s during %s seed %lld; to continue: wattwise ablate --resume %s\n",
-                       signal_name(result.signal).c_str(), arm.name.c_str(), (long long)seed, dir.c_str());
-          return {dir, result.signal};
-        }
-        run_dir = result.run_dir;
-      }
-      AblationRun run = read_run(arm, seed, run_dir, spec.metric);
-      if (run.status != "completed") fail(run_dir.string(), ": the run ended ", run.status, ", not completed");
-      if (state.action != Action::Skip) {
-        const auto& m = run.metrics;
-        auto value = [&](const std::string& k) { return m.count(k) ? m.at(k) : std::nan(""); };
-        std::fprintf(stderr, "%s: %s %s, %s s, %s J\n", head, spec.metric.c_str(), fmt(value(spec.metric), "%.4f").c_str(),
-                     fmt(value("seconds"), "%.3g").c_str(), fmt(value("energy_j"), "%.4g").c_str());
-      }
-      runs.push_back(std::move(run));
+  for (const auto& [arm_at, seed] : run_order(spec)) {
+    const AblationArm& arm = spec.arms[arm_at];
+    ++index;
+    const TrainConfig cfg = run_config(arm, seed, dir);
+    char head[160];
+    std::snprintf(head, sizeof head, "ablate: [%zu/%zu] %s seed %lld", index, total, arm.name.c_str(), (long long)seed);
+    const RunState state = inspect(dir / "runs", cfg);
+    for (const auto& [stale, why] : state.stale) {
+      RunDirLock check(stale);  // never remove a folder a live process is training in
+      std::fprintf(stderr, "%s: removing %s (%s)\n", head, stale.c_str(), why.c_str());
+      std::error_code ec;
+      fs::remove_all(stale, ec);
+      if (ec) fail(stale.string(), ": cannot remove this unfinished run (", ec.message(), ")");
     }
+    fs::path run_dir = state.dir;
+    if (state.action == Action::Skip) {
+      std::fprintf(stderr, "%s: skipped (%s)\n", head, state.why.c_str());
+    } else {
+      TrainRunResult result;
+      try {
+        if (state.action == Action::Resume) {
+          std::fprintf(stderr, "%s: resuming %s (%s)\n", head, state.dir.c_str(), state.why.c_str());
+          result = resume_training(state.dir);
+        } else {
+          std::fprintf(stderr, "%s: training\n", head);
+          result = run_training(cfg);
+        }
+      } catch (const Error& e) {
+        fail(arm.name, " seed ", seed, ": ", e.what(), " (the ablation stopped; finished runs are kept: wattwise ablate "
+             "--resume ", dir.string(), " continues)");
+      }
+      if (result.signal != 0) {
+        std::fprintf(stderr, "ablate: interrupted by %s during %s seed %lld; to continue: wattwise ablate --resume %s\n",
+                     signal_name(result.signal).c_str(), arm.name.c_str(), (long long)seed, dir.c_str());
+        return {dir, result.signal};
+      }
+      run_dir = result.run_dir;
+    }
+    AblationRun run = read_run(arm, seed, run_dir, spec.metric);
+    if (run.status != "completed") fail(run_dir.string(), ": the run ended ", run.status, ", not completed");
+    if (state.action != Action::Skip) {
+      const auto& m = run.metrics;
+      auto value = [&](const std::string& k) { return m.count(k) ? m.at(k) : std::nan(""); };
+      std::fprintf(stderr, "%s: %s %s, %s s, %s J\n", head, spec.metric.c_str(), fmt(value(spec.metric), "%.4f").c_str(),
+                   fmt(value("seconds"), "%.3g").c_str(), fmt(value("energy_j"), "%.4g").c_str());
+    }
+    runs.push_back(std::move(run));
   }
-  // The files list the runs arm by arm.
+  // The files list the runs arm by arm, in seed order.
   auto arm_index = [&](const std::string& name) {
     return std::find_if(spec.arms.begin(), spec.arms.end(), [&](const AblationArm& a) { return a.name == name; }) -
            spec.arms.begin();

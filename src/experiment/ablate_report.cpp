@@ -44,6 +44,14 @@ std::string delta_cell(const ArmSummary& a, const std::string& name, bool lower_
   return "<td class=\"" + std::string(better > 0 ? "good" : better < 0 ? "bad" : "") + "\">" + text + "</td>";
 }
 
+// ★ on the frontier, ☆ a tie (named), nothing off it.
+std::string frontier_cell(const ArmSummary& a) {
+  if (a.frontier() != "tie") return a.on_frontier ? "&#9733;" : "";
+  std::string with;
+  for (size_t i = 0; i < a.tied_with.size(); ++i) with += (i ? ", " : "") + a.tied_with[i];
+  return "&#9734; tie with " + markup_escape(with) + " within the spread over seeds";
+}
+
 }  // namespace
 
 ScatterPlot ablation_plot(const AblationSpec& spec, const AblationSummary& summary) {
@@ -61,6 +69,7 @@ ScatterPlot ablation_plot(const AblationSpec& spec, const AblationSummary& summa
     p.label = a.name;
     p.baseline = a.baseline;
     p.on_frontier = a.on_frontier;
+    p.tie = a.frontier() == "tie";
     plot.points.push_back(p);
   }
   return plot;
@@ -79,7 +88,7 @@ std::string render_ablation_report(const AblationSpec& spec, const AblationSumma
        "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\n"
        "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\n"
        "th{background:#f0f0f0}td.k,th.k{text-align:left}\n"
-       "tr.frontier td{background:#fdeaea}tr.baseline td{font-weight:bold}\n"
+       "tr.frontier td{background:#fdeaea}tr.tie td{background:#fdf5ea}tr.baseline td{font-weight:bold}\n"
        ".good{color:#1a7f37}.bad{color:#b42318}\n"
        "figure{display:inline-block;margin:0.5em;border:1px solid #ddd}\n"
        "figure svg{display:block;width:660px;height:auto}figcaption{font-size:12px;padding:4px;text-align:center}\n"
@@ -102,7 +111,8 @@ std::string render_ablation_report(const AblationSpec& spec, const AblationSumma
        "<th>&Delta;energy (J)</th><th>&Delta;peak memory (MiB)</th><th>&Delta;throughput (/s)</th><th>MFU</th>"
        "<th>kWh</th><th>gCO2e</th><th>target reached</th><th>frontier</th></tr>\n";
   for (const ArmSummary& a : summary.arms) {
-    h << "<tr class=\"" << (a.on_frontier ? "frontier" : "") << (a.baseline ? " baseline" : "") << "\">";
+    h << "<tr class=\"" << (a.on_frontier ? "frontier" : "") << (a.frontier() == "tie" ? " tie" : "")
+      << (a.baseline ? " baseline" : "") << "\">";
     h << "<td class=\"k\">" << markup_escape(a.name) << "</td><td class=\"k\">" << markup_escape(a.sets) << "</td>";
     h << "<td>" << a.seeds << "</td><td>" << number(get(a.columns, metric + "_mean")) << " ("
       << number(get(a.columns, metric + "_min")) << "–" << number(get(a.columns, metric + "_max")) << ")</td>";
@@ -116,7 +126,7 @@ std::string render_ablation_report(const AblationSpec& spec, const AblationSumma
     h << "<td>" << number(get(a.columns, "mfu_mean"), "%.3f") << "</td><td>" << number(get(a.columns, "kwh_mean"), "%.3g")
       << "</td><td>" << number(get(a.columns, "gco2e_mean"), "%.3g") << "</td><td>"
       << (spec.target.empty() ? "–" : number(get(a.columns, "target_reached"), "%.0f") + "/" + std::to_string(a.seeds))
-      << "</td><td>" << (a.on_frontier ? "&#9733;" : "") << "</td></tr>\n";
+      << "</td><td class=\"k\">" << frontier_cell(a) << "</td></tr>\n";
   }
   h << "</table>\n";
 
@@ -146,8 +156,8 @@ std::string render_ablation_report(const AblationSpec& spec, const AblationSumma
   h << "<h2>" << markup_escape(metric) << " against energy</h2>\n<div id=\"plots\">\n";
   if (!plot.points.empty())
     h << "<figure class=\"plot\" id=\"plot-" << markup_escape(metric) << "_energy\">\n" << render_svg(plot)
-      << "<figcaption>one point per change (mean over seeds): frontier ringed and joined in red, baseline a "
-         "diamond</figcaption></figure>\n";
+      << "<figcaption>one point per change (mean over seeds): frontier ringed and joined in red, ties (within the "
+         "spread over seeds) ringed thinly, baseline a diamond</figcaption></figure>\n";
   h << "</div>\n";
 
   h << "<h2>Runs</h2>\n<table id=\"runs-table\">\n<tr><th class=\"k\">change</th><th>seed</th><th class=\"k\">status</th>"

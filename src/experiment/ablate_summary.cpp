@@ -207,8 +207,8 @@ AblationSummary summarize_ablation(const AblationSpec& spec, const std::vector<A
     summary.arms.push_back(std::move(s));
   }
 
-  // The frontier over the arms' means, each with its spread over seeds (<metric>_min/_max), so a
-  // noise-aware mark_frontier can tell a difference from the scatter of repeats.
+  // The frontier over the arms' means, each with its spread over seeds (<metric>_min/_max), so that
+  // only a difference beyond the scatter of the seeds dominates (a closer one is a tie).
   ResultTable table;
   table.metrics = {spec.metric, spec.metric + "_min", spec.metric + "_max", "energy_j", "energy_j_min", "energy_j_max"};
   for (const ArmSummary& a : summary.arms) {
@@ -228,7 +228,10 @@ AblationSummary summarize_ablation(const AblationSpec& spec, const std::vector<A
   }
   mark_frontier(table, {{spec.metric, higher_is_better(spec.metric) ? Goal::Maximize : Goal::Minimize},
                         {"energy_j", Goal::Minimize}});
-  for (size_t i = 0; i < table.rows.size(); ++i) summary.arms[i].on_frontier = table.rows[i].on_frontier;
+  for (size_t i = 0; i < table.rows.size(); ++i) {
+    summary.arms[i].on_frontier = table.rows[i].on_frontier;
+    summary.arms[i].tied_with = table.rows[i].tied_with;
+  }
 
   summary.ranked = rank_energy_saved(summary.arms, spec.metric, spec.tolerance);
   for (size_t place = 0; place < summary.ranked.size(); ++place) summary.arms[summary.ranked[place]].rank = int64_t(place + 1);

@@ -53,8 +53,10 @@ rc=$?
 abl=$(ls -d runs/*_tiny 2>/dev/null | head -1)
 check "an ablation of 4 arms x 2 seeds: exit 0, 8 runs trained" \
   '[ $rc -eq 0 ] && [ -n "$abl" ] && [ "$(grep -c ": training$" err.txt)" -eq 8 ] && [ "$(ls -d "$abl"/runs/*_s[12] | wc -l)" -eq 8 ] || { cat err.txt; false; }'
-check "its files: spec.toml, ablation_plan.json, ablation.csv, runs.csv, metrics.json, report.html, the plot (SVG and PNG)" \
-  'for f in spec.toml ablation_plan.json ablation.csv runs.csv metrics.json report.html accuracy_energy.svg accuracy_energy.png; do [ -s "$abl/$f" ] || { echo "missing $f"; false; } || return 1; done'
+missing=$(for f in spec.toml ablation_plan.json ablation.csv runs.csv metrics.json report.html accuracy_energy.svg \
+  accuracy_energy.png; do [ -s "$abl/$f" ] || echo "$f"; done)
+check "its files: spec.toml, ablation_plan.json, ablation.csv, runs.csv, metrics.json, report.html, the plot (SVG and PNG)${missing:+ (missing: $missing)}" \
+  '[ -n "$abl" ] && [ -z "$missing" ]'
 q="[\"']"  # config.toml's strings: either TOML quote
 check "each run's config: its seed and name, the change's keys, the target without stopping" \
   'grep -q "^seed = 2$" "$abl"/runs/*_sgd_s2/config.toml && grep -Eq "^optimizer = ${q}sgd${q}$" "$abl"/runs/*_sgd_s2/config.toml &&
@@ -96,7 +98,7 @@ saved = [next(c for c in m["changes"] if c["name"] == n)["metrics"]["energy_save
 assert saved == sorted(saved, reverse=True), saved
 assert m["frontier"] and all(rows[n]["on_frontier"] == "true" for n in m["frontier"])
 # Each run has its own peak memory: the second baseline run, trained after the first green run
-# (batch 16) in the same process, holds less.
+# (batch 16; every seed-1 run comes before the seed-2 runs) in the same process, holds less.
 peak = {(r["change"], int(r["seed"])): float(r["peak_memory_bytes"]) for r in runs}
 assert peak[("baseline", 2)] < peak[("green", 1)], peak
 PY'
@@ -114,7 +116,7 @@ sleep 1
 rc=$?
 stamps > after.txt
 check "--resume of a finished ablation: exit 0, 8 runs skipped, none trained" \
-  '[ $rc -eq 0 ] && [ "$(grep -c ": skipped (completed in " err2.txt)" -eq 8 ] && ! grep -q ": training$" err2.txt || cat err2.txt'
+  '[ $rc -eq 0 ] && [ "$(grep -c ": skipped (completed in " err2.txt)" -eq 8 ] && ! grep -q ": training$" err2.txt || { cat err2.txt; false; }'
 check "the runs' metrics.json untouched" 'cmp -s before.txt after.txt'
 check "the same ablation.csv" 'cmp -s ablation_before.csv "$abl/ablation.csv"'
 
@@ -133,7 +135,7 @@ rc=$?
 check "--resume: 5 skipped, the missing and the unfinished runs trained, the interrupted one continued" \
   '[ $rc -eq 0 ] && [ "$(grep -c ": skipped (completed in " err3.txt)" -eq 5 ] && [ "$(grep -c ": training$" err3.txt)" -eq 2 ] &&
    grep -q "sgd seed 2: training" err3.txt && grep -q "green seed 1: removing .*(running, no checkpoint" err3.txt &&
-   grep -q "lr_high seed 1: resuming .*(interrupted, with a checkpoint)" err3.txt || cat err3.txt'
+   grep -q "lr_high seed 1: resuming .*(interrupted, with a checkpoint)" err3.txt || { cat err3.txt; false; }'
 stamps | grep -v -e "_sgd_s2/" -e "_green_s1/" -e "_lr_high_s1/" > kept_after.txt
 check "the 5 completed runs untouched; 8 completed runs again" \
   'cmp -s kept_before.txt kept_after.txt && [ "$(ls "$abl"/runs/*/metrics.json | wc -l)" -eq 8 ] && [ "$(ls -d "$abl"/runs/* | wc -l)" -eq 8 ]'
@@ -165,13 +167,15 @@ kill -9 $pid 2>/dev/null
 wait $pid
 rc=$?
 long=$(ls -d long_runs/*_long 2>/dev/null | head -1)
+stopped=$(ls -d "$long"/runs/*_s1 2>/dev/null)  # the one run started: the first arm in seed 1's order
+arm=$(basename "$stopped" | sed -E 's/^[0-9]{8}T[0-9]{6}Z_(.*)_s1$/\1/')
 check "SIGINT: exit 130, the run interrupted with a checkpoint, the way to continue said" \
-  '[ $rc -eq 130 ] && grep -q "to continue: wattwise ablate --resume $long" err_int.txt &&
-   [ "$(json "$long"/runs/*_baseline_s1/metrics.json "m[\"run\"][\"status\"]")" = interrupted ] &&
-   ls -d "$long"/runs/*_baseline_s1/checkpoints/step_* >/dev/null && [ ! -e "$long/ablation.csv" ] || cat err_int.txt'
+  '[ $rc -eq 130 ] && grep -q "to continue: wattwise ablate --resume $long" err_int.txt && [ "$(echo "$stopped" | wc -w)" -eq 1 ] &&
+   [ "$(json "$stopped/metrics.json" "m[\"run\"][\"status\"]")" = interrupted ] &&
+   ls -d "$stopped"/checkpoints/step_* >/dev/null && [ ! -e "$long/ablation.csv" ] || { cat err_int.txt; false; }'
 "$bin" ablate --resume "$long" --dry-run 2>err_dry.txt
 check "--resume --dry-run: the interrupted run would resume, the other would run" \
-  'grep -q "baseline seed 1: would resume from its checkpoint" err_dry.txt && grep -q "sgd seed 1: would run" err_dry.txt || cat err_dry.txt'
+  'grep -q "$arm seed 1: would resume from its checkpoint" err_dry.txt && [ "$(grep -c "seed 1: would run$" err_dry.txt)" -eq 1 ] || { cat err_dry.txt; false; }'
 
 # Bad specs and flags: one line naming the file, line and key; exit 1; no folder.
 bad() {  # bad NAME EXPECTED-TEXT CHANGES: spec.toml with its changes replaced by CHANGES
@@ -180,7 +184,7 @@ bad() {  # bad NAME EXPECTED-TEXT CHANGES: spec.toml with its changes replaced b
   "$bin" ablate "$name.toml" --runs-dir bad_runs 2>"err_$name.txt"
   local rc=$?
   check "bad spec $name: exit 1, one line with '$expected', no folder" \
-    '[ $rc -eq 1 ] && [ "$(wc -l < "err_$name.txt")" -eq 1 ] && grep -qF "$expected" "err_$name.txt" && [ ! -e bad_runs ] || cat "err_$name.txt"'
+    '[ $rc -eq 1 ] && [ "$(wc -l < "err_$name.txt")" -eq 1 ] && grep -qF "$expected" "err_$name.txt" && [ ! -e bad_runs ] || { cat "err_$name.txt"; false; }'
 }
 bad typo "typo.toml:10: unknown key 'train.precison' (did you mean 'train.precision'?)" \
   '[[change]]\nname = "x"\nset = { "train.precison" = "bf16" }\n'
@@ -216,7 +220,7 @@ PY
 rc=$?
 example=$(ls -d example_runs/*_sst2_tiny 2>/dev/null | head -1)
 check "examples/ablations/sst2_tiny.toml: 7 arms x 1 seed, ablation.csv and report.html" \
-  '[ $rc -eq 0 ] && [ "$(tail -n +2 "$example/ablation.csv" | wc -l)" -eq 7 ] && [ -s "$example/report.html" ] || tail -5 err_example.txt'
+  '[ $rc -eq 0 ] && [ "$(tail -n +2 "$example/ablation.csv" | wc -l)" -eq 7 ] && [ -s "$example/report.html" ] || { tail -5 err_example.txt; false; }'
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -39,7 +39,7 @@ sed -i 's/name = "sgd"/name = "sgd"/' spec.toml
 "$bin" ablate spec.toml --runs-dir runs >out.txt 2>err.txt
 rc=$?
 abl=$(ls -d runs/*_spec 2>/dev/null | head -1)
-check "the ablation writes report.html" '[ $rc -eq 0 ] && [ -s "$abl/report.html" ] || cat err.txt'
+check "the ablation writes report.html" '[ $rc -eq 0 ] && [ -s "$abl/report.html" ] || { cat err.txt; false; }'
 
 python3 - "$abl/report.html" probe.html <<'PY'
 import sys

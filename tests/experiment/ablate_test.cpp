@@ -131,7 +131,8 @@ TEST(AblateSummary, KnownNumbers) {
   EXPECT_NEAR(s.arms[2].columns.at("delta_accuracy_pts_mean"), -2, 1e-9);
   EXPECT_NEAR(s.arms[2].columns.at("delta_accuracy_pts_ci_low"), -2, 1e-9);
   EXPECT_NEAR(s.arms[2].columns.at("energy_saved_pct"), 70, 1e-9);
-  // Frontier (accuracy max, energy min): a and b; the baseline and c cost more for the same accuracy.
+  // Frontier (accuracy max, energy min): a and b; the baseline and c cost more for the same accuracy,
+  // beyond the spread of their seeds' energies.
   EXPECT_FALSE(s.arms[0].on_frontier);
   EXPECT_TRUE(s.arms[1].on_frontier);
   EXPECT_TRUE(s.arms[2].on_frontier);
@@ -149,6 +150,22 @@ TEST(AblateSummary, KnownNumbers) {
   EXPECT_TRUE(plot.points[0].baseline);
   EXPECT_NEAR(plot.points[1].x, 66, 1e-9);
   EXPECT_NEAR(plot.points[1].y, 0.82, 1e-12);
+}
+
+TEST(AblateSummary, TiesWithinTheSpreadOverSeeds) {
+  // d uses less energy than the baseline on average (105 J against 110 J), but the seeds' ranges
+  // overlap (95..115 J against 100..120 J): the baseline stays on the frontier as a tie with d.
+  const AblationSpec spec = spec_of({"baseline", "d"});
+  const std::vector<AblationRun> runs = {run("baseline", 1, 0.80, 100, 10), run("baseline", 2, 0.82, 110, 12),
+                                         run("baseline", 3, 0.84, 120, 14), run("d", 1, 0.80, 95, 10),
+                                         run("d", 2, 0.82, 105, 12),        run("d", 3, 0.84, 115, 14)};
+  const AblationSummary s = summarize_ablation(spec, runs);
+  EXPECT_EQ(s.arms[0].frontier(), "tie");
+  EXPECT_EQ(s.arms[0].tied_with, (std::vector<std::string>{"d"}));
+  EXPECT_EQ(s.arms[1].frontier(), "yes");
+  const ScatterPlot plot = ablation_plot(spec, s);
+  EXPECT_TRUE(plot.points[0].tie && plot.points[0].on_frontier);
+  EXPECT_FALSE(plot.points[1].tie);
 }
 
 ArmSummary arm(const std::string& name, double delta_pts, double saved, int64_t paired = 3) {

@@ -106,8 +106,10 @@ struct ArmSummary {
   bool baseline = false;
   int64_t seeds = 0;                      // completed runs summarised
   std::map<std::string, double> columns;  // ablation.csv's numbers; missing = not available
-  bool on_frontier = false;
+  bool on_frontier = false;               // within the spread over seeds, ties included
+  std::vector<std::string> tied_with;     // a tie: the arms that beat it on the means, not beyond the spread
   int64_t rank = 0;                       // place in the energy ranking (0: not ranked)
+  std::string frontier() const { return !on_frontier ? "no" : tied_with.empty() ? "yes" : "tie"; }
 };
 struct AblationSummary {
   std::vector<std::string> columns;  // ablation.csv's numeric columns, in order
@@ -115,7 +117,8 @@ struct AblationSummary {
   std::vector<size_t> ranked;        // arms ranked by energy saved at <= tolerance quality loss
 };
 // The summary of every arm; the frontier over quality (max, or min for loss-like metrics) and
-// energy_j (min), each with its spread over seeds as <metric>_min / <metric>_max; the ranking.
+// energy_j (min) within each arm's spread over seeds (<metric>_min / <metric>_max, as
+// mark_frontier reads spreads), ties marked; the ranking.
 AblationSummary summarize_ablation(const AblationSpec& spec, const std::vector<AblationRun>& runs);
 
 // The ranking rule: arms other than the baseline whose mean Δquality is at most `tolerance` points
