@@ -11,6 +11,7 @@ struct Command {
 };
 
 // One function per subcommand, each in its own cmd_<name>.cpp: registers the flags, returns the runner.
+Command ablate_command(CLI::App& app);
 Command bench_command(CLI::App& app);
 Command eval_command(CLI::App& app);
 Command generate_command(CLI::App& app);

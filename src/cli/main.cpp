@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "wattwise 0.1.0");
   std::vector<ww::cli::Command> commands = {
       // one line per subcommand (keep sorted)
+      ww::cli::ablate_command(app),
       ww::cli::bench_command(app),
       ww::cli::eval_command(app),
       ww::cli::generate_command(app),

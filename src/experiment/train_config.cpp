@@ -386,6 +386,16 @@ std::string nearest_key(const std::string& key) {
   return best_distance <= std::max<size_t>(2, key.size() / 3) ? best : "";
 }
 
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(name, c);
+    if (d < best_distance) best_distance = d, best = c;
+  }
+  return best_distance <= std::max<size_t>(2, name.size() / 3) ? best : "";
+}
+
 TrainConfig::TrainConfig() {
   for (const auto& k : train_config_schema()) values_[k.key] = canonical(k, k.default_value, "schema default");
 }

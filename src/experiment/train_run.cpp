@@ -766,6 +766,8 @@ TrainRunResult run_training(const TrainConfig& cfg) {
   cfg.validate();
   const dist::World world = dist::world_from_environment();
   const Device device = training_device(cfg, world);
+  // The run's peak memory is its own, also when one process trains several (wattwise ablate).
+  reset_peak_memory(device);
   const std::unique_ptr<TrainTask> task = make_task(cfg, device, world);
   // Joined once the task is built: a configuration error stops every rank before any waiting.
   const std::unique_ptr<dist::ProcessGroup> group = join_job(cfg, world, device);
@@ -802,6 +804,7 @@ TrainRunResult resume_training(const fs::path& run_dir, const std::vector<Config
     scaling_baseline_of(cfg, *task, group.get());  // rank 0 checks it
     return run_worker(cfg, *task, *group);
   }
+  reset_peak_memory(device);  // this session's peak (the checkpoint's adds the earlier sessions')
   // Held from before the checkpoint is read until the session ends: no other process writes here.
   ResumeFrom resume{run_dir, RunDirLock(run_dir), {}};
   const bool lm = is_language_modelling(cfg);

@@ -87,6 +87,8 @@ class TrainConfig {
 
 // Nearest key by edit distance, for "did you mean" hints ("" when nothing is close).
 std::string nearest_key(const std::string& key);
+// The same for any list of names (the keys of another file format).
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates);
 
 // train.class_weights for a classifier of `num_labels` labels trained on examples with
 // `train_labels`: "none" → {} (no weights); "balanced" → n / (num_labels x count of the class) over
