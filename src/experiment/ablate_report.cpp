@@ -7,6 +7,7 @@
 
 #include "wattwise/experiment/ablate.h"
 #include "wattwise/experiment/plot.h"
+#include "wattwise/experiment/report.h"
 
 namespace ww::experiment {
 
@@ -82,19 +83,7 @@ std::string render_ablation_report(const AblationSpec& spec, const AblationSumma
   const double point = metric_point(metric);
   const std::string title = "wattwise ablate: " + dir.filename().string();
   std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << markup_escape(title)
-    << "</title>\n<style>\n"
-       "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}\n"
-       "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\n"
-       "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\n"
-       "th{background:#f0f0f0}td.k,th.k{text-align:left}\n"
-       "tr.frontier td{background:#fdeaea}tr.tie td{background:#fdf5ea}tr.baseline td{font-weight:bold}\n"
-       ".good{color:#1a7f37}.bad{color:#b42318}\n"
-       "figure{display:inline-block;margin:0.5em;border:1px solid #ddd}\n"
-       "figure svg{display:block;width:660px;height:auto}figcaption{font-size:12px;padding:4px;text-align:center}\n"
-       "p.note{font-size:13px;color:#555}\n"
-       "</style>\n</head>\n<body>\n";
-  h << "<h1>" << markup_escape(title) << "</h1>\n";
+  h << report_page_start(title);
   std::string seeds;
   for (int64_t s : spec.seeds) seeds += (seeds.empty() ? "" : ", ") + std::to_string(s);
   h << "<p id=\"summary\">" << spec.arms.size() - 1 << " change" << (spec.arms.size() > 2 ? "s" : "")

@@ -41,40 +41,11 @@ rc=$?
 abl=$(ls -d runs/*_spec 2>/dev/null | head -1)
 check "the ablation writes report.html" '[ $rc -eq 0 ] && [ -s "$abl/report.html" ] || { cat err.txt; false; }'
 
-python3 - "$abl/report.html" probe.html <<'PY'
-import sys
-html = open(sys.argv[1], encoding="utf-8").read()
-probe = """<script>
-window.addEventListener('load', () => {
-  const size = el => { const r = el.getBoundingClientRect(); return [Math.round(r.width), Math.round(r.height)]; };
-  const out = {
-    tables: Object.fromEntries([...document.querySelectorAll('table')].map(t => [t.id, size(t).concat([t.rows.length])])),
-    ranked_none: !!document.getElementById('ranked-none'),
-    plots: [...document.querySelectorAll('figure.plot')].map(f => [f.id].concat(size(f.querySelector('svg')))),
-    x_labels: [...document.querySelectorAll('figure.plot svg text.x-label')].map(t => Math.round(t.getBBox().width)),
-    y_labels: [...document.querySelectorAll('figure.plot svg text.y-label')].map(t => Math.round(t.getBBox().width)),
-    points: document.querySelectorAll('figure.plot svg circle, figure.plot svg polygon').length,
-  };
-  const pre = document.createElement('pre');
-  pre.id = 'probe';
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-});
-</script>
-"""
-open(sys.argv[2], "w", encoding="utf-8").write(html.replace("</body>", probe + "</body>"))
-PY
-timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
-  --user-data-dir="$work/profile" --virtual-time-budget=5000 --window-size=1400,1000 \
-  --dump-dom "file://$work/probe.html" >dom.html 2>chromium.log
-rc=$?
-check "chromium rendered the page" '[ $rc -eq 0 ] && grep -q "id=\"probe\"" dom.html'
-[ $rc -eq 0 ] || tail -5 chromium.log
-python3 - dom.html > layout.txt <<'PY'
-import html, json, re, sys
-dom = open(sys.argv[1], encoding="utf-8").read()
-m = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-p = json.loads(html.unescape(m.group(1)))
+python3 "$src/tests/tools/chromium_layout.py" "$browser" "$abl/report.html" "$work" > probe.json
+check "chromium rendered the page" '[ -s probe.json ]'
+python3 - probe.json > layout.txt <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
 problems = []
 # changes: a heading row and 3 arms; runs: a heading row and 6 runs; the ranking, or its note.
 for t, rows in (("changes-table", 4), ("runs-table", 7)):

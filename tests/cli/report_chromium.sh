@@ -36,39 +36,11 @@ check "wattwise report writes run/report.html" '[ $rc -eq 0 ] && [ -s run/report
 check "report.html is self-contained (no external src/href)" '! grep -Eq "(src|href)=\"(http|//|file:)" run/report.html'
 check "the skip reason is escaped" 'grep -q "fp16 needs &lt;a GPU&gt;" run/report.html'
 
-python3 - run/report.html probe.html <<'PY'
-import sys
-html = open(sys.argv[1], encoding="utf-8").read()
-probe = """<script>
-window.addEventListener('load', () => {
-  const size = el => { const r = el.getBoundingClientRect(); return [Math.round(r.width), Math.round(r.height)]; };
-  const out = {
-    tables: Object.fromEntries([...document.querySelectorAll('table')].map(t => [t.id, size(t).concat([t.rows.length])])),
-    plots: [...document.querySelectorAll('figure.plot')].map(f => [f.id].concat(size(f.querySelector('svg')))),
-    x_labels: [...document.querySelectorAll('figure.plot svg text.x-label')].map(t => Math.round(t.getBBox().width)),
-    y_labels: [...document.querySelectorAll('figure.plot svg text.y-label')].map(t => Math.round(t.getBBox().width)),
-    frontier_lines: document.querySelectorAll('figure.plot svg polyline.frontier-line').length,
-  };
-  const pre = document.createElement('pre');
-  pre.id = 'probe';
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-});
-</script>
-"""
-open(sys.argv[2], "w", encoding="utf-8").write(html.replace("</body>", probe + "</body>"))
-PY
-timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
-  --user-data-dir="$work/profile" --virtual-time-budget=5000 --window-size=1400,1000 \
-  --dump-dom "file://$work/probe.html" >dom.html 2>chromium.log
-rc=$?
-check "chromium rendered the page" '[ $rc -eq 0 ] && grep -q "id=\"probe\"" dom.html'
-[ $rc -eq 0 ] || tail -5 chromium.log
-python3 - dom.html > layout.txt <<'PY'
-import html, json, re, sys
-dom = open(sys.argv[1], encoding="utf-8").read()
-m = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-p = json.loads(html.unescape(m.group(1)))
+python3 "$src/tests/tools/chromium_layout.py" "$browser" run/report.html "$work" > probe.json
+check "chromium rendered the page" '[ -s probe.json ]'
+python3 - probe.json > layout.txt <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
 problems = []
 for t, rows in (("baseline-table", 2), ("frontier-table", 3), ("configs-table", 7), ("skipped-table", 2)):
     if t not in p["tables"]: problems.append(f"table {t} missing")

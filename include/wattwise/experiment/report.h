@@ -18,6 +18,10 @@ namespace ww::experiment {
 // left out.
 std::vector<std::pair<std::string, ScatterPlot>> sweep_plots(const ResultTable& table);
 
+// The start of a report page, through its <h1>: the doctype, `title`, and the style the sweep and
+// ablation reports share (tables, frontier and tie rows, plots, notes).
+std::string report_page_start(const std::string& title);
+
 // The HTML page for `table` (rows of one or more runs).
 std::string render_report(const ResultTable& table, const std::string& title);
 
