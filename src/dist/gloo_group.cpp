@@ -138,8 +138,12 @@ class GlooGroup : public ProcessGroup {
   }
 
   // Gloo's halving-doubling reduce-scatter, which leaves this rank's sums at the start of the
-  // buffer: moved to the rank's part afterwards. Built once per buffer (it registers the buffer
-  // with every peer and sizes its receive space), then rerun every step.
+  // buffer: copied to the rank's part afterwards. Built once per shape (it registers its buffer
+  // with every peer and sizes its receive space), then rerun. Building one takes the next of the
+  // context's communication slots, so every rank must rebuild at the same calls: the decision
+  // rests on the shape alone (the same on every rank), never on the caller's buffer address (a
+  // rank's temporaries may land at a reused address where another rank's do not: their slots
+  // then part and both wait forever). The values pass through a buffer the group owns.
   void reduce_scatter_sum(const Tensor& full, const std::vector<int64_t>& counts) override {
     if (!full.device().is_cpu() || full.dtype() != DType::F32)
       fail("gloo reduce-scatter: expected f32 values on the CPU, got ", full.describe());
@@ -152,19 +156,20 @@ class GlooGroup : public ProcessGroup {
     if (std::find(elements.begin(), elements.end(), size_t(0)) != elements.end()) return all_reduce_sum(full);
     std::vector<int> receive(elements.begin(), elements.end());
     float* data = full.data<float>();
-    if (!reduce_scatter_ || reduce_scatter_data_ != data || reduce_scatter_counts_ != receive) {
+    if (!reduce_scatter_ || reduce_scatter_counts_ != receive) {
       reduce_scatter_.reset();
+      reduce_scatter_buffer_.assign(size_t(full.numel()), 0.0f);
       run("reduce-scatter setup", [&] {
         reduce_scatter_ = std::make_unique<gloo::ReduceScatterHalvingDoubling<float>>(
-            context_, std::vector<float*>{data}, int(full.numel()), receive);
+            context_, std::vector<float*>{reduce_scatter_buffer_.data()}, int(full.numel()), receive);
       });
-      reduce_scatter_data_ = data;
       reduce_scatter_counts_ = receive;
     }
+    std::memcpy(reduce_scatter_buffer_.data(), data, size_t(full.numel()) * sizeof(float));
     run("reduce-scatter", [&] { reduce_scatter_->run(); });
     size_t offset = 0;
     for (int r = 0; r < rank_; ++r) offset += elements[r];
-    if (offset > 0) std::memmove(data + offset, data, elements[rank_] * sizeof(float));
+    std::memcpy(data + offset, reduce_scatter_buffer_.data(), elements[rank_] * sizeof(float));
   }
 
   void broadcast_bytes(void* data, size_t bytes, int root) override {
@@ -251,8 +256,8 @@ class GlooGroup : public ProcessGroup {
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::rendezvous::Context> context_;
   std::unique_ptr<gloo::ReduceScatterHalvingDoubling<float>> reduce_scatter_;
-  float* reduce_scatter_data_ = nullptr;
-  std::vector<int> reduce_scatter_counts_;
+  std::vector<float> reduce_scatter_buffer_;  // the algorithm's buffer (its address registered with the peers)
+  std::vector<int> reduce_scatter_counts_;     // the shape it was built for
   // The overlapped sums' queue and thread (started by the first one).
   std::thread comm_thread_;
   std::mutex mutex_;

@@ -107,6 +107,35 @@ TEST(GlooGroup, ReduceScatterSumsEachRanksPartAndAllGatherJoinsThem) {
   }
 }
 
+// The ranks' buffers need not sit at matching addresses: here rank 0 sums the same buffer twice
+// while rank 1 sums two different ones (as a rank's temporaries may or may not land at a reused
+// address), then both sum a third shape. A group whose set-up depended on the address would
+// rebuild on one rank only, the ranks' communication slots would part, and both would time out.
+TEST(GlooGroup, ReduceScatterDoesNotDependOnWhereTheBuffersAre) {
+  const int size = 2, port = free_port();
+  const std::vector<int64_t> counts = {300, 301}, other = {50, 60};
+  std::vector<std::vector<float>> results(size);
+  const auto errors = run_ranks(size, [&](int rank) {
+    auto group = join(world_of(rank, size, port), Device::cpu(), options(10s));
+    Tensor first = Tensor::empty({601}, DType::F32), second = Tensor::empty({601}, DType::F32);
+    for (int round = 0; round < 2; ++round) {
+      Tensor& values = rank == 1 && round == 1 ? second : first;
+      for (int64_t i = 0; i < 601; ++i) values.data<float>()[i] = float(rank + 1 + round);
+      group->reduce_scatter_sum(values, counts);
+      const int64_t offset = rank == 0 ? 0 : 300;
+      results[rank].push_back(values.data<float>()[offset]);
+      results[rank].push_back(values.data<float>()[offset + counts[size_t(rank)] - 1]);
+    }
+    Tensor small = Tensor::empty({110}, DType::F32);
+    for (int64_t i = 0; i < 110; ++i) small.data<float>()[i] = 1.0f;
+    group->reduce_scatter_sum(small, other);
+    results[rank].push_back(small.data<float>()[rank == 0 ? 0 : 50]);
+  });
+  for (int r = 0; r < size; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+  // Round 0: 1 + 2; round 1: 2 + 3; the third shape: 1 + 1.
+  for (int r = 0; r < size; ++r) EXPECT_EQ(results[r], (std::vector<float>{3, 3, 5, 5, 2})) << "rank " << r;
+}
+
 TEST(GlooGroup, BroadcastsCopyTheRootsValuesAndText) {
   const int size = 2, port = free_port();
   std::vector<std::vector<float>> got(size);
