@@ -1,20 +1,9 @@
 #include "wattwise/experiment/memory_plan.h"
 
-#include <cstdio>
-
+#include "wattwise/core/checked.h"
 #include "wattwise/core/error.h"
 
 namespace ww::experiment {
-
-std::string human_bytes(size_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(bytes);
-  int unit = 0;
-  while (v >= 1024 && unit < 4) v /= 1024, ++unit;
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.3g %s", v, units[unit]);
-  return buffer;
-}
 
 nlohmann::json CheckpointingPlan::to_json() const {
   nlohmann::json predicted = nlohmann::json::object();
@@ -39,17 +28,17 @@ CheckpointingPlan plan_checkpointing(size_t budget_bytes, const std::string& bud
   for (const auto& [choice, bytes] : candidates) {
     if (model_state_bytes + bytes > budget_bytes) continue;
     plan.chosen = choice;
-    plan.reason = "train.checkpointing auto: " + choice + " (activations " + human_bytes(bytes) + " + model state " +
-                  human_bytes(model_state_bytes) + " fit " + human_bytes(budget_bytes) + ", " + budget_source;
+    plan.reason = "train.checkpointing auto: " + choice + " (activations " + format_bytes(double(bytes)) + " + model state " +
+                  format_bytes(double(model_state_bytes)) + " fit " + format_bytes(double(budget_bytes)) + ", " + budget_source;
     if (choice != candidates.front().first)
-      plan.reason += "; " + candidates.front().first + " would need " + human_bytes(candidates.front().second) +
+      plan.reason += "; " + candidates.front().first + " would need " + format_bytes(double(candidates.front().second)) +
                      " of activations";
     plan.reason += ")";
     return plan;
   }
   const auto& [last, last_bytes] = candidates.back();
   fail("train.checkpointing auto: training does not fit even with checkpointing ", last, ": model state ",
-       human_bytes(model_state_bytes), " + activations ", human_bytes(last_bytes), " > ", human_bytes(budget_bytes), " (",
+       format_bytes(double(model_state_bytes)), " + activations ", format_bytes(double(last_bytes)), " > ", format_bytes(double(budget_bytes)), " (",
        budget_source, "); lower train.batch_size or the sequence length, or give a larger train.memory_budget_mb");
 }
 

@@ -746,8 +746,8 @@ void choose_checkpointing(const TrainConfig& cfg, TrainTask& task, const dist::W
     source = "90% of the free memory of " + s.device.str();
   }
   const int ranks = world.joins() ? world.size : 1;
-  const size_t state = estimated_model_state_bytes(task.model().parameters().numel(), s.execution.precision == "bf16" ||
-                                                   s.execution.precision == "fp16",
+  const bool sixteen_bit = compute_dtype_of(s.execution.precision) != DType::F32;  // a working copy beside the f32 masters
+  const size_t state = estimated_model_state_bytes(task.model().parameters().numel(), sixteen_bit,
                                                    cfg.get_string("train.optimizer"), int(cfg.get_int("train.zero")), ranks);
   const CheckpointingPlan plan = plan_checkpointing(budget, source, state, candidates);
   task.use_checkpointing(plan.chosen, plan.to_json());

@@ -42,7 +42,4 @@ CheckpointingPlan plan_checkpointing(size_t budget_bytes, const std::string& bud
 size_t estimated_model_state_bytes(int64_t parameters, bool sixteen_bit, const std::string& optimizer, int zero,
                                    int ranks);
 
-// "1.25 GiB", "300 MiB", "12 KiB" for messages.
-std::string human_bytes(size_t bytes);
-
 }  // namespace ww::experiment
