@@ -200,20 +200,7 @@ check "--dry-run: exit 0, the plan shown, nothing written" \
 
 # examples/ablations/sst2_tiny.toml as written, from the repository root, on generated SST-2-shaped
 # data with a short budget and one seed.
-mkdir -p glue/SST-2
-python3 - <<'PY'
-import random
-r = random.Random(3)
-filler = "a the film movie was is very really plot acting".split()
-words = {1: "good great fine".split(), 0: "bad awful poor".split()}
-for split, n in (("train", 128), ("dev", 32)):
-    with open(f"glue/SST-2/{split}.tsv", "w") as f:
-        f.write("sentence\tlabel\n")
-        for i in range(n):
-            w = [r.choice(filler) for _ in range(r.randint(3, 12))]
-            w.insert(r.randint(0, len(w)), r.choice(words[i % 2]))
-            f.write(" ".join(w) + f"\t{i % 2}\n")
-PY
+python3 "$src/tests/tools/make_sst2_like.py" glue/SST-2 3 128 32
 (cd "$src" && "$bin" ablate examples/ablations/sst2_tiny.toml --seeds 1 --runs-dir "$work/example_runs" \
    --set data.path="$work/glue/SST-2" --set model.tokenizer="$work/tok" --set train.max_steps=4 \
    --set train.eval_every=2) >out_example.txt 2>err_example.txt

@@ -6,20 +6,7 @@
 source "$(dirname "$0")/../cli_common.sh"
 printf '%s\n' '[PAD]' '[UNK]' '[CLS]' '[SEP]' '[MASK]' a the film movie was is very really plot acting \
   good great fine bad awful poor > vocab.txt
-mkdir -p glue/SST-2
-python3 - <<'PY'
-import random
-r = random.Random(5)
-filler = "a the film movie was is very really plot acting".split()
-words = {1: "good great fine".split(), 0: "bad awful poor".split()}
-for split, n in (("train", 256), ("dev", 64)):
-    with open(f"glue/SST-2/{split}.tsv", "w") as f:
-        f.write("sentence\tlabel\n")
-        for i in range(n):
-            w = [r.choice(filler) for _ in range(r.randint(3, 12))]
-            w.insert(r.randint(0, len(w)), r.choice(words[i % 2]))
-            f.write(" ".join(w) + f"\t{i % 2}\n")
-PY
+python3 "$src/tests/tools/make_sst2_like.py" glue/SST-2 5 256 64
 start=$(date +%s)
 (cd "$src" && bash examples/cpu_tiny.sh "$bin" "$work/out" "$work/glue" "$work/vocab.txt") >log.txt 2>&1
 rc=$?
