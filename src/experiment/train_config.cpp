@@ -26,8 +26,10 @@ const std::vector<ConfigKey>& train_config_schema() {
       {"run.output_dir", "path", "runs", "Folder that receives the run folder", {}},
       {"run.seed", "int", "42", "One seed for data order, dropout and initialisation", {}, limits::kSeed, {}},
       {"run.device", "string", "auto", "cpu, cuda, cuda:N or auto (the first GPU when one is visible, else the CPU)", {}},
-      {"run.cuda_graphs", "bool", "true",
-       "On a GPU, record each step shape once as a CUDA graph and replay it (false: launch every kernel each step)",
+      {"run.cuda_graphs", "bool or auto", "true",
+       "On a GPU, record each step shape once as a CUDA graph and replay it (false: launch every kernel each step; "
+       "auto: training measures steps with and without graphs at start-up and keeps graphs only when they are not "
+       "slower, docs/GUIDELINES.md#overhead-guards)",
        {}},
       {"run.export_plan", "bool", "false",
        "Also write plan/ into the run folder: the initial model (head included), the train/eval/test examples as JSONL "
@@ -62,8 +64,10 @@ const std::vector<ConfigKey>& train_config_schema() {
        "through BERT's tanh pooler / DistilBERT's pre_classifier), cls ([CLS] straight into the classifier) or mean "
        "(mean over real tokens)",
        {"auto", "cls-pooler", "cls", "mean"}},
-      {"model.attention", "string", "auto", "Attention kernel: auto (fused on a GPU, reference on the CPU), fused or reference",
-       {"auto", "fused", "reference"}},
+      {"model.attention", "string", "auto",
+       "Attention kernel: auto (fused on a GPU, reference on the CPU), fused, reference, or fastest (training on a GPU "
+       "measures steps with each at start-up and keeps the fused kernel only when it is not slower; elsewhere auto)",
+       {"auto", "fused", "reference", "fastest"}},
 
       {"data.path", "path", "",
        "aclImdb folder or .tar.gz, GLUE task folder, or a CSV/TSV/JSONL file; for gpt2: a text file, a folder of text "
@@ -125,9 +129,11 @@ const std::vector<ConfigKey>& train_config_schema() {
        "(ZeRO stage 1: it updates its part of the parameters, then the ranks all-gather them); 2, also the summed "
        "gradients are reduce-scattered, each rank receiving only its part (ZeRO stage 2). With 1 or 2 every rank writes its part of the optimizer state into checkpoints: the run folder must be on a file system every rank sees",
        {}, limits::kZeroStage, {}},
-      {"train.bucket_mb", "float", "25",
+      {"train.bucket_mb", "float or auto", "25",
        "Data-parallel runs (ZeRO 0 and 1): the gradients are summed over the ranks in buckets of about this many "
-       "MiB, each while backward goes on (PyTorch DDP's bucket_cap_mb); 0: one sum after backward",
+       "MiB, each while backward goes on (PyTorch DDP's bucket_cap_mb); 0: one sum after backward; auto: the ranks "
+       "measure steps with 25 MiB buckets and with one sum at start-up and keep the buckets only when they are not "
+       "slower",
        {}, {}, {0, 1e6}},
       {"train.scaling_baseline", "path", "",
        "Data-parallel runs: the metrics.json of a one-process run of the same model, task and precision (e.g. this "
@@ -273,7 +279,8 @@ std::string canonical(const ConfigKey& k, const std::string& value, const std::s
   auto bad = [&](const std::string& why) -> std::string {
     fail(origin, ": invalid value '", value, "' for ", k.key, " (", why, ")");
   };
-  if (k.type == "int or auto" && lower(value) == "auto") return "auto";
+  if ((k.type == "int or auto" || k.type == "float or auto" || k.type == "bool or auto") && lower(value) == "auto")
+    return "auto";
   if (k.type == "int" || k.type == "int or auto") {
     if (auto error = integer_text_error(value, k.int_range)) {
       if (error->find("is out of range") == std::string::npos) bad("expected an integer");
@@ -281,20 +288,21 @@ std::string canonical(const ConfigKey& k, const std::string& value, const std::s
     }
     return std::to_string(std::stoll(value[0] == '+' ? value.substr(1) : value));
   }
-  if (k.type == "float") {
+  if (k.type == "float" || k.type == "float or auto") {
     double v = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-    if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(v)) bad("expected a finite number");
+    if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(v))
+      bad(k.type == "float" ? "expected a finite number" : "expected a finite number or auto");
     const FloatRange& r = k.float_range;
     const bool inside = v >= r.min && v <= r.max && !(r.min_open && v == r.min) && !(r.max_open && v == r.max);
     if (!inside && !(r.unset && v == *r.unset)) fail(origin, ": ", k.key, " must ", float_rule(k), ", got ", shortest(v));
     return shortest(v);
   }
-  if (k.type == "bool") {
+  if (k.type == "bool" || k.type == "bool or auto") {
     std::string v = lower(value);
     if (v == "true" || v == "1" || v == "yes" || v == "on") return "true";
     if (v == "false" || v == "0" || v == "no" || v == "off") return "false";
-    return bad("expected true or false");
+    return bad(k.type == "bool" ? "expected true or false" : "expected true, false or auto");
   }
   if (!k.choices.empty() && std::find(k.choices.begin(), k.choices.end(), value) == k.choices.end()) {
     std::string list;
@@ -368,9 +376,10 @@ std::string range_text(const ConfigKey& key) {
   if (key.type == "int") return std::to_string(key.int_range.min) + ".." + std::to_string(key.int_range.max);
   if (key.type == "int or auto")
     return std::to_string(key.int_range.min) + ".." + std::to_string(key.int_range.max) + " or auto";
-  if (key.type != "float") return "";
+  if (key.type != "float" && key.type != "float or auto") return "";
   std::string text = interval_text(key.float_range);
   if (key.float_range.unset) text += " or " + shortest(*key.float_range.unset);
+  if (key.type == "float or auto") text += " or auto";
   return text;
 }
 
@@ -464,8 +473,16 @@ int64_t TrainConfig::get_int(const std::string& key) const {
   return std::stoll(v);
 }
 bool TrainConfig::is_auto(const std::string& key) const { return get_string(key) == "auto"; }
-double TrainConfig::get_float(const std::string& key) const { return std::stod(get_string(key)); }
-bool TrainConfig::get_bool(const std::string& key) const { return get_string(key) == "true"; }
+double TrainConfig::get_float(const std::string& key) const {
+  const std::string& v = get_string(key);
+  WW_CHECK(v != "auto", "config key ", key, " is auto: ask is_auto() first");
+  return std::stod(v);
+}
+bool TrainConfig::get_bool(const std::string& key) const {
+  const std::string& v = get_string(key);
+  WW_CHECK(v != "auto", "config key ", key, " is auto: ask is_auto() first");
+  return v == "true";
+}
 std::filesystem::path TrainConfig::get_path(const std::string& key) const { return get_string(key); }
 bool TrainConfig::is_set(const std::string& key) const { return explicit_.count(key) != 0; }
 bool TrainConfig::differs_from_default(const std::string& key) const {

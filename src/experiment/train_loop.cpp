@@ -7,10 +7,7 @@
 #include "wattwise/models/model.h"
 
 namespace ww::experiment {
-namespace {
 
-// This rank's rows of a micro-batch: contiguous, balanced (the ranks' counts differ by one at most,
-// rank r has rows [B r / N, B (r + 1) / N)), so every row is trained on once.
 std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const models::Batch& batch,
                                                dist::ProcessGroup* group) {
   if (!group || group->size() == 1) return trainer.train_micro_batch(batch);
@@ -31,8 +28,6 @@ std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const mo
   return trainer.train_micro_batch_shard(models::slice_rows(batch, begin, end),
                                          double(rank_terms[size_t(rank)]) / double(terms), rows, same_everywhere);
 }
-
-}  // namespace
 
 bool train_epochs(TrainTask& task, train::Trainer& trainer, RunOutcome& r, int64_t total_steps,
                   int64_t checkpoint_every, bool record_plan, const GracefulInterrupt& interrupt,

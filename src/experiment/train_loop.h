@@ -4,6 +4,7 @@
 // points where the run evaluates, checkpoints and stops. Every rank of a job runs it the same way.
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +40,8 @@ struct RunOutcome {
   // (adaptive accumulation's record).
   int64_t micro_batches = 0;
   nlohmann::json steps_by_grad_accum = nlohmann::json::object();
+  // The overhead guards' measurements and choices (overhead_guard.h; null: none asked).
+  nlohmann::json overhead_guards = nullptr;
 };
 
 // What the training loop hands back to the run around it.
@@ -51,6 +54,12 @@ struct LoopHooks {
   // ranks write their parts).
   std::function<void()> checkpoint = [] {};
 };
+
+// One micro-batch into the trainer: the whole of it in one process; data parallel, this rank's rows
+// (contiguous, balanced: the ranks' counts differ by one at most, rank r has rows [B r / N,
+// B (r + 1) / N), so every row is trained on once). Returns the step it completed, if any.
+std::optional<train::StepResult> train_on_rows(train::Trainer& trainer, const models::Batch& batch,
+                                               dist::ProcessGroup* group);
 
 // The epochs from the position in `r` to the end of the run, the same on every rank: the
 // micro-batches (this rank's rows of each), the optimizer steps, and the hooks (rank 0's: logs,

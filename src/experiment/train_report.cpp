@@ -167,6 +167,7 @@ json run_metrics(const TrainTask& task, const fs::path& run_dir, const RunOutcom
                           {"activation_bytes", m.activation_bytes()},
                           {"peak_memory_bytes", r.peak_memory_bytes}};
   if (!s.checkpointing_plan.is_null()) metrics["execution"]["checkpointing_plan"] = s.checkpointing_plan;
+  if (!r.overhead_guards.is_null()) metrics["execution"]["overhead_guards"] = r.overhead_guards;
   metrics["best"] =
       r.best_step < 0 ? json(nullptr) : json{{"metric", s.metric}, {"value", r.best_value}, {"step", r.best_step}};
   metrics["eval"] = r.best_step < 0 ? json(nullptr) : r.best_metrics;
@@ -235,6 +236,7 @@ json checkpoint_state(const RunOutcome& r, const train::Trainer& trainer, bool d
           {"seconds", seconds},
           {"peak_memory_bytes", r.peak_memory_bytes},
           {"sessions", sessions},
+          {"overhead_guards", r.overhead_guards},
           {"energy", std::move(energy)}};
 }
 
@@ -265,6 +267,10 @@ void restore_outcome(const json& state, const fs::path& file, RunOutcome& r) {
       r.best_metrics = best.at("metrics");
     }
     r.peak_memory_bytes = state.at("peak_memory_bytes").get<size_t>();
+    r.overhead_guards = state.value("overhead_guards", json());
+    if (!r.overhead_guards.is_null() && !(r.overhead_guards.is_object() && r.overhead_guards.contains("guards") &&
+                                          r.overhead_guards["guards"].is_array()))
+      throw std::out_of_range("overhead_guards");
     if (!r.history.is_array() || r.batch_in_epoch < 0 || r.steps < 0) throw std::out_of_range("bad value");
   } catch (const json::exception& e) {
     fail(file.string(), ": ", e.what());

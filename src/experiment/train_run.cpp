@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "overhead_guard.h"
 #include "train_loop.h"
 #include "train_report.h"
 #include "train_task.h"
@@ -38,9 +39,10 @@ ExecutionChoice training_execution(const TrainConfig& cfg, Device device) {
   ExecutionChoice execution;
   execution.precision = cfg.get_string("train.precision");
   execution.attention = cfg.get_string("model.attention");
+  if (execution.attention == "fastest") execution.attention = "auto";  // until the overhead guard measures
   execution.checkpointing = cfg.get_string("train.checkpointing");
   if (execution.checkpointing == "auto") execution.checkpointing = "none";  // until the memory plan chooses
-  execution.cuda_graphs = cfg.get_bool("run.cuda_graphs");
+  execution.cuda_graphs = cfg.is_auto("run.cuda_graphs") ? device.is_cuda() : cfg.get_bool("run.cuda_graphs");
   if (device.is_cpu()) {
     const models::GpuOnlyPart gpu_only = models::gpu_only_part(execution_options_of(execution));
     if (gpu_only == models::GpuOnlyPart::Precision)
@@ -94,7 +96,9 @@ train::TrainerOptions trainer_options_of(const TrainConfig& cfg, int64_t total_s
   train::TrainerOptions t;
   t.group = group;
   t.zero = int(cfg.get_int("train.zero"));
-  t.bucket_elements = int64_t(cfg.get_float("train.bucket_mb") * double(1 << 20) / double(sizeof(float)));
+  t.bucket_elements = cfg.is_auto("train.bucket_mb")  // until the overhead guard measures
+                          ? train::kDefaultBucketBytes / int64_t(sizeof(float))
+                          : int64_t(cfg.get_float("train.bucket_mb") * double(1 << 20) / double(sizeof(float)));
   t.optimizer.kind = train::parse_optimizer_kind(cfg.get_string("train.optimizer"));
   t.optimizer.weight_decay = cfg.get_float("train.weight_decay");
   t.optimizer.beta1 = cfg.get_float("train.beta1");
@@ -170,9 +174,13 @@ class StepLog {
                              (std::isnan(r.noise_scale) ? std::string() : csv_number(r.noise_scale))
                        : std::string()) +
             "\n";
+    restart_window();
+    if (seconds(last_flush_) > 30) flush();
+  }
+  // The next row's rate counts from now (after the overhead guards' measurement).
+  void restart_window() {
     window_items_ = 0;
     window_start_ = Clock::now();
-    if (seconds(last_flush_) > 30) flush();
   }
   void flush() {
     io::write_file_atomic(file_, csv_);
@@ -511,6 +519,10 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
     };
 
     energy.begin("training");
+    // Measured inside the training phase: the guards' time and energy count in the run's figures.
+    r.overhead_guards = run_overhead_guards(guard_request_of(cfg), GuardPlan{}, task, trainer, group, r.overhead_guards,
+                                            [&](const std::string& line) { progress.message(line); });
+    step_log.restart_window();
     LoopHooks hooks;
     hooks.micro_batch = [&](const MicroBatch& b) {
       r.model_flops += task.training_flops(b.batch);  // the job's whole micro-batch
@@ -698,6 +710,7 @@ TrainRunResult run_worker(const TrainConfig& cfg, TrainTask& task, dist::Process
     gather_machine_reports(group, machines, meter.get(), false);
     if (sharded) join_checkpoint_round(group, trainer.optimizer());
   };
+  run_overhead_guards(guard_request_of(cfg), GuardPlan{}, task, trainer, &group, nullptr, [](const std::string&) {});
   bool stop = false;
   const bool interrupted = train_epochs(task, trainer, r, total_steps, checkpoint_every, /*record_plan=*/false,
                                         interrupt, &group, stop, hooks);

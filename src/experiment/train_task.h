@@ -123,8 +123,14 @@ class TrainTask {
   // Runs the model with activation checkpointing `mode` from now on (train.checkpointing auto's
   // choice, recorded with its `plan`).
   void use_checkpointing(const std::string& mode, nlohmann::json plan) {
-    settings_.execution.checkpointing = mode;
     settings_.checkpointing_plan = std::move(plan);
+    ExecutionChoice execution = settings_.execution;
+    execution.checkpointing = mode;
+    use_execution(execution);
+  }
+  // Runs the model as `execution` says from now on (the overhead guards' choices).
+  void use_execution(const ExecutionChoice& execution) {
+    settings_.execution = execution;
     apply_execution(model(), settings_.execution);
   }
   virtual nlohmann::json data_metrics() const = 0;
@@ -144,7 +150,9 @@ std::unique_ptr<TrainTask> make_language_modelling_task(const TrainConfig& cfg, 
 // step's) and adaptive_accumulation set.
 void set_grad_accum(const TrainConfig& cfg, TaskSettings& s);
 // train.precision, model.attention, train.checkpointing and run.cuda_graphs, with the error a
-// training run gives when run.device cannot run them.
+// training run gives when run.device cannot run them. The values the run decides later start as:
+// checkpointing auto none (the memory plan chooses), attention fastest auto and CUDA graphs auto
+// on (the overhead guards measure).
 ExecutionChoice training_execution(const TrainConfig& cfg, Device device);
 // Writes a model folder into `dir` through `write` (which fills the folder it is given) via a
 // sibling temporary folder, so a crash never leaves a half-written folder (best_model/).

@@ -18,9 +18,7 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
   if (!(std::isfinite(options.initial_loss_scale) && options.initial_loss_scale > 0))
     fail("loss scale ", options.initial_loss_scale, " must be a finite value > 0");
   if (options.growth_interval <= 0) fail("loss-scale growth interval must be positive");
-  if (options.bucket_elements < 0) fail("gradient bucket size ", options.bucket_elements, " must not be negative");
-  if (options.group && options.bucket_elements > 0 && options.zero < 2)
-    buckets_.emplace(*options.group, model.gradient_boundaries(), model.parameters().numel(), options.bucket_elements);
+  set_bucket_elements(options.bucket_elements);
   const OptimizerShard shard = shard_of(options.group, model.parameters().numel());
   if (options.zero == 2 && optimizer_.sharded() &&
       ShardedGradients::saves_memory(model.layer_gradient_ranges(), model.parameters().numel(), shard.end - shard.begin)) {
@@ -36,6 +34,16 @@ Trainer::Trainer(models::TrainableModel& model, const TrainerOptions& options)
   model_.set_label_smoothing(options.label_smoothing);
   model_.set_dropout_seed(options.seed);
   model_.zero_grad();
+}
+
+void Trainer::set_bucket_elements(int64_t elements) {
+  WW_CHECK(micro_ == 0, "gradient buckets changed in the middle of an optimizer step");
+  if (elements < 0) fail("gradient bucket size ", elements, " must not be negative");
+  options_.bucket_elements = elements;
+  buckets_.reset();
+  if (options_.group && elements > 0 && options_.zero < 2)
+    buckets_.emplace(*options_.group, model_.gradient_boundaries(), model_.parameters().numel(), elements);
+  model_.drop_recordings();  // a recorded step holds the old buckets' sums
 }
 
 nlohmann::json to_json(const TrainerState& state) {

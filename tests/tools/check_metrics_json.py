@@ -141,7 +141,8 @@ def check_train(m):
     optional = {
         "data": {"format": str, "block_size": int, "train_tokens": int, "eval_tokens": int,
                  "token_cache": [{"file": str, "status": str}]},
-        "execution": {"checkpointing_plan": dict},  # train.checkpointing auto
+        # train.checkpointing auto; model.attention fastest, run.cuda_graphs or train.bucket_mb auto
+        "execution": {"checkpointing_plan": dict, "overhead_guards": dict},
         "train": {"tokens": int, "grad_accum": (int, str), "tokens_per_step": int, "tokens_per_s": NUM,
                   # train.grad_accum auto (any task)
                   "adaptive_accumulation": dict,
@@ -209,6 +210,19 @@ def check_train(m):
                      {"requested": str, "chosen": str, "budget_bytes": int, "budget_source": str,
                       "model_state_bytes": int, "predicted_activation_bytes": dict, "reason": str},
                      name=lambda k: f"execution.checkpointing_plan.{k}")
+    guards = m.get("execution", {}).get("overhead_guards")
+    if guards is not None:
+        check_object("execution.overhead_guards", guards, {"seconds": NUM, "steps": int, "guards": list},
+                     name=lambda k: f"execution.overhead_guards.{k}")
+        for i, g in enumerate(guards.get("guards", [])):
+            check_object(f"execution.overhead_guards.guards[{i}]", g,
+                         {"optimisation": str, "key": str, "measured": bool, "kept": bool, "value": (str, bool, int, float),
+                          "reason": str},
+                         {"with_s_per_micro_batch": NUM, "without_s_per_micro_batch": NUM, "with_s": list,
+                          "without_s": list},
+                         name=lambda k: f"execution.overhead_guards.guards[].{k}")
+            if g.get("measured") and "with_s_per_micro_batch" not in g:
+                problems.append(f"execution.overhead_guards.guards[{i}]: measured without its times")
     adaptive = m.get("train", {}).get("adaptive_accumulation")
     if adaptive is not None:
         check_object("train.adaptive_accumulation", adaptive,

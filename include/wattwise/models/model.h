@@ -78,6 +78,9 @@ class TrainableModel {
   // when the model has no such layers.
   virtual std::vector<std::pair<int64_t, int64_t>> layer_gradient_ranges() const { return {}; }
   virtual void set_gradients_final_hook(std::function<void(int64_t boundary)> hook) { hook_ = std::move(hook); }
+  // Forgets every recorded step (CUDA graphs): what they captured changed (the trainer's gradient
+  // sums). The next step of each shape records again.
+  virtual void drop_recordings() {}
 
  protected:
   std::function<void(int64_t)> hook_;

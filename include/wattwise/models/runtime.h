@@ -121,6 +121,7 @@ class ModelRuntime : public TrainableModel {
   // Each layer's first offset, last layer first, then 0 (the embeddings); see model.h.
   std::vector<int64_t> gradient_boundaries() const override;
   std::vector<std::pair<int64_t, int64_t>> layer_gradient_ranges() const override;
+  void drop_recordings() override { drop_graphs(); }
 
   // Precision (and TF32), attention kernel, checkpointing and CUDA graphs; checked against the
   // device (16-bit, TF32 and fused attention need a GPU). Takes effect at the next forward. An

@@ -110,6 +110,10 @@ class Trainer {
   const AdaptiveAccumulation* adaptive() const { return adaptive_ ? &*adaptive_ : nullptr; }
   // Data parallel: the buckets the gradients are summed in (0: one sum after backward, or ZeRO 2).
   size_t gradient_buckets() const { return buckets_ ? buckets_->buckets().size() : 0; }
+  // Data parallel, ZeRO 0 and 1: sums the gradients in buckets of about `elements` from the next
+  // step on (0: one sum after backward), as TrainerOptions::bucket_elements; at a step boundary,
+  // on every rank alike (train.bucket_mb auto's choice).
+  void set_bucket_elements(int64_t elements);
   // Bytes of gradients this process holds: the whole buffer, or under ZeRO 2 the layers' slots, the
   // resident embeddings' and head's, and its part of the sums (0 before any backward).
   size_t gradient_bytes() const;
