@@ -14,6 +14,7 @@
 #include "wattwise/io/file.h"
 #include "wattwise/text/utf8.h"
 #include "wattwise/text/wordpiece.h"  // truncate_longest_first
+#include "text/json_read.h"
 
 namespace ww::text {
 
@@ -579,14 +580,6 @@ std::string BpeTokenizer::id_to_token(int32_t id) const {
 
 namespace {
 
-nlohmann::ordered_json vocab_json(const BpeConfig& c) {
-  std::vector<std::pair<std::string, int32_t>> sorted = c.vocab;
-  std::sort(sorted.begin(), sorted.end(), [](const auto& x, const auto& y) { return x.second < y.second; });
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  for (const auto& [token, id] : sorted) vocab[token] = id;
-  return vocab;
-}
-
 nlohmann::ordered_json added_token_json(const BpeAddedToken& token) {
   return {{"id", token.id},         {"content", token.content}, {"single_word", false},
           {"lstrip", false},        {"rstrip", false},          {"normalized", false},
@@ -618,7 +611,7 @@ std::string generate_tokenizer_json(const BpeConfig& c) {
                 {"fuse_unk", false},
                 {"byte_fallback", false},
                 {"ignore_merges", c.ignore_merges},
-                {"vocab", vocab_json(c)},
+                {"vocab", detail::vocab_object(c.vocab)},
                 {"merges", merges}};
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::strict) + "\n";
 }
@@ -662,7 +655,7 @@ void BpeTokenizer::save(const std::filesystem::path& dir) const {
     j["clean_up_tokenization_spaces"] = false;  // decode gives back the exact text
     tokenizer_config = j.dump(2) + "\n";
   }
-  io::write_file_atomic(dir / "vocab.json", vocab_json(c).dump() + "\n");
+  io::write_file_atomic(dir / "vocab.json", detail::vocab_object(c.vocab).dump() + "\n");
   io::write_file_atomic(dir / "merges.txt", merges_txt);
   io::write_file_atomic(dir / "tokenizer.json",
                         c.source_tokenizer_json.empty() ? generate_tokenizer_json(c) : c.source_tokenizer_json);

@@ -93,15 +93,11 @@ std::string generate_tokenizer_json(const WordPieceConfig& c, const WordPieceTok
                            {"special_tokens", specials}};
   }
   j["decoder"] = {{"type", "WordPiece"}, {"prefix", c.continuing_subword_prefix}, {"cleanup", true}};
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  std::vector<std::pair<std::string, int32_t>> sorted = c.vocab;
-  std::sort(sorted.begin(), sorted.end(), [](const auto& x, const auto& y) { return x.second < y.second; });
-  for (const auto& [token, id] : sorted) vocab[token] = id;
   j["model"] = {{"type", "WordPiece"},
                 {"unk_token", c.unk_token},
                 {"continuing_subword_prefix", c.continuing_subword_prefix},
                 {"max_input_chars_per_word", c.max_input_chars_per_word},
-                {"vocab", vocab}};
+                {"vocab", detail::vocab_object(c.vocab)}};
   return j.dump(2) + "\n";
 }
 
