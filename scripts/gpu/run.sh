@@ -46,6 +46,11 @@ Steps (default: build,test):
   scaling        weak scaling on --scaling-gpus GPUs (scripts/gpu/scaling.sh): wattwise ZeRO 0 and 2
                  against PyTorch DDP and FSDP alternating, then GPT-2's loss with ZeRO 0 and 2 against
                  one GPU; $OUT/scaling.jsonl and scaling_table.md (scripts/gpu/scaling_table.py)
+  guidelines     issue 30's measurements for docs/GUIDELINES.md, per --guidelines: `wattwise ablate`
+                 of examples/ablations/gpt2_adaptive.toml (tiny shakespeare) and
+                 minilm_sst2_green.toml (the MiniLM checkpoint, SST-2) with this machine's folders;
+                 $OUT/guidelines_<item>_ablation.csv and _metrics.json, scripts/gpu/guidelines_summary.py
+                 in the summary, the runs' metrics and logs in logs.tar.gz
 
 Binaries:
   --prebuilt DIR       take wattwise and the test programs from DIR (scripts/gpu/build_commit.sh
@@ -103,6 +108,15 @@ Other steps:
   --imdb-runs "LR:EPOCHS:SMOOTHING ..."  imdb runs (default 1e-4:3:0)
   --sweep-train N      sweep: SST-2 training sentences (default 24000)
 
+Guidelines:
+  --guidelines LIST    which ablations, in this order (default gpt2,minilm): gpt2 (tiny shakespeare
+                       and the GPT-2 tokenizer, in every .gpu-carry), minilm (the checkpoint and SST-2:
+                       prepare_carry.sh --with minilm --with glue; the checkpoint may instead be a
+                       warm machine's build/carry/minilm)
+  --guidelines-args ARGS  more `wattwise ablate` flags for each, e.g. "--seeds 1"
+  --guidelines-resume  continue each one's newest unfinished ablation in build/guidelines/ (a call
+                       that the deadline cut short, on the same warm machine) instead of a new one
+
 Scaling (scripts/gpu/scaling.sh --help says more):
   --scaling-gpus LIST        GPU counts (default 1,2,4; more than present: skipped, saying so)
   --scaling-cases LIST       (default gpt2-train-bf16,distilbert-train-bf16)
@@ -124,6 +138,8 @@ Examples (carry .deps and .gpu-carry):
   scripts/gpu/run.sh --steps build,profile --profile gpt2-step --profile attention
   scripts/gpu/run.sh --steps build,minilm --task sst2
   scripts/gpu/run.sh --steps build,scaling --scaling-gpus 1,2,4 --deadline 540
+  scripts/gpu/run.sh --steps build,guidelines --guidelines gpt2
+  scripts/gpu/run.sh --steps guidelines --guidelines minilm   (then, warm: carry .gpu-carry/minilm)
 EOF
 }
 
@@ -142,6 +158,7 @@ task=sst2 seeds="42 43 44" lr_sweep="" skip_pytorch=0 train_args="" gpt2_steps=5
 imdb_runs=1e-4:3:0 sweep_train=24000 deadline_s=570 data=.gpu-carry/data
 scaling_gpus=1,2,4 scaling_cases=gpt2-train-bf16,distilbert-train-bf16 scaling_rounds=2 scaling_min_seconds=4
 scaling_parts=bench,loss scaling_loss_steps=200 scaling_loss_gpus=""
+guidelines=gpt2,minilm guidelines_args="" guidelines_resume=0
 
 while [ $# -gt 0 ]; do
   arg=$1; shift
@@ -149,6 +166,7 @@ while [ $# -gt 0 ]; do
     -h|--help) usage; exit 0 ;;
     --ctest) use_ctest=1; continue ;;
     --skip-pytorch) skip_pytorch=1; continue ;;
+    --guidelines-resume) guidelines_resume=1; continue ;;
     --*=*) set -- "${arg#*=}" "$@"; arg=${arg%%=*} ;;
     --*) ;;
     *) die "unexpected argument '$arg' (see --help)" ;;
@@ -191,15 +209,20 @@ while [ $# -gt 0 ]; do
     --scaling-parts) scaling_parts=$val ;;
     --scaling-loss-steps) scaling_loss_steps=$val ;;
     --scaling-loss-gpus) scaling_loss_gpus=$val ;;
+    --guidelines) guidelines=$val ;;
+    --guidelines-args) guidelines_args=$val ;;
     --deadline) deadline_s=$val ;;
     --data) data=$val ;;
     *) die "unknown option $arg (see --help)" ;;
   esac
 done
 [ ${#profiles[@]} -gt 0 ] || profiles=(gpt2-step)
-all_steps=" build test timing dp1 ab harness bench profile energy parity cpu-bench e2e memory imdb sweep gpt2-converge minilm scaling "
+all_steps=" build test timing dp1 ab harness bench profile energy parity cpu-bench e2e memory imdb sweep gpt2-converge minilm scaling guidelines "
 for s in $(words "$steps"); do
   [[ $all_steps == *" $s "* ]] || die "unknown step '$s' (steps:$all_steps)"
+done
+for s in $(words "$guidelines"); do
+  case $s in gpt2|minilm) ;; *) die "--guidelines: gpt2 and/or minilm, not '$s'" ;; esac
 done
 case $task in sst2|imdb) ;; *) die "--task: sst2 or imdb" ;; esac
 case $ncu_cache in all|none) ;; *) die "--ncu-cache: all or none" ;; esac
@@ -755,6 +778,72 @@ step_scaling() {
   say "scaling: rc $rc; $(grep -c '^scaling: not run' "$logs/scaling.log") run(s) left out (logs/scaling.log)"
   [ -f "$OUT/scaling_table.md" ] && tee -a "$summary" < "$OUT/scaling_table.md" | grep -v '^- \(bench\|loss\) '
   return "$rc"
+}
+
+# Issue 30's ablations (docs/GUIDELINES.md), each spec with this machine's model and data folders
+# given as --set. The ablation folders stay while the machine is warm, so a call that the deadline
+# cut short can be continued by the next (--guidelines-resume).
+step_guidelines() {
+  local work=$root/build/guidelines item spec name dir rc failed=0 sets check
+  # In RAM when there is room: every improvement rewrites best_model/ with an fsync, and the disk's
+  # speed would otherwise enter the time and energy to target that the ablations compare.
+  [ "$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)" -gt $(( 16 * 1024 * 1024 )) ] 2>/dev/null &&
+    work=/dev/shm/ww-guidelines
+  mkdir -p "$work"
+  say "guidelines: run folders in $work"
+  for item in $(words "$guidelines"); do
+    # The ablation is stopped 40 s before the deadline (killed 20 s later if it has not ended): the
+    # run it stops writes a checkpoint (GPT-2's weights and optimizer state, about 1.5 GB) that
+    # --guidelines-resume continues from.
+    [ "$(left)" -gt 100 ] || { say "guidelines $item: no time left"; failed=1; continue; }
+    case $item in
+      gpt2)
+        spec=examples/ablations/gpt2_adaptive.toml name=gpt2_adaptive check=(--tokens-or-time-ratio 0.8)
+        sets=(--set "data.path=$data/tinyshakespeare/input.txt" --set "model.tokenizer=$data/tokenizers/gpt2"
+          --set "data.cache_dir=$work/cache") ;;
+      minilm)
+        spec=examples/ablations/minilm_sst2_green.toml name=minilm_sst2_green check=(--energy-ratio 0.6)
+        sets=(--set "model.path=$minilm" --set "data.path=$data/glue/SST-2") ;;
+    esac
+    dir=""
+    if [ "$guidelines_resume" = 1 ]; then
+      # The newest folder of this spec without the metrics.json an ablation writes when it completes.
+      dir=$(ls -d "$work"/*_"$name" 2>/dev/null | tail -1)
+      [ -f "$dir/metrics.json" ] && dir=""
+    fi
+    if [ -n "$dir" ]; then
+      say "guidelines $item: resuming $dir"
+      timeout -k 20 "$(cap $(( $(left) - 40 )))" "$bin" ablate --resume "$dir" > "$logs/guidelines_$item.log" 2>&1
+    else
+      if [ "$item" = minilm ] && [ ! -f "$minilm/model.safetensors" ]; then
+        say "guidelines minilm: no checkpoint: carry .gpu-carry/minilm (scripts/gpu/prepare_carry.sh --with minilm)"
+        failed=1; continue
+      fi
+      if [ "$item" = minilm ] && [ ! -f "$data/glue/SST-2/train.tsv" ]; then
+        say "guidelines minilm: no $data/glue/SST-2: carry it (scripts/gpu/prepare_carry.sh --with glue)"
+        failed=1; continue
+      fi
+      # shellcheck disable=SC2086  # guidelines_args are words
+      timeout -k 20 "$(cap $(( $(left) - 40 )))" "$bin" ablate "$spec" --runs-dir "$work" "${sets[@]}" \
+        --set run.progress=lines $guidelines_args > "$logs/guidelines_$item.log" 2>&1
+    fi
+    rc=$?
+    say "guidelines $item: rc $rc at $(( $(date +%s) - start )) s"
+    # One line per run (quality, seconds, joules), then the ablation's own table when it completed.
+    grep -E '^(ablate: \[.*(J|skipped.*)|ablate: interrupted.*|wattwise: error.*)$' "$logs/guidelines_$item.log" | tee -a "$summary"
+    sed -n '/^Ablation against the baseline/,/^energy saved/p' "$logs/guidelines_$item.log" | tee -a "$summary"
+    [ "$rc" = 0 ] || failed=1
+    # A new ablation names its folder in its first line (none when the spec was refused).
+    [ -n "$dir" ] || dir=$(sed -n 's/^ablate: .* training runs (.*) in \(.*\)$/\1/p' "$logs/guidelines_$item.log" | head -1)
+    [ -f "$dir/ablation_plan.json" ] || continue
+    python3 scripts/gpu/guidelines_summary.py "$dir" "${check[@]}" 2>&1 | tee -a "$summary"
+    cp "$dir/ablation.csv" "$OUT/guidelines_${item}_ablation.csv" 2>/dev/null
+    cp "$dir/metrics.json" "$OUT/guidelines_${item}_metrics.json" 2>/dev/null
+    # Everything else of the folder into logs.tar.gz, but no weights: best_model/ and checkpoints/.
+    mkdir -p "$logs/guidelines_$item"
+    tar -C "$dir" --exclude=best_model --exclude=checkpoints --exclude='*.png' -cf - . | tar -C "$logs/guidelines_$item" -xf -
+  done
+  return "$failed"
 }
 
 # The device returns at most 8 files, each under 16 MiB: checkpoints and plans are dropped, the

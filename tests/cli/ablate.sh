@@ -4,7 +4,8 @@
 # report.html and the plot with the right rows and numbers; --resume skips the completed runs
 # (their metrics.json untouched), runs a missing one again, replaces an unfinished one and continues
 # an interrupted one from its checkpoint; Ctrl-C stops the ablation after the run's graceful stop;
-# bad specs fail with one line and no folder; examples/ablations/sst2_tiny.toml runs as written.
+# bad specs fail with one line and no folder; examples/ablations/sst2_tiny.toml runs as written, and
+# the GPU ablations as far as a CPU can run them.
 # Usage (ctest): bash ablate.sh <wattwise-binary> <source-dir> <shared-data-dir>
 source "$(dirname "$0")/../cli_common.sh"
 
@@ -208,6 +209,35 @@ rc=$?
 example=$(ls -d example_runs/*_sst2_tiny 2>/dev/null | head -1)
 check "examples/ablations/sst2_tiny.toml: 7 arms x 1 seed, ablation.csv and report.html" \
   '[ $rc -eq 0 ] && [ "$(tail -n +2 "$example/ablation.csv" | wc -l)" -eq 7 ] && [ -s "$example/report.html" ] || { tail -5 err_example.txt; false; }'
+
+# The GPU ablations of docs/GUIDELINES.md (scripts/gpu/run.sh's guidelines step), as far as a CPU
+# can run them: gpt2_adaptive.toml end to end with the CPU's device and precision, a tiny model on
+# the committed tiny BPE and a short baseline (the adaptive arm keeps its own 120 steps), then the
+# step's summary script over it; minilm_sst2_green.toml validated up to its first bf16 arm.
+(cd "$src" && "$bin" ablate examples/ablations/gpt2_adaptive.toml --seeds 1 --runs-dir "$work/gpu_runs" \
+   --set run.device=cpu --set train.precision=fp32 --set model.preset=tiny \
+   --set model.tokenizer="$src/tests/fixtures/bpe/tiny" --set data.path="$work/text.txt" \
+   --set data.cache_dir="$work/cache" --set data.block_size=16 --set train.batch_size=2 \
+   --set train.max_steps=4) >out_gpt2.txt 2>err_gpt2.txt
+rc=$?
+gpt2=$(ls -d gpu_runs/*_gpt2_adaptive 2>/dev/null | head -1)
+check "examples/ablations/gpt2_adaptive.toml on the CPU: 2 arms x 1 seed, the change's 120 adaptive steps" \
+  '[ $rc -eq 0 ] && [ "$(tail -n +2 "$gpt2/ablation.csv" | wc -l)" -eq 2 ] &&
+   [ "$(json "$(ls "$gpt2"/runs/*_adaptive_accum_s1/metrics.json)" "m[\"train\"][\"steps\"]")" = 120 ] || { tail -5 err_gpt2.txt; false; }'
+python3 "$src/scripts/gpu/guidelines_summary.py" "$gpt2" --tokens-or-time-ratio 0.8 >summary_gpt2.txt 2>&1
+rc=$?
+check "scripts/gpu/guidelines_summary.py over it: both arms, the verdict, the tokens to the baseline's best loss" \
+  '[ $rc -eq 0 ] && grep -q "^guidelines gpt2_adaptive: 2 of 2 runs completed" summary_gpt2.txt &&
+   grep -q "adaptive_accum: tokens to target .*: \(met\|not met\)$" summary_gpt2.txt &&
+   grep -q "seed 1: baseline best .* tokens" summary_gpt2.txt &&
+   grep -q "adaptive_accum to the baseline.s best loss: tokens .*, 1 of 1 seeds reached it (bound 0.8x either): \(met\|not met\)$" summary_gpt2.txt ||
+   { cat summary_gpt2.txt; false; }'
+"$bin" init-model --arch bert --preset tiny --tokenizer tok -o tiny_bert --seed 1 >/dev/null 2>&1
+(cd "$src" && "$bin" ablate examples/ablations/minilm_sst2_green.toml --dry-run --set run.device=cpu \
+   --set model.path="$work/tiny_bert" --set data.path="$work/glue/SST-2") 2>err_minilm.txt
+rc=$?
+check "examples/ablations/minilm_sst2_green.toml: its baseline validates on the CPU, its bf16 arm needs a GPU" \
+  '[ $rc -eq 1 ] && grep -q "minilm_sst2_green.toml:[0-9]*: bf16: train.precision bf16 needs a GPU" err_minilm.txt || { cat err_minilm.txt; false; }'
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]
