@@ -114,6 +114,16 @@ std::string comparable(TrainConfig cfg) {
   return cfg.to_toml();
 }
 
+// Whether a run folder's config.toml is the plan's run. A task writes some keys as it resolved them
+// (language modelling: train.metric, a new model's model.max_positions); where the plan left such a
+// key at its default, the run's resolved value stands in for it.
+bool same_run(TrainConfig run, const TrainConfig& plan) {
+  static const TrainConfig defaults;
+  for (const char* key : {"train.metric", "model.max_positions"})
+    if (plan.get_string(key) == defaults.get_string(key)) run.set(key, plan.get_string(key), "ablation");
+  return comparable(run) == comparable(plan);
+}
+
 std::string status_of(const fs::path& dir) {
   for (const char* file : {"metrics.json", "status.json"}) {
     try {
@@ -134,7 +144,6 @@ bool has_checkpoint(const fs::path& dir) {
 }
 
 RunState inspect(const fs::path& runs, const TrainConfig& cfg) {
-  const std::string expected = comparable(cfg);
   struct Found {
     fs::path dir;
     bool same = false;
@@ -146,7 +155,7 @@ RunState inspect(const fs::path& runs, const TrainConfig& cfg) {
     try {
       TrainConfig config;
       config.merge_toml_file(dir / "config.toml");
-      f.same = comparable(config) == expected;
+      f.same = same_run(config, cfg);
     } catch (const Error&) {
     }
     if (!f.same && f.status == "completed")

@@ -232,6 +232,12 @@ check "scripts/gpu/guidelines_summary.py over it: both arms, the verdict, the to
    grep -q "seed 1: baseline best .* tokens" summary_gpt2.txt &&
    grep -q "adaptive_accum to the baseline.s best loss: tokens .*, 1 of 1 seeds reached it (bound 0.8x either): \(met\|not met\)$" summary_gpt2.txt ||
    { cat summary_gpt2.txt; false; }'
+# Language-modelling runs write train.metric and model.max_positions into config.toml as they
+# resolved them (the spec leaves both at their defaults): --resume still knows them as finished.
+"$bin" ablate --resume "$gpt2" >out_gpt2_resume.txt 2>err_gpt2_resume.txt
+check "--resume of the finished language-modelling ablation: exit 0, both runs skipped, none trained" \
+  '[ $? -eq 0 ] && [ "$(grep -c ": skipped (completed in " err_gpt2_resume.txt)" -eq 2 ] && ! grep -q ": training$" err_gpt2_resume.txt ||
+   { cat err_gpt2_resume.txt; false; }'
 "$bin" init-model --arch bert --preset tiny --tokenizer tok -o tiny_bert --seed 1 >/dev/null 2>&1
 (cd "$src" && "$bin" ablate examples/ablations/minilm_sst2_green.toml --dry-run --set run.device=cpu \
    --set model.path="$work/tiny_bert" --set data.path="$work/glue/SST-2") 2>err_minilm.txt
