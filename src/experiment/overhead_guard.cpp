@@ -141,8 +141,9 @@ json measure(const Switch& sw, const GuardPlan& plan, GuardSteps& steps, dist::P
   const double change = v.with_s / v.without_s - 1;
   char why[160];
   if (v.keep)
-    std::snprintf(why, sizeof why, "%s per micro-batch with, %s without (%+.1f%%): kept", ms(v.with_s).c_str(),
-                  ms(v.without_s).c_str(), 100 * change);
+    std::snprintf(why, sizeof why, "%s per micro-batch with, %s without (%+.1f%%): kept%s", ms(v.with_s).c_str(),
+                  ms(v.without_s).c_str(), 100 * change,
+                  change > plan.tolerance ? " (not slower in every round)" : "");
   else
     std::snprintf(why, sizeof why, "%s per micro-batch with, %s without: switched off (%.1f%% slower with it)",
                   ms(v.with_s).c_str(), ms(v.without_s).c_str(), 100 * change);
@@ -156,10 +157,15 @@ json measure(const Switch& sw, const GuardPlan& plan, GuardSteps& steps, dist::P
 
 GuardVerdict judge_overhead(std::vector<double> with_s, std::vector<double> without_s, double tolerance) {
   if (with_s.empty() || without_s.empty()) fail("overhead guard: no timings to judge");
+  // Round r's two times were taken next to each other: a pair. Slower in every pair, not only in
+  // the medians, so that a disturbed round (another process, a page fault) cannot switch it off.
   GuardVerdict v;
+  v.slower_in_every_round = with_s.size() == without_s.size();
+  for (size_t r = 0; r < with_s.size() && r < without_s.size(); ++r)
+    v.slower_in_every_round = v.slower_in_every_round && with_s[r] > without_s[r];
   v.with_s = median(std::move(with_s));
   v.without_s = median(std::move(without_s));
-  v.keep = !(v.with_s > v.without_s * (1 + tolerance));
+  v.keep = !(v.slower_in_every_round && v.with_s > v.without_s * (1 + tolerance));
   return v;
 }
 

@@ -33,18 +33,20 @@ GuardRequest guard_request_of(const TrainConfig& cfg);
 // How the measurement runs: rounds of each setting alternating (which goes first swaps every
 // round), each round one untimed step (recordings, allocations) then `steps_per_round` timed ones.
 struct GuardPlan {
-  int rounds = 3;
+  int rounds = 5;
   int steps_per_round = 2;
-  // The optimisation is switched off only when its median time per micro-batch exceeds the median
-  // without it by more than this fraction: equal within the noise keeps it.
+  // The optimisation is switched off only when it was slower in every round (each round's two
+  // times are a pair) and its median time per micro-batch exceeds the median without it by more
+  // than this fraction: equal within the noise keeps it on.
   double tolerance = 0.03;
 };
 
 struct GuardVerdict {
   double with_s = 0, without_s = 0;  // medians, seconds per micro-batch
+  bool slower_in_every_round = false;
   bool keep = true;
 };
-// The decision rule (GuardPlan::tolerance) over the rounds' times with and without.
+// The decision rule (GuardPlan) over the rounds' times with and without, round r's two a pair.
 GuardVerdict judge_overhead(std::vector<double> with_s, std::vector<double> without_s, double tolerance);
 
 // Measures what `request` asks (every rank of `group` calls it together, at a step boundary before
