@@ -33,7 +33,7 @@ void init_model(const InitModelOptions& options) {
   RunDirGuard guard(created ? options.output : std::filesystem::path());
   try {
     model.save(options.output);
-    tokenizer->save(options.output);
+    tokenizer->save(options.output, config.max_position_embeddings);
   } catch (...) {
     if (was_empty)
       for (const auto& entry : std::filesystem::directory_iterator(options.output, ec))

@@ -97,7 +97,7 @@ class ClassificationTask final : public TrainTask {
 
   models::ModelRuntime& model() override { return *model_; }
   void save_model(const fs::path& dir, DType dtype) const override {
-    save_model_and_tokenizer(*model_, *tokenizer_, dir, dtype);
+    save_model_and_tokenizer(*model_, *tokenizer_, dir, dtype, model_->config().max_position_embeddings);
   }
   // config.toml keeps train.class_weights as given (balanced is recomputed from the data when the
   // file is run again) with the weights it resolved to beside it.

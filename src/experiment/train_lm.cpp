@@ -62,7 +62,7 @@ class LanguageModellingTask final : public TrainTask {
 
   models::ModelRuntime& model() override { return *model_; }
   void save_model(const fs::path& dir, DType dtype) const override {
-    save_model_and_tokenizer(*model_, *tokenizer_, dir, dtype);
+    save_model_and_tokenizer(*model_, *tokenizer_, dir, dtype, model_->config().n_positions);
   }
   // config.toml records what the run resolved (metric, a new model's n_positions), so that
   // `wattwise train --config <run>/config.toml` repeats this run.

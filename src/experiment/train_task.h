@@ -158,13 +158,14 @@ ExecutionChoice training_execution(const TrainConfig& cfg, Device device);
 // sibling temporary folder, so a crash never leaves a half-written folder (best_model/).
 void save_model_folder(const std::function<void(const std::filesystem::path&)>& write,
                        const std::filesystem::path& dir);
-// A task's save_model(): the model and its tokenizer into one folder, that way.
+// A task's save_model(): the model and its tokenizer into one folder, that way; `model_max_length`
+// the model's positions (the tokenizer's longest input, tokenizer.h).
 template <typename Model, typename Tokenizer>
 void save_model_and_tokenizer(const Model& model, const Tokenizer& tokenizer, const std::filesystem::path& dir,
-                              DType dtype) {
+                              DType dtype, int64_t model_max_length) {
   save_model_folder([&](const std::filesystem::path& folder) {
     model.save(folder, dtype);
-    tokenizer.save(folder);
+    tokenizer.save(folder, model_max_length);
   }, dir);
 }
 

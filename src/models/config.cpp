@@ -1,8 +1,10 @@
 #include "wattwise/models/config.h"
 
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -314,7 +316,7 @@ json model_config_to_json(const ModelConfig& c) {
   j["model_type"] = architecture_name(c.arch);
   j["vocab_size"] = c.vocab_size;
   j["max_position_embeddings"] = c.max_position_embeddings;
-  j["initializer_range"] = c.initializer_range;
+  j["initializer_range"] = config_json_float(c.initializer_range);
   j["pad_token_id"] = c.pad_token_id;
   const char* act = c.activation == Activation::Gelu ? "gelu" : "relu";
   if (c.arch == Architecture::Bert) {
@@ -323,11 +325,11 @@ json model_config_to_json(const ModelConfig& c) {
     j["num_attention_heads"] = c.num_heads;
     j["intermediate_size"] = c.intermediate_size;
     j["hidden_act"] = act;
-    j["hidden_dropout_prob"] = c.hidden_dropout;
-    j["attention_probs_dropout_prob"] = c.attention_dropout;
-    j["classifier_dropout"] = c.classifier_dropout;
+    j["hidden_dropout_prob"] = config_json_float(c.hidden_dropout);
+    j["attention_probs_dropout_prob"] = config_json_float(c.attention_dropout);
+    j["classifier_dropout"] = config_json_float(c.classifier_dropout);
     j["type_vocab_size"] = c.type_vocab_size;
-    j["layer_norm_eps"] = c.layer_norm_eps;
+    j["layer_norm_eps"] = config_json_float(c.layer_norm_eps);
     j["position_embedding_type"] = "absolute";
     if (!j.contains("architectures")) j["architectures"] = {"BertForSequenceClassification"};
   } else {
@@ -336,9 +338,9 @@ json model_config_to_json(const ModelConfig& c) {
     j["n_heads"] = c.num_heads;
     j["hidden_dim"] = c.intermediate_size;
     j["activation"] = act;
-    j["dropout"] = c.hidden_dropout;
-    j["attention_dropout"] = c.attention_dropout;
-    j["seq_classif_dropout"] = c.classifier_dropout;
+    j["dropout"] = config_json_float(c.hidden_dropout);
+    j["attention_dropout"] = config_json_float(c.attention_dropout);
+    j["seq_classif_dropout"] = config_json_float(c.classifier_dropout);
     j["sinusoidal_pos_embds"] = false;
     if (!j.contains("architectures")) j["architectures"] = {"DistilBertForSequenceClassification"};
   }
@@ -384,10 +386,23 @@ ModelConfig preset_config(Architecture arch, const std::string& preset, int64_t 
 
 namespace ww::models {
 
+double config_json_float(float value) {
+  char text[32];
+  const auto [end, ec] = std::to_chars(text, text + sizeof text, value);  // shortest round trip of the float
+  WW_CHECK(ec == std::errc(), "config_json_float: cannot format ", value);
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
+void set_config_json_dtype(nlohmann::json& config, const std::string& name) {
+  config["dtype"] = name;
+  config["torch_dtype"] = name;
+}
+
 void save_model_config(const ModelConfig& config, const std::filesystem::path& path) {
   std::filesystem::path file = std::filesystem::is_directory(path) ? path / "config.json" : path;
   nlohmann::json j = model_config_to_json(config);
-  j["torch_dtype"] = j.value("torch_dtype", "float32");
+  // A model saved without a stated dtype (its weights are f32) still says so, in both names.
+  set_config_json_dtype(j, j.value("dtype", j.value("torch_dtype", "float32")));
   io::write_file_atomic(file, j.dump(2) + "\n");
 }
 

@@ -192,7 +192,7 @@ void Gpt2LMHeadModel::save(const std::filesystem::path& dir, DType store_dtype) 
   }
   io::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}}, store_dtype);
   Gpt2Config out = config_;
-  out.extra["dtype"] = torch_dtype_name(store_dtype);
+  set_config_json_dtype(out.extra, torch_dtype_name(store_dtype));
   out.save(dir / "config.json");
 }
 

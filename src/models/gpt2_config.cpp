@@ -156,11 +156,11 @@ json Gpt2Config::to_json() const {
   j["n_head"] = n_head;
   j["n_inner"] = nullptr;
   j["activation_function"] = "gelu_new";
-  j["resid_pdrop"] = resid_pdrop;
-  j["embd_pdrop"] = embd_pdrop;
-  j["attn_pdrop"] = attn_pdrop;
-  j["layer_norm_epsilon"] = layer_norm_epsilon;
-  j["initializer_range"] = initializer_range;
+  j["resid_pdrop"] = config_json_float(resid_pdrop);
+  j["embd_pdrop"] = config_json_float(embd_pdrop);
+  j["attn_pdrop"] = config_json_float(attn_pdrop);
+  j["layer_norm_epsilon"] = config_json_float(layer_norm_epsilon);
+  j["initializer_range"] = config_json_float(initializer_range);
   j["bos_token_id"] = bos_token_id;
   j["eos_token_id"] = eos_token_id;
   j["tie_word_embeddings"] = true;

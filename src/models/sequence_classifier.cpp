@@ -266,7 +266,7 @@ void SequenceClassifier::save(const std::filesystem::path& dir, DType store_dtyp
                  dir.string().c_str(), pooling_name(config_.pooling),
                  config_.arch == Architecture::Bert ? "Bert" : "DistilBert");
   ModelConfig out = config_;
-  out.extra["dtype"] = torch_dtype_name(store_dtype);
+  set_config_json_dtype(out.extra, torch_dtype_name(store_dtype));
   save_model_config(out, dir / "config.json");
 }
 

@@ -618,7 +618,7 @@ std::string generate_tokenizer_json(const BpeConfig& c) {
 
 }  // namespace
 
-void BpeTokenizer::save(const std::filesystem::path& dir) const {
+void BpeTokenizer::save(const std::filesystem::path& dir, int64_t model_max_length) const {
   const BpeConfig& c = impl_->config;
   std::error_code error;
   std::filesystem::create_directories(dir, error);
@@ -651,9 +651,16 @@ void BpeTokenizer::save(const std::filesystem::path& dir) const {
     }
     j["added_tokens_decoder"] = decoder;
     for (auto it = special_map.begin(); it != special_map.end(); ++it) j[it.key()] = it.value();
-    j["model_max_length"] = 1024;
+    j["model_max_length"] = model_max_length > 0 ? model_max_length : 1024;  // GPT-2's positions
     j["clean_up_tokenization_spaces"] = false;  // decode gives back the exact text
     tokenizer_config = j.dump(2) + "\n";
+  } else if (model_max_length > 0) {
+    // The file this tokenizer came with, completed with the longest input where it gives none.
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(tokenizer_config);
+    if (j.is_object() && !j.contains("model_max_length")) {
+      j["model_max_length"] = model_max_length;
+      tokenizer_config = j.dump(2) + "\n";
+    }
   }
   io::write_file_atomic(dir / "vocab.json", detail::vocab_object(c.vocab).dump() + "\n");
   io::write_file_atomic(dir / "merges.txt", merges_txt);

@@ -741,7 +741,7 @@ std::string WordPieceTokenizer::id_to_token(int32_t id) const {
   return impl_->id_to_token[id];
 }
 
-void WordPieceTokenizer::save(const std::filesystem::path& dir) const {
+void WordPieceTokenizer::save(const std::filesystem::path& dir, int64_t model_max_length) const {
   const WordPieceConfig& c = impl_->config;
   std::error_code error;
   std::filesystem::create_directories(dir, error);
@@ -758,26 +758,25 @@ void WordPieceTokenizer::save(const std::filesystem::path& dir) const {
   }
   std::string tokenizer_json =
       c.source_tokenizer_json.empty() ? generate_tokenizer_json(c, *this) : c.source_tokenizer_json;
+  // The file this tokenizer came with is written back as it was, completed with what Hugging Face
+  // needs from it (the special tokens, the longest input) where it lacks them; else one is made.
   std::string tokenizer_config = c.tokenizer_config_json;
+  nlohmann::ordered_json j = tokenizer_config.empty() ? nlohmann::ordered_json::object()
+                                                      : nlohmann::ordered_json::parse(tokenizer_config);
+  const size_t keys_before = j.size();
   if (tokenizer_config.empty()) {
-    nlohmann::ordered_json j;
     j["tokenizer_class"] = "BertTokenizer";
     j["do_lower_case"] = c.has_normalizer && c.normalizer.lowercase;
     j["tokenize_chinese_chars"] = c.has_normalizer && c.normalizer.handle_chinese_chars;
     j["strip_accents"] = c.normalizer.strip_accents ? nlohmann::ordered_json(*c.normalizer.strip_accents)
                                                     : nlohmann::ordered_json(nullptr);
-    j["unk_token"] = c.unk_token;
-    j["pad_token"] = c.pad_token;
-    for (const char* name : {"[CLS]", "[SEP]", "[MASK]"}) {
-      if (token_to_id(name)) {
-        std::string key = std::string(name) == "[CLS]" ? "cls_token"
-                          : std::string(name) == "[SEP]" ? "sep_token"
-                                                         : "mask_token";
-        j[key] = name;
-      }
-    }
-    tokenizer_config = j.dump(2) + "\n";
   }
+  if (!j.contains("unk_token")) j["unk_token"] = c.unk_token;
+  if (!j.contains("pad_token")) j["pad_token"] = c.pad_token;
+  for (const auto& [key, name] : {std::pair{"cls_token", "[CLS]"}, {"sep_token", "[SEP]"}, {"mask_token", "[MASK]"}})
+    if (!j.contains(key) && token_to_id(name)) j[key] = name;
+  if (!j.contains("model_max_length") && model_max_length > 0) j["model_max_length"] = model_max_length;
+  if (tokenizer_config.empty() || j.size() != keys_before) tokenizer_config = j.dump(2) + "\n";
   io::write_file_atomic(dir / "vocab.txt", vocab_txt);
   io::write_file_atomic(dir / "tokenizer.json", tokenizer_json);
   io::write_file_atomic(dir / "tokenizer_config.json", tokenizer_config);

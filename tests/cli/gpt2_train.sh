@@ -39,6 +39,9 @@ check "best_model/ is a GPT-2 folder: config.json, model.safetensors, vocab.json
   '(for f in config.json model.safetensors vocab.json merges.txt; do [ -s "$A/best_model/$f" ] || exit 1; done) &&
    grep -q "\"model_type\": \"gpt2\"" "$A/best_model/config.json"'
 check "metrics.json matches the schema of docs/METRICS.md" 'python3 "$checker" train "$M" "$metrics_doc"'
+check "best_model/: model_max_length is the model's n_positions; dtype and torch_dtype agree" \
+  '[ "$(json "$A/best_model/tokenizer_config.json" "m[\"model_max_length\"]")" = "$(json "$A/best_model/config.json" "m[\"n_positions\"]")" ] &&
+   [ "$(json "$A/best_model/config.json" "m[\"dtype\"] == m[\"torch_dtype\"]")" = True ]'
 # Tokens: 50 steps x 1,024, less the padding of the stream's last (short) sequence at each epoch end.
 check "metrics: 50 steps, grad_accum 2 from tokens_per_step 1024, tokens counted" \
   '[ "$(json "$M" "m[\"train\"][\"steps\"], m[\"train\"][\"grad_accum\"], m[\"train\"][\"tokens_per_step\"], 50 * 1024 - 64 * 3 < m[\"train\"][\"tokens\"] <= 50 * 1024")" = "50 2 1024 True" ]'

@@ -46,6 +46,11 @@ check "folder has config.toml, metrics.json, train_log.csv, power_trace.csv, emi
 check "best_model/ in Hugging Face layout" \
   '[ -f "$A/best_model/config.json" ] && [ -f "$A/best_model/model.safetensors" ] && [ -f "$A/best_model/vocab.txt" ]'
 check "metrics.json matches the schema of docs/METRICS.md" 'python3 "$checker" train "$A/metrics.json" "$metrics_doc"'
+# What Hugging Face reads from the folder: the tokenizer truncates at the model's positions, the
+# special tokens are named, floats are Python floats, dtype and torch_dtype agree.
+check "best_model/: tokenizer_config.json with model_max_length 512 and the special tokens; config.json floats as HF writes them" \
+  '[ "$(json "$A/best_model/tokenizer_config.json" "m[\"model_max_length\"], m[\"cls_token\"], m[\"pad_token\"]")" = "512 [CLS] [PAD]" ] &&
+   [ "$(json "$A/best_model/config.json" "m[\"initializer_range\"], m[\"layer_norm_eps\"], m[\"dtype\"], m[\"torch_dtype\"]")" = "0.02 1e-12 float32 float32" ]'
 check "metrics: 20 steps over 2 epochs of 76 examples" \
   '[ "$(json "$A/metrics.json" "m[\"train\"][\"steps\"], m[\"train\"][\"examples\"], m[\"data\"][\"train_examples\"], m[\"train\"][\"epochs\"]")" = "20 152 76 2.0" ]'
 check "metrics: dev and test carved out of train, 10 dev examples" \

@@ -126,3 +126,18 @@ TEST(ModelConfig, ANumberOutOfJsonsRangeNamesTheFile) {
   expect_error([&] { Gpt2Config::load(dir); }, {file + ": malformed JSON", "number overflow"});
   std::filesystem::remove_all(dir);
 }
+
+// config.json as Hugging Face writes it: Python floats, not float32 values printed as doubles.
+TEST(ModelConfig, FloatsAreWrittenAsTheShortestDecimalOfTheFloat) {
+  EXPECT_EQ(models::config_json_float(0.02f), 0.02);
+  EXPECT_EQ(models::config_json_float(1e-12f), 1e-12);
+  EXPECT_EQ(models::config_json_float(0.1f), 0.1);
+  EXPECT_EQ(models::config_json_float(0.0f), 0.0);
+  EXPECT_EQ(float(models::config_json_float(0.3333333f)), 0.3333333f);  // reads back as the same float
+  const std::string text = models::model_config_to_json(models::preset_config(models::Architecture::Bert, "tiny", 30)).dump();
+  EXPECT_NE(text.find("\"initializer_range\":0.02"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"layer_norm_eps\":1e-12"), std::string::npos) << text;
+  EXPECT_EQ(text.find("0.0199999"), std::string::npos) << text;
+  const std::string distil = models::model_config_to_json(models::preset_config(models::Architecture::DistilBert, "tiny", 30)).dump();
+  EXPECT_NE(distil.find("\"dropout\":0.1"), std::string::npos) << distil;
+}

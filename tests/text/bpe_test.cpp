@@ -232,10 +232,21 @@ TEST(Bpe, DecodeGivesBackRawBytesEvenWhenNotUtf8) {
   expect_error([&] { tok.encode("ok", std::string_view("\xC3"), 0); }, {"text pair", "not valid UTF-8"});
 }
 
+TEST(Bpe, SavedTokenizerConfigHasTheModelsLongestInput) {
+  auto tok = ww::text::load_tokenizer(kFixtures / "tiny");
+  TempDir dir;
+  auto model_max_length = [&](const char* folder, int64_t n) {
+    tok->save(dir.path() / folder, n);
+    return nlohmann::json::parse(std::ifstream(dir.path() / folder / "tokenizer_config.json")).value("model_max_length", 0);
+  };
+  EXPECT_EQ(model_max_length("model", 64), 64);    // the model's n_positions
+  EXPECT_EQ(model_max_length("unknown", 0), 1024);  // GPT-2's, when the model is not known
+}
+
 TEST(Bpe, SavedTokenizerLoadsBackTheSame) {
   auto tok = ww::text::load_tokenizer(kFixtures / "tiny");
   TempDir dir;
-  tok->save(dir.path());
+  tok->save(dir.path(), 0);
   for (const char* name : {"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                            "special_tokens_map.json"}) {
     EXPECT_TRUE(fs::exists(dir.path() / name)) << name;

@@ -64,7 +64,7 @@ class WhitespaceTokenizer : public Tokenizer {
   int32_t pad_id() const override { return 0; }
   std::optional<int32_t> token_to_id(std::string_view token) const override { return id(token); }
   std::string id_to_token(int32_t id) const override { return std::to_string(id); }
-  void save(const std::filesystem::path&) const override {}
+  void save(const std::filesystem::path&, int64_t) const override {}
 
  private:
   static int32_t id(std::string_view token) {

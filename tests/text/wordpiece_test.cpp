@@ -2,6 +2,8 @@
 // checked by tests/cli/tokenizer_parity.sh; these tests pin each step on small inputs.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 #include <unistd.h>
 #include <utf8proc.h>
@@ -329,7 +331,7 @@ TEST(WordPieceEncode, VocabQueries) {
 
 TEST(WordPieceLoad, SaveThenLoadGivesTheSameTokenizer) {
   TempDir dir;
-  small().save(dir.path() / "saved");
+  small().save(dir.path() / "saved", 0);
   for (const char* name : {"vocab.txt", "tokenizer.json", "tokenizer_config.json"}) {
     EXPECT_TRUE(fs::exists(dir.path() / "saved" / name)) << name;
   }
@@ -341,6 +343,37 @@ TEST(WordPieceLoad, SaveThenLoadGivesTheSameTokenizer) {
     EXPECT_EQ(from_vocab->encode(text, std::nullopt, 0).input_ids,
               small().encode(text, std::nullopt, 0).input_ids) << text;
   }
+}
+
+// Hugging Face's tokenizer truncates at tokenizer_config.json's model_max_length (without one, at
+// nothing) and finds its special tokens there: a saved folder has them, whatever it was loaded from.
+TEST(WordPieceSave, TokenizerConfigGetsTheLongestInputAndTheSpecialTokensItLacks) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "plain");
+  dir.write("plain/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n");
+  dir.write("plain/tokenizer_config.json", "{\"do_lower_case\": true}");  // as bert-base-uncased's
+  load_tokenizer(dir.path() / "plain")->save(dir.path() / "saved", 128);
+  const nlohmann::json saved = nlohmann::json::parse(std::ifstream(dir.path() / "saved/tokenizer_config.json"));
+  EXPECT_EQ(saved.value("do_lower_case", false), true);
+  EXPECT_EQ(saved.value("model_max_length", 0), 128);
+  for (const auto& [key, token] : {std::pair{"unk_token", "[UNK]"}, {"pad_token", "[PAD]"}, {"cls_token", "[CLS]"},
+                                   {"sep_token", "[SEP]"}, {"mask_token", "[MASK]"}})
+    EXPECT_EQ(saved.value(key, ""), token) << key;
+
+  // A file that says all of it is written back byte for byte; its own model_max_length stands.
+  fs::create_directories(dir.path() / "full");
+  dir.write("full/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n");
+  const std::string full =
+      "{\"unk_token\": \"[UNK]\", \"pad_token\": \"[PAD]\", \"cls_token\": \"[CLS]\", \"sep_token\": \"[SEP]\", "
+      "\"mask_token\": \"[MASK]\", \"model_max_length\": 77}";
+  dir.write("full/tokenizer_config.json", full);
+  load_tokenizer(dir.path() / "full")->save(dir.path() / "full_saved", 128);
+  std::ifstream in(dir.path() / "full_saved/tokenizer_config.json");
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), full);
+
+  // Unknown (0): nothing is made up.
+  small().save(dir.path() / "unknown", 0);
+  EXPECT_FALSE(nlohmann::json::parse(std::ifstream(dir.path() / "unknown/tokenizer_config.json")).contains("model_max_length"));
 }
 
 TEST(WordPieceLoad, VocabTxtErrorsNameTheFileAndLine) {
@@ -406,7 +439,7 @@ TEST(WordPieceLoad, RealBertBaseUncased) {
   EXPECT_EQ(from_vocab->encode("Hello, World! Unaffable.", std::nullopt, 0).input_ids, e.input_ids);
   // Saving keeps tokenizer.json byte for byte.
   TempDir dir;
-  from_json->save(dir.path());
+  from_json->save(dir.path(), 0);
   std::ifstream a(real_tokenizer_dir() / "tokenizer.json"), b(dir.path() / "tokenizer.json");
   std::string original((std::istreambuf_iterator<char>(a)), {}), saved((std::istreambuf_iterator<char>(b)), {});
   EXPECT_EQ(original, saved);
@@ -464,7 +497,7 @@ TEST(TextInputFile, GlueTsv) {
 
 TEST(TokenizeFile, WritesOneLinePerExampleAndNothingOnError) {
   TempDir dir;
-  small().save(dir.path() / "tok");
+  small().save(dir.path() / "tok", 0);
   TokenizeOptions options;
   options.tokenizer = dir.path() / "tok";
   options.input = dir.write("in.jsonl", "{\"text\": \"the cat\"}\n{\"text\": \"a\", \"text_pair\": \"b b b\"}\n");

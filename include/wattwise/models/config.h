@@ -85,6 +85,12 @@ ModelConfig load_model_config(const std::filesystem::path& path);  // a config.j
 // or malformed file is an error naming it.
 nlohmann::json read_config_json(const std::filesystem::path& path, std::filesystem::path& file);
 nlohmann::json model_config_to_json(const ModelConfig& config);  // in HF key names
+// A float field of config.json as Hugging Face writes it (a Python float): the shortest decimal that
+// reads back as the same float32, e.g. 0.02 and 1e-12 rather than 0.019999999552965164.
+double config_json_float(float value);
+// config.json's "dtype" and "torch_dtype" (the older name transformers still reads) of a model saved
+// with weights of `name` ("float32", "bfloat16", ...): the same in both.
+void set_config_json_dtype(nlohmann::json& config, const std::string& name);
 void save_model_config(const ModelConfig& config, const std::filesystem::path& path);
 
 // Named sizes for `init-model --preset`: tiny (2×64), mini (4×256), small (4×512), base (12×768

@@ -67,7 +67,7 @@ class BpeTokenizer final : public Tokenizer {
   std::optional<int32_t> token_to_id(std::string_view token) const override;
   std::string id_to_token(int32_t id) const override;
   // Writes vocab.json, merges.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json.
-  void save(const std::filesystem::path& dir) const override;
+  void save(const std::filesystem::path& dir, int64_t model_max_length) const override;
 
   // The steps of encode(), exposed for tests and tools. Inputs must be valid UTF-8.
   std::vector<std::string> pre_tokenize(std::string_view text) const;  // pieces of raw text

@@ -40,8 +40,10 @@ class Tokenizer {
   virtual std::string id_to_token(int32_t id) const = 0;
 
   // Writes the tokenizer's files (vocab.txt, tokenizer.json, tokenizer_config.json, ...) so that a
-  // saved model directory is complete for Hugging Face.
-  virtual void save(const std::filesystem::path& dir) const = 0;
+  // saved model directory is complete for Hugging Face. `model_max_length`: the model's longest
+  // input (its positions), written into tokenizer_config.json where the file this tokenizer came
+  // with gives none (Hugging Face's tokenizer truncates at it; without it, at nothing); 0: unknown.
+  virtual void save(const std::filesystem::path& dir, int64_t model_max_length) const = 0;
 };
 
 // Tokenizers keep tables indexed by id, sized by the largest id: an id far above the number of

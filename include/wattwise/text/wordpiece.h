@@ -85,7 +85,7 @@ class WordPieceTokenizer final : public Tokenizer {
   int32_t pad_id() const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override;
   std::string id_to_token(int32_t id) const override;
-  void save(const std::filesystem::path& dir) const override;
+  void save(const std::filesystem::path& dir, int64_t model_max_length) const override;
 
   // The steps of encode(), exposed for tests and tools. Inputs must be valid UTF-8.
   std::string normalize(std::string_view text) const;                      // BertNormalizer
