@@ -11,6 +11,7 @@
 
 #include "wattwise/core/error.h"
 #include "wattwise/experiment/execution.h"
+#include "wattwise/experiment/hf_training_args.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/train/target.h"
 
@@ -312,8 +313,18 @@ std::string canonical(const ConfigKey& k, const std::string& value, const std::s
   return value;
 }
 
+// A TOML value as the text set() takes, or nullopt for a table or an array.
+std::optional<std::string> toml_scalar_text(const toml::node& value) {
+  if (auto s = value.as_string()) return s->get();
+  if (auto i = value.as_integer()) return std::to_string(i->get());
+  if (auto f = value.as_floating_point()) return shortest(f->get());
+  if (auto b = value.as_boolean()) return std::string(b->get() ? "true" : "false");
+  return std::nullopt;
+}
+
 void unknown_key(const std::string& key, const std::string& origin) {
   std::string hint = nearest_key(key);
+  if (hint.empty()) hint = nearest_name(key.substr(key.find('.') + 1), hf_training_argument_names());
   fail(origin, ": unknown key '", key, "'", hint.empty() ? "" : " (did you mean '" + hint + "'?)");
 }
 
@@ -411,7 +422,14 @@ TrainConfig::TrainConfig() {
 
 void TrainConfig::set(const std::string& key, const std::string& value, const std::string& origin) {
   const ConfigKey* k = find_key(key);
-  if (!k) unknown_key(key, origin);
+  if (!k) {
+    // A Hugging Face TrainingArguments name (hf_training_args.h): the settings it stands for.
+    if (std::optional<Settings> settings = hf_training_argument(key, value, *this, origin)) {
+      for (const auto& [wattwise_key, v] : *settings) set(wattwise_key, v, origin + " (" + wattwise_key + ")");
+      return;
+    }
+    unknown_key(key, origin);
+  }
   values_[key] = canonical(*k, value, origin);
   explicit_[key] = true;
 }
@@ -434,19 +452,27 @@ void TrainConfig::merge_toml_text(const std::string& text, const std::string& or
     std::string section_name(section.str());
     const toml::table* inner = node.as_table();
     if (!inner) {
-      unknown_key(section_name, origin + ":" + std::to_string(node.source().begin.line));
+      // A Hugging Face TrainingArguments name at the top level (learning_rate = 3e-5).
+      const std::string where = origin + ":" + std::to_string(node.source().begin.line);
+      std::optional<std::string> text = toml_scalar_text(node);
+      if (text && hf_training_argument(section_name, *text, *this, where)) {
+        set(section_name, *text, where);
+        continue;
+      }
+      unknown_key(section_name, where);
     }
     for (auto& [key, value] : *inner) {
       std::string full = section_name + "." + std::string(key.str());
       std::string where = origin + ":" + std::to_string(value.source().begin.line);
       const ConfigKey* k = find_key(full);
+      std::optional<std::string> scalar = toml_scalar_text(value);
+      if (!k && scalar && hf_training_argument(full, *scalar, *this, where)) {  // [train] learning_rate = ...
+        set(full, *scalar, where);
+        continue;
+      }
       if (!k) unknown_key(full, where);
-      std::string text_value;
-      if (auto s = value.as_string()) text_value = s->get();
-      else if (auto i = value.as_integer()) text_value = std::to_string(i->get());
-      else if (auto f = value.as_floating_point()) text_value = shortest(f->get());
-      else if (auto b = value.as_boolean()) text_value = b->get() ? "true" : "false";
-      else fail(where, ": ", full, " must be a string, number or boolean");
+      if (!scalar) fail(where, ": ", full, " must be a string, number or boolean");
+      const std::string text_value = *scalar;
       if ((k->type == "string" || k->type == "path") && !value.is_string())
         fail(where, ": ", full, " must be a string (in quotes)");
       set(full, text_value, where);

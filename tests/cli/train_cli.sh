@@ -222,6 +222,33 @@ check "test split: metrics.test of the best model on 6 test examples, dev capped
 check "test split: an energy phase for the test pass, and the schema holds" \
   '[ "$(json "$T/metrics.json" "m[\"energy\"][\"phases\"][\"test\"][\"samples\"]")" = "6" ] && python3 "$checker" train "$T/metrics.json" "$metrics_doc"'
 
+# --- Hugging Face Trainer vocabulary: TrainingArguments names as flags and from a JSON ---
+"$bin" train --data.path "$work/train.tsv" --model.tokenizer "$work/tok" --run.progress none --run.output_dir "$work/runs" \
+  --run.name hf_flags --max_steps 2 --learning_rate 3e-4 --per_device_train_batch_size 4 \
+  --gradient_accumulation_steps=2 --lr_scheduler_type cosine --fp16 false 2>"$work/err_hf"
+H=$(run_of hf_flags)
+check "HF flags (--learning_rate 3e-4, --per_device_train_batch_size 4, ...) are the run's train.lr, batch_size, ..." \
+  '[ -n "$H" ] && grep -q "^lr = 3e-04$" "$H/config.toml" && grep -q "^batch_size = 4$" "$H/config.toml" &&
+   grep -q "^grad_accum = 2$" "$H/config.toml" && grep -q "^schedule = .cosine.$" "$H/config.toml" &&
+   grep -q "^max_steps = 2$" "$H/config.toml" || { cat "$work/err_hf"; false; }'
+sed 's|"output_dir": "runs"|"output_dir": "'"$work"'/runs"|' "$src/tests/fixtures/hf/training_args.json" > "$work/args.json"
+"$bin" train --data.path "$work/train.tsv" --model.tokenizer "$work/tok" --run.progress none --hf-args "$work/args.json" \
+  --train.eval_every 0 2>"$work/err_hfjson"
+J=$(run_of hf)
+check "--hf-args: a whole transformers 5 TrainingArguments JSON, its fields without effect listed, flags after it win" \
+  '[ -n "$J" ] && grep -q "^lr = 2e-05$" "$J/config.toml" && grep -q "^batch_size = 16$" "$J/config.toml" &&
+   grep -q "^seed = 7$" "$J/config.toml" && grep -q "fields without effect here, skipped: .*report_to" "$work/err_hfjson" ||
+   { cat "$work/err_hfjson"; false; }'
+train --run.name hf_both --learning_rate 1e-4 2>"$work/err_both"  # base gives --train.lr
+check "an HF flag and the wattwise flag of the same key: exit 1, both named" \
+  '[ $? -eq 1 ] && grep -q "\-\-learning_rate and \-\-train.lr both set train.lr" "$work/err_both" || { cat "$work/err_both"; false; }'
+train --run.name hf_typo --learning_rat 1e-4 2>"$work/err_typo"
+check "a misspelt HF flag: exit 1, the nearest name" \
+  '[ $? -eq 1 ] && grep -q "unknown option .--learning_rat. (did you mean .--learning_rate.?)" "$work/err_typo"'
+train --run.name hf_bad --lr_scheduler_type polynomial 2>"$work/err_poly"
+check "an HF value wattwise cannot honour: exit 1, what it has instead, no run folder" \
+  '[ $? -eq 1 ] && grep -q "lr_scheduler_type .polynomial. is not supported (wattwise has linear, cosine" "$work/err_poly" && [ -z "$(run_of hf_bad)" ]'
+
 check "no temporary files or folders left at the end" 'no_debris'
 echo "$fails failed"
 [ $fails -eq 0 ]
