@@ -11,7 +11,7 @@ Command eval_command(CLI::App& app) {
   auto device = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand("eval", "Metrics of a model on a data split");
   cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout)")->required();
-  cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file; for a GPT-2 model: text file(s) or a WikiText folder")->required();
+  cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file (- for stdin); for a GPT-2 model: text file(s) or a WikiText folder")->required();
   cmd->add_option("--split", o->split, "train, dev (validation; GPT-2 text data: the last --valid-fraction) or test")->capture_default_str();
   cmd->add_option("--output", o->output, "Also write the metrics JSON here");
   cmd->add_option("--runs-dir", o->runs_dir, "Folder that receives the run folder")->capture_default_str();
@@ -22,6 +22,9 @@ Command eval_command(CLI::App& app) {
       ->check(integer_in(experiment::limits::kBatchSize, "examples per forward pass"));
   cmd->add_flag("--allow-nonfinite", o->allow_nonfinite, "Load a checkpoint holding NaN or Inf weights anyway (with a warning per tensor); refused by default");
   cmd->add_flag("--clean-html", o->clean_html, "Strip HTML tags and collapse whitespace (as IMDB training did)");
+  cmd->add_option("--text-column", o->text_column, "CSV/TSV/JSONL files: the column (field) of the text")->capture_default_str();
+  cmd->add_option("--text-pair-column", o->text_pair_column, "CSV/TSV/JSONL files: the column of a pair's second text");
+  cmd->add_option("--label-column", o->label_column, "CSV/TSV/JSONL files: the column of the label")->capture_default_str();
   cmd->add_option("--label-names", o->label_names,
                   "The data's label set in class-id order, e.g. neg,pos (labels are these names or their indices; "
                   "default: the model's id2label, else inferred from the data)")

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "wattwise/core/error.h"
@@ -13,6 +14,7 @@
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
 #include "wattwise/text/dataset.h"
+#include "wattwise/text/input_file.h"
 #include "wattwise/text/tokenizer.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/train/trainer.h"
@@ -223,7 +225,22 @@ nlohmann::json run_eval(const EvalOptions& o) {
   text::DataOptions data_options;
   data_options.clean_html = o.clean_html;
   data_options.collapse_whitespace = o.clean_html;
-  text::Dataset dataset = load_dataset_for_model(o.data, data_options, config, o.label_names);
+  data_options.text_column = o.text_column;
+  data_options.text_pair_column = o.text_pair_column;
+  data_options.label_column = o.label_column;
+  // Standard input: into a file of the format its first line tells, which the loader reads as any.
+  std::filesystem::path data = o.data;
+  std::optional<RunDirGuard> stdin_copy;  // removed when the evaluation ends
+  if (o.data == "-") {
+    auto [text, extension] = text::read_stdin_with_format(/*csv_possible=*/true);
+    if (extension == ".txt")
+      fail("--data -: standard input is not CSV, TSV or JSON Lines (its first line has no comma, tab or JSON object)");
+    const std::filesystem::path dir = create_run_dir(std::filesystem::temp_directory_path(), "wattwise_stdin");
+    stdin_copy.emplace(dir);
+    data = dir / ("stdin" + extension);
+    io::write_file_atomic(data, text);
+  }
+  text::Dataset dataset = load_dataset_for_model(data, data_options, config, o.label_names);
   const std::string split = dataset.resolve_split(o.split);
   int max_length = o.max_length ? o.max_length : int(std::min<int64_t>(512, config.max_position_embeddings));
   if (max_length > config.max_position_embeddings)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -51,7 +52,7 @@ PredictSummary run_predict(const PredictOptions& options) {
     fail("--max-length ", max_length, " exceeds the model's max_position_embeddings ", config.max_position_embeddings);
   if (max_length < 2) fail("--max-length must be at least 2 (room for [CLS] and [SEP])");
 
-  std::vector<text::TextExample> examples = text::read_text_examples(options.input);
+  std::vector<text::TextExample> examples = text::read_text_examples(options.input, options.columns);
   std::vector<text::Encoding> encodings;
   encodings.reserve(examples.size());
   for (const auto& e : examples) {
@@ -142,7 +143,12 @@ PredictSummary run_predict(const PredictOptions& options) {
   metrics["energy"] = energy.finish(summary.examples);
   io::write_file_atomic(summary.run_dir / "metrics.json", metrics.dump(2) + "\n");
   // The predictions last: an error before them leaves neither the output nor the run folder.
-  io::write_file_atomic(options.output, out.str());
+  if (options.output == "-") {
+    std::fwrite(out.str().data(), 1, out.str().size(), stdout);
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) fail("--output -: cannot write the predictions to stdout");
+  } else {
+    io::write_file_atomic(options.output, out.str());
+  }
   run_dir_guard.keep();
   return summary;
 }

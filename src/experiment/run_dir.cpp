@@ -52,6 +52,7 @@ std::filesystem::path create_run_dir(const std::filesystem::path& base, const st
 
 void check_output_is_not_input(const std::filesystem::path& input, const std::string& input_flag,
                                const std::filesystem::path& output, const std::string& output_flag) {
+  if (input == "-" || output == "-") return;  // standard input or output: no file to destroy
   std::error_code input_error, output_error;
   const std::filesystem::path a = std::filesystem::weakly_canonical(input, input_error);
   const std::filesystem::path b = std::filesystem::weakly_canonical(output, output_error);

@@ -193,10 +193,11 @@ static std::vector<CsvRecord> read_rows(std::string_view body, const std::string
   return rows;
 }
 
+// How a user chooses the column: the training key, and eval's flag.
 static const char* option_for(const DataOptions& options, const std::string& column) {
-  if (column == options.text_column) return "text_column";
-  if (column == options.text_pair_column) return "text_pair_column";
-  return "label_column";
+  if (column == options.text_column) return "data.text_column (eval: --text-column)";
+  if (column == options.text_pair_column) return "data.text_pair_column (eval: --text-pair-column)";
+  return "data.label_column (eval: --label-column)";
 }
 
 static std::vector<RawExample> read_csv_or_tsv(std::string_view body, const std::string& name,

@@ -4,9 +4,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string_view>
+#include <tuple>
 
 #include "wattwise/core/error.h"
 #include "wattwise/text/utf8.h"
@@ -50,7 +52,9 @@ bool is_blank(std::string_view line) {
   return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t'; });
 }
 
-std::vector<TextExample> read_jsonl(const std::string& text, const std::string& file) {
+std::vector<TextExample> read_jsonl(const std::string& text, const std::string& file, const TextColumns& columns) {
+  const std::string text_key = columns.text.empty() ? "text" : columns.text;
+  const std::string pair_key = columns.text_pair.empty() ? "text_pair" : columns.text_pair;
   std::vector<TextExample> examples;
   for_each_line(text, file, [&](std::string_view line, size_t number) {
     if (is_blank(line)) return;
@@ -65,17 +69,19 @@ std::vector<TextExample> read_jsonl(const std::string& text, const std::string& 
       fail(file, ":", number, ": invalid JSON: ", e.what());
     }
     if (!j.is_object()) {
-      fail(file, ":", number, ": expected a JSON object with \"text\" (one per line), not ",
+      fail(file, ":", number, ": expected a JSON object with \"", text_key, "\" (one per line), not ",
            j.type_name());
     }
-    auto field = j.find("text");
-    if (field == j.end()) fail(file, ":", number, ": missing \"text\"");
-    if (!field->is_string()) fail(file, ":", number, ": \"text\" must be a string, not ", field->type_name());
+    auto field = j.find(text_key);
+    if (field == j.end()) fail(file, ":", number, ": missing \"", text_key, "\"");
+    if (!field->is_string())
+      fail(file, ":", number, ": \"", text_key, "\" must be a string, not ", field->type_name());
     TextExample example{field->get<std::string>(), std::nullopt, number};
-    auto pair = j.find("text_pair");
+    auto pair = j.find(pair_key);
+    if (!columns.text_pair.empty() && pair == j.end()) fail(file, ":", number, ": missing \"", pair_key, "\"");
     if (pair != j.end() && !pair->is_null()) {
       if (!pair->is_string()) {
-        fail(file, ":", number, ": \"text_pair\" must be a string or null, not ", pair->type_name());
+        fail(file, ":", number, ": \"", pair_key, "\" must be a string or null, not ", pair->type_name());
       }
       example.text_pair = pair->get<std::string>();
     }
@@ -98,7 +104,7 @@ std::vector<std::string_view> split_tabs(std::string_view line) {
   }
 }
 
-std::vector<TextExample> read_tsv(const std::string& text, const std::string& file) {
+std::vector<TextExample> read_tsv(const std::string& text, const std::string& file, const TextColumns& chosen) {
   std::vector<TextExample> examples;
   bool have_header = false;
   size_t first = 0, second = 0, columns = 0;
@@ -111,6 +117,19 @@ std::vector<TextExample> read_tsv(const std::string& text, const std::string& fi
         if (it == names.end()) return std::nullopt;
         return size_t(it - names.begin());
       };
+      auto named = [&](const std::string& name) {
+        if (std::optional<size_t> c = column(name)) return *c;
+        std::string found;
+        for (auto n : names) found += (found.empty() ? "" : ", ") + std::string(n);
+        fail(file, ":", number, ": missing column '", name, "' (the header has: ", found, ")");
+      };
+      if (chosen.any()) {  // the columns the user named, nothing guessed
+        first = named(chosen.text.empty() ? "sentence" : chosen.text);
+        if (!chosen.text_pair.empty()) second = named(chosen.text_pair), pairs = true;
+        columns = names.size();
+        have_header = true;
+        return;
+      }
       const std::pair<const char*, const char*> pair_columns[] = {
           {"sentence1", "sentence2"}, {"question", "sentence"}, {"question1", "question2"}};
       for (const auto& [a, b] : pair_columns) {
@@ -160,12 +179,33 @@ std::vector<TextExample> read_plain(const std::string& text, const std::string& 
 
 }  // namespace
 
-std::vector<TextExample> read_text_examples(const std::filesystem::path& path) {
-  const std::string text = read_file(path);
-  const std::string file = path.string();
-  const std::string extension = path.extension().string();
-  if (extension == ".jsonl" || extension == ".json") return read_jsonl(text, file);
-  if (extension == ".tsv") return read_tsv(text, file);
+std::pair<std::string, std::string> read_stdin_with_format(bool csv_possible) {
+  std::ostringstream buffer;
+  buffer << std::cin.rdbuf();
+  if (std::cin.bad()) fail("cannot read standard input");
+  std::string text = buffer.str();
+  size_t start = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
+  const std::string first_line = text.substr(start, text.find('\n', start) - start);
+  const size_t first_char = first_line.find_first_not_of(" \t");
+  std::string extension = ".txt";
+  if (first_char != std::string::npos && first_line[first_char] == '{') extension = ".jsonl";
+  else if (first_line.find('\t') != std::string::npos) extension = ".tsv";
+  else if (csv_possible && first_line.find(',') != std::string::npos) extension = ".csv";
+  return {std::move(text), extension};
+}
+
+std::vector<TextExample> read_text_examples(const std::filesystem::path& path, const TextColumns& columns) {
+  std::string text, file = path.string(), extension = path.extension().string();
+  if (path == "-") {
+    std::tie(text, extension) = read_stdin_with_format(/*csv_possible=*/false);
+    file = "<stdin>";
+  } else {
+    text = read_file(path);
+  }
+  if (extension == ".jsonl" || extension == ".json") return read_jsonl(text, file, columns);
+  if (extension == ".tsv") return read_tsv(text, file, columns);
+  if (columns.any())
+    fail(file, ": plain text (one example per line) has no columns to choose; give a .jsonl or .tsv file");
   return read_plain(text, file);
 }
 

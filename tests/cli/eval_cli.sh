@@ -195,5 +195,24 @@ check "full disk: no temporary files, no metrics.json in the new folder" \
 check "full disk: earlier runs untouched" \
   '(cd "$work/runs" && echo "$before" | sha1sum --check --quiet)'
 
+# --- columns by name and standard input: a file whose text column is not `text` ---
+python3 - <<'EOF'
+import csv
+rows = list(csv.DictReader(open("train.tsv"), delimiter="\t"))[:12]
+with open("renamed.tsv", "w") as f:
+    f.write("review\tstars\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows))
+with open("named.tsv", "w") as f:
+    f.write("text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows))
+EOF
+"$bin" eval --model "$model" --data renamed.tsv --split train --runs-dir "$work/runs" 2>"$work/err_cols" >/dev/null
+check "other column names without options: exit 1, the header and the options to use" \
+  '[ $? -eq 1 ] && grep -q "missing column .text. (the header has: review, stars); choose the column with data.text_column (eval: --text-column)" "$work/err_cols"'
+"$bin" eval --model "$model" --data named.tsv --split train --runs-dir "$work/runs" --output named.json 2>/dev/null >/dev/null
+"$bin" eval --model "$model" --data - --split train --text-column review --label-column stars --runs-dir "$work/runs" \
+  --output renamed.json < renamed.tsv 2>"$work/err_stdin" >/dev/null
+check "--text-column review --label-column stars from stdin: the metrics of the same rows read by name" \
+  '[ $? -eq 0 ] && [ "$(json renamed.json "m[\"accuracy\"], m[\"loss\"], m[\"num_examples\"]")" = "$(json named.json "m[\"accuracy\"], m[\"loss\"], m[\"num_examples\"]")" ] || { cat "$work/err_stdin"; false; }'
+check "standard input leaves no copy behind" '[ -z "$(ls -d "${TMPDIR:-/tmp}"/*_wattwise_stdin 2>/dev/null)" ]'
+
 echo "$fails failed"
 [ $fails -eq 0 ]

@@ -37,6 +37,21 @@ import json,sys
 a=[json.loads(l) for l in open(\"$work/out_txt.jsonl\")]; b=[json.loads(l) for l in open(\"$work/out_tsv.jsonl\")]
 sys.exit(0 if all(max(abs(x-y) for x,y in zip(p[\"logits\"],q[\"logits\"]))<1e-5 for p,q in zip(a,b)) else 1)"'
 
+# Columns by name, standard input and output: the same predictions as from the file.
+printf '%s\n' '{"review": "a good film"}' '{"review": "the bad film", "other": "good"}' > "$work/in_review.jsonl"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input - --output - --text-column review \
+  < "$work/in_review.jsonl" > "$work/out_stdin.jsonl" 2>"$work/err"
+check "--text-column review from stdin to stdout: the labels of the same texts from in.txt, nothing else on stdout" \
+  '[ $? -eq 0 ] && [ "$(wc -l < "$work/out_stdin.jsonl")" -eq 2 ] &&
+   [ "$(python3 -c "import json; print([json.loads(l)[\"label\"] for l in open(\"$work/out_stdin.jsonl\")])")" = "$(python3 -c "import json; print([json.loads(l)[\"label\"] for l in open(\"$work/out_txt.jsonl\")])")" ] || { cat "$work/err"; false; }'
+printf 'id\treview\tother\n1\ta good film\tthe bad film\n' > "$work/in_pair.tsv"
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in_pair.tsv" --output "$work/out_pair.jsonl" \
+  --text-column review --text-pair-column other 2>"$work/err"
+check "--text-column/--text-pair-column on a TSV: a pair ([CLS] a [SEP] b [SEP]: two [SEP])" \
+  '[ $? -eq 0 ] && [ "$(python3 -c "import json; ids = json.loads(open(\"$work/out_pair.jsonl\").readline())[\"input_ids\"]; print(ids.count(ids[-1]))")" -eq 2 ] || { cat "$work/err"; false; }'
+"$bin" predict --runs-dir "$work/runs" --model "$work/m" --input "$work/in_pair.tsv" --output "$work/out_bad.jsonl" --text-column text 2>"$work/err"
+check "a column the header lacks: exit 1, the header named" '[ $? -eq 1 ] && grep -q "in_pair.tsv:1: missing column .text. (the header has: id, review, other)" "$work/err"'
+
 echo "keep me" > "$work/existing.jsonl"
 "$bin" predict --runs-dir "$work/runs" --model "$work/missing" --input "$work/in.txt" --output "$work/existing.jsonl" 2>"$work/err"
 check "missing model folder: exit 1, names the path" '[ $? -eq 1 ] && grep -q "$work/missing" "$work/err" && [ "$(wc -l < "$work/err")" -eq 1 ]'

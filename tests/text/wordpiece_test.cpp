@@ -495,6 +495,25 @@ TEST(TextInputFile, GlueTsv) {
                {"r.tsv:2", "expected 2", "found 1"});
 }
 
+TEST(TextInputFile, ColumnsChosenByName) {
+  TempDir dir;
+  const ww::text::TextColumns review{"review", ""}, pair{"q", "a"};
+  auto jsonl = read_text_examples(dir.write("in.jsonl", "{\"review\": \"good\", \"text\": \"ignored\"}\n"), review);
+  ASSERT_EQ(jsonl.size(), 1u);
+  EXPECT_EQ(jsonl[0].text, "good");
+  auto tsv = read_text_examples(dir.write("in.tsv", "id\tq\ta\n1\tfirst?\tsecond.\n"), pair);
+  ASSERT_EQ(tsv.size(), 1u);
+  EXPECT_EQ(tsv[0].text, "first?");
+  EXPECT_EQ(*tsv[0].text_pair, "second.");
+  expect_error([&] { read_text_examples(dir.write("m.jsonl", "{\"text\": \"x\"}\n"), review); },
+               {"m.jsonl:1", "missing \"review\""});
+  expect_error([&] { read_text_examples(dir.write("p.jsonl", "{\"q\": \"x\"}\n"), pair); },
+               {"p.jsonl:1", "missing \"a\""});
+  expect_error([&] { read_text_examples(dir.write("h.tsv", "id\ttext\n1\tx\n"), review); },
+               {"h.tsv:1", "missing column 'review'", "id, text"});
+  expect_error([&] { read_text_examples(dir.write("plain.txt", "x\n"), review); }, {"plain.txt", "no columns to choose"});
+}
+
 TEST(TokenizeFile, WritesOneLinePerExampleAndNothingOnError) {
   TempDir dir;
   small().save(dir.path() / "tok", 0);

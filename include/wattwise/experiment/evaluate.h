@@ -58,7 +58,7 @@ bool is_gpt2_model_folder(const std::filesystem::path& dir);
 
 struct EvalOptions {
   std::filesystem::path model_dir;
-  std::filesystem::path data;
+  std::filesystem::path data;     // "-": standard input (CSV, TSV or JSONL, told by its first line)
   std::string split = "dev";
   std::filesystem::path output;    // metrics JSON (optional)
   std::filesystem::path runs_dir = "runs";
@@ -70,6 +70,10 @@ struct EvalOptions {
   std::string attention = "auto";  // auto, fused, reference
   CalibrationOptions calibration;  // int8 and fp8: the calibration sample (default: the split's first 128)
   std::vector<std::string> label_names;  // the data's label set in class-id order (default: the model's id2label)
+  // CSV/TSV/JSONL files: the columns (fields) of the text, a pair's second text and the label.
+  std::string text_column = "text";
+  std::string text_pair_column;
+  std::string label_column = "label";
   // GPT-2 models (language modelling): the data is text (see text/lm_data.h); split train, dev
   // (= valid) or test; perplexity over windows of block_size tokens (0: the model's n_positions).
   std::string data_format = "auto";  // auto, text, wikitext

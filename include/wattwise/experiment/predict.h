@@ -6,13 +6,15 @@
 
 #include "wattwise/core/device.h"
 #include "wattwise/experiment/quantize.h"
+#include "wattwise/text/input_file.h"
 
 namespace ww::experiment {
 
 struct PredictOptions {
   std::filesystem::path model_dir;
-  std::filesystem::path input;   // JSONL (text, text_pair), TSV (sentence) or plain text
-  std::filesystem::path output;  // JSONL, one line per input, input order
+  std::filesystem::path input;   // JSONL (text, text_pair), TSV (sentence) or plain text; "-": stdin
+  std::filesystem::path output;  // JSONL, one line per input, input order; "-": stdout
+  text::TextColumns columns;     // the JSONL fields / TSV columns of the texts (empty: the defaults)
   std::filesystem::path tokenizer;  // empty: the model folder's tokenizer files
   int max_length = 0;   // 0: min(512, max_position_embeddings)
   int batch_size = 32;

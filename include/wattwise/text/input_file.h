@@ -8,7 +8,8 @@
 //   .tsv            GLUE-style tab-separated values without quoting: a header row naming the
 //                   columns, then one example per row. Single texts come from a `sentence` column;
 //                   pairs from `sentence1`+`sentence2`, `question`+`sentence` or
-//                   `question1`+`question2` (first match wins). Blank lines are skipped.
+//                   `question1`+`question2` (first match wins), unless TextColumns names them.
+//                   Blank lines are skipped.
 //   anything else   plain text, one example per line. Every line is an example, empty lines too,
 //                   so output line N belongs to input line N (a final newline ends the last line;
 //                   it does not start an empty one).
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ww::text {
@@ -28,6 +30,20 @@ struct TextExample {
   size_t line = 0;  // 1-based line of the input file the example came from
 };
 
-std::vector<TextExample> read_text_examples(const std::filesystem::path& path);
+// Which fields (JSONL) or columns (TSV) hold the text and the second text of a pair; empty: the
+// defaults above (JSONL "text" and "text_pair"; TSV by the GLUE names). A plain-text file has no
+// columns to choose (naming one is an error).
+struct TextColumns {
+  std::string text;
+  std::string text_pair;
+  bool any() const { return !text.empty() || !text_pair.empty(); }
+};
+
+// `path` "-": standard input, its format told by its first line (a JSON object: JSON Lines; a tab:
+// TSV; else plain text), "<stdin>" in errors.
+std::vector<TextExample> read_text_examples(const std::filesystem::path& path, const TextColumns& columns = {});
+// The whole of standard input, and the file extension its first line suggests (".jsonl", ".tsv",
+// ".csv" when `csv_possible` and the first line has a comma, else ".txt").
+std::pair<std::string, std::string> read_stdin_with_format(bool csv_possible);
 
 }  // namespace ww::text
