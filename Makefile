@@ -17,7 +17,9 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# The demo builds only the program it runs (the tests and benchmarks are most of a cold build).
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target wattwise
 	@bash scripts/demo.sh $(BUILD)/wattwise
 
 test:
