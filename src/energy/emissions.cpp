@@ -57,19 +57,50 @@ std::string read_first_line(int fd, const std::string& path) {
 }  // namespace
 
 const std::vector<std::string>& emissions_csv_columns() {
-  // The header codecarbon 2.2-2.4 writes (EmissionsData in codecarbon/output_methods/
-  // emissions_data.py; docs/edit/output.rst gives the units), in its order.
+  // The header CodeCarbon 3.3 writes (EmissionsData in codecarbon/output_methods/
+  // emissions_data.py; its docs give the units), in its order: 2.x's 31 columns and experiment_id,
+  // water_consumed, the utilisations, ram_used_gb and wue.
   static const std::vector<std::string> columns = {
-      "timestamp",      "project_name",     "run_id",
-      "duration",       "emissions",        "emissions_rate",  "cpu_power",
-      "gpu_power",      "ram_power",        "cpu_energy",      "gpu_energy",
-      "ram_energy",     "energy_consumed",  "country_name",    "country_iso_code",
-      "region",         "cloud_provider",   "cloud_region",    "os",
-      "python_version", "codecarbon_version", "cpu_count",     "cpu_model",
-      "gpu_count",      "gpu_model",        "longitude",       "latitude",
-      "ram_total_size", "tracking_mode",    "on_cloud",        "pue"};
+      "timestamp",          "project_name",    "run_id",           "experiment_id",
+      "duration",           "emissions",       "emissions_rate",   "cpu_power",
+      "gpu_power",          "ram_power",       "cpu_energy",       "gpu_energy",
+      "ram_energy",         "energy_consumed", "water_consumed",   "country_name",
+      "country_iso_code",   "region",          "cloud_provider",   "cloud_region",
+      "os",                 "python_version",  "codecarbon_version", "cpu_count",
+      "cpu_model",          "gpu_count",       "gpu_model",        "longitude",
+      "latitude",           "ram_total_size",  "tracking_mode",    "cpu_utilization_percent",
+      "gpu_utilization_percent", "ram_utilization_percent", "ram_used_gb", "on_cloud",
+      "pue",                "wue"};
   return columns;
 }
+
+namespace {
+
+std::vector<std::string> split_header(const std::string& line) {
+  std::vector<std::string> names;
+  size_t begin = 0;
+  for (;;) {
+    const size_t end = line.find(',', begin);
+    std::string name = line.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (!name.empty() && name.back() == '\r') name.pop_back();
+    names.push_back(name);
+    if (end == std::string::npos) return names;
+    begin = end + 1;
+  }
+}
+
+// `row` as a line in the order of `columns` (a column the row has no value for stays empty).
+std::string row_line(const std::vector<std::string>& columns, const EmissionsRow& row) {
+  std::string line;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (i > 0) line += ',';
+    const auto it = row.find(columns[i]);
+    if (it != row.end()) line += csv_field(it->second);
+  }
+  return line + '\n';
+}
+
+}  // namespace
 
 void append_emissions_csv(const std::string& path, const EmissionsRow& row) {
   const auto& columns = emissions_csv_columns();
@@ -78,18 +109,9 @@ void append_emissions_csv(const std::string& path, const EmissionsRow& row) {
     if (std::find(columns.begin(), columns.end(), name) == columns.end())
       fail("emissions row: '", name, "' is not a CodeCarbon emissions.csv column");
   }
-  std::string header, line;
-  for (size_t i = 0; i < columns.size(); ++i) {
-    if (i > 0) {
-      header += ',';
-      line += ',';
-    }
-    header += columns[i];
-    const auto it = row.find(columns[i]);
-    if (it != row.end()) line += csv_field(it->second);
-  }
+  std::string header;
+  for (const std::string& column : columns) header += (header.empty() ? "" : ",") + column;
   header += '\n';
-  line += '\n';
 
   FileDescriptor file;
   file.fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -102,16 +124,19 @@ void append_emissions_csv(const std::string& path, const EmissionsRow& row) {
     fail("emissions file ", path, ": cannot stat: ", std::strerror(errno));
   std::string data;
   if (info.st_size == 0) {
-    data = header + line;
+    data = header + row_line(columns, row);
   } else {
-    const std::string existing = read_first_line(file.fd, path);
-    if (existing + "\n" != header)
-      fail("emissions file ", path, " has a different header than CodeCarbon's columns; "
-           "not appending to it (move it away or write to another folder)");
+    // A file CodeCarbon (2.x's 31 columns, 3.x's 38, in any order, as its own appends accept) or
+    // wattwise wrote: our row in its columns, as CodeCarbon appends; any other file is left alone.
+    const std::vector<std::string> existing = split_header(read_first_line(file.fd, path));
+    for (const std::string& name : existing)
+      if (std::find(columns.begin(), columns.end(), name) == columns.end())
+        fail("emissions file ", path, ": its header has '", name, "', not a CodeCarbon emissions.csv column; "
+             "not appending to it (move it away or write to another folder)");
     char last = '\n';
     if (::pread(file.fd, &last, 1, info.st_size - 1) == 1 && last != '\n')
       data.push_back('\n');  // a previous writer died mid-row: start ours on a fresh line
-    data.append(line);
+    data.append(row_line(existing, row));
   }
   write_all(file.fd, data, path);  // O_APPEND: lands at the end even if the file grew meanwhile
   if (::fsync(file.fd) != 0)

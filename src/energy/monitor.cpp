@@ -92,6 +92,10 @@ HostInfo probe_host(const std::string& proc_root) {
   return host;
 }
 
+// Water usage effectiveness, litres per kWh: CodeCarbon's default (0: no figure for the site), so
+// water_consumed is 0 unless a site's WUE is known (docs/ENERGY.md).
+constexpr double kWaterUsageEffectiveness = 0.0;
+
 struct RaplZone {
   std::string dir;
   std::string name;  // "package-0", "dram"
@@ -101,12 +105,21 @@ struct RaplZone {
 }  // namespace
 
 struct EnergyMonitor::Impl {
+  // Running sums of what the sampler reads each tick besides energy (utilisation, memory in use):
+  // a window's means are the differences between its edges.
+  struct Usage {
+    double cpu_percent = 0, gpu_percent = 0, ram_gib = 0;
+    int64_t cpu_ticks = 0, gpu_ticks = 0, ram_ticks = 0;
+  };
   struct WindowStart {
     double t_s = 0;
     std::vector<double> joules;
     std::vector<Mode> modes;
     std::vector<double> watts;  // power read directly at the edge (NaN where the source has none)
+    Usage usage;
   };
+  mutable std::mutex usage_mutex;
+  Usage usage;  // since start(), guarded by usage_mutex
   struct Warning {
     double t_s;
     std::string text;
@@ -405,6 +418,27 @@ struct EnergyMonitor::Impl {
     return tick;
   }
 
+  void add_usage(const Tick& tick) {
+    double gpu_sum = 0;
+    int gpus = 0;
+    for (const auto& source : sources) {
+      if (source->kind != DeviceKind::gpu) continue;
+      const std::vector<std::string> names = source->extra_columns();
+      const std::vector<double> values = source->extras();
+      for (size_t i = 0; i < names.size() && i < values.size(); ++i)
+        if (names[i] == "util_pct" && std::isfinite(values[i])) gpu_sum += values[i], ++gpus;
+    }
+    std::lock_guard<std::mutex> lock(usage_mutex);
+    if (std::isfinite(tick.cpu_utilization)) usage.cpu_percent += 100 * tick.cpu_utilization, ++usage.cpu_ticks;
+    if (std::isfinite(tick.ram_used_gib)) usage.ram_gib += tick.ram_used_gib, ++usage.ram_ticks;
+    if (gpus > 0) usage.gpu_percent += gpu_sum / gpus, ++usage.gpu_ticks;
+  }
+
+  Usage usage_now() const {
+    std::lock_guard<std::mutex> lock(usage_mutex);
+    return usage;
+  }
+
   std::vector<std::string> trace_columns() const {
     std::vector<std::string> columns = {"time_s", "unix_time_s"};
     for (const auto& source : sources) {
@@ -427,6 +461,7 @@ struct EnergyMonitor::Impl {
     auto warn_fn = [this](const std::string& text) { warn(text); };
     for (auto& source : sources) source->sample(tick, warn_fn, read_counters);
     samples.fetch_add(1, std::memory_order_relaxed);
+    add_usage(tick);
     if (trace == nullptr) return;
     std::string row;
     auto add = [&row](double value) {
@@ -605,6 +640,7 @@ void EnergyMonitor::begin_window(const std::string& name) {
   start.t_s = m.now_s();
   start.joules = m.read_all(start.t_s, &start.modes);
   start.watts = m.read_powers();
+  start.usage = m.usage_now();
   std::lock_guard<std::mutex> lock(m.windows_mutex);
   if (!m.windows.emplace(name, std::move(start)).second)
     fail("energy window '", name, "' is already open (end it before beginning it again)");
@@ -646,6 +682,14 @@ WindowResult EnergyMonitor::measure_window(const std::string& name, bool close) 
   WindowResult result;
   result.name = name;
   result.duration_s = t_end - start.t_s;
+  {
+    const Impl::Usage end = m.usage_now();
+    auto mean = [](double sum, int64_t ticks) { return ticks > 0 ? sum / double(ticks) : std::nan(""); };
+    result.cpu_utilization_percent = mean(end.cpu_percent - start.usage.cpu_percent, end.cpu_ticks - start.usage.cpu_ticks);
+    result.gpu_utilization_percent = mean(end.gpu_percent - start.usage.gpu_percent, end.gpu_ticks - start.usage.gpu_ticks);
+    result.ram_used_gib = mean(end.ram_gib - start.usage.ram_gib, end.ram_ticks - start.usage.ram_ticks);
+    if (m.host.ram_total_gib > 0) result.ram_utilization_percent = 100 * result.ram_used_gib / m.host.ram_total_gib;
+  }
   const double duration = result.duration_s > 0 ? result.duration_s : 0;
   for (size_t i = 0; i < m.sources.size(); ++i) {
     const Source& source = *m.sources[i];
@@ -752,7 +796,18 @@ void EnergyMonitor::append_emissions_csv(const std::string& path, const WindowRe
       {"ram_total_size", format_number(host.ram_total_gib)},
       {"tracking_mode", "machine"},
       {"pue", format_number(m.carbon.pue)},
+      // CodeCarbon's water: energy x WUE (L/kWh), whose default is 0 (no data for the site).
+      {"water_consumed", format_number(result.kwh * kWaterUsageEffectiveness)},
+      {"wue", format_number(kWaterUsageEffectiveness)},
+      {"on_cloud", "N"},
   };
+  auto add_if_known = [&row](const char* column, double value) {
+    if (std::isfinite(value)) row[column] = format_number(value);
+  };
+  add_if_known("cpu_utilization_percent", result.cpu_utilization_percent);
+  add_if_known("gpu_utilization_percent", result.gpu_utilization_percent);
+  add_if_known("ram_utilization_percent", result.ram_utilization_percent);
+  add_if_known("ram_used_gb", result.ram_used_gib);
   energy::append_emissions_csv(path, row);
 }
 

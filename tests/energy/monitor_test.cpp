@@ -2,6 +2,8 @@
 // with wrap-around and failure, the estimates, the idle baseline, and the files it writes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <mutex>
 
@@ -324,7 +326,7 @@ TEST(EnergyMonitor, EmissionsCsvHasCodeCarbonColumnsAndAppends) {
   const auto rows = parse_csv(text.str(), path);
   ASSERT_EQ(rows.size(), 3u);  // header once, one row per run
   EXPECT_EQ(rows[0], emissions_csv_columns());
-  EXPECT_EQ(rows[0].size(), 31u);
+  EXPECT_EQ(rows[0].size(), 38u);  // CodeCarbon 3.3's
   auto column = [&](const std::string& name) {
     const auto& header = rows[0];
     return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
@@ -349,6 +351,11 @@ TEST(EnergyMonitor, EmissionsCsvHasCodeCarbonColumnsAndAppends) {
   EXPECT_EQ(row[column("pue")], "1.5");
   EXPECT_EQ(row[column("tracking_mode")], "machine");
   EXPECT_NEAR(std::stod(row[column("ram_total_size")]), 16.0, 1e-9);
+  EXPECT_EQ(row[column("water_consumed")], "0");  // CodeCarbon's default WUE: 0 L/kWh
+  EXPECT_EQ(row[column("wue")], "0");
+  EXPECT_EQ(row[column("on_cloud")], "N");
+  if (std::isfinite(result.cpu_utilization_percent))
+    EXPECT_NEAR(std::stod(row[column("cpu_utilization_percent")]), result.cpu_utilization_percent, 1e-6);
 }
 
 TEST(EnergyEmissions, AppendNeverCorruptsAnExistingFile) {
@@ -366,7 +373,7 @@ TEST(EnergyEmissions, AppendNeverCorruptsAnExistingFile) {
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[1][1], "old");
   EXPECT_EQ(rows[2][1], "new, with comma");
-  EXPECT_EQ(rows[2][3], "1.5");
+  EXPECT_EQ(rows[2][4], "1.5");  // duration
   EXPECT_EQ(rows[2].size(), emissions_csv_columns().size());
 
   // A file with another header is left untouched.
@@ -380,6 +387,53 @@ TEST(EnergyEmissions, AppendNeverCorruptsAnExistingFile) {
   EXPECT_THROW(append_emissions_csv(path, {{"not_a_column", "1"}}), ww::Error);
   EXPECT_EQ(random_uuid().size(), 36u);
   EXPECT_NE(random_uuid(), random_uuid());
+}
+
+// CodeCarbon appends to a file whose header has its columns in any order, and backs up (renames) one
+// whose columns differ. wattwise appends to CodeCarbon 2's and 3's files in their own columns.
+TEST(EnergyEmissions, AppendsToCodeCarbon2And3FilesInTheirOwnColumns) {
+  TempDir dir;
+  const std::string cc2_header =
+      "timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,cpu_energy,"
+      "gpu_energy,ram_energy,energy_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,os,"
+      "python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,ram_total_size,"
+      "tracking_mode,on_cloud,pue";
+  const std::string cc2 = dir.path + "/cc2.csv";
+  write_file(cc2, cc2_header + "\n2025-01-01T00:00:00,codecarbon,abc,10,0.001\n");
+  const EmissionsRow row = {{"project_name", "wattwise"}, {"duration", "2.5"}, {"water_consumed", "0"},
+                            {"cpu_utilization_percent", "40"}, {"pue", "1.2"}};
+  append_emissions_csv(cc2, row);
+  std::ifstream in2(cc2);
+  std::stringstream text2;
+  text2 << in2.rdbuf();
+  const auto rows2 = parse_csv(text2.str(), cc2);
+  ASSERT_EQ(rows2.size(), 3u);
+  ASSERT_EQ(rows2[2].size(), 31u);  // its columns: the 3.x-only ones dropped
+  EXPECT_EQ(rows2[2][1], "wattwise");
+  EXPECT_EQ(rows2[2][3], "2.5");
+  EXPECT_EQ(rows2[2][30], "1.2");
+
+  // CodeCarbon 3's columns in another order (its own appends accept any order).
+  std::vector<std::string> shuffled = emissions_csv_columns();
+  std::reverse(shuffled.begin(), shuffled.end());
+  std::string cc3_header;
+  for (const auto& c : shuffled) cc3_header += (cc3_header.empty() ? "" : ",") + c;
+  const std::string cc3 = dir.path + "/cc3.csv";
+  write_file(cc3, cc3_header + "\n");
+  append_emissions_csv(cc3, row);
+  std::ifstream in3(cc3);
+  std::stringstream text3;
+  text3 << in3.rdbuf();
+  const auto rows3 = parse_csv(text3.str(), cc3);
+  ASSERT_EQ(rows3.size(), 2u);
+  ASSERT_EQ(rows3[1].size(), 38u);
+  auto at = [&](const std::string& name) {
+    return rows3[1][size_t(std::find(shuffled.begin(), shuffled.end(), name) - shuffled.begin())];
+  };
+  EXPECT_EQ(at("project_name"), "wattwise");
+  EXPECT_EQ(at("duration"), "2.5");
+  EXPECT_EQ(at("cpu_utilization_percent"), "40");
+  EXPECT_EQ(at("pue"), "1.2");
 }
 
 TEST(EnergyMonitor, JsonCarriesEveryFigureAndJoulesPerSample) {

@@ -1,8 +1,8 @@
 #pragma once
-// emissions.csv in CodeCarbon's format: the same column names in the same order and the same units
-// (duration s, energy kWh, power W, emissions kg CO2e, emissions_rate kg/s, ram_total_size GB),
-// one row appended per run, the header written once. Columns we cannot know (python_version,
-// codecarbon_version, location, cloud) are left empty.
+// emissions.csv in CodeCarbon's format: CodeCarbon 3.3's 38 column names in its order and its units
+// (duration s, energy kWh, power W, emissions kg CO2e, emissions_rate kg/s, ram_total_size and
+// ram_used_gb GB, water_consumed L, utilisations %), one row appended per run, the header written
+// once. Columns we cannot know (python_version, codecarbon_version, location, cloud) are left empty.
 #include <map>
 #include <string>
 #include <vector>
@@ -15,9 +15,10 @@ const std::vector<std::string>& emissions_csv_columns();
 using EmissionsRow = std::map<std::string, std::string>;
 
 // Appends `row` to `path` so that an existing file is never corrupted: the file is locked, the
-// header is written only when it is empty, an existing header must match ours (else ww::Error and
-// nothing is written), a previous row left without its newline gets one first, and the row goes
-// out in one write followed by fsync.
+// header is written only when it is empty; an existing file written by CodeCarbon 2 or 3 (or by
+// wattwise) gets the row in its own header's columns, as CodeCarbon appends (a column we have that
+// it lacks is dropped); a header with any other column is an error and nothing is written; a
+// previous row left without its newline gets one first; the row goes out in one write, then fsync.
 void append_emissions_csv(const std::string& path, const EmissionsRow& row);
 
 // A random RFC 4122 version-4 UUID ("9adda612-4ce8-49d0-9a55-e3b071a7b885").

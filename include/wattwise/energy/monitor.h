@@ -29,6 +29,7 @@
 // it is not physical, so it is capped there and the window's notes say so. With
 // EnergyOptions::synchronize set, both edges first wait for queued device work, so work is counted
 // in the window that launched it.
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -116,6 +117,13 @@ struct WindowResult {
   double net_joules = 0;  // total_joules - baseline power x duration (may dip below 0 from noise)
   CarbonFactors carbon;
   std::vector<std::string> notes;  // warnings raised while the window was open
+  // Means over the sampler's ticks inside the window (NaN when no tick read them): CPU utilisation
+  // (all logical CPUs, %), the metered GPUs' utilisation (%), RAM in use (GiB) and as a share of the
+  // machine's (%). CodeCarbon 3's emissions.csv columns.
+  double cpu_utilization_percent = std::nan("");
+  double gpu_utilization_percent = std::nan("");
+  double ram_used_gib = std::nan("");
+  double ram_utilization_percent = std::nan("");
 };
 
 // The metrics.json form of a window. samples > 0 adds "j_per_sample".
