@@ -410,7 +410,8 @@ int run_measure(const MeasureOptions& options) {
   }
 
   // Results are written after the command ran: a failure here (a full disk) is reported on stderr,
-  // the incomplete folder is removed, and the command's own exit code still comes back.
+  // the incomplete folder is removed, and the command's own exit code still comes back (1 when the
+  // command succeeded: nothing was measured).
   try {
     WindowResult result = monitor.end_window("run");
     print_summary(command_text, exit_code, result);
@@ -447,6 +448,8 @@ int run_measure(const MeasureOptions& options) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattwise measure: error: cannot write the results to %s (removed as incomplete): %s\n",
                  run_dir.c_str(), e.what());
+    // The command's own failure says more; a command that succeeded must not look measured.
+    return exit_code != 0 ? exit_code : 1;
   }
   return exit_code;
 }

@@ -101,6 +101,18 @@ rc=${PIPESTATUS[0]}
 [ "$(ls given)" = notes.txt ] && [ "$(cat given/notes.txt)" = "keep me" ] ||
   fail "full disk into a given folder: left $(ls given)"
 [ -z "$(find . -name '*.tmp')" ] || fail "temporary files left: $(find . -name '*.tmp')"
+# A command that succeeded but could not be measured does not exit 0.
+(ulimit -f 0; exec "$bin" measure --out full_ok -- true) 2>&1 | cat > err.txt
+rc=${PIPESTATUS[0]}
+[ "$rc" = 1 ] || fail "full disk after a command that succeeded: got $rc, expected 1 (nothing was measured)"
+# A CodeCarbon 3 emissions.csv already in the folder: our row goes under its header.
+mkdir shared_cc && printf '%s\n' "run_id,timestamp,duration,project_name,emissions,wue" "abc,2025-01-01T00:00:00,1,codecarbon,0.1,0" \
+  > shared_cc/emissions.csv
+"$bin" measure --out shared_cc --project mine -- true 2>err.txt
+rc=$?
+[ "$rc" = 0 ] && [ -s shared_cc/metrics.json ] || fail "CodeCarbon's emissions.csv in --out: rc $rc, $(cat err.txt)"
+[ "$(sed -n 3p shared_cc/emissions.csv | cut -d, -f4)" = mine ] && [ "$(wc -l < shared_cc/emissions.csv)" = 3 ] ||
+  fail "our row is not under CodeCarbon's header: $(cat shared_cc/emissions.csv)"
 
 # Two runs started together on the same --out: exactly one claims it, the other is refused (the
 # folder is claimed with an exclusive create, not checked and then written). Both wait on a FIFO
