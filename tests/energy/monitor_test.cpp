@@ -304,6 +304,14 @@ TEST(EnergyMonitor, PowerTraceIsAParsableTimeSeries) {
   EXPECT_NEAR(last_energy, 5.0, 1e-3);  // the counter's total: 5 J
 }
 
+// The rows of a CSV file written by the code under test.
+static std::vector<std::vector<std::string>> read_csv_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_csv(text.str(), path);
+}
+
 TEST(EnergyMonitor, EmissionsCsvHasCodeCarbonColumnsAndAppends) {
   Fixture f;
   f.add_rapl();
@@ -320,10 +328,7 @@ TEST(EnergyMonitor, EmissionsCsvHasCodeCarbonColumnsAndAppends) {
   monitor.append_emissions_csv(path, result, {"proj", "run-1"});
   monitor.append_emissions_csv(path, result, {"proj", "run-2"});
 
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto rows = parse_csv(text.str(), path);
+  const auto rows = read_csv_file(path);
   ASSERT_EQ(rows.size(), 3u);  // header once, one row per run
   EXPECT_EQ(rows[0], emissions_csv_columns());
   EXPECT_EQ(rows[0].size(), 38u);  // CodeCarbon 3.3's
@@ -354,8 +359,9 @@ TEST(EnergyMonitor, EmissionsCsvHasCodeCarbonColumnsAndAppends) {
   EXPECT_EQ(row[column("water_consumed")], "0");  // CodeCarbon's default WUE: 0 L/kWh
   EXPECT_EQ(row[column("wue")], "0");
   EXPECT_EQ(row[column("on_cloud")], "N");
-  if (std::isfinite(result.cpu_utilization_percent))
+  if (std::isfinite(result.cpu_utilization_percent)) {
     EXPECT_NEAR(std::stod(row[column("cpu_utilization_percent")]), result.cpu_utilization_percent, 1e-6);
+  }
 }
 
 TEST(EnergyEmissions, AppendNeverCorruptsAnExistingFile) {
@@ -366,10 +372,7 @@ TEST(EnergyEmissions, AppendNeverCorruptsAnExistingFile) {
   // A previous writer died mid-row: our row must start on a line of its own.
   write_file(path, header + "\n2024-01-01T00:00:00,old,partial");
   append_emissions_csv(path, {{"project_name", "new, with comma"}, {"duration", "1.5"}});
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto rows = parse_csv(text.str(), path);
+  const auto rows = read_csv_file(path);
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[1][1], "old");
   EXPECT_EQ(rows[2][1], "new, with comma");
@@ -403,10 +406,7 @@ TEST(EnergyEmissions, AppendsToCodeCarbon2And3FilesInTheirOwnColumns) {
   const EmissionsRow row = {{"project_name", "wattwise"}, {"duration", "2.5"}, {"water_consumed", "0"},
                             {"cpu_utilization_percent", "40"}, {"pue", "1.2"}};
   append_emissions_csv(cc2, row);
-  std::ifstream in2(cc2);
-  std::stringstream text2;
-  text2 << in2.rdbuf();
-  const auto rows2 = parse_csv(text2.str(), cc2);
+  const auto rows2 = read_csv_file(cc2);
   ASSERT_EQ(rows2.size(), 3u);
   ASSERT_EQ(rows2[2].size(), 31u);  // its columns: the 3.x-only ones dropped
   EXPECT_EQ(rows2[2][1], "wattwise");
@@ -421,10 +421,7 @@ TEST(EnergyEmissions, AppendsToCodeCarbon2And3FilesInTheirOwnColumns) {
   const std::string cc3 = dir.path + "/cc3.csv";
   write_file(cc3, cc3_header + "\n");
   append_emissions_csv(cc3, row);
-  std::ifstream in3(cc3);
-  std::stringstream text3;
-  text3 << in3.rdbuf();
-  const auto rows3 = parse_csv(text3.str(), cc3);
+  const auto rows3 = read_csv_file(cc3);
   ASSERT_EQ(rows3.size(), 2u);
   ASSERT_EQ(rows3[1].size(), 38u);
   auto at = [&](const std::string& name) {
