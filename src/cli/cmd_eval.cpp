@@ -10,7 +10,9 @@ Command eval_command(CLI::App& app) {
   auto o = std::make_shared<experiment::EvalOptions>();
   auto device = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand("eval", "Metrics of a model on a data split");
-  cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout)")->required();
+  cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout), or a hub id org/name[@revision] in the Hugging Face cache")
+      ->required()
+      ->transform(model_folder());
   cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file (- for stdin); for a GPT-2 model: text file(s) or a WikiText folder")->required();
   cmd->add_option("--split", o->split, "train, dev (validation; GPT-2 text data: the last --valid-fraction) or test")->capture_default_str();
   cmd->add_option("--output", o->output, "Also write the metrics JSON here");

@@ -11,8 +11,10 @@ Command generate_command(CLI::App& app) {
   auto device = std::make_shared<std::string>("auto");
   auto no_eos_stop = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt with a GPT-2 model folder");
-  cmd->add_option("--model", o->model_dir, "GPT-2 model folder (config.json, model.safetensors, vocab.json, merges.txt)")
-      ->required();
+  cmd->add_option("--model", o->model_dir,
+                  "GPT-2 model folder (config.json, model.safetensors, vocab.json, merges.txt), or a hub id in the Hugging Face cache")
+      ->required()
+      ->transform(model_folder());
   cmd->add_option("--prompt", o->prompt, "Text to continue")->required();
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
       ->capture_default_str()

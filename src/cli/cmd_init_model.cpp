@@ -11,7 +11,9 @@ Command init_model_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("init-model", "Write a random-init model in Hugging Face layout");
   cmd->add_option("--arch", o->arch, "bert or distilbert")->capture_default_str();
   cmd->add_option("--preset", o->preset, "tiny (2x64), mini (4x256), small (4x512) or base")->capture_default_str();
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer folder or vocab.txt / tokenizer.json")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer folder or vocab.txt / tokenizer.json, or a hub id in the Hugging Face cache")
+      ->required()
+      ->transform(model_folder());
   cmd->add_option("-o,--output", o->output, "Output folder")->required();
   cmd->add_option("--num-labels", o->num_labels, "Classes (1 = regression)")
       ->capture_default_str()

@@ -10,13 +10,17 @@ Command predict_command(CLI::App& app) {
   auto options = std::make_shared<experiment::PredictOptions>();
   auto device = std::make_shared<std::string>("auto");
   CLI::App* cmd = app.add_subcommand("predict", "Classify texts with a Hugging Face model folder");
-  cmd->add_option("--model", options->model_dir, "Model folder (config.json, model.safetensors, tokenizer files)")->required();
+  cmd->add_option("--model", options->model_dir,
+                  "Model folder (config.json, model.safetensors, tokenizer files), or a hub id org/name[@revision] in the Hugging Face cache")
+      ->required()
+      ->transform(model_folder());
   cmd->add_option("--input", options->input, "Texts: .jsonl (text, text_pair), .tsv (sentence) or plain lines; - for stdin")
       ->required();
   cmd->add_option("--output", options->output, "Predictions, JSONL in input order; - for stdout")->required();
   cmd->add_option("--text-column", options->columns.text, "The JSONL field or TSV column of the text (default: text; TSV: sentence, ...)");
   cmd->add_option("--text-pair-column", options->columns.text_pair, "The JSONL field or TSV column of a pair's second text");
-  cmd->add_option("--tokenizer", options->tokenizer, "Tokenizer folder (default: the model folder)");
+  cmd->add_option("--tokenizer", options->tokenizer, "Tokenizer folder (default: the model folder), or a hub id")
+      ->transform(model_folder());
   cmd->add_option("--max-length", options->max_length, "Truncate to this many tokens (default: the model's limit, at most 512)")
       ->check(integer_in(experiment::limits::kOptionalLength, "tokens per example (0: the model's limit, at most 512)"));
   cmd->add_option("--batch-size", options->batch_size, "Examples per forward pass")

@@ -11,7 +11,9 @@ Command sweep_command(CLI::App& app) {
   // Each option's TOML key (docs/SWEEPS.md): given on the command line, it wins over --config.
   std::vector<std::pair<CLI::Option*, std::string>> keys;
   auto key = [&](CLI::Option* option, const std::string& name) { keys.emplace_back(option, name); return option; };
-  key(cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout)"), "model");
+  key(cmd->add_option("--model", o->model_dir, "Model folder (Hugging Face layout), or a hub id in the Hugging Face cache")
+          ->transform(model_folder()),
+      "model");
   key(cmd->add_option("--data", o->data, "aclImdb folder or .tar.gz, GLUE task folder, or CSV/TSV/JSONL file"), "data");
   key(cmd->add_option("--split", o->split, "Split to evaluate: train, dev (validation) or test")->capture_default_str(), "split");
   key(cmd->add_option("--layers", o->layers, "Axis: encoder layers kept (the first k; no retraining)")

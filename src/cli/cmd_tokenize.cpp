@@ -17,8 +17,9 @@ Command tokenize_command(CLI::App& app) {
   auto options = std::make_shared<ww::text::TokenizeOptions>();
   sub->add_option("--tokenizer", options->tokenizer,
                   "Tokenizer folder (tokenizer.json, vocab.txt or GPT-2's vocab.json + merges.txt "
-                  "[+ tokenizer_config.json]) or file")
-      ->required();
+                  "[+ tokenizer_config.json]) or file, or a hub id in the Hugging Face cache")
+      ->required()
+      ->transform(model_folder());
   sub->add_option("--input", options->input, "Input file: .jsonl/.json, .tsv or plain text")->required();
   sub->add_option("--output", options->output, "Output JSON Lines file (written atomically)")->required();
   sub->add_option("--max-length", options->max_length,

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <string>
 
+#include "wattwise/core/error.h"
 #include "wattwise/experiment/limits.h"
+#include "wattwise/io/hub.h"
 
 namespace ww::cli {
 
@@ -44,6 +46,21 @@ inline CLI::Validator number_in(double min, double max, const std::string& meani
         return std::string();
       },
       interval, "number_in");
+}
+
+// A model or tokenizer folder, or a Hugging Face hub id ("org/name[@revision]") found in the hub's
+// local cache (io/hub.h): the option then holds the snapshot folder.
+inline CLI::Validator model_folder() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          text = io::resolve_model_folder(text).string();
+        } catch (const Error& e) {
+          return e.what();
+        }
+        return std::string();
+      },
+      "", "model_folder");
 }
 
 }  // namespace ww::cli

@@ -173,7 +173,7 @@ void validate_arm(const AblationArm& arm, const AblationSpec& spec) {
     fail(arm.where, ": ", arm.name, ": data.eval_split is empty: the ablation compares ", spec.metric,
          " on the evaluation split");
   const bool language_model = probe.get_path("model.path").empty() ? probe.get_string("model.arch") == "gpt2"
-                                                                    : is_gpt2_model_folder(probe.get_path("model.path"));
+                                                                    : is_gpt2_model_folder(probe.model_folder("model.path"));
   const bool lm_metric = spec.metric == "loss" || spec.metric == "perplexity";
   if (language_model && !lm_metric)
     fail(arm.where, ": ", arm.name, ": a GPT-2 run's evaluations report loss and perplexity, not ", spec.metric,

@@ -24,6 +24,7 @@
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
 #include "wattwise/io/file.h"
+#include "wattwise/io/hub.h"
 #include "wattwise/models/sequence_classifier.h"
 #include "wattwise/text/batching.h"
 #include "wattwise/text/dataset.h"
@@ -179,7 +180,7 @@ void load_sweep_config(const std::filesystem::path& path, SweepOptions& o) {
       continue;
     }
     if (!take(key)) continue;
-    if (key == "model") o.model_dir = toml_string(node, where, key);
+    if (key == "model") o.model_dir = io::resolve_model_folder(toml_string(node, where, key));
     else if (key == "data") o.data = toml_string(node, where, key);
     else if (key == "split") o.split = toml_string(node, where, key);
     else if (key == "device") o.device = parse_device(toml_string(node, where, key));

@@ -212,8 +212,8 @@ ClassificationTask::ClassificationTask(const TrainConfig& cfg, Device device) : 
   const uint64_t seed = s.seed;
   const std::string& metric = s.metric;
 
-  model_path_ = cfg.get_path("model.path");
-  fs::path tokenizer_path = cfg.get_path("model.tokenizer").empty() ? model_path_ : cfg.get_path("model.tokenizer");
+  model_path_ = cfg.model_folder("model.path");
+  fs::path tokenizer_path = cfg.get_path("model.tokenizer").empty() ? model_path_ : cfg.model_folder("model.tokenizer");
   tokenizer_ = text::load_tokenizer(tokenizer_path);
 
   text::DataOptions data_options;

@@ -13,6 +13,7 @@
 #include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/hf_training_args.h"
 #include "wattwise/experiment/run_dir.h"
+#include "wattwise/io/hub.h"
 #include "wattwise/train/target.h"
 
 namespace ww::experiment {
@@ -510,6 +511,10 @@ bool TrainConfig::get_bool(const std::string& key) const {
   return v == "true";
 }
 std::filesystem::path TrainConfig::get_path(const std::string& key) const { return get_string(key); }
+std::filesystem::path TrainConfig::model_folder(const std::string& key) const {
+  const std::string text = get_string(key);
+  return text.empty() ? std::filesystem::path() : io::resolve_model_folder(text);
+}
 bool TrainConfig::is_set(const std::string& key) const { return explicit_.count(key) != 0; }
 bool TrainConfig::differs_from_default(const std::string& key) const {
   static const TrainConfig defaults;

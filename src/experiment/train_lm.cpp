@@ -222,8 +222,8 @@ LanguageModellingTask::LanguageModellingTask(const TrainConfig& cfg, Device devi
     if (cfg.differs_from_default(key)) fail(key, " does not apply to language modelling (gpt2)");
   const int64_t batch_size = s.batch_size;
 
-  model_path_ = cfg.get_path("model.path");
-  const fs::path tokenizer_path = cfg.get_path("model.tokenizer").empty() ? model_path_ : cfg.get_path("model.tokenizer");
+  model_path_ = cfg.model_folder("model.path");
+  const fs::path tokenizer_path = cfg.get_path("model.tokenizer").empty() ? model_path_ : cfg.model_folder("model.tokenizer");
   tokenizer_ = text::load_tokenizer(tokenizer_path);
   separator_ = text::end_of_text_id(*tokenizer_);
 

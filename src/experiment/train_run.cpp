@@ -676,7 +676,7 @@ TrainRunResult run_task(const TrainConfig& cfg, TrainTask& task, ResumeFrom* res
 
 // A GPT-2 run: a new model of model.arch gpt2, or model.path holding a GPT-2 model.
 bool is_language_modelling(const TrainConfig& cfg) {
-  const fs::path model_path = cfg.get_path("model.path");
+  const fs::path model_path = cfg.model_folder("model.path");
   if (model_path.empty()) return cfg.get_string("model.arch") == "gpt2";
   const bool gpt2 = is_gpt2_model_folder(model_path);
   if (!gpt2 && cfg.get_string("model.arch") == "gpt2")

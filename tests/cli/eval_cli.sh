@@ -214,5 +214,24 @@ check "--text-column review --label-column stars from stdin: the metrics of the 
   '[ $? -eq 0 ] && [ "$(json renamed.json "m[\"accuracy\"], m[\"loss\"], m[\"num_examples\"]")" = "$(json named.json "m[\"accuracy\"], m[\"loss\"], m[\"num_examples\"]")" ] || { cat "$work/err_stdin"; false; }'
 check "standard input leaves no copy behind" '[ -z "$(ls -d "${TMPDIR:-/tmp}"/*_wattwise_stdin 2>/dev/null)" ]'
 
+# --- a Hugging Face hub id, found in the hub's cache (huggingface_hub's layout) ---
+hub=$work/hub
+commit=0123456789abcdef0123456789abcdef01234567
+mkdir -p "$hub/models--org--tiny/refs" "$hub/models--org--tiny/snapshots/$commit"
+cp "$model"/* "$hub/models--org--tiny/snapshots/$commit/"
+printf '%s' "$commit" > "$hub/models--org--tiny/refs/main"
+HF_HUB_CACHE=$hub "$bin" eval --model org/tiny --data named.tsv --split train --runs-dir "$work/runs" --output hub.json \
+  2>"$work/err_hub" >/dev/null
+check "eval --model org/tiny (HF_HUB_CACHE): the cached snapshot, the same metrics as its folder" \
+  '[ $? -eq 0 ] && [ "$(json hub.json "m[\"accuracy\"], m[\"loss\"]")" = "$(json named.json "m[\"accuracy\"], m[\"loss\"]")" ] || { cat "$work/err_hub"; false; }'
+HF_HUB_CACHE=$hub "$bin" train --model.path org/tiny --data.path "$work/train.tsv" --data.max_length 16 --train.max_steps 2 \
+  --run.progress none --run.output_dir "$work/runs" --run.name from_hub 2>"$work/err_hub_train"
+check "train --model.path org/tiny fine-tunes the cached model; config.toml keeps the id" \
+  '[ $? -eq 0 ] && grep -q "^path = .org/tiny.$" "$(ls -d "$work/runs/"*_from_hub)/config.toml" || { cat "$work/err_hub_train"; false; }'
+HF_HUB_CACHE=$hub "$bin" eval --model org/other --data named.tsv --split train --runs-dir "$work/runs" 2>"$work/err_hub_missing" >/dev/null
+check "an id not in the cache: exit non-zero, where it looked and how to fetch it" \
+  '[ $? -ne 0 ] && grep -q "org/other: no such folder, and not in the Hugging Face cache" "$work/err_hub_missing" &&
+   grep -q "hf download org/other" "$work/err_hub_missing" || { cat "$work/err_hub_missing"; false; }'
+
 echo "$fails failed"
 [ $fails -eq 0 ]

@@ -69,6 +69,9 @@ class TrainConfig {
   double get_float(const std::string& key) const;
   bool get_bool(const std::string& key) const;
   std::filesystem::path get_path(const std::string& key) const;
+  // model.path or model.tokenizer as the folder it names: a path, or a Hugging Face hub id
+  // ("org/name[@revision]") resolved in the hub's local cache (io/hub.h); empty stays empty.
+  std::filesystem::path model_folder(const std::string& key) const;
   bool is_set(const std::string& key) const;  // explicitly given (not a default)
   // The value is not the schema's default. Unlike is_set(), this survives a round trip through
   // to_toml() (which writes every key), so checks of the form "this key does not apply" use it.
