@@ -15,6 +15,7 @@
 
 #include "wattwise/core/tensor.h"
 #include "wattwise/dist/process_group.h"
+#include "wattwise/dist/store.h"
 #include "wattwise/dist/world.h"
 
 namespace ww::testing {
@@ -35,13 +36,6 @@ inline int bound_socket(in_addr_t address, bool listening, int* port) {
   return fd;
 }
 
-// A port nobody listens on now.
-inline int free_port() {
-  int port = 0;
-  ::close(bound_socket(INADDR_LOOPBACK, false, &port));
-  return port;
-}
-
 inline dist::World world_of(int rank, int size, int port) {
   dist::World w;
   w.rank = rank, w.size = size, w.local_rank = rank, w.local_size = size;
@@ -50,6 +44,27 @@ inline dist::World world_of(int rank, int size, int port) {
   w.launcher = "test";
   return w;
 }
+
+// One job's rendezvous port, listening from before any rank starts until the test ends, and
+// handed to rank 0's store: a port found free and closed could be taken by another process (a
+// parallel test) before rank 0 binds it, and a rank could then meet a stranger's store.
+class Rendezvous {
+ public:
+  Rendezvous() : fd_(dist::listen_for_rendezvous(0, &port_)) {}
+  ~Rendezvous() { ::close(fd_); }
+  Rendezvous(const Rendezvous&) = delete;
+  Rendezvous& operator=(const Rendezvous&) = delete;
+  int port() const { return port_; }
+  dist::World world(int rank, int size) const {
+    dist::World w = world_of(rank, size, port_);
+    w.rendezvous_fd = fd_;  // rank 0's store serves on it; the others only connect
+    return w;
+  }
+
+ private:
+  int port_ = 0;
+  int fd_;
+};
 
 // Runs body(rank) on `size` threads; returns each rank's error message ("" when none).
 inline std::vector<std::string> run_ranks(int size, const std::function<void(int)>& body) {

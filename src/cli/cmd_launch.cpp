@@ -5,9 +5,8 @@
 // only, not twice). When a rank fails, the others stop by themselves (they see its connections
 // close) or are stopped after --grace seconds. Exit code: the first failing rank's (128 + signal
 // for a rank a signal ended), else 0.
-#include <netinet/in.h>
+#include <fcntl.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,30 +22,13 @@
 
 #include "cli/commands.h"
 #include "wattwise/core/error.h"
+#include "wattwise/dist/store.h"
 
 namespace ww::cli {
 namespace {
 
 std::atomic<int> g_forward_signal{0};
 void remember_signal(int signal_number) { g_forward_signal.store(signal_number); }
-
-// A port nobody listens on now (the kernel's pick), for the rendezvous.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) fail("launch: cannot open a socket to find a free port (", std::strerror(errno), ")");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-    ::close(fd);
-    fail("launch: cannot find a free port (", std::strerror(errno), "); give one with --master-port");
-  }
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
 
 int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
@@ -75,7 +57,10 @@ Command launch_command(CLI::App& app) {
   return {cmd, [args] {
             if (args->command.front() != "train" && args->command.front() != "bench")
               fail("launch: only `train` and `bench` run distributed (got '", args->command.front(), "')");
-            const int port = args->master_port ? args->master_port : free_port();
+            // A port we pick we also hold: rank 0 inherits the listening socket, so no other
+            // process can take the port before rank 0 serves on it. A port given is rank 0's to bind.
+            int port = args->master_port, listening = -1;
+            if (port == 0) listening = dist::listen_for_rendezvous(0, &port);
             const std::string self = "/proc/self/exe";
             char exe[4096] = {};
             if (::readlink(self.c_str(), exe, sizeof exe - 1) <= 0) fail("launch: cannot find the wattwise binary");
@@ -106,6 +91,12 @@ Command launch_command(CLI::App& app) {
                 ::setenv("LOCAL_WORLD_SIZE", std::to_string(args->nproc).c_str(), 1);
                 ::setenv("MASTER_ADDR", "127.0.0.1", 1);
                 ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+                if (rank == 0 && listening >= 0) {
+                  ::fcntl(listening, F_SETFD, 0);  // kept across exec, for rank 0 only
+                  ::setenv("WW_RENDEZVOUS_FD", std::to_string(listening).c_str(), 1);
+                } else {
+                  ::unsetenv("WW_RENDEZVOUS_FD");  // one in our own environment names no socket of theirs
+                }
                 std::vector<char*> argv = {exe};
                 for (std::string& a : args->command) argv.push_back(a.data());
                 argv.push_back(nullptr);
@@ -115,6 +106,8 @@ Command launch_command(CLI::App& app) {
               }
               ranks.push_back(pid);
             }
+            // Rank 0 holds it now; a copy here would keep accepting connections should rank 0 die.
+            if (listening >= 0) ::close(listening);
             std::fprintf(stderr, "wattwise launch: %d ranks, rendezvous 127.0.0.1:%d\n", args->nproc, port);
 
             int result = 0, running = args->nproc;

@@ -63,7 +63,7 @@ std::unique_ptr<ProcessGroup> join(const World& world, Device device, const Join
                       std::to_string(int64_t(seconds)) + " s so far; " + gives_up + ")");
   };
   auto store = std::make_unique<TcpStore>(world.master_addr, world.master_port, world.rank == 0, options.timeout,
-                                          waiting_for_rank_0, options.report_every);
+                                          waiting_for_rank_0, options.report_every, world.rendezvous_fd);
 
   // Every rank publishes its fingerprint and reads everyone's: all refuse together, naming who differs.
   const std::vector<char> mine(options.fingerprint.begin(), options.fingerprint.end());

@@ -117,25 +117,42 @@ bool serve_message(Peer& peer, std::map<std::string, std::vector<char>>& values,
 
 }  // namespace
 
+int listen_for_rendezvous(int port, int* bound) {
+  // Every interface, as torch's TCPStore: MASTER_ADDR names this machine as the others reach it.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail("rendezvous: cannot open a socket (", std::strerror(errno), ")");
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(uint16_t(port));
+  socklen_t length = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 512) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    const int error = errno;
+    ::close(fd);
+    if (error == EADDRINUSE && port != 0)
+      fail("MASTER_PORT ", port, " is in use on this machine (another job?): choose a free one with MASTER_PORT");
+    fail("rendezvous: cannot listen on port ", port, " (", std::strerror(error), ")");
+  }
+  *bound = ntohs(addr.sin_port);
+  return fd;
+}
+
 TcpStore::TcpStore(const std::string& host, int port, bool serve, std::chrono::milliseconds timeout,
-                   const std::function<void(double)>& waiting, std::chrono::milliseconds report_every)
+                   const std::function<void(double)>& waiting, std::chrono::milliseconds report_every, int listening)
     : host_(host), port_(port), timeout_(timeout) {
   if (serve) {
-    // Every interface, as torch's TCPStore: MASTER_ADDR names this machine as the others reach it.
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) fail("rendezvous: cannot open a socket (", std::strerror(errno), ")");
-    const int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-    addr.sin_port = htons(uint16_t(port));
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 512) != 0) {
-      const int error = errno;
-      ::close(listen_fd_);
-      if (error == EADDRINUSE)
-        fail("MASTER_PORT ", port, " is in use on this machine (another job?): choose a free one with MASTER_PORT");
-      fail("rendezvous: cannot listen on port ", port, " (", std::strerror(error), ")");
+    if (listening >= 0) {
+      // A copy of our own: the owner's socket outlives this store (a later join may serve on it).
+      listen_fd_ = ::fcntl(listening, F_DUPFD_CLOEXEC, 0);
+      if (listen_fd_ < 0)
+        fail("rendezvous: cannot use the socket handed over for port ", port, " (descriptor ", listening, ": ",
+             std::strerror(errno), ")");
+    } else {
+      int bound = 0;
+      listen_fd_ = listen_for_rendezvous(port, &bound);
     }
     if (::pipe2(wake_fd_, O_CLOEXEC) != 0) {
       close_all();

@@ -1,6 +1,10 @@
 #include "wattwise/dist/world.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <string_view>
 
@@ -19,6 +23,17 @@ int parse_int(const char* name, const char* text, long min, long max) {
     fail("environment variable ", name, "='", s, "' is not a whole number");
   if (value < min || value > max) fail("environment variable ", name, "=", value, " is out of range [", min, ", ", max, "]");
   return int(value);
+}
+
+// Whether descriptor `fd` is a socket listening on `port`.
+bool listens_on(int fd, int port) {
+  sockaddr_in addr{};
+  socklen_t length = sizeof addr;
+  int listening = 0;
+  socklen_t size = sizeof listening;
+  return ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0 && addr.sin_family == AF_INET &&
+         ntohs(addr.sin_port) == port && ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 &&
+         listening != 0;
 }
 
 struct Names {
@@ -75,6 +90,12 @@ World world_from(const std::function<const char*(const char*)>& lookup) {
     world.master_addr = addr;
   }
   if (const char* port = lookup("MASTER_PORT")) world.master_port = parse_int("MASTER_PORT", port, 1, 65535);
+  if (const char* fd = lookup("WW_RENDEZVOUS_FD")) {
+    world.rendezvous_fd = parse_int("WW_RENDEZVOUS_FD", fd, 0, INT_MAX);
+    if (!listens_on(world.rendezvous_fd, world.master_port))
+      fail("environment variable WW_RENDEZVOUS_FD=", world.rendezvous_fd, " is not a socket listening on MASTER_PORT ",
+           world.master_port, " (`wattwise launch` sets it for rank 0 only)");
+  }
   return world;
 }
 

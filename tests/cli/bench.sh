@@ -78,8 +78,7 @@ assert abs(2 * d["tokens_per_s_per_rank"] - m["tokens_per_s"]) <= 1e-9 * m["toke
 assert 0 <= d["communication_share"] <= 1, d
 assert abs(d["communication_share"] * m["elapsed_s"] - d["communication_s"]) <= 1e-9, (d, m["elapsed_s"])
 PY'
-WORLD_SIZE=1 RANK=0 MASTER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
-  "$bin" "${bench_tiny[@]}" --json one > /dev/null 2> one_err.txt
+ranks_on_free_port 1 one_err.txt 'WORLD_SIZE=1 RANK=0 MASTER_PORT=$port "$bin" "${bench_tiny[@]}" --json one > /dev/null 2> one_err.txt'
 check "WORLD_SIZE=1: the data-parallel path on one rank, the same loss as one process" \
   'json one "m[\"distributed\"][\"ranks\"] == 1 and m[\"final_loss\"] == $(json f "m[\"final_loss\"]")" | grep -q True || { cat one_err.txt; false; }'
 # ZeRO under the launcher: every rank's memory reported; ZeRO 2 holds half the optimizer state of ZeRO 0.

@@ -177,22 +177,19 @@ check "metrics.json: communication time and per-rank batch reported" \
   'python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[\"distributed\"]; sys.exit(0 if d[\"communication_s\"] >= 0 and d[\"rows_per_rank\"] == [3, 3] else 1)" "$B/metrics.json"'
 
 # --- the launchers' variables by hand: torchrun's and Open MPI's ---
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # Starts ranks 0 and 1 of a job with the variables `vars` names (torchrun or mpirun) and the train
 # arguments after it, stderr into $work/<name>_<rank>; sets rc0 and rc1.
 two_ranks() {  # vars name train-args...
-  local vars=$1 name=$2 r; shift 2
-  local port; port=$(free_port)
-  for r in 0 1; do
-    if [ "$vars" = torchrun ]; then
-      WORLD_SIZE=2 RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bin" train "$@" 2> "$work/${name}_$r" &
-    else
-      OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=$r OMPI_COMM_WORLD_LOCAL_RANK=$r OMPI_COMM_WORLD_LOCAL_SIZE=2 \
-        MASTER_PORT=$port "$bin" train "$@" 2> "$work/${name}_$r" &
-    fi
-    pids[$r]=$!
-  done
-  wait "${pids[0]}"; rc0=$?; wait "${pids[1]}"; rc1=$?
+  local vars=$1 name=$2; shift 2
+  local args=("$@")
+  if [ "$vars" = torchrun ]; then
+    ranks_on_free_port 2 "$work/${name}_0" 'WORLD_SIZE=2 RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+      "$bin" train "${args[@]}" 2> "$work/${name}_$r"'
+  else
+    ranks_on_free_port 2 "$work/${name}_0" 'OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=$r OMPI_COMM_WORLD_LOCAL_RANK=$r \
+      OMPI_COMM_WORLD_LOCAL_SIZE=2 MASTER_PORT=$port "$bin" train "${args[@]}" 2> "$work/${name}_$r"'
+  fi
+  read -r rc0 rc1 <<< "$rcs"
 }
 two_ranks torchrun tr "${bert[@]}" --train.batch_size 6 "${steps20[@]}" --run.name torchrun_vars
 check "torchrun's variables by hand: both ranks exit 0, same run as launch's" \
@@ -202,20 +199,16 @@ check "Open MPI's variables: both ranks exit 0, same run" \
   '[ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] && same_log "$(run_of bert_2)" "$(run_of mpi_vars)" 0 || { cat "$work/mpi_0" "$work/mpi_1"; false; }'
 
 # --- errors: different configurations, a missing rank, a port in use ---
-port=$(free_port)
-for r in 0 1; do
-  WORLD_SIZE=2 RANK=$r MASTER_PORT=$port "$bin" train "${bert[@]}" --train.batch_size 6 --train.weight_decay "0.0$r" \
-    --run.name mismatch 2> "$work/mm_$r" &
-  pids[$r]=$!
-done
-wait "${pids[0]}"; rc0=$?; wait "${pids[1]}"; rc1=$?
+ranks_on_free_port 2 "$work/mm_0" 'WORLD_SIZE=2 RANK=$r MASTER_PORT=$port "$bin" train "${bert[@]}" --train.batch_size 6 \
+  --train.weight_decay "0.0$r" --run.name mismatch 2> "$work/mm_$r"'
+read -r rc0 rc1 <<< "$rcs"
 check "ranks with different configurations: both refuse (exit 1) in one line naming the other rank, no run folder" \
   '[ $rc0 -eq 1 ] && [ $rc1 -eq 1 ] && grep -q "^wattwise: error: rank 0: rank 1 started with a different configuration" "$work/mm_0" &&
    grep -q "rank 1: rank 0 started with a different configuration" "$work/mm_1" && [ "$(wc -l < "$work/mm_0")" -eq 1 ] &&
    [ -z "$(run_of mismatch)" ] || { cat "$work/mm_0" "$work/mm_1"; false; }'
-WORLD_SIZE=2 RANK=0 MASTER_PORT=$port "$bin" train "${bert[@]}" --train.batch_size 6 --run.dist_timeout_s 2 \
-  --run.name missing 2> "$work/missing"
-rc=$?
+ranks_on_free_port 1 "$work/missing" 'WORLD_SIZE=2 RANK=0 MASTER_PORT=$port "$bin" train "${bert[@]}" --train.batch_size 6 \
+  --run.dist_timeout_s 2 --run.name missing 2> "$work/missing"'
+rc=$rcs
 check "a missing rank: rank 0 gives up after run.dist_timeout_s with one line, no run folder" \
   '[ $rc -eq 1 ] && grep -q "no rank set .fingerprint/1. within 2 s" "$work/missing" && [ -z "$(run_of missing)" ] ||
    { cat "$work/missing"; false; }'

@@ -29,21 +29,13 @@ bert=(--data.path "$work/train.tsv" --model.tokenizer "$work/tok" --data.max_len
 gpt2=(--model.arch gpt2 --model.preset tiny --model.tokenizer "$src/tests/fixtures/bpe/tiny" --data.path "$work/text.txt"
       --data.block_size 32 --data.cache_dir "$work/cache" --data.max_eval_examples 8 --train.batch_size 4 "${common[@]}")
 run_of() { ls -d "$runs/"*_"$1" 2>/dev/null | head -1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # Starts a job by hand: rank r of N on the host named by the r-th word of HOSTS; waits for all.
 # Sets $rcs to the ranks' exit codes; rank r's stderr goes to $work/<name>_<r>.
 job() {  # name, hosts ("nodeA nodeA nodeB"), train args...
   local name=$1 hosts=($2); shift 2
-  local n=${#hosts[@]} port pids=() r
-  port=$(free_port)
-  for ((r = 0; r < n; ++r)); do
-    WW_HOST_NAME=${hosts[$r]} WORLD_SIZE=$n RANK=$r LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-      "$bin" train "$@" 2> "$work/${name}_$r" &
-    pids+=($!)
-  done
-  rcs=""
-  for pid in "${pids[@]}"; do wait "$pid"; rcs="$rcs$? "; done
-  rcs=${rcs% }
+  local n=${#hosts[@]} args=("$@")
+  ranks_on_free_port "$n" "$work/${name}_0" 'WW_HOST_NAME=${hosts[$r]} WORLD_SIZE=$n RANK=$r LOCAL_RANK=$r \
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$bin" train "${args[@]}" 2> "$work/${name}_$r"'
 }
 
 # --- the baselines: one process, the same configurations ---

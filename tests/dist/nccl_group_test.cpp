@@ -22,7 +22,8 @@ TEST(NcclGroup, OneRankCollectivesLeaveTheValues) {
   JoinOptions options;
   options.timeout = std::chrono::seconds(60);
   options.fingerprint = "one";
-  auto group = join(ww::testing::world_of(0, 1, ww::testing::free_port()), Device::cuda(0), options);
+  const ww::testing::Rendezvous rendezvous;
+  auto group = join(rendezvous.world(0, 1), Device::cuda(0), options);
   EXPECT_EQ(group->backend(), "nccl");
   EXPECT_EQ(group->size(), 1);
 

@@ -22,7 +22,7 @@ namespace ww::dist {
 namespace {
 
 using ww::testing::bound_socket;
-using ww::testing::free_port;
+using ww::testing::Rendezvous;
 using ww::testing::run_ranks;
 using ww::testing::world_of;
 
@@ -36,7 +36,8 @@ JoinOptions options(std::chrono::milliseconds timeout = 60s, std::string fingerp
 }
 
 TEST(GlooGroup, SumsAreCorrectAndTheSameBitsOnEveryRank) {
-  const int size = 3, port = free_port();
+  const int size = 3;
+  const Rendezvous rendezvous;
   const int64_t n = 100003;  // not a multiple of the ranks or of Gloo's segments
   std::vector<std::vector<float>> inputs(size), outputs(size);
   for (int r = 0; r < size; ++r) {
@@ -46,7 +47,7 @@ TEST(GlooGroup, SumsAreCorrectAndTheSameBitsOnEveryRank) {
   }
   std::vector<std::vector<double>> scalars(size);
   const auto errors = run_ranks(size, [&](int rank) {
-    auto group = join(world_of(rank, size, port), Device::cpu(), options());
+    auto group = join(rendezvous.world(rank, size), Device::cpu(), options());
     EXPECT_EQ(group->rank(), rank);
     EXPECT_EQ(group->size(), size);
     EXPECT_EQ(group->backend(), "gloo");
@@ -75,7 +76,7 @@ TEST(GlooGroup, SumsAreCorrectAndTheSameBitsOnEveryRank) {
 // the same buffer (Gloo's algorithm is built once per buffer) with new values.
 TEST(GlooGroup, ReduceScatterSumsEachRanksPartAndAllGatherJoinsThem) {
   for (const int size : {2, 3, 4}) {
-    const int port = free_port();
+    const Rendezvous rendezvous;
     std::vector<int64_t> counts;
     for (int r = 0; r < size; ++r) counts.push_back(r == 1 ? 0 : 1000 + 37 * r);
     int64_t n = 0;
@@ -83,7 +84,7 @@ TEST(GlooGroup, ReduceScatterSumsEachRanksPartAndAllGatherJoinsThem) {
     auto input = [&](int rank, int round, int64_t i) { return float((rank + 1) * (i % 97)) * 0.25f + float(round); };
     std::vector<std::vector<float>> scattered(size), gathered(size);
     const auto errors = run_ranks(size, [&](int rank) {
-      auto group = join(world_of(rank, size, port), Device::cpu(), options());
+      auto group = join(rendezvous.world(rank, size), Device::cpu(), options());
       Tensor values = Tensor::empty({n}, DType::F32);
       for (int round = 0; round < 2; ++round) {
         for (int64_t i = 0; i < n; ++i) values.data<float>()[i] = input(rank, round, i);
@@ -112,11 +113,12 @@ TEST(GlooGroup, ReduceScatterSumsEachRanksPartAndAllGatherJoinsThem) {
 // address), then both sum a third shape. A group whose set-up depended on the address would
 // rebuild on one rank only, the ranks' communication slots would part, and both would time out.
 TEST(GlooGroup, ReduceScatterDoesNotDependOnWhereTheBuffersAre) {
-  const int size = 2, port = free_port();
+  const int size = 2;
+  const Rendezvous rendezvous;
   const std::vector<int64_t> counts = {300, 301}, other = {50, 60};
   std::vector<std::vector<float>> results(size);
   const auto errors = run_ranks(size, [&](int rank) {
-    auto group = join(world_of(rank, size, port), Device::cpu(), options(10s));
+    auto group = join(rendezvous.world(rank, size), Device::cpu(), options(10s));
     Tensor first = Tensor::empty({601}, DType::F32), second = Tensor::empty({601}, DType::F32);
     for (int round = 0; round < 2; ++round) {
       Tensor& values = rank == 1 && round == 1 ? second : first;
@@ -137,11 +139,12 @@ TEST(GlooGroup, ReduceScatterDoesNotDependOnWhereTheBuffersAre) {
 }
 
 TEST(GlooGroup, BroadcastsCopyTheRootsValuesAndText) {
-  const int size = 2, port = free_port();
+  const int size = 2;
+  const Rendezvous rendezvous;
   std::vector<std::vector<float>> got(size);
   std::vector<std::string> text(size);
   const auto errors = run_ranks(size, [&](int rank) {
-    auto group = join(world_of(rank, size, port), Device::cpu(), options());
+    auto group = join(rendezvous.world(rank, size), Device::cpu(), options());
     Tensor values = Tensor::from_vector(std::vector<float>{float(rank), float(rank) + 0.5f, -1.0f}, {3});
     group->broadcast(values, 1);
     got[rank] = values.to_float_vector();
@@ -157,9 +160,10 @@ TEST(GlooGroup, BroadcastsCopyTheRootsValuesAndText) {
 }
 
 TEST(GlooGroup, ADifferentConfigurationIsRefusedOnEveryRankNamingTheRank) {
-  const int size = 3, port = free_port();
+  const int size = 3;
+  const Rendezvous rendezvous;
   const auto errors = run_ranks(size, [&](int rank) {
-    join(world_of(rank, size, port), Device::cpu(), options(60s, rank == 1 ? "config B" : "config A"));
+    join(rendezvous.world(rank, size), Device::cpu(), options(60s, rank == 1 ? "config B" : "config A"));
   });
   EXPECT_EQ(errors[0],
             "rank 0: rank 1 started with a different configuration or wattwise version (config B against this rank's "
@@ -182,14 +186,15 @@ TEST(GlooGroup, APortInUseIsOneClearError) {
 }
 
 TEST(GlooGroup, AMissingRankIsAnErrorAfterTheTimeoutNotAHang) {
-  const int port = free_port();
+  const Rendezvous rendezvous;
+  const int port = rendezvous.port();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> lines;
   JoinOptions o = options(1500ms);
   o.report_every = 400ms;
   o.waiting = [&](const std::string& line) { lines.push_back(line); };
   try {
-    join(world_of(0, 2, port), Device::cpu(), o);  // rank 1 never starts
+    join(rendezvous.world(0, 2), Device::cpu(), o);  // rank 1 never starts
     ADD_FAILURE() << "joined without rank 1";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no rank set 'fingerprint/1' within 1 s: a rank has not started or has failed"),
@@ -205,7 +210,10 @@ TEST(GlooGroup, AMissingRankIsAnErrorAfterTheTimeoutNotAHang) {
 }
 
 TEST(GlooGroup, ARankThatIsNotThereIsAnErrorForTheOthers) {
-  const int port = free_port();
+  // A port held by a socket that is bound but does not listen: connecting is refused, and no other
+  // process can listen on it meanwhile.
+  int port = 0;
+  const int fd = bound_socket(INADDR_LOOPBACK, false, &port);
   std::vector<std::string> lines;
   JoinOptions o = options(1500ms);
   o.report_every = 400ms;
@@ -218,15 +226,17 @@ TEST(GlooGroup, ARankThatIsNotThereIsAnErrorForTheOthers) {
               std::string::npos)
         << e.what();
   }
+  ::close(fd);
   ASSERT_GE(lines.size(), 2u);
   EXPECT_EQ(lines.front().rfind("rank 1: waiting for rank 0 at 127.0.0.1:" + std::to_string(port), 0), 0u) << lines.front();
 }
 
 TEST(GlooGroup, ARankThatDiesMakesTheOthersFailPromptly) {
-  const int size = 2, port = free_port();
+  const int size = 2;
+  const Rendezvous rendezvous;
   std::chrono::steady_clock::duration waited{};
   const auto errors = run_ranks(size, [&](int rank) {
-    auto group = join(world_of(rank, size, port), Device::cpu(), options(120s));
+    auto group = join(rendezvous.world(rank, size), Device::cpu(), options(120s));
     group->barrier();
     if (rank == 1) {
       group.reset();  // dies: its connections close
@@ -248,10 +258,11 @@ TEST(GlooGroup, ARankThatDiesMakesTheOthersFailPromptly) {
 }
 
 TEST(GlooGroup, ARankThatHangsMakesTheOthersTimeOut) {
-  const int size = 2, port = free_port();
+  const int size = 2;
+  const Rendezvous rendezvous;
   std::atomic<bool> done{false};
   const auto errors = run_ranks(size, [&](int rank) {
-    auto group = join(world_of(rank, size, port), Device::cpu(), options(5s));  // (5 s: the barrier on a loaded machine)
+    auto group = join(rendezvous.world(rank, size), Device::cpu(), options(5s));  // (5 s: the barrier on a loaded machine)
     group->barrier();
     if (rank == 1) {  // alive, connected, but never joins the next collective
       while (!done) std::this_thread::sleep_for(10ms);

@@ -1,11 +1,13 @@
 // The distributed world read from each launcher's environment, and the errors for bad values.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <map>
 #include <string>
 
 #include "wattwise/core/error.h"
+#include "wattwise/dist/store.h"
 #include "wattwise/dist/world.h"
 
 namespace ww::dist {
@@ -99,6 +101,27 @@ TEST(World, BadValuesNameTheVariable) {
   EXPECT_EQ(error_of({{"WORLD_SIZE", "4"}, {"RANK", "1"}, {"LOCAL_RANK", "2"}, {"LOCAL_WORLD_SIZE", "2"}}),
             "environment variable LOCAL_RANK=2 is not below the processes on this machine (2)");
   EXPECT_EQ(error_of({{"WORLD_SIZE", "-1"}, {"RANK", "0"}}), "environment variable WORLD_SIZE=-1 is out of range [1, 65536]");
+}
+
+// `wattwise launch` hands rank 0 the socket it picked the port with (WW_RENDEZVOUS_FD): taken when
+// it listens on MASTER_PORT, refused naming the variable otherwise.
+TEST(World, TheLaunchersRendezvousSocketMustListenOnMasterPort) {
+  int port = 0;
+  const int fd = listen_for_rendezvous(0, &port);
+  const std::string fd_text = std::to_string(fd), port_text = std::to_string(port);
+  EXPECT_EQ(world_of({}).rendezvous_fd, -1);
+  EXPECT_EQ(world_of({{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_PORT", port_text}, {"WW_RENDEZVOUS_FD", fd_text}})
+                .rendezvous_fd,
+            fd);
+  const std::string other = std::to_string(port == 65535 ? 1 : port + 1);
+  EXPECT_EQ(error_of({{"MASTER_PORT", other}, {"WW_RENDEZVOUS_FD", fd_text}}),
+            "environment variable WW_RENDEZVOUS_FD=" + fd_text + " is not a socket listening on MASTER_PORT " + other +
+                " (`wattwise launch` sets it for rank 0 only)");
+  ::close(fd);
+  EXPECT_EQ(error_of({{"MASTER_PORT", port_text}, {"WW_RENDEZVOUS_FD", fd_text}}),
+            "environment variable WW_RENDEZVOUS_FD=" + fd_text + " is not a socket listening on MASTER_PORT " +
+                port_text + " (`wattwise launch` sets it for rank 0 only)");
+  EXPECT_EQ(error_of({{"WW_RENDEZVOUS_FD", "-3"}}), "environment variable WW_RENDEZVOUS_FD=-3 is out of range [0, 2147483647]");
 }
 
 // Ranks are grouped by machine_name(): WW_HOST_NAME when set and not empty, else the host name

@@ -239,11 +239,11 @@ TEST(TrainCheckpoint, ShardedOptimizerStateIsWrittenByEveryRankAndReshardsOnLoad
   const std::vector<float> expected = state_of(f.optimizer, "exp_avg_sq");
 
   fs::path written;
-  int port = ww::testing::free_port();
+  const ww::testing::Rendezvous three_ranks;
   auto errors = ww::testing::run_ranks(3, [&](int rank) {
     dist::JoinOptions join;
     join.timeout = std::chrono::seconds(60);
-    auto group = dist::join(ww::testing::world_of(rank, 3, port), Device::cpu(), join);
+    auto group = dist::join(three_ranks.world(rank, 3), Device::cpu(), join);
     models::SequenceClassifier model = Fixture::make_model();
     train::Optimizer optimizer(model.parameters(), train::OptimizerOptions{}, train::shard_of(group.get(), n));
     train_steps(model, optimizer);
@@ -284,11 +284,11 @@ TEST(TrainCheckpoint, ShardedOptimizerStateIsWrittenByEveryRankAndReshardsOnLoad
   EXPECT_EQ(whole.steps_taken(), 3);
   // Into two ranks: each its part.
   std::vector<std::vector<float>> parts(2);
-  port = ww::testing::free_port();
+  const ww::testing::Rendezvous two_ranks;
   errors = ww::testing::run_ranks(2, [&](int rank) {
     dist::JoinOptions join;
     join.timeout = std::chrono::seconds(60);
-    auto group = dist::join(ww::testing::world_of(rank, 2, port), Device::cpu(), join);
+    auto group = dist::join(two_ranks.world(rank, 2), Device::cpu(), join);
     models::SequenceClassifier model = Fixture::make_model();
     train::Optimizer optimizer(model.parameters(), train::OptimizerOptions{}, train::shard_of(group.get(), n));
     load_checkpoint_tensors(c, model.parameters(), optimizer);

@@ -330,11 +330,11 @@ TEST(AdaptiveAccumulationTrainer, RanksAgreeAndZeroStagesMeasureAlike) {
     SCOPED_TRACE("ZeRO " + std::to_string(zero));
     std::vector<Trace> traces(ranks);
     std::vector<size_t> gradient_bytes(ranks);
-    const int port = testing::free_port();
+    const testing::Rendezvous rendezvous;
     const auto errors = testing::run_ranks(ranks, [&](int rank) {
       dist::JoinOptions join;
       join.timeout = std::chrono::seconds(60);
-      std::unique_ptr<dist::ProcessGroup> group = dist::join(testing::world_of(rank, ranks, port), Device::cpu(), join);
+      std::unique_ptr<dist::ProcessGroup> group = dist::join(rendezvous.world(rank, ranks), Device::cpu(), join);
       models::SequenceClassifier model(model_config(), Device::cpu());
       model.init_weights(21);
       train::Trainer trainer(model, adaptive_options(group.get(), zero, 0.9));

@@ -25,7 +25,8 @@ dist::JoinOptions join_options() {
 
 TEST(GradientBuckets, CutAtBoundariesOnceABucketIsFull) {
   // One rank: the plan only (its sums are the values themselves).
-  auto group = dist::join(ww::testing::world_of(0, 1, ww::testing::free_port()), Device::cpu(), join_options());
+  const ww::testing::Rendezvous rendezvous;
+  auto group = dist::join(rendezvous.world(0, 1), Device::cpu(), join_options());
   EXPECT_EQ(GradientBuckets(*group, {900, 600, 300, 0}, 1000, 250).buckets(),
             (Buckets{{600, 1000}, {300, 600}, {0, 300}}));
   EXPECT_EQ(GradientBuckets(*group, {900, 600, 300, 0}, 1000, 1).buckets(),
@@ -36,12 +37,13 @@ TEST(GradientBuckets, CutAtBoundariesOnceABucketIsFull) {
 }
 
 TEST(GradientBuckets, SumsLikeOneAllReduceAndRanksWithoutBackwardJoinIn) {
-  const int ranks = 3, port = ww::testing::free_port();
+  const int ranks = 3;
+  const ww::testing::Rendezvous rendezvous;
   const int64_t n = 1000;
   const std::vector<int64_t> boundaries = {900, 600, 300, 0};
   std::vector<std::vector<float>> got(ranks);
   const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
-    auto group = dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join_options());
+    auto group = dist::join(rendezvous.world(rank, ranks), Device::cpu(), join_options());
     GradientBuckets buckets(*group, boundaries, n, 250);
     std::vector<float> values(n);
     for (int round = 0; round < 2; ++round) {
@@ -61,10 +63,11 @@ TEST(GradientBuckets, SumsLikeOneAllReduceAndRanksWithoutBackwardJoinIn) {
 }
 
 TEST(GradientBuckets, APeerThatStoppedIsAnErrorWhenWaiting) {
-  const int ranks = 2, port = ww::testing::free_port();
+  const int ranks = 2;
+  const ww::testing::Rendezvous rendezvous;
   std::string waited_error;
   const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
-    auto group = dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join_options());
+    auto group = dist::join(rendezvous.world(rank, ranks), Device::cpu(), join_options());
     group->barrier();
     if (rank == 1) return;  // leaves: its group closes its connections
     GradientBuckets buckets(*group, {0}, 100, 10);

@@ -311,7 +311,8 @@ TEST(OptimizerClass, ClipCoefficientAsTorch) {
 TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
   const json& f = fixture();
   const json& c = f["cases"][0];  // AdamW
-  const int ranks = 3, port = ww::testing::free_port();
+  const int ranks = 3;
+  const ww::testing::Rendezvous rendezvous;
   const int64_t steps = f["steps"].get<int64_t>();
 
   models::ParameterStore reference_store = fixture_store();
@@ -330,7 +331,7 @@ TEST(OptimizerClass, ShardedStateGivesTheUnshardedSteps) {
   const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
     dist::JoinOptions join_options;
     join_options.timeout = std::chrono::seconds(60);
-    auto group = dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join_options);
+    auto group = dist::join(rendezvous.world(rank, ranks), Device::cpu(), join_options);
     models::ParameterStore store = fixture_store();
     train::Optimizer optimizer(store, case_options(c), train::shard_of(group.get(), store.numel()));
     EXPECT_TRUE(optimizer.sharded());
@@ -462,7 +463,7 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
     for (const auto& [name, t] : reference_optimizer.state())
       if (name != "step") expected_state[name] = read_back(t);
 
-    const int port = ww::testing::free_port();
+    const ww::testing::Rendezvous rendezvous;
     std::vector<std::vector<float>> params(ranks);
     std::vector<std::map<std::string, std::vector<float>>> state(ranks);
     std::vector<std::vector<train::StepReport>> reports(ranks);
@@ -471,7 +472,7 @@ TEST(CudaOptimizer, ShardedStepsOnGpuEqualTheUnshardedOnes) {
     const auto errors = ww::testing::run_ranks(ranks, [&](int rank) {
       dist::JoinOptions join;
       join.timeout = std::chrono::seconds(60);
-      ww::testing::HostBridgeGroup group(dist::join(ww::testing::world_of(rank, ranks, port), Device::cpu(), join), Device::cuda(0));
+      ww::testing::HostBridgeGroup group(dist::join(rendezvous.world(rank, ranks), Device::cpu(), join), Device::cuda(0));
       models::ParameterStore store = make_store(Device::cuda(0));
       const train::OptimizerShard shard = train::shard_of(&group, store.numel());
       train::Optimizer optimizer(store, options, shard);

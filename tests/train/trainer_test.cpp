@@ -390,7 +390,8 @@ TEST(DataParallelOnGpu, OneRankThroughNcclEqualsOneProcessBitForBit) {
   const std::vector<float> plain = run(nullptr, plain_losses);
   dist::JoinOptions join;
   join.timeout = std::chrono::seconds(60);
-  auto group = dist::join(ww::testing::world_of(0, 1, ww::testing::free_port()), Device::cuda(0), join);
+  const ww::testing::Rendezvous rendezvous;
+  auto group = dist::join(rendezvous.world(0, 1), Device::cuda(0), join);
   ASSERT_TRUE(group->can_record());
   for (int64_t bucket_elements : {train::kDefaultBucketBytes / 4, int64_t(20000), int64_t(0)}) {
     SCOPED_TRACE("bucket elements " + std::to_string(bucket_elements));
@@ -437,11 +438,11 @@ void zero2_in_slots_equals_one_process(Device device) {
   std::vector<std::vector<double>> losses(ranks);
   std::vector<std::vector<float>> params(ranks);
   std::vector<size_t> gradient_bytes(ranks);
-  const int port = ww::testing::free_port();
+  const ww::testing::Rendezvous rendezvous;
   const auto errors = ww::testing::run_ranks(int(ranks), [&](int rank) {
     dist::JoinOptions join;
     join.timeout = std::chrono::seconds(60);
-    std::unique_ptr<dist::ProcessGroup> host = dist::join(ww::testing::world_of(rank, int(ranks), port), Device::cpu(), join);
+    std::unique_ptr<dist::ProcessGroup> host = dist::join(rendezvous.world(rank, int(ranks)), Device::cpu(), join);
     std::unique_ptr<dist::ProcessGroup> group =
         device.is_cuda() ? std::make_unique<ww::testing::HostBridgeGroup>(std::move(host), device) : std::move(host);
     models::SequenceClassifier model(config, device);

@@ -13,14 +13,22 @@
 
 namespace ww::dist {
 
+// A socket listening on `port` of every interface, as rank 0's store listens (a port in use is an
+// error naming it); port 0 takes one the kernel picks, and *bound says which. For a port chosen
+// before the ranks start (`wattwise launch`, tests): a port found free, closed and bound again
+// later can be taken in between by another process, while this socket holds it until rank 0's
+// store serves on it (World::rendezvous_fd).
+int listen_for_rendezvous(int port, int* bound);
+
 class TcpStore {
  public:
-  // Rank 0 (`serve`) listens on `host`:`port` first (a port in use is an error naming it); then
-  // every rank connects, retrying until `timeout` (rank 0 may start last); meanwhile `waiting` (if
-  // given) is called every `report_every` with the seconds so far.
+  // Rank 0 (`serve`) listens on `host`:`port` first (a port in use is an error naming it), or, when
+  // `listening` is a socket, on that one (a copy: the caller keeps its own), which must already
+  // listen on `port`; then every rank connects, retrying until `timeout` (rank 0 may start last);
+  // meanwhile `waiting` (if given) is called every `report_every` with the seconds so far.
   TcpStore(const std::string& host, int port, bool serve, std::chrono::milliseconds timeout,
            const std::function<void(double)>& waiting = {},
-           std::chrono::milliseconds report_every = std::chrono::seconds(30));
+           std::chrono::milliseconds report_every = std::chrono::seconds(30), int listening = -1);
   ~TcpStore();
   TcpStore(const TcpStore&) = delete;
   TcpStore& operator=(const TcpStore&) = delete;

@@ -17,6 +17,10 @@ struct World {
   int local_rank = 0, local_size = 1;  // among those on this machine (picks the GPU)
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  // Rank 0's rendezvous socket, already listening on master_port, when its launcher bound it
+  // (WW_RENDEZVOUS_FD, which `wattwise launch` sets when it picks the port): a port found free and
+  // closed could be taken by another process before rank 0 binds it; -1 for rank 0 to bind it.
+  int rendezvous_fd = -1;
   std::string launcher;  // "torchrun" (WORLD_SIZE...), "mpirun", "srun", or "" (one process)
   bool distributed() const { return size > 1; }
   // Whether this process joins a job: several ranks, or torchrun-style variables even for one
