@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "wattwise/core/error.h"
+#include "wattwise/experiment/classifier.h"
 #include "wattwise/experiment/evaluate.h"
-#include "wattwise/experiment/execution.h"
 #include "wattwise/experiment/quantize.h"
 #include "wattwise/experiment/run_dir.h"
 #include "wattwise/experiment/run_energy.h"
@@ -21,36 +20,22 @@
 
 namespace ww::experiment {
 
-namespace {
-std::vector<float> softmax(const float* logits, int64_t n) {
-  float max = *std::max_element(logits, logits + n);
-  std::vector<float> p(static_cast<size_t>(n));
-  double sum = 0;
-  for (int64_t k = 0; k < n; ++k) sum += p[size_t(k)] = std::exp(logits[k] - max);
-  for (auto& v : p) v = float(v / sum);
-  return p;
-}
-}  // namespace
-
 PredictSummary run_predict(const PredictOptions& options) {
   if (options.batch_size <= 0) fail("--batch-size must be positive, got ", options.batch_size);
   if (options.max_length < 0) fail("--max-length must not be negative, got ", options.max_length);
   check_output_is_not_input(options.input, "--input", options.output, "--output");
-  models::LoadOptions load;
-  load.purpose = models::ModelPurpose::Inference;
+  ClassifierOptions load;
+  load.model_dir = options.model_dir;
+  load.tokenizer = options.tokenizer;
+  load.max_length = options.max_length;
+  load.device = options.device;
+  load.precision = options.precision;
+  load.attention = options.attention;
   load.allow_nonfinite = options.allow_nonfinite;
-  models::SequenceClassifier model = models::SequenceClassifier::from_pretrained(options.model_dir, options.device, load);
-  apply_inference_execution(model, {options.precision, options.attention, "none"});
-  const models::ModelConfig& config = model.config();
-  std::unique_ptr<text::Tokenizer> tokenizer =
-      text::load_tokenizer(options.tokenizer.empty() ? options.model_dir : options.tokenizer);
-  if (tokenizer->vocab_size() > config.vocab_size)
-    fail("tokenizer has ", tokenizer->vocab_size(), " tokens but the model's vocabulary has only ",
-         config.vocab_size);
-  int max_length = options.max_length ? options.max_length : int(std::min<int64_t>(512, config.max_position_embeddings));
-  if (max_length > config.max_position_embeddings)
-    fail("--max-length ", max_length, " exceeds the model's max_position_embeddings ", config.max_position_embeddings);
-  if (max_length < 2) fail("--max-length must be at least 2 (room for [CLS] and [SEP])");
+  InferenceClassifier classifier(load);
+  const models::ModelConfig& config = classifier.config();
+  const text::Tokenizer* tokenizer = &classifier.tokenizer();
+  const int max_length = classifier.max_length();
 
   std::vector<text::TextExample> examples = text::read_text_examples(options.input, options.columns);
   std::vector<text::Encoding> encodings;
@@ -64,44 +49,25 @@ PredictSummary run_predict(const PredictOptions& options) {
     }
   }
 
-  nlohmann::json quantization;
-  if (quantization_of(options.precision)) {
-    std::vector<text::EncodedExample> inputs;
-    for (size_t i = 0; i < encodings.size() && int64_t(i) < options.calibration.examples; ++i)
-      inputs.push_back({encodings[i].input_ids, encodings[i].token_type_ids, 0, 0.0f});
-    quantization = quantize_for_precision(model, options.precision, options.calibration, *tokenizer, inputs,
-                                          max_length, options.batch_size);
-  }
+  nlohmann::json quantization = classifier.quantize(options.calibration, encodings, options.batch_size);
 
   PredictSummary summary;
   summary.run_dir = create_run_dir(options.runs_dir, "predict");
   RunDirGuard run_dir_guard(summary.run_dir);  // a failed prediction leaves no folder behind
   RunEnergy energy(summary.run_dir, energy_settings_for(options.device), "predict");
   energy.begin("inference");
-  const bool token_types = config.type_vocab_size > 0;
   const int64_t L = config.num_labels;
   std::ostringstream out;
   for (size_t start = 0; start < encodings.size(); start += size_t(options.batch_size)) {
     size_t end = std::min(encodings.size(), start + size_t(options.batch_size));
-    int64_t B = int64_t(end - start), T = 0;
-    for (size_t i = start; i < end; ++i) T = std::max<int64_t>(T, int64_t(encodings[i].input_ids.size()));
-    std::vector<int32_t> ids(size_t(B * T), tokenizer->pad_id()), mask(size_t(B * T), 0), types(size_t(B * T), 0);
+    const int64_t B = int64_t(end - start);
+    std::vector<const text::Encoding*> batch;
     for (size_t i = start; i < end; ++i) {
-      const auto& e = encodings[i];
-      for (size_t t = 0; t < e.input_ids.size(); ++t) {
-        size_t k = (i - start) * size_t(T) + t;
-        ids[k] = e.input_ids[t];
-        mask[k] = 1;
-        types[k] = token_types ? e.token_type_ids[t] : 0;
-      }
-      summary.tokens += int64_t(e.input_ids.size());
+      batch.push_back(&encodings[i]);
+      summary.tokens += int64_t(encodings[i].input_ids.size());
     }
-    models::Batch batch;
-    batch.input_ids = Tensor::from_vector(ids, {B, T});
-    batch.attention_mask = Tensor::from_vector(mask, {B, T});
-    if (token_types) batch.token_type_ids = Tensor::from_vector(types, {B, T});
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<float> logits = model.forward(batch, /*training=*/false).to_float_vector();
+    std::vector<float> logits = classifier.logits(batch);
     summary.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     check_finite_logits(logits, L, options.input.string() + ": example", int64_t(start));
     for (int64_t b = 0; b < B; ++b) {
@@ -112,7 +78,7 @@ PredictSummary run_predict(const PredictOptions& options) {
       if (config.regression) {
         line["label"] = row[0];
       } else {
-        std::vector<float> probs = softmax(row, L);
+        std::vector<float> probs = class_probabilities(row, L);
         int64_t best = int64_t(std::max_element(probs.begin(), probs.end()) - probs.begin());
         line["probs"] = probs;
         line["label"] = best;
@@ -130,7 +96,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   metrics["output"] = options.output.string();
   metrics["device"] = options.device.str();
   metrics["precision"] = options.precision;
-  metrics["attention"] = models::attention_kernel_name(model.attention_kernel());
+  metrics["attention"] = classifier.attention_name();
   if (!quantization.is_null()) metrics.update(quantization);
   metrics["peak_memory_bytes"] = memory_stats(options.device).peak;
   metrics["examples"] = summary.examples;
