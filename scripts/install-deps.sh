@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config ccache python3 nlohmann-json3-dev libcli11-dev
-          libtomlplusplus-dev libgloo-dev libcairo2-dev libopenblas-dev libutf8proc-dev zlib1g-dev libgtest-dev libbenchmark-dev
+          libtomlplusplus-dev libgloo-dev libcpp-httplib-dev libcairo2-dev libopenblas-dev libutf8proc-dev zlib1g-dev libgtest-dev libbenchmark-dev
           clang libclang-rt-14-dev)
 
 missing=()

@@ -37,7 +37,8 @@ mkdir -p .deps/debs
 "$shared/tools/device-deps" .deps/debs nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libtomlplusplus3 \
   libopenblas-dev libopenblas0 libopenblas0-pthread libopenblas-pthread-dev libutf8proc-dev libutf8proc2 \
   libgtest-dev libbenchmark-dev libbenchmark1debian pkgconf pkgconf-bin libpkgconf3 zlib1g-dev \
-  libgfortran5 libquadmath0 libgloo-dev libgloo0 libhiredis0.14 libibverbs1 libnl-3-200 libnl-route-3-200 >/dev/null
+  libgfortran5 libquadmath0 libgloo-dev libgloo0 libhiredis0.14 libibverbs1 libnl-3-200 libnl-route-3-200 \
+  libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libbrotli-dev libbrotli1 >/dev/null
 mkdir -p .gpu-carry/data/tokenizers .gpu-carry/data/tinyshakespeare .gpu-carry/packed
 cp -r "$shared/data/tokenizers/bert-base-uncased" "$shared/data/tokenizers/gpt2" .gpu-carry/data/tokenizers/
 cp "$shared/data/tinyshakespeare/input.txt" .gpu-carry/data/tinyshakespeare/

@@ -21,6 +21,7 @@ Command measure_command(CLI::App& app);
 Command pareto_command(CLI::App& app);
 Command predict_command(CLI::App& app);
 Command report_command(CLI::App& app);
+Command serve_command(CLI::App& app);
 Command sweep_command(CLI::App& app);
 Command tokenize_command(CLI::App& app);
 Command train_command(CLI::App& app);

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
       ww::cli::pareto_command(app),
       ww::cli::predict_command(app),
       ww::cli::report_command(app),
+      ww::cli::serve_command(app),
       ww::cli::sweep_command(app),
       ww::cli::tokenize_command(app),
       ww::cli::train_command(app),
@@ -62,9 +63,9 @@ int main(int argc, char** argv) {
       // report it like a full disk. `measure` does this itself, keeping the default for its command.
       if (command.app->get_name() != "measure") std::signal(SIGXFSZ, SIG_IGN);
       // Ctrl-C or a kill mid-run removes the run folder being written (`measure` forwards signals
-      // to its command instead; `train` keeps its own handling).
+      // to its command instead; `train` keeps its own handling; `serve` drains and exits 0).
       if (command.app->get_name() != "measure" && command.app->get_name() != "train" &&
-          command.app->get_name() != "launch")
+          command.app->get_name() != "launch" && command.app->get_name() != "serve")
         ww::experiment::install_interrupt_cleanup();
       return command.run();
     }
