@@ -453,25 +453,24 @@ void TrainConfig::merge_toml_text(const std::string& text, const std::string& or
     std::string section_name(section.str());
     const toml::table* inner = node.as_table();
     if (!inner) {
-      // A Hugging Face TrainingArguments name at the top level (learning_rate = 3e-5).
+      // A value at the top level: only a Hugging Face TrainingArguments name (learning_rate = 3e-5),
+      // which set() translates; anything else is an unknown key there.
       const std::string where = origin + ":" + std::to_string(node.source().begin.line);
       std::optional<std::string> text = toml_scalar_text(node);
-      if (text && hf_training_argument(section_name, *text, *this, where)) {
-        set(section_name, *text, where);
-        continue;
-      }
-      unknown_key(section_name, where);
+      if (!text) unknown_key(section_name, where);
+      set(section_name, *text, where);
+      continue;
     }
     for (auto& [key, value] : *inner) {
       std::string full = section_name + "." + std::string(key.str());
       std::string where = origin + ":" + std::to_string(value.source().begin.line);
       const ConfigKey* k = find_key(full);
       std::optional<std::string> scalar = toml_scalar_text(value);
-      if (!k && scalar && hf_training_argument(full, *scalar, *this, where)) {  // [train] learning_rate = ...
+      if (!k && !scalar) unknown_key(full, where);
+      if (!k) {  // [train] learning_rate = ...: set() translates a Hugging Face name, else names the unknown key
         set(full, *scalar, where);
         continue;
       }
-      if (!k) unknown_key(full, where);
       if (!scalar) fail(where, ": ", full, " must be a string, number or boolean");
       const std::string text_value = *scalar;
       if ((k->type == "string" || k->type == "path") && !value.is_string())
